@@ -1,0 +1,425 @@
+//! Checking one campaign: settings, trigger, steps, sends, labels, A/B
+//! tests, reachability and which sends dominate each engagement predicate.
+
+use super::expr::{self, CampaignScope, LabelInfo, Scope};
+use super::model::*;
+use super::{suggest, Checker};
+use crate::diag::{Code, Diagnostic};
+use crate::source::{FileId, Span};
+use crate::syntax::ast;
+use std::collections::{BTreeMap, BTreeSet};
+
+const MAX_WAIT_MINUTES: u64 = 365 * 24 * 60;
+
+pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option<Campaign> {
+    if cx.model.campaigns.iter().any(|m| m.name == c.name.text) {
+        let first = cx.model.campaigns.iter().find(|m| m.name == c.name.text).map(|m| Origin::Source(m.file, m.name_span));
+        cx.duplicate(file, c.name.span, "campaign", &c.name.text, first.unwrap_or(Origin::Registry));
+        return None;
+    }
+    let mut display_name = None;
+    let mut trigger = None;
+    let mut audience = None;
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for s in &c.settings {
+        let (key, span) = match s {
+            ast::Setting::DisplayName(_, sp) => ("name", *sp),
+            ast::Setting::Trigger(t) => ("trigger", t.span),
+            ast::Setting::Audience(_, sp) => ("audience", *sp),
+        };
+        if let Some(first) = seen.get(key) {
+            cx.report(
+                Diagnostic::new(Code::DuplicateSetting, file, span, format!("campaign `{}` sets `{key}` twice", c.name.text))
+                    .with_label("set again here")
+                    .with_related(*first, "first set here")
+                    .with_help(if key == "trigger" { "a campaign has exactly one trigger" } else { "keep one of the two" }),
+            );
+            continue;
+        }
+        seen.insert(key, span);
+        match s {
+            ast::Setting::DisplayName(n, _) => display_name = Some(n.value.clone()),
+            ast::Setting::Trigger(t) => trigger = Some(check_trigger(cx, file, t)),
+            ast::Setting::Audience(e, _) => {
+                let scope = Scope { audience: is_bare_name(e), ..Scope::plain() };
+                audience = Some(expr::condition(cx, file, e, &scope));
+            }
+        }
+    }
+    let trigger = trigger.unwrap_or_else(|| {
+        cx.report(
+            Diagnostic::new(Code::MissingTrigger, file, c.name.span, format!("campaign `{}` has no trigger", c.name.text))
+                .with_label("never starts")
+                .with_help("add one of: `trigger manual`, `trigger api`, `trigger event NAME`, `trigger scheduled at 2026-12-01 09:00 \"Europe/Paris\"`"),
+        );
+        Trigger::Missing
+    });
+
+    let mut labels = BTreeMap::new();
+    let mut ab_names = BTreeMap::new();
+    collect_labels(cx, file, &c.steps, &mut labels, &mut ab_names);
+    let mut w = Walk { labels: &labels, file, sends: 0 };
+    let sent = BTreeSet::new();
+    let (steps, _) = w.block(cx, &c.steps, &c.name.text, &sent);
+    if w.sends == 0 {
+        cx.report(
+            Diagnostic::new(Code::NoSend, file, c.name.span, format!("campaign `{}` sends nothing", c.name.text))
+                .with_label("no `send` step")
+                .with_help("add a `send CHANNEL.MESSAGE TEMPLATE` step, or remove the campaign"),
+        );
+    }
+    Some(Campaign {
+        name: c.name.text.clone(),
+        display_name,
+        trigger,
+        audience,
+        steps,
+        file,
+        span: c.span,
+        name_span: c.name.span,
+    })
+}
+
+fn is_bare_name(e: &ast::Expr) -> bool {
+    matches!(e.kind, ast::ExprKind::Name(_))
+}
+
+fn check_trigger(cx: &mut Checker, file: FileId, t: &ast::Trigger) -> Trigger {
+    match &t.kind {
+        ast::TriggerKind::Scheduled { at, zone } => {
+            if zone.value.parse::<chrono_tz::Tz>().is_err() {
+                expr::report_zone(cx, file, &zone.value, zone.span);
+            }
+            let time = at.time.unwrap_or(chrono::NaiveTime::MIN);
+            Trigger::Scheduled { at: at.date.and_time(time), zone: zone.value.clone() }
+        }
+        ast::TriggerKind::Event { event, filter } => {
+            if !cx.model.events.contains_key(&event.text) {
+                expr::report_unknown_event(cx, file, event);
+                return Trigger::Event { event: event.text.clone(), filter: None };
+            }
+            let scope = Scope { event: Some(&event.text), ..Scope::plain() };
+            let filter = filter.as_ref().map(|f| expr::condition(cx, file, f, &scope));
+            Trigger::Event { event: event.text.clone(), filter }
+        }
+        ast::TriggerKind::Manual => Trigger::Manual,
+        ast::TriggerKind::Api => Trigger::Api,
+    }
+}
+
+/// Labels are campaign-wide so an engagement predicate can name a send in
+/// any branch; `ab_test` names share their own namespace (the report's keys).
+fn collect_labels(cx: &mut Checker, file: FileId, steps: &[ast::Step], labels: &mut BTreeMap<String, LabelInfo>, ab: &mut BTreeMap<String, Span>) {
+    for s in steps {
+        if let Some(l) = &s.label {
+            if let Some(first) = labels.get(&l.text) {
+                cx.report(
+                    Diagnostic::new(Code::DuplicateLabel, file, l.span, format!("label `{}` is used twice in this campaign", l.text))
+                        .with_label("used again here")
+                        .with_related(first.span, "first used here")
+                        .with_help("labels are the steps' stable ids, so each must be unique"),
+                );
+            } else {
+                labels.insert(l.text.clone(), LabelInfo { is_send: matches!(s.kind, ast::StepKind::Send(_)), span: l.span });
+            }
+        }
+        match &s.kind {
+            ast::StepKind::If(i) => {
+                for (_, b) in &i.arms {
+                    collect_labels(cx, file, &b.steps, labels, ab);
+                }
+                if let Some(b) = &i.otherwise {
+                    collect_labels(cx, file, &b.steps, labels, ab);
+                }
+            }
+            ast::StepKind::AbTest(t) => {
+                if let Some(first) = ab.get(&t.name.text) {
+                    cx.report(
+                        Diagnostic::new(Code::DuplicateLabel, file, t.name.span, format!("ab_test `{}` is named twice in this campaign", t.name.text))
+                            .with_label("named again here")
+                            .with_related(*first, "first named here"),
+                    );
+                } else {
+                    ab.insert(t.name.text.clone(), t.name.span);
+                }
+                let mut variants: BTreeMap<&str, Span> = BTreeMap::new();
+                for v in &t.variants {
+                    if let Some(first) = variants.get(v.name.text.as_str()) {
+                        cx.report(
+                            Diagnostic::new(Code::DuplicateLabel, file, v.name.span, format!("variant `{}` appears twice in `{}`", v.name.text, t.name.text))
+                                .with_label("again here")
+                                .with_related(*first, "first here"),
+                        );
+                    } else {
+                        variants.insert(&v.name.text, v.name.span);
+                    }
+                    collect_labels(cx, file, &v.block.steps, labels, ab);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Walk<'l> {
+    labels: &'l BTreeMap<String, LabelInfo>,
+    file: FileId,
+    sends: usize,
+}
+
+impl Walk<'_> {
+    /// Checks a block; returns its steps and the labelled sends that ran on
+    /// every path through it, or `None` when every path ends inside it.
+    fn block(&mut self, cx: &mut Checker, steps: &[ast::Step], path: &str, sent_in: &BTreeSet<String>) -> (Vec<Step>, Option<BTreeSet<String>>) {
+        let mut sent = Some(sent_in.clone());
+        let mut out = Vec::with_capacity(steps.len());
+        let mut warned = false;
+        for (i, s) in steps.iter().enumerate() {
+            let id = match &s.label {
+                Some(l) => StepId(l.text.clone()),
+                None => StepId(format!("{path}/{}", i + 1)),
+            };
+            let here = match &sent {
+                Some(set) => set.clone(),
+                None => {
+                    if !warned {
+                        warned = true;
+                        cx.report(
+                            Diagnostic::new(Code::Unreachable, self.file, s.span, "this step can never run")
+                                .with_label("unreachable")
+                                .with_help("every path before it ends; remove it or the `end` above"),
+                        );
+                    }
+                    // Keep checking the dead steps, as if reachable, so their own mistakes show.
+                    sent_in.clone()
+                }
+            };
+            let (kind, after) = self.step(cx, s, &id, &here);
+            if sent.is_some() {
+                sent = after;
+            }
+            out.push(Step { id, labelled: s.label.is_some(), kind, span: s.span });
+        }
+        (out, sent)
+    }
+
+    fn step(&mut self, cx: &mut Checker, s: &ast::Step, id: &StepId, sent: &BTreeSet<String>) -> (StepKind, Option<BTreeSet<String>>) {
+        let file = self.file;
+        match &s.kind {
+            ast::StepKind::Send(send) => {
+                self.sends += 1;
+                let kind = self.send(cx, send);
+                let mut after = sent.clone();
+                if let Some(l) = &s.label {
+                    after.insert(l.text.clone());
+                }
+                (kind, Some(after))
+            }
+            ast::StepKind::Wait(d) => {
+                let minutes = d.minutes();
+                if minutes == 0 || minutes > MAX_WAIT_MINUTES {
+                    cx.report(
+                        Diagnostic::new(Code::InvalidDuration, file, d.span, if minutes == 0 { "a wait must last longer than zero" } else { "a wait can last at most 365 days" })
+                            .with_label(format!("{} minutes", minutes))
+                            .with_help("waits are between 1m and 365d"),
+                    );
+                }
+                (StepKind::Wait { minutes: minutes.min(i64::MAX as u64) as i64 }, Some(sent.clone()))
+            }
+            ast::StepKind::If(i) => {
+                let mut arms = Vec::new();
+                let mut joined: Option<BTreeSet<String>> = None;
+                let mut join = |set: Option<BTreeSet<String>>| {
+                    if let Some(set) = set {
+                        joined = Some(match joined.take() {
+                            None => set,
+                            Some(j) => j.intersection(&set).cloned().collect(),
+                        });
+                    }
+                };
+                for (k, (cond, body)) in i.arms.iter().enumerate() {
+                    let scope = Scope { campaign: Some(CampaignScope { labels: self.labels, sent }), ..Scope::plain() };
+                    let cond = expr::condition(cx, file, cond, &scope);
+                    let arm = if k == 0 { "then".to_string() } else { format!("elif{k}") };
+                    let (steps, out) = self.block(cx, &body.steps, &format!("{id}/{arm}"), sent);
+                    join(out);
+                    arms.push((cond, steps));
+                }
+                let otherwise = match &i.otherwise {
+                    Some(b) => {
+                        let (steps, out) = self.block(cx, &b.steps, &format!("{id}/else"), sent);
+                        join(out);
+                        steps
+                    }
+                    None => {
+                        join(Some(sent.clone()));
+                        Vec::new()
+                    }
+                };
+                (StepKind::If { arms, otherwise }, joined)
+            }
+            ast::StepKind::AbTest(t) => {
+                let n = t.variants.len();
+                if !(2..=4).contains(&n) {
+                    cx.report(
+                        Diagnostic::new(Code::AbVariantCount, file, t.name.span, format!("`{}` has {n} variant{}; an A/B test has 2 to 4", t.name.text, if n == 1 { "" } else { "s" }))
+                            .with_label("wrong number of variants")
+                            .with_help("add a holdout variant with an empty block: `variant holdout 10% { }`"),
+                    );
+                }
+                let mut total: u64 = 0;
+                for v in &t.variants {
+                    total += u64::from(v.weight_bp);
+                    if v.weight_bp == 0 {
+                        cx.report(Diagnostic::new(Code::AbWeights, file, v.weight_span, format!("variant `{}` has weight 0", v.name.text)).with_label("never chosen").with_help("remove the variant, or give it a weight above 0%"));
+                    }
+                }
+                if total != 10_000 && n > 0 {
+                    cx.report(
+                        Diagnostic::new(Code::AbWeights, file, t.name.span, format!("the weights of `{}` sum to {}%, not 100%", t.name.text, fmt_bp(total)))
+                            .with_label("weights must sum to exactly 100%")
+                            .with_help(if total < 10_000 { format!("add {}% somewhere", fmt_bp(10_000 - total)) } else { format!("remove {}% somewhere", fmt_bp(total - 10_000)) }),
+                    );
+                }
+                let mut joined: Option<BTreeSet<String>> = None;
+                let mut variants = Vec::new();
+                for v in &t.variants {
+                    let (steps, out) = self.block(cx, &v.block.steps, &format!("{id}/{}", v.name.text), sent);
+                    if let Some(set) = out {
+                        joined = Some(match joined.take() {
+                            None => set,
+                            Some(j) => j.intersection(&set).cloned().collect(),
+                        });
+                    }
+                    variants.push(Variant { name: v.name.text.clone(), weight_bp: v.weight_bp, steps });
+                }
+                (StepKind::AbTest { name: t.name.text.clone(), variants }, joined)
+            }
+            ast::StepKind::Tag { op, tag } => {
+                if tag.value.is_empty() {
+                    cx.report(Diagnostic::new(Code::InvalidDeclaration, file, tag.span, "a tag cannot be empty").with_label("empty tag"));
+                }
+                (StepKind::Tag { add: *op == ast::TagOp::Add, tag: tag.value.clone() }, Some(sent.clone()))
+            }
+            ast::StepKind::End => (StepKind::End, None),
+        }
+    }
+
+    fn send(&mut self, cx: &mut Checker, send: &ast::Send) -> StepKind {
+        let file = self.file;
+        let target = target(cx, file, &send.target);
+        let channel = cx.model.channels.get(&target.channel).cloned();
+        let mut fallback = None;
+        let mut explicit_no_fallback = false;
+        match (&send.fallback, channel) {
+            (Some(ast::Fallback::None(_)), _) => explicit_no_fallback = true,
+            (Some(ast::Fallback::To(fb)), Some(ch)) => {
+                let resolved = target_checked(cx, file, fb);
+                if !ch.requires_capability {
+                    cx.report(
+                        Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` has no capability rule, so this fallback never runs", ch.name))
+                            .with_label("never used")
+                            .with_help("fallbacks apply to channels that `requires capability` (rcs, whatsapp, push); remove it"),
+                    );
+                } else if let Some(resolved) = &resolved {
+                    match &ch.fallback {
+                        Some(expected) if *expected != resolved.channel => {
+                            cx.report(
+                                Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` falls back to `{expected}`, not `{}`", ch.name, resolved.channel))
+                                    .with_label(format!("must be a `{expected}` message"))
+                                    .with_help(format!("use a `{expected}.…` template here")),
+                            );
+                        }
+                        None => {
+                            cx.report(
+                                Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` declares no fallback channel", ch.name))
+                                    .with_label("no fallback possible")
+                                    .with_help("write `fallback none`, or send on a channel that has a fallback"),
+                            );
+                        }
+                        _ => {}
+                    }
+                }
+                fallback = resolved;
+            }
+            (Some(ast::Fallback::To(fb)), None) => fallback = target_checked(cx, file, fb),
+            (None, Some(ch)) if ch.requires_capability => {
+                let help = match &ch.fallback {
+                    Some(fb) => format!("add `fallback {fb}.… TEMPLATE`, or `fallback none` to skip contacts without it"),
+                    None => "add `fallback none` to say that contacts without it are skipped".to_string(),
+                };
+                cx.report(
+                    Diagnostic::new(Code::MissingFallback, file, send.target.span, format!("`{}` needs device capability, and this send has no fallback", ch.name))
+                        .with_label("contacts without the capability are skipped")
+                        .with_help(help),
+                );
+            }
+            (None, _) => {}
+        }
+        StepKind::Send { target, fallback, explicit_no_fallback }
+    }
+}
+
+fn fmt_bp(bp: u64) -> String {
+    if bp % 100 == 0 {
+        format!("{}", bp / 100)
+    } else {
+        format!("{}.{:02}", bp / 100, bp % 100).trim_end_matches('0').to_string()
+    }
+}
+
+fn target_checked(cx: &mut Checker, file: FileId, t: &ast::SendTarget) -> Option<SendTarget> {
+    let before = cx.diags.iter().filter(|d| d.is_error()).count();
+    let r = target(cx, file, t);
+    (cx.diags.iter().filter(|d| d.is_error()).count() == before).then_some(r)
+}
+
+/// Resolves `CHANNEL.MESSAGE TEMPLATE` or `TEMPLATE`, checking the template
+/// against the step's channel and message type, and its status.
+fn target(cx: &mut Checker, file: FileId, t: &ast::SendTarget) -> SendTarget {
+    let step_pair = t.channel.as_ref().map(|cm| {
+        let ok = cx.channel_message(file, &cm.channel.text, cm.channel.span, &cm.message.text, cm.message.span);
+        (cm, ok)
+    });
+    let Some(tpl) = cx.model.templates.get(&t.template.text).cloned() else {
+        let same_kind: Vec<&str> = cx.model.templates.keys().map(String::as_str).collect();
+        let help = suggest::help(&t.template.text, same_kind.iter().copied()).unwrap_or_else(|| "declare it with `template NAME { … }` or pass the registry with --templates".into());
+        cx.report(Diagnostic::new(Code::UnknownTemplate, file, t.template.span, format!("unknown template `{}`", t.template.text)).with_label("no such template").with_help(help));
+        let (channel, message) = step_pair.map(|(cm, _)| (cm.channel.text.clone(), cm.message.text.clone())).unwrap_or_default();
+        return SendTarget { channel, message, template: t.template.text.clone() };
+    };
+    if let Some((cm, true)) = step_pair {
+        let matching = |cx: &Checker| -> Option<String> {
+            let names = cx.model.templates.values().filter(|x| x.channel == cm.channel.text && x.message == cm.message.text).map(|x| x.name.as_str());
+            suggest::best(&t.template.text, names).map(|n| format!("did you mean `{n}`, a {}.{} template?", cm.channel.text, cm.message.text))
+        };
+        if tpl.channel != cm.channel.text {
+            let help = matching(cx).unwrap_or_else(|| format!("send it as `{}.{} {}`, or pick a template made for {}", tpl.channel, tpl.message, tpl.name, cm.channel.text));
+            cx.report(
+                Diagnostic::new(Code::ChannelMismatch, file, t.template.span, format!("template `{}` is for {}, but this step sends on {}", tpl.name, tpl.channel, cm.channel.text))
+                    .with_label(format!("made for {}", tpl.channel))
+                    .with_related(cm.channel.span, format!("the step's channel is {}", cm.channel.text))
+                    .with_help(help),
+            );
+        } else if tpl.message != cm.message.text {
+            let help = matching(cx).unwrap_or_else(|| format!("send it as `{}.{} {}`, or pick a {}.{} template", tpl.channel, tpl.message, tpl.name, cm.channel.text, cm.message.text));
+            cx.report(
+                Diagnostic::new(Code::MessageTypeMismatch, file, t.template.span, format!("template `{}` is {}.{}, but this step sends {}.{}", tpl.name, tpl.channel, tpl.message, cm.channel.text, cm.message.text))
+                    .with_label(format!("made for {}.{}", tpl.channel, tpl.message))
+                    .with_related(cm.message.span, format!("the step's message type is {}", cm.message.text))
+                    .with_help(help),
+            );
+        }
+    }
+    if tpl.status != TemplateStatus::Published {
+        let mut d = Diagnostic::new(Code::TemplateNotPublished, file, t.template.span, format!("template `{}` is {}, so launch would be blocked", tpl.name, tpl.status.as_str()))
+            .with_label(format!("{} template", tpl.status.as_str()))
+            .with_help("publish the template first, or pass --allow-draft while iterating");
+        d.severity = cx.severity_of_draft();
+        cx.report(d);
+    }
+    match step_pair {
+        Some((cm, _)) => SendTarget { channel: cm.channel.text.clone(), message: cm.message.text.clone(), template: tpl.name },
+        None => SendTarget { channel: tpl.channel, message: tpl.message, template: tpl.name },
+    }
+}

@@ -1,0 +1,440 @@
+//! Typing and resolving expressions: conditions, segments, audiences and
+//! trigger rules (LANGUAGE.md §4).
+
+use super::model::*;
+use super::{suggest, Checker};
+use crate::diag::{Code, Diagnostic};
+use crate::source::{FileId, Span};
+use crate::syntax::ast::{self, ArithOp, CmpOp, ExprKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a labelled step is, for engagement predicates.
+#[derive(Debug, Clone)]
+pub struct LabelInfo {
+    pub is_send: bool,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy)]
+pub struct CampaignScope<'s> {
+    pub labels: &'s BTreeMap<String, LabelInfo>,
+    /// Labelled sends that ran on every path to this point.
+    pub sent: &'s BTreeSet<String>,
+}
+
+/// Where names in an expression resolve.
+#[derive(Clone, Copy, Default)]
+pub struct Scope<'s> {
+    /// Event whose properties resolve before contact fields (trigger `where`, `happened … where`).
+    pub event: Option<&'s str>,
+    /// Only the event's properties resolve (`happened … where`).
+    pub event_only: bool,
+    pub campaign: Option<CampaignScope<'s>>,
+    /// In `audience`, an unknown bare name is reported as an unknown segment.
+    pub audience: bool,
+}
+
+impl<'s> Scope<'s> {
+    pub fn plain() -> Scope<'s> {
+        Scope::default()
+    }
+}
+
+const FUNCTIONS: &[&str] = &["consent", "capable", "opened", "clicked", "delivered", "in_segment"];
+
+/// Visits every node, outermost first.
+pub fn walk(e: &TExpr, f: &mut dyn FnMut(&TExpr)) {
+    f(e);
+    match &e.kind {
+        TKind::And(v) | TKind::Or(v) => v.iter().for_each(|x| walk(x, f)),
+        TKind::Not(x) => walk(x, f),
+        TKind::Compare { lhs, rhs, .. } => {
+            walk(lhs, f);
+            walk(rhs, f);
+        }
+        TKind::In { lhs, list } => {
+            walk(lhs, f);
+            list.iter().for_each(|x| walk(x, f));
+        }
+        TKind::Has { set, elem } => {
+            walk(set, f);
+            walk(elem, f);
+        }
+        TKind::Arith { first, rest } => {
+            walk(first, f);
+            rest.iter().for_each(|(_, x)| walk(x, f));
+        }
+        TKind::Happened { filter, .. } => filter.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
+fn unknown(span: Span) -> TExpr {
+    TExpr { kind: TKind::Const(Value::Bool(false)), ty: Type::Unknown, span }
+}
+
+/// A boolean expression; anything else is a `type-mismatch`.
+pub fn condition(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope) -> TExpr {
+    let t = typed(cx, file, e, scope, None);
+    expect_bool(cx, file, t)
+}
+
+fn expect_bool(cx: &mut Checker, file: FileId, t: TExpr) -> TExpr {
+    if matches!(t.ty, Type::Bool | Type::Unknown) {
+        return t;
+    }
+    cx.report(
+        Diagnostic::new(Code::TypeMismatch, file, t.span, format!("expected a condition (bool), found {}", t.ty.describe()))
+            .with_label(format!("this is {}", t.ty.describe()))
+            .with_help("compare it with something, e.g. `x == …`, or use a predicate"),
+    );
+    unknown(t.span)
+}
+
+fn typed(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope, hint: Option<&Type>) -> TExpr {
+    let span = e.span;
+    let make = |kind, ty| TExpr { kind, ty, span };
+    match &e.kind {
+        ExprKind::Or(v) | ExprKind::And(v) => {
+            let parts = v.iter().map(|x| condition(cx, file, x, scope)).collect();
+            let kind = if matches!(e.kind, ExprKind::Or(_)) { TKind::Or(parts) } else { TKind::And(parts) };
+            make(kind, Type::Bool)
+        }
+        ExprKind::Not(x) => make(TKind::Not(Box::new(condition(cx, file, x, scope))), Type::Bool),
+        ExprKind::Paren(x) => typed(cx, file, x, scope, hint),
+        ExprKind::Compare { op, lhs, rhs } => compare(cx, file, *op, lhs, rhs, scope, span),
+        ExprKind::In { lhs, list } => {
+            let l = typed(cx, file, lhs, scope, None);
+            let items: Vec<TExpr> = list
+                .iter()
+                .map(|x| {
+                    let t = typed(cx, file, x, scope, Some(&l.ty));
+                    if !comparable(&l.ty, &t.ty) {
+                        mismatch(cx, file, &l, &t, "`in`");
+                    }
+                    t
+                })
+                .collect();
+            make(TKind::In { lhs: Box::new(l), list: items }, Type::Bool)
+        }
+        ExprKind::Has { lhs, rhs } => {
+            let set = typed(cx, file, lhs, scope, None);
+            let elem = typed(cx, file, rhs, scope, Some(&Type::String));
+            if !matches!(set.ty, Type::SetString | Type::Unknown) {
+                cx.report(
+                    Diagnostic::new(Code::TypeMismatch, file, set.span, format!("`has` needs a set<string> on its left, found {}", set.ty.describe()))
+                        .with_label("not a set")
+                        .with_help("`has` tests set membership, e.g. `tags has \"vip\"`; use `==` to compare values"),
+                );
+            } else if !matches!(elem.ty, Type::String | Type::Unknown) {
+                cx.report(Diagnostic::new(Code::TypeMismatch, file, elem.span, format!("a set<string> holds strings, not {}", elem.ty.describe())).with_label("not a string"));
+            }
+            make(TKind::Has { set: Box::new(set), elem: Box::new(elem) }, Type::Bool)
+        }
+        ExprKind::Arith { first, rest } => arith(cx, file, first, rest, scope, span),
+        ExprKind::Name(n) => name(cx, file, n, scope, hint),
+        ExprKind::Call { func, arg } => call(cx, file, func, arg, scope, span),
+        ExprKind::Happened { event, within, filter } => happened(cx, file, event, within.as_ref(), filter, span),
+        ExprKind::Bool(b) => make(TKind::Const(Value::Bool(*b)), Type::Bool),
+        ExprKind::Number { value, .. } => make(TKind::Const(Value::Number(*value)), Type::Number),
+        ExprKind::Str(s) => string_literal(cx, file, s, span, hint),
+        ExprKind::Duration(d) => make(TKind::Const(Value::Duration(d.minutes().min(i64::MAX as u64) as i64)), Type::Duration),
+        ExprKind::Date(d) => match d.time {
+            Some(t) => {
+                let dt = d.date.and_time(t).and_utc().timestamp() / 60;
+                make(TKind::Const(Value::DateTime(dt)), Type::DateTime)
+            }
+            None => {
+                let days = d.date.signed_duration_since(chrono::NaiveDate::default()).num_days();
+                make(TKind::Const(Value::Date(days)), Type::Date)
+            }
+        },
+        ExprKind::Now => make(TKind::Now, Type::DateTime),
+        ExprKind::None => make(TKind::Const(Value::None), Type::None),
+    }
+}
+
+fn string_literal(cx: &mut Checker, file: FileId, s: &str, span: Span, hint: Option<&Type>) -> TExpr {
+    match hint {
+        Some(Type::Enum(values)) => {
+            if values.iter().any(|v| v == s) {
+                return TExpr { kind: TKind::Const(Value::Enum(s.to_string())), ty: Type::Enum(values.clone()), span };
+            }
+            report_enum(cx, file, s, span, values);
+            unknown(span)
+        }
+        Some(Type::Timezone) => {
+            if s.parse::<chrono_tz::Tz>().is_err() {
+                report_zone(cx, file, s, span);
+                return unknown(span);
+            }
+            TExpr { kind: TKind::Const(Value::Str(s.to_string())), ty: Type::Timezone, span }
+        }
+        _ => TExpr { kind: TKind::Const(Value::Str(s.to_string())), ty: Type::String, span },
+    }
+}
+
+pub(crate) fn report_zone(cx: &mut Checker, file: FileId, zone: &str, span: Span) {
+    let help = suggest::help(zone, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+        .unwrap_or_else(|| "use an IANA zone name such as \"Europe/Paris\" or \"America/New_York\"".into());
+    cx.report(Diagnostic::new(Code::UnknownTimezone, file, span, format!("unknown time zone `{zone}`")).with_label("not an IANA time zone").with_help(help));
+}
+
+fn report_enum(cx: &mut Checker, file: FileId, value: &str, span: Span, values: &[String]) {
+    let help = suggest::help(value, values.iter().map(String::as_str)).unwrap_or_else(|| format!("the values are {}", super::join(values.iter())));
+    cx.report(Diagnostic::new(Code::UnknownEnumValue, file, span, format!("`{value}` is not one of the enum's values")).with_label("not in the enum").with_help(help));
+}
+
+/// Resolves a bare name: enum value (when compared with an enum), event
+/// property, contact field, then segment.
+fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Option<&Type>) -> TExpr {
+    let span = n.span;
+    if let Some(Type::Enum(values)) = hint {
+        if values.iter().any(|v| *v == n.text) {
+            return TExpr { kind: TKind::Const(Value::Enum(n.text.clone())), ty: Type::Enum(values.clone()), span };
+        }
+        if lookup(cx, &n.text, scope).is_none() {
+            report_enum(cx, file, &n.text, span, values);
+            return unknown(span);
+        }
+    }
+    if let Some(found) = lookup(cx, &n.text, scope) {
+        return TExpr { kind: found.0, ty: found.1, span };
+    }
+    if hint == Some(&Type::Unknown) {
+        // The other side of the comparison is already reported; `x == pro` says no more.
+        return unknown(span);
+    }
+    let mut candidates: Vec<String> = Vec::new();
+    if let Some(ev) = scope.event.and_then(|e| cx.model.events.get(e)) {
+        candidates.extend(ev.fields.keys().cloned());
+    }
+    if !scope.event_only {
+        candidates.extend(cx.model.contact.keys().cloned());
+        candidates.extend(cx.segment_names.iter().cloned());
+    }
+    let help = suggest::help(&n.text, candidates.iter().map(String::as_str));
+    let d = if scope.audience {
+        Diagnostic::new(Code::UnknownSegment, file, span, format!("unknown segment `{}`", n.text)).with_label("no such segment")
+    } else if scope.event_only {
+        let ev = scope.event.unwrap_or("the event");
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("event `{ev}` has no property `{}`", n.text)).with_label("unknown property")
+    } else {
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text)).with_label("not a contact field")
+    };
+    let help = help.or_else(|| (!scope.event_only).then(|| "declare it in `contact { … }`".to_string()));
+    cx.report(d.with_help_opt(help));
+    unknown(span)
+}
+
+fn lookup(cx: &Checker, text: &str, scope: &Scope) -> Option<(TKind, Type)> {
+    if let Some(f) = scope.event.and_then(|e| cx.model.events.get(e)).and_then(|ev| ev.fields.get(text)) {
+        return Some((TKind::EventProp(text.to_string()), f.ty.clone()));
+    }
+    if scope.event_only {
+        return None;
+    }
+    if let Some(f) = cx.model.contact.get(text) {
+        return Some((TKind::ContactField(text.to_string()), f.ty.clone()));
+    }
+    if cx.segment_names.contains(text) {
+        return Some((TKind::InSegment(text.to_string()), Type::Bool));
+    }
+    None
+}
+
+fn is_optional(cx: &Checker, e: &TExpr, scope: &Scope) -> bool {
+    match &e.kind {
+        TKind::ContactField(n) => cx.model.contact.get(n).is_some_and(|f| f.optional),
+        TKind::EventProp(n) => scope.event.and_then(|ev| cx.model.events.get(ev)).and_then(|ev| ev.fields.get(n)).is_some_and(|f| f.optional),
+        _ => false,
+    }
+}
+
+/// Can values of these two types be compared for equality?
+fn comparable(a: &Type, b: &Type) -> bool {
+    match (a, b) {
+        (Type::Unknown, _) | (_, Type::Unknown) => true,
+        (Type::Date | Type::DateTime, Type::Date | Type::DateTime) => true,
+        (Type::Enum(x), Type::Enum(y)) => x == y,
+        (Type::Timezone, Type::String) | (Type::String, Type::Timezone) => true,
+        _ => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
+fn mismatch(cx: &mut Checker, file: FileId, l: &TExpr, r: &TExpr, what: &str) {
+    cx.report(
+        Diagnostic::new(Code::TypeMismatch, file, r.span, format!("{what} compares {} with {}", l.ty.describe(), r.ty.describe()))
+            .with_label(format!("this is {}", r.ty.describe()))
+            .with_related(l.span, format!("this is {}", l.ty.describe())),
+    );
+}
+
+fn is_bare_unresolved(cx: &Checker, e: &ast::Expr, scope: &Scope) -> bool {
+    matches!(&e.kind, ExprKind::Name(n) if lookup(cx, &n.text, scope).is_none())
+}
+
+fn compare(cx: &mut Checker, file: FileId, op: CmpOp, lhs: &ast::Expr, rhs: &ast::Expr, scope: &Scope, span: Span) -> TExpr {
+    // `pro == plan` reads as well as `plan == pro`: type the side that resolves first.
+    let (l, r) = if is_bare_unresolved(cx, lhs, scope) && !is_bare_unresolved(cx, rhs, scope) {
+        let r = typed(cx, file, rhs, scope, None);
+        let l = typed(cx, file, lhs, scope, Some(&r.ty));
+        (l, r)
+    } else {
+        let l = typed(cx, file, lhs, scope, None);
+        let r = typed(cx, file, rhs, scope, Some(&l.ty));
+        (l, r)
+    };
+    let ordered = !matches!(op, CmpOp::Eq | CmpOp::Ne);
+    let none_side = matches!(l.ty, Type::None) || matches!(r.ty, Type::None);
+    if none_side {
+        let other = if matches!(l.ty, Type::None) { &r } else { &l };
+        if ordered {
+            cx.report(Diagnostic::new(Code::TypeMismatch, file, span, format!("`{}` cannot order against `none`", op.as_str())).with_label("use `==` or `!=` with `none`"));
+        } else if !matches!(other.ty, Type::Unknown | Type::None) && !is_optional(cx, other, scope) {
+            cx.report(
+                Diagnostic::new(Code::TypeMismatch, file, other.span, "this value is never absent, so comparing it with `none` is always the same")
+                    .with_label(format!("not optional: {}", other.ty.describe()))
+                    .with_help("only fields declared with `?` may be `none`"),
+            );
+        }
+    } else if !comparable(&l.ty, &r.ty) {
+        mismatch(cx, file, &l, &r, &format!("`{}`", op.as_str()));
+    } else if ordered && !matches!(l.ty, Type::Number | Type::DateTime | Type::Date | Type::Duration | Type::Unknown) {
+        cx.report(
+            Diagnostic::new(Code::TypeMismatch, file, span, format!("`{}` needs numbers, dates or durations, not {}", op.as_str(), l.ty.describe()))
+                .with_label("cannot be ordered"),
+        );
+    }
+    TExpr { kind: TKind::Compare { op, lhs: Box::new(l), rhs: Box::new(r) }, ty: Type::Bool, span }
+}
+
+fn arith(cx: &mut Checker, file: FileId, first: &ast::Expr, rest: &[(ArithOp, ast::Expr)], scope: &Scope, span: Span) -> TExpr {
+    let f = typed(cx, file, first, scope, None);
+    let mut acc = f.ty.clone();
+    let mut parts = Vec::new();
+    for (op, x) in rest {
+        let t = typed(cx, file, x, scope, None);
+        let result = match (&acc, op, &t.ty) {
+            (Type::Unknown, _, _) | (_, _, Type::Unknown) => Some(Type::Unknown),
+            (Type::Number, _, Type::Number) => Some(Type::Number),
+            (Type::Duration, _, Type::Duration) => Some(Type::Duration),
+            (Type::DateTime, _, Type::Duration) => Some(Type::DateTime),
+            (Type::Date, _, Type::Duration) => Some(Type::Date),
+            (Type::Duration, ArithOp::Add, Type::DateTime) => Some(Type::DateTime),
+            (Type::DateTime, ArithOp::Sub, Type::DateTime | Type::Date) => Some(Type::Duration),
+            (Type::Date, ArithOp::Sub, Type::Date) => Some(Type::Duration),
+            _ => None,
+        };
+        acc = match result {
+            Some(ty) => ty,
+            None => {
+                let sym = if *op == ArithOp::Add { "+" } else { "-" };
+                cx.report(
+                    Diagnostic::new(Code::TypeMismatch, file, t.span, format!("cannot compute {} {sym} {}", acc.describe(), t.ty.describe()))
+                        .with_label(format!("this is {}", t.ty.describe()))
+                        .with_help("arithmetic works on numbers, and on datetimes with durations (`now - 7d`)"),
+                );
+                Type::Unknown
+            }
+        };
+        parts.push((*op, t));
+    }
+    TExpr { kind: TKind::Arith { first: Box::new(f), rest: parts }, ty: acc, span }
+}
+
+fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope: &Scope, span: Span) -> TExpr {
+    let ok = |kind| TExpr { kind, ty: Type::Bool, span };
+    match func.text.as_str() {
+        "consent" | "capable" => {
+            if !cx.model.channels.contains_key(&arg.text) {
+                let help = cx.channel_help(&arg.text);
+                cx.report(Diagnostic::new(Code::UnknownChannel, file, arg.span, format!("unknown channel `{}`", arg.text)).with_label("no such channel").with_help_opt(help));
+                return unknown(span);
+            }
+            if func.text == "consent" {
+                ok(TKind::Consent(arg.text.clone()))
+            } else {
+                ok(TKind::Capable(arg.text.clone()))
+            }
+        }
+        "opened" | "clicked" | "delivered" => {
+            let kind = match func.text.as_str() {
+                "opened" => Engagement::Opened,
+                "clicked" => Engagement::Clicked,
+                _ => Engagement::Delivered,
+            };
+            let Some(campaign) = scope.campaign else {
+                cx.report(
+                    Diagnostic::new(Code::UnknownStep, file, span, format!("`{}(…)` refers to a step, and there are no steps here", func.text))
+                        .with_label("outside a campaign's steps")
+                        .with_help("engagement predicates belong in an `if` inside a campaign; use `happened message.opened` elsewhere"),
+                );
+                return unknown(span);
+            };
+            match campaign.labels.get(&arg.text) {
+                Some(info) if info.is_send => {
+                    if !campaign.sent.contains(&arg.text) {
+                        cx.report(
+                            Diagnostic::new(Code::StepNotDominating, file, arg.span, format!("`{}` may not have run on every path to this condition", arg.text))
+                                .with_label("not sent on every path here")
+                                .with_related(info.span, "the send")
+                                .with_help(format!("on paths that skip `{}`, `{}({})` is always false", arg.text, func.text, arg.text)),
+                        );
+                    }
+                    ok(TKind::Engaged { kind, step: arg.text.clone() })
+                }
+                Some(info) => {
+                    let span_first = info.span;
+                    cx.report(
+                        Diagnostic::new(Code::UnknownStep, file, arg.span, format!("step `{}` is not a `send`", arg.text))
+                            .with_label("engagement needs a send")
+                            .with_related(span_first, "this step sends nothing"),
+                    );
+                    unknown(span)
+                }
+                None => {
+                    let sends = campaign.labels.iter().filter(|(_, i)| i.is_send).map(|(k, _)| k.as_str());
+                    let help = suggest::help(&arg.text, sends).unwrap_or_else(|| "label the send: `hello: send …`".into());
+                    cx.report(Diagnostic::new(Code::UnknownStep, file, arg.span, format!("no `send` is labelled `{}`", arg.text)).with_label("unknown step").with_help(help));
+                    unknown(span)
+                }
+            }
+        }
+        "in_segment" => {
+            if cx.segment_names.contains(&arg.text) {
+                return ok(TKind::InSegment(arg.text.clone()));
+            }
+            let help = suggest::help(&arg.text, cx.segment_names.iter().map(String::as_str));
+            cx.report(Diagnostic::new(Code::UnknownSegment, file, arg.span, format!("unknown segment `{}`", arg.text)).with_label("no such segment").with_help_opt(help));
+            unknown(span)
+        }
+        other => {
+            let help = suggest::help(other, FUNCTIONS.iter().copied()).unwrap_or_else(|| format!("the predicates are {}", FUNCTIONS.join(", ")));
+            cx.report(Diagnostic::new(Code::UnknownFunction, file, func.span, format!("unknown predicate `{other}`")).with_label("no such predicate").with_help(help));
+            unknown(span)
+        }
+    }
+}
+
+fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&ast::DurationLit>, filter: &[ast::Expr], span: Span) -> TExpr {
+    if !cx.model.events.contains_key(&event.text) {
+        report_unknown_event(cx, file, event);
+        return unknown(span);
+    }
+    let within_minutes = within.map(|d| {
+        let m = d.minutes().min(i64::MAX as u64) as i64;
+        if m == 0 {
+            cx.report(Diagnostic::new(Code::InvalidDuration, file, d.span, "`within` needs a duration above zero").with_label("empty window"));
+        }
+        m
+    });
+    let scope = Scope { event: Some(&event.text), event_only: true, campaign: None, audience: false };
+    let filter = filter.iter().map(|f| condition(cx, file, f, &scope)).collect();
+    TExpr { kind: TKind::Happened { event: event.text.clone(), within_minutes, filter }, ty: Type::Bool, span }
+}
+
+pub(crate) fn report_unknown_event(cx: &mut Checker, file: FileId, event: &ast::Name) {
+    let help = suggest::help(&event.text, cx.model.events.keys().map(String::as_str)).unwrap_or_else(|| "declare it with `event NAME { … }`".into());
+    cx.report(Diagnostic::new(Code::UnknownEvent, file, event.span, format!("unknown event `{}`", event.text)).with_label("no such event").with_help(help));
+}

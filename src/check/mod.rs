@@ -1,0 +1,499 @@
+//! The semantic checker: resolves names across a unit's files, types every
+//! expression and applies every rule of LANGUAGE.md §6.
+//!
+//! `check` does no IO: it reads a loaded [`Workspace`] and returns a
+//! [`Model`] plus diagnostics. It never stops at the first problem; a broken
+//! declaration is reported and left out, and checking goes on.
+
+mod campaign;
+mod expr;
+pub mod explain;
+pub mod model;
+pub mod registry;
+pub mod suggest;
+
+use crate::diag::{Code, Diagnostic, Severity};
+use crate::source::{FileId, Span};
+use crate::syntax::ast;
+use crate::workspace::{Unit, Workspace};
+use model::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `--allow-draft`: a draft or rejected template is a warning, not an error.
+    pub allow_draft: bool,
+}
+
+/// Checks one unit. Diagnostics in files the unit imports are included; the
+/// caller deduplicates across units.
+pub fn check(ws: &Workspace, unit: &Unit, registry: &[registry::RegistryTemplate], opts: &CheckOptions) -> (Model, Vec<Diagnostic>) {
+    let mut cx = Checker { ws, opts, model: Model::default(), diags: Vec::new(), segment_asts: Vec::new(), campaign_asts: Vec::new(), template_spans: Vec::new(), segment_names: Default::default(), price_origins: BTreeMap::new() };
+    for &file in &unit.files {
+        for item in &ws.tree(file).items {
+            cx.declare(file, item);
+        }
+    }
+    cx.declare_registry(registry);
+    cx.validate_declarations();
+    cx.check_segments();
+    let campaigns = std::mem::take(&mut cx.campaign_asts);
+    for (file, c) in campaigns {
+        if let Some(m) = campaign::check(&mut cx, file, c) {
+            cx.model.campaigns.push(m);
+        }
+    }
+    let Checker { model, diags, .. } = cx;
+    (model, diags)
+}
+
+pub(crate) struct Checker<'a> {
+    ws: &'a Workspace,
+    opts: &'a CheckOptions,
+    pub(crate) model: Model,
+    pub(crate) diags: Vec<Diagnostic>,
+    segment_asts: Vec<(FileId, &'a ast::SegmentDecl)>,
+    campaign_asts: Vec<(FileId, &'a ast::Campaign)>,
+    /// Declared templates' fields, to validate channels once all are known.
+    template_spans: Vec<(String, FileId, Vec<ast::TemplateField>)>,
+    /// Every segment name, known before any segment body is checked.
+    pub(crate) segment_names: std::collections::BTreeSet<String>,
+    price_origins: BTreeMap<(String, String), (i64, FileId, Span)>,
+}
+
+impl<'a> Checker<'a> {
+    pub(crate) fn report(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    /// "first declared here", as a related label when in the same file.
+    fn duplicate(&mut self, file: FileId, span: Span, what: &str, name: &str, first: Origin) {
+        let mut d = Diagnostic::new(Code::DuplicateDeclaration, file, span, format!("{what} `{name}` is declared twice"))
+            .with_label("declared again here");
+        match first {
+            Origin::Source(f, s) if f == file => d = d.with_related(s, "first declared here"),
+            Origin::Source(f, s) => {
+                let src = self.ws.sources.get(f);
+                let lc = src.line_col(s.start as usize);
+                d = d.with_help(format!("first declared at {}:{}:{}", src.path.display(), lc.line, lc.column));
+            }
+            Origin::Registry => d = d.with_help("first declared in the template registry (--templates)"),
+        }
+        self.report(d);
+    }
+
+    fn declare(&mut self, file: FileId, item: &'a ast::Item) {
+        match item {
+            ast::Item::Import(_) => {}
+            ast::Item::Channel(c) => self.declare_channel(file, c),
+            ast::Item::Contact(c) => {
+                for f in &c.fields {
+                    if let Some(prev) = self.model.contact.get(&f.name.text) {
+                        let origin = prev.origin;
+                        self.duplicate(file, f.name.span, "contact field", &f.name.text, origin);
+                        continue;
+                    }
+                    if let Some(field) = self.field(file, f) {
+                        self.model.contact.insert(f.name.text.clone(), field);
+                    }
+                }
+            }
+            ast::Item::Event(e) => {
+                if let Some(prev) = self.model.events.get(&e.name.text) {
+                    let origin = prev.origin;
+                    self.duplicate(file, e.name.span, "event", &e.name.text, origin);
+                    return;
+                }
+                let mut fields = BTreeMap::new();
+                for f in &e.fields {
+                    if let Some(prev) = fields.get(&f.name.text) {
+                        let Field { origin, .. } = prev;
+                        let origin = *origin;
+                        self.duplicate(file, f.name.span, "event property", &f.name.text, origin);
+                        continue;
+                    }
+                    if let Some(field) = self.field(file, f) {
+                        fields.insert(f.name.text.clone(), field);
+                    }
+                }
+                let origin = Origin::Source(file, e.name.span);
+                self.model.events.insert(e.name.text.clone(), Event { name: e.name.text.clone(), fields, origin });
+            }
+            ast::Item::Template(t) => self.declare_template(file, t),
+            ast::Item::Pricing(p) => self.declare_pricing(file, p),
+            ast::Item::Segment(s) => self.segment_asts.push((file, s)),
+            ast::Item::Campaign(c) => self.campaign_asts.push((file, c)),
+        }
+    }
+
+    fn field(&mut self, file: FileId, f: &ast::FieldDecl) -> Option<Field> {
+        let ty = match &f.ty.kind {
+            ast::TypeKind::Named(n) => match n.text.as_str() {
+                "string" => Type::String,
+                "number" => Type::Number,
+                "bool" => Type::Bool,
+                "datetime" => Type::DateTime,
+                "date" => Type::Date,
+                "duration" => Type::Duration,
+                "timezone" => Type::Timezone,
+                other => {
+                    const TYPES: &[&str] = &["string", "number", "bool", "datetime", "date", "duration", "timezone", "set", "enum"];
+                    let help = suggest::help(other, TYPES.iter().copied())
+                        .unwrap_or_else(|| "types are string, number, bool, datetime, date, duration, timezone, set<string> and enum(…)".into());
+                    self.report(Diagnostic::new(Code::InvalidDeclaration, file, n.span, format!("unknown type `{other}`")).with_label("not a type").with_help(help));
+                    return None;
+                }
+            },
+            ast::TypeKind::Set(inner) => {
+                if inner.text != "string" {
+                    self.report(
+                        Diagnostic::new(Code::InvalidDeclaration, file, inner.span, format!("sets hold strings, not `{}`", inner.text))
+                            .with_label("only `set<string>` exists")
+                            .with_help("write `set<string>`"),
+                    );
+                    return None;
+                }
+                Type::SetString
+            }
+            ast::TypeKind::Enum(values) => {
+                let mut seen: Vec<&str> = Vec::new();
+                for v in values {
+                    if seen.contains(&v.text.as_str()) {
+                        self.report(Diagnostic::new(Code::DuplicateDeclaration, file, v.span, format!("enum value `{}` is listed twice", v.text)).with_label("listed again"));
+                    } else {
+                        seen.push(&v.text);
+                    }
+                }
+                Type::Enum(Arc::from(seen.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
+            }
+        };
+        Some(Field { name: f.name.text.clone(), ty, optional: f.ty.optional, origin: Origin::Source(file, f.name.span) })
+    }
+
+    fn declare_channel(&mut self, file: FileId, c: &ast::ChannelDecl) {
+        if let Some(prev) = self.model.channels.get(&c.name.text) {
+            let origin = prev.origin;
+            self.duplicate(file, c.name.span, "channel", &c.name.text, origin);
+            return;
+        }
+        let mut channel = Channel {
+            name: c.name.text.clone(),
+            requires_capability: false,
+            fallback: None,
+            messages: BTreeMap::new(),
+            origin: Origin::Source(file, c.name.span),
+        };
+        for e in &c.entries {
+            match e {
+                ast::ChannelEntry::RequiresCapability(_) => channel.requires_capability = true,
+                ast::ChannelEntry::Fallback(n) => channel.fallback = Some(n.text.clone()),
+                ast::ChannelEntry::Message { name, requires_consent, .. } => {
+                    if let Some(prev) = channel.messages.get(&name.text) {
+                        let origin = prev.origin;
+                        self.duplicate(file, name.span, "message type", &name.text, origin);
+                        continue;
+                    }
+                    let mt = MessageType { requires_consent: *requires_consent, origin: Origin::Source(file, name.span) };
+                    channel.messages.insert(name.text.clone(), mt);
+                }
+            }
+        }
+        self.model.channels.insert(c.name.text.clone(), channel);
+    }
+
+    fn declare_template(&mut self, file: FileId, t: &ast::Template) {
+        if let Some(prev) = self.model.templates.get(&t.name.text) {
+            let origin = prev.origin;
+            self.duplicate(file, t.name.span, "template", &t.name.text, origin);
+            return;
+        }
+        let (mut channel, mut message, mut status, mut version) = (None, None, None, None);
+        for f in &t.fields {
+            let (slot_filled, span, what) = match f {
+                ast::TemplateField::Channel(n) => (channel.replace(n.clone()).is_some(), n.span, "channel"),
+                ast::TemplateField::Message(n) => (message.replace(n.clone()).is_some(), n.span, "message"),
+                ast::TemplateField::Status(n) => (status.replace(n.clone()).is_some(), n.span, "status"),
+                ast::TemplateField::Version { value, span } => (version.replace(*value).is_some(), *span, "version"),
+            };
+            if slot_filled {
+                self.report(Diagnostic::new(Code::InvalidTemplate, file, span, format!("template `{}` sets `{what}` twice", t.name.text)).with_label("set again here"));
+            }
+        }
+        let missing: Vec<&str> = [("channel", channel.is_none()), ("message", message.is_none())]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(n, _)| *n)
+            .collect();
+        if !missing.is_empty() {
+            self.report(
+                Diagnostic::new(Code::InvalidTemplate, file, t.name.span, format!("template `{}` has no {}", t.name.text, missing.join(" and ")))
+                    .with_label("incomplete template")
+                    .with_help("a template needs `channel NAME` and `message TYPE`; `status` defaults to draft and `version` to 1"),
+            );
+            return;
+        }
+        let status = match status {
+            None => TemplateStatus::Draft,
+            Some(s) => match TemplateStatus::parse(&s.text) {
+                Some(st) => st,
+                None => {
+                    let help = suggest::help(&s.text, ["draft", "published", "rejected"]).unwrap_or_else(|| "status is draft, published or rejected".into());
+                    self.report(Diagnostic::new(Code::InvalidTemplate, file, s.span, format!("unknown template status `{}`", s.text)).with_label("not a status").with_help(help));
+                    return;
+                }
+            },
+        };
+        let (Some(channel), Some(message)) = (channel, message) else { return };
+        self.model.templates.insert(
+            t.name.text.clone(),
+            Template {
+                name: t.name.text.clone(),
+                channel: channel.text,
+                message: message.text,
+                status,
+                version: version.unwrap_or(1),
+                origin: Origin::Source(file, t.name.span),
+            },
+        );
+        // Channel and message type are validated once every channel is known.
+        self.template_spans.push((t.name.text.clone(), file, t.fields.clone()));
+    }
+
+    fn declare_registry(&mut self, registry: &[registry::RegistryTemplate]) {
+        for r in registry {
+            if let Some(prev) = self.model.templates.get(&r.name) {
+                if let Origin::Source(file, span) = prev.origin {
+                    let d = Diagnostic::new(Code::DuplicateDeclaration, file, span, format!("template `{}` is declared twice", r.name))
+                        .with_label("also in the template registry")
+                        .with_help("remove one of the two: the registry (--templates) also defines it");
+                    self.report(d);
+                }
+                continue;
+            }
+            self.model.templates.insert(
+                r.name.clone(),
+                Template {
+                    name: r.name.clone(),
+                    channel: r.channel.clone(),
+                    message: r.message_type.clone(),
+                    status: r.status,
+                    version: r.version,
+                    origin: Origin::Registry,
+                },
+            );
+        }
+    }
+
+    fn declare_pricing(&mut self, file: FileId, p: &ast::PricingDecl) {
+        let from_stdlib = self.ws.is_stdlib(file);
+        for e in &p.entries {
+            let key = (e.channel.text.clone(), e.message.text.clone());
+            let Some(micros) = money_micros(&e.amount.text) else {
+                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "price out of range").with_label("too large or too precise (at most 6 decimals)"));
+                continue;
+            };
+            if e.amount.currency.text != "EUR" {
+                self.report(
+                    Diagnostic::new(Code::InvalidDeclaration, file, e.amount.currency.span, format!("prices are in EUR, not {}", e.amount.currency.text))
+                        .with_label("unsupported currency")
+                        .with_help("the prepaid balance is kept in EUR"),
+                );
+                continue;
+            }
+            // User prices override the stdlib's; two user prices for one pair clash.
+            if let Some((_, prev_file, prev_span)) = self.price_origins.get(&key) {
+                if !self.ws.is_stdlib(*prev_file) && !from_stdlib {
+                    let origin = Origin::Source(*prev_file, *prev_span);
+                    self.duplicate(file, e.span, "price for", &format!("{}.{}", key.0, key.1), origin);
+                    continue;
+                }
+            }
+            self.price_origins.insert(key.clone(), (micros, file, e.span));
+            self.model.pricing.insert(key, Price { micros });
+        }
+    }
+}
+
+impl<'a> Checker<'a> {
+    fn validate_declarations(&mut self) {
+        // Channel fallbacks name channels.
+        let channels: Vec<(String, Option<String>, Origin)> =
+            self.model.channels.values().map(|c| (c.name.clone(), c.fallback.clone(), c.origin)).collect();
+        for (name, fallback, origin) in channels {
+            let (Some(fb), Origin::Source(file, span)) = (fallback, origin) else { continue };
+            if !self.model.channels.contains_key(&fb) || fb == name {
+                let help = self.channel_help(&fb);
+                self.report(
+                    Diagnostic::new(Code::UnknownChannel, file, span, format!("channel `{name}` falls back to `{fb}`, which is not another declared channel"))
+                        .with_help_opt(help),
+                );
+            }
+        }
+        // Templates use declared channel.message pairs.
+        let templates = std::mem::take(&mut self.template_spans);
+        for (name, file, fields) in &templates {
+            let Some(t) = self.model.templates.get(name).cloned() else { continue };
+            let span_of = |want: &str| {
+                fields.iter().find_map(|f| match (f, want) {
+                    (ast::TemplateField::Channel(n), "channel") | (ast::TemplateField::Message(n), "message") => Some(n.span),
+                    _ => None,
+                })
+            };
+            self.channel_message(*file, &t.channel, span_of("channel").unwrap_or_default(), &t.message, span_of("message").unwrap_or_default());
+        }
+        // Prices name declared channel.message pairs.
+        let prices: Vec<((String, String), (i64, FileId, Span))> = self.price_origins.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for ((ch, msg), (_, file, span)) in prices {
+            if self.model.channels.get(&ch).is_some_and(|c| c.messages.contains_key(&msg)) {
+                continue;
+            }
+            let help = self.channel_help(&ch);
+            self.report(Diagnostic::new(Code::UnknownMessageType, file, span, format!("price for `{ch}.{msg}`, which no channel declares")).with_help_opt(help));
+        }
+    }
+
+    pub(crate) fn channel_help(&self, name: &str) -> Option<String> {
+        suggest::help(name, self.model.channels.keys().map(String::as_str))
+    }
+
+    /// Checks a `channel.message` pair; true when both exist.
+    pub(crate) fn channel_message(&mut self, file: FileId, channel: &str, cspan: Span, message: &str, mspan: Span) -> bool {
+        let Some(ch) = self.model.channels.get(channel) else {
+            let help = self.channel_help(channel).unwrap_or_else(|| format!("channels are {}", join(self.model.channels.keys())));
+            self.report(Diagnostic::new(Code::UnknownChannel, file, cspan, format!("unknown channel `{channel}`")).with_label("no such channel").with_help(help));
+            return false;
+        };
+        if ch.messages.contains_key(message) {
+            return true;
+        }
+        let help = suggest::help(message, ch.messages.keys().map(String::as_str))
+            .unwrap_or_else(|| format!("`{channel}` has {}", join(ch.messages.keys())));
+        self.report(
+            Diagnostic::new(Code::UnknownMessageType, file, mspan, format!("channel `{channel}` has no message type `{message}`"))
+                .with_label("unknown message type")
+                .with_help(help),
+        );
+        false
+    }
+
+    fn check_segments(&mut self) {
+        let segs = std::mem::take(&mut self.segment_asts);
+        // Declare names first so segments may refer to each other in any order.
+        let mut declared: BTreeMap<String, Origin> = BTreeMap::new();
+        let mut unique = Vec::new();
+        for (file, s) in segs {
+            if let Some(first) = declared.get(&s.name.text) {
+                let first = *first;
+                self.duplicate(file, s.name.span, "segment", &s.name.text, first);
+                continue;
+            }
+            declared.insert(s.name.text.clone(), Origin::Source(file, s.name.span));
+            unique.push((file, s));
+        }
+        self.segment_names = declared.keys().cloned().collect();
+        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (file, s) in &unique {
+            let scope = expr::Scope::plain();
+            let e = expr::condition(self, *file, &s.expr, &scope);
+            deps.insert(s.name.text.clone(), segment_refs(&e));
+            let origin = Origin::Source(*file, s.name.span);
+            self.model.segments.insert(s.name.text.clone(), Segment { name: s.name.text.clone(), expr: e, origin });
+        }
+        // A segment that reaches itself would never finish evaluating.
+        for (file, s) in &unique {
+            if let Some(path) = cycle_from(&s.name.text, &deps) {
+                self.report(
+                    Diagnostic::new(Code::InvalidDeclaration, *file, s.name.span, format!("segment `{}` refers to itself: {}", s.name.text, path.join(" → ")))
+                        .with_label("cyclic segment")
+                        .with_help("break the cycle: a segment cannot contain itself"),
+                );
+                self.model.segments.remove(&s.name.text);
+            }
+        }
+    }
+
+    pub(crate) fn severity_of_draft(&self) -> Severity {
+        if self.opts.allow_draft {
+            Severity::Warning
+        } else {
+            Severity::Error
+        }
+    }
+}
+
+fn segment_refs(e: &TExpr) -> Vec<String> {
+    let mut out = Vec::new();
+    expr::walk(e, &mut |x| {
+        if let TKind::InSegment(n) = &x.kind {
+            out.push(n.clone());
+        }
+    });
+    out
+}
+
+fn cycle_from(start: &str, deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
+    // Iterative DFS for a path from `start` back to itself.
+    let mut stack: Vec<(String, Vec<String>)> = vec![(start.to_string(), vec![start.to_string()])];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some((node, path)) = stack.pop() {
+        for next in deps.get(&node).into_iter().flatten() {
+            if next == start {
+                let mut p = path.clone();
+                p.push(next.clone());
+                return Some(p);
+            }
+            if seen.insert(next.clone()) {
+                let mut p = path.clone();
+                p.push(next.clone());
+                stack.push((next.clone(), p));
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn join<'s>(names: impl Iterator<Item = &'s String>) -> String {
+    names.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// `0.0450` → 45_000 micro-euros, exactly.
+pub fn money_micros(text: &str) -> Option<i64> {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 6 {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse().ok()? };
+    whole.checked_mul(1_000_000)?.checked_add(frac)
+}
+
+/// Every unit of a workspace checked: one model per root file, and all
+/// diagnostics (syntax and import ones included) deduplicated and sorted.
+pub struct Analysis {
+    pub models: Vec<(FileId, Model)>,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Analysis {
+    pub fn has_errors(&self) -> bool {
+        self.diags.iter().any(Diagnostic::is_error)
+    }
+}
+
+pub fn check_all(ws: &Workspace, registry: &[registry::RegistryTemplate], opts: &CheckOptions) -> Analysis {
+    let mut diags = ws.diags.clone();
+    let mut seen: std::collections::HashSet<Diagnostic> = diags.iter().cloned().collect();
+    let mut models = Vec::with_capacity(ws.units.len());
+    for unit in &ws.units {
+        let (model, unit_diags) = check(ws, unit, registry, opts);
+        for d in unit_diags {
+            if seen.insert(d.clone()) {
+                diags.push(d);
+            }
+        }
+        models.push((unit.root, model));
+    }
+    crate::diag::sort(&mut diags);
+    Analysis { models, diags }
+}

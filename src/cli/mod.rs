@@ -1,0 +1,90 @@
+//! Command-line parsing and dispatch; each subcommand lives in its own module.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "flowc", version, about = "Toolchain for the .flow campaign language")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .flow files (or folders of them) and report diagnostics.
+    Check(check::Args),
+    /// Explain a diagnostic code with a wrong and a right example.
+    Explain {
+        /// A code such as `unknown-template`.
+        code: String,
+    },
+}
+
+/// What a command returns; `main` maps it to the documented exit codes.
+pub enum Outcome {
+    Ok,
+    Findings,
+}
+
+/// A failure to run: bad arguments, unreadable input. Exit code 2.
+pub struct Fatal(pub String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(e: E) -> Fatal {
+        Fatal(e.to_string())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Explain { code } => explain(&code),
+    };
+    match result {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(Fatal(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn explain(code: &str) -> Result<Outcome, Fatal> {
+    let Some(c) = flowc::diag::Code::parse(code) else {
+        let all: Vec<&str> = flowc::diag::Code::ALL.iter().map(|c| c.as_str()).collect();
+        let hint = flowc::check::suggest::help(code, all.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
+        return Err(Fatal(format!("unknown diagnostic code `{code}`{hint}; the codes are: {}", all.join(", "))));
+    };
+    print!("{}", flowc::check::explain::render(c));
+    Ok(Outcome::Ok)
+}
+
+/// Colour only for a terminal, and never under NO_COLOR.
+pub fn use_color(choice: ColorChoice) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum, Default)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,10 @@
+//! flowc: the toolchain of the `.flow` campaign language.
+//!
+//! Data flows one way: `source` text → `syntax` tree → `check`ed model →
+//! `compile`d program → runtime. See ARCHITECTURE.md for the map.
+
+pub mod diag;
+pub mod source;
+pub mod syntax;
+pub mod check;
+pub mod workspace;

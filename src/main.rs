@@ -1,0 +1,12 @@
+//! The `flowc` binary: a thin clap front over the library.
+//!
+//! Exit codes: 0 ok, 1 findings (errors, or warnings under --deny-warnings),
+//! 2 could not run (bad arguments, unreadable input).
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cli::main()
+}

@@ -1,0 +1,394 @@
+//! The typed syntax tree: one plain-data node per construct, each with its byte span.
+//!
+//! The tree keeps the source's shape (parentheses, written order of fields,
+//! the parts of a duration) so that `fmt` can print it back and `lsp` can
+//! point into it. It knows nothing of types, the stdlib, or the runtime.
+
+use crate::source::Span;
+
+/// An identifier or dotted name with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+}
+
+/// A string literal, already unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrLit {
+    pub value: String,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceFile {
+    pub items: Vec<Item>,
+    /// Every comment of the file in source order; trivia for the parser, kept for `fmt`.
+    pub comments: Vec<Comment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub span: Span,
+    pub block: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Import(Import),
+    Template(Template),
+    Contact(ContactDecl),
+    Event(EventDecl),
+    Segment(SegmentDecl),
+    Channel(ChannelDecl),
+    Pricing(PricingDecl),
+    Campaign(Campaign),
+}
+
+impl Item {
+    pub fn span(&self) -> Span {
+        match self {
+            Item::Import(i) => i.span,
+            Item::Template(i) => i.span,
+            Item::Contact(i) => i.span,
+            Item::Event(i) => i.span,
+            Item::Segment(i) => i.span,
+            Item::Channel(i) => i.span,
+            Item::Pricing(i) => i.span,
+            Item::Campaign(i) => i.span,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Import {
+    pub path: StrLit,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: Name,
+    /// Fields in written order; duplicates are the checker's business.
+    pub fields: Vec<TemplateField>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateField {
+    Channel(Name),
+    Message(Name),
+    Status(Name),
+    Version { value: u32, span: Span },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactDecl {
+    pub fields: Vec<FieldDecl>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDecl {
+    pub name: Name,
+    pub fields: Vec<FieldDecl>,
+    /// `event x.y` without braces; kept so `fmt` prints it back the same way.
+    pub has_body: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDecl {
+    pub name: Name,
+    pub ty: TypeExpr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeExpr {
+    pub kind: TypeKind,
+    pub optional: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TypeKind {
+    /// `string`, `number`, … (validated by the checker).
+    Named(Name),
+    Set(Name),
+    Enum(Vec<Name>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentDecl {
+    pub name: Name,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelDecl {
+    pub name: Name,
+    pub entries: Vec<ChannelEntry>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelEntry {
+    RequiresCapability(Span),
+    Fallback(Name),
+    Message { name: Name, requires_consent: bool, span: Span },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PricingDecl {
+    pub entries: Vec<PriceEntry>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceEntry {
+    pub channel: Name,
+    pub message: Name,
+    pub amount: Money,
+    pub span: Span,
+}
+
+/// A price as written (`0.045 EUR`); the decimal text is kept so no float
+/// rounding creeps in before the checker converts it to exact micro-units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Money {
+    pub text: String,
+    pub currency: Name,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Campaign {
+    pub name: Name,
+    pub settings: Vec<Setting>,
+    pub steps: Vec<Step>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Setting {
+    DisplayName(StrLit, Span),
+    Trigger(Trigger),
+    Audience(Expr, Span),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trigger {
+    pub kind: TriggerKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TriggerKind {
+    Scheduled { at: DateLit, zone: StrLit },
+    Event { event: Name, filter: Option<Expr> },
+    Manual,
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Block {
+    pub steps: Vec<Step>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub label: Option<Name>,
+    pub kind: StepKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepKind {
+    Send(Send),
+    Wait(DurationLit),
+    If(If),
+    AbTest(AbTest),
+    Tag { op: TagOp, tag: StrLit },
+    End,
+}
+
+impl StepKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Send(_) => "send",
+            StepKind::Wait(_) => "wait",
+            StepKind::If(_) => "if",
+            StepKind::AbTest(_) => "ab_test",
+            StepKind::Tag { .. } => "tag",
+            StepKind::End => "end",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagOp {
+    Add,
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Send {
+    pub target: SendTarget,
+    pub fallback: Option<Fallback>,
+}
+
+/// `email.marketing welcome` or just `welcome`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendTarget {
+    pub channel: Option<ChannelMessage>,
+    pub template: Name,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelMessage {
+    pub channel: Name,
+    pub message: Name,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fallback {
+    None(Span),
+    To(SendTarget),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct If {
+    /// The `if` and each `else if`, in order.
+    pub arms: Vec<(Expr, Block)>,
+    pub otherwise: Option<Block>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbTest {
+    pub name: Name,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub name: Name,
+    /// The weight in hundredths of a percent (`33.5%` is 3350), so sums are exact.
+    pub weight_bp: u32,
+    pub weight_span: Span,
+    pub block: Block,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnit {
+    Minute,
+    Hour,
+    Day,
+    Week,
+}
+
+impl DurationUnit {
+    pub fn minutes(self) -> u64 {
+        match self {
+            DurationUnit::Minute => 1,
+            DurationUnit::Hour => 60,
+            DurationUnit::Day => 60 * 24,
+            DurationUnit::Week => 60 * 24 * 7,
+        }
+    }
+    pub fn suffix(self) -> char {
+        match self {
+            DurationUnit::Minute => 'm',
+            DurationUnit::Hour => 'h',
+            DurationUnit::Day => 'd',
+            DurationUnit::Week => 'w',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DurationLit {
+    pub parts: Vec<(u64, DurationUnit)>,
+    pub span: Span,
+}
+
+impl DurationLit {
+    /// Total length in minutes, saturating: absurd literals are the checker's to reject.
+    pub fn minutes(&self) -> u64 {
+        self.parts
+            .iter()
+            .fold(0u64, |acc, (n, u)| acc.saturating_add(n.saturating_mul(u.minutes())))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateLit {
+    pub date: chrono::NaiveDate,
+    /// Absent for a bare date (midnight).
+    pub time: Option<chrono::NaiveTime>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+/// Operator chains are n-ary so that a long `a or b or …` is flat, not deep:
+/// every walk over expressions stays within the parser's nesting limit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Or(Vec<Expr>),
+    And(Vec<Expr>),
+    Not(Box<Expr>),
+    Compare { op: CmpOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    In { lhs: Box<Expr>, list: Vec<Expr> },
+    Has { lhs: Box<Expr>, rhs: Box<Expr> },
+    Arith { first: Box<Expr>, rest: Vec<(ArithOp, Expr)> },
+    Paren(Box<Expr>),
+    Name(Name),
+    Call { func: Name, arg: Name },
+    Happened { event: Name, within: Option<DurationLit>, filter: Vec<Expr> },
+    Bool(bool),
+    Number { value: f64, text: String },
+    Str(String),
+    Duration(DurationLit),
+    Date(DateLit),
+    Now,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CmpOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+}

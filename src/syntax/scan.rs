@@ -1,0 +1,115 @@
+//! A single lexical pass before pest: comments, nesting depth, and where
+//! top-level declarations may restart after an error.
+//!
+//! pest recurses once per brace or parenthesis, and a stack overflow cannot be
+//! caught, so the depth is measured here, in a loop, before pest ever sees
+//! the text.
+
+use crate::source::Span;
+use crate::syntax::ast::Comment;
+
+/// Deepest nesting of `{ ( [` the parser accepts. Real campaigns stay under
+/// ten; the bound keeps pest's recursion far from the stack's end even in a
+/// debug build on a 2 MiB test thread.
+pub const MAX_NESTING: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub comments: Vec<Comment>,
+    /// Offsets where the nesting first went past [`MAX_NESTING`].
+    pub too_deep: Vec<usize>,
+    /// Start of an unterminated block comment, if any.
+    pub unterminated_comment: Option<usize>,
+}
+
+pub fn scan(text: &str) -> Scan {
+    let bytes = text.as_bytes();
+    let mut out = Scan::default();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                let end = memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |n| i + n);
+                out.comments.push(Comment { span: Span::new(i, end), block: false });
+                i = end;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                match find(&bytes[i + 2..], b"*/") {
+                    Some(n) => {
+                        let end = i + 2 + n + 2;
+                        out.comments.push(Comment { span: Span::new(i, end), block: true });
+                        i = end;
+                    }
+                    None => {
+                        out.comments.push(Comment { span: Span::new(i, bytes.len()), block: true });
+                        out.unterminated_comment = Some(i);
+                        i = bytes.len();
+                    }
+                }
+            }
+            b'"' => {
+                // Strings end at the closing quote or, unterminated, at the line's end.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                if depth == MAX_NESTING + 1 {
+                    out.too_deep.push(i);
+                }
+                i += 1;
+            }
+            b'}' | b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|b| *b == needle)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+const TOP_LEVEL: &[&str] =
+    &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing"];
+
+/// Does a top-level declaration keyword start at `offset` (after indentation)?
+pub fn starts_declaration(text: &str, offset: usize) -> bool {
+    let rest = &text[offset..];
+    TOP_LEVEL.iter().any(|kw| {
+        rest.starts_with(kw)
+            && !rest[kw.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The first line at or after the line holding `from` (or the one after it,
+/// when `skip_current`) that opens with a declaration keyword: where parsing
+/// restarts after a syntax error. Returns the keyword's offset.
+pub fn next_declaration(text: &str, from: usize, skip_current: bool) -> Option<usize> {
+    let from = crate::source::floor_char_boundary(text, from.min(text.len()));
+    let mut line_start = text[..from].rfind('\n').map_or(0, |n| n + 1);
+    if skip_current {
+        line_start = text[from..].find('\n').map(|n| from + n + 1)?;
+    }
+    let mut cursor = line_start;
+    while cursor < text.len() {
+        let line_end = text[cursor..].find('\n').map_or(text.len(), |n| cursor + n);
+        let indent = text[cursor..line_end].len() - text[cursor..line_end].trim_start().len();
+        if starts_declaration(text, cursor + indent) {
+            return Some(cursor + indent);
+        }
+        cursor = line_end + 1;
+    }
+    None
+}

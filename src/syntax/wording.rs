@@ -1,0 +1,156 @@
+//! Syntax errors in the language's own words, never pest's rule names.
+
+use crate::diag::{Code, Diagnostic};
+use crate::source::{FileId, Span};
+use crate::syntax::grammar::Rule;
+use pest::error::{Error, ErrorVariant, InputLocation};
+
+pub fn error_offset(err: &Error<Rule>) -> usize {
+    match err.location {
+        InputLocation::Pos(p) => p,
+        InputLocation::Span((s, _)) => s,
+    }
+}
+
+/// What the user should have written, for one grammar rule; `None` hides it.
+fn describe(rule: Rule) -> Option<&'static str> {
+    use Rule::*;
+    Some(match rule {
+        import_decl | template_decl | contact_decl | event_decl | segment_decl | channel_decl
+        | pricing_decl | campaign_decl | kw_campaign | kw_segment | kw_template | kw_contact
+        | kw_event | kw_channel | kw_import | kw_pricing => {
+            "a declaration (campaign, segment, template, contact, event, channel, pricing or import)"
+        }
+        step | send_step | wait_step | if_step | ab_test_step | tag_step | end_step | kw_send
+        | kw_wait | kw_if | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
+        label => "a step label",
+        campaign_setting | setting_name | trigger | audience => "a setting (name, trigger or audience)",
+        trigger_scheduled | trigger_event | trigger_manual | trigger_api => {
+            "a trigger (scheduled, event, manual or api)"
+        }
+        template_field | tf_channel | tf_message | tf_status | tf_version => {
+            "a template field (channel, message, status or version)"
+        }
+        channel_entry | ch_requires_capability | ch_fallback | ch_message => {
+            "a channel entry (message, requires capability or fallback)"
+        }
+        requires_consent => "`requires consent`",
+        price_entry => "a price like `email.marketing = 0.0010 EUR`",
+        field_decl => "a field like `plan: string`",
+        type_expr | set_type | enum_type => "a type (string, number, bool, datetime, date, duration, timezone, set<string>, enum(…))",
+        optional_mark => "`?`",
+        ident | call_arg => "a name",
+        event_name => "an event name like `order.completed`",
+        string | string_inner => "a string",
+        number | integer | pct_value => "a number",
+        percent => "a weight like `50%`",
+        duration | duration_part => "a duration like `2d` or `1d 12h`",
+        date | datetime => "a date like `2026-12-01 09:00`",
+        money | money_amount | currency => "a price like `0.045 EUR`",
+        channel_message => "a channel and message type like `email.marketing`",
+        send_target => "a template, optionally after its channel and message type",
+        send_fallback | kw_fallback => "`fallback`",
+        block => "a block `{ … }`",
+        else_if | else_block | kw_else => "`else`",
+        variant | kw_variant => "a variant like `variant a 50% { … }`",
+        kw_add | kw_remove => "`add` or `remove`",
+        kw_none => "`none`",
+        kw_where => "`where`",
+        kw_within => "`within`",
+        kw_and | kw_or => "`and` or `or`",
+        kw_in => "`in`",
+        kw_has => "`has`",
+        cmp_op => "a comparison (==, !=, <, <=, >, >=)",
+        add_op => "`+` or `-`",
+        list => "a list like `[a, b]`",
+        expr | and_expr | unary | comparison | additive | atom | paren | call | happened
+        | happened_cond | kw_not | kw_true | kw_false | kw_now => "an expression",
+        kw_trigger => "`trigger`",
+        kw_audience => "`audience`",
+        _ => return None,
+    })
+}
+
+pub fn syntax_error(text: &str, file: FileId, at: usize, err: &Error<Rule>) -> Diagnostic {
+    let at = crate::source::floor_char_boundary(text, at.min(text.len()));
+    let (found, len) = token_at(text, at);
+    let expected = match &err.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut words: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            words.sort_unstable();
+            words.dedup();
+            words
+        }
+        ErrorVariant::CustomError { .. } => Vec::new(),
+    };
+    let message = match expected.as_slice() {
+        [] => format!("unexpected {found}"),
+        words => format!("expected {}, found {found}", join_or(words)),
+    };
+    let label = if expected.is_empty() { "not expected here".to_string() } else { format!("unexpected {found}") };
+    let mut diag = Diagnostic::new(Code::Syntax, file, Span::new(at, at + len), message).with_label(label);
+    if let Some(help) = hint(text, at) {
+        diag = diag.with_help(help);
+    }
+    diag
+}
+
+/// Extra advice for mistakes people make often.
+fn hint(text: &str, at: usize) -> Option<String> {
+    let rest = &text[at..];
+    let word: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if word.chars().any(|c| c.is_ascii_uppercase()) && word.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        return Some(format!("names are lowercase: `{}`", word.to_ascii_lowercase()));
+    }
+    if rest.starts_with('\'') {
+        return Some("strings use double quotes: \"…\"".into());
+    }
+    if rest.starts_with('=') && !rest.starts_with("==") {
+        return Some("compare with `==`".into());
+    }
+    if rest.starts_with("&&") || rest.starts_with("||") {
+        return Some("use `and` / `or`".into());
+    }
+    const KEYWORDS: &[&str] = &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing",
+        "trigger", "audience", "send", "wait", "if", "else", "ab_test", "variant", "tag", "add", "remove", "end",
+        "fallback", "none", "and", "or", "not", "in", "has", "within", "where", "scheduled", "manual", "api", "happened"];
+    if word.len() > 2 && !KEYWORDS.contains(&word.as_str()) {
+        if let Some(k) = crate::check::suggest::best(&word, KEYWORDS.iter().copied()) {
+            return Some(format!("did you mean `{k}`?"));
+        }
+    }
+    if crate::syntax::scan::starts_declaration(text, at) {
+        return Some("is a `}` missing before this declaration?".into());
+    }
+    None
+}
+
+fn join_or(words: &[&str]) -> String {
+    match words {
+        [one] => (*one).to_string(),
+        [init @ .., last] => format!("{} or {}", init.join(", "), last),
+        [] => String::new(),
+    }
+}
+
+/// Describes the token at `at` for "found …", with its length in bytes.
+fn token_at(text: &str, at: usize) -> (String, usize) {
+    let rest = &text[at..];
+    let Some(first) = rest.chars().next() else {
+        return ("the end of the file".into(), 0);
+    };
+    if first.is_ascii_alphanumeric() || first == '_' {
+        let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let word = &rest[..len];
+        let shown: String = word.chars().take(40).collect();
+        return (format!("`{shown}`"), len);
+    }
+    if first == '"' {
+        return ("a string".into(), 1);
+    }
+    let len = first.len_utf8();
+    if first.is_whitespace() || first.is_control() {
+        return (format!("`{}`", first.escape_debug()), len);
+    }
+    (format!("`{first}`"), len)
+}
