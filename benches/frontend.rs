@@ -1,1 +1,54 @@
-fn main(){}
+//! Front-end benchmarks: parse throughput (issue: ≥ 20 MB/s on 5 MB) and
+//! checking a 1,000-campaign workspace (< 1 s, linear from 100 to 1,000).
+
+mod support;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flowc::check::{self, CheckOptions};
+use flowc::source::FileId;
+use flowc::workspace::{self, Root};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn parse(c: &mut Criterion) {
+    let text = support::big_file(5 << 20);
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("5MB", |b| {
+        b.iter(|| {
+            let (tree, diags) = flowc::syntax::parse(&text, FileId(0));
+            assert!(diags.is_empty());
+            tree
+        })
+    });
+    g.bench_function("5MB_one_thread", |b| {
+        b.iter(|| flowc::syntax::parse_with(&text, FileId(0), flowc::syntax::ParseOptions { threads: 1 }))
+    });
+    g.finish();
+}
+
+pub fn load_and_check(files: &HashMap<PathBuf, String>, roots: &[Root]) -> check::Analysis {
+    let read = |p: &Path| files.get(p).map(|s| s.clone().into_bytes()).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound));
+    let ws = workspace::load(roots, &read);
+    check::check_all(&ws, &[], &CheckOptions::default())
+}
+
+fn check(c: &mut Criterion) {
+    let mut g = c.benchmark_group("check");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for n in [100usize, 1000] {
+        let files: HashMap<PathBuf, String> = support::workspace(n).into_iter().map(|(p, t)| (PathBuf::from(p), t)).collect();
+        let lines: usize = files.values().map(|t| t.lines().count()).sum();
+        let roots: Vec<Root> = (0..n).map(|i| Root { path: PathBuf::from(format!("ws/c{i}.flow")), sandbox: PathBuf::from("ws") }).collect();
+        let a = load_and_check(&files, &roots);
+        assert!(!a.has_errors(), "generated workspace must check clean: {:?}", a.diags.first());
+        eprintln!("check/{n}: {n} campaigns, {lines} lines");
+        g.bench_function(format!("{n}_campaigns"), |b| b.iter(|| load_and_check(&files, &roots)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parse, check);
+criterion_main!(benches);

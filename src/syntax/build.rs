@@ -178,6 +178,7 @@ fn setting(ctx: &mut Ctx, p: Pair<Rule>) -> Setting {
             let kind = match t.as_rule() {
                 Rule::trigger_scheduled => {
                     let mut c = t.into_inner();
+                    next(&mut c);
                     let at = date_lit(ctx, next(&mut c));
                     let zone = string(ctx, next(&mut c));
                     TriggerKind::Scheduled { at, zone }
@@ -367,11 +368,13 @@ pub fn expr(ctx: &mut Ctx, p: Pair<Rule>) -> Expr {
         }
         Rule::atom => expr(ctx, next(&mut p.into_inner())),
         Rule::paren => Expr { kind: ExprKind::Paren(Box::new(expr(ctx, next(&mut p.into_inner())))), span },
-        Rule::call => {
+        Rule::name_or_call => {
             let mut it = p.into_inner();
             let func = ctx.name(next(&mut it));
-            let arg = ctx.name(next(&mut next(&mut it).into_inner()));
-            Expr { kind: ExprKind::Call { func, arg }, span }
+            match it.next() {
+                Some(arg) => Expr { kind: ExprKind::Call { func, arg: ctx.name(next(&mut arg.into_inner())) }, span },
+                None => Expr { kind: ExprKind::Name(func), span },
+            }
         }
         Rule::happened => {
             let mut it = p.into_inner();

@@ -20,6 +20,11 @@ pub struct Scan {
     pub too_deep: Vec<usize>,
     /// Start of an unterminated block comment, if any.
     pub unterminated_comment: Option<usize>,
+    /// Offsets of declaration keywords that open a line outside any braces:
+    /// where one declaration must end at the latest. pest is given only the
+    /// text up to the next one, which keeps each parse call (and the line
+    /// index pest builds over its input) proportional to one declaration.
+    pub decl_starts: Vec<usize>,
 }
 
 pub fn scan(text: &str) -> Scan {
@@ -27,8 +32,20 @@ pub fn scan(text: &str) -> Scan {
     let mut out = Scan::default();
     let mut depth = 0usize;
     let mut i = 0;
+    let mut line_start = true;
     while i < bytes.len() {
-        match bytes[i] {
+        let b = bytes[i];
+        if line_start && b != b' ' && b != b'\t' {
+            line_start = false;
+            if depth == 0 && b.is_ascii_lowercase() && starts_declaration(text, i) {
+                out.decl_starts.push(i);
+            }
+        }
+        match b {
+            b'\n' => {
+                line_start = true;
+                i += 1;
+            }
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
                 let end = memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |n| i + n);
                 out.comments.push(Comment { span: Span::new(i, end), block: false });

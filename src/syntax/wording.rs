@@ -17,7 +17,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
     use Rule::*;
     Some(match rule {
         import_decl | template_decl | contact_decl | event_decl | segment_decl | channel_decl
-        | pricing_decl | campaign_decl | kw_campaign | kw_segment | kw_template | kw_contact
+        | pricing_decl | campaign_decl | decl_start | kw_campaign | kw_segment | kw_template | kw_contact
         | kw_event | kw_channel | kw_import | kw_pricing => {
             "a declaration (campaign, segment, template, contact, event, channel, pricing or import)"
         }
@@ -25,7 +25,8 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | kw_wait | kw_if | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
         label => "a step label",
         campaign_setting | setting_name | trigger | audience => "a setting (name, trigger or audience)",
-        trigger_scheduled | trigger_event | trigger_manual | trigger_api => {
+        trigger_scheduled | trigger_event | trigger_manual | trigger_api | kw_scheduled | kw_on_event
+        | kw_manual | kw_api => {
             "a trigger (scheduled, event, manual or api)"
         }
         template_field | tf_channel | tf_message | tf_status | tf_version => {
@@ -57,13 +58,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         kw_none => "`none`",
         kw_where => "`where`",
         kw_within => "`within`",
-        kw_and | kw_or => "`and` or `or`",
-        kw_in => "`in`",
-        kw_has => "`has`",
-        cmp_op => "a comparison (==, !=, <, <=, >, >=)",
-        add_op => "`+` or `-`",
+        // Wherever an expression could go on, all of these are possible at once.
+        kw_and | kw_or | kw_in | kw_has | cmp_op | add_op => "an operator (and, or, ==, <, in, has, +, …)",
         list => "a list like `[a, b]`",
-        expr | and_expr | unary | comparison | additive | atom | paren | call | happened
+        expr | and_expr | unary | comparison | additive | atom | paren | name_or_call | happened
         | happened_cond | kw_not | kw_true | kw_false | kw_now => "an expression",
         kw_trigger => "`trigger`",
         kw_audience => "`audience`",
@@ -73,6 +71,9 @@ fn describe(rule: Rule) -> Option<&'static str> {
 
 pub fn syntax_error(text: &str, file: FileId, at: usize, err: &Error<Rule>) -> Diagnostic {
     let at = crate::source::floor_char_boundary(text, at.min(text.len()));
+    if let Some(d) = unterminated_string(text, file, at) {
+        return d;
+    }
     let (found, len) = token_at(text, at);
     let expected = match &err.variant {
         ErrorVariant::ParsingError { positives, .. } => {
@@ -95,6 +96,26 @@ pub fn syntax_error(text: &str, file: FileId, at: usize, err: &Error<Rule>) -> D
     diag
 }
 
+/// pest sees an unterminated string as "expected a string, found `\"`";
+/// say what really happened.
+fn unterminated_string(text: &str, file: FileId, at: usize) -> Option<Diagnostic> {
+    let rest = text[at..].strip_prefix('"')?;
+    let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    let mut escaped = false;
+    for c in line.chars() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return None,
+            _ => escaped = false,
+        }
+    }
+    Some(
+        Diagnostic::new(Code::Syntax, file, Span::new(at, at + 1 + line.len()), "unterminated string")
+            .with_label("this string is never closed")
+            .with_help("strings end with `\"` on the same line; write `\\n` for a line break"),
+    )
+}
+
 /// Extra advice for mistakes people make often.
 fn hint(text: &str, at: usize) -> Option<String> {
     let rest = &text[at..];
@@ -114,6 +135,9 @@ fn hint(text: &str, at: usize) -> Option<String> {
     const KEYWORDS: &[&str] = &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing",
         "trigger", "audience", "send", "wait", "if", "else", "ab_test", "variant", "tag", "add", "remove", "end",
         "fallback", "none", "and", "or", "not", "in", "has", "within", "where", "scheduled", "manual", "api", "happened"];
+    if matches!(word.as_str(), "trigger" | "audience") {
+        return Some("a campaign's settings (name, trigger, audience) come before its steps".into());
+    }
     if word.len() > 2 && !KEYWORDS.contains(&word.as_str()) {
         if let Some(k) = crate::check::suggest::best(&word, KEYWORDS.iter().copied()) {
             return Some(format!("did you mean `{k}`?"));

@@ -1,0 +1,145 @@
+//! End-to-end tests of the built `flowc` binary: exit codes and output shapes.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flowc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(common::root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowc")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_examples_passes() {
+    let o = flowc(&["check", "examples/"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("0 errors"));
+}
+
+#[test]
+fn check_error_exits_1_with_rendered_snippet() {
+    let o = flowc(&["check", "tests/data/check/unknown-template.flow"]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert!(out.contains("unknown template `helo`"), "{out}");
+    assert!(out.contains("did you mean `hello`?"), "{out}");
+    assert!(!out.contains('\u{1b}'), "NO_COLOR must disable colour");
+}
+
+#[test]
+fn json_format_matches_contract() {
+    let o = flowc(&["check", "--format", "json", "tests/data/check/unknown-template.flow"]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["format_version"], 1);
+    let d = &v["diagnostics"][0];
+    assert_eq!(d["file"], "tests/data/check/unknown-template.flow");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["code"], "unknown-template");
+    assert_eq!(d["help"], "did you mean `hello`?");
+    assert_eq!(d["span"]["start"]["line"], 8);
+    assert_eq!(d["span"]["start"]["column"], 24);
+    assert_eq!(d["span"]["end"]["column"], 28);
+}
+
+#[test]
+fn github_format_is_annotation_lines() {
+    let o = flowc(&["check", "--format", "github", "tests/data/check/missing-fallback.flow"]);
+    assert_eq!(code(&o), 0, "a warning alone passes");
+    let out = stdout(&o);
+    assert!(out.starts_with("::warning file=tests/data/check/missing-fallback.flow,line=8,col=8,"), "{out}");
+    assert!(out.contains("title=missing-fallback::"), "{out}");
+}
+
+#[test]
+fn deny_warnings_turns_warnings_into_exit_1() {
+    let o = flowc(&["check", "--deny-warnings", "tests/data/check/missing-fallback.flow"]);
+    assert_eq!(code(&o), 1);
+}
+
+#[test]
+fn allow_draft_downgrades_unpublished_templates() {
+    let file = "tests/data/check/template-not-published.flow";
+    assert_eq!(code(&flowc(&["check", file])), 1);
+    let o = flowc(&["check", "--allow-draft", "--format", "json", file]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["diagnostics"][0]["severity"], "warning");
+}
+
+#[test]
+fn sarif_output_is_valid_sarif() {
+    let o = flowc(&["check", "--format", "sarif", "tests/data/check/many_errors.flow"]);
+    assert_eq!(code(&o), 1);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    common::assert_valid_sarif(&v);
+}
+
+#[test]
+fn could_not_run_exits_2() {
+    let missing = flowc(&["check", "no/such/file.flow"]);
+    assert_eq!(code(&missing), 2);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+    assert_eq!(code(&flowc(&["check", "--format", "xml", "examples/"])), 2);
+    assert_eq!(code(&flowc(&["frobnicate"])), 2);
+    assert_eq!(code(&flowc(&["explain", "no-such-code"])), 2);
+}
+
+#[test]
+fn template_registry_is_used_and_validated() {
+    let dir = std::env::temp_dir().join(format!("flowc-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let flow = dir.join("c.flow");
+    std::fs::write(&flow, "campaign c {\n  trigger manual\n  send email.marketing from_registry\n}\n").expect("write");
+    let good = dir.join("good.json");
+    std::fs::write(&good, r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"published","version":2}]"#).expect("write");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"live"}]"#).expect("write");
+    let p = |x: &Path| x.to_string_lossy().into_owned();
+    assert_eq!(code(&flowc(&["check", &p(&flow)])), 1);
+    assert_eq!(code(&flowc(&["check", "--templates", &p(&good), &p(&flow)])), 0);
+    let o = flowc(&["check", "--templates", &p(&bad), &p(&flow)]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("$[0] (`from_registry`): field `status`"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn explain_prints_wrong_and_right() {
+    let o = flowc(&["explain", "channel-mismatch"]);
+    assert_eq!(code(&o), 0);
+    let out = stdout(&o);
+    assert!(out.contains("Wrong:") && out.contains("Right:"), "{out}");
+}
+
+#[test]
+fn invalid_utf8_is_reported_not_fatal() {
+    let dir = std::env::temp_dir().join(format!("flowc-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let f = dir.join("bad.flow");
+    std::fs::write(&f, b"segment a = \xff\xfe\n").expect("write");
+    let o = flowc(&["check", "--format", "json", &f.to_string_lossy()]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("not valid UTF-8"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sarif_validator_rejects_broken_logs() {
+    let broken = serde_json::json!({"version": "2.1.0", "runs": [{"results": []}]});
+    let outcome = std::panic::catch_unwind(|| common::assert_valid_sarif(&broken));
+    assert!(outcome.is_err(), "a run without `tool` must be rejected");
+}
