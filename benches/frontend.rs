@@ -46,6 +46,24 @@ fn check(c: &mut Criterion) {
         assert!(!a.has_errors(), "generated workspace must check clean: {:?}", a.diags.first());
         eprintln!("check/{n}: {n} campaigns, {lines} lines");
         g.bench_function(format!("{n}_campaigns"), |b| b.iter(|| load_and_check(&files, &roots)));
+        if n == 1000 {
+            // Issue target: compiling adds less than 20% to checking.
+            let read = |p: &Path| files.get(p).map(|s| s.clone().into_bytes()).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound));
+            let ws = workspace::load(&roots, &read);
+            let analysis = check::check_all(&ws, &[], &CheckOptions::default());
+            g.bench_function("1000_campaigns_compile_only", |b| {
+                b.iter(|| {
+                    let mut programs = 0;
+                    for (root, model) in &analysis.models {
+                        for c in model.campaigns.iter().filter(|c| c.file == *root) {
+                            std::hint::black_box(flowc::compile::compile(model, c, ws.sources.get(c.file)));
+                            programs += 1;
+                        }
+                    }
+                    assert_eq!(programs, 1000);
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -8,3 +8,4 @@ pub mod source;
 pub mod syntax;
 pub mod check;
 pub mod workspace;
+pub mod compile;

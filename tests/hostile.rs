@@ -183,3 +183,19 @@ fn deep_parentheses_under_the_limit() {
     let (_, diags) = parse(&over);
     assert!(diags.iter().any(|d| d.message.contains("nesting deeper")));
 }
+
+/// Text shallow enough to parse on the caller's thread must fit a 2 MiB
+/// stack in this (debug) build: campaign body + 7 `if`s = 8 levels, and the
+/// parenthesis on the last `if` line also reaches 8.
+#[test]
+fn shallow_text_parses_inline_on_a_small_stack() {
+    let mut text = String::from("campaign c {\n  trigger manual\n");
+    for _ in 0..7 {
+        text.push_str("if not (plan == pro) or score > 1 {\n");
+    }
+    text.push_str("end\n");
+    text.push_str(&"}".repeat(7));
+    text.push_str("\n}\n");
+    let out = std::thread::Builder::new().stack_size(2 << 20).spawn(move || parse(&text).1.len()).expect("thread").join();
+    assert_eq!(out.ok(), Some(0));
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own module.
 
+mod build;
 mod check;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,14 @@ struct Cli {
 enum Command {
     /// Check .flow files (or folders of them) and report diagnostics.
     Check(check::Args),
+    /// Compile a campaign to a program (JSON or binary).
+    Compile(build::CompileArgs),
+    /// Print a readable listing of a campaign's program (or of a compiled file).
+    Dis(build::Source),
+    /// Draw a campaign as SVG, DOT or Mermaid.
+    Graph(build::GraphArgs),
+    /// Show how the steps of one version of a campaign map onto another.
+    Diff(build::DiffArgs),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -49,6 +58,10 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Compile(a) => build::compile_cmd(a),
+        Command::Dis(a) => build::dis_cmd(a),
+        Command::Graph(a) => build::graph_cmd(a),
+        Command::Diff(a) => build::diff_cmd(a),
         Command::Explain { code } => explain(&code),
     };
     match result {

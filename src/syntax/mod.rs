@@ -20,6 +20,10 @@ use pest::Parser as _;
 /// build with room to spare; only the pages touched are ever committed.
 const PARSER_STACK: usize = 64 << 20;
 
+/// Nesting that pest may parse on the caller's thread: at most ~1 MiB of
+/// stack even in a debug build, so fine on a 2 MiB thread.
+const INLINE_DEPTH: usize = 8;
+
 /// Files at least this large are parsed on several threads.
 const PARALLEL_THRESHOLD: usize = 512 * 1024;
 
@@ -53,8 +57,15 @@ pub fn parse_with(text: &str, file: FileId, opts: ParseOptions) -> (ast::SourceF
     }
     let cuts = if opts.threads > 1 { cut_points(text.len(), &scanned.decl_starts, opts.threads) } else { vec![0, text.len()] };
     // pest recurses per brace and parenthesis with large frames (over 100 KiB
-    // per level in a debug build), so it runs on threads whose stack is sized
-    // for MAX_NESTING levels rather than on whatever thread called us.
+    // per level in a debug build), so deep text runs on threads whose stack
+    // is sized for MAX_NESTING levels rather than on whatever thread called
+    // us. Shallow text (nearly every real file) fits any thread's stack and
+    // skips the thread start.
+    if cuts.len() <= 2 && scanned.max_depth <= INLINE_DEPTH {
+        let mut items = Vec::new();
+        parse_range(text, file, &scanned, 0, text.len(), &mut items, &mut diags);
+        return (ast::SourceFile { items, comments: scanned.comments }, diags);
+    }
     let results: Vec<std::io::Result<(Vec<ast::Item>, Vec<Diagnostic>)>> = std::thread::scope(|s| {
         let handles: Vec<_> = cuts
             .windows(2)

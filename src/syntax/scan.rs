@@ -25,6 +25,8 @@ pub struct Scan {
     /// text up to the next one, which keeps each parse call (and the line
     /// index pest builds over its input) proportional to one declaration.
     pub decl_starts: Vec<usize>,
+    /// Deepest nesting seen.
+    pub max_depth: usize,
 }
 
 pub fn scan(text: &str) -> Scan {
@@ -75,6 +77,7 @@ pub fn scan(text: &str) -> Scan {
             }
             b'{' | b'(' | b'[' => {
                 depth += 1;
+                out.max_depth = out.max_depth.max(depth);
                 if depth == MAX_NESTING + 1 {
                     out.too_deep.push(i);
                 }

@@ -110,3 +110,4 @@ pub fn assert_valid_sarif(v: &serde_json::Value) {
     let errors: Vec<String> = validator.iter_errors(v).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "SARIF invalid:\n{}", errors.join("\n"));
 }
+pub mod gen;

@@ -1,0 +1,203 @@
+//! Persisting programs: JSON and a compact binary form, and the validation
+//! every loaded program passes before anything runs it.
+//!
+//! Binary layout: `FLOWPROG` magic, format version (u16 LE), payload length
+//! (u32 LE), payload (postcard), FNV-1a 64 checksum of the payload (u64 LE).
+
+use super::program::*;
+use std::collections::HashSet;
+
+pub const MAGIC: &[u8; 8] = b"FLOWPROG";
+pub const FORMAT_VERSION: u16 = 1;
+const HEADER: usize = 8 + 2 + 4;
+/// Refuse absurd payloads before allocating for them.
+const MAX_PAYLOAD: usize = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a flowc program (bad magic bytes)")]
+    BadMagic,
+    #[error("program format version {found}; this flowc reads version {FORMAT_VERSION}")]
+    Version { found: u16 },
+    #[error("program is truncated: {0}")]
+    Truncated(String),
+    #[error("program checksum mismatch: the file is corrupt")]
+    Checksum,
+    #[error("program cannot be decoded: {0}")]
+    Decode(String),
+    #[error("invalid program: {0}")]
+    Invalid(String),
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The version of a program: a hash of its meaning. Source positions and the
+/// version field itself are left out, so reformatting keeps the version.
+pub fn content_hash(p: &Program) -> Version {
+    let bytes = postcard::to_stdvec(&without_positions(p)).unwrap_or_default();
+    Version(format!("{:016x}", fnv1a(&bytes)))
+}
+
+/// A copy with source positions and version cleared: what "same program" means.
+pub fn without_positions(p: &Program) -> Program {
+    let mut q = p.clone();
+    q.version = Version(String::new());
+    for n in &mut q.nodes {
+        n.line = 0;
+        n.span = (0, 0);
+    }
+    q
+}
+
+pub fn to_json(p: &Program) -> String {
+    serde_json::to_string_pretty(p).unwrap_or_default()
+}
+
+pub fn from_json(text: &str) -> Result<Program, LoadError> {
+    let p: Program = serde_json::from_str(text).map_err(|e| LoadError::Decode(e.to_string()))?;
+    validate(&p)?;
+    Ok(p)
+}
+
+pub fn to_binary(p: &Program) -> Vec<u8> {
+    let payload = postcard::to_stdvec(p).unwrap_or_default();
+    let mut out = Vec::with_capacity(HEADER + payload.len() + 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&fnv1a(&payload).to_le_bytes());
+    out
+}
+
+pub fn is_binary(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(LoadError::BadMagic);
+    }
+    if bytes.len() < HEADER {
+        return Err(LoadError::Truncated(format!("{} bytes, the header alone is {HEADER}", bytes.len())));
+    }
+    let version = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if version != FORMAT_VERSION {
+        return Err(LoadError::Version { found: version });
+    }
+    let len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(LoadError::Invalid(format!("payload of {len} bytes is over the {MAX_PAYLOAD}-byte limit")));
+    }
+    let Some(payload) = bytes.get(HEADER..HEADER + len) else {
+        return Err(LoadError::Truncated(format!("header promises {len} payload bytes, {} present", bytes.len().saturating_sub(HEADER))));
+    };
+    let Some(sum) = bytes.get(HEADER + len..HEADER + len + 8) else {
+        return Err(LoadError::Truncated("checksum missing".into()));
+    };
+    if bytes.len() != HEADER + len + 8 {
+        return Err(LoadError::Invalid(format!("{} trailing bytes after the checksum", bytes.len() - HEADER - len - 8)));
+    }
+    let mut sum_bytes = [0u8; 8];
+    sum_bytes.copy_from_slice(sum);
+    if u64::from_le_bytes(sum_bytes) != fnv1a(payload) {
+        return Err(LoadError::Checksum);
+    }
+    let p: Program = postcard::from_bytes(payload).map_err(|e| LoadError::Decode(e.to_string()))?;
+    validate(&p)?;
+    Ok(p)
+}
+
+/// Everything the runtime relies on: successors in range and forward (so
+/// every run terminates), well-formed splits, slots and indices in range,
+/// engagement predicates naming a send, and a version that matches.
+pub fn validate(p: &Program) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::Invalid(m));
+    if p.nodes.is_empty() {
+        return bad("no instructions".into());
+    }
+    if p.nodes.len() > u32::MAX as usize / 2 {
+        return bad("too many instructions".into());
+    }
+    let sends: HashSet<&str> = p.nodes.iter().filter(|n| matches!(n.op, Op::Send { .. })).map(|n| n.id.0.as_str()).collect();
+    let mut ids = HashSet::new();
+    for (i, n) in p.nodes.iter().enumerate() {
+        if !ids.insert(n.id.0.as_str()) {
+            return bad(format!("step id `{}` appears twice", n.id));
+        }
+        for s in n.op.successors() {
+            if s.get() >= p.nodes.len() {
+                return bad(format!("instruction {i} (`{}`) jumps to {}, past the end ({} instructions)", n.id, s.0, p.nodes.len()));
+            }
+            if s.get() <= i {
+                return bad(format!("instruction {i} (`{}`) jumps backwards to {}", n.id, s.0));
+            }
+        }
+        match &n.op {
+            Op::Wait { minutes, .. } if !(1..=365 * 24 * 60).contains(minutes) => return bad(format!("instruction {i}: wait of {minutes} minutes")),
+            Op::Split { variants, .. } => {
+                let sum: u64 = variants.iter().map(|v| u64::from(v.weight_bp)).sum();
+                if !(2..=4).contains(&variants.len()) || sum != 10_000 || variants.iter().any(|v| v.weight_bp == 0) {
+                    return bad(format!("instruction {i}: split weights or variant count are invalid"));
+                }
+            }
+            Op::Branch { cond, .. } => check_cond(p, cond, None, &sends, p.segments.len())?,
+            _ => {}
+        }
+    }
+    if let Some(a) = &p.audience {
+        check_cond(p, a, None, &sends, p.segments.len())?;
+    }
+    if let Trigger::Event { props, filter: Some(f), .. } = &p.trigger {
+        check_cond(p, f, Some(props.len()), &sends, p.segments.len())?;
+    }
+    for (i, s) in p.segments.iter().enumerate() {
+        // A segment may only use segments before it: no cycles.
+        check_cond(p, &s.cond, None, &sends, i)?;
+    }
+    let expected = content_hash(p);
+    if expected != p.version {
+        return bad(format!("version {} does not match its content ({expected})", p.version));
+    }
+    Ok(())
+}
+
+fn check_cond(p: &Program, c: &Cond, props: Option<usize>, sends: &HashSet<&str>, segments: usize) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::Invalid(m));
+    match c {
+        Cond::Const { .. } | Cond::Consent { .. } | Cond::Capable { .. } => Ok(()),
+        Cond::And { all: v } | Cond::Or { any: v } => v.iter().try_for_each(|x| check_cond(p, x, props, sends, segments)),
+        Cond::Not { cond } => check_cond(p, cond, props, sends, segments),
+        Cond::Cmp { lhs, rhs, .. } => {
+            check_operand(p, lhs, props)?;
+            check_operand(p, rhs, props)
+        }
+        Cond::In { lhs, .. } => check_operand(p, lhs, props),
+        Cond::Has { set, elem } => {
+            check_operand(p, set, props)?;
+            check_operand(p, elem, props)
+        }
+        Cond::Engaged { step, .. } if !sends.contains(step.0.as_str()) => bad(format!("engagement predicate names `{step}`, which is not a send")),
+        Cond::Engaged { .. } => Ok(()),
+        Cond::Happened { props: hp, filter, .. } => filter.iter().try_for_each(|x| check_cond(p, x, Some(hp.len()), sends, segments)),
+        Cond::InSegment { segment } if segment.0 as usize >= segments => bad(format!("segment index {} out of range", segment.0)),
+        Cond::InSegment { .. } => Ok(()),
+    }
+}
+
+fn check_operand(p: &Program, o: &Operand, props: Option<usize>) -> Result<(), LoadError> {
+    match o {
+        Operand::Field { slot } if slot.0 as usize >= p.fields.len() => Err(LoadError::Invalid(format!("field slot {} out of range", slot.0))),
+        Operand::Prop { index } if props.is_none_or(|n| *index as usize >= n) => Err(LoadError::Invalid(format!("event property {index} out of range"))),
+        Operand::Offset { base, .. } => check_operand(p, base, props),
+        Operand::Sum { terms } => terms.iter().try_for_each(|(_, t)| check_operand(p, t, props)),
+        _ => Ok(()),
+    }
+}

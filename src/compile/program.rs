@@ -1,0 +1,338 @@
+//! The compiled program: a flat array of instructions with explicit
+//! successors, and conditions resolved to slots.
+//!
+//! This is a persisted format (`flowc compile --emit binary|json`, the
+//! runtime's campaign table), so its shape is a compatibility promise: change
+//! it only with `FORMAT_VERSION`.
+
+use crate::check::model::{Engagement, StepId};
+use crate::syntax::ast::CmpOp;
+use serde::{Deserialize, Serialize};
+
+/// Index of an instruction in `Program::nodes`. Only meaningful with its program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeIdx(pub u32);
+
+impl NodeIdx {
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Index into `Program::fields`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FieldSlot(pub u16);
+
+/// Index into `Program::segments`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SegmentIdx(pub u16);
+
+/// The content hash of a program, hex; the campaign's version.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub String);
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub campaign: String,
+    pub display_name: Option<String>,
+    /// Hash of everything below except source positions: reformatting a
+    /// file keeps its version, any change of meaning gives a new one.
+    pub version: Version,
+    pub trigger: Trigger,
+    pub audience: Option<Cond>,
+    /// Contact fields the conditions read, by slot.
+    pub fields: Vec<FieldDef>,
+    /// Segments the conditions use (transitively), by index.
+    pub segments: Vec<SegmentDef>,
+    /// Instruction 0 is the entry.
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldDef {
+    pub name: String,
+    pub ty: FieldType,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Number,
+    Bool,
+    Datetime,
+    Date,
+    Duration,
+    Timezone,
+    SetString,
+    Enum(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentDef {
+    pub name: String,
+    pub cond: Cond,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Local wall-clock time in `zone`; the runtime resolves it across DST.
+    Scheduled { at: String, zone: String },
+    Event { event: String, props: Vec<String>, filter: Option<Cond> },
+    Manual,
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: StepId,
+    /// Source position: 1-based line, and byte span. Not part of the version.
+    pub line: u32,
+    pub span: (u32, u32),
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendTarget {
+    pub channel: String,
+    pub message: String,
+    pub template: String,
+    pub requires_consent: bool,
+    pub requires_capability: bool,
+    /// Price per delivered message, in micro-euros.
+    pub price_micros: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub name: String,
+    /// Hundredths of a percent; a program's variants sum to 10,000.
+    pub weight_bp: u32,
+    pub target: NodeIdx,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Send { target: SendTarget, fallback: Option<SendTarget>, next: NodeIdx },
+    Wait { minutes: i64, next: NodeIdx },
+    Branch { cond: Cond, then: NodeIdx, otherwise: NodeIdx },
+    Split { name: String, variants: Vec<Variant> },
+    Tag { add: bool, tag: String, next: NodeIdx },
+    /// Marks an empty branch or variant (a holdout), so it has a step id that
+    /// reports can count.
+    Jump { target: NodeIdx },
+    End,
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Send { .. } => "SEND",
+            Op::Wait { .. } => "WAIT",
+            Op::Branch { .. } => "BRANCH",
+            Op::Split { .. } => "SPLIT",
+            Op::Tag { .. } => "TAG",
+            Op::Jump { .. } => "JUMP",
+            Op::End => "END",
+        }
+    }
+
+    /// The instructions this one can continue at.
+    pub fn successors(&self) -> Vec<NodeIdx> {
+        match self {
+            Op::Send { next, .. } | Op::Wait { next, .. } | Op::Tag { next, .. } => vec![*next],
+            Op::Jump { target } => vec![*target],
+            Op::Branch { then, otherwise, .. } => vec![*then, *otherwise],
+            Op::Split { variants, .. } => variants.iter().map(|v| v.target).collect(),
+            Op::End => vec![],
+        }
+    }
+}
+
+/// A resolved condition: names are slots, segments are indices, `now - 7d`
+/// is folded. Evaluating it allocates nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cond {
+    Const { value: bool },
+    And {
+        #[serde(deserialize_with = "guarded")]
+        all: Vec<Cond>,
+    },
+    Or {
+        #[serde(deserialize_with = "guarded")]
+        any: Vec<Cond>,
+    },
+    Not {
+        #[serde(deserialize_with = "guarded")]
+        cond: Box<Cond>,
+    },
+    Cmp { op: CmpOpRepr, lhs: Operand, rhs: Operand },
+    In { lhs: Operand, list: Vec<Const> },
+    Has { set: Operand, elem: Operand },
+    Consent { channel: String },
+    Capable { channel: String },
+    Engaged { kind: EngagementRepr, step: StepId },
+    Happened {
+        event: String,
+        within_minutes: Option<i64>,
+        props: Vec<String>,
+        #[serde(deserialize_with = "guarded")]
+        filter: Vec<Cond>,
+    },
+    InSegment { segment: SegmentIdx },
+}
+
+/// `CmpOp` as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CmpOpRepr {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl From<CmpOp> for CmpOpRepr {
+    fn from(op: CmpOp) -> Self {
+        match op {
+            CmpOp::Eq => CmpOpRepr::Eq,
+            CmpOp::Ne => CmpOpRepr::Ne,
+            CmpOp::Lt => CmpOpRepr::Lt,
+            CmpOp::Le => CmpOpRepr::Le,
+            CmpOp::Gt => CmpOpRepr::Gt,
+            CmpOp::Ge => CmpOpRepr::Ge,
+        }
+    }
+}
+
+impl CmpOpRepr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CmpOpRepr::Eq => "==",
+            CmpOpRepr::Ne => "!=",
+            CmpOpRepr::Lt => "<",
+            CmpOpRepr::Le => "<=",
+            CmpOpRepr::Gt => ">",
+            CmpOpRepr::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EngagementRepr {
+    Delivered,
+    Opened,
+    Clicked,
+}
+
+impl From<Engagement> for EngagementRepr {
+    fn from(e: Engagement) -> Self {
+        match e {
+            Engagement::Delivered => EngagementRepr::Delivered,
+            Engagement::Opened => EngagementRepr::Opened,
+            Engagement::Clicked => EngagementRepr::Clicked,
+        }
+    }
+}
+
+impl EngagementRepr {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngagementRepr::Delivered => "delivered",
+            EngagementRepr::Opened => "opened",
+            EngagementRepr::Clicked => "clicked",
+        }
+    }
+    /// The engagement event a provider raises.
+    pub fn event(self) -> &'static str {
+        match self {
+            EngagementRepr::Delivered => "message.delivered",
+            EngagementRepr::Opened => "message.opened",
+            EngagementRepr::Clicked => "message.clicked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operand {
+    Field { slot: FieldSlot },
+    /// A property of the event being matched (trigger `where`, `happened … where`), by index into its `props`.
+    Prop { index: u16 },
+    Const { value: Const },
+    /// `now + offset_minutes`.
+    Now { offset_minutes: i64 },
+    /// A field or property plus a constant offset (`created_at + 7d`).
+    Offset {
+        #[serde(deserialize_with = "guarded")]
+        base: Box<Operand>,
+        offset_minutes: i64,
+    },
+    /// Numeric sums that could not be folded (`a + b - 3`).
+    Sum {
+        #[serde(deserialize_with = "guarded")]
+        terms: Vec<(bool, Operand)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Const {
+    Bool(bool),
+    Number(f64),
+    Str(String),
+    /// Minutes since the Unix epoch, UTC.
+    Datetime(i64),
+    /// Days since the Unix epoch.
+    Date(i64),
+    /// Minutes.
+    Duration(i64),
+    Enum(String),
+    None,
+}
+
+/// Deepest condition nesting a loaded program may have. The compiler stays far
+/// below it (the parser's limit is 64); a crafted file past it is refused
+/// instead of exhausting the stack while decoding.
+pub const MAX_COND_DEPTH: u32 = 256;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Deserializes a recursive field, counting how deep the decoder is.
+fn guarded<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let depth = DEPTH.with(|c| {
+        let v = c.get() + 1;
+        c.set(v);
+        v
+    });
+    let result = if depth > MAX_COND_DEPTH {
+        Err(serde::de::Error::custom(format!("conditions nest deeper than {MAX_COND_DEPTH} levels")))
+    } else {
+        T::deserialize(d)
+    };
+    DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+    result
+}
