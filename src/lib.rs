@@ -9,3 +9,4 @@ pub mod syntax;
 pub mod check;
 pub mod workspace;
 pub mod compile;
+pub mod runtime;

@@ -143,3 +143,36 @@ fn sarif_validator_rejects_broken_logs() {
     let outcome = std::panic::catch_unwind(|| common::assert_valid_sarif(&broken));
     assert!(outcome.is_err(), "a run without `tool` must be rejected");
 }
+
+#[test]
+fn compile_dis_graph_diff_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("flowc-build-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let bin = dir.join("welcome.flowc");
+    let o = flowc(&["compile", "examples/welcome.flow", "--emit", "binary", "-o", &bin.to_string_lossy()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let listing = flowc(&["dis", &bin.to_string_lossy()]);
+    assert_eq!(code(&listing), 0);
+    assert!(stdout(&listing).contains("SEND email.marketing welcome_email"));
+    // A corrupt program file is a clean "could not run".
+    let mut bytes = std::fs::read(&bin).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&bin, &bytes).expect("write");
+    let bad = flowc(&["dis", &bin.to_string_lossy()]);
+    assert_eq!(code(&bad), 2);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("checksum"));
+    let json = flowc(&["compile", "examples/welcome.flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("program json");
+    assert_eq!(v["campaign"], "welcome");
+    let svg = flowc(&["graph", "examples/welcome.flow"]);
+    assert!(stdout(&svg).contains("<svg"));
+    let dot = flowc(&["graph", "examples/welcome.flow", "--format", "dot"]);
+    assert!(stdout(&dot).starts_with("digraph"));
+    let same = flowc(&["diff", "examples/welcome.flow", "examples/welcome.flow"]);
+    assert_eq!(code(&same), 0);
+    assert!(stdout(&same).contains("= hello"));
+    // A file with errors does not compile.
+    assert_eq!(code(&flowc(&["compile", "tests/data/check/unknown-template.flow"])), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

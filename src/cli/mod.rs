@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,11 @@ enum Command {
     Graph(build::GraphArgs),
     /// Show how the steps of one version of a campaign map onto another.
     Diff(build::DiffArgs),
+    /// Run a campaign on the embedded store with the simulated provider.
+    Run(run::RunArgs),
+    /// Manage the contacts in the database.
+    #[command(subcommand)]
+    Contacts(run::ContactsCmd),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -62,6 +68,8 @@ pub fn main() -> ExitCode {
         Command::Dis(a) => build::dis_cmd(a),
         Command::Graph(a) => build::graph_cmd(a),
         Command::Diff(a) => build::diff_cmd(a),
+        Command::Run(a) => run::run_cmd(a),
+        Command::Contacts(c) => run::contacts_cmd(c),
         Command::Explain { code } => explain(&code),
     };
     match result {

@@ -1,0 +1,18 @@
+//! The runtime: durable executions of compiled programs.
+//!
+//! `step` and `eval` are pure (program + facts + time → outcome); `engine`
+//! drives them in batches against a `store::Store` and a
+//! `provider::Provider`; `run` is the `flowc run` orchestration. The runtime
+//! sees SQLite only through `sqlite::SqliteStore`.
+
+pub mod clock;
+pub mod contacts;
+pub mod engine;
+pub mod eval;
+pub mod facts;
+pub mod provider;
+pub mod report;
+pub mod run;
+pub mod sqlite;
+pub mod step;
+pub mod store;

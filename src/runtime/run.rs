@@ -1,0 +1,254 @@
+//! `flowc run`: launch a campaign into the store, enroll its audience, and
+//! run it to the end on a virtual or real clock, resumably.
+
+use super::clock::{self, Clock, Minutes};
+use super::engine::{Engine, EngineConfig, EngineError};
+use super::eval::{self, Ctx, Props};
+use super::facts::{self, ContactEvent, Facts};
+use super::provider::Provider;
+use super::report::{self, Report};
+use super::store::{ExecState, Store, StoreError};
+use crate::compile::codec;
+use crate::compile::program::{Program, Trigger};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockKind {
+    Virtual,
+    Real,
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub clock: ClockKind,
+    /// Where a virtual clock starts on a new database (minutes); default: now.
+    pub start: Option<Minutes>,
+    /// The prepaid balance a new database starts with, in micro-euros.
+    pub initial_balance_micros: i64,
+    pub engine: EngineConfig,
+    /// Set by Ctrl-C: stop after the current batch.
+    pub stop: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub finished: u64,
+    pub total: u64,
+    pub now: Minutes,
+    pub transitions: u64,
+}
+
+pub const RUNNING: &str = "RUNNING";
+
+/// The wall-clock instant of a scheduled trigger. A local time that occurs
+/// twice (clocks go back) fires at the first; one that does not exist
+/// (clocks go forward) fires at the same wall time after the jump, an hour
+/// later for a one-hour gap.
+pub fn scheduled_instant(at: &str, zone: &str) -> Option<Minutes> {
+    use chrono::TimeZone;
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let naive = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M").ok()?;
+    for shift in 0..=3 {
+        let candidate = naive + chrono::TimeDelta::minutes(30 * shift);
+        match tz.from_local_datetime(&candidate) {
+            chrono::LocalResult::Single(t) => return Some(t.timestamp().div_euclid(60)),
+            chrono::LocalResult::Ambiguous(first, _) => return Some(first.timestamp().div_euclid(60)),
+            chrono::LocalResult::None => continue,
+        }
+    }
+    None
+}
+
+fn clock_start(store: &dyn Store, opts: &RunOptions) -> Result<Minutes, StoreError> {
+    if opts.clock == ClockKind::Real {
+        return Ok(clock::real_now());
+    }
+    if let Some(saved) = store.meta("clock")?.and_then(|s| s.parse().ok()) {
+        return Ok(saved);
+    }
+    if let Some(start) = opts.start {
+        return Ok(start);
+    }
+    // A simulation starts just after its newest contact data, so the same
+    // contacts give the same report whenever it runs.
+    let mut newest: Option<Minutes> = None;
+    store.for_each_contact(&mut |c| {
+        if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+    })?;
+    Ok(newest.map_or_else(clock::real_now, |n| n + 60))
+}
+
+/// Launches (or resumes) `program` and runs it until every execution has
+/// finished, the campaign pauses, or `opts.stop` is set.
+pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program, opts: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, RunError> {
+    let mut now = clock_start(store, opts)?;
+    let mut clock: Box<dyn Clock> = match opts.clock {
+        ClockKind::Virtual => Box::new(clock::Virtual::starting_at(now)),
+        ClockKind::Real => Box::new(clock::Real),
+    };
+    if store.meta("balance_initialised")?.is_none() {
+        store.ledger_add(opts.initial_balance_micros, "initial balance", now)?;
+        store.set_meta("balance_initialised", "1")?;
+    }
+    let name = program.campaign.clone();
+    let state = launch(store, program, now)?;
+    if state != RUNNING {
+        return Ok(report::build(store, program, &state, provider.observed(), now)?);
+    }
+    let enrolled_key = format!("enrolled/{name}/{}", program.version);
+    if store.meta(&enrolled_key)?.is_none() {
+        enroll(store, program, now)?;
+        store.set_meta(&enrolled_key, "1")?;
+    }
+    let total = store.counts(&name)?.values().sum::<u64>();
+    let mut engine = Engine::new(store, provider, program.clone(), opts.engine.clone())?;
+    engine.recover(now)?;
+    let mut transitions = 0;
+    let mut final_state = RUNNING.to_string();
+    while !opts.stop.load(Ordering::SeqCst) {
+        let out = engine.run_batch(now)?;
+        transitions += out.transitions;
+        if out.out_of_balance {
+            final_state = "PAUSED_BALANCE".into();
+            break;
+        }
+        if out.executions > 0 {
+            let done = finished_count(engine_store(&mut engine), &name)?;
+            progress(Progress { finished: done, total, now, transitions });
+            continue;
+        }
+        match engine_store(&mut engine).next_wake(&name)? {
+            None => {
+                let counts = engine_store(&mut engine).counts(&name)?;
+                let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0) + counts.get(&ExecState::Skipped).copied().unwrap_or(0) > 0;
+                final_state = if partial { "COMPLETED_PARTIAL".into() } else { "COMPLETED".into() };
+                break;
+            }
+            Some(t) => {
+                clock.wait_until(t);
+                now = clock.now();
+                if opts.clock == ClockKind::Virtual {
+                    engine_store(&mut engine).set_meta("clock", &now.to_string())?;
+                }
+            }
+        }
+    }
+    drop(engine);
+    if opts.clock == ClockKind::Virtual {
+        store.set_meta("clock", &now.to_string())?;
+    }
+    if final_state != RUNNING {
+        let why = match final_state.as_str() {
+            "PAUSED_BALANCE" => "the balance cannot pay the next send",
+            "COMPLETED_PARTIAL" => "every execution finished; some failed or were skipped",
+            _ => "every execution finished",
+        };
+        store.set_state(&name, RUNNING, &final_state, why, now)?;
+    }
+    let done = finished_count(store, &name)?;
+    progress(Progress { finished: done, total, now, transitions });
+    Ok(report::build(store, program, &final_state, provider.observed(), now)?)
+}
+
+// The engine owns the store borrow while it lives; it lends it back here.
+fn engine_store<'e>(engine: &'e mut Engine<'_>) -> &'e mut dyn Store {
+    engine.store_mut()
+}
+
+fn finished_count(store: &dyn Store, name: &str) -> Result<u64, StoreError> {
+    let c = store.counts(name)?;
+    Ok([ExecState::Completed, ExecState::Failed, ExecState::Skipped].iter().map(|s| c.get(s).copied().unwrap_or(0)).sum())
+}
+
+/// Puts the program in the store and makes it RUNNING if it is new. Returns
+/// the campaign's state.
+fn launch(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<String, RunError> {
+    let bytes = codec::to_binary(program);
+    match store.campaign(&program.campaign)? {
+        None => {
+            store.put_campaign(&program.campaign, &program.version.0, &bytes, "DRAFT", now)?;
+            store.set_state(&program.campaign, "DRAFT", "SCHEDULED", "launched by flowc run", now)?;
+            store.set_state(&program.campaign, "SCHEDULED", RUNNING, "started", now)?;
+            Ok(RUNNING.into())
+        }
+        Some(row) => {
+            if row.version != program.version.0 && row.state == RUNNING {
+                // A new version takes over; executions keep their own version.
+                store.put_campaign(&program.campaign, &program.version.0, &bytes, &row.state, now)?;
+            }
+            Ok(row.state)
+        }
+    }
+}
+
+/// Enrolls every contact the trigger and audience select, once each.
+fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+    let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
+    let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
+    let start_at = match &p.trigger {
+        Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
+        _ => now,
+    };
+    let mut contacts = Vec::new();
+    store.for_each_contact(&mut |c| contacts.push(c))?;
+    let mut entries = Vec::new();
+    for chunk in contacts.chunks(2000) {
+        let mut events: std::collections::HashMap<String, Vec<ContactEvent>> = std::collections::HashMap::new();
+        if needs_events {
+            let ids: Vec<&str> = chunk.iter().map(|c| c.id.as_str()).collect();
+            for (c, e) in store.events_for(&ids)? {
+                events.entry(c).or_default().push(e);
+            }
+        }
+        for c in chunk {
+            let mut f = Facts {
+                contact_id: c.id.clone(),
+                fields: facts::fields_for(p, c),
+                tags: c.tags.clone(),
+                consent: c.consent.clone(),
+                capabilities: c.capabilities.clone(),
+                sent: Vec::new(),
+                events: events.remove(&c.id).unwrap_or_default(),
+            };
+            if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+                f.events.push(ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
+            }
+            let wake = match &p.trigger {
+                Trigger::Event { event, props, filter } => {
+                    let cx = Ctx { program: p, facts: &f, now };
+                    let first = f
+                        .events
+                        .iter()
+                        .filter(|e| e.name == *event)
+                        .filter(|e| filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names: props, values: &e.props })))
+                        .map(|e| e.at)
+                        .min();
+                    match first {
+                        Some(at) => at.max(now),
+                        None => continue,
+                    }
+                }
+                _ => start_at.max(now),
+            };
+            let cx = Ctx { program: p, facts: &f, now: wake };
+            if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
+                continue;
+            }
+            entries.push((c.id.clone(), entry.clone(), wake));
+        }
+    }
+    Ok(store.enroll(&p.campaign, &p.version.0, &entries, now)?)
+}

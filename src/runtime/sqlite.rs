@@ -1,0 +1,525 @@
+//! The SQLite store: WAL, `synchronous=NORMAL`, versioned migrations.
+//! All SQL of the runtime lives here, always with bound parameters.
+
+use super::facts::{ContactEvent, ContactRecord, SentMessage};
+use super::store::*;
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Each entry migrates from schema `i` to `i + 1`; `user_version` records where a file is.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE contacts (
+  id TEXT PRIMARY KEY,
+  attrs TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  consent TEXT NOT NULL,
+  capabilities TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE contact_events (
+  id INTEGER PRIMARY KEY,
+  contact_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  props TEXT NOT NULL
+);
+CREATE INDEX contact_events_by_contact ON contact_events (contact_id, name, at);
+CREATE TABLE campaigns (
+  name TEXT PRIMARY KEY,
+  version TEXT NOT NULL,
+  program BLOB NOT NULL,
+  state TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE campaign_versions (
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  program BLOB NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE campaign_transitions (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  why TEXT NOT NULL
+);
+CREATE TABLE executions (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  version TEXT NOT NULL,
+  step TEXT NOT NULL,
+  state TEXT NOT NULL,
+  wake_at INTEGER,
+  reason TEXT,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (campaign, contact_id)
+);
+CREATE INDEX executions_due ON executions (campaign, state, wake_at);
+CREATE TABLE outbox (
+  key TEXT PRIMARY KEY,
+  campaign TEXT NOT NULL,
+  version TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  step TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  message TEXT NOT NULL,
+  template TEXT NOT NULL,
+  price_micros INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  delivered_at INTEGER,
+  opened_at INTEGER,
+  clicked_at INTEGER,
+  error TEXT
+) WITHOUT ROWID;
+CREATE INDEX outbox_by_contact ON outbox (campaign, contact_id);
+CREATE INDEX outbox_pending ON outbox (campaign, status);
+CREATE TABLE ledger (
+  id INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  amount_micros INTEGER NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE TABLE step_stats (
+  campaign TEXT NOT NULL,
+  step TEXT NOT NULL,
+  entered INTEGER NOT NULL DEFAULT 0,
+  sent INTEGER NOT NULL DEFAULT 0,
+  failed INTEGER NOT NULL DEFAULT 0,
+  cost_micros INTEGER NOT NULL DEFAULT 0,
+  skipped TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (campaign, step)
+);
+CREATE TABLE ab_stats (
+  campaign TEXT NOT NULL,
+  ab TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (campaign, ab, variant)
+);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#];
+
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked(e.to_string()),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn parse_map(s: &str) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates a database file.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path).map_err(classify)?;
+        Self::setup(conn)
+    }
+
+    pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
+        Self::setup(Connection::open_in_memory().map_err(classify)?)
+    }
+
+    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(classify)?;
+        // `journal_mode` answers with a row; reading it also proves the file is a database.
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
+        let _ = mode;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;").map_err(classify)?;
+        let mut store = SqliteStore { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(classify)?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StoreError::TooNew { found: current, known });
+        }
+        if current > 0 {
+            // An existing flowc database must have our tables.
+            let ok: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'executions'", [], |r| r.get(0)).map_err(classify)?;
+            if ok == 0 {
+                return Err(StoreError::Corrupt("schema version set but tables missing".into()));
+            }
+        } else {
+            let foreign: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sim_%'", [], |r| r.get(0)).map_err(classify)?;
+            if foreign > 0 {
+                return Err(StoreError::Corrupt("the file is an SQLite database of something else".into()));
+            }
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = self.conn.transaction().map_err(classify)?;
+            tx.execute_batch(sql).map_err(classify)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(classify)?;
+            tx.commit().map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// The raw connection, for benchmarks that measure SQLite itself.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}
+
+impl Store for SqliteStore {
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        tx.execute(
+            "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET version = excluded.version, program = excluded.program, updated_at = excluded.updated_at",
+            params![name, version, program, state, now],
+        )
+        .map_err(classify)?;
+        tx.execute("INSERT OR IGNORE INTO campaign_versions (name, version, program) VALUES (?1, ?2, ?3)", params![name, version, program]).map_err(classify)?;
+        tx.commit().map_err(classify)
+    }
+
+    fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
+        self.conn
+            .query_row("SELECT name, version, program, state FROM campaigns WHERE name = ?1", params![name], |r| {
+                Ok(CampaignRow { name: r.get(0)?, version: r.get(1)?, program: r.get(2)?, state: r.get(3)? })
+            })
+            .optional()
+            .map_err(classify)
+    }
+
+    fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT name, version, program, state FROM campaigns ORDER BY name").map_err(classify)?;
+        let rows = stmt
+            .query_map([], |r| Ok(CampaignRow { name: r.get(0)?, version: r.get(1)?, program: r.get(2)?, state: r.get(3)? }))
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT program FROM campaign_versions WHERE name = ?1 AND version = ?2", params![campaign, version], |r| r.get(0))
+            .optional()
+            .map_err(classify)
+    }
+
+    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to, now, name, from]).map_err(classify)?;
+        if changed == 0 {
+            return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
+        }
+        tx.execute("INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)", params![name, now, from, to, why]).map_err(classify)?;
+        tx.commit().map_err(classify)
+    }
+
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, from_state, to_state, why FROM campaign_transitions WHERE name = ?1 ORDER BY id DESC LIMIT ?2")
+            .map_err(classify)?;
+        let rows = stmt.query_map(params![name, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(classify)?;
+        let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(classify)?;
+        v.reverse();
+        Ok(v)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(classify)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn balance(&self) -> Result<i64, StoreError> {
+        self.conn.query_row("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger", [], |r| r.get(0)).map_err(classify)
+    }
+
+    fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)", params![now, amount_micros, reason])
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        {
+            let mut c = tx
+                .prepare_cached(
+                    "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(id) DO UPDATE SET attrs = excluded.attrs, tags = excluded.tags, consent = excluded.consent, capabilities = excluded.capabilities",
+                )
+                .map_err(classify)?;
+            for k in contacts {
+                let attrs = serde_json::to_string(&k.attrs).unwrap_or_else(|_| "{}".into());
+                c.execute(params![k.id, attrs, json_list(&k.tags), json_list(&k.consent), json_list(&k.capabilities)]).map_err(classify)?;
+            }
+            let mut e = tx.prepare_cached("INSERT INTO contact_events (contact_id, name, at, props) VALUES (?1, ?2, ?3, ?4)").map_err(classify)?;
+            for (contact, ev) in events {
+                let props = serde_json::to_string(&ev.props).unwrap_or_else(|_| "{}".into());
+                e.execute(params![contact, ev.name, ev.at, props]).map_err(classify)?;
+            }
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn contact_count(&self) -> Result<u64, StoreError> {
+        self.conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(classify)
+    }
+
+    fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare("SELECT id, attrs, tags, consent, capabilities FROM contacts ORDER BY id").map_err(classify)?;
+        let mut rows = stmt.query([]).map_err(classify)?;
+        while let Some(r) = rows.next().map_err(classify)? {
+            f(ContactRecord {
+                id: r.get(0).map_err(classify)?,
+                attrs: parse_map(&r.get::<_, String>(1).map_err(classify)?),
+                tags: parse_list(&r.get::<_, String>(2).map_err(classify)?),
+                consent: parse_list(&r.get::<_, String>(3).map_err(classify)?),
+                capabilities: parse_list(&r.get::<_, String>(4).map_err(classify)?),
+            });
+        }
+        Ok(())
+    }
+
+    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})", placeholders(contacts.len()));
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
+        let rows = stmt
+            .query_map(params_from_iter(contacts.iter()), |r| {
+                let props: String = r.get(3)?;
+                Ok((r.get(0)?, ContactEvent { name: r.get(1)?, at: r.get(2)?, props: parse_map(&props) }))
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT contact_id, step, channel, sent_at, delivered_at, opened_at, clicked_at FROM outbox
+             WHERE campaign = ? AND status = 'sent' AND contact_id IN ({})",
+            placeholders(contacts.len())
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
+        let args = std::iter::once(campaign).chain(contacts.iter().copied());
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok((
+                    r.get(0)?,
+                    SentMessage { step: r.get(1)?, channel: r.get(2)?, sent_at: r.get::<_, Option<i64>>(3)?.unwrap_or(0), delivered_at: r.get(4)?, opened_at: r.get(5)?, clicked_at: r.get(6)? },
+                ))
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+                )
+                .map_err(classify)?;
+            for (contact, step, wake) in entries {
+                n += stmt.execute(params![campaign, contact, version, step, wake, now]).map_err(classify)? as u64;
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(n)
+    }
+
+    fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.contact_id, e.step, e.version, e.state, c.attrs, c.tags, c.consent, c.capabilities
+                 FROM executions e JOIN contacts c ON c.id = e.contact_id
+                 WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
+                 ORDER BY e.wake_at LIMIT ?3",
+            )
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign, now, limit as i64], |r| {
+                let state: String = r.get(3)?;
+                Ok(Due {
+                    contact: ContactRecord {
+                        id: r.get(0)?,
+                        attrs: parse_map(&r.get::<_, String>(4)?),
+                        tags: parse_list(&r.get::<_, String>(5)?),
+                        consent: parse_list(&r.get::<_, String>(6)?),
+                        capabilities: parse_list(&r.get::<_, String>(7)?),
+                    },
+                    step: r.get(1)?,
+                    version: r.get(2)?,
+                    state: ExecState::parse(&state).unwrap_or(ExecState::Pending),
+                })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT MIN(wake_at) FROM executions WHERE campaign = ?1 AND state = 'pending'", params![campaign], |r| r.get(0))
+            .map_err(classify)
+    }
+
+    fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        {
+            let mut new = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)",
+                )
+                .map_err(classify)?;
+            for o in &round.outbox_new {
+                new.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)?;
+            }
+            let mut done = tx
+                .prepare_cached(
+                    "UPDATE outbox SET status = ?2, sent_at = ?3, delivered_at = ?4, opened_at = ?5, clicked_at = ?6, error = ?7 WHERE key = ?1 AND status = 'pending'",
+                )
+                .map_err(classify)?;
+            for d in &round.outbox_done {
+                let status = if d.sent { "sent" } else { "failed" };
+                done.execute(params![d.key, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)?;
+            }
+            let mut ex = tx
+                .prepare_cached("UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8 WHERE campaign = ?1 AND contact_id = ?2")
+                .map_err(classify)?;
+            for e in &round.executions {
+                ex.execute(params![campaign, e.contact, e.step, e.version, e.state.as_str(), e.wake_at, e.reason, now]).map_err(classify)?;
+            }
+            let mut led = tx.prepare_cached("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)").map_err(classify)?;
+            for (amount, why) in &round.ledger {
+                led.execute(params![now, amount, why]).map_err(classify)?;
+            }
+            let mut tag = tx.prepare_cached("UPDATE contacts SET tags = ?2 WHERE id = ?1").map_err(classify)?;
+            for (contact, tags) in &round.tags {
+                tag.execute(params![contact, json_list(tags)]).map_err(classify)?;
+            }
+            let mut read_skips = tx.prepare_cached("SELECT skipped FROM step_stats WHERE campaign = ?1 AND step = ?2").map_err(classify)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO step_stats (campaign, step, entered, sent, failed, cost_micros, skipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(campaign, step) DO UPDATE SET entered = entered + excluded.entered, sent = sent + excluded.sent,
+                       failed = failed + excluded.failed, cost_micros = cost_micros + excluded.cost_micros, skipped = excluded.skipped",
+                )
+                .map_err(classify)?;
+            for (step, c) in &round.steps {
+                let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+                if !c.skipped.is_empty() {
+                    let prev: Option<String> = read_skips.query_row(params![campaign, step], |r| r.get(0)).optional().map_err(classify)?;
+                    skipped = prev.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
+                    for (k, v) in &c.skipped {
+                        *skipped.entry(k.clone()).or_default() += v;
+                    }
+                } else if let Some(prev) = read_skips.query_row(params![campaign, step], |r| r.get::<_, String>(0)).optional().map_err(classify)? {
+                    skipped = serde_json::from_str(&prev).unwrap_or_default();
+                }
+                let skipped = serde_json::to_string(&skipped).unwrap_or_else(|_| "{}".into());
+                st.execute(params![campaign, step, c.entered as i64, c.sent as i64, c.failed as i64, c.cost_micros, skipped]).map_err(classify)?;
+            }
+            let mut ab = tx
+                .prepare_cached("INSERT INTO ab_stats (campaign, ab, variant, count) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(campaign, ab, variant) DO UPDATE SET count = count + excluded.count")
+                .map_err(classify)?;
+            for ((name, variant), n) in &round.ab {
+                ab.execute(params![campaign, name, variant, *n as i64]).map_err(classify)?;
+            }
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT state, COUNT(*) FROM executions WHERE campaign = ?1 GROUP BY state").map_err(classify)?;
+        let rows = stmt.query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(classify)?;
+        let mut out: BTreeMap<ExecState, u64> = ExecState::ALL.iter().map(|s| (*s, 0)).collect();
+        for r in rows {
+            let (s, n) = r.map_err(classify)?;
+            if let Some(s) = ExecState::parse(&s) {
+                out.insert(s, n as u64);
+            }
+        }
+        Ok(out)
+    }
+
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT step, entered, sent, failed, cost_micros, skipped FROM step_stats WHERE campaign = ?1").map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign], |r| {
+                let skipped: String = r.get(5)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StepCounts {
+                        entered: r.get::<_, i64>(1)? as u64,
+                        sent: r.get::<_, i64>(2)? as u64,
+                        failed: r.get::<_, i64>(3)? as u64,
+                        cost_micros: r.get(4)?,
+                        skipped: serde_json::from_str(&skipped).unwrap_or_default(),
+                    },
+                ))
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+    }
+
+    fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT ab, variant, count FROM ab_stats WHERE campaign = ?1").map_err(classify)?;
+        let rows = stmt.query_map(params![campaign], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))).map_err(classify)?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+    }
+
+    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, contact_id, step, channel, message, template, price_micros FROM outbox WHERE campaign = ?1 AND status = 'pending'")
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign], |r| {
+                Ok(OutboxPending { key: r.get(0)?, contact: r.get(1)?, step: r.get(2)?, channel: r.get(3)?, message: r.get(4)?, template: r.get(5)?, price_micros: r.get(6)? })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError> {
+        self.conn
+            .execute("UPDATE executions SET state = 'pending' WHERE campaign = ?1 AND state = 'processing'", params![campaign])
+            .map(|n| n as u64)
+            .map_err(classify)
+    }
+}

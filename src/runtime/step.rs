@@ -1,0 +1,159 @@
+//! Stepping one execution: the pure core of the interpreter.
+//!
+//! `advance` runs from the execution's program counter until the next
+//! durable boundary — a send to perform, a wait, the end, or a skip — and
+//! reports what happened on the way. It does no IO: sending, persisting and
+//! the clock belong to the engine.
+
+use super::eval::{self, Ctx};
+use super::facts::{Facts, FieldValue};
+use crate::compile::program::{NodeIdx, Op, Program, SendTarget};
+
+/// Why a send was not made (LANGUAGE.md §7, in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    NoConsent,
+    ChannelNotApproved,
+    NotCapable,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NoConsent => "no-consent",
+            SkipReason::ChannelNotApproved => "channel-not-approved",
+            SkipReason::NotCapable => "not-capable",
+        }
+    }
+    pub fn parse(s: &str) -> Option<SkipReason> {
+        match s {
+            "no-consent" => Some(SkipReason::NoConsent),
+            "channel-not-approved" => Some(SkipReason::ChannelNotApproved),
+            "not-capable" => Some(SkipReason::NotCapable),
+            _ => None,
+        }
+    }
+}
+
+/// The account's settings that decide eligibility.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Channels the account may send on; `None` means all.
+    pub approved_channels: Option<Vec<String>>,
+}
+
+/// Where stepping stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stop {
+    /// Perform this send (primary or fallback), then continue at `next`.
+    Send { node: NodeIdx, target: SendTarget, fallback_used: bool, next: NodeIdx },
+    Wait { until: i64, next: NodeIdx },
+    Completed,
+    Skipped { node: NodeIdx, reason: SkipReason },
+}
+
+/// What happened on the way, for statistics and contact updates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trace {
+    Entered(NodeIdx),
+    AbPick { node: NodeIdx, variant: usize },
+    Tag { add: bool, tag: String },
+}
+
+/// Runs from `pc` to the next boundary. `now` is in minutes.
+pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &Account, trace: &mut Vec<Trace>) -> Stop {
+    let mut pc = pc;
+    // Edges only go forward, so this loop ends within `nodes.len()` steps.
+    for _ in 0..=p.nodes.len() {
+        let Some(node) = p.nodes.get(pc.get()) else { return Stop::Completed };
+        trace.push(Trace::Entered(pc));
+        match &node.op {
+            Op::Send { target, fallback, next } => {
+                return match eligible(target, facts, account) {
+                    Ok(()) => Stop::Send { node: pc, target: target.clone(), fallback_used: false, next: *next },
+                    Err(SkipReason::NotCapable) => match fallback {
+                        Some(fb) => match eligible(fb, facts, account) {
+                            Ok(()) => Stop::Send { node: pc, target: fb.clone(), fallback_used: true, next: *next },
+                            Err(reason) => Stop::Skipped { node: pc, reason },
+                        },
+                        None => Stop::Skipped { node: pc, reason: SkipReason::NotCapable },
+                    },
+                    Err(reason) => Stop::Skipped { node: pc, reason },
+                };
+            }
+            Op::Wait { minutes, next } => return Stop::Wait { until: now.saturating_add(*minutes), next: *next },
+            Op::Branch { cond, then, otherwise } => {
+                let cx = Ctx { program: p, facts, now };
+                pc = if eval::eval(&cx, cond) { *then } else { *otherwise };
+            }
+            Op::Split { name, variants } => {
+                let bucket = ab_bucket(&p.campaign, &facts.contact_id, name);
+                let mut acc = 0u32;
+                let mut chosen = variants.len().saturating_sub(1);
+                for (i, v) in variants.iter().enumerate() {
+                    acc += v.weight_bp;
+                    if bucket < acc {
+                        chosen = i;
+                        break;
+                    }
+                }
+                trace.push(Trace::AbPick { node: pc, variant: chosen });
+                pc = variants.get(chosen).map_or(pc, |v| v.target);
+            }
+            Op::Tag { add, tag, next } => {
+                apply_tag(p, facts, *add, tag);
+                trace.push(Trace::Tag { add: *add, tag: tag.clone() });
+                pc = *next;
+            }
+            Op::Jump { target } => pc = *target,
+            Op::End => return Stop::Completed,
+        }
+    }
+    Stop::Completed
+}
+
+fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), SkipReason> {
+    if t.requires_consent && !facts.consent.iter().any(|c| *c == t.channel) {
+        return Err(SkipReason::NoConsent);
+    }
+    if account.approved_channels.as_ref().is_some_and(|a| !a.iter().any(|c| *c == t.channel)) {
+        return Err(SkipReason::ChannelNotApproved);
+    }
+    if t.requires_capability && !facts.capabilities.iter().any(|c| *c == t.channel) {
+        return Err(SkipReason::NotCapable);
+    }
+    Ok(())
+}
+
+/// Keeps the `tags` set and any `tags` field slot in step.
+pub fn apply_tag(p: &Program, facts: &mut Facts, add: bool, tag: &str) {
+    let present = facts.tags.iter().position(|t| t == tag);
+    match (add, present) {
+        (true, None) => facts.tags.push(tag.to_string()),
+        (false, Some(i)) => {
+            facts.tags.remove(i);
+        }
+        _ => return,
+    }
+    if let Some(i) = p.fields.iter().position(|f| f.name == "tags") {
+        if let Some(slot) = facts.fields.get_mut(i) {
+            *slot = FieldValue::Set(facts.tags.clone());
+        }
+    }
+}
+
+/// Deterministic A/B bucket in `0..10_000` for (campaign, contact, test).
+pub fn ab_bucket(campaign: &str, contact: &str, test: &str) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [campaign, contact, test] {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Final avalanche so close inputs spread evenly.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h % 10_000) as u32
+}

@@ -1,0 +1,168 @@
+//! The runtime's durable state behind a narrow interface, so a PostgreSQL
+//! backend can follow the SQLite one. Row types here are the store's own:
+//! they are a persisted format, not the compiler's internals.
+
+use super::facts::{ContactEvent, ContactRecord, SentMessage};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is locked by another flowc process: {0}")]
+    Locked(String),
+    #[error("the database is corrupt or not a flowc database: {0}")]
+    Corrupt(String),
+    #[error("database written by a newer flowc (schema {found}, this flowc knows up to {known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExecState {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Skipped,
+}
+
+impl ExecState {
+    pub const ALL: [ExecState; 5] = [ExecState::Pending, ExecState::Processing, ExecState::Completed, ExecState::Failed, ExecState::Skipped];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecState::Pending => "pending",
+            ExecState::Processing => "processing",
+            ExecState::Completed => "completed",
+            ExecState::Failed => "failed",
+            ExecState::Skipped => "skipped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ExecState> {
+        ExecState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CampaignRow {
+    pub name: String,
+    pub version: String,
+    pub program: Vec<u8>,
+    pub state: String,
+}
+
+/// An execution ready to step, with its contact.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub contact: ContactRecord,
+    /// The step id to run next.
+    pub step: String,
+    pub version: String,
+    pub state: ExecState,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecUpdate {
+    pub contact: String,
+    pub step: String,
+    pub version: String,
+    pub state: ExecState,
+    pub wake_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxNew {
+    pub key: String,
+    pub contact: String,
+    pub version: String,
+    pub step: String,
+    pub channel: String,
+    pub message: String,
+    pub template: String,
+    pub price_micros: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxDone {
+    pub key: String,
+    pub sent: bool,
+    pub at: i64,
+    pub delivered_at: Option<i64>,
+    pub opened_at: Option<i64>,
+    pub clicked_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A pending outbox row: a send that was recorded but not confirmed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxPending {
+    pub key: String,
+    pub contact: String,
+    pub step: String,
+    pub channel: String,
+    pub message: String,
+    pub template: String,
+    pub price_micros: i64,
+}
+
+/// Counters of one step, added up across batches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StepCounts {
+    pub entered: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub cost_micros: i64,
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// Everything one round of a batch writes, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Round {
+    pub executions: Vec<ExecUpdate>,
+    pub outbox_new: Vec<OutboxNew>,
+    pub outbox_done: Vec<OutboxDone>,
+    /// (amount in micro-euros, reason); negative is a debit.
+    pub ledger: Vec<(i64, String)>,
+    pub tags: Vec<(String, Vec<String>)>,
+    pub steps: BTreeMap<String, StepCounts>,
+    /// (ab_test, variant) → contacts assigned.
+    pub ab: BTreeMap<(String, String), u64>,
+}
+
+impl Round {
+    pub fn is_empty(&self) -> bool {
+        self.executions.is_empty() && self.outbox_new.is_empty() && self.outbox_done.is_empty() && self.ledger.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// The interface the engine uses; `sqlite::SqliteStore` implements it.
+pub trait Store {
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError>;
+    fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
+    fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
+    fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Records a campaign state change and its reason in the audit log.
+    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError>;
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    fn balance(&self) -> Result<i64, StoreError>;
+    fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError>;
+    fn contact_count(&self) -> Result<u64, StoreError>;
+    fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
+    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError>;
+    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
+    /// Enrolls contacts (at most once each): (contact, step, wake_at).
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError>;
+    fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
+    fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
+    fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError>;
+    fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
+    fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
+    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError>;
+    /// Puts `processing` executions back to `pending` (crash recovery).
+    fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError>;
+}
