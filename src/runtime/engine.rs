@@ -144,28 +144,32 @@ impl<'a> Engine<'a> {
     pub fn recover(&mut self, now: i64) -> Result<u64, EngineError> {
         let pending = self.store.outbox_pending(&self.campaign)?;
         if !pending.is_empty() {
-            let msgs: Vec<Message> = pending
-                .iter()
-                .map(|o| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
-                .collect();
-            let results = self.provider.send_batch(&msgs);
-            let mut round = Round::default();
-            for (o, r) in pending.iter().zip(results) {
-                self.recovered.insert(o.contact.clone());
-                match r {
-                    Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
-                        round.ledger.push((-o.price_micros, format!("{} {}", self.campaign, o.key)));
-                        self.balance -= o.price_micros;
-                        let c = round.steps.entry(o.step.clone()).or_default();
-                        c.sent += 1;
-                        c.cost_micros += o.price_micros;
+            let rows: Vec<OutboxNew> = pending
+                .into_iter()
+                .map(|o| {
+                    self.recovered.insert(o.contact.clone());
+                    OutboxNew {
+                        key: o.key,
+                        contact: o.contact,
+                        version: o.version,
+                        step: o.step,
+                        channel: o.channel,
+                        message: o.message,
+                        template: o.template,
+                        price_micros: o.price_micros,
+                        created_at: now,
                     }
-                    // Left pending: the execution re-sends when it runs again.
-                    Delivery::Failed { .. } => {}
-                }
-            }
-            self.store.commit(&self.campaign, &round, now)?;
+                })
+                .collect();
+            // Reconcile first: a send the provider already accepted is only
+            // recorded, never sent again.
+            let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+            let known = self.provider.status(&keys);
+            let (done, unsent): (Vec<_>, Vec<_>) = rows.into_iter().zip(known).partition(|(_, k)| *k);
+            let done: Vec<OutboxNew> = done.into_iter().map(|(r, _)| r).collect();
+            let unsent: Vec<OutboxNew> = unsent.into_iter().map(|(r, _)| r).collect();
+            self.record_accepted(&done, now)?;
+            self.relay(&unsent, now)?;
         }
         Ok(self.store.requeue_processing(&self.campaign)?)
     }
@@ -183,7 +187,8 @@ impl<'a> Engine<'a> {
         Ok(&self.versions[v])
     }
 
-    /// Runs one batch of due executions to their next durable boundary.
+    /// Runs one batch of due executions to their next durable boundary (a
+    /// wait, the end, a skip), then relays the batch's sends.
     pub fn run_batch(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
         let due = self.store.due(&self.campaign, now, self.config.batch)?;
         let mut out = BatchOutcome { executions: due.len(), ..Default::default() };
@@ -209,22 +214,19 @@ impl<'a> Engine<'a> {
                 events.entry(c).or_default().push(e);
             }
         }
-        struct Active {
-            version: String,
-            pc: NodeIdx,
-            facts: Facts,
-            tags_changed: bool,
-            last: NodeIdx,
-        }
-        let mut active: Vec<Option<Active>> = Vec::with_capacity(due.len());
+
+        let mut round = Round::default();
+        let mut relay: Vec<OutboxNew> = Vec::new();
+        let mut trace = Vec::new();
         for d in due {
             let loaded = &self.versions[&d.version];
-            let Some(&pc) = loaded.index.get(&d.step) else {
+            let p = &loaded.program;
+            let Some(&start) = loaded.index.get(&d.step) else {
                 return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
             };
             let mut f = Facts {
                 contact_id: d.contact.id.clone(),
-                fields: facts::fields_for(&loaded.program, &d.contact),
+                fields: facts::fields_for(p, &d.contact),
                 tags: d.contact.tags.clone(),
                 consent: d.contact.consent.clone(),
                 capabilities: d.contact.capabilities.clone(),
@@ -234,25 +236,19 @@ impl<'a> Engine<'a> {
             if let Some(created) = d.contact.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
                 f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
             }
-            active.push(Some(Active { version: d.version, pc, facts: f, tags_changed: false, last: pc }));
-        }
-
-        let mut round = Round::default();
-        let mut trace = Vec::new();
-        loop {
-            // Step every active execution to its next boundary.
-            let mut sends: Vec<(usize, Message, NodeIdx, i64, String)> = Vec::new();
-            for (i, slot) in active.iter_mut().enumerate() {
-                let Some(a) = slot else { continue };
-                let loaded = &self.versions[&a.version];
-                let p = &loaded.program;
+            let mut pc = start;
+            let mut last = start;
+            let mut tags_changed = false;
+            // A send is not a boundary: its outbox row commits with the
+            // execution's advance past it, and the relay delivers it after.
+            let (step_id, state, wake_at, reason) = loop {
                 trace.clear();
-                let stop = step::advance(p, a.pc, &mut a.facts, now, &self.config.account, &mut trace);
+                let stop = step::advance(p, pc, &mut f, now, &self.config.account, &mut trace);
                 for t in &trace {
                     match t {
                         Trace::Entered(n) => {
                             out.transitions += 1;
-                            a.last = *n;
+                            last = *n;
                             round.steps.entry(p.nodes[n.get()].id.0.clone()).or_default().entered += 1;
                         }
                         Trace::AbPick { node, variant } => {
@@ -261,115 +257,133 @@ impl<'a> Engine<'a> {
                                 *round.ab.entry((name.clone(), v)).or_default() += 1;
                             }
                         }
-                        Trace::Tag { .. } => a.tags_changed = true,
+                        Trace::Tag { .. } => tags_changed = true,
                     }
                 }
-                let update = |step: &str, state, wake_at, reason: Option<String>| ExecUpdate {
-                    contact: a.facts.contact_id.clone(),
-                    step: step.to_string(),
-                    version: a.version.clone(),
-                    state,
-                    wake_at,
-                    reason,
-                };
-                let finished = match stop {
+                match stop {
                     Stop::Send { node, target, next, .. } => {
-                        let id = p.nodes[node.get()].id.0.clone();
-                        if a.facts.sent.iter().any(|m| m.step == id) {
-                            // Already sent before a crash: move on without sending again.
-                            let c = round.steps.entry(id).or_default();
+                        let id = &p.nodes[node.get()].id.0;
+                        if f.sent.iter().any(|m| m.step == *id) {
+                            // Sent before a crash: move on without sending again.
+                            let c = round.steps.entry(id.clone()).or_default();
                             c.entered = c.entered.saturating_sub(1);
-                            a.pc = next;
+                            out.transitions -= 1;
+                            pc = next;
                             continue;
                         }
                         if self.balance < target.price_micros {
                             out.out_of_balance = true;
-                            round.executions.push(update(&id, ExecState::Pending, Some(now), None));
-                            true
-                        } else {
-                            self.balance -= target.price_micros;
-                            let key = format!("{}/{}/{}/{}", self.campaign, a.version, a.facts.contact_id, id);
-                            round.outbox_new.push(OutboxNew {
-                                key: key.clone(),
-                                contact: a.facts.contact_id.clone(),
-                                version: a.version.clone(),
-                                step: id.clone(),
-                                channel: target.channel.clone(),
-                                message: target.message.clone(),
-                                template: target.template.clone(),
-                                price_micros: target.price_micros,
-                                created_at: now,
-                            });
-                            round.executions.push(update(&id, ExecState::Processing, None, None));
-                            let msg = Message { key, contact: a.facts.contact_id.clone(), channel: target.channel.clone(), message: target.message.clone(), template: target.template.clone(), now };
-                            sends.push((i, msg, next, target.price_micros, id));
-                            false
+                            let c = round.steps.entry(id.clone()).or_default();
+                            c.entered = c.entered.saturating_sub(1);
+                            break (id.clone(), ExecState::Pending, Some(now), None);
                         }
+                        self.balance -= target.price_micros;
+                        out.sends += 1;
+                        let key = format!("{}/{}/{}/{}", self.campaign, d.version, f.contact_id, id);
+                        relay.push(OutboxNew {
+                            key,
+                            contact: f.contact_id.clone(),
+                            version: d.version.clone(),
+                            step: id.clone(),
+                            channel: target.channel.clone(),
+                            message: target.message.clone(),
+                            template: target.template.clone(),
+                            price_micros: target.price_micros,
+                            created_at: now,
+                        });
+                        f.sent.push(SentMessage { step: id.clone(), channel: target.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
+                        pc = next;
                     }
-                    Stop::Wait { until, next } => {
-                        round.executions.push(update(&p.nodes[next.get()].id.0, ExecState::Pending, Some(until), None));
-                        true
-                    }
+                    Stop::Wait { until, next } => break (p.nodes[next.get()].id.0.clone(), ExecState::Pending, Some(until), None),
                     Stop::Completed => {
                         out.finished += 1;
-                        round.executions.push(update(&p.nodes[a.last.get()].id.0, ExecState::Completed, None, None));
-                        true
+                        break (p.nodes[last.get()].id.0.clone(), ExecState::Completed, None, None);
                     }
                     Stop::Skipped { node, reason } => {
                         out.finished += 1;
-                        let id = &p.nodes[node.get()].id.0;
+                        let id = p.nodes[node.get()].id.0.clone();
                         *round.steps.entry(id.clone()).or_default().skipped.entry(reason.as_str().to_string()).or_default() += 1;
-                        round.executions.push(update(id, ExecState::Skipped, None, Some(reason.as_str().to_string())));
-                        true
+                        break (id, ExecState::Skipped, None, Some(reason.as_str().to_string()));
                     }
-                };
-                if a.tags_changed && (finished || matches!(round.executions.last(), Some(e) if e.state == ExecState::Processing)) {
-                    round.tags.push((a.facts.contact_id.clone(), a.facts.tags.clone()));
-                    a.tags_changed = false;
                 }
-                if finished {
-                    *slot = None;
+            };
+            if tags_changed {
+                round.tags.push((f.contact_id.clone(), f.tags.clone()));
+            }
+            round.executions.push(ExecUpdate { contact: f.contact_id, step: step_id, version: d.version, state, wake_at, reason });
+        }
+        round.outbox_new = relay;
+        self.store.commit(&self.campaign, &round, now)?;
+        let failed = self.relay(&round.outbox_new, now)?;
+        out.provider_failures = failed;
+        Ok(out)
+    }
+
+    /// Records sends the provider accepted before a crash. Their engagement
+    /// arrives later through events, as it would from a real provider.
+    fn record_accepted(&mut self, rows: &[OutboxNew], now: i64) -> Result<(), EngineError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut round = Round::default();
+        let mut debits = 0;
+        for o in rows {
+            round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: None });
+            debits += o.price_micros;
+            let c = round.steps.entry(o.step.clone()).or_default();
+            c.sent += 1;
+            c.cost_micros += o.price_micros;
+        }
+        round.ledger.push((-debits, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
+        self.store.commit(&self.campaign, &round, now)?;
+        Ok(())
+    }
+
+    /// Delivers outbox rows through the provider and records the outcome:
+    /// sent (debited, with engagement) or failed (refunded, and the
+    /// execution marked failed). Returns how many failed.
+    fn relay(&mut self, rows: &[OutboxNew], now: i64) -> Result<u64, EngineError> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let msgs: Vec<Message> = rows
+            .iter()
+            .map(|o| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
+            .collect();
+        let results = self.provider.send_batch(&msgs);
+        let mut round = Round::default();
+        let (mut debits, mut debited, mut failed) = (0i64, 0u64, 0u64);
+        for (o, r) in rows.iter().zip(results) {
+            match r {
+                Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
+                    round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
+                    debits += o.price_micros;
+                    debited += 1;
+                    let c = round.steps.entry(o.step.clone()).or_default();
+                    c.sent += 1;
+                    c.cost_micros += o.price_micros;
                 }
-            }
-            self.store.commit(&self.campaign, &round, now)?;
-            round = Round::default();
-            if sends.is_empty() {
-                break;
-            }
-            let msgs: Vec<Message> = sends.iter().map(|s| s.1.clone()).collect();
-            let results = self.provider.send_batch(&msgs);
-            for ((i, msg, next, price, step_id), r) in sends.into_iter().zip(results) {
-                let Some(a) = active[i].as_mut() else { continue };
-                match r {
-                    Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        out.sends += 1;
-                        round.outbox_done.push(OutboxDone { key: msg.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
-                        round.ledger.push((-price, format!("{} {}", self.campaign, msg.key)));
-                        let c = round.steps.entry(step_id.clone()).or_default();
-                        c.sent += 1;
-                        c.cost_micros += price;
-                        a.facts.sent.push(SentMessage { step: step_id, channel: msg.channel, sent_at: now, delivered_at, opened_at, clicked_at });
-                        a.pc = next;
-                    }
-                    Delivery::Failed { reason } => {
-                        out.provider_failures += 1;
-                        out.finished += 1;
-                        self.balance += price;
-                        round.outbox_done.push(OutboxDone { key: msg.key, sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason.clone()) });
-                        round.steps.entry(step_id.clone()).or_default().failed += 1;
-                        round.executions.push(ExecUpdate {
-                            contact: a.facts.contact_id.clone(),
-                            step: step_id,
-                            version: a.version.clone(),
-                            state: ExecState::Failed,
-                            wake_at: None,
-                            reason: Some(reason),
-                        });
-                        active[i] = None;
-                    }
+                Delivery::Failed { reason } => {
+                    failed += 1;
+                    self.balance += o.price_micros;
+                    round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason.clone()) });
+                    round.steps.entry(o.step.clone()).or_default().failed += 1;
+                    round.executions.push(ExecUpdate {
+                        contact: o.contact.clone(),
+                        step: o.step.clone(),
+                        version: o.version.clone(),
+                        state: ExecState::Failed,
+                        wake_at: None,
+                        reason: Some(reason),
+                    });
                 }
             }
         }
-        Ok(out)
+        // One ledger entry per relay: each send's price is in its outbox row.
+        if debited > 0 {
+            round.ledger.push((-debits, format!("{}: {debited} send(s)", self.campaign)));
+        }
+        self.store.commit(&self.campaign, &round, now)?;
+        Ok(failed)
     }
 }

@@ -2,10 +2,9 @@
 //! and tests.
 //!
 //! The simulated provider stands in for an external service: it keeps its own
-//! record of deliveries (in its own table, committed on its own), so it can
-//! tell when the engine sends a message it already delivered.
+//! durable record of deliveries (an append-only log beside the database), so
+//! it can tell when the engine sends a message it already delivered.
 
-use rusqlite::{params, Connection};
 use std::path::Path;
 
 /// One message to deliver; `key` is the idempotency key.
@@ -39,6 +38,10 @@ pub struct Observed {
 pub trait Provider {
     fn name(&self) -> &str;
     fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery>;
+    /// Which of these keys the provider has already accepted, for
+    /// reconciling in-flight sends after a crash instead of re-sending them.
+    /// A provider that cannot tell answers `false` (the key still dedups).
+    fn status(&mut self, keys: &[String]) -> Vec<bool>;
     fn observed(&self) -> Observed;
 }
 
@@ -73,7 +76,11 @@ impl Default for SimConfig {
 }
 
 pub struct Simulated {
-    conn: Connection,
+    log: std::fs::File,
+    /// Every key accepted so far (the provider's memory).
+    accepted: std::collections::HashSet<String>,
+    /// Failed attempts per key, so a retry gets a fresh roll.
+    attempts: std::collections::HashMap<String, u32>,
     config: SimConfig,
     observed: Observed,
 }
@@ -83,20 +90,41 @@ pub struct Simulated {
 pub struct SimError(String);
 
 impl Simulated {
-    /// Opens the provider's record in `db` (its own table in the same file).
+    /// Opens the provider's delivery log beside the database (`DB.provider.log`).
+    ///
+    /// The log is append-only, one line per message received (`D key` for a
+    /// delivery, `R key` for a duplicate), written once per batch. A process
+    /// killed mid-write leaves at most a partial last line, which is ignored.
     pub fn open(db: &Path, config: SimConfig) -> Result<Simulated, SimError> {
-        let conn = Connection::open(db).map_err(|e| SimError(e.to_string()))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| SimError(e.to_string()))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS sim_deliveries (key TEXT PRIMARY KEY, contact TEXT NOT NULL, channel TEXT NOT NULL, at INTEGER NOT NULL, received INTEGER NOT NULL);",
-        )
-        .map_err(|e| SimError(e.to_string()))?;
-        let deliveries: i64 = conn.query_row("SELECT COUNT(*) FROM sim_deliveries", [], |r| r.get(0)).map_err(|e| SimError(e.to_string()))?;
-        let received: i64 = conn.query_row("SELECT COALESCE(SUM(received), 0) FROM sim_deliveries", [], |r| r.get(0)).map_err(|e| SimError(e.to_string()))?;
-        let observed = Observed { deliveries: deliveries as u64, duplicates: (received - deliveries).max(0) as u64 };
-        Ok(Simulated { conn, config, observed })
+        let path = log_path(db);
+        let mut accepted = std::collections::HashSet::new();
+        let mut observed = Observed::default();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+            for line in complete.lines() {
+                match line.split_once(' ') {
+                    Some(("D", key)) => {
+                        accepted.insert(key.to_string());
+                        observed.deliveries += 1;
+                    }
+                    Some(("R", _)) => observed.duplicates += 1,
+                    _ => {}
+                }
+            }
+            // Drop a torn last line so later appends start on a fresh line.
+            if complete.len() != text.len() {
+                std::fs::write(&path, complete).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
+            }
+        }
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
+        Ok(Simulated { log, accepted, attempts: Default::default(), config, observed })
     }
+}
+
+pub fn log_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".provider.log");
+    db.with_file_name(name)
 }
 
 /// A uniform number in [0, 1) from (seed, key, salt): the same message always
@@ -130,49 +158,48 @@ impl Provider for Simulated {
     }
 
     fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery> {
+        use std::io::Write;
         if !self.config.latency.is_zero() {
             std::thread::sleep(self.config.latency);
         }
         let mut out = Vec::with_capacity(batch.len());
-        let tx = match self.conn.transaction() {
-            Ok(t) => t,
-            Err(e) => return batch.iter().map(|_| Delivery::Failed { reason: format!("provider unavailable: {e}") }).collect(),
-        };
-        let mut accepted = Vec::new();
-        {
-            let mut stmt = match tx.prepare_cached(
-                "INSERT INTO sim_deliveries (key, contact, channel, at, received) VALUES (?1, ?2, ?3, ?4, 1)
-                 ON CONFLICT(key) DO UPDATE SET received = received + 1 RETURNING received",
-            ) {
-                Ok(s) => s,
-                Err(e) => return batch.iter().map(|_| Delivery::Failed { reason: format!("provider unavailable: {e}") }).collect(),
-            };
-            for m in batch {
-                let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
-                if down || roll(&self.config, &m.key, "fail") < self.config.fail_rate {
-                    out.push(Delivery::Failed { reason: if down { "provider outage".into() } else { "provider rejected the message".into() } });
-                    continue;
-                }
-                match stmt.query_row(params![m.key, m.contact, m.channel, m.now], |r| r.get::<_, i64>(0)) {
-                    Ok(received) => {
-                        accepted.push(received);
-                        out.push(engagement(&self.config, m));
-                    }
-                    Err(e) => out.push(Delivery::Failed { reason: format!("provider error: {e}") }),
-                }
+        let mut lines = String::new();
+        let (mut delivered, mut repeated) = (0u64, 0u64);
+        let mut fresh: Vec<&str> = Vec::new();
+        for m in batch {
+            let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
+            let tries = self.attempts.get(&m.key).copied().unwrap_or(0);
+            if down || roll(&self.config, &m.key, &format!("fail{tries}")) < self.config.fail_rate {
+                *self.attempts.entry(m.key.clone()).or_default() += 1;
+                out.push(Delivery::Failed { reason: if down { "provider outage".into() } else { "provider rejected the message".into() } });
+                continue;
             }
-        }
-        if let Err(e) = tx.commit() {
-            return batch.iter().map(|_| Delivery::Failed { reason: format!("provider error: {e}") }).collect();
-        }
-        for r in accepted {
-            if r == 1 {
-                self.observed.deliveries += 1;
+            if self.accepted.contains(&m.key) || fresh.contains(&m.key.as_str()) {
+                repeated += 1;
+                lines.push_str("R ");
             } else {
-                self.observed.duplicates += 1;
+                delivered += 1;
+                fresh.push(&m.key);
+                lines.push_str("D ");
             }
+            lines.push_str(&m.key);
+            lines.push('\n');
+            out.push(engagement(&self.config, m));
         }
+        // Accepted only once recorded: a failed write fails the whole batch.
+        if !lines.is_empty() && self.log.write_all(lines.as_bytes()).is_err() {
+            return batch.iter().map(|_| Delivery::Failed { reason: "provider unavailable".into() }).collect();
+        }
+        for k in fresh {
+            self.accepted.insert(k.to_string());
+        }
+        self.observed.deliveries += delivered;
+        self.observed.duplicates += repeated;
         out
+    }
+
+    fn status(&mut self, keys: &[String]) -> Vec<bool> {
+        keys.iter().map(|k| self.accepted.contains(k)).collect()
     }
 
     fn observed(&self) -> Observed {

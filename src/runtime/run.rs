@@ -59,15 +59,18 @@ pub fn scheduled_instant(at: &str, zone: &str) -> Option<Minutes> {
     use chrono::TimeZone;
     let tz: chrono_tz::Tz = zone.parse().ok()?;
     let naive = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M").ok()?;
-    for shift in 0..=3 {
-        let candidate = naive + chrono::TimeDelta::minutes(30 * shift);
-        match tz.from_local_datetime(&candidate) {
-            chrono::LocalResult::Single(t) => return Some(t.timestamp().div_euclid(60)),
-            chrono::LocalResult::Ambiguous(first, _) => return Some(first.timestamp().div_euclid(60)),
-            chrono::LocalResult::None => continue,
+    match tz.from_local_datetime(&naive) {
+        chrono::LocalResult::Single(t) => Some(t.timestamp().div_euclid(60)),
+        chrono::LocalResult::Ambiguous(first, _) => Some(first.timestamp().div_euclid(60)),
+        chrono::LocalResult::None => {
+            // In a gap: read the wall time with the offset in force just
+            // before it, which lands the same distance past the jump.
+            use chrono::Offset;
+            let before = tz.from_local_datetime(&(naive - chrono::TimeDelta::hours(3))).earliest()?;
+            let offset = before.offset().fix().local_minus_utc() as i64;
+            Some((naive.and_utc().timestamp() - offset).div_euclid(60))
         }
     }
-    None
 }
 
 fn clock_start(store: &dyn Store, opts: &RunOptions) -> Result<Minutes, StoreError> {
@@ -99,10 +102,7 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
         ClockKind::Virtual => Box::new(clock::Virtual::starting_at(now)),
         ClockKind::Real => Box::new(clock::Real),
     };
-    if store.meta("balance_initialised")?.is_none() {
-        store.ledger_add(opts.initial_balance_micros, "initial balance", now)?;
-        store.set_meta("balance_initialised", "1")?;
-    }
+    store.ensure_initial_balance(opts.initial_balance_micros, now)?;
     let name = program.campaign.clone();
     let state = launch(store, program, now)?;
     if state != RUNNING {
@@ -117,17 +117,19 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
     let mut engine = Engine::new(store, provider, program.clone(), opts.engine.clone())?;
     engine.recover(now)?;
     let mut transitions = 0;
+    // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
+    let mut finished = finished_count(engine_store(&mut engine), &name)?;
     let mut final_state = RUNNING.to_string();
     while !opts.stop.load(Ordering::SeqCst) {
         let out = engine.run_batch(now)?;
         transitions += out.transitions;
+        finished += out.finished + out.provider_failures;
         if out.out_of_balance {
             final_state = "PAUSED_BALANCE".into();
             break;
         }
         if out.executions > 0 {
-            let done = finished_count(engine_store(&mut engine), &name)?;
-            progress(Progress { finished: done, total, now, transitions });
+            progress(Progress { finished: finished.min(total), total, now, transitions });
             continue;
         }
         match engine_store(&mut engine).next_wake(&name)? {
@@ -184,6 +186,14 @@ fn launch(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<Stri
             store.set_state(&program.campaign, "SCHEDULED", RUNNING, "started", now)?;
             Ok(RUNNING.into())
         }
+        Some(row) if row.state == "DRAFT" || row.state == "SCHEDULED" => {
+            // Launched but not started (or interrupted between the two): start it.
+            if row.state == "DRAFT" {
+                store.set_state(&program.campaign, "DRAFT", "SCHEDULED", "launched by flowc run", now)?;
+            }
+            store.set_state(&program.campaign, "SCHEDULED", RUNNING, "started", now)?;
+            Ok(RUNNING.into())
+        }
         Some(row) => {
             if row.version != program.version.0 && row.state == RUNNING {
                 // A new version takes over; executions keep their own version.
@@ -202,10 +212,13 @@ fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunEr
         Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
         _ => now,
     };
-    let mut contacts = Vec::new();
-    store.for_each_contact(&mut |c| contacts.push(c))?;
-    let mut entries = Vec::new();
-    for chunk in contacts.chunks(2000) {
+    let mut enrolled = 0;
+    let mut after = String::new();
+    loop {
+        let chunk = store.contacts_page(&after, 5000)?;
+        let Some(last) = chunk.last() else { break };
+        after = last.id.clone();
+        let mut entries = Vec::new();
         let mut events: std::collections::HashMap<String, Vec<ContactEvent>> = std::collections::HashMap::new();
         if needs_events {
             let ids: Vec<&str> = chunk.iter().map(|c| c.id.as_str()).collect();
@@ -213,7 +226,7 @@ fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunEr
                 events.entry(c).or_default().push(e);
             }
         }
-        for c in chunk {
+        for c in &chunk {
             let mut f = Facts {
                 contact_id: c.id.clone(),
                 fields: facts::fields_for(p, c),
@@ -249,6 +262,7 @@ fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunEr
             }
             entries.push((c.id.clone(), entry.clone(), wake));
         }
+        enrolled += store.enroll(&p.campaign, &p.version.0, &entries, now)?;
     }
-    Ok(store.enroll(&p.campaign, &p.version.0, &entries, now)?)
+    Ok(enrolled)
 }

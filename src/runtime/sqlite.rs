@@ -55,7 +55,7 @@ CREATE TABLE executions (
   reason TEXT,
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (campaign, contact_id)
-);
+) WITHOUT ROWID;
 CREATE INDEX executions_due ON executions (campaign, state, wake_at);
 CREATE TABLE outbox (
   key TEXT PRIMARY KEY,
@@ -76,7 +76,7 @@ CREATE TABLE outbox (
   error TEXT
 ) WITHOUT ROWID;
 CREATE INDEX outbox_by_contact ON outbox (campaign, contact_id);
-CREATE INDEX outbox_pending ON outbox (campaign, status);
+CREATE INDEX outbox_pending ON outbox (campaign) WHERE status = 'pending';
 CREATE TABLE ledger (
   id INTEGER PRIMARY KEY,
   at INTEGER NOT NULL,
@@ -143,7 +143,7 @@ impl SqliteStore {
         // `journal_mode` answers with a row; reading it also proves the file is a database.
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
         let _ = mode;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536;").map_err(classify)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192; PRAGMA mmap_size=268435456;").map_err(classify)?;
         let mut store = SqliteStore { conn };
         store.migrate()?;
         Ok(store)
@@ -305,6 +305,32 @@ impl Store for SqliteStore {
             });
         }
         Ok(())
+    }
+
+    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(classify)?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok(ContactRecord {
+                    id: r.get(0)?,
+                    attrs: parse_map(&r.get::<_, String>(1)?),
+                    tags: parse_list(&r.get::<_, String>(2)?),
+                    consent: parse_list(&r.get::<_, String>(3)?),
+                    capabilities: parse_list(&r.get::<_, String>(4)?),
+                })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        let done: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'balance_initialised'", [], |r| r.get(0)).optional().map_err(classify)?;
+        if done.is_none() {
+            tx.execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')", params![now, micros]).map_err(classify)?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('balance_initialised', '1')", []).map_err(classify)?;
+        }
+        tx.commit().map_err(classify)
     }
 
     fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError> {
@@ -506,11 +532,11 @@ impl Store for SqliteStore {
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT key, contact_id, step, channel, message, template, price_micros FROM outbox WHERE campaign = ?1 AND status = 'pending'")
+            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros FROM outbox WHERE campaign = ?1 AND status = 'pending'")
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
-                Ok(OutboxPending { key: r.get(0)?, contact: r.get(1)?, step: r.get(2)?, channel: r.get(3)?, message: r.get(4)?, template: r.get(5)?, price_micros: r.get(6)? })
+                Ok(OutboxPending { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)? })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)

@@ -99,6 +99,7 @@ pub struct OutboxDone {
 pub struct OutboxPending {
     pub key: String,
     pub contact: String,
+    pub version: String,
     pub step: String,
     pub channel: String,
     pub message: String,
@@ -152,6 +153,10 @@ pub trait Store {
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError>;
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
+    /// Contacts in id order after `after`, at most `limit`: streaming without holding a cursor.
+    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError>;
+    /// Credits the opening balance once per database, atomically with its marker.
+    fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError>;
     fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError>;
     fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
     /// Enrolls contacts (at most once each): (contact, step, wake_at).

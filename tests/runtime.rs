@@ -1,0 +1,328 @@
+//! Runtime tests on a real SQLite file with the virtual clock.
+
+mod common;
+
+use flowc::compile::{self, program::Program};
+use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::engine::EngineConfig;
+use flowc::runtime::provider::{SimConfig, Simulated};
+use flowc::runtime::report::Report;
+use flowc::runtime::run::{self, ClockKind, RunOptions};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::step::Account;
+use flowc::runtime::store::Store;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const START: i64 = 29_400_000; // 2025-11-23T08:00Z in minutes
+
+struct Db {
+    path: PathBuf,
+}
+
+impl Db {
+    fn new(name: &str) -> Db {
+        let dir = std::env::temp_dir().join(format!("flowc-rt-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        Db { path: dir.join("flowc.db") }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn program(src: &str) -> (Program, flowc::check::model::Model) {
+    let (analysis, ws) = common::check_source(src);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    (compile::compile(&model, c, ws.sources.get(c.file)), model)
+}
+
+fn import(db: &Db, model: &flowc::check::model::Model, jsonl: &str) {
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let parsed = contacts::parse(jsonl, Format::JsonLines, &Schema::from_model(model));
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+}
+
+struct Opts {
+    seed: u64,
+    fail_rate: f64,
+    balance: i64,
+    approved: Option<Vec<String>>,
+    batch: usize,
+    stop_after_batches: Option<usize>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts { seed: 7, fail_rate: 0.0, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None }
+    }
+}
+
+fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut provider = Simulated::open(&db.path, SimConfig { seed: o.seed, fail_rate: o.fail_rate, ..SimConfig::default() }).expect("provider");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(START),
+        initial_balance_micros: o.balance,
+        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() } },
+        stop: stop.clone(),
+    };
+    let mut batches = 0;
+    let limit = o.stop_after_batches;
+    let mut progress = |_p: run::Progress| {
+        batches += 1;
+        if limit.is_some_and(|l| batches >= l) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    run::run(&mut store, &mut provider, p, &opts, &mut progress).expect("run")
+}
+
+const DECLS: &str = r#"
+template hello { channel email message marketing status published }
+template promo { channel sms message promotional status published }
+template rich { channel rcs message promotional status published }
+template receipt { channel email message transactional status published }
+contact { plan: enum(free, pro) score: number }
+"#;
+
+fn contact(i: usize, consent: &[&str], caps: &[&str], plan: &str) -> String {
+    serde_json::json!({
+        "id": format!("c{i:05}"), "timezone": "Europe/Paris", "locale": "fr",
+        "created_at": "2025-11-20T10:00:00Z", "tags": ["onboarding"],
+        "consent": consent, "capabilities": caps, "plan": plan, "score": i % 100,
+    })
+    .to_string()
+}
+
+fn contacts(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let consent: &[&str] = if i % 5 == 0 { &["sms"] } else { &["email", "sms", "rcs"] };
+            let caps: &[&str] = if i % 2 == 0 { &["rcs"] } else { &[] };
+            contact(i, consent, caps, if i % 3 == 0 { "pro" } else { "free" })
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_step_kind_and_skip_reason() {
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  first: send email.marketing hello
+  wait 1d
+  if plan == pro {{
+    tag add \"pro\"
+    send rcs.promotional rich fallback none
+  }} else {{
+    send email.transactional receipt
+  }}
+  ab_test t {{
+    variant a 50% {{ send sms.promotional promo }}
+    variant b 50% {{ }}
+  }}
+  end
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("kinds");
+    import(&db, &model, &contacts(300));
+    let r = run_on(&db, &p, &Opts { approved: Some(vec!["email".into(), "rcs".into()]), ..Default::default() });
+    let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();
+    assert_eq!(step("first").entered, 300);
+    assert_eq!(step("first").skipped.get("no-consent"), Some(&60), "every 5th contact has no email consent");
+    assert_eq!(step("first").sent, 240);
+    assert_eq!(step("c/2").entered, 240, "the wait");
+    // pro contacts (every 3rd) among the 240; rcs needs capability (even ids).
+    let rcs = step("c/3/then/2");
+    assert!(rcs.skipped.get("not-capable").copied().unwrap_or(0) > 0, "{rcs:?}");
+    assert!(rcs.sent > 0);
+    // sms is not approved for this account.
+    let sms = step("c/4/a/1");
+    assert_eq!(sms.sent, 0);
+    assert_eq!(sms.skipped.get("channel-not-approved").copied().unwrap_or(0), sms.entered);
+    assert!(r.executions["skipped"] > 0 && r.executions["completed"] > 0);
+    assert_eq!(r.executions["pending"] + r.executions["processing"], 0);
+    assert_eq!(r.state, "COMPLETED_PARTIAL");
+    assert_eq!(r.provider.duplicates, 0);
+    assert_eq!(r.provider.deliveries, r.steps.iter().map(|s| s.sent).sum::<u64>());
+    let ab: u64 = r.ab_tests["t"].values().sum();
+    assert_eq!(ab, step("c/4").entered);
+    // Cost: email.marketing 0.001, rcs 0.03, email.transactional 0.0008.
+    let expected = step("first").sent as f64 * 0.001 + rcs.sent as f64 * 0.03 + step("c/3/else/1").sent as f64 * 0.0008;
+    assert!((r.cost.total - expected).abs() < 1e-9, "{} vs {expected}", r.cost.total);
+    assert!((r.balance - (1000.0 - expected)).abs() < 1e-6);
+}
+
+#[test]
+fn ab_proportions_hold_for_ten_thousand_contacts() {
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  ab_test split {{
+    variant a 50% {{ send email.transactional receipt }}
+    variant b 30% {{ send email.transactional receipt }}
+    variant c 20% {{ }}
+  }}
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("ab");
+    import(&db, &model, &contacts(10_000));
+    let r = run_on(&db, &p, &Opts { batch: 2000, ..Default::default() });
+    let split = &r.ab_tests["split"];
+    let total: u64 = split.values().sum();
+    assert_eq!(total, 10_000);
+    for (v, want) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {
+        let got = split[v] as f64 / total as f64;
+        assert!((got - want).abs() < 0.02, "variant {v}: {got:.3} vs {want}");
+    }
+    // Deterministic per contact: a second database assigns the same way.
+    let db2 = Db::new("ab2");
+    import(&db2, &model, &contacts(10_000));
+    let r2 = run_on(&db2, &p, &Opts { batch: 777, ..Default::default() });
+    assert_eq!(r2.ab_tests, r.ab_tests);
+}
+
+#[test]
+fn engagement_branches_follow_what_the_provider_reported() {
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  hello_step: send email.marketing hello
+  wait 3d
+  if opened(hello_step) {{
+    tag add \"opened\"
+  }} else if delivered(hello_step) {{
+    tag add \"delivered-only\"
+  }} else {{
+    tag add \"lost\"
+  }}
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("engage");
+    import(&db, &model, &contacts(2000));
+    let r = run_on(&db, &p, &Opts::default());
+    let entered = |id: &str| r.steps.iter().find(|s| s.id == id).map_or(0, |s| s.entered);
+    let sent = r.steps[0].sent as f64;
+    let opened = entered("c/3/then/1") as f64;
+    let delivered_only = entered("c/3/elif1/1") as f64;
+    let lost = entered("c/3/else/1") as f64;
+    assert_eq!(opened + delivered_only + lost, sent);
+    // Simulated rates: 97% delivered, 45% of those opened.
+    assert!((opened / sent - 0.97 * 0.45).abs() < 0.04, "opened {opened}/{sent}");
+    assert!((lost / sent - 0.03).abs() < 0.02, "lost {lost}/{sent}");
+    // Tags were written to the contacts.
+    let store = SqliteStore::open(&db.path).expect("store");
+    let mut tagged = 0;
+    store.for_each_contact(&mut |c| tagged += usize::from(c.tags.iter().any(|t| t == "opened"))).expect("contacts");
+    assert_eq!(tagged as f64, opened);
+}
+
+#[test]
+fn stopping_and_resuming_gives_the_same_report() {
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  a: send email.marketing hello
+  wait 2d
+  if opened(a) or plan == pro {{
+    send sms.promotional promo
+  }}
+  ab_test t {{
+    variant x 70% {{ wait 1d send email.transactional receipt }}
+    variant y 30% {{ }}
+  }}
+}}"
+    );
+    let (p, model) = program(&src);
+    let straight = Db::new("straight");
+    import(&straight, &model, &contacts(3000));
+    let full = run_on(&straight, &p, &Opts::default());
+    assert!(full.state.starts_with("COMPLETED"));
+
+    let resumed = Db::new("resumed");
+    import(&resumed, &model, &contacts(3000));
+    let mut rounds = 0;
+    let last = loop {
+        let r = run_on(&resumed, &p, &Opts { stop_after_batches: Some(2), ..Default::default() });
+        rounds += 1;
+        if r.state != "RUNNING" {
+            break r;
+        }
+        assert!(rounds < 100, "never finished");
+    };
+    assert!(rounds > 2, "the run really was interrupted ({rounds} rounds)");
+    assert_eq!(last.executions, full.executions);
+    assert_eq!(last.steps, full.steps);
+    assert_eq!(last.ab_tests, full.ab_tests);
+    assert_eq!(last.cost, full.cost);
+    assert_eq!(last.provider, full.provider);
+    assert_eq!(last.state, full.state);
+}
+
+#[test]
+fn provider_failures_fail_executions_and_balance_pauses() {
+    let src = format!("{DECLS}campaign c {{\n  trigger manual\n  send sms.promotional promo\n  send sms.promotional promo\n}}");
+    // Two sends of the same template need two steps with different ids.
+    let src = src.replacen("  send sms.promotional promo\n  send", "  one: send sms.promotional promo\n  two: send", 1);
+    let (p, model) = program(&src);
+    let db = Db::new("fail");
+    import(&db, &model, &contacts(500));
+    let r = run_on(&db, &p, &Opts { fail_rate: 0.1, ..Default::default() });
+    assert!(r.executions["failed"] > 20, "{:?}", r.executions);
+    assert_eq!(r.state, "COMPLETED_PARTIAL");
+
+    // 0.045 EUR per SMS: 1 EUR pays 22 sends, then the campaign pauses.
+    let db = Db::new("balance");
+    import(&db, &model, &contacts(500));
+    let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
+    assert_eq!(r.state, "PAUSED_BALANCE");
+    let sent: u64 = r.steps.iter().map(|s| s.sent).sum();
+    assert_eq!(sent, 22);
+    assert!(r.balance >= 0.0 && r.balance < 0.045);
+}
+
+#[test]
+fn scheduled_trigger_waits_for_its_local_time_across_dst() {
+    // 2026-03-29 02:30 does not exist in Paris (clocks jump 02:00 → 03:00).
+    assert_eq!(run::scheduled_instant("2026-03-29T02:30", "Europe/Paris"), run::scheduled_instant("2026-03-29T03:30", "Europe/Paris"));
+    // 2026-10-25 02:30 happens twice; the first (summer time, UTC+2) wins.
+    let t = run::scheduled_instant("2026-10-25T02:30", "Europe/Paris").expect("instant");
+    let utc = chrono::DateTime::from_timestamp(t * 60, 0).expect("time");
+    assert_eq!(utc.format("%H:%M").to_string(), "00:30");
+    let winter = run::scheduled_instant("2026-12-01T09:00", "Europe/Paris").expect("instant");
+    assert_eq!(chrono::DateTime::from_timestamp(winter * 60, 0).expect("t").format("%H:%M").to_string(), "08:00");
+}
+
+#[test]
+fn corrupt_and_foreign_databases_are_refused() {
+    let db = Db::new("corrupt");
+    std::fs::write(&db.path, b"this is not a database, just text that is long enough to fill a header....").expect("write");
+    let err = SqliteStore::open(&db.path).err().expect("refused").to_string();
+    assert!(err.contains("corrupt") || err.contains("not a flowc database"), "{err}");
+    let other = Db::new("foreign");
+    {
+        let c = rusqlite::Connection::open(&other.path).expect("sqlite");
+        c.execute_batch("CREATE TABLE invoices (id INTEGER)").expect("create");
+    }
+    let err = SqliteStore::open(&other.path).err().expect("refused").to_string();
+    assert!(err.contains("something else"), "{err}");
+}
+
