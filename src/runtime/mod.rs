@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod engine;
 pub mod eval;
 pub mod facts;
+pub mod lifecycle;
 pub mod provider;
 pub mod report;
 pub mod run;

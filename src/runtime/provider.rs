@@ -77,8 +77,9 @@ impl Default for SimConfig {
 
 pub struct Simulated {
     log: std::fs::File,
-    /// Every key accepted so far (the provider's memory).
-    accepted: std::collections::HashSet<String>,
+    /// A 64-bit hash of every key accepted so far: the provider's memory,
+    /// small enough for millions of messages.
+    accepted: std::collections::HashSet<u64>,
     /// Failed attempts per key, so a retry gets a fresh roll.
     attempts: std::collections::HashMap<String, u32>,
     config: SimConfig,
@@ -104,7 +105,7 @@ impl Simulated {
             for line in complete.lines() {
                 match line.split_once(' ') {
                     Some(("D", key)) => {
-                        accepted.insert(key.to_string());
+                        accepted.insert(key_hash(key));
                         observed.deliveries += 1;
                     }
                     Some(("R", _)) => observed.duplicates += 1,
@@ -119,6 +120,15 @@ impl Simulated {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
         Ok(Simulated { log, accepted, attempts: Default::default(), config, observed })
     }
+}
+
+fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 pub fn log_path(db: &Path) -> std::path::PathBuf {
@@ -165,7 +175,7 @@ impl Provider for Simulated {
         let mut out = Vec::with_capacity(batch.len());
         let mut lines = String::new();
         let (mut delivered, mut repeated) = (0u64, 0u64);
-        let mut fresh: Vec<&str> = Vec::new();
+        let mut fresh: std::collections::HashSet<u64> = std::collections::HashSet::new();
         for m in batch {
             let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
             let tries = self.attempts.get(&m.key).copied().unwrap_or(0);
@@ -174,12 +184,12 @@ impl Provider for Simulated {
                 out.push(Delivery::Failed { reason: if down { "provider outage".into() } else { "provider rejected the message".into() } });
                 continue;
             }
-            if self.accepted.contains(&m.key) || fresh.contains(&m.key.as_str()) {
+            let h = key_hash(&m.key);
+            if self.accepted.contains(&h) || !fresh.insert(h) {
                 repeated += 1;
                 lines.push_str("R ");
             } else {
                 delivered += 1;
-                fresh.push(&m.key);
                 lines.push_str("D ");
             }
             lines.push_str(&m.key);
@@ -190,16 +200,14 @@ impl Provider for Simulated {
         if !lines.is_empty() && self.log.write_all(lines.as_bytes()).is_err() {
             return batch.iter().map(|_| Delivery::Failed { reason: "provider unavailable".into() }).collect();
         }
-        for k in fresh {
-            self.accepted.insert(k.to_string());
-        }
+        self.accepted.extend(fresh);
         self.observed.deliveries += delivered;
         self.observed.duplicates += repeated;
         out
     }
 
     fn status(&mut self, keys: &[String]) -> Vec<bool> {
-        keys.iter().map(|k| self.accepted.contains(k)).collect()
+        keys.iter().map(|k| self.accepted.contains(&key_hash(k))).collect()
     }
 
     fn observed(&self) -> Observed {

@@ -143,7 +143,7 @@ impl SqliteStore {
         // `journal_mode` answers with a row; reading it also proves the file is a database.
         let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
         let _ = mode;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192; PRAGMA mmap_size=268435456;").map_err(classify)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;").map_err(classify)?;
         let mut store = SqliteStore { conn };
         store.migrate()?;
         Ok(store)
@@ -225,6 +225,7 @@ impl Store for SqliteStore {
 
     fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(classify)?;
+        // Guarded by the expected current state, so two writers cannot both move it.
         let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to, now, name, from]).map_err(classify)?;
         if changed == 0 {
             return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
@@ -540,6 +541,43 @@ impl Store for SqliteStore {
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM executions WHERE campaign = ?1 AND version = ?2 AND step = ?3 AND state IN ('pending', 'processing')")
+            .map_err(classify)?;
+        for s in steps {
+            n += stmt.query_row(params![campaign, version, s], |r| r.get::<_, i64>(0)).map_err(classify)? as u64;
+        }
+        Ok(n)
+    }
+
+    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError> {
+        let tx = self.conn.transaction().map_err(classify)?;
+        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;").map_err(classify)?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO kept_steps (step) VALUES (?1)").map_err(classify)?;
+            for k in kept {
+                ins.execute(params![k]).map_err(classify)?;
+            }
+        }
+        let moved = tx
+            .execute(
+                "UPDATE executions SET version = ?3, updated_at = ?4 WHERE campaign = ?1 AND version = ?2 AND state IN ('pending', 'processing') AND step IN (SELECT step FROM kept_steps)",
+                params![campaign, from, to, now],
+            )
+            .map_err(classify)? as u64;
+        let skipped = tx
+            .execute(
+                "UPDATE executions SET state = 'skipped', reason = 'step-removed', updated_at = ?3 WHERE campaign = ?1 AND version = ?2 AND state IN ('pending', 'processing')",
+                params![campaign, from, now],
+            )
+            .map_err(classify)? as u64;
+        tx.commit().map_err(classify)?;
+        Ok((moved, skipped))
     }
 
     fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError> {

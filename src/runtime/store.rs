@@ -168,6 +168,11 @@ pub trait Store {
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError>;
+    /// How many unfinished executions of `version` sit at one of `steps`.
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
+    /// Moves unfinished executions of `from` to `to` where their step is in
+    /// `kept`; the others are skipped with reason `step-removed`. Returns (moved, skipped).
+    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError>;
     /// Puts `processing` executions back to `pending` (crash recovery).
     fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError>;
 }

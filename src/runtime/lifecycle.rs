@@ -1,0 +1,137 @@
+//! Campaign states and their transitions (LANGUAGE.md §7), launching and
+//! version migration. Every transition is checked here and written to the
+//! audit log with its reason.
+
+use super::store::{Store, StoreError};
+use crate::compile::codec;
+use crate::compile::diff;
+use crate::compile::program::Program;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    PausedError,
+    PausedBalance,
+    Completed,
+    CompletedPartial,
+}
+
+impl State {
+    pub const ALL: [State; 8] =
+        [State::Draft, State::Scheduled, State::Running, State::Paused, State::PausedError, State::PausedBalance, State::Completed, State::CompletedPartial];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Draft => "DRAFT",
+            State::Scheduled => "SCHEDULED",
+            State::Running => "RUNNING",
+            State::Paused => "PAUSED",
+            State::PausedError => "PAUSED_ERROR",
+            State::PausedBalance => "PAUSED_BALANCE",
+            State::Completed => "COMPLETED",
+            State::CompletedPartial => "COMPLETED_PARTIAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The transitions of the contract; everything else is refused.
+    pub fn can_go_to(self, to: State) -> bool {
+        use State::*;
+        matches!(
+            (self, to),
+            (Draft, Scheduled)
+                | (Scheduled, Running)
+                | (Running, Paused)
+                | (Paused, Running)
+                | (Running, PausedError)
+                | (Running, PausedBalance)
+                | (PausedError, Running)
+                | (PausedBalance, Running)
+                | (Running, Completed)
+                | (Running, CompletedPartial)
+        )
+    }
+
+    pub fn is_paused(self) -> bool {
+        matches!(self, State::Paused | State::PausedError | State::PausedBalance)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no campaign `{0}` in the database (launch it first)")]
+    NotFound(String),
+    #[error("campaign `{name}` is {from}; it cannot become {to}")]
+    Invalid { name: String, from: String, to: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The campaign's current state.
+pub fn state(store: &dyn Store, name: &str) -> Result<State, LifecycleError> {
+    let row = store.campaign(name)?.ok_or_else(|| LifecycleError::NotFound(name.to_string()))?;
+    State::parse(&row.state).ok_or_else(|| LifecycleError::Refused(format!("campaign `{name}` has an unknown state `{}`", row.state)))
+}
+
+/// Moves a campaign to `to`, if the contract allows it from where it is.
+pub fn transition(store: &mut dyn Store, name: &str, to: State, why: &str, now: i64) -> Result<State, LifecycleError> {
+    let from = state(store, name)?;
+    if !from.can_go_to(to) {
+        return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: to.as_str().into() });
+    }
+    store.set_state(name, from.as_str(), to.as_str(), why, now)?;
+    Ok(from)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launched {
+    /// A new campaign, now SCHEDULED.
+    New,
+    /// A new version of a live campaign; executions moved by step id.
+    Migrated { moved: u64, skipped: u64, removed_steps: Vec<String> },
+}
+
+/// Launches `program`. The caller has already refused programs with check
+/// errors. A new version of a live campaign moves its waiting executions to
+/// the same step ids in the new version; executions waiting at a step the new
+/// version removed make the migration unmappable, refused unless `force`,
+/// which marks them skipped (reason `step-removed`).
+pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+    let bytes = codec::to_binary(program);
+    let name = &program.campaign;
+    let Some(row) = store.campaign(name)? else {
+        store.put_campaign(name, &program.version.0, &bytes, State::Draft.as_str(), now)?;
+        transition(store, name, State::Scheduled, "launched", now)?;
+        return Ok(Launched::New);
+    };
+    let current = State::parse(&row.state).unwrap_or(State::Draft);
+    if row.version == program.version.0 {
+        return Err(LifecycleError::Refused(format!("campaign `{name}` version {} is already launched ({})", row.version, row.state)));
+    }
+    if matches!(current, State::Completed | State::CompletedPartial) {
+        return Err(LifecycleError::Refused(format!("campaign `{name}` has finished ({}); give the new version another name", row.state)));
+    }
+    let old = codec::from_binary(&row.program).map_err(|e| LifecycleError::Refused(format!("stored program of `{name}`: {e}")))?;
+    let map = diff::map_versions(&old, program);
+    let removed: Vec<String> = map.removed.iter().map(|(id, _)| id.0.clone()).collect();
+    let waiting = store.waiting_at(name, &old.version.0, &removed)?;
+    if waiting > 0 && !force {
+        return Err(LifecycleError::Refused(format!(
+            "{waiting} execution(s) wait at step(s) the new version removes ({}); label the steps so they keep their ids, or pass --force to skip those executions",
+            removed.join(", ")
+        )));
+    }
+    store.put_campaign(name, &program.version.0, &bytes, &row.state, now)?;
+    let kept: Vec<String> = map.kept.iter().map(|(id, _, _, _)| id.0.clone()).collect();
+    let (moved, skipped) = store.migrate_executions(name, &old.version.0, &program.version.0, &kept, now)?;
+    store.set_state(name, &row.state, &row.state, &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version), now)?;
+    Ok(Launched::Migrated { moved, skipped, removed_steps: removed })
+}
