@@ -94,7 +94,7 @@ fn main() {
         clock: ClockKind::Virtual,
         start: Some(29_400_000),
         initial_balance_micros: 1_000_000_000_000,
-        engine: EngineConfig { batch: 10000, account: Account { approved_channels: None } },
+        engine: EngineConfig { batch: 10000, account: Account { approved_channels: None }, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
     };
     let mut transitions = 0;

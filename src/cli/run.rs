@@ -197,7 +197,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         },
         start,
         initial_balance_micros: (a.balance * 1_000_000.0).round() as i64,
-        engine: EngineConfig { batch: a.batch, account: Account { approved_channels: a.approve.clone() } },
+        engine: EngineConfig { batch: a.batch, account: Account { approved_channels: a.approve.clone() }, ..EngineConfig::default() },
         stop: stop.clone(),
     };
     let bar = progress_bar();

@@ -29,11 +29,33 @@ pub enum EngineError {
 pub struct EngineConfig {
     pub batch: usize,
     pub account: Account,
+    /// Attempts per message before it (and its execution) fails.
+    pub max_attempts: u32,
+    /// Consecutive provider failures that trip the circuit breaker.
+    pub breaker_consecutive: u32,
+    /// Or: an error rate over the last `breaker_window` sends above this.
+    pub breaker_rate: f64,
+    pub breaker_window: usize,
+    /// Send one message first and go on only if it succeeds (after a
+    /// resume from PAUSED_ERROR).
+    pub probe: bool,
+    /// (threshold, amount) in micro-euros: top up when the balance falls
+    /// below the threshold. It never resumes a paused campaign.
+    pub auto_reload: Option<(i64, i64)>,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { batch: 2000, account: Account { approved_channels: None } }
+        EngineConfig {
+            batch: 2000,
+            account: Account { approved_channels: None },
+            max_attempts: 3,
+            breaker_consecutive: 10,
+            breaker_rate: 0.5,
+            breaker_window: 200,
+            probe: false,
+            auto_reload: None,
+        }
     }
 }
 
@@ -100,7 +122,10 @@ pub struct BatchOutcome {
     pub finished: u64,
     /// A send could not be paid: the campaign must pause.
     pub out_of_balance: bool,
+    /// Messages that failed for good (their executions are failed).
     pub provider_failures: u64,
+    /// The circuit breaker tripped: the campaign must pause.
+    pub breaker_tripped: bool,
 }
 
 pub struct Engine<'a> {
@@ -113,6 +138,11 @@ pub struct Engine<'a> {
     config: EngineConfig,
     /// Contacts whose send was in flight when the last run stopped.
     recovered: HashSet<String>,
+    /// Messages that failed and will be tried again, with their attempts.
+    retry: Vec<(OutboxNew, u32)>,
+    consecutive_failures: u32,
+    recent: std::collections::VecDeque<bool>,
+    tripped: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -122,7 +152,20 @@ impl<'a> Engine<'a> {
         let current = program.version.0.clone();
         let mut versions = HashMap::new();
         versions.insert(current.clone(), Loaded::new(program));
-        Ok(Engine { store, provider, campaign, current, versions, balance, config, recovered: HashSet::new() })
+        Ok(Engine {
+            store,
+            provider,
+            campaign,
+            current,
+            versions,
+            balance,
+            config,
+            recovered: HashSet::new(),
+            retry: Vec::new(),
+            consecutive_failures: 0,
+            recent: std::collections::VecDeque::new(),
+            tripped: false,
+        })
     }
 
     /// The store, lent back to the caller between batches.
@@ -194,6 +237,12 @@ impl<'a> Engine<'a> {
         let mut out = BatchOutcome { executions: due.len(), ..Default::default() };
         if due.is_empty() {
             return Ok(out);
+        }
+        if let Some((threshold, amount)) = self.config.auto_reload {
+            if self.balance < threshold && amount > 0 {
+                self.store.ledger_add(amount, "auto-reload", now)?;
+                self.balance += amount;
+            }
         }
         for d in &due {
             self.version(&d.version)?;
@@ -316,6 +365,7 @@ impl<'a> Engine<'a> {
         self.store.commit(&self.campaign, &round, now)?;
         let failed = self.relay(&round.outbox_new, now)?;
         out.provider_failures = failed;
+        out.breaker_tripped = self.tripped;
         Ok(out)
     }
 
@@ -339,46 +389,105 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    /// Delivers outbox rows through the provider and records the outcome:
-    /// sent (debited, with engagement) or failed (refunded, and the
-    /// execution marked failed). Returns how many failed.
+    /// Messages still waiting for another attempt.
+    pub fn has_retries(&self) -> bool {
+        !self.retry.is_empty()
+    }
+
+    pub fn breaker_tripped(&self) -> bool {
+        self.tripped
+    }
+
+    /// Tries the waiting messages again.
+    pub fn retry_now(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
+        let mut out = BatchOutcome::default();
+        out.provider_failures = self.relay(&[], now)?;
+        out.breaker_tripped = self.tripped;
+        Ok(out)
+    }
+
+    fn breaker_sees(&mut self, ok: bool) {
+        if ok {
+            self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+        }
+        self.recent.push_back(ok);
+        if self.recent.len() > self.config.breaker_window {
+            self.recent.pop_front();
+        }
+        let failures = self.recent.iter().filter(|x| !**x).count();
+        let full = self.recent.len() >= self.config.breaker_window;
+        if self.consecutive_failures >= self.config.breaker_consecutive || (full && failures as f64 > self.config.breaker_rate * self.recent.len() as f64) {
+            self.tripped = true;
+        }
+    }
+
+    /// Delivers outbox rows (and earlier failures due another attempt)
+    /// through the provider and records the outcome: sent (debited, with
+    /// engagement), failed for good after `max_attempts` (refunded, execution
+    /// failed), or kept pending for another attempt. Once the breaker trips,
+    /// nothing more is sent: the rest stays pending for after the resume.
+    /// Returns how many failed for good.
     fn relay(&mut self, rows: &[OutboxNew], now: i64) -> Result<u64, EngineError> {
-        if rows.is_empty() {
+        let mut queue: Vec<(OutboxNew, u32)> = std::mem::take(&mut self.retry);
+        queue.extend(rows.iter().cloned().map(|r| (r, 0)));
+        if queue.is_empty() {
             return Ok(0);
         }
-        let msgs: Vec<Message> = rows
-            .iter()
-            .map(|o| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
-            .collect();
-        let results = self.provider.send_batch(&msgs);
         let mut round = Round::default();
         let (mut debits, mut debited, mut failed) = (0i64, 0u64, 0u64);
-        for (o, r) in rows.iter().zip(results) {
-            match r {
-                Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                    round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
-                    debits += o.price_micros;
-                    debited += 1;
-                    let c = round.steps.entry(o.step.clone()).or_default();
-                    c.sent += 1;
-                    c.cost_micros += o.price_micros;
-                }
-                Delivery::Failed { reason } => {
-                    failed += 1;
-                    self.balance += o.price_micros;
-                    round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason.clone()) });
-                    round.steps.entry(o.step.clone()).or_default().failed += 1;
-                    round.executions.push(ExecUpdate {
-                        contact: o.contact.clone(),
-                        step: o.step.clone(),
-                        version: o.version.clone(),
-                        state: ExecState::Failed,
-                        wake_at: None,
-                        reason: Some(reason),
-                    });
+        let mut start = 0;
+        while start < queue.len() && !self.tripped {
+            // A probe after an outage: one message first, the rest only if it goes through.
+            let end = if self.config.probe { start + 1 } else { queue.len() };
+            let slice = &queue[start..end];
+            let msgs: Vec<Message> = slice
+                .iter()
+                .map(|(o, _)| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
+                .collect();
+            let results = self.provider.send_batch(&msgs);
+            for ((o, attempts), r) in slice.iter().zip(results) {
+                match r {
+                    Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
+                        self.breaker_sees(true);
+                        self.config.probe = false;
+                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
+                        debits += o.price_micros;
+                        debited += 1;
+                        let c = round.steps.entry(o.step.clone()).or_default();
+                        c.sent += 1;
+                        c.cost_micros += o.price_micros;
+                    }
+                    Delivery::Failed { reason } => {
+                        self.breaker_sees(false);
+                        if attempts + 1 < self.config.max_attempts {
+                            self.retry.push((o.clone(), attempts + 1));
+                            continue;
+                        }
+                        failed += 1;
+                        self.balance += o.price_micros;
+                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason.clone()) });
+                        round.steps.entry(o.step.clone()).or_default().failed += 1;
+                        round.executions.push(ExecUpdate {
+                            contact: o.contact.clone(),
+                            step: o.step.clone(),
+                            version: o.version.clone(),
+                            state: ExecState::Failed,
+                            wake_at: None,
+                            reason: Some(reason),
+                        });
+                    }
                 }
             }
+            if self.config.probe && !self.tripped {
+                // The probe failed without tripping: treat it as an outage still going on.
+                self.tripped = true;
+            }
+            start = end;
         }
+        // Not sent because the breaker tripped: pending in the outbox, sent after the resume.
+        self.retry.extend(queue.drain(start..));
         // One ledger entry per relay: each send's price is in its outbox row.
         if debited > 0 {
             round.ledger.push((-debits, format!("{}: {debited} send(s)", self.campaign)));

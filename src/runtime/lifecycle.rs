@@ -135,3 +135,22 @@ pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -
     store.set_state(name, &row.state, &row.state, &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version), now)?;
     Ok(Launched::Migrated { moved, skipped, removed_steps: removed })
 }
+
+/// `flowc campaign resume`: back to RUNNING from any paused state. After a
+/// provider outage the next run probes with one message before full speed.
+pub fn resume(store: &mut dyn Store, name: &str, now: i64) -> Result<State, LifecycleError> {
+    let from = state(store, name)?;
+    if !from.is_paused() {
+        return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: State::Running.as_str().into() });
+    }
+    transition(store, name, State::Running, "resumed", now)?;
+    if from == State::PausedError {
+        store.set_meta(&format!("probe/{name}"), "1")?;
+    }
+    Ok(from)
+}
+
+/// `flowc campaign pause`.
+pub fn pause(store: &mut dyn Store, name: &str, now: i64) -> Result<(), LifecycleError> {
+    transition(store, name, State::Paused, "paused by an operator", now).map(|_| ())
+}

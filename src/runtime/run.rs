@@ -7,8 +7,8 @@ use super::eval::{self, Ctx, Props};
 use super::facts::{self, ContactEvent, Facts};
 use super::provider::Provider;
 use super::report::{self, Report};
+use super::lifecycle::{self, State};
 use super::store::{ExecState, Store, StoreError};
-use crate::compile::codec;
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,8 +48,6 @@ pub struct Progress {
     pub now: Minutes,
     pub transitions: u64,
 }
-
-pub const RUNNING: &str = "RUNNING";
 
 /// The wall-clock instant of a scheduled trigger. A local time that occurs
 /// twice (clocks go back) fires at the first; one that does not exist
@@ -104,9 +102,9 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
     };
     store.ensure_initial_balance(opts.initial_balance_micros, now)?;
     let name = program.campaign.clone();
-    let state = launch(store, program, now)?;
-    if state != RUNNING {
-        return Ok(report::build(store, program, &state, provider.observed(), now)?);
+    let state = start(store, program, now)?;
+    if state != State::Running {
+        return Ok(report::build(store, program, state.as_str(), provider.observed(), now)?);
     }
     let enrolled_key = format!("enrolled/{name}/{}", program.version);
     if store.meta(&enrolled_key)?.is_none() {
@@ -114,29 +112,55 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
         store.set_meta(&enrolled_key, "1")?;
     }
     let total = store.counts(&name)?.values().sum::<u64>();
-    let mut engine = Engine::new(store, provider, program.clone(), opts.engine.clone())?;
+    let probe_key = format!("probe/{name}");
+    let mut config = opts.engine.clone();
+    config.probe = config.probe || store.meta(&probe_key)?.is_some();
+    if config.auto_reload.is_none() {
+        config.auto_reload = store.meta("auto_reload")?.and_then(|v| {
+            let (t, a) = v.split_once(',')?;
+            Some((t.parse().ok()?, a.parse().ok()?))
+        });
+    }
+    let mut engine = Engine::new(store, provider, program.clone(), config)?;
     engine.recover(now)?;
     let mut transitions = 0;
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
     let mut finished = finished_count(engine_store(&mut engine), &name)?;
-    let mut final_state = RUNNING.to_string();
+    let mut next: Option<(State, &str)> = None;
     while !opts.stop.load(Ordering::SeqCst) {
         let out = engine.run_batch(now)?;
         transitions += out.transitions;
         finished += out.finished + out.provider_failures;
+        if out.breaker_tripped {
+            next = Some((State::PausedError, "the provider kept failing: circuit breaker tripped"));
+            break;
+        }
         if out.out_of_balance {
-            final_state = "PAUSED_BALANCE".into();
+            next = Some((State::PausedBalance, "the balance cannot pay the next send"));
             break;
         }
         if out.executions > 0 {
             progress(Progress { finished: finished.min(total), total, now, transitions });
             continue;
         }
+        if engine.has_retries() {
+            let out = engine.retry_now(now)?;
+            finished += out.provider_failures;
+            if out.breaker_tripped {
+                next = Some((State::PausedError, "the provider kept failing: circuit breaker tripped"));
+                break;
+            }
+            continue;
+        }
         match engine_store(&mut engine).next_wake(&name)? {
             None => {
                 let counts = engine_store(&mut engine).counts(&name)?;
                 let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0) + counts.get(&ExecState::Skipped).copied().unwrap_or(0) > 0;
-                final_state = if partial { "COMPLETED_PARTIAL".into() } else { "COMPLETED".into() };
+                next = Some(if partial {
+                    (State::CompletedPartial, "every execution finished; some failed or were skipped")
+                } else {
+                    (State::Completed, "every execution finished")
+                });
                 break;
             }
             Some(t) => {
@@ -148,21 +172,22 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
             }
         }
     }
+    let probed = !engine.breaker_tripped();
     drop(engine);
     if opts.clock == ClockKind::Virtual {
         store.set_meta("clock", &now.to_string())?;
     }
-    if final_state != RUNNING {
-        let why = match final_state.as_str() {
-            "PAUSED_BALANCE" => "the balance cannot pay the next send",
-            "COMPLETED_PARTIAL" => "every execution finished; some failed or were skipped",
-            _ => "every execution finished",
-        };
-        store.set_state(&name, RUNNING, &final_state, why, now)?;
+    if probed && store.meta(&probe_key)?.is_some() {
+        store.delete_meta(&probe_key)?;
+    }
+    let mut final_state = State::Running;
+    if let Some((to, why)) = next {
+        lifecycle::transition(store, &name, to, why, now).map_err(|e| RunError::Refused(e.to_string()))?;
+        final_state = to;
     }
     let done = finished_count(store, &name)?;
     progress(Progress { finished: done, total, now, transitions });
-    Ok(report::build(store, program, &final_state, provider.observed(), now)?)
+    Ok(report::build(store, program, final_state.as_str(), provider.observed(), now)?)
 }
 
 // The engine owns the store borrow while it lives; it lends it back here.
@@ -175,33 +200,28 @@ fn finished_count(store: &dyn Store, name: &str) -> Result<u64, StoreError> {
     Ok([ExecState::Completed, ExecState::Failed, ExecState::Skipped].iter().map(|s| c.get(s).copied().unwrap_or(0)).sum())
 }
 
-/// Puts the program in the store and makes it RUNNING if it is new. Returns
-/// the campaign's state.
-fn launch(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<String, RunError> {
-    let bytes = codec::to_binary(program);
-    match store.campaign(&program.campaign)? {
-        None => {
-            store.put_campaign(&program.campaign, &program.version.0, &bytes, "DRAFT", now)?;
-            store.set_state(&program.campaign, "DRAFT", "SCHEDULED", "launched by flowc run", now)?;
-            store.set_state(&program.campaign, "SCHEDULED", RUNNING, "started", now)?;
-            Ok(RUNNING.into())
-        }
-        Some(row) if row.state == "DRAFT" || row.state == "SCHEDULED" => {
-            // Launched but not started (or interrupted between the two): start it.
-            if row.state == "DRAFT" {
-                store.set_state(&program.campaign, "DRAFT", "SCHEDULED", "launched by flowc run", now)?;
-            }
-            store.set_state(&program.campaign, "SCHEDULED", RUNNING, "started", now)?;
-            Ok(RUNNING.into())
-        }
-        Some(row) => {
-            if row.version != program.version.0 && row.state == RUNNING {
-                // A new version takes over; executions keep their own version.
-                store.put_campaign(&program.campaign, &program.version.0, &bytes, &row.state, now)?;
-            }
-            Ok(row.state)
-        }
+/// Launches the program if it is new (or a new version), and starts it if it
+/// is launched but not started. Returns the campaign's state.
+fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State, RunError> {
+    let refused = |e: lifecycle::LifecycleError| RunError::Refused(e.to_string());
+    let row = store.campaign(&program.campaign)?;
+    let launched_here = match &row {
+        None => true,
+        Some(r) => r.version != program.version.0 && State::parse(&r.state).is_some_and(|s| !matches!(s, State::Completed | State::CompletedPartial)),
+    };
+    if launched_here {
+        lifecycle::launch(store, program, false, now).map_err(refused)?;
     }
+    let mut state = lifecycle::state(store, &program.campaign).map_err(refused)?;
+    if state == State::Draft {
+        lifecycle::transition(store, &program.campaign, State::Scheduled, "launched by flowc run", now).map_err(refused)?;
+        state = State::Scheduled;
+    }
+    if state == State::Scheduled {
+        lifecycle::transition(store, &program.campaign, State::Running, "started by flowc run", now).map_err(refused)?;
+        state = State::Running;
+    }
+    Ok(state)
 }
 
 /// Enrolls every contact the trigger and audience select, once each.

@@ -256,6 +256,10 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM meta WHERE key = ?1", params![key]).map(|_| ()).map_err(classify)
+    }
+
     fn balance(&self) -> Result<i64, StoreError> {
         self.conn.query_row("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger", [], |r| r.get(0)).map_err(classify)
     }

@@ -148,6 +148,7 @@ pub trait Store {
     fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
     fn balance(&self) -> Result<i64, StoreError>;
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError>;
