@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own module.
 
 mod build;
+mod campaign;
 mod check;
 mod run;
 
@@ -31,6 +32,12 @@ enum Command {
     /// Manage the contacts in the database.
     #[command(subcommand)]
     Contacts(run::ContactsCmd),
+    /// Launch, pause, resume and inspect campaigns in a database.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCmd),
+    /// The prepaid balance.
+    #[command(subcommand)]
+    Balance(campaign::BalanceCmd),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -70,6 +77,8 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => build::diff_cmd(a),
         Command::Run(a) => run::run_cmd(a),
         Command::Contacts(c) => run::contacts_cmd(c),
+        Command::Campaign(c) => campaign::campaign_cmd(c),
+        Command::Balance(c) => campaign::balance_cmd(c),
         Command::Explain { code } => explain(&code),
     };
     match result {

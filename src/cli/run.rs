@@ -160,7 +160,11 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
     let mut store = open_store(&a.db)?;
     let schema = Schema::from_model(&model);
+    let resuming = store.campaign(&built.program.campaign).map_err(|e| Fatal(e.to_string()))?.is_some();
     match &a.contacts {
+        // Re-importing on a resumed run would undo what the campaign did to
+        // the contacts (tags), so contacts load only on the first run.
+        Some(file) if resuming => eprintln!("note: `{}` is already in the database; resuming without importing `{}`", built.program.campaign, file.display()),
         Some(file) => {
             if !import(&mut store, file, &schema, a.skip_invalid)? {
                 return Ok(Outcome::Findings);

@@ -1,0 +1,197 @@
+//! `flowc campaign …` and `flowc balance …`: operating campaigns in a database.
+
+use super::build::build;
+use super::run::{open_store, DEFAULT_DB};
+use super::{Fatal, Outcome};
+use flowc::compile::codec;
+use flowc::runtime::lifecycle::{self, Launched};
+use flowc::runtime::store::{ExecState, Store};
+use flowc::runtime::{clock, report};
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum CampaignCmd {
+    /// Check, compile and launch a campaign (or a new version of one) into the database.
+    Launch {
+        file: PathBuf,
+        #[arg(long)]
+        campaign: Option<String>,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        templates: Option<PathBuf>,
+        /// Migrate even when executions wait at steps the new version removes (they are skipped).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Pause a running campaign.
+    Pause {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// Resume a paused campaign (after an outage, with a probe send first).
+    Resume {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// State, executions per state, balance and the last transitions.
+    Status {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every campaign in the database.
+    List {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum BalanceCmd {
+    /// Add money to the prepaid balance (EUR). It never resumes a campaign.
+    TopUp {
+        amount: f64,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// Show the balance.
+    Show {
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+    /// Top up AMOUNT whenever the balance falls below THRESHOLD (EUR); `--off` disables.
+    AutoReload {
+        #[arg(long)]
+        threshold: Option<f64>,
+        #[arg(long)]
+        amount: Option<f64>,
+        #[arg(long)]
+        off: bool,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
+}
+
+fn micros(eur: f64, what: &str) -> Result<i64, Fatal> {
+    if !eur.is_finite() || eur < 0.0 || eur > 1e9 {
+        return Err(Fatal(format!("{what} must be an amount between 0 and 1,000,000,000 EUR, not {eur}")));
+    }
+    Ok((eur * 1_000_000.0).round() as i64)
+}
+
+fn now() -> i64 {
+    clock::real_now()
+}
+
+pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
+    let fail = |e: lifecycle::LifecycleError| Fatal(e.to_string());
+    match cmd {
+        CampaignCmd::Launch { file, campaign, db, templates, force } => {
+            // Launch is refused while the program has check errors or uses unpublished templates.
+            let built = match build(&file, campaign.as_deref(), templates.as_deref(), false)? {
+                Ok(b) => b,
+                Err(o) => return Ok(o),
+            };
+            let mut store = open_store(&db)?;
+            match lifecycle::launch(&mut store, &built.program, force, now()).map_err(fail)? {
+                Launched::New => println!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
+                Launched::Migrated { moved, skipped, removed_steps } => {
+                    println!("launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped", built.program.campaign, built.program.version);
+                    if !removed_steps.is_empty() {
+                        println!("removed steps: {}", removed_steps.join(", "));
+                    }
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        CampaignCmd::Pause { name, db } => {
+            let mut store = open_store(&db)?;
+            lifecycle::pause(&mut store, &name, now()).map_err(fail)?;
+            println!("`{name}` is PAUSED");
+            Ok(Outcome::Ok)
+        }
+        CampaignCmd::Resume { name, db } => {
+            let mut store = open_store(&db)?;
+            let from = lifecycle::resume(&mut store, &name, now()).map_err(fail)?;
+            println!("`{name}` is RUNNING again (was {})", from.as_str());
+            Ok(Outcome::Ok)
+        }
+        CampaignCmd::Status { name, db, json } => {
+            let store = open_store(&db)?;
+            let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+            let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
+            let r = report::build(&store, &program, &row.state, Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
+            let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
+            if json {
+                let t: Vec<_> = transitions
+                    .iter()
+                    .map(|(at, from, to, why)| serde_json::json!({"at": fmt_time(*at), "from": from, "to": to, "why": why}))
+                    .collect();
+                let v = serde_json::json!({"campaign": name, "state": row.state, "version": row.version, "executions": r.executions, "balance": r.balance, "transitions": t});
+                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
+            } else {
+                println!("campaign {name} (version {}): {}", row.version, row.state);
+                let states: Vec<String> = ExecState::ALL.iter().map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0))).collect();
+                println!("executions: {}", states.join(", "));
+                println!("balance: {:.4} EUR", r.balance);
+                println!("last transitions:");
+                for (at, from, to, why) in transitions {
+                    println!("  {}  {from} → {to}  ({why})", fmt_time(at));
+                }
+            }
+            Ok(Outcome::Ok)
+        }
+        CampaignCmd::List { db } => {
+            let store = open_store(&db)?;
+            for c in store.campaigns().map_err(|e| Fatal(e.to_string()))? {
+                println!("{:<24} {:<18} {}", c.name, c.state, c.version);
+            }
+            Ok(Outcome::Ok)
+        }
+    }
+}
+
+fn fmt_time(minutes: i64) -> String {
+    chrono::DateTime::from_timestamp(minutes * 60, 0).map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+}
+
+pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
+    let db_err = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
+    match cmd {
+        BalanceCmd::TopUp { amount, db } => {
+            let m = micros(amount, "the top-up")?;
+            if m == 0 {
+                return Err(Fatal("a top-up must be more than 0 EUR".into()));
+            }
+            let mut store = open_store(&db)?;
+            store.ledger_add(m, "top-up", now()).map_err(db_err)?;
+            println!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
+            Ok(Outcome::Ok)
+        }
+        BalanceCmd::Show { db } => {
+            let store = open_store(&db)?;
+            println!("{:.4} EUR", store.balance().map_err(db_err)? as f64 / 1e6);
+            Ok(Outcome::Ok)
+        }
+        BalanceCmd::AutoReload { threshold, amount, off, db } => {
+            let mut store = open_store(&db)?;
+            if off {
+                store.delete_meta("auto_reload").map_err(db_err)?;
+                println!("auto-reload off");
+                return Ok(Outcome::Ok);
+            }
+            let (Some(t), Some(a)) = (threshold, amount) else {
+                return Err(Fatal("give --threshold and --amount (or --off)".into()));
+            };
+            let (t, a) = (micros(t, "--threshold")?, micros(a, "--amount")?);
+            store.set_meta("auto_reload", &format!("{t},{a}")).map_err(db_err)?;
+            println!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", a as f64 / 1e6, t as f64 / 1e6);
+            Ok(Outcome::Ok)
+        }
+    }
+}
