@@ -176,3 +176,52 @@ fn compile_dis_graph_diff_from_the_command_line() {
     assert_eq!(code(&flowc(&["compile", "tests/data/check/unknown-template.flow"])), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn locked_and_corrupt_databases_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("flowc-lock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let db = dir.join("locked.db");
+    let p = db.to_string_lossy().into_owned();
+    assert_eq!(code(&flowc(&["campaign", "list", "--db", &p])), 0, "creates an empty database");
+    let holder = rusqlite::Connection::open(&db).expect("open");
+    holder.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS sim_hold (x INTEGER);").expect("lock");
+    let o = flowc(&["balance", "top-up", "5", "--db", &p]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("locked"), "{}", String::from_utf8_lossy(&o.stderr));
+    drop(holder);
+    let bad = dir.join("corrupt.db");
+    std::fs::write(&bad, vec![0x42u8; 8192]).expect("write");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &bad.to_string_lossy()]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("corrupt"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_report_json_has_the_contract_shape() {
+    let dir = std::env::temp_dir().join(format!("flowc-runjson-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let db = dir.join("r.db");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &db.to_string_lossy(), "--report", "json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["campaign"], "welcome");
+    assert!(v["state"].as_str().is_some_and(|s| s.starts_with("COMPLETED")));
+    for k in ["pending", "processing", "completed", "failed", "skipped"] {
+        assert!(v["executions"][k].is_u64(), "{k}");
+    }
+    let hello = &v["steps"][0];
+    assert_eq!(hello["id"], "hello");
+    assert_eq!(hello["kind"], "send");
+    assert!(hello["entered"].as_u64() >= hello["sent"].as_u64());
+    assert!(v["ab_tests"]["offer"]["holdout"].is_u64());
+    assert_eq!(v["cost"]["currency"], "EUR");
+    assert_eq!(v["provider"]["duplicates"], 0);
+    // Running again reports the finished campaign without doing anything twice.
+    let again = flowc(&["run", "examples/welcome.flow", "--db", &db.to_string_lossy(), "--report", "json"]);
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(w["provider"], v["provider"]);
+    assert_eq!(w["steps"], v["steps"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
