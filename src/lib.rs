@@ -10,3 +10,4 @@ pub mod check;
 pub mod workspace;
 pub mod compile;
 pub mod runtime;
+pub mod fmt;

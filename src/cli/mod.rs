@@ -3,6 +3,7 @@
 mod build;
 mod campaign;
 mod check;
+mod fmt;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     /// The prepaid balance.
     #[command(subcommand)]
     Balance(campaign::BalanceCmd),
+    /// Format .flow files in the one canonical layout.
+    Fmt(fmt::FmtArgs),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -79,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Contacts(c) => run::contacts_cmd(c),
         Command::Campaign(c) => campaign::campaign_cmd(c),
         Command::Balance(c) => campaign::balance_cmd(c),
+        Command::Fmt(a) => fmt::run(a),
         Command::Explain { code } => explain(&code),
     };
     match result {

@@ -18,12 +18,29 @@ pub struct Ctx<'d> {
     pub base: usize,
     pub file: FileId,
     pub diags: &'d mut Vec<Diagnostic>,
+    /// The whole file and its comments, to trim trivia off span ends.
+    pub text: &'d str,
+    pub comments: &'d [Comment],
 }
 
 impl Ctx<'_> {
+    /// A node's span, without the whitespace and comments pest's implicit
+    /// skipping leaves at its end (after an optional part that was absent).
     fn span(&self, p: &Pair<Rule>) -> Span {
         let s = p.as_span();
-        Span::new(self.base + s.start(), self.base + s.end())
+        let start = self.base + s.start();
+        let mut end = self.base + s.end();
+        let bytes = self.text.as_bytes();
+        loop {
+            while end > start && matches!(bytes.get(end - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+                end -= 1;
+            }
+            match self.comments.binary_search_by_key(&(end as u32), |c| c.span.end) {
+                Ok(i) if self.comments[i].span.start as usize >= start => end = self.comments[i].span.start as usize,
+                _ => break,
+            }
+        }
+        Span::new(start, end)
     }
     fn name(&self, p: Pair<Rule>) -> Name {
         Name { text: p.as_str().to_string(), span: self.span(&p) }

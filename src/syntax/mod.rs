@@ -132,7 +132,7 @@ fn parse_range(text: &str, file: FileId, scanned: &scan::Scan, from: usize, to: 
             Ok(mut pairs) => {
                 let Some(pair) = pairs.next() else { break };
                 let end = pos + pair.as_span().end();
-                let mut ctx = build::Ctx { base: pos, file, diags };
+                let mut ctx = build::Ctx { base: pos, file, diags, text, comments: &scanned.comments };
                 if let Some(item) = build::item(&mut ctx, pair) {
                     items.push(item);
                 }

@@ -1,0 +1,453 @@
+//! `flowc fmt`: one canonical layout for `.flow` files.
+//!
+//! Prints the syntax tree back with two-space indentation and canonical
+//! spacing, keeping every comment (leading ones on their own lines, trailing
+//! ones after the line they followed) and at most one blank line wherever the
+//! source had blank lines. It reads only the tree and the text: never the
+//! checker's model, so it formats files that do not check.
+
+use crate::syntax::ast::*;
+use crate::syntax::dump::duration;
+
+/// Formats a parsed file; `text` is the source the tree came from.
+pub fn format(file: &SourceFile, text: &str) -> String {
+    let mut p = Printer { text, out: String::new(), comments: &file.comments, next_comment: 0, last_end: 0 };
+    for (i, item) in file.items.iter().enumerate() {
+        if i > 0 {
+            p.separate(item.span().start as usize);
+        }
+        p.leading_node(item.span().start as usize, 0);
+        p.item(item);
+        p.last_end = item.span().end as usize;
+        p.trailing();
+    }
+    p.leading(text.len() + 1, 0);
+    let mut out = p.out.trim_end().to_string();
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+struct Printer<'a> {
+    text: &'a str,
+    out: String,
+    comments: &'a [Comment],
+    next_comment: usize,
+    /// End offset of the last node printed, to tell trailing comments.
+    last_end: usize,
+}
+
+impl Printer<'_> {
+    fn line(&mut self, indent: usize, s: &str) {
+        for _ in 0..indent {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(s);
+        self.out.push('\n');
+    }
+
+    fn comment_text(&self, c: &Comment) -> &str {
+        self.text.get(c.span.range()).unwrap_or("").trim_end()
+    }
+
+    /// Is there a blank line in the source between `from` and `to`?
+    fn blank_between(&self, from: usize, to: usize) -> bool {
+        let gap = self.text.get(from.min(to)..to).unwrap_or("");
+        // A line holding only whitespace, between two line breaks.
+        let mut lines = gap.split('\n');
+        lines.next();
+        let inner: Vec<&str> = lines.collect();
+        inner.len() >= 2 && inner[..inner.len() - 1].iter().any(|l| l.trim().is_empty())
+    }
+
+    /// One blank line before the next node if the source had any.
+    fn separate(&mut self, next_start: usize) {
+        let upto = self.comments.get(self.next_comment).map_or(next_start, |c| (c.span.start as usize).min(next_start));
+        if self.blank_between(self.last_end, upto) && !self.out.ends_with("\n\n") && !self.out.is_empty() {
+            self.out.push('\n');
+        }
+    }
+
+    /// Comments that start before `pos`, each on its own line.
+    fn leading(&mut self, pos: usize, indent: usize) {
+        while let Some(c) = self.comments.get(self.next_comment) {
+            if c.span.start as usize >= pos {
+                break;
+            }
+            if self.blank_between(self.last_end, c.span.start as usize) && !self.out.is_empty() && !self.out.ends_with("\n\n") && !self.out.ends_with("{\n") {
+                self.out.push('\n');
+            }
+            let t = self.comment_text(c).to_string();
+            if c.block && t.contains('\n') {
+                // A multi-line block comment keeps its own inner layout.
+                let pad = "  ".repeat(indent);
+                self.out.push_str(&pad);
+                self.out.push_str(&t);
+                self.out.push('\n');
+            } else {
+                self.line(indent, &t);
+            }
+            self.last_end = c.span.end as usize;
+            self.next_comment += 1;
+        }
+    }
+
+    /// Leading comments of a node, and the blank line that separated them from it.
+    fn leading_node(&mut self, pos: usize, indent: usize) {
+        let before = self.next_comment;
+        self.leading(pos, indent);
+        if self.next_comment > before && self.blank_between(self.last_end, pos) {
+            self.out.push('\n');
+        }
+    }
+
+    /// Comments on the same source line as the node just printed go after it.
+    fn trailing(&mut self) {
+        while let Some(c) = self.comments.get(self.next_comment) {
+            let start = c.span.start as usize;
+            let between = self.text.get(self.last_end.min(start)..start).unwrap_or("\n");
+            if start < self.last_end || between.contains('\n') {
+                break;
+            }
+            let t = self.comment_text(c).to_string();
+            if t.contains('\n') {
+                break;
+            }
+            if self.out.ends_with('\n') {
+                self.out.pop();
+            }
+            self.out.push_str("  ");
+            self.out.push_str(&t);
+            self.out.push('\n');
+            self.last_end = c.span.end as usize;
+            self.next_comment += 1;
+        }
+    }
+
+    fn item(&mut self, item: &Item) {
+        match item {
+            Item::Import(i) => self.line(0, &format!("import {}", string(&i.path.value))),
+            Item::Template(t) => {
+                self.line(0, &format!("template {} {{", t.name.text));
+                for f in &t.fields {
+                    let (span, s) = match f {
+                        TemplateField::Channel(n) => (n.span, format!("channel {}", n.text)),
+                        TemplateField::Message(n) => (n.span, format!("message {}", n.text)),
+                        TemplateField::Status(n) => (n.span, format!("status {}", n.text)),
+                        TemplateField::Version { value, span } => (*span, format!("version {value}")),
+                    };
+                    self.member(span, 1, &s);
+                }
+                self.close(t.span, 0);
+            }
+            Item::Contact(c) => {
+                self.line(0, "contact {");
+                for f in &c.fields {
+                    self.member(f.span, 1, &field(f));
+                }
+                self.close(c.span, 0);
+            }
+            Item::Event(e) => {
+                if !e.has_body {
+                    self.line(0, &format!("event {}", e.name.text));
+                    return;
+                }
+                if e.fields.is_empty() && !self.has_comments_within(e.span) {
+                    self.line(0, &format!("event {} {{ }}", e.name.text));
+                    return;
+                }
+                self.line(0, &format!("event {} {{", e.name.text));
+                for f in &e.fields {
+                    self.member(f.span, 1, &field(f));
+                }
+                self.close(e.span, 0);
+            }
+            Item::Segment(s) => self.line(0, &format!("segment {} = {}", s.name.text, expr(&s.expr))),
+            Item::Channel(c) => {
+                self.line(0, &format!("channel {} {{", c.name.text));
+                for e in &c.entries {
+                    let (span, s) = match e {
+                        ChannelEntry::RequiresCapability(sp) => (*sp, "requires capability".to_string()),
+                        ChannelEntry::Fallback(n) => (n.span, format!("fallback {}", n.text)),
+                        ChannelEntry::Message { name, requires_consent, span } => {
+                            (*span, format!("message {}{}", name.text, if *requires_consent { " requires consent" } else { "" }))
+                        }
+                    };
+                    self.member(span, 1, &s);
+                }
+                self.close(c.span, 0);
+            }
+            Item::Pricing(p) => {
+                self.line(0, "pricing {");
+                for e in &p.entries {
+                    self.member(e.span, 1, &format!("{}.{} = {} {}", e.channel.text, e.message.text, e.amount.text, e.amount.currency.text));
+                }
+                self.close(p.span, 0);
+            }
+            Item::Campaign(c) => {
+                self.line(0, &format!("campaign {} {{", c.name.text));
+                let mut first = true;
+                for s in &c.settings {
+                    let (span, text) = match s {
+                        Setting::DisplayName(n, sp) => (*sp, format!("name {}", string(&n.value))),
+                        Setting::Trigger(t) => (t.span, format!("trigger {}", trigger(&t.kind))),
+                        Setting::Audience(e, sp) => (*sp, format!("audience {}", expr(e))),
+                    };
+                    if !first {
+                        self.separate(span.start as usize);
+                    }
+                    first = false;
+                    self.member(span, 1, &text);
+                }
+                if !c.settings.is_empty() && !c.steps.is_empty() {
+                    // Settings and steps are always apart.
+                    if !self.out.ends_with("\n\n") {
+                        self.out.push('\n');
+                    }
+                }
+                self.steps(&c.steps, 1, c.settings.is_empty());
+                self.close(c.span, 0);
+            }
+        }
+    }
+
+    fn has_comments_within(&self, span: crate::source::Span) -> bool {
+        self.comments.iter().any(|c| c.span.start >= span.start && c.span.end <= span.end)
+    }
+
+    /// A one-line member of a braced declaration, with its comments.
+    fn member(&mut self, span: crate::source::Span, indent: usize, s: &str) {
+        self.leading(span.start as usize, indent);
+        self.line(indent, s);
+        self.last_end = span.end as usize;
+        self.trailing();
+    }
+
+    /// The closing brace of a block ending at `span.end`, after any comments inside it.
+    fn close(&mut self, span: crate::source::Span, indent: usize) {
+        self.leading(span.end as usize, indent + 1);
+        self.line(indent, "}");
+        self.last_end = span.end as usize;
+        self.trailing();
+    }
+
+    fn steps(&mut self, steps: &[Step], indent: usize, first_is_first: bool) {
+        for (i, s) in steps.iter().enumerate() {
+            if i > 0 || !first_is_first {
+                self.separate(s.span.start as usize);
+            }
+            self.leading_node(s.span.start as usize, indent);
+            self.step(s, indent);
+        }
+    }
+
+    /// An empty block prints as `{ }` unless comments live inside it.
+    fn block_open(&self, b: &Block) -> bool {
+        !b.steps.is_empty() || self.has_comments_within(b.span)
+    }
+
+    fn block(&mut self, b: &Block, indent: usize) {
+        self.steps(&b.steps, indent + 1, true);
+        self.leading(b.span.end as usize, indent + 1);
+    }
+
+    fn step(&mut self, s: &Step, indent: usize) {
+        let label = s.label.as_ref().map(|l| format!("{}: ", l.text)).unwrap_or_default();
+        match &s.kind {
+            StepKind::Send(send) => {
+                let fb = match &send.fallback {
+                    None => String::new(),
+                    Some(Fallback::None(_)) => " fallback none".into(),
+                    Some(Fallback::To(t)) => format!(" fallback {}", target(t)),
+                };
+                self.line(indent, &format!("{label}send {}{fb}", target(&send.target)));
+            }
+            StepKind::Wait(d) => self.line(indent, &format!("{label}wait {}", duration(d))),
+            StepKind::Tag { op, tag } => self.line(indent, &format!("{label}tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value))),
+            StepKind::End => self.line(indent, &format!("{label}end")),
+            StepKind::If(i) => {
+                for (k, (cond, body)) in i.arms.iter().enumerate() {
+                    let head = if k == 0 { format!("{label}if {} ", expr(cond)) } else { format!("}} else if {} ", expr(cond)) };
+                    if self.block_open(body) {
+                        self.line(indent, &format!("{head}{{"));
+                        self.last_end = cond.span.end as usize;
+                        self.trailing_after_brace(body);
+                        self.block(body, indent);
+                    } else {
+                        self.line(indent, &format!("{head}{{"));
+                    }
+                }
+                if let Some(b) = &i.otherwise {
+                    self.line(indent, "} else {");
+                    self.last_end = b.span.start as usize;
+                    self.trailing_after_brace(b);
+                    self.block(b, indent);
+                }
+                self.line(indent, "}");
+            }
+            StepKind::AbTest(t) => {
+                self.line(indent, &format!("{label}ab_test {} {{", t.name.text));
+                self.last_end = t.name.span.end as usize;
+                self.trailing();
+                for v in &t.variants {
+                    self.leading(v.span.start as usize, indent + 1);
+                    let head = format!("variant {} {}%", v.name.text, percent(v.weight_bp));
+                    if let Some(one) = inline_step(&v.block, self) {
+                        // A variant of one simple step stays on one line, as the builder shows it.
+                        self.line(indent + 1, &format!("{head} {{ {one} }}"));
+                    } else if self.block_open(&v.block) {
+                        self.line(indent + 1, &format!("{head} {{"));
+                        self.last_end = v.block.span.start as usize;
+                        self.trailing_after_brace(&v.block);
+                        self.block(&v.block, indent + 1);
+                        self.line(indent + 1, "}");
+                    } else {
+                        self.line(indent + 1, &format!("{head} {{ }}"));
+                    }
+                    self.last_end = v.span.end as usize;
+                    self.trailing();
+                }
+                self.leading(s.span.end as usize, indent + 1);
+                self.line(indent, "}");
+            }
+        }
+        self.last_end = s.span.end as usize;
+        self.trailing();
+    }
+
+    /// A comment right after an opening `{` on the same line stays there.
+    fn trailing_after_brace(&mut self, b: &Block) {
+        self.last_end = b.span.start as usize + 1;
+        self.trailing();
+    }
+}
+
+/// The text of a block's only step when it is simple enough to print inline.
+fn inline_step(b: &Block, p: &Printer) -> Option<String> {
+    let [s] = b.steps.as_slice() else { return None };
+    if p.has_comments_within(b.span) {
+        return None;
+    }
+    let label = s.label.as_ref().map(|l| format!("{}: ", l.text)).unwrap_or_default();
+    let body = match &s.kind {
+        StepKind::Send(send) => {
+            let fb = match &send.fallback {
+                None => String::new(),
+                Some(Fallback::None(_)) => " fallback none".into(),
+                Some(Fallback::To(t)) => format!(" fallback {}", target(t)),
+            };
+            format!("send {}{fb}", target(&send.target))
+        }
+        StepKind::Wait(d) => format!("wait {}", duration(d)),
+        StepKind::Tag { op, tag } => format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value)),
+        StepKind::End => "end".into(),
+        _ => return None,
+    };
+    Some(format!("{label}{body}"))
+}
+
+fn field(f: &FieldDecl) -> String {
+    let ty = match &f.ty.kind {
+        TypeKind::Named(n) => n.text.clone(),
+        TypeKind::Set(n) => format!("set<{}>", n.text),
+        TypeKind::Enum(v) => format!("enum({})", v.iter().map(|n| n.text.as_str()).collect::<Vec<_>>().join(", ")),
+    };
+    format!("{}: {ty}{}", f.name.text, if f.ty.optional { "?" } else { "" })
+}
+
+fn trigger(t: &TriggerKind) -> String {
+    match t {
+        TriggerKind::Scheduled { at, zone } => format!("scheduled at {} {}", date(at), string(&zone.value)),
+        TriggerKind::Event { event, filter: Some(f) } => format!("event {} where {}", event.text, expr(f)),
+        TriggerKind::Event { event, filter: None } => format!("event {}", event.text),
+        TriggerKind::Manual => "manual".into(),
+        TriggerKind::Api => "api".into(),
+    }
+}
+
+fn target(t: &SendTarget) -> String {
+    match &t.channel {
+        Some(cm) => format!("{}.{} {}", cm.channel.text, cm.message.text, t.template.text),
+        None => t.template.text.clone(),
+    }
+}
+
+pub fn percent(bp: u32) -> String {
+    crate::compile::dis::percent(bp)
+}
+
+pub fn date(d: &DateLit) -> String {
+    match d.time {
+        Some(t) => format!("{} {}", d.date.format("%Y-%m-%d"), t.format("%H:%M")),
+        None => d.date.format("%Y-%m-%d").to_string(),
+    }
+}
+
+/// A string literal with the escapes the lexer reads back.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Canonical number text: `12`, `12.5`, `-3` (trailing zeros dropped).
+pub fn number(value: f64, text: &str) -> String {
+    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else if value.is_finite() {
+        format!("{value}")
+    } else {
+        text.to_string()
+    }
+}
+
+pub fn expr(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Or(v) => v.iter().map(expr).collect::<Vec<_>>().join(" or "),
+        ExprKind::And(v) => v.iter().map(expr).collect::<Vec<_>>().join(" and "),
+        ExprKind::Not(x) => format!("not {}", expr(x)),
+        ExprKind::Compare { op, lhs, rhs } => format!("{} {} {}", expr(lhs), op.as_str(), expr(rhs)),
+        ExprKind::In { lhs, list } => format!("{} in [{}]", expr(lhs), list.iter().map(expr).collect::<Vec<_>>().join(", ")),
+        ExprKind::Has { lhs, rhs } => format!("{} has {}", expr(lhs), expr(rhs)),
+        ExprKind::Arith { first, rest } => {
+            let mut s = expr(first);
+            for (op, x) in rest {
+                s.push_str(if *op == ArithOp::Add { " + " } else { " - " });
+                s.push_str(&expr(x));
+            }
+            s
+        }
+        ExprKind::Paren(x) => format!("({})", expr(x)),
+        ExprKind::Name(n) => n.text.clone(),
+        ExprKind::Call { func, arg } => format!("{}({})", func.text, arg.text),
+        ExprKind::Happened { event, within, filter } => {
+            let mut s = format!("happened {}", event.text);
+            if let Some(d) = within {
+                s.push_str(&format!(" within {}", duration(d)));
+            }
+            if !filter.is_empty() {
+                s.push_str(&format!(" where {}", filter.iter().map(expr).collect::<Vec<_>>().join(" and ")));
+            }
+            s
+        }
+        ExprKind::Bool(b) => b.to_string(),
+        ExprKind::Number { value, text } => number(*value, text),
+        ExprKind::Str(s) => string(s),
+        ExprKind::Duration(d) => duration(d),
+        ExprKind::Date(d) => date(d),
+        ExprKind::Now => "now".into(),
+        ExprKind::None => "none".into(),
+    }
+}
