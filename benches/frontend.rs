@@ -68,5 +68,24 @@ fn check(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parse, check);
+/// Issue target: formatting the 1,000-campaign workspace in under 1 s.
+fn format(c: &mut Criterion) {
+    let files = support::workspace(1000);
+    let mut g = c.benchmark_group("fmt");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("1000_campaigns", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for (_, text) in &files {
+                let (tree, diags) = flowc::syntax::parse(text, FileId(0));
+                assert!(diags.is_empty());
+                bytes += flowc::fmt::format(&tree, text).len();
+            }
+            bytes
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse, check, format);
 criterion_main!(benches);

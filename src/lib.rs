@@ -11,3 +11,4 @@ pub mod workspace;
 pub mod compile;
 pub mod runtime;
 pub mod fmt;
+pub mod builder;

@@ -225,3 +225,32 @@ fn run_report_json_has_the_contract_shape() {
     assert_eq!(w["steps"], v["steps"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn fmt_export_import_from_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("flowc-fmtcli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let ugly = dir.join("u.flow");
+    std::fs::write(&ugly, "campaign c{trigger manual\nsend   email.marketing t}\n").expect("write");
+    let check = flowc(&["fmt", "--check", &ugly.to_string_lossy()]);
+    assert_eq!(code(&check), 1);
+    assert!(stdout(&check).contains("+  send email.marketing t"), "{}", stdout(&check));
+    assert_eq!(code(&flowc(&["fmt", &ugly.to_string_lossy()])), 0);
+    assert_eq!(code(&flowc(&["fmt", "--check", &ugly.to_string_lossy()])), 0);
+    assert_eq!(code(&flowc(&["fmt", "--check", "examples/"])), 0, "examples are formatted");
+    let broken = dir.join("b.flow");
+    std::fs::write(&broken, "campaign {").expect("write");
+    assert_eq!(code(&flowc(&["fmt", &broken.to_string_lossy()])), 1);
+    assert_eq!(std::fs::read_to_string(&broken).expect("read"), "campaign {", "a file that does not parse is left alone");
+
+    let json = dir.join("w.json");
+    assert_eq!(code(&flowc(&["export", "examples/welcome.flow", "-o", &json.to_string_lossy()])), 0);
+    let back = flowc(&["import", &json.to_string_lossy()]);
+    assert_eq!(code(&back), 0);
+    assert!(stdout(&back).contains("hello: send email.marketing welcome_email"));
+    std::fs::write(&json, r#"{"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "timeline": [{"id": "w", "type": "WAIT", "config": {"duration": 5}}]}"#).expect("write");
+    let bad = flowc(&["import", &json.to_string_lossy()]);
+    assert_eq!(code(&bad), 1);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("$.timeline[0].config.duration: expected a string, found a number"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

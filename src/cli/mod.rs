@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own module.
 
 mod build;
+mod builder;
 mod campaign;
 mod check;
 mod fmt;
@@ -41,6 +42,10 @@ enum Command {
     Balance(campaign::BalanceCmd),
     /// Format .flow files in the one canonical layout.
     Fmt(fmt::FmtArgs),
+    /// Export a campaign as the dashboard's builder timeline JSON.
+    Export(builder::ExportArgs),
+    /// Import builder timeline JSON as formatted .flow source.
+    Import(builder::ImportArgs),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -83,6 +88,8 @@ pub fn main() -> ExitCode {
         Command::Campaign(c) => campaign::campaign_cmd(c),
         Command::Balance(c) => campaign::balance_cmd(c),
         Command::Fmt(a) => fmt::run(a),
+        Command::Export(a) => builder::export(a),
+        Command::Import(a) => builder::import(a),
         Command::Explain { code } => explain(&code),
     };
     match result {

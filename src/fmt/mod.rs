@@ -14,7 +14,15 @@ pub fn format(file: &SourceFile, text: &str) -> String {
     let mut p = Printer { text, out: String::new(), comments: &file.comments, next_comment: 0, last_end: 0 };
     for (i, item) in file.items.iter().enumerate() {
         if i > 0 {
-            p.separate(item.span().start as usize);
+            // Braced declarations always stand apart; one-liners keep the
+            // source's grouping.
+            if braced(&file.items[i - 1]) || braced(item) {
+                if !p.out.ends_with("\n\n") {
+                    p.out.push('\n');
+                }
+            } else {
+                p.separate(item.span().start as usize);
+            }
         }
         p.leading_node(item.span().start as usize, 0);
         p.item(item);
@@ -27,6 +35,14 @@ pub fn format(file: &SourceFile, text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+fn braced(item: &Item) -> bool {
+    match item {
+        Item::Import(_) | Item::Segment(_) => false,
+        Item::Event(e) => e.has_body,
+        _ => true,
+    }
 }
 
 struct Printer<'a> {

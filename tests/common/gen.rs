@@ -65,8 +65,12 @@ struct Writer {
 
 /// Renders a generated campaign as `.flow` source that checks clean.
 pub fn render(trigger: u8, steps: &[GStep]) -> String {
+    format!("{PRELUDE}{}", render_campaign(trigger, steps))
+}
+
+/// The campaign alone, as a file that imports the prelude would hold it.
+pub fn render_campaign(trigger: u8, steps: &[GStep]) -> String {
     let mut w = Writer { out: String::new(), labels: 0, ab: 0, sent: Vec::new() };
-    w.out.push_str(PRELUDE);
     w.out.push_str("campaign gen {\n");
     w.out.push_str(match trigger {
         0 => "  trigger manual\n",

@@ -1,0 +1,160 @@
+//! The dashboard's builder timeline JSON (`docs/builder-json.md`,
+//! `docs/builder.schema.json`): export from `.flow` and import back.
+//!
+//! Both directions go through the syntax tree, so a campaign survives the
+//! trip: builder node ids are step labels (structural ids, which contain
+//! `/`, stand for unlabelled steps), and conditions travel as structured JSON.
+
+mod read;
+
+use crate::syntax::ast::*;
+use crate::syntax::dump::duration;
+use serde_json::{json, Map, Value};
+
+pub use read::{import, ImportError};
+
+pub const FORMAT: &str = "flowc-builder/1";
+
+/// Exports the campaign `c` of a file whose imports are `imports`.
+pub fn export(imports: &[String], c: &Campaign) -> Value {
+    let mut root = Map::new();
+    root.insert("format".into(), json!(FORMAT));
+    if !imports.is_empty() {
+        root.insert("imports".into(), json!(imports));
+    }
+    let mut meta = Map::new();
+    meta.insert("id".into(), json!(c.name.text));
+    let mut trigger_v = Value::Null;
+    let mut audience = Value::Null;
+    for s in &c.settings {
+        match s {
+            Setting::DisplayName(n, _) => {
+                meta.insert("name".into(), json!(n.value));
+            }
+            Setting::Trigger(t) => trigger_v = trigger(&t.kind),
+            Setting::Audience(e, _) => audience = expr(e),
+        }
+    }
+    root.insert("campaign".into(), Value::Object(meta));
+    root.insert("trigger".into(), trigger_v);
+    if !audience.is_null() {
+        root.insert("audience".into(), audience);
+    }
+    root.insert("timeline".into(), timeline(&c.steps, &c.name.text));
+    Value::Object(root)
+}
+
+fn trigger(t: &TriggerKind) -> Value {
+    match t {
+        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::fmt::date(at), "timezone": zone.value}),
+        TriggerKind::Event { event, filter } => {
+            let mut m = json!({"type": "EVENT", "event": event.text});
+            if let Some(f) = filter {
+                m["where"] = expr(f);
+            }
+            m
+        }
+        TriggerKind::Manual => json!({"type": "MANUAL"}),
+        TriggerKind::Api => json!({"type": "API"}),
+    }
+}
+
+/// Steps of a block whose structural path is `path` (ids as the checker makes them).
+fn timeline(steps: &[Step], path: &str) -> Value {
+    Value::Array(
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let id = s.label.as_ref().map_or_else(|| format!("{path}/{}", i + 1), |l| l.text.clone());
+                node(s, &id)
+            })
+            .collect(),
+    )
+}
+
+fn target(t: &SendTarget) -> Value {
+    json!({
+        "channel": t.channel.as_ref().map(|c| c.channel.text.clone()),
+        "message_type": t.channel.as_ref().map(|c| c.message.text.clone()),
+        "template": t.template.text,
+    })
+}
+
+fn weight(bp: u32) -> Value {
+    if bp % 100 == 0 {
+        json!(bp / 100)
+    } else {
+        json!(bp as f64 / 100.0)
+    }
+}
+
+fn node(s: &Step, id: &str) -> Value {
+    let (kind, config) = match &s.kind {
+        StepKind::Send(send) => {
+            let mut config = target(&send.target);
+            config["fallback"] = match &send.fallback {
+                None => Value::Null,
+                Some(Fallback::None(_)) => json!("none"),
+                Some(Fallback::To(t)) => target(t),
+            };
+            ("SEND", config)
+        }
+        StepKind::Wait(d) => ("WAIT", json!({"duration": duration(d)})),
+        StepKind::If(i) => {
+            let branches: Vec<Value> = i
+                .arms
+                .iter()
+                .enumerate()
+                .map(|(k, (c, b))| {
+                    let arm = if k == 0 { "then".to_string() } else { format!("elif{k}") };
+                    json!({"condition": expr(c), "timeline": timeline(&b.steps, &format!("{id}/{arm}"))})
+                })
+                .collect();
+            let otherwise = i.otherwise.as_ref().map_or(Value::Null, |b| timeline(&b.steps, &format!("{id}/else")));
+            ("CONDITION", json!({"branches": branches, "else": otherwise}))
+        }
+        StepKind::AbTest(t) => {
+            let variants: Vec<Value> = t
+                .variants
+                .iter()
+                .map(|v| json!({"name": v.name.text, "weight": weight(v.weight_bp), "timeline": timeline(&v.block.steps, &format!("{id}/{}", v.name.text))}))
+                .collect();
+            ("AB_TEST", json!({"name": t.name.text, "variants": variants}))
+        }
+        StepKind::Tag { op, tag } => ("TAG", json!({"action": if *op == TagOp::Add { "add" } else { "remove" }, "tag": tag.value})),
+        StepKind::End => ("END", json!({})),
+    };
+    json!({"id": id, "type": kind, "config": config})
+}
+
+/// A condition or value as structured JSON: one key naming its kind.
+pub fn expr(e: &Expr) -> Value {
+    let list = |v: &[Expr]| Value::Array(v.iter().map(expr).collect());
+    match &e.kind {
+        ExprKind::Or(v) => json!({"or": list(v)}),
+        ExprKind::And(v) => json!({"and": list(v)}),
+        ExprKind::Not(x) => json!({"not": expr(x)}),
+        ExprKind::Paren(x) => json!({"group": expr(x)}),
+        ExprKind::Compare { op, lhs, rhs } => json!({"compare": {"op": op.as_str(), "left": expr(lhs), "right": expr(rhs)}}),
+        ExprKind::In { lhs, list: l } => json!({"in": {"value": expr(lhs), "list": list(l)}}),
+        ExprKind::Has { lhs, rhs } => json!({"has": {"set": expr(lhs), "value": expr(rhs)}}),
+        ExprKind::Arith { first, rest } => {
+            let rest: Vec<Value> = rest.iter().map(|(op, x)| json!({"op": if *op == ArithOp::Add { "+" } else { "-" }, "value": expr(x)})).collect();
+            json!({"arith": {"first": expr(first), "rest": rest}})
+        }
+        ExprKind::Name(n) => json!({"attribute": n.text}),
+        ExprKind::Call { func, arg } => json!({"predicate": {"name": func.text, "arg": arg.text}}),
+        ExprKind::Happened { event, within, filter } => {
+            json!({"happened": {"event": event.text, "within": within.as_ref().map(duration), "where": list(filter)}})
+        }
+        ExprKind::Bool(b) => json!({"bool": b}),
+        ExprKind::Number { value, .. } => json!({"number": value}),
+        ExprKind::Str(s) => json!({"string": s}),
+        ExprKind::Duration(d) => json!({"duration": duration(d)}),
+        ExprKind::Date(d) if d.time.is_some() => json!({"datetime": crate::fmt::date(d)}),
+        ExprKind::Date(d) => json!({"date": crate::fmt::date(d)}),
+        ExprKind::Now => json!({"now": true}),
+        ExprKind::None => json!({"none": true}),
+    }
+}

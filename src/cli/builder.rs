@@ -1,0 +1,74 @@
+//! `flowc export` and `flowc import`: the dashboard's builder JSON.
+
+use super::{Fatal, Outcome};
+use flowc::syntax::ast::Item;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    file: PathBuf,
+    #[arg(long)]
+    campaign: Option<String>,
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    file: PathBuf,
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+fn out(output: Option<&std::path::Path>, text: &str) -> Result<(), Fatal> {
+    match output {
+        Some(p) => super::build::write_atomically(p, text.as_bytes()),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
+    let text = std::fs::read_to_string(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
+    let mut sources = flowc::source::SourceMap::default();
+    let id = sources.add(&a.file, text);
+    let (tree, diags) = flowc::syntax::parse(&sources.get(id).text, id);
+    if !diags.is_empty() {
+        eprint!("{}", flowc::diag::render::human(&diags, &sources, flowc::diag::render::HumanOptions { color: false, width: 100 }));
+        return Ok(Outcome::Findings);
+    }
+    let imports: Vec<String> = tree.items.iter().filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None }).collect();
+    let campaigns: Vec<_> = tree.items.iter().filter_map(|i| if let Item::Campaign(c) = i { Some(c) } else { None }).collect();
+    let chosen = match (&a.campaign, campaigns.as_slice()) {
+        (Some(n), all) => all.iter().find(|c| c.name.text == *n).copied().ok_or_else(|| Fatal(format!("no campaign `{n}` in `{}`", a.file.display())))?,
+        (None, [one]) => *one,
+        (None, []) => return Err(Fatal(format!("`{}` declares no campaign", a.file.display()))),
+        (None, many) => {
+            let names: Vec<&str> = many.iter().map(|c| c.name.text.as_str()).collect();
+            return Err(Fatal(format!("`{}` has several campaigns ({}); pick one with --campaign", a.file.display(), names.join(", "))));
+        }
+    };
+    let others = tree.items.iter().filter(|i| !matches!(i, Item::Import(_) | Item::Campaign(_))).count();
+    if others > 0 {
+        eprintln!("note: {others} declaration(s) (templates, segments, …) stay in the .flow file; builder JSON carries the campaign");
+    }
+    let v = flowc::builder::export(&imports, chosen);
+    out(a.output.as_deref(), &(serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))? + "\n"))?;
+    Ok(Outcome::Ok)
+}
+
+pub fn import(a: ImportArgs) -> Result<Outcome, Fatal> {
+    let text = std::fs::read_to_string(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
+    match flowc::builder::import(&text) {
+        Ok(flow) => {
+            out(a.output.as_deref(), &flow)?;
+            Ok(Outcome::Ok)
+        }
+        Err(e) => {
+            eprintln!("error: `{}`: {e}", a.file.display());
+            Ok(Outcome::Findings)
+        }
+    }
+}

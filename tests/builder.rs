@@ -1,0 +1,93 @@
+//! Builder JSON: schema validity, lossless round trips, errors with paths.
+
+mod common;
+
+use common::gen;
+use flowc::source::FileId;
+use flowc::syntax::ast::Item;
+use proptest::prelude::*;
+
+fn export(text: &str) -> serde_json::Value {
+    let (tree, diags) = flowc::syntax::parse(text, FileId(0));
+    assert!(diags.is_empty(), "{diags:?}");
+    let imports: Vec<String> = tree.items.iter().filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None }).collect();
+    let c = tree.items.iter().find_map(|i| if let Item::Campaign(c) = i { Some(c) } else { None }).expect("a campaign");
+    flowc::builder::export(&imports, c)
+}
+
+fn fmt(text: &str) -> String {
+    let (tree, _) = flowc::syntax::parse(text, FileId(0));
+    flowc::fmt::format(&tree, text)
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::root().join("docs/builder.schema.json")).expect("schema")).expect("json");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+#[test]
+fn every_example_exports_validates_and_imports_back() {
+    let v = validator();
+    let mut n = 0;
+    for entry in std::fs::read_dir(common::root().join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        if path.extension().is_none_or(|e| e != "flow") || !text.contains("campaign ") {
+            continue;
+        }
+        n += 1;
+        let json = export(&text);
+        let errors: Vec<String> = v.iter_errors(&json).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        let back = flowc::builder::import(&json.to_string()).expect("imports back");
+        assert_eq!(export(&back), json, "{}: import then export is the identity", path.display());
+    }
+    assert!(n >= 5);
+}
+
+#[test]
+fn schema_rejects_what_import_rejects() {
+    let v = validator();
+    let bad = serde_json::json!({"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"},
+        "timeline": [{"id": "x", "type": "WAIT", "config": {"duration": "soon"}}]});
+    assert!(!v.is_valid(&bad));
+    assert!(flowc::builder::import(&bad.to_string()).is_err());
+}
+
+#[test]
+fn errors_name_the_json_path_and_the_reason() {
+    let base = |timeline: &str| format!(r#"{{"format": "flowc-builder/1", "campaign": {{"id": "c"}}, "trigger": {{"type": "MANUAL"}}, "timeline": {timeline}}}"#);
+    let cases = [
+        (base(r#"[{"id": "a", "type": "END"}, {"id": "b", "type": "SEND", "config": {"template": "T"}}]"#), "$.timeline[1].config.template: `T` is not a valid name ([a-z_][a-z0-9_]*, not a keyword)"),
+        (
+            base(r#"[{"id": "t", "type": "AB_TEST", "config": {"name": "t", "variants": [{"name": "a", "weight": "half", "timeline": []}]}}]"#),
+            "$.timeline[0].config.variants[0].weight: expected a number, found a string",
+        ),
+        (base(r#"[{"id": "w", "type": "WAIT", "config": {}}]"#), "$.timeline[0].config: missing `duration`"),
+        (base(r#"[{"id": "x", "type": "JUMP"}]"#), "$.timeline[0].type: expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `JUMP`"),
+        (
+            base(r#"[{"id": "i", "type": "CONDITION", "config": {"branches": [{"condition": {"compare": {"op": "=", "left": {"attribute": "a"}, "right": {"number": 1}}}, "timeline": []}]}}]"#),
+            "$.timeline[0].config.branches[0].condition.compare.op: expected ==, !=, <, <=, > or >=, found `=`",
+        ),
+        ("{".to_string(), "$: invalid JSON: EOF while parsing an object at line 1 column 1"),
+        (r#"{"format": "other"}"#.to_string(), "$.format: expected \"flowc-builder/1\", found \"other\""),
+    ];
+    for (input, want) in cases {
+        assert_eq!(flowc::builder::import(&input).unwrap_err().to_string(), want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 150, ..ProptestConfig::default() })]
+
+    /// export then import gives back the formatted source; import then
+    /// export gives back the JSON (maps compare without key order).
+    #[test]
+    fn round_trips((trigger, steps) in gen::campaign()) {
+        let src = format!("import \"prelude.flow\"\n\n{}", gen::render_campaign(trigger, &steps));
+        let json = export(&src);
+        let back = flowc::builder::import(&json.to_string()).expect("import");
+        prop_assert_eq!(&back, &fmt(&src));
+        prop_assert_eq!(export(&back), json);
+    }
+}
