@@ -23,6 +23,9 @@ pub enum CampaignCmd {
         /// Migrate even when executions wait at steps the new version removes (they are skipped).
         #[arg(long)]
         force: bool,
+        /// Launch even when the expected cost exceeds the balance.
+        #[arg(long)]
+        accept_cost: bool,
     },
     /// Pause a running campaign.
     Pause {
@@ -91,13 +94,24 @@ fn now() -> i64 {
 pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
     let fail = |e: lifecycle::LifecycleError| Fatal(e.to_string());
     match cmd {
-        CampaignCmd::Launch { file, campaign, db, templates, force } => {
+        CampaignCmd::Launch { file, campaign, db, templates, force, accept_cost } => {
             // Launch is refused while the program has check errors or uses unpublished templates.
             let built = match build(&file, campaign.as_deref(), templates.as_deref(), false)? {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };
             let mut store = open_store(&db)?;
+            let at = flowc::runtime::run::virtual_now(&store, None).map_err(|e| Fatal(e.to_string()))?;
+            let account = flowc::runtime::step::Account { approved_channels: None };
+            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, Default::default(), &account).map_err(|e| Fatal(format!("estimate: {e}")))?;
+            print!("{}", super::estimate::human(&e));
+            let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
+            if e.cost.expected > balance && !accept_cost {
+                return Err(Fatal(format!(
+                    "the expected cost {:.4} EUR exceeds the balance {balance:.4} EUR; top up, or pass --accept-cost",
+                    e.cost.expected
+                )));
+            }
             match lifecycle::launch(&mut store, &built.program, force, now()).map_err(fail)? {
                 Launched::New => println!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
                 Launched::Migrated { moved, skipped, removed_steps } => {

@@ -4,6 +4,7 @@ mod build;
 mod builder;
 mod campaign;
 mod check;
+mod estimate;
 mod fmt;
 mod run;
 
@@ -46,6 +47,8 @@ enum Command {
     Export(builder::ExportArgs),
     /// Import builder timeline JSON as formatted .flow source.
     Import(builder::ImportArgs),
+    /// Audience size, reach per step and projected cost before launch.
+    Estimate(estimate::EstimateArgs),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -90,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Fmt(a) => fmt::run(a),
         Command::Export(a) => builder::export(a),
         Command::Import(a) => builder::import(a),
+        Command::Estimate(a) => estimate::run(a),
         Command::Explain { code } => explain(&code),
     };
     match result {

@@ -8,12 +8,14 @@
 pub mod clock;
 pub mod contacts;
 pub mod engine;
+pub mod estimate;
 pub mod eval;
 pub mod facts;
 pub mod lifecycle;
 pub mod provider;
 pub mod report;
 pub mod run;
+pub mod sql;
 pub mod sqlite;
 pub mod step;
 pub mod store;

@@ -75,10 +75,16 @@ fn clock_start(store: &dyn Store, opts: &RunOptions) -> Result<Minutes, StoreErr
     if opts.clock == ClockKind::Real {
         return Ok(clock::real_now());
     }
+    virtual_now(store, opts.start)
+}
+
+/// Where a virtual clock stands for this database: where it was saved, else
+/// `start`, else just after the newest contact data.
+pub fn virtual_now(store: &dyn Store, start: Option<Minutes>) -> Result<Minutes, StoreError> {
     if let Some(saved) = store.meta("clock")?.and_then(|s| s.parse().ok()) {
         return Ok(saved);
     }
-    if let Some(start) = opts.start {
+    if let Some(start) = start {
         return Ok(start);
     }
     // A simulation starts just after its newest contact data, so the same

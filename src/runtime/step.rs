@@ -112,7 +112,7 @@ pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &
     Stop::Completed
 }
 
-fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), SkipReason> {
+pub fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), SkipReason> {
     if t.requires_consent && !facts.consent.iter().any(|c| *c == t.channel) {
         return Err(SkipReason::NoConsent);
     }

@@ -1,0 +1,101 @@
+//! `flowc estimate`: audience size and projected cost before launch.
+
+use super::build::build;
+use super::{Fatal, Outcome};
+use flowc::runtime::estimate::{self, Estimate, Rates};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::step::Account;
+use flowc::runtime::store::Store;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct EstimateArgs {
+    file: PathBuf,
+    #[arg(long)]
+    campaign: Option<String>,
+    #[arg(long, default_value = super::run::DEFAULT_DB)]
+    db: PathBuf,
+    /// Estimate over these contacts (JSON Lines or CSV) instead of the database's.
+    #[arg(long)]
+    contacts: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Expected engagement rates, each of the previous stage.
+    #[arg(long, default_value_t = 0.97)]
+    delivered_rate: f64,
+    #[arg(long, default_value_t = 0.45)]
+    open_rate: f64,
+    #[arg(long, default_value_t = 0.25)]
+    click_rate: f64,
+    #[arg(long, value_delimiter = ',')]
+    approve: Option<Vec<String>>,
+    #[arg(long, value_name = "FILE")]
+    templates: Option<PathBuf>,
+    #[arg(long)]
+    allow_draft: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
+    for (name, r) in [("--delivered-rate", a.delivered_rate), ("--open-rate", a.open_rate), ("--click-rate", a.click_rate)] {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(Fatal(format!("{name} must be between 0 and 1, not {r}")));
+        }
+    }
+    let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
+        Ok(b) => b,
+        Err(o) => return Ok(o),
+    };
+    let mut store = match &a.contacts {
+        Some(file) => {
+            let mut s = SqliteStore::open_in_memory().map_err(|e| Fatal(e.to_string()))?;
+            let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
+            load_contacts(&mut s, file, &model)?;
+            s
+        }
+        None => super::run::open_store(&a.db)?,
+    };
+    let now = flowc::runtime::run::virtual_now(&store, None).map_err(|e| Fatal(e.to_string()))?;
+    let rates = Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate };
+    let account = Account { approved_channels: a.approve.clone() };
+    let e = estimate::estimate(store.connection(), &built.program, now, rates, &account).map_err(|e| Fatal(format!("estimate: {e}")))?;
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
+        Format::Human => print!("{}", human(&e)),
+    }
+    Ok(Outcome::Ok)
+}
+
+fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
+    use flowc::runtime::contacts::{self, Format as F, Schema};
+    let format = F::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
+    let text = std::fs::read_to_string(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let parsed = contacts::parse(&text, format, &Schema::from_model(model));
+    if let Some(e) = parsed.errors.first() {
+        return Err(Fatal(format!("{}: {e} ({} invalid row(s))", file.display(), parsed.errors.len())));
+    }
+    store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(e.to_string()))
+}
+
+pub fn human(e: &Estimate) -> String {
+    let mut out = format!("campaign {}: audience {} contact(s)\n\n", e.campaign, e.audience);
+    let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
+    out.push_str(&format!("{:<w$}  {:<7}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
+    for s in &e.steps {
+        out.push_str(&format!("{:<w$}  {:<7}  {:>10.0}  {:>12.1}  {:>10.0}\n", s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max));
+    }
+    out.push('\n');
+    for s in &e.sends {
+        out.push_str(&format!(
+            "{}.{}: {:.0} – {:.1} – {:.0} sends, {:.4} – {:.4} – {:.4} EUR\n",
+            s.channel, s.message, s.sends.min, s.sends.expected, s.sends.max, s.cost.min, s.cost.expected, s.cost.max
+        ));
+    }
+    out.push_str(&format!("\ncost: min {:.4}, expected {:.4}, max {:.4} {}\n", e.cost.min, e.cost.expected, e.cost.max, e.cost.currency));
+    out
+}

@@ -1,0 +1,262 @@
+//! Segments in SQL and in memory agree; hostile strings stay literal;
+//! estimates bracket what a run actually does.
+
+mod common;
+
+use flowc::compile::{self, program::Program};
+use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::estimate::{self, Rates};
+use flowc::runtime::eval::{self, Ctx};
+use flowc::runtime::facts::{self, Facts};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::step::Account;
+use flowc::runtime::store::Store;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+const NOW: i64 = 29_400_000; // 2025-11-23T08:00Z in minutes
+
+const SCHEMA: &str = r#"
+template t { channel email message marketing status published }
+contact {
+  plan: enum(free, pro, enterprise)
+  score: number
+  country: string
+  nick: string?
+  birthday: date?
+  vip: bool?
+}
+event order.completed { amount: number }
+"#;
+
+const HOSTILE: &[&str] = &["FR", "it's", "\"quoted\"", "'; DROP TABLE contacts; --", "a\u{0}b", "%", "_", "ünïcödé", "x\\y", ""];
+
+fn hostile(i: usize) -> String {
+    if i == 9 {
+        return "long".repeat(1000);
+    }
+    HOSTILE[i % HOSTILE.len()].to_string()
+}
+
+fn lit(s: &str) -> String {
+    flowc::fmt::string(s)
+}
+
+fn atom() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0usize..3, any::<bool>()).prop_map(|(p, eq)| format!("plan {} {}", if eq { "==" } else { "!=" }, ["free", "pro", "enterprise"][p])),
+        (0usize..3).prop_map(|p| format!("plan in [{}]", ["free", "pro", "free, enterprise"][p])),
+        (0usize..6, -5i64..120).prop_map(|(o, n)| format!("score {} {n}", ["==", "!=", "<", "<=", ">", ">="][o])),
+        (0usize..10, any::<bool>()).prop_map(|(h, eq)| format!("country {} {}", if eq { "==" } else { "!=" }, lit(&hostile(h)))),
+        any::<bool>().prop_map(|eq| format!("nick {} none", if eq { "==" } else { "!=" })),
+        (0usize..10).prop_map(|h| format!("tags has {}", lit(&hostile(h)))),
+        (1960i32..2010).prop_map(|y| format!("birthday < {y}-06-15")),
+        (1i64..20).prop_map(|d| format!("created_at > now - {d}d")),
+        Just("consent(email)".to_string()),
+        Just("capable(rcs)".to_string()),
+        (1i64..40, 0i64..200).prop_map(|(d, a)| format!("(happened order.completed within {d}d where amount > {a})")),
+        (1i64..20).prop_map(|d| format!("happened contact.created within {d}d")),
+        any::<bool>().prop_map(|b| format!("vip == {b}")),
+        (0i64..100).prop_map(|n| format!("score + 10 > {n}")),
+    ]
+}
+
+fn condition() -> impl Strategy<Value = String> {
+    atom().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+            inner.prop_map(|a| format!("not ({a})")),
+        ]
+    })
+}
+
+#[derive(Debug, Clone)]
+struct C {
+    plan: usize,
+    score: Option<i64>,
+    country: usize,
+    nick: bool,
+    birthday: Option<i32>,
+    vip: Option<bool>,
+    tags: Vec<usize>,
+    created_days_ago: i64,
+    email: bool,
+    rcs: bool,
+    orders: Vec<(i64, i64)>,
+}
+
+fn contact() -> impl Strategy<Value = C> {
+    (
+        (0usize..3, proptest::option::of(-10i64..130), 0usize..10, any::<bool>(), proptest::option::of(1950i32..2015), proptest::option::of(any::<bool>())),
+        (proptest::collection::vec(0usize..10, 0..3), 0i64..30, any::<bool>(), any::<bool>(), proptest::collection::vec((0i64..60, 0i64..250), 0..3)),
+    )
+        .prop_map(|((plan, score, country, nick, birthday, vip), (tags, created_days_ago, email, rcs, orders))| C {
+            plan,
+            score,
+            country,
+            nick,
+            birthday,
+            vip,
+            tags,
+            created_days_ago,
+            email,
+            rcs,
+            orders,
+        })
+}
+
+fn minutes_to_rfc3339(m: i64) -> String {
+    chrono::DateTime::from_timestamp(m * 60, 0).expect("time").to_rfc3339()
+}
+
+fn jsonl(cs: &[C]) -> String {
+    cs.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let plan = ["free", "pro", "enterprise"][c.plan];
+            let mut o = serde_json::json!({
+                "id": format!("c{i}"),
+                "plan": plan,
+                "country": hostile(c.country),
+                "created_at": minutes_to_rfc3339(NOW - c.created_days_ago * 1440 - 7),
+                "tags": c.tags.iter().map(|t| hostile(*t)).collect::<Vec<_>>(),
+                "consent": if c.email { vec!["email"] } else { vec![] },
+                "capabilities": if c.rcs { vec!["rcs"] } else { vec![] },
+                "events": c.orders.iter().map(|(ago, amount)| serde_json::json!({"name": "order.completed", "at": minutes_to_rfc3339(NOW - ago * 1440), "amount": amount})).collect::<Vec<_>>(),
+            });
+            if let Some(s) = c.score {
+                o["score"] = s.into();
+            }
+            if c.nick {
+                o["nick"] = "nick".into();
+            }
+            if let Some(y) = c.birthday {
+                o["birthday"] = format!("{y}-03-01").into();
+            }
+            if let Some(v) = c.vip {
+                o["vip"] = v.into();
+            }
+            o.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn setup(cond: &str, cs: &[C]) -> (Program, SqliteStore) {
+    let src = format!("{SCHEMA}segment s = {cond}\ncampaign c {{\n  trigger manual\n  audience s\n  send email.marketing t\n}}\n");
+    let (analysis, ws) = common::check_source(&src);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}\n{src}");
+    let (_, model) = &analysis.models[0];
+    let c = &model.campaigns[0];
+    let p = compile::compile(model, c, ws.sources.get(c.file));
+    let mut store = SqliteStore::open_in_memory().expect("store");
+    let parsed = contacts::parse(&jsonl(cs), Format::JsonLines, &Schema::from_model(model));
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+    (p, store)
+}
+
+fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
+    let mut all = Vec::new();
+    store.for_each_contact(&mut |c| all.push(c)).expect("contacts");
+    let mut out = BTreeSet::new();
+    for c in all {
+        let mut events: Vec<_> = store.events_for(&[c.id.as_str()]).expect("events").into_iter().map(|(_, e)| e).collect();
+        if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+            events.push(facts::ContactEvent { name: "contact.created".into(), at: t, props: Default::default() });
+        }
+        let f = Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, &c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), sent: vec![], events };
+        let cx = Ctx { program: p, facts: &f, now: NOW };
+        if p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a)) {
+            out.insert(c.id);
+        }
+    }
+    out
+}
+
+fn in_sql(p: &Program, store: &mut SqliteStore) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    estimate::audience(store.connection(), p, NOW, &mut |c| {
+        out.insert(c.id);
+    })
+    .expect("sql");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sql_and_memory_select_the_same_contacts(cond in condition(), cs in proptest::collection::vec(contact(), 0..25)) {
+        let (p, mut store) = setup(&cond, &cs);
+        let mem = in_memory(&p, &store);
+        let sql = in_sql(&p, &mut store);
+        prop_assert_eq!(mem, sql, "segment: {}", cond);
+    }
+}
+
+#[test]
+fn hostile_strings_match_literally_and_harm_nothing() {
+    let cs: Vec<C> = (0..10)
+        .map(|i| C { plan: 0, score: Some(1), country: i, nick: false, birthday: None, vip: None, tags: vec![i], created_days_ago: 1, email: true, rcs: false, orders: vec![] })
+        .collect();
+    for i in 0..10 {
+        let cond = format!("country == {} and tags has {}", lit(&hostile(i)), lit(&hostile(i)));
+        let (p, mut store) = setup(&cond, &cs);
+        let got = in_sql(&p, &mut store);
+        assert_eq!(got, BTreeSet::from([format!("c{i}")]), "{:?}", hostile(i));
+        assert_eq!(store.contact_count().expect("count"), 10, "the table is intact");
+    }
+}
+
+#[test]
+fn estimates_bracket_an_actual_run() {
+    use flowc::runtime::provider::{SimConfig, Simulated};
+    use flowc::runtime::run::{self, ClockKind, RunOptions};
+    let src = format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  audience score >= 20
+  first: send email.marketing t
+  wait 2d
+  if opened(first) or plan == pro {{
+    ab_test x {{
+      variant a 60% {{ send email.marketing t }}
+      variant b 40% {{ }}
+    }}
+  }}
+}}"
+    );
+    let (analysis, ws) = common::check_source(&src);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diags);
+    let (_, model) = &analysis.models[0];
+    let c = &model.campaigns[0];
+    let p = compile::compile(model, c, ws.sources.get(c.file));
+    let cs: Vec<C> = (0..3000)
+        .map(|i| C { plan: i % 3, score: Some((i % 100) as i64), country: 0, nick: false, birthday: None, vip: None, tags: vec![], created_days_ago: 1, email: i % 4 != 0, rcs: false, orders: vec![] })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("flowc-est-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db = dir.join("e.db");
+    let mut store = SqliteStore::open(&db).expect("store");
+    let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+    let e = estimate::estimate(store.connection(), &p, NOW, Rates::default(), &Account { approved_channels: None }).expect("estimate");
+    assert_eq!(e.audience, 2400, "score >= 20 selects 80%");
+    let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
+    let opts = RunOptions { clock: ClockKind::Virtual, start: Some(NOW), initial_balance_micros: 1_000_000_000, engine: Default::default(), stop: Default::default() };
+    let r = run::run(&mut store, &mut provider, &p, &opts, &mut |_| {}).expect("run");
+    for (est, act) in e.steps.iter().zip(&r.steps) {
+        assert_eq!(est.id, act.id);
+        let actual = act.entered as f64;
+        assert!(est.reach.min <= actual && actual <= est.reach.max, "{}: {actual} outside [{}, {}]", est.id, est.reach.min, est.reach.max);
+        let tolerance = (0.05 * est.reach.expected).max(25.0);
+        assert!((est.reach.expected - actual).abs() <= tolerance, "{}: expected {:.1}, actual {actual}", est.id, est.reach.expected);
+    }
+    assert!(e.cost.min <= r.cost.total + 1e-9 && r.cost.total <= e.cost.max + 1e-9, "{:?} vs {}", e.cost, r.cost.total);
+    assert!((e.cost.expected - r.cost.total).abs() <= 0.05 * r.cost.total + 0.01);
+    let _ = std::fs::remove_dir_all(&dir);
+}
