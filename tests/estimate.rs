@@ -260,3 +260,20 @@ fn estimates_bracket_an_actual_run() {
     assert!((e.cost.expected - r.cost.total).abs() <= 0.05 * r.cost.total + 0.01);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn estimate_reads_tags_and_ids_like_the_runtime() {
+    let src = format!("{SCHEMA}campaign c {{\n  trigger manual\n  if tags has \"FR\" {{ send email.marketing t }}\n}}\n");
+    let (analysis, ws) = common::check_source(&src);
+    let (_, model) = &analysis.models[0];
+    let c = &model.campaigns[0];
+    let p = compile::compile(model, c, ws.sources.get(c.file));
+    let cs: Vec<C> = (0..10)
+        .map(|i| C { plan: 0, score: Some(1), country: 0, nick: false, birthday: None, vip: None, tags: if i < 4 { vec![0] } else { vec![] }, created_days_ago: 1, email: true, rcs: false, orders: vec![] })
+        .collect();
+    let mut store = SqliteStore::open_in_memory().expect("store");
+    let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+    let e = estimate::estimate(store.connection(), &p, NOW, Rates::default(), &Account { approved_channels: None }).expect("estimate");
+    assert_eq!(e.sends[0].sends.expected, 4.0);
+}

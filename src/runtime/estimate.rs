@@ -113,6 +113,76 @@ pub fn audience(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Cont
     Ok(n)
 }
 
+/// One audience member, with only the fields the program reads.
+struct Member {
+    id: String,
+    fields: Vec<facts::FieldValue>,
+    tags: Vec<String>,
+    consent: Vec<String>,
+    capabilities: Vec<String>,
+    created_at: Option<i64>,
+}
+
+/// Streams the audience with the program's fields pulled out by SQLite
+/// (`json_extract`), so no contact's whole JSON is parsed.
+fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) -> rusqlite::Result<u64> {
+    use crate::compile::program::FieldType;
+    use facts::FieldValue as FV;
+    use rusqlite::types::ValueRef;
+    let (clause, mut params) = match &p.audience {
+        Some(a) => {
+            let s = sql::condition(p, a, now);
+            (s.text, s.params)
+        }
+        None => ("1".to_string(), Vec::new()),
+    };
+    let mut cols = String::new();
+    let mut extracts = Vec::new();
+    for field in &p.fields {
+        cols.push_str(", json_extract(attrs, ?)");
+        extracts.push(rusqlite::types::Value::Text(format!("$.{}", field.name)));
+    }
+    cols.push_str(", json_extract(attrs, '$.created_at')");
+    // The select list's parameters come before the WHERE clause's.
+    extracts.append(&mut params);
+    let q = format!("SELECT id, tags, consent, capabilities{cols} FROM contacts WHERE {clause}");
+    let mut stmt = conn.prepare(&q)?;
+    let mut rows = stmt.query(params_from_iter(extracts.iter()))?;
+    let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        n += 1;
+        let id: String = r.get(0)?;
+        let tags = list(&r.get::<_, String>(1)?);
+        let mut fields = Vec::with_capacity(p.fields.len());
+        for (i, field) in p.fields.iter().enumerate() {
+            let v = r.get_ref(4 + i)?;
+            // `id` and `tags` live in their own columns, not in `attrs`.
+            let fv = match (&field.ty, v) {
+                _ if field.name == "id" => FV::Str(id.clone()),
+                _ if field.name == "tags" => FV::Set(tags.clone()),
+                (_, ValueRef::Null) => FV::Absent,
+                (FieldType::Bool, ValueRef::Integer(b)) => FV::Bool(b != 0),
+                (FieldType::Number, ValueRef::Integer(x)) => FV::Number(x as f64),
+                (FieldType::Number, ValueRef::Real(x)) => FV::Number(x),
+                (FieldType::Duration, ValueRef::Integer(x)) => FV::Duration(x),
+                (FieldType::String | FieldType::Timezone | FieldType::Enum(_), ValueRef::Text(t)) => FV::Str(String::from_utf8_lossy(t).into_owned()),
+                (FieldType::Datetime, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime).map_or(FV::Absent, FV::Datetime),
+                (FieldType::Date, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date),
+                (FieldType::SetString, ValueRef::Text(t)) => FV::Set(std::str::from_utf8(t).map(list).unwrap_or_default()),
+                _ => FV::Absent,
+            };
+            fields.push(fv);
+        }
+        let created_at = match r.get_ref(4 + p.fields.len())? {
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime),
+            _ => None,
+        };
+        f(Member { id, fields, tags, consent: list(&r.get::<_, String>(2)?), capabilities: list(&r.get::<_, String>(3)?), created_at });
+    }
+    Ok(n)
+}
+
 struct Acc {
     reach: Vec<Range>,
     per_step: BTreeMap<(usize, String, String, i64), Range>,
@@ -121,8 +191,8 @@ struct Acc {
 pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account: &Account) -> rusqlite::Result<Estimate> {
     let mut acc = Acc { reach: vec![Range::default(); p.nodes.len()], per_step: BTreeMap::new() };
     let uses_events = super::engine::needs_events(p);
-    let mut pending: Vec<ContactRecord> = Vec::new();
-    let flush = |batch: &mut Vec<ContactRecord>, acc: &mut Acc| -> rusqlite::Result<()> {
+    let mut pending: Vec<Member> = Vec::new();
+    let flush = |batch: &mut Vec<Member>, acc: &mut Acc| -> rusqlite::Result<()> {
         let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
             let q = format!("SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})", vec!["?"; batch.len()].join(","));
@@ -135,15 +205,15 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
         }
         for c in batch.drain(..) {
             let mut f = Facts {
-                contact_id: c.id.clone(),
-                fields: facts::fields_for(p, &c),
-                tags: c.tags.clone(),
-                consent: c.consent.clone(),
-                capabilities: c.capabilities.clone(),
-                sent: Vec::new(),
                 events: events.remove(&c.id).unwrap_or_default(),
+                contact_id: c.id,
+                fields: c.fields,
+                tags: c.tags,
+                consent: c.consent,
+                capabilities: c.capabilities,
+                sent: Vec::new(),
             };
-            if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+            if let Some(created) = c.created_at {
                 f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
             }
             let mut seen: BTreeMap<usize, f64> = BTreeMap::new();
@@ -160,7 +230,7 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
         Ok(())
     };
     let mut failure = None;
-    let n = audience(conn, p, now, &mut |c| {
+    let n = members(conn, p, now, &mut |c| {
         pending.push(c);
         if pending.len() >= 2000 && failure.is_none() {
             if let Err(e) = flush(&mut pending, &mut acc) {
