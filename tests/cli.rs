@@ -254,3 +254,35 @@ fn fmt_export_import_from_the_command_line() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("$.timeline[0].config.duration: expected a string, found a number"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn estimate_json_and_launch_refusing_an_unaffordable_campaign() {
+    let o = flowc(&["estimate", "examples/welcome.flow", "--contacts", "examples/contacts.jsonl", "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["campaign"], "welcome");
+    assert!(v["audience"].as_u64().is_some_and(|n| n > 0));
+    let step = &v["steps"][0];
+    assert_eq!(step["id"], "hello");
+    for k in ["min", "expected", "max"] {
+        assert!(step["reach"][k].is_number());
+        assert!(v["cost"][k].is_number());
+    }
+    assert_eq!(v["cost"]["currency"], "EUR");
+
+    let dir = std::env::temp_dir().join(format!("flowc-launch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let db = dir.join("l.db");
+    let db = db.to_string_lossy();
+    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    // An empty balance cannot pay for the expected sends.
+    let refused = flowc(&["campaign", "launch", "examples/welcome.flow", "--db", &db]);
+    assert_eq!(code(&refused), 2);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("exceeds the balance"));
+    assert_eq!(code(&flowc(&["campaign", "launch", "examples/welcome.flow", "--db", &db, "--accept-cost"])), 0);
+    let status = flowc(&["campaign", "status", "welcome", "--db", &db, "--json"]);
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(s["state"], "SCHEDULED");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -439,3 +439,21 @@ fn a_new_version_takes_over_waiting_executions_by_step_id() {
     assert_eq!(r.executions["skipped"], 200);
     assert_eq!(r.state, "COMPLETED_PARTIAL");
 }
+
+#[test]
+fn auto_reload_tops_up_without_pausing_and_never_resumes() {
+    let (p, model) = two_sms();
+    let db = Db::new("reload");
+    import(&db, &model, &contacts(500));
+    {
+        let mut store = SqliteStore::open(&db.path).expect("store");
+        // Below 0.50 EUR, add 5 EUR.
+        store.set_meta("auto_reload", "500000,5000000").expect("meta");
+    }
+    let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
+    assert_eq!(r.state, "COMPLETED", "auto-reload kept it paying");
+    assert_eq!(r.provider.deliveries, 1000);
+    assert!(r.balance >= 0.0);
+    let store = SqliteStore::open(&db.path).expect("store");
+    assert!(store.transitions("c", 10).expect("log").iter().all(|(_, _, to, _)| to != "PAUSED_BALANCE"));
+}

@@ -321,6 +321,16 @@ impl<'a> Engine<'a> {
                             continue;
                         }
                         if self.balance < target.price_micros {
+                            // Auto-reload tops up (committed with this batch) before anything pauses.
+                            if let Some((_, amount)) = self.config.auto_reload.filter(|(_, a)| *a > 0) {
+                                let times = ((target.price_micros - self.balance) + amount - 1) / amount;
+                                for _ in 0..times.clamp(1, 1000) {
+                                    round.ledger.push((amount, "auto-reload".into()));
+                                    self.balance += amount;
+                                }
+                            }
+                        }
+                        if self.balance < target.price_micros {
                             out.out_of_balance = true;
                             let c = round.steps.entry(id.clone()).or_default();
                             c.entered = c.entered.saturating_sub(1);
