@@ -31,6 +31,11 @@ impl Ctx<'_> {
         let start = self.base + s.start();
         let mut end = self.base + s.end();
         let bytes = self.text.as_bytes();
+        // Only a span that ends in whitespace or `*/` can hold trailing
+        // trivia: most spans end on their last token and skip the search.
+        if !matches!(bytes.get(end.wrapping_sub(1)), Some(b' ' | b'\t' | b'\r' | b'\n' | b'/')) || end == start {
+            return Span::new(start, end);
+        }
         loop {
             while end > start && matches!(bytes.get(end - 1), Some(b' ' | b'\t' | b'\r' | b'\n')) {
                 end -= 1;
