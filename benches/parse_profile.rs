@@ -2,6 +2,9 @@
 #[path = "support/mod.rs"]
 mod support;
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let text = support::big_file(1 << 20);
     let t = std::time::Instant::now();
     let (tree, diags) = flowc::syntax::parse(&text, flowc::source::FileId(0));

@@ -50,8 +50,11 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
-        return; // `cargo test --all-targets` runs benches in test mode: skip the 1M run.
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, and a million contacts have no place in the test suite.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("runtime benchmark: run it with `cargo bench --bench runtime`");
+        return;
     }
     let n: usize = std::env::var("FLOWC_BENCH_CONTACTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let dir = std::env::temp_dir().join(format!("flowc-bench-{}", std::process::id()));

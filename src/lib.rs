@@ -12,3 +12,4 @@ pub mod compile;
 pub mod runtime;
 pub mod fmt;
 pub mod builder;
+pub mod service;

@@ -256,3 +256,12 @@ pub fn find_flow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     out.sort();
     Ok(out)
 }
+
+/// The model of the stdlib prelude alone (built-in contact fields, channels).
+pub fn stdlib_model() -> crate::check::model::Model {
+    let read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+    let mut ws = load(&[], &read);
+    let Some(first) = ws.stdlib.first().copied() else { return Default::default() };
+    ws.units.push(Unit { root: first, files: ws.stdlib.clone() });
+    crate::check::check(&ws, &ws.units[0], &[], &Default::default()).0
+}

@@ -27,6 +27,12 @@ pub enum CampaignCmd {
         #[arg(long)]
         accept_cost: bool,
     },
+    /// Start a launched campaign with a manual trigger: enroll its audience now.
+    Start {
+        name: String,
+        #[arg(long, default_value = DEFAULT_DB)]
+        db: PathBuf,
+    },
     /// Pause a running campaign.
     Pause {
         name: String,
@@ -121,6 +127,19 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     }
                 }
             }
+            Ok(Outcome::Ok)
+        }
+        CampaignCmd::Start { name, db } => {
+            let mut store = open_store(&db)?;
+            let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+            let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
+            if !matches!(program.trigger, flowc::compile::program::Trigger::Manual) {
+                return Err(Fatal(format!("`{name}` is not a manual campaign; its trigger starts it")));
+            }
+            let at = now();
+            lifecycle::transition(&mut store, &name, lifecycle::State::Running, "started by flowc campaign start", at).map_err(fail)?;
+            let n = flowc::runtime::run::enroll(&mut store, &program, at).map_err(|e| Fatal(e.to_string()))?;
+            println!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Pause { name, db } => {

@@ -7,6 +7,7 @@ mod check;
 mod estimate;
 mod fmt;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -49,6 +50,8 @@ enum Command {
     Import(builder::ImportArgs),
     /// Audience size, reach per step and projected cost before launch.
     Estimate(estimate::EstimateArgs),
+    /// Serve the REST API, with the interpreter in the same process.
+    Serve(serve::ServeArgs),
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Export(a) => builder::export(a),
         Command::Import(a) => builder::import(a),
         Command::Estimate(a) => estimate::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Explain { code } => explain(&code),
     };
     match result {

@@ -231,7 +231,7 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
 }
 
 /// Enrolls every contact the trigger and audience select, once each.
-fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
     let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
     let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
     let start_at = match &p.trigger {

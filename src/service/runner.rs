@@ -1,0 +1,156 @@
+//! The interpreter inside `flowc serve`: starts campaigns whose time has
+//! come, and runs batches of every RUNNING campaign, until told to stop.
+
+use crate::compile::codec;
+use crate::compile::program::Trigger;
+use crate::runtime::clock::{self, Minutes};
+use crate::runtime::engine::{Engine, EngineConfig};
+use crate::runtime::lifecycle::{self, State};
+use crate::runtime::provider::Provider;
+use crate::runtime::run;
+use crate::runtime::sqlite::SqliteStore;
+use crate::runtime::store::Store;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+/// The service's clock: real, or virtual (jumping to the next wake-up when
+/// idle, for tests and demos). Shared with the handlers so enrollments and
+/// the runner agree on "now".
+#[derive(Clone)]
+pub struct SharedClock {
+    virtual_now: Option<Arc<AtomicI64>>,
+}
+
+impl SharedClock {
+    pub fn real() -> SharedClock {
+        SharedClock { virtual_now: None }
+    }
+    pub fn virtual_at(start: Minutes) -> SharedClock {
+        SharedClock { virtual_now: Some(Arc::new(AtomicI64::new(start))) }
+    }
+    pub fn now(&self) -> Minutes {
+        self.virtual_now.as_ref().map_or_else(clock::real_now, |v| v.load(Ordering::SeqCst))
+    }
+    fn advance_to(&self, t: Minutes) {
+        if let Some(v) = &self.virtual_now {
+            v.fetch_max(t, Ordering::SeqCst);
+        }
+    }
+    pub fn is_virtual(&self) -> bool {
+        self.virtual_now.is_some()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct RunnerConfig {
+    pub engine: EngineConfig,
+}
+
+/// Runs until `stop`; each pass commits whole batches, so stopping between
+/// passes loses nothing.
+pub fn run(mut store: SqliteStore, mut provider: Box<dyn Provider + Send>, clock: SharedClock, config: RunnerConfig, stop: Arc<AtomicBool>) {
+    let mut recovered = std::collections::HashSet::new();
+    while !stop.load(Ordering::SeqCst) {
+        let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut recovered) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("flowc serve: runner: {e}");
+                false
+            }
+        };
+        if busy {
+            continue;
+        }
+        // Idle: a virtual clock jumps to the next wake-up; a real one waits a little.
+        if clock.is_virtual() {
+            if let Ok(Some(t)) = next_wake(&store, clock.now()) {
+                clock.advance_to(t);
+                continue;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, String> {
+    let mut best: Option<Minutes> = None;
+    for c in store.campaigns().map_err(|e| e.to_string())? {
+        let t = match State::parse(&c.state) {
+            Some(State::Running) => store.next_wake(&c.name).map_err(|e| e.to_string())?,
+            Some(State::Scheduled) => match codec::from_binary(&c.program).map(|p| p.trigger) {
+                Ok(Trigger::Scheduled { at, zone }) => run::scheduled_instant(&at, &zone),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(t) = t.filter(|t| *t > now) {
+            best = Some(best.map_or(t, |b: Minutes| b.min(t)));
+        }
+    }
+    Ok(best)
+}
+
+/// One pass over the campaigns; true when some work was done.
+fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedClock, config: &RunnerConfig, recovered: &mut std::collections::HashSet<String>) -> Result<bool, String> {
+    let now = clock.now();
+    let mut busy = false;
+    for c in store.campaigns().map_err(|e| e.to_string())? {
+        let Ok(program) = codec::from_binary(&c.program) else { continue };
+        match State::parse(&c.state) {
+            Some(State::Scheduled) => {
+                // Event and API campaigns run from the moment the service serves them;
+                // scheduled ones when their local time comes; manual ones on `flowc campaign start`.
+                let due = match &program.trigger {
+                    Trigger::Event { .. } | Trigger::Api => true,
+                    Trigger::Scheduled { at, zone } => run::scheduled_instant(at, zone).is_some_and(|t| t <= now),
+                    Trigger::Manual => false,
+                };
+                if due {
+                    lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now).map_err(|e| e.to_string())?;
+                    if matches!(program.trigger, Trigger::Scheduled { .. }) {
+                        run::enroll(store, &program, now).map_err(|e| e.to_string())?;
+                    }
+                    busy = true;
+                }
+            }
+            Some(State::Running) => {
+                let mut cfg = config.engine.clone();
+                let probe_key = format!("probe/{}", c.name);
+                cfg.probe = store.meta(&probe_key).map_err(|e| e.to_string())?.is_some();
+                let mut engine = Engine::new(store, provider, program.clone(), cfg).map_err(|e| e.to_string())?;
+                if recovered.insert(c.name.clone()) {
+                    engine.recover(now).map_err(|e| e.to_string())?;
+                }
+                let out = engine.run_batch(now).map_err(|e| e.to_string())?;
+                if out.executions == 0 && !out.breaker_tripped {
+                    // Idle: messages that failed earlier (still pending in the outbox) get another try.
+                    engine.recover(now).map_err(|e| e.to_string())?;
+                }
+                let tripped = engine.breaker_tripped();
+                drop(engine);
+                if tripped {
+                    lifecycle::transition(store, &c.name, State::PausedError, "the provider kept failing: circuit breaker tripped", now).map_err(|e| e.to_string())?;
+                } else if out.out_of_balance {
+                    lifecycle::transition(store, &c.name, State::PausedBalance, "the balance cannot pay the next send", now).map_err(|e| e.to_string())?;
+                } else if cfg_probe_done(store, &probe_key, out.sends)? {
+                    store.delete_meta(&probe_key).map_err(|e| e.to_string())?;
+                }
+                if out.executions > 0 {
+                    busy = true;
+                } else if matches!(program.trigger, Trigger::Scheduled { .. } | Trigger::Manual) && store.next_wake(&c.name).map_err(|e| e.to_string())?.is_none() {
+                    // One-shot campaigns finish; API and event campaigns stay open for new contacts.
+                    let counts = store.counts(&c.name).map_err(|e| e.to_string())?;
+                    let partial = counts.iter().any(|(s, n)| matches!(s, crate::runtime::store::ExecState::Failed | crate::runtime::store::ExecState::Skipped) && *n > 0);
+                    let to = if partial { State::CompletedPartial } else { State::Completed };
+                    lifecycle::transition(store, &c.name, to, "every execution finished", now).map_err(|e| e.to_string())?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(busy)
+}
+
+fn cfg_probe_done(store: &SqliteStore, key: &str, sends: u64) -> Result<bool, String> {
+    Ok(sends > 0 && store.meta(key).map_err(|e| e.to_string())?.is_some())
+}
