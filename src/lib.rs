@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod fmt;
 pub mod builder;
 pub mod service;
+pub mod lsp;

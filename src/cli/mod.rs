@@ -52,6 +52,8 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Serve the REST API, with the interpreter in the same process.
     Serve(serve::ServeArgs),
+    /// The language server, over stdio.
+    Lsp,
     /// Explain a diagnostic code with a wrong and a right example.
     Explain {
         /// A code such as `unknown-template`.
@@ -98,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => builder::import(a),
         Command::Estimate(a) => estimate::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Lsp => flowc::lsp::run().map(|_| Outcome::Ok).map_err(Fatal),
         Command::Explain { code } => explain(&code),
     };
     match result {

@@ -1,0 +1,267 @@
+//! `flowc lsp`: the language server over stdio. Only this module knows
+//! lsp-types; it calls the same parse, check and fmt as the CLI, so editors
+//! show exactly what `flowc check` reports.
+
+mod position;
+mod query;
+
+use crate::check::{self, CheckOptions};
+use crate::diag::{Diagnostic as Diag, Severity};
+use crate::source::FileId;
+use crate::workspace::{self, Root, Workspace};
+use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
+use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics};
+use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest, Request as _};
+use lsp_types::*;
+use position::Encoding;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Open documents and how positions are counted.
+pub struct Server {
+    docs: HashMap<PathBuf, (Url, String, i32)>,
+    encoding: Encoding,
+}
+
+/// One checked view of a document and what it imports.
+pub struct Analysis {
+    pub ws: Workspace,
+    pub result: check::Analysis,
+    pub file: FileId,
+}
+
+pub fn run() -> Result<(), String> {
+    let (conn, io) = Connection::stdio();
+    let (id, params) = conn.initialize_start().map_err(|e| e.to_string())?;
+    let init: InitializeParams = serde_json::from_value(params).unwrap_or_default();
+    let offered = init.capabilities.general.as_ref().and_then(|g| g.position_encodings.clone()).unwrap_or_default();
+    // UTF-16 unless the client offers another encoding (LSP 3.17).
+    let (encoding, kind) = if offered.contains(&PositionEncodingKind::UTF8) {
+        (Encoding::Utf8, PositionEncodingKind::UTF8)
+    } else if offered.contains(&PositionEncodingKind::UTF32) && !offered.contains(&PositionEncodingKind::UTF16) {
+        (Encoding::Utf32, PositionEncodingKind::UTF32)
+    } else {
+        (Encoding::Utf16, PositionEncodingKind::UTF16)
+    };
+    let caps = ServerCapabilities {
+        position_encoding: Some(kind),
+        text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
+        hover_provider: Some(HoverProviderCapability::Simple(true)),
+        completion_provider: Some(CompletionOptions { trigger_characters: Some(vec![".".into(), " ".into(), "\"".into()]), ..Default::default() }),
+        definition_provider: Some(OneOf::Left(true)),
+        document_formatting_provider: Some(OneOf::Left(true)),
+        document_symbol_provider: Some(OneOf::Left(true)),
+        code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+        ..Default::default()
+    };
+    let result = serde_json::json!({"capabilities": caps, "serverInfo": {"name": "flowc", "version": env!("CARGO_PKG_VERSION")}});
+    conn.initialize_finish(id, result).map_err(|e| e.to_string())?;
+    let mut server = Server { docs: HashMap::new(), encoding };
+    for msg in &conn.receiver {
+        match msg {
+            Message::Request(req) => {
+                if conn.handle_shutdown(&req).map_err(|e| e.to_string())? {
+                    break;
+                }
+                let id = req.id.clone();
+                // A bug in one handler answers that request with an error; the server lives on.
+                let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.request(req)))
+                    .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()));
+                conn.sender.send(Message::Response(resp)).map_err(|e| e.to_string())?;
+            }
+            Message::Notification(n) => {
+                let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.notification(n))).unwrap_or_default();
+                for p in published {
+                    conn.sender.send(Message::Notification(p)).map_err(|e| e.to_string())?;
+                }
+            }
+            Message::Response(_) => {}
+        }
+    }
+    drop(conn);
+    io.join().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn path_of(uri: &Url) -> Option<PathBuf> {
+    uri.to_file_path().ok().map(|p| workspace::normalize(&p))
+}
+
+fn params<P: serde::de::DeserializeOwned>(req: &Request) -> Result<P, Response> {
+    serde_json::from_value(req.params.clone()).map_err(|e| Response::new_err(req.id.clone(), ErrorCode::InvalidParams as i32, e.to_string()))
+}
+
+fn ok<T: serde::Serialize>(id: RequestId, v: T) -> Response {
+    Response::new_ok(id, serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+}
+
+impl Server {
+    /// Checks `path` with the open buffers standing in for files on disk.
+    pub fn analyze(&self, path: &Path) -> Analysis {
+        let docs = &self.docs;
+        let read = |p: &Path| match docs.get(&workspace::normalize(p)) {
+            Some((_, text, _)) => Ok(text.clone().into_bytes()),
+            None => std::fs::read(p),
+        };
+        let sandbox = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let ws = workspace::load(&[Root { path: path.to_path_buf(), sandbox }], &read);
+        let result = check::check_all(&ws, &[], &CheckOptions { allow_draft: false });
+        let file = ws.sources.find(path).unwrap_or_default();
+        Analysis { ws, result, file }
+    }
+
+    fn notification(&mut self, n: Notification) -> Vec<Notification> {
+        match n.method.as_str() {
+            DidOpenTextDocument::METHOD => {
+                let Ok(p) = serde_json::from_value::<DidOpenTextDocumentParams>(n.params) else { return vec![] };
+                if let Some(path) = path_of(&p.text_document.uri) {
+                    self.docs.insert(path, (p.text_document.uri, p.text_document.text, p.text_document.version));
+                }
+            }
+            DidChangeTextDocument::METHOD => {
+                let Ok(p) = serde_json::from_value::<DidChangeTextDocumentParams>(n.params) else { return vec![] };
+                let Some(path) = path_of(&p.text_document.uri) else { return vec![] };
+                // Full sync: the last change holds the whole text; older versions lose.
+                if let (Some(change), Some(doc)) = (p.content_changes.into_iter().last(), self.docs.get_mut(&path)) {
+                    if p.text_document.version >= doc.2 {
+                        *doc = (p.text_document.uri, change.text, p.text_document.version);
+                    }
+                }
+            }
+            DidCloseTextDocument::METHOD => {
+                let Ok(p) = serde_json::from_value::<DidCloseTextDocumentParams>(n.params) else { return vec![] };
+                if let Some(path) = path_of(&p.text_document.uri) {
+                    self.docs.remove(&path);
+                    return vec![publish(p.text_document.uri, vec![], None)];
+                }
+                return vec![];
+            }
+            _ => return vec![],
+        }
+        // Any edit can change the diagnostics of files importing it: recheck every open one.
+        let paths: Vec<PathBuf> = self.docs.keys().cloned().collect();
+        paths.iter().map(|p| self.diagnostics_for(p)).collect()
+    }
+
+    fn diagnostics_for(&self, path: &Path) -> Notification {
+        let (uri, _, version) = self.docs[path].clone();
+        let a = self.analyze(path);
+        let src = a.ws.sources.get(a.file);
+        let diags = a.result.diags.iter().filter(|d| d.file == a.file).map(|d| self.to_lsp(src, d)).collect();
+        publish(uri, diags, Some(version))
+    }
+
+    fn to_lsp(&self, src: &crate::source::SourceText, d: &Diag) -> Diagnostic {
+        let range = Range { start: position::to_position(src, d.span.start as usize, self.encoding), end: position::to_position(src, d.span.end as usize, self.encoding) };
+        let mut message = d.message.clone();
+        if let Some(h) = &d.help {
+            message.push_str(&format!("\nhelp: {h}"));
+        }
+        Diagnostic {
+            range,
+            severity: Some(if d.severity == Severity::Error { DiagnosticSeverity::ERROR } else { DiagnosticSeverity::WARNING }),
+            code: Some(NumberOrString::String(d.code.as_str().into())),
+            source: Some("flowc".into()),
+            message,
+            ..Default::default()
+        }
+    }
+
+    fn request(&mut self, req: Request) -> Response {
+        let id = req.id.clone();
+        match req.method.as_str() {
+            HoverRequest::METHOD => match params::<HoverParams>(&req) {
+                Ok(p) => ok(id, self.with_doc(&p.text_document_position_params, |s, a, off| query::hover(a, off).map(|(text, span)| s.hover(a, text, span)))),
+                Err(e) => e,
+            },
+            GotoDefinition::METHOD => match params::<GotoDefinitionParams>(&req) {
+                Ok(p) => ok(
+                    id,
+                    self.with_doc(&p.text_document_position_params, |s, a, off| {
+                        query::definition(a, off).and_then(|(file, span)| {
+                            let src = a.ws.sources.get(file);
+                            let uri = Url::from_file_path(std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone())).ok()?;
+                            let range = Range { start: position::to_position(src, span.start as usize, s.encoding), end: position::to_position(src, span.end as usize, s.encoding) };
+                            Some(GotoDefinitionResponse::Scalar(Location { uri, range }))
+                        })
+                    }),
+                ),
+                Err(e) => e,
+            },
+            Completion::METHOD => match params::<CompletionParams>(&req) {
+                Ok(p) => ok(id, self.with_doc(&p.text_document_position, |_, a, off| Some(CompletionResponse::Array(query::complete(a, off))))),
+                Err(e) => e,
+            },
+            Formatting::METHOD => match params::<DocumentFormattingParams>(&req) {
+                Ok(p) => {
+                    let Some((_, text, _)) = path_of(&p.text_document.uri).and_then(|path| self.docs.get(&path)) else { return ok(id, None::<Vec<TextEdit>>) };
+                    let (tree, diags) = crate::syntax::parse(text, FileId(0));
+                    if !diags.is_empty() {
+                        return ok(id, None::<Vec<TextEdit>>);
+                    }
+                    let formatted = crate::fmt::format(&tree, text);
+                    let src = crate::source::SourceText::new("doc", text.clone());
+                    let end = position::to_position(&src, text.len(), self.encoding);
+                    ok(id, Some(vec![TextEdit { range: Range { start: Position::default(), end }, new_text: formatted }]))
+                }
+                Err(e) => e,
+            },
+            DocumentSymbolRequest::METHOD => match params::<DocumentSymbolParams>(&req) {
+                Ok(p) => {
+                    let Some(path) = path_of(&p.text_document.uri) else { return ok(id, None::<DocumentSymbolResponse>) };
+                    if !self.docs.contains_key(&path) {
+                        return ok(id, None::<DocumentSymbolResponse>);
+                    }
+                    let a = self.analyze(&path);
+                    let src = a.ws.sources.get(a.file);
+                    let enc = self.encoding;
+                    let syms = query::symbols(&a, &|span| Range { start: position::to_position(src, span.start as usize, enc), end: position::to_position(src, span.end as usize, enc) });
+                    ok(id, Some(DocumentSymbolResponse::Nested(syms)))
+                }
+                Err(e) => e,
+            },
+            CodeActionRequest::METHOD => match params::<CodeActionParams>(&req) {
+                Ok(p) => {
+                    let mut actions = Vec::new();
+                    for d in &p.context.diagnostics {
+                        // A did-you-mean becomes a one-click fix.
+                        let Some(rest) = d.message.split("help: did you mean `").nth(1) else { continue };
+                        let Some(fix) = rest.split('`').next() else { continue };
+                        let edit = TextEdit { range: d.range, new_text: fix.to_string() };
+                        let mut changes = HashMap::new();
+                        changes.insert(p.text_document.uri.clone(), vec![edit]);
+                        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                            title: format!("Replace with `{fix}`"),
+                            kind: Some(CodeActionKind::QUICKFIX),
+                            diagnostics: Some(vec![d.clone()]),
+                            edit: Some(WorkspaceEdit { changes: Some(changes), ..Default::default() }),
+                            is_preferred: Some(true),
+                            ..Default::default()
+                        }));
+                    }
+                    ok(id, actions)
+                }
+                Err(e) => e,
+            },
+            _ => Response::new_err(id, ErrorCode::MethodNotFound as i32, format!("flowc lsp does not handle `{}`", req.method)),
+        }
+    }
+
+    fn hover(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {
+        let src = a.ws.sources.get(a.file);
+        let range = Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) };
+        Hover { contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: text }), range: Some(range) }
+    }
+
+    fn with_doc<T>(&self, at: &TextDocumentPositionParams, f: impl FnOnce(&Server, &Analysis, usize) -> Option<T>) -> Option<T> {
+        let path = path_of(&at.text_document.uri)?;
+        self.docs.get(&path)?;
+        let a = self.analyze(&path);
+        let off = position::to_offset(a.ws.sources.get(a.file), at.position, self.encoding);
+        f(self, &a, off)
+    }
+}
+
+fn publish(uri: Url, diagnostics: Vec<Diagnostic>, version: Option<i32>) -> Notification {
+    Notification::new(PublishDiagnostics::METHOD.to_string(), PublishDiagnosticsParams { uri, diagnostics, version })
+}

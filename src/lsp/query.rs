@@ -1,0 +1,403 @@
+//! What is under the cursor, and what may be typed there: answers for
+//! hover, go to definition, completion and the outline, from the syntax
+//! tree and the checked model (no LSP types but the completion items and
+//! symbols the protocol returns).
+
+use super::Analysis;
+use crate::check::model::{Model, Origin, TemplateStatus, Type};
+use crate::source::{FileId, Span};
+use crate::syntax::ast::*;
+use lsp_types::{CompletionItem, CompletionItemKind, DocumentSymbol, InsertTextFormat, SymbolKind};
+
+/// A name in the source and what kind of thing it names.
+#[derive(Debug, Clone)]
+enum Ref {
+    Template(String),
+    Segment(String),
+    Attribute(String),
+    Event(String),
+    Label(String),
+    Channel(String),
+    Duration(u64),
+    Import(String),
+}
+
+fn model(a: &Analysis) -> Option<&Model> {
+    a.result.models.first().map(|(_, m)| m)
+}
+
+fn tree(a: &Analysis) -> &SourceFile {
+    a.ws.tree(a.file)
+}
+
+/// The innermost reference whose span holds `off`.
+fn find(a: &Analysis, off: usize) -> Option<(Ref, Span)> {
+    let mut found: Option<(Ref, Span)> = None;
+    let mut see = |r: Ref, s: Span| {
+        if s.contains(off) && found.as_ref().is_none_or(|(_, f)| s.len() <= f.len()) {
+            found = Some((r, s));
+        }
+    };
+    let segments: Vec<String> = model(a).map(|m| m.segments.keys().cloned().collect()).unwrap_or_default();
+    for item in &tree(a).items {
+        match item {
+            Item::Import(i) => see(Ref::Import(i.path.value.clone()), i.path.span),
+            Item::Template(t) => see(Ref::Template(t.name.text.clone()), t.name.span),
+            Item::Segment(s) => {
+                see(Ref::Segment(s.name.text.clone()), s.name.span);
+                expr(&s.expr, &segments, &mut see);
+            }
+            Item::Event(e) => see(Ref::Event(e.name.text.clone()), e.name.span),
+            Item::Campaign(c) => {
+                for s in &c.settings {
+                    match s {
+                        Setting::Trigger(t) => {
+                            if let TriggerKind::Event { event, filter } = &t.kind {
+                                see(Ref::Event(event.text.clone()), event.span);
+                                if let Some(f) = filter {
+                                    expr(f, &segments, &mut see);
+                                }
+                            }
+                        }
+                        Setting::Audience(e, _) => expr(e, &segments, &mut see),
+                        Setting::DisplayName(..) => {}
+                    }
+                }
+                steps(&c.steps, &segments, &mut see);
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+fn target(t: &SendTarget, see: &mut dyn FnMut(Ref, Span)) {
+    if let Some(cm) = &t.channel {
+        see(Ref::Channel(cm.channel.text.clone()), cm.channel.span);
+    }
+    see(Ref::Template(t.template.text.clone()), t.template.span);
+}
+
+fn steps(list: &[Step], segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    for s in list {
+        if let Some(l) = &s.label {
+            see(Ref::Label(l.text.clone()), l.span);
+        }
+        match &s.kind {
+            StepKind::Send(send) => {
+                target(&send.target, see);
+                if let Some(Fallback::To(t)) = &send.fallback {
+                    target(t, see);
+                }
+            }
+            StepKind::Wait(d) => see(Ref::Duration(d.minutes()), d.span),
+            StepKind::If(i) => {
+                for (c, b) in &i.arms {
+                    expr(c, segments, see);
+                    steps(&b.steps, segments, see);
+                }
+                if let Some(b) = &i.otherwise {
+                    steps(&b.steps, segments, see);
+                }
+            }
+            StepKind::AbTest(t) => t.variants.iter().for_each(|v| steps(&v.block.steps, segments, see)),
+            _ => {}
+        }
+    }
+}
+
+fn expr(e: &Expr, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    match &e.kind {
+        ExprKind::Or(v) | ExprKind::And(v) => v.iter().for_each(|x| expr(x, segments, see)),
+        ExprKind::Not(x) | ExprKind::Paren(x) => expr(x, segments, see),
+        ExprKind::Compare { lhs, rhs, .. } | ExprKind::Has { lhs, rhs } => {
+            expr(lhs, segments, see);
+            expr(rhs, segments, see);
+        }
+        ExprKind::In { lhs, list } => {
+            expr(lhs, segments, see);
+            list.iter().for_each(|x| expr(x, segments, see));
+        }
+        ExprKind::Arith { first, rest } => {
+            expr(first, segments, see);
+            rest.iter().for_each(|(_, x)| expr(x, segments, see));
+        }
+        ExprKind::Name(n) if segments.contains(&n.text) => see(Ref::Segment(n.text.clone()), n.span),
+        ExprKind::Name(n) => see(Ref::Attribute(n.text.clone()), n.span),
+        ExprKind::Call { func, arg } => match func.text.as_str() {
+            "opened" | "clicked" | "delivered" => see(Ref::Label(arg.text.clone()), arg.span),
+            "in_segment" => see(Ref::Segment(arg.text.clone()), arg.span),
+            _ => see(Ref::Channel(arg.text.clone()), arg.span),
+        },
+        ExprKind::Happened { event, within, filter } => {
+            see(Ref::Event(event.text.clone()), event.span);
+            if let Some(d) = within {
+                see(Ref::Duration(d.minutes()), d.span);
+            }
+            filter.iter().for_each(|x| expr(x, segments, see));
+        }
+        ExprKind::Duration(d) => see(Ref::Duration(d.minutes()), d.span),
+        _ => {}
+    }
+}
+
+/// Markdown for the thing under the cursor.
+pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
+    let (r, span) = find(a, off)?;
+    let m = model(a)?;
+    let text = match &r {
+        Ref::Template(n) => {
+            let t = m.templates.get(n)?;
+            format!("**template** `{n}`\n\n{}.{} · {} · version {}", t.channel, t.message, t.status.as_str(), t.version)
+        }
+        Ref::Segment(n) => {
+            let s = m.segments.get(n)?;
+            let def = match s.origin {
+                Origin::Source(f, sp) => a.ws.sources.get(f).text.get(sp.start as usize..).and_then(|t| t.lines().next()).map(|l| l.to_string()),
+                Origin::Registry => None,
+            };
+            format!("**segment** `{n}`\n\n```flow\nsegment {}\n```", def.unwrap_or_else(|| n.clone()))
+        }
+        Ref::Attribute(n) => {
+            let f = m.contact.get(n)?;
+            format!("**contact field** `{n}`: `{}{}`", f.ty.describe(), if f.optional { "?" } else { "" })
+        }
+        Ref::Event(n) => {
+            let e = m.events.get(n)?;
+            let props: Vec<String> = e.fields.values().map(|f| format!("`{}: {}`", f.name, f.ty.describe())).collect();
+            format!("**event** `{n}`{}", if props.is_empty() { String::new() } else { format!("\n\n{}", props.join(", ")) })
+        }
+        Ref::Label(n) => {
+            let c = m.campaigns.iter().find(|c| c.file == a.file && c.span.contains(off))?;
+            let kind = step_kind(&c.steps, n)?;
+            format!("**step** `{n}` ({kind})\n\nIts stable id across versions is `{n}`.")
+        }
+        Ref::Channel(n) => {
+            let ch = m.channels.get(n)?;
+            let msgs: Vec<String> = ch.messages.iter().map(|(k, v)| format!("`{k}`{}", if v.requires_consent { " (consent)" } else { "" })).collect();
+            format!("**channel** `{n}`{}{}\n\nmessages: {}", if ch.requires_capability { " · requires capability" } else { "" }, ch.fallback.as_ref().map(|f| format!(" · fallback `{f}`")).unwrap_or_default(), msgs.join(", "))
+        }
+        Ref::Duration(minutes) => format!("**duration**: {minutes} minutes ({:.2} days)", *minutes as f64 / 1440.0),
+        Ref::Import(p) => format!("**import** `{p}`"),
+    };
+    Some((text, span))
+}
+
+fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static str> {
+    use crate::check::model::StepKind as K;
+    for s in list {
+        if s.labelled && s.id.0 == label {
+            return Some(match s.kind {
+                K::Send { .. } => "send",
+                K::Wait { .. } => "wait",
+                K::If { .. } => "if",
+                K::AbTest { .. } => "ab_test",
+                K::Tag { .. } => "tag",
+                K::End => "end",
+            });
+        }
+        let nested = match &s.kind {
+            K::If { arms, otherwise } => arms.iter().find_map(|(_, b)| step_kind(b, label)).or_else(|| step_kind(otherwise, label)),
+            K::AbTest { variants, .. } => variants.iter().find_map(|v| step_kind(&v.steps, label)),
+            _ => None,
+        };
+        if nested.is_some() {
+            return nested;
+        }
+    }
+    None
+}
+
+/// Where the thing under the cursor is declared.
+pub fn definition(a: &Analysis, off: usize) -> Option<(FileId, Span)> {
+    let (r, _) = find(a, off)?;
+    let m = model(a)?;
+    let origin = match &r {
+        Ref::Template(n) => m.templates.get(n)?.origin,
+        Ref::Segment(n) => m.segments.get(n)?.origin,
+        Ref::Attribute(n) => m.contact.get(n)?.origin,
+        Ref::Event(n) => m.events.get(n)?.origin,
+        Ref::Channel(n) => m.channels.get(n)?.origin,
+        Ref::Label(n) => {
+            let mut at = None;
+            let mut see = |r: Ref, s: Span| {
+                if matches!(&r, Ref::Label(l) if l == n) && at.is_none() {
+                    at = Some(s);
+                }
+            };
+            for item in &tree(a).items {
+                if let Item::Campaign(c) = item {
+                    if c.span.contains(off) {
+                        label_defs(&c.steps, &mut see);
+                    }
+                }
+            }
+            Origin::Source(a.file, at?)
+        }
+        Ref::Import(p) => {
+            let path = crate::workspace::resolve_import(&a.ws.sources.get(a.file).path, p, std::path::Path::new("")).ok()?;
+            return a.ws.sources.find(&path).map(|f| (f, Span::default()));
+        }
+        Ref::Duration(_) => return None,
+    };
+    match origin {
+        Origin::Source(f, s) => Some((f, s)),
+        Origin::Registry => None,
+    }
+}
+
+fn label_defs(list: &[Step], see: &mut dyn FnMut(Ref, Span)) {
+    for s in list {
+        if let Some(l) = &s.label {
+            see(Ref::Label(l.text.clone()), l.span);
+        }
+        match &s.kind {
+            StepKind::If(i) => {
+                i.arms.iter().for_each(|(_, b)| label_defs(&b.steps, see));
+                if let Some(b) = &i.otherwise {
+                    label_defs(&b.steps, see);
+                }
+            }
+            StepKind::AbTest(t) => t.variants.iter().for_each(|v| label_defs(&v.block.steps, see)),
+            _ => {}
+        }
+    }
+}
+
+fn item(label: impl Into<String>, kind: CompletionItemKind, detail: impl Into<String>) -> CompletionItem {
+    CompletionItem { label: label.into(), kind: Some(kind), detail: Some(detail.into()), ..Default::default() }
+}
+
+fn snippet(label: &str, body: &str, detail: &str) -> CompletionItem {
+    CompletionItem {
+        label: label.into(),
+        kind: Some(CompletionItemKind::SNIPPET),
+        detail: Some(detail.into()),
+        insert_text: Some(body.into()),
+        insert_text_format: Some(InsertTextFormat::SNIPPET),
+        ..Default::default()
+    }
+}
+
+/// What may be typed at `off`, from the text before it on its line.
+pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
+    let src = a.ws.sources.get(a.file);
+    let off = crate::source::floor_char_boundary(&src.text, off.min(src.text.len()));
+    let line_start = src.text[..off].rfind('\n').map_or(0, |i| i + 1);
+    let before = &src.text[line_start..off];
+    let words: Vec<&str> = before.split_whitespace().collect();
+    let Some(m) = model(a) else { return vec![] };
+    let ends_in_space = before.ends_with(' ');
+    let last = words.last().copied().unwrap_or("");
+    let prev = if ends_in_space { last } else { words.iter().rev().nth(1).copied().unwrap_or("") };
+    let current_is = |w: &str| words.iter().rev().take(if ends_in_space { 2 } else { 3 }).any(|x| *x == w || x.ends_with(&format!(":{w}")));
+
+    // `send CHANNEL.MESSAGE |`: only published templates of that channel and message type, as the builder offers.
+    let pair = if ends_in_space { last } else { prev };
+    if current_is("send") || current_is("fallback") {
+        if let Some((ch, msg)) = pair.split_once('.') {
+            if m.channels.get(ch).is_some_and(|c| c.messages.contains_key(msg)) {
+                return m
+                    .templates
+                    .values()
+                    .filter(|t| t.channel == ch && t.message == msg && t.status == TemplateStatus::Published)
+                    .map(|t| item(&t.name, CompletionItemKind::VALUE, format!("{}.{} v{}", t.channel, t.message, t.version)))
+                    .collect();
+            }
+        }
+        // `send email.|`: the channel's message types.
+        if let Some((ch, _)) = last.rsplit(' ').next().unwrap_or("").split_once('.') {
+            if !ends_in_space {
+                if let Some(c) = m.channels.get(ch) {
+                    return c.messages.keys().map(|k| item(k, CompletionItemKind::ENUM_MEMBER, format!("{ch}.{k}"))).collect();
+                }
+            }
+        }
+        let mut out: Vec<CompletionItem> = m
+            .channels
+            .values()
+            .flat_map(|c| c.messages.keys().map(move |k| item(format!("{}.{k}", c.name), CompletionItemKind::MODULE, "channel.message")))
+            .collect();
+        out.extend(m.templates.values().filter(|t| t.status == TemplateStatus::Published).map(|t| item(&t.name, CompletionItemKind::VALUE, format!("{}.{}", t.channel, t.message))));
+        return out;
+    }
+    // Inside the quotes of a scheduled trigger: IANA zones.
+    if before.contains("scheduled") && before.matches('"').count() % 2 == 1 {
+        return chrono_tz::TZ_VARIANTS.iter().map(|z| item(z.name(), CompletionItemKind::CONSTANT, "IANA time zone")).collect();
+    }
+    if prev == "event" || prev == "happened" {
+        return m.events.keys().map(|e| item(e, CompletionItemKind::EVENT, "event")).collect();
+    }
+    if prev == "audience" {
+        return m.segments.keys().map(|s| item(s, CompletionItemKind::CLASS, "segment")).collect();
+    }
+    // After `x ==`: the values of x's enum.
+    if matches!(prev, "==" | "!=" | "in" | "[") || prev.ends_with('[') {
+        let field = words.iter().rev().find(|w| m.contact.contains_key(**w));
+        if let Some(Type::Enum(values)) = field.and_then(|f| m.contact.get(*f)).map(|f| &f.ty) {
+            return values.iter().map(|v| item(v, CompletionItemKind::ENUM_MEMBER, "enum value")).collect();
+        }
+    }
+    let mut out = vec![
+        snippet("send", "send ${1:email}.${2:marketing} ${3:template}", "send a message"),
+        snippet("wait", "wait ${1:2d}", "wait a duration"),
+        snippet("if", "if ${1:condition} {\n\t$0\n}", "branch"),
+        snippet("ab_test", "ab_test ${1:name} {\n\tvariant a 50% { $2 }\n\tvariant b 50% { $3 }\n}", "A/B test"),
+        snippet("tag", "tag add \"${1:tag}\"", "add or remove a tag"),
+        snippet("end", "end", "end this execution"),
+        snippet("trigger", "trigger ${1|manual,api,event,scheduled|}", "the campaign's trigger"),
+        snippet("campaign", "campaign ${1:name} {\n\ttrigger manual\n\t$0\n}", "a campaign"),
+    ];
+    out.extend(m.contact.values().map(|f| item(&f.name, CompletionItemKind::FIELD, f.ty.describe())));
+    out.extend(m.segments.keys().map(|s| item(s, CompletionItemKind::CLASS, "segment")));
+    out.extend(["consent", "capable", "opened", "clicked", "delivered", "in_segment"].iter().map(|f| item(*f, CompletionItemKind::FUNCTION, "predicate")));
+    out
+}
+
+/// The outline: campaigns with their steps, templates, segments.
+#[allow(deprecated)]
+pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<DocumentSymbol> {
+    let sym = |name: String, kind: SymbolKind, span: Span, sel: Span, children: Option<Vec<DocumentSymbol>>| DocumentSymbol {
+        name,
+        detail: None,
+        kind,
+        tags: None,
+        deprecated: None,
+        range: range(span),
+        selection_range: range(sel),
+        children,
+    };
+    fn step_syms(list: &[Step], sym: &dyn Fn(String, SymbolKind, Span, Span, Option<Vec<DocumentSymbol>>) -> DocumentSymbol) -> Vec<DocumentSymbol> {
+        list.iter()
+            .map(|s| {
+                let name = match &s.label {
+                    Some(l) => format!("{}: {}", l.text, s.kind.keyword()),
+                    None => s.kind.keyword().to_string(),
+                };
+                let children = match &s.kind {
+                    StepKind::If(i) => {
+                        let mut c: Vec<DocumentSymbol> = i.arms.iter().flat_map(|(_, b)| step_syms(&b.steps, sym)).collect();
+                        if let Some(b) = &i.otherwise {
+                            c.extend(step_syms(&b.steps, sym));
+                        }
+                        Some(c)
+                    }
+                    StepKind::AbTest(t) => Some(t.variants.iter().map(|v| sym(format!("variant {}", v.name.text), SymbolKind::ENUM_MEMBER, v.span, v.name.span, Some(step_syms(&v.block.steps, sym)))).collect()),
+                    _ => None,
+                };
+                sym(name, SymbolKind::FUNCTION, s.span, s.label.as_ref().map_or(s.span, |l| l.span), children)
+            })
+            .collect()
+    }
+    tree(a)
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Campaign(c) => Some(sym(format!("campaign {}", c.name.text), SymbolKind::MODULE, c.span, c.name.span, Some(step_syms(&c.steps, &sym)))),
+            Item::Template(t) => Some(sym(format!("template {}", t.name.text), SymbolKind::STRUCT, t.span, t.name.span, None)),
+            Item::Segment(s) => Some(sym(format!("segment {}", s.name.text), SymbolKind::CLASS, s.span, s.name.span, None)),
+            Item::Event(e) => Some(sym(format!("event {}", e.name.text), SymbolKind::EVENT, e.span, e.name.span, None)),
+            _ => None,
+        })
+        .collect()
+}

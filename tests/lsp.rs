@@ -1,0 +1,190 @@
+//! The language server through a real client over stdio: JSON-RPC framing,
+//! every feature, UTF-16 positions with non-ASCII text, and robustness.
+
+mod common;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+struct Client {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    notes: Vec<Value>,
+    next: i64,
+}
+
+impl Client {
+    fn start() -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc")).arg("lsp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            loop {
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(v) = line.strip_prefix("Content-Length: ") {
+                        len = v.parse().unwrap_or(0);
+                    }
+                }
+                let mut buf = vec![0; len];
+                if r.read_exact(&mut buf).is_err() {
+                    return;
+                }
+                if let Ok(v) = serde_json::from_slice::<Value>(&buf) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Client { child, stdin, rx, notes: Vec::new(), next: 1 }
+    }
+
+    fn send(&mut self, v: &Value) {
+        let body = v.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn raw(&mut self, text: &str) {
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{text}", text.len()).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        loop {
+            let v = self.rx.recv_timeout(Duration::from_secs(20)).expect("a response");
+            if v.get("id") == Some(&json!(id)) {
+                return v;
+            }
+            self.notes.push(v);
+        }
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({"jsonrpc": "2.0", "method": method, "params": params}));
+    }
+
+    /// The next diagnostics published for `uri`.
+    fn diagnostics(&mut self, uri: &str) -> Vec<Value> {
+        if let Some(i) = self.notes.iter().position(|n| n["method"] == "textDocument/publishDiagnostics" && n["params"]["uri"] == uri) {
+            return self.notes.remove(i)["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
+        }
+        loop {
+            let v = self.rx.recv_timeout(Duration::from_secs(20)).expect("diagnostics");
+            if v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri {
+                return v["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
+            }
+        }
+    }
+}
+
+const SHARED: &str = "template hello_email { channel email message marketing status published }\ntemplate draft_email { channel email message marketing status draft }\ntemplate promo { channel sms message promotional status published }\ncontact { plan: enum(free, pro) }\nsegment vip = plan == pro\n";
+
+#[test]
+fn a_session_through_every_feature() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
+    let main_path = dir.join("main.flow");
+    let shared_uri = format!("file://{}", dir.join("shared.flow").display());
+    let uri = format!("file://{}", main_path.display());
+    // The typo sits after a comment with an emoji: 2 UTF-16 units, 1 scalar, 4 bytes.
+    let text = "import \"shared.flow\"\n\ncampaign c {\n  trigger manual\n  audience vip\n  /*😀*/ hi: send email.marketing helo_email\n  if opened(hi) { end }\n}\n";
+    std::fs::write(&main_path, text).expect("main");
+
+    let mut c = Client::start();
+    let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    let caps = &init["result"]["capabilities"];
+    assert_eq!(caps["positionEncoding"], "utf-16");
+    for k in ["hoverProvider", "completionProvider", "definitionProvider", "documentFormattingProvider", "documentSymbolProvider", "codeActionProvider"] {
+        assert!(!caps[k].is_null(), "{k}");
+    }
+    c.notify("initialized", json!({}));
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+    let diags = c.diagnostics(&uri);
+    assert_eq!(diags.len(), 1, "{diags:?}");
+    let d = &diags[0];
+    assert_eq!(d["code"], "unknown-template");
+    // Line 5 (0-based); `/*😀*/ hi: send email.marketing ` is 2+2+2+1+4+5+16 = 32 UTF-16 units after the indent.
+    assert_eq!(d["range"]["start"], json!({"line": 5, "character": 34}));
+    assert_eq!(d["range"]["end"], json!({"line": 5, "character": 44}));
+    assert!(d["message"].as_str().is_some_and(|m| m.contains("did you mean `hello_email`?")));
+
+    // The did-you-mean is a one-click fix.
+    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [d]}}));
+    let edit = &actions["result"][0]["edit"]["changes"][&uri][0];
+    assert_eq!(edit["newText"], "hello_email");
+
+    // Hover on the segment in `audience vip`.
+    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));
+    let hover = h["result"]["contents"]["value"].as_str().unwrap_or_default().to_string();
+    assert!(hover.contains("segment") && hover.contains("plan == pro"), "{hover}");
+    // Hover on a step label used in an engagement predicate.
+    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 6, "character": 13}}));
+    assert!(h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("send")), "{h}");
+
+    // Go to the segment's definition in the imported file.
+    let def = c.request("textDocument/definition", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));
+    assert!(def["result"]["uri"].as_str().is_some_and(|u| u.ends_with("shared.flow")), "{def}");
+    assert_eq!(def["result"]["range"]["start"]["line"], 4);
+
+    // Completion after `send email.marketing `: published email.marketing templates only.
+    let edited = text.replace("helo_email", "");
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": edited}]}));
+    let _ = c.diagnostics(&uri);
+    let comp = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 34}}));
+    let labels: Vec<&str> = comp["result"].as_array().map(|a| a.iter().filter_map(|i| i["label"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(labels, vec!["hello_email"], "draft and sms templates are not offered");
+
+    // Editing the imported file updates the importer's diagnostics.
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": text.replace("helo_email", "hello_email")}]}));
+    assert!(c.diagnostics(&uri).is_empty());
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": shared_uri, "languageId": "flow", "version": 1, "text": SHARED}}));
+    let _ = c.diagnostics(&uri);
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": shared_uri, "version": 2}, "contentChanges": [{"text": SHARED.replace("segment vip", "segment vips")}]}));
+    let after = c.diagnostics(&uri);
+    assert!(after.iter().any(|d| d["code"] == "unknown-segment"), "{after:?}");
+
+    // Outline and formatting.
+    let syms = c.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
+    assert_eq!(syms["result"][0]["name"], "campaign c");
+    assert!(syms["result"][0]["children"].as_array().is_some_and(|c| c.len() == 2));
+    let fmt = c.request("textDocument/formatting", json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}));
+    assert!(fmt["result"][0]["newText"].as_str().is_some_and(|t| t.contains("campaign c {\n  trigger manual")));
+
+    // Robustness: unknown methods and bad params are errors; garbage is survived.
+    let r = c.request("flowc/unknown", json!({}));
+    assert_eq!(r["error"]["code"], -32601);
+    let r = c.request("textDocument/hover", json!({"nonsense": true}));
+    assert_eq!(r["error"]["code"], -32602);
+    c.raw("{\"jsonrpc\": \"2.0\", \"method\": \"textDocument/didOpen\", \"params\": 42}");
+    let r = c.request("textDocument/hover", json!({"textDocument": {"uri": "file:///nowhere.flow"}, "position": {"line": 99, "character": 99}}));
+    assert!(r["result"].is_null());
+
+    // Shutdown and exit follow the protocol.
+    let r = c.request("shutdown", Value::Null);
+    assert!(r["result"].is_null() && r.get("error").is_none());
+    c.notify("exit", Value::Null);
+    let status = c.child.wait().expect("exit");
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
