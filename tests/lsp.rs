@@ -188,3 +188,23 @@ fn a_session_through_every_feature() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn editor_packages_are_well_formed() {
+    let root = common::root().join("editors");
+    let pkg: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode/package.json")).expect("package.json")).expect("json");
+    assert_eq!(pkg["contributes"]["languages"][0]["id"], "flow");
+    assert_eq!(pkg["contributes"]["languages"][0]["extensions"][0], ".flow");
+    let grammar_path = pkg["contributes"]["grammars"][0]["path"].as_str().expect("grammar path");
+    let grammar: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode").join(grammar_path)).expect("grammar")).expect("json");
+    assert_eq!(grammar["scopeName"], pkg["contributes"]["grammars"][0]["scopeName"]);
+    let conf: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode/language-configuration.json")).expect("config")).expect("json");
+    assert_eq!(conf["comments"]["lineComment"], "//");
+    assert!(pkg["scripts"]["package"].as_str().is_some_and(|s| s.contains("vsce package")));
+    // Every keyword of the language is highlighted.
+    let text = grammar.to_string();
+    for kw in ["campaign", "segment", "template", "send", "wait", "ab_test", "variant", "fallback", "happened", "within"] {
+        assert!(text.contains(kw), "{kw}");
+    }
+    assert!(std::fs::read_to_string(root.join("nvim/lua/flowc.lua")).expect("lua").contains("\"lsp\""));
+}

@@ -1,0 +1,2 @@
+-- .flow files are campaigns for flowc.
+vim.filetype.add({ extension = { flow = "flow" } })
