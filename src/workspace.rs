@@ -16,6 +16,9 @@ pub const STDLIB: &[(&str, &str)] = &[
     ("<stdlib>/pricing.flow", include_str!("../stdlib/pricing.flow")),
 ];
 
+/// Longest chain of imports followed.
+pub const MAX_IMPORT_DEPTH: usize = 32;
+
 /// Reads a file's bytes; the CLI passes `std::fs::read`, the LSP its buffers first.
 pub type Reader<'a> = &'a dyn Fn(&Path) -> std::io::Result<Vec<u8>>;
 
@@ -147,6 +150,11 @@ fn visit(
                 continue;
             }
         };
+        if stack.len() >= MAX_IMPORT_DEPTH {
+            // A chain of ever-new paths (a symlink loop, say) would otherwise never end.
+            push_once(&mut ws.diags, Diagnostic::new(Code::ImportError, id, span, format!("imports nest deeper than {MAX_IMPORT_DEPTH} files")).with_label("too deep"));
+            continue;
+        }
         if let Some(pos) = stack.iter().position(|p| *p == resolved) {
             let mut chain: Vec<String> = stack[pos..].iter().map(|p| display_name(p)).collect();
             chain.push(display_name(&resolved));

@@ -185,17 +185,104 @@ fn deep_parentheses_under_the_limit() {
 }
 
 /// Text shallow enough to parse on the caller's thread must fit a 2 MiB
-/// stack in this (debug) build: campaign body + 7 `if`s = 8 levels, and the
-/// parenthesis on the last `if` line also reaches 8.
+/// stack in this (debug) build, whatever mixes of blocks and parentheses
+/// reach the inline limit.
 #[test]
 fn shallow_text_parses_inline_on_a_small_stack() {
-    let mut text = String::from("campaign c {\n  trigger manual\n");
-    for _ in 0..7 {
-        text.push_str("if not (plan == pro) or score > 1 {\n");
+    let levels = flowc::syntax::INLINE_DEPTH;
+    let shapes = [
+        // Blocks of ifs, the innermost condition parenthesised.
+        |n: usize| {
+            let mut t = String::from("campaign c {\n  trigger manual\n");
+            for _ in 0..n.saturating_sub(2) {
+                t.push_str("if not (plan == pro) or score > 1 {\n");
+            }
+            t.push_str("if (plan == pro) { end }\n");
+            t.push_str(&"}".repeat(n.saturating_sub(2)));
+            t.push_str("\n}\n");
+            t
+        },
+        // A/B variants inside each other.
+        |n: usize| {
+            let mut t = String::from("campaign c {\n  trigger manual\n");
+            let inner = (n - 1) / 2;
+            for _ in 0..inner {
+                t.push_str("ab_test t { variant a 50% {\n");
+            }
+            t.push_str("end\n");
+            for _ in 0..inner {
+                t.push_str("} variant b 50% { } }\n");
+            }
+            t.push_str("}\n");
+            t
+        },
+        // Parentheses only.
+        |n: usize| format!("segment s = {}plan == pro{}\n", "(not ".repeat(n), ")".repeat(n)),
+        // Lists and calls inside parentheses.
+        |n: usize| format!("segment s = {}plan in [a, b] and consent(email){}\n", "(".repeat(n - 1), ")".repeat(n - 1)),
+    ];
+    for shape in shapes {
+        let text = shape(levels);
+        let out = std::thread::Builder::new().stack_size(2 << 20).spawn(move || parse(&text).1.len()).expect("thread").join();
+        assert!(out.is_ok(), "overflowed");
     }
-    text.push_str("end\n");
-    text.push_str(&"}".repeat(7));
-    text.push_str("\n}\n");
-    let out = std::thread::Builder::new().stack_size(2 << 20).spawn(move || parse(&text).1.len()).expect("thread").join();
-    assert_eq!(out.ok(), Some(0));
+}
+
+/// Right under the nesting limit, every shape of block and parenthesis
+/// checks, compiles and formats on an ordinary 2 MiB thread.
+#[test]
+fn deepest_allowed_nesting_checks_compiles_and_formats_on_a_small_stack() {
+    // Each A/B level opens two braces; each `if` one, plus a parenthesis in its condition.
+    let n = (flowc::syntax::MAX_NESTING - 2) / 2;
+    let mut ab = String::from("template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n");
+    for i in 0..n {
+        ab.push_str(&format!("ab_test t{i} {{ variant a 50% {{\n"));
+    }
+    ab.push_str("send email.marketing t\n");
+    for _ in 0..n {
+        ab.push_str("} variant b 50% { send email.marketing t } }\n");
+    }
+    ab.push_str("}\n");
+    let n = flowc::syntax::MAX_NESTING - 3;
+    let mut ifs = String::from("template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n  x: send email.marketing t\n");
+    for _ in 0..n {
+        ifs.push_str("if opened(x) and not (tags has \"a\") {\nwait 1d\n");
+    }
+    ifs.push_str("send email.marketing t\n");
+    for _ in 0..n {
+        ifs.push_str("} else { tag add \"b\" }\n");
+    }
+    ifs.push_str("}\n");
+    for text in [ab, ifs] {
+        let ok = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (analysis, ws) = common::check_source(&text);
+                assert!(!analysis.has_errors(), "{:?}", analysis.diags.first());
+                let (_, model) = &analysis.models[0];
+                let c = &model.campaigns[0];
+                let p = flowc::compile::compile(model, c, ws.sources.get(c.file));
+                let (tree, _) = parse(&text);
+                flowc::fmt::format(&tree, &text).len() + p.nodes.len()
+            })
+            .expect("thread")
+            .join();
+        assert!(ok.is_ok());
+    }
+}
+
+/// A reader (or a symlink loop) that yields a new file for every path must
+/// not recurse forever: the import chain is bounded.
+#[test]
+fn endless_import_chains_stop_with_a_diagnostic() {
+    let text = "import \"sub/again.flow\"\nsegment s = tags has \"x\"\n".to_string();
+    let out = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let (analysis, _) = common::check_source(&text);
+            analysis.diags.iter().any(|d| d.message.contains("imports nest deeper"))
+        })
+        .expect("thread")
+        .join();
+    assert_eq!(out.ok(), Some(true));
 }

@@ -208,9 +208,14 @@ impl<'a> Engine<'a> {
             // recorded, never sent again.
             let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
             let known = self.provider.status(&keys);
-            let (done, unsent): (Vec<_>, Vec<_>) = rows.into_iter().zip(known).partition(|(_, k)| *k);
-            let done: Vec<OutboxNew> = done.into_iter().map(|(r, _)| r).collect();
-            let unsent: Vec<OutboxNew> = unsent.into_iter().map(|(r, _)| r).collect();
+            let mut done = Vec::new();
+            let mut unsent = Vec::new();
+            for (r, k) in rows.into_iter().zip(known) {
+                match k {
+                    Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, (delivered_at, opened_at, clicked_at))),
+                    _ => unsent.push(r),
+                }
+            }
             self.record_accepted(&done, now)?;
             self.relay(&unsent, now)?;
         }
@@ -379,16 +384,16 @@ impl<'a> Engine<'a> {
         Ok(out)
     }
 
-    /// Records sends the provider accepted before a crash. Their engagement
-    /// arrives later through events, as it would from a real provider.
-    fn record_accepted(&mut self, rows: &[OutboxNew], now: i64) -> Result<(), EngineError> {
+    /// Records sends the provider accepted before a crash, with the
+    /// engagement it reports for them.
+    fn record_accepted(&mut self, rows: &[(OutboxNew, (Option<i64>, Option<i64>, Option<i64>))], now: i64) -> Result<(), EngineError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut round = Round::default();
         let mut debits = 0;
-        for o in rows {
-            round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: None });
+        for (o, (delivered_at, opened_at, clicked_at)) in rows {
+            round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at: *delivered_at, opened_at: *opened_at, clicked_at: *clicked_at, error: None });
             debits += o.price_micros;
             let c = round.steps.entry(o.step.clone()).or_default();
             c.sent += 1;

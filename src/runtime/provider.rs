@@ -38,10 +38,11 @@ pub struct Observed {
 pub trait Provider {
     fn name(&self) -> &str;
     fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery>;
-    /// Which of these keys the provider has already accepted, for
-    /// reconciling in-flight sends after a crash instead of re-sending them.
-    /// A provider that cannot tell answers `false` (the key still dedups).
-    fn status(&mut self, keys: &[String]) -> Vec<bool>;
+    /// What the provider already did with these keys, for reconciling
+    /// in-flight sends after a crash instead of re-sending them: the
+    /// delivery (with its engagement) of a key it accepted, `None` otherwise.
+    /// A provider that cannot tell answers `None` (a re-send still dedups by key).
+    fn status(&mut self, keys: &[String]) -> Vec<Option<Delivery>>;
     fn observed(&self) -> Observed;
 }
 
@@ -77,9 +78,9 @@ impl Default for SimConfig {
 
 pub struct Simulated {
     log: std::fs::File,
-    /// A 64-bit hash of every key accepted so far: the provider's memory,
-    /// small enough for millions of messages.
-    accepted: std::collections::HashSet<u64>,
+    /// A 64-bit hash of every key accepted so far, with when it was sent:
+    /// the provider's memory, small enough for millions of messages.
+    accepted: std::collections::HashMap<u64, i64>,
     /// Failed attempts per key, so a retry gets a fresh roll.
     attempts: std::collections::HashMap<String, u32>,
     config: SimConfig,
@@ -93,22 +94,24 @@ pub struct SimError(String);
 impl Simulated {
     /// Opens the provider's delivery log beside the database (`DB.provider.log`).
     ///
-    /// The log is append-only, one line per message received (`D key` for a
-    /// delivery, `R key` for a duplicate), written once per batch. A process
+    /// The log is append-only, one line per message received (`D minute key`
+    /// for a delivery, `R minute key` for a duplicate), written once per batch. A process
     /// killed mid-write leaves at most a partial last line, which is ignored.
     pub fn open(db: &Path, config: SimConfig) -> Result<Simulated, SimError> {
         let path = log_path(db);
-        let mut accepted = std::collections::HashSet::new();
+        let mut accepted = std::collections::HashMap::new();
         let mut observed = Observed::default();
         if let Ok(text) = std::fs::read_to_string(&path) {
             let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
             for line in complete.lines() {
-                match line.split_once(' ') {
-                    Some(("D", key)) => {
-                        accepted.insert(key_hash(key));
+                let mut parts = line.splitn(3, ' ');
+                let (kind, at, key) = (parts.next(), parts.next().and_then(|a| a.parse::<i64>().ok()), parts.next());
+                match (kind, at, key) {
+                    (Some("D"), Some(at), Some(key)) => {
+                        accepted.insert(key_hash(key), at);
                         observed.deliveries += 1;
                     }
-                    Some(("R", _)) => observed.duplicates += 1,
+                    (Some("R"), _, _) => observed.duplicates += 1,
                     _ => {}
                 }
             }
@@ -175,7 +178,7 @@ impl Provider for Simulated {
         let mut out = Vec::with_capacity(batch.len());
         let mut lines = String::new();
         let (mut delivered, mut repeated) = (0u64, 0u64);
-        let mut fresh: std::collections::HashSet<u64> = std::collections::HashSet::new();
+        let mut fresh: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
         for m in batch {
             let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
             let tries = self.attempts.get(&m.key).copied().unwrap_or(0);
@@ -185,16 +188,23 @@ impl Provider for Simulated {
                 continue;
             }
             let h = key_hash(&m.key);
-            if self.accepted.contains(&h) || !fresh.insert(h) {
-                repeated += 1;
-                lines.push_str("R ");
-            } else {
-                delivered += 1;
-                lines.push_str("D ");
+            // A key seen before gets the answer it got the first time.
+            let first = self.accepted.get(&h).or_else(|| fresh.get(&h)).copied();
+            match first {
+                Some(at) => {
+                    repeated += 1;
+                    lines.push_str(&format!("R {} ", m.now));
+                    out.push(engagement(&self.config, &Message { now: at, ..m.clone() }));
+                }
+                None => {
+                    delivered += 1;
+                    fresh.insert(h, m.now);
+                    lines.push_str(&format!("D {} ", m.now));
+                    out.push(engagement(&self.config, m));
+                }
             }
             lines.push_str(&m.key);
             lines.push('\n');
-            out.push(engagement(&self.config, m));
         }
         // Accepted only once recorded: a failed write fails the whole batch.
         if !lines.is_empty() && self.log.write_all(lines.as_bytes()).is_err() {
@@ -206,8 +216,14 @@ impl Provider for Simulated {
         out
     }
 
-    fn status(&mut self, keys: &[String]) -> Vec<bool> {
-        keys.iter().map(|k| self.accepted.contains(&key_hash(k))).collect()
+    fn status(&mut self, keys: &[String]) -> Vec<Option<Delivery>> {
+        keys.iter()
+            .map(|k| {
+                let at = *self.accepted.get(&key_hash(k))?;
+                let m = Message { key: k.clone(), contact: String::new(), channel: String::new(), message: String::new(), template: String::new(), now: at };
+                Some(engagement(&self.config, &m))
+            })
+            .collect()
     }
 
     fn observed(&self) -> Observed {

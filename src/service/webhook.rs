@@ -73,8 +73,8 @@ impl Provider for Webhook {
         batch.iter().map(|m| self.post(m)).collect()
     }
     /// A webhook cannot be asked; the receiver deduplicates by the key header.
-    fn status(&mut self, keys: &[String]) -> Vec<bool> {
-        vec![false; keys.len()]
+    fn status(&mut self, keys: &[String]) -> Vec<Option<Delivery>> {
+        vec![None; keys.len()]
     }
     fn observed(&self) -> Observed {
         self.observed
