@@ -286,3 +286,26 @@ fn estimate_json_and_launch_refusing_an_unaffordable_campaign() {
     assert_eq!(s["state"], "SCHEDULED");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_manual_campaign_starts_with_campaign_start_and_runs_once() {
+    let dir = std::env::temp_dir().join(format!("flowc-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let db = dir.join("m.db");
+    let db = db.to_string_lossy();
+    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    assert_eq!(code(&flowc(&["balance", "top-up", "100", "--db", &db])), 0);
+    assert_eq!(code(&flowc(&["campaign", "launch", "examples/spring_test.flow", "--db", &db])), 0);
+    // Starting an API campaign by hand is refused; the manual one starts.
+    let start = flowc(&["campaign", "start", "spring_test", "--db", &db]);
+    assert_eq!(code(&start), 0, "{}", String::from_utf8_lossy(&start.stderr));
+    let enrolled: u64 = stdout(&start).split(": ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("count");
+    assert!(enrolled > 0);
+    assert_eq!(code(&flowc(&["campaign", "start", "spring_test", "--db", &db])), 2, "already running");
+    let run = flowc(&["run", "examples/spring_test.flow", "--db", &db, "--report", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    let total: u64 = v["executions"].as_object().expect("map").values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(total, enrolled, "running it enrolls nobody twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
