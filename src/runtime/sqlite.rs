@@ -101,12 +101,6 @@ CREATE TABLE ab_stats (
   PRIMARY KEY (campaign, ab, variant)
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#,
-// 2: only pending executions are ever due; finished ones leave the index,
-// which keeps it small and spares an index write per terminal update.
-r#"
-DROP INDEX executions_due;
-CREATE INDEX executions_due ON executions (campaign, wake_at) WHERE state = 'pending';
 "#];
 
 pub struct SqliteStore {
