@@ -164,6 +164,37 @@ fn a_session_through_every_feature() {
     let after = c.diagnostics(&uri);
     assert!(after.iter().any(|d| d["code"] == "unknown-segment"), "{after:?}");
 
+    // References across files, rename of a label, folding.
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": shared_uri, "version": 3}, "contentChanges": [{"text": SHARED}]}));
+    let _ = c.diagnostics(&uri);
+    let refs = c.request("textDocument/references", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}, "context": {"includeDeclaration": true}}));
+    let files: Vec<String> = refs["result"].as_array().map(|a| a.iter().filter_map(|l| l["uri"].as_str().map(|u| u.rsplit('/').next().unwrap_or("").to_string())).collect()).unwrap_or_default();
+    assert_eq!(files, vec!["main.flow".to_string(), "shared.flow".to_string()], "{refs}");
+    let rename = c.request("textDocument/rename", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "greeting"}));
+    let edits = rename["result"]["changes"][&uri].as_array().cloned().unwrap_or_default();
+    assert_eq!(edits.len(), 2, "the label and `opened(hi)`: {rename}");
+    assert!(edits.iter().all(|e| e["newText"] == "greeting"));
+    let bad = c.request("textDocument/rename", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "Not Valid"}));
+    assert_eq!(bad["error"]["code"], -32602);
+    let folds = c.request("textDocument/foldingRange", json!({"textDocument": {"uri": uri}}));
+    assert!(folds["result"].as_array().is_some_and(|f| f.iter().any(|r| r["startLine"] == 2 && r["endLine"] == 7)), "{folds}");
+
+    // A request overtaken by an edit of its document is answered ContentModified (or, if the
+    // edit had not arrived yet, normally); either way the server stays consistent.
+    let id = c.next;
+    c.next += 1;
+    c.send(&json!({"jsonrpc": "2.0", "id": id, "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}}));
+    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 4}, "contentChanges": [{"text": text.replace("helo_email", "hello_email")}]}));
+    let r = loop {
+        let v = c.rx.recv_timeout(Duration::from_secs(20)).expect("response");
+        if v.get("id") == Some(&json!(id)) {
+            break v;
+        }
+        c.notes.push(v);
+    };
+    assert!(r["error"]["code"] == -32801 || r["result"].is_object(), "{r}");
+    assert!(c.diagnostics(&uri).is_empty());
+
     // Outline and formatting.
     let syms = c.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
     assert_eq!(syms["result"][0]["name"], "campaign c");

@@ -11,7 +11,7 @@ use crate::source::FileId;
 use crate::workspace::{self, Root, Workspace};
 use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
 use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics};
-use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, Formatting, GotoDefinition, HoverRequest, Request as _};
+use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition, HoverRequest, References, Rename, Request as _};
 use lsp_types::*;
 use position::Encoding;
 use std::collections::HashMap;
@@ -52,27 +52,55 @@ pub fn run() -> Result<(), String> {
         document_formatting_provider: Some(OneOf::Left(true)),
         document_symbol_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Simple(true)),
+        references_provider: Some(OneOf::Left(true)),
+        rename_provider: Some(OneOf::Left(true)),
+        folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
         ..Default::default()
     };
     let result = serde_json::json!({"capabilities": caps, "serverInfo": {"name": "flowc", "version": env!("CARGO_PKG_VERSION")}});
     conn.initialize_finish(id, result).map_err(|e| e.to_string())?;
     let mut server = Server { docs: HashMap::new(), encoding };
-    for msg in &conn.receiver {
+    // Messages already received but not handled: lets a request see that an
+    // edit of its document is waiting (ContentModified), and lets a burst of
+    // edits publish diagnostics once, for the latest text.
+    let mut queue: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
+    loop {
+        while let Ok(m) = conn.receiver.try_recv() {
+            queue.push_back(m);
+        }
+        let msg = match queue.pop_front() {
+            Some(m) => m,
+            None => match conn.receiver.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        while let Ok(m) = conn.receiver.try_recv() {
+            queue.push_back(m);
+        }
         match msg {
             Message::Request(req) => {
                 if conn.handle_shutdown(&req).map_err(|e| e.to_string())? {
                     break;
                 }
                 let id = req.id.clone();
-                // A bug in one handler answers that request with an error; the server lives on.
-                let resp = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.request(req)))
-                    .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()));
+                let resp = if edit_pending(&queue, document_of(&req.params).as_deref()) {
+                    Response::new_err(id, -32801, "the document changed; ask again".into())
+                } else {
+                    // A bug in one handler answers that request with an error; the server lives on.
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.request(req)))
+                        .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()))
+                };
                 conn.sender.send(Message::Response(resp)).map_err(|e| e.to_string())?;
             }
             Message::Notification(n) => {
+                let later_edit = n.method == DidChangeTextDocument::METHOD && edit_pending(&queue, document_of(&n.params).as_deref());
                 let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.notification(n))).unwrap_or_default();
-                for p in published {
-                    conn.sender.send(Message::Notification(p)).map_err(|e| e.to_string())?;
+                // Debounce: a newer edit is already here, its diagnostics will follow.
+                if !later_edit {
+                    for p in published {
+                        conn.sender.send(Message::Notification(p)).map_err(|e| e.to_string())?;
+                    }
                 }
             }
             Message::Response(_) => {}
@@ -81,6 +109,17 @@ pub fn run() -> Result<(), String> {
     drop(conn);
     io.join().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The `textDocument.uri` a message is about, if any.
+fn document_of(params: &serde_json::Value) -> Option<String> {
+    params.get("textDocument")?.get("uri")?.as_str().map(str::to_string)
+}
+
+/// Is an edit of `uri` waiting in the queue?
+fn edit_pending(queue: &std::collections::VecDeque<Message>, uri: Option<&str>) -> bool {
+    let Some(uri) = uri else { return false };
+    queue.iter().any(|m| matches!(m, Message::Notification(n) if n.method == DidChangeTextDocument::METHOD && document_of(&n.params).as_deref() == Some(uri)))
 }
 
 fn path_of(uri: &Url) -> Option<PathBuf> {
@@ -243,8 +282,56 @@ impl Server {
                 }
                 Err(e) => e,
             },
+            References::METHOD => match params::<ReferenceParams>(&req) {
+                Ok(p) => ok(id, self.with_doc(&p.text_document_position, |s, a, off| Some(s.locations(a, &query::references(a, off))))),
+                Err(e) => e,
+            },
+            Rename::METHOD => match params::<RenameParams>(&req) {
+                Ok(p) => {
+                    let name = p.new_name.clone();
+                    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                    if !valid {
+                        return Response::new_err(id, ErrorCode::InvalidParams as i32, format!("`{name}` is not a name ([a-z_][a-z0-9_]*)"));
+                    }
+                    let edit = self.with_doc(&p.text_document_position, |s, a, off| {
+                        if !query::renamable(a, off) {
+                            return None;
+                        }
+                        let mut changes: HashMap<Url, Vec<TextEdit>> = HashMap::new();
+                        for loc in s.locations(a, &query::references(a, off)) {
+                            changes.entry(loc.uri).or_default().push(TextEdit { range: loc.range, new_text: name.clone() });
+                        }
+                        Some(WorkspaceEdit { changes: Some(changes), ..Default::default() })
+                    });
+                    match edit {
+                        Some(e) => ok(id, e),
+                        None => Response::new_err(id, ErrorCode::InvalidParams as i32, "only labels and segments can be renamed".into()),
+                    }
+                }
+                Err(e) => e,
+            },
+            FoldingRangeRequest::METHOD => match params::<FoldingRangeParams>(&req) {
+                Ok(p) => {
+                    let Some(path) = path_of(&p.text_document.uri).filter(|p| self.docs.contains_key(p)) else { return ok(id, None::<Vec<FoldingRange>>) };
+                    let a = self.analyze(&path);
+                    let ranges: Vec<FoldingRange> = query::folds(&a).into_iter().map(|(s, e)| FoldingRange { start_line: s as u32, end_line: e as u32, ..Default::default() }).collect();
+                    ok(id, Some(ranges))
+                }
+                Err(e) => e,
+            },
             _ => Response::new_err(id, ErrorCode::MethodNotFound as i32, format!("flowc lsp does not handle `{}`", req.method)),
         }
+    }
+
+    fn locations(&self, a: &Analysis, spans: &[(FileId, crate::source::Span)]) -> Vec<Location> {
+        spans
+            .iter()
+            .filter_map(|(f, span)| {
+                let src = a.ws.sources.get(*f);
+                let uri = Url::from_file_path(std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone())).ok()?;
+                Some(Location { uri, range: Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) } })
+            })
+            .collect()
     }
 
     fn hover(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {

@@ -30,22 +30,15 @@ fn tree(a: &Analysis) -> &SourceFile {
     a.ws.tree(a.file)
 }
 
-/// The innermost reference whose span holds `off`.
-fn find(a: &Analysis, off: usize) -> Option<(Ref, Span)> {
-    let mut found: Option<(Ref, Span)> = None;
-    let mut see = |r: Ref, s: Span| {
-        if s.contains(off) && found.as_ref().is_none_or(|(_, f)| s.len() <= f.len()) {
-            found = Some((r, s));
-        }
-    };
-    let segments: Vec<String> = model(a).map(|m| m.segments.keys().cloned().collect()).unwrap_or_default();
-    for item in &tree(a).items {
+/// Every reference in a file, in order.
+fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    for item in &file.items {
         match item {
             Item::Import(i) => see(Ref::Import(i.path.value.clone()), i.path.span),
             Item::Template(t) => see(Ref::Template(t.name.text.clone()), t.name.span),
             Item::Segment(s) => {
                 see(Ref::Segment(s.name.text.clone()), s.name.span);
-                expr(&s.expr, &segments, &mut see);
+                expr(&s.expr, segments, see);
             }
             Item::Event(e) => see(Ref::Event(e.name.text.clone()), e.name.span),
             Item::Campaign(c) => {
@@ -55,20 +48,123 @@ fn find(a: &Analysis, off: usize) -> Option<(Ref, Span)> {
                             if let TriggerKind::Event { event, filter } = &t.kind {
                                 see(Ref::Event(event.text.clone()), event.span);
                                 if let Some(f) = filter {
-                                    expr(f, &segments, &mut see);
+                                    expr(f, segments, see);
                                 }
                             }
                         }
-                        Setting::Audience(e, _) => expr(e, &segments, &mut see),
+                        Setting::Audience(e, _) => expr(e, segments, see),
                         Setting::DisplayName(..) => {}
                     }
                 }
-                steps(&c.steps, &segments, &mut see);
+                steps(&c.steps, segments, see);
             }
             _ => {}
         }
     }
+}
+
+fn segment_names(a: &Analysis) -> Vec<String> {
+    model(a).map(|m| m.segments.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The innermost reference whose span holds `off`.
+fn find(a: &Analysis, off: usize) -> Option<(Ref, Span)> {
+    let mut found: Option<(Ref, Span)> = None;
+    let segments = segment_names(a);
+    walk_refs(tree(a), &segments, &mut |r: Ref, s: Span| {
+        if s.contains(off) && found.as_ref().is_none_or(|(_, f)| s.len() <= f.len()) {
+            found = Some((r, s));
+        }
+    });
     found
+}
+
+fn same(a: &Ref, b: &Ref) -> bool {
+    match (a, b) {
+        (Ref::Template(x), Ref::Template(y)) | (Ref::Segment(x), Ref::Segment(y)) | (Ref::Attribute(x), Ref::Attribute(y)) | (Ref::Event(x), Ref::Event(y)) | (Ref::Label(x), Ref::Label(y)) | (Ref::Channel(x), Ref::Channel(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Every use and the declaration of the name under the cursor, across the
+/// files the document sees (labels: within their campaign).
+pub fn references(a: &Analysis, off: usize) -> Vec<(FileId, Span)> {
+    let Some((target, _)) = find(a, off) else { return vec![] };
+    if matches!(target, Ref::Duration(_) | Ref::Import(_)) {
+        return vec![];
+    }
+    let segments = segment_names(a);
+    let files: Vec<FileId> = match &target {
+        Ref::Label(_) => vec![a.file],
+        _ => a.ws.units.first().map(|u| u.files.iter().copied().filter(|f| !a.ws.is_stdlib(*f)).collect()).unwrap_or_default(),
+    };
+    let campaign = tree(a).items.iter().find_map(|i| match i {
+        Item::Campaign(c) if c.span.contains(off) => Some(c.span),
+        _ => None,
+    });
+    let mut out = Vec::new();
+    for f in files {
+        walk_refs(a.ws.tree(f), &segments, &mut |r: Ref, s: Span| {
+            let in_scope = !matches!(target, Ref::Label(_)) || campaign.is_some_and(|c| c.contains(s.start as usize));
+            if same(&r, &target) && in_scope {
+                out.push((f, s));
+            }
+        });
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Renaming is offered for labels and segments, whose names the author owns.
+pub fn renamable(a: &Analysis, off: usize) -> bool {
+    matches!(find(a, off), Some((Ref::Label(_) | Ref::Segment(_), _)))
+}
+
+/// Lines that fold: declarations and blocks spanning more than one line.
+pub fn folds(a: &Analysis) -> Vec<(usize, usize)> {
+    let src = a.ws.sources.get(a.file);
+    let mut out = Vec::new();
+    let mut add = |s: Span| {
+        let (l0, l1) = (src.line_of(s.start as usize), src.line_of(s.end as usize));
+        if l1 > l0 {
+            out.push((l0, l1));
+        }
+    };
+    fn blocks(list: &[Step], add: &mut dyn FnMut(Span)) {
+        for s in list {
+            match &s.kind {
+                StepKind::If(i) => {
+                    for (_, b) in &i.arms {
+                        add(b.span);
+                        blocks(&b.steps, add);
+                    }
+                    if let Some(b) = &i.otherwise {
+                        add(b.span);
+                        blocks(&b.steps, add);
+                    }
+                }
+                StepKind::AbTest(t) => {
+                    add(s.span);
+                    for v in &t.variants {
+                        add(v.block.span);
+                        blocks(&v.block.steps, add);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for item in &tree(a).items {
+        add(item.span());
+        if let Item::Campaign(c) = item {
+            blocks(&c.steps, &mut add);
+        }
+    }
+    for c in &tree(a).comments {
+        add(c.span);
+    }
+    out
 }
 
 fn target(t: &SendTarget, see: &mut dyn FnMut(Ref, Span)) {
