@@ -42,6 +42,10 @@ pub struct EngineConfig {
     /// (threshold, amount) in micro-euros: top up when the balance falls
     /// below the threshold. It never resumes a paused campaign.
     pub auto_reload: Option<(i64, i64)>,
+    /// The outbox protocol (default). `false` calls the provider before the
+    /// batch commits and records only outcomes: a crash can then lose or
+    /// repeat a message. It exists to measure what exactly-once costs.
+    pub exactly_once: bool,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             breaker_window: 200,
             probe: false,
             auto_reload: None,
+            exactly_once: true,
         }
     }
 }
@@ -375,6 +380,37 @@ impl<'a> Engine<'a> {
                 round.tags.push((f.contact_id.clone(), f.tags.clone()));
             }
             round.executions.push(ExecUpdate { contact: f.contact_id, step: step_id, version: d.version, state, wake_at, reason });
+        }
+        if !self.config.exactly_once {
+            // At most once: send first, then record sends and outcomes in one commit.
+            let msgs: Vec<Message> = relay
+                .iter()
+                .map(|o| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
+                .collect();
+            let results = self.provider.send_batch(&msgs);
+            let mut debits = 0;
+            for (o, r) in relay.iter().zip(results) {
+                match r {
+                    Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
+                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
+                        debits += o.price_micros;
+                        let c = round.steps.entry(o.step.clone()).or_default();
+                        c.sent += 1;
+                        c.cost_micros += o.price_micros;
+                    }
+                    Delivery::Failed { reason } => {
+                        self.balance += o.price_micros;
+                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason) });
+                        round.steps.entry(o.step.clone()).or_default().failed += 1;
+                    }
+                }
+            }
+            if debits > 0 {
+                round.ledger.push((-debits, format!("{}: sends", self.campaign)));
+            }
+            round.outbox_new = relay;
+            self.store.commit(&self.campaign, &round, now)?;
+            return Ok(out);
         }
         round.outbox_new = relay;
         self.store.commit(&self.campaign, &round, now)?;

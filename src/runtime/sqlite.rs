@@ -437,15 +437,33 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)",
                 )
                 .map_err(classify)?;
+            // An outcome already known for a new row (at-most-once mode) is
+            // written with it: one insert instead of an insert and an update.
+            let known: std::collections::HashMap<&str, &OutboxDone> = if round.outbox_new.is_empty() { Default::default() } else { round.outbox_done.iter().map(|d| (d.key.as_str(), d)).collect() };
+            let mut full = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                )
+                .map_err(classify)?;
             for o in &round.outbox_new {
-                new.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)?;
+                match known.get(o.key.as_str()) {
+                    Some(d) => {
+                        let status = if d.sent { "sent" } else { "failed" };
+                        full.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, status, o.created_at, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error])
+                            .map_err(classify)?;
+                    }
+                    None => {
+                        new.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)?;
+                    }
+                }
             }
             let mut done = tx
                 .prepare_cached(
                     "UPDATE outbox SET status = ?2, sent_at = ?3, delivered_at = ?4, opened_at = ?5, clicked_at = ?6, error = ?7 WHERE key = ?1 AND status = 'pending'",
                 )
                 .map_err(classify)?;
-            for d in &round.outbox_done {
+            for d in round.outbox_done.iter().filter(|d| !known.contains_key(d.key.as_str())) {
                 let status = if d.sent { "sent" } else { "failed" };
                 done.execute(params![d.key, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)?;
             }
