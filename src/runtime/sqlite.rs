@@ -312,6 +312,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
+        self.conn
+            .query_row("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1", params![id], |r| {
+                Ok(ContactRecord {
+                    id: r.get(0)?,
+                    attrs: parse_map(&r.get::<_, String>(1)?),
+                    tags: parse_list(&r.get::<_, String>(2)?),
+                    consent: parse_list(&r.get::<_, String>(3)?),
+                    capabilities: parse_list(&r.get::<_, String>(4)?),
+                })
+            })
+            .optional()
+            .map_err(classify)
+    }
+
     fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(classify)?;
         let rows = stmt

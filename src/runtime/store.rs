@@ -154,6 +154,7 @@ pub trait Store {
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError>;
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
+    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError>;
     /// Contacts in id order after `after`, at most `limit`: streaming without holding a cursor.
     fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError>;
     /// Credits the opening balance once per database, atomically with its marker.

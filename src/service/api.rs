@@ -145,22 +145,7 @@ fn facts_of(store: &SqliteStore, p: &Program, c: &facts::ContactRecord) -> Resul
 }
 
 fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>, ApiError> {
-    Ok(store.contacts_page(&prev_id(id), 1).map_err(ApiError::internal)?.into_iter().find(|c| c.id == id))
-}
-
-/// The id just before `id` in byte order, for a page that starts at `id`.
-fn prev_id(id: &str) -> String {
-    let mut b = id.as_bytes().to_vec();
-    match b.last_mut() {
-        Some(0) | None => {
-            b.pop();
-        }
-        Some(x) => {
-            *x -= 1;
-            b.extend_from_slice(&[0xff; 4]);
-        }
-    }
-    String::from_utf8_lossy(&b).into_owned()
+    store.contact(id).map_err(ApiError::internal)
 }
 
 async fn trigger(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
