@@ -39,6 +39,23 @@ campaign bench {
 }
 "#;
 
+/// The benchmark's contacts, imported in chunks.
+fn import_contacts(store: &mut SqliteStore, n: usize) {
+    let chunk = 50_000;
+    for start in (0..n).step_by(chunk) {
+        let contacts: Vec<ContactRecord> = (start..(start + chunk).min(n))
+            .map(|i| {
+                let mut attrs = serde_json::Map::new();
+                attrs.insert("plan".into(), (if i % 3 == 0 { "pro" } else { "free" }).into());
+                attrs.insert("score".into(), ((i * 37) % 100).into());
+                attrs.insert("created_at".into(), "2026-11-20T10:00:00Z".into());
+                ContactRecord { id: format!("c{i:07}"), attrs, tags: vec![], consent: vec!["email".into(), "sms".into()], capabilities: vec![] }
+            })
+            .collect();
+        store.upsert_contacts(&contacts, &[]).expect("contacts");
+    }
+}
+
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -72,25 +89,7 @@ fn main() {
 
     let t = Instant::now();
     let mut store = SqliteStore::open(&db).expect("store");
-    let chunk = 50_000;
-    for start in (0..n).step_by(chunk) {
-        let contacts: Vec<ContactRecord> = (start..(start + chunk).min(n))
-            .map(|i| {
-                let mut attrs = serde_json::Map::new();
-                attrs.insert("plan".into(), (if i % 3 == 0 { "pro" } else { "free" }).into());
-                attrs.insert("score".into(), ((i * 37) % 100).into());
-                attrs.insert("created_at".into(), "2026-11-20T10:00:00Z".into());
-                ContactRecord {
-                    id: format!("c{i:07}"),
-                    attrs,
-                    tags: vec![],
-                    consent: vec!["email".into(), "sms".into()],
-                    capabilities: vec![],
-                }
-            })
-            .collect();
-        store.upsert_contacts(&contacts, &[]).expect("contacts");
-    }
+    import_contacts(&mut store, n);
     eprintln!("imported {n} contacts in {:.1?}", t.elapsed());
 
     // Issue target: `flowc estimate` over 1,000,000 contacts in under 2 s.
@@ -145,18 +144,7 @@ fn main() {
     // the commit and no outbox protocol (at most once), on a fresh database.
     let db2 = dir.join("at-most-once.db");
     let mut store2 = SqliteStore::open(&db2).expect("store");
-    for start in (0..n).step_by(chunk) {
-        let contacts: Vec<ContactRecord> = (start..(start + chunk).min(n))
-            .map(|i| {
-                let mut attrs = serde_json::Map::new();
-                attrs.insert("plan".into(), (if i % 3 == 0 { "pro" } else { "free" }).into());
-                attrs.insert("score".into(), ((i * 37) % 100).into());
-                attrs.insert("created_at".into(), "2026-11-20T10:00:00Z".into());
-                ContactRecord { id: format!("c{i:07}"), attrs, tags: vec![], consent: vec!["email".into(), "sms".into()], capabilities: vec![] }
-            })
-            .collect();
-        store2.upsert_contacts(&contacts, &[]).expect("contacts");
-    }
+    import_contacts(&mut store2, n);
     let mut provider2 = Simulated::open(&db2, SimConfig::default()).expect("provider");
     let mut opts2 = opts.clone();
     opts2.engine.exactly_once = false;

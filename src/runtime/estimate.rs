@@ -359,16 +359,7 @@ fn walk(
             }
             Op::Jump { target } => pc = *target,
             Op::Split { name, variants } => {
-                let bucket = step::ab_bucket(&p.campaign, &f.contact_id, name);
-                let mut acc = 0;
-                let mut chosen = variants.len().saturating_sub(1);
-                for (i, v) in variants.iter().enumerate() {
-                    acc += v.weight_bp;
-                    if bucket < acc {
-                        chosen = i;
-                        break;
-                    }
-                }
+                let chosen = step::pick_variant(&p.campaign, &f.contact_id, name, variants);
                 match variants.get(chosen) {
                     Some(v) => pc = v.target,
                     None => return,

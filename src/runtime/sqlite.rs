@@ -182,6 +182,17 @@ impl SqliteStore {
     }
 }
 
+/// A contacts row selected as `id, attrs, tags, consent, capabilities`.
+fn contact_row(r: &rusqlite::Row) -> rusqlite::Result<ContactRecord> {
+    Ok(ContactRecord {
+        id: r.get(0)?,
+        attrs: parse_map(&r.get::<_, String>(1)?),
+        tags: parse_list(&r.get::<_, String>(2)?),
+        consent: parse_list(&r.get::<_, String>(3)?),
+        capabilities: parse_list(&r.get::<_, String>(4)?),
+    })
+}
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
@@ -301,45 +312,21 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare("SELECT id, attrs, tags, consent, capabilities FROM contacts ORDER BY id").map_err(classify)?;
         let mut rows = stmt.query([]).map_err(classify)?;
         while let Some(r) = rows.next().map_err(classify)? {
-            f(ContactRecord {
-                id: r.get(0).map_err(classify)?,
-                attrs: parse_map(&r.get::<_, String>(1).map_err(classify)?),
-                tags: parse_list(&r.get::<_, String>(2).map_err(classify)?),
-                consent: parse_list(&r.get::<_, String>(3).map_err(classify)?),
-                capabilities: parse_list(&r.get::<_, String>(4).map_err(classify)?),
-            });
+            f(contact_row(r).map_err(classify)?);
         }
         Ok(())
     }
 
     fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
         self.conn
-            .query_row("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1", params![id], |r| {
-                Ok(ContactRecord {
-                    id: r.get(0)?,
-                    attrs: parse_map(&r.get::<_, String>(1)?),
-                    tags: parse_list(&r.get::<_, String>(2)?),
-                    consent: parse_list(&r.get::<_, String>(3)?),
-                    capabilities: parse_list(&r.get::<_, String>(4)?),
-                })
-            })
+            .query_row("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1", params![id], contact_row)
             .optional()
             .map_err(classify)
     }
 
     fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(classify)?;
-        let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok(ContactRecord {
-                    id: r.get(0)?,
-                    attrs: parse_map(&r.get::<_, String>(1)?),
-                    tags: parse_list(&r.get::<_, String>(2)?),
-                    consent: parse_list(&r.get::<_, String>(3)?),
-                    capabilities: parse_list(&r.get::<_, String>(4)?),
-                })
-            })
-            .map_err(classify)?;
+        let rows = stmt.query_map(params![after, limit as i64], contact_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 

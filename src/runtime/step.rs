@@ -87,16 +87,7 @@ pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &
                 pc = if eval::eval(&cx, cond) { *then } else { *otherwise };
             }
             Op::Split { name, variants } => {
-                let bucket = ab_bucket(&p.campaign, &facts.contact_id, name);
-                let mut acc = 0u32;
-                let mut chosen = variants.len().saturating_sub(1);
-                for (i, v) in variants.iter().enumerate() {
-                    acc += v.weight_bp;
-                    if bucket < acc {
-                        chosen = i;
-                        break;
-                    }
-                }
+                let chosen = pick_variant(&p.campaign, &facts.contact_id, name, variants);
                 trace.push(Trace::AbPick { node: pc, variant: chosen });
                 pc = variants.get(chosen).map_or(pc, |v| v.target);
             }
@@ -140,6 +131,20 @@ pub fn apply_tag(p: &Program, facts: &mut Facts, add: bool, tag: &str) {
             *slot = FieldValue::Set(facts.tags.clone());
         }
     }
+}
+
+/// The variant a contact gets: its bucket falls in the variant's share of
+/// the cumulative weights.
+pub fn pick_variant(campaign: &str, contact: &str, test: &str, variants: &[crate::compile::program::Variant]) -> usize {
+    let bucket = ab_bucket(campaign, contact, test);
+    let mut acc = 0u32;
+    for (i, v) in variants.iter().enumerate() {
+        acc += v.weight_bp;
+        if bucket < acc {
+            return i;
+        }
+    }
+    variants.len().saturating_sub(1)
 }
 
 /// Deterministic A/B bucket in `0..10_000` for (campaign, contact, test).
