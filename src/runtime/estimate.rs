@@ -185,14 +185,27 @@ fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) 
 
 struct Acc {
     reach: Vec<Range>,
-    per_step: BTreeMap<(usize, String, String, i64), Range>,
+    /// (send node, 0 primary / 1 fallback) → sends.
+    per_step: BTreeMap<(usize, usize), Range>,
+}
+
+/// Where one contact's walk adds its weights.
+struct Weights<'a> {
+    seen: &'a mut Vec<f64>,
+    sent: &'a mut Vec<[f64; 2]>,
+    touched: &'a mut Vec<usize>,
 }
 
 pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account: &Account) -> rusqlite::Result<Estimate> {
     let mut acc = Acc { reach: vec![Range::default(); p.nodes.len()], per_step: BTreeMap::new() };
     let uses_events = super::engine::needs_events(p);
     let mut pending: Vec<Member> = Vec::new();
-    let flush = |batch: &mut Vec<Member>, acc: &mut Acc| -> rusqlite::Result<()> {
+    // One contact's weights, reused across contacts: per node, and per send
+    // node split by primary (0) or fallback (1) target.
+    let mut seen = vec![0.0f64; p.nodes.len()];
+    let mut sent_w = vec![[0.0f64; 2]; p.nodes.len()];
+    let mut touched: Vec<usize> = Vec::new();
+    let mut flush = |batch: &mut Vec<Member>, acc: &mut Acc| -> rusqlite::Result<()> {
         let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
             let q = format!("SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})", vec!["?"; batch.len()].join(","));
@@ -216,16 +229,21 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
             if let Some(created) = c.created_at {
                 f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
             }
-            let mut seen: BTreeMap<usize, f64> = BTreeMap::new();
-            // Per send step and target, so each send counts once per contact.
-            let mut sends: BTreeMap<(usize, String, String, i64), f64> = BTreeMap::new();
-            walk(p, NodeIdx(0), &mut f, 1.0, now, rates, account, &mut seen, &mut sends, 0);
-            for (node, w) in seen {
-                acc.reach[node].add(w);
+            let mut w = Weights { seen: &mut seen, sent: &mut sent_w, touched: &mut touched };
+            walk(p, NodeIdx(0), &mut f, 1.0, now, rates, account, &mut w, 0);
+            touched.sort_unstable();
+            touched.dedup();
+            for &node in touched.iter() {
+                acc.reach[node].add(seen[node]);
+                seen[node] = 0.0;
+                for (which, weight) in sent_w[node].iter_mut().enumerate() {
+                    if *weight > 0.0 {
+                        acc.per_step.entry((node, which)).or_default().add(*weight);
+                        *weight = 0.0;
+                    }
+                }
             }
-            for ((node, ch, msg, price), w) in sends {
-                acc.per_step.entry((node, ch, msg, price)).or_default().add(w);
-            }
+            touched.clear();
         }
         Ok(())
     };
@@ -244,8 +262,10 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
     flush(&mut pending, &mut acc)?;
     let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR" };
     let mut by_target: BTreeMap<(String, String, i64), Range> = BTreeMap::new();
-    for ((_, ch, msg, price), r) in acc.per_step {
-        let t = by_target.entry((ch, msg, price)).or_default();
+    for ((node, which), r) in acc.per_step {
+        let Some(Op::Send { target, fallback, .. }) = p.nodes.get(node).map(|n| &n.op) else { continue };
+        let Some(t) = (if which == 0 { Some(target) } else { fallback.as_ref() }) else { continue };
+        let t = by_target.entry((t.channel.clone(), t.message.clone(), t.price_micros)).or_default();
         t.min += r.min;
         t.expected += r.expected;
         t.max += r.max;
@@ -330,24 +350,24 @@ fn walk(
     now: i64,
     rates: Rates,
     account: &Account,
-    seen: &mut BTreeMap<usize, f64>,
-    sends: &mut BTreeMap<(usize, String, String, i64), f64>,
+    w: &mut Weights,
     depth: usize,
 ) {
     let mut pc = start;
     // Edges go forward, so this ends within the program's length.
     for _ in 0..=p.nodes.len() {
         let Some(node) = p.nodes.get(pc.get()) else { return };
-        *seen.entry(pc.get()).or_insert(0.0) += weight;
+        w.seen[pc.get()] += weight;
+        w.touched.push(pc.get());
         match &node.op {
             Op::Send { target, fallback, next } => {
                 let chosen = match step::eligible(target, f, account) {
-                    Ok(()) => Some(target),
-                    Err(step::SkipReason::NotCapable) => fallback.as_ref().filter(|fb| step::eligible(fb, f, account).is_ok()),
+                    Ok(()) => Some((target, 0)),
+                    Err(step::SkipReason::NotCapable) => fallback.as_ref().filter(|fb| step::eligible(fb, f, account).is_ok()).map(|fb| (fb, 1)),
                     Err(_) => None,
                 };
-                let Some(t) = chosen else { return };
-                *sends.entry((pc.get(), t.channel.clone(), t.message.clone(), t.price_micros)).or_insert(0.0) += weight;
+                let Some((t, which)) = chosen else { return };
+                w.sent[pc.get()][which] += weight;
                 f.sent.push(SentMessage { step: node.id.0.clone(), channel: t.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
                 pc = *next;
             }
@@ -377,8 +397,8 @@ fn walk(
                 }
                 // Uncertain: both ways, each with its share of the weight.
                 let mut other = f.clone();
-                walk(p, *then, f, weight * pt, now, rates, account, seen, sends, depth + 1);
-                walk(p, *otherwise, &mut other, weight * (1.0 - pt), now, rates, account, seen, sends, depth + 1);
+                walk(p, *then, f, weight * pt, now, rates, account, w, depth + 1);
+                walk(p, *otherwise, &mut other, weight * (1.0 - pt), now, rates, account, w, depth + 1);
                 return;
             }
             Op::End => return,
