@@ -9,7 +9,7 @@ use crate::runtime::eval::{self, Ctx, Props};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
-use crate::runtime::store::{ExecState, Store};
+use crate::runtime::store::Store;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
@@ -293,9 +293,4 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         }
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"stored": true, "enrolled_in": enrolled_in}))).into_response())
-}
-
-#[allow(dead_code)]
-fn state_counts(store: &SqliteStore, id: &str) -> Result<Vec<(ExecState, u64)>, ApiError> {
-    Ok(store.counts(id).map_err(ApiError::internal)?.into_iter().collect())
 }

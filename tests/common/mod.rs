@@ -3,7 +3,6 @@
 
 use flowc::check::{self, CheckOptions};
 use flowc::diag::render::{self, HumanOptions};
-use flowc::source::FileId;
 use flowc::workspace::{self, Root};
 use std::path::{Path, PathBuf};
 
@@ -96,7 +95,6 @@ pub fn check_source(text: &str) -> (check::Analysis, workspace::Workspace) {
     (analysis, ws)
 }
 
-pub fn unused(_: FileId) {}
 
 /// Validates a SARIF log against the SARIF 2.1.0 JSON schema shipped in `tests/`.
 pub fn assert_valid_sarif(v: &serde_json::Value) {
