@@ -270,18 +270,15 @@ impl Printer<'_> {
 
     fn step(&mut self, s: &Step, indent: usize) {
         let label = s.label.as_ref().map(|l| format!("{}: ", l.text)).unwrap_or_default();
+        if let Some(text) = simple_step(s) {
+            self.line(indent, &text);
+            self.last_end = s.span.end as usize;
+            self.trailing();
+            return;
+        }
         match &s.kind {
-            StepKind::Send(send) => {
-                let fb = match &send.fallback {
-                    None => String::new(),
-                    Some(Fallback::None(_)) => " fallback none".into(),
-                    Some(Fallback::To(t)) => format!(" fallback {}", target(t)),
-                };
-                self.line(indent, &format!("{label}send {}{fb}", target(&send.target)));
-            }
-            StepKind::Wait(d) => self.line(indent, &format!("{label}wait {}", duration(d))),
-            StepKind::Tag { op, tag } => self.line(indent, &format!("{label}tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value))),
-            StepKind::End => self.line(indent, &format!("{label}end")),
+            // One-line steps were printed above.
+            StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End => {}
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let head = if k == 0 { format!("{label}if {} ", expr(cond)) } else { format!("}} else if {} ", expr(cond)) };
@@ -345,6 +342,11 @@ fn inline_step(b: &Block, p: &Printer) -> Option<String> {
     if p.has_comments_within(b.span) {
         return None;
     }
+    simple_step(s)
+}
+
+/// A one-line step (send, wait, tag, end) with its label; `None` for blocks.
+fn simple_step(s: &Step) -> Option<String> {
     let label = s.label.as_ref().map(|l| format!("{}: ", l.text)).unwrap_or_default();
     let body = match &s.kind {
         StepKind::Send(send) => {
@@ -358,7 +360,7 @@ fn inline_step(b: &Block, p: &Printer) -> Option<String> {
         StepKind::Wait(d) => format!("wait {}", duration(d)),
         StepKind::Tag { op, tag } => format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value)),
         StepKind::End => "end".into(),
-        _ => return None,
+        StepKind::If(_) | StepKind::AbTest(_) => return None,
     };
     Some(format!("{label}{body}"))
 }

@@ -192,23 +192,8 @@ impl<'a> Engine<'a> {
     pub fn recover(&mut self, now: i64) -> Result<u64, EngineError> {
         let pending = self.store.outbox_pending(&self.campaign)?;
         if !pending.is_empty() {
-            let rows: Vec<OutboxNew> = pending
-                .into_iter()
-                .map(|o| {
-                    self.recovered.insert(o.contact.clone());
-                    OutboxNew {
-                        key: o.key,
-                        contact: o.contact,
-                        version: o.version,
-                        step: o.step,
-                        channel: o.channel,
-                        message: o.message,
-                        template: o.template,
-                        price_micros: o.price_micros,
-                        created_at: now,
-                    }
-                })
-                .collect();
+            self.recovered.extend(pending.iter().map(|o| o.contact.clone()));
+            let rows = pending;
             // Reconcile first: a send the provider already accepted is only
             // recorded, never sent again.
             let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();

@@ -554,14 +554,14 @@ impl Store for SqliteStore {
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
     }
 
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError> {
+    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros FROM outbox WHERE campaign = ?1 AND status = 'pending'")
+            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending'")
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
-                Ok(OutboxPending { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)? })
+                Ok(OutboxNew { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)?, created_at: r.get(8)? })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)

@@ -94,19 +94,6 @@ pub struct OutboxDone {
     pub error: Option<String>,
 }
 
-/// A pending outbox row: a send that was recorded but not confirmed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxPending {
-    pub key: String,
-    pub contact: String,
-    pub version: String,
-    pub step: String,
-    pub channel: String,
-    pub message: String,
-    pub template: String,
-    pub price_micros: i64,
-}
-
 /// Counters of one step, added up across batches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StepCounts {
@@ -169,7 +156,8 @@ pub trait Store {
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxPending>, StoreError>;
+    /// Sends recorded but not confirmed (their `created_at` is when they were recorded).
+    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
     /// Moves unfinished executions of `from` to `to` where their step is in
