@@ -239,3 +239,39 @@ fn editor_packages_are_well_formed() {
     }
     assert!(std::fs::read_to_string(root.join("nvim/lua/flowc.lua")).expect("lua").contains("\"lsp\""));
 }
+
+#[test]
+fn utf8_positions_when_the_client_negotiates_them() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-utf8-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
+    let path = dir.join("main.flow");
+    let uri = format!("file://{}", path.display());
+    let text = "import \"shared.flow\"\n\ncampaign c {\n  trigger manual\n  audience vip\n  /*😀*/ hi: send email.marketing helo_email\n}\n";
+    std::fs::write(&path, text).expect("main");
+    for (offered, expect, start, label) in [
+        // The emoji is 4 bytes, 2 UTF-16 units, 1 scalar.
+        (json!(["utf-8", "utf-16"]), "utf-8", 36, 11),
+        (json!(["utf-32"]), "utf-32", 33, 8),
+        (json!(["utf-16", "utf-32"]), "utf-16", 34, 9),
+    ] {
+        let mut c = Client::start();
+        let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {"general": {"positionEncodings": offered}}}));
+        assert_eq!(init["result"]["capabilities"]["positionEncoding"], expect);
+        c.notify("initialized", json!({}));
+        c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+        let diags = c.diagnostics(&uri);
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert_eq!(diags[0]["range"]["start"], json!({"line": 5, "character": start}), "{expect}");
+        assert_eq!(diags[0]["range"]["end"]["character"], start + 10, "{expect}");
+        // Positions sent by the client are read in the same encoding: hover the label after the emoji.
+        let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": label}}));
+        assert!(h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("hi")), "{expect}: {h}");
+        let r = c.request("shutdown", Value::Null);
+        assert!(r.get("error").is_none());
+        c.notify("exit", Value::Null);
+        assert!(c.child.wait().expect("exit").success());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
