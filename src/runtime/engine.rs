@@ -333,7 +333,7 @@ impl<'a> Engine<'a> {
                         }
                         self.balance -= target.price_micros;
                         out.sends += 1;
-                        let key = format!("{}/{}/{}/{}", self.campaign, d.version, f.contact_id, id);
+                        let key = outbox_key(&self.campaign, &d.version, &f.contact_id, id);
                         relay.push(OutboxNew {
                             key,
                             contact: f.contact_id.clone(),
@@ -377,7 +377,7 @@ impl<'a> Engine<'a> {
             for (o, r) in relay.iter().zip(results) {
                 match r {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
+                        round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
                         debits += o.price_micros;
                         let c = round.steps.entry(o.step.clone()).or_default();
                         c.sent += 1;
@@ -385,7 +385,7 @@ impl<'a> Engine<'a> {
                     }
                     Delivery::Failed { reason } => {
                         self.balance += o.price_micros;
-                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason) });
+                        round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason)));
                         round.steps.entry(o.step.clone()).or_default().failed += 1;
                     }
                 }
@@ -414,7 +414,7 @@ impl<'a> Engine<'a> {
         let mut round = Round::default();
         let mut debits = 0;
         for (o, (delivered_at, opened_at, clicked_at)) in rows {
-            round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at: *delivered_at, opened_at: *opened_at, clicked_at: *clicked_at, error: None });
+            round.outbox_done.push(o.outcome(true, now, (*delivered_at, *opened_at, *clicked_at), None));
             debits += o.price_micros;
             let c = round.steps.entry(o.step.clone()).or_default();
             c.sent += 1;
@@ -488,7 +488,7 @@ impl<'a> Engine<'a> {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
                         self.breaker_sees(true);
                         self.config.probe = false;
-                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: true, at: now, delivered_at, opened_at, clicked_at, error: None });
+                        round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
                         debits += o.price_micros;
                         debited += 1;
                         let c = round.steps.entry(o.step.clone()).or_default();
@@ -503,7 +503,7 @@ impl<'a> Engine<'a> {
                         }
                         failed += 1;
                         self.balance += o.price_micros;
-                        round.outbox_done.push(OutboxDone { key: o.key.clone(), sent: false, at: now, delivered_at: None, opened_at: None, clicked_at: None, error: Some(reason.clone()) });
+                        round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason.clone())));
                         round.steps.entry(o.step.clone()).or_default().failed += 1;
                         round.executions.push(ExecUpdate {
                             contact: o.contact.clone(),

@@ -101,6 +101,37 @@ CREATE TABLE ab_stats (
   PRIMARY KEY (campaign, ab, variant)
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#, r#"
+-- Schema 2: the outbox is keyed the way it is read (a contact's sends, by
+-- campaign), so one b-tree serves inserts, outcomes and engagement look-ups;
+-- the idempotency key is derived from that primary key, so it stays unique.
+-- Pending rows are counted per campaign instead of indexed: recovery scans
+-- only when the count says something is in flight.
+CREATE TABLE outbox_v2 (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  step TEXT NOT NULL,
+  version TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  message TEXT NOT NULL,
+  template TEXT NOT NULL,
+  price_micros INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  delivered_at INTEGER,
+  opened_at INTEGER,
+  clicked_at INTEGER,
+  error TEXT,
+  key TEXT GENERATED ALWAYS AS (campaign || '/' || version || '/' || contact_id || '/' || step) VIRTUAL,
+  PRIMARY KEY (campaign, contact_id, step, version)
+) WITHOUT ROWID;
+INSERT INTO outbox_v2 (campaign, contact_id, step, version, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error)
+  SELECT campaign, contact_id, step, version, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v2 RENAME TO outbox;
+CREATE TABLE outbox_inflight (campaign TEXT PRIMARY KEY, pending INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO outbox_inflight SELECT campaign, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY campaign;
 "#];
 
 pub struct SqliteStore {
@@ -435,39 +466,51 @@ impl Store for SqliteStore {
         {
             let mut new = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'pending', ?10)",
+                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
                 )
                 .map_err(classify)?;
             // An outcome already known for a new row (at-most-once mode) is
             // written with it: one insert instead of an insert and an update.
-            let known: std::collections::HashMap<&str, &OutboxDone> = if round.outbox_new.is_empty() { Default::default() } else { round.outbox_done.iter().map(|d| (d.key.as_str(), d)).collect() };
+            type RowKey<'r> = (&'r str, &'r str, &'r str);
+            let known: std::collections::HashMap<RowKey, &OutboxDone> =
+                if round.outbox_new.is_empty() { Default::default() } else { round.outbox_done.iter().map(|d| ((d.contact.as_str(), d.step.as_str(), d.version.as_str()), d)).collect() };
+            // Pending rows added minus pending rows settled: kept in outbox_inflight.
+            let mut inflight: i64 = 0;
             let mut full = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(classify)?;
             for o in &round.outbox_new {
-                match known.get(o.key.as_str()) {
+                match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
                     Some(d) => {
                         let status = if d.sent { "sent" } else { "failed" };
-                        full.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, status, o.created_at, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error])
+                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, status, o.created_at, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error])
                             .map_err(classify)?;
                     }
                     None => {
-                        new.execute(params![o.key, campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)?;
+                        inflight += new.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)? as i64;
                     }
                 }
             }
             let mut done = tx
                 .prepare_cached(
-                    "UPDATE outbox SET status = ?2, sent_at = ?3, delivered_at = ?4, opened_at = ?5, clicked_at = ?6, error = ?7 WHERE key = ?1 AND status = 'pending'",
+                    "UPDATE outbox SET status = ?5, sent_at = ?6, delivered_at = ?7, opened_at = ?8, clicked_at = ?9, error = ?10
+                     WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
                 )
                 .map_err(classify)?;
-            for d in round.outbox_done.iter().filter(|d| !known.contains_key(d.key.as_str())) {
+            for d in round.outbox_done.iter().filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str()))) {
                 let status = if d.sent { "sent" } else { "failed" };
-                done.execute(params![d.key, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)?;
+                inflight -= done.execute(params![campaign, d.contact, d.step, d.version, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)? as i64;
+            }
+            if inflight != 0 {
+                tx.execute(
+                    "INSERT INTO outbox_inflight (campaign, pending) VALUES (?1, ?2) ON CONFLICT(campaign) DO UPDATE SET pending = pending + excluded.pending",
+                    params![campaign, inflight],
+                )
+                .map_err(classify)?;
             }
             let mut ex = tx
                 .prepare_cached("UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8 WHERE campaign = ?1 AND contact_id = ?2")
@@ -555,6 +598,11 @@ impl Store for SqliteStore {
     }
 
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
+        // The count is kept with every commit: no pending rows, no scan.
+        let pending: Option<i64> = self.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = ?1", params![campaign], |r| r.get(0)).optional().map_err(classify)?;
+        if pending.unwrap_or(0) <= 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending'")
@@ -609,5 +657,74 @@ impl Store for SqliteStore {
             .execute("UPDATE executions SET state = 'pending' WHERE campaign = ?1 AND state = 'processing'", params![campaign])
             .map(|n| n as u64)
             .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schema-1 database with one pending and one sent message migrates to
+    /// schema 2 with the same idempotency keys, the pending one still found
+    /// by recovery and the in-flight count right.
+    #[test]
+    fn schema_1_outbox_migrates_with_keys_and_pending_count() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+        conn.pragma_update(None, "user_version", 1).expect("version");
+        for (step, status) in [("s1", "sent"), ("s3", "pending")] {
+            conn.execute(
+                "INSERT INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at)
+                 VALUES (?1, 'welcome', 'v1', 'c/1', ?2, 'email', 'marketing', 't', 1000, ?3, 10, 11)",
+                params![outbox_key("welcome", "v1", "c/1", step), step, status],
+            )
+            .expect("row");
+        }
+        let mut store = SqliteStore::setup(conn).expect("migrate");
+        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let pending = store.outbox_pending("welcome").expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].key, outbox_key("welcome", "v1", "c/1", "s3"));
+        assert_eq!(pending[0].step, "s3");
+        let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
+        assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
+
+        // Settling the pending row empties the in-flight count; recovery then scans nothing.
+        let round = Round { outbox_done: vec![pending[0].outcome(true, 20, (Some(21), None, None), None)], ..Default::default() };
+        store.commit("welcome", &round, 20).expect("commit");
+        assert!(store.outbox_pending("welcome").expect("pending").is_empty());
+        let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
+        assert_eq!(n, 0);
+        // A second outcome for the same row changes nothing (the row is no longer pending).
+        store.commit("welcome", &round, 30).expect("commit again");
+        let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
+        assert_eq!(n, 0);
+        let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
+        assert_eq!(sent.len(), 2);
+    }
+
+    /// A duplicate insert of a send (same primary key) is ignored and not counted twice.
+    #[test]
+    fn duplicate_outbox_rows_are_ignored_and_counted_once() {
+        let mut store = SqliteStore::open_in_memory().expect("db");
+        let row = OutboxNew {
+            key: outbox_key("c", "v", "x", "s1"),
+            contact: "x".into(),
+            version: "v".into(),
+            step: "s1".into(),
+            channel: "email".into(),
+            message: "marketing".into(),
+            template: "t".into(),
+            price_micros: 5,
+            created_at: 1,
+        };
+        let round = Round { outbox_new: vec![row.clone(), row.clone()], ..Default::default() };
+        store.commit("c", &round, 1).expect("commit");
+        store.commit("c", &round, 2).expect("commit again");
+        let pending = store.outbox_pending("c").expect("pending");
+        assert_eq!(pending, vec![row]);
+        let key: String = store.conn.query_row("SELECT key FROM outbox", [], |r| r.get(0)).expect("key");
+        assert_eq!(key, "c/v/x/s1");
     }
 }

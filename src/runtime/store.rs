@@ -83,9 +83,26 @@ pub struct OutboxNew {
     pub created_at: i64,
 }
 
+impl OutboxNew {
+    /// The outcome of this send, for the same outbox row.
+    pub fn outcome(&self, sent: bool, at: i64, engagement: (Option<i64>, Option<i64>, Option<i64>), error: Option<String>) -> OutboxDone {
+        let (delivered_at, opened_at, clicked_at) = engagement;
+        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), sent, at, delivered_at, opened_at, clicked_at, error }
+    }
+}
+
+/// The idempotency key of one send: unique per campaign, version, contact
+/// and step (the outbox's primary key), stable across retries and restarts.
+pub fn outbox_key(campaign: &str, version: &str, contact: &str, step: &str) -> String {
+    format!("{campaign}/{version}/{contact}/{step}")
+}
+
+/// The outcome of a send; names its outbox row by the row's primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
-    pub key: String,
+    pub contact: String,
+    pub step: String,
+    pub version: String,
     pub sent: bool,
     pub at: i64,
     pub delivered_at: Option<i64>,
