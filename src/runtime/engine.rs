@@ -102,6 +102,15 @@ impl Loaded {
     }
 }
 
+/// Updates the counters of step `id`, allocating its name only the first time.
+fn count(steps: &mut std::collections::BTreeMap<String, StepCounts>, id: &str, f: impl FnOnce(&mut StepCounts)) {
+    if let Some(c) = steps.get_mut(id) {
+        f(c);
+        return;
+    }
+    f(steps.entry(id.to_string()).or_default());
+}
+
 fn walk(c: &Cond, f: &mut dyn FnMut(&Cond)) {
     f(c);
     match c {
@@ -207,7 +216,7 @@ impl<'a> Engine<'a> {
                 }
             }
             self.record_accepted(&done, now)?;
-            self.relay(&unsent, now)?;
+            self.relay(unsent, now)?;
         }
         Ok(self.store.requeue_processing(&self.campaign)?)
     }
@@ -268,16 +277,19 @@ impl<'a> Engine<'a> {
             let Some(&start) = loaded.index.get(&d.step) else {
                 return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
             };
+            let created = d.contact.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime);
+            let fields = facts::fields_for(p, &d.contact);
+            let contact = d.contact;
             let mut f = Facts {
-                contact_id: d.contact.id.clone(),
-                fields: facts::fields_for(p, &d.contact),
-                tags: d.contact.tags.clone(),
-                consent: d.contact.consent.clone(),
-                capabilities: d.contact.capabilities.clone(),
-                sent: sent.remove(&d.contact.id).unwrap_or_default(),
-                events: events.remove(&d.contact.id).unwrap_or_default(),
+                sent: sent.remove(&contact.id).unwrap_or_default(),
+                events: events.remove(&contact.id).unwrap_or_default(),
+                contact_id: contact.id,
+                fields,
+                tags: contact.tags,
+                consent: contact.consent,
+                capabilities: contact.capabilities,
             };
-            if let Some(created) = d.contact.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+            if let Some(created) = created {
                 f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
             }
             let mut pc = start;
@@ -293,7 +305,7 @@ impl<'a> Engine<'a> {
                         Trace::Entered(n) => {
                             out.transitions += 1;
                             last = *n;
-                            round.steps.entry(p.nodes[n.get()].id.0.clone()).or_default().entered += 1;
+                            count(&mut round.steps, &p.nodes[n.get()].id.0, |c| c.entered += 1);
                         }
                         Trace::AbPick { node, variant } => {
                             if let Op::Split { name, variants } = &p.nodes[node.get()].op {
@@ -309,8 +321,7 @@ impl<'a> Engine<'a> {
                         let id = &p.nodes[node.get()].id.0;
                         if f.sent.iter().any(|m| m.step == *id) {
                             // Sent before a crash: move on without sending again.
-                            let c = round.steps.entry(id.clone()).or_default();
-                            c.entered = c.entered.saturating_sub(1);
+                            count(&mut round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
                             out.transitions -= 1;
                             pc = next;
                             continue;
@@ -327,8 +338,7 @@ impl<'a> Engine<'a> {
                         }
                         if self.balance < target.price_micros {
                             out.out_of_balance = true;
-                            let c = round.steps.entry(id.clone()).or_default();
-                            c.entered = c.entered.saturating_sub(1);
+                            count(&mut round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
                             break (id.clone(), ExecState::Pending, Some(now), None);
                         }
                         self.balance -= target.price_micros;
@@ -368,10 +378,7 @@ impl<'a> Engine<'a> {
         }
         if !self.config.exactly_once {
             // At most once: send first, then record sends and outcomes in one commit.
-            let msgs: Vec<Message> = relay
-                .iter()
-                .map(|o| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
-                .collect();
+            let msgs: Vec<Message> = relay.iter().map(|o| o.to_message(now)).collect();
             let results = self.provider.send_batch(&msgs);
             let mut debits = 0;
             for (o, r) in relay.iter().zip(results) {
@@ -379,14 +386,15 @@ impl<'a> Engine<'a> {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
                         round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
                         debits += o.price_micros;
-                        let c = round.steps.entry(o.step.clone()).or_default();
-                        c.sent += 1;
-                        c.cost_micros += o.price_micros;
+                        count(&mut round.steps, &o.step, |c| {
+                            c.sent += 1;
+                            c.cost_micros += o.price_micros;
+                        });
                     }
                     Delivery::Failed { reason } => {
                         self.balance += o.price_micros;
                         round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason)));
-                        round.steps.entry(o.step.clone()).or_default().failed += 1;
+                        count(&mut round.steps, &o.step, |c| c.failed += 1);
                     }
                 }
             }
@@ -399,7 +407,7 @@ impl<'a> Engine<'a> {
         }
         round.outbox_new = relay;
         self.store.commit(&self.campaign, &round, now)?;
-        let failed = self.relay(&round.outbox_new, now)?;
+        let failed = self.relay(std::mem::take(&mut round.outbox_new), now)?;
         out.provider_failures = failed;
         out.breaker_tripped = self.tripped;
         Ok(out)
@@ -416,9 +424,10 @@ impl<'a> Engine<'a> {
         for (o, (delivered_at, opened_at, clicked_at)) in rows {
             round.outbox_done.push(o.outcome(true, now, (*delivered_at, *opened_at, *clicked_at), None));
             debits += o.price_micros;
-            let c = round.steps.entry(o.step.clone()).or_default();
-            c.sent += 1;
-            c.cost_micros += o.price_micros;
+            count(&mut round.steps, &o.step, |c| {
+                c.sent += 1;
+                c.cost_micros += o.price_micros;
+            });
         }
         round.ledger.push((-debits, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
         self.store.commit(&self.campaign, &round, now)?;
@@ -437,7 +446,7 @@ impl<'a> Engine<'a> {
     /// Tries the waiting messages again.
     pub fn retry_now(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
         let mut out = BatchOutcome::default();
-        out.provider_failures = self.relay(&[], now)?;
+        out.provider_failures = self.relay(Vec::new(), now)?;
         out.breaker_tripped = self.tripped;
         Ok(out)
     }
@@ -465,9 +474,9 @@ impl<'a> Engine<'a> {
     /// failed), or kept pending for another attempt. Once the breaker trips,
     /// nothing more is sent: the rest stays pending for after the resume.
     /// Returns how many failed for good.
-    fn relay(&mut self, rows: &[OutboxNew], now: i64) -> Result<u64, EngineError> {
+    fn relay(&mut self, rows: Vec<OutboxNew>, now: i64) -> Result<u64, EngineError> {
         let mut queue: Vec<(OutboxNew, u32)> = std::mem::take(&mut self.retry);
-        queue.extend(rows.iter().cloned().map(|r| (r, 0)));
+        queue.extend(rows.into_iter().map(|r| (r, 0)));
         if queue.is_empty() {
             return Ok(0);
         }
@@ -478,10 +487,7 @@ impl<'a> Engine<'a> {
             // A probe after an outage: one message first, the rest only if it goes through.
             let end = if self.config.probe { start + 1 } else { queue.len() };
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice
-                .iter()
-                .map(|(o, _)| Message { key: o.key.clone(), contact: o.contact.clone(), channel: o.channel.clone(), message: o.message.clone(), template: o.template.clone(), now })
-                .collect();
+            let msgs: Vec<Message> = slice.iter().map(|(o, _)| o.to_message(now)).collect();
             let results = self.provider.send_batch(&msgs);
             for ((o, attempts), r) in slice.iter().zip(results) {
                 match r {
@@ -491,9 +497,10 @@ impl<'a> Engine<'a> {
                         round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
                         debits += o.price_micros;
                         debited += 1;
-                        let c = round.steps.entry(o.step.clone()).or_default();
-                        c.sent += 1;
-                        c.cost_micros += o.price_micros;
+                        count(&mut round.steps, &o.step, |c| {
+                            c.sent += 1;
+                            c.cost_micros += o.price_micros;
+                        });
                     }
                     Delivery::Failed { reason } => {
                         self.breaker_sees(false);
@@ -504,7 +511,7 @@ impl<'a> Engine<'a> {
                         failed += 1;
                         self.balance += o.price_micros;
                         round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason.clone())));
-                        round.steps.entry(o.step.clone()).or_default().failed += 1;
+                        count(&mut round.steps, &o.step, |c| c.failed += 1);
                         round.executions.push(ExecUpdate {
                             contact: o.contact.clone(),
                             step: o.step.clone(),

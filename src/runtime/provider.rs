@@ -7,14 +7,15 @@
 
 use std::path::Path;
 
-/// One message to deliver; `key` is the idempotency key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub key: String,
-    pub contact: String,
-    pub channel: String,
-    pub message: String,
-    pub template: String,
+/// One message to deliver; `key` is the idempotency key. It borrows from the
+/// outbox row it is sent for: a send allocates nothing for the provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Message<'a> {
+    pub key: &'a str,
+    pub contact: &'a str,
+    pub channel: &'a str,
+    pub message: &'a str,
+    pub template: &'a str,
     /// Minutes since the epoch.
     pub now: i64,
 }
@@ -37,7 +38,7 @@ pub struct Observed {
 
 pub trait Provider {
     fn name(&self) -> &str;
-    fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery>;
+    fn send_batch(&mut self, batch: &[Message<'_>]) -> Vec<Delivery>;
     /// What the provider already did with these keys, for reconciling
     /// in-flight sends after a crash instead of re-sending them: the
     /// delivery (with its engagement) of a key it accepted, `None` otherwise.
@@ -155,13 +156,13 @@ fn roll(config: &SimConfig, key: &str, salt: &str) -> f64 {
 }
 
 /// Engagement is a function of the key, so a duplicate gets the same answer.
-fn engagement(config: &SimConfig, m: &Message) -> Delivery {
-    if roll(config, &m.key, "delivered") >= config.delivered_rate {
+fn engagement(config: &SimConfig, key: &str, sent_at: i64) -> Delivery {
+    if roll(config, key, "delivered") >= config.delivered_rate {
         return Delivery::Accepted { delivered_at: None, opened_at: None, clicked_at: None };
     }
-    let delivered = m.now + 1;
-    let opened = (roll(config, &m.key, "opened") < config.open_rate).then(|| delivered + 5 + (roll(config, &m.key, "open-delay") * 36.0 * 60.0) as i64);
-    let clicked = opened.filter(|_| roll(config, &m.key, "clicked") < config.click_rate).map(|o| o + 1 + (roll(config, &m.key, "click-delay") * 30.0) as i64);
+    let delivered = sent_at + 1;
+    let opened = (roll(config, key, "opened") < config.open_rate).then(|| delivered + 5 + (roll(config, key, "open-delay") * 36.0 * 60.0) as i64);
+    let clicked = opened.filter(|_| roll(config, key, "clicked") < config.click_rate).map(|o| o + 1 + (roll(config, key, "click-delay") * 30.0) as i64);
     Delivery::Accepted { delivered_at: Some(delivered), opened_at: opened, clicked_at: clicked }
 }
 
@@ -170,7 +171,8 @@ impl Provider for Simulated {
         "simulated"
     }
 
-    fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery> {
+    fn send_batch(&mut self, batch: &[Message<'_>]) -> Vec<Delivery> {
+        use std::fmt::Write as _;
         use std::io::Write;
         if !self.config.latency.is_zero() {
             std::thread::sleep(self.config.latency);
@@ -181,29 +183,30 @@ impl Provider for Simulated {
         let mut fresh: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
         for m in batch {
             let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
-            let tries = self.attempts.get(&m.key).copied().unwrap_or(0);
-            if down || roll(&self.config, &m.key, &format!("fail{tries}")) < self.config.fail_rate {
-                *self.attempts.entry(m.key.clone()).or_default() += 1;
+            let tries = self.attempts.get(m.key).copied().unwrap_or(0);
+            // The failure roll needs the attempt in its salt only when failures are configured.
+            if down || (self.config.fail_rate > 0.0 && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate) {
+                *self.attempts.entry(m.key.to_string()).or_default() += 1;
                 out.push(Delivery::Failed { reason: if down { "provider outage".into() } else { "provider rejected the message".into() } });
                 continue;
             }
-            let h = key_hash(&m.key);
+            let h = key_hash(m.key);
             // A key seen before gets the answer it got the first time.
             let first = self.accepted.get(&h).or_else(|| fresh.get(&h)).copied();
             match first {
                 Some(at) => {
                     repeated += 1;
-                    lines.push_str(&format!("R {} ", m.now));
-                    out.push(engagement(&self.config, &Message { now: at, ..m.clone() }));
+                    let _ = write!(lines, "R {} ", m.now);
+                    out.push(engagement(&self.config, m.key, at));
                 }
                 None => {
                     delivered += 1;
                     fresh.insert(h, m.now);
-                    lines.push_str(&format!("D {} ", m.now));
-                    out.push(engagement(&self.config, m));
+                    let _ = write!(lines, "D {} ", m.now);
+                    out.push(engagement(&self.config, m.key, m.now));
                 }
             }
-            lines.push_str(&m.key);
+            lines.push_str(m.key);
             lines.push('\n');
         }
         // Accepted only once recorded: a failed write fails the whole batch.
@@ -220,8 +223,7 @@ impl Provider for Simulated {
         keys.iter()
             .map(|k| {
                 let at = *self.accepted.get(&key_hash(k))?;
-                let m = Message { key: k.clone(), contact: String::new(), channel: String::new(), message: String::new(), template: String::new(), now: at };
-                Some(engagement(&self.config, &m))
+                Some(engagement(&self.config, k, at))
             })
             .collect()
     }

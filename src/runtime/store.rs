@@ -84,6 +84,11 @@ pub struct OutboxNew {
 }
 
 impl OutboxNew {
+    /// The message to hand the provider for this row, borrowing from it.
+    pub fn to_message(&self, now: i64) -> super::provider::Message<'_> {
+        super::provider::Message { key: &self.key, contact: &self.contact, channel: &self.channel, message: &self.message, template: &self.template, now }
+    }
+
     /// The outcome of this send, for the same outbox row.
     pub fn outcome(&self, sent: bool, at: i64, engagement: (Option<i64>, Option<i64>, Option<i64>), error: Option<String>) -> OutboxDone {
         let (delivered_at, opened_at, clicked_at) = engagement;

@@ -38,7 +38,7 @@ impl Webhook {
         std::thread::sleep(base + extra);
     }
 
-    fn post(&mut self, m: &Message) -> Delivery {
+    fn post(&mut self, m: &Message<'_>) -> Delivery {
         let body = serde_json::json!({
             "idempotency_key": m.key, "contact": m.contact, "channel": m.channel,
             "message_type": m.message, "template": m.template,
@@ -48,7 +48,7 @@ impl Webhook {
             if attempt > 0 {
                 self.pause(attempt - 1);
             }
-            match self.agent.post(&self.config.url).set("Idempotency-Key", &m.key).send_json(body.clone()) {
+            match self.agent.post(&self.config.url).set("Idempotency-Key", m.key).send_json(body.clone()) {
                 Ok(_) => {
                     self.observed.deliveries += 1;
                     return Delivery::Accepted { delivered_at: None, opened_at: None, clicked_at: None };
@@ -69,7 +69,7 @@ impl Provider for Webhook {
     fn name(&self) -> &str {
         "webhook"
     }
-    fn send_batch(&mut self, batch: &[Message]) -> Vec<Delivery> {
+    fn send_batch(&mut self, batch: &[Message<'_>]) -> Vec<Delivery> {
         batch.iter().map(|m| self.post(m)).collect()
     }
     /// A webhook cannot be asked; the receiver deduplicates by the key header.
