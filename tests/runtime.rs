@@ -473,3 +473,47 @@ fn at_most_once_mode_gives_the_same_result_without_crashes() {
     assert_eq!(exact.executions, amo.executions);
     assert_eq!(exact.cost, amo.cost);
 }
+
+/// Enrollment inside the store (the audience as SQL) selects exactly the
+/// contacts, steps and wake-up times that contact-by-contact enrollment
+/// through the evaluator selects.
+#[test]
+fn store_side_enrollment_equals_contact_by_contact() {
+    let audiences = [
+        "",
+        "audience score >= 50",
+        "audience plan == pro and tags has \"onboarding\"",
+        "audience not (score < 10) or plan == free",
+        "audience created_at > now - 7d and score != 3",
+        "audience happened contact.created within 30d",
+        "audience score > 1000",
+    ];
+    let triggers = ["trigger manual", "trigger api", "trigger scheduled at 2025-11-25 09:00 \"Europe/Paris\""];
+    let mut jsonl = contacts(300);
+    // Absent values: a contact without plan or score.
+    jsonl.push('\n');
+    jsonl.push_str(&serde_json::json!({"id": "z-bare", "timezone": "UTC", "created_at": "2025-01-01T00:00:00Z"}).to_string());
+    for trigger in triggers {
+        for audience in audiences {
+            let src = format!("{DECLS}\ncampaign c {{\n  {trigger}\n  {audience}\n  send email.marketing hello\n}}\n");
+            let (p, model) = program(&src);
+            let mut selected = Vec::new();
+            for (name, store_side) in [("sql", true), ("each", false)] {
+                let db = Db::new(&format!("enroll-{name}"));
+                import(&db, &model, &jsonl);
+                let mut store = SqliteStore::open(&db.path).expect("store");
+                let n = if store_side { run::enroll(&mut store, &p, START) } else { run::enroll_each(&mut store, &p, START) }.expect("enroll");
+                let conn = store.connection();
+                let mut stmt = conn.prepare("SELECT contact_id, step, state, wake_at FROM executions ORDER BY contact_id").expect("query");
+                let rows: Vec<(String, String, String, i64)> =
+                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
+                assert_eq!(n as usize, rows.len());
+                selected.push(rows);
+            }
+            assert_eq!(selected[0], selected[1], "{trigger} / {audience}");
+            if audience.contains("score >= 50") {
+                assert!(!selected[0].is_empty() && selected[0].len() < 301, "a real selection: {}", selected[0].len());
+            }
+        }
+    }
+}

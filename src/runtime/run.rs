@@ -233,6 +233,23 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
 /// Enrolls every contact the trigger and audience select, once each.
 pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
     let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
+    let start_at = match &p.trigger {
+        Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
+        _ => now,
+    };
+    if !matches!(p.trigger, Trigger::Event { .. }) {
+        // One start time for everyone: the store can select the audience itself.
+        if let Some(n) = store.enroll_audience(p, &entry, start_at.max(now), now)? {
+            return Ok(n);
+        }
+    }
+    enroll_each(store, p, now)
+}
+
+/// Enrolls contact by contact, evaluating trigger and audience in the
+/// engine's evaluator (event triggers, and stores that cannot select).
+pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+    let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
     let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
     let start_at = match &p.trigger {
         Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,

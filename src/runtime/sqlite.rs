@@ -425,6 +425,50 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError> {
+        // The audience compiles to parameterised SQL with the evaluator's
+        // semantics (runtime::sql, property-tested against eval).
+        let (clause, clause_params) = match &program.audience {
+            Some(a) => {
+                let s = super::sql::condition(program, a, wake);
+                (s.text, s.params)
+            }
+            None => ("1".to_string(), Vec::new()),
+        };
+        let insert = format!(
+            "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at)
+             SELECT ?, id, ?, ?, 'pending', ?, ? FROM contacts WHERE id > ? AND id <= ? AND ({clause})"
+        );
+        // Chunks of contacts in id order, one transaction each, so the WAL stays small.
+        const CHUNK: i64 = 50_000;
+        let mut after = String::new();
+        let mut enrolled = 0u64;
+        loop {
+            let last: Option<String> = self
+                .conn
+                .query_row("SELECT MAX(id) FROM (SELECT id FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2)", params![after, CHUNK], |r| r.get(0))
+                .map_err(classify)?;
+            let Some(last) = last else { break };
+            let tx = self.conn.transaction().map_err(classify)?;
+            {
+                let mut stmt = tx.prepare_cached(&insert).map_err(classify)?;
+                let head: [rusqlite::types::Value; 7] = [
+                    program.campaign.clone().into(),
+                    program.version.0.clone().into(),
+                    step.to_string().into(),
+                    wake.into(),
+                    now.into(),
+                    after.clone().into(),
+                    last.clone().into(),
+                ];
+                enrolled += stmt.execute(params_from_iter(head.iter().chain(clause_params.iter()))).map_err(classify)? as u64;
+            }
+            tx.commit().map_err(classify)?;
+            after = last;
+        }
+        Ok(Some(enrolled))
+    }
+
     fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
         let mut stmt = self
             .conn

@@ -172,6 +172,11 @@ pub trait Store {
     fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
     /// Enrolls contacts (at most once each): (contact, step, wake_at).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError>;
+    /// Enrolls every contact matching `program`'s audience (evaluated at
+    /// `wake`) at `step`, waking at `wake`, inside the store: no contact
+    /// crosses into the engine. `None` when this store cannot evaluate the
+    /// audience itself; the caller then enrolls contact by contact.
+    fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError>;
     fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
     fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError>;
