@@ -237,7 +237,7 @@ impl<'a> Engine<'a> {
     /// Runs one batch of due executions to their next durable boundary (a
     /// wait, the end, a skip), then relays the batch's sends.
     pub fn run_batch(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
-        let due = self.store.due(&self.campaign, now, self.config.batch)?;
+        let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
         let mut out = BatchOutcome { executions: due.len(), ..Default::default() };
         if due.is_empty() {
             return Ok(out);
@@ -277,9 +277,15 @@ impl<'a> Engine<'a> {
             let Some(&start) = loaded.index.get(&d.step) else {
                 return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
             };
-            let created = d.contact.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime);
-            let fields = facts::fields_for(p, &d.contact);
             let contact = d.contact;
+            let mut fields = contact.fields;
+            if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
+                // An execution still on an older version whose program reads
+                // other fields (rare: after a migration): read them for it.
+                let record = self.store.contact(&contact.id)?.unwrap_or_default();
+                fields = facts::fields_for(p, &record);
+            }
+            let created = contact.created_at;
             let mut f = Facts {
                 sent: sent.remove(&contact.id).unwrap_or_default(),
                 events: events.remove(&contact.id).unwrap_or_default(),

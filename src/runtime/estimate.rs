@@ -126,8 +126,6 @@ struct Member {
 /// Streams the audience with the program's fields pulled out by SQLite
 /// (`json_extract`), so no contact's whole JSON is parsed.
 fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) -> rusqlite::Result<u64> {
-    use crate::compile::program::FieldType;
-    use facts::FieldValue as FV;
     use rusqlite::types::ValueRef;
     let (clause, mut params) = match &p.audience {
         Some(a) => {
@@ -156,23 +154,7 @@ fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) 
         let tags = list(&r.get::<_, String>(1)?);
         let mut fields = Vec::with_capacity(p.fields.len());
         for (i, field) in p.fields.iter().enumerate() {
-            let v = r.get_ref(4 + i)?;
-            // `id` and `tags` live in their own columns, not in `attrs`.
-            let fv = match (&field.ty, v) {
-                _ if field.name == "id" => FV::Str(id.clone()),
-                _ if field.name == "tags" => FV::Set(tags.clone()),
-                (_, ValueRef::Null) => FV::Absent,
-                (FieldType::Bool, ValueRef::Integer(b)) => FV::Bool(b != 0),
-                (FieldType::Number, ValueRef::Integer(x)) => FV::Number(x as f64),
-                (FieldType::Number, ValueRef::Real(x)) => FV::Number(x),
-                (FieldType::Duration, ValueRef::Integer(x)) => FV::Duration(x),
-                (FieldType::String | FieldType::Timezone | FieldType::Enum(_), ValueRef::Text(t)) => FV::Str(String::from_utf8_lossy(t).into_owned()),
-                (FieldType::Datetime, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime).map_or(FV::Absent, FV::Datetime),
-                (FieldType::Date, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date),
-                (FieldType::SetString, ValueRef::Text(t)) => FV::Set(std::str::from_utf8(t).map(list).unwrap_or_default()),
-                _ => FV::Absent,
-            };
-            fields.push(fv);
+            fields.push(sql::field_from_sql(field, &id, &tags, r.get_ref(4 + i)?));
         }
         let created_at = match r.get_ref(4 + p.fields.len())? {
             ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime),

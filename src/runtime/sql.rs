@@ -7,7 +7,8 @@
 //! `==` / `!=`, and every condition made two-valued with `COALESCE(…, 0)`
 //! so `not` of an absent comparison is true, as in memory.
 
-use crate::compile::program::{CmpOpRepr, Cond, Const, FieldType, Operand, Program};
+use super::facts::{self, FieldValue};
+use crate::compile::program::{CmpOpRepr, Cond, Const, FieldDef, FieldType, Operand, Program};
 use rusqlite::types::Value as P;
 
 /// A WHERE clause over `contacts` and its parameters, in order.
@@ -25,6 +26,29 @@ enum Props<'a> {
     Event(&'a [String]),
     /// The synthetic `contact.created` event has no properties.
     Empty,
+}
+
+/// A contact field as SQLite's `json_extract(attrs, '$.name')` returns it,
+/// converted as `facts::json_to_field` converts the parsed JSON. `id` and
+/// `tags` live in their own columns and are passed in.
+pub fn field_from_sql(field: &FieldDef, id: &str, tags: &[String], v: rusqlite::types::ValueRef<'_>) -> FieldValue {
+    use rusqlite::types::ValueRef;
+    use FieldValue as FV;
+    let text = |t: &[u8]| std::str::from_utf8(t).ok().map(str::to_string);
+    match (&field.ty, v) {
+        _ if field.name == "id" => FV::Str(id.to_string()),
+        _ if field.name == "tags" => FV::Set(tags.to_vec()),
+        (_, ValueRef::Null) => FV::Absent,
+        (FieldType::Bool, ValueRef::Integer(b)) => FV::Bool(b != 0),
+        (FieldType::Number, ValueRef::Integer(x)) => FV::Number(x as f64),
+        (FieldType::Number, ValueRef::Real(x)) => FV::Number(x),
+        (FieldType::Duration, ValueRef::Integer(x)) => FV::Duration(x),
+        (FieldType::String | FieldType::Timezone | FieldType::Enum(_), ValueRef::Text(t)) => text(t).map_or(FV::Absent, FV::Str),
+        (FieldType::Datetime, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime).map_or(FV::Absent, FV::Datetime),
+        (FieldType::Date, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date),
+        (FieldType::SetString, ValueRef::Text(t)) => FV::Set(std::str::from_utf8(t).ok().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()),
+        _ => FV::Absent,
+    }
 }
 
 pub fn condition(p: &Program, c: &Cond, now: i64) -> Sql {

@@ -3,6 +3,7 @@
 
 use super::facts::{ContactEvent, ContactRecord, SentMessage};
 use super::store::*;
+use crate::compile::program::FieldDef;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -469,27 +470,37 @@ impl Store for SqliteStore {
         Ok(Some(enrolled))
     }
 
-    fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT e.contact_id, e.step, e.version, e.state, c.attrs, c.tags, c.consent, c.capabilities
-                 FROM executions e JOIN contacts c ON c.id = e.contact_id
-                 WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
-                 ORDER BY e.wake_at LIMIT ?3",
-            )
-            .map_err(classify)?;
+    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError> {
+        // Only the asked-for attributes leave SQLite (json_extract), so no
+        // contact's whole JSON is parsed on the hot path.
+        let mut cols = String::new();
+        for i in 0..fields.len() {
+            cols.push_str(&format!(", json_extract(c.attrs, ?{})", 4 + i));
+        }
+        let sql = format!(
+            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'){cols}
+             FROM executions e JOIN contacts c ON c.id = e.contact_id
+             WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
+             ORDER BY e.wake_at LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
+        let mut args: Vec<rusqlite::types::Value> = vec![campaign.to_string().into(), now.into(), (limit as i64).into()];
+        args.extend(fields.iter().map(|f| rusqlite::types::Value::Text(format!("$.{}", f.name))));
         let rows = stmt
-            .query_map(params![campaign, now, limit as i64], |r| {
+            .query_map(params_from_iter(args.iter()), |r| {
+                let id: String = r.get(0)?;
+                let tags = parse_list(&r.get::<_, String>(4)?);
+                let created_at = match r.get_ref(7)? {
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(super::facts::parse_datetime),
+                    _ => None,
+                };
+                let mut values = Vec::with_capacity(fields.len());
+                for (i, f) in fields.iter().enumerate() {
+                    values.push(super::sql::field_from_sql(f, &id, &tags, r.get_ref(8 + i)?));
+                }
                 let state: String = r.get(3)?;
                 Ok(Due {
-                    contact: ContactRecord {
-                        id: r.get(0)?,
-                        attrs: parse_map(&r.get::<_, String>(4)?),
-                        tags: parse_list(&r.get::<_, String>(5)?),
-                        consent: parse_list(&r.get::<_, String>(6)?),
-                        capabilities: parse_list(&r.get::<_, String>(7)?),
-                    },
+                    contact: DueContact { id, fields: values, tags, consent: parse_list(&r.get::<_, String>(5)?), capabilities: parse_list(&r.get::<_, String>(6)?), created_at },
                     step: r.get(1)?,
                     version: r.get(2)?,
                     state: ExecState::parse(&state).unwrap_or(ExecState::Pending),
@@ -770,5 +781,59 @@ mod tests {
         assert_eq!(pending, vec![row]);
         let key: String = store.conn.query_row("SELECT key FROM outbox", [], |r| r.get(0)).expect("key");
         assert_eq!(key, "c/v/x/s1");
+    }
+
+    /// The fields a claimed execution carries (pulled out by json_extract)
+    /// are the ones the evaluator would read from the parsed record, for
+    /// every field type, absent and mistyped values included.
+    #[test]
+    fn due_fields_equal_the_parsed_record() {
+        use crate::compile::program::FieldType as T;
+        use crate::runtime::facts::FieldValue;
+        let field = |name: &str, ty: T| FieldDef { name: name.into(), ty, optional: true };
+        let fields = vec![
+            field("id", T::String),
+            field("tags", T::SetString),
+            field("plan", T::Enum(vec!["free".into(), "pro".into()])),
+            field("score", T::Number),
+            field("ratio", T::Number),
+            field("vip", T::Bool),
+            field("birthday", T::Date),
+            field("created_at", T::Datetime),
+            field("cooldown", T::Duration),
+            field("timezone", T::Timezone),
+            field("langs", T::SetString),
+            field("missing", T::String),
+            field("wrong", T::Number),
+            field("name", T::String),
+        ];
+        let attrs = serde_json::json!({
+            "plan": "pro", "score": 42, "ratio": 0.25, "vip": true, "birthday": "1990-02-28",
+            "created_at": "2026-11-20T10:00:00Z", "cooldown": 90, "timezone": "Europe/Paris",
+            "langs": ["fr", "en"], "wrong": "not a number", "name": "Zoë \"quoted\""
+        });
+        let record = ContactRecord {
+            id: "c-1".into(),
+            attrs: attrs.as_object().cloned().unwrap_or_default(),
+            tags: vec!["a".into(), "b".into()],
+            consent: vec!["email".into()],
+            capabilities: vec!["rcs".into()],
+        };
+        let mut store = SqliteStore::open_in_memory().expect("db");
+        store.upsert_contacts(std::slice::from_ref(&record), &[]).expect("contacts");
+        store.enroll("camp", "v", &[("c-1".into(), "s0".into(), 5)], 1).expect("enroll");
+        let due = store.due("camp", 10, 10, &fields).expect("due");
+        assert_eq!(due.len(), 1);
+        let expected: Vec<FieldValue> = fields
+            .iter()
+            .map(|f| match f.name.as_str() {
+                "id" => FieldValue::Str(record.id.clone()),
+                "tags" => FieldValue::Set(record.tags.clone()),
+                n => record.attrs.get(n).map_or(FieldValue::Absent, |v| super::super::facts::json_to_field(&f.ty, v)),
+            })
+            .collect();
+        assert_eq!(due[0].contact.fields, expected);
+        assert_eq!(due[0].contact.created_at, super::super::facts::parse_datetime("2026-11-20T10:00:00Z"));
+        assert_eq!((due[0].contact.consent.clone(), due[0].contact.capabilities.clone()), (record.consent.clone(), record.capabilities.clone()));
     }
 }

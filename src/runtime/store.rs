@@ -2,7 +2,8 @@
 //! backend can follow the SQLite one. Row types here are the store's own:
 //! they are a persisted format, not the compiler's internals.
 
-use super::facts::{ContactEvent, ContactRecord, SentMessage};
+use super::facts::{ContactEvent, ContactRecord, FieldValue, SentMessage};
+use crate::compile::program::FieldDef;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,11 +54,24 @@ pub struct CampaignRow {
 /// An execution ready to step, with its contact.
 #[derive(Debug, Clone)]
 pub struct Due {
-    pub contact: ContactRecord,
+    pub contact: DueContact,
     /// The step id to run next.
     pub step: String,
     pub version: String,
     pub state: ExecState,
+}
+
+/// What a claimed execution needs of its contact: the fields the caller
+/// asked for (by their slots), pulled out by the store, not the whole record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueContact {
+    pub id: String,
+    pub fields: Vec<FieldValue>,
+    pub tags: Vec<String>,
+    pub consent: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// The built-in `created_at`, in minutes.
+    pub created_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,7 +191,8 @@ pub trait Store {
     /// crosses into the engine. `None` when this store cannot evaluate the
     /// audience itself; the caller then enrolls contact by contact.
     fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError>;
-    fn due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<Due>, StoreError>;
+    /// Executions due by `now`, earliest first, with `fields` of their contacts.
+    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError>;
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
     fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError>;
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
