@@ -517,3 +517,54 @@ fn store_side_enrollment_equals_contact_by_contact() {
         }
     }
 }
+
+/// Branches that read the contact's events, directly and through a segment,
+/// before and after a wait, see exactly the contacts whose events match.
+#[test]
+fn event_branches_read_the_contacts_events() {
+    let src = format!(
+        "{DECLS}event order.completed {{ amount: number }}
+segment big_spender = happened order.completed within 30d where amount > 100
+campaign c {{
+  trigger manual
+  if happened order.completed within 30d {{
+    tag add \"buyer-now\"
+  }}
+  send email.marketing hello
+  wait 1d
+  if big_spender {{
+    tag add \"big\"
+  }} else if happened order.completed within 30d where amount > 10 {{
+    tag add \"small\"
+  }}
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("events");
+    let jsonl: Vec<String> = (0..300)
+        .map(|i| {
+            let mut v: serde_json::Value = serde_json::from_str(&contact(i, &["email"], &[], "free")).expect("json");
+            // Every third contact bought: a third of those big, the rest small; every fifth bought long ago.
+            if i % 3 == 0 {
+                let amount = if i % 9 == 0 { 500 } else { 50 };
+                v["events"] = serde_json::json!([{"name": "order.completed", "at": "2025-11-20T12:00:00Z", "amount": amount}]);
+            } else if i % 5 == 0 {
+                v["events"] = serde_json::json!([{"name": "order.completed", "at": "2025-01-01T12:00:00Z", "amount": 900}]);
+            }
+            v.to_string()
+        })
+        .collect();
+    import(&db, &model, &jsonl.join("\n"));
+    let r = run_on(&db, &p, &Opts::default());
+    assert_eq!(r.state, "COMPLETED");
+    let store = SqliteStore::open(&db.path).expect("store");
+    let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    store.for_each_contact(&mut |c| { tags.insert(c.id.clone(), c.tags.clone()); }).expect("contacts");
+    for i in 0..300usize {
+        let t = &tags[&format!("c{i:05}")];
+        let has = |x: &str| t.iter().any(|y| y == x);
+        assert_eq!(has("buyer-now"), i % 3 == 0, "c{i}: {t:?}");
+        assert_eq!(has("big"), i % 9 == 0, "c{i}: {t:?}");
+        assert_eq!(has("small"), i % 3 == 0 && i % 9 != 0, "c{i}: {t:?}");
+    }
+}

@@ -64,41 +64,83 @@ impl Default for EngineConfig {
     }
 }
 
+/// What a condition reads beyond the contact record.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Reads {
+    /// The execution's sent messages and their engagement.
+    sent: bool,
+    /// The contact's events.
+    events: bool,
+}
+
+impl Reads {
+    fn of(c: &Cond, segments: Reads) -> Reads {
+        let mut r = Reads::default();
+        walk(c, &mut |x| match x {
+            Cond::Engaged { .. } => r.sent = true,
+            Cond::Happened { event, .. } => {
+                r.events = true;
+                r.sent |= event.starts_with("message.");
+            }
+            // Conservative: a segment reference reads what any segment reads.
+            Cond::InSegment { .. } => r = r.or(segments),
+            _ => {}
+        });
+        r
+    }
+
+    fn or(self, o: Reads) -> Reads {
+        Reads { sent: self.sent || o.sent, events: self.events || o.events }
+    }
+}
+
 /// One program version with its step index.
 struct Loaded {
     program: Program,
     index: HashMap<String, NodeIdx>,
-    uses_engagement: bool,
-    uses_events: bool,
+    /// Anything in the program (enrollment reads events if so).
+    uses: Reads,
+    /// Per instruction: what an execution resuming there can read before it
+    /// next stops (a wait or the end). A batch loads sent messages and events
+    /// only for the executions that can read them.
+    reads_from: Vec<Reads>,
 }
 
 impl Loaded {
     fn new(program: Program) -> Loaded {
         let index = program.nodes.iter().enumerate().map(|(i, n)| (n.id.0.clone(), NodeIdx(i as u32))).collect();
-        let mut uses_engagement = false;
-        let mut uses_events = false;
-        let mut visit = |c: &Cond| walk(c, &mut |x| match x {
-            Cond::Engaged { .. } => uses_engagement = true,
-            Cond::Happened { event, .. } => {
-                uses_events = true;
-                if event.starts_with("message.") {
-                    uses_engagement = true;
+        let segments = program.segments.iter().fold(Reads::default(), |acc, s| acc.or(Reads::of(&s.cond, Reads::default())));
+        // Segments may use segments: one more pass sees through references.
+        let segments = program.segments.iter().fold(segments, |acc, s| acc.or(Reads::of(&s.cond, segments)));
+        let own: Vec<Reads> = program.nodes.iter().map(|n| if let Op::Branch { cond, .. } = &n.op { Reads::of(cond, segments) } else { Reads::default() }).collect();
+        let mut uses = own.iter().fold(segments, |acc, r| acc.or(*r));
+        if let Some(a) = &program.audience {
+            uses = uses.or(Reads::of(a, segments));
+        }
+        // Successors come later in a program, but a fixpoint does not rely on it.
+        let mut reads_from = own.clone();
+        loop {
+            let mut changed = false;
+            for (i, n) in program.nodes.iter().enumerate().rev() {
+                if matches!(n.op, Op::Wait { .. } | Op::End) {
+                    continue;
+                }
+                let r = n.op.successors().iter().filter_map(|s| reads_from.get(s.get())).fold(reads_from[i], |acc, x| acc.or(*x));
+                if r != reads_from[i] {
+                    reads_from[i] = r;
+                    changed = true;
                 }
             }
-            _ => {}
-        });
-        for n in &program.nodes {
-            if let Op::Branch { cond, .. } = &n.op {
-                visit(cond);
+            if !changed {
+                break;
             }
         }
-        for s in &program.segments {
-            visit(&s.cond);
-        }
-        if let Some(a) = &program.audience {
-            visit(a);
-        }
-        Loaded { program, index, uses_engagement, uses_events }
+        Loaded { program, index, uses, reads_from }
+    }
+
+    fn reads_at(&self, step: &str) -> Reads {
+        // An unknown step is reported by the caller; read everything meanwhile.
+        self.index.get(step).and_then(|i| self.reads_from.get(i.get()).copied()).unwrap_or(Reads { sent: true, events: true })
     }
 }
 
@@ -123,7 +165,7 @@ fn walk(c: &Cond, f: &mut dyn FnMut(&Cond)) {
 
 /// Does this condition (or a segment it uses) read contact events?
 pub fn needs_events(p: &Program) -> bool {
-    Loaded::new(p.clone()).uses_events
+    Loaded::new(p.clone()).uses.events
 }
 
 /// What one batch did.
@@ -252,18 +294,28 @@ impl<'a> Engine<'a> {
             self.version(&d.version)?;
         }
         // Facts for the whole batch, with engagement and events only when read.
-        let ids: Vec<&str> = due.iter().map(|d| d.contact.id.as_str()).collect();
-        let needs_sent = due.iter().any(|d| self.versions[&d.version].uses_engagement || self.recovered.contains(&d.contact.id));
-        let needs_events = due.iter().any(|d| self.versions[&d.version].uses_events);
+        // Sent messages for executions that may read engagement before they
+        // stop (and for any interrupted mid-send); events likewise.
+        let mut sent_ids: Vec<&str> = Vec::new();
+        let mut event_ids: Vec<&str> = Vec::new();
+        for d in &due {
+            let r = self.versions[&d.version].reads_at(&d.step);
+            if r.sent || self.recovered.contains(&d.contact.id) {
+                sent_ids.push(&d.contact.id);
+            }
+            if r.events {
+                event_ids.push(&d.contact.id);
+            }
+        }
         let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
-        if needs_sent {
-            for (c, m) in self.store.sent_for(&self.campaign, &ids)? {
+        if !sent_ids.is_empty() {
+            for (c, m) in self.store.sent_for(&self.campaign, &sent_ids)? {
                 sent.entry(c).or_default().push(m);
             }
         }
         let mut events: HashMap<String, Vec<facts::ContactEvent>> = HashMap::new();
-        if needs_events {
-            for (c, e) in self.store.events_for(&ids)? {
+        if !event_ids.is_empty() {
+            for (c, e) in self.store.events_for(&event_ids)? {
                 events.entry(c).or_default().push(e);
             }
         }
