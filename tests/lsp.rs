@@ -65,6 +65,12 @@ impl Client {
         self.stdin.flush().expect("flush");
     }
 
+    /// Bytes as they are, framing included: several messages in one write.
+    fn raw_bytes(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).expect("write");
+        self.stdin.flush().expect("flush");
+    }
+
     fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next;
         self.next += 1;
@@ -273,5 +279,49 @@ fn utf8_positions_when_the_client_negotiates_them() {
         c.notify("exit", Value::Null);
         assert!(c.child.wait().expect("exit").success());
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A burst of edits: diagnostics never go back to an older version, and the
+/// last ones published are those of the last text.
+#[test]
+fn a_burst_of_edits_ends_with_the_latest_versions_diagnostics() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-burst-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let uri = format!("file://{}", dir.join("b.flow").display());
+    let good = "template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n  send email.marketing t\n}\n";
+    let mut c = Client::start();
+    c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    c.notify("initialized", json!({}));
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 0, "text": good}}));
+    let _ = c.diagnostics(&uri);
+    // 30 edits in one write: the server sees them queued.
+    let mut burst = String::new();
+    for v in 1..=30 {
+        let text = if v == 30 { good.replace("send email.marketing t", "send email.marketing t_last") } else { good.replace(" t\n", &format!(" t{v}\n")) };
+        let body = json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"text": text}]}}).to_string();
+        burst.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    }
+    c.raw_bytes(burst.as_bytes());
+    let mut versions = Vec::new();
+    let last = loop {
+        let v = c.rx.recv_timeout(Duration::from_secs(20)).expect("diagnostics");
+        if v["method"] == "textDocument/publishDiagnostics" && v["params"]["uri"] == uri.as_str() {
+            let ver = v["params"]["version"].as_i64().expect("version");
+            versions.push(ver);
+            if ver == 30 {
+                break v;
+            }
+        }
+    };
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "published out of order: {versions:?}");
+    let d = &last["params"]["diagnostics"];
+    assert_eq!(d.as_array().map(Vec::len), Some(1), "{d}");
+    assert!(d[0]["message"].as_str().is_some_and(|m| m.contains("t_last")), "{d}");
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none());
+    c.notify("exit", Value::Null);
+    assert!(c.child.wait().expect("exit").success());
     let _ = std::fs::remove_dir_all(&dir);
 }

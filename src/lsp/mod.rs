@@ -87,9 +87,7 @@ pub fn run() -> Result<(), String> {
                 let resp = if edit_pending(&queue, document_of(&req.params).as_deref()) {
                     Response::new_err(id, -32801, "the document changed; ask again".into())
                 } else {
-                    // A bug in one handler answers that request with an error; the server lives on.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.request(req)))
-                        .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()))
+                    guarded(id, || server.request(req))
                 };
                 conn.sender.send(Message::Response(resp)).map_err(|e| e.to_string())?;
             }
@@ -109,6 +107,13 @@ pub fn run() -> Result<(), String> {
     drop(conn);
     io.join().map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Runs one request handler; a bug in it (a panic) answers that request
+/// with an internal error and the server lives on.
+fn guarded(id: RequestId, handler: impl FnOnce() -> Response) -> Response {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler))
+        .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()))
 }
 
 /// The `textDocument.uri` a message is about, if any.
@@ -351,4 +356,20 @@ impl Server {
 
 fn publish(uri: Url, diagnostics: Vec<Diagnostic>, version: Option<i32>) -> Notification {
     Notification::new(PublishDiagnostics::METHOD.to_string(), PublishDiagnosticsParams { uri, diagnostics, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_is_answered_with_an_internal_error() {
+        let r = guarded(RequestId::from(7), || panic!("a bug"));
+        assert_eq!(r.id, RequestId::from(7));
+        let e = r.error.expect("an error response");
+        assert_eq!(e.code, ErrorCode::InternalError as i32);
+        assert!(r.result.is_none());
+        let ok = guarded(RequestId::from(8), || Response::new_ok(RequestId::from(8), 1));
+        assert!(ok.error.is_none());
+    }
 }
