@@ -11,7 +11,7 @@ fn parse_goldens() {
 
 #[test]
 fn check_goldens() {
-    common::golden("check", |rel| common::check_rendered(rel));
+    common::golden("check", common::check_rendered);
 }
 
 /// `check/<code>.flow` must raise `<code>`; `check/<code>.ok.flow`, a near miss, must not.

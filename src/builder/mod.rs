@@ -82,7 +82,7 @@ fn target(t: &SendTarget) -> Value {
 }
 
 fn weight(bp: u32) -> Value {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         json!(bp / 100)
     } else {
         json!(bp as f64 / 100.0)

@@ -361,7 +361,7 @@ impl Walk<'_> {
 }
 
 fn fmt_bp(bp: u64) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         format!("{}", bp / 100)
     } else {
         format!("{}.{:02}", bp / 100, bp % 100).trim_end_matches('0').to_string()

@@ -190,7 +190,7 @@ fn report_enum(cx: &mut Checker, file: FileId, value: &str, span: Span, values: 
 fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Option<&Type>) -> TExpr {
     let span = n.span;
     if let Some(Type::Enum(values)) = hint {
-        if values.iter().any(|v| *v == n.text) {
+        if values.contains(&n.text) {
             return TExpr { kind: TKind::Const(Value::Enum(n.text.clone())), ty: Type::Enum(values.clone()), span };
         }
         if lookup(cx, &n.text, scope).is_none() {

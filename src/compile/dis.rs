@@ -57,7 +57,7 @@ pub fn instruction(p: &Program, op: &Op) -> String {
 }
 
 pub fn percent(bp: u32) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         (bp / 100).to_string()
     } else {
         format!("{}.{:02}", bp / 100, bp % 100).trim_end_matches('0').to_string()

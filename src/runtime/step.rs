@@ -104,13 +104,13 @@ pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &
 }
 
 pub fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), SkipReason> {
-    if t.requires_consent && !facts.consent.iter().any(|c| *c == t.channel) {
+    if t.requires_consent && !facts.consent.contains(&t.channel) {
         return Err(SkipReason::NoConsent);
     }
-    if account.approved_channels.as_ref().is_some_and(|a| !a.iter().any(|c| *c == t.channel)) {
+    if account.approved_channels.as_ref().is_some_and(|a| !a.contains(&t.channel)) {
         return Err(SkipReason::ChannelNotApproved);
     }
-    if t.requires_capability && !facts.capabilities.iter().any(|c| *c == t.channel) {
+    if t.requires_capability && !facts.capabilities.contains(&t.channel) {
         return Err(SkipReason::NotCapable);
     }
     Ok(())
