@@ -109,9 +109,9 @@ struct Loaded {
 impl Loaded {
     fn new(program: Program) -> Loaded {
         let index = program.nodes.iter().enumerate().map(|(i, n)| (n.id.0.clone(), NodeIdx(i as u32))).collect();
+        // The union of every segment's own reads already covers any chain of
+        // segment references (a reference is charged the whole union).
         let segments = program.segments.iter().fold(Reads::default(), |acc, s| acc.or(Reads::of(&s.cond, Reads::default())));
-        // Segments may use segments: one more pass sees through references.
-        let segments = program.segments.iter().fold(segments, |acc, s| acc.or(Reads::of(&s.cond, segments)));
         let own: Vec<Reads> = program.nodes.iter().map(|n| if let Op::Branch { cond, .. } = &n.op { Reads::of(cond, segments) } else { Reads::default() }).collect();
         let mut uses = own.iter().fold(segments, |acc, r| acc.or(*r));
         if let Some(a) = &program.audience {

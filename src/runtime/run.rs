@@ -230,13 +230,20 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
     Ok(state)
 }
 
-/// Enrolls every contact the trigger and audience select, once each.
-pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+/// The program's entry step and when non-event enrollments start (the
+/// scheduled instant, else now).
+fn entry_and_start(p: &Program, now: Minutes) -> Result<(String, Minutes), RunError> {
     let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
     let start_at = match &p.trigger {
         Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
         _ => now,
     };
+    Ok((entry, start_at))
+}
+
+/// Enrolls every contact the trigger and audience select, once each.
+pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+    let (entry, start_at) = entry_and_start(p, now)?;
     if !matches!(p.trigger, Trigger::Event { .. }) {
         // One start time for everyone: the store can select the audience itself.
         if let Some(n) = store.enroll_audience(p, &entry, start_at.max(now), now)? {
@@ -249,12 +256,8 @@ pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, R
 /// Enrolls contact by contact, evaluating trigger and audience in the
 /// engine's evaluator (event triggers, and stores that cannot select).
 pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
-    let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
+    let (entry, start_at) = entry_and_start(p, now)?;
     let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
-    let start_at = match &p.trigger {
-        Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
-        _ => now,
-    };
     let mut enrolled = 0;
     let mut after = String::new();
     loop {
