@@ -449,7 +449,7 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     {
         let mut store = SqliteStore::open(&db.path).expect("store");
         // Below 0.50 EUR, add 5 EUR.
-        store.set_meta("auto_reload", "500000,5000000").expect("meta");
+        store.set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: 500_000, amount_micros: 5_000_000 })).expect("setting");
     }
     let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
     assert_eq!(r.state, "COMPLETED", "auto-reload kept it paying");

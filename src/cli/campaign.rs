@@ -214,7 +214,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
         BalanceCmd::AutoReload { threshold, amount, off, db } => {
             let mut store = open_store(&db)?;
             if off {
-                store.delete_meta("auto_reload").map_err(db_err)?;
+                store.set_auto_reload(None).map_err(db_err)?;
                 println!("auto-reload off");
                 return Ok(Outcome::Ok);
             }
@@ -222,7 +222,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
                 return Err(Fatal("give --threshold and --amount (or --off)".into()));
             };
             let (t, a) = (micros(t, "--threshold")?, micros(a, "--amount")?);
-            store.set_meta("auto_reload", &format!("{t},{a}")).map_err(db_err)?;
+            store.set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: t, amount_micros: a })).map_err(db_err)?;
             println!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", a as f64 / 1e6, t as f64 / 1e6);
             Ok(Outcome::Ok)
         }

@@ -39,9 +39,9 @@ pub struct EngineConfig {
     /// Send one message first and go on only if it succeeds (after a
     /// resume from PAUSED_ERROR).
     pub probe: bool,
-    /// (threshold, amount) in micro-euros: top up when the balance falls
-    /// below the threshold. It never resumes a paused campaign.
-    pub auto_reload: Option<(i64, i64)>,
+    /// Top up when the balance falls below the threshold. It never resumes
+    /// a paused campaign.
+    pub auto_reload: Option<AutoReload>,
     /// The outbox protocol (default). `false` calls the provider before the
     /// batch commits and records only outcomes: a crash can then lose or
     /// repeat a message. It exists to measure what exactly-once costs.
@@ -100,6 +100,9 @@ struct Loaded {
     index: HashMap<String, NodeIdx>,
     /// Anything in the program (enrollment reads events if so).
     uses: Reads,
+    /// Whether the program has `tag` steps (only then is a contact's tag set
+    /// kept aside to compute what a batch changed).
+    touches_tags: bool,
     /// Per instruction: what an execution resuming there can read before it
     /// next stops (a wait or the end). A batch loads sent messages and events
     /// only for the executions that can read them.
@@ -135,7 +138,8 @@ impl Loaded {
                 break;
             }
         }
-        Loaded { program, index, uses, reads_from }
+        let touches_tags = program.nodes.iter().any(|n| matches!(n.op, Op::Tag { .. }));
+        Loaded { program, index, uses, touches_tags, reads_from }
     }
 
     fn reads_at(&self, step: &str) -> Reads {
@@ -168,6 +172,14 @@ pub fn needs_events(p: &Program) -> bool {
     Loaded::new(p.clone()).uses.events
 }
 
+/// What trying the due retries did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retried {
+    pub attempts: u64,
+    /// Sends that failed for good (their executions are failed).
+    pub failed: u64,
+}
+
 /// What one batch did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BatchOutcome {
@@ -192,36 +204,30 @@ pub struct Engine<'a> {
     versions: HashMap<String, Loaded>,
     balance: i64,
     config: EngineConfig,
+    worker: WorkerId,
     /// Contacts whose send was in flight when the last run stopped.
     recovered: HashSet<String>,
-    /// Messages that failed and will be tried again, with their attempts.
-    retry: Vec<(OutboxNew, u32)>,
-    consecutive_failures: u32,
-    recent: std::collections::VecDeque<bool>,
+    /// Loaded from the store and written back with each relay, so the
+    /// breaker counts across passes, restarts and (later) workers.
+    breaker: BreakerState,
     tripped: bool,
 }
 
+/// When a failed send is tried again: 1, 2, 4 … minutes after the failure,
+/// at most an hour (the provider's own client already retried quickly).
+pub fn retry_delay(attempts: u32) -> i64 {
+    1i64 << attempts.saturating_sub(1).min(6)
+}
+
 impl<'a> Engine<'a> {
-    pub fn new(store: &'a mut dyn Store, provider: &'a mut dyn Provider, program: Program, config: EngineConfig) -> Result<Engine<'a>, EngineError> {
+    pub fn new(store: &'a mut dyn Store, provider: &'a mut dyn Provider, program: Program, config: EngineConfig, worker: WorkerId) -> Result<Engine<'a>, EngineError> {
         let balance = store.balance()?;
         let campaign = program.campaign.clone();
+        let breaker = store.breaker(&campaign)?;
         let current = program.version.0.clone();
         let mut versions = HashMap::new();
         versions.insert(current.clone(), Loaded::new(program));
-        Ok(Engine {
-            store,
-            provider,
-            campaign,
-            current,
-            versions,
-            balance,
-            config,
-            recovered: HashSet::new(),
-            retry: Vec::new(),
-            consecutive_failures: 0,
-            recent: std::collections::VecDeque::new(),
-            tripped: false,
-        })
+        Ok(Engine { store, provider, campaign, current, versions, balance, config, worker, recovered: HashSet::new(), breaker, tripped: false })
     }
 
     /// The store, lent back to the caller between batches.
@@ -237,30 +243,40 @@ impl<'a> Engine<'a> {
         &self.versions[&self.current].program
     }
 
-    /// Re-queues executions interrupted mid-send and re-sends their pending
-    /// outbox rows under the same keys. Completed and failed executions are
-    /// never touched.
+    /// Settles sends whose outcome a stopped process never recorded, then
+    /// gives back executions it left claimed. A send the provider already
+    /// accepted is only recorded (reconciled by its key), never sent again;
+    /// the others are sent again under the same key. Completed and failed
+    /// executions are never touched.
     pub fn recover(&mut self, now: i64) -> Result<u64, EngineError> {
         let pending = self.store.outbox_pending(&self.campaign)?;
         if !pending.is_empty() {
             self.recovered.extend(pending.iter().map(|o| o.contact.clone()));
-            let rows = pending;
-            // Reconcile first: a send the provider already accepted is only
-            // recorded, never sent again.
-            let keys: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+            let keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
             let known = self.provider.status(&keys);
             let mut done = Vec::new();
             let mut unsent = Vec::new();
-            for (r, k) in rows.into_iter().zip(known) {
+            for (r, k) in pending.into_iter().zip(known) {
                 match k {
                     Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, (delivered_at, opened_at, clicked_at))),
-                    _ => unsent.push(r),
+                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Recovered }),
                 }
             }
             self.record_accepted(&done, now)?;
             self.relay(unsent, now)?;
         }
-        Ok(self.store.requeue_processing(&self.campaign)?)
+        Ok(self.store.requeue_processing(&self.campaign, &self.worker)?)
+    }
+
+    /// Tries again the failed sends whose next attempt is due.
+    pub fn retry_due(&mut self, now: i64) -> Result<Retried, EngineError> {
+        if self.tripped {
+            return Ok(Retried::default());
+        }
+        let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
+        let attempts = due.len() as u64;
+        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Retry }).collect();
+        Ok(Retried { attempts, failed: self.relay(queue, now)? })
     }
 
     fn version(&mut self, v: &str) -> Result<&Loaded, EngineError> {
@@ -284,10 +300,10 @@ impl<'a> Engine<'a> {
         if due.is_empty() {
             return Ok(out);
         }
-        if let Some((threshold, amount)) = self.config.auto_reload {
-            if self.balance < threshold && amount > 0 {
-                self.store.ledger_add(amount, "auto-reload", now)?;
-                self.balance += amount;
+        if let Some(r) = self.config.auto_reload {
+            if self.balance < r.threshold_micros && r.amount_micros > 0 {
+                self.store.ledger_add(r.amount_micros, "auto-reload", now)?;
+                self.balance += r.amount_micros;
             }
         }
         for d in &due {
@@ -353,6 +369,7 @@ impl<'a> Engine<'a> {
             let mut pc = start;
             let mut last = start;
             let mut tags_changed = false;
+            let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
             // A send is not a boundary: its outbox row commits with the
             // execution's advance past it, and the relay delivers it after.
             let (step_id, state, wake_at, reason) = loop {
@@ -386,7 +403,7 @@ impl<'a> Engine<'a> {
                         }
                         if self.balance < target.price_micros {
                             // Auto-reload tops up (committed with this batch) before anything pauses.
-                            if let Some((_, amount)) = self.config.auto_reload.filter(|(_, a)| *a > 0) {
+                            if let Some(amount) = self.config.auto_reload.map(|r| r.amount_micros).filter(|a| *a > 0) {
                                 let times = ((target.price_micros - self.balance) + amount - 1) / amount;
                                 for _ in 0..times.clamp(1, 1000) {
                                     round.ledger.push((amount, "auto-reload".into()));
@@ -430,7 +447,7 @@ impl<'a> Engine<'a> {
                 }
             };
             if tags_changed {
-                round.tags.push((f.contact_id.clone(), f.tags.clone()));
+                round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
             }
             round.executions.push(ExecUpdate { contact: f.contact_id, step: step_id, version: d.version, state, wake_at, reason });
         }
@@ -460,12 +477,13 @@ impl<'a> Engine<'a> {
                 round.ledger.push((-debits, format!("{}: sends", self.campaign)));
             }
             round.outbox_new = relay;
-            self.store.commit(&self.campaign, &round, now)?;
+            self.store.commit(&self.campaign, &round, &self.worker, now)?;
             return Ok(out);
         }
         round.outbox_new = relay;
-        self.store.commit(&self.campaign, &round, now)?;
-        let failed = self.relay(std::mem::take(&mut round.outbox_new), now)?;
+        self.store.commit(&self.campaign, &round, &self.worker, now)?;
+        let fresh = std::mem::take(&mut round.outbox_new).into_iter().map(|row| Attempt { row, made: 0, origin: Origin::Batch }).collect();
+        let failed = self.relay(fresh, now)?;
         out.provider_failures = failed;
         out.breaker_tripped = self.tripped;
         Ok(out)
@@ -488,53 +506,46 @@ impl<'a> Engine<'a> {
             });
         }
         round.ledger.push((-debits, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
-        self.store.commit(&self.campaign, &round, now)?;
+        round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
+        self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
-    }
-
-    /// Messages still waiting for another attempt.
-    pub fn has_retries(&self) -> bool {
-        !self.retry.is_empty()
     }
 
     pub fn breaker_tripped(&self) -> bool {
         self.tripped
     }
 
-    /// Tries the waiting messages again.
-    pub fn retry_now(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
-        let mut out = BatchOutcome::default();
-        out.provider_failures = self.relay(Vec::new(), now)?;
-        out.breaker_tripped = self.tripped;
-        Ok(out)
+    /// Whether the probe after an outage is still owed (no send went through yet).
+    pub fn probe_owed(&self) -> bool {
+        self.config.probe
     }
 
     fn breaker_sees(&mut self, ok: bool) {
+        let b = &mut self.breaker;
         if ok {
-            self.consecutive_failures = 0;
+            b.consecutive_failures = 0;
         } else {
-            self.consecutive_failures += 1;
+            b.consecutive_failures += 1;
         }
-        self.recent.push_back(ok);
-        if self.recent.len() > self.config.breaker_window {
-            self.recent.pop_front();
+        b.recent.push_back(ok);
+        while b.recent.len() > self.config.breaker_window {
+            b.recent.pop_front();
         }
-        let failures = self.recent.iter().filter(|x| !**x).count();
-        let full = self.recent.len() >= self.config.breaker_window;
-        if self.consecutive_failures >= self.config.breaker_consecutive || (full && failures as f64 > self.config.breaker_rate * self.recent.len() as f64) {
+        let failures = b.recent.iter().filter(|x| !**x).count();
+        let full = b.recent.len() >= self.config.breaker_window;
+        if b.consecutive_failures >= self.config.breaker_consecutive || (full && failures as f64 > self.config.breaker_rate * b.recent.len() as f64) {
             self.tripped = true;
         }
     }
 
-    /// Delivers outbox rows (and earlier failures due another attempt)
-    /// through the provider and records the outcome: sent (debited, with
-    /// engagement), failed for good after `max_attempts` (refunded, execution
-    /// failed), or kept pending for another attempt. Once the breaker trips,
-    /// nothing more is sent: the rest stays pending for after the resume.
-    /// Returns how many failed for good.
-    fn relay(&mut self, rows: Vec<OutboxNew>, now: i64) -> Result<u64, EngineError> {
-        let mut queue: Vec<(OutboxNew, u32)> = std::mem::take(&mut self.retry);
-        queue.extend(rows.into_iter().map(|r| (r, 0)));
+    /// Delivers sends through the provider and records each outcome in one
+    /// commit: sent (debited, with engagement), failed for good after
+    /// `max_attempts` (refunded, execution failed), or another attempt
+    /// scheduled on the outbox row (the execution parked `processing` until
+    /// then). Once the breaker trips nothing more is sent; the rest stays
+    /// pending in the outbox for after the resume. Returns how many failed
+    /// for good.
+    fn relay(&mut self, queue: Vec<Attempt>, now: i64) -> Result<u64, EngineError> {
         if queue.is_empty() {
             return Ok(0);
         }
@@ -545,14 +556,18 @@ impl<'a> Engine<'a> {
             // A probe after an outage: one message first, the rest only if it goes through.
             let end = if self.config.probe { start + 1 } else { queue.len() };
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice.iter().map(|(o, _)| o.to_message(now)).collect();
+            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(now)).collect();
             let results = self.provider.send_batch(&msgs);
-            for ((o, attempts), r) in slice.iter().zip(results) {
+            for (a, r) in slice.iter().zip(results) {
+                let o = &a.row;
                 match r {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
                         self.breaker_sees(true);
                         self.config.probe = false;
                         round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
+                        if a.origin != Origin::Batch {
+                            round.settled.push(o.contact.clone());
+                        }
                         debits += o.price_micros;
                         debited += 1;
                         count(&mut round.steps, &o.step, |c| {
@@ -562,8 +577,17 @@ impl<'a> Engine<'a> {
                     }
                     Delivery::Failed { reason } => {
                         self.breaker_sees(false);
-                        if attempts + 1 < self.config.max_attempts {
-                            self.retry.push((o.clone(), attempts + 1));
+                        let made = a.made + 1;
+                        if made < self.config.max_attempts {
+                            round.outbox_retry.push(OutboxRetry {
+                                contact: o.contact.clone(),
+                                step: o.step.clone(),
+                                version: o.version.clone(),
+                                attempts: made,
+                                next_attempt_at: now + retry_delay(made),
+                                error: reason,
+                            });
+                            round.parked.push(o.contact.clone());
                             continue;
                         }
                         failed += 1;
@@ -587,13 +611,42 @@ impl<'a> Engine<'a> {
             }
             start = end;
         }
-        // Not sent because the breaker tripped: pending in the outbox, sent after the resume.
-        self.retry.extend(queue.drain(start..));
+        // Not sent because the breaker tripped: these stay pending and are
+        // parked, to be tried when the campaign is resumed.
+        for a in &queue[start..] {
+            round.outbox_retry.push(OutboxRetry {
+                contact: a.row.contact.clone(),
+                step: a.row.step.clone(),
+                version: a.row.version.clone(),
+                attempts: a.made,
+                next_attempt_at: now,
+                error: "not sent: the circuit breaker tripped".into(),
+            });
+            round.parked.push(a.row.contact.clone());
+        }
         // One ledger entry per relay: each send's price is in its outbox row.
         if debited > 0 {
             round.ledger.push((-debits, format!("{}: {debited} send(s)", self.campaign)));
         }
-        self.store.commit(&self.campaign, &round, now)?;
+        round.breaker = Some(self.breaker.clone());
+        self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(failed)
     }
+}
+
+/// Where a send handed to the relay comes from: settling a recovered or
+/// retried send may release a parked execution; a batch's fresh sends never
+/// parked one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Batch,
+    Retry,
+    Recovered,
+}
+
+/// One send to attempt, with the attempts already made.
+struct Attempt {
+    row: OutboxNew,
+    made: u32,
+    origin: Origin,
 }

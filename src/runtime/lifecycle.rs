@@ -2,7 +2,7 @@
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 
-use super::store::{Store, StoreError};
+use super::store::{atomically, BreakerState, Store, StoreError};
 use crate::compile::codec;
 use crate::compile::diff;
 use crate::compile::program::Program;
@@ -105,6 +105,12 @@ pub enum Launched {
 /// version removed make the migration unmappable, refused unless `force`,
 /// which marks them skipped (reason `step-removed`).
 pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+    // One transaction: a crash or a failed write leaves the campaign as it
+    // was (or absent), never stored without its state change or half migrated.
+    atomically(store, |store| launch_in(store, program, force, now))
+}
+
+fn launch_in(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
     let bytes = codec::to_binary(program);
     let name = &program.campaign;
     let Some(row) = store.campaign(name)? else {
@@ -136,18 +142,22 @@ pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -
     Ok(Launched::Migrated { moved, skipped, removed_steps: removed })
 }
 
-/// `flowc campaign resume`: back to RUNNING from any paused state. After a
-/// provider outage the next run probes with one message before full speed.
+/// `flowc campaign resume`: back to RUNNING from any paused state, in one
+/// transaction. After a provider outage the breaker starts afresh and the
+/// next pass probes with one message before full speed.
 pub fn resume(store: &mut dyn Store, name: &str, now: i64) -> Result<State, LifecycleError> {
-    let from = state(store, name)?;
-    if !from.is_paused() {
-        return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: State::Running.as_str().into() });
-    }
-    transition(store, name, State::Running, "resumed", now)?;
-    if from == State::PausedError {
-        store.set_meta(&format!("probe/{name}"), "1")?;
-    }
-    Ok(from)
+    atomically(store, |store| {
+        let from = state(store, name)?;
+        if !from.is_paused() {
+            return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: State::Running.as_str().into() });
+        }
+        transition(store, name, State::Running, "resumed", now)?;
+        if from == State::PausedError {
+            store.set_probe(name, true)?;
+            store.set_breaker(name, &BreakerState::default())?;
+        }
+        Ok(from)
+    })
 }
 
 /// `flowc campaign pause`.

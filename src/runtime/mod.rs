@@ -14,6 +14,7 @@ pub mod facts;
 pub mod lifecycle;
 pub mod provider;
 pub mod report;
+pub mod drive;
 pub mod run;
 pub mod sql;
 pub mod sqlite;

@@ -2,13 +2,14 @@
 //! run it to the end on a virtual or real clock, resumably.
 
 use super::clock::{self, Clock, Minutes};
-use super::engine::{Engine, EngineConfig, EngineError};
+use super::drive::{DriveError, Driver, Ending};
+use super::engine::{EngineConfig, EngineError};
 use super::eval::{self, Ctx, Props};
 use super::facts::{self, ContactEvent, Facts};
 use super::provider::Provider;
 use super::report::{self, Report};
 use super::lifecycle::{self, State};
-use super::store::{ExecState, Store, StoreError};
+use super::store::{ExecState, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Drive(#[from] DriveError),
     #[error("{0}")]
     Refused(String),
 }
@@ -108,7 +111,7 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
     };
     store.ensure_initial_balance(opts.initial_balance_micros, now)?;
     let name = program.campaign.clone();
-    let state = start(store, program, now)?;
+    let mut state = start(store, program, now)?;
     if state != State::Running {
         return Ok(report::build(store, program, state.as_str(), provider.observed(), now)?);
     }
@@ -118,87 +121,36 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
         store.set_meta(&enrolled_key, "1")?;
     }
     let total = store.counts(&name)?.values().sum::<u64>();
-    let probe_key = format!("probe/{name}");
-    let mut config = opts.engine.clone();
-    config.probe = config.probe || store.meta(&probe_key)?.is_some();
-    if config.auto_reload.is_none() {
-        config.auto_reload = store.meta("auto_reload")?.and_then(|v| {
-            let (t, a) = v.split_once(',')?;
-            Some((t.parse().ok()?, a.parse().ok()?))
-        });
-    }
-    let mut engine = Engine::new(store, provider, program.clone(), config)?;
-    engine.recover(now)?;
+    let mut driver = Driver::new(WorkerId::this_process());
     let mut transitions = 0;
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
-    let mut finished = finished_count(engine_store(&mut engine), &name)?;
-    let mut next: Option<(State, &str)> = None;
+    let mut finished = finished_count(store, &name)?;
     while !opts.stop.load(Ordering::SeqCst) {
-        let out = engine.run_batch(now)?;
-        transitions += out.transitions;
-        finished += out.finished + out.provider_failures;
-        if out.breaker_tripped {
-            next = Some((State::PausedError, "the provider kept failing: circuit breaker tripped"));
+        let pass = driver.pass(store, provider, program, &opts.engine, Ending::WhenDrained, now)?;
+        transitions += pass.transitions;
+        finished += pass.finished;
+        state = pass.state;
+        if state != State::Running {
             break;
         }
-        if out.out_of_balance {
-            next = Some((State::PausedBalance, "the balance cannot pay the next send"));
-            break;
-        }
-        if out.executions > 0 {
+        if pass.work > 0 {
             progress(Progress { finished: finished.min(total), total, now, transitions });
             continue;
         }
-        if engine.has_retries() {
-            let out = engine.retry_now(now)?;
-            finished += out.provider_failures;
-            if out.breaker_tripped {
-                next = Some((State::PausedError, "the provider kept failing: circuit breaker tripped"));
-                break;
-            }
-            continue;
-        }
-        match engine_store(&mut engine).next_wake(&name)? {
-            None => {
-                let counts = engine_store(&mut engine).counts(&name)?;
-                let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0) + counts.get(&ExecState::Skipped).copied().unwrap_or(0) > 0;
-                next = Some(if partial {
-                    (State::CompletedPartial, "every execution finished; some failed or were skipped")
-                } else {
-                    (State::Completed, "every execution finished")
-                });
-                break;
-            }
-            Some(t) => {
-                clock.wait_until(t);
-                now = clock.now();
-                if opts.clock == ClockKind::Virtual {
-                    engine_store(&mut engine).set_meta("clock", &now.to_string())?;
-                }
-            }
+        // Idle and not finished: something is due later (a wake-up or a retry).
+        let Some(t) = store.next_wake(&name)? else { break };
+        clock.wait_until(t);
+        now = clock.now();
+        if opts.clock == ClockKind::Virtual {
+            store.set_meta("clock", &now.to_string())?;
         }
     }
-    let probed = !engine.breaker_tripped();
-    drop(engine);
     if opts.clock == ClockKind::Virtual {
         store.set_meta("clock", &now.to_string())?;
     }
-    if probed && store.meta(&probe_key)?.is_some() {
-        store.delete_meta(&probe_key)?;
-    }
-    let mut final_state = State::Running;
-    if let Some((to, why)) = next {
-        lifecycle::transition(store, &name, to, why, now).map_err(|e| RunError::Refused(e.to_string()))?;
-        final_state = to;
-    }
     let done = finished_count(store, &name)?;
     progress(Progress { finished: done, total, now, transitions });
-    Ok(report::build(store, program, final_state.as_str(), provider.observed(), now)?)
-}
-
-// The engine owns the store borrow while it lives; it lends it back here.
-fn engine_store<'e>(engine: &'e mut Engine<'_>) -> &'e mut dyn Store {
-    engine.store_mut()
+    Ok(report::build(store, program, state.as_str(), provider.observed(), now)?)
 }
 
 fn finished_count(store: &dyn Store, name: &str) -> Result<u64, StoreError> {

@@ -133,6 +133,48 @@ DROP TABLE outbox;
 ALTER TABLE outbox_v2 RENAME TO outbox;
 CREATE TABLE outbox_inflight (campaign TEXT PRIMARY KEY, pending INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO outbox_inflight SELECT campaign, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY campaign;
+"#, r#"
+-- Schema 3: durable retries, claims, additive statistics, typed settings.
+-- A failed attempt is recorded on its outbox row (attempts, next attempt);
+-- only rows waiting for another attempt have `next_attempt_at`, so the
+-- partial index stays as small as the retry queue.
+ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN next_attempt_at INTEGER;
+CREATE INDEX outbox_retry ON outbox (campaign, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+-- An execution whose sends are in flight is `processing`, claimed by a
+-- worker, and takes `then_state` once they are accepted.
+ALTER TABLE executions ADD COLUMN then_state TEXT;
+ALTER TABLE executions ADD COLUMN claimed_by TEXT;
+ALTER TABLE executions ADD COLUMN claimed_at INTEGER;
+-- Skip counts were a JSON object rewritten by every batch; rows that are
+-- only ever added to cannot lose a count to a concurrent writer.
+CREATE TABLE step_skips (
+  campaign TEXT NOT NULL,
+  step TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (campaign, step, reason)
+) WITHOUT ROWID;
+INSERT INTO step_skips (campaign, step, reason, count)
+  SELECT s.campaign, s.step, j.key, j.value FROM step_stats s, json_each(s.skipped) j WHERE j.value > 0;
+ALTER TABLE step_stats DROP COLUMN skipped;
+CREATE TABLE breakers (
+  campaign TEXT PRIMARY KEY,
+  consecutive INTEGER NOT NULL,
+  recent TEXT NOT NULL
+);
+CREATE TABLE account (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  reload_threshold_micros INTEGER,
+  reload_amount_micros INTEGER
+);
+INSERT INTO account (id, reload_threshold_micros, reload_amount_micros)
+  SELECT 1, CAST(substr(value, 1, instr(value, ',') - 1) AS INTEGER), CAST(substr(value, instr(value, ',') + 1) AS INTEGER)
+  FROM meta WHERE key = 'auto_reload' AND instr(value, ',') > 0;
+DELETE FROM meta WHERE key = 'auto_reload';
+ALTER TABLE campaigns ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
+UPDATE campaigns SET probe = 1 WHERE 'probe/' || name IN (SELECT key FROM meta);
+DELETE FROM meta WHERE key LIKE 'probe/%';
 "#];
 
 pub struct SqliteStore {
@@ -200,7 +242,7 @@ impl SqliteStore {
             }
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-            let tx = self.conn.transaction().map_err(classify)?;
+            let tx = self.conn.savepoint().map_err(classify)?;
             tx.execute_batch(sql).map_err(classify)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(classify)?;
             tx.commit().map_err(classify)?;
@@ -225,13 +267,24 @@ fn contact_row(r: &rusqlite::Row) -> rusqlite::Result<ContactRecord> {
     })
 }
 
+fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<(), StoreError> {
+    let recent: String = b.recent.iter().map(|ok| if *ok { '1' } else { '0' }).collect();
+    conn.prepare_cached(
+        "INSERT INTO breakers (campaign, consecutive, recent) VALUES (?1, ?2, ?3)
+         ON CONFLICT(campaign) DO UPDATE SET consecutive = excluded.consecutive, recent = excluded.recent",
+    )
+    .and_then(|mut s| s.execute(params![campaign, i64::from(b.consecutive_failures), recent]))
+    .map(|_| ())
+    .map_err(classify)
+}
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
 
 impl Store for SqliteStore {
     fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute(
             "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(name) DO UPDATE SET version = excluded.version, program = excluded.program, updated_at = excluded.updated_at",
@@ -267,7 +320,7 @@ impl Store for SqliteStore {
     }
 
     fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         // Guarded by the expected current state, so two writers cannot both move it.
         let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to, now, name, from]).map_err(classify)?;
         if changed == 0 {
@@ -315,7 +368,7 @@ impl Store for SqliteStore {
     }
 
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         {
             let mut c = tx
                 .prepare_cached(
@@ -363,7 +416,7 @@ impl Store for SqliteStore {
     }
 
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         let done: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'balance_initialised'", [], |r| r.get(0)).optional().map_err(classify)?;
         if done.is_none() {
             tx.execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')", params![now, micros]).map_err(classify)?;
@@ -410,7 +463,7 @@ impl Store for SqliteStore {
     }
 
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         let mut n = 0;
         {
             let mut stmt = tx
@@ -450,7 +503,7 @@ impl Store for SqliteStore {
                 .query_row("SELECT MAX(id) FROM (SELECT id FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2)", params![after, CHUNK], |r| r.get(0))
                 .map_err(classify)?;
             let Some(last) = last else { break };
-            let tx = self.conn.transaction().map_err(classify)?;
+            let tx = self.conn.savepoint().map_err(classify)?;
             {
                 let mut stmt = tx.prepare_cached(&insert).map_err(classify)?;
                 let head: [rusqlite::types::Value; 7] = [
@@ -511,13 +564,98 @@ impl Store for SqliteStore {
     }
 
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
-        self.conn
+        let wake: Option<i64> = self
+            .conn
             .query_row("SELECT MIN(wake_at) FROM executions WHERE campaign = ?1 AND state = 'pending'", params![campaign], |r| r.get(0))
+            .map_err(classify)?;
+        let retry: Option<i64> = self
+            .conn
+            .query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL", params![campaign], |r| r.get(0))
+            .map_err(classify)?;
+        Ok(match (wake, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(classify)
+    }
+
+    fn finish(&mut self, end: TxEnd) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(match end {
+                TxEnd::Commit => "COMMIT",
+                TxEnd::Rollback => "ROLLBACK",
+            })
             .map_err(classify)
     }
 
-    fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+    fn auto_reload(&self) -> Result<Option<AutoReload>, StoreError> {
+        let row: Option<(Option<i64>, Option<i64>)> =
+            self.conn.query_row("SELECT reload_threshold_micros, reload_amount_micros FROM account WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(classify)?;
+        Ok(match row {
+            Some((Some(threshold_micros), Some(amount_micros))) => Some(AutoReload { threshold_micros, amount_micros }),
+            _ => None,
+        })
+    }
+
+    fn set_auto_reload(&mut self, setting: Option<AutoReload>) -> Result<(), StoreError> {
+        let (t, a) = setting.map_or((None, None), |s| (Some(s.threshold_micros), Some(s.amount_micros)));
+        self.conn
+            .execute(
+                "INSERT INTO account (id, reload_threshold_micros, reload_amount_micros) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET reload_threshold_micros = excluded.reload_threshold_micros, reload_amount_micros = excluded.reload_amount_micros",
+                params![t, a],
+            )
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError> {
+        let p: Option<i64> = self.conn.query_row("SELECT probe FROM campaigns WHERE name = ?1", params![campaign], |r| r.get(0)).optional().map_err(classify)?;
+        Ok(p.unwrap_or(0) != 0)
+    }
+
+    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(pending)]).map(|_| ()).map_err(classify)
+    }
+
+    fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
+        let row: Option<(i64, String)> =
+            self.conn.query_row("SELECT consecutive, recent FROM breakers WHERE campaign = ?1", params![campaign], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(classify)?;
+        Ok(row.map_or_else(BreakerState::default, |(c, recent)| BreakerState {
+            consecutive_failures: u32::try_from(c).unwrap_or(u32::MAX),
+            recent: recent.bytes().map(|b| b == b'1').collect(),
+        }))
+    }
+
+    fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
+        write_breaker(&self.conn, campaign, state)
+    }
+
+    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts FROM outbox
+                 WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
+                 ORDER BY next_attempt_at LIMIT ?3",
+            )
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign, now, limit as i64], |r| {
+                Ok((
+                    OutboxNew { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)?, created_at: r.get(8)? },
+                    u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+                ))
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError> {
+        let tx = self.conn.savepoint().map_err(classify)?;
         {
             let mut new = tx
                 .prepare_cached(
@@ -552,13 +690,25 @@ impl Store for SqliteStore {
             }
             let mut done = tx
                 .prepare_cached(
-                    "UPDATE outbox SET status = ?5, sent_at = ?6, delivered_at = ?7, opened_at = ?8, clicked_at = ?9, error = ?10
+                    "UPDATE outbox SET status = ?5, sent_at = ?6, delivered_at = ?7, opened_at = ?8, clicked_at = ?9, error = ?10,
+                       attempts = attempts + 1, next_attempt_at = NULL
                      WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
                 )
                 .map_err(classify)?;
             for d in round.outbox_done.iter().filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str()))) {
                 let status = if d.sent { "sent" } else { "failed" };
                 inflight -= done.execute(params![campaign, d.contact, d.step, d.version, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)? as i64;
+            }
+            if !round.outbox_retry.is_empty() {
+                let mut retry = tx
+                    .prepare_cached(
+                        "UPDATE outbox SET attempts = ?5, next_attempt_at = ?6, error = ?7
+                         WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
+                    )
+                    .map_err(classify)?;
+                for r in &round.outbox_retry {
+                    retry.execute(params![campaign, r.contact, r.step, r.version, i64::from(r.attempts), r.next_attempt_at, r.error]).map_err(classify)?;
+                }
             }
             if inflight != 0 {
                 tx.execute(
@@ -568,40 +718,77 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             }
             let mut ex = tx
-                .prepare_cached("UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8 WHERE campaign = ?1 AND contact_id = ?2")
+                .prepare_cached(
+                    "UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8,
+                       then_state = NULL, claimed_by = NULL, claimed_at = NULL
+                     WHERE campaign = ?1 AND contact_id = ?2",
+                )
                 .map_err(classify)?;
             for e in &round.executions {
                 ex.execute(params![campaign, e.contact, e.step, e.version, e.state.as_str(), e.wake_at, e.reason, now]).map_err(classify)?;
+            }
+            if !round.parked.is_empty() {
+                // Parked where it stands: `then_state` keeps its state, step and wake-up.
+                let mut park = tx
+                    .prepare_cached(
+                        "UPDATE executions SET then_state = state, state = 'processing', claimed_by = ?3, claimed_at = ?4, updated_at = ?4
+                         WHERE campaign = ?1 AND contact_id = ?2 AND state NOT IN ('processing', 'failed')",
+                    )
+                    .map_err(classify)?;
+                for c in &round.parked {
+                    park.execute(params![campaign, c, worker.0, now]).map_err(classify)?;
+                }
+            }
+            if !round.settled.is_empty() {
+                // Released only when none of the execution's sends is still pending.
+                let mut settle = tx
+                    .prepare_cached(
+                        "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, claimed_at = NULL, updated_at = ?3
+                         WHERE campaign = ?1 AND contact_id = ?2 AND state = 'processing'
+                           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = ?2 AND o.status = 'pending')",
+                    )
+                    .map_err(classify)?;
+                for c in &round.settled {
+                    settle.execute(params![campaign, c, now]).map_err(classify)?;
+                }
             }
             let mut led = tx.prepare_cached("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)").map_err(classify)?;
             for (amount, why) in &round.ledger {
                 led.execute(params![now, amount, why]).map_err(classify)?;
             }
-            let mut tag = tx.prepare_cached("UPDATE contacts SET tags = ?2 WHERE id = ?1").map_err(classify)?;
-            for (contact, tags) in &round.tags {
-                tag.execute(params![contact, json_list(tags)]).map_err(classify)?;
+            if !round.tags.is_empty() {
+                // The delta meets the tags as they are now, inside this
+                // transaction: a concurrent change is kept, not overwritten.
+                let mut read = tx.prepare_cached("SELECT tags FROM contacts WHERE id = ?1").map_err(classify)?;
+                let mut write = tx.prepare_cached("UPDATE contacts SET tags = ?2 WHERE id = ?1").map_err(classify)?;
+                for d in &round.tags {
+                    let Some(stored) = read.query_row(params![d.contact], |r| r.get::<_, String>(0)).optional().map_err(classify)? else { continue };
+                    let mut tags = parse_list(&stored);
+                    d.apply(&mut tags);
+                    write.execute(params![d.contact, json_list(&tags)]).map_err(classify)?;
+                }
             }
-            let mut read_skips = tx.prepare_cached("SELECT skipped FROM step_stats WHERE campaign = ?1 AND step = ?2").map_err(classify)?;
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO step_stats (campaign, step, entered, sent, failed, cost_micros, skipped) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO step_stats (campaign, step, entered, sent, failed, cost_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT(campaign, step) DO UPDATE SET entered = entered + excluded.entered, sent = sent + excluded.sent,
-                       failed = failed + excluded.failed, cost_micros = cost_micros + excluded.cost_micros, skipped = excluded.skipped",
+                       failed = failed + excluded.failed, cost_micros = cost_micros + excluded.cost_micros",
+                )
+                .map_err(classify)?;
+            let mut skips = tx
+                .prepare_cached(
+                    "INSERT INTO step_skips (campaign, step, reason, count) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(campaign, step, reason) DO UPDATE SET count = count + excluded.count",
                 )
                 .map_err(classify)?;
             for (step, c) in &round.steps {
-                let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
-                if !c.skipped.is_empty() {
-                    let prev: Option<String> = read_skips.query_row(params![campaign, step], |r| r.get(0)).optional().map_err(classify)?;
-                    skipped = prev.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default();
-                    for (k, v) in &c.skipped {
-                        *skipped.entry(k.clone()).or_default() += v;
-                    }
-                } else if let Some(prev) = read_skips.query_row(params![campaign, step], |r| r.get::<_, String>(0)).optional().map_err(classify)? {
-                    skipped = serde_json::from_str(&prev).unwrap_or_default();
+                st.execute(params![campaign, step, c.entered as i64, c.sent as i64, c.failed as i64, c.cost_micros]).map_err(classify)?;
+                for (reason, n) in &c.skipped {
+                    skips.execute(params![campaign, step, reason, *n as i64]).map_err(classify)?;
                 }
-                let skipped = serde_json::to_string(&skipped).unwrap_or_else(|_| "{}".into());
-                st.execute(params![campaign, step, c.entered as i64, c.sent as i64, c.failed as i64, c.cost_micros, skipped]).map_err(classify)?;
+            }
+            if let Some(b) = &round.breaker {
+                write_breaker(&tx, campaign, b)?;
             }
             let mut ab = tx
                 .prepare_cached("INSERT INTO ab_stats (campaign, ab, variant, count) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(campaign, ab, variant) DO UPDATE SET count = count + excluded.count")
@@ -627,10 +814,9 @@ impl Store for SqliteStore {
     }
 
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT step, entered, sent, failed, cost_micros, skipped FROM step_stats WHERE campaign = ?1").map_err(classify)?;
+        let mut stmt = self.conn.prepare_cached("SELECT step, entered, sent, failed, cost_micros FROM step_stats WHERE campaign = ?1").map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
-                let skipped: String = r.get(5)?;
                 Ok((
                     r.get::<_, String>(0)?,
                     StepCounts {
@@ -638,12 +824,19 @@ impl Store for SqliteStore {
                         sent: r.get::<_, i64>(2)? as u64,
                         failed: r.get::<_, i64>(3)? as u64,
                         cost_micros: r.get(4)?,
-                        skipped: serde_json::from_str(&skipped).unwrap_or_default(),
+                        skipped: BTreeMap::new(),
                     },
                 ))
             })
             .map_err(classify)?;
-        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+        let mut out = rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)?;
+        let mut skips = self.conn.prepare_cached("SELECT step, reason, count FROM step_skips WHERE campaign = ?1").map_err(classify)?;
+        let rows = skips.query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))).map_err(classify)?;
+        for row in rows {
+            let (step, reason, n) = row.map_err(classify)?;
+            out.entry(step).or_default().skipped.insert(reason, n as u64);
+        }
+        Ok(out)
     }
 
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
@@ -660,7 +853,7 @@ impl Store for SqliteStore {
         }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending'")
+            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending' AND next_attempt_at IS NULL")
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
@@ -683,7 +876,7 @@ impl Store for SqliteStore {
     }
 
     fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError> {
-        let tx = self.conn.transaction().map_err(classify)?;
+        let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;").map_err(classify)?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO kept_steps (step) VALUES (?1)").map_err(classify)?;
@@ -707,9 +900,14 @@ impl Store for SqliteStore {
         Ok((moved, skipped))
     }
 
-    fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError> {
+    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
         self.conn
-            .execute("UPDATE executions SET state = 'pending' WHERE campaign = ?1 AND state = 'processing'", params![campaign])
+            .execute(
+                "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, claimed_at = NULL
+                 WHERE campaign = ?1 AND state = 'processing' AND claimed_by IS NOT ?2
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = executions.contact_id AND o.status = 'pending')",
+                params![campaign, worker.0],
+            )
             .map(|n| n as u64)
             .map_err(classify)
     }
@@ -747,12 +945,12 @@ mod tests {
 
         // Settling the pending row empties the in-flight count; recovery then scans nothing.
         let round = Round { outbox_done: vec![pending[0].outcome(true, 20, (Some(21), None, None), None)], ..Default::default() };
-        store.commit("welcome", &round, 20).expect("commit");
+        store.commit("welcome", &round, &WorkerId("test".into()), 20).expect("commit");
         assert!(store.outbox_pending("welcome").expect("pending").is_empty());
         let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
         assert_eq!(n, 0);
         // A second outcome for the same row changes nothing (the row is no longer pending).
-        store.commit("welcome", &round, 30).expect("commit again");
+        store.commit("welcome", &round, &WorkerId("test".into()), 30).expect("commit again");
         let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
         assert_eq!(n, 0);
         let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
@@ -775,8 +973,8 @@ mod tests {
             created_at: 1,
         };
         let round = Round { outbox_new: vec![row.clone(), row.clone()], ..Default::default() };
-        store.commit("c", &round, 1).expect("commit");
-        store.commit("c", &round, 2).expect("commit again");
+        store.commit("c", &round, &WorkerId("test".into()), 1).expect("commit");
+        store.commit("c", &round, &WorkerId("test".into()), 2).expect("commit again");
         let pending = store.outbox_pending("c").expect("pending");
         assert_eq!(pending, vec![row]);
         let key: String = store.conn.query_row("SELECT key FROM outbox", [], |r| r.get(0)).expect("key");

@@ -140,23 +140,139 @@ pub struct StepCounts {
     pub skipped: BTreeMap<String, u64>,
 }
 
+/// What a batch did to one contact's tags: applied to the tags stored at
+/// commit time, so a change made meanwhile (an API upsert, another
+/// campaign's batch) is kept rather than overwritten by the set the batch loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDelta {
+    pub contact: String,
+    pub add: Vec<String>,
+    pub remove: Vec<String>,
+}
+
+impl TagDelta {
+    /// The change that turns `before` into `after`.
+    pub fn between(contact: &str, before: &[String], after: &[String]) -> Option<TagDelta> {
+        let add: Vec<String> = after.iter().filter(|t| !before.contains(t)).cloned().collect();
+        let remove: Vec<String> = before.iter().filter(|t| !after.contains(t)).cloned().collect();
+        (!add.is_empty() || !remove.is_empty()).then(|| TagDelta { contact: contact.to_string(), add, remove })
+    }
+
+    /// `tags` with this change applied: removals first, additions appended in order.
+    pub fn apply(&self, tags: &mut Vec<String>) {
+        tags.retain(|t| !self.remove.contains(t));
+        for t in &self.add {
+            if !tags.contains(t) {
+                tags.push(t.clone());
+            }
+        }
+    }
+}
+
+/// An outbox row's failed attempt that will be tried again at `next_attempt_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRetry {
+    pub contact: String,
+    pub step: String,
+    pub version: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    pub error: String,
+}
+
+/// The circuit breaker's memory of one campaign: kept in the store so that
+/// every pass (and, later, every worker) sees the same failures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BreakerState {
+    pub consecutive_failures: u32,
+    /// Outcomes of the most recent sends, oldest first; `true` is a success.
+    pub recent: std::collections::VecDeque<bool>,
+}
+
+/// Who holds a claim on executions: one per process (and, later, per worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerId(pub String);
+
+impl WorkerId {
+    /// This process: host-free and unique enough to tell two processes apart in the audit.
+    pub fn this_process() -> WorkerId {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        WorkerId(format!("pid{}-{started}", std::process::id()))
+    }
+}
+
 /// Everything one round of a batch writes, committed atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Round {
     pub executions: Vec<ExecUpdate>,
     pub outbox_new: Vec<OutboxNew>,
     pub outbox_done: Vec<OutboxDone>,
+    /// Failed attempts to be tried again (the row stays pending).
+    pub outbox_retry: Vec<OutboxRetry>,
+    /// Contacts whose execution must not step on while a send of theirs
+    /// waits for another attempt: written `processing`, claimed by the
+    /// committing worker, remembering the state to go back to.
+    pub parked: Vec<String>,
+    /// Contacts whose retried or recovered sends were accepted: their
+    /// `processing` executions take the state they were parked with once
+    /// no send of theirs is pending.
+    pub settled: Vec<String>,
     /// (amount in micro-euros, reason); negative is a debit.
     pub ledger: Vec<(i64, String)>,
-    pub tags: Vec<(String, Vec<String>)>,
+    pub tags: Vec<TagDelta>,
     pub steps: BTreeMap<String, StepCounts>,
     /// (ab_test, variant) → contacts assigned.
     pub ab: BTreeMap<(String, String), u64>,
+    /// The breaker after this round's sends, when they changed it.
+    pub breaker: Option<BreakerState>,
 }
 
 impl Round {
     pub fn is_empty(&self) -> bool {
-        self.executions.is_empty() && self.outbox_new.is_empty() && self.outbox_done.is_empty() && self.ledger.is_empty() && self.tags.is_empty()
+        self.executions.is_empty()
+            && self.outbox_new.is_empty()
+            && self.outbox_done.is_empty()
+            && self.outbox_retry.is_empty()
+            && self.settled.is_empty()
+            && self.parked.is_empty()
+            && self.ledger.is_empty()
+            && self.tags.is_empty()
+            && self.steps.is_empty()
+            && self.ab.is_empty()
+            && self.breaker.is_none()
+    }
+}
+
+/// The account's automatic top-up: below `threshold`, add `amount` (micro-euros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoReload {
+    pub threshold_micros: i64,
+    pub amount_micros: i64,
+}
+
+/// How a transaction opened with `Store::begin` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxEnd {
+    Commit,
+    Rollback,
+}
+
+/// Runs `f` as one transaction: everything it writes commits together, or
+/// nothing does. Lifecycle operations use it so a crash (or a failed write)
+/// in the middle leaves the old state, never half of the new one.
+pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(&mut dyn Store) -> Result<T, E>) -> Result<T, E> {
+    store.begin()?;
+    match f(store) {
+        Ok(v) => {
+            store.finish(TxEnd::Commit)?;
+            Ok(v)
+        }
+        Err(e) => {
+            // The error that stopped `f` is the one to report; a failed
+            // rollback leaves SQLite's own rollback on close.
+            let _ = store.finish(TxEnd::Rollback);
+            Err(e)
+        }
     }
 }
 
@@ -191,20 +307,43 @@ pub trait Store {
     /// crosses into the engine. `None` when this store cannot evaluate the
     /// audience itself; the caller then enrolls contact by contact.
     fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError>;
+    /// Opens a transaction that the following calls join (they nest as
+    /// savepoints); ended by `finish`. Use `atomically`.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    fn finish(&mut self, end: TxEnd) -> Result<(), StoreError>;
+    /// The account's auto-reload setting.
+    fn auto_reload(&self) -> Result<Option<AutoReload>, StoreError>;
+    fn set_auto_reload(&mut self, setting: Option<AutoReload>) -> Result<(), StoreError>;
+    /// Whether the campaign must send one probe message before full speed
+    /// (set by a resume from PAUSED_ERROR, cleared by a successful send).
+    fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError>;
+    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError>;
+    fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError>;
+    fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
     /// Executions due by `now`, earliest first, with `fields` of their contacts.
     fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError>;
+    /// The earliest time something of the campaign is due: an execution's
+    /// wake-up or a failed send's next attempt.
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
-    fn commit(&mut self, campaign: &str, round: &Round, now: i64) -> Result<(), StoreError>;
+    /// Commits a round; executions it parks are claimed by `worker`.
+    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError>;
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
-    /// Sends recorded but not confirmed (their `created_at` is when they were recorded).
+    /// Sends recorded whose outcome is unknown: in flight when a process
+    /// stopped (a failed attempt waiting for its next try is not among
+    /// them; see `outbox_due`). `created_at` is when they were recorded.
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError>;
+    /// Pending sends whose next attempt is due by `now`, with the attempts made so far.
+    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
     /// Moves unfinished executions of `from` to `to` where their step is in
     /// `kept`; the others are skipped with reason `step-removed`. Returns (moved, skipped).
     fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError>;
-    /// Puts `processing` executions back to `pending` (crash recovery).
-    fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError>;
+    /// Crash recovery: executions claimed by another worker (abandoned: in
+    /// this single-writer store, any other process is gone) and with no
+    /// send pending go back to the state they were parked with (`pending`
+    /// at their next step, or finished). Returns how many.
+    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
 }

@@ -4,12 +4,13 @@
 use crate::compile::codec;
 use crate::compile::program::Trigger;
 use crate::runtime::clock::{self, Minutes};
-use crate::runtime::engine::{Engine, EngineConfig};
+use crate::runtime::drive::{Driver, Ending};
+use crate::runtime::engine::EngineConfig;
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::provider::Provider;
 use crate::runtime::run;
 use crate::runtime::sqlite::SqliteStore;
-use crate::runtime::store::Store;
+use crate::runtime::store::{Store, WorkerId};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -49,9 +50,9 @@ pub struct RunnerConfig {
 /// Runs until `stop`; each pass commits whole batches, so stopping between
 /// passes loses nothing.
 pub fn run(mut store: SqliteStore, mut provider: Box<dyn Provider + Send>, clock: SharedClock, config: RunnerConfig, stop: Arc<AtomicBool>) {
-    let mut recovered = std::collections::HashSet::new();
+    let mut driver = Driver::new(WorkerId::this_process());
     while !stop.load(Ordering::SeqCst) {
-        let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut recovered) {
+        let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut driver) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("flowc serve: runner: {e}");
@@ -91,7 +92,7 @@ fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, Strin
 }
 
 /// One pass over the campaigns; true when some work was done.
-fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedClock, config: &RunnerConfig, recovered: &mut std::collections::HashSet<String>) -> Result<bool, String> {
+fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedClock, config: &RunnerConfig, driver: &mut Driver) -> Result<bool, String> {
     let now = clock.now();
     let mut busy = false;
     for c in store.campaigns().map_err(|e| e.to_string())? {
@@ -114,43 +115,11 @@ fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedCloc
                 }
             }
             Some(State::Running) => {
-                let mut cfg = config.engine.clone();
-                let probe_key = format!("probe/{}", c.name);
-                cfg.probe = store.meta(&probe_key).map_err(|e| e.to_string())?.is_some();
-                let mut engine = Engine::new(store, provider, program.clone(), cfg).map_err(|e| e.to_string())?;
-                if recovered.insert(c.name.clone()) {
-                    engine.recover(now).map_err(|e| e.to_string())?;
-                }
-                let out = engine.run_batch(now).map_err(|e| e.to_string())?;
-                if out.executions == 0 && !out.breaker_tripped {
-                    // Idle: messages that failed earlier (still pending in the outbox) get another try.
-                    engine.recover(now).map_err(|e| e.to_string())?;
-                }
-                let tripped = engine.breaker_tripped();
-                drop(engine);
-                if tripped {
-                    lifecycle::transition(store, &c.name, State::PausedError, "the provider kept failing: circuit breaker tripped", now).map_err(|e| e.to_string())?;
-                } else if out.out_of_balance {
-                    lifecycle::transition(store, &c.name, State::PausedBalance, "the balance cannot pay the next send", now).map_err(|e| e.to_string())?;
-                } else if cfg_probe_done(store, &probe_key, out.sends)? {
-                    store.delete_meta(&probe_key).map_err(|e| e.to_string())?;
-                }
-                if out.executions > 0 {
-                    busy = true;
-                } else if matches!(program.trigger, Trigger::Scheduled { .. } | Trigger::Manual) && store.next_wake(&c.name).map_err(|e| e.to_string())?.is_none() {
-                    // One-shot campaigns finish; API and event campaigns stay open for new contacts.
-                    let counts = store.counts(&c.name).map_err(|e| e.to_string())?;
-                    let partial = counts.iter().any(|(s, n)| matches!(s, crate::runtime::store::ExecState::Failed | crate::runtime::store::ExecState::Skipped) && *n > 0);
-                    let to = if partial { State::CompletedPartial } else { State::Completed };
-                    lifecycle::transition(store, &c.name, to, "every execution finished", now).map_err(|e| e.to_string())?;
-                }
+                let p = driver.pass(store, provider, &program, &config.engine, Ending::in_service(&program.trigger), now).map_err(|e| e.to_string())?;
+                busy |= p.work > 0;
             }
             _ => {}
         }
     }
     Ok(busy)
-}
-
-fn cfg_probe_done(store: &SqliteStore, key: &str, sends: u64) -> Result<bool, String> {
-    Ok(sends > 0 && store.meta(key).map_err(|e| e.to_string())?.is_some())
 }

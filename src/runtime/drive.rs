@@ -1,0 +1,125 @@
+//! Driving one RUNNING campaign: the policy `flowc run` and `flowc serve`
+//! share. Each pass settles what a stopped process left in flight (once per
+//! driver), tries again the failed sends that are due, runs one batch, and
+//! decides the campaign's next state (circuit breaker, balance, completion).
+//! The callers only differ in how they wait between passes.
+
+use super::clock::Minutes;
+use super::engine::{Engine, EngineConfig, EngineError};
+use super::lifecycle::{self, LifecycleError, State};
+use super::provider::Provider;
+use super::store::{ExecState, Store, StoreError, WorkerId};
+use crate::compile::program::{Program, Trigger};
+use std::collections::HashSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+}
+
+/// What happens to a campaign once nothing of it is left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It completes (`flowc run`; scheduled and manual campaigns in `flowc serve`).
+    WhenDrained,
+    /// It stays RUNNING for new contacts (API and event campaigns in `flowc serve`).
+    StaysOpen,
+}
+
+impl Ending {
+    /// The service's rule: one-shot campaigns finish, triggered ones stay open.
+    pub fn in_service(trigger: &Trigger) -> Ending {
+        match trigger {
+            Trigger::Scheduled { .. } | Trigger::Manual => Ending::WhenDrained,
+            Trigger::Event { .. } | Trigger::Api => Ending::StaysOpen,
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Executions stepped plus sends tried again: zero means idle.
+    pub work: u64,
+    pub transitions: u64,
+    /// Executions that finished (completed, skipped or failed) in this pass.
+    pub finished: u64,
+    /// The campaign's state after the pass.
+    pub state: State,
+}
+
+/// The settings a campaign runs with: the caller's, plus what the store
+/// says (the account's auto-reload; the probe owed after a resume from
+/// PAUSED_ERROR). Read afresh every pass, so `flowc balance auto-reload`
+/// takes effect on a running service.
+pub fn policy(store: &dyn Store, base: &EngineConfig, campaign: &str) -> Result<EngineConfig, StoreError> {
+    let mut config = base.clone();
+    if config.auto_reload.is_none() {
+        config.auto_reload = store.auto_reload()?;
+    }
+    config.probe = config.probe || store.probe_pending(campaign)?;
+    Ok(config)
+}
+
+/// Drives campaigns for one process: remembers which campaigns it has
+/// already recovered and the identity its claims carry.
+pub struct Driver {
+    worker: WorkerId,
+    recovered: HashSet<String>,
+}
+
+impl Driver {
+    pub fn new(worker: WorkerId) -> Driver {
+        Driver { worker, recovered: HashSet::new() }
+    }
+
+    /// One pass over `program`'s campaign, which must be RUNNING.
+    pub fn pass(&mut self, store: &mut dyn Store, provider: &mut dyn Provider, program: &Program, base: &EngineConfig, ending: Ending, now: Minutes) -> Result<Pass, DriveError> {
+        let name = program.campaign.as_str();
+        let config = policy(store, base, name)?;
+        let (out, retried, tripped, probe_owed) = {
+            let mut engine = Engine::new(store, provider, program.clone(), config.clone(), self.worker.clone())?;
+            if !self.recovered.contains(name) {
+                engine.recover(now)?;
+                self.recovered.insert(name.to_string());
+            }
+            let retried = engine.retry_due(now)?;
+            let out = if engine.breaker_tripped() { Default::default() } else { engine.run_batch(now)? };
+            (out, retried, engine.breaker_tripped(), engine.probe_owed())
+        };
+        if config.probe && !probe_owed {
+            store.set_probe(name, false)?;
+        }
+        let mut pass = Pass {
+            work: out.executions as u64 + retried.attempts,
+            transitions: out.transitions,
+            finished: out.finished + out.provider_failures + retried.failed,
+            state: State::Running,
+        };
+        let next = if tripped {
+            Some((State::PausedError, "the provider kept failing: circuit breaker tripped"))
+        } else if out.out_of_balance {
+            Some((State::PausedBalance, "the balance cannot pay the next send"))
+        } else if pass.work == 0 && ending == Ending::WhenDrained && store.next_wake(name)?.is_none() {
+            let counts = store.counts(name)?;
+            let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0) + counts.get(&ExecState::Skipped).copied().unwrap_or(0) > 0;
+            Some(if partial {
+                (State::CompletedPartial, "every execution finished; some failed or were skipped")
+            } else {
+                (State::Completed, "every execution finished")
+            })
+        } else {
+            None
+        };
+        if let Some((to, why)) = next {
+            lifecycle::transition(store, name, to, why, now)?;
+            pass.state = to;
+        }
+        Ok(pass)
+    }
+}
