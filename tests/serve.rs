@@ -122,17 +122,22 @@ contact { plan: enum(free, pro) }
 "#;
 
 fn setup(dir: &Dir, campaigns: &[(&str, &str)]) -> String {
+    setup_with(dir, campaigns, "100")
+}
+
+/// `setup` with an opening balance of `top_up` EUR.
+fn setup_with(dir: &Dir, campaigns: &[(&str, &str)], top_up: &str) -> String {
     let db = dir.path("s.db");
     let contacts = (0..50).map(|i| format!("{{\"id\":\"c{i}\",\"plan\":\"{}\",\"consent\":[\"email\"]}}", if i % 2 == 0 { "pro" } else { "free" })).collect::<Vec<_>>().join("\n");
     std::fs::write(dir.0.join("contacts.jsonl"), contacts).expect("contacts");
     let schema = dir.path("schema.flow");
     std::fs::write(&schema, FLOWS).expect("schema");
     assert!(flowc(&["contacts", "import", &dir.path("contacts.jsonl"), "--schema", &schema, "--db", &db]).status.success());
-    assert!(flowc(&["balance", "top-up", "100", "--db", &db]).status.success());
+    assert!(flowc(&["balance", "top-up", top_up, "--db", &db]).status.success());
     for (name, body) in campaigns {
         let file = dir.path(&format!("{name}.flow"));
         std::fs::write(&file, format!("{FLOWS}{body}")).expect("flow");
-        let o = flowc(&["campaign", "launch", &file, "--db", &db]);
+        let o = flowc(&["campaign", "launch", &file, "--db", &db, "--accept-cost"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     db
@@ -311,7 +316,8 @@ fn webhook_provider_survives_failures_and_timeouts() {
     let dir = Dir::new("hook");
     let db = setup(&dir, &[("hooked", "campaign hooked {\n  trigger api\n  send email.transactional hello\n}\n")]);
     let (url, keys) = webhook_server(2, 1);
-    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500"]);
+    // A virtual clock: the engine's retries (a minute apart) come at once.
+    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
     let b = server.base.clone();
     let (s, _) = call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
     assert_eq!(s, 202);
@@ -323,4 +329,92 @@ fn webhook_provider_survives_failures_and_timeouts() {
     let sent: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
     assert_eq!(sent, 2);
     let _ = Path::new(&db);
+}
+
+/// A local HTTP endpoint that answers every request with `status` and
+/// records the idempotency key of each request it received.
+fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while let Ok(k) = s.read(&mut buf[got..]) {
+                if k == 0 {
+                    break;
+                }
+                got += k;
+                let text = String::from_utf8_lossy(&buf[..got]);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(0);
+                    if got >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let text = String::from_utf8_lossy(&buf[..got]).to_string();
+            if let Some(k) = text.lines().find_map(|l| l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())) {
+                seen.lock().expect("keys").push(k);
+            }
+            let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (format!("http://{addr}/hook"), keys)
+}
+
+/// A provider that rejects every message: each is tried at most the
+/// engine's 3 attempts in all (the attempts live in the outbox row, not in
+/// a pass's memory), then its execution fails; nothing is retried forever.
+#[test]
+fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() {
+    let dir = Dir::new("hook500");
+    let db = setup(&dir, &[("doomed", "campaign doomed {\n  trigger api\n  send email.transactional hello\n}\n")]);
+    let (url, keys) = recording_webhook("500 Internal Server Error");
+    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let b = server.base.clone();
+    let (s, _) = call("POST", &format!("{b}/v1/campaigns/doomed/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
+    assert_eq!(s, 202);
+    wait_for(|| call("GET", &format!("{b}/v1/campaigns/doomed"), Some(TOKEN), None).1["executions"]["failed"] == 2);
+    // Time for a runaway retry loop to show itself.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server);
+    let got = keys.lock().expect("keys").clone();
+    for contact in ["c0", "c1"] {
+        let n = got.iter().filter(|k| k.contains(&format!("/{contact}/"))).count();
+        assert_eq!(n, 3, "{contact}: {n} requests (3 attempts expected): {got:?}");
+    }
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let (failed, attempts): (i64, i64) = conn.query_row("SELECT COUNT(*), SUM(attempts) FROM outbox WHERE status = 'failed'", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("outbox");
+    assert_eq!((failed, attempts), (2, 6));
+    let billed: i64 = conn.query_row("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0)).expect("ledger");
+    assert_eq!(billed, 0, "nothing delivered, nothing billed");
+}
+
+/// `flowc serve` applies the account's auto-reload like `flowc run` does: a
+/// balance too small for the campaign is topped up instead of pausing it.
+#[test]
+fn serve_applies_auto_reload() {
+    let dir = Dir::new("reload");
+    let db = setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+    let o = flowc(&["balance", "auto-reload", "--threshold", "0.01", "--amount", "1", "--db", &db]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let b = server.base.clone();
+    let all: Vec<String> = (0..50).map(|i| format!("\"c{i}\"")).collect();
+    let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/trigger"), Some(TOKEN), Some(&format!("{{\"contacts\": [{}]}}", all.join(","))));
+    assert_eq!(s, 202);
+    wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None).1["executions"]["completed"] == 50);
+    let (_, status) = call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None);
+    assert_eq!(status["state"], "RUNNING", "{status}");
+    drop(server);
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let reloads: i64 = conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'auto-reload'", [], |r| r.get(0)).expect("ledger");
+    assert!(reloads >= 1, "auto-reload topped up");
+    let paused: i64 = conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'", [], |r| r.get(0)).expect("log");
+    assert_eq!(paused, 0);
 }

@@ -263,10 +263,15 @@ pub enum TxEnd {
 pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(&mut dyn Store) -> Result<T, E>) -> Result<T, E> {
     store.begin()?;
     match f(store) {
-        Ok(v) => {
-            store.finish(TxEnd::Commit)?;
-            Ok(v)
-        }
+        Ok(v) => match store.finish(TxEnd::Commit) {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                // A commit that failed leaves the transaction open: end it,
+                // so later calls do not run inside it.
+                let _ = store.finish(TxEnd::Rollback);
+                Err(e.into())
+            }
+        },
         Err(e) => {
             // The error that stopped `f` is the one to report; a failed
             // rollback leaves SQLite's own rollback on close.

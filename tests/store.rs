@@ -1,0 +1,567 @@
+//! The store's contract, written against the `Store` trait so that every
+//! backend runs the same suite (`conformance`), plus what only a wrapper
+//! around a real store can show: lifecycle operations under injected write
+//! failures, and a batch that races a concurrent contact update.
+
+mod common;
+
+use flowc::compile::{self, program::Program};
+use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::engine::{Engine, EngineConfig};
+use flowc::runtime::facts::{ContactEvent, ContactRecord, SentMessage};
+use flowc::runtime::lifecycle::{self, State};
+use flowc::runtime::provider::{SimConfig, Simulated};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::store::*;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(name: &str) -> Tmp {
+        let dir = std::env::temp_dir().join(format!("flowc-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        Tmp(dir)
+    }
+    fn db(&self) -> PathBuf {
+        self.0.join("flowc.db")
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const DECLS: &str = r#"
+template hello { channel email message marketing status published }
+template promo { channel sms message promotional status published }
+contact { plan: enum(free, pro) }
+"#;
+
+fn program(body: &str) -> (Program, flowc::check::model::Model) {
+    let (analysis, ws) = common::check_source(&format!("{DECLS}{body}"));
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    (compile::compile(&model, c, ws.sources.get(c.file)), model)
+}
+
+fn contacts_jsonl(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("c{i:03}"), "email": format!("c{i}@example.com"), "phone": format!("+3360000{i:04}"),
+                "created_at": "2025-11-20T10:00:00Z", "tags": ["onboarding"], "consent": ["email", "sms"],
+                "plan": if i % 2 == 0 { "pro" } else { "free" },
+            })
+            .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn import(store: &mut dyn Store, model: &flowc::check::model::Model, n: usize) {
+    let parsed = contacts::parse(&contacts_jsonl(n), Format::JsonLines, &Schema::from_model(model));
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+}
+
+fn worker(name: &str) -> WorkerId {
+    WorkerId(name.to_string())
+}
+
+fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
+    OutboxNew {
+        key: outbox_key(campaign, "v1", contact, step),
+        contact: contact.into(),
+        version: "v1".into(),
+        step: step.into(),
+        channel: "sms".into(),
+        message: "promotional".into(),
+        template: "promo".into(),
+        price_micros: 45_000,
+        created_at: 100,
+    }
+}
+
+fn exec(contact: &str, step: &str, state: ExecState, wake_at: Option<i64>) -> ExecUpdate {
+    ExecUpdate { contact: contact.into(), step: step.into(), version: "v1".into(), state, wake_at, reason: None }
+}
+
+// ---------------------------------------------------------------------------
+// The conformance suite: every backend must pass it.
+
+/// Runs every conformance check on fresh stores made by `make`.
+fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
+    campaigns_and_guarded_state_changes(make("campaigns").as_mut());
+    ledger_settings_and_meta(make("ledger").as_mut());
+    contacts_and_events(make("contacts").as_mut());
+    enrollment_is_at_most_once_and_due_is_ordered(make("enroll").as_mut());
+    a_round_commits_sends_outcomes_and_counts(make("round").as_mut());
+    retries_park_executions_and_settling_releases_them(make("retry").as_mut());
+    abandoned_claims_are_given_back(make("claims").as_mut());
+    tag_deltas_keep_concurrent_changes(make("tags").as_mut());
+    a_transaction_commits_all_or_nothing(make("atomic").as_mut());
+}
+
+fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
+    assert!(s.campaign("c").expect("read").is_none());
+    s.put_campaign("c", "v1", b"p1", "DRAFT", 1).expect("put");
+    s.set_state("c", "DRAFT", "SCHEDULED", "launched", 2).expect("state");
+    // Guarded by the expected state: a stale writer cannot move it.
+    assert!(s.set_state("c", "DRAFT", "RUNNING", "stale", 3).is_err());
+    s.put_campaign("c", "v2", b"p2", "SCHEDULED", 4).expect("new version");
+    let row = s.campaign("c").expect("read").expect("row");
+    assert_eq!((row.version.as_str(), row.state.as_str(), row.program.as_slice()), ("v2", "SCHEDULED", b"p2".as_slice()));
+    assert_eq!(s.program_version("c", "v1").expect("v1").as_deref(), Some(b"p1".as_slice()));
+    let log = s.transitions("c", 10).expect("log");
+    assert_eq!(log, vec![(2, "DRAFT".to_string(), "SCHEDULED".to_string(), "launched".to_string())]);
+    assert_eq!(s.campaigns().expect("all").len(), 1);
+}
+
+fn ledger_settings_and_meta(s: &mut dyn Store) {
+    assert_eq!(s.balance().expect("balance"), 0);
+    s.ensure_initial_balance(1_000, 1).expect("initial");
+    s.ensure_initial_balance(1_000, 2).expect("initial once");
+    s.ledger_add(-300, "send", 3).expect("debit");
+    assert_eq!(s.balance().expect("balance"), 700);
+    assert_eq!(s.auto_reload().expect("reload"), None);
+    let r = AutoReload { threshold_micros: 5, amount_micros: 50 };
+    s.set_auto_reload(Some(r)).expect("set");
+    assert_eq!(s.auto_reload().expect("reload"), Some(r));
+    s.set_auto_reload(None).expect("off");
+    assert_eq!(s.auto_reload().expect("reload"), None);
+    s.put_campaign("c", "v1", b"p", "RUNNING", 1).expect("put");
+    assert!(!s.probe_pending("c").expect("probe"));
+    s.set_probe("c", true).expect("probe");
+    assert!(s.probe_pending("c").expect("probe"));
+    let b = BreakerState { consecutive_failures: 4, recent: [true, false, false].into_iter().collect() };
+    s.set_breaker("c", &b).expect("breaker");
+    assert_eq!(s.breaker("c").expect("breaker"), b);
+    assert_eq!(s.breaker("other").expect("breaker"), BreakerState::default());
+    s.set_meta("k", "v").expect("meta");
+    assert_eq!(s.meta("k").expect("meta").as_deref(), Some("v"));
+    s.delete_meta("k").expect("delete");
+    assert_eq!(s.meta("k").expect("meta"), None);
+}
+
+fn record(id: &str, tags: &[&str]) -> ContactRecord {
+    ContactRecord { id: id.into(), tags: tags.iter().map(|t| t.to_string()).collect(), consent: vec!["sms".into()], ..Default::default() }
+}
+
+fn contacts_and_events(s: &mut dyn Store) {
+    let ev = ContactEvent { name: "order.completed".into(), at: 10, props: Default::default() };
+    s.upsert_contacts(&[record("b", &[]), record("a", &["x"]), record("c", &[])], &[("a".into(), ev.clone())]).expect("upsert");
+    assert_eq!(s.contact_count().expect("count"), 3);
+    let page: Vec<String> = s.contacts_page("a", 10).expect("page").into_iter().map(|c| c.id).collect();
+    assert_eq!(page, ["b", "c"]);
+    assert_eq!(s.contact("a").expect("read").map(|c| c.tags), Some(vec!["x".to_string()]));
+    assert_eq!(s.events_for(&["a", "b"]).expect("events"), vec![("a".to_string(), ev)]);
+}
+
+fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
+    s.upsert_contacts(&[record("a", &[]), record("b", &[]), record("c", &[])], &[]).expect("upsert");
+    let entries = [("a".to_string(), "one".to_string(), 30), ("b".to_string(), "one".to_string(), 10), ("c".to_string(), "one".to_string(), 99)];
+    assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
+    assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
+    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
+    assert_eq!(due, ["b", "a"], "due by 50, earliest first");
+    assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
+    assert_eq!(s.next_wake("k").expect("wake"), Some(10));
+    assert_eq!(s.counts("k").expect("counts")[&ExecState::Pending], 3);
+}
+
+fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
+    s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
+    s.enroll("k", "v1", &[("a".into(), "s".into(), 0), ("b".into(), "s".into(), 0)], 0).expect("enroll");
+    let mut steps = BTreeMap::new();
+    steps.insert("s".to_string(), StepCounts { entered: 2, ..Default::default() });
+    let mut skipped = BTreeMap::new();
+    skipped.insert("no-consent".to_string(), 1);
+    steps.insert("t".to_string(), StepCounts { skipped, ..Default::default() });
+    let round = Round {
+        executions: vec![exec("a", "w", ExecState::Pending, Some(500)), exec("b", "t", ExecState::Skipped, None)],
+        outbox_new: vec![outbox_row("k", "a", "s")],
+        steps: steps.clone(),
+        ab: [(("ab".to_string(), "x".to_string()), 1)].into_iter().collect(),
+        ..Default::default()
+    };
+    s.commit("k", &round, &worker("w1"), 100).expect("commit");
+    assert_eq!(s.outbox_pending("k").expect("pending").len(), 1, "in flight until its outcome is recorded");
+    // Counts are added, never overwritten: the same round twice counts twice.
+    let again = Round { steps, ..Default::default() };
+    s.commit("k", &again, &worker("w1"), 100).expect("commit");
+    let counts = s.step_counts("k").expect("steps");
+    assert_eq!(counts["s"].entered, 4);
+    assert_eq!(counts["t"].skipped["no-consent"], 2);
+    assert_eq!(s.ab_counts("k").expect("ab")[&("ab".to_string(), "x".to_string())], 1);
+    let o = outbox_row("k", "a", "s");
+    let done = Round { outbox_done: vec![o.outcome(true, 101, (Some(102), None, None), None)], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
+    s.commit("k", &done, &worker("w1"), 101).expect("outcome");
+    assert!(s.outbox_pending("k").expect("pending").is_empty());
+    assert_eq!(s.sent_for("k", &["a"]).expect("sent"), vec![("a".to_string(), SentMessage { step: "s".into(), channel: "sms".into(), sent_at: 101, delivered_at: Some(102), opened_at: None, clicked_at: None })]);
+    assert_eq!(s.balance().expect("balance"), -45_000);
+    assert_eq!(s.next_wake("k").expect("wake"), Some(500));
+}
+
+fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
+    s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
+    s.enroll("k", "v1", &[("a".into(), "s".into(), 0)], 0).expect("enroll");
+    let sent = Round { executions: vec![exec("a", "next", ExecState::Pending, Some(900))], outbox_new: vec![outbox_row("k", "a", "s")], ..Default::default() };
+    s.commit("k", &sent, &worker("w1"), 100).expect("commit");
+    let retry = Round {
+        outbox_retry: vec![OutboxRetry { contact: "a".into(), step: "s".into(), version: "v1".into(), attempts: 1, next_attempt_at: 101, error: "500".into() }],
+        parked: vec!["a".into()],
+        ..Default::default()
+    };
+    s.commit("k", &retry, &worker("w1"), 100).expect("park");
+    assert_eq!(s.counts("k").expect("counts")[&ExecState::Processing], 1, "parked while its send waits");
+    assert!(s.due("k", 10_000, 10, &[]).expect("due").is_empty(), "a parked execution does not step on");
+    assert!(s.outbox_pending("k").expect("pending").is_empty(), "a scheduled retry is not 'in flight'");
+    assert_eq!(s.next_wake("k").expect("wake"), Some(101), "the retry is the next thing due");
+    assert!(s.outbox_due("k", 100, 10).expect("due").is_empty());
+    let due = s.outbox_due("k", 101, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1, 1, "attempts made so far");
+    let o = outbox_row("k", "a", "s");
+    let ok = Round { outbox_done: vec![o.outcome(true, 101, (None, None, None), None)], settled: vec!["a".into()], ..Default::default() };
+    s.commit("k", &ok, &worker("w1"), 101).expect("settle");
+    let counts = s.counts("k").expect("counts");
+    assert_eq!((counts[&ExecState::Processing], counts[&ExecState::Pending]), (0, 1), "back to the state it was parked with");
+    assert_eq!(s.next_wake("k").expect("wake"), Some(900), "and its wake-up");
+}
+
+fn abandoned_claims_are_given_back(s: &mut dyn Store) {
+    s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
+    s.enroll("k", "v1", &[("a".into(), "s".into(), 0), ("b".into(), "s".into(), 0)], 0).expect("enroll");
+    let done = Round { executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))], ..Default::default() };
+    s.commit("k", &done, &worker("dead"), 100).expect("commit");
+    s.commit("k", &Round { parked: vec!["a".into(), "b".into()], ..Default::default() }, &worker("dead"), 100).expect("park");
+    // This worker's own claims are not abandoned.
+    assert_eq!(s.requeue_processing("k", &worker("dead")).expect("requeue"), 0);
+    assert_eq!(s.requeue_processing("k", &worker("alive")).expect("requeue"), 2);
+    let counts = s.counts("k").expect("counts");
+    assert_eq!((counts[&ExecState::Completed], counts[&ExecState::Pending], counts[&ExecState::Processing]), (1, 1, 0));
+}
+
+fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
+    s.upsert_contacts(&[record("a", &["old", "gone"])], &[]).expect("upsert");
+    // Meanwhile another writer adds a tag the batch never saw.
+    s.upsert_contacts(&[record("a", &["old", "gone", "vip"])], &[]).expect("concurrent upsert");
+    let delta = TagDelta::between("a", &["old".into(), "gone".into()], &["old".into(), "engaged".into()]).expect("a change");
+    s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("commit");
+    assert_eq!(s.contact("a").expect("read").map(|c| c.tags), Some(vec!["old".to_string(), "vip".to_string(), "engaged".to_string()]));
+}
+
+fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
+    let failed: Result<(), StoreError> = atomically(s, |s| {
+        s.put_campaign("c", "v1", b"p", "DRAFT", 1)?;
+        s.set_state("c", "DRAFT", "SCHEDULED", "launched", 1)?;
+        Err(StoreError::Other("stopped halfway".into()))
+    });
+    assert!(failed.is_err());
+    assert!(s.campaign("c").expect("read").is_none(), "nothing of a failed transaction remains");
+    assert!(s.transitions("c", 10).expect("log").is_empty());
+    atomically(s, |s| {
+        s.put_campaign("c", "v1", b"p", "DRAFT", 1)?;
+        s.set_state("c", "DRAFT", "SCHEDULED", "launched", 1)
+    })
+    .expect("commit");
+    assert_eq!(s.campaign("c").expect("read").map(|r| r.state), Some("SCHEDULED".to_string()));
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let tmp = Tmp::new("conformance");
+    let make = |name: &str| -> Box<dyn Store> { Box::new(SqliteStore::open(&tmp.0.join(format!("{name}.db"))).expect("open")) };
+    conformance(&make);
+}
+
+// ---------------------------------------------------------------------------
+// A store that fails its Nth write, or runs something just after a batch
+// has read its executions.
+
+struct Wrapped {
+    inner: SqliteStore,
+    /// Fail the write with this number (1-based); `None` never fails.
+    fail_at: Option<usize>,
+    writes: Cell<usize>,
+    /// Runs once, right after the next `due` (another writer, meanwhile).
+    after_due: RefCell<Option<Box<dyn FnOnce()>>>,
+}
+
+impl Wrapped {
+    fn new(inner: SqliteStore) -> Wrapped {
+        Wrapped { inner, fail_at: None, writes: Cell::new(0), after_due: RefCell::new(None) }
+    }
+    fn write(&self) -> Result<(), StoreError> {
+        let n = self.writes.get() + 1;
+        self.writes.set(n);
+        if self.fail_at == Some(n) {
+            return Err(StoreError::Other(format!("injected failure of write {n}")));
+        }
+        Ok(())
+    }
+}
+
+impl Store for Wrapped {
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.put_campaign(name, version, program, state, now)
+    }
+    fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
+        self.inner.campaign(name)
+    }
+    fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
+        self.inner.campaigns()
+    }
+    fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.program_version(campaign, version)
+    }
+    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_state(name, from, to, why, now)
+    }
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+        self.inner.transitions(name, limit)
+    }
+    fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.meta(key)
+    }
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_meta(key, value)
+    }
+    fn delete_meta(&mut self, key: &str) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.delete_meta(key)
+    }
+    fn balance(&self) -> Result<i64, StoreError> {
+        self.inner.balance()
+    }
+    fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.ledger_add(amount_micros, reason, now)
+    }
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.upsert_contacts(contacts, events)
+    }
+    fn contact_count(&self) -> Result<u64, StoreError> {
+        self.inner.contact_count()
+    }
+    fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError> {
+        self.inner.for_each_contact(f)
+    }
+    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
+        self.inner.contact(id)
+    }
+    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
+        self.inner.contacts_page(after, limit)
+    }
+    fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.ensure_initial_balance(micros, now)
+    }
+    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError> {
+        self.inner.events_for(contacts)
+    }
+    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError> {
+        self.inner.sent_for(campaign, contacts)
+    }
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.enroll(campaign, version, entries, now)
+    }
+    fn enroll_audience(&mut self, program: &Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError> {
+        self.write()?;
+        self.inner.enroll_audience(program, step, wake, now)
+    }
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.inner.begin()
+    }
+    fn finish(&mut self, end: TxEnd) -> Result<(), StoreError> {
+        if end == TxEnd::Commit {
+            self.write()?;
+        }
+        self.inner.finish(end)
+    }
+    fn auto_reload(&self) -> Result<Option<AutoReload>, StoreError> {
+        self.inner.auto_reload()
+    }
+    fn set_auto_reload(&mut self, setting: Option<AutoReload>) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_auto_reload(setting)
+    }
+    fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError> {
+        self.inner.probe_pending(campaign)
+    }
+    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_probe(campaign, pending)
+    }
+    fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
+        self.inner.breaker(campaign)
+    }
+    fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.set_breaker(campaign, state)
+    }
+    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[flowc::compile::program::FieldDef]) -> Result<Vec<Due>, StoreError> {
+        let due = self.inner.due(campaign, now, limit, fields);
+        if let Some(f) = self.after_due.borrow_mut().take() {
+            f();
+        }
+        due
+    }
+    fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.next_wake(campaign)
+    }
+    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.commit(campaign, round, worker, now)
+    }
+    fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
+        self.inner.counts(campaign)
+    }
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
+        self.inner.step_counts(campaign)
+    }
+    fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
+        self.inner.ab_counts(campaign)
+    }
+    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
+        self.inner.outbox_pending(campaign)
+    }
+    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+        self.inner.outbox_due(campaign, now, limit)
+    }
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
+        self.inner.waiting_at(campaign, version, steps)
+    }
+    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError> {
+        self.write()?;
+        self.inner.migrate_executions(campaign, from, to, kept, now)
+    }
+    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.requeue_processing(campaign, worker)
+    }
+}
+
+/// The campaign as the store has it: (version, state, transitions logged,
+/// executions per version).
+fn snapshot(s: &dyn Store, name: &str) -> (Option<(String, String)>, usize, BTreeMap<ExecState, u64>) {
+    let row = s.campaign(name).expect("read").map(|r| (r.version, r.state));
+    (row, s.transitions(name, 100).expect("log").len(), s.counts(name).expect("counts"))
+}
+
+/// Launching, migrating to a new version and resuming are each one
+/// transaction: whichever write fails, the store holds the old state or the
+/// new one, and trying again succeeds.
+#[test]
+fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
+    let (v1, model) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  two: send sms.promotional promo\n}\n");
+    let (v2, _) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  tag add \"x\"\n  two: send sms.promotional promo\n}\n");
+    assert_ne!(v1.version, v2.version);
+    let tmp = Tmp::new("faults");
+    let mut faults_seen = 0;
+    for n in 1.. {
+        let db = tmp.0.join(format!("f{n}.db"));
+        let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
+        import(&mut store, &model, 4);
+
+        // A new campaign.
+        let before = snapshot(&store, "c");
+        store.writes.set(0);
+        store.fail_at = Some(n);
+        let launched = lifecycle::launch(&mut store, &v1, false, 1);
+        let failed_launch = launched.is_err();
+        let after = snapshot(&store, "c");
+        store.fail_at = None;
+        if failed_launch {
+            assert_eq!(after, before, "write {n} failed: the launch left nothing behind");
+            lifecycle::launch(&mut store, &v1, false, 1).expect("a retry launches");
+        }
+        assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled);
+
+        // Started, enrolled, first sends made: everyone waits at `two`'s wait.
+        lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
+        flowc::runtime::run::enroll(&mut store, &v1, 1).expect("enroll");
+        let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
+        Engine::new(&mut store, &mut provider, v1.clone(), EngineConfig::default(), worker("w")).expect("engine").run_batch(1).expect("batch");
+
+        // A new version, migrated by step id.
+        let before = snapshot(&store, "c");
+        store.writes.set(0);
+        store.fail_at = Some(n);
+        let migrated = lifecycle::launch(&mut store, &v2, false, 2);
+        let after = snapshot(&store, "c");
+        store.fail_at = None;
+        if migrated.is_err() {
+            assert_eq!(after, before, "write {n} failed: the migration left the old version");
+            lifecycle::launch(&mut store, &v2, false, 2).expect("a retry migrates");
+        }
+        let (row, _, _) = snapshot(&store, "c");
+        assert_eq!(row.map(|r| r.0), Some(v2.version.0.clone()));
+
+        // Paused by the breaker, then resumed.
+        lifecycle::transition(&mut store, "c", State::PausedError, "test", 3).expect("pause");
+        store.set_breaker("c", &BreakerState { consecutive_failures: 10, recent: Default::default() }).expect("breaker");
+        store.writes.set(0);
+        store.fail_at = Some(n);
+        let resumed = lifecycle::resume(&mut store, "c", 4);
+        store.fail_at = None;
+        if resumed.is_err() {
+            assert_eq!(lifecycle::state(&store, "c").expect("state"), State::PausedError);
+            assert!(!store.probe_pending("c").expect("probe"), "no probe without the resume");
+            lifecycle::resume(&mut store, "c", 4).expect("a retry resumes");
+        }
+        assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Running);
+        assert!(store.probe_pending("c").expect("probe"));
+        assert_eq!(store.breaker("c").expect("breaker"), BreakerState::default(), "a resume starts the breaker afresh");
+
+        let any_failed = failed_launch || migrated.is_err() || resumed.is_err();
+        if !any_failed {
+            // N is past the last write of every operation: all were covered.
+            break;
+        }
+        faults_seen += 1;
+    }
+    assert!(faults_seen >= 3, "every operation was interrupted at least once ({faults_seen})");
+}
+
+/// A batch applies what it did to a contact's tags as a change: an API
+/// upsert that lands between the batch's read and its commit is kept.
+#[test]
+fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
+    let (p, model) = program("campaign c {\n  trigger manual\n  tag add \"engaged\"\n  tag remove \"onboarding\"\n}\n");
+    let tmp = Tmp::new("race");
+    let db = tmp.db();
+    let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
+    import(&mut store, &model, 3);
+    lifecycle::launch(&mut store, &p, false, 1).expect("launch");
+    lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
+    flowc::runtime::run::enroll(&mut store, &p, 1).expect("enroll");
+    // Another process (the API) tags c001 right after the batch read it.
+    let other_db = db.clone();
+    *store.after_due.borrow_mut() = Some(Box::new(move || {
+        let mut other = SqliteStore::open(&other_db).expect("second connection");
+        let mut c = other.contact("c001").expect("read").expect("contact");
+        c.tags.push("vip".into());
+        other.upsert_contacts(&[c], &[]).expect("concurrent upsert");
+    }));
+    let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
+    let out = Engine::new(&mut store, &mut provider, p.clone(), EngineConfig::default(), worker("w")).expect("engine").run_batch(1).expect("batch");
+    assert_eq!(out.executions, 3);
+    let tags = store.contact("c001").expect("read").expect("contact").tags;
+    assert_eq!(tags, vec!["vip".to_string(), "engaged".to_string()], "the batch's change and the API's both survive");
+    let untouched = store.contact("c000").expect("read").expect("contact").tags;
+    assert_eq!(untouched, vec!["engaged".to_string()]);
+}
