@@ -491,9 +491,18 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled);
 
-        // Started, enrolled, first sends made: everyone waits at `two`'s wait.
-        lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
-        flowc::runtime::run::enroll(&mut store, &v1, 1).expect("enroll");
+        // Started (enrolled, then RUNNING).
+        store.writes.set(0);
+        store.fail_at = Some(n);
+        let started = flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1);
+        store.fail_at = None;
+        if started.is_err() {
+            assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled, "write {n} failed: not started");
+            flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1).expect("a retry starts");
+        }
+        assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Running);
+        assert_eq!(store.counts("c").expect("counts")[&ExecState::Pending], 4, "the whole audience, once");
+        // First sends made: everyone waits at the wait.
         let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
         Engine::new(&mut store, &mut provider, v1.clone(), EngineConfig::default(), worker("w")).expect("engine").run_batch(1).expect("batch");
 
@@ -527,7 +536,7 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         assert!(store.probe_pending("c").expect("probe"));
         assert_eq!(store.breaker("c").expect("breaker"), BreakerState::default(), "a resume starts the breaker afresh");
 
-        let any_failed = failed_launch || migrated.is_err() || resumed.is_err();
+        let any_failed = failed_launch || started.is_err() || migrated.is_err() || resumed.is_err();
         if !any_failed {
             // N is past the last write of every operation: all were covered.
             break;

@@ -137,8 +137,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 return Err(Fatal(format!("`{name}` is not a manual campaign; its trigger starts it")));
             }
             let at = now();
-            lifecycle::transition(&mut store, &name, lifecycle::State::Running, "started by flowc campaign start", at).map_err(fail)?;
-            let n = flowc::runtime::run::enroll(&mut store, &program, at).map_err(|e| Fatal(e.to_string()))?;
+            let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at).map_err(|e| Fatal(e.to_string()))?;
             println!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }

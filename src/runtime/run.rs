@@ -193,6 +193,22 @@ fn entry_and_start(p: &Program, now: Minutes) -> Result<(String, Minutes), RunEr
     Ok((entry, start_at))
 }
 
+/// Starts a SCHEDULED campaign whose trigger enrolls its audience at once
+/// (manual, scheduled): enrolls first, then moves it to RUNNING. Enrolling
+/// is idempotent (once per contact) and a campaign that is not RUNNING is
+/// not stepped, so a crash in between leaves it SCHEDULED and starting it
+/// again finishes the job, where the other order would leave it RUNNING
+/// with part of its audience and refuse a second start.
+pub fn start_enrolling(store: &mut dyn Store, p: &Program, why: &str, now: Minutes) -> Result<u64, RunError> {
+    let state = lifecycle::state(store, &p.campaign).map_err(|e| RunError::Refused(e.to_string()))?;
+    if state != State::Scheduled {
+        return Err(RunError::Refused(format!("campaign `{}` is {}; only a SCHEDULED campaign can be started", p.campaign, state.as_str())));
+    }
+    let n = enroll(store, p, now)?;
+    lifecycle::transition(store, &p.campaign, State::Running, why, now).map_err(|e| RunError::Refused(e.to_string()))?;
+    Ok(n)
+}
+
 /// Enrolls every contact the trigger and audience select, once each.
 pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
     let (entry, start_at) = entry_and_start(p, now)?;

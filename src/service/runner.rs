@@ -107,9 +107,10 @@ fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedCloc
                     Trigger::Manual => false,
                 };
                 if due {
-                    lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now).map_err(|e| e.to_string())?;
                     if matches!(program.trigger, Trigger::Scheduled { .. }) {
-                        run::enroll(store, &program, now).map_err(|e| e.to_string())?;
+                        run::start_enrolling(store, &program, "started by flowc serve", now).map_err(|e| e.to_string())?;
+                    } else {
+                        lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now).map_err(|e| e.to_string())?;
                     }
                     busy = true;
                 }
