@@ -207,4 +207,6 @@ pub trait Store {
     fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError>;
     /// Puts `processing` executions back to `pending` (crash recovery).
     fn requeue_processing(&mut self, campaign: &str) -> Result<u64, StoreError>;
+    /// Which of `contacts` already have an execution of `campaign`.
+    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
 }
