@@ -180,6 +180,15 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/campaigns/{id}/trigger"]["post"].is_object());
+    // Every field an answer carries is described.
+    let answer = |path: &str, method: &str, status: &str| doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["properties"].clone();
+    assert!(answer("/v1/events", "post", "202")["stored"].is_object());
+    assert!(answer("/v1/contacts", "post", "200")["upserted"].is_object());
+    assert!(answer("/v1/campaigns/{id}/resume", "post", "200")["was"].is_object());
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"].to_string();
+    for code in ["method-not-allowed", "uri-too-long", "unknown-event", "invalid-event", "timeout"] {
+        assert!(codes.contains(code), "{code} missing from {codes}");
+    }
     for (m, path) in [("GET", "/v1/campaigns"), ("GET", "/v1/campaigns/by_api"), ("POST", "/v1/campaigns/by_api/trigger"), ("POST", "/v1/campaigns/by_api/pause"), ("POST", "/v1/contacts"), ("POST", "/v1/events")] {
         let (s, e) = call(m, &format!("{b}{path}"), None, Some("{}"));
         assert_eq!(s, 401, "{m} {path}");

@@ -141,7 +141,6 @@ async fn json_errors(req: Request, next: Next) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "too-large",
         StatusCode::URI_TOO_LONG => "uri-too-long",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
         s if s.is_server_error() => "internal",
         _ => "invalid-request",
     };
