@@ -530,3 +530,42 @@ fn event_list(line: usize, v: &Value) -> Result<Vec<ContactEvent>, RowError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sqlite::SqliteStore;
+
+    fn schema_of(extra: &[(&str, Type, bool)]) -> Schema {
+        let mut s = Schema::from_model(&crate::workspace::stdlib_model());
+        for (name, ty, optional) in extra {
+            s.fields.insert(name.to_string(), Field { name: name.to_string(), ty: ty.clone(), optional: *optional, origin: Origin::Registry });
+        }
+        s
+    }
+
+    #[test]
+    fn the_kept_schema_round_trips_and_accumulates() {
+        let mut store = SqliteStore::open_in_memory().expect("store");
+        assert!(stored_schema(&store).expect("read").is_none());
+        store_schema(&mut store, &schema_of(&[("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false)])).expect("write");
+        store_schema(&mut store, &schema_of(&[("score", Type::Number, true)])).expect("write");
+        let kept = stored_schema(&store).expect("read").expect("kept");
+        assert_eq!(kept.fields["plan"].ty, Type::Enum(vec!["free".to_string(), "pro".to_string()].into()));
+        assert!(kept.fields["score"].optional);
+        assert!(kept.events.contains_key("message.opened") && kept.channels.contains(&"email".to_string()));
+        assert!(check_event(&kept, "message.opened", &serde_json::from_str(r#"{"via": "email"}"#).expect("json")).is_ok());
+        assert!(matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened")));
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let s = schema_of(&[("score", Type::Number, true)]);
+        let obj = |t: &str| -> Map<String, Value> { serde_json::from_str(t).expect("json") };
+        let first = patch(1, &obj(r#"{"id": "a", "score": 3, "tags": ["x"]}"#), &s).expect("valid").apply(None, 60);
+        assert_eq!(first.attrs["created_at"], "1970-01-01T01:00:00Z");
+        let second = patch(1, &obj(r#"{"id": "a", "email": "e@x", "score": null}"#), &s).expect("valid").apply(Some(first.clone()), 120);
+        assert_eq!((second.attrs.get("score"), &second.tags, &second.attrs["created_at"]), (None, &first.tags, &first.attrs["created_at"]));
+        assert!(patch(1, &obj(r#"{"id": "a", "locale": null}"#), &s).is_err());
+    }
+}
