@@ -36,6 +36,8 @@ fn flowc(args: &[&str]) -> std::process::Output {
 struct Server {
     child: Child,
     base: String,
+    /// Every line the server wrote to stderr after it said where it listens.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -57,11 +59,23 @@ impl Server {
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut l) = sink.lock() {
+                    l.push(line);
+                }
+            }
+        });
+        Server { child, base, log }
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -162,7 +176,7 @@ fn every_endpoint_auth_validation_and_shutdown() {
             ("by_event", "campaign by_event {\n  trigger event signed_up where source == \"ads\"\n  send email.transactional hello\n}\nevent signed_up { source: string }\n"),
         ],
     );
-    let server = Server::start(&db, &[]);
+    let mut server = Server::start(&db, &[]);
     let b = server.base.clone();
     let t = Some(TOKEN);
 
@@ -171,6 +185,15 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!(s, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/campaigns/{id}/trigger"]["post"].is_object());
+    // Every field an answer carries is described.
+    let answer = |path: &str, method: &str, status: &str| doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["properties"].clone();
+    assert!(answer("/v1/events", "post", "202")["stored"].is_object());
+    assert!(answer("/v1/contacts", "post", "200")["upserted"].is_object());
+    assert!(answer("/v1/campaigns/{id}/resume", "post", "200")["was"].is_object());
+    let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"].to_string();
+    for code in ["method-not-allowed", "uri-too-long", "unknown-event", "invalid-event", "timeout"] {
+        assert!(codes.contains(code), "{code} missing from {codes}");
+    }
     for (m, path) in [("GET", "/v1/campaigns"), ("GET", "/v1/campaigns/by_api"), ("POST", "/v1/campaigns/by_api/trigger"), ("POST", "/v1/campaigns/by_api/pause"), ("POST", "/v1/contacts"), ("POST", "/v1/events")] {
         let (s, e) = call(m, &format!("{b}{path}"), None, Some("{}"));
         assert_eq!(s, 401, "{m} {path}");
@@ -417,4 +440,244 @@ fn serve_applies_auto_reload() {
     assert!(reloads >= 1, "auto-reload topped up");
     let paused: i64 = conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'", [], |r| r.get(0)).expect("log");
     assert_eq!(paused, 0);
+}
+
+/// (status, JSON body) of a request written by hand on a socket, for
+/// requests an HTTP client library would refuse or rewrite.
+fn raw(base: &str, request: &str) -> (u16, serde_json::Value) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let _ = s.write_all(request.replace("{addr}", addr).as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// Reads one HTTP request (head and Content-Length body) off a socket.
+fn read_request(s: &mut std::net::TcpStream) -> String {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    while let Ok(k) = s.read(&mut buf[got..]) {
+        if k == 0 {
+            break;
+        }
+        got += k;
+        let text = String::from_utf8_lossy(&buf[..got]);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(0);
+            if got >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf[..got]).into_owned()
+}
+
+/// A local endpoint that answers every POST with a 302 to another path of
+/// its own, which would answer 200; counts POSTs and every other request.
+fn redirecting_webhook() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (posts, others) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
+    let (p, o) = (posts.clone(), others.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let request = read_request(&mut s);
+            let answer = if request.starts_with("POST /hook ") {
+                p.fetch_add(1, Ordering::SeqCst);
+                format!("HTTP/1.1 302 Found\r\nLocation: http://{addr}/landed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            } else {
+                o.fetch_add(1, Ordering::SeqCst);
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            let _ = s.write_all(answer.as_bytes());
+        }
+    });
+    (format!("http://{addr}/hook"), posts, others)
+}
+
+#[test]
+fn webhook_redirects_are_failures_not_deliveries() {
+    use std::sync::atomic::Ordering;
+    let dir = Dir::new("redirect");
+    let db = setup(&dir, &[("hooked", "campaign hooked {\n  trigger api\n  send email.transactional hello\n}\n")]);
+    let (url, posts, others) = redirecting_webhook();
+    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let b = server.base.clone();
+    let (s, _) = call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0"]}"#));
+    assert_eq!(s, 202);
+    // Each attempt is one POST answered 302; after the third the message and
+    // its execution fail. A followed redirect would have been a GET.
+    wait_for(|| call("GET", &format!("{b}/v1/campaigns/hooked"), Some(TOKEN), None).1["executions"]["failed"] == 1 || others.load(Ordering::SeqCst) > 0);
+    assert_eq!(others.load(Ordering::SeqCst), 0, "the redirect was followed");
+    assert_eq!(posts.load(Ordering::SeqCst), 3, "one POST per attempt");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("count");
+    assert_eq!(count("SELECT COUNT(*) FROM outbox WHERE status = 'sent'"), 0, "a redirect is not a delivery");
+}
+
+#[test]
+fn contacts_upsert_merges_the_fields_given() {
+    let dir = Dir::new("merge");
+    let db = setup(&dir, &[]);
+    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-03-28T12:00:00Z"]);
+    let url = format!("{}/v1/contacts", server.base);
+    let t = Some(TOKEN);
+    let (s, r) = call("POST", &url, t, Some(r#"{"id": "m1", "email": "a@example.com", "timezone": "Europe/Paris", "tags": ["vip"], "consent": ["email"]}"#));
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = call("POST", &url, t, Some(r#"{"id": "m1", "email": "b@example.com"}"#));
+    assert_eq!(s, 200, "{r}");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let row = |id: &str| -> (serde_json::Value, String, String) {
+        conn.query_row("SELECT attrs, tags, consent FROM contacts WHERE id = ?1", [id], |r| Ok((serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(), r.get(1)?, r.get(2)?))).expect("contact")
+    };
+    let (attrs, tags, consent) = row("m1");
+    assert_eq!(attrs["email"], "b@example.com");
+    assert_eq!(attrs["timezone"], "Europe/Paris", "absent fields stay as they were");
+    assert_eq!(attrs["created_at"], "2026-03-28T12:00:00Z", "a new contact is created at the service's now");
+    assert_eq!((tags.as_str(), consent.as_str()), (r#"["vip"]"#, r#"["email"]"#));
+    // `null` clears an optional field; a required one cannot be cleared.
+    let (s, _) = call("POST", &url, t, Some(r#"{"id": "m1", "email": null, "tags": null}"#));
+    assert_eq!(s, 200);
+    let (attrs, tags, _) = row("m1");
+    assert!(attrs.get("email").is_none(), "{attrs}");
+    assert_eq!(tags, "[]");
+    assert_eq!(attrs["timezone"], "Europe/Paris");
+    let (s, e) = call("POST", &url, t, Some(r#"{"id": "m1", "timezone": null}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-contact")));
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("timezone")), "{e}");
+}
+
+#[test]
+fn contacts_are_validated_against_the_declared_schema_before_any_launch() {
+    let dir = Dir::new("schema");
+    // `contacts import --schema` declared `plan`; nothing is launched yet.
+    let db = setup(&dir, &[]);
+    let server = Server::start(&db, &[]);
+    let url = format!("{}/v1/contacts", server.base);
+    let (s, r) = call("POST", &url, Some(TOKEN), Some(r#"{"id": "p1", "plan": "pro"}"#));
+    assert_eq!(s, 200, "{r}");
+    let (s, e) = call("POST", &url, Some(TOKEN), Some(r#"{"id": "p2", "plan": "platinum"}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-contact")));
+    let (s, e) = call("POST", &url, Some(TOKEN), Some(r#"{"id": "p3", "score": 3}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-contact")), "`score` is not declared yet");
+    drop(server);
+    // A launch declares its workspace's fields too.
+    let file = dir.path("scored.flow");
+    std::fs::write(&file, format!("{FLOWS}contact {{ score: number? }}\ncampaign scored {{\n  trigger api\n  send email.transactional hello\n}}\n")).expect("flow");
+    let o = flowc(&["campaign", "launch", &file, "--db", &db]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let server = Server::start(&db, &[]);
+    let url = format!("{}/v1/contacts", server.base);
+    let (s, r) = call("POST", &url, Some(TOKEN), Some(r#"{"id": "p3", "score": 3, "plan": "free"}"#));
+    assert_eq!(s, 200, "{r}");
+}
+
+#[test]
+fn events_are_validated_against_the_declared_events() {
+    let dir = Dir::new("events");
+    let db = setup(&dir, &[("by_event", "campaign by_event {\n  trigger event signed_up where source == \"ads\"\n  send email.transactional hello\n}\nevent signed_up { source: string }\n")]);
+    let server = Server::start(&db, &[]);
+    let url = format!("{}/v1/events", server.base);
+    let t = Some(TOKEN);
+    let (s, e) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_upp", "props": {"source": "ads"}}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("unknown-event")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("`signed_up`")), "did you mean: {e}");
+    let (s, e) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_up", "props": {"source": 5}}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-event")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("source")), "{e}");
+    let (s, e) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_up", "props": {"sorce": "ads"}}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-event")), "{e}");
+    // Declared and system events are accepted.
+    let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_up", "props": {"source": "ads"}}"#));
+    assert_eq!((s, r["stored"].as_bool()), (202, Some(true)), "{r}");
+    let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "message.opened", "props": {"via": "email", "step": "x"}}"#));
+    assert_eq!(s, 202, "{r}");
+    let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "contact.updated"}"#));
+    assert_eq!(s, 202, "{r}");
+}
+
+#[test]
+fn a_trigger_for_an_enrolled_contact_records_nothing() {
+    let dir = Dir::new("once");
+    let db = setup(&dir, &[("by_api", "campaign by_api {\n  trigger api\n  send email.transactional hello\n}\n")]);
+    let server = Server::start(&db, &[]);
+    let trigger = format!("{}/v1/campaigns/by_api/trigger", server.base);
+    let (s, r) = call("POST", &trigger, Some(TOKEN), Some(r#"{"contacts": ["c0"], "data": {"order": 1}}"#));
+    assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)));
+    let (s, r) = call("POST", &trigger, Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"order": 2}}"#));
+    assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)));
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let events = |c: &str| -> i64 { conn.query_row("SELECT COUNT(*) FROM contact_events WHERE contact_id = ?1 AND name = 'campaign.triggered'", [c], |r| r.get(0)).expect("count") };
+    assert_eq!((events("c0"), events("c1")), (1, 1), "re-entry changes nothing");
+}
+
+#[test]
+fn every_error_is_the_json_error_body() {
+    let dir = Dir::new("errors");
+    let db = setup(&dir, &[]);
+    let server = Server::start(&db, &[]);
+    let b = server.base.clone();
+    let code = |v: &serde_json::Value| v["error"]["code"].as_str().map(str::to_string);
+    let (s, e) = call("PUT", &format!("{b}/v1/contacts"), Some(TOKEN), Some("{}"));
+    assert_eq!((s, code(&e).is_some()), (405, true), "{e}");
+    let (s, e) = call("DELETE", &format!("{b}/v1/openapi.json"), None, None);
+    assert_eq!((s, code(&e).is_some()), (405, true), "{e}");
+    let long = "a".repeat(20 * 1024);
+    let (s, e) = raw(&b, &format!("GET /v1/campaigns/{long} HTTP/1.1\r\nHost: {{addr}}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"));
+    assert_eq!((s, code(&e).is_some()), (414, true), "{e}");
+    let (s, e) = raw(&b, &format!("GET /v1/campaigns/%FF%FE HTTP/1.1\r\nHost: {{addr}}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"));
+    assert_eq!((s, code(&e).is_some()), (400, true), "{e}");
+    let (s, e) = call("GET", &format!("{b}/nowhere"), Some(TOKEN), None);
+    assert_eq!((s, code(&e).as_deref()), (404, Some("not-found")), "{e}");
+    let huge = format!(r#"{{"id": "x", "email": "{}"}}"#, "a".repeat(400 * 1024));
+    let answer = raw_post(&b, "/v1/contacts", &huge);
+    assert!(answer.starts_with("HTTP/1.1 413") && answer.contains("too-large"), "{answer}");
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    let (s, _) = raw(&b, &format!("GET /v1/campaigns HTTP/1.1\r\nHost: {{addr}}\r\nauthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn each_request_is_logged_without_the_token_or_the_body() {
+    let dir = Dir::new("log");
+    let db = setup(&dir, &[]);
+    let mut server = Server::start(&db, &[]);
+    let b = server.base.clone();
+    call("GET", &format!("{b}/v1/campaigns"), Some(TOKEN), None);
+    call("POST", &format!("{b}/v1/contacts"), Some(TOKEN), Some(r#"{"id": "secret-contact-body"}"#));
+    call("GET", &format!("{b}/v1/campaigns/nope?q=1"), Some("wrong-token-wrong-token"), None);
+    assert!(server.terminate().success());
+    let log = server.log().join("\n");
+    assert!(!log.contains(TOKEN) && !log.contains("wrong-token"), "the token leaked: {log}");
+    assert!(!log.contains("secret-contact-body"), "a body leaked: {log}");
+    for line in ["GET /v1/campaigns 200", "POST /v1/contacts 200", "GET /v1/campaigns/nope 401"] {
+        assert!(log.lines().any(|l| l.contains(line) && l.contains("ms")), "no `{line}` line with a latency in: {log}");
+    }
+}
+
+#[test]
+fn a_half_sent_request_does_not_hold_the_server_after_sigterm() {
+    let dir = Dir::new("slow");
+    let db = setup(&dir, &[]);
+    let mut server = Server::start(&db, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    // One client stops in the middle of its headers, another after its
+    // headers but before the body it announced.
+    let mut half = std::net::TcpStream::connect(&addr).expect("connect");
+    half.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Le").expect("write");
+    let mut headers_only = std::net::TcpStream::connect(&addr).expect("connect");
+    headers_only.write_all(format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n").as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    // `terminate` fails the test if the server is still up 20 s after SIGTERM.
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    drop((half, headers_only));
 }

@@ -170,6 +170,8 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     let entries = [("a".to_string(), "one".to_string(), 30), ("b".to_string(), "one".to_string(), 10), ("c".to_string(), "one".to_string(), 99)];
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
+    let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), ["a"]);
     let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
     assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
@@ -452,6 +454,9 @@ impl Store for Wrapped {
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.requeue_processing(campaign, worker)
+    }
+    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.inner.enrolled(campaign, contacts)
     }
 }
 

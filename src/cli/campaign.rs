@@ -118,7 +118,11 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     e.cost.expected
                 )));
             }
-            match lifecycle::launch(&mut store, &built.program, force, now()).map_err(fail)? {
+            let launched = lifecycle::launch(&mut store, &built.program, force, now()).map_err(fail)?;
+            if let Some((_, model)) = built.inputs.analysis.models.first() {
+                super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
+            }
+            match launched {
                 Launched::New => println!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
                 Launched::Migrated { moved, skipped, removed_steps } => {
                     println!("launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped", built.program.campaign, built.program.version);

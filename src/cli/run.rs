@@ -112,6 +112,12 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: b
     Ok(true)
 }
 
+/// Keeps the declared contact fields and events in the database, where
+/// `flowc serve` validates API input against them.
+pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal> {
+    contacts::store_schema(store, schema).map_err(|e| Fatal(format!("cannot keep the declared schema in the database: {e}")))
+}
+
 fn stdlib_model() -> Model {
     let read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
     let mut ws = flowc::workspace::load(&[], &read);
@@ -123,6 +129,7 @@ fn stdlib_model() -> Model {
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
     match cmd {
         ContactsCmd::Import { file, db, schema, skip_invalid } => {
+            let declared = schema.is_some();
             let model = match schema {
                 Some(flow) => {
                     let inputs = super::check::load(&[flow.clone()], None, &Default::default())?;
@@ -134,6 +141,10 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 None => stdlib_model(),
             };
             let mut store = open_store(&db)?;
+            if declared {
+                // The API validates contacts and events against what the database keeps.
+                keep_schema(&mut store, &Schema::from_model(&model))?;
+            }
             Ok(if import(&mut store, &file, &Schema::from_model(&model), skip_invalid)? { Outcome::Ok } else { Outcome::Findings })
         }
     }
@@ -160,6 +171,8 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
     let mut store = open_store(&a.db)?;
     let schema = Schema::from_model(&model);
+    // `run` launches the campaign: its workspace's declarations join the database's.
+    keep_schema(&mut store, &schema)?;
     let resuming = store.campaign(&built.program.campaign).map_err(|e| Fatal(e.to_string()))?.is_some();
     match &a.contacts {
         // Re-importing on a resumed run would undo what the campaign did to

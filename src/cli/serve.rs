@@ -92,8 +92,11 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         let local = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
         eprintln!("flowc serve: listening on http://{local}");
         let app = service::router(state);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown(shutdown_flag)).await.map_err(|e| Fatal(e.to_string()))
+        service::serve(listener, app, shutdown(shutdown_flag)).await;
+        Ok::<(), Fatal>(())
     });
+    // Connections still open after the grace period are dropped with the runtime.
+    rt.shutdown_background();
     stop.store(true, Ordering::SeqCst);
     // The runner finishes its pass: every batch it started is committed.
     let _ = runner_thread.join();
@@ -102,7 +105,8 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     Ok(Outcome::Ok)
 }
 
-/// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish.
+/// Ctrl-C or SIGTERM: stop accepting, let requests in flight finish (for a
+/// bounded time, `service::SHUTDOWN_GRACE`).
 async fn shutdown(stop: Arc<AtomicBool>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -1,9 +1,11 @@
 //! Importing contacts from JSON Lines or CSV (LANGUAGE.md §8), validated
 //! against the contact schema: every bad row is reported with its line and
-//! field.
+//! field. Also the schema the database keeps (contact fields, channels,
+//! events) and the checks the API makes against it.
 
 use super::facts::{parse_date, parse_datetime, ContactEvent, ContactRecord};
-use crate::check::model::{Field, Model, Type};
+use super::store::{Store, StoreError};
+use crate::check::model::{Field, Model, Origin, Type};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -24,17 +26,172 @@ impl std::fmt::Display for RowError {
     }
 }
 
-/// The contact schema: built-in and declared fields, and the known channels.
+/// The contact schema: built-in and declared fields, the known channels,
+/// and the declared events with their properties.
 #[derive(Debug, Clone)]
 pub struct Schema {
     pub fields: BTreeMap<String, Field>,
     pub channels: Vec<String>,
+    pub events: BTreeMap<String, BTreeMap<String, Field>>,
 }
 
 impl Schema {
     pub fn from_model(m: &Model) -> Schema {
-        Schema { fields: m.contact.clone(), channels: m.channels.keys().cloned().collect() }
+        Schema {
+            fields: m.contact.clone(),
+            channels: m.channels.keys().cloned().collect(),
+            events: m.events.iter().map(|(name, e)| (name.clone(), e.fields.clone())).collect(),
+        }
     }
+
+    /// `self` with `newer`'s declarations added; where both declare a name,
+    /// `newer` wins.
+    fn merged(mut self, newer: &Schema) -> Schema {
+        self.fields.extend(newer.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for ch in &newer.channels {
+            if !self.channels.contains(ch) {
+                self.channels.push(ch.clone());
+            }
+        }
+        self.events.extend(newer.events.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+}
+
+/// The `meta` key under which the database keeps its declared schema.
+pub const SCHEMA_META_KEY: &str = "contact_schema";
+
+// The persisted form of `Schema`: the store's own types, not the checker's,
+// because a persisted format is a compatibility promise.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SchemaDoc {
+    format: u32,
+    fields: Vec<FieldDoc>,
+    channels: Vec<String>,
+    events: Vec<EventDoc>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FieldDoc {
+    name: String,
+    #[serde(rename = "type")]
+    ty: TypeDoc,
+    optional: bool,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EventDoc {
+    name: String,
+    props: Vec<FieldDoc>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TypeDoc {
+    String,
+    Number,
+    Bool,
+    Datetime,
+    Date,
+    Duration,
+    Timezone,
+    SetString,
+    Enum(Vec<String>),
+}
+
+const SCHEMA_FORMAT: u32 = 1;
+
+fn field_doc(f: &Field) -> Option<FieldDoc> {
+    let ty = match &f.ty {
+        Type::String => TypeDoc::String,
+        Type::Number => TypeDoc::Number,
+        Type::Bool => TypeDoc::Bool,
+        Type::DateTime => TypeDoc::Datetime,
+        Type::Date => TypeDoc::Date,
+        Type::Duration => TypeDoc::Duration,
+        Type::Timezone => TypeDoc::Timezone,
+        Type::SetString => TypeDoc::SetString,
+        Type::Enum(v) => TypeDoc::Enum(v.to_vec()),
+        // Not declarable types: a field of this type was already reported by the checker.
+        Type::None | Type::Unknown => return None,
+    };
+    Some(FieldDoc { name: f.name.clone(), ty, optional: f.optional })
+}
+
+fn field_of(d: FieldDoc) -> (String, Field) {
+    let ty = match d.ty {
+        TypeDoc::String => Type::String,
+        TypeDoc::Number => Type::Number,
+        TypeDoc::Bool => Type::Bool,
+        TypeDoc::Datetime => Type::DateTime,
+        TypeDoc::Date => Type::Date,
+        TypeDoc::Duration => Type::Duration,
+        TypeDoc::Timezone => Type::Timezone,
+        TypeDoc::SetString => Type::SetString,
+        TypeDoc::Enum(v) => Type::Enum(v.into()),
+    };
+    (d.name.clone(), Field { name: d.name, ty, optional: d.optional, origin: Origin::Registry })
+}
+
+/// Keeps `schema` in the database, added to what earlier imports and
+/// launches declared there (several workspaces may share one database; a
+/// field declared again takes its newest type).
+pub fn store_schema(store: &mut dyn Store, schema: &Schema) -> Result<(), StoreError> {
+    // A kept schema this flowc cannot read is replaced rather than kept forever.
+    let merged = match stored_schema(store) {
+        Ok(Some(old)) => old.merged(schema),
+        Ok(None) | Err(StoreError::Corrupt(_)) => schema.clone(),
+        Err(e) => return Err(e),
+    };
+    let doc = SchemaDoc {
+        format: SCHEMA_FORMAT,
+        fields: merged.fields.values().filter_map(field_doc).collect(),
+        channels: merged.channels.clone(),
+        events: merged.events.iter().map(|(name, props)| EventDoc { name: name.clone(), props: props.values().filter_map(field_doc).collect() }).collect(),
+    };
+    let text = serde_json::to_string(&doc).map_err(|e| StoreError::Other(e.to_string()))?;
+    store.set_meta(SCHEMA_META_KEY, &text)
+}
+
+/// The schema the database keeps; `None` when no import or launch stored one.
+pub fn stored_schema(store: &dyn Store) -> Result<Option<Schema>, StoreError> {
+    let Some(text) = store.meta(SCHEMA_META_KEY)? else { return Ok(None) };
+    let doc: SchemaDoc = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("meta `{SCHEMA_META_KEY}`: {e}")))?;
+    if doc.format != SCHEMA_FORMAT {
+        return Err(StoreError::Corrupt(format!("meta `{SCHEMA_META_KEY}` has format {}, this flowc reads {SCHEMA_FORMAT}", doc.format)));
+    }
+    Ok(Some(Schema {
+        fields: doc.fields.into_iter().map(field_of).collect(),
+        channels: doc.channels,
+        events: doc.events.into_iter().map(|e| (e.name, e.props.into_iter().map(field_of).collect())).collect(),
+    }))
+}
+
+/// Why an event does not fit the declared events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventError {
+    UnknownName(String),
+    BadProp(String),
+}
+
+/// Checks an ingested event's name and properties against the declared
+/// events. A `null` or absent property is an absent value, as in contacts.
+pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
+    let Some(declared) = schema.events.get(name) else {
+        let help = crate::check::suggest::help(name, schema.events.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+        return Err(EventError::UnknownName(format!("no event `{name}` is declared{help}")));
+    };
+    for (key, v) in props {
+        let Some(field) = declared.get(key) else {
+            let help = crate::check::suggest::help(key, declared.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+            return Err(EventError::BadProp(format!("`{key}` is not a property of event `{name}`{help}")));
+        };
+        if v.is_null() {
+            continue;
+        }
+        typed(field, v.clone()).map_err(|m| EventError::BadProp(format!("property `{key}` of event `{name}`: {m}")))?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +226,98 @@ pub fn parse(text: &str, format: Format, schema: &Schema) -> Parsed {
 }
 
 const SPECIAL: &[&str] = &["id", "tags", "consent", "capabilities", "events"];
+
+/// One contact of an API upsert, validated: the fields it gives. What it
+/// does not give stays as stored; `null` clears an optional field.
+#[derive(Debug, Clone)]
+pub struct ContactPatch {
+    pub id: String,
+    set: Map<String, Value>,
+    clear: Vec<String>,
+    tags: Option<Vec<String>>,
+    consent: Option<Vec<String>>,
+    capabilities: Option<Vec<String>>,
+    pub events: Vec<ContactEvent>,
+}
+
+/// Validates one contact object of an upsert (`line` names it in errors).
+pub fn patch(line: usize, obj: &Map<String, Value>, schema: &Schema) -> Result<ContactPatch, Vec<RowError>> {
+    let mut errors = Vec::new();
+    let mut cleared_sets = Vec::new();
+    let mut clear = Vec::new();
+    for key in obj.iter().filter(|(_, v)| v.is_null()).map(|(k, _)| k) {
+        match key.as_str() {
+            "id" | "events" => {}
+            "tags" | "consent" | "capabilities" => cleared_sets.push(key.as_str()),
+            _ => match schema.fields.get(key) {
+                Some(f) if f.optional => clear.push(key.clone()),
+                Some(_) => errors.push(RowError { line, field: Some(key.clone()), message: "is required: `null` cannot clear it".into() }),
+                // `record` reports the unknown name with a suggestion.
+                None => {}
+            },
+        }
+    }
+    // The sets' `null` is handled here; `record` validates everything else.
+    let given: Map<String, Value> = obj.iter().filter(|(k, v)| !(v.is_null() && cleared_sets.contains(&k.as_str()))).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let (c, events) = match record(line, &given, schema, |_, v| Ok(v.clone())) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let set_or_clear = |key: &str, value: &[String]| -> Option<Vec<String>> {
+        match obj.get(key) {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(_) => Some(value.to_vec()),
+        }
+    };
+    let set = obj.iter().filter(|(k, v)| !v.is_null() && schema.fields.contains_key(*k) && !SPECIAL.contains(&k.as_str())).filter_map(|(k, _)| c.attrs.get(k).map(|v| (k.clone(), v.clone()))).collect();
+    Ok(ContactPatch {
+        id: c.id.clone(),
+        set,
+        clear,
+        tags: set_or_clear("tags", &c.tags),
+        consent: set_or_clear("consent", &c.consent),
+        capabilities: set_or_clear("capabilities", &c.capabilities),
+        events,
+    })
+}
+
+impl ContactPatch {
+    /// The contact after this patch: `existing` with the given fields
+    /// changed, or a new contact with the built-in defaults, created at
+    /// `now` (minutes) unless the patch says otherwise.
+    pub fn apply(self, existing: Option<ContactRecord>, now: i64) -> ContactRecord {
+        let mut c = existing.unwrap_or_else(|| {
+            let mut attrs = Map::new();
+            attrs.insert("timezone".into(), Value::String("UTC".into()));
+            attrs.insert("locale".into(), Value::String("en".into()));
+            if let Some(t) = chrono::DateTime::from_timestamp(now.saturating_mul(60), 0) {
+                attrs.insert("created_at".into(), Value::String(t.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            }
+            ContactRecord { id: self.id.clone(), attrs, ..ContactRecord::default() }
+        });
+        for key in &self.clear {
+            c.attrs.remove(key);
+        }
+        c.attrs.extend(self.set);
+        if let Some(t) = self.tags {
+            c.tags = t;
+        }
+        if let Some(t) = self.consent {
+            c.consent = t;
+        }
+        if let Some(t) = self.capabilities {
+            c.capabilities = t;
+        }
+        c
+    }
+}
 
 fn parse_jsonl(text: &str, schema: &Schema) -> Parsed {
     let mut out = Parsed::default();
@@ -260,6 +509,9 @@ fn typed(f: &Field, v: Value) -> Result<Value, String> {
             }
         }
         (Type::SetString, Value::Array(a)) if a.iter().all(Value::is_string) => Ok(v),
+        // A property whose type was never kept (an event named by a trigger
+        // launched before the schema was kept) accepts any value.
+        (Type::Unknown, _) => Ok(v),
         (ty, other) => Err(format!("expected {}, found {}", ty.describe(), found(other))),
     }
 }
@@ -277,4 +529,43 @@ fn event_list(line: usize, v: &Value) -> Result<Vec<ContactEvent>, RowError> {
             Ok(ContactEvent { name: name.to_string(), at, props })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sqlite::SqliteStore;
+
+    fn schema_of(extra: &[(&str, Type, bool)]) -> Schema {
+        let mut s = Schema::from_model(&crate::workspace::stdlib_model());
+        for (name, ty, optional) in extra {
+            s.fields.insert(name.to_string(), Field { name: name.to_string(), ty: ty.clone(), optional: *optional, origin: Origin::Registry });
+        }
+        s
+    }
+
+    #[test]
+    fn the_kept_schema_round_trips_and_accumulates() {
+        let mut store = SqliteStore::open_in_memory().expect("store");
+        assert!(stored_schema(&store).expect("read").is_none());
+        store_schema(&mut store, &schema_of(&[("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false)])).expect("write");
+        store_schema(&mut store, &schema_of(&[("score", Type::Number, true)])).expect("write");
+        let kept = stored_schema(&store).expect("read").expect("kept");
+        assert_eq!(kept.fields["plan"].ty, Type::Enum(vec!["free".to_string(), "pro".to_string()].into()));
+        assert!(kept.fields["score"].optional);
+        assert!(kept.events.contains_key("message.opened") && kept.channels.contains(&"email".to_string()));
+        assert!(check_event(&kept, "message.opened", &serde_json::from_str(r#"{"via": "email"}"#).expect("json")).is_ok());
+        assert!(matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened")));
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let s = schema_of(&[("score", Type::Number, true)]);
+        let obj = |t: &str| -> Map<String, Value> { serde_json::from_str(t).expect("json") };
+        let first = patch(1, &obj(r#"{"id": "a", "score": 3, "tags": ["x"]}"#), &s).expect("valid").apply(None, 60);
+        assert_eq!(first.attrs["created_at"], "1970-01-01T01:00:00Z");
+        let second = patch(1, &obj(r#"{"id": "a", "email": "e@x", "score": null}"#), &s).expect("valid").apply(Some(first.clone()), 120);
+        assert_eq!((second.attrs.get("score"), &second.tags, &second.attrs["created_at"]), (None, &first.tags, &first.attrs["created_at"]));
+        assert!(patch(1, &obj(r#"{"id": "a", "locale": null}"#), &s).is_err());
+    }
 }

@@ -911,6 +911,18 @@ impl Store for SqliteStore {
             .map(|n| n as u64)
             .map_err(classify)
     }
+
+    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+        // Point lookups on the primary key: no limit on how many contacts are asked about.
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2").map_err(classify)?;
+        let mut found = std::collections::HashSet::new();
+        for c in contacts {
+            if stmt.exists(params![campaign, c]).map_err(classify)? {
+                found.insert((*c).to_string());
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]

@@ -351,4 +351,6 @@ pub trait Store {
     /// send pending go back to the state they were parked with (`pending`
     /// at their next step, or finished). Returns how many.
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
+    /// Which of `contacts` already have an execution of `campaign`.
+    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
 }

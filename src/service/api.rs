@@ -1,30 +1,37 @@
 //! The HTTP endpoints. Every body is validated; errors are JSON with a
 //! stable code: `{"error": {"code": "…", "message": "…"}}`.
 
-use super::{AppState, MAX_BODY, MAX_TRIGGER_CONTACTS};
+use super::{AppState, BODY_TIMEOUT, MAX_BODY, MAX_TRIGGER_CONTACTS, MAX_URI};
 use crate::compile::codec;
 use crate::compile::program::{Program, Trigger};
-use crate::runtime::contacts::{self, Format, Schema};
+use crate::runtime::contacts::{self, EventError, Schema};
 use crate::runtime::eval::{self, Ctx, Props};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
 use crate::runtime::store::Store;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl From<crate::runtime::store::StoreError> for ApiError {
+    fn from(e: crate::runtime::store::StoreError) -> ApiError {
+        ApiError::internal(e)
+    }
 }
 
 impl ApiError {
@@ -60,22 +67,119 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(api)
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this endpoint does not take that method") })
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(read_whole_request))
+        .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
 
-/// Bearer-token authentication; the token is never logged or echoed.
+/// One stderr line per request: method, path (without the query), status
+/// and latency. Never headers (the token) or bodies.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    // A path is at most MAX_URI bytes (longer ones get 414); the log keeps its start.
+    let path: String = req.uri().path().chars().take(200).collect();
+    let start = Instant::now();
+    let res = next.run(req).await;
+    eprintln!("flowc serve: {method} {path} {} {:.1}ms", res.status().as_u16(), start.elapsed().as_secs_f64() * 1e3);
+    res
+}
+
+/// Refuses over-long URIs and reads the body in full, within `BODY_TIMEOUT`
+/// and `MAX_BODY`, before any handler runs: a client that stalls in its body
+/// gets 408 instead of holding a connection and a handler open.
+async fn read_whole_request(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI {
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri-too-long", format!("URIs are limited to {MAX_URI} bytes")).into_response();
+    }
+    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes")).into_response();
+    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, read_limited(body)).await {
+        Err(_) => return ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs())).into_response(),
+        Ok(Err(BodyError::TooLarge)) => return too_large(),
+        Ok(Err(BodyError::Broken(e))) => return ApiError::bad(format!("cannot read the body: {e}")).into_response(),
+        Ok(Ok(b)) => b,
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+enum BodyError {
+    TooLarge,
+    Broken(String),
+}
+
+async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// The safety net for errors answered outside the handlers (axum's
+/// rejections): every error response carries the JSON error body.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::URI_TOO_LONG => "uri-too-long",
+        s if s.is_server_error() => "internal",
+        _ => "invalid-request",
+    };
+    let text = axum::body::to_bytes(res.into_body(), 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
+    ApiError::new(status, code, message).into_response()
+}
+
+/// Bearer-token authentication; the token is never logged or echoed. The
+/// scheme is case-insensitive (RFC 9110 §11.1).
 async fn auth(AxState(state): AxState<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v));
     match given {
-        Some(t) if super::same_token(t.trim(), &state.token) => next.run(req).await,
+        Some(t) if super::same_token(t, &state.token) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`").into_response(),
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer(v: &HeaderValue) -> Option<&str> {
+    let (scheme, token) = v.to_str().ok()?.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// A campaign id from the path; a path that does not decode (a bad
+/// percent-escape) is a JSON 400 like every other error.
+fn campaign_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(id)| id).map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", r.body_text()))
+}
+
 fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    // `read_whole_request` has already read the body; this stays for the limit axum applies.
     let bytes = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes"))
@@ -103,7 +207,8 @@ async fn list(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
     Ok(Json(json!({"campaigns": items})).into_response())
 }
 
-async fn status(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = campaign_id(id)?;
     let store = lock(&state)?;
     let (st, p) = campaign(&store, &id)?;
     let counts = store.counts(&id).map_err(ApiError::internal)?;
@@ -112,7 +217,8 @@ async fn status(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>) 
     Ok(Json(json!({"id": id, "state": st, "version": p.version.0, "executions": executions, "balance": {"amount": balance, "currency": "EUR"}})).into_response())
 }
 
-async fn pause(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = campaign_id(id)?;
     let mut store = lock(&state)?;
     campaign(&store, &id)?;
     let now = state.clock.now();
@@ -120,7 +226,8 @@ async fn pause(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>) -
     Ok(Json(json!({"id": id, "state": "PAUSED"})).into_response())
 }
 
-async fn resume(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = campaign_id(id)?;
     let mut store = lock(&state)?;
     campaign(&store, &id)?;
     let now = state.clock.now();
@@ -148,7 +255,8 @@ fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>
     store.contact(id).map_err(ApiError::internal)
 }
 
-async fn trigger(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let id = campaign_id(id)?;
     let body = body_json(body)?;
     let Value::Object(m) = &body else { return Err(ApiError::bad("expected a JSON object")) };
     only_keys(m, &["contacts", "data"])?;
@@ -187,29 +295,53 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, Path(id): Path<String>,
             outside += 1;
             continue;
         }
-        let mut props = data.clone();
-        props.insert("campaign".into(), json!(id));
-        events.push((cid.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
         entries.push((cid.clone(), p.nodes[0].id.0.clone(), now));
     }
     if !unknown.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-contacts", format!("no such contact(s): {}", unknown.join(", "))));
     }
+    // Re-entry: a contact already in the campaign is not enrolled again and
+    // gets no `campaign.triggered` event. Only this handler enrolls API
+    // campaigns, under the store lock, so the check cannot go stale before
+    // the enrollment below.
+    let asked = entries.len() as u64;
+    let ids_in: Vec<&str> = entries.iter().map(|(c, _, _)| c.as_str()).collect();
+    let already = store.enrolled(&id, &ids_in).map_err(ApiError::internal)?;
+    entries.retain(|(c, _, _)| !already.contains(c));
+    for (cid, _, _) in &entries {
+        let mut props = data.clone();
+        props.insert("campaign".into(), json!(id));
+        events.push((cid.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
+    }
+    // The event is stored before the enrollment so the first step can read it.
     store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
-    // Re-entry: a contact already in the campaign is not enrolled again.
     let enrolled = store.enroll(&id, &p.version.0, &entries, now).map_err(ApiError::internal)?;
-    let already = entries.len() as u64 - enrolled;
+    let already = asked.saturating_sub(enrolled);
     Ok((StatusCode::ACCEPTED, Json(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside}))).into_response())
 }
 
-/// The contact schema the service accepts: built-ins plus every field a
-/// launched campaign reads.
+/// The schema the service validates against: the one the database keeps
+/// (stored by `flowc contacts import --schema` and by every launch).
 fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
+    match contacts::stored_schema(store).map_err(ApiError::internal)? {
+        Some(s) => Ok(s),
+        None => legacy_schema(store),
+    }
+}
+
+/// For databases launched before the schema was kept: the built-ins plus
+/// every field a launched campaign reads, and the built-in events plus
+/// those event triggers name (their properties unchecked, as no types were kept).
+fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
     use crate::check::model::{Field, Origin, Type};
     use crate::compile::program::FieldType;
     let mut s = Schema::from_model(&crate::workspace::stdlib_model());
     for c in store.campaigns().map_err(ApiError::internal)? {
         let Ok(p) = codec::from_binary(&c.program) else { continue };
+        if let Trigger::Event { event, props, .. } = &p.trigger {
+            let props = props.iter().map(|n| (n.clone(), Field { name: n.clone(), ty: Type::Unknown, optional: true, origin: Origin::Registry }));
+            s.events.entry(event.clone()).or_default().extend(props);
+        }
         for f in p.fields {
             let ty = match f.ty {
                 FieldType::String => Type::String,
@@ -228,6 +360,9 @@ fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
     Ok(s)
 }
 
+/// Upserts contacts: each one merges the fields it gives into the stored
+/// contact (absent = unchanged, `null` clears an optional field); a new
+/// contact without `created_at` is created at the service clock's now.
 async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body = body_json(body)?;
     let items = match body {
@@ -238,15 +373,40 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
     if items.is_empty() || items.len() > 1000 {
         return Err(ApiError::bad("send 1 to 1000 contacts per request"));
     }
-    let text = items.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
     let mut store = lock(&state)?;
-    let parsed = contacts::parse(&text, Format::JsonLines, &schema(&store)?);
-    if let Some(e) = parsed.errors.first() {
-        let message = format!("contacts[{}]{}: {}", e.line - 1, e.field.as_ref().map(|f| format!(".{f}")).unwrap_or_default(), e.message);
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-contact", message));
+    let schema = schema(&store)?;
+    let mut patches = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let invalid = |field: Option<&str>, message: &str| {
+            let at = field.map(|f| format!(".{f}")).unwrap_or_default();
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-contact", format!("contacts[{i}]{at}: {message}"))
+        };
+        let Value::Object(obj) = item else { return Err(invalid(None, "expected a JSON object")) };
+        match contacts::patch(i + 1, obj, &schema) {
+            Ok(p) => patches.push(p),
+            Err(errors) => return Err(errors.first().map_or_else(|| invalid(None, "invalid contact"), |e| invalid(e.field.as_deref(), &e.message))),
+        }
     }
-    store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(ApiError::internal)?;
-    Ok(Json(json!({"upserted": parsed.contacts.len()})).into_response())
+    let now = state.clock.now();
+    // Read, merge and write in one transaction: the runner (another
+    // connection) cannot commit a tag change in between and have it
+    // overwritten by the merged record.
+    crate::runtime::store::atomically(&mut *store, |store| {
+        // Later items of the same request see the earlier ones' changes.
+        let mut merged: Vec<facts::ContactRecord> = Vec::with_capacity(patches.len());
+        let mut events = Vec::new();
+        for mut p in patches {
+            let earlier = merged.iter().position(|c| c.id == p.id);
+            let existing = match earlier {
+                Some(k) => Some(merged.swap_remove(k)),
+                None => store.contact(&p.id).map_err(ApiError::internal)?,
+            };
+            events.extend(std::mem::take(&mut p.events).into_iter().map(|e| (p.id.clone(), e)));
+            merged.push(p.apply(existing, now));
+        }
+        store.upsert_contacts(&merged, &events).map_err(ApiError::internal)
+    })?;
+    Ok(Json(json!({"upserted": items.len()})).into_response())
 }
 
 /// Ingests one event; event-triggered campaigns whose rule it matches
@@ -269,6 +429,10 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         Some(_) => return Err(ApiError::bad("`at` must be a datetime string")),
     };
     let mut store = lock(&state)?;
+    contacts::check_event(&schema(&store)?, name, &props).map_err(|e| match e {
+        EventError::UnknownName(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", m),
+        EventError::BadProp(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", m),
+    })?;
     let Some(c) = contact(&store, cid)? else {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-contacts", format!("no such contact: {cid}")));
     };

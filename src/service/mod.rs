@@ -14,11 +14,22 @@ use crate::runtime::sqlite::SqliteStore;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use api::router;
 
 /// Largest request body accepted (413 past it).
 pub const MAX_BODY: usize = 256 * 1024;
+/// Longest path and query accepted (414 past it).
+pub const MAX_URI: usize = 8 * 1024;
+/// How long a client may take to send a request's headers, and how long an
+/// idle keep-alive connection stays open.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send a request's body (408 past it).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a stop signal, how long requests in flight may take to finish
+/// before the remaining connections are closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Most contacts one trigger request may enroll.
 pub const MAX_TRIGGER_CONTACTS: usize = 10_000;
 
@@ -44,4 +55,43 @@ pub fn same_token(a: &str, b: &str) -> bool {
         diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
     }
     diff == 0
+}
+
+/// Serves `app` on `listener` until `stop` completes, then stops accepting,
+/// lets requests in flight finish for up to `SHUTDOWN_GRACE` and closes
+/// whatever is still open. Each connection has `HEADER_READ_TIMEOUT` to
+/// send its headers (and to stay idle between requests), so a client that
+/// sends half a request cannot hold the server.
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, stop: impl std::future::Future<Output = ()>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Running out of file descriptors passes; back off instead of spinning.
+                        eprintln!("flowc serve: accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    // A client that goes away mid-request is its own problem, not the server's.
+                    let _ = conn.await;
+                });
+            }
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        eprintln!("flowc serve: closing the connections still open {} s after the stop signal", SHUTDOWN_GRACE.as_secs());
+    }
 }

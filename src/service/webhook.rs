@@ -24,7 +24,10 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(config: WebhookConfig) -> Webhook {
-        let agent = ureq::AgentBuilder::new().timeout(config.timeout).build();
+        // Redirects are not followed: ureq would repeat the request as a GET
+        // without the body (and with the Idempotency-Key), so a 3xx would be
+        // recorded as delivered and billed although the message went nowhere.
+        let agent = ureq::AgentBuilder::new().timeout(config.timeout).redirects(0).build();
         Webhook { agent, config, observed: Observed::default(), jitter: 0x2545_f491_4f6c_dd1d }
     }
 
@@ -49,6 +52,9 @@ impl Webhook {
                 self.pause(attempt - 1);
             }
             match self.agent.post(&self.config.url).set("Idempotency-Key", m.key).send_json(body.clone()) {
+                // Without redirects ureq hands a 3xx back as a response; it is a
+                // failure like a 5xx (retried, and counted by the breaker).
+                Ok(r) if !(200..300).contains(&r.status()) => last = format!("webhook answered {}", r.status()),
                 Ok(_) => {
                     self.observed.deliveries += 1;
                     return Delivery::Accepted { delivered_at: None, opened_at: None, clicked_at: None };
