@@ -96,7 +96,7 @@ fn main() {
 
     // Issue target: `flowc estimate` over 1,000,000 contacts in under 2 s.
     let t = Instant::now();
-    let est = flowc::runtime::estimate::estimate(store.connection(), &program, 29_400_000, Default::default(), &Account { approved_channels: None }).expect("estimate");
+    let est = flowc::runtime::estimate::estimate(store.connection(), &program, 29_400_000, &Default::default()).expect("estimate");
     eprintln!("estimate: audience {} in {:.2} s; expected cost {:.2} EUR", est.audience, t.elapsed().as_secs_f64(), est.cost.expected);
 
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
