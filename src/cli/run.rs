@@ -72,7 +72,8 @@ pub struct ClockArgs {
     /// wall clock.
     #[arg(long, value_enum, default_value_t = ClockArg::Virtual)]
     clock: ClockArg,
-    /// Virtual clock start on a new database, e.g. 2026-11-27T09:00:00Z.
+    /// Where the virtual clock stands when the database has not saved one
+    /// (a new database), e.g. 2026-11-27T09:00:00Z.
     #[arg(long)]
     start: Option<String>,
 }
