@@ -309,3 +309,98 @@ fn a_manual_campaign_starts_with_campaign_start_and_runs_once() {
     assert_eq!(total, enrolled, "running it enrolls nobody twice");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `flowc estimate`, `flowc campaign launch`, `flowc campaign start` and
+/// `flowc run` read the time by one rule: the estimate states its as-of time,
+/// and a time-dependent audience estimated is the audience enrolled.
+#[test]
+fn estimate_states_its_clock_and_start_enrolls_what_was_estimated() {
+    let dir = std::env::temp_dir().join(format!("flowc-asof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let flow = dir.join("recent.flow");
+    std::fs::write(
+        &flow,
+        "template t { channel email message marketing status published }\ncampaign recent {\n  trigger manual\n  audience created_at > now - 2d\n  send email.marketing t\n}\n",
+    )
+    .expect("write");
+    // Ten contacts a day from 2025-01-01 to 2025-01-10: the newest were created on the 10th at midnight.
+    let contacts: Vec<String> = (0..100)
+        .map(|i| {
+            serde_json::json!({"id": format!("c{i:03}"), "email": format!("c{i}@example.com"), "consent": ["email"], "created_at": format!("2025-01-{:02}T00:00:00Z", i / 10 + 1)}).to_string()
+        })
+        .collect();
+    let jsonl = dir.join("contacts.jsonl");
+    std::fs::write(&jsonl, contacts.join("\n")).expect("write");
+    let db = dir.join("t.db");
+    let (flow, jsonl, db) = (flow.to_string_lossy().into_owned(), jsonl.to_string_lossy().into_owned(), db.to_string_lossy().into_owned());
+    assert_eq!(code(&flowc(&["contacts", "import", &jsonl, "--schema", &flow, "--db", &db])), 0);
+
+    let o = flowc(&["estimate", &flow, "--db", &db, "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // The virtual clock: just after the newest contact, as `flowc run` starts.
+    assert_eq!(v["as_of"], "2025-01-10T01:00:00Z");
+    assert_eq!(v["entry"]["kind"], "audience");
+    let estimated = v["audience"].as_u64().expect("audience");
+    assert_eq!(estimated, 20, "created on the 9th and 10th");
+    let human = flowc(&["estimate", &flow, "--db", &db]);
+    assert!(stdout(&human).contains("audience 20 contact(s), as of 2025-01-10T01:00:00Z"), "{}", stdout(&human));
+    // The same clock can be chosen explicitly.
+    let at = flowc(&["estimate", &flow, "--db", &db, "--format", "json", "--start", "2025-01-11T12:00:00Z"]);
+    let at: serde_json::Value = serde_json::from_slice(&at.stdout).expect("json");
+    assert_eq!((at["as_of"].as_str(), at["audience"].as_u64()), (Some("2025-01-11T12:00:00Z"), Some(10)), "created on the 10th");
+
+    let launch = flowc(&["campaign", "launch", &flow, "--db", &db, "--accept-cost"]);
+    assert_eq!(code(&launch), 0, "{}", String::from_utf8_lossy(&launch.stderr));
+    assert!(stdout(&launch).contains("as of 2025-01-10T01:00:00Z"), "{}", stdout(&launch));
+    let start = flowc(&["campaign", "start", "recent", "--db", &db]);
+    assert_eq!(code(&start), 0, "{}", String::from_utf8_lossy(&start.stderr));
+    assert!(stdout(&start).contains(&format!(": {estimated} contact(s) enrolled")), "{}", stdout(&start));
+    let run = flowc(&["run", &flow, "--db", &db, "--report", "json"]);
+    let r: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    let total: u64 = r["executions"].as_object().expect("map").values().filter_map(|n| n.as_u64()).sum();
+    assert_eq!(total, estimated, "the run enrolls what was estimated, and nobody twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An event trigger's estimate counts contacts with a recorded event that
+/// matches the trigger's `where` in the look-back window, and says so.
+#[test]
+fn event_trigger_estimate_states_its_window() {
+    let dir = std::env::temp_dir().join(format!("flowc-window-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let flow = dir.join("big.flow");
+    std::fs::write(
+        &flow,
+        "template t { channel email message transactional status published }\nevent order.completed { amount: number }\ncampaign big {\n  trigger event order.completed where amount > 100\n  send email.transactional t\n}\n",
+    )
+    .expect("write");
+    // Orders 1 to 20 days before the newest contact; every other one is big.
+    let contacts: Vec<String> = (0..20)
+        .map(|i| {
+            let at = format!("2025-01-{:02}T00:00:00Z", 21 - i);
+            serde_json::json!({"id": format!("c{i:02}"), "email": "x@example.com", "created_at": "2025-01-21T00:00:00Z",
+                "events": [{"name": "order.completed", "at": at, "amount": if i % 2 == 0 { 500 } else { 50 }}]})
+            .to_string()
+        })
+        .collect();
+    let jsonl = dir.join("contacts.jsonl");
+    std::fs::write(&jsonl, contacts.join("\n")).expect("write");
+    let (flow, jsonl) = (flow.to_string_lossy().into_owned(), jsonl.to_string_lossy().into_owned());
+    let o = flowc(&["estimate", &flow, "--contacts", &jsonl, "--format", "json", "--window", "1w"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["entry"]["kind"], "event");
+    assert_eq!(v["entry"]["event"], "order.completed");
+    assert_eq!(v["entry"]["window"], "7d");
+    assert_eq!(v["entry"]["since"], "2025-01-14T01:00:00Z");
+    // Big orders on the 21st, 19th, 17th and 15th.
+    assert_eq!(v["audience"], 4);
+    let human = flowc(&["estimate", &flow, "--contacts", &jsonl]);
+    assert!(stdout(&human).contains("recorded `order.completed` matching the trigger, in the 30d before"), "{}", stdout(&human));
+    assert!(stdout(&human).contains("audience 10 contact(s)"), "{}", stdout(&human));
+    assert_eq!(code(&flowc(&["estimate", &flow, "--contacts", &jsonl, "--window", "soon"])), 2);
+    let _ = std::fs::remove_dir_all(&dir);
+}

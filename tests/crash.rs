@@ -64,7 +64,7 @@ fn sigkill_ten_times_then_finish_equals_an_uninterrupted_run() {
         let caps = if i % 2 == 1 { r#"["rcs"]"# } else { "[]" };
         let plan = if i % 3 == 0 { "pro" } else { "free" };
         contacts.push_str(&format!(
-            "{{\"id\":\"c{i:05}\",\"created_at\":\"2026-11-20T10:00:00Z\",\"consent\":{consent},\"capabilities\":{caps},\"plan\":\"{plan}\"}}\n"
+            "{{\"id\":\"c{i:05}\",\"email\":\"c{i:05}@example.com\",\"phone\":\"+336{i:08}\",\"created_at\":\"2026-11-20T10:00:00Z\",\"consent\":{consent},\"capabilities\":{caps},\"plan\":\"{plan}\"}}\n"
         ));
     }
     std::fs::write(dir.join("c.jsonl"), contacts).expect("contacts");

@@ -5,11 +5,10 @@ mod common;
 
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
-use flowc::runtime::estimate::{self, Rates};
+use flowc::runtime::estimate::{self, Settings};
 use flowc::runtime::eval::{self, Ctx};
 use flowc::runtime::facts::{self, Facts};
 use flowc::runtime::sqlite::SqliteStore;
-use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
@@ -117,6 +116,7 @@ fn jsonl(cs: &[C]) -> String {
             let plan = ["free", "pro", "enterprise"][c.plan];
             let mut o = serde_json::json!({
                 "id": format!("c{i}"),
+                "email": format!("c{i}@example.com"),
                 "plan": plan,
                 "country": hostile(c.country),
                 "created_at": minutes_to_rfc3339(NOW - c.created_days_ago * 1440 - 7),
@@ -167,7 +167,7 @@ fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
         if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
             events.push(facts::ContactEvent { name: "contact.created".into(), at: t, props: Default::default() });
         }
-        let f = Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, &c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), sent: vec![], events };
+        let f = Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, &c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), addresses: facts::addresses_of(&c), sent: vec![], events };
         let cx = Ctx { program: p, facts: &f, now: NOW };
         if p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a)) {
             out.insert(c.id);
@@ -244,7 +244,7 @@ fn estimates_bracket_an_actual_run() {
     let mut store = SqliteStore::open(&db).expect("store");
     let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
-    let e = estimate::estimate(store.connection(), &p, NOW, Rates::default(), &Account { approved_channels: None }).expect("estimate");
+    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.audience, 2400, "score >= 20 selects 80%");
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
     let opts = RunOptions { clock: ClockKind::Virtual, start: Some(NOW), initial_balance_micros: 1_000_000_000, engine: Default::default(), stop: Default::default() };
@@ -274,6 +274,119 @@ fn estimate_reads_tags_and_ids_like_the_runtime() {
     let mut store = SqliteStore::open_in_memory().expect("store");
     let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
-    let e = estimate::estimate(store.connection(), &p, NOW, Rates::default(), &Account { approved_channels: None }).expect("estimate");
+    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.sends[0].sends.expected, 4.0);
+}
+
+fn compiled(src: &str) -> (Program, flowc::check::model::Model) {
+    let (analysis, ws) = common::check_source(src);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diags);
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    (compile::compile(&model, c, ws.sources.get(c.file)), model)
+}
+
+/// A database file with these contacts, removed when dropped.
+struct TempDb(std::path::PathBuf);
+
+impl TempDb {
+    fn new(name: &str, model: &flowc::check::model::Model, cs: &[C]) -> (TempDb, SqliteStore) {
+        let dir = std::env::temp_dir().join(format!("flowc-est-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let db = TempDb(dir.join("e.db"));
+        let mut store = SqliteStore::open(&db.0).expect("store");
+        let parsed = contacts::parse(&jsonl(cs), Format::JsonLines, &Schema::from_model(model));
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+        (db, store)
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn run_virtual(db: &TempDb, store: &mut SqliteStore, p: &Program) -> flowc::runtime::report::Report {
+    use flowc::runtime::provider::{SimConfig, Simulated};
+    use flowc::runtime::run::{self, ClockKind, RunOptions};
+    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let opts = RunOptions { clock: ClockKind::Virtual, start: Some(NOW), initial_balance_micros: 1_000_000_000, engine: Default::default(), stop: Default::default() };
+    run::run(store, &mut provider, p, &opts, &mut |_| {}).expect("run")
+}
+
+fn plain(i: usize) -> C {
+    C { plan: i % 3, score: Some(50), country: 0, nick: false, birthday: None, vip: None, tags: vec![], created_days_ago: 1, email: true, rcs: false, orders: vec![] }
+}
+
+/// The estimator walks the engine's transitions: a wait moves its clock, so
+/// `within` and `now` after the wait are read at the time the run reads them.
+/// Without engagement conditions the estimate is exact.
+#[test]
+fn conditions_after_a_wait_are_estimated_at_the_time_the_run_sees() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  wait 2d
+  if happened order.completed within 1d {{
+    recent_buyer: send email.marketing t
+  }}
+  if created_at > now - 3d {{
+    new_contact: send email.marketing t
+  }}
+}}"
+    ));
+    // Orders at launch and 3 days before; contacts created 0, 1, 2 and 5 days before launch.
+    let cs: Vec<C> = (0..400)
+        .map(|i| C { orders: if i % 2 == 0 { vec![(0, 60)] } else { vec![(3, 60)] }, created_days_ago: [0, 1, 2, 5][i % 4], ..plain(i) })
+        .collect();
+    let (db, mut store) = TempDb::new("wait-clock", &model, &cs);
+    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    let r = run_virtual(&db, &mut store, &p);
+    assert_eq!(e.steps.len(), r.steps.len());
+    for (est, act) in e.steps.iter().zip(&r.steps) {
+        assert_eq!(est.id, act.id);
+        let actual = act.entered as f64;
+        assert_eq!((est.reach.min, est.reach.expected, est.reach.max), (actual, actual, actual), "{}", est.id);
+    }
+    // Two days later, no order is within a day and only the newest contacts are within three days.
+    let reach = |id: &str| e.steps.iter().find(|s| s.id == id).map_or(-1.0, |s| s.reach.expected);
+    assert_eq!(reach("recent_buyer"), 0.0);
+    assert_eq!(reach("new_contact"), 100.0);
+    assert!((e.cost.expected - r.cost.total).abs() < 1e-9, "{:?} vs {}", e.cost, r.cost.total);
+}
+
+/// An event trigger's estimate counts the contacts with a recorded matching
+/// event (name and `where`) in the look-back window, as a run enrolls them.
+#[test]
+fn event_trigger_estimates_count_matching_recorded_events() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger event order.completed where amount > 100 and plan != free
+  send email.marketing t
+}}"
+    ));
+    // A third without orders; the others ordered 1 to 20 days ago, half of them big orders.
+    let cs: Vec<C> = (0..300)
+        .map(|i| C { orders: if i % 3 == 0 { vec![] } else { vec![((i % 20) as i64 + 1, if i % 2 == 0 { 150 } else { 60 })] }, ..plain(i) })
+        .collect();
+    let expected = cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(_, amount)| *amount > 100)).count() as u64;
+    assert!(expected > 0 && expected < 200, "a real selection: {expected}");
+    let (db, mut store) = TempDb::new("event-trigger", &model, &cs);
+    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    assert_eq!(e.audience, expected);
+    assert_eq!(e.entry, estimate::Entry::Event { event: "order.completed".into(), window: "30d".into(), since: estimate::rfc3339(NOW - 30 * 1440) });
+    let r = run_virtual(&db, &mut store, &p);
+    let enrolled: u64 = r.executions.values().sum();
+    assert_eq!(e.audience, enrolled, "the estimate counts whom the run enrolls");
+    assert_eq!(e.sends[0].sends.expected, r.steps[0].sent as f64);
+    // A shorter window counts only the recent events.
+    let week = estimate::estimate(store.connection(), &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() }).expect("estimate");
+    let recent = cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(ago, amount)| *amount > 100 && *ago <= 7)).count() as u64;
+    assert_eq!(week.audience, recent);
+    assert!(recent < expected);
 }

@@ -104,7 +104,7 @@ contact { plan: enum(free, pro) score: number }
 
 fn contact(i: usize, consent: &[&str], caps: &[&str], plan: &str) -> String {
     serde_json::json!({
-        "id": format!("c{i:05}"), "timezone": "Europe/Paris", "locale": "fr",
+        "id": format!("c{i:05}"), "email": format!("c{i:05}@example.com"), "phone": format!("+336{i:08}"), "timezone": "Europe/Paris", "locale": "fr",
         "created_at": "2025-11-20T10:00:00Z", "tags": ["onboarding"],
         "consent": consent, "capabilities": caps, "plan": plan, "score": i % 100,
     })
@@ -567,4 +567,97 @@ campaign c {{
         assert_eq!(has("big"), i % 9 == 0, "c{i}: {t:?}");
         assert_eq!(has("small"), i % 3 == 0 && i % 9 != 0, "c{i}: {t:?}");
     }
+}
+
+/// A send needs its channel's address (email for email; phone for sms, rcs
+/// and whatsapp; a push registration for push): without it the execution is
+/// skipped `no-address`, nothing is billed and the provider never sees the
+/// message. A fallback is tried as for `not-capable`, with its own address
+/// checked. The estimate counts the same sends.
+#[test]
+fn a_send_without_the_channels_address_is_skipped_unbilled_and_unsent() {
+    let src = format!(
+        "{DECLS}template text {{ channel sms message transactional status published }}
+template ping {{ channel push message transactional status published }}
+template card {{ channel rcs message transactional status published }}
+campaign c {{
+  trigger manual
+  if score == 0 {{
+    mail: send email.transactional receipt
+  }} else if score == 2 {{
+    note: send push.transactional ping
+  }} else if score == 3 {{
+    rich: send rcs.transactional card fallback sms.transactional text
+  }} else {{
+    sms: send sms.transactional text
+  }}
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("no-address");
+    let c = |v: serde_json::Value| v.to_string();
+    let jsonl = [
+        // email: one without an address, one with an empty one, one with.
+        c(serde_json::json!({"id": "mail-none", "score": 0, "phone": "+33600000001"})),
+        c(serde_json::json!({"id": "mail-empty", "score": 0, "email": ""})),
+        c(serde_json::json!({"id": "mail-ok", "score": 0, "email": "a@example.com"})),
+        // sms: a contact created with only an id, and one with a phone.
+        c(serde_json::json!({"id": "sms-bare"})),
+        c(serde_json::json!({"id": "sms-ok", "score": 1, "phone": "+33600000002"})),
+        // push: the address is the device's push registration.
+        c(serde_json::json!({"id": "push-none", "score": 2, "email": "b@example.com", "phone": "+33600000003"})),
+        c(serde_json::json!({"id": "push-ok", "score": 2, "capabilities": ["push"]})),
+        // rcs: capable but no phone (the sms fallback has none either);
+        // a phone without rcs goes out as sms; a phone with rcs as rcs.
+        c(serde_json::json!({"id": "rcs-nophone", "score": 3, "capabilities": ["rcs"]})),
+        c(serde_json::json!({"id": "rcs-fallback", "score": 3, "phone": "+33600000004"})),
+        c(serde_json::json!({"id": "rcs-ok", "score": 3, "phone": "+33600000005", "capabilities": ["rcs"]})),
+    ]
+    .join("\n");
+    import(&db, &model, &jsonl);
+    let estimate = {
+        let mut store = SqliteStore::open(&db.path).expect("store");
+        flowc::runtime::estimate::estimate(store.connection(), &p, START, &Default::default()).expect("estimate")
+    };
+    let r = run_on(&db, &p, &Opts::default());
+    let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();
+    let no_address = |id: &str| step(id).skipped.get("no-address").copied().unwrap_or(0);
+    assert_eq!((step("mail").sent, no_address("mail")), (1, 2), "{:?}", step("mail"));
+    assert_eq!((step("sms").sent, no_address("sms")), (1, 1), "{:?}", step("sms"));
+    assert_eq!((step("note").sent, no_address("note")), (1, 1), "{:?}", step("note"));
+    assert_eq!((step("rich").sent, no_address("rich")), (2, 1), "{:?}", step("rich"));
+    assert_eq!(r.executions["skipped"], 5);
+    assert_eq!(r.state, "COMPLETED_PARTIAL");
+    // Billed: one email, one push, two sms (one of them the rcs fallback) and one rcs.
+    let prices = [("email.transactional", 1), ("push.transactional", 1), ("sms.transactional", 2), ("rcs.transactional", 1)];
+    let expected: f64 = prices
+        .iter()
+        .map(|(pair, n)| {
+            let (channel, message) = pair.split_once('.').expect("pair");
+            let target = p.nodes.iter().find_map(|node| match &node.op {
+                flowc::compile::program::Op::Send { target, fallback, .. } => [Some(target), fallback.as_ref()].into_iter().flatten().find(|t| t.channel == channel && t.message == message).cloned(),
+                _ => None,
+            });
+            target.expect("a send on that pair").price_micros as f64 / 1e6 * f64::from(*n)
+        })
+        .sum();
+    assert!((r.cost.total - expected).abs() < 1e-9, "{} vs {expected}", r.cost.total);
+    assert!((r.balance - (1000.0 - expected)).abs() < 1e-6, "{}", r.balance);
+    // The provider never saw a message for a contact without the address.
+    assert_eq!(r.provider.deliveries, 5);
+    let mut log = db.path.clone().into_os_string();
+    log.push(".provider.log");
+    let log = std::fs::read_to_string(&log).expect("provider log");
+    for id in ["mail-none", "mail-empty", "sms-bare", "push-none", "rcs-nophone"] {
+        assert!(!log.contains(&format!("/{id}/")), "{id} reached the provider:\n{log}");
+    }
+    for id in ["mail-ok", "sms-ok", "push-ok", "rcs-fallback", "rcs-ok"] {
+        assert!(log.contains(&format!("/{id}/")), "{id} missing from the provider log:\n{log}");
+    }
+    // The estimate applies the same rule: the same sends, the same cost.
+    let sends: Vec<(String, f64)> = estimate.sends.iter().map(|s| (format!("{}.{}", s.channel, s.message), s.sends.expected)).collect();
+    let mut want: Vec<(String, f64)> = prices.iter().map(|(pair, n)| (pair.to_string(), f64::from(*n))).collect();
+    want.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(sends, want);
+    assert!((estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9, "{:?}", estimate.cost);
 }

@@ -142,7 +142,7 @@ fn setup(dir: &Dir, campaigns: &[(&str, &str)]) -> String {
 /// `setup` with an opening balance of `top_up` EUR.
 fn setup_with(dir: &Dir, campaigns: &[(&str, &str)], top_up: &str) -> String {
     let db = dir.path("s.db");
-    let contacts = (0..50).map(|i| format!("{{\"id\":\"c{i}\",\"plan\":\"{}\",\"consent\":[\"email\"]}}", if i % 2 == 0 { "pro" } else { "free" })).collect::<Vec<_>>().join("\n");
+    let contacts = (0..50).map(|i| format!("{{\"id\":\"c{i}\",\"email\":\"c{i}@example.com\",\"plan\":\"{}\",\"consent\":[\"email\"]}}", if i % 2 == 0 { "pro" } else { "free" })).collect::<Vec<_>>().join("\n");
     std::fs::write(dir.0.join("contacts.jsonl"), contacts).expect("contacts");
     let schema = dir.path("schema.flow");
     std::fs::write(&schema, FLOWS).expect("schema");
@@ -246,7 +246,7 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!((s, r["was"].as_str()), (200, Some("PAUSED")));
 
     // Contacts upsert with validation.
-    let (s, r) = call("POST", &format!("{b}/v1/contacts"), t, Some(r#"[{"id": "n1", "plan": "pro", "consent": ["email"]}]"#));
+    let (s, r) = call("POST", &format!("{b}/v1/contacts"), t, Some(r#"[{"id": "n1", "email": "n1@example.com", "plan": "pro", "consent": ["email"]}]"#));
     assert_eq!((s, r["upserted"].as_u64()), (200, Some(1)));
     let (s, e) = call("POST", &format!("{b}/v1/contacts"), t, Some(r#"{"id": "n2", "plan": "platinum"}"#));
     assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-contact")));

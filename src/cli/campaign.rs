@@ -1,7 +1,7 @@
 //! `flowc campaign …` and `flowc balance …`: operating campaigns in a database.
 
 use super::build::build;
-use super::run::{open_store, DEFAULT_DB};
+use super::run::{open_store, ClockArgs, DEFAULT_DB};
 use super::{Fatal, Outcome};
 use flowc::compile::codec;
 use flowc::runtime::lifecycle::{self, Launched};
@@ -26,12 +26,18 @@ pub enum CampaignCmd {
         /// Launch even when the expected cost exceeds the balance.
         #[arg(long)]
         accept_cost: bool,
+        /// The time of the cost estimate and the launch (as for `flowc estimate`).
+        #[command(flatten)]
+        clock: ClockArgs,
     },
     /// Start a launched campaign with a manual trigger: enroll its audience now.
     Start {
         name: String,
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// When "now" is: the same clock as `flowc estimate` and `flowc run`.
+        #[command(flatten)]
+        clock: ClockArgs,
     },
     /// Pause a running campaign.
     Pause {
@@ -100,16 +106,15 @@ fn now() -> i64 {
 pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
     let fail = |e: lifecycle::LifecycleError| Fatal(e.to_string());
     match cmd {
-        CampaignCmd::Launch { file, campaign, db, templates, force, accept_cost } => {
+        CampaignCmd::Launch { file, campaign, db, templates, force, accept_cost, clock } => {
             // Launch is refused while the program has check errors or uses unpublished templates.
             let built = match build(&file, campaign.as_deref(), templates.as_deref(), false)? {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };
             let mut store = open_store(&db)?;
-            let at = flowc::runtime::run::virtual_now(&store, None).map_err(|e| Fatal(e.to_string()))?;
-            let account = flowc::runtime::step::Account { approved_channels: None };
-            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, Default::default(), &account).map_err(|e| Fatal(format!("estimate: {e}")))?;
+            let at = clock.now(&store)?;
+            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default()).map_err(|e| Fatal(format!("estimate: {e}")))?;
             print!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
             if e.cost.expected > balance && !accept_cost {
@@ -118,7 +123,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     e.cost.expected
                 )));
             }
-            let launched = lifecycle::launch(&mut store, &built.program, force, now()).map_err(fail)?;
+            let launched = lifecycle::launch(&mut store, &built.program, force, at).map_err(fail)?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
                 super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
             }
@@ -133,14 +138,14 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             }
             Ok(Outcome::Ok)
         }
-        CampaignCmd::Start { name, db } => {
+        CampaignCmd::Start { name, db, clock } => {
             let mut store = open_store(&db)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             if !matches!(program.trigger, flowc::compile::program::Trigger::Manual) {
                 return Err(Fatal(format!("`{name}` is not a manual campaign; its trigger starts it")));
             }
-            let at = now();
+            let at = clock.now(&store)?;
             let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at).map_err(|e| Fatal(e.to_string()))?;
             println!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)

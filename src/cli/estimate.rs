@@ -2,7 +2,7 @@
 
 use super::build::build;
 use super::{Fatal, Outcome};
-use flowc::runtime::estimate::{self, Estimate, Rates};
+use flowc::runtime::estimate::{self, Entry, Estimate, Rates, Settings};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
@@ -20,6 +20,13 @@ pub struct EstimateArgs {
     contacts: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// The time the estimate is made at; the same clock as `flowc run` and
+    /// `flowc campaign start`, so what is estimated is what gets enrolled.
+    #[command(flatten)]
+    clock: super::run::ClockArgs,
+    /// For an event trigger: how far back recorded events count, e.g. `30d`, `1w`, `1d 12h`.
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    window: String,
     /// Expected engagement rates, each of the previous stage.
     #[arg(long, default_value_t = 0.97)]
     delivered_rate: f64,
@@ -47,6 +54,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
             return Err(Fatal(format!("{name} must be between 0 and 1, not {r}")));
         }
     }
+    let window = parse_duration(&a.window).filter(|m| *m > 0).ok_or_else(|| Fatal(format!("--window: `{}` is not a duration like 30d, 1w or 1d 12h", a.window)))?;
     let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
         Ok(b) => b,
         Err(o) => return Ok(o),
@@ -60,10 +68,13 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         }
         None => super::run::open_store(&a.db)?,
     };
-    let now = flowc::runtime::run::virtual_now(&store, None).map_err(|e| Fatal(e.to_string()))?;
-    let rates = Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate };
-    let account = Account { approved_channels: a.approve.clone() };
-    let e = estimate::estimate(store.connection(), &built.program, now, rates, &account).map_err(|e| Fatal(format!("estimate: {e}")))?;
+    let now = a.clock.now(&store)?;
+    let settings = Settings {
+        rates: Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate },
+        account: Account { approved_channels: a.approve.clone() },
+        event_window: window,
+    };
+    let e = estimate::estimate(store.connection(), &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => print!("{}", human(&e)),
@@ -82,8 +93,35 @@ fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::mod
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(e.to_string()))
 }
 
+/// `2d`, `90m`, `1d 12h`: the language's duration syntax, in minutes.
+fn parse_duration(s: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut any = false;
+    for part in s.split_whitespace() {
+        let (n, unit) = part.split_at(part.len().saturating_sub(1));
+        let size = match unit {
+            "m" => 1,
+            "h" => 60,
+            "d" => 24 * 60,
+            "w" => 7 * 24 * 60,
+            _ => return None,
+        };
+        total = total.checked_add(n.parse::<i64>().ok()?.checked_mul(size)?)?;
+        any = true;
+    }
+    any.then_some(total)
+}
+
 pub fn human(e: &Estimate) -> String {
-    let mut out = format!("campaign {}: audience {} contact(s)\n\n", e.campaign, e.audience);
+    let mut out = format!("campaign {}: audience {} contact(s), as of {}\n", e.campaign, e.audience, e.as_of);
+    match &e.entry {
+        Entry::Audience => {}
+        Entry::Scheduled { at } => out.push_str(&format!("entering when the trigger fires, at {at}\n")),
+        Entry::Event { event, window, since } => out.push_str(&format!(
+            "entering: contacts with a recorded `{event}` matching the trigger, in the {window} before (since {since}); --window changes it\n"
+        )),
+    }
+    out.push('\n');
     let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
     out.push_str(&format!("{:<w$}  {:<7}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
     for s in &e.steps {

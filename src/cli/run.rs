@@ -32,11 +32,8 @@ pub struct RunArgs {
     /// Import the valid rows and report the others.
     #[arg(long)]
     skip_invalid: bool,
-    #[arg(long, value_enum, default_value_t = ClockArg::Virtual)]
-    clock: ClockArg,
-    /// Virtual clock start on a new database, e.g. 2026-11-27T09:00:00Z.
-    #[arg(long)]
-    start: Option<String>,
+    #[command(flatten)]
+    clock: ClockArgs,
     /// Seed of the simulated provider.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -63,6 +60,43 @@ pub struct RunArgs {
 enum ClockArg {
     Virtual,
     Real,
+}
+
+/// The clock of every command that reads the time against the contacts
+/// (run, estimate, campaign launch's cost check, campaign start): one rule,
+/// `runtime::run::clock_now`, so an estimate counts what a start enrolls.
+#[derive(clap::Args)]
+pub struct ClockArgs {
+    /// `virtual`: the time saved in the database by the last run, else
+    /// --start, else just after the newest contact's created_at; `real`: the
+    /// wall clock.
+    #[arg(long, value_enum, default_value_t = ClockArg::Virtual)]
+    clock: ClockArg,
+    /// Where the virtual clock stands when the database has not saved one
+    /// (a new database), e.g. 2026-11-27T09:00:00Z.
+    #[arg(long)]
+    start: Option<String>,
+}
+
+impl ClockArgs {
+    fn kind(&self) -> ClockKind {
+        match self.clock {
+            ClockArg::Virtual => ClockKind::Virtual,
+            ClockArg::Real => ClockKind::Real,
+        }
+    }
+
+    fn start(&self) -> Result<Option<flowc::runtime::clock::Minutes>, Fatal> {
+        match &self.start {
+            Some(s) => Ok(Some(flowc::runtime::facts::parse_datetime(s).ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime like 2026-11-27T09:00:00Z")))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The time now for `store` on this clock.
+    pub fn now(&self, store: &dyn Store) -> Result<flowc::runtime::clock::Minutes, Fatal> {
+        run::clock_now(store, self.kind(), self.start()?).map_err(|e| Fatal(e.to_string()))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,10 +194,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     if a.batch == 0 {
         return Err(Fatal("--batch must be at least 1".into()));
     }
-    let start = match &a.start {
-        Some(s) => Some(flowc::runtime::facts::parse_datetime(s).ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime like 2026-11-27T09:00:00Z")))?),
-        None => None,
-    };
+    let start = a.clock.start()?;
     let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
         Ok(b) => b,
         Err(o) => return Ok(o),
@@ -208,10 +239,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         });
     }
     let opts = RunOptions {
-        clock: match a.clock {
-            ClockArg::Virtual => ClockKind::Virtual,
-            ClockArg::Real => ClockKind::Real,
-        },
+        clock: a.clock.kind(),
         start,
         initial_balance_micros: (a.balance * 1_000_000.0).round() as i64,
         engine: EngineConfig { batch: a.batch, account: Account { approved_channels: a.approve.clone() }, ..EngineConfig::default() },

@@ -355,6 +355,7 @@ impl<'a> Engine<'a> {
             }
             let created = contact.created_at;
             let mut f = Facts {
+                addresses: contact.addresses,
                 sent: sent.remove(&contact.id).unwrap_or_default(),
                 events: events.remove(&contact.id).unwrap_or_default(),
                 contact_id: contact.id,

@@ -1,19 +1,21 @@
 //! Launch estimates: audience size, the contacts expected to reach each step,
 //! sends and cost, as minimum, expected and maximum.
 //!
-//! The audience comes from the store through the compiled SQL of the
-//! campaign's audience. Each contact in it is then walked through the
-//! program in memory: attribute conditions and A/B assignments are exact
-//! (evaluated on the contact), send eligibility is exact (consent,
-//! capability, approval), and engagement conditions split the contact's
-//! weight by the configured rates. Minimum counts what happens for certain,
-//! maximum what can happen, expected the weighted sum.
+//! The contacts who enter come from the store: the audience's compiled SQL,
+//! and for an event trigger the contacts with a matching recorded event in
+//! a look-back window. Each of them is then walked through the program by the
+//! engine's own transition function (`step::transition`): attribute
+//! conditions, A/B assignment, send eligibility and the clock moving at waits
+//! are exactly what a run does; only engagement conditions, which depend on
+//! the future, split the contact's weight by the configured rates. Minimum
+//! counts what happens for certain, maximum what can happen, expected the
+//! weighted sum.
 
 use super::eval::{self, Ctx};
 use super::facts::{self, ContactRecord, Facts, SentMessage};
 use super::sql;
-use super::step::{self, Account};
-use crate::compile::program::{Cond, NodeIdx, Op, Program};
+use super::step::{self, Account, Stop, Transition};
+use crate::compile::program::{Cond, NodeIdx, Op, Program, Trigger};
 use rusqlite::{params_from_iter, Connection};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,6 +33,37 @@ impl Default for Rates {
         // The simulated provider's defaults, so estimates and simulations agree.
         Rates { delivered: 0.97, opened: 0.45, clicked: 0.25 }
     }
+}
+
+/// What an estimate assumes beyond the contacts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub rates: Rates,
+    pub account: Account,
+    /// How far back an event trigger's recorded events count, in minutes.
+    pub event_window: i64,
+}
+
+/// An event trigger looks back 30 days unless told otherwise.
+pub const DEFAULT_EVENT_WINDOW: i64 = 30 * 24 * 60;
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { rates: Rates::default(), account: Account { approved_channels: None }, event_window: DEFAULT_EVENT_WINDOW }
+    }
+}
+
+/// Who the estimate counts as entering the campaign, stated in its output.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// Manual and API triggers: the audience at the as-of time.
+    Audience,
+    /// The audience when the scheduled trigger fires (or at the as-of time, if that is later).
+    Scheduled { at: String },
+    /// Contacts (in the audience) with a recorded `event` matching the
+    /// trigger's `where` in the `window` before the as-of time, from `since`.
+    Event { event: String, window: String, since: String },
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -79,6 +112,10 @@ pub struct CostRange {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Estimate {
     pub campaign: String,
+    /// The clock the estimate was made on (RFC 3339, UTC): the same rule as
+    /// the run's clock, so a launch enrolls what was estimated.
+    pub as_of: String,
+    pub entry: Entry,
     pub audience: u64,
     pub steps: Vec<StepEstimate>,
     pub sends: Vec<SendEstimate>,
@@ -121,15 +158,61 @@ struct Member {
     consent: Vec<String>,
     capabilities: Vec<String>,
     created_at: Option<i64>,
+    addresses: facts::Addresses,
 }
 
-/// Streams the audience with the program's fields pulled out by SQLite
+/// When the contacts enter and on what condition, as the run enrolls them
+/// (`run::enroll`): the audience at the trigger's time for scheduled
+/// triggers; for event triggers, a matching recorded event in the window
+/// (the run enrolls such a contact now, since its event is in the past).
+struct Entering {
+    at: i64,
+    cond: Option<Cond>,
+    entry: Entry,
+}
+
+fn entering(p: &Program, now: i64, window: i64) -> Entering {
+    match &p.trigger {
+        Trigger::Scheduled { at, zone } => {
+            // An unresolvable time cannot be launched; estimate it as of now.
+            let at = super::run::scheduled_instant(at, zone).map_or(now, |t| t.max(now));
+            Entering { at, cond: p.audience.clone(), entry: Entry::Scheduled { at: rfc3339(at) } }
+        }
+        Trigger::Event { event, props, filter } => {
+            let happened = Cond::Happened { event: event.clone(), within_minutes: Some(window), props: props.clone(), filter: filter.iter().cloned().collect() };
+            let cond = match &p.audience {
+                Some(a) => Cond::And { all: vec![happened, a.clone()] },
+                None => happened,
+            };
+            let entry = Entry::Event { event: event.clone(), window: duration(window), since: rfc3339(now.saturating_sub(window)) };
+            Entering { at: now, cond: Some(cond), entry }
+        }
+        Trigger::Manual | Trigger::Api => Entering { at: now, cond: p.audience.clone(), entry: Entry::Audience },
+    }
+}
+
+/// A window in the unit it was most likely given in (`30d`, `36h`, `90m`).
+fn duration(minutes: i64) -> String {
+    match minutes {
+        m if m % 1440 == 0 => format!("{}d", m / 1440),
+        m if m % 60 == 0 => format!("{}h", m / 60),
+        m => format!("{m}m"),
+    }
+}
+
+/// Minutes since the epoch as RFC 3339 in UTC.
+pub fn rfc3339(minutes: i64) -> String {
+    chrono::DateTime::from_timestamp(minutes.saturating_mul(60), 0).map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// Streams the contacts matching `cond` at `at`, with the program's fields
+/// and the presence of their addresses pulled out by SQLite
 /// (`json_extract`), so no contact's whole JSON is parsed.
-fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) -> rusqlite::Result<u64> {
+fn members(conn: &Connection, p: &Program, cond: Option<&Cond>, at: i64, f: &mut dyn FnMut(Member)) -> rusqlite::Result<u64> {
     use rusqlite::types::ValueRef;
-    let (clause, mut params) = match &p.audience {
+    let (clause, mut params) = match cond {
         Some(a) => {
-            let s = sql::condition(p, a, now);
+            let s = sql::condition(p, a, at);
             (s.text, s.params)
         }
         None => ("1".to_string(), Vec::new()),
@@ -140,7 +223,8 @@ fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) 
         cols.push_str(", json_extract(attrs, ?)");
         extracts.push(rusqlite::types::Value::Text(format!("$.{}", field.name)));
     }
-    cols.push_str(", json_extract(attrs, '$.created_at')");
+    cols.push_str(", json_extract(attrs, '$.created_at'), ");
+    cols.push_str(&sql::address_columns("attrs"));
     // The select list's parameters come before the WHERE clause's.
     extracts.append(&mut params);
     let q = format!("SELECT id, tags, consent, capabilities{cols} FROM contacts WHERE {clause}");
@@ -160,7 +244,8 @@ fn members(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Member)) 
             ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime),
             _ => None,
         };
-        f(Member { id, fields, tags, consent: list(&r.get::<_, String>(2)?), capabilities: list(&r.get::<_, String>(3)?), created_at });
+        let addresses = sql::addresses_from_row(r, 5 + p.fields.len())?;
+        f(Member { id, fields, tags, consent: list(&r.get::<_, String>(2)?), capabilities: list(&r.get::<_, String>(3)?), created_at, addresses });
     }
     Ok(n)
 }
@@ -178,7 +263,10 @@ struct Weights<'a> {
     touched: &'a mut Vec<usize>,
 }
 
-pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account: &Account) -> rusqlite::Result<Estimate> {
+/// Estimates `p` as of `now` (minutes; use the run's clock rule, `run::clock_now`).
+pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -> rusqlite::Result<Estimate> {
+    let (rates, account) = (settings.rates, &settings.account);
+    let Entering { at, cond, entry } = entering(p, now, settings.event_window);
     let mut acc = Acc { reach: vec![Range::default(); p.nodes.len()], per_step: BTreeMap::new() };
     let uses_events = super::engine::needs_events(p);
     let mut pending: Vec<Member> = Vec::new();
@@ -206,13 +294,14 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
                 tags: c.tags,
                 consent: c.consent,
                 capabilities: c.capabilities,
+                addresses: c.addresses,
                 sent: Vec::new(),
             };
             if let Some(created) = c.created_at {
                 f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
             }
             let mut w = Weights { seen: &mut seen, sent: &mut sent_w, touched: &mut touched };
-            walk(p, NodeIdx(0), &mut f, 1.0, now, rates, account, &mut w, 0);
+            walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0);
             touched.sort_unstable();
             touched.dedup();
             for &node in touched.iter() {
@@ -230,7 +319,7 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
         Ok(())
     };
     let mut failure = None;
-    let n = members(conn, p, now, &mut |c| {
+    let n = members(conn, p, cond.as_ref(), at, &mut |c| {
         pending.push(c);
         if pending.len() >= 2000 && failure.is_none() {
             if let Err(e) = flush(&mut pending, &mut acc) {
@@ -269,7 +358,7 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, rates: Rates, account:
         .zip(acc.reach)
         .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.name(), reach })
         .collect();
-    Ok(Estimate { campaign: p.campaign.clone(), audience: n, steps, sends, cost, rates })
+    Ok(Estimate { campaign: p.campaign.clone(), as_of: rfc3339(now), entry, audience: n, steps, sends, cost, rates })
 }
 
 /// Engagement levels of one message, with their probabilities.
@@ -323,6 +412,10 @@ fn collect_engaged(c: &Cond, out: &mut Vec<String>) {
     }
 }
 
+/// Walks one contact (with `weight`, its share of the ways through) from
+/// `start` at time `now`, through the engine's transition function. A send
+/// is recorded as the engine records it; a wait moves this walk's clock, so
+/// conditions on `now` and `within` after it read the time the run will see.
 #[allow(clippy::too_many_arguments)]
 fn walk(
     p: &Program,
@@ -336,54 +429,48 @@ fn walk(
     depth: usize,
 ) {
     let mut pc = start;
+    let mut now = now;
+    let mut trace = Vec::new();
     // Edges go forward, so this ends within the program's length.
     for _ in 0..=p.nodes.len() {
-        let Some(node) = p.nodes.get(pc.get()) else { return };
-        w.seen[pc.get()] += weight;
-        w.touched.push(pc.get());
-        match &node.op {
-            Op::Send { target, fallback, next } => {
-                let chosen = match step::eligible(target, f, account) {
-                    Ok(()) => Some((target, 0)),
-                    Err(step::SkipReason::NotCapable) => fallback.as_ref().filter(|fb| step::eligible(fb, f, account).is_ok()).map(|fb| (fb, 1)),
-                    Err(_) => None,
-                };
-                let Some((t, which)) = chosen else { return };
-                w.sent[pc.get()][which] += weight;
-                f.sent.push(SentMessage { step: node.id.0.clone(), channel: t.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
-                pc = *next;
+        trace.clear();
+        let t = step::transition(p, pc, f, now, account, &mut trace);
+        for e in &trace {
+            if let step::Trace::Entered(n) = e {
+                w.seen[n.get()] += weight;
+                w.touched.push(n.get());
             }
-            Op::Wait { next, .. } | Op::Tag { next, .. } => {
-                if let Op::Tag { add, tag, .. } = &node.op {
-                    step::apply_tag(p, f, *add, tag);
-                }
-                pc = *next;
+        }
+        match t {
+            Transition::Next(next) => pc = next,
+            Transition::Stop(Stop::Send { node, target, fallback_used, next }) => {
+                w.sent[node.get()][usize::from(fallback_used)] += weight;
+                let id = p.nodes.get(node.get()).map_or_else(String::new, |n| n.id.0.clone());
+                f.sent.push(SentMessage { step: id, channel: target.channel, sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
+                pc = next;
             }
-            Op::Jump { target } => pc = *target,
-            Op::Split { name, variants } => {
-                let chosen = step::pick_variant(&p.campaign, &f.contact_id, name, variants);
-                match variants.get(chosen) {
-                    Some(v) => pc = v.target,
-                    None => return,
-                }
+            Transition::Stop(Stop::Wait { until, next }) => {
+                // The engine wakes the execution at `until` (the virtual clock jumps there).
+                now = until;
+                pc = next;
             }
-            Op::Branch { cond, then, otherwise } => {
+            Transition::Stop(Stop::Completed | Stop::Skipped { .. }) => return,
+            Transition::Branch { cond, then, otherwise } => {
                 let pt = probability(p, cond, f, now, rates);
                 if pt >= 1.0 || depth > 12 {
-                    pc = if pt >= 0.5 { *then } else { *otherwise };
+                    pc = if pt >= 0.5 { then } else { otherwise };
                     continue;
                 }
                 if pt <= 0.0 {
-                    pc = *otherwise;
+                    pc = otherwise;
                     continue;
                 }
                 // Uncertain: both ways, each with its share of the weight.
                 let mut other = f.clone();
-                walk(p, *then, f, weight * pt, now, rates, account, w, depth + 1);
-                walk(p, *otherwise, &mut other, weight * (1.0 - pt), now, rates, account, w, depth + 1);
+                walk(p, then, f, weight * pt, now, rates, account, w, depth + 1);
+                walk(p, otherwise, &mut other, weight * (1.0 - pt), now, rates, account, w, depth + 1);
                 return;
             }
-            Op::End => return,
         }
     }
 }

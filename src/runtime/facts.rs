@@ -48,8 +48,26 @@ pub struct Facts {
     pub tags: Vec<String>,
     pub consent: Vec<String>,
     pub capabilities: Vec<String>,
+    /// Which delivery addresses the contact has; a send needs its channel's.
+    pub addresses: Addresses,
     pub sent: Vec<SentMessage>,
     pub events: Vec<ContactEvent>,
+}
+
+/// Whether a contact has an email address and a phone number. Only their
+/// presence: deciding eligibility never needs the address itself, so the
+/// store can answer it without handing over whole contact records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Addresses {
+    pub email: bool,
+    pub phone: bool,
+}
+
+/// The addresses of a stored contact. An empty string is no address, as an
+/// empty CSV cell is an absent value (`runtime::sql::ADDRESS_COLUMNS` says the same in SQL).
+pub fn addresses_of(c: &ContactRecord) -> Addresses {
+    let present = |k: &str| c.attrs.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+    Addresses { email: present("email"), phone: present("phone") }
 }
 
 /// A contact as stored: built-in and declared attributes as JSON.

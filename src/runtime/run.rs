@@ -75,10 +75,17 @@ pub fn scheduled_instant(at: &str, zone: &str) -> Option<Minutes> {
 }
 
 fn clock_start(store: &dyn Store, opts: &RunOptions) -> Result<Minutes, StoreError> {
-    if opts.clock == ClockKind::Real {
-        return Ok(clock::real_now());
+    clock_now(store, opts.clock, opts.start)
+}
+
+/// What time it is for this database on this clock: the rule every command
+/// that reads the time shares (run, estimate, launch's cost check, start),
+/// so what is estimated is what gets enrolled.
+pub fn clock_now(store: &dyn Store, kind: ClockKind, start: Option<Minutes>) -> Result<Minutes, StoreError> {
+    match kind {
+        ClockKind::Real => Ok(clock::real_now()),
+        ClockKind::Virtual => virtual_now(store, start),
     }
-    virtual_now(store, opts.start)
 }
 
 /// Where a virtual clock stands for this database: where it was saved, else
@@ -247,6 +254,7 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
                 tags: c.tags.clone(),
                 consent: c.consent.clone(),
                 capabilities: c.capabilities.clone(),
+                addresses: facts::addresses_of(c),
                 sent: Vec::new(),
                 events: events.remove(&c.id).unwrap_or_default(),
             };

@@ -51,6 +51,18 @@ pub fn field_from_sql(field: &FieldDef, id: &str, tags: &[String], v: rusqlite::
     }
 }
 
+/// Two 0/1 columns: whether the contact has an email address and a phone
+/// number in `attrs` (a column reference such as `c.attrs`), by
+/// `facts::addresses_of`'s rule: absent, null and empty are no address.
+pub fn address_columns(attrs: &str) -> String {
+    format!("COALESCE(json_extract({attrs}, '$.email'), '') <> '', COALESCE(json_extract({attrs}, '$.phone'), '') <> ''")
+}
+
+/// Reads the two columns of `address_columns` at `first` and `first + 1`.
+pub fn addresses_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<facts::Addresses> {
+    Ok(facts::Addresses { email: r.get::<_, i64>(first)? != 0, phone: r.get::<_, i64>(first + 1)? != 0 })
+}
+
 pub fn condition(p: &Program, c: &Cond, now: i64) -> Sql {
     let mut s = Sql { text: String::new(), params: Vec::new() };
     cond(p, c, now, Props::None, &mut s);
@@ -245,5 +257,25 @@ fn constant(c: &Const) -> P {
         Const::Date(d) => P::Integer(d.saturating_mul(1440)),
         Const::Duration(m) => P::Real(*m as f64),
         Const::None => P::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::facts::{addresses_of, ContactRecord};
+
+    /// SQLite and the parsed record agree on which contacts have an address,
+    /// for absent, null, empty and present values.
+    #[test]
+    fn address_columns_agree_with_the_parsed_record() {
+        let conn = rusqlite::Connection::open_in_memory().expect("db");
+        let cases = [r#"{}"#, r#"{"email": null, "phone": ""}"#, r#"{"email": "a@example.com"}"#, r#"{"phone": "+33600000000", "email": ""}"#, r#"{"email": "x", "phone": "y"}"#];
+        for attrs in cases {
+            let q = format!("SELECT {} FROM (SELECT ?1 AS attrs)", address_columns("attrs"));
+            let in_sql = conn.query_row(&q, [attrs], |r| addresses_from_row(r, 0)).expect("query");
+            let record = ContactRecord { attrs: serde_json::from_str(attrs).expect("json"), ..Default::default() };
+            assert_eq!(in_sql, addresses_of(&record), "{attrs}");
+        }
     }
 }

@@ -530,8 +530,10 @@ impl Store for SqliteStore {
         for i in 0..fields.len() {
             cols.push_str(&format!(", json_extract(c.attrs, ?{})", 4 + i));
         }
+        // The addresses come after the fields: only whether each is present.
+        let addresses = super::sql::address_columns("c.attrs");
         let sql = format!(
-            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'){cols}
+            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'){cols}, {addresses}
              FROM executions e JOIN contacts c ON c.id = e.contact_id
              WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
              ORDER BY e.wake_at LIMIT ?3"
@@ -551,9 +553,10 @@ impl Store for SqliteStore {
                 for (i, f) in fields.iter().enumerate() {
                     values.push(super::sql::field_from_sql(f, &id, &tags, r.get_ref(8 + i)?));
                 }
+                let addresses = super::sql::addresses_from_row(r, 8 + fields.len())?;
                 let state: String = r.get(3)?;
                 Ok(Due {
-                    contact: DueContact { id, fields: values, tags, consent: parse_list(&r.get::<_, String>(5)?), capabilities: parse_list(&r.get::<_, String>(6)?), created_at },
+                    contact: DueContact { id, fields: values, tags, consent: parse_list(&r.get::<_, String>(5)?), capabilities: parse_list(&r.get::<_, String>(6)?), created_at, addresses },
                     step: r.get(1)?,
                     version: r.get(2)?,
                     state: ExecState::parse(&state).unwrap_or(ExecState::Pending),

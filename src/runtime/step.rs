@@ -7,11 +7,13 @@
 
 use super::eval::{self, Ctx};
 use super::facts::{Facts, FieldValue};
-use crate::compile::program::{NodeIdx, Op, Program, SendTarget};
+use crate::compile::program::{Cond, NodeIdx, Op, Program, SendTarget};
 
-/// Why a send was not made (LANGUAGE.md §7, in this order).
+/// Why a send was not made (docs/runtime.md, "Sends", in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SkipReason {
+    /// The contact has no address on the channel (no email, no phone, no push registration).
+    NoAddress,
     NoConsent,
     ChannelNotApproved,
     NotCapable,
@@ -20,6 +22,7 @@ pub enum SkipReason {
 impl SkipReason {
     pub fn as_str(self) -> &'static str {
         match self {
+            SkipReason::NoAddress => "no-address",
             SkipReason::NoConsent => "no-consent",
             SkipReason::ChannelNotApproved => "channel-not-approved",
             SkipReason::NotCapable => "not-capable",
@@ -27,6 +30,7 @@ impl SkipReason {
     }
     pub fn parse(s: &str) -> Option<SkipReason> {
         match s {
+            "no-address" => Some(SkipReason::NoAddress),
             "no-consent" => Some(SkipReason::NoConsent),
             "channel-not-approved" => Some(SkipReason::ChannelNotApproved),
             "not-capable" => Some(SkipReason::NotCapable),
@@ -60,50 +64,116 @@ pub enum Trace {
     Tag { add: bool, tag: String },
 }
 
-/// Runs from `pc` to the next boundary. `now` is in minutes.
+/// What one instruction does to an execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition<'p> {
+    /// Go on at this instruction.
+    Next(NodeIdx),
+    /// A condition for the caller to decide: the engine evaluates it
+    /// (`advance`), the estimator splits the contact by engagement rates.
+    Branch { cond: &'p Cond, then: NodeIdx, otherwise: NodeIdx },
+    /// A boundary: the caller performs the send, lets the wait pass, or stops.
+    Stop(Stop),
+}
+
+/// Runs one instruction at `pc`: the semantics of every instruction, shared
+/// by the engine (through `advance`) and the estimator, so an estimate walks
+/// exactly the path a run takes. `now` is in minutes.
+pub fn transition<'p>(p: &'p Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &Account, trace: &mut Vec<Trace>) -> Transition<'p> {
+    let Some(node) = p.nodes.get(pc.get()) else { return Transition::Stop(Stop::Completed) };
+    trace.push(Trace::Entered(pc));
+    match &node.op {
+        Op::Send { target, fallback, next } => Transition::Stop(send(pc, target, fallback.as_ref(), *next, facts, account)),
+        Op::Wait { minutes, next } => Transition::Stop(Stop::Wait { until: now.saturating_add(*minutes), next: *next }),
+        Op::Branch { cond, then, otherwise } => Transition::Branch { cond, then: *then, otherwise: *otherwise },
+        Op::Split { name, variants } => {
+            let chosen = pick_variant(&p.campaign, &facts.contact_id, name, variants);
+            trace.push(Trace::AbPick { node: pc, variant: chosen });
+            Transition::Next(variants.get(chosen).map_or(pc, |v| v.target))
+        }
+        Op::Tag { add, tag, next } => {
+            apply_tag(p, facts, *add, tag);
+            trace.push(Trace::Tag { add: *add, tag: tag.clone() });
+            Transition::Next(*next)
+        }
+        Op::Jump { target } => Transition::Next(*target),
+        Op::End => Transition::Stop(Stop::Completed),
+    }
+}
+
+/// Runs from `pc` to the next boundary, deciding branches on the facts. `now` is in minutes.
 pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &Account, trace: &mut Vec<Trace>) -> Stop {
     let mut pc = pc;
     // Edges only go forward, so this loop ends within `nodes.len()` steps.
     for _ in 0..=p.nodes.len() {
-        let Some(node) = p.nodes.get(pc.get()) else { return Stop::Completed };
-        trace.push(Trace::Entered(pc));
-        match &node.op {
-            Op::Send { target, fallback, next } => {
-                return match eligible(target, facts, account) {
-                    Ok(()) => Stop::Send { node: pc, target: target.clone(), fallback_used: false, next: *next },
-                    Err(SkipReason::NotCapable) => match fallback {
-                        Some(fb) => match eligible(fb, facts, account) {
-                            Ok(()) => Stop::Send { node: pc, target: fb.clone(), fallback_used: true, next: *next },
-                            Err(reason) => Stop::Skipped { node: pc, reason },
-                        },
-                        None => Stop::Skipped { node: pc, reason: SkipReason::NotCapable },
-                    },
-                    Err(reason) => Stop::Skipped { node: pc, reason },
-                };
-            }
-            Op::Wait { minutes, next } => return Stop::Wait { until: now.saturating_add(*minutes), next: *next },
-            Op::Branch { cond, then, otherwise } => {
+        match transition(p, pc, facts, now, account, trace) {
+            Transition::Next(next) => pc = next,
+            Transition::Branch { cond, then, otherwise } => {
                 let cx = Ctx { program: p, facts, now };
-                pc = if eval::eval(&cx, cond) { *then } else { *otherwise };
+                pc = if eval::eval(&cx, cond) { then } else { otherwise };
             }
-            Op::Split { name, variants } => {
-                let chosen = pick_variant(&p.campaign, &facts.contact_id, name, variants);
-                trace.push(Trace::AbPick { node: pc, variant: chosen });
-                pc = variants.get(chosen).map_or(pc, |v| v.target);
-            }
-            Op::Tag { add, tag, next } => {
-                apply_tag(p, facts, *add, tag);
-                trace.push(Trace::Tag { add: *add, tag: tag.clone() });
-                pc = *next;
-            }
-            Op::Jump { target } => pc = *target,
-            Op::End => return Stop::Completed,
+            Transition::Stop(stop) => return stop,
         }
     }
     Stop::Completed
 }
 
+/// The send a contact gets: the primary target if eligible; when the primary
+/// cannot reach this contact at all (no address on its channel, or a device
+/// that is not capable) the fallback, checked the same way from the start —
+/// what a Braze user expects. So an RCS send to a phone without RCS goes out
+/// as SMS, and one to a contact without a phone is skipped `no-address` by
+/// the SMS fallback's own check. Any other reason skips without a fallback.
+fn send(pc: NodeIdx, target: &SendTarget, fallback: Option<&SendTarget>, next: NodeIdx, facts: &Facts, account: &Account) -> Stop {
+    match eligible(target, facts, account) {
+        Ok(()) => Stop::Send { node: pc, target: target.clone(), fallback_used: false, next },
+        Err(reason @ (SkipReason::NoAddress | SkipReason::NotCapable)) => match fallback {
+            Some(fb) => match eligible(fb, facts, account) {
+                Ok(()) => Stop::Send { node: pc, target: fb.clone(), fallback_used: true, next },
+                Err(reason) => Stop::Skipped { node: pc, reason },
+            },
+            None => Stop::Skipped { node: pc, reason },
+        },
+        Err(reason) => Stop::Skipped { node: pc, reason },
+    }
+}
+
+/// What a channel delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    Email,
+    Phone,
+    /// A device registered for push, which the contact shows as its `push` capability.
+    PushRegistration,
+    /// A channel the stdlib does not declare: the runtime knows no address for it.
+    Unknown,
+}
+
+/// The address each stdlib channel needs (stdlib/channels.flow).
+pub fn address_of(channel: &str) -> Address {
+    match channel {
+        "email" => Address::Email,
+        "sms" | "rcs" | "whatsapp" => Address::Phone,
+        "push" => Address::PushRegistration,
+        _ => Address::Unknown,
+    }
+}
+
+fn has_address(channel: &str, facts: &Facts) -> bool {
+    match address_of(channel) {
+        Address::Email => facts.addresses.email,
+        Address::Phone => facts.addresses.phone,
+        Address::PushRegistration => facts.capabilities.iter().any(|c| c == "push"),
+        Address::Unknown => true,
+    }
+}
+
+/// Send eligibility, in the documented order: address, consent, approval, capability.
+/// (Balance is the engine's: it depends on the other sends of the batch.)
 pub fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), SkipReason> {
+    if !has_address(&t.channel, facts) {
+        return Err(SkipReason::NoAddress);
+    }
     if t.requires_consent && !facts.consent.contains(&t.channel) {
         return Err(SkipReason::NoConsent);
     }

@@ -2,7 +2,7 @@
 //! backend can follow the SQLite one. Row types here are the store's own:
 //! they are a persisted format, not the compiler's internals.
 
-use super::facts::{ContactEvent, ContactRecord, FieldValue, SentMessage};
+use super::facts::{Addresses, ContactEvent, ContactRecord, FieldValue, SentMessage};
 use crate::compile::program::FieldDef;
 use std::collections::BTreeMap;
 
@@ -72,6 +72,8 @@ pub struct DueContact {
     pub capabilities: Vec<String>,
     /// The built-in `created_at`, in minutes.
     pub created_at: Option<i64>,
+    /// Which addresses it has (only their presence leaves the store).
+    pub addresses: Addresses,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -248,7 +248,7 @@ fn facts_of(store: &SqliteStore, p: &Program, c: &facts::ContactRecord) -> Resul
     if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
         events.push(ContactEvent { name: "contact.created".into(), at: t, props: Map::new() });
     }
-    Ok(Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), sent: vec![], events })
+    Ok(Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), addresses: facts::addresses_of(c), sent: vec![], events })
 }
 
 fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>, ApiError> {
