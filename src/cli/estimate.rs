@@ -58,7 +58,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
             load_contacts(&mut s, file, &model)?;
             s
         }
-        None => super::run::open_store(&a.db)?,
+        None => super::run::open_store(&a.db, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
     };
     let now = flowc::runtime::run::virtual_now(&store, None).map_err(|e| Fatal(e.to_string()))?;
     let rates = Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate };
