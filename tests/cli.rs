@@ -391,7 +391,7 @@ fn a_paused_run_exits_3_and_says_what_to_do_next() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["state"], "PAUSED_BALANCE");
     let err = stderr(&o);
-    assert!(err.contains(&format!("flowc balance top-up")) && err.contains(&format!("--db {db}")), "{err}");
+    assert!(err.contains("flowc balance top-up") && err.contains(&format!("--db {db}")), "{err}");
     assert!(err.contains(&format!("flowc campaign resume welcome --db {db}")), "{err}");
     // Following the advice finishes the campaign.
     assert_eq!(code(&flowc(&["balance", "top-up", "100", "--db", &db])), 0);
