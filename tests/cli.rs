@@ -183,7 +183,10 @@ fn locked_and_corrupt_databases_are_clear_errors() {
     std::fs::create_dir_all(&dir).expect("tmp");
     let db = dir.join("locked.db");
     let p = db.to_string_lossy().into_owned();
-    assert_eq!(code(&flowc(&["campaign", "list", "--db", &p])), 0, "creates an empty database");
+    assert_eq!(code(&flowc(&["campaign", "list", "--db", &p])), 2, "a reading command creates nothing");
+    assert!(!db.exists());
+    assert_eq!(code(&flowc(&["balance", "top-up", "1", "--db", &p])), 0, "a writing one creates the database");
+    assert_eq!(code(&flowc(&["campaign", "list", "--db", &p])), 0);
     let holder = rusqlite::Connection::open(&db).expect("open");
     holder.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS sim_hold (x INTEGER);").expect("lock");
     let o = flowc(&["balance", "top-up", "5", "--db", &p]);
@@ -403,4 +406,145 @@ fn event_trigger_estimate_states_its_window() {
     assert!(stdout(&human).contains("audience 10 contact(s)"), "{}", stdout(&human));
     assert_eq!(code(&flowc(&["estimate", &flow, "--contacts", &jsonl, "--window", "soon"])), 2);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory under the system's temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("flowc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn sql_i64(db: &str, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("db");
+    conn.query_row(sql, [], |r| r.get(0)).expect("query")
+}
+
+#[test]
+fn the_opening_balance_is_only_for_a_database_without_money() {
+    let dir = TempDir::new("opening");
+    let db = dir.path("b.db");
+    assert_eq!(code(&flowc(&["balance", "top-up", "10", "--db", &db])), 0);
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &db, "--report", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'"), 0, "the top-up is this database's money");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert!(v["balance"].as_f64().is_some_and(|b| b < 10.0), "{}", v["balance"]);
+    // A new database gets it, once.
+    let fresh = dir.path("f.db");
+    assert_eq!(code(&flowc(&["run", "examples/welcome.flow", "--db", &fresh, "--report", "json"])), 0);
+    assert_eq!(code(&flowc(&["run", "examples/welcome.flow", "--db", &fresh, "--report", "json"])), 0);
+    assert_eq!(sql_i64(&fresh, "SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'"), 1);
+}
+
+#[test]
+fn a_database_missing_a_table_is_refused_before_anything_is_sent() {
+    let dir = TempDir::new("missing-table");
+    let db = dir.path("m.db");
+    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    {
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        conn.execute_batch("DROP TABLE campaign_transitions; PRAGMA wal_checkpoint(TRUNCATE);").expect("break");
+    }
+    let before = std::fs::read(&db).expect("read");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &db]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("corrupt") && stderr(&o).contains("table `campaign_transitions`"), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&dir.path("m.db.provider.log")).exists(), "nothing reached the provider");
+    assert_eq!(std::fs::read(&db).expect("read"), before, "the file is left as it was");
+    // Reading commands refuse it the same way.
+    let status = flowc(&["campaign", "list", "--db", &db]);
+    assert_eq!(code(&status), 2);
+    assert!(stderr(&status).contains("campaign_transitions"), "{}", stderr(&status));
+}
+
+#[test]
+fn a_paused_run_exits_3_and_says_what_to_do_next() {
+    let dir = TempDir::new("paused");
+    let db = dir.path("p.db");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &db, "--balance", "0", "--report", "json"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["state"], "PAUSED_BALANCE");
+    let err = stderr(&o);
+    assert!(err.contains("flowc balance top-up") && err.contains(&format!("--db {db}")), "{err}");
+    assert!(err.contains(&format!("flowc campaign resume welcome --db {db}")), "{err}");
+    // Following the advice finishes the campaign.
+    assert_eq!(code(&flowc(&["balance", "top-up", "100", "--db", &db])), 0);
+    assert_eq!(code(&flowc(&["campaign", "resume", "welcome", "--db", &db])), 0);
+    let done = flowc(&["run", "examples/welcome.flow", "--db", &db, "--report", "json"]);
+    assert_eq!(code(&done), 0, "{}", stderr(&done));
+
+    let broken = dir.path("e.db");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &broken, "--fail-rate", "1", "--report", "json"]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["state"], "PAUSED_ERROR");
+    assert!(stderr(&o).contains(&format!("flowc campaign resume welcome --db {broken}")), "{}", stderr(&o));
+}
+
+#[test]
+fn an_api_campaign_enrols_only_the_contacts_of_its_triggers() {
+    let dir = TempDir::new("api-run");
+    let total = |o: &Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["executions"].as_object().expect("map").values().filter_map(|n| n.as_u64()).sum()
+    };
+    let none = flowc(&["run", "examples/password_reset.flow", "--db", &dir.path("n.db"), "--report", "json"]);
+    assert_eq!(code(&none), 0, "{}", stderr(&none));
+    assert_eq!(total(&none), 0, "no OTP to everyone");
+    assert!(stderr(&none).contains("--triggers"), "{}", stderr(&none));
+
+    let triggers = dir.path("t.jsonl");
+    std::fs::write(&triggers, "{\"contacts\": [\"c-0001\", \"c-0002\"], \"data\": {\"reason\": \"forgot\"}}\n\n{\"contacts\": [\"c-0003\", \"c-0001\"], \"at\": \"2026-11-25T10:00:00Z\"}\n").expect("write");
+    let db = dir.path("t.db");
+    let some = flowc(&["run", "examples/password_reset.flow", "--db", &db, "--triggers", &triggers, "--report", "json"]);
+    assert_eq!(code(&some), 0, "{}", stderr(&some));
+    assert_eq!(total(&some), 3);
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contact_events WHERE name = 'campaign.triggered'"), 3);
+
+    let bad = dir.path("bad.jsonl");
+    std::fs::write(&bad, "{\"contacts\": [\"c-0001\"]}\n{\"contacts\": [\"nobody\"]}\nnot json\n{\"contacts\": [\"c-0002\"], \"at\": \"tomorrow\"}\n").expect("write");
+    let o = flowc(&["run", "examples/password_reset.flow", "--db", &dir.path("b.db"), "--triggers", &bad]);
+    assert_eq!(code(&o), 2);
+    let err = stderr(&o);
+    assert!(err.contains("line 3") && err.contains("line 4: `at`"), "{err}");
+    let unknown = dir.path("unknown.jsonl");
+    std::fs::write(&unknown, "{\"contacts\": [\"c-0001\"]}\n{\"contacts\": [\"nobody\"]}\n").expect("write");
+    let o = flowc(&["run", "examples/password_reset.flow", "--db", &dir.path("u.db"), "--triggers", &unknown]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("line 2: no such contact `nobody`"), "{}", stderr(&o));
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &dir.path("w.db"), "--triggers", &triggers]);
+    assert_eq!(code(&o), 2, "--triggers is for API campaigns");
+}
+
+#[test]
+fn importing_the_same_events_twice_stores_them_once() {
+    let dir = TempDir::new("events-twice");
+    let db = dir.path("e.db");
+    let import = || flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db]);
+    assert_eq!(code(&import()), 0);
+    let once = sql_i64(&db, "SELECT COUNT(*) FROM contact_events");
+    assert!(once > 0);
+    assert_eq!(code(&import()), 0);
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contact_events"), once);
 }

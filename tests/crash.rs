@@ -112,3 +112,56 @@ fn sigkill_ten_times_then_finish_equals_an_uninterrupted_run() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two `flowc run` on one new database, started together, twenty times:
+/// one runs, the other is refused before it touches anything ("locked by
+/// another flowc process", non-zero exit). Whatever the interleaving, the
+/// provider never receives a message twice and the ledger is debited
+/// exactly the prices of the delivered messages.
+#[test]
+fn two_runs_on_one_database_never_deliver_or_bill_twice() {
+    let dir = std::env::temp_dir().join(format!("flowc-conc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("c.flow"), FLOW).expect("flow");
+    let contacts: String = (0..200)
+        .map(|i| format!("{{\"id\":\"c{i:03}\",\"created_at\":\"2026-11-20T10:00:00Z\",\"consent\":[\"email\",\"sms\"],\"capabilities\":[\"rcs\"],\"plan\":\"pro\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("c.jsonl"), contacts).expect("contacts");
+    let mut refused = 0;
+    for trial in 0..20 {
+        let db = format!("conc-{trial}.db");
+        let spawn = || flowc(&dir).args(run_args(&dir, &db)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let (a, b) = (spawn(), spawn());
+        let outs = [a.wait_with_output().expect("wait"), b.wait_with_output().expect("wait")];
+        let failed: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
+        for o in &failed {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("locked by another flowc process"), "trial {trial}: the loser must be refused as locked: {err}");
+        }
+        assert!(failed.len() < 2, "trial {trial}: one of the two runs finishes");
+        refused += failed.len();
+
+        // The provider's own log: each key delivered once, nothing received twice.
+        let log = std::fs::read_to_string(dir.join(format!("{db}.provider.log"))).expect("provider log");
+        let mut delivered = std::collections::HashSet::new();
+        for line in log.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (kind, key) = (parts.next(), parts.nth(1));
+            assert_eq!(kind, Some("D"), "trial {trial}: the provider received a message again: {line}");
+            assert!(delivered.insert(key.map(str::to_string)), "trial {trial}: delivered twice: {line}");
+        }
+        let conn = rusqlite::Connection::open(dir.join(&db)).expect("db");
+        let debits: i64 = conn.query_row("SELECT -COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0)).expect("debits");
+        let (sent, prices): (i64, i64) =
+            conn.query_row("SELECT COUNT(*), COALESCE(SUM(price_micros), 0) FROM outbox WHERE status = 'sent'", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("sent");
+        assert_eq!(debits, prices, "trial {trial}: the ledger is debited the delivered prices once");
+        assert_eq!(sent as usize, delivered.len(), "trial {trial}");
+        let credits: i64 = conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'", [], |r| r.get(0)).expect("credits");
+        assert_eq!(credits, 1, "trial {trial}: one opening balance");
+    }
+    // Started together, the two overlap nearly always; a run that started
+    // after the other finished resumes the finished campaign instead.
+    assert!(refused >= 10, "only {refused} of 20 trials had a refused second run");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 
 use super::build::build;
 use super::run::{open_store, ClockArgs, DEFAULT_DB};
+use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::compile::codec;
 use flowc::runtime::lifecycle::{self, Launched};
@@ -112,7 +113,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default()).map_err(|e| Fatal(format!("estimate: {e}")))?;
             print!("{}", super::estimate::human(&e));
@@ -139,7 +140,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Start { name, db, clock } => {
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             if !matches!(program.trigger, flowc::compile::program::Trigger::Manual) {
@@ -151,19 +152,19 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Pause { name, db } => {
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             lifecycle::pause(&mut store, &name, now()).map_err(fail)?;
             println!("`{name}` is PAUSED");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Resume { name, db } => {
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let from = lifecycle::resume(&mut store, &name, now()).map_err(fail)?;
             println!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
         CampaignCmd::Status { name, db, json } => {
-            let store = open_store(&db)?;
+            let store = open_store(&db, OpenMode::ReadOnly)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             let r = report::build(&store, &program, &row.state, Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
@@ -188,7 +189,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::List { db } => {
-            let store = open_store(&db)?;
+            let store = open_store(&db, OpenMode::ReadOnly)?;
             for c in store.campaigns().map_err(|e| Fatal(e.to_string()))? {
                 println!("{:<24} {:<18} {}", c.name, c.state, c.version);
             }
@@ -209,18 +210,18 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             if m == 0 {
                 return Err(Fatal("a top-up must be more than 0 EUR".into()));
             }
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             store.ledger_add(m, "top-up", now()).map_err(db_err)?;
             println!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
             Ok(Outcome::Ok)
         }
         BalanceCmd::Show { db } => {
-            let store = open_store(&db)?;
+            let store = open_store(&db, OpenMode::ReadOnly)?;
             println!("{:.4} EUR", store.balance().map_err(db_err)? as f64 / 1e6);
             Ok(Outcome::Ok)
         }
         BalanceCmd::AutoReload { threshold, amount, off, db } => {
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             if off {
                 store.set_auto_reload(None).map_err(db_err)?;
                 println!("auto-reload off");

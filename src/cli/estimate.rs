@@ -66,7 +66,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
             load_contacts(&mut s, file, &model)?;
             s
         }
-        None => super::run::open_store(&a.db)?,
+        None => super::run::open_store(&a.db, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
     };
     let now = a.clock.now(&store)?;
     let settings = Settings {

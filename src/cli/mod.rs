@@ -65,6 +65,9 @@ enum Command {
 pub enum Outcome {
     Ok,
     Findings,
+    /// A run that ended with its campaign paused (balance, provider
+    /// outage, by hand): not a failure to run, but not done either. Exit 3.
+    Paused,
 }
 
 /// A failure to run: bad arguments, unreadable input. Exit code 2.
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Findings) => ExitCode::from(1),
+        Ok(Outcome::Paused) => ExitCode::from(3),
         Err(Fatal(msg)) => {
             eprintln!("error: {msg}");
             ExitCode::from(2)

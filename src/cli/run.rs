@@ -3,13 +3,19 @@
 use super::build::build;
 use super::{Fatal, Outcome};
 use flowc::check::model::Model;
+use flowc::compile::program::{Program, Trigger};
+use flowc::runtime::clock::Minutes;
 use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::eval::{self, Ctx};
+use flowc::runtime::facts::{self, ContactEvent, Facts};
+use flowc::runtime::lifecycle::State;
 use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
-use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
 use flowc::runtime::{engine::EngineConfig, report};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +38,12 @@ pub struct RunArgs {
     /// Import the valid rows and report the others.
     #[arg(long)]
     skip_invalid: bool,
+    /// For a campaign with `trigger api`: the triggers to replay, in JSON
+    /// Lines, one body of `POST /v1/campaigns/{id}/trigger` a line
+    /// (`{"contacts": [...], "data": {...}}`) with an optional RFC 3339 `at`
+    /// on the virtual clock. Without it an API campaign enrolls nobody.
+    #[arg(long, value_name = "FILE")]
+    triggers: Option<PathBuf>,
     #[command(flatten)]
     clock: ClockArgs,
     /// Seed of the simulated provider.
@@ -120,8 +132,10 @@ pub enum ContactsCmd {
     },
 }
 
-pub fn open_store(db: &Path) -> Result<SqliteStore, Fatal> {
-    SqliteStore::open(db).map_err(|e| Fatal(format!("`{}`: {e}", db.display())))
+/// Commands that only read open `ReadOnly`: they run beside a writer and
+/// never need its lock.
+pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
+    SqliteStore::open_as(db, mode).map_err(|e| Fatal(format!("`{}`: {e}", db.display())))
 }
 
 /// Parses a contacts file and stores it; row errors are printed. Returns
@@ -174,7 +188,7 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 }
                 None => stdlib_model(),
             };
-            let mut store = open_store(&db)?;
+            let mut store = open_store(&db, OpenMode::ReadWrite)?;
             if declared {
                 // The API validates contacts and events against what the database keeps.
                 keep_schema(&mut store, &Schema::from_model(&model))?;
@@ -200,11 +214,18 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         Err(o) => return Ok(o),
     };
     let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
-    let mut store = open_store(&a.db)?;
+    let name = built.program.campaign.clone();
+    // The whole file is read and checked before the database is opened.
+    let triggers = match (&a.triggers, &built.program.trigger) {
+        (Some(file), Trigger::Api) => Some((file.as_path(), read_triggers(file)?)),
+        (Some(_), _) => return Err(Fatal(format!("--triggers is for campaigns with `trigger api`; `{name}` starts by its own trigger"))),
+        (None, _) => None,
+    };
+    let mut store = open_store(&a.db, OpenMode::ReadWrite)?;
     let schema = Schema::from_model(&model);
     // `run` launches the campaign: its workspace's declarations join the database's.
     keep_schema(&mut store, &schema)?;
-    let resuming = store.campaign(&built.program.campaign).map_err(|e| Fatal(e.to_string()))?.is_some();
+    let resuming = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.is_some();
     match &a.contacts {
         // Re-importing on a resumed run would undo what the campaign did to
         // the contacts (tags), so contacts load only on the first run.
@@ -225,6 +246,20 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             }
         }
         None => {}
+    }
+    if matches!(built.program.trigger, Trigger::Api) {
+        match triggers {
+            // Like contacts, triggers are input of the first run only.
+            Some((file, _)) if resuming => eprintln!("note: `{name}` is already in the database; resuming without reading `{}`", file.display()),
+            Some((file, lines)) => {
+                let now = a.clock.now(&store)?;
+                enroll_triggers(&mut store, &built.program, file, &lines, now)?;
+            }
+            None if resuming => {}
+            None => eprintln!(
+                "note: `{name}` is triggered by the API: `flowc run` enrolls only the contacts of --triggers FILE (JSON Lines of trigger bodies); without it nobody is enrolled"
+            ),
+        }
     }
     let sim = SimConfig { seed: a.seed, fail_rate: a.fail_rate, ..SimConfig::default() };
     let mut provider = Simulated::open(&a.db, sim).map_err(|e| Fatal(e.to_string()))?;
@@ -266,7 +301,180 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     if stop.load(Ordering::SeqCst) {
         eprintln!("stopped; run the same command again to resume");
     }
-    Ok(Outcome::Ok)
+    match State::parse(&r.state) {
+        Some(state) if state.is_paused() => {
+            eprint!("{}", paused_hint(&a, &r.campaign, state, r.balance));
+            Ok(Outcome::Paused)
+        }
+        _ => Ok(Outcome::Ok),
+    }
+}
+
+/// Why the campaign stopped and the commands that make it go on, with this
+/// run's campaign, file and database.
+fn paused_hint(a: &RunArgs, campaign: &str, state: State, balance: f64) -> String {
+    let db = shell_word(&a.db.to_string_lossy());
+    let mut rerun = format!("flowc run {}", shell_word(&a.file.to_string_lossy()));
+    if let Some(c) = &a.campaign {
+        rerun.push_str(&format!(" --campaign {}", shell_word(c)));
+    }
+    let (why, top_up) = match state {
+        State::PausedBalance => (format!("the balance ({balance:.4} EUR) cannot pay the next send"), format!("  flowc balance top-up AMOUNT_EUR --db {db}\n")),
+        State::PausedError => ("the provider kept failing and the circuit breaker tripped; the unsent messages wait, and the next run sends one probe first".to_string(), String::new()),
+        _ => ("it was paused by hand".to_string(), String::new()),
+    };
+    format!("`{campaign}` is {}: {why}. To go on:\n{top_up}  flowc campaign resume {} --db {db}\n  {rerun} --db {db}\n", state.as_str(), shell_word(campaign))
+}
+
+/// A path or name as one shell word: as it is when it is plain, else quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:,=@%".contains(c));
+    if plain {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The most contacts one trigger names, as in the API.
+const MAX_TRIGGER_CONTACTS: usize = 10_000;
+/// A triggers file larger than this is refused rather than read.
+const MAX_TRIGGERS_BYTES: u64 = 256 * 1024 * 1024;
+
+/// One line of a --triggers file: an API trigger body and when it came.
+struct TriggerLine {
+    line: usize,
+    contacts: Vec<String>,
+    data: Map<String, Value>,
+    at: Option<Minutes>,
+}
+
+/// Reads and checks a whole --triggers file; every bad line is reported
+/// with its number and nothing is enrolled.
+fn read_triggers(file: &Path) -> Result<Vec<TriggerLine>, Fatal> {
+    let meta = std::fs::metadata(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    if !meta.is_file() {
+        return Err(Fatal(format!("`{}` is not a regular file", file.display())));
+    }
+    if meta.len() > MAX_TRIGGERS_BYTES {
+        return Err(Fatal(format!("`{}` is larger than {} MiB", file.display(), MAX_TRIGGERS_BYTES >> 20)));
+    }
+    let bytes = std::fs::read(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
+    let (lines, errors) = parse_triggers(&text);
+    if errors.is_empty() {
+        return Ok(lines);
+    }
+    for e in errors.iter().take(50) {
+        eprintln!("{}: {e}", file.display());
+    }
+    Err(Fatal(format!("{} invalid line(s) in `{}`; nothing was run", errors.len(), file.display())))
+}
+
+fn parse_triggers(text: &str) -> (Vec<TriggerLine>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match trigger_line(i + 1, raw) {
+            Ok(t) => lines.push(t),
+            Err(e) => errors.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    (lines, errors)
+}
+
+/// The same rules as `POST /v1/campaigns/{id}/trigger`, plus `at`.
+fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
+    let body: Value = serde_json::from_str(raw).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(m) = body else { return Err("expected a JSON object like {\"contacts\": [\"c-1\"]}".into()) };
+    if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "contacts" | "data" | "at")) {
+        return Err(format!("unknown key `{k}` (a trigger has `contacts`, `data` and `at`)"));
+    }
+    let Some(Value::Array(ids)) = m.get("contacts") else { return Err("`contacts` must be an array of contact ids".into()) };
+    if ids.is_empty() || ids.len() > MAX_TRIGGER_CONTACTS {
+        return Err(format!("`contacts` must hold 1 to {MAX_TRIGGER_CONTACTS} ids"));
+    }
+    let contacts = ids
+        .iter()
+        .map(|v| v.as_str().filter(|s| !s.is_empty() && s.len() <= 200).map(str::to_string))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("contact ids are non-empty strings of at most 200 bytes")?;
+    let data = match m.get("data") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(d)) => d.clone(),
+        Some(_) => return Err("`data` must be an object".into()),
+    };
+    let at = match m.get("at") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let t = v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).ok_or_else(|| format!("`at`: expected an RFC 3339 time like 2026-11-25T10:00:00Z, found {v}"))?;
+            Some(t.timestamp().div_euclid(60))
+        }
+    };
+    Ok(TriggerLine { line, contacts, data, at })
+}
+
+/// Enrolls the contacts the triggers name, as the API's trigger endpoint
+/// would have when each came (at `at`, or at the clock's start): those in
+/// the audience, once each, each with a `campaign.triggered` event holding
+/// the trigger's data. Unknown contacts fail the whole file before anything
+/// is written.
+fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[TriggerLine], now: Minutes) -> Result<(), Fatal> {
+    let db = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
+    let entry = p.nodes.first().map(|n| n.id.0.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
+    let mut errors = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
+    for t in lines {
+        let when = t.at.unwrap_or(now).max(now);
+        for id in &t.contacts {
+            let Some(c) = store.contact(id).map_err(db)? else {
+                errors.push(format!("line {}: no such contact `{id}`", t.line));
+                continue;
+            };
+            if seen.contains(id) {
+                // Re-entry: a contact enters a campaign once.
+                repeated += 1;
+                continue;
+            }
+            let mut f = Facts {
+                contact_id: c.id.clone(),
+                fields: facts::fields_for(p, &c),
+                tags: c.tags.clone(),
+                consent: c.consent.clone(),
+                capabilities: c.capabilities.clone(),
+                addresses: facts::addresses_of(&c),
+                sent: Vec::new(),
+                events: store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect(),
+            };
+            if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
+                f.events.push(ContactEvent { name: "contact.created".into(), at: created, props: Map::new() });
+            }
+            if p.audience.as_ref().is_some_and(|a| !eval::eval(&Ctx { program: p, facts: &f, now: when }, a)) {
+                outside += 1;
+                continue;
+            }
+            seen.insert(id.clone());
+            let mut props = t.data.clone();
+            props.insert("campaign".into(), Value::String(p.campaign.clone()));
+            events.push((id.clone(), ContactEvent { name: "campaign.triggered".into(), at: when, props }));
+            entries.push((id.clone(), entry.clone(), when));
+        }
+    }
+    if !errors.is_empty() {
+        for e in errors.iter().take(50) {
+            eprintln!("{}: {e}", file.display());
+        }
+        return Err(Fatal(format!("{} unknown contact(s) in `{}`; nothing was run", errors.len(), file.display())));
+    }
+    // The events first: if enrolling then fails, the next run (still a
+    // first run) stores them again as the same events, not as new ones.
+    store.upsert_contacts(&[], &events).map_err(db)?;
+    let enrolled = store.enroll(&p.campaign, &p.version.0, &entries, now).map_err(db)?;
+    eprintln!("triggers from `{}`: {enrolled} contact(s) enrolled, {repeated} already enrolled, {outside} not in the audience", file.display());
+    Ok(())
 }
 
 fn progress_bar() -> Option<indicatif::ProgressBar> {

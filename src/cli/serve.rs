@@ -1,6 +1,7 @@
 //! `flowc serve`: the REST API with the interpreter in the same process.
 
 use super::run::{open_store, DEFAULT_DB};
+use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::runtime::provider::{Provider, SimConfig, Simulated};
 use flowc::service::{self, runner, webhook, AppState};
@@ -62,8 +63,9 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
             runner::SharedClock::virtual_at(start)
         }
     };
-    let api_store = open_store(&a.db)?;
-    let runner_store = open_store(&a.db)?;
+    // One process, two stores: they share the writer's lock.
+    let api_store = open_store(&a.db, OpenMode::ReadWrite)?;
+    let runner_store = open_store(&a.db, OpenMode::ReadWrite)?;
     let provider: Box<dyn Provider + Send> = match &a.webhook {
         Some(url) => Box::new(webhook::Webhook::new(webhook::WebhookConfig {
             url: url.clone(),

@@ -218,6 +218,12 @@ pub fn start_enrolling(store: &mut dyn Store, p: &Program, why: &str, now: Minut
 
 /// Enrolls every contact the trigger and audience select, once each.
 pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+    if matches!(p.trigger, Trigger::Api) {
+        // An API campaign enrolls the contacts its triggers name (the
+        // service's trigger endpoint, `flowc run --triggers`), never its
+        // whole audience: that would send a one-time code to everyone.
+        return Ok(0);
+    }
     let (entry, start_at) = entry_and_start(p, now)?;
     if !matches!(p.trigger, Trigger::Event { .. }) {
         // One start time for everyone: the store can select the audience itself.
@@ -231,6 +237,9 @@ pub fn enroll(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, R
 /// Enrolls contact by contact, evaluating trigger and audience in the
 /// engine's evaluator (event triggers, and stores that cannot select).
 pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u64, RunError> {
+    if matches!(p.trigger, Trigger::Api) {
+        return Ok(0); // As in `enroll`: triggers name the contacts.
+    }
     let (entry, start_at) = entry_and_start(p, now)?;
     let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
     let mut enrolled = 0;

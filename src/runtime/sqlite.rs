@@ -5,8 +5,9 @@ use super::facts::{ContactEvent, ContactRecord, SentMessage};
 use super::store::*;
 use crate::compile::program::FieldDef;
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OptionalExtension};
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Each entry migrates from schema `i` to `i + 1`; `user_version` records where a file is.
 const MIGRATIONS: &[&str] = &[r#"
@@ -175,10 +176,33 @@ DELETE FROM meta WHERE key = 'auto_reload';
 ALTER TABLE campaigns ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
 UPDATE campaigns SET probe = 1 WHERE 'probe/' || name IN (SELECT key FROM meta);
 DELETE FROM meta WHERE key LIKE 'probe/%';
+"#, r#"
+-- Schema 4: an event is stored once. Its idempotency key is its own `id`, or
+-- a hash of contact, name, time and properties (`event_key`, registered on
+-- the connection as `flowc_event_key`). Rows stored twice by earlier
+-- versions (a file imported twice) share a key: the first one stays.
+ALTER TABLE contact_events ADD COLUMN key TEXT;
+UPDATE contact_events SET key = flowc_event_key(contact_id, name, at, props);
+DELETE FROM contact_events WHERE id NOT IN (SELECT MIN(id) FROM contact_events GROUP BY key);
+CREATE UNIQUE INDEX contact_events_by_key ON contact_events (key);
 "#];
 
 pub struct SqliteStore {
+    // Declared before the lock so the connection closes (and checkpoints)
+    // while the lock is still held.
     conn: Connection,
+    _lock: Option<WriterLock>,
+}
+
+/// How a command uses its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Creates and migrates the file if needed, and holds the writer's lock
+    /// for the store's life: one writing process per database.
+    ReadWrite,
+    /// An existing database, read beside a writer (WAL): no lock, never
+    /// created, migrated or written.
+    ReadOnly,
 }
 
 fn classify(e: rusqlite::Error) -> StoreError {
@@ -201,46 +225,273 @@ fn parse_map(s: &str) -> serde_json::Map<String, serde_json::Value> {
     serde_json::from_str(s).unwrap_or_default()
 }
 
+/// The writer's lock of one database: an OS advisory lock (`flock`) on the
+/// sidecar file `<db>.lock`. SQLite's own locks are per transaction, so two
+/// processes could interleave whole runs (both enrolling, both sending); this
+/// lock is per process and taken before the first statement. The kernel
+/// drops it when the process ends, crash included. A sidecar rather than the
+/// database itself, because on some systems whole-file locks and SQLite's
+/// byte-range locks on one file interfere.
+///
+/// Stores of one process share the lock (`flowc serve` opens two on one
+/// file), counted in `HELD`; the file closes, releasing the lock, when the
+/// last of them drops.
+struct WriterLock {
+    key: PathBuf,
+}
+
+struct Held {
+    key: PathBuf,
+    _file: std::fs::File,
+    users: usize,
+}
+
+static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+impl WriterLock {
+    fn take(db: &Path) -> Result<WriterLock, StoreError> {
+        let path = lock_path(db);
+        let cannot = |e: std::io::Error| StoreError::Other(format!("cannot open the lock file `{}`: {e}", path.display()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(cannot)?;
+        let key = std::fs::canonicalize(&path).map_err(cannot)?;
+        // A poisoned registry is still a consistent list: every push and
+        // count change is one statement.
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = held.iter_mut().find(|h| h.key == key) {
+            h.users += 1;
+            return Ok(WriterLock { key });
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(format!("`{}` is held; wait for that process to finish (or stop it), then try again", path.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Other(format!("cannot lock `{}`: {e}", path.display()))),
+        }
+        held.push(Held { key: key.clone(), _file: file, users: 1 });
+        Ok(WriterLock { key })
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = held.iter().position(|h| h.key == self.key) {
+            held[i].users -= 1;
+            if held[i].users == 0 {
+                // Closing the file under the registry's mutex: no other
+                // store of this process can find the entry gone but the
+                // lock still taken.
+                held.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// The idempotency key of a contact event: its own `id` when it carries one
+/// (scoped to the contact), else a hash of a canonical serialisation of all
+/// it is (contact, name, minute, properties with sorted keys), so the same
+/// event imported twice has the same key. 128-bit FNV-1a: not a defence
+/// against crafted collisions, only against repeats.
+pub fn event_key(contact: &str, name: &str, at: i64, props: &serde_json::Map<String, serde_json::Value>) -> String {
+    use serde_json::Value;
+    let mut text = String::new();
+    match props.get("id").filter(|v| v.is_string() || v.is_number()) {
+        Some(id) => canonical_json(&Value::Array(vec!["id".into(), contact.into(), id.clone()]), &mut text),
+        None => canonical_json(&Value::Array(vec!["event".into(), contact.into(), name.into(), at.into(), Value::Object(props.clone())]), &mut text),
+    }
+    format!("{:032x}", fnv1a_128(text.as_bytes()))
+}
+
+/// JSON with object keys sorted at every level, whatever the map's order.
+fn canonical_json(v: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(x) = m.get(k) {
+                    canonical_json(x, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_json(x, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013B;
+    bytes.iter().fold(OFFSET, |h, b| (h ^ *b as u128).wrapping_mul(PRIME))
+}
+
+/// `flowc_event_key(contact, name, at, props)`: `event_key` for SQL, so a
+/// migration can key the events already stored exactly as new ones are.
+fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function("flowc_event_key", 4, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |cx| {
+        let contact: String = cx.get(0)?;
+        let name: String = cx.get(1)?;
+        let at: i64 = cx.get(2)?;
+        let props: String = cx.get(3)?;
+        Ok(event_key(&contact, &name, at, &parse_map(&props)))
+    })
+    .map_err(classify)
+}
+
+/// Tables (with their columns and declared types) and indexes of a schema.
+#[derive(Debug, Default, PartialEq)]
+struct SchemaShape {
+    columns: BTreeMap<String, BTreeSet<(String, String)>>,
+    indexes: BTreeSet<String>,
+}
+
+fn shape_of(conn: &Connection) -> Result<SchemaShape, StoreError> {
+    let mut shape = SchemaShape::default();
+    // table_xinfo, not table_info: the outbox's generated `key` is a hidden column.
+    let mut stmt = conn
+        .prepare("SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_xinfo(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'")
+        .map_err(classify)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(classify)?;
+    for row in rows {
+        let (table, column, ty) = row.map_err(classify)?;
+        shape.columns.entry(table).or_default().insert((column, ty.to_ascii_uppercase()));
+    }
+    // Indexes SQLite makes for keys have no SQL; they come with their table.
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").map_err(classify)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?;
+    for row in rows {
+        shape.indexes.insert(row.map_err(classify)?);
+    }
+    Ok(shape)
+}
+
+/// What schema `version` is, built by running the migrations up to it on an
+/// empty in-memory database: the migrations are the only description.
+fn expected_shape(version: usize) -> Result<SchemaShape, StoreError> {
+    let conn = Connection::open_in_memory().map_err(classify)?;
+    register_functions(&conn)?;
+    for sql in MIGRATIONS.iter().take(version) {
+        conn.execute_batch(sql).map_err(classify)?;
+    }
+    shape_of(&conn)
+}
+
+/// Refuses a file that lacks a table, column or index of its schema
+/// version, before anything reads or writes it: a run on a broken file
+/// would send and bill, then fail to record the outcome.
+fn validate(conn: &Connection, version: i64) -> Result<(), StoreError> {
+    let want = expected_shape(version as usize)?;
+    let have = shape_of(conn)?;
+    let mut missing = Vec::new();
+    for (table, columns) in &want.columns {
+        let Some(found) = have.columns.get(table) else {
+            missing.push(format!("table `{table}`"));
+            continue;
+        };
+        for (column, ty) in columns {
+            if !found.contains(&(column.clone(), ty.clone())) {
+                missing.push(format!("column `{table}.{column}` ({ty})"));
+            }
+        }
+    }
+    missing.extend(want.indexes.difference(&have.indexes).map(|i| format!("index `{i}`")));
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!("schema {version} is missing {}", missing.join(", "))))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) and migrates a database file.
+    /// Opens (creating if needed) and migrates a database file, as its writer.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path).map_err(classify)?;
-        Self::setup(conn)
+        Self::open_as(path, OpenMode::ReadWrite)
+    }
+
+    pub fn open_as(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
+        match mode {
+            OpenMode::ReadWrite => {
+                // The lock comes before the first statement: a second
+                // process learns it is second before it creates a table,
+                // enrolls a contact or sends a message.
+                let lock = WriterLock::take(path)?;
+                let conn = Connection::open(path).map_err(classify)?;
+                Self::setup(conn, Some(lock), mode)
+            }
+            OpenMode::ReadOnly => {
+                if !path.is_file() {
+                    return Err(StoreError::Other("no database here yet; `flowc run` or `flowc contacts import` creates one".into()));
+                }
+                use rusqlite::OpenFlags;
+                let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI).map_err(classify)?;
+                Self::setup(conn, None, mode)
+            }
+        }
     }
 
     pub fn open_in_memory() -> Result<SqliteStore, StoreError> {
-        Self::setup(Connection::open_in_memory().map_err(classify)?)
+        Self::setup(Connection::open_in_memory().map_err(classify)?, None, OpenMode::ReadWrite)
     }
 
-    fn setup(conn: Connection) -> Result<SqliteStore, StoreError> {
+    fn setup(conn: Connection, lock: Option<WriterLock>, mode: OpenMode) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(classify)?;
-        // `journal_mode` answers with a row; reading it also proves the file is a database.
-        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
-        let _ = mode;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;").map_err(classify)?;
-        let mut store = SqliteStore { conn };
-        store.migrate()?;
-        Ok(store)
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let current: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(classify)?;
+        register_functions(&conn)?;
+        // Reading the version proves the file is a database and changes
+        // nothing: a file refused below is left as it was.
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(classify)?;
         let known = MIGRATIONS.len() as i64;
         if current > known {
             return Err(StoreError::TooNew { found: current, known });
         }
         if current > 0 {
-            // An existing flowc database must have our tables.
-            let ok: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'executions'", [], |r| r.get(0)).map_err(classify)?;
-            if ok == 0 {
-                return Err(StoreError::Corrupt("schema version set but tables missing".into()));
-            }
+            validate(&conn, current)?;
         } else {
-            let foreign: i64 = self.conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sim_%'", [], |r| r.get(0)).map_err(classify)?;
+            let foreign: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sim_%'", [], |r| r.get(0)).map_err(classify)?;
             if foreign > 0 {
                 return Err(StoreError::Corrupt("the file is an SQLite database of something else".into()));
             }
         }
+        if mode == OpenMode::ReadOnly {
+            if current == 0 {
+                return Err(StoreError::Corrupt("the file has no flowc tables yet".into()));
+            }
+            // An older schema is read as it is; the next writer migrates it.
+            return Ok(SqliteStore { conn, _lock: lock });
+        }
+        // `journal_mode` answers with a row.
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
+        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;").map_err(classify)?;
+        let mut store = SqliteStore { conn, _lock: lock };
+        store.migrate(current)?;
+        Ok(store)
+    }
+
+    /// Runs the migrations after `current`, each in its own transaction.
+    fn migrate(&mut self, current: i64) -> Result<(), StoreError> {
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
             let tx = self.conn.savepoint().map_err(classify)?;
             tx.execute_batch(sql).map_err(classify)?;
@@ -380,10 +631,14 @@ impl Store for SqliteStore {
                 let attrs = serde_json::to_string(&k.attrs).unwrap_or_else(|_| "{}".into());
                 c.execute(params![k.id, attrs, json_list(&k.tags), json_list(&k.consent), json_list(&k.capabilities)]).map_err(classify)?;
             }
-            let mut e = tx.prepare_cached("INSERT INTO contact_events (contact_id, name, at, props) VALUES (?1, ?2, ?3, ?4)").map_err(classify)?;
+            // An event already stored (same key) is not stored again, so
+            // importing a file twice, or retrying an import, adds nothing.
+            let mut e = tx
+                .prepare_cached("INSERT INTO contact_events (contact_id, name, at, props, key) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING")
+                .map_err(classify)?;
             for (contact, ev) in events {
                 let props = serde_json::to_string(&ev.props).unwrap_or_else(|_| "{}".into());
-                e.execute(params![contact, ev.name, ev.at, props]).map_err(classify)?;
+                e.execute(params![contact, ev.name, ev.at, props, event_key(contact, &ev.name, ev.at, &ev.props)]).map_err(classify)?;
             }
         }
         tx.commit().map_err(classify)
@@ -419,7 +674,13 @@ impl Store for SqliteStore {
         let tx = self.conn.savepoint().map_err(classify)?;
         let done: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'balance_initialised'", [], |r| r.get(0)).optional().map_err(classify)?;
         if done.is_none() {
-            tx.execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')", params![now, micros]).map_err(classify)?;
+            // The opening balance belongs to a database whose ledger is
+            // still empty: one where money was already added (a top-up) has
+            // a balance of its own and gets nothing on top.
+            let ledger_used: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM ledger)", [], |r| r.get(0)).map_err(classify)?;
+            if !ledger_used {
+                tx.execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')", params![now, micros]).map_err(classify)?;
+            }
             tx.execute("INSERT INTO meta (key, value) VALUES ('balance_initialised', '1')", []).map_err(classify)?;
         }
         tx.commit().map_err(classify)
@@ -948,7 +1209,7 @@ mod tests {
             )
             .expect("row");
         }
-        let mut store = SqliteStore::setup(conn).expect("migrate");
+        let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
         let pending = store.outbox_pending("welcome").expect("pending");
@@ -970,6 +1231,106 @@ mod tests {
         assert_eq!(n, 0);
         let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
         assert_eq!(sent.len(), 2);
+    }
+
+    fn event_count(store: &SqliteStore) -> i64 {
+        store.conn.query_row("SELECT COUNT(*) FROM contact_events", [], |r| r.get(0)).expect("count")
+    }
+
+    /// A schema-2 database where a file was imported twice holds every event
+    /// twice; migrating keys them as new imports are keyed, keeps one of
+    /// each, and importing the same events again adds nothing.
+    #[test]
+    fn schema_2_events_migrate_to_one_row_per_key() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(MIGRATIONS[0]).expect("schema 1");
+        conn.execute_batch(MIGRATIONS[1]).expect("schema 2");
+        conn.pragma_update(None, "user_version", 2).expect("version");
+        let rows = [
+            ("c1", "order.completed", 100, r#"{"amount":60,"currency":"EUR"}"#),
+            ("c1", "order.completed", 100, r#"{"amount":60,"currency":"EUR"}"#),
+            ("c1", "order.completed", 200, r#"{"amount":60,"currency":"EUR"}"#),
+            ("c2", "order.completed", 100, r#"{"amount":60,"currency":"EUR"}"#),
+            ("c2", "page.viewed", 5, r#"{"id":"e-1","url":"/a"}"#),
+            ("c2", "page.viewed", 5, r#"{"id":"e-1","url":"/a"}"#),
+        ];
+        for (c, n, at, props) in rows {
+            conn.execute("INSERT INTO contact_events (contact_id, name, at, props) VALUES (?1, ?2, ?3, ?4)", params![c, n, at, props]).expect("event");
+        }
+        let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
+        assert_eq!(event_count(&store), 4);
+        let unkeyed: i64 = store.conn.query_row("SELECT COUNT(*) FROM contact_events WHERE key IS NULL", [], |r| r.get(0)).expect("keys");
+        assert_eq!(unkeyed, 0);
+        let first: String = store.conn.query_row("SELECT key FROM contact_events WHERE contact_id = 'c1' AND at = 100", [], |r| r.get(0)).expect("key");
+        assert_eq!(first, event_key("c1", "order.completed", 100, &parse_map(r#"{"currency":"EUR","amount":60}"#)));
+        // The same events through the import path: nothing new.
+        let again: Vec<(String, ContactEvent)> = rows.iter().map(|(c, n, at, props)| (c.to_string(), ContactEvent { name: n.to_string(), at: *at, props: parse_map(props) })).collect();
+        store.upsert_contacts(&[], &again).expect("import");
+        assert_eq!(event_count(&store), 4);
+        // An event with its own id is that id, whatever else changed.
+        let renamed = vec![("c2".to_string(), ContactEvent { name: "page.viewed".into(), at: 9, props: parse_map(r#"{"id":"e-1","url":"/b"}"#) })];
+        store.upsert_contacts(&[], &renamed).expect("import");
+        assert_eq!(event_count(&store), 4);
+    }
+
+    #[test]
+    fn event_keys_ignore_property_order_and_see_every_field() {
+        let a = parse_map(r#"{"amount":60,"items":[{"sku":"x","n":1}]}"#);
+        let b = parse_map(r#"{"items":[{"n":1,"sku":"x"}],"amount":60}"#);
+        assert_eq!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &b));
+        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 2, &a));
+        assert_ne!(event_key("c", "e", 1, &a), event_key("d", "e", 1, &a));
+        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "f", 1, &a));
+        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &parse_map(r#"{"amount":61}"#)));
+    }
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("flowc-sqlite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir.join("t.db")
+    }
+
+    /// A file missing a table of its schema is refused before anything is
+    /// read or written, naming what is missing, and left as it was.
+    #[test]
+    fn a_missing_table_or_column_is_corrupt_and_the_file_untouched() {
+        let db = temp_db("missing");
+        drop(SqliteStore::open(&db).expect("create"));
+        {
+            let c = Connection::open(&db).expect("sqlite");
+            c.execute_batch("DROP TABLE campaign_transitions; ALTER TABLE ledger DROP COLUMN reason;").expect("break");
+        }
+        let before = std::fs::read(&db).expect("read");
+        let err = SqliteStore::open(&db).err().expect("refused");
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("table `campaign_transitions`") && msg.contains("column `ledger.reason`"), "{msg}");
+        assert!(SqliteStore::open_as(&db, OpenMode::ReadOnly).is_err());
+        assert_eq!(std::fs::read(&db).expect("read"), before);
+        let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
+    }
+
+    /// The writer's lock: held by someone else (another process, here
+    /// another open file description), a writer is refused before touching
+    /// the database; stores of this process share it; a reader needs none.
+    #[test]
+    fn the_writer_lock_refuses_a_second_writer_but_not_readers() {
+        let db = temp_db("lock");
+        let first = SqliteStore::open(&db).expect("first writer");
+        let second = SqliteStore::open(&db).expect("this process shares the lock");
+        drop(first);
+        drop(second);
+        let other = std::fs::OpenOptions::new().write(true).open(lock_path(&db)).expect("lock file");
+        other.try_lock().expect("the lock is free once every store dropped");
+        let err = SqliteStore::open(&db).err().expect("refused");
+        assert!(matches!(err, StoreError::Locked(_)), "{err}");
+        assert!(err.to_string().contains("locked by another flowc process"), "{err}");
+        let reader = SqliteStore::open_as(&db, OpenMode::ReadOnly).expect("reader");
+        assert_eq!(reader.balance().expect("balance"), 0);
+        drop(other);
+        SqliteStore::open(&db).expect("free again");
+        let _ = std::fs::remove_dir_all(db.parent().expect("dir"));
     }
 
     /// A duplicate insert of a send (same primary key) is ignored and not counted twice.
