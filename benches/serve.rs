@@ -39,7 +39,12 @@ fn main() {
     let program = compile::compile(model, c, ws.sources.get(c.file));
     {
         let mut store = SqliteStore::open(&db).expect("store");
-        let contacts: Vec<ContactRecord> = (0..REQUESTS).map(|i| ContactRecord { id: format!("c{i}"), ..Default::default() }).collect();
+        let contacts: Vec<ContactRecord> = (0..REQUESTS).map(|i| {
+                let mut attrs = serde_json::Map::new();
+                // An address, so the campaign's sends are made, not skipped `no-address`.
+                attrs.insert("email".into(), serde_json::Value::String(format!("c{i}@example.com")));
+                ContactRecord { id: format!("c{i}"), attrs, consent: vec!["email".into()], ..Default::default() }
+            }).collect();
         store.upsert_contacts(&contacts, &[]).expect("contacts");
         store.ledger_add(1_000_000_000, "bench", 0).expect("balance");
         lifecycle::launch(&mut store, &program, false, 0).expect("launch");

@@ -663,3 +663,29 @@ campaign c {{
     assert_eq!(sends, want);
     assert!((estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9, "{:?}", estimate.cost);
 }
+
+/// After a resume from PAUSED_ERROR each new run probes with one message;
+/// a probe is a new attempt with a fresh roll (the attempt count is the
+/// outbox's, durable across processes), so a flaky provider lets the
+/// campaign finish after a few resumes instead of failing the same probe forever.
+#[test]
+fn resumes_after_a_flaky_provider_trips_the_breaker_finish_the_campaign() {
+    let (p, model) = two_sms();
+    let db = Db::new("flaky");
+    import(&db, &model, &contacts(200));
+    let flaky = Opts { fail_rate: 0.5, ..Default::default() };
+    let mut r = run_on(&db, &p, &flaky);
+    let mut resumes = 0;
+    while r.state == "PAUSED_ERROR" {
+        assert!(resumes < 60, "still PAUSED_ERROR after {resumes} resumes: {:?}", r.executions);
+        let mut store = SqliteStore::open(&db.path).expect("store");
+        flowc::runtime::lifecycle::resume(&mut store, "c", START).expect("resume");
+        drop(store);
+        r = run_on(&db, &p, &flaky);
+        resumes += 1;
+    }
+    assert!(resumes > 0, "a 50% failure rate trips the breaker");
+    assert!(r.state.starts_with("COMPLETED"), "{}", r.state);
+    assert_eq!(r.executions["processing"] + r.executions["pending"], 0);
+    assert_eq!(r.provider.duplicates, 0);
+}

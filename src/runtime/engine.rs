@@ -454,7 +454,7 @@ impl<'a> Engine<'a> {
         }
         if !self.config.exactly_once {
             // At most once: send first, then record sends and outcomes in one commit.
-            let msgs: Vec<Message> = relay.iter().map(|o| o.to_message(now)).collect();
+            let msgs: Vec<Message> = relay.iter().map(|o| o.to_message(now, 1)).collect();
             let results = self.provider.send_batch(&msgs);
             let mut debits = 0;
             for (o, r) in relay.iter().zip(results) {
@@ -557,7 +557,7 @@ impl<'a> Engine<'a> {
             // A probe after an outage: one message first, the rest only if it goes through.
             let end = if self.config.probe { start + 1 } else { queue.len() };
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(now)).collect();
+            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(now, a.made + 1)).collect();
             let results = self.provider.send_batch(&msgs);
             for (a, r) in slice.iter().zip(results) {
                 let o = &a.row;

@@ -18,6 +18,9 @@ pub struct Message<'a> {
     pub template: &'a str,
     /// Minutes since the epoch.
     pub now: i64,
+    /// Which attempt this is (1 for the first), as the outbox counts them:
+    /// durable, so a provider that decides by it decides the same after a restart.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,7 +186,10 @@ impl Provider for Simulated {
         let mut fresh: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
         for m in batch {
             let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
-            let tries = self.attempts.get(m.key).copied().unwrap_or(0);
+            // The attempt as the outbox counts it (durable), or as this process
+            // has seen it, whichever is further: a retry always gets a fresh
+            // roll, also in a new process after a resume.
+            let tries = self.attempts.get(m.key).copied().unwrap_or(0).max(m.attempt.saturating_sub(1));
             // The failure roll needs the attempt in its salt only when failures are configured.
             if down || (self.config.fail_rate > 0.0 && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate) {
                 *self.attempts.entry(m.key.to_string()).or_default() += 1;

@@ -101,8 +101,8 @@ pub struct OutboxNew {
 
 impl OutboxNew {
     /// The message to hand the provider for this row, borrowing from it.
-    pub fn to_message(&self, now: i64) -> super::provider::Message<'_> {
-        super::provider::Message { key: &self.key, contact: &self.contact, channel: &self.channel, message: &self.message, template: &self.template, now }
+    pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
+        super::provider::Message { key: &self.key, contact: &self.contact, channel: &self.channel, message: &self.message, template: &self.template, now, attempt }
     }
 
     /// The outcome of this send, for the same outbox row.
