@@ -300,23 +300,7 @@ fn webhook_server(failures: usize, hangs: usize) -> (String, std::sync::Arc<std:
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut s) = stream else { continue };
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut got = 0;
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            while let Ok(k) = s.read(&mut buf[got..]) {
-                if k == 0 {
-                    break;
-                }
-                got += k;
-                let text = String::from_utf8_lossy(&buf[..got]);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(0);
-                    if got >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
-            let text = String::from_utf8_lossy(&buf[..got]).to_string();
+            let text = read_request(&mut s);
             if n < hangs {
                 std::thread::sleep(Duration::from_millis(1500));
                 continue;
@@ -364,23 +348,7 @@ fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync:
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut got = 0;
-            while let Ok(k) = s.read(&mut buf[got..]) {
-                if k == 0 {
-                    break;
-                }
-                got += k;
-                let text = String::from_utf8_lossy(&buf[..got]);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(0);
-                    if got >= end + 4 + len {
-                        break;
-                    }
-                }
-            }
-            let text = String::from_utf8_lossy(&buf[..got]).to_string();
+            let text = read_request(&mut s);
             if let Some(k) = text.lines().find_map(|l| l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())) {
                 seen.lock().expect("keys").push(k);
             }

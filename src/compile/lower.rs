@@ -354,15 +354,6 @@ fn constant(v: &Value) -> Const {
 }
 
 fn field_type(t: &Type) -> FieldType {
-    match t {
-        Type::String | Type::None | Type::Unknown => FieldType::String,
-        Type::Number => FieldType::Number,
-        Type::Bool => FieldType::Bool,
-        Type::DateTime => FieldType::Datetime,
-        Type::Date => FieldType::Date,
-        Type::Duration => FieldType::Duration,
-        Type::Timezone => FieldType::Timezone,
-        Type::SetString => FieldType::SetString,
-        Type::Enum(v) => FieldType::Enum(v.to_vec()),
-    }
+    // Undeclarable types were reported by the checker; read them as strings meanwhile.
+    FieldType::declared(t).unwrap_or(FieldType::String)
 }

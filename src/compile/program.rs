@@ -79,6 +79,42 @@ pub enum FieldType {
     Enum(Vec<String>),
 }
 
+impl FieldType {
+    /// The stored type of a declared field; `None` for types no field can be
+    /// declared with (the checker has already reported such a field).
+    pub fn declared(t: &crate::check::model::Type) -> Option<FieldType> {
+        use crate::check::model::Type;
+        Some(match t {
+            Type::String => FieldType::String,
+            Type::Number => FieldType::Number,
+            Type::Bool => FieldType::Bool,
+            Type::DateTime => FieldType::Datetime,
+            Type::Date => FieldType::Date,
+            Type::Duration => FieldType::Duration,
+            Type::Timezone => FieldType::Timezone,
+            Type::SetString => FieldType::SetString,
+            Type::Enum(v) => FieldType::Enum(v.to_vec()),
+            Type::None | Type::Unknown => return None,
+        })
+    }
+
+    /// Back to the checker's type, to validate values against it.
+    pub fn checked(self) -> crate::check::model::Type {
+        use crate::check::model::Type;
+        match self {
+            FieldType::String => Type::String,
+            FieldType::Number => Type::Number,
+            FieldType::Bool => Type::Bool,
+            FieldType::Datetime => Type::DateTime,
+            FieldType::Date => Type::Date,
+            FieldType::Duration => Type::Duration,
+            FieldType::Timezone => Type::Timezone,
+            FieldType::SetString => Type::SetString,
+            FieldType::Enum(v) => Type::Enum(v.into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentDef {
     pub name: String,

@@ -6,6 +6,7 @@
 use super::facts::{parse_date, parse_datetime, ContactEvent, ContactRecord};
 use super::store::{Store, StoreError};
 use crate::check::model::{Field, Model, Origin, Type};
+use crate::compile::program::FieldType;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -75,7 +76,7 @@ struct SchemaDoc {
 struct FieldDoc {
     name: String,
     #[serde(rename = "type")]
-    ty: TypeDoc,
+    ty: FieldType,
     optional: bool,
 }
 
@@ -85,52 +86,15 @@ struct EventDoc {
     props: Vec<FieldDoc>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TypeDoc {
-    String,
-    Number,
-    Bool,
-    Datetime,
-    Date,
-    Duration,
-    Timezone,
-    SetString,
-    Enum(Vec<String>),
-}
 
 const SCHEMA_FORMAT: u32 = 1;
 
 fn field_doc(f: &Field) -> Option<FieldDoc> {
-    let ty = match &f.ty {
-        Type::String => TypeDoc::String,
-        Type::Number => TypeDoc::Number,
-        Type::Bool => TypeDoc::Bool,
-        Type::DateTime => TypeDoc::Datetime,
-        Type::Date => TypeDoc::Date,
-        Type::Duration => TypeDoc::Duration,
-        Type::Timezone => TypeDoc::Timezone,
-        Type::SetString => TypeDoc::SetString,
-        Type::Enum(v) => TypeDoc::Enum(v.to_vec()),
-        // Not declarable types: a field of this type was already reported by the checker.
-        Type::None | Type::Unknown => return None,
-    };
-    Some(FieldDoc { name: f.name.clone(), ty, optional: f.optional })
+    Some(FieldDoc { name: f.name.clone(), ty: FieldType::declared(&f.ty)?, optional: f.optional })
 }
 
 fn field_of(d: FieldDoc) -> (String, Field) {
-    let ty = match d.ty {
-        TypeDoc::String => Type::String,
-        TypeDoc::Number => Type::Number,
-        TypeDoc::Bool => Type::Bool,
-        TypeDoc::Datetime => Type::DateTime,
-        TypeDoc::Date => Type::Date,
-        TypeDoc::Duration => Type::Duration,
-        TypeDoc::Timezone => Type::Timezone,
-        TypeDoc::SetString => Type::SetString,
-        TypeDoc::Enum(v) => Type::Enum(v.into()),
-    };
-    (d.name.clone(), Field { name: d.name, ty, optional: d.optional, origin: Origin::Registry })
+    (d.name.clone(), Field { name: d.name, ty: d.ty.checked(), optional: d.optional, origin: Origin::Registry })
 }
 
 /// Keeps `schema` in the database, added to what earlier imports and

@@ -334,7 +334,6 @@ fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
 /// those event triggers name (their properties unchecked, as no types were kept).
 fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
     use crate::check::model::{Field, Origin, Type};
-    use crate::compile::program::FieldType;
     let mut s = Schema::from_model(&crate::workspace::stdlib_model());
     for c in store.campaigns().map_err(ApiError::internal)? {
         let Ok(p) = codec::from_binary(&c.program) else { continue };
@@ -343,18 +342,7 @@ fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
             s.events.entry(event.clone()).or_default().extend(props);
         }
         for f in p.fields {
-            let ty = match f.ty {
-                FieldType::String => Type::String,
-                FieldType::Number => Type::Number,
-                FieldType::Bool => Type::Bool,
-                FieldType::Datetime => Type::DateTime,
-                FieldType::Date => Type::Date,
-                FieldType::Duration => Type::Duration,
-                FieldType::Timezone => Type::Timezone,
-                FieldType::SetString => Type::SetString,
-                FieldType::Enum(v) => Type::Enum(v.into()),
-            };
-            s.fields.entry(f.name.clone()).or_insert(Field { name: f.name, ty, optional: f.optional, origin: Origin::Registry });
+            s.fields.entry(f.name.clone()).or_insert(Field { name: f.name, ty: f.ty.checked(), optional: f.optional, origin: Origin::Registry });
         }
     }
     Ok(s)
