@@ -7,7 +7,7 @@ use flowc::compile::program::{Program, Trigger};
 use flowc::runtime::clock::Minutes;
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::eval::{self, Ctx};
-use flowc::runtime::facts::{self, ContactEvent, Facts};
+use flowc::runtime::facts::{self, ContactEvent};
 use flowc::runtime::lifecycle::State;
 use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
@@ -439,19 +439,7 @@ fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[T
                 repeated += 1;
                 continue;
             }
-            let mut f = Facts {
-                contact_id: c.id.clone(),
-                fields: facts::fields_for(p, &c),
-                tags: c.tags.clone(),
-                consent: c.consent.clone(),
-                capabilities: c.capabilities.clone(),
-                addresses: facts::addresses_of(&c),
-                sent: Vec::new(),
-                events: store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect(),
-            };
-            if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
-                f.events.push(ContactEvent { name: "contact.created".into(), at: created, props: Map::new() });
-            }
+            let f = facts::of_record(p, &c, store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect());
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&Ctx { program: p, facts: &f, now: when }, a)) {
                 outside += 1;
                 continue;

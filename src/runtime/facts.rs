@@ -70,6 +70,26 @@ pub fn addresses_of(c: &ContactRecord) -> Addresses {
     Addresses { email: present("email"), phone: present("phone") }
 }
 
+/// What conditions may read about a stored contact, for a program: its
+/// fields, sets and addresses, its `events`, and its creation as the
+/// `contact.created` event. Used wherever a whole record meets the
+/// evaluator (enrollment, API triggers and event rules).
+pub fn of_record(p: &Program, c: &ContactRecord, mut events: Vec<ContactEvent>) -> Facts {
+    if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(parse_datetime) {
+        events.push(ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
+    }
+    Facts {
+        contact_id: c.id.clone(),
+        fields: fields_for(p, c),
+        tags: c.tags.clone(),
+        consent: c.consent.clone(),
+        capabilities: c.capabilities.clone(),
+        addresses: addresses_of(c),
+        sent: Vec::new(),
+        events,
+    }
+}
+
 /// A contact as stored: built-in and declared attributes as JSON.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ContactRecord {

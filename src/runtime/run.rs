@@ -5,7 +5,7 @@ use super::clock::{self, Clock, Minutes};
 use super::drive::{DriveError, Driver, Ending};
 use super::engine::{EngineConfig, EngineError};
 use super::eval::{self, Ctx, Props};
-use super::facts::{self, ContactEvent, Facts};
+use super::facts::{self, ContactEvent};
 use super::provider::Provider;
 use super::report::{self, Report};
 use super::lifecycle::{self, State};
@@ -257,19 +257,7 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
             }
         }
         for c in &chunk {
-            let mut f = Facts {
-                contact_id: c.id.clone(),
-                fields: facts::fields_for(p, c),
-                tags: c.tags.clone(),
-                consent: c.consent.clone(),
-                capabilities: c.capabilities.clone(),
-                addresses: facts::addresses_of(c),
-                sent: Vec::new(),
-                events: events.remove(&c.id).unwrap_or_default(),
-            };
-            if let Some(created) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
-                f.events.push(ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
-            }
+            let f = facts::of_record(p, c, events.remove(&c.id).unwrap_or_default());
             let wake = match &p.trigger {
                 Trigger::Event { event, props, filter } => {
                     let cx = Ctx { program: p, facts: &f, now };

@@ -244,11 +244,8 @@ fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
 
 /// Facts of a stored contact for audience and rule checks.
 fn facts_of(store: &SqliteStore, p: &Program, c: &facts::ContactRecord) -> Result<Facts, ApiError> {
-    let mut events: Vec<ContactEvent> = store.events_for(&[c.id.as_str()]).map_err(ApiError::internal)?.into_iter().map(|(_, e)| e).collect();
-    if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
-        events.push(ContactEvent { name: "contact.created".into(), at: t, props: Map::new() });
-    }
-    Ok(Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), addresses: facts::addresses_of(c), sent: vec![], events })
+    let events = store.events_for(&[c.id.as_str()]).map_err(ApiError::internal)?.into_iter().map(|(_, e)| e).collect();
+    Ok(facts::of_record(p, c, events))
 }
 
 fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>, ApiError> {
