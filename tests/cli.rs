@@ -493,6 +493,15 @@ fn a_paused_run_exits_3_and_says_what_to_do_next() {
     assert_eq!(code(&flowc(&["campaign", "resume", "welcome", "--db", &db])), 0);
     let done = flowc(&["run", "examples/welcome.flow", "--db", &db, "--report", "json"]);
     assert_eq!(code(&done), 0, "{}", stderr(&done));
+    // The audit log reads in order: the resume is stamped on the run's
+    // (virtual) clock, like launch and start, not on the wall clock.
+    let times: Vec<i64> = {
+        let conn = rusqlite::Connection::open(&db).expect("db");
+        let mut stmt = conn.prepare("SELECT at FROM campaign_transitions ORDER BY id").expect("sql");
+        let rows = stmt.query_map([], |r| r.get(0)).expect("rows");
+        rows.map(|r| r.expect("row")).collect()
+    };
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "audit times out of order: {times:?}");
 
     let broken = dir.path("e.db");
     let o = flowc(&["run", "examples/welcome.flow", "--db", &broken, "--fail-rate", "1", "--report", "json"]);
@@ -547,4 +556,38 @@ fn importing_the_same_events_twice_stores_them_once() {
     assert!(once > 0);
     assert_eq!(code(&import()), 0);
     assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contact_events"), once);
+}
+
+/// SIGTERM (what a service manager or `kill` sends) stops `flowc run` as
+/// cleanly as Ctrl-C: after the current batch, with the report, exit 0, and
+/// the same command resumes.
+#[test]
+fn sigterm_stops_a_run_cleanly() {
+    let dir = TempDir::new("sigterm");
+    let db = dir.path("t.db");
+    // On the real clock the welcome series waits two days: the run is still going when the signal comes.
+    let child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["run", "examples/welcome.flow", "--db", &db, "--clock", "real", "--report", "json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Signalled once the run is under way (the campaign is RUNNING).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let running = || -> bool {
+        let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return false };
+        conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'RUNNING'", [], |r| r.get::<_, i64>(0)).is_ok_and(|n| n > 0)
+    };
+    while !running() {
+        assert!(std::time::Instant::now() < deadline, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let o = child.wait_with_output().expect("wait");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopped; run the same command again to resume"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a report");
+    assert_eq!(v["state"], "RUNNING");
 }

@@ -45,12 +45,18 @@ pub enum CampaignCmd {
         name: String,
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// The audit log's time, by the same rule as launch and start.
+        #[command(flatten)]
+        clock: ClockArgs,
     },
     /// Resume a paused campaign (after an outage, with a probe send first).
     Resume {
         name: String,
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// The audit log's time, by the same rule as launch and start.
+        #[command(flatten)]
+        clock: ClockArgs,
     },
     /// State, executions per state, balance and the last transitions.
     Status {
@@ -151,15 +157,17 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             println!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }
-        CampaignCmd::Pause { name, db } => {
+        CampaignCmd::Pause { name, db, clock } => {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            lifecycle::pause(&mut store, &name, now()).map_err(fail)?;
+            let at = clock.now(&store)?;
+            lifecycle::pause(&mut store, &name, at).map_err(fail)?;
             println!("`{name}` is PAUSED");
             Ok(Outcome::Ok)
         }
-        CampaignCmd::Resume { name, db } => {
+        CampaignCmd::Resume { name, db, clock } => {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let from = lifecycle::resume(&mut store, &name, now()).map_err(fail)?;
+            let at = clock.now(&store)?;
+            let from = lifecycle::resume(&mut store, &name, at).map_err(fail)?;
             println!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
