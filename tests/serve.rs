@@ -649,3 +649,43 @@ fn a_half_sent_request_does_not_hold_the_server_after_sigterm() {
     assert!(status.success(), "{status:?}");
     drop((half, headers_only));
 }
+
+/// While the service holds the database, money comes in through the API: a
+/// campaign paused for its balance is topped up and resumed without
+/// stopping `flowc serve`; auto-reload is set the same way.
+#[test]
+fn the_balance_is_topped_up_through_the_api_while_serving() {
+    let dir = Dir::new("money");
+    let db = setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let b = server.base.clone();
+    let t = Some(TOKEN);
+    let all: Vec<String> = (0..20).map(|i| format!("\"c{i}\"")).collect();
+    let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/trigger"), t, Some(&format!("{{\"contacts\": [{}]}}", all.join(","))));
+    assert_eq!(s, 202);
+    wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"] == "PAUSED_BALANCE");
+    // The CLI is locked out while the service runs.
+    assert!(!flowc(&["balance", "top-up", "1", "--db", &db]).status.success());
+    for bad in [r#"{"amount": 0}"#, r#"{"amount": -5}"#, r#"{"amount": "ten"}"#] {
+        let (s, e) = call("POST", &format!("{b}/v1/balance/top-up"), t, Some(bad));
+        assert_eq!(s, 422, "{bad}: {e}");
+    }
+    let (s, e) = call("POST", &format!("{b}/v1/balance/top-up"), t, Some(r#"{"amount": 1, "extra": 1}"#));
+    assert_eq!((s, e["error"]["code"].as_str()), (400, Some("invalid-body")));
+    let (s, acct) = call("POST", &format!("{b}/v1/balance/top-up"), t, Some(r#"{"amount": 1}"#));
+    assert_eq!(s, 200, "{acct}");
+    assert!(acct["amount"].as_f64().is_some_and(|a| a > 1.0), "{acct}");
+    assert_eq!(call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"], "PAUSED_BALANCE", "money alone does not resume");
+    let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/resume"), t, None);
+    assert_eq!(s, 200);
+    wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["executions"]["completed"] == 20);
+    let (s, acct) = call("POST", &format!("{b}/v1/balance/auto-reload"), t, Some(r#"{"threshold": 0.5, "amount": 5}"#));
+    assert_eq!(s, 200, "{acct}");
+    assert_eq!(acct["auto_reload"]["amount"], 5.0);
+    let (s, acct) = call("GET", &format!("{b}/v1/balance"), t, None);
+    assert_eq!((s, acct["auto_reload"]["threshold"].as_f64()), (200, Some(0.5)));
+    let (s, acct) = call("POST", &format!("{b}/v1/balance/auto-reload"), t, Some(r#"{"off": true}"#));
+    assert_eq!((s, acct["auto_reload"].is_null()), (200, true));
+    let (s, _) = call("GET", &format!("{b}/v1/balance"), None, None);
+    assert_eq!(s, 401);
+}

@@ -100,10 +100,7 @@ pub enum BalanceCmd {
 }
 
 fn micros(eur: f64, what: &str) -> Result<i64, Fatal> {
-    if !eur.is_finite() || eur < 0.0 || eur > 1e9 {
-        return Err(Fatal(format!("{what} must be an amount between 0 and 1,000,000,000 EUR, not {eur}")));
-    }
-    Ok((eur * 1_000_000.0).round() as i64)
+    flowc::runtime::store::micros_of_eur(eur).ok_or_else(|| Fatal(format!("{what} must be an amount between 0 and 1,000,000,000 EUR, not {eur}")))
 }
 
 fn now() -> i64 {

@@ -245,6 +245,12 @@ impl Round {
     }
 }
 
+/// An amount in EUR as micro-euros, the ledger's unit; `None` unless it is
+/// a finite amount from 0 to 1,000,000,000 EUR.
+pub fn micros_of_eur(eur: f64) -> Option<i64> {
+    (eur.is_finite() && (0.0..=1e9).contains(&eur)).then(|| (eur * 1_000_000.0).round() as i64)
+}
+
 /// The account's automatic top-up: below `threshold`, add `amount` (micro-euros).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AutoReload {

@@ -63,6 +63,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/campaigns/{id}/resume", post(resume))
         .route("/v1/contacts", post(upsert_contacts))
         .route("/v1/events", post(ingest_event))
+        .route("/v1/balance", get(balance))
+        .route("/v1/balance/top-up", post(top_up))
+        .route("/v1/balance/auto-reload", post(auto_reload))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
@@ -215,6 +218,56 @@ async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>,
     let executions: Map<String, Value> = counts.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
     let balance = store.balance().map_err(ApiError::internal)? as f64 / 1e6;
     Ok(Json(json!({"id": id, "state": st, "version": p.version.0, "executions": executions, "balance": {"amount": balance, "currency": "EUR"}})).into_response())
+}
+
+/// The account: balance and auto-reload. While `flowc serve` holds the
+/// database, this is how money gets in (the CLI is refused by the lock).
+fn account(store: &SqliteStore) -> Result<Value, ApiError> {
+    let balance = store.balance()? as f64 / 1e6;
+    let reload = store.auto_reload()?.map(|r| json!({"threshold": r.threshold_micros as f64 / 1e6, "amount": r.amount_micros as f64 / 1e6}));
+    Ok(json!({"amount": balance, "currency": "EUR", "auto_reload": reload}))
+}
+
+/// A positive amount in EUR from field `name` of a JSON object.
+fn amount_field(m: &Map<String, Value>, name: &str) -> Result<i64, ApiError> {
+    let v = m.get(name).ok_or_else(|| ApiError::bad(format!("missing `{name}` (EUR)")))?;
+    let micros = v.as_f64().and_then(crate::runtime::store::micros_of_eur).filter(|m| *m > 0);
+    micros.ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("`{name}` must be an amount above 0 and at most 1,000,000,000 EUR")))
+}
+
+fn object_with(body: &Value, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+    let Value::Object(m) = body else { return Err(ApiError::bad("expected a JSON object")) };
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad(format!("unknown field `{k}` (allowed: {})", allowed.join(", "))));
+    }
+    Ok(m.clone())
+}
+
+async fn balance(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
+    let store = lock(&state)?;
+    Ok(Json(account(&store)?).into_response())
+}
+
+/// Adds money. Like the CLI's top-up it never resumes a paused campaign.
+async fn top_up(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let m = object_with(&body_json(body)?, &["amount"])?;
+    let micros = amount_field(&m, "amount")?;
+    let mut store = lock(&state)?;
+    store.ledger_add(micros, "top-up", state.clock.now())?;
+    Ok(Json(account(&store)?).into_response())
+}
+
+/// Sets (`threshold` and `amount`) or turns off (`{"off": true}`) auto-reload.
+async fn auto_reload(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let m = object_with(&body_json(body)?, &["threshold", "amount", "off"])?;
+    let setting = match m.get("off") {
+        Some(Value::Bool(true)) if m.len() == 1 => None,
+        Some(_) => return Err(ApiError::bad("`off` is `true`, alone")),
+        None => Some(crate::runtime::store::AutoReload { threshold_micros: amount_field(&m, "threshold")?, amount_micros: amount_field(&m, "amount")? }),
+    };
+    let mut store = lock(&state)?;
+    store.set_auto_reload(setting)?;
+    Ok(Json(account(&store)?).into_response())
 }
 
 async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {

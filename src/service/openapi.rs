@@ -38,6 +38,11 @@ pub fn document() -> Value {
     events_responses["202"] = ok("stored, and the campaigns it enrolled the contact in", json!({"type": "object", "required": ["stored", "enrolled_in"], "properties": {
         "stored": {"const": true, "description": "the event was recorded"},
         "enrolled_in": {"type": "array", "items": {"type": "string"}, "description": "ids of the event-triggered campaigns this event enrolled the contact in"}}}));
+    let mut account_get = with(&[]);
+    account_get["200"] = ok("the account", json!({"$ref": "#/components/schemas/Account"}));
+    let mut account_post = with(&["400", "422"]);
+    account_post["200"] = ok("the account after the change", json!({"$ref": "#/components/schemas/Account"}));
+    let money = json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1e9, "description": "EUR"});
     let contact = json!({"type": "object", "required": ["id"], "description": "LANGUAGE.md §8 fields and the declared contact fields; absent fields keep their stored value, null clears an optional one",
         "properties": {"id": {"type": "string", "minLength": 1}, "tags": {"type": ["array", "null"], "items": {"type": "string"}},
             "consent": {"type": ["array", "null"], "items": {"type": "string"}}, "capabilities": {"type": ["array", "null"], "items": {"type": "string"}},
@@ -52,6 +57,10 @@ pub fn document() -> Value {
                     "properties": {"code": {"enum": ["invalid-json", "invalid-body", "invalid-path", "invalid-request", "unauthorized", "unknown-campaign", "not-found",
                         "method-not-allowed", "timeout", "wrong-trigger", "not-accepting", "invalid-transition", "too-large", "uri-too-long", "unknown-contacts",
                         "invalid-contact", "unknown-event", "invalid-event", "internal"]}, "message": {"type": "string"}}}}},
+                "Account": {"type": "object", "required": ["amount", "currency", "auto_reload"], "properties": {
+                    "amount": {"type": "number", "description": "the prepaid balance, shared by every campaign"}, "currency": {"const": "EUR"},
+                    "auto_reload": {"description": "top up `amount` when the balance falls below `threshold`; null when off",
+                        "oneOf": [{"type": "null"}, {"type": "object", "required": ["threshold", "amount"], "properties": {"threshold": {"type": "number"}, "amount": {"type": "number"}}}]}}},
                 "CampaignState": {"enum": ["DRAFT", "SCHEDULED", "RUNNING", "PAUSED", "PAUSED_ERROR", "PAUSED_BALANCE", "COMPLETED", "COMPLETED_PARTIAL"]},
                 "Status": {"type": "object", "required": ["id", "state", "version", "executions", "balance"], "properties": {"id": {"type": "string"},
                     "state": {"$ref": "#/components/schemas/CampaignState"}, "version": {"type": "string", "description": "the program's version hash"},
@@ -77,6 +86,12 @@ pub fn document() -> Value {
             "/v1/contacts": {"post": {"summary": "Upsert (merge) contacts", "requestBody": {"required": true, "content": {"application/json": {"schema": {
                 "oneOf": [contact.clone(), {"type": "array", "minItems": 1, "maxItems": 1000, "items": contact}]}}}}, "responses": contacts_responses}},
             "/v1/events": {"post": {"summary": "Ingest an event", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}}, "responses": events_responses}},
+            "/v1/balance": {"get": {"summary": "The account's balance and auto-reload", "responses": account_get}},
+            "/v1/balance/top-up": {"post": {"summary": "Add money (never resumes a paused campaign)", "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["amount"], "additionalProperties": false, "properties": {"amount": money.clone()}}}}}, "responses": account_post.clone()}},
+            "/v1/balance/auto-reload": {"post": {"summary": "Set or turn off auto-reload", "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "oneOf": [{"type": "object", "required": ["threshold", "amount"], "additionalProperties": false, "properties": {"threshold": money.clone(), "amount": money}},
+                    {"type": "object", "required": ["off"], "additionalProperties": false, "properties": {"off": {"const": true}}}]}}}}, "responses": account_post}},
             "/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI document"}}}}
         }
     })
