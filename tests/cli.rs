@@ -591,3 +591,23 @@ fn sigterm_stops_a_run_cleanly() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("a report");
     assert_eq!(v["state"], "RUNNING");
 }
+
+/// Without `--schema`, `contacts import` reads contacts against the schema
+/// the database keeps (what launches and earlier imports declared).
+#[test]
+fn contacts_import_uses_the_kept_schema() {
+    let dir = TempDir::new("kept-schema");
+    let db = dir.path("k.db");
+    let flow = dir.path("c.flow");
+    std::fs::write(&flow, "template hi { channel email message transactional status published }\ncontact { plan: enum(free, pro) }\ncampaign c {\n  trigger manual\n  send email.transactional hi\n}\n").expect("flow");
+    let launch = flowc(&["campaign", "launch", &flow, "--db", &db, "--accept-cost"]);
+    assert_eq!(code(&launch), 0, "{}", stderr(&launch));
+    let jsonl = dir.path("c.jsonl");
+    std::fs::write(&jsonl, "{\"id\": \"a\", \"email\": \"a@example.com\", \"plan\": \"pro\"}\n").expect("contacts");
+    let o = flowc(&["contacts", "import", &jsonl, "--db", &db]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::write(&jsonl, "{\"id\": \"b\", \"plan\": \"gold\"}\n").expect("contacts");
+    let o = flowc(&["contacts", "import", &jsonl, "--db", &db]);
+    assert_eq!(code(&o), 1, "a value outside the kept enum is still refused");
+    assert!(stderr(&o).contains("plan"), "{}", stderr(&o));
+}

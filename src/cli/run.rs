@@ -177,23 +177,27 @@ fn stdlib_model() -> Model {
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
     match cmd {
         ContactsCmd::Import { file, db, schema, skip_invalid } => {
-            let declared = schema.is_some();
-            let model = match schema {
+            let declared = match schema {
                 Some(flow) => {
                     let inputs = super::check::load(&[flow.clone()], None, &Default::default())?;
                     let Some((_, m)) = inputs.analysis.models.into_iter().next() else {
                         return Err(Fatal(format!("`{}` has no contact schema", flow.display())));
                     };
-                    m
+                    Some(Schema::from_model(&m))
                 }
-                None => stdlib_model(),
+                None => None,
             };
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            if declared {
-                // The API validates contacts and events against what the database keeps.
-                keep_schema(&mut store, &Schema::from_model(&model))?;
-            }
-            Ok(if import(&mut store, &file, &Schema::from_model(&model), skip_invalid)? { Outcome::Ok } else { Outcome::Findings })
+            let schema = match declared {
+                Some(s) => {
+                    // The API validates contacts and events against what the database keeps.
+                    keep_schema(&mut store, &s)?;
+                    s
+                }
+                // Without --schema: what launches and earlier imports declared, else the built-ins.
+                None => contacts::stored_schema(&store).map_err(|e| Fatal(e.to_string()))?.unwrap_or_else(|| Schema::from_model(&stdlib_model())),
+            };
+            Ok(if import(&mut store, &file, &schema, skip_invalid)? { Outcome::Ok } else { Outcome::Findings })
         }
     }
 }
