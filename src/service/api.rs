@@ -178,7 +178,15 @@ fn bearer(v: &HeaderValue) -> Option<&str> {
 /// A campaign id from the path; a path that does not decode (a bad
 /// percent-escape) is a JSON 400 like every other error.
 fn campaign_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(id)| id).map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", r.body_text()))
+    let invalid = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", why);
+    let id = p.map(|Path(id)| id).map_err(|_| invalid("the campaign id in the path is not valid percent-encoded UTF-8".into()))?;
+    // A campaign id is a language identifier; anything else (a `%` that did
+    // not decode, spaces, capitals) names no campaign and says so.
+    let ident = id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_') && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ident {
+        return Err(invalid(format!("`{id}` is not a campaign id (lowercase letters, digits and `_`)")));
+    }
+    Ok(id)
 }
 
 fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
