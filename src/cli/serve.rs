@@ -70,11 +70,6 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         Some(url) => Box::new(webhook::Webhook::new(webhook::WebhookConfig {
             url: url.clone(),
             timeout: std::time::Duration::from_millis(a.webhook_timeout_ms),
-            // One request per engine attempt: the engine's retries are durable
-            // (counted in the outbox row, spaced out on the clock), and a
-            // sleeping client would hold up every campaign's runner.
-            attempts: 1,
-            backoff: std::time::Duration::from_millis(100),
         })),
         None => Box::new(Simulated::open(&a.db, SimConfig { seed: a.seed, ..SimConfig::default() }).map_err(|e| Fatal(e.to_string()))?),
     };

@@ -230,19 +230,6 @@ impl<'a> Engine<'a> {
         Ok(Engine { store, provider, campaign, current, versions, balance, config, worker, recovered: HashSet::new(), breaker, tripped: false })
     }
 
-    /// The store, lent back to the caller between batches.
-    pub fn store_mut(&mut self) -> &mut dyn Store {
-        &mut *self.store
-    }
-
-    pub fn balance(&self) -> i64 {
-        self.balance
-    }
-
-    pub fn program(&self) -> &Program {
-        &self.versions[&self.current].program
-    }
-
     /// Settles sends whose outcome a stopped process never recorded, then
     /// gives back executions it left claimed. A send the provider already
     /// accepted is only recorded (reconciled by its key), never sent again;
