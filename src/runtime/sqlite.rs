@@ -444,7 +444,7 @@ impl SqliteStore {
             }
             OpenMode::ReadOnly => {
                 if !path.is_file() {
-                    return Err(StoreError::Other("no database here yet; `flowc run` or `flowc contacts import` creates one".into()));
+                    return Err(StoreError::Missing);
                 }
                 use rusqlite::OpenFlags;
                 let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI).map_err(classify)?;

@@ -14,6 +14,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database written by a newer flowc (schema {found}, this flowc knows up to {known})")]
     TooNew { found: i64, known: i64 },
+    /// A command that only reads found no database (and created none).
+    #[error("no database here yet; `flowc run` or `flowc contacts import` creates one")]
+    Missing,
     #[error("database error: {0}")]
     Other(String),
 }
