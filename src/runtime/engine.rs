@@ -246,7 +246,7 @@ impl<'a> Engine<'a> {
             for (r, k) in pending.into_iter().zip(known) {
                 match k {
                     Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, (delivered_at, opened_at, clicked_at))),
-                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Recovered }),
+                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier }),
                 }
             }
             self.record_accepted(&done, now)?;
@@ -262,7 +262,7 @@ impl<'a> Engine<'a> {
         }
         let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
         let attempts = due.len() as u64;
-        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Retry }).collect();
+        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier }).collect();
         Ok(Retried { attempts, failed: self.relay(queue, now)? })
     }
 
@@ -622,14 +622,14 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// Where a send handed to the relay comes from: settling a recovered or
-/// retried send may release a parked execution; a batch's fresh sends never
-/// parked one.
+/// Where a send handed to the relay comes from. Settling one recorded
+/// earlier (a retry, or one a stopped process left in flight) may release a
+/// parked execution; a batch's fresh sends never parked one, so they skip
+/// that write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
     Batch,
-    Retry,
-    Recovered,
+    Earlier,
 }
 
 /// One send to attempt, with the attempts already made.
