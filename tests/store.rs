@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::TempDir;
+
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::engine::{Engine, EngineConfig};
@@ -15,27 +17,6 @@ use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::*;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(name: &str) -> Tmp {
-        let dir = std::env::temp_dir().join(format!("flowc-store-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Tmp(dir)
-    }
-    fn db(&self) -> PathBuf {
-        self.0.join("flowc.db")
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const DECLS: &str = r#"
 template hello { channel email message marketing status published }
@@ -280,7 +261,7 @@ fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
 
 #[test]
 fn sqlite_store_conforms() {
-    let tmp = Tmp::new("conformance");
+    let tmp = TempDir::new("store-conformance");
     let make = |name: &str| -> Box<dyn Store> { Box::new(SqliteStore::open(&tmp.0.join(format!("{name}.db"))).expect("open")) };
     conformance(&make);
 }
@@ -475,7 +456,7 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
     let (v1, model) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  two: send sms.promotional promo\n}\n");
     let (v2, _) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  tag add \"x\"\n  two: send sms.promotional promo\n}\n");
     assert_ne!(v1.version, v2.version);
-    let tmp = Tmp::new("faults");
+    let tmp = TempDir::new("store-faults");
     let mut faults_seen = 0;
     for n in 1.. {
         let db = tmp.0.join(format!("f{n}.db"));
@@ -556,8 +537,8 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
 #[test]
 fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     let (p, model) = program("campaign c {\n  trigger manual\n  tag add \"engaged\"\n  tag remove \"onboarding\"\n}\n");
-    let tmp = Tmp::new("race");
-    let db = tmp.db();
+    let tmp = TempDir::new("store-race");
+    let db = tmp.0.join("flowc.db");
     let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
     import(&mut store, &model, 3);
     lifecycle::launch(&mut store, &p, false, 1).expect("launch");

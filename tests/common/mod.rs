@@ -109,3 +109,27 @@ pub fn assert_valid_sarif(v: &serde_json::Value) {
     assert!(errors.is_empty(), "SARIF invalid:\n{}", errors.join("\n"));
 }
 pub mod gen;
+
+/// A fresh directory under the system's temp dir for one test (named, and
+/// unique to this process), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("flowc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside, as a string for command lines.
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
