@@ -1,7 +1,8 @@
 //! The `flowc` binary: a thin clap front over the library.
 //!
 //! Exit codes: 0 ok, 1 findings (errors, or warnings under --deny-warnings),
-//! 2 could not run (bad arguments, unreadable input).
+//! 2 could not run (bad arguments, unreadable input), 3 a run ended paused,
+//! 141 standard output closed early (see `cli::out`).
 
 mod cli;
 

@@ -592,3 +592,67 @@ fn contacts_import_uses_the_kept_schema() {
     assert_eq!(code(&o), 1, "a value outside the kept enum is still refused");
     assert!(stderr(&o).contains("plan"), "{}", stderr(&o));
 }
+
+/// Runs flowc with its standard output already closed by the reader (as
+/// `flowc … | head -0` does), so the first write meets a broken pipe.
+fn flowc_into_closed_pipe(args: &[&str], cwd: &Path) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run flowc")
+}
+
+#[test]
+fn every_command_stops_quietly_when_stdout_closes() {
+    let tmp = TempDir::new("closed-pipe");
+    let db = tmp.path("c.db");
+    let o = flowc(&["run", "examples/welcome.flow", "--db", &db]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let commands: &[&[&str]] = &[
+        &["check", "examples", "--format", "json"],
+        &["check", "examples"],
+        &["dis", "examples/welcome.flow"],
+        &["graph", "examples/welcome.flow"],
+        &["explain", "unknown-template"],
+        &["estimate", "examples/welcome.flow", "--db", &db],
+        &["campaign", "list", "--db", &db],
+        &["campaign", "status", "welcome", "--db", &db],
+        &["balance", "show", "--db", &db],
+        &["export", "examples/welcome.flow"],
+        &["compile", "examples/welcome.flow", "--emit", "json"],
+        &["--help"],
+    ];
+    for args in commands {
+        let o = flowc_into_closed_pipe(args, &common::root());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert!(!err.contains("error") && !err.to_lowercase().contains("broken pipe"), "{args:?} must stop quietly, said: {err}");
+        assert_eq!(code(&o), 141, "{args:?}: a closed pipe is exit 141, like a tool killed by SIGPIPE");
+    }
+}
+
+#[test]
+fn read_only_commands_never_create_a_database() {
+    let tmp = TempDir::new("read-only-missing");
+    let db = tmp.path("typo.db");
+    let commands: &[&[&str]] = &[
+        &["balance", "show", "--db", &db],
+        &["campaign", "list", "--db", &db],
+        &["campaign", "status", "welcome", "--db", &db],
+        &["estimate", "examples/welcome.flow", "--db", &db],
+    ];
+    for args in commands {
+        let o = flowc(args);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stdout(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("typo.db"), "{args:?} must name the path: {err}");
+        let left: Vec<_> = std::fs::read_dir(&tmp.0).expect("dir").collect();
+        assert!(left.is_empty(), "{args:?} created {left:?}");
+    }
+}

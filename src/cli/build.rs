@@ -77,8 +77,8 @@ pub fn build(file: &Path, campaign: Option<&str>, templates: Option<&Path>, allo
     let inputs = load(&[file.to_path_buf()], templates, &CheckOptions { allow_draft })?;
     if inputs.analysis.has_errors() {
         let errors: Vec<_> = inputs.analysis.diags.iter().filter(|d| d.is_error()).cloned().collect();
-        eprint!("{}", render::human(&errors, &inputs.ws.sources, render::HumanOptions { color: super::use_color(super::ColorChoice::Auto), width: 100 }));
-        eprintln!("error: `{}` has {}; fix them before compiling", file.display(), render::summary(&errors));
+        err!("{}", render::human(&errors, &inputs.ws.sources, render::HumanOptions { color: super::use_color(super::ColorChoice::Auto), width: 100 }));
+        errln!("error: `{}` has {}; fix them before compiling", file.display(), render::summary(&errors));
         return Ok(Err(Outcome::Findings));
     }
     let Some((root, model)) = inputs.analysis.models.first() else {
@@ -108,8 +108,8 @@ fn write_out(output: Option<&Path>, bytes: &[u8]) -> Result<(), Fatal> {
     match output {
         Some(p) => write_atomically(p, bytes),
         None => {
-            use std::io::Write;
-            std::io::stdout().write_all(bytes).map_err(|e| Fatal(format!("cannot write to standard output: {e}")))
+            super::out::bytes(bytes);
+            Ok(())
         }
     }
 }
@@ -157,12 +157,12 @@ fn load_program(path: &Path) -> Result<Option<Program>, Fatal> {
 
 pub fn dis_cmd(s: Source) -> Result<Outcome, Fatal> {
     if let Some(p) = load_program(&s.file)? {
-        print!("{}", compile::dis::listing(&p));
+        out!("{}", compile::dis::listing(&p));
         return Ok(Outcome::Ok);
     }
     match build(&s.file, s.campaign.as_deref(), s.templates.as_deref(), s.allow_draft)? {
         Ok(b) => {
-            print!("{}", compile::dis::listing(&b.program));
+            out!("{}", compile::dis::listing(&b.program));
             Ok(Outcome::Ok)
         }
         Err(o) => Ok(o),
@@ -193,6 +193,6 @@ pub fn diff_cmd(a: DiffArgs) -> Result<Outcome, Fatal> {
         Err(o) => return Ok(o),
     };
     let m = compile::diff::map_versions(&old, &new);
-    print!("{}", compile::diff::render(&old, &new, &m));
+    out!("{}", compile::diff::render(&old, &new, &m));
     Ok(Outcome::Ok)
 }

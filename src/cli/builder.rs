@@ -24,7 +24,7 @@ fn out(output: Option<&std::path::Path>, text: &str) -> Result<(), Fatal> {
     match output {
         Some(p) => super::build::write_atomically(p, text.as_bytes()),
         None => {
-            print!("{text}");
+            out!("{text}");
             Ok(())
         }
     }
@@ -36,7 +36,7 @@ pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
     let id = sources.add(&a.file, text);
     let (tree, diags) = flowc::syntax::parse(&sources.get(id).text, id);
     if !diags.is_empty() {
-        eprint!("{}", flowc::diag::render::human(&diags, &sources, flowc::diag::render::HumanOptions { color: false, width: 100 }));
+        err!("{}", flowc::diag::render::human(&diags, &sources, flowc::diag::render::HumanOptions { color: false, width: 100 }));
         return Ok(Outcome::Findings);
     }
     let imports: Vec<String> = tree.items.iter().filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None }).collect();
@@ -52,7 +52,7 @@ pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
     };
     let others = tree.items.iter().filter(|i| !matches!(i, Item::Import(_) | Item::Campaign(_))).count();
     if others > 0 {
-        eprintln!("note: {others} declaration(s) (templates, segments, …) stay in the .flow file; builder JSON carries the campaign");
+        errln!("note: {others} declaration(s) (templates, segments, …) stay in the .flow file; builder JSON carries the campaign");
     }
     let v = flowc::builder::export(&imports, chosen);
     out(a.output.as_deref(), &(serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))? + "\n"))?;
@@ -67,7 +67,7 @@ pub fn import(a: ImportArgs) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         Err(e) => {
-            eprintln!("error: `{}`: {e}", a.file.display());
+            errln!("error: `{}`: {e}", a.file.display());
             Ok(Outcome::Findings)
         }
     }

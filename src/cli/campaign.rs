@@ -119,7 +119,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default()).map_err(|e| Fatal(format!("estimate: {e}")))?;
-            print!("{}", super::estimate::human(&e));
+            out!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
             if e.cost.expected > balance && !accept_cost {
                 return Err(Fatal(format!(
@@ -132,11 +132,11 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
             }
             match launched {
-                Launched::New => println!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
+                Launched::New => outln!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
                 Launched::Migrated { moved, skipped, removed_steps } => {
-                    println!("launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped", built.program.campaign, built.program.version);
+                    outln!("launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped", built.program.campaign, built.program.version);
                     if !removed_steps.is_empty() {
-                        println!("removed steps: {}", removed_steps.join(", "));
+                        outln!("removed steps: {}", removed_steps.join(", "));
                     }
                 }
             }
@@ -151,21 +151,21 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             }
             let at = clock.now(&store)?;
             let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at).map_err(|e| Fatal(e.to_string()))?;
-            println!("`{name}` is RUNNING: {n} contact(s) enrolled");
+            outln!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Pause { name, db, clock } => {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             lifecycle::pause(&mut store, &name, at).map_err(fail)?;
-            println!("`{name}` is PAUSED");
+            outln!("`{name}` is PAUSED");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Resume { name, db, clock } => {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             let from = lifecycle::resume(&mut store, &name, at).map_err(fail)?;
-            println!("`{name}` is RUNNING again (was {})", from.as_str());
+            outln!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
         CampaignCmd::Status { name, db, json } => {
@@ -180,15 +180,15 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     .map(|(at, from, to, why)| serde_json::json!({"at": fmt_time(*at), "from": from, "to": to, "why": why}))
                     .collect();
                 let v = serde_json::json!({"campaign": name, "state": row.state, "version": row.version, "executions": r.executions, "balance": r.balance, "transitions": t});
-                println!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
+                outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
             } else {
-                println!("campaign {name} (version {}): {}", row.version, row.state);
+                outln!("campaign {name} (version {}): {}", row.version, row.state);
                 let states: Vec<String> = ExecState::ALL.iter().map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0))).collect();
-                println!("executions: {}", states.join(", "));
-                println!("balance: {:.4} EUR", r.balance);
-                println!("last transitions:");
+                outln!("executions: {}", states.join(", "));
+                outln!("balance: {:.4} EUR", r.balance);
+                outln!("last transitions:");
                 for (at, from, to, why) in transitions {
-                    println!("  {}  {from} → {to}  ({why})", fmt_time(at));
+                    outln!("  {}  {from} → {to}  ({why})", fmt_time(at));
                 }
             }
             Ok(Outcome::Ok)
@@ -196,7 +196,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
         CampaignCmd::List { db } => {
             let store = open_store(&db, OpenMode::ReadOnly)?;
             for c in store.campaigns().map_err(|e| Fatal(e.to_string()))? {
-                println!("{:<24} {:<18} {}", c.name, c.state, c.version);
+                outln!("{:<24} {:<18} {}", c.name, c.state, c.version);
             }
             Ok(Outcome::Ok)
         }
@@ -217,19 +217,19 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             }
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             store.ledger_add(m, "top-up", now()).map_err(db_err)?;
-            println!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
+            outln!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
             Ok(Outcome::Ok)
         }
         BalanceCmd::Show { db } => {
             let store = open_store(&db, OpenMode::ReadOnly)?;
-            println!("{:.4} EUR", store.balance().map_err(db_err)? as f64 / 1e6);
+            outln!("{:.4} EUR", store.balance().map_err(db_err)? as f64 / 1e6);
             Ok(Outcome::Ok)
         }
         BalanceCmd::AutoReload { threshold, amount, off, db } => {
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             if off {
                 store.set_auto_reload(None).map_err(db_err)?;
-                println!("auto-reload off");
+                outln!("auto-reload off");
                 return Ok(Outcome::Ok);
             }
             let (Some(t), Some(a)) = (threshold, amount) else {
@@ -237,7 +237,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             };
             let (t, a) = (micros(t, "--threshold")?, micros(a, "--amount")?);
             store.set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: t, amount_micros: a })).map_err(db_err)?;
-            println!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", a as f64 / 1e6, t as f64 / 1e6);
+            outln!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", a as f64 / 1e6, t as f64 / 1e6);
             Ok(Outcome::Ok)
         }
     }

@@ -89,13 +89,13 @@ pub fn run(args: Args) -> Result<Outcome, Fatal> {
     match args.format {
         Format::Human => {
             let color = super::use_color(args.color);
-            print!("{}", render::human(diags, &ws.sources, render::HumanOptions { color, width: 100 }));
+            out!("{}", render::human(diags, &ws.sources, render::HumanOptions { color, width: 100 }));
             let files = ws.units.len();
-            println!("checked {files} file{}: {}", if files == 1 { "" } else { "s" }, render::summary(diags));
+            outln!("checked {files} file{}: {}", if files == 1 { "" } else { "s" }, render::summary(diags));
         }
-        Format::Json => println!("{}", serde_json::to_string_pretty(&render::json(diags, &ws.sources))?),
-        Format::Sarif => println!("{}", serde_json::to_string_pretty(&render::sarif(diags, &ws.sources))?),
-        Format::Github => print!("{}", render::github(diags, &ws.sources)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&render::json(diags, &ws.sources))?),
+        Format::Sarif => outln!("{}", serde_json::to_string_pretty(&render::sarif(diags, &ws.sources))?),
+        Format::Github => out!("{}", render::github(diags, &ws.sources)),
     }
     let warnings = diags.iter().any(|d| d.severity == Severity::Warning);
     Ok(if analysis.has_errors() || (args.deny_warnings && warnings) { Outcome::Findings } else { Outcome::Ok })

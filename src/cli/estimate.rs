@@ -76,8 +76,8 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
     };
     let e = estimate::estimate(store.connection(), &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
-        Format::Human => print!("{}", human(&e)),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
+        Format::Human => out!("{}", human(&e)),
     }
     Ok(Outcome::Ok)
 }

@@ -3,7 +3,7 @@
 use super::{Fatal, Outcome};
 use flowc::diag::render;
 use flowc::source::{FileId, SourceMap};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,16 +34,16 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 if a.check {
                     if out != text {
-                        print!("{}", diff("<stdin>", &text, &out));
+                        out!("{}", diff("<stdin>", &text, &out));
                         return Ok(Outcome::Findings);
                     }
                     return Ok(Outcome::Ok);
                 }
-                std::io::stdout().write_all(out.as_bytes()).map_err(|e| Fatal(e.to_string()))?;
+                super::out::bytes(out.as_bytes());
                 Ok(Outcome::Ok)
             }
             Err(diags) => {
-                eprint!("{diags}");
+                err!("{diags}");
                 Ok(Outcome::Findings)
             }
         };
@@ -54,7 +54,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
     for r in roots {
         let bytes = std::fs::read(&r.path).map_err(|e| Fatal(format!("cannot read `{}`: {e}", r.path.display())))?;
         let Ok(text) = String::from_utf8(bytes) else {
-            eprintln!("{}: not UTF-8, skipped", r.path.display());
+            errln!("{}: not UTF-8, skipped", r.path.display());
             broken += 1;
             continue;
         };
@@ -64,15 +64,15 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 unformatted += 1;
                 if a.check {
-                    print!("{}", diff(&name, &text, &out));
+                    out!("{}", diff(&name, &text, &out));
                 } else {
                     super::build::write_atomically(&r.path, out.as_bytes())?;
-                    eprintln!("formatted {name}");
+                    errln!("formatted {name}");
                 }
             }
             Err(diags) => {
                 broken += 1;
-                eprint!("{diags}");
+                err!("{diags}");
             }
         }
     }

@@ -1,5 +1,8 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own module.
 
+#[macro_use]
+mod out;
+
 mod build;
 mod builder;
 mod campaign;
@@ -84,8 +87,11 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
+            // `--help` into a closed pipe is the same quiet stop as any output.
+            return match e.print() {
+                Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(out::CLOSED),
+                _ => ExitCode::from(code),
+            };
         }
     };
     let result = match cli.command {
@@ -111,7 +117,7 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Findings) => ExitCode::from(1),
         Ok(Outcome::Paused) => ExitCode::from(3),
         Err(Fatal(msg)) => {
-            eprintln!("error: {msg}");
+            errln!("error: {msg}");
             ExitCode::from(2)
         }
     }
@@ -123,7 +129,7 @@ fn explain(code: &str) -> Result<Outcome, Fatal> {
         let hint = flowc::check::suggest::help(code, all.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
         return Err(Fatal(format!("unknown diagnostic code `{code}`{hint}; the codes are: {}", all.join(", "))));
     };
-    print!("{}", flowc::check::explain::render(c));
+    out!("{}", flowc::check::explain::render(c));
     Ok(Outcome::Ok)
 }
 

@@ -146,17 +146,17 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: b
     let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, schema);
     for e in parsed.errors.iter().take(50) {
-        eprintln!("{}: {e}", file.display());
+        errln!("{}: {e}", file.display());
     }
     if parsed.errors.len() > 50 {
-        eprintln!("{}: … and {} more errors", file.display(), parsed.errors.len() - 50);
+        errln!("{}: … and {} more errors", file.display(), parsed.errors.len() - 50);
     }
     if !parsed.errors.is_empty() && !skip_invalid {
-        eprintln!("error: {} invalid row(s) in `{}`; nothing imported (use --skip-invalid to import the rest)", parsed.errors.len(), file.display());
+        errln!("error: {} invalid row(s) in `{}`; nothing imported (use --skip-invalid to import the rest)", parsed.errors.len(), file.display());
         return Ok(false);
     }
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
-    eprintln!("imported {} contact(s) from `{}`{}", parsed.contacts.len(), file.display(), if parsed.errors.is_empty() { String::new() } else { format!(", skipped {} invalid", parsed.errors.len()) });
+    errln!("imported {} contact(s) from `{}`{}", parsed.contacts.len(), file.display(), if parsed.errors.is_empty() { String::new() } else { format!(", skipped {} invalid", parsed.errors.len()) });
     Ok(true)
 }
 
@@ -233,7 +233,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     match &a.contacts {
         // Re-importing on a resumed run would undo what the campaign did to
         // the contacts (tags), so contacts load only on the first run.
-        Some(file) if resuming => eprintln!("note: `{}` is already in the database; resuming without importing `{}`", built.program.campaign, file.display()),
+        Some(file) if resuming => errln!("note: `{}` is already in the database; resuming without importing `{}`", built.program.campaign, file.display()),
         Some(file) => {
             if !import(&mut store, file, &schema, a.skip_invalid)? {
                 return Ok(Outcome::Findings);
@@ -246,7 +246,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
                     return Ok(Outcome::Findings);
                 }
             } else {
-                eprintln!("warning: the database has no contacts; pass --contacts FILE");
+                errln!("warning: the database has no contacts; pass --contacts FILE");
             }
         }
         None => {}
@@ -254,13 +254,13 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     if matches!(built.program.trigger, Trigger::Api) {
         match triggers {
             // Like contacts, triggers are input of the first run only.
-            Some((file, _)) if resuming => eprintln!("note: `{name}` is already in the database; resuming without reading `{}`", file.display()),
+            Some((file, _)) if resuming => errln!("note: `{name}` is already in the database; resuming without reading `{}`", file.display()),
             Some((file, lines)) => {
                 let now = a.clock.now(&store)?;
                 enroll_triggers(&mut store, &built.program, file, &lines, now)?;
             }
             None if resuming => {}
-            None => eprintln!(
+            None => errln!(
                 "note: `{name}` is triggered by the API: `flowc run` enrolls only the contacts of --triggers FILE (JSON Lines of trigger bodies); without it nobody is enrolled"
             ),
         }
@@ -299,15 +299,15 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     }
     let r = result.map_err(|e| Fatal(e.to_string()))?;
     match a.report {
-        ReportArg::Human => print!("{}", report::human(&r)),
-        ReportArg::Json => println!("{}", serde_json::to_string_pretty(&r).map_err(|e| Fatal(e.to_string()))?),
+        ReportArg::Human => out!("{}", report::human(&r)),
+        ReportArg::Json => outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| Fatal(e.to_string()))?),
     }
     if stop.load(Ordering::SeqCst) {
-        eprintln!("stopped; run the same command again to resume");
+        errln!("stopped; run the same command again to resume");
     }
     match State::parse(&r.state) {
         Some(state) if state.is_paused() => {
-            eprint!("{}", paused_hint(&a, &r.campaign, state, r.balance));
+            err!("{}", paused_hint(&a, &r.campaign, state, r.balance));
             Ok(Outcome::Paused)
         }
         _ => Ok(Outcome::Ok),
@@ -369,7 +369,7 @@ fn read_triggers(file: &Path) -> Result<Vec<TriggerLine>, Fatal> {
         return Ok(lines);
     }
     for e in errors.iter().take(50) {
-        eprintln!("{}: {e}", file.display());
+        errln!("{}: {e}", file.display());
     }
     Err(Fatal(format!("{} invalid line(s) in `{}`; nothing was run", errors.len(), file.display())))
 }
@@ -457,7 +457,7 @@ fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[T
     }
     if !errors.is_empty() {
         for e in errors.iter().take(50) {
-            eprintln!("{}: {e}", file.display());
+            errln!("{}: {e}", file.display());
         }
         return Err(Fatal(format!("{} unknown contact(s) in `{}`; nothing was run", errors.len(), file.display())));
     }
@@ -465,7 +465,7 @@ fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[T
     // first run) stores them again as the same events, not as new ones.
     store.upsert_contacts(&[], &events).map_err(db)?;
     let enrolled = store.enroll(&p.campaign, &p.version.0, &entries, now).map_err(db)?;
-    eprintln!("triggers from `{}`: {enrolled} contact(s) enrolled, {repeated} already enrolled, {outside} not in the audience", file.display());
+    errln!("triggers from `{}`: {enrolled} contact(s) enrolled, {repeated} already enrolled, {outside} not in the audience", file.display());
     Ok(())
 }
 

@@ -87,7 +87,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Fatal(format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
-        eprintln!("flowc serve: listening on http://{local}");
+        errln!("flowc serve: listening on http://{local}");
         let app = service::router(state);
         service::serve(listener, app, shutdown(shutdown_flag)).await;
         Ok::<(), Fatal>(())
@@ -98,7 +98,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     // The runner finishes its pass: every batch it started is committed.
     let _ = runner_thread.join();
     served?;
-    eprintln!("flowc serve: stopped");
+    errln!("flowc serve: stopped");
     Ok(Outcome::Ok)
 }
 

@@ -87,7 +87,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let start = Instant::now();
     let res = next.run(req).await;
-    eprintln!("flowc serve: {method} {path} {} {:.1}ms", res.status().as_u16(), start.elapsed().as_secs_f64() * 1e3);
+    super::log(format_args!("flowc serve: {method} {path} {} {:.1}ms", res.status().as_u16(), start.elapsed().as_secs_f64() * 1e3));
     res
 }
 

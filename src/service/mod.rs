@@ -75,7 +75,7 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, stop: i
                     Ok((s, _)) => s,
                     Err(e) => {
                         // Running out of file descriptors passes; back off instead of spinning.
-                        eprintln!("flowc serve: accept: {e}");
+                        log(format_args!("flowc serve: accept: {e}"));
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -92,6 +92,13 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, stop: i
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        eprintln!("flowc serve: closing the connections still open {} s after the stop signal", SHUTDOWN_GRACE.as_secs());
+        log(format_args!("flowc serve: closing the connections still open {} s after the stop signal", SHUTDOWN_GRACE.as_secs()));
     }
+}
+
+/// One line on standard error. A closed stderr drops the line rather than
+/// panicking a request (as `eprintln!` would): the service keeps serving.
+fn log(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{args}");
 }

@@ -55,7 +55,7 @@ pub fn run(mut store: SqliteStore, mut provider: Box<dyn Provider + Send>, clock
         let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut driver) {
             Ok(b) => b,
             Err(e) => {
-                eprintln!("flowc serve: runner: {e}");
+                super::log(format_args!("flowc serve: runner: {e}"));
                 false
             }
         };
