@@ -656,3 +656,41 @@ fn read_only_commands_never_create_a_database() {
         assert!(left.is_empty(), "{args:?} created {left:?}");
     }
 }
+
+#[test]
+fn read_only_commands_print_json_and_say_steps_as_the_language_does() {
+    let tmp = TempDir::new("formats");
+    let db = tmp.path("c.db");
+    let o = flowc(&["run", "examples/spring_test.flow", "--db", &db, "--format", "json"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).expect("run --format json");
+    assert_eq!(report["campaign"], "spring_test");
+
+    let o = flowc(&["campaign", "list", "--db", &db]);
+    let text = stdout(&o);
+    assert!(text.lines().next().is_some_and(|h| h.starts_with("campaign") && h.contains("state") && h.contains("version")), "{text}");
+    assert!(text.contains("spring_test"), "{text}");
+    let o = flowc(&["campaign", "list", "--db", &db, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("list json");
+    assert_eq!(v[0]["campaign"], "spring_test");
+    assert_eq!(v[0]["state"], "COMPLETED_PARTIAL");
+
+    let o = flowc(&["balance", "show", "--db", &db, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("balance json");
+    assert!(v["balance"].as_f64().is_some_and(|b| b > 0.0 && b < 1000.0), "{v}");
+    assert_eq!(v["currency"], "EUR");
+
+    let o = flowc(&["campaign", "status", "spring_test", "--db", &db, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status json");
+    assert_eq!(v["state"], "COMPLETED_PARTIAL");
+
+    // The estimate names step kinds with the language's words, as the run report does.
+    let o = flowc(&["estimate", "examples/spring_test.flow", "--db", &db]);
+    let text = stdout(&o);
+    for word in ["ab_test", "send", "wait", "if", "tag", "end"] {
+        assert!(text.lines().any(|l| l.split_whitespace().nth(1) == Some(word)), "no `{word}` step in:\n{text}");
+    }
+    for mnemonic in ["SPLIT", "BRANCH", "SEND"] {
+        assert!(!text.contains(mnemonic), "`{mnemonic}` in:\n{text}");
+    }
+}

@@ -26,8 +26,9 @@ pub struct Source {
 pub struct CompileArgs {
     #[command(flatten)]
     source: Source,
-    #[arg(long, value_enum, default_value_t = Emit::Json)]
-    emit: Emit,
+    /// The program's encoding: readable JSON or the compact binary (needs -o).
+    #[arg(long, alias = "emit", value_enum, default_value_t = Emit::Json)]
+    format: Emit,
     /// Write here instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
@@ -43,8 +44,10 @@ enum Emit {
 pub struct GraphArgs {
     #[command(flatten)]
     source: Source,
+    /// The picture's language.
     #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
     format: GraphFormat,
+    /// Write here instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
@@ -58,8 +61,11 @@ enum GraphFormat {
 
 #[derive(clap::Args)]
 pub struct DiffArgs {
+    /// The .flow file of the version that runs now.
     old: PathBuf,
+    /// The .flow file of the version to launch.
     new: PathBuf,
+    /// Which campaign, when the files have several.
     #[arg(long)]
     campaign: Option<String>,
 }
@@ -126,7 +132,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<Outcome, Fatal> {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let bytes = match a.emit {
+    let bytes = match a.format {
         Emit::Json => (codec::to_json(&built.program) + "\n").into_bytes(),
         Emit::Binary => {
             if a.output.is_none() {

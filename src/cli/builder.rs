@@ -6,16 +6,21 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
+    /// The .flow file.
     file: PathBuf,
+    /// Which campaign, when the file has several.
     #[arg(long)]
     campaign: Option<String>,
+    /// Write here instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
+    /// The builder timeline JSON file.
     file: PathBuf,
+    /// Write the .flow source here instead of standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
 }

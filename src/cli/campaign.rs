@@ -14,11 +14,15 @@ use std::path::PathBuf;
 pub enum CampaignCmd {
     /// Check, compile and launch a campaign (or a new version of one) into the database.
     Launch {
+        /// The campaign's .flow file.
         file: PathBuf,
+        /// Which campaign, when the file has several.
         #[arg(long)]
         campaign: Option<String>,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// The platform's template registry export (JSON array).
         #[arg(long, value_name = "FILE")]
         templates: Option<PathBuf>,
         /// Migrate even when executions wait at steps the new version removes (they are skipped).
@@ -33,7 +37,9 @@ pub enum CampaignCmd {
     },
     /// Start a launched campaign with a manual trigger: enroll its audience now.
     Start {
+        /// The campaign's id.
         name: String,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
         /// When "now" is: the same clock as `flowc estimate` and `flowc run`.
@@ -42,7 +48,9 @@ pub enum CampaignCmd {
     },
     /// Pause a running campaign.
     Pause {
+        /// The campaign's id.
         name: String,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
         /// The audit log's time, by the same rule as launch and start.
@@ -51,7 +59,9 @@ pub enum CampaignCmd {
     },
     /// Resume a paused campaign (after an outage, with a probe send first).
     Resume {
+        /// The campaign's id.
         name: String,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
         /// The audit log's time, by the same rule as launch and start.
@@ -60,16 +70,26 @@ pub enum CampaignCmd {
     },
     /// State, executions per state, balance and the last transitions.
     Status {
+        /// The campaign's id.
         name: String,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
-        #[arg(long)]
+        /// How to print the status: for people, or JSON.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// The old spelling of `--format json`.
+        #[arg(long, hide = true)]
         json: bool,
     },
     /// Every campaign in the database.
     List {
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// How to print the list: a table for people, or JSON.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -77,26 +97,44 @@ pub enum CampaignCmd {
 pub enum BalanceCmd {
     /// Add money to the prepaid balance (EUR). It never resumes a campaign.
     TopUp {
+        /// The amount in EUR, e.g. 50 or 12.5.
         amount: f64,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
     },
     /// Show the balance.
     Show {
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
+        /// How to print the balance: for people, or JSON.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Top up AMOUNT whenever the balance falls below THRESHOLD (EUR); `--off` disables.
     AutoReload {
+        /// Top up when the balance falls below this many EUR.
         #[arg(long)]
         threshold: Option<f64>,
+        /// How many EUR each top-up adds.
         #[arg(long)]
         amount: Option<f64>,
+        /// Turn auto-reload off.
         #[arg(long)]
         off: bool,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
     },
+}
+
+/// How a read-only command prints what it read.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Human,
+    Json,
 }
 
 fn micros(eur: f64, what: &str) -> Result<i64, Fatal> {
@@ -168,13 +206,13 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             outln!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
-        CampaignCmd::Status { name, db, json } => {
+        CampaignCmd::Status { name, db, format, json } => {
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             let r = report::build(&store, &program, &row.state, Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
             let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
-            if json {
+            if json || format == Format::Json {
                 let t: Vec<_> = transitions
                     .iter()
                     .map(|(at, from, to, why)| serde_json::json!({"at": fmt_time(*at), "from": from, "to": to, "why": why}))
@@ -193,10 +231,22 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             }
             Ok(Outcome::Ok)
         }
-        CampaignCmd::List { db } => {
+        CampaignCmd::List { db, format } => {
             let store = open_store(&db, OpenMode::ReadOnly)?;
-            for c in store.campaigns().map_err(|e| Fatal(e.to_string()))? {
-                outln!("{:<24} {:<18} {}", c.name, c.state, c.version);
+            let campaigns = store.campaigns().map_err(|e| Fatal(e.to_string()))?;
+            match format {
+                Format::Json => {
+                    let v: Vec<_> = campaigns.iter().map(|c| serde_json::json!({"campaign": c.name, "state": c.state, "version": c.version})).collect();
+                    outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
+                }
+                Format::Human if campaigns.is_empty() => outln!("no campaigns in `{}`; `flowc campaign launch FILE` adds one", db.display()),
+                Format::Human => {
+                    let w = campaigns.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).max("campaign".len());
+                    outln!("{:<w$}  {:<18}  version", "campaign", "state");
+                    for c in &campaigns {
+                        outln!("{:<w$}  {:<18}  {}", c.name, c.state, c.version);
+                    }
+                }
             }
             Ok(Outcome::Ok)
         }
@@ -220,9 +270,22 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             outln!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
             Ok(Outcome::Ok)
         }
-        BalanceCmd::Show { db } => {
+        BalanceCmd::Show { db, format } => {
             let store = open_store(&db, OpenMode::ReadOnly)?;
-            outln!("{:.4} EUR", store.balance().map_err(db_err)? as f64 / 1e6);
+            let balance = store.balance().map_err(db_err)? as f64 / 1e6;
+            let reload = store.auto_reload().map_err(db_err)?;
+            match format {
+                Format::Json => {
+                    let reload = reload.map(|r| serde_json::json!({"threshold": r.threshold_micros as f64 / 1e6, "amount": r.amount_micros as f64 / 1e6}));
+                    outln!("{}", serde_json::json!({"balance": balance, "currency": "EUR", "auto_reload": reload}));
+                }
+                Format::Human => {
+                    outln!("{balance:.4} EUR");
+                    if let Some(r) = reload {
+                        outln!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", r.amount_micros as f64 / 1e6, r.threshold_micros as f64 / 1e6);
+                    }
+                }
+            }
             Ok(Outcome::Ok)
         }
         BalanceCmd::AutoReload { threshold, amount, off, db } => {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// Files, or folders searched for `*.flow` (default: the current folder).
     paths: Vec<PathBuf>,
+    /// How to print the diagnostics: for people, JSON, SARIF 2.1.0, or GitHub annotations.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// The platform's template registry export (JSON array).
@@ -21,6 +22,7 @@ pub struct Args {
     /// Exit 1 on warnings too.
     #[arg(long)]
     deny_warnings: bool,
+    /// Colour in human output: `auto` is colour on a terminal unless NO_COLOR is set.
     #[arg(long, value_enum, default_value_t = super::ColorChoice::Auto)]
     color: super::ColorChoice,
 }

@@ -10,14 +10,18 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct EstimateArgs {
+    /// The campaign's .flow file.
     file: PathBuf,
+    /// Which campaign, when the file has several.
     #[arg(long)]
     campaign: Option<String>,
+    /// The SQLite database file.
     #[arg(long, default_value = super::run::DEFAULT_DB)]
     db: PathBuf,
     /// Estimate over these contacts (JSON Lines or CSV) instead of the database's.
     #[arg(long)]
     contacts: Option<PathBuf>,
+    /// How to print the estimate: for people, or JSON.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
     /// The time the estimate is made at; the same clock as `flowc run` and
@@ -30,14 +34,19 @@ pub struct EstimateArgs {
     /// Expected engagement rates, each of the previous stage.
     #[arg(long, default_value_t = 0.97)]
     delivered_rate: f64,
+    /// Expected share of delivered messages that are opened.
     #[arg(long, default_value_t = 0.45)]
     open_rate: f64,
+    /// Expected share of opened messages that are clicked.
     #[arg(long, default_value_t = 0.25)]
     click_rate: f64,
+    /// Channels approved for the account, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     approve: Option<Vec<String>>,
+    /// The platform's template registry export (JSON array).
     #[arg(long, value_name = "FILE")]
     templates: Option<PathBuf>,
+    /// Draft templates do not block the estimate.
     #[arg(long)]
     allow_draft: bool,
 }

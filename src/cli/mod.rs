@@ -150,3 +150,53 @@ pub enum ColorChoice {
     Always,
     Never,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    fn walk(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                found.push(format!("`{path}` argument `{id}` has no help line"));
+            }
+            // One spelling for the shape of output across commands.
+            if ["report", "json", "emit", "output_format"].contains(&id) {
+                found.push(format!("`{path}` spells its output format `--{id}`; use `--format`"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                found.push(format!("`{p}` has no description"));
+            }
+            walk(sub, &p, found);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_a_help_line_and_formats_are_spelled_alike() {
+        let mut found = Vec::new();
+        walk(&Cli::command(), "flowc", &mut found);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    #[test]
+    fn old_format_spellings_still_parse() {
+        for args in [
+            &["flowc", "run", "x.flow", "--report", "json"][..],
+            &["flowc", "compile", "x.flow", "--emit", "binary", "-o", "x.bin"],
+            &["flowc", "campaign", "status", "c", "--json"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_ok(), "{args:?}");
+        }
+    }
+}

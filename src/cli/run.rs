@@ -26,6 +26,7 @@ pub const DEFAULT_DB: &str = "flowc.db";
 pub struct RunArgs {
     /// The campaign's .flow file.
     file: PathBuf,
+    /// Which campaign, when the file has several.
     #[arg(long)]
     campaign: Option<String>,
     /// The SQLite database (created if missing).
@@ -58,12 +59,16 @@ pub struct RunArgs {
     /// Channels approved for the account (default: all).
     #[arg(long, value_delimiter = ',')]
     approve: Option<Vec<String>>,
-    #[arg(long, value_enum, default_value_t = ReportArg::Human)]
-    report: ReportArg,
+    /// How to print the run report: for people, or JSON.
+    #[arg(long, alias = "report", value_enum, default_value_t = ReportArg::Human)]
+    format: ReportArg,
+    /// Executions stepped per transaction.
     #[arg(long, default_value_t = 2000)]
     batch: usize,
+    /// The platform's template registry export (JSON array).
     #[arg(long, value_name = "FILE")]
     templates: Option<PathBuf>,
+    /// Draft templates do not block the run.
     #[arg(long)]
     allow_draft: bool,
 }
@@ -121,12 +126,15 @@ enum ReportArg {
 pub enum ContactsCmd {
     /// Import contacts from JSON Lines or CSV into the database, in one transaction.
     Import {
+        /// The contacts: JSON Lines (`.jsonl`) or CSV (`.csv`).
         file: PathBuf,
+        /// The SQLite database file.
         #[arg(long, default_value = DEFAULT_DB)]
         db: PathBuf,
         /// A .flow file whose `contact { … }` declares the attributes (default: built-ins only).
         #[arg(long)]
         schema: Option<PathBuf>,
+        /// Import the valid rows and report the others (default: nothing is imported if a row is invalid).
         #[arg(long)]
         skip_invalid: bool,
     },
@@ -298,7 +306,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         b.finish_and_clear();
     }
     let r = result.map_err(|e| Fatal(e.to_string()))?;
-    match a.report {
+    match a.format {
         ReportArg::Human => out!("{}", report::human(&r)),
         ReportArg::Json => outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| Fatal(e.to_string()))?),
     }

@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// The SQLite database file.
     #[arg(long, default_value = DEFAULT_DB)]
     db: PathBuf,
+    /// The address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
     /// A file holding the bearer token (else FLOWC_API_TOKEN).
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// `real`: the wall clock; `virtual`: a clock that jumps to the next due time (tests, demos).
     #[arg(long, value_enum, default_value_t = ClockArg::Real)]
     clock: ClockArg,
     /// Virtual clock start, e.g. 2026-03-29T00:00:00Z.
@@ -26,8 +29,10 @@ pub struct ServeArgs {
     /// Deliver through a webhook at this URL instead of the simulated provider.
     #[arg(long)]
     webhook: Option<String>,
+    /// How long one webhook request may take, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     webhook_timeout_ms: u64,
+    /// Seed of the simulated provider.
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }

@@ -174,15 +174,17 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn name(&self) -> &'static str {
+    /// The step's kind in the language's words (`if`, `ab_test`), as the run
+    /// report and the estimate print it.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Op::Send { .. } => "SEND",
-            Op::Wait { .. } => "WAIT",
-            Op::Branch { .. } => "BRANCH",
-            Op::Split { .. } => "SPLIT",
-            Op::Tag { .. } => "TAG",
-            Op::Jump { .. } => "JUMP",
-            Op::End => "END",
+            Op::Send { .. } => "send",
+            Op::Wait { .. } => "wait",
+            Op::Branch { .. } => "if",
+            Op::Split { .. } => "ab_test",
+            Op::Tag { .. } => "tag",
+            Op::Jump { .. } => "jump",
+            Op::End => "end",
         }
     }
 

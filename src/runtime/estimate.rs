@@ -356,7 +356,7 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -
         .nodes
         .iter()
         .zip(acc.reach)
-        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.name(), reach })
+        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.kind(), reach })
         .collect();
     Ok(Estimate { campaign: p.campaign.clone(), as_of: rfc3339(now), entry, audience: n, steps, sends, cost, rates })
 }

@@ -68,15 +68,7 @@ pub fn build(store: &dyn Store, p: &Program, state: &str, provider: Observed, no
             total += c.cost_micros;
             StepReport {
                 id: n.id.0.clone(),
-                kind: match n.op {
-                    Op::Send { .. } => "send",
-                    Op::Wait { .. } => "wait",
-                    Op::Branch { .. } => "if",
-                    Op::Split { .. } => "ab_test",
-                    Op::Tag { .. } => "tag",
-                    Op::Jump { .. } => "jump",
-                    Op::End => "end",
-                },
+                kind: n.op.kind(),
                 entered: c.entered,
                 sent: c.sent,
                 skipped: c.skipped,
