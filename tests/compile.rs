@@ -37,7 +37,7 @@ fn assert_well_formed(p: &Program) {
     for (i, n) in p.nodes.iter().enumerate() {
         let succ = n.op.successors();
         if succ.is_empty() {
-            assert!(matches!(n.op, Op::End), "node {i} has no successor but is {}", n.op.name());
+            assert!(matches!(n.op, Op::End), "node {i} has no successor but is {}", n.op.kind());
         }
         for s in succ {
             assert!(s.get() < p.nodes.len() && s.get() > i, "node {i} → {}", s.0);

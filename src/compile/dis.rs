@@ -64,10 +64,17 @@ pub fn percent(bp: u32) -> String {
     }
 }
 
+/// A duration the way people write one: whole weeks as `2w`, anything else
+/// in days, hours and minutes (`90d`, `1d 12h`, `45m`). A program keeps only
+/// minutes, so `90d` must not come back as `12w 6d`.
 pub fn duration(minutes: i64) -> String {
+    const WEEK: i64 = 7 * 24 * 60;
+    if minutes > 0 && minutes % WEEK == 0 {
+        return format!("{}w", minutes / WEEK);
+    }
     let mut left = minutes;
     let mut parts = Vec::new();
-    for (unit, size) in [("w", 7 * 24 * 60), ("d", 24 * 60), ("h", 60), ("m", 1)] {
+    for (unit, size) in [("d", 24 * 60), ("h", 60), ("m", 1)] {
         if left >= size {
             parts.push(format!("{}{unit}", left / size));
             left %= size;
@@ -147,5 +154,17 @@ fn constant(c: &Const) -> String {
         Const::Duration(m) => duration(*m),
         Const::Enum(e) => e.clone(),
         Const::None => "none".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_print_as_people_write_them() {
+        for (minutes, text) in [(90 * 1440, "90d"), (30 * 1440, "30d"), (36 * 60, "1d 12h"), (14 * 1440, "2w"), (45, "45m"), (90, "1h 30m"), (0, "0m")] {
+            assert_eq!(duration(minutes), text, "{minutes} minutes");
+        }
     }
 }
