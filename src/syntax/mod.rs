@@ -152,7 +152,7 @@ fn parse_range(text: &str, file: FileId, scanned: &scan::Scan, from: usize, to: 
                     );
                     scan::next_declaration(text, limit, true)
                 } else {
-                    diags.push(wording::syntax_error(text, file, at, &err));
+                    diags.push(wording::syntax_error(text, file, pos, at, &err));
                     let same_line = text[pos..at.min(text.len())].find('\n').is_none();
                     scan::next_declaration(text, at, same_line)
                 };

@@ -69,10 +69,19 @@ fn describe(rule: Rule) -> Option<&'static str> {
     })
 }
 
-pub fn syntax_error(text: &str, file: FileId, at: usize, err: &Error<Rule>) -> Diagnostic {
+/// The syntax error of the declaration that starts at `decl` and failed at `at`.
+pub fn syntax_error(text: &str, file: FileId, decl: usize, at: usize, err: &Error<Rule>) -> Diagnostic {
     let at = crate::source::floor_char_boundary(text, at.min(text.len()));
     if let Some(d) = unterminated_string(text, file, at) {
         return d;
+    }
+    if let Some(d) = hyphenated_name(text, file, at) {
+        return d;
+    }
+    if at >= text.len() || crate::syntax::scan::starts_declaration(text, at) {
+        if let Some(d) = unclosed_brace(text, file, decl, at) {
+            return d;
+        }
     }
     let (found, len) = token_at(text, at);
     let expected = match &err.variant {
@@ -94,6 +103,95 @@ pub fn syntax_error(text: &str, file: FileId, at: usize, err: &Error<Rule>) -> D
         diag = diag.with_help(help);
     }
     diag
+}
+
+/// `campaign cart-recovery {` fails where pest no longer finds a name; say
+/// that names cannot contain `-` and offer the one that works.
+fn hyphenated_name(text: &str, file: FileId, at: usize) -> Option<Diagnostic> {
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let rest = &text[at..];
+    // Either the error sits on a declaration keyword (the name after it did
+    // not parse), or on the `-` inside a word.
+    let start = if crate::syntax::scan::starts_declaration(text, at) {
+        let kw = rest.find(|c: char| !is_name(c))?;
+        let gap = rest[kw..].find(|c: char| c != ' ' && c != '\t')?;
+        at + kw + gap
+    } else if rest.starts_with('-') && text[..at].ends_with(is_name) && rest[1..].starts_with(is_name) {
+        at - text[..at].chars().rev().take_while(|c| is_name(*c)).count()
+    } else {
+        return None;
+    };
+    let len = text[start..].find(|c: char| !(is_name(c) || c == '-')).unwrap_or(text.len() - start);
+    let word = &text[start..start + len];
+    if !word.contains('-') || word.starts_with('-') || word.ends_with('-') {
+        return None;
+    }
+    let fixed = word.replace('-', "_").to_ascii_lowercase();
+    let shown: String = word.chars().take(60).collect();
+    Some(
+        Diagnostic::new(Code::Syntax, file, Span::new(start, start + len), format!("`{shown}` is not a valid name"))
+            .with_label("names cannot contain `-`")
+            .with_help(format!("names use lowercase letters, digits and `_`: write `{fixed}`")),
+    )
+}
+
+/// A declaration that ran into the next one, or into the end of the file,
+/// left a `{` open. Point at that `{`, not at where the parser gave up.
+///
+/// Braces are matched in the declaration's text (strings and comments
+/// skipped). A `}` indented differently from the line of the `{` it closes
+/// most likely belongs to an outer block, so the first such `{` is the one
+/// missing its `}`; otherwise it is the innermost `{` left open.
+fn unclosed_brace(text: &str, file: FileId, decl: usize, at: usize) -> Option<Diagnostic> {
+    let bytes = text.as_bytes();
+    let indent = |pos: usize| {
+        let line = text[..pos].rfind('\n').map_or(0, |n| n + 1);
+        text[line..].chars().take_while(|c| *c == ' ' || *c == '\t').count()
+    };
+    let mut open: Vec<usize> = Vec::new();
+    let mut misplaced: Option<(usize, usize)> = None;
+    let mut i = decl;
+    while i < at.min(bytes.len()) {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = text[i + 2..].find("*/").map_or(bytes.len(), |n| i + 2 + n + 1);
+            }
+            b'{' => open.push(i),
+            b'}' => {
+                if let Some(o) = open.pop() {
+                    if misplaced.is_none() && indent(o) != indent(i) {
+                        misplaced = Some((o, i));
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let last = *open.last()?;
+    let line_of = |pos: usize| text[..pos].matches('\n').count() + 1;
+    let (brace, close) = match misplaced {
+        Some((o, c)) => (o, Some(c)),
+        None => (last, None),
+    };
+    let mut d = Diagnostic::new(Code::Syntax, file, Span::new(brace, brace + 1), "this `{` is never closed").with_label("no `}` closes this block");
+    if let Some(c) = close {
+        d = d.with_related(Span::new(c, c + 1), format!("this `}}` is indented like line {}, so it closes that block", line_of(open[open.len() - 1])));
+    }
+    let end = if at >= text.len() { "the file ends here" } else { "the next declaration starts here" };
+    d = d.with_related(Span::new(at, (at + 1).min(text.len()).max(at)), end);
+    Some(d.with_help(format!("add the missing `}}` for the block opened on line {}", line_of(brace))))
 }
 
 /// pest sees an unterminated string as "expected a string, found `\"`";
