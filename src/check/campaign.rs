@@ -264,7 +264,11 @@ impl Walk<'_> {
                     cx.report(
                         Diagnostic::new(Code::AbVariantCount, file, t.name.span, format!("`{}` has {n} variant{}; an A/B test has 2 to 4", t.name.text, if n == 1 { "" } else { "s" }))
                             .with_label("wrong number of variants")
-                            .with_help("add a holdout variant with an empty block: `variant holdout 10% { }`"),
+                            .with_help(if n < 2 {
+                                "add a variant; a holdout is one with an empty block: `variant holdout 10% { }`"
+                            } else {
+                                "an A/B test has at most 4 variants, a holdout included: merge or remove some"
+                            }),
                     );
                 }
                 let mut total: u64 = 0;

@@ -213,18 +213,50 @@ fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Opti
         candidates.extend(cx.model.contact.keys().cloned());
         candidates.extend(cx.segment_names.iter().cloned());
     }
-    let help = suggest::help(&n.text, candidates.iter().map(String::as_str));
+    let help = suggest::help(&n.text, candidates.iter().map(String::as_str)).or_else(|| {
+        // `tags has vip`, `city == paris`: a word where a string was meant.
+        (hint == Some(&Type::String)).then(|| format!("to compare with the text, quote it: `\"{}\"`", n.text))
+    });
     let d = if scope.audience {
         Diagnostic::new(Code::UnknownSegment, file, span, format!("unknown segment `{}`", n.text)).with_label("no such segment")
     } else if scope.event_only {
         let ev = scope.event.unwrap_or("the event");
         Diagnostic::new(Code::UnknownAttribute, file, span, format!("event `{ev}` has no property `{}`", n.text)).with_label("unknown property")
+    } else if let Some(ev) = scope.event {
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text)).with_label(format!("neither a property of `{ev}` nor a contact field"))
     } else {
         Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text)).with_label("not a contact field")
     };
-    let help = help.or_else(|| (!scope.event_only).then(|| "declare it in `contact { … }`".to_string()));
+    let help = help.or_else(|| match scope.event.map(|e| (e, cx.model.events.get(e))) {
+        // In a trigger's `where`, say what the event carries and what the contact has.
+        Some((ev, Some(decl))) => {
+            let props: Vec<&str> = decl.fields.keys().map(String::as_str).collect();
+            let props = if props.is_empty() { format!("`{ev}` declares no properties") } else { format!("`{ev}` has {}", list(&props)) };
+            if scope.event_only {
+                Some(props)
+            } else {
+                let fields: Vec<&str> = cx.model.contact.keys().map(String::as_str).collect();
+                Some(format!("{props}; the contact has {}; declare new properties in `event {ev} {{ … }}`", list(&fields)))
+            }
+        }
+        _ => (!scope.event_only).then(|| "declare it in `contact { … }`".to_string()),
+    });
     cx.report(d.with_help_opt(help));
     unknown(span)
+}
+
+/// `a`, `b` and `c`, cut short after a dozen names.
+fn list(names: &[&str]) -> String {
+    const SHOWN: usize = 12;
+    let mut shown: Vec<String> = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect();
+    if names.len() > SHOWN {
+        shown.push(format!("{} more", names.len() - SHOWN));
+    }
+    match shown.as_slice() {
+        [] => "nothing".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 fn lookup(cx: &Checker, text: &str, scope: &Scope) -> Option<(TKind, Type)> {

@@ -99,10 +99,22 @@ pub fn syntax_error(text: &str, file: FileId, decl: usize, at: usize, err: &Erro
     };
     let label = if expected.is_empty() { "not expected here".to_string() } else { format!("unexpected {found}") };
     let mut diag = Diagnostic::new(Code::Syntax, file, Span::new(at, at + len), message).with_label(label);
-    if let Some(help) = hint(text, at) {
+    let quote = if expected.contains(&"a string") { quoted(text, at) } else { None };
+    if let Some(help) = quote.or_else(|| hint(text, at)) {
         diag = diag.with_help(help);
     }
     diag
+}
+
+/// `at Asia/Tokyo` where a string belongs: offer the quoted text.
+fn quoted(text: &str, at: usize) -> Option<String> {
+    let rest = &text[at..];
+    if !rest.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let word = &rest[..rest.find(|c: char| c.is_whitespace() || matches!(c, '{' | '}' | '"')).unwrap_or(rest.len())];
+    let shown: String = word.chars().take(60).collect();
+    Some(format!("strings are quoted: write `\"{shown}\"`"))
 }
 
 /// `campaign cart-recovery {` fails where pest no longer finds a name; say
