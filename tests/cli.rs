@@ -694,3 +694,22 @@ fn read_only_commands_print_json_and_say_steps_as_the_language_does() {
         assert!(!text.contains(mnemonic), "`{mnemonic}` in:\n{text}");
     }
 }
+
+#[test]
+fn json_and_sarif_carry_the_secondary_spans() {
+    let o = flowc(&["check", "--format", "json", "tests/data/check/step-not-dominating.flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let d = v["diagnostics"].as_array().and_then(|a| a.iter().find(|d| d["code"] == "step-not-dominating")).expect("the warning");
+    assert_eq!(d["label"], "not sent on every path here");
+    let related = d["related"].as_array().expect("related spans");
+    assert_eq!(related.len(), 1, "{d}");
+    assert_eq!(related[0]["label"], "the send");
+    assert!(related[0]["span"]["start"]["line"].as_u64().is_some_and(|l| l > 0), "{d}");
+
+    let o = flowc(&["check", "--format", "sarif", "tests/data/check/step-not-dominating.flow"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("sarif");
+    common::assert_valid_sarif(&v);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("example.invalid"), "no placeholder URI");
+    let r = &v["runs"][0]["results"][0];
+    assert_eq!(r["relatedLocations"][0]["message"]["text"], "the send");
+}

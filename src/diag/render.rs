@@ -2,7 +2,7 @@
 //! 2.1.0 and GitHub workflow annotations for machines.
 
 use crate::diag::{Diagnostic, Severity};
-use crate::source::{SourceMap, SourceText};
+use crate::source::{SourceMap, SourceText, Span};
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 use serde_json::{json, Value};
 
@@ -45,14 +45,17 @@ pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
         .iter()
         .map(|d| {
             let file = sources.get(d.file);
-            let (start, end) = (file.line_col(d.span.start as usize), file.line_col(d.span.end as usize));
+            let span = |s: Span| json!({"start": file.line_col(s.start as usize), "end": file.line_col(s.end as usize)});
+            let related: Vec<Value> = d.related.iter().map(|(s, label)| json!({"span": span(*s), "label": label})).collect();
             json!({
                 "file": file.path.display().to_string(),
                 "severity": d.severity.as_str(),
                 "code": d.code.as_str(),
                 "message": d.message,
+                "label": d.label,
                 "help": d.help,
-                "span": {"start": start, "end": end},
+                "span": span(d.span),
+                "related": related,
             })
         })
         .collect();
@@ -84,7 +87,24 @@ pub fn sarif(diags: &[Diagnostic], sources: &SourceMap) -> Value {
             if let Some(h) = &d.help {
                 text.push_str(&format!(" (help: {h})"));
             }
+            let related: Vec<Value> = d
+                .related
+                .iter()
+                .enumerate()
+                .map(|(i, (s, label))| {
+                    let (start, end) = (file.line_col(s.start as usize), file.line_col(s.end as usize));
+                    json!({
+                        "id": i,
+                        "message": {"text": label},
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": uri(file)},
+                            "region": {"startLine": start.line, "startColumn": start.column, "endLine": end.line, "endColumn": end.column},
+                        },
+                    })
+                })
+                .collect();
             json!({
+                "relatedLocations": related,
                 "ruleId": d.code.as_str(),
                 "ruleIndex": codes.iter().position(|c| *c == d.code).unwrap_or(0),
                 "level": d.severity.as_str(),
@@ -104,7 +124,6 @@ pub fn sarif(diags: &[Diagnostic], sources: &SourceMap) -> Value {
             "tool": {"driver": {
                 "name": "flowc",
                 "version": env!("CARGO_PKG_VERSION"),
-                "informationUri": "https://example.invalid/flowc",
                 "rules": rules,
             }},
             "columnKind": "unicodeCodePoints",
