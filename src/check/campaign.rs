@@ -1,13 +1,13 @@
 //! Checking one campaign: settings, trigger, steps, sends, labels, A/B
 //! tests, reachability and which sends dominate each engagement predicate.
 
-use super::expr::{self, CampaignScope, LabelInfo, Scope};
+use super::expr::{self, Before, CampaignScope, LabelInfo, Scope};
 use super::model::*;
 use super::{suggest, Checker};
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 const MAX_WAIT_MINUTES: u64 = 365 * 24 * 60;
 
@@ -59,8 +59,7 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     let mut ab_names = BTreeMap::new();
     collect_labels(cx, file, &c.steps, &mut labels, &mut ab_names);
     let mut w = Walk { labels: &labels, file, sends: 0 };
-    let sent = BTreeSet::new();
-    let (steps, _) = w.block(cx, &c.steps, &c.name.text, &sent);
+    let (steps, _) = w.block(cx, &c.steps, &c.name.text, &Before::default());
     if w.sends == 0 {
         cx.report(
             Diagnostic::new(Code::NoSend, file, c.name.span, format!("campaign `{}` sends nothing", c.name.text))
@@ -168,9 +167,9 @@ struct Walk<'l> {
 }
 
 impl Walk<'_> {
-    /// Checks a block; returns its steps and the labelled sends that ran on
-    /// every path through it, or `None` when every path ends inside it.
-    fn block(&mut self, cx: &mut Checker, steps: &[ast::Step], path: &str, sent_in: &BTreeSet<String>) -> (Vec<Step>, Option<BTreeSet<String>>) {
+    /// Checks a block; returns its steps and what is known of the labelled
+    /// sends at its end, or `None` when every path ends inside it.
+    fn block(&mut self, cx: &mut Checker, steps: &[ast::Step], path: &str, sent_in: &Before) -> (Vec<Step>, Option<Before>) {
         let mut sent = Some(sent_in.clone());
         let mut out = Vec::with_capacity(steps.len());
         let mut warned = false;
@@ -203,7 +202,7 @@ impl Walk<'_> {
         (out, sent)
     }
 
-    fn step(&mut self, cx: &mut Checker, s: &ast::Step, id: &StepId, sent: &BTreeSet<String>) -> (StepKind, Option<BTreeSet<String>>) {
+    fn step(&mut self, cx: &mut Checker, s: &ast::Step, id: &StepId, sent: &Before) -> (StepKind, Option<Before>) {
         let file = self.file;
         match &s.kind {
             ast::StepKind::Send(send) => {
@@ -211,7 +210,7 @@ impl Walk<'_> {
                 let kind = self.send(cx, send);
                 let mut after = sent.clone();
                 if let Some(l) = &s.label {
-                    after.insert(l.text.clone());
+                    after.sent(&l.text);
                 }
                 (kind, Some(after))
             }
@@ -224,19 +223,12 @@ impl Walk<'_> {
                             .with_help("waits are between 1m and 365d"),
                     );
                 }
-                (StepKind::Wait { minutes: minutes.min(i64::MAX as u64) as i64 }, Some(sent.clone()))
+                (StepKind::Wait { minutes: minutes.min(i64::MAX as u64) as i64 }, Some(sent.waited()))
             }
             ast::StepKind::If(i) => {
                 let mut arms = Vec::new();
-                let mut joined: Option<BTreeSet<String>> = None;
-                let mut join = |set: Option<BTreeSet<String>>| {
-                    if let Some(set) = set {
-                        joined = Some(match joined.take() {
-                            None => set,
-                            Some(j) => j.intersection(&set).cloned().collect(),
-                        });
-                    }
-                };
+                let mut joined: Option<Before> = None;
+                let mut join = |set: Option<Before>| Before::join(&mut joined, set);
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let scope = Scope { campaign: Some(CampaignScope { labels: self.labels, sent }), ..Scope::plain() };
                     let cond = expr::condition(cx, file, cond, &scope);
@@ -285,16 +277,11 @@ impl Walk<'_> {
                             .with_help(if total < 10_000 { format!("add {}% somewhere", fmt_bp(10_000 - total)) } else { format!("remove {}% somewhere", fmt_bp(total - 10_000)) }),
                     );
                 }
-                let mut joined: Option<BTreeSet<String>> = None;
+                let mut joined: Option<Before> = None;
                 let mut variants = Vec::new();
                 for v in &t.variants {
                     let (steps, out) = self.block(cx, &v.block.steps, &format!("{id}/{}", v.name.text), sent);
-                    if let Some(set) = out {
-                        joined = Some(match joined.take() {
-                            None => set,
-                            Some(j) => j.intersection(&set).cloned().collect(),
-                        });
-                    }
+                    Before::join(&mut joined, out);
                     variants.push(Variant { name: v.name.text.clone(), weight_bp: v.weight_bp, steps });
                 }
                 (StepKind::AbTest { name: t.name.text.clone(), variants }, joined)

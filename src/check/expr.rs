@@ -18,8 +18,47 @@ pub struct LabelInfo {
 #[derive(Clone, Copy)]
 pub struct CampaignScope<'s> {
     pub labels: &'s BTreeMap<String, LabelInfo>,
-    /// Labelled sends that ran on every path to this point.
-    pub sent: &'s BTreeSet<String>,
+    /// The labelled sends before this point.
+    pub sent: &'s Before,
+}
+
+/// What is known at one point of a campaign about the labelled sends before
+/// it, over every path that reaches it (campaigns have no loops, so one walk
+/// in order computes it).
+#[derive(Debug, Clone, Default)]
+pub struct Before {
+    /// Sent on every path.
+    pub all: BTreeSet<String>,
+    /// Sent on at least one path.
+    pub any: BTreeSet<String>,
+    /// Sent on some path with no `wait` since.
+    pub unwaited: BTreeSet<String>,
+}
+
+impl Before {
+    pub fn sent(&mut self, label: &str) {
+        self.all.insert(label.to_string());
+        self.any.insert(label.to_string());
+        self.unwaited.insert(label.to_string());
+    }
+
+    pub fn waited(&self) -> Before {
+        Before { all: self.all.clone(), any: self.any.clone(), unwaited: BTreeSet::new() }
+    }
+
+    /// Merges the end of one more path into `joined` (`None` so far: no path
+    /// reached the join; `set` `None`: this path ended).
+    pub fn join(joined: &mut Option<Before>, set: Option<Before>) {
+        let Some(set) = set else { return };
+        *joined = Some(match joined.take() {
+            None => set,
+            Some(j) => Before {
+                all: j.all.intersection(&set.all).cloned().collect(),
+                any: j.any.union(&set.any).cloned().collect(),
+                unwaited: j.unwaited.union(&set.unwaited).cloned().collect(),
+            },
+        });
+    }
 }
 
 /// Where names in an expression resolve.
@@ -406,12 +445,28 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
             };
             match campaign.labels.get(&arg.text) {
                 Some(info) if info.is_send => {
-                    if !campaign.sent.contains(&arg.text) {
+                    let before = campaign.sent;
+                    if !before.any.contains(&arg.text) {
+                        cx.report(
+                            Diagnostic::new(Code::StepNotBefore, file, arg.span, format!("`{}` cannot have run before this condition", arg.text))
+                                .with_label("no path reaches this point through the send")
+                                .with_related(info.span, "the send comes later, or on another branch")
+                                .with_help(format!("`{}({})` is always false here; move the check after `{}`", func.text, arg.text, arg.text)),
+                        );
+                    } else if !before.all.contains(&arg.text) {
                         cx.report(
                             Diagnostic::new(Code::StepNotDominating, file, arg.span, format!("`{}` may not have run on every path to this condition", arg.text))
                                 .with_label("not sent on every path here")
                                 .with_related(info.span, "the send")
                                 .with_help(format!("on paths that skip `{}`, `{}({})` is always false", arg.text, func.text, arg.text)),
+                        );
+                    }
+                    if before.unwaited.contains(&arg.text) {
+                        cx.report(
+                            Diagnostic::new(Code::EngagementTooEarly, file, arg.span, format!("`{}({})` is checked with no wait after the send", func.text, arg.text))
+                                .with_label("checked right after the send")
+                                .with_related(info.span, "the send")
+                                .with_help(format!("deliveries, opens and clicks take time to arrive, so this is almost always false; add a `wait` (e.g. `wait 1d`) between `{}` and this check", arg.text)),
                         );
                     }
                     ok(TKind::Engaged { kind, step: arg.text.clone() })

@@ -55,6 +55,8 @@ codes! {
     DuplicateDeclaration = "duplicate-declaration", Error, "a name declared twice";
     UnknownStep = "unknown-step", Error, "an engagement predicate names no labelled `send`";
     StepNotDominating = "step-not-dominating", Warning, "an engagement predicate names a `send` that is not on every path to it";
+    StepNotBefore = "step-not-before", Error, "an engagement predicate names a `send` that cannot have run before it (later, or on another branch)";
+    EngagementTooEarly = "engagement-too-early", Warning, "an engagement predicate right after its `send`, with no `wait` between them";
     Unreachable = "unreachable", Warning, "steps after `end`";
     MissingTrigger = "missing-trigger", Error, "a campaign without a trigger";
     NoSend = "no-send", Warning, "a campaign that sends nothing";
