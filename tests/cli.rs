@@ -713,3 +713,21 @@ fn json_and_sarif_carry_the_secondary_spans() {
     let r = &v["runs"][0]["results"][0];
     assert_eq!(r["relatedLocations"][0]["message"]["text"], "the send");
 }
+
+#[test]
+fn a_schedule_in_the_past_warns_in_check_and_is_refused_by_launch() {
+    let tmp = TempDir::new("schedule-in-past");
+    let file = tmp.path("old.flow");
+    std::fs::write(&file, "template hello { channel email message marketing status published }\ncampaign old {\n  trigger scheduled at 2020-01-06 09:00 \"Europe/Paris\"\n  send email.marketing hello\n}\n").expect("write");
+    let o = flowc(&["check", &file]);
+    assert_eq!(code(&o), 0, "a warning: {}", stdout(&o));
+    assert!(stdout(&o).contains("schedule-in-past"), "{}", stdout(&o));
+    let o = flowc(&["check", "--deny-warnings", &file]);
+    assert_eq!(code(&o), 1);
+
+    let db = tmp.path("c.db");
+    let o = flowc(&["campaign", "launch", &file, "--db", &db, "--clock", "real"]);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("scheduled for 2020-01-06T09:00 Europe/Paris, which is before now"), "{err}");
+}

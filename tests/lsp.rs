@@ -114,7 +114,7 @@ fn a_session_through_every_feature() {
     let shared_uri = format!("file://{}", dir.join("shared.flow").display());
     let uri = format!("file://{}", main_path.display());
     // The typo sits after a comment with an emoji: 2 UTF-16 units, 1 scalar, 4 bytes.
-    let text = "import \"shared.flow\"\n\ncampaign c {\n  trigger manual\n  audience vip\n  /*😀*/ hi: send email.marketing helo_email\n  if opened(hi) { end }\n}\n";
+    let text = "import \"shared.flow\"\n\ncampaign c {\n  trigger manual\n  audience vip\n  /*😀*/ hi: send email.marketing helo_email\n  wait 1d\n  if opened(hi) { end }\n}\n";
     std::fs::write(&main_path, text).expect("main");
 
     let mut c = Client::start();
@@ -145,7 +145,7 @@ fn a_session_through_every_feature() {
     let hover = h["result"]["contents"]["value"].as_str().unwrap_or_default().to_string();
     assert!(hover.contains("segment") && hover.contains("plan == pro"), "{hover}");
     // Hover on a step label used in an engagement predicate.
-    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 6, "character": 13}}));
+    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 7, "character": 13}}));
     assert!(h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("send")), "{h}");
 
     // Go to the segment's definition in the imported file.
@@ -183,7 +183,7 @@ fn a_session_through_every_feature() {
     let bad = c.request("textDocument/rename", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "Not Valid"}));
     assert_eq!(bad["error"]["code"], -32602);
     let folds = c.request("textDocument/foldingRange", json!({"textDocument": {"uri": uri}}));
-    assert!(folds["result"].as_array().is_some_and(|f| f.iter().any(|r| r["startLine"] == 2 && r["endLine"] == 7)), "{folds}");
+    assert!(folds["result"].as_array().is_some_and(|f| f.iter().any(|r| r["startLine"] == 2 && r["endLine"] == 8)), "{folds}");
 
     // A request overtaken by an edit of its document is answered ContentModified (or, if the
     // edit had not arrived yet, normally); either way the server stays consistent.

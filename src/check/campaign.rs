@@ -86,11 +86,22 @@ fn is_bare_name(e: &ast::Expr) -> bool {
 fn check_trigger(cx: &mut Checker, file: FileId, t: &ast::Trigger) -> Trigger {
     match &t.kind {
         ast::TriggerKind::Scheduled { at, zone } => {
-            if zone.value.parse::<chrono_tz::Tz>().is_err() {
+            if !expr::zone_ok(&zone.value) {
                 expr::report_zone(cx, file, &zone.value, zone.span);
             }
             let time = at.time.unwrap_or(chrono::NaiveTime::MIN);
-            Trigger::Scheduled { at: at.date.and_time(time), zone: zone.value.clone() }
+            let local = at.date.and_time(time);
+            let instant = zone.value.parse::<chrono_tz::Tz>().ok().and_then(|tz| chrono::TimeZone::from_local_datetime(&tz, &local).earliest());
+            if let (Some(now), Some(instant)) = (cx.opts.now, instant) {
+                if instant < now {
+                    cx.report(
+                        Diagnostic::new(Code::ScheduleInPast, file, at.span, format!("this campaign is scheduled for {} {}, which has passed", local.format("%Y-%m-%d %H:%M"), zone.value))
+                            .with_label("in the past")
+                            .with_help("`flowc campaign launch` refuses it; pick a future time, or use `trigger manual` and `flowc campaign start`"),
+                    );
+                }
+            }
+            Trigger::Scheduled { at: local, zone: zone.value.clone() }
         }
         ast::TriggerKind::Event { event, filter } => {
             if !cx.model.events.contains_key(&event.text) {
@@ -171,6 +182,9 @@ impl Walk<'_> {
     /// sends at its end, or `None` when every path ends inside it.
     fn block(&mut self, cx: &mut Checker, steps: &[ast::Step], path: &str, sent_in: &Before) -> (Vec<Step>, Option<Before>) {
         let mut sent = Some(sent_in.clone());
+        // What held before the step that ended every path: dead steps are
+        // checked as if they ran there.
+        let mut last_live = sent_in.clone();
         let mut out = Vec::with_capacity(steps.len());
         let mut warned = false;
         for (i, s) in steps.iter().enumerate() {
@@ -179,7 +193,10 @@ impl Walk<'_> {
                 None => StepId(format!("{path}/{}", i + 1)),
             };
             let here = match &sent {
-                Some(set) => set.clone(),
+                Some(set) => {
+                    last_live = set.clone();
+                    set.clone()
+                }
                 None => {
                     if !warned {
                         warned = true;
@@ -190,7 +207,7 @@ impl Walk<'_> {
                         );
                     }
                     // Keep checking the dead steps, as if reachable, so their own mistakes show.
-                    sent_in.clone()
+                    last_live.clone()
                 }
             };
             let (kind, after) = self.step(cx, s, &id, &here);

@@ -203,7 +203,7 @@ fn string_literal(cx: &mut Checker, file: FileId, s: &str, span: Span, hint: Opt
             unknown(span)
         }
         Some(Type::Timezone) => {
-            if s.parse::<chrono_tz::Tz>().is_err() {
+            if !zone_ok(s) {
                 report_zone(cx, file, s, span);
                 return unknown(span);
             }
@@ -213,8 +213,40 @@ fn string_literal(cx: &mut Checker, file: FileId, s: &str, span: Span, hint: Opt
     }
 }
 
+/// A zone flowc accepts: in the tz database and named by its region
+/// (`Europe/Paris`), or `UTC`. The database also keeps legacy abbreviations
+/// (`EST`, `CET`, `PST8PDT`); they are fixed offsets or ambiguous, and a
+/// campaign meant for New York in July would send an hour off, so they are
+/// refused with the region people usually mean.
+pub(crate) fn zone_ok(zone: &str) -> bool {
+    zone == "UTC" || (zone.contains('/') && zone.parse::<chrono_tz::Tz>().is_ok())
+}
+
+/// Abbreviations people write for a zone, and the region they usually mean.
+const ABBREVIATIONS: &[(&str, &str)] = &[
+    ("EST", "America/New_York"), ("EDT", "America/New_York"), ("EST5EDT", "America/New_York"), ("ET", "America/New_York"),
+    ("CST", "America/Chicago"), ("CDT", "America/Chicago"), ("CST6CDT", "America/Chicago"),
+    ("MST", "America/Denver"), ("MDT", "America/Denver"), ("MST7MDT", "America/Denver"),
+    ("PST", "America/Los_Angeles"), ("PDT", "America/Los_Angeles"), ("PST8PDT", "America/Los_Angeles"), ("PT", "America/Los_Angeles"),
+    ("HST", "Pacific/Honolulu"), ("AKST", "America/Anchorage"),
+    ("GMT", "UTC"), ("UCT", "UTC"), ("UNIVERSAL", "UTC"), ("ZULU", "UTC"), ("GREENWICH", "UTC"), ("Z", "UTC"),
+    ("BST", "Europe/London"), ("WET", "Europe/Lisbon"), ("WEST", "Europe/Lisbon"),
+    ("CET", "Europe/Paris"), ("CEST", "Europe/Paris"), ("MET", "Europe/Paris"), ("EET", "Europe/Athens"), ("EEST", "Europe/Athens"),
+    ("MSK", "Europe/Moscow"), ("IST", "Asia/Kolkata"), ("JST", "Asia/Tokyo"), ("KST", "Asia/Seoul"), ("HKT", "Asia/Hong_Kong"),
+    ("SGT", "Asia/Singapore"), ("AEST", "Australia/Sydney"), ("AEDT", "Australia/Sydney"), ("NZST", "Pacific/Auckland"),
+];
+
 pub(crate) fn report_zone(cx: &mut Checker, file: FileId, zone: &str, span: Span) {
-    let help = suggest::help(zone, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()))
+    let upper = zone.to_ascii_uppercase();
+    if let Some((_, region)) = ABBREVIATIONS.iter().find(|(a, _)| *a == upper) {
+        cx.report(
+            Diagnostic::new(Code::UnknownTimezone, file, span, format!("`{zone}` is an abbreviation, not a time zone"))
+                .with_label("not an IANA zone name")
+                .with_help(format!("abbreviations are fixed offsets or ambiguous (summer time is lost); name the region, e.g. \"{region}\"")),
+        );
+        return;
+    }
+    let help = suggest::help(zone, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).filter(|z| zone_ok(z)))
         .unwrap_or_else(|| "use an IANA zone name such as \"Europe/Paris\" or \"America/New_York\"".into());
     cx.report(Diagnostic::new(Code::UnknownTimezone, file, span, format!("unknown time zone `{zone}`")).with_label("not an IANA time zone").with_help(help));
 }

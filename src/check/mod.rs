@@ -8,6 +8,7 @@
 mod campaign;
 mod expr;
 pub mod explain;
+pub mod lints;
 pub mod model;
 pub mod registry;
 pub mod suggest;
@@ -24,6 +25,12 @@ use std::sync::Arc;
 pub struct CheckOptions {
     /// `--allow-draft`: a draft or rejected template is a warning, not an error.
     pub allow_draft: bool,
+    /// The present, for the checks against it (`schedule-in-past`). The
+    /// checker reads no clock: commands pass the wall clock, and goldens a
+    /// fixed time or `None` to skip those checks.
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Levels for warning codes, from `flowc.toml`'s `[lints]`.
+    pub lints: lints::Lints,
 }
 
 /// Checks one unit. Diagnostics in files the unit imports are included; the
@@ -494,6 +501,41 @@ pub fn check_all(ws: &Workspace, registry: &[registry::RegistryTemplate], opts: 
         }
         models.push((unit.root, model));
     }
+    duplicate_campaigns(ws, &models, &mut diags);
+    lints::apply(ws, &mut diags, &opts.lints);
     crate::diag::sort(&mut diags);
     Analysis { models, diags }
+}
+
+/// A campaign id is the campaign's key in the database, so two files of one
+/// workspace that declare the same id would replace each other at launch.
+fn duplicate_campaigns(ws: &Workspace, models: &[(FileId, Model)], diags: &mut Vec<Diagnostic>) {
+    let mut first: std::collections::HashMap<&str, (FileId, Span)> = std::collections::HashMap::new();
+    for (root, model) in models {
+        for c in model.campaigns.iter().filter(|c| c.file == *root) {
+            let span = campaign_name_span(ws, c.file, &c.name).unwrap_or_default();
+            match first.get(c.name.as_str()) {
+                Some(&(file, _)) if file == c.file => {}
+                Some(&(file, at)) => {
+                    let other = ws.sources.get(file);
+                    let line = other.line_col(at.start as usize).line;
+                    diags.push(
+                        Diagnostic::new(Code::DuplicateCampaign, c.file, span, format!("campaign `{}` is also declared in `{}` (line {line})", c.name, other.path.display()))
+                            .with_label("same id as another file's campaign")
+                            .with_help("the id is the campaign's key in the database: launching one replaces the other; rename one of them"),
+                    );
+                }
+                None => {
+                    first.insert(c.name.as_str(), (c.file, span));
+                }
+            }
+        }
+    }
+}
+
+fn campaign_name_span(ws: &Workspace, file: FileId, name: &str) -> Option<Span> {
+    ws.tree(file).items.iter().find_map(|i| match i {
+        crate::syntax::ast::Item::Campaign(c) if c.name.text == name => Some(c.name.span),
+        _ => None,
+    })
 }

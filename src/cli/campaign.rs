@@ -156,6 +156,15 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             };
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
+            if let flowc::compile::program::Trigger::Scheduled { at: when, zone } = &built.program.trigger {
+                if flowc::runtime::run::scheduled_instant(when, zone).is_some_and(|t| t < at) {
+                    return Err(Fatal(format!(
+                        "`{}` is scheduled for {when} {zone}, which is before now ({}); pick a future time, or use `trigger manual` and `flowc campaign start`",
+                        built.program.campaign,
+                        flowc::runtime::estimate::rfc3339(at)
+                    )));
+                }
+            }
             let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default()).map_err(|e| Fatal(format!("estimate: {e}")))?;
             out!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;

@@ -85,7 +85,7 @@ pub fn roots(paths: &[PathBuf]) -> Result<Vec<Root>, Fatal> {
 }
 
 pub fn run(args: Args) -> Result<Outcome, Fatal> {
-    let opts = CheckOptions { allow_draft: args.allow_draft };
+    let opts = CheckOptions { allow_draft: args.allow_draft, now: Some(chrono::Utc::now()), ..CheckOptions::default() };
     let Inputs { ws, analysis } = load(&args.paths, args.templates.as_deref(), &opts)?;
     let diags = &analysis.diags;
     match args.format {

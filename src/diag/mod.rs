@@ -57,6 +57,9 @@ codes! {
     StepNotDominating = "step-not-dominating", Warning, "an engagement predicate names a `send` that is not on every path to it";
     StepNotBefore = "step-not-before", Error, "an engagement predicate names a `send` that cannot have run before it (later, or on another branch)";
     EngagementTooEarly = "engagement-too-early", Warning, "an engagement predicate right after its `send`, with no `wait` between them";
+    UnusedAllow = "unused-allow", Warning, "a `// flowc: allow(…)` comment that silences nothing";
+    DuplicateCampaign = "duplicate-campaign", Error, "the same campaign id in two files of one workspace";
+    ScheduleInPast = "schedule-in-past", Warning, "a scheduled trigger whose time has already passed";
     Unreachable = "unreachable", Warning, "steps after `end`";
     MissingTrigger = "missing-trigger", Error, "a campaign without a trigger";
     NoSend = "no-send", Warning, "a campaign that sends nothing";

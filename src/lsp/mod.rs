@@ -149,7 +149,7 @@ impl Server {
         };
         let sandbox = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let ws = workspace::load(&[Root { path: path.to_path_buf(), sandbox }], &read);
-        let result = check::check_all(&ws, &[], &CheckOptions { allow_draft: false });
+        let result = check::check_all(&ws, &[], &CheckOptions { now: Some(chrono::Utc::now()), ..CheckOptions::default() });
         let file = ws.sources.find(path).unwrap_or_default();
         Analysis { ws, result, file }
     }

@@ -112,6 +112,8 @@ impl Writer {
                 GStep::If(arms, otherwise) => {
                     let saved = self.sent.clone();
                     for (i, (c, body)) in arms.iter().enumerate() {
+                        // An `else if` is reached without the sends of the arms before it.
+                        self.sent = saved.clone();
                         let cond = match c {
                             0 => "plan == pro".to_string(),
                             1 => format!("opened({})", self.sent.last().cloned().unwrap_or_default()),

@@ -79,8 +79,31 @@ pub fn check_file(rel: &Path, opts: &CheckOptions) -> (check::Analysis, workspac
     (analysis, ws)
 }
 
+/// The options goldens check with: a fixed present, so checks against the
+/// clock give the same answer every day.
+pub fn golden_options() -> CheckOptions {
+    CheckOptions { now: chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").ok().map(|t| t.to_utc()), ..CheckOptions::default() }
+}
+
+/// Checks every `*.flow` of a folder as its own root, as `flowc check DIR` does.
+pub fn check_folder(rel: &Path, opts: &CheckOptions) -> (check::Analysis, workspace::Workspace) {
+    let base = root();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(base.join(rel))
+        .expect("test data folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "flow"))
+        .filter_map(|p| p.strip_prefix(&base).ok().map(Path::to_path_buf))
+        .collect();
+    files.sort();
+    let roots: Vec<Root> = files.into_iter().map(|path| Root { path, sandbox: rel.to_path_buf() }).collect();
+    let read = move |p: &Path| std::fs::read(base.join(p));
+    let ws = workspace::load(&roots, &read);
+    let analysis = check::check_all(&ws, &[], opts);
+    (analysis, ws)
+}
+
 pub fn check_rendered(rel: &Path) -> String {
-    let (analysis, ws) = check_file(rel, &CheckOptions::default());
+    let (analysis, ws) = check_file(rel, &golden_options());
     let mut out = human(&analysis.diags, &ws.sources);
     out.push_str(&render::summary(&analysis.diags));
     out.push('\n');
