@@ -204,7 +204,7 @@ fn a_session_through_every_feature() {
     // Outline and formatting.
     let syms = c.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
     assert_eq!(syms["result"][0]["name"], "campaign c");
-    assert!(syms["result"][0]["children"].as_array().is_some_and(|c| c.len() == 2));
+    assert!(syms["result"][0]["children"].as_array().is_some_and(|c| c.len() == 3), "send, wait and if: {syms}");
     let fmt = c.request("textDocument/formatting", json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}));
     assert!(fmt["result"][0]["newText"].as_str().is_some_and(|t| t.contains("campaign c {\n  trigger manual")));
 
