@@ -731,3 +731,57 @@ fn a_schedule_in_the_past_warns_in_check_and_is_refused_by_launch() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("scheduled for 2020-01-06T09:00 Europe/Paris, which is before now"), "{err}");
 }
+
+fn flowc_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(cwd).env("NO_COLOR", "1").output().expect("run flowc")
+}
+
+#[test]
+fn flowc_toml_holds_the_settings_and_flags_override_it() {
+    let tmp = TempDir::new("flowc-toml");
+    let ws = &tmp.0;
+    std::fs::create_dir_all(ws.join("campaigns")).expect("dir");
+    std::fs::write(ws.join("registry.json"), r#"[{"name": "hello", "channel": "email", "message_type": "marketing", "status": "draft"}]"#).expect("registry");
+    std::fs::write(
+        ws.join("campaigns/c.flow"),
+        "campaign c {\n  trigger manual\n  hi: send email.marketing hello\n  if opened(hi) { end }\n}\n",
+    )
+    .expect("flow");
+    let toml = |extra: &str| std::fs::write(ws.join("flowc.toml"), format!("database = \"data/c.db\"\ntemplates = \"registry.json\"\nallow-draft = true\n{extra}")).expect("toml");
+    std::fs::create_dir_all(ws.join("data")).expect("dir");
+
+    // The registry and allow-draft come from the file: the draft template is only a warning.
+    toml("");
+    let o = flowc_in(&ws.join("campaigns"), &["check", "c.flow"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("template-not-published") && stdout(&o).contains("engagement-too-early"), "{}", stdout(&o));
+
+    // [lints] silences one warning and denies another; deny-warnings fails on the rest.
+    toml("deny-warnings = true\n[lints]\nengagement-too-early = \"allow\"\n");
+    let o = flowc_in(ws, &["check", "campaigns/c.flow"]);
+    assert!(!stdout(&o).contains("engagement-too-early"), "{}", stdout(&o));
+    assert_eq!(code(&o), 1, "deny-warnings: the draft warning fails the check: {}", stdout(&o));
+    toml("[lints]\nengagement-too-early = \"deny\"\n");
+    let o = flowc_in(ws, &["check", "campaigns/c.flow"]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).contains("1 error"), "{}", stdout(&o));
+
+    // `database` is relative to flowc.toml, from any folder below it.
+    toml("");
+    let o = flowc_in(&ws.join("campaigns"), &["run", "c.flow"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(ws.join("data/c.db").exists(), "the database is where flowc.toml says");
+    assert!(!ws.join("campaigns/flowc.db").exists());
+    let o = flowc_in(&ws.join("campaigns"), &["campaign", "list"]);
+    assert!(stdout(&o).contains("COMPLETED"), "{}", stdout(&o));
+    // A flag overrides the file.
+    let o = flowc_in(&ws.join("campaigns"), &["campaign", "list", "--db", "elsewhere.db"]);
+    assert_eq!(code(&o), 2, "a read-only command on a missing database");
+
+    // An unknown key is an error naming it.
+    toml("databse = \"x\"\n");
+    let o = flowc_in(ws, &["check", "campaigns/c.flow"]);
+    assert_eq!(code(&o), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("flowc.toml") && err.contains("unknown key `databse`"), "{err}");
+}

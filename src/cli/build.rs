@@ -80,7 +80,10 @@ pub struct Built {
 /// Checks `file` and compiles one campaign; check errors are printed and
 /// reported as findings (exit 1).
 pub fn build(file: &Path, campaign: Option<&str>, templates: Option<&Path>, allow_draft: bool) -> Result<Result<Built, Outcome>, Fatal> {
-    let inputs = load(&[file.to_path_buf()], templates, &CheckOptions { allow_draft, now: Some(chrono::Utc::now()), ..CheckOptions::default() })?;
+    let config = super::settings(Some(file))?;
+    let templates = templates.map(Path::to_path_buf).or(config.templates);
+    let opts = CheckOptions { allow_draft: allow_draft || config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+    let inputs = load(&[file.to_path_buf()], templates.as_deref(), &opts)?;
     if inputs.analysis.has_errors() {
         let errors: Vec<_> = inputs.analysis.diags.iter().filter(|d| d.is_error()).cloned().collect();
         err!("{}", render::human(&errors, &inputs.ws.sources, render::HumanOptions { color: super::use_color(super::ColorChoice::Auto), width: 100 }));

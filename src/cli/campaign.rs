@@ -1,7 +1,7 @@
 //! `flowc campaign …` and `flowc balance …`: operating campaigns in a database.
 
 use super::build::build;
-use super::run::{open_store, ClockArgs, DEFAULT_DB};
+use super::run::{open_store, ClockArgs};
 use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::compile::codec;
@@ -19,9 +19,8 @@ pub enum CampaignCmd {
         /// Which campaign, when the file has several.
         #[arg(long)]
         campaign: Option<String>,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// The platform's template registry export (JSON array).
         #[arg(long, value_name = "FILE")]
         templates: Option<PathBuf>,
@@ -39,9 +38,8 @@ pub enum CampaignCmd {
     Start {
         /// The campaign's id.
         name: String,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// When "now" is: the same clock as `flowc estimate` and `flowc run`.
         #[command(flatten)]
         clock: ClockArgs,
@@ -50,9 +48,8 @@ pub enum CampaignCmd {
     Pause {
         /// The campaign's id.
         name: String,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// The audit log's time, by the same rule as launch and start.
         #[command(flatten)]
         clock: ClockArgs,
@@ -61,9 +58,8 @@ pub enum CampaignCmd {
     Resume {
         /// The campaign's id.
         name: String,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// The audit log's time, by the same rule as launch and start.
         #[command(flatten)]
         clock: ClockArgs,
@@ -72,9 +68,8 @@ pub enum CampaignCmd {
     Status {
         /// The campaign's id.
         name: String,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// How to print the status: for people, or JSON.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -84,9 +79,8 @@ pub enum CampaignCmd {
     },
     /// Every campaign in the database.
     List {
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// How to print the list: a table for people, or JSON.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -99,15 +93,13 @@ pub enum BalanceCmd {
     TopUp {
         /// The amount in EUR, e.g. 50 or 12.5.
         amount: f64,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
     },
     /// Show the balance.
     Show {
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// How to print the balance: for people, or JSON.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -123,9 +115,8 @@ pub enum BalanceCmd {
         /// Turn auto-reload off.
         #[arg(long)]
         off: bool,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
     },
 }
 
@@ -149,6 +140,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
     let fail = |e: lifecycle::LifecycleError| Fatal(e.to_string());
     match cmd {
         CampaignCmd::Launch { file, campaign, db, templates, force, accept_cost, clock } => {
+            let db = db.resolve(Some(&file))?;
             // Launch is refused while the program has check errors or uses unpublished templates.
             let built = match build(&file, campaign.as_deref(), templates.as_deref(), false)? {
                 Ok(b) => b,
@@ -190,6 +182,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Start { name, db, clock } => {
+            let db = db.resolve(None)?;
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
@@ -202,6 +195,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Pause { name, db, clock } => {
+            let db = db.resolve(None)?;
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             lifecycle::pause(&mut store, &name, at).map_err(fail)?;
@@ -209,6 +203,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Resume { name, db, clock } => {
+            let db = db.resolve(None)?;
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             let at = clock.now(&store)?;
             let from = lifecycle::resume(&mut store, &name, at).map_err(fail)?;
@@ -216,6 +211,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::Status { name, db, format, json } => {
+            let db = db.resolve(None)?;
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
@@ -241,6 +237,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         CampaignCmd::List { db, format } => {
+            let db = db.resolve(None)?;
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let campaigns = store.campaigns().map_err(|e| Fatal(e.to_string()))?;
             match format {
@@ -270,6 +267,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
     let db_err = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
     match cmd {
         BalanceCmd::TopUp { amount, db } => {
+            let db = db.resolve(None)?;
             let m = micros(amount, "the top-up")?;
             if m == 0 {
                 return Err(Fatal("a top-up must be more than 0 EUR".into()));
@@ -280,6 +278,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         BalanceCmd::Show { db, format } => {
+            let db = db.resolve(None)?;
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let balance = store.balance().map_err(db_err)? as f64 / 1e6;
             let reload = store.auto_reload().map_err(db_err)?;
@@ -298,6 +297,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             Ok(Outcome::Ok)
         }
         BalanceCmd::AutoReload { threshold, amount, off, db } => {
+            let db = db.resolve(None)?;
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             if off {
                 store.set_auto_reload(None).map_err(db_err)?;

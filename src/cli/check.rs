@@ -85,8 +85,12 @@ pub fn roots(paths: &[PathBuf]) -> Result<Vec<Root>, Fatal> {
 }
 
 pub fn run(args: Args) -> Result<Outcome, Fatal> {
-    let opts = CheckOptions { allow_draft: args.allow_draft, now: Some(chrono::Utc::now()), ..CheckOptions::default() };
-    let Inputs { ws, analysis } = load(&args.paths, args.templates.as_deref(), &opts)?;
+    // Flags override the workspace's flowc.toml (found from the first path).
+    let config = super::settings(args.paths.first().map(PathBuf::as_path))?;
+    let templates = args.templates.clone().or(config.templates);
+    let deny_warnings = args.deny_warnings || config.deny_warnings == Some(true);
+    let opts = CheckOptions { allow_draft: args.allow_draft || config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+    let Inputs { ws, analysis } = load(&args.paths, templates.as_deref(), &opts)?;
     let diags = &analysis.diags;
     match args.format {
         Format::Human => {
@@ -100,5 +104,5 @@ pub fn run(args: Args) -> Result<Outcome, Fatal> {
         Format::Github => out!("{}", render::github(diags, &ws.sources)),
     }
     let warnings = diags.iter().any(|d| d.severity == Severity::Warning);
-    Ok(if analysis.has_errors() || (args.deny_warnings && warnings) { Outcome::Findings } else { Outcome::Ok })
+    Ok(if analysis.has_errors() || (deny_warnings && warnings) { Outcome::Findings } else { Outcome::Ok })
 }

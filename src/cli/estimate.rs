@@ -15,9 +15,8 @@ pub struct EstimateArgs {
     /// Which campaign, when the file has several.
     #[arg(long)]
     campaign: Option<String>,
-    /// The SQLite database file.
-    #[arg(long, default_value = super::run::DEFAULT_DB)]
-    db: PathBuf,
+    #[command(flatten)]
+    db: super::DbArg,
     /// Estimate over these contacts (JSON Lines or CSV) instead of the database's.
     #[arg(long)]
     contacts: Option<PathBuf>,
@@ -75,7 +74,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
             load_contacts(&mut s, file, &model)?;
             s
         }
-        None => super::run::open_store(&a.db, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
+        None => super::run::open_store(&a.db.resolve(Some(&a.file))?, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
     };
     let now = a.clock.now(&store)?;
     let settings = Settings {

@@ -64,6 +64,33 @@ enum Command {
     },
 }
 
+/// `--db`, shared by every command that opens the database.
+#[derive(clap::Args)]
+pub struct DbArg {
+    /// The SQLite database file (default: `database` in flowc.toml, else flowc.db).
+    #[arg(long = "db", value_name = "PATH")]
+    db: Option<std::path::PathBuf>,
+}
+
+impl DbArg {
+    /// The flag, else the `database` of the `flowc.toml` that applies to
+    /// `near` (the command's .flow file; the current folder when `None`),
+    /// else `flowc.db`.
+    pub fn resolve(&self, near: Option<&std::path::Path>) -> Result<std::path::PathBuf, Fatal> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let config = settings(near)?;
+        Ok(config.database.unwrap_or_else(|| run::DEFAULT_DB.into()))
+    }
+}
+
+/// The `flowc.toml` that applies to `near` (a file or folder the command was
+/// given; the current folder when `None`).
+pub fn settings(near: Option<&std::path::Path>) -> Result<flowc::config::Config, Fatal> {
+    flowc::config::load(near.unwrap_or(std::path::Path::new("."))).map_err(Fatal)
+}
+
 /// What a command returns; `main` maps it to the documented exit codes.
 pub enum Outcome {
     Ok,

@@ -29,9 +29,8 @@ pub struct RunArgs {
     /// Which campaign, when the file has several.
     #[arg(long)]
     campaign: Option<String>,
-    /// The SQLite database (created if missing).
-    #[arg(long, default_value = DEFAULT_DB)]
-    db: PathBuf,
+    #[command(flatten)]
+    db: super::DbArg,
     /// Contacts to import first (JSON Lines or CSV). Without it, an empty
     /// database takes `contacts.jsonl` from beside the .flow file.
     #[arg(long)]
@@ -128,9 +127,8 @@ pub enum ContactsCmd {
     Import {
         /// The contacts: JSON Lines (`.jsonl`) or CSV (`.csv`).
         file: PathBuf,
-        /// The SQLite database file.
-        #[arg(long, default_value = DEFAULT_DB)]
-        db: PathBuf,
+        #[command(flatten)]
+        db: super::DbArg,
         /// A .flow file whose `contact { … }` declares the attributes (default: built-ins only).
         #[arg(long)]
         schema: Option<PathBuf>,
@@ -185,6 +183,7 @@ fn stdlib_model() -> Model {
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
     match cmd {
         ContactsCmd::Import { file, db, schema, skip_invalid } => {
+            let db = db.resolve(schema.as_deref())?;
             let declared = match schema {
                 Some(flow) => {
                     let inputs = super::check::load(&[flow.clone()], None, &Default::default())?;
@@ -221,6 +220,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         return Err(Fatal("--batch must be at least 1".into()));
     }
     let start = a.clock.start()?;
+    let db = a.db.resolve(Some(&a.file))?;
     let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
         Ok(b) => b,
         Err(o) => return Ok(o),
@@ -233,7 +233,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         (Some(_), _) => return Err(Fatal(format!("--triggers is for campaigns with `trigger api`; `{name}` starts by its own trigger"))),
         (None, _) => None,
     };
-    let mut store = open_store(&a.db, OpenMode::ReadWrite)?;
+    let mut store = open_store(&db, OpenMode::ReadWrite)?;
     let schema = Schema::from_model(&model);
     // `run` launches the campaign: its workspace's declarations join the database's.
     keep_schema(&mut store, &schema)?;
@@ -274,7 +274,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         }
     }
     let sim = SimConfig { seed: a.seed, fail_rate: a.fail_rate, ..SimConfig::default() };
-    let mut provider = Simulated::open(&a.db, sim).map_err(|e| Fatal(e.to_string()))?;
+    let mut provider = Simulated::open(&db, sim).map_err(|e| Fatal(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -315,7 +315,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     }
     match State::parse(&r.state) {
         Some(state) if state.is_paused() => {
-            err!("{}", paused_hint(&a, &r.campaign, state, r.balance));
+            err!("{}", paused_hint(&a, &db, &r.campaign, state, r.balance));
             Ok(Outcome::Paused)
         }
         _ => Ok(Outcome::Ok),
@@ -324,8 +324,8 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
 
 /// Why the campaign stopped and the commands that make it go on, with this
 /// run's campaign, file and database.
-fn paused_hint(a: &RunArgs, campaign: &str, state: State, balance: f64) -> String {
-    let db = shell_word(&a.db.to_string_lossy());
+fn paused_hint(a: &RunArgs, db: &Path, campaign: &str, state: State, balance: f64) -> String {
+    let db = shell_word(&db.to_string_lossy());
     let mut rerun = format!("flowc run {}", shell_word(&a.file.to_string_lossy()));
     if let Some(c) = &a.campaign {
         rerun.push_str(&format!(" --campaign {}", shell_word(c)));

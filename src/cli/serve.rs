@@ -1,6 +1,6 @@
 //! `flowc serve`: the REST API with the interpreter in the same process.
 
-use super::run::{open_store, DEFAULT_DB};
+use super::run::open_store;
 use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::runtime::provider::{Provider, SimConfig, Simulated};
@@ -11,9 +11,8 @@ use std::sync::{Arc, Mutex};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The SQLite database file.
-    #[arg(long, default_value = DEFAULT_DB)]
-    db: PathBuf,
+    #[command(flatten)]
+    db: super::DbArg,
     /// The address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -68,15 +67,16 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
             runner::SharedClock::virtual_at(start)
         }
     };
+    let db = a.db.resolve(None)?;
     // One process, two stores: they share the writer's lock.
-    let api_store = open_store(&a.db, OpenMode::ReadWrite)?;
-    let runner_store = open_store(&a.db, OpenMode::ReadWrite)?;
+    let api_store = open_store(&db, OpenMode::ReadWrite)?;
+    let runner_store = open_store(&db, OpenMode::ReadWrite)?;
     let provider: Box<dyn Provider + Send> = match &a.webhook {
         Some(url) => Box::new(webhook::Webhook::new(webhook::WebhookConfig {
             url: url.clone(),
             timeout: std::time::Duration::from_millis(a.webhook_timeout_ms),
         })),
-        None => Box::new(Simulated::open(&a.db, SimConfig { seed: a.seed, ..SimConfig::default() }).map_err(|e| Fatal(e.to_string()))?),
+        None => Box::new(Simulated::open(&db, SimConfig { seed: a.seed, ..SimConfig::default() }).map_err(|e| Fatal(e.to_string()))?),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState { store: Mutex::new(api_store), token, clock: clock.clone(), stop: stop.clone() });
