@@ -46,7 +46,7 @@ pub struct SourceText {
     line_starts: Vec<usize>,
 }
 
-/// A 1-based line and column; columns count Unicode scalar values (LANGUAGE.md §6).
+/// A 1-based line and column; columns count Unicode scalar values (docs/diagnostics.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct LineCol {
     pub line: usize,

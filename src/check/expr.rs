@@ -1,5 +1,5 @@
 //! Typing and resolving expressions: conditions, segments, audiences and
-//! trigger rules (LANGUAGE.md §4).
+//! trigger rules (docs/language.md, "Expressions").
 
 use super::model::*;
 use super::{suggest, Checker};

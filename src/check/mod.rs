@@ -1,5 +1,5 @@
 //! The semantic checker: resolves names across a unit's files, types every
-//! expression and applies every rule of LANGUAGE.md §6.
+//! expression and applies every rule of docs/language.md.
 //!
 //! `check` does no IO: it reads a loaded [`Workspace`] and returns a
 //! [`Model`] plus diagnostics. It never stops at the first problem; a broken

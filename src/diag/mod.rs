@@ -9,7 +9,7 @@ use crate::source::{FileId, Span};
 
 macro_rules! codes {
     ($($variant:ident = $text:literal, $sev:ident, $summary:literal;)*) => {
-        /// The stable diagnostic codes of LANGUAGE.md §6 (plus flowc's own).
+        /// The stable diagnostic codes (docs/diagnostics.md is generated from this table).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Code { $($variant,)* }
 

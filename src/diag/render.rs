@@ -39,7 +39,7 @@ pub fn summary(diags: &[Diagnostic]) -> String {
     format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
 }
 
-/// `{"format_version": 1, "diagnostics": [...]}` as LANGUAGE.md §6 shows.
+/// `{"format_version": 1, "diagnostics": [...]}` as docs/diagnostics.md shows.
 pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
     let items: Vec<Value> = diags
         .iter()

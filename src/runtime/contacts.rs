@@ -1,4 +1,4 @@
-//! Importing contacts from JSON Lines or CSV (LANGUAGE.md §8), validated
+//! Importing contacts from JSON Lines or CSV (docs/contacts.md), validated
 //! against the contact schema: every bad row is reported with its line and
 //! field. Also the schema the database keeps (contact fields, channels,
 //! events) and the checks the API makes against it.

@@ -1,4 +1,4 @@
-//! Campaign states and their transitions (LANGUAGE.md §7), launching and
+//! Campaign states and their transitions (docs/runtime.md), launching and
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 

@@ -1,5 +1,5 @@
 //! The run report: what happened to a campaign, for people and machines
-//! (LANGUAGE.md §8).
+//! (docs/cli.md, "The run report").
 
 use super::provider::Observed;
 use super::store::{ExecState, Store, StoreError};

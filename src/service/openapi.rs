@@ -43,7 +43,7 @@ pub fn document() -> Value {
     let mut account_post = with(&["400", "422"]);
     account_post["200"] = ok("the account after the change", json!({"$ref": "#/components/schemas/Account"}));
     let money = json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1e9, "description": "EUR"});
-    let contact = json!({"type": "object", "required": ["id"], "description": "LANGUAGE.md §8 fields and the declared contact fields; absent fields keep their stored value, null clears an optional one",
+    let contact = json!({"type": "object", "required": ["id"], "description": "a contact as in a contacts file (docs/contacts.md): `id`, the built-in and declared contact fields, `tags`, `consent`, `capabilities` and `events`; absent fields keep their stored value, null clears an optional one",
         "properties": {"id": {"type": "string", "minLength": 1}, "tags": {"type": ["array", "null"], "items": {"type": "string"}},
             "consent": {"type": ["array", "null"], "items": {"type": "string"}}, "capabilities": {"type": ["array", "null"], "items": {"type": "string"}},
             "events": {"type": "array", "items": {"type": "object", "required": ["name", "at"]}}}});
