@@ -485,3 +485,156 @@ fn graph_help_describes_every_flag_and_not_dis() {
     }
     assert!(flags >= 7, "{help}");
 }
+
+/// A decoded 8-bit PNG as darkness per pixel (0 white … 255 black).
+struct Ink {
+    w: usize,
+    h: usize,
+    dark: Vec<u8>,
+}
+
+fn decode_png(bytes: &[u8]) -> Ink {
+    let (w, h) = png_size(bytes);
+    let (w, h) = (w as usize, h as usize);
+    let (depth, color, interlace) = (bytes[24], bytes[25], bytes[28]);
+    assert!(depth == 8 && interlace == 0, "only 8-bit, non-interlaced PNGs (rsvg-convert's)");
+    let bpp = match color {
+        0 => 1,
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        c => panic!("PNG colour type {c}"),
+    };
+    let mut idat = Vec::new();
+    let mut i = 8;
+    while i + 12 <= bytes.len() {
+        let len = u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]) as usize;
+        let kind = &bytes[i + 4..i + 8];
+        if kind == b"IDAT" {
+            idat.extend_from_slice(&bytes[i + 8..i + 8 + len]);
+        }
+        i += 12 + len;
+    }
+    let raw = miniz_oxide::inflate::decompress_to_vec_zlib(&idat).expect("inflate PNG");
+    let stride = w * bpp;
+    assert_eq!(raw.len(), h * (stride + 1), "PNG data size");
+    let mut prev = vec![0u8; stride];
+    let mut dark = Vec::with_capacity(w * h);
+    for r in 0..h {
+        let filter = raw[r * (stride + 1)];
+        let mut row = raw[r * (stride + 1) + 1..(r + 1) * (stride + 1)].to_vec();
+        for x in 0..stride {
+            let a = if x >= bpp { row[x - bpp] } else { 0 };
+            let b = prev[x];
+            let c = if x >= bpp { prev[x - bpp] } else { 0 };
+            let add = match filter {
+                0 => 0,
+                1 => a,
+                2 => b,
+                3 => ((u16::from(a) + u16::from(b)) / 2) as u8,
+                4 => {
+                    let p = i16::from(a) + i16::from(b) - i16::from(c);
+                    let (pa, pb, pc) = ((p - i16::from(a)).abs(), (p - i16::from(b)).abs(), (p - i16::from(c)).abs());
+                    if pa <= pb && pa <= pc {
+                        a
+                    } else if pb <= pc {
+                        b
+                    } else {
+                        c
+                    }
+                }
+                f => panic!("PNG filter {f}"),
+            };
+            row[x] = row[x].wrapping_add(add);
+        }
+        for px in row.chunks(bpp) {
+            // The picture has an opaque white background, so colour alone says how dark.
+            let lightest_channel = match bpp {
+                1 | 2 => px[0],
+                _ => px[0].min(px[1]).min(px[2]),
+            };
+            dark.push(255 - lightest_channel);
+        }
+        prev = row;
+    }
+    Ink { w, h, dark }
+}
+
+/// The picture's texts alone, black on white, and where the metrics say
+/// each one is.
+fn texts_alone(svg: &str) -> (String, Vec<(String, Rect)>) {
+    let doc = roxmltree::Document::parse(svg).expect("svg");
+    let root = doc.root_element();
+    let (w, h) = (num(root, "width"), num(root, "height"));
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{}"><rect width="100%" height="100%" fill="#ffffff"/>"##,
+        root.attribute("font-family").unwrap_or("")
+    );
+    let mut rects = Vec::new();
+    for t in root.descendants().filter(|n| n.has_tag_name("text")) {
+        let text = t.text().unwrap_or("");
+        let escaped = text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        out.push_str(&format!(
+            r##"<text x="{}" y="{}" font-size="{}" font-weight="{}" text-anchor="{}" fill="#000000">{escaped}</text>"##,
+            num(t, "x"),
+            num(t, "y"),
+            num(t, "font-size"),
+            t.attribute("font-weight").unwrap_or("normal"),
+            t.attribute("text-anchor").unwrap_or("start")
+        ));
+        rects.push((text.to_string(), text_extent(t)));
+    }
+    out.push_str("</svg>");
+    (out, rects)
+}
+
+/// Where the renderer really drew the text: every clearly dark pixel of the
+/// texts-only rendering lies inside the extent the metrics gave its text,
+/// so the box check above holds for real glyphs, not just for the table.
+#[test]
+fn rendered_text_stays_inside_its_measured_extent() {
+    if !rsvg_convert() {
+        return;
+    }
+    let dir = common::TempDir::new("graph-ink");
+    let mut widest_ratio: f64 = 0.0;
+    let mut problems = Vec::new();
+    for (i, (name, svg)) in pictures().iter().enumerate() {
+        let (alone, rects) = texts_alone(svg);
+        let input = dir.path(&format!("{i}.svg"));
+        let output = dir.path(&format!("{i}.png"));
+        std::fs::write(&input, &alone).expect("write svg");
+        let run = std::process::Command::new("rsvg-convert").args(["-o", &output, &input]).output().expect("run rsvg-convert");
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        let ink = decode_png(&std::fs::read(&output).expect("png"));
+        // Half-covered pixels of anti-aliasing may spill one pixel.
+        let grown: Vec<Rect> = rects.iter().map(|(_, r)| Rect { x0: r.x0 - 1.0, y0: r.y0 - 1.0, x1: r.x1 + 1.0, y1: r.y1 + 1.0 }).collect();
+        let mut ink_x: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); rects.len()];
+        let mut stray = 0;
+        for y in 0..ink.h {
+            for x in 0..ink.w {
+                if ink.dark[y * ink.w + x] < 128 {
+                    continue;
+                }
+                let (cx, cy) = (x as f64 + 0.5, y as f64 + 0.5);
+                match grown.iter().position(|r| r.x0 <= cx && cx <= r.x1 && r.y0 <= cy && cy <= r.y1) {
+                    Some(k) => ink_x[k] = (ink_x[k].0.min(x as f64), ink_x[k].1.max(x as f64 + 1.0)),
+                    None => {
+                        if stray < 5 {
+                            problems.push(format!("{name}: ink at ({x}, {y}) outside every measured text"));
+                        }
+                        stray += 1;
+                    }
+                }
+            }
+        }
+        for ((text, r), (x0, x1)) in rects.iter().zip(ink_x) {
+            if x1 > x0 && text.chars().count() >= 8 {
+                widest_ratio = widest_ratio.max((x1 - x0) / (r.x1 - r.x0));
+            }
+        }
+    }
+    eprintln!("widest drawn text / measured width: {widest_ratio:.3}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(widest_ratio > 0.5, "the check saw the text ({widest_ratio})");
+}
