@@ -150,8 +150,8 @@ fn every_example_renders_well_formed_svg() {
             let steps = doc.descendants().filter(|n| n.attribute("class") == Some("step")).count();
             assert!(steps >= 3, "{}: {steps} steps drawn", rel.display());
             let p = compile::compile(model, c, ws.sources.get(c.file));
-            assert!(compile::graph::dot(&p).starts_with("digraph"));
-            assert!(compile::graph::mermaid(&p).starts_with("flowchart TD"));
+            assert!(compile::graph::dot(&p, c).starts_with("digraph"));
+            assert!(compile::graph::mermaid(&p, c).starts_with("flowchart TD"));
         }
     }
 }

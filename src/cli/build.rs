@@ -40,15 +40,26 @@ enum Emit {
     Binary,
 }
 
+/// `flowc graph`'s own arguments (not [`Source`]: a picture is drawn from
+/// source only, never from a compiled program).
 #[derive(clap::Args)]
 pub struct GraphArgs {
-    #[command(flatten)]
-    source: Source,
-    /// The picture's language.
+    /// The .flow file with the campaign to draw.
+    file: PathBuf,
+    /// Which campaign, when the file has several.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// The platform's template registry export (JSON array).
+    #[arg(long, value_name = "FILE")]
+    templates: Option<PathBuf>,
+    /// Draft templates do not block drawing.
+    #[arg(long)]
+    allow_draft: bool,
+    /// SVG laid out by flowc, or a graph for Graphviz (dot) or Mermaid to lay out.
     #[arg(long, value_enum, default_value_t = GraphFormat::Svg)]
     format: GraphFormat,
     /// Write here instead of standard output.
-    #[arg(short, long)]
+    #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
@@ -179,14 +190,14 @@ pub fn dis_cmd(s: Source) -> Result<Outcome, Fatal> {
 }
 
 pub fn graph_cmd(a: GraphArgs) -> Result<Outcome, Fatal> {
-    let b = match build(&a.source.file, a.source.campaign.as_deref(), a.source.templates.as_deref(), a.source.allow_draft)? {
+    let b = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
     let text = match a.format {
         GraphFormat::Svg => compile::graph::svg(&b.campaign, b.inputs.ws.sources.get(b.campaign.file)),
-        GraphFormat::Dot => compile::graph::dot(&b.program),
-        GraphFormat::Mermaid => compile::graph::mermaid(&b.program),
+        GraphFormat::Dot => compile::graph::dot(&b.program, &b.campaign),
+        GraphFormat::Mermaid => compile::graph::mermaid(&b.program, &b.campaign),
     };
     write_out(a.output.as_deref(), text.as_bytes())?;
     Ok(Outcome::Ok)

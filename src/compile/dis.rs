@@ -24,7 +24,8 @@ pub fn listing(p: &Program) -> String {
     out
 }
 
-fn trigger(p: &Program) -> String {
+/// The trigger as the listing shows it (`event x where …`, `manual`).
+pub fn trigger(p: &Program) -> String {
     match &p.trigger {
         Trigger::Scheduled { at, zone } => format!("scheduled at {at} {zone:?}"),
         Trigger::Event { event, props, filter: Some(f) } => format!("event {event} where {}", cond(p, f, props)),
