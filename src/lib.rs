@@ -7,6 +7,7 @@ pub mod diag;
 pub mod source;
 pub mod syntax;
 pub mod check;
+pub mod files;
 pub mod workspace;
 pub mod compile;
 pub mod runtime;

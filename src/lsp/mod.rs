@@ -127,8 +127,11 @@ fn edit_pending(queue: &std::collections::VecDeque<Message>, uri: Option<&str>) 
     queue.iter().any(|m| matches!(m, Message::Notification(n) if n.method == DidChangeTextDocument::METHOD && document_of(&n.params).as_deref() == Some(uri)))
 }
 
+/// The real path of a document: the key of the open buffers, the same path
+/// the loader asks the reader for, however the client spells the URI.
 fn path_of(uri: &Url) -> Option<PathBuf> {
-    uri.to_file_path().ok().map(|p| workspace::normalize(&p))
+    let p = uri.to_file_path().ok()?;
+    Some(workspace::real_path(&p).unwrap_or_else(|_| workspace::normalize(&p)))
 }
 
 fn params<P: serde::de::DeserializeOwned>(req: &Request) -> Result<P, Response> {
@@ -143,12 +146,14 @@ impl Server {
     /// Checks `path` with the open buffers standing in for files on disk.
     pub fn analyze(&self, path: &Path) -> Analysis {
         let docs = &self.docs;
-        let read = |p: &Path| match docs.get(&workspace::normalize(p)) {
+        let read = |p: &Path| match docs.get(p) {
             Some((_, text, _)) => Ok(text.clone().into_bytes()),
-            None => std::fs::read(p),
+            None => workspace::read_from_disk(p),
         };
-        let sandbox = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let ws = workspace::load(&[Root { path: path.to_path_buf(), sandbox }], &read);
+        // The same root as `flowc check` finds for this file.
+        // A path that cannot be resolved at all has nothing to check.
+        let roots: Vec<Root> = Root::discover(path).into_iter().collect();
+        let ws = workspace::load(&roots, &read);
         let result = check::check_all(&ws, &[], &CheckOptions { allow_draft: false });
         let file = ws.sources.find(path).unwrap_or_default();
         Analysis { ws, result, file }
