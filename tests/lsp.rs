@@ -480,3 +480,38 @@ fn the_server_never_reads_through_links_out_of_the_workspace_nor_special_files()
     c.notify("exit", Value::Null);
     assert_eq!(c.child.wait().expect("exit").code(), Some(0));
 }
+
+#[test]
+fn the_server_finds_the_same_workspace_root_as_check() {
+    let t = common::TempDir::new("lsp-root");
+    let ws = t.0.join("ws");
+    std::fs::create_dir_all(ws.join("sub")).expect("dir");
+    std::fs::write(ws.join("shared.flow"), "template hello { channel email message marketing status published }\n").expect("shared");
+    let path = ws.join("sub/c5.flow");
+    let text = "import \"../shared.flow\"\ncampaign c5 {\n  trigger manual\n  send email.marketing hello\n}\n";
+    std::fs::write(&path, text).expect("c5");
+    // Opened through a linked folder: the server resolves it like `flowc check` does.
+    std::os::unix::fs::symlink(&ws, t.0.join("link")).expect("link");
+    let uri = format!("file://{}/link/sub/c5.flow", t.0.display());
+    // Unmarked, the import leaves the workspace (and `hello` is unknown); marked, all is well.
+    for (marked, expect) in [(false, 2), (true, 0)] {
+        if marked {
+            std::fs::write(ws.join("flowc.toml"), "").expect("toml");
+        }
+        let mut c = initialized();
+        c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+        let diags = c.diagnostics(&uri);
+        assert_eq!(diags.len(), expect, "flowc.toml: {marked}: {diags:?}");
+        if expect > 0 {
+            assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("outside the workspace")), "{diags:?}");
+        } else {
+            // Go to definition on the import opens the imported file.
+            let def = c.request("textDocument/definition", json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 10}}));
+            assert!(def["result"]["uri"].as_str().is_some_and(|u| u.ends_with("/ws/shared.flow")), "{def}");
+        }
+        let r = c.request("shutdown", Value::Null);
+        assert!(r.get("error").is_none(), "{r}");
+        c.notify("exit", Value::Null);
+        assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+    }
+}

@@ -236,9 +236,9 @@ impl Server {
 
     fn to_lsp(&self, src: &crate::source::SourceText, d: &Diag) -> Diagnostic {
         let range = Range { start: position::to_position(src, d.span.start as usize, self.encoding), end: position::to_position(src, d.span.end as usize, self.encoding) };
-        let mut message = d.message.clone();
+        let mut message = crate::diag::excerpt::readable(&d.message).into_owned();
         if let Some(h) = &d.help {
-            message.push_str(&format!("\nhelp: {h}"));
+            message.push_str(&format!("\nhelp: {}", crate::diag::excerpt::readable(h)));
         }
         Diagnostic {
             range,
