@@ -193,7 +193,7 @@ fn devices_fifos_and_oversized_files_are_refused_at_once() {
     big.set_len((64 << 20) + 1).expect("set_len");
     drop(big);
     std::fs::create_dir_all(ws.join("dir.flow")).expect("dir");
-    for (target, why) in [("zero.flow", "resolves to `/dev/zero`, outside the workspace"), ("fifo.flow", "not a regular file"), ("big.flow", "larger than 64 MiB"), ("dir.flow", "a folder")] {
+    for (target, why) in [("zero.flow", "is a link to `/dev/zero`, outside the workspace"), ("fifo.flow", "not a regular file"), ("big.flow", "larger than 64 MiB"), ("dir.flow", "a folder")] {
         write(&ws.join("src/main.flow"), &format!("import \"../{target}\"\n"));
         let o = flowc_in(&ws, &["check", "src/main.flow"]);
         assert_eq!(code(&o), 1, "{target}: {}", text(&o));
