@@ -19,7 +19,7 @@ use crate::syntax::{self, ast};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// The prelude, embedded in the binary (LANGUAGE.md §3).
+/// The prelude, embedded in the binary (docs/language.md, "The stdlib prelude").
 pub const STDLIB: &[(&str, &str)] = &[
     ("<stdlib>/channels.flow", include_str!("../../stdlib/channels.flow")),
     ("<stdlib>/contact.flow", include_str!("../../stdlib/contact.flow")),
