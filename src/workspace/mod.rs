@@ -10,7 +10,7 @@ mod path;
 mod root;
 
 pub use path::{normalize, real_path};
-pub use root::{workspace_file, WorkspaceRoot, WORKSPACE_FILE};
+pub use root::{find_workspace_file, workspace_file, WorkspaceRoot, WORKSPACE_FILE};
 
 use crate::diag::{Code, Diagnostic};
 use crate::files::{self, ReadError};

@@ -31,6 +31,11 @@ impl WorkspaceRoot {
         Ok(WorkspaceRoot(workspace_file(&start).and_then(|f| f.parent().map(Path::to_path_buf)).unwrap_or(start)))
     }
 
+    /// The `flowc.toml` that marks this root, if one does.
+    pub fn settings_file(&self) -> Option<PathBuf> {
+        Some(self.0.join(WORKSPACE_FILE)).filter(|f| f.is_file())
+    }
+
     /// The root of `file`, found while walking the folder whose root is
     /// `folder`: a `flowc.toml` between the file and the folder makes a
     /// nested workspace, exactly as when the file is named on its own;
@@ -67,6 +72,13 @@ fn start_folder(given: &Path) -> std::io::Result<PathBuf> {
         Some(p) if !p.as_os_str().is_empty() => real_path(p),
         _ => real_path(Path::new(".")),
     }
+}
+
+/// The `flowc.toml` that applies to a file or folder given on the command
+/// line, found exactly as [`WorkspaceRoot::discover`] finds the root: what a
+/// settings loader reads.
+pub fn find_workspace_file(given: &Path) -> Option<PathBuf> {
+    start_folder(given).ok().and_then(|start| workspace_file(&start))
 }
 
 /// The nearest `flowc.toml` in `folder` or above it (`folder` canonical).
@@ -113,6 +125,8 @@ mod tests {
             assert_eq!(WorkspaceRoot::discover(&given).expect("root").path(), ws, "{}", given.display());
         }
         assert_eq!(workspace_file(&d.join("ws/sub")), Some(ws.join(WORKSPACE_FILE)));
+        assert_eq!(find_workspace_file(&d.join("ws/sub/deep/c.flow")), Some(ws.join(WORKSPACE_FILE)));
+        assert_eq!(WorkspaceRoot::discover(&d.join("ws/sub")).expect("root").settings_file(), Some(ws.join(WORKSPACE_FILE)));
         // A folder named flowc.toml marks nothing.
         std::fs::create_dir_all(d.join("ws/sub/flowc.toml")).expect("dir");
         assert_eq!(WorkspaceRoot::discover(&d.join("ws/sub/c.flow")).expect("root").path(), ws);
