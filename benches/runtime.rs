@@ -15,7 +15,7 @@ use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
 use flowc::workspace::{self, Root};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,7 +84,7 @@ fn main() {
     let db = dir.join("bench.db");
 
     let read = |_: &Path| Ok(FLOW.as_bytes().to_vec());
-    let ws = workspace::load(&[Root { path: PathBuf::from("bench.flow"), sandbox: PathBuf::new() }], &read);
+    let ws = workspace::load(&[Root::discover(Path::new("bench.flow")).expect("root")], &read);
     let analysis = check::check_all(&ws, &[], &CheckOptions::default());
     assert!(!analysis.has_errors(), "{:?}", analysis.diags);
     let (_, model) = &analysis.models[0];

@@ -13,7 +13,7 @@ use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
 use flowc::service::{self, runner, AppState};
 use flowc::workspace::{self, Root};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("dir");
     let db = dir.join("s.db");
     let read = |_: &Path| Ok(FLOW.as_bytes().to_vec());
-    let ws = workspace::load(&[Root { path: PathBuf::from("api.flow"), sandbox: PathBuf::new() }], &read);
+    let ws = workspace::load(&[Root::discover(Path::new("api.flow")).expect("root")], &read);
     let analysis = check::check_all(&ws, &[], &CheckOptions::default());
     let (_, model) = &analysis.models[0];
     let c = &model.campaigns[0];

@@ -16,8 +16,6 @@ use crate::check::lints::{self, Level, Lints};
 use crate::diag::Code;
 use std::path::{Path, PathBuf};
 
-pub const FILE_NAME: &str = "flowc.toml";
-
 /// The largest `flowc.toml` read; settings fit in a few hundred bytes.
 const MAX_SIZE: u64 = 1 << 20;
 
@@ -33,31 +31,14 @@ pub struct Config {
     pub lints: Lints,
 }
 
-/// The nearest `flowc.toml` in `start` (a file's folder, or a folder) or
-/// above it.
-pub fn find(start: &Path) -> Option<PathBuf> {
-    let start = if start.as_os_str().is_empty() { Path::new(".") } else { start };
-    let abs = std::path::absolute(start).ok()?;
-    let mut dir = if abs.is_dir() { Some(abs.as_path()) } else { abs.parent() };
-    while let Some(d) = dir {
-        let candidate = d.join(FILE_NAME);
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-        dir = d.parent();
-    }
-    None
-}
-
 /// Finds and reads the configuration that applies to `start`; no file is
 /// the default configuration, a broken one is an error.
 pub fn load(start: &Path) -> Result<Config, String> {
-    let Some(path) = find(start) else { return Ok(Config::default()) };
-    let meta = std::fs::metadata(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if meta.len() > MAX_SIZE {
-        return Err(format!("`{}` is larger than 1 MiB; it holds only a few settings", path.display()));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    // The same walk that finds the workspace root, so settings and imports
+    // always agree on which workspace a file is in.
+    let Some(path) = crate::workspace::find_workspace_file(start) else { return Ok(Config::default()) };
+    let bytes = crate::files::read_regular(&path, MAX_SIZE).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("`{}` is not UTF-8", path.display()))?;
     parse(&text, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -8,6 +8,7 @@ pub mod source;
 pub mod syntax;
 pub mod check;
 pub mod config;
+pub mod files;
 pub mod workspace;
 pub mod compile;
 pub mod runtime;

@@ -55,8 +55,7 @@ pub struct LineCol {
 
 impl SourceText {
     pub fn new(path: impl Into<PathBuf>, text: String) -> SourceText {
-        let mut line_starts = vec![0];
-        line_starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        let line_starts = line_starts(&text);
         SourceText { path: path.into(), text, line_starts }
     }
 
@@ -80,7 +79,8 @@ impl SourceText {
     pub fn line_col(&self, offset: usize) -> LineCol {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let line = self.line_of(offset);
-        let start = self.line_starts[line];
+        // A byte-order mark is invisible: the first column is after it.
+        let start = if line == 0 { bom_len(&self.text).min(offset) } else { self.line_starts[line] };
         let column = self.text[start..offset].chars().count() + 1;
         LineCol { line: line + 1, column }
     }
@@ -90,6 +90,37 @@ impl SourceText {
         let start = self.line_start(line);
         let end = self.line_start(line + 1);
         self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+}
+
+/// Where each line starts. A line ends at `\n`, `\r\n` or a lone `\r`
+/// (as LSP counts them), so files from any platform number lines alike.
+fn line_starts(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let mut starts = vec![0];
+    for (i, b) in bytes.iter().enumerate() {
+        let ends_line = match b {
+            b'\n' => true,
+            b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+            _ => false,
+        };
+        if ends_line {
+            starts.push(i + 1);
+        }
+    }
+    starts
+}
+
+/// The UTF-8 byte-order mark.
+pub const BOM: &str = "\u{feff}";
+
+/// Length of a leading byte-order mark (3 or 0). The text keeps it, so
+/// spans are offsets into the file as read; the parser and columns skip it.
+pub fn bom_len(text: &str) -> usize {
+    if text.starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
     }
 }
 
@@ -119,5 +150,30 @@ impl SourceMap {
     }
     pub fn find(&self, path: &std::path::Path) -> Option<FileId> {
         self.files.iter().position(|f| f.path == path).map(|i| FileId(i as u32))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_ending_counts() {
+        for text in ["a\nb\nc", "a\r\nb\r\nc", "a\rb\rc", "a\r\nb\rc"] {
+            let s = SourceText::new("t", text.to_string());
+            assert_eq!(s.line_count(), 3, "{text:?}");
+            let c = text.rfind('c').expect("c");
+            assert_eq!(s.line_col(c), LineCol { line: 3, column: 1 }, "{text:?}");
+            assert_eq!(s.line_text(1), "b", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_takes_no_column() {
+        let s = SourceText::new("t", "\u{feff}ab\ncd".to_string());
+        assert_eq!(s.line_col(3), LineCol { line: 1, column: 1 });
+        assert_eq!(s.line_col(4), LineCol { line: 1, column: 2 });
+        assert_eq!(s.line_col(0), LineCol { line: 1, column: 1 });
+        assert_eq!(s.line_col(6), LineCol { line: 2, column: 1 });
     }
 }

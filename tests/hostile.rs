@@ -286,3 +286,21 @@ fn endless_import_chains_stop_with_a_diagnostic() {
         .join();
     assert_eq!(out.ok(), Some(true));
 }
+
+/// A 30 MB identifier once gave 167 MB of report (the line, an underline as
+/// long, the name in the message). The report is now a few KiB whatever the
+/// size, in every output format.
+#[test]
+fn a_huge_identifier_gives_a_small_report() {
+    let size = if std::env::var_os("FLOWC_SLOW_TESTS").is_some() || std::env::var_os("CI").is_some() { 30 << 20 } else { 3 << 20 };
+    let text = format!("campaign c {{\n  trigger manual\n  audience {}\n  end\n}}\n", "a".repeat(size));
+    let (analysis, ws) = common::check_source(&text);
+    assert!(analysis.diags.iter().any(|d| d.code == flowc::diag::Code::UnknownSegment), "{:?}", analysis.diags.iter().map(|d| d.code).collect::<Vec<_>>());
+    let human = common::human(&analysis.diags, &ws.sources);
+    assert!(human.len() < 8 * 1024, "{} bytes of human report", human.len());
+    assert!(human.contains("unknown segment `aaaa") && human.contains('…'), "{human}");
+    let json = flowc::diag::render::json(&analysis.diags, &ws.sources).to_string();
+    assert!(json.len() < 8 * 1024, "{} bytes of JSON", json.len());
+    let github = flowc::diag::render::github(&analysis.diags, &ws.sources);
+    assert!(github.len() < 8 * 1024, "{} bytes of annotations", github.len());
+}

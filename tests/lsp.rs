@@ -325,3 +325,193 @@ fn a_burst_of_edits_ends_with_the_latest_versions_diagnostics() {
     assert!(c.child.wait().expect("exit").success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Starts a server and completes the handshake.
+fn initialized() -> Client {
+    let mut c = Client::start();
+    let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    assert!(init["result"]["capabilities"].is_object(), "{init}");
+    c.notify("initialized", json!({}));
+    c
+}
+
+/// The next message that is not a notification: a response.
+fn next_response(c: &mut Client) -> Value {
+    loop {
+        let v = c.rx.recv_timeout(Duration::from_secs(20)).expect("a response");
+        if v.get("method").is_none() {
+            return v;
+        }
+        c.notes.push(v);
+    }
+}
+
+/// Waits for the server to exit after its input closed.
+fn exit_code(mut c: Client) -> Option<i32> {
+    drop(c.stdin);
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = c.child.try_wait().expect("wait") {
+            return status.code();
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = c.child.kill();
+            panic!("the server did not exit when its input closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn malformed_json_is_a_parse_error_and_the_server_goes_on() {
+    let mut c = initialized();
+    // A lone surrogate is not valid JSON text.
+    c.raw(r#"{"jsonrpc": "2.0", "id": 5, "method": "textDocument/hover", "params": "\ud800"}"#);
+    let r = next_response(&mut c);
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert!(r["id"].is_null(), "the id of unparsable input is unknown: {r}");
+    // Valid JSON that is no JSON-RPC message is an invalid request.
+    c.raw("[1, 2, 3]");
+    let r = next_response(&mut c);
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    // Not UTF-8 at all.
+    c.raw_bytes(b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc");
+    let r = next_response(&mut c);
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    // A header block without Content-Length.
+    c.raw_bytes(b"Content-Type: application/vscode-jsonrpc\r\n\r\n");
+    let r = next_response(&mut c);
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    // Still serving.
+    let r = c.request("flowc/unknown", json!({}));
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+}
+
+#[test]
+fn a_message_over_the_size_limit_is_refused_and_skipped() {
+    let mut c = initialized();
+    // Just over 64 MiB, sent in full: skipped without being kept, then the next message is served.
+    let size = (64 << 20) + 1;
+    let mut body = format!("Content-Length: {size}\r\n\r\n").into_bytes();
+    body.resize(body.len() + size, b' ');
+    c.raw_bytes(&body);
+    let r = next_response(&mut c);
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains("64 MiB")), "{r}");
+    let r = c.request("flowc/unknown", json!({}));
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+}
+
+#[test]
+fn an_absurd_content_length_is_refused_before_any_allocation() {
+    for claimed in ["100000000000", "4000000000", "99999999999999999999999"] {
+        let mut c = initialized();
+        c.raw_bytes(format!("Content-Length: {claimed}\r\n\r\n{{\"jsonrpc\"").as_bytes());
+        let r = next_response(&mut c);
+        assert!(r["error"]["code"] == -32600 || r["error"]["code"] == -32700, "{claimed}: {r}");
+        #[cfg(target_os = "linux")]
+        {
+            // The peak resident size stays far below what the header claims.
+            let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id())).expect("status");
+            let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM");
+            assert!(peak_kib < 512 * 1024, "{claimed}: peak {peak_kib} KiB");
+        }
+        // The input ends inside the announced body: the server exits, without
+        // a shutdown request, so with 1 — not killed by an allocation failure.
+        assert_eq!(exit_code(c), Some(1), "{claimed}");
+    }
+}
+
+#[test]
+fn exit_without_shutdown_exits_1() {
+    let mut c = initialized();
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(1));
+    // Before initialize as well.
+    let mut c = Client::start();
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(1));
+}
+
+#[test]
+fn requests_before_initialize_and_after_shutdown_are_refused() {
+    let mut c = Client::start();
+    let r = c.request("textDocument/hover", json!({}));
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    assert!(init["result"]["capabilities"].is_object(), "{init}");
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+    let r = c.request("textDocument/hover", json!({}));
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+}
+
+#[test]
+fn the_server_never_reads_through_links_out_of_the_workspace_nor_special_files() {
+    let t = common::TempDir::new("lsp-links");
+    let ws = t.0.join("ws");
+    std::fs::create_dir_all(&ws).expect("dir");
+    std::fs::write(t.0.join("secret.txt"), "SECRET-FIRST-LINE\n").expect("secret");
+    std::os::unix::fs::symlink(t.0.join("secret.txt"), ws.join("pw.flow")).expect("link");
+    std::os::unix::fs::symlink("/dev/zero", ws.join("zero.flow")).expect("link");
+    assert!(Command::new("mkfifo").arg(ws.join("fifo.flow")).status().expect("mkfifo").success());
+    let uri = format!("file://{}", ws.join("main.flow").display());
+    let text = "import \"pw.flow\"\nimport \"zero.flow\"\nimport \"fifo.flow\"\n";
+    let mut c = initialized();
+    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+    let diags = c.diagnostics(&uri);
+    let messages: Vec<&str> = diags.iter().filter_map(|d| d["message"].as_str()).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].contains("outside the workspace") && !messages[0].contains("SECRET"), "{messages:?}");
+    assert!(messages[1].contains("outside the workspace"), "{messages:?}");
+    assert!(messages[2].contains("not a regular file"), "{messages:?}");
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+}
+
+#[test]
+fn the_server_finds_the_same_workspace_root_as_check() {
+    let t = common::TempDir::new("lsp-root");
+    let ws = t.0.join("ws");
+    std::fs::create_dir_all(ws.join("sub")).expect("dir");
+    std::fs::write(ws.join("shared.flow"), "template hello { channel email message marketing status published }\n").expect("shared");
+    let path = ws.join("sub/c5.flow");
+    let text = "import \"../shared.flow\"\ncampaign c5 {\n  trigger manual\n  send email.marketing hello\n}\n";
+    std::fs::write(&path, text).expect("c5");
+    // Opened through a linked folder: the server resolves it like `flowc check` does.
+    std::os::unix::fs::symlink(&ws, t.0.join("link")).expect("link");
+    let uri = format!("file://{}/link/sub/c5.flow", t.0.display());
+    // Unmarked, the import leaves the workspace (and `hello` is unknown); marked, all is well.
+    for (marked, expect) in [(false, 2), (true, 0)] {
+        if marked {
+            std::fs::write(ws.join("flowc.toml"), "").expect("toml");
+        }
+        let mut c = initialized();
+        c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+        let diags = c.diagnostics(&uri);
+        assert_eq!(diags.len(), expect, "flowc.toml: {marked}: {diags:?}");
+        if expect > 0 {
+            assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("outside the workspace")), "{diags:?}");
+        } else {
+            // Go to definition on the import opens the imported file.
+            let def = c.request("textDocument/definition", json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 10}}));
+            assert!(def["result"]["uri"].as_str().is_some_and(|u| u.ends_with("/ws/shared.flow")), "{def}");
+        }
+        let r = c.request("shutdown", Value::Null);
+        assert!(r.get("error").is_none(), "{r}");
+        c.notify("exit", Value::Null);
+        assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+    }
+}

@@ -73,7 +73,7 @@ pub fn explain(code: Code) -> (&'static str, &'static str, &'static str) {
             "template t { channel email }", "template t { channel email message marketing status published version 1 }"),
         InvalidDeclaration => ("A declaration breaks a rule of its own kind: an unknown field type, a price that is not in EUR, an empty tag, or a segment that contains itself.",
             "contact { plan: text }", "contact { plan: string }"),
-        ImportError => ("An import names a file that cannot be read, a path outside the folder being checked, or closes a cycle of imports.",
+        ImportError => ("An import names a file that cannot be read, a path outside the workspace (symlinks resolved), or closes a cycle of imports.",
             "import \"/etc/templates.flow\"", "import \"shared/templates.flow\""),
         DuplicateSetting => ("`name`, `trigger` and `audience` are each set at most once per campaign.",
             "trigger manual\ntrigger api", "trigger api"),

@@ -26,11 +26,18 @@ pub fn distance(a: &str, b: &str) -> usize {
 /// The best candidate within a third of the name's length (at least one edit),
 /// or one that matches ignoring case; ties go to the first in order.
 pub fn best<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1);
     let lower = name.to_lowercase();
     let mut found: Option<(usize, &str)> = None;
     for c in candidates {
         if c == name {
+            continue;
+        }
+        // The distance is at least the difference in length: a candidate too
+        // short or too long is out without the quadratic comparison (a
+        // 30 MB name once took minutes here).
+        if c.chars().count().abs_diff(len) > limit {
             continue;
         }
         let d = if c.to_lowercase() == lower { 0 } else { distance(name, c) };

@@ -164,7 +164,7 @@ pub fn compile_cmd(a: CompileArgs) -> Result<Outcome, Fatal> {
 
 /// Loads a compiled program (binary or JSON) from disk.
 fn load_program(path: &Path) -> Result<Option<Program>, Fatal> {
-    let bytes = std::fs::read(path).map_err(|e| Fatal(format!("cannot read `{}`: {e}", path.display())))?;
+    let bytes = flowc::files::read_regular(path, flowc::files::MAX_INPUT_BYTES).map_err(|e| Fatal(format!("cannot read `{}`: {e}", path.display())))?;
     if codec::is_binary(&bytes) {
         return codec::from_binary(&bytes).map(Some).map_err(|e| Fatal(format!("`{}`: {e}", path.display())));
     }

@@ -36,7 +36,9 @@ fn out(output: Option<&std::path::Path>, text: &str) -> Result<(), Fatal> {
 }
 
 pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
-    let text = std::fs::read_to_string(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
+    let root = flowc::workspace::Root::discover(&a.file).map_err(|e| Fatal(format!("cannot resolve `{}`: {e}", a.file.display())))?;
+    let bytes = flowc::workspace::read_root(&root)?;
+    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not valid UTF-8 (byte {})", a.file.display(), e.utf8_error().valid_up_to())))?;
     let mut sources = flowc::source::SourceMap::default();
     let id = sources.add(&a.file, text);
     let (tree, diags) = flowc::syntax::parse(&sources.get(id).text, id);
@@ -65,7 +67,7 @@ pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
 }
 
 pub fn import(a: ImportArgs) -> Result<Outcome, Fatal> {
-    let text = std::fs::read_to_string(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
+    let text = flowc::files::read_text(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
     match flowc::builder::import(&text) {
         Ok(flow) => {
             out(a.output.as_deref(), &flow)?;

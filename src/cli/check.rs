@@ -3,7 +3,8 @@
 use super::{Fatal, Outcome};
 use flowc::check::{self, registry, CheckOptions};
 use flowc::diag::{render, Severity};
-use flowc::workspace::{self, Root};
+use flowc::files;
+use flowc::workspace::{self, Root, WorkspaceRoot};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -47,38 +48,55 @@ pub fn load(paths: &[PathBuf], templates: Option<&Path>, opts: &CheckOptions) ->
     let registry = match templates {
         None => Vec::new(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Fatal(format!("cannot read template registry `{}`: {e}", p.display())))?;
+            let text = files::read_text(p).map_err(|e| Fatal(format!("cannot read template registry `{}`: {e}", p.display())))?;
             registry::parse(&text).map_err(|e| Fatal(format!("template registry `{}`: {e}", p.display())))?
         }
     };
-    let read = |p: &Path| std::fs::read(p);
-    let ws = workspace::load(&roots, &read);
+    let ws = workspace::load(&roots, &workspace::read_from_disk);
     // A root we could not read at all is "could not run", not a finding.
-    for unit_root in &roots {
-        let p = workspace::normalize(&unit_root.path);
-        if !ws.units.iter().any(|u| ws.sources.get(u.root).path == p) {
-            let why = ws.diags.iter().find(|d| ws.sources.get(d.file).path == p).map(|d| d.message.clone()).unwrap_or_else(|| "cannot read it".into());
-            return Err(Fatal(why));
+    match ws.failed_roots.as_slice() {
+        [] => {}
+        [one] => return Err(Fatal(one.to_string())),
+        many => {
+            let lines: Vec<String> = many.iter().map(|e| format!("  {e}")).collect();
+            return Err(Fatal(format!("{} of the files given cannot be checked:\n{}", many.len(), lines.join("\n"))));
         }
     }
     let analysis = check::check_all(&ws, &registry, opts);
     Ok(Inputs { ws, analysis })
 }
 
+/// The files to check, each with its workspace root: the one place every
+/// command turns the paths it was given into roots (`check`, `compile`,
+/// `dis`, `graph`, `diff`, `estimate`, `run`, `launch`, `fmt`, `export`).
 pub fn roots(paths: &[PathBuf]) -> Result<Vec<Root>, Fatal> {
     let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() };
     let mut roots = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(&p).map_err(|e| Fatal(format!("cannot read `{}`: {e}", p.display())))?;
+        let meta = std::fs::metadata(&p).map_err(|e| Fatal(format!("cannot read `{}`: {}", p.display(), files::ReadError::from(e))))?;
+        let cannot_resolve = |e: std::io::Error| Fatal(format!("cannot resolve `{}`: {e}", p.display()));
         if meta.is_dir() {
-            let files = workspace::find_flow_files(&p).map_err(|e| Fatal(format!("cannot list `{}`: {e}", p.display())))?;
-            if files.is_empty() {
+            let found = workspace::find_flow_files(&p).map_err(|e| Fatal(format!("cannot list `{}`: {e}", p.display())))?;
+            if found.is_empty() {
                 return Err(Fatal(format!("no .flow files in `{}`", p.display())));
             }
-            roots.extend(files.into_iter().map(|f| Root { path: f, sandbox: p.clone() }));
+            let folder = WorkspaceRoot::discover(&p).map_err(cannot_resolve)?;
+            // Files of one folder share a root: look it up once per folder.
+            let mut by_folder: std::collections::HashMap<PathBuf, WorkspaceRoot> = std::collections::HashMap::new();
+            for f in found {
+                let key = f.parent().map(Path::to_path_buf).unwrap_or_default();
+                let workspace = match by_folder.get(&key) {
+                    Some(w) => w.clone(),
+                    None => {
+                        let w = WorkspaceRoot::for_file_in(&f, &folder).map_err(cannot_resolve)?;
+                        by_folder.insert(key, w.clone());
+                        w
+                    }
+                };
+                roots.push(Root { path: f, workspace });
+            }
         } else {
-            let sandbox = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            roots.push(Root { path: p, sandbox });
+            roots.push(Root::discover(&p).map_err(cannot_resolve)?);
         }
     }
     Ok(roots)

@@ -93,7 +93,8 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
 fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
     use flowc::runtime::contacts::{self, Format as F, Schema};
     let format = F::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let text = std::fs::read_to_string(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, &Schema::from_model(model));
     if let Some(e) = parsed.errors.first() {
         return Err(Fatal(format!("{}: {e} ({} invalid row(s))", file.display(), parsed.errors.len())));

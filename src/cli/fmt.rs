@@ -52,7 +52,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
     let mut unformatted = 0;
     let mut broken = 0;
     for r in roots {
-        let bytes = std::fs::read(&r.path).map_err(|e| Fatal(format!("cannot read `{}`: {e}", r.path.display())))?;
+        let bytes = flowc::workspace::read_root(&r)?;
         let Ok(text) = String::from_utf8(bytes) else {
             errln!("{}: not UTF-8, skipped", r.path.display());
             broken += 1;

@@ -136,7 +136,12 @@ pub fn main() -> ExitCode {
         Command::Import(a) => builder::import(a),
         Command::Estimate(a) => estimate::run(a),
         Command::Serve(a) => serve::run(a),
-        Command::Lsp => flowc::lsp::run().map(|_| Outcome::Ok).map_err(Fatal),
+        Command::Lsp => match flowc::lsp::run() {
+            Ok(flowc::lsp::Exit::AfterShutdown) => Ok(Outcome::Ok),
+            // The protocol's exit code 1 for `exit` without `shutdown`.
+            Ok(flowc::lsp::Exit::WithoutShutdown) => Ok(Outcome::Findings),
+            Err(e) => Err(Fatal(e)),
+        },
         Command::Explain { code } => explain(&code),
     };
     match result {

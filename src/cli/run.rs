@@ -148,7 +148,7 @@ pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
 /// `false` when nothing was imported because of errors.
 fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: bool) -> Result<bool, Fatal> {
     let format = Format::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let bytes = std::fs::read(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
     let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, schema);
     for e in parsed.errors.iter().take(50) {
@@ -173,11 +173,7 @@ pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal
 }
 
 fn stdlib_model() -> Model {
-    let read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-    let mut ws = flowc::workspace::load(&[], &read);
-    // Only the stdlib: a unit made of its files.
-    ws.units.push(flowc::workspace::Unit { root: ws.stdlib[0], files: ws.stdlib.clone() });
-    flowc::check::check(&ws, &ws.units[0], &[], &Default::default()).0
+    flowc::workspace::stdlib_model()
 }
 
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
@@ -363,14 +359,7 @@ struct TriggerLine {
 /// Reads and checks a whole --triggers file; every bad line is reported
 /// with its number and nothing is enrolled.
 fn read_triggers(file: &Path) -> Result<Vec<TriggerLine>, Fatal> {
-    let meta = std::fs::metadata(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
-    if !meta.is_file() {
-        return Err(Fatal(format!("`{}` is not a regular file", file.display())));
-    }
-    if meta.len() > MAX_TRIGGERS_BYTES {
-        return Err(Fatal(format!("`{}` is larger than {} MiB", file.display(), MAX_TRIGGERS_BYTES >> 20)));
-    }
-    let bytes = std::fs::read(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let bytes = flowc::files::read_regular(file, MAX_TRIGGERS_BYTES).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
     let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let (lines, errors) = parse_triggers(&text);
     if errors.is_empty() {

@@ -44,7 +44,7 @@ enum ClockArg {
 
 fn token(a: &ServeArgs) -> Result<String, Fatal> {
     let t = match &a.token_file {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| Fatal(format!("cannot read the token file `{}`: {e}", p.display())))?,
+        Some(p) => flowc::files::read_text(p).map_err(|e| Fatal(format!("cannot read the token file `{}`: {e}", p.display())))?,
         None => std::env::var("FLOWC_API_TOKEN").map_err(|_| Fatal("set FLOWC_API_TOKEN or pass --token-file: the API never runs without a token".into()))?,
     };
     let t = t.trim().to_string();

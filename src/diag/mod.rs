@@ -3,6 +3,7 @@
 //! Every layer reports through [`Diagnostic`]; only `diag::render` knows how
 //! they look to people (miette) and to machines (JSON, SARIF, GitHub).
 
+pub mod excerpt;
 pub mod render;
 
 use crate::source::{FileId, Span};

@@ -1,6 +1,7 @@
 //! Rendering diagnostics: miette's graphical report for people; JSON, SARIF
 //! 2.1.0 and GitHub workflow annotations for machines.
 
+use crate::diag::excerpt::{self, readable, Excerpt};
 use crate::diag::{Diagnostic, Severity};
 use crate::source::{SourceMap, SourceText, Span};
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
@@ -18,13 +19,15 @@ pub struct HumanOptions {
 /// The rustc-like report with the source snippet, one diagnostic after another.
 pub fn human(diags: &[Diagnostic], sources: &SourceMap, opts: HumanOptions) -> String {
     let theme = if opts.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(opts.width).with_links(false);
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(opts.width).with_links(false).with_context_lines(excerpt::CONTEXT_LINES);
     let mut out = String::new();
     for d in diags {
         let file = sources.get(d.file);
-        let shown = Shown { diag: d, source: Named { name: file.path.display().to_string(), text: &file.text } };
+        let spans: Vec<crate::source::Span> = std::iter::once(d.span).chain(d.related.iter().map(|(s, _)| *s)).collect();
+        let excerpt = Excerpt::new(file, &spans);
+        let shown = Shown { diag: d, file, source: Named { name: file.path.display().to_string(), excerpt } };
         if handler.render_report(&mut out, &shown).is_err() {
-            out.push_str(&format!("{}: {} [{}]\n", d.severity.as_str(), d.message, d.code));
+            out.push_str(&format!("{}: {} [{}]\n", d.severity.as_str(), readable(&d.message), d.code));
         }
         out.push('\n');
     }
@@ -46,14 +49,14 @@ pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
         .map(|d| {
             let file = sources.get(d.file);
             let span = |s: Span| json!({"start": file.line_col(s.start as usize), "end": file.line_col(s.end as usize)});
-            let related: Vec<Value> = d.related.iter().map(|(s, label)| json!({"span": span(*s), "label": label})).collect();
+            let related: Vec<Value> = d.related.iter().map(|(s, label)| json!({"span": span(*s), "label": readable(label)})).collect();
             json!({
                 "file": file.path.display().to_string(),
                 "severity": d.severity.as_str(),
                 "code": d.code.as_str(),
-                "message": d.message,
-                "label": d.label,
-                "help": d.help,
+                "message": readable(&d.message),
+                "label": d.label.as_deref().map(readable),
+                "help": d.help.as_deref().map(readable),
                 "span": span(d.span),
                 "related": related,
             })
@@ -83,9 +86,9 @@ pub fn sarif(diags: &[Diagnostic], sources: &SourceMap) -> Value {
         .map(|d| {
             let file = sources.get(d.file);
             let (start, end) = (file.line_col(d.span.start as usize), file.line_col(d.span.end as usize));
-            let mut text = d.message.clone();
+            let mut text = readable(&d.message).into_owned();
             if let Some(h) = &d.help {
-                text.push_str(&format!(" (help: {h})"));
+                text.push_str(&format!(" (help: {})", readable(h)));
             }
             let related: Vec<Value> = d
                 .related
@@ -95,7 +98,7 @@ pub fn sarif(diags: &[Diagnostic], sources: &SourceMap) -> Value {
                     let (start, end) = (file.line_col(s.start as usize), file.line_col(s.end as usize));
                     json!({
                         "id": i,
-                        "message": {"text": label},
+                        "message": {"text": readable(label)},
                         "physicalLocation": {
                             "artifactLocation": {"uri": uri(file)},
                             "region": {"startLine": start.line, "startColumn": start.column, "endLine": end.line, "endColumn": end.column},
@@ -142,9 +145,9 @@ pub fn github(diags: &[Diagnostic], sources: &SourceMap) -> String {
     for d in diags {
         let file = sources.get(d.file);
         let (start, end) = (file.line_col(d.span.start as usize), file.line_col(d.span.end as usize));
-        let mut message = d.message.clone();
+        let mut message = readable(&d.message).into_owned();
         if let Some(h) = &d.help {
-            message.push_str(&format!("\nhelp: {h}"));
+            message.push_str(&format!("\nhelp: {}", readable(h)));
         }
         out.push_str(&format!(
             "::{} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
@@ -169,21 +172,25 @@ fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-/// A source with a display name, borrowed so large files are never copied.
-struct Named<'a> {
+/// The excerpt of a file a report shows, under the file's name. Offsets
+/// are the excerpt's; line numbers and columns are the file's.
+struct Named {
     name: String,
-    text: &'a str,
+    excerpt: Excerpt,
 }
 
-impl SourceCode for Named<'_> {
+impl SourceCode for Named {
     fn read_span<'b>(&'b self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
-        let inner = self.text.read_span(span, before, after)?;
+        let inner = self.excerpt.text.as_str().read_span(span, before, after)?;
+        // miette counts columns in bytes of the excerpt; the header shows the
+        // file's column in scalar values, as the JSON output does.
+        let column = if before == 0 { self.excerpt.line_col(span.offset()).1 } else { 0 };
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
             *inner.span(),
-            inner.line(),
-            inner.column(),
+            inner.line() + self.excerpt.first_line,
+            column,
             inner.line_count(),
         )))
     }
@@ -191,28 +198,27 @@ impl SourceCode for Named<'_> {
 
 struct Shown<'a> {
     diag: &'a Diagnostic,
-    source: Named<'a>,
+    file: &'a SourceText,
+    source: Named,
 }
 
 impl std::fmt::Debug for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.diag.message)
+        f.write_str(&readable(&self.diag.message))
     }
 }
 impl std::fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.diag.message)
+        f.write_str(&readable(&self.diag.message))
     }
 }
 impl std::error::Error for Shown<'_> {}
 
 impl Shown<'_> {
-    /// miette misdraws labels past the end of the text, so clamp them to it.
-    fn clamp(&self, span: crate::source::Span) -> SourceSpan {
-        let len = self.source.text.len();
-        let start = crate::source::floor_char_boundary(self.source.text, (span.start as usize).min(len));
-        let end = crate::source::floor_char_boundary(self.source.text, (span.end as usize).clamp(start, len));
-        SourceSpan::new(start.into(), end - start)
+    /// A span of the file as a span of the excerpt.
+    fn place(&self, span: crate::source::Span) -> SourceSpan {
+        let r = self.source.excerpt.span(self.file, span);
+        SourceSpan::new(r.start.into(), r.end - r.start)
     }
 }
 
@@ -227,17 +233,15 @@ impl miette::Diagnostic for Shown<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.diag.help.as_ref().map(|h| Box::new(readable(h)) as Box<dyn std::fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(&self.source)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let primary = LabeledSpan::new_primary_with_span(
-            Some(self.diag.label.clone().unwrap_or_else(|| self.diag.message.clone())),
-            self.clamp(self.diag.span),
-        );
-        let related = self.diag.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(l.clone()), self.clamp(*s)));
+        let label = self.diag.label.as_deref().unwrap_or(&self.diag.message);
+        let primary = LabeledSpan::new_primary_with_span(Some(readable(label).into_owned()), self.place(self.diag.span));
+        let related = self.diag.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(readable(l).into_owned()), self.place(*s)));
         Some(Box::new(std::iter::once(primary).chain(related)))
     }
 }

@@ -4,14 +4,15 @@
 
 mod position;
 mod query;
+pub mod transport;
 
 use crate::check::{self, CheckOptions};
 use crate::diag::{Diagnostic as Diag, Severity};
 use crate::source::FileId;
 use crate::workspace::{self, Root, Workspace};
-use lsp_server::{Connection, ErrorCode, Message, Notification, Request, RequestId, Response};
-use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Notification as _, PublishDiagnostics};
-use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition, HoverRequest, References, Rename, Request as _};
+use lsp_server::{ErrorCode, Message, Notification, Request, RequestId, Response};
+use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Exit as ExitNotification, Notification as _, PublishDiagnostics};
+use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition, HoverRequest, Initialize, References, Rename, Request as _, Shutdown};
 use lsp_types::*;
 use position::Encoding;
 use std::collections::HashMap;
@@ -30,9 +31,21 @@ pub struct Analysis {
     pub file: FileId,
 }
 
-pub fn run() -> Result<(), String> {
-    let (conn, io) = Connection::stdio();
-    let (id, params) = conn.initialize_start().map_err(|e| e.to_string())?;
+/// How a session ended: the protocol asks for exit code 0 after a
+/// `shutdown` request, 1 when `exit` (or the end of input) comes without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    AfterShutdown,
+    WithoutShutdown,
+}
+
+pub fn run() -> Result<Exit, String> {
+    let io = transport::stdio();
+    let sent = |m: Message| io.outgoing.send(transport::Outgoing::Message(m)).map_err(|e| e.to_string());
+    let Some((id, params)) = initialize_request(&io)? else {
+        io.finish();
+        return Ok(Exit::WithoutShutdown);
+    };
     let init: InitializeParams = serde_json::from_value(params).unwrap_or_default();
     let offered = init.capabilities.general.as_ref().and_then(|g| g.position_encodings.clone()).unwrap_or_default();
     // UTF-16 unless the client offers another encoding (LSP 3.17).
@@ -58,55 +71,76 @@ pub fn run() -> Result<(), String> {
         ..Default::default()
     };
     let result = serde_json::json!({"capabilities": caps, "serverInfo": {"name": "flowc", "version": env!("CARGO_PKG_VERSION")}});
-    conn.initialize_finish(id, result).map_err(|e| e.to_string())?;
+    sent(Message::Response(Response::new_ok(id, result)))?;
     let mut server = Server { docs: HashMap::new(), encoding };
+    let mut shut_down = false;
     // Messages already received but not handled: lets a request see that an
     // edit of its document is waiting (ContentModified), and lets a burst of
     // edits publish diagnostics once, for the latest text.
     let mut queue: std::collections::VecDeque<Message> = std::collections::VecDeque::new();
     loop {
-        while let Ok(m) = conn.receiver.try_recv() {
+        while let Ok(m) = io.incoming.try_recv() {
             queue.push_back(m);
         }
         let msg = match queue.pop_front() {
             Some(m) => m,
-            None => match conn.receiver.recv() {
+            None => match io.incoming.recv() {
                 Ok(m) => m,
                 Err(_) => break,
             },
         };
-        while let Ok(m) = conn.receiver.try_recv() {
+        while let Ok(m) = io.incoming.try_recv() {
             queue.push_back(m);
         }
         match msg {
             Message::Request(req) => {
-                if conn.handle_shutdown(&req).map_err(|e| e.to_string())? {
-                    break;
-                }
                 let id = req.id.clone();
-                let resp = if edit_pending(&queue, document_of(&req.params).as_deref()) {
+                let resp = if shut_down {
+                    Response::new_err(id, ErrorCode::InvalidRequest as i32, "the server is shut down; only `exit` is expected".into())
+                } else if req.method == Shutdown::METHOD {
+                    shut_down = true;
+                    Response::new_ok(id, ())
+                } else if edit_pending(&queue, document_of(&req.params).as_deref()) {
                     Response::new_err(id, -32801, "the document changed; ask again".into())
                 } else {
                     guarded(id, || server.request(req))
                 };
-                conn.sender.send(Message::Response(resp)).map_err(|e| e.to_string())?;
+                sent(Message::Response(resp))?;
             }
+            Message::Notification(n) if n.method == ExitNotification::METHOD => break,
             Message::Notification(n) => {
                 let later_edit = n.method == DidChangeTextDocument::METHOD && edit_pending(&queue, document_of(&n.params).as_deref());
                 let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.notification(n))).unwrap_or_default();
                 // Debounce: a newer edit is already here, its diagnostics will follow.
                 if !later_edit {
                     for p in published {
-                        conn.sender.send(Message::Notification(p)).map_err(|e| e.to_string())?;
+                        sent(Message::Notification(p))?;
                     }
                 }
             }
             Message::Response(_) => {}
         }
     }
-    drop(conn);
-    io.join().map_err(|e| e.to_string())?;
-    Ok(())
+    io.finish();
+    Ok(if shut_down { Exit::AfterShutdown } else { Exit::WithoutShutdown })
+}
+
+/// Waits for `initialize`: other requests are answered "not initialized",
+/// notifications are dropped. `None` when `exit` or the end of input comes
+/// first.
+fn initialize_request(io: &transport::Stdio) -> Result<Option<(RequestId, serde_json::Value)>, String> {
+    while let Ok(msg) = io.incoming.recv() {
+        match msg {
+            Message::Request(req) if req.method == Initialize::METHOD => return Ok(Some((req.id, req.params))),
+            Message::Request(req) => {
+                let resp = Response::new_err(req.id, ErrorCode::ServerNotInitialized as i32, "the server is not initialized yet".into());
+                io.outgoing.send(transport::Outgoing::Message(Message::Response(resp))).map_err(|e| e.to_string())?;
+            }
+            Message::Notification(n) if n.method == ExitNotification::METHOD => return Ok(None),
+            Message::Notification(_) | Message::Response(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Runs one request handler; a bug in it (a panic) answers that request
@@ -127,8 +161,11 @@ fn edit_pending(queue: &std::collections::VecDeque<Message>, uri: Option<&str>) 
     queue.iter().any(|m| matches!(m, Message::Notification(n) if n.method == DidChangeTextDocument::METHOD && document_of(&n.params).as_deref() == Some(uri)))
 }
 
+/// The real path of a document: the key of the open buffers, the same path
+/// the loader asks the reader for, however the client spells the URI.
 fn path_of(uri: &Url) -> Option<PathBuf> {
-    uri.to_file_path().ok().map(|p| workspace::normalize(&p))
+    let p = uri.to_file_path().ok()?;
+    Some(workspace::real_path(&p).unwrap_or_else(|_| workspace::normalize(&p)))
 }
 
 fn params<P: serde::de::DeserializeOwned>(req: &Request) -> Result<P, Response> {
@@ -143,13 +180,19 @@ impl Server {
     /// Checks `path` with the open buffers standing in for files on disk.
     pub fn analyze(&self, path: &Path) -> Analysis {
         let docs = &self.docs;
-        let read = |p: &Path| match docs.get(&workspace::normalize(p)) {
+        let read = |p: &Path| match docs.get(p) {
             Some((_, text, _)) => Ok(text.clone().into_bytes()),
-            None => std::fs::read(p),
+            None => workspace::read_from_disk(p),
         };
-        let sandbox = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let ws = workspace::load(&[Root { path: path.to_path_buf(), sandbox }], &read);
-        let result = check::check_all(&ws, &[], &CheckOptions { now: Some(chrono::Utc::now()), ..CheckOptions::default() });
+        // The same root as `flowc check` finds for this file.
+        // A path that cannot be resolved at all has nothing to check.
+        let roots: Vec<Root> = Root::discover(path).into_iter().collect();
+        let ws = workspace::load(&roots, &read);
+        // The workspace's flowc.toml sets lint levels here as for `flowc
+        // check`; a broken one is reported by the commands, not in every hover.
+        let config = crate::config::load(path).unwrap_or_default();
+        let opts = CheckOptions { allow_draft: config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+        let result = check::check_all(&ws, &[], &opts);
         let file = ws.sources.find(path).unwrap_or_default();
         Analysis { ws, result, file }
     }
@@ -197,9 +240,9 @@ impl Server {
 
     fn to_lsp(&self, src: &crate::source::SourceText, d: &Diag) -> Diagnostic {
         let range = Range { start: position::to_position(src, d.span.start as usize, self.encoding), end: position::to_position(src, d.span.end as usize, self.encoding) };
-        let mut message = d.message.clone();
+        let mut message = crate::diag::excerpt::readable(&d.message).into_owned();
         if let Some(h) = &d.help {
-            message.push_str(&format!("\nhelp: {h}"));
+            message.push_str(&format!("\nhelp: {}", crate::diag::excerpt::readable(h)));
         }
         Diagnostic {
             range,

@@ -331,8 +331,7 @@ pub fn definition(a: &Analysis, off: usize) -> Option<(FileId, Span)> {
             Origin::Source(a.file, at?)
         }
         Ref::Import(p) => {
-            let path = crate::workspace::resolve_import(&a.ws.sources.get(a.file).path, p, std::path::Path::new("")).ok()?;
-            return a.ws.sources.find(&path).map(|f| (f, Span::default()));
+            return a.ws.imported(a.file, p).map(|f| (f, Span::default()));
         }
         Ref::Duration(_) => return None,
     };

@@ -119,6 +119,9 @@ fn cut_points(len: usize, starts: &[usize], n: usize) -> Vec<usize> {
 
 /// Parses the declarations that start in `[from, to)`.
 fn parse_range(text: &str, file: FileId, scanned: &scan::Scan, from: usize, to: usize, items: &mut Vec<ast::Item>, diags: &mut Vec<Diagnostic>) {
+    // A leading byte-order mark is skipped, not parsed: spans stay offsets
+    // into the text as read.
+    let from = from.max(crate::source::bom_len(text));
     let mut pos = skip_trivia(text, from, &scanned.comments);
     while pos < to {
         // Never let pest see past a place that nests too deep, nor into an
@@ -153,7 +156,7 @@ fn parse_range(text: &str, file: FileId, scanned: &scan::Scan, from: usize, to: 
                     scan::next_declaration(text, limit, true)
                 } else {
                     diags.push(wording::syntax_error(text, file, pos, at, &err));
-                    let same_line = text[pos..at.min(text.len())].find('\n').is_none();
+                    let same_line = text[pos..at.min(text.len())].find(['\n', '\r']).is_none();
                     scan::next_declaration(text, at, same_line)
                 };
                 match resume {

@@ -34,7 +34,8 @@ pub fn scan(text: &str) -> Scan {
     let bytes = text.as_bytes();
     let mut out = Scan::default();
     let mut depth = 0usize;
-    let mut i = 0;
+    // A byte-order mark is no part of the first line's text.
+    let mut i = crate::source::bom_len(text);
     let mut line_start = true;
     while i < bytes.len() {
         let b = bytes[i];
@@ -45,12 +46,13 @@ pub fn scan(text: &str) -> Scan {
             }
         }
         match b {
-            b'\n' => {
+            // `\r\n`, `\n` and a lone `\r` each end a line.
+            b'\n' | b'\r' => {
                 line_start = true;
                 i += 1;
             }
             b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                let end = memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |n| i + n);
+                let end = bytes[i..].iter().position(|b| matches!(b, b'\n' | b'\r')).map_or(bytes.len(), |n| i + n);
                 out.comments.push(Comment { span: Span::new(i, end), block: false });
                 i = end;
             }
@@ -71,7 +73,7 @@ pub fn scan(text: &str) -> Scan {
             b'"' => {
                 // Strings end at the closing quote or, unterminated, at the line's end.
                 i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n' | b'\r') {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
                 i += 1;
@@ -92,10 +94,6 @@ pub fn scan(text: &str) -> Scan {
         }
     }
     out
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == needle)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -119,13 +117,13 @@ pub fn starts_declaration(text: &str, offset: usize) -> bool {
 /// restarts after a syntax error. Returns the keyword's offset.
 pub fn next_declaration(text: &str, from: usize, skip_current: bool) -> Option<usize> {
     let from = crate::source::floor_char_boundary(text, from.min(text.len()));
-    let mut line_start = text[..from].rfind('\n').map_or(0, |n| n + 1);
+    let mut line_start = text[..from].rfind(['\n', '\r']).map_or(0, |n| n + 1);
     if skip_current {
-        line_start = text[from..].find('\n').map(|n| from + n + 1)?;
+        line_start = text[from..].find(['\n', '\r']).map(|n| from + n + 1)?;
     }
     let mut cursor = line_start;
     while cursor < text.len() {
-        let line_end = text[cursor..].find('\n').map_or(text.len(), |n| cursor + n);
+        let line_end = text[cursor..].find(['\n', '\r']).map_or(text.len(), |n| cursor + n);
         let indent = text[cursor..line_end].len() - text[cursor..line_end].trim_start().len();
         if starts_declaration(text, cursor + indent) {
             return Some(cursor + indent);

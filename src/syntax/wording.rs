@@ -210,7 +210,7 @@ fn unclosed_brace(text: &str, file: FileId, decl: usize, at: usize) -> Option<Di
 /// say what really happened.
 fn unterminated_string(text: &str, file: FileId, at: usize) -> Option<Diagnostic> {
     let rest = text[at..].strip_prefix('"')?;
-    let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    let line = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
     let mut escaped = false;
     for c in line.chars() {
         match c {

@@ -71,10 +71,8 @@ pub fn parse_file(rel: &Path) -> String {
 
 /// Loads and checks one root file (cwd = crate root, so paths are relative).
 pub fn check_file(rel: &Path, opts: &CheckOptions) -> (check::Analysis, workspace::Workspace) {
-    let sandbox = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = root();
-    let read = move |p: &Path| std::fs::read(base.join(p));
-    let ws = workspace::load(&[Root { path: rel.to_path_buf(), sandbox }], &read);
+    let root = Root::discover(rel).expect("a workspace root");
+    let ws = workspace::load(&[root], &workspace::read_from_disk);
     let analysis = check::check_all(&ws, &[], opts);
     (analysis, ws)
 }
@@ -95,9 +93,9 @@ pub fn check_folder(rel: &Path, opts: &CheckOptions) -> (check::Analysis, worksp
         .filter_map(|p| p.strip_prefix(&base).ok().map(Path::to_path_buf))
         .collect();
     files.sort();
-    let roots: Vec<Root> = files.into_iter().map(|path| Root { path, sandbox: rel.to_path_buf() }).collect();
-    let read = move |p: &Path| std::fs::read(base.join(p));
-    let ws = workspace::load(&roots, &read);
+    let workspace = workspace::WorkspaceRoot::discover(rel).expect("a workspace root");
+    let roots: Vec<Root> = files.into_iter().map(|path| Root { path, workspace: workspace.clone() }).collect();
+    let ws = workspace::load(&roots, &workspace::read_from_disk);
     let analysis = check::check_all(&ws, &[], opts);
     (analysis, ws)
 }
@@ -113,7 +111,8 @@ pub fn check_rendered(rel: &Path) -> String {
 pub fn check_source(text: &str) -> (check::Analysis, workspace::Workspace) {
     let text = text.to_string();
     let read = move |_: &Path| Ok(text.clone().into_bytes());
-    let ws = workspace::load(&[Root { path: PathBuf::from("input.flow"), sandbox: PathBuf::new() }], &read);
+    let root = Root::discover(Path::new("input.flow")).expect("a workspace root");
+    let ws = workspace::load(&[root], &read);
     let analysis = check::check_all(&ws, &[], &CheckOptions::default());
     (analysis, ws)
 }
