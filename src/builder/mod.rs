@@ -8,7 +8,7 @@
 mod read;
 
 use crate::syntax::ast::*;
-use crate::syntax::dump::duration;
+use crate::syntax::print::duration;
 use serde_json::{json, Map, Value};
 
 pub use read::{import, ImportError};
@@ -46,7 +46,7 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
 
 fn trigger(t: &TriggerKind) -> Value {
     match t {
-        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::fmt::date(at), "timezone": zone.value}),
+        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::syntax::print::date(at), "timezone": zone.value}),
         TriggerKind::Event { event, filter } => {
             let mut m = json!({"type": "EVENT", "event": event.text});
             if let Some(f) = filter {
@@ -152,8 +152,8 @@ pub fn expr(e: &Expr) -> Value {
         ExprKind::Number { value, .. } => json!({"number": value}),
         ExprKind::Str(s) => json!({"string": s}),
         ExprKind::Duration(d) => json!({"duration": duration(d)}),
-        ExprKind::Date(d) if d.time.is_some() => json!({"datetime": crate::fmt::date(d)}),
-        ExprKind::Date(d) => json!({"date": crate::fmt::date(d)}),
+        ExprKind::Date(d) if d.time.is_some() => json!({"datetime": crate::syntax::print::date(d)}),
+        ExprKind::Date(d) => json!({"date": crate::syntax::print::date(d)}),
         ExprKind::Now => json!({"now": true}),
         ExprKind::None => json!({"none": true}),
     }

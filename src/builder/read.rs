@@ -362,7 +362,7 @@ fn expr_at(v: &Value, path: &str, depth: usize) -> R<Expr> {
         "bool" => ExprKind::Bool(x.as_bool().map_or_else(|| err(&p, format!("expected a boolean, found {}", kind(x))), Ok)?),
         "number" => {
             let Some(n) = x.as_f64() else { return err(&p, format!("expected a number, found {}", kind(x))) };
-            ExprKind::Number { value: n, text: crate::fmt::number(n, "") }
+            ExprKind::Number { value: n, text: crate::syntax::print::number(n, "") }
         }
         "string" => ExprKind::Str(string(x, &p)?.to_string()),
         "duration" => ExprKind::Duration(duration(x, &p)?),

@@ -7,6 +7,7 @@ pub mod ast;
 mod build;
 pub mod dump;
 mod grammar;
+pub mod print;
 mod scan;
 mod wording;
 
