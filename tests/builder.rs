@@ -91,3 +91,103 @@ proptest! {
         prop_assert_eq!(export(&back), json);
     }
 }
+
+/// A document whose audience is `cond`.
+fn with_audience(cond: &serde_json::Value) -> String {
+    serde_json::json!({"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "audience": cond, "timeline": []}).to_string()
+}
+
+/// The audience of an imported document, as text and exported again.
+fn audience_trip(cond: &serde_json::Value) -> (String, serde_json::Value) {
+    let text = flowc::builder::import(&with_audience(cond)).unwrap_or_else(|e| panic!("{cond}: {e}"));
+    let line = text.lines().find_map(|l| l.trim().strip_prefix("audience ")).unwrap_or_else(|| panic!("no audience in\n{text}")).to_string();
+    (line, export(&text)["audience"].clone())
+}
+
+mod j {
+    use serde_json::{json, Value};
+    pub fn attr(n: &str) -> Value {
+        json!({"attribute": n})
+    }
+    pub fn cmp(op: &str, l: Value, r: Value) -> Value {
+        json!({"compare": {"op": op, "left": l, "right": r}})
+    }
+    pub fn s(v: &str) -> Value {
+        json!({"string": v})
+    }
+    pub fn n(v: f64) -> Value {
+        json!({"number": v})
+    }
+    pub fn or(v: &[Value]) -> Value {
+        json!({"or": v})
+    }
+    pub fn and(v: &[Value]) -> Value {
+        json!({"and": v})
+    }
+    pub fn not(v: Value) -> Value {
+        json!({"not": v})
+    }
+    pub fn has(set: Value, value: Value) -> Value {
+        json!({"has": {"set": set, "value": value}})
+    }
+    pub fn arith(first: Value, rest: &[(&str, Value)]) -> Value {
+        json!({"arith": {"first": first, "rest": rest.iter().map(|(op, v)| json!({"op": op, "value": v})).collect::<Vec<_>>()}})
+    }
+    pub fn happened(filter: &[Value]) -> Value {
+        json!({"happened": {"event": "order.completed", "within": null, "where": filter}})
+    }
+}
+
+/// Every shape issue 15 found changing a campaign (or not parsing) on import:
+/// each prints with the parentheses its meaning needs and exports back unchanged.
+#[test]
+fn import_keeps_the_meaning_of_every_condition() {
+    use j::*;
+    let fr = cmp("==", attr("country"), s("FR"));
+    let free = cmp("==", attr("plan"), attr("free"));
+    let cases = [
+        (not(or(&[fr.clone(), free.clone()])), r#"not (country == "FR" or plan == free)"#),
+        (not(and(&[attr("a"), attr("b")])), "not (a and b)"),
+        (and(&[or(&[attr("a"), attr("b")]), attr("x")]), "(a or b) and x"),
+        (and(&[attr("x"), or(&[attr("a"), attr("b")])]), "x and (a or b)"),
+        (cmp(">", arith(attr("x"), &[("-", arith(attr("y"), &[("+", attr("z"))]))]), n(1.0)), "x - (y + z) > 1"),
+        (cmp(">", arith(arith(attr("x"), &[("-", attr("y"))]), &[("+", attr("z"))]), n(1.0)), "(x - y) + z > 1"),
+        (has(or(&[attr("a"), attr("b")]), s("v")), r#"(a or b) has "v""#),
+        (has(attr("tags"), or(&[s("a"), s("b")])), r#"tags has ("a" or "b")"#),
+        (has(has(attr("a"), attr("b")), attr("c")), "(a has b) has c"),
+        (has(attr("a"), has(attr("b"), attr("c"))), "a has (b has c)"),
+        (happened(&[or(&[attr("a"), attr("b")])]), "happened order.completed where (a or b)"),
+        (and(&[happened(&[attr("a")]), attr("b")]), "(happened order.completed where a) and b"),
+        (or(&[happened(&[attr("a")]), attr("b")]), "happened order.completed where a or b"),
+        (cmp("==", cmp("==", n(1.0), n(1.0)), serde_json::json!({"bool": true})), "(1 == 1) == true"),
+        (serde_json::json!({"in": {"value": attr("x"), "list": [or(&[attr("a"), attr("b")])]}}), "x in [(a or b)]"),
+        (serde_json::json!({"in": {"value": attr("x"), "list": [arith(n(1.0), &[("+", n(2.0))])]}}), "x in [(1 + 2)]"),
+        (cmp("==", not(attr("x")), serde_json::json!({"bool": false})), "(not x) == false"),
+        (or(&[or(&[attr("a"), attr("b")]), attr("c")]), "(a or b) or c"),
+        (and(&[attr("a"), and(&[attr("b"), attr("c")])]), "a and (b and c)"),
+        (not(not(attr("a"))), "not not a"),
+        (serde_json::json!({"group": attr("a")}), "(a)"),
+    ];
+    let mut wrong = Vec::new();
+    for (cond, want) in &cases {
+        let (text, back) = audience_trip(cond);
+        if text != *want || back != *cond {
+            wrong.push(format!("{cond}\n  printed {text}\n  wanted  {want}\n  exported back {back}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Any condition JSON (from trees made directly) imports and exports back
+    /// unchanged.
+    #[test]
+    fn conditions_round_trip(e in gen::expr::tree()) {
+        let json = flowc::builder::expr(&e);
+        let (text, back) = audience_trip(&json);
+        prop_assert_eq!(back, json, "printed as `{}`", text);
+    }
+}
+
