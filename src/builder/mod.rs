@@ -5,13 +5,17 @@
 //! trip: builder node ids are step labels (structural ids, which contain
 //! `/`, stand for unlabelled steps), and conditions travel as structured JSON.
 
+mod cond;
+mod json;
 mod read;
+mod value;
 
 use crate::syntax::ast::*;
 use crate::syntax::print::{duration, Place, Slot};
 use serde_json::{json, Map, Value};
 
-pub use read::{import, ImportError};
+pub use read::import;
+pub use value::ImportError;
 
 pub const FORMAT: &str = "flowc-builder/1";
 
