@@ -44,6 +44,25 @@ fn every_comment_survives() {
     assert_eq!(words(&text, &before), words(&out, &after));
 }
 
+/// Issue 16: a comment inside the `else if` branch moved onto the `if` line.
+#[test]
+fn a_comment_stays_in_its_branch() {
+    let src = "template hello { channel email message marketing status published }\ncampaign c {\n  trigger manual\n  hello: send hello\n  if opened(hello) { tag add \"a\" } else if clicked(hello) { tag add \"b\" /* inline */ } else { end }\n}\n";
+    let out = fmt(src);
+    assert!(out.contains("  } else if clicked(hello) {\n    tag add \"b\"  /* inline */\n  } else {"), "{out}");
+    assert_eq!(comment_places(&out), comment_places(src));
+}
+
+/// A comment inside a block's header (before its `{`) ends the header's line.
+#[test]
+fn a_comment_in_a_header_ends_its_line() {
+    let src = "campaign c {\n  trigger manual\n  if a /* why */ { end } else /* other */ { tag add \"x\" }\n  ab_test t { variant a /* half */ 50% { end } variant b 50% { } }\n}\n";
+    let out = fmt(src);
+    let want = "  if a {  /* why */\n    end\n  } else {  /* other */\n    tag add \"x\"\n  }\n  ab_test t {\n    variant a 50% {  /* half */\n      end\n    }\n    variant b 50% { }\n  }\n";
+    assert!(out.contains(want), "{out}");
+    assert_eq!(fmt(&out), out);
+}
+
 /// Compiles the first campaign of a source (checked clean).
 fn program(text: &str) -> flowc::compile::program::Program {
     let (analysis, ws) = common::check_source(text);
@@ -53,8 +72,12 @@ fn program(text: &str) -> flowc::compile::program::Program {
     codec::without_positions(&flowc::compile::compile(model, c, ws.sources.get(c.file)))
 }
 
-/// Whitespace noise outside strings (generated sources have no spaces in
-/// strings), leaving the one space inside a datetime literal alone.
+/// Whitespace and comment noise outside strings (generated sources have no
+/// spaces in strings), leaving the one space inside a datetime literal alone.
+/// Line ends may become blank lines, a `// cN` comment, a plain space (so
+/// blocks and `else` branches end up on one line) or a `/* cN */` comment
+/// followed by a space (so a comment sits inside a one-line block, before
+/// its `}`). Each comment has its own number so the test can follow it.
 fn uglify(text: &str, noise: &[u8]) -> String {
     let mut out = String::new();
     let mut k = 0;
@@ -71,10 +94,12 @@ fn uglify(text: &str, noise: &[u8]) -> String {
         if !in_string && (ch == ' ' || ch == '\n') {
             let n = noise.get(k % noise.len().max(1)).copied().unwrap_or(0);
             k += 1;
-            match (ch, n % 4) {
+            match (ch, n % 6) {
                 (' ', 0) => out.push_str("   "),
                 ('\n', 1) => out.push_str("\n\n\n  "),
-                ('\n', 2) => out.push_str("   // noise\n"),
+                ('\n', 2) => out.push_str(&format!("   // c{k}\n")),
+                ('\n', 3) => out.push(' '),
+                ('\n', 4) => out.push_str(&format!(" /* c{k} */ ")),
                 _ => out.push(ch),
             }
             continue;
@@ -82,6 +107,37 @@ fn uglify(text: &str, noise: &[u8]) -> String {
         out.push(ch);
     }
     out
+}
+
+/// Where each comment is: its text with the number of `{` and `}` before it
+/// (outside strings and comments). Equal counts mean the comment is still
+/// in the same block, between the same two braces.
+fn comment_places(text: &str) -> Vec<(String, usize, usize)> {
+    let (tree, _) = flowc::syntax::parse(text, FileId(0));
+    let mut places = Vec::new();
+    let (mut opens, mut closes, mut at) = (0, 0, 0);
+    let mut count = |upto: usize, opens: &mut usize, closes: &mut usize, at: &mut usize| {
+        let mut in_string = false;
+        let mut chars = text[*at..upto].chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => in_string = !in_string,
+                '\\' if in_string => {
+                    chars.next();
+                }
+                '{' if !in_string => *opens += 1,
+                '}' if !in_string => *closes += 1,
+                _ => {}
+            }
+        }
+        *at = upto;
+    };
+    for c in &tree.comments {
+        count(c.span.start as usize, &mut opens, &mut closes, &mut at);
+        places.push((text[c.span.range()].trim_end().to_string(), opens, closes));
+        at = c.span.end as usize;
+    }
+    places
 }
 
 proptest! {
@@ -94,6 +150,8 @@ proptest! {
         let once = fmt(&ugly);
         prop_assert_eq!(&fmt(&once), &once);
         prop_assert_eq!(program(&once), program(&clean));
+        // Every comment stays in the block it was in.
+        prop_assert_eq!(comment_places(&once), comment_places(&ugly), "{}", ugly);
         // Spacing alone never changes the output.
         prop_assert_eq!(fmt(&clean), fmt(&uglify(&clean, &[0, 3])));
     }

@@ -118,12 +118,15 @@ impl Printer<'_> {
         }
     }
 
-    /// Comments on the same source line as the node just printed go after it.
+    /// Comments right after the node just printed, on its source line, go
+    /// after it. Only whitespace may stand between: a comment that follows a
+    /// later token of the line (a `}`, another branch) belongs to that token,
+    /// and printing it here would move it into another block.
     fn trailing(&mut self) {
         while let Some(c) = self.comments.get(self.next_comment) {
             let start = c.span.start as usize;
             let between = self.text.get(self.last_end.min(start)..start).unwrap_or("\n");
-            if start < self.last_end || between.contains('\n') {
+            if start < self.last_end || between.contains('\n') || !between.trim().is_empty() {
                 break;
             }
             let t = self.comment_text(c).to_string();
@@ -228,6 +231,18 @@ impl Printer<'_> {
         }
     }
 
+    /// The offset of the first `{` at or after `pos`, past whitespace and comments.
+    fn brace_after(&self, mut pos: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        while pos < bytes.len() && bytes[pos] != b'{' {
+            match self.comments.binary_search_by_key(&(pos as u32), |c| c.span.start) {
+                Ok(i) => pos = self.comments[i].span.end as usize,
+                Err(_) => pos += 1,
+            }
+        }
+        pos
+    }
+
     fn has_comments_within(&self, span: crate::source::Span) -> bool {
         self.comments.iter().any(|c| c.span.start >= span.start && c.span.end <= span.end)
     }
@@ -282,37 +297,32 @@ impl Printer<'_> {
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let head = if k == 0 { format!("{label}if {} ", expr(cond)) } else { format!("}} else if {} ", expr(cond)) };
+                    self.line(indent, &format!("{head}{{"));
+                    self.after_open(body.span.start as usize);
                     if self.block_open(body) {
-                        self.line(indent, &format!("{head}{{"));
-                        self.last_end = cond.span.end as usize;
-                        self.trailing_after_brace(body);
                         self.block(body, indent);
-                    } else {
-                        self.line(indent, &format!("{head}{{"));
                     }
                 }
                 if let Some(b) = &i.otherwise {
                     self.line(indent, "} else {");
-                    self.last_end = b.span.start as usize;
-                    self.trailing_after_brace(b);
+                    self.after_open(b.span.start as usize);
                     self.block(b, indent);
                 }
                 self.line(indent, "}");
             }
             StepKind::AbTest(t) => {
                 self.line(indent, &format!("{label}ab_test {} {{", t.name.text));
-                self.last_end = t.name.span.end as usize;
-                self.trailing();
+                self.after_open(self.brace_after(t.name.span.end as usize));
                 for v in &t.variants {
                     self.leading(v.span.start as usize, indent + 1);
                     let head = format!("variant {} {}%", v.name.text, percent(v.weight_bp));
-                    if let Some(one) = inline_step(&v.block, self) {
+                    let one = if self.has_comments_within(v.span) { None } else { inline_step(&v.block, self) };
+                    if let Some(one) = one {
                         // A variant of one simple step stays on one line, as the builder shows it.
                         self.line(indent + 1, &format!("{head} {{ {one} }}"));
-                    } else if self.block_open(&v.block) {
+                    } else if self.block_open(&v.block) || self.has_comments_within(v.span) {
                         self.line(indent + 1, &format!("{head} {{"));
-                        self.last_end = v.block.span.start as usize;
-                        self.trailing_after_brace(&v.block);
+                        self.after_open(v.block.span.start as usize);
                         self.block(&v.block, indent + 1);
                         self.line(indent + 1, "}");
                     } else {
@@ -329,9 +339,24 @@ impl Printer<'_> {
         self.trailing();
     }
 
-    /// A comment right after an opening `{` on the same line stays there.
-    fn trailing_after_brace(&mut self, b: &Block) {
-        self.last_end = b.span.start as usize + 1;
+    /// After a line that opens the block whose `{` is at `brace` (`if a {`,
+    /// `} else {`, `ab_test t {`, `variant v 50% {`): comments inside the header, before the `{`, and those right
+    /// after the `{` on its source line end that line.
+    fn after_open(&mut self, brace: usize) {
+        while let Some(c) = self.comments.get(self.next_comment) {
+            if c.span.start as usize >= brace {
+                break;
+            }
+            let t = self.comment_text(c).to_string();
+            if self.out.ends_with('\n') {
+                self.out.pop();
+            }
+            self.out.push_str("  ");
+            self.out.push_str(&t);
+            self.out.push('\n');
+            self.next_comment += 1;
+        }
+        self.last_end = brace + 1;
         self.trailing();
     }
 }
