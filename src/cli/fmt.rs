@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub struct FmtArgs {
     /// Files or folders (searched for *.flow); `-` reads stdin and writes stdout.
     paths: Vec<PathBuf>,
-    /// Change nothing; print a diff and exit 1 if a file is not formatted.
+    /// Change nothing; print a diff and exit 1 if a file is not formatted
+    /// (exit 2 if a file cannot be formatted).
     #[arg(long)]
     check: bool,
 }
@@ -44,7 +45,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             }
             Err(diags) => {
                 eprint!("{diags}");
-                Ok(Outcome::Findings)
+                Err(cannot_format(1))
             }
         };
     }
@@ -76,7 +77,16 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             }
         }
     }
-    Ok(if broken > 0 || (a.check && unformatted > 0) { Outcome::Findings } else { Outcome::Ok })
+    if broken > 0 {
+        return Err(cannot_format(broken));
+    }
+    Ok(if a.check && unformatted > 0 { Outcome::Findings } else { Outcome::Ok })
+}
+
+/// A file that cannot be formatted (syntax errors, not UTF-8) is a failure
+/// to run, exit 2, not a finding: `--check` exits 1 only for "needs formatting".
+fn cannot_format(files: usize) -> Fatal {
+    Fatal(format!("{files} file(s) could not be formatted"))
 }
 
 fn diff(name: &str, old: &str, new: &str) -> String {
