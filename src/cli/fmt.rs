@@ -35,7 +35,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 if a.check {
                     if out != text {
-                        print!("{}", diff("<stdin>", &text, &out));
+                        print!("{}", flowc::fmt::diff::unified("<stdin>", &text, &out));
                         return Ok(Outcome::Findings);
                     }
                     return Ok(Outcome::Ok);
@@ -65,7 +65,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 unformatted += 1;
                 if a.check {
-                    print!("{}", diff(&name, &text, &out));
+                    print!("{}", flowc::fmt::diff::unified(&name, &text, &out));
                 } else {
                     super::build::write_atomically(&r.path, out.as_bytes())?;
                     eprintln!("formatted {name}");
@@ -87,8 +87,4 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
 /// to run, exit 2, not a finding: `--check` exits 1 only for "needs formatting".
 fn cannot_format(files: usize) -> Fatal {
     Fatal(format!("{files} file(s) could not be formatted"))
-}
-
-fn diff(name: &str, old: &str, new: &str) -> String {
-    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(name, &format!("{name} (formatted)")).to_string()
 }

@@ -6,6 +6,8 @@
 //! source had blank lines. It reads only the tree and the text: never the
 //! checker's model, so it formats files that do not check.
 
+pub mod diff;
+
 use crate::syntax::ast::*;
 use crate::syntax::print::{date, duration, expr, string};
 
@@ -244,7 +246,9 @@ impl Printer<'_> {
     }
 
     fn has_comments_within(&self, span: crate::source::Span) -> bool {
-        self.comments.iter().any(|c| c.span.start >= span.start && c.span.end <= span.end)
+        // Comments are in source order: the first one starting inside is the one to test.
+        let first = self.comments.partition_point(|c| c.span.start < span.start);
+        self.comments.get(first).is_some_and(|c| c.span.end <= span.end)
     }
 
     /// A one-line member of a braced declaration, with its comments.
