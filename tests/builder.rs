@@ -167,6 +167,9 @@ fn import_keeps_the_meaning_of_every_condition() {
         (and(&[attr("a"), and(&[attr("b"), attr("c")])]), "a and (b and c)"),
         (not(not(attr("a"))), "not not a"),
         (serde_json::json!({"group": attr("a")}), "(a)"),
+        // A field named `happened` would start `happened EVENT` and take `and` as the event.
+        (and(&[attr("happened"), attr("b")]), "(happened) and b"),
+        (serde_json::json!({"group": attr("happened")}), "((happened))"),
     ];
     let mut wrong = Vec::new();
     for (cond, want) in &cases {

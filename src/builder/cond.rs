@@ -53,7 +53,13 @@ fn at_depth(v: &Value, path: &str, depth: usize) -> R<Expr> {
             }
         }
         "not" => ExprKind::Not(Box::new(at_depth(x, &p, depth + 1)?)),
-        "group" => ExprKind::Paren(Box::new(at_depth(x, &p, depth + 1)?)),
+        "group" => {
+            let inner = at_depth(x, &p, depth + 1)?;
+            // A bare `happened` name always prints in parentheses, which export
+            // leaves out; a group around it is one more pair.
+            let inner = if crate::syntax::print::bare_happened(&inner) { expr_of(ExprKind::Paren(Box::new(inner))) } else { inner };
+            ExprKind::Paren(Box::new(inner))
+        }
         "compare" => {
             let c = closed(x, &p, &["op", "left", "right"])?;
             let op = match string(field(c, "op", &p)?, &key_path(&p, "op"))? {

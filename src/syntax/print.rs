@@ -121,7 +121,7 @@ impl Place {
 
     /// Would `e`, printed here as it is, read back as something else?
     pub fn needs_parens(self, e: &Expr) -> bool {
-        level(e) < self.loosest || (self.follower == Follower::Operator && open_right(e))
+        level(e) < self.loosest || (self.follower == Follower::Operator && open_right(e)) || bare_happened(e)
     }
 
     /// The place of `e`'s own operands' parent: inside parentheses when `e`
@@ -158,6 +158,13 @@ impl Place {
         };
         Place { loosest, follower }
     }
+}
+
+/// `happened` is a name too, but bare it would start `happened EVENT` and
+/// take the next word (`and`, `or`, the next setting) as its event, so it
+/// is always printed in parentheses: the tree's own, or added.
+pub fn bare_happened(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Name(n) if n.text == "happened")
 }
 
 /// A `happened` with a `where` ends only where its comparisons end.
@@ -210,6 +217,8 @@ fn write(out: &mut String, e: &Expr, at: Place) {
                 write(out, x, at.child(Slot::Sum { last: i + 1 == rest.len() }));
             }
         }
+        // The tree's own parentheses are the ones a bare `happened` needs.
+        ExprKind::Paren(x) if bare_happened(x) => write(out, x, at),
         ExprKind::Paren(x) => {
             out.push('(');
             write(out, x, at.child(Slot::Group));

@@ -195,7 +195,7 @@ pub mod expr {
 
     pub fn leaf() -> impl Strategy<Value = Expr> {
         prop_oneof![
-            3 => select(vec!["plan", "score", "tags", "amount", "pro", "x_1"]).prop_map(|n| e(ExprKind::Name(name(n)))),
+            3 => select(vec!["plan", "score", "tags", "amount", "pro", "x_1", "happened"]).prop_map(|n| e(ExprKind::Name(name(n)))),
             1 => (select(vec!["opened", "consent", "in_segment"]), select(vec!["hello", "email", "vip"])).prop_map(|(f, a)| e(ExprKind::Call { func: name(f), arg: name(a) })),
             1 => any::<bool>().prop_map(|b| e(ExprKind::Bool(b))),
             2 => number().prop_map(|v| e(ExprKind::Number { value: v, text: v.to_string() })),
