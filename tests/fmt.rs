@@ -116,26 +116,23 @@ fn comment_places(text: &str) -> Vec<(String, usize, usize)> {
     let (tree, _) = flowc::syntax::parse(text, FileId(0));
     let mut places = Vec::new();
     let (mut opens, mut closes, mut at) = (0, 0, 0);
-    let mut count = |upto: usize, opens: &mut usize, closes: &mut usize, at: &mut usize| {
+    for comment in &tree.comments {
+        // Code between the previous comment and this one: count its braces.
         let mut in_string = false;
-        let mut chars = text[*at..upto].chars();
+        let mut chars = text[at..comment.span.start as usize].chars();
         while let Some(c) = chars.next() {
             match c {
                 '"' => in_string = !in_string,
                 '\\' if in_string => {
                     chars.next();
                 }
-                '{' if !in_string => *opens += 1,
-                '}' if !in_string => *closes += 1,
+                '{' if !in_string => opens += 1,
+                '}' if !in_string => closes += 1,
                 _ => {}
             }
         }
-        *at = upto;
-    };
-    for c in &tree.comments {
-        count(c.span.start as usize, &mut opens, &mut closes, &mut at);
-        places.push((text[c.span.range()].trim_end().to_string(), opens, closes));
-        at = c.span.end as usize;
+        places.push((text[comment.span.range()].trim_end().to_string(), opens, closes));
+        at = comment.span.end as usize;
     }
     places
 }
