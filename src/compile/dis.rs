@@ -27,7 +27,8 @@ pub fn listing(p: &Program) -> String {
     out
 }
 
-fn trigger(p: &Program) -> String {
+/// The trigger as the listing shows it (`event x where …`, `manual`).
+pub fn trigger(p: &Program) -> String {
     match &p.trigger {
         Trigger::Scheduled { at, zone } => format!("scheduled at {at} {}", print::string(zone)),
         Trigger::Event { event, props, filter: Some(f) } => format!("event {event} where {}", cond(p, f, props)),
@@ -71,12 +72,17 @@ pub fn duration(minutes: i64) -> String {
     print::duration(&duration_lit(minutes))
 }
 
-/// Minutes in weeks, days, hours and minutes (`90d` is `12w 6d`); `0m` for
-/// zero or less.
+/// A duration the way people write one: whole weeks as `2w`, anything else
+/// in days, hours and minutes (`90d`, `1d 12h`, `45m`); `0m` for zero or
+/// less. A program keeps only minutes, so `90d` must not come back as `12w 6d`.
 fn duration_lit(minutes: i64) -> ast::DurationLit {
+    let week = DurationUnit::Week.minutes() as i64;
+    if minutes > 0 && minutes % week == 0 {
+        return ast::DurationLit { parts: vec![((minutes / week) as u64, DurationUnit::Week)], span: Span::default() };
+    }
     let mut left = minutes;
     let mut parts = Vec::new();
-    for unit in [DurationUnit::Week, DurationUnit::Day, DurationUnit::Hour, DurationUnit::Minute] {
+    for unit in [DurationUnit::Day, DurationUnit::Hour, DurationUnit::Minute] {
         let size = unit.minutes() as i64;
         if left >= size {
             parts.push(((left / size) as u64, unit));
@@ -204,5 +210,17 @@ fn constant(c: &Const) -> Expr {
         Const::Duration(m) => node(ExprKind::Duration(duration_lit(*m))),
         Const::Enum(e) => node(ExprKind::Name(name(e))),
         Const::None => node(ExprKind::None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_print_as_people_write_them() {
+        for (minutes, text) in [(90 * 1440, "90d"), (30 * 1440, "30d"), (36 * 60, "1d 12h"), (14 * 1440, "2w"), (45, "45m"), (90, "1h 30m"), (0, "0m")] {
+            assert_eq!(duration(minutes), text, "{minutes} minutes");
+        }
     }
 }
