@@ -245,7 +245,7 @@ fn fmt_export_import_from_the_command_line() {
     assert_eq!(code(&flowc(&["fmt", "--check", "examples/"])), 0, "examples are formatted");
     let broken = dir.join("b.flow");
     std::fs::write(&broken, "campaign {").expect("write");
-    assert_eq!(code(&flowc(&["fmt", &broken.to_string_lossy()])), 1);
+    assert_eq!(code(&flowc(&["fmt", &broken.to_string_lossy()])), 2);
     assert_eq!(std::fs::read_to_string(&broken).expect("read"), "campaign {", "a file that does not parse is left alone");
 
     let json = dir.join("w.json");
@@ -258,6 +258,39 @@ fn fmt_export_import_from_the_command_line() {
     assert_eq!(code(&bad), 1);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("$.timeline[0].config.duration: expected a string, found a number"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Issue 16: `fmt --check` exits 1 for "needs formatting" and 2 for a file
+/// that cannot be formatted (a syntax error), also when both occur and on
+/// standard input.
+#[test]
+fn fmt_check_tells_unformatted_from_unparsable() {
+    let dir = TempDir::new("fmtcheck");
+    std::fs::write(dir.0.join("ugly.flow"), "campaign c{trigger manual}\n").expect("write");
+    std::fs::write(dir.0.join("broken.flow"), "campaign c { trigger }\n").expect("write");
+    let ugly = dir.path("ugly.flow");
+    let broken = dir.path("broken.flow");
+    assert_eq!(code(&flowc(&["fmt", "--check", &ugly])), 1);
+    let o = flowc(&["fmt", "--check", &broken]);
+    assert_eq!(code(&o), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("syntax") && err.contains("could not be formatted"), "{err}");
+    assert_eq!(code(&flowc(&["fmt", "--check", &ugly, &broken])), 2);
+    assert_eq!(code(&flowc(&["fmt", &broken])), 2);
+    let stdin = |text: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["fmt", "--check", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run flowc");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), text.as_bytes()).expect("write stdin");
+        code(&child.wait_with_output().expect("wait"))
+    };
+    assert_eq!(stdin("campaign c{trigger manual}\n"), 1);
+    assert_eq!(stdin("campaign c { trigger }\n"), 2);
+    assert_eq!(stdin("campaign c {\n  trigger manual\n}\n"), 0);
 }
 
 #[test]

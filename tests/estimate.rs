@@ -38,7 +38,7 @@ fn hostile(i: usize) -> String {
 }
 
 fn lit(s: &str) -> String {
-    flowc::fmt::string(s)
+    flowc::syntax::print::string(s)
 }
 
 fn atom() -> impl Strategy<Value = String> {

@@ -5,13 +5,17 @@
 //! trip: builder node ids are step labels (structural ids, which contain
 //! `/`, stand for unlabelled steps), and conditions travel as structured JSON.
 
+mod cond;
+mod json;
 mod read;
+mod value;
 
 use crate::syntax::ast::*;
-use crate::syntax::dump::duration;
+use crate::syntax::print::{duration, Place, Slot};
 use serde_json::{json, Map, Value};
 
-pub use read::{import, ImportError};
+pub use read::import;
+pub use value::ImportError;
 
 pub const FORMAT: &str = "flowc-builder/1";
 
@@ -46,7 +50,7 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
 
 fn trigger(t: &TriggerKind) -> Value {
     match t {
-        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::fmt::date(at), "timezone": zone.value}),
+        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::syntax::print::date(at), "timezone": zone.value}),
         TriggerKind::Event { event, filter } => {
             let mut m = json!({"type": "EVENT", "event": event.text});
             if let Some(f) = filter {
@@ -130,30 +134,44 @@ fn node(s: &Step, id: &str) -> Value {
 
 /// A condition or value as structured JSON: one key naming its kind.
 pub fn expr(e: &Expr) -> Value {
-    let list = |v: &[Expr]| Value::Array(v.iter().map(expr).collect());
+    expr_at(e, Place::TOP)
+}
+
+/// `e` printed at `at`. Parentheses the printer would add anyway are no
+/// `group`, so import then export gives back the same JSON; a `group` is a
+/// parenthesis the text has beyond those (kept for the trip back to text).
+fn expr_at(e: &Expr, at: Place) -> Value {
+    let at = at.inside(e);
+    let list = |v: &[Expr], slot: fn(bool) -> Slot| Value::Array(v.iter().enumerate().map(|(i, x)| expr_at(x, at.child(slot(i + 1 == v.len())))).collect());
+    let one = |x: &Expr, slot: Slot| expr_at(x, at.child(slot));
     match &e.kind {
-        ExprKind::Or(v) => json!({"or": list(v)}),
-        ExprKind::And(v) => json!({"and": list(v)}),
-        ExprKind::Not(x) => json!({"not": expr(x)}),
-        ExprKind::Paren(x) => json!({"group": expr(x)}),
-        ExprKind::Compare { op, lhs, rhs } => json!({"compare": {"op": op.as_str(), "left": expr(lhs), "right": expr(rhs)}}),
-        ExprKind::In { lhs, list: l } => json!({"in": {"value": expr(lhs), "list": list(l)}}),
-        ExprKind::Has { lhs, rhs } => json!({"has": {"set": expr(lhs), "value": expr(rhs)}}),
+        ExprKind::Or(v) => json!({"or": list(v, |last| Slot::Or { last })}),
+        ExprKind::And(v) => json!({"and": list(v, |last| Slot::And { last })}),
+        ExprKind::Not(x) => json!({"not": one(x, Slot::Not)}),
+        ExprKind::Paren(x) if at.needs_parens(x) => expr_at(x, at),
+        ExprKind::Paren(x) => json!({"group": one(x, Slot::Group)}),
+        ExprKind::Compare { op, lhs, rhs } => json!({"compare": {"op": op.as_str(), "left": one(lhs, Slot::CompareLeft), "right": one(rhs, Slot::CompareRight)}}),
+        ExprKind::In { lhs, list: l } => json!({"in": {"value": one(lhs, Slot::InValue), "list": list(l, |_| Slot::InItem)}}),
+        ExprKind::Has { lhs, rhs } => json!({"has": {"set": one(lhs, Slot::HasSet), "value": one(rhs, Slot::HasValue)}}),
         ExprKind::Arith { first, rest } => {
-            let rest: Vec<Value> = rest.iter().map(|(op, x)| json!({"op": if *op == ArithOp::Add { "+" } else { "-" }, "value": expr(x)})).collect();
-            json!({"arith": {"first": expr(first), "rest": rest}})
+            let terms: Vec<Value> = rest
+                .iter()
+                .enumerate()
+                .map(|(i, (op, x))| json!({"op": if *op == ArithOp::Add { "+" } else { "-" }, "value": one(x, Slot::Sum { last: i + 1 == rest.len() })}))
+                .collect();
+            json!({"arith": {"first": one(first, Slot::Sum { last: rest.is_empty() }), "rest": terms}})
         }
         ExprKind::Name(n) => json!({"attribute": n.text}),
         ExprKind::Call { func, arg } => json!({"predicate": {"name": func.text, "arg": arg.text}}),
         ExprKind::Happened { event, within, filter } => {
-            json!({"happened": {"event": event.text, "within": within.as_ref().map(duration), "where": list(filter)}})
+            json!({"happened": {"event": event.text, "within": within.as_ref().map(duration), "where": list(filter, |last| Slot::Where { last })}})
         }
         ExprKind::Bool(b) => json!({"bool": b}),
         ExprKind::Number { value, .. } => json!({"number": value}),
         ExprKind::Str(s) => json!({"string": s}),
         ExprKind::Duration(d) => json!({"duration": duration(d)}),
-        ExprKind::Date(d) if d.time.is_some() => json!({"datetime": crate::fmt::date(d)}),
-        ExprKind::Date(d) => json!({"date": crate::fmt::date(d)}),
+        ExprKind::Date(d) if d.time.is_some() => json!({"datetime": crate::syntax::print::date(d)}),
+        ExprKind::Date(d) => json!({"date": crate::syntax::print::date(d)}),
         ExprKind::Now => json!({"now": true}),
         ExprKind::None => json!({"none": true}),
     }

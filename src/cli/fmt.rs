@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub struct FmtArgs {
     /// Files or folders (searched for *.flow); `-` reads stdin and writes stdout.
     paths: Vec<PathBuf>,
-    /// Change nothing; print a diff and exit 1 if a file is not formatted.
+    /// Change nothing; print a diff and exit 1 if a file is not formatted
+    /// (exit 2 if a file cannot be formatted).
     #[arg(long)]
     check: bool,
 }
@@ -34,7 +35,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 if a.check {
                     if out != text {
-                        out!("{}", diff("<stdin>", &text, &out));
+                        out!("{}", flowc::fmt::diff::unified("<stdin>", &text, &out));
                         return Ok(Outcome::Findings);
                     }
                     return Ok(Outcome::Ok);
@@ -44,7 +45,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             }
             Err(diags) => {
                 err!("{diags}");
-                Ok(Outcome::Findings)
+                Err(cannot_format(1))
             }
         };
     }
@@ -64,7 +65,7 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             Ok(out) => {
                 unformatted += 1;
                 if a.check {
-                    out!("{}", diff(&name, &text, &out));
+                    out!("{}", flowc::fmt::diff::unified(&name, &text, &out));
                 } else {
                     super::build::write_atomically(&r.path, out.as_bytes())?;
                     errln!("formatted {name}");
@@ -76,9 +77,14 @@ pub fn run(a: FmtArgs) -> Result<Outcome, Fatal> {
             }
         }
     }
-    Ok(if broken > 0 || (a.check && unformatted > 0) { Outcome::Findings } else { Outcome::Ok })
+    if broken > 0 {
+        return Err(cannot_format(broken));
+    }
+    Ok(if a.check && unformatted > 0 { Outcome::Findings } else { Outcome::Ok })
 }
 
-fn diff(name: &str, old: &str, new: &str) -> String {
-    similar::TextDiff::from_lines(old, new).unified_diff().context_radius(3).header(name, &format!("{name} (formatted)")).to_string()
+/// A file that cannot be formatted (syntax errors, not UTF-8) is a failure
+/// to run, exit 2, not a finding: `--check` exits 1 only for "needs formatting".
+fn cannot_format(files: usize) -> Fatal {
+    Fatal(format!("{files} file(s) could not be formatted"))
 }

@@ -1,11 +1,14 @@
 //! `flowc dis`: a readable listing of a program.
 
 use super::program::*;
+use crate::source::Span;
+use crate::syntax::ast::{self, ArithOp, DurationUnit, Expr, ExprKind};
+use crate::syntax::print;
 use std::fmt::Write;
 
 pub fn listing(p: &Program) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "campaign {}{}", p.campaign, p.display_name.as_ref().map(|n| format!(" ({n:?})")).unwrap_or_default());
+    let _ = writeln!(out, "campaign {}{}", p.campaign, p.display_name.as_ref().map(|n| format!(" ({})", print::string(n))).unwrap_or_default());
     let _ = writeln!(out, "version  {}", p.version);
     let _ = writeln!(out, "trigger  {}", trigger(p));
     if let Some(a) = &p.audience {
@@ -27,7 +30,7 @@ pub fn listing(p: &Program) -> String {
 /// The trigger as the listing shows it (`event x where …`, `manual`).
 pub fn trigger(p: &Program) -> String {
     match &p.trigger {
-        Trigger::Scheduled { at, zone } => format!("scheduled at {at} {zone:?}"),
+        Trigger::Scheduled { at, zone } => format!("scheduled at {at} {}", print::string(zone)),
         Trigger::Event { event, props, filter: Some(f) } => format!("event {event} where {}", cond(p, f, props)),
         Trigger::Event { event, .. } => format!("event {event}"),
         Trigger::Manual => "manual".into(),
@@ -51,7 +54,7 @@ pub fn instruction(p: &Program, op: &Op) -> String {
             let vs: Vec<String> = variants.iter().map(|v| format!("{} {}%", v.name, percent(v.weight_bp))).collect();
             format!("SPLIT {name} [{}]", vs.join(", "))
         }
-        Op::Tag { add, tag, .. } => format!("TAG {} {tag:?}", if *add { "add" } else { "remove" }),
+        Op::Tag { add, tag, .. } => format!("TAG {} {}", if *add { "add" } else { "remove" }, print::string(tag)),
         Op::Jump { .. } => "JUMP".into(),
         Op::End => "END".into(),
     }
@@ -65,96 +68,148 @@ pub fn percent(bp: u32) -> String {
     }
 }
 
-/// A duration the way people write one: whole weeks as `2w`, anything else
-/// in days, hours and minutes (`90d`, `1d 12h`, `45m`). A program keeps only
-/// minutes, so `90d` must not come back as `12w 6d`.
 pub fn duration(minutes: i64) -> String {
-    const WEEK: i64 = 7 * 24 * 60;
-    if minutes > 0 && minutes % WEEK == 0 {
-        return format!("{}w", minutes / WEEK);
+    print::duration(&duration_lit(minutes))
+}
+
+/// A duration the way people write one: whole weeks as `2w`, anything else
+/// in days, hours and minutes (`90d`, `1d 12h`, `45m`); `0m` for zero or
+/// less. A program keeps only minutes, so `90d` must not come back as `12w 6d`.
+fn duration_lit(minutes: i64) -> ast::DurationLit {
+    let week = DurationUnit::Week.minutes() as i64;
+    if minutes > 0 && minutes % week == 0 {
+        return ast::DurationLit { parts: vec![((minutes / week) as u64, DurationUnit::Week)], span: Span::default() };
     }
     let mut left = minutes;
     let mut parts = Vec::new();
-    for (unit, size) in [("d", 24 * 60), ("h", 60), ("m", 1)] {
+    for unit in [DurationUnit::Day, DurationUnit::Hour, DurationUnit::Minute] {
+        let size = unit.minutes() as i64;
         if left >= size {
-            parts.push(format!("{}{unit}", left / size));
+            parts.push(((left / size) as u64, unit));
             left %= size;
         }
     }
     if parts.is_empty() {
-        "0m".into()
-    } else {
-        parts.join(" ")
+        parts.push((0, DurationUnit::Minute));
     }
+    ast::DurationLit { parts, span: Span::default() }
 }
 
-/// Renders a condition back to `.flow`-like text.
+/// Renders a condition back to `.flow` text: as a syntax tree, through the
+/// one expression printer, so the listing reads back with the meaning the
+/// program has (`(happened … where a) and b`, `x - (y + z)`).
 pub fn cond(p: &Program, c: &Cond, props: &[String]) -> String {
-    match c {
-        Cond::Const { value } => value.to_string(),
-        Cond::And { all } => all.iter().map(|x| group(p, x, props)).collect::<Vec<_>>().join(" and "),
-        Cond::Or { any } => any.iter().map(|x| group(p, x, props)).collect::<Vec<_>>().join(" or "),
-        Cond::Not { cond: x } => format!("not {}", group(p, x, props)),
-        Cond::Cmp { op, lhs, rhs } => format!("{} {} {}", operand(p, lhs, props), op.as_str(), operand(p, rhs, props)),
-        Cond::In { lhs, list } => format!("{} in [{}]", operand(p, lhs, props), list.iter().map(constant).collect::<Vec<_>>().join(", ")),
-        Cond::Has { set, elem } => format!("{} has {}", operand(p, set, props), operand(p, elem, props)),
-        Cond::Consent { channel } => format!("consent({channel})"),
-        Cond::Capable { channel } => format!("capable({channel})"),
-        Cond::Engaged { kind, step } => format!("{}({step})", kind.as_str()),
+    print::expr(&cond_tree(p, c, props))
+}
+
+fn node(kind: ExprKind) -> Expr {
+    Expr { kind, span: Span::default() }
+}
+
+fn name(text: &str) -> ast::Name {
+    ast::Name { text: text.to_string(), span: Span::default() }
+}
+
+fn cond_tree(p: &Program, c: &Cond, props: &[String]) -> Expr {
+    let all = |v: &[Cond], props: &[String]| v.iter().map(|x| cond_tree(p, x, props)).collect::<Vec<_>>();
+    node(match c {
+        Cond::Const { value } => ExprKind::Bool(*value),
+        Cond::And { all: v } if v.is_empty() => ExprKind::Bool(true),
+        Cond::Or { any } if any.is_empty() => ExprKind::Bool(false),
+        Cond::And { all: v } => ExprKind::And(all(v, props)),
+        Cond::Or { any } => ExprKind::Or(all(any, props)),
+        Cond::Not { cond: x } => ExprKind::Not(Box::new(cond_tree(p, x, props))),
+        Cond::Cmp { op, lhs, rhs } => ExprKind::Compare { op: cmp_op(*op), lhs: Box::new(operand(p, lhs, props)), rhs: Box::new(operand(p, rhs, props)) },
+        Cond::In { lhs, list } => ExprKind::In { lhs: Box::new(operand(p, lhs, props)), list: list.iter().map(constant).collect() },
+        Cond::Has { set, elem } => ExprKind::Has { lhs: Box::new(operand(p, set, props)), rhs: Box::new(operand(p, elem, props)) },
+        Cond::Consent { channel } => ExprKind::Call { func: name("consent"), arg: name(channel) },
+        Cond::Capable { channel } => ExprKind::Call { func: name("capable"), arg: name(channel) },
+        Cond::Engaged { kind, step } => ExprKind::Call { func: name(kind.as_str()), arg: name(&step.0) },
         Cond::Happened { event, within_minutes, props: hp, filter } => {
-            let mut s = format!("happened {event}");
-            if let Some(m) = within_minutes {
-                s.push_str(&format!(" within {}", duration(*m)));
-            }
-            if !filter.is_empty() {
-                s.push_str(&format!(" where {}", filter.iter().map(|f| cond(p, f, hp)).collect::<Vec<_>>().join(" and ")));
-            }
-            s
+            ExprKind::Happened { event: name(event), within: within_minutes.map(duration_lit), filter: all(filter, hp) }
         }
-        Cond::InSegment { segment } => format!("in_segment({})", p.segments.get(segment.0 as usize).map_or("?", |s| s.name.as_str())),
+        Cond::InSegment { segment } => ExprKind::Call { func: name("in_segment"), arg: name(p.segments.get(segment.0 as usize).map_or("?", |s| s.name.as_str())) },
+    })
+}
+
+fn cmp_op(op: CmpOpRepr) -> ast::CmpOp {
+    match op {
+        CmpOpRepr::Eq => ast::CmpOp::Eq,
+        CmpOpRepr::Ne => ast::CmpOp::Ne,
+        CmpOpRepr::Lt => ast::CmpOp::Lt,
+        CmpOpRepr::Le => ast::CmpOp::Le,
+        CmpOpRepr::Gt => ast::CmpOp::Gt,
+        CmpOpRepr::Ge => ast::CmpOp::Ge,
     }
 }
 
-fn group(p: &Program, c: &Cond, props: &[String]) -> String {
-    match c {
-        Cond::And { .. } | Cond::Or { .. } => format!("({})", cond(p, c, props)),
-        _ => cond(p, c, props),
+/// `base ± minutes`, or `base` alone for no offset.
+fn offset(base: Expr, minutes: i64) -> Expr {
+    if minutes == 0 {
+        return base;
+    }
+    let op = if minutes < 0 { ArithOp::Sub } else { ArithOp::Add };
+    let term = node(ExprKind::Duration(duration_lit(minutes.saturating_abs())));
+    sum(base, vec![(op, term)])
+}
+
+/// `first` followed by `rest`; a sum on the left continues (sums are
+/// left-associative), so `a + b + 1d` is one chain.
+fn sum(first: Expr, rest: Vec<(ArithOp, Expr)>) -> Expr {
+    match first.kind {
+        ExprKind::Arith { first, rest: mut before } => {
+            before.extend(rest);
+            node(ExprKind::Arith { first, rest: before })
+        }
+        kind => node(ExprKind::Arith { first: Box::new(node(kind)), rest }),
     }
 }
 
-fn operand(p: &Program, o: &Operand, props: &[String]) -> String {
+fn operand(p: &Program, o: &Operand, props: &[String]) -> Expr {
     match o {
-        Operand::Field { slot } => p.fields.get(slot.0 as usize).map_or("?".into(), |f| f.name.clone()),
-        Operand::Prop { index } => props.get(*index as usize).cloned().unwrap_or_else(|| "?".into()),
+        Operand::Field { slot } => node(ExprKind::Name(name(p.fields.get(slot.0 as usize).map_or("?", |f| f.name.as_str())))),
+        Operand::Prop { index } => node(ExprKind::Name(name(props.get(*index as usize).map_or("?", String::as_str)))),
         Operand::Const { value } => constant(value),
-        Operand::Now { offset_minutes: 0 } => "now".into(),
-        Operand::Now { offset_minutes } if *offset_minutes < 0 => format!("now - {}", duration(-offset_minutes)),
-        Operand::Now { offset_minutes } => format!("now + {}", duration(*offset_minutes)),
-        Operand::Offset { base, offset_minutes } if *offset_minutes < 0 => format!("{} - {}", operand(p, base, props), duration(-offset_minutes)),
-        Operand::Offset { base, offset_minutes } => format!("{} + {}", operand(p, base, props), duration(*offset_minutes)),
-        Operand::Sum { terms } => terms
-            .iter()
-            .enumerate()
-            .map(|(i, (plus, t))| match (i, plus) {
-                (0, _) => operand(p, t, props),
-                (_, true) => format!("+ {}", operand(p, t, props)),
-                (_, false) => format!("- {}", operand(p, t, props)),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
+        Operand::Now { offset_minutes } => offset(node(ExprKind::Now), *offset_minutes),
+        Operand::Offset { base, offset_minutes } => offset(operand(p, base, props), *offset_minutes),
+        Operand::Sum { terms } => {
+            let mut it = terms.iter();
+            let Some((plus, first)) = it.next() else { return node(ExprKind::Number { value: 0.0, text: "0".into() }) };
+            let rest: Vec<(ArithOp, Expr)> = it.map(|(plus, t)| (if *plus { ArithOp::Add } else { ArithOp::Sub }, operand(p, t, props))).collect();
+            // A first term taken away (only in a crafted program) reads as `0 - x`.
+            let (first, rest) = if *plus {
+                (operand(p, first, props), rest)
+            } else {
+                (node(ExprKind::Number { value: 0.0, text: "0".into() }), std::iter::once((ArithOp::Sub, operand(p, first, props))).chain(rest).collect())
+            };
+            if rest.is_empty() {
+                first
+            } else {
+                sum(first, rest)
+            }
+        }
     }
 }
 
-fn constant(c: &Const) -> String {
+/// A constant as a literal; a date or time outside chrono's range (only in a
+/// crafted program) prints as its number rather than panicking.
+fn constant(c: &Const) -> Expr {
+    let number = |n: i64| node(ExprKind::Number { value: n as f64, text: n.to_string() });
     match c {
-        Const::Bool(b) => b.to_string(),
-        Const::Number(n) => n.to_string(),
-        Const::Str(s) => format!("{s:?}"),
-        Const::Datetime(m) => chrono::DateTime::from_timestamp(m.saturating_mul(60), 0).map_or_else(|| m.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string()),
-        Const::Date(d) => chrono::NaiveDate::default().checked_add_signed(chrono::TimeDelta::days(*d)).map_or_else(|| d.to_string(), |d| d.to_string()),
-        Const::Duration(m) => duration(*m),
-        Const::Enum(e) => e.clone(),
-        Const::None => "none".into(),
+        Const::Bool(b) => node(ExprKind::Bool(*b)),
+        Const::Number(n) => node(ExprKind::Number { value: *n, text: n.to_string() }),
+        Const::Str(s) => node(ExprKind::Str(s.clone())),
+        Const::Datetime(m) => match m.checked_mul(60).and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)) {
+            Some(t) => node(ExprKind::Date(ast::DateLit { date: t.date_naive(), time: Some(t.time()), span: Span::default() })),
+            None => number(*m),
+        },
+        Const::Date(d) => match chrono::TimeDelta::try_days(*d).and_then(|days| chrono::NaiveDate::default().checked_add_signed(days)) {
+            Some(date) => node(ExprKind::Date(ast::DateLit { date, time: None, span: Span::default() })),
+            None => number(*d),
+        },
+        Const::Duration(m) => node(ExprKind::Duration(duration_lit(*m))),
+        Const::Enum(e) => node(ExprKind::Name(name(e))),
+        Const::None => node(ExprKind::None),
     }
 }
 

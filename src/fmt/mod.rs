@@ -6,8 +6,10 @@
 //! source had blank lines. It reads only the tree and the text: never the
 //! checker's model, so it formats files that do not check.
 
+pub mod diff;
+
 use crate::syntax::ast::*;
-use crate::syntax::dump::duration;
+use crate::syntax::print::{date, duration, expr, string};
 
 /// Formats a parsed file; `text` is the source the tree came from.
 pub fn format(file: &SourceFile, text: &str) -> String {
@@ -118,12 +120,15 @@ impl Printer<'_> {
         }
     }
 
-    /// Comments on the same source line as the node just printed go after it.
+    /// Comments right after the node just printed, on its source line, go
+    /// after it. Only whitespace may stand between: a comment that follows a
+    /// later token of the line (a `}`, another branch) belongs to that token,
+    /// and printing it here would move it into another block.
     fn trailing(&mut self) {
         while let Some(c) = self.comments.get(self.next_comment) {
             let start = c.span.start as usize;
             let between = self.text.get(self.last_end.min(start)..start).unwrap_or("\n");
-            if start < self.last_end || between.contains('\n') {
+            if start < self.last_end || between.contains('\n') || !between.trim().is_empty() {
                 break;
             }
             let t = self.comment_text(c).to_string();
@@ -228,8 +233,22 @@ impl Printer<'_> {
         }
     }
 
+    /// The offset of the first `{` at or after `pos`, past whitespace and comments.
+    fn brace_after(&self, mut pos: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        while pos < bytes.len() && bytes[pos] != b'{' {
+            match self.comments.binary_search_by_key(&(pos as u32), |c| c.span.start) {
+                Ok(i) => pos = self.comments[i].span.end as usize,
+                Err(_) => pos += 1,
+            }
+        }
+        pos
+    }
+
     fn has_comments_within(&self, span: crate::source::Span) -> bool {
-        self.comments.iter().any(|c| c.span.start >= span.start && c.span.end <= span.end)
+        // Comments are in source order: the first one starting inside is the one to test.
+        let first = self.comments.partition_point(|c| c.span.start < span.start);
+        self.comments.get(first).is_some_and(|c| c.span.end <= span.end)
     }
 
     /// A one-line member of a braced declaration, with its comments.
@@ -282,37 +301,32 @@ impl Printer<'_> {
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let head = if k == 0 { format!("{label}if {} ", expr(cond)) } else { format!("}} else if {} ", expr(cond)) };
+                    self.line(indent, &format!("{head}{{"));
+                    self.after_open(body.span.start as usize);
                     if self.block_open(body) {
-                        self.line(indent, &format!("{head}{{"));
-                        self.last_end = cond.span.end as usize;
-                        self.trailing_after_brace(body);
                         self.block(body, indent);
-                    } else {
-                        self.line(indent, &format!("{head}{{"));
                     }
                 }
                 if let Some(b) = &i.otherwise {
                     self.line(indent, "} else {");
-                    self.last_end = b.span.start as usize;
-                    self.trailing_after_brace(b);
+                    self.after_open(b.span.start as usize);
                     self.block(b, indent);
                 }
                 self.line(indent, "}");
             }
             StepKind::AbTest(t) => {
                 self.line(indent, &format!("{label}ab_test {} {{", t.name.text));
-                self.last_end = t.name.span.end as usize;
-                self.trailing();
+                self.after_open(self.brace_after(t.name.span.end as usize));
                 for v in &t.variants {
                     self.leading(v.span.start as usize, indent + 1);
                     let head = format!("variant {} {}%", v.name.text, percent(v.weight_bp));
-                    if let Some(one) = inline_step(&v.block, self) {
+                    let one = if self.has_comments_within(v.span) { None } else { inline_step(&v.block, self) };
+                    if let Some(one) = one {
                         // A variant of one simple step stays on one line, as the builder shows it.
                         self.line(indent + 1, &format!("{head} {{ {one} }}"));
-                    } else if self.block_open(&v.block) {
+                    } else if self.block_open(&v.block) || self.has_comments_within(v.span) {
                         self.line(indent + 1, &format!("{head} {{"));
-                        self.last_end = v.block.span.start as usize;
-                        self.trailing_after_brace(&v.block);
+                        self.after_open(v.block.span.start as usize);
                         self.block(&v.block, indent + 1);
                         self.line(indent + 1, "}");
                     } else {
@@ -329,9 +343,24 @@ impl Printer<'_> {
         self.trailing();
     }
 
-    /// A comment right after an opening `{` on the same line stays there.
-    fn trailing_after_brace(&mut self, b: &Block) {
-        self.last_end = b.span.start as usize + 1;
+    /// After a line that opens the block whose `{` is at `brace` (`if a {`,
+    /// `} else {`, `ab_test t {`, `variant v 50% {`): comments inside the header, before the `{`, and those right
+    /// after the `{` on its source line end that line.
+    fn after_open(&mut self, brace: usize) {
+        while let Some(c) = self.comments.get(self.next_comment) {
+            if c.span.start as usize >= brace {
+                break;
+            }
+            let t = self.comment_text(c).to_string();
+            if self.out.ends_with('\n') {
+                self.out.pop();
+            }
+            self.out.push_str("  ");
+            self.out.push_str(&t);
+            self.out.push('\n');
+            self.next_comment += 1;
+        }
+        self.last_end = brace + 1;
         self.trailing();
     }
 }
@@ -393,79 +422,4 @@ fn target(t: &SendTarget) -> String {
 
 pub fn percent(bp: u32) -> String {
     crate::compile::dis::percent(bp)
-}
-
-pub fn date(d: &DateLit) -> String {
-    match d.time {
-        Some(t) => format!("{} {}", d.date.format("%Y-%m-%d"), t.format("%H:%M")),
-        None => d.date.format("%Y-%m-%d").to_string(),
-    }
-}
-
-/// A string literal with the escapes the lexer reads back.
-pub fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// Canonical number text: `12`, `12.5`, `-3` (trailing zeros dropped).
-pub fn number(value: f64, text: &str) -> String {
-    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else if value.is_finite() {
-        format!("{value}")
-    } else {
-        text.to_string()
-    }
-}
-
-pub fn expr(e: &Expr) -> String {
-    match &e.kind {
-        ExprKind::Or(v) => v.iter().map(expr).collect::<Vec<_>>().join(" or "),
-        ExprKind::And(v) => v.iter().map(expr).collect::<Vec<_>>().join(" and "),
-        ExprKind::Not(x) => format!("not {}", expr(x)),
-        ExprKind::Compare { op, lhs, rhs } => format!("{} {} {}", expr(lhs), op.as_str(), expr(rhs)),
-        ExprKind::In { lhs, list } => format!("{} in [{}]", expr(lhs), list.iter().map(expr).collect::<Vec<_>>().join(", ")),
-        ExprKind::Has { lhs, rhs } => format!("{} has {}", expr(lhs), expr(rhs)),
-        ExprKind::Arith { first, rest } => {
-            let mut s = expr(first);
-            for (op, x) in rest {
-                s.push_str(if *op == ArithOp::Add { " + " } else { " - " });
-                s.push_str(&expr(x));
-            }
-            s
-        }
-        ExprKind::Paren(x) => format!("({})", expr(x)),
-        ExprKind::Name(n) => n.text.clone(),
-        ExprKind::Call { func, arg } => format!("{}({})", func.text, arg.text),
-        ExprKind::Happened { event, within, filter } => {
-            let mut s = format!("happened {}", event.text);
-            if let Some(d) = within {
-                s.push_str(&format!(" within {}", duration(d)));
-            }
-            if !filter.is_empty() {
-                s.push_str(&format!(" where {}", filter.iter().map(expr).collect::<Vec<_>>().join(" and ")));
-            }
-            s
-        }
-        ExprKind::Bool(b) => b.to_string(),
-        ExprKind::Number { value, text } => number(*value, text),
-        ExprKind::Str(s) => string(s),
-        ExprKind::Duration(d) => duration(d),
-        ExprKind::Date(d) => date(d),
-        ExprKind::Now => "now".into(),
-        ExprKind::None => "none".into(),
-    }
 }

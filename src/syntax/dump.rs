@@ -2,6 +2,7 @@
 //! `flowc parse`. Expressions print as S-expressions so precedence shows.
 
 use crate::syntax::ast::*;
+use crate::syntax::print::duration;
 use std::fmt::Write;
 
 pub fn dump(file: &SourceFile) -> String {
@@ -109,9 +110,6 @@ fn date(d: &DateLit) -> String {
     }
 }
 
-pub fn duration(d: &DurationLit) -> String {
-    d.parts.iter().map(|(n, u)| format!("{n}{}", u.suffix())).collect::<Vec<_>>().join(" ")
-}
 
 fn target(t: &SendTarget) -> String {
     match &t.channel {

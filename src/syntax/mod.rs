@@ -7,6 +7,7 @@ pub mod ast;
 mod build;
 pub mod dump;
 mod grammar;
+pub mod print;
 mod scan;
 mod wording;
 
@@ -28,6 +29,12 @@ pub const INLINE_DEPTH: usize = if cfg!(debug_assertions) { 4 } else { 12 };
 
 /// Files at least this large are parsed on several threads.
 const PARALLEL_THRESHOLD: usize = 512 * 1024;
+
+/// The deepest nesting of braces, brackets and parentheses in `text`
+/// (strings and comments aside): more than [`MAX_NESTING`] does not parse.
+pub fn nesting(text: &str) -> usize {
+    scan::scan(text).max_depth
+}
 
 /// Parses one file. A broken declaration yields one `syntax` diagnostic and
 /// parsing restarts at the next line that opens a declaration, so the rest of

@@ -155,3 +155,105 @@ impl Writer {
         false
     }
 }
+
+/// Expression trees made directly, not parsed from text: they include the
+/// shapes text never produces (an `or` straight under a `not`, a chain inside
+/// a chain of the same operator, a comparison inside a comparison), which is
+/// where a printer without parentheses goes wrong.
+pub mod expr {
+    use flowc::source::Span;
+    use flowc::syntax::ast::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    fn name(s: &str) -> Name {
+        Name { text: s.to_string(), span: Span::default() }
+    }
+
+    fn e(kind: ExprKind) -> Expr {
+        Expr { kind, span: Span::default() }
+    }
+
+    fn duration() -> impl Strategy<Value = DurationLit> {
+        let unit = select(vec![DurationUnit::Minute, DurationUnit::Hour, DurationUnit::Day, DurationUnit::Week]);
+        proptest::collection::vec((1u64..500, unit), 1..3).prop_map(|parts| DurationLit { parts, span: Span::default() })
+    }
+
+    fn date() -> impl Strategy<Value = DateLit> {
+        (1970i32..2100, 1u32..13, 1u32..29, proptest::option::of((0u32..24, 0u32..60))).prop_map(|(y, m, d, t)| DateLit {
+            date: chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid day"),
+            time: t.map(|(h, mi)| chrono::NaiveTime::from_hms_opt(h, mi, 0).expect("a valid time")),
+            span: Span::default(),
+        })
+    }
+
+    fn number() -> impl Strategy<Value = f64> {
+        prop_oneof![(-1000i64..1000).prop_map(|n| n as f64), -1e6f64..1e6, Just(1e20), Just(-0.5)]
+    }
+
+    fn event() -> impl Strategy<Value = Name> {
+        select(vec!["order.completed", "signup", "a.b.c"]).prop_map(name)
+    }
+
+    pub fn leaf() -> impl Strategy<Value = Expr> {
+        prop_oneof![
+            3 => select(vec!["plan", "score", "tags", "amount", "pro", "x_1", "happened"]).prop_map(|n| e(ExprKind::Name(name(n)))),
+            1 => (select(vec!["opened", "consent", "in_segment"]), select(vec!["hello", "email", "vip"])).prop_map(|(f, a)| e(ExprKind::Call { func: name(f), arg: name(a) })),
+            1 => any::<bool>().prop_map(|b| e(ExprKind::Bool(b))),
+            2 => number().prop_map(|v| e(ExprKind::Number { value: v, text: v.to_string() })),
+            // Any characters: quotes, backslashes, control characters, emoji.
+            1 => proptest::collection::vec(any::<char>(), 0..6).prop_map(|c| e(ExprKind::Str(c.into_iter().collect()))),
+            1 => duration().prop_map(|d| e(ExprKind::Duration(d))),
+            1 => date().prop_map(|d| e(ExprKind::Date(d))),
+            1 => Just(e(ExprKind::Now)),
+            1 => Just(e(ExprKind::None)),
+            1 => (event(), proptest::option::of(duration())).prop_map(|(event, within)| e(ExprKind::Happened { event, within, filter: Vec::new() })),
+        ]
+    }
+
+    /// Any expression tree of a few levels (every kind, in every position).
+    pub fn tree() -> impl Strategy<Value = Expr> {
+        leaf().prop_recursive(4, 40, 3, |inner| {
+            let cmp = select(vec![CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge]);
+            let arith = select(vec![ArithOp::Add, ArithOp::Sub]);
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::Or(v))),
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::And(v))),
+                inner.clone().prop_map(|x| e(ExprKind::Not(Box::new(x)))),
+                (cmp, inner.clone(), inner.clone()).prop_map(|(op, l, r)| e(ExprKind::Compare { op, lhs: Box::new(l), rhs: Box::new(r) })),
+                (inner.clone(), proptest::collection::vec(inner.clone(), 0..3)).prop_map(|(l, list)| e(ExprKind::In { lhs: Box::new(l), list })),
+                (inner.clone(), inner.clone()).prop_map(|(l, r)| e(ExprKind::Has { lhs: Box::new(l), rhs: Box::new(r) })),
+                (inner.clone(), proptest::collection::vec((arith, inner.clone()), 1..3)).prop_map(|(f, rest)| e(ExprKind::Arith { first: Box::new(f), rest })),
+                inner.clone().prop_map(|x| e(ExprKind::Paren(Box::new(x)))),
+                (event(), proptest::option::of(duration()), proptest::collection::vec(inner, 1..3))
+                    .prop_map(|(event, within, filter)| e(ExprKind::Happened { event, within, filter })),
+            ]
+        })
+    }
+
+    /// The tree without what printing may change: spans, the text of
+    /// numbers, and parentheses (the printer adds those the grammar needs).
+    pub fn normalize(x: &Expr) -> Expr {
+        let n = |v: &Name| name(&v.text);
+        let d = |v: &DurationLit| DurationLit { parts: v.parts.clone(), span: Span::default() };
+        let b = |v: &Expr| Box::new(normalize(v));
+        let all = |v: &[Expr]| v.iter().map(normalize).collect::<Vec<_>>();
+        e(match &x.kind {
+            ExprKind::Paren(inner) => return normalize(inner),
+            ExprKind::Or(v) => ExprKind::Or(all(v)),
+            ExprKind::And(v) => ExprKind::And(all(v)),
+            ExprKind::Not(v) => ExprKind::Not(b(v)),
+            ExprKind::Compare { op, lhs, rhs } => ExprKind::Compare { op: *op, lhs: b(lhs), rhs: b(rhs) },
+            ExprKind::In { lhs, list } => ExprKind::In { lhs: b(lhs), list: all(list) },
+            ExprKind::Has { lhs, rhs } => ExprKind::Has { lhs: b(lhs), rhs: b(rhs) },
+            ExprKind::Arith { first, rest } => ExprKind::Arith { first: b(first), rest: rest.iter().map(|(op, v)| (*op, normalize(v))).collect() },
+            ExprKind::Name(v) => ExprKind::Name(n(v)),
+            ExprKind::Call { func, arg } => ExprKind::Call { func: n(func), arg: n(arg) },
+            ExprKind::Happened { event, within, filter } => ExprKind::Happened { event: n(event), within: within.as_ref().map(d), filter: all(filter) },
+            ExprKind::Number { value, .. } => ExprKind::Number { value: *value, text: String::new() },
+            ExprKind::Duration(v) => ExprKind::Duration(d(v)),
+            ExprKind::Date(v) => ExprKind::Date(DateLit { date: v.date, time: v.time, span: Span::default() }),
+            other => other.clone(),
+        })
+    }
+}
