@@ -217,7 +217,8 @@ impl Walk<'_> {
             }
             ast::StepKind::Wait(d) => {
                 let minutes = d.minutes();
-                if minutes == 0 || minutes > MAX_WAIT_MINUTES {
+                // A duration out of range was reported by the parser.
+                if !d.out_of_range() && (minutes == 0 || minutes > MAX_WAIT_MINUTES) {
                     cx.report(
                         Diagnostic::new(Code::InvalidDuration, file, d.span, if minutes == 0 { "a wait must last longer than zero" } else { "a wait can last at most 365 days" })
                             .with_label(format!("{} minutes", minutes))
@@ -274,7 +275,9 @@ impl Walk<'_> {
                         cx.report(Diagnostic::new(Code::AbWeights, file, v.weight_span, format!("variant `{}` has weight 0", v.name.text)).with_label("never chosen").with_help("remove the variant, or give it a weight above 0%"));
                     }
                 }
-                if total != 10_000 && n > 0 {
+                // A weight above 100% was reported by the parser; the sum would only repeat it.
+                let reported = t.variants.iter().any(|v| v.weight_bp > crate::limits::MAX_WEIGHT_BP);
+                if total != 10_000 && n > 0 && !reported {
                     cx.report(
                         Diagnostic::new(Code::AbWeights, file, t.name.span, format!("the weights of `{}` sum to {}%, not 100%", t.name.text, fmt_bp(total)))
                             .with_label("weights must sum to exactly 100%")

@@ -289,8 +289,12 @@ impl<'a> Checker<'a> {
         let from_stdlib = self.ws.is_stdlib(file);
         for e in &p.entries {
             let key = (e.channel.text.clone(), e.message.text.clone());
-            let Some(micros) = money_micros(&e.amount.text) else {
-                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "price out of range").with_label("too large or too precise (at most 6 decimals)"));
+            if e.amount.text.split_once('.').is_some_and(|(_, frac)| frac.len() > 6) {
+                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "a price has at most 6 decimals").with_label("too precise").with_help("prices are kept in micro-euros"));
+                continue;
+            }
+            let Some(micros) = money_micros(&e.amount.text).filter(|m| crate::limits::price(*m)) else {
+                self.report(Diagnostic::new(Code::OutOfRange, file, e.amount.span, "price out of range").with_label("above 1000 EUR").with_help("one message costs at most 1000 EUR"));
                 continue;
             };
             if e.amount.currency.text != "EUR" {

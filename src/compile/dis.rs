@@ -120,9 +120,9 @@ fn operand(p: &Program, o: &Operand, props: &[String]) -> String {
         Operand::Prop { index } => props.get(*index as usize).cloned().unwrap_or_else(|| "?".into()),
         Operand::Const { value } => constant(value),
         Operand::Now { offset_minutes: 0 } => "now".into(),
-        Operand::Now { offset_minutes } if *offset_minutes < 0 => format!("now - {}", duration(-offset_minutes)),
+        Operand::Now { offset_minutes } if *offset_minutes < 0 => format!("now - {}", duration(offset_minutes.saturating_neg())),
         Operand::Now { offset_minutes } => format!("now + {}", duration(*offset_minutes)),
-        Operand::Offset { base, offset_minutes } if *offset_minutes < 0 => format!("{} - {}", operand(p, base, props), duration(-offset_minutes)),
+        Operand::Offset { base, offset_minutes } if *offset_minutes < 0 => format!("{} - {}", operand(p, base, props), duration(offset_minutes.saturating_neg())),
         Operand::Offset { base, offset_minutes } => format!("{} + {}", operand(p, base, props), duration(*offset_minutes)),
         Operand::Sum { terms } => terms
             .iter()
@@ -143,7 +143,8 @@ fn constant(c: &Const) -> String {
         Const::Number(n) => n.to_string(),
         Const::Str(s) => format!("{s:?}"),
         Const::Datetime(m) => chrono::DateTime::from_timestamp(m.saturating_mul(60), 0).map_or_else(|| m.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string()),
-        Const::Date(d) => chrono::NaiveDate::default().checked_add_signed(chrono::TimeDelta::days(*d)).map_or_else(|| d.to_string(), |d| d.to_string()),
+        // `validate` keeps dates in the calendar; a listing of anything else still shows the number.
+        Const::Date(d) => chrono::TimeDelta::try_days(*d).and_then(|t| chrono::NaiveDate::default().checked_add_signed(t)).map_or_else(|| d.to_string(), |d| d.to_string()),
         Const::Duration(m) => duration(*m),
         Const::Enum(e) => e.clone(),
         Const::None => "none".into(),
