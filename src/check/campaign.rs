@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 const MAX_WAIT_MINUTES: u64 = 365 * 24 * 60;
 
 pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option<Campaign> {
-    if cx.model.campaigns.iter().any(|m| m.name == c.name.text) {
-        let first = cx.model.campaigns.iter().find(|m| m.name == c.name.text).map(|m| Origin::Source(m.file, m.name_span));
-        cx.duplicate(file, c.name.span, "campaign", &c.name.text, first.unwrap_or(Origin::Registry));
+    if let Some(first) = cx.campaign_index.get(&c.name.text).map(|&i| &cx.model.campaigns[i]) {
+        let first = Origin::Source(first.file, first.name_span);
+        cx.duplicate(file, c.name.span, "campaign", &c.name.text, first);
         return None;
     }
     let mut display_name = None;

@@ -22,7 +22,7 @@ pub fn human(diags: &[Diagnostic], sources: &SourceMap, opts: HumanOptions) -> S
     let mut out = String::new();
     for d in diags {
         let file = sources.get(d.file);
-        let shown = Shown { diag: d, source: Named { name: file.path.display().to_string(), text: &file.text } };
+        let shown = Shown { diag: d, source: Named { name: file.path.display().to_string(), text: &file.text, file } };
         if handler.render_report(&mut out, &shown).is_err() {
             out.push_str(&format!("{}: {} [{}]\n", d.severity.as_str(), d.message, d.code));
         }
@@ -154,16 +154,27 @@ fn escape_property(s: &str) -> String {
 struct Named<'a> {
     name: String,
     text: &'a str,
+    /// The same text with its line index.
+    file: &'a SourceText,
 }
 
 impl SourceCode for Named<'_> {
     fn read_span<'b>(&'b self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
-        let inner = self.text.read_span(span, before, after)?;
+        // miette finds a span's lines by scanning from the start of the text,
+        // which makes rendering every diagnostic of a large file quadratic.
+        // Hand it only the lines around the span (found with the line index,
+        // one spare line either side) and shift its answer back.
+        let (start, end) = (span.offset(), span.offset() + span.len());
+        let first = self.file.line_of(start).saturating_sub(before + 1);
+        let last = self.file.line_of(end) + after + 2;
+        let (from, to) = (self.file.line_start(first), self.file.line_start(last));
+        let window = self.text.get(from..to).ok_or(MietteError::OutOfBounds)?;
+        let inner = window.read_span(&SourceSpan::new((start - from).into(), span.len()), before, after)?;
         Ok(Box::new(MietteSpanContents::new_named(
             self.name.clone(),
             inner.data(),
-            *inner.span(),
-            inner.line(),
+            SourceSpan::new((inner.span().offset() + from).into(), inner.span().len()),
+            inner.line() + first,
             inner.column(),
             inner.line_count(),
         )))
