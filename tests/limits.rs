@@ -125,3 +125,16 @@ fn constants_at_the_edge_compile_and_load() {
     let listing = compile::dis::listing(&p);
     assert!(listing.contains("9999-12-31 23:59") && listing.contains("0000-01-01"), "{listing}");
 }
+
+/// `compile --emit json` used to write `"number": null` for a 400-digit
+/// literal, a program that could not be loaded back. Now it refuses to compile.
+#[test]
+fn compile_refuses_a_number_out_of_range() {
+    let dir = common::TempDir::new("limits-compile");
+    let flow = dir.path("c.flow");
+    std::fs::write(&flow, campaign(&format!("audience score > {}", nines(400)), "")).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).args(["compile", "--emit", "json", &flow]).env("NO_COLOR", "1").output().expect("run flowc");
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out-of-range"), "{}", String::from_utf8_lossy(&out.stderr));
+}
