@@ -356,7 +356,6 @@ fn exercise(p: &flowc::compile::program::Program) {
         tags: vec!["x".into()],
         consent: vec!["email".into(), "sms".into()],
         capabilities: vec!["rcs".into()],
-        ..Default::default()
     };
     let event = facts::ContactEvent { name: "order.completed".into(), at: 29_000_000, props: serde_json::from_str(r#"{"amount": 60}"#).expect("props") };
     let account = step::Account { approved_channels: None };
