@@ -4,6 +4,7 @@
 //! `compile`d program → runtime. See ARCHITECTURE.md for the map.
 
 pub mod diag;
+pub mod limits;
 pub mod source;
 pub mod syntax;
 pub mod check;

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 const MAX_WAIT_MINUTES: u64 = 365 * 24 * 60;
 
 pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option<Campaign> {
-    if cx.model.campaigns.iter().any(|m| m.name == c.name.text) {
-        let first = cx.model.campaigns.iter().find(|m| m.name == c.name.text).map(|m| Origin::Source(m.file, m.name_span));
-        cx.duplicate(file, c.name.span, "campaign", &c.name.text, first.unwrap_or(Origin::Registry));
+    if let Some(first) = cx.campaign_index.get(&c.name.text).map(|&i| &cx.model.campaigns[i]) {
+        let first = Origin::Source(first.file, first.name_span);
+        cx.duplicate(file, c.name.span, "campaign", &c.name.text, first);
         return None;
     }
     let mut display_name = None;
@@ -233,7 +233,8 @@ impl Walk<'_> {
             }
             ast::StepKind::Wait(d) => {
                 let minutes = d.minutes();
-                if minutes == 0 || minutes > MAX_WAIT_MINUTES {
+                // A duration out of range was reported by the parser.
+                if !d.out_of_range() && (minutes == 0 || minutes > MAX_WAIT_MINUTES) {
                     cx.report(
                         Diagnostic::new(Code::InvalidDuration, file, d.span, if minutes == 0 { "a wait must last longer than zero" } else { "a wait can last at most 365 days" })
                             .with_label(format!("{} minutes", minutes))
@@ -287,7 +288,9 @@ impl Walk<'_> {
                         cx.report(Diagnostic::new(Code::AbWeights, file, v.weight_span, format!("variant `{}` has weight 0", v.name.text)).with_label("never chosen").with_help("remove the variant, or give it a weight above 0%"));
                     }
                 }
-                if total != 10_000 && n > 0 {
+                // A weight above 100% was reported by the parser; the sum would only repeat it.
+                let reported = t.variants.iter().any(|v| v.weight_bp > crate::limits::MAX_WEIGHT_BP);
+                if total != 10_000 && n > 0 && !reported {
                     cx.report(
                         Diagnostic::new(Code::AbWeights, file, t.name.span, format!("the weights of `{}` sum to {}%, not 100%", t.name.text, fmt_bp(total)))
                             .with_label("weights must sum to exactly 100%")

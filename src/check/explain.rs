@@ -79,6 +79,8 @@ pub fn explain(code: Code) -> (&'static str, &'static str, &'static str) {
             "trigger manual\ntrigger api", "trigger api"),
         UnknownFunction => ("The predicates are consent(CHANNEL), capable(CHANNEL), opened(STEP), clicked(STEP), delivered(STEP) and in_segment(SEGMENT).",
             "if opend(hello) { … }", "if opened(hello) { … }"),
+        OutOfRange => ("A constant, or arithmetic on constants, goes beyond what flowc represents: numbers are 64-bit floating point (about ±1.8e308), dates and datetimes lie in the years 0000 to 9999, a duration spans at most that whole calendar, a weight is at most 100% and a price at most 1000 EUR.",
+            "audience lifetime_value > 99999…(400 digits)\nwait 99999999999999999999w", "audience lifetime_value > 1000000\nwait 52w"),
     }
 }
 

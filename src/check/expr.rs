@@ -175,9 +175,12 @@ fn typed(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope, hint: Opt
         ExprKind::Call { func, arg } => call(cx, file, func, arg, scope, span),
         ExprKind::Happened { event, within, filter } => happened(cx, file, event, within.as_ref(), filter, span),
         ExprKind::Bool(b) => make(TKind::Const(Value::Bool(*b)), Type::Bool),
+        // A literal out of range was reported by the parser: say no more about it.
+        ExprKind::Number { value, .. } if !crate::limits::number(*value) => unknown(span),
         ExprKind::Number { value, .. } => make(TKind::Const(Value::Number(*value)), Type::Number),
         ExprKind::Str(s) => string_literal(cx, file, s, span, hint),
-        ExprKind::Duration(d) => make(TKind::Const(Value::Duration(d.minutes().min(i64::MAX as u64) as i64)), Type::Duration),
+        ExprKind::Duration(d) if d.out_of_range() => unknown(span),
+        ExprKind::Duration(d) => make(TKind::Const(Value::Duration(d.minutes() as i64)), Type::Duration),
         ExprKind::Date(d) => match d.time {
             Some(t) => {
                 let dt = d.date.and_time(t).and_utc().timestamp() / 60;
@@ -443,7 +446,65 @@ fn arith(cx: &mut Checker, file: FileId, first: &ast::Expr, rest: &[(ArithOp, as
         };
         parts.push((*op, t));
     }
-    TExpr { kind: TKind::Arith { first: Box::new(f), rest: parts }, ty: acc, span }
+    let e = TExpr { kind: TKind::Arith { first: Box::new(f), rest: parts }, ty: acc, span };
+    if let Some(why) = constant_out_of_range(&e) {
+        cx.report(
+            Diagnostic::new(Code::OutOfRange, file, span, "value out of range")
+                .with_label(why)
+                .with_help("numbers reach about ±1.8e308, datetimes the years 0000 to 9999, durations 10,000 years"),
+        );
+        return unknown(span);
+    }
+    e
+}
+
+/// What goes out of range when the constants of an arithmetic chain are
+/// combined: the number it computes, or the offset and datetime that
+/// `compile` folds its duration constants into (`now - 7d - 1d`,
+/// `2026-01-01 09:00 + 2d`). Mirrors the folding in `compile::lower`, so every
+/// constant a program stores is within `crate::limits`.
+fn constant_out_of_range(e: &TExpr) -> Option<&'static str> {
+    let TKind::Arith { first, rest } = &e.kind else { return None };
+    if e.ty == Type::Number {
+        let n = number_value(e)?;
+        return (!crate::limits::number(n)).then_some("this computes a number beyond about ±1.8e308");
+    }
+    if e.ty == Type::Unknown {
+        return None;
+    }
+    let mut offset: i128 = 0;
+    let mut all_durations = true;
+    for (op, x) in rest {
+        match x.kind {
+            TKind::Const(Value::Duration(m)) => offset += if *op == ArithOp::Add { i128::from(m) } else { -i128::from(m) },
+            _ => all_durations = false,
+        }
+    }
+    let fits = |v: i128, ok: fn(i64) -> bool| i64::try_from(v).is_ok_and(ok);
+    if !fits(offset, crate::limits::duration) {
+        return Some("these durations add up to more than 10,000 years");
+    }
+    if !all_durations {
+        return None;
+    }
+    match first.kind {
+        TKind::Const(Value::DateTime(m)) if !fits(i128::from(m) + offset, crate::limits::datetime) => Some("this falls outside the years 0000 to 9999"),
+        TKind::Const(Value::Date(d)) if !fits(i128::from(d) * 1440 + offset, crate::limits::datetime) => Some("this falls outside the years 0000 to 9999"),
+        TKind::Const(Value::Duration(m)) if !fits(i128::from(m) + offset, crate::limits::duration) => Some("these durations add up to more than 10,000 years"),
+        _ => None,
+    }
+}
+
+/// The value of an expression made only of number constants.
+fn number_value(e: &TExpr) -> Option<f64> {
+    match &e.kind {
+        TKind::Const(Value::Number(n)) => Some(*n),
+        TKind::Arith { first, rest } => rest.iter().try_fold(number_value(first)?, |acc, (op, x)| {
+            let x = number_value(x)?;
+            Some(if *op == ArithOp::Add { acc + x } else { acc - x })
+        }),
+        _ => None,
+    }
 }
 
 fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope: &Scope, span: Span) -> TExpr {
@@ -542,7 +603,7 @@ fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&a
         return unknown(span);
     }
     let within_minutes = within.map(|d| {
-        let m = d.minutes().min(i64::MAX as u64) as i64;
+        let m = d.minutes().min(crate::limits::MAX_DURATION as u64) as i64;
         if m == 0 {
             cx.report(Diagnostic::new(Code::InvalidDuration, file, d.span, "`within` needs a duration above zero").with_label("empty window"));
         }
@@ -550,7 +611,9 @@ fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&a
     });
     let scope = Scope { event: Some(&event.text), event_only: true, campaign: None, audience: false };
     let filter = filter.iter().map(|f| condition(cx, file, f, &scope)).collect();
-    TExpr { kind: TKind::Happened { event: event.text.clone(), within_minutes, filter }, ty: Type::Bool, span }
+    // A window out of range was reported by the parser.
+    let ty = if within.is_some_and(ast::DurationLit::out_of_range) { Type::Unknown } else { Type::Bool };
+    TExpr { kind: TKind::Happened { event: event.text.clone(), within_minutes, filter }, ty, span }
 }
 
 pub(crate) fn report_unknown_event(cx: &mut Checker, file: FileId, event: &ast::Name) {

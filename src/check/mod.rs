@@ -18,7 +18,7 @@ use crate::source::{FileId, Span};
 use crate::syntax::ast;
 use crate::workspace::{Unit, Workspace};
 use model::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Default)]
@@ -36,7 +36,18 @@ pub struct CheckOptions {
 /// Checks one unit. Diagnostics in files the unit imports are included; the
 /// caller deduplicates across units.
 pub fn check(ws: &Workspace, unit: &Unit, registry: &[registry::RegistryTemplate], opts: &CheckOptions) -> (Model, Vec<Diagnostic>) {
-    let mut cx = Checker { ws, opts, model: Model::default(), diags: Vec::new(), segment_asts: Vec::new(), campaign_asts: Vec::new(), template_spans: Vec::new(), segment_names: Default::default(), price_origins: BTreeMap::new() };
+    let mut cx = Checker {
+        ws,
+        opts,
+        model: Model::default(),
+        diags: Vec::new(),
+        segment_asts: Vec::new(),
+        campaign_asts: Vec::new(),
+        template_spans: Vec::new(),
+        segment_names: Default::default(),
+        price_origins: BTreeMap::new(),
+        campaign_index: HashMap::new(),
+    };
     for &file in &unit.files {
         for item in &ws.tree(file).items {
             cx.declare(file, item);
@@ -48,6 +59,7 @@ pub fn check(ws: &Workspace, unit: &Unit, registry: &[registry::RegistryTemplate
     let campaigns = std::mem::take(&mut cx.campaign_asts);
     for (file, c) in campaigns {
         if let Some(m) = campaign::check(&mut cx, file, c) {
+            cx.campaign_index.insert(m.name.clone(), cx.model.campaigns.len());
             cx.model.campaigns.push(m);
         }
     }
@@ -67,6 +79,9 @@ pub(crate) struct Checker<'a> {
     /// Every segment name, known before any segment body is checked.
     pub(crate) segment_names: std::collections::BTreeSet<String>,
     price_origins: BTreeMap<(String, String), (i64, FileId, Span)>,
+    /// Each checked campaign's index in `model.campaigns`, by name: a
+    /// duplicate is found without scanning them all.
+    pub(crate) campaign_index: HashMap<String, usize>,
 }
 
 impl<'a> Checker<'a> {
@@ -296,8 +311,12 @@ impl<'a> Checker<'a> {
         let from_stdlib = self.ws.is_stdlib(file);
         for e in &p.entries {
             let key = (e.channel.text.clone(), e.message.text.clone());
-            let Some(micros) = money_micros(&e.amount.text) else {
-                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "price out of range").with_label("too large or too precise (at most 6 decimals)"));
+            if e.amount.text.split_once('.').is_some_and(|(_, frac)| frac.len() > 6) {
+                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "a price has at most 6 decimals").with_label("too precise").with_help("prices are kept in micro-euros"));
+                continue;
+            }
+            let Some(micros) = money_micros(&e.amount.text).filter(|m| crate::limits::price(*m)) else {
+                self.report(Diagnostic::new(Code::OutOfRange, file, e.amount.span, "price out of range").with_label("above 1000 EUR").with_help("one message costs at most 1000 EUR"));
                 continue;
             };
             if e.amount.currency.text != "EUR" {
@@ -399,23 +418,34 @@ impl<'a> Checker<'a> {
             unique.push((file, s));
         }
         self.segment_names = declared.keys().cloned().collect();
-        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Segments by their place in `unique` (source order), and whom each uses.
+        let index: HashMap<&str, usize> = unique.iter().enumerate().map(|(i, (_, s))| (s.name.text.as_str(), i)).collect();
+        let mut uses: Vec<Vec<usize>> = Vec::with_capacity(unique.len());
         for (file, s) in &unique {
             let scope = expr::Scope::plain();
             let e = expr::condition(self, *file, &s.expr, &scope);
-            deps.insert(s.name.text.clone(), segment_refs(&e));
+            uses.push(segment_refs(&e).iter().filter_map(|n| index.get(n.as_str()).copied()).collect());
             let origin = Origin::Source(*file, s.name.span);
             self.model.segments.insert(s.name.text.clone(), Segment { name: s.name.text.clone(), expr: e, origin });
         }
-        // A segment that reaches itself would never finish evaluating.
-        for (file, s) in &unique {
-            if let Some(path) = cycle_from(&s.name.text, &deps) {
-                self.report(
-                    Diagnostic::new(Code::InvalidDeclaration, *file, s.name.span, format!("segment `{}` refers to itself: {}", s.name.text, path.join(" → ")))
-                        .with_label("cyclic segment")
-                        .with_help("break the cycle: a segment cannot contain itself"),
-                );
-                self.model.segments.remove(&s.name.text);
+        // A segment that reaches itself would never finish evaluating. Each
+        // cycle is reported once, at its first segment in source order.
+        for members in cycles(&uses) {
+            let first = members[0];
+            let path = cycle_path(first, &members, &uses);
+            let names = |ids: &[usize]| ids.iter().map(|&i| unique[i].1.name.text.clone()).collect::<Vec<_>>();
+            let (file, s) = unique[first];
+            let mut help = "break the cycle: a segment cannot contain itself".to_string();
+            if members.len() + 1 > path.len() {
+                help.push_str(&format!("; these segments all reach each other: {}", names(&members).join(", ")));
+            }
+            self.report(
+                Diagnostic::new(Code::InvalidDeclaration, file, s.name.span, format!("segment `{}` refers to itself: {}", s.name.text, names(&path).join(" → ")))
+                    .with_label("cyclic segment")
+                    .with_help(help),
+            );
+            for m in members {
+                self.model.segments.remove(&unique[m].1.name.text);
             }
         }
     }
@@ -439,25 +469,90 @@ fn segment_refs(e: &TExpr) -> Vec<String> {
     out
 }
 
-fn cycle_from(start: &str, deps: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
-    // Iterative DFS for a path from `start` back to itself.
-    let mut stack: Vec<(String, Vec<String>)> = vec![(start.to_string(), vec![start.to_string()])];
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some((node, path)) = stack.pop() {
-        for next in deps.get(&node).into_iter().flatten() {
-            if next == start {
-                let mut p = path.clone();
-                p.push(next.clone());
-                return Some(p);
+/// The cycles of the graph `uses` (node → nodes it uses): its strongly
+/// connected components with more than one node, or one node using itself,
+/// each sorted, in the order of their first node. Tarjan's algorithm, with an
+/// explicit stack so a chain of thousands of segments does not recurse.
+fn cycles(uses: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    const UNSEEN: usize = usize::MAX;
+    let n = uses.len();
+    let (mut order, mut low) = (vec![UNSEEN; n], vec![0; n]);
+    let mut on_stack = vec![false; n];
+    let (mut stack, mut next_order) = (Vec::new(), 0);
+    let mut out = Vec::new();
+    for root in 0..n {
+        if order[root] != UNSEEN {
+            continue;
+        }
+        // (node, how many of its edges are done)
+        let mut walk = vec![(root, 0usize)];
+        order[root] = next_order;
+        low[root] = next_order;
+        next_order += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut done)) = walk.last_mut() {
+            if let Some(&w) = uses[v].get(*done) {
+                *done += 1;
+                if order[w] == UNSEEN {
+                    order[w] = next_order;
+                    low[w] = next_order;
+                    next_order += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    walk.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(order[w]);
+                }
+                continue;
             }
-            if seen.insert(next.clone()) {
-                let mut p = path.clone();
-                p.push(next.clone());
-                stack.push((next.clone(), p));
+            walk.pop();
+            if let Some(&(parent, _)) = walk.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == order[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 || uses[v].contains(&v) {
+                    component.sort_unstable();
+                    out.push(component);
+                }
             }
         }
     }
-    None
+    out.sort_unstable_by_key(|c| c[0]);
+    out
+}
+
+/// A shortest path from `start` back to itself inside one cycle's members.
+fn cycle_path(start: usize, members: &[usize], uses: &[Vec<usize>]) -> Vec<usize> {
+    let inside: std::collections::HashSet<usize> = members.iter().copied().collect();
+    let mut came_from: HashMap<usize, usize> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(v) = queue.pop_front() {
+        for &w in &uses[v] {
+            if w == start {
+                let mut path = vec![v];
+                while let Some(&p) = path.last().and_then(|l| came_from.get(l)) {
+                    path.push(p);
+                }
+                path.reverse();
+                path.push(start);
+                return path;
+            }
+            if w != start && inside.contains(&w) && !came_from.contains_key(&w) {
+                came_from.insert(w, v);
+                queue.push_back(w);
+            }
+        }
+    }
+    vec![start, start]
 }
 
 pub(crate) fn join<'s>(names: impl Iterator<Item = &'s String>) -> String {
@@ -512,8 +607,15 @@ pub fn check_all(ws: &Workspace, registry: &[registry::RegistryTemplate], opts: 
 fn duplicate_campaigns(ws: &Workspace, models: &[(FileId, Model)], diags: &mut Vec<Diagnostic>) {
     let mut first: std::collections::HashMap<&str, (FileId, Span)> = std::collections::HashMap::new();
     for (root, model) in models {
+        // Where each campaign's name is written, found once per file.
+        let mut spans: std::collections::HashMap<&str, Span> = std::collections::HashMap::new();
+        for item in &ws.tree(*root).items {
+            if let crate::syntax::ast::Item::Campaign(c) = item {
+                spans.entry(c.name.text.as_str()).or_insert(c.name.span);
+            }
+        }
         for c in model.campaigns.iter().filter(|c| c.file == *root) {
-            let span = campaign_name_span(ws, c.file, &c.name).unwrap_or_default();
+            let span = spans.get(c.name.as_str()).copied().unwrap_or_default();
             match first.get(c.name.as_str()) {
                 Some(&(file, _)) if file == c.file => {}
                 Some(&(file, at)) => {
@@ -533,9 +635,3 @@ fn duplicate_campaigns(ws: &Workspace, models: &[(FileId, Model)], diags: &mut V
     }
 }
 
-fn campaign_name_span(ws: &Workspace, file: FileId, name: &str) -> Option<Span> {
-    ws.tree(file).items.iter().find_map(|i| match i {
-        crate::syntax::ast::Item::Campaign(c) if c.name.text == name => Some(c.name.span),
-        _ => None,
-    })
-}

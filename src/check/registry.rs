@@ -1,8 +1,11 @@
 //! The platform's template registry export (`--templates FILE.json`): an
-//! array of `{name, channel, message_type, status, version}` objects.
+//! array of `{name, channel, message_type, status, version}` objects. Each
+//! template is listed once, on a channel and message type the checked files
+//! know; every error names the entry (`$[2] (`promo`)`).
 
-use super::model::TemplateStatus;
+use super::model::{Channel, TemplateStatus};
 use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryTemplate {
@@ -19,14 +22,45 @@ pub fn parse(text: &str) -> Result<Vec<RegistryTemplate>, String> {
     let Value::Array(entries) = value else {
         return Err("expected a JSON array of templates at the top level".into());
     };
-    entries.iter().enumerate().map(|(i, e)| entry(i, e)).collect()
+    let parsed: Vec<RegistryTemplate> = entries.iter().enumerate().map(|(i, e)| entry(i, e)).collect::<Result<_, _>>()?;
+    // The same name twice is refused whatever the two say: which one the
+    // platform meant cannot be told from the export.
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(parsed.len());
+    for (i, t) in parsed.iter().enumerate() {
+        if let Some(j) = first.insert(&t.name, i) {
+            return Err(format!("{}: template `{}` is already listed at $[{j}]; each template appears once", label(i, &t.name), t.name));
+        }
+    }
+    Ok(parsed)
+}
+
+/// Checks each entry's channel and message type against the channels the
+/// checked files declare (the stdlib's and their own).
+pub fn check_channels(entries: &[RegistryTemplate], channels: &BTreeMap<String, Channel>) -> Result<(), String> {
+    for (i, t) in entries.iter().enumerate() {
+        let Some(ch) = channels.get(&t.channel) else {
+            let help = super::suggest::help(&t.channel, channels.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("channels are {}", super::join(channels.keys())));
+            return Err(format!("{}: unknown channel `{}`; {help}", label(i, &t.name), t.channel));
+        };
+        if !ch.messages.contains_key(&t.message_type) {
+            let help = super::suggest::help(&t.message_type, ch.messages.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("it has {}", super::join(ch.messages.keys())));
+            return Err(format!("{}: channel `{}` has no message type `{}`; {help}", label(i, &t.name), t.channel, t.message_type));
+        }
+    }
+    Ok(())
+}
+
+fn label(i: usize, name: &str) -> String {
+    format!("$[{i}] (`{name}`)")
 }
 
 fn entry(i: usize, e: &Value) -> Result<RegistryTemplate, String> {
     let Value::Object(obj) = e else {
         return Err(format!("$[{i}]: expected an object"));
     };
-    let label = obj.get("name").and_then(Value::as_str).map_or_else(|| format!("$[{i}]"), |n| format!("$[{i}] (`{n}`)"));
+    let label = obj.get("name").and_then(Value::as_str).map_or_else(|| format!("$[{i}]"), |n| label(i, n));
     let text = |field: &str| -> Result<String, String> {
         match obj.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
@@ -71,5 +105,12 @@ mod tests {
         let ok = parse(r#"[{"name":"a","channel":"email","message_type":"marketing","status":"PUBLISHED","version":3}]"#).unwrap();
         assert_eq!(ok[0].status, TemplateStatus::Published);
         assert_eq!(ok[0].version, 3);
+    }
+
+    #[test]
+    fn a_name_listed_twice_is_refused() {
+        let e = |channel: &str| format!(r#"{{"name":"a","channel":"{channel}","message_type":"marketing","status":"published"}}"#);
+        let err = parse(&format!("[{},{}]", e("email"), e("sms"))).unwrap_err();
+        assert_eq!(err, "$[1] (`a`): template `a` is already listed at $[0]; each template appears once");
     }
 }

@@ -63,6 +63,11 @@ pub fn load(paths: &[PathBuf], templates: Option<&Path>, opts: &CheckOptions) ->
         }
     }
     let analysis = check::check_all(&ws, &registry, opts);
+    if let Some(p) = templates {
+        // A channel any checked unit declares is known (all see the stdlib's).
+        let channels = analysis.models.iter().flat_map(|(_, m)| m.channels.iter()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        registry::check_channels(&registry, &channels).map_err(|e| Fatal(format!("template registry `{}`: {e}", p.display())))?;
+    }
     Ok(Inputs { ws, analysis })
 }
 

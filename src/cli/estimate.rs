@@ -97,7 +97,7 @@ fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::mod
     let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, &Schema::from_model(model));
     if let Some(e) = parsed.errors.first() {
-        return Err(Fatal(format!("{}: {e} ({} invalid row(s))", file.display(), parsed.errors.len())));
+        return Err(Fatal(format!("{}: {e} ({})", file.display(), super::run::invalid_summary(&parsed))));
     }
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(e.to_string()))
 }

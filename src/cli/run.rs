@@ -151,19 +151,41 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: b
     let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
     let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, schema);
+    // Errors come in file order, so each row's errors are listed together.
     for e in parsed.errors.iter().take(50) {
         errln!("{}: {e}", file.display());
     }
     if parsed.errors.len() > 50 {
         errln!("{}: … and {} more errors", file.display(), parsed.errors.len() - 50);
     }
-    if !parsed.errors.is_empty() && !skip_invalid {
-        errln!("error: {} invalid row(s) in `{}`; nothing imported (use --skip-invalid to import the rest)", parsed.errors.len(), file.display());
+    if parsed.file_error {
+        errln!("error: `{}` cannot be read as contacts; nothing imported", file.display());
+        return Ok(false);
+    }
+    let invalid = parsed.invalid_rows();
+    if invalid > 0 && !skip_invalid {
+        errln!("error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)", invalid_summary(&parsed), file.display());
         return Ok(false);
     }
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
-    errln!("imported {} contact(s) from `{}`{}", parsed.contacts.len(), file.display(), if parsed.errors.is_empty() { String::new() } else { format!(", skipped {} invalid", parsed.errors.len()) });
+    let skipped = if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
+    errln!("imported {} contact(s) from `{}`{skipped}", parsed.contacts.len(), file.display());
     Ok(true)
+}
+
+/// `2 of 3 rows are invalid (5 errors)`.
+pub fn invalid_summary(parsed: &contacts::Parsed) -> String {
+    let (invalid, errors) = (parsed.invalid_rows(), parsed.errors.len());
+    let verb = if invalid == 1 { "is" } else { "are" };
+    format!("{invalid} of {} row{} {verb} invalid ({errors} error{})", parsed.rows, plural(parsed.rows), plural(errors))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Keeps the declared contact fields and events in the database, where

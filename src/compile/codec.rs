@@ -5,6 +5,7 @@
 //! (u32 LE), payload (postcard), FNV-1a 64 checksum of the payload (u64 LE).
 
 use super::program::*;
+use crate::limits;
 use std::collections::HashSet;
 
 pub const MAGIC: &[u8; 8] = b"FLOWPROG";
@@ -117,7 +118,9 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
 
 /// Everything the runtime relies on: successors in range and forward (so
 /// every run terminates), well-formed splits, slots and indices in range,
-/// engagement predicates naming a send, and a version that matches.
+/// engagement predicates naming a send, every constant within
+/// `crate::limits` (so listing, drawing and running it cannot overflow), and
+/// a version that matches.
 pub fn validate(p: &Program) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::Invalid(m));
     if p.nodes.is_empty() {
@@ -142,6 +145,13 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
         }
         match &n.op {
             Op::Wait { minutes, .. } if !(1..=365 * 24 * 60).contains(minutes) => return bad(format!("instruction {i}: wait of {minutes} minutes")),
+            Op::Send { target, fallback, .. } => {
+                for t in std::iter::once(target).chain(fallback) {
+                    if !limits::price(t.price_micros) {
+                        return bad(format!("instruction {i}: price of {} micro-euros is out of range", t.price_micros));
+                    }
+                }
+            }
             Op::Split { variants, .. } => {
                 let sum: u64 = variants.iter().map(|v| u64::from(v.weight_bp)).sum();
                 if !(2..=4).contains(&variants.len()) || sum != 10_000 || variants.iter().any(|v| v.weight_bp == 0) {
@@ -157,6 +167,9 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
     }
     if let Trigger::Event { props, filter: Some(f), .. } = &p.trigger {
         check_cond(p, f, Some(props.len()), &sends, p.segments.len())?;
+    }
+    if let Trigger::Scheduled { at, zone } = &p.trigger {
+        check_schedule(at, zone)?;
     }
     for (i, s) in p.segments.iter().enumerate() {
         // A segment may only use segments before it: no cycles.
@@ -179,13 +192,17 @@ fn check_cond(p: &Program, c: &Cond, props: Option<usize>, sends: &HashSet<&str>
             check_operand(p, lhs, props)?;
             check_operand(p, rhs, props)
         }
-        Cond::In { lhs, .. } => check_operand(p, lhs, props),
+        Cond::In { lhs, list } => {
+            check_operand(p, lhs, props)?;
+            list.iter().try_for_each(check_const)
+        }
         Cond::Has { set, elem } => {
             check_operand(p, set, props)?;
             check_operand(p, elem, props)
         }
         Cond::Engaged { step, .. } if !sends.contains(step.0.as_str()) => bad(format!("engagement predicate names `{step}`, which is not a send")),
         Cond::Engaged { .. } => Ok(()),
+        Cond::Happened { within_minutes: Some(w), .. } if !(1..=limits::MAX_DURATION).contains(w) => bad(format!("`happened` window of {w} minutes is out of range")),
         Cond::Happened { props: hp, filter, .. } => filter.iter().try_for_each(|x| check_cond(p, x, Some(hp.len()), sends, segments)),
         Cond::InSegment { segment } if segment.0 as usize >= segments => bad(format!("segment index {} out of range", segment.0)),
         Cond::InSegment { .. } => Ok(()),
@@ -196,8 +213,46 @@ fn check_operand(p: &Program, o: &Operand, props: Option<usize>) -> Result<(), L
     match o {
         Operand::Field { slot } if slot.0 as usize >= p.fields.len() => Err(LoadError::Invalid(format!("field slot {} out of range", slot.0))),
         Operand::Prop { index } if props.is_none_or(|n| *index as usize >= n) => Err(LoadError::Invalid(format!("event property {index} out of range"))),
+        Operand::Now { offset_minutes } | Operand::Offset { offset_minutes, .. } if !limits::duration(*offset_minutes) => {
+            Err(LoadError::Invalid(format!("time offset of {offset_minutes} minutes is out of range")))
+        }
         Operand::Offset { base, .. } => check_operand(p, base, props),
         Operand::Sum { terms } => terms.iter().try_for_each(|(_, t)| check_operand(p, t, props)),
-        _ => Ok(()),
+        Operand::Const { value } => check_const(value),
+        Operand::Field { .. } | Operand::Prop { .. } | Operand::Now { .. } => Ok(()),
     }
+}
+
+fn check_const(c: &Const) -> Result<(), LoadError> {
+    let ok = match c {
+        Const::Number(n) => limits::number(*n),
+        Const::Datetime(m) => limits::datetime(*m),
+        Const::Date(d) => limits::date(*d),
+        Const::Duration(m) => limits::duration(*m),
+        Const::Bool(_) | Const::Str(_) | Const::Enum(_) | Const::None => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    // JSON has no infinity: say what the constant is rather than `null`.
+    let shown = match c {
+        Const::Number(n) => n.to_string(),
+        other => format!("{other:?}"),
+    };
+    Err(LoadError::Invalid(format!("constant {shown} is out of range")))
+}
+
+/// A scheduled trigger's wall time in the calendar's years and a zone the tz
+/// database knows: what the runtime needs to find the instant.
+fn check_schedule(at: &str, zone: &str) -> Result<(), LoadError> {
+    use chrono::Datelike;
+    let bad = |m: String| Err(LoadError::Invalid(m));
+    match chrono::NaiveDateTime::parse_from_str(at, SCHEDULE_FORMAT) {
+        Ok(t) if (0..=9999).contains(&t.year()) => {}
+        _ => return bad(format!("scheduled trigger at `{at}`: expected a time like 2026-12-01T09:00 in the years 0000 to 9999")),
+    }
+    if zone.parse::<chrono_tz::Tz>().is_err() {
+        return bad(format!("scheduled trigger in unknown time zone `{zone}`"));
+    }
+    Ok(())
 }

@@ -44,7 +44,7 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         segment_idx: HashMap::new(),
     };
     let trigger = match &campaign.trigger {
-        model::Trigger::Scheduled { at, zone } => Trigger::Scheduled { at: at.format("%Y-%m-%dT%H:%M").to_string(), zone: zone.clone() },
+        model::Trigger::Scheduled { at, zone } => Trigger::Scheduled { at: at.format(SCHEDULE_FORMAT).to_string(), zone: zone.clone() },
         model::Trigger::Event { event, filter } => {
             let props = cx.props_of(event);
             let filter = filter.as_ref().map(|f| cx.cond(f, &props));

@@ -121,6 +121,9 @@ pub struct SegmentDef {
     pub cond: Cond,
 }
 
+/// How `Trigger::Scheduled` writes its local wall time (`2026-12-01T09:00`).
+pub const SCHEDULE_FORMAT: &str = "%Y-%m-%dT%H:%M";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {

@@ -69,6 +69,7 @@ codes! {
     ImportError = "import-error", Error, "an import that cannot be read, or that forms a cycle";
     UnknownFunction = "unknown-function", Error, "a predicate call that is not one of consent, capable, opened, clicked, delivered, in_segment";
     DuplicateSetting = "duplicate-setting", Error, "a campaign setting (`name`, `trigger`, `audience`) given twice";
+    OutOfRange = "out-of-range", Error, "a number, duration, date, weight or price beyond what flowc can represent";
 }
 
 impl std::fmt::Display for Code {

@@ -23,15 +23,36 @@ pub fn human(diags: &[Diagnostic], sources: &SourceMap, opts: HumanOptions) -> S
     let mut out = String::new();
     for d in diags {
         let file = sources.get(d.file);
-        let spans: Vec<crate::source::Span> = std::iter::once(d.span).chain(d.related.iter().map(|(s, _)| *s)).collect();
+        let (near, far) = nearby(d, file);
+        let spans: Vec<crate::source::Span> = std::iter::once(d.span).chain(near.related.iter().map(|(s, _)| *s)).collect();
         let excerpt = Excerpt::new(file, &spans);
-        let shown = Shown { diag: d, file, source: Named { name: file.path.display().to_string(), excerpt } };
+        let shown = Shown { diag: &near, file, source: Named { name: file.path.display().to_string(), excerpt } };
         if handler.render_report(&mut out, &shown).is_err() {
             out.push_str(&format!("{}: {} [{}]\n", d.severity.as_str(), readable(&d.message), d.code));
+        }
+        for (span, label) in far {
+            let at = file.line_col(span.start as usize);
+            out.push_str(&format!("  note: {} (line {}, column {})\n", readable(&label), at.line, at.column));
         }
         out.push('\n');
     }
     out
+}
+
+/// Related spans more lines than this away from the primary one are named
+/// in a note rather than drawn: one snippet spanning the lines between
+/// would make a report as long as the file (and rendering every duplicate
+/// of a 10,000-campaign file quadratic).
+const FAR_LINES: usize = 12;
+
+/// The diagnostic with only its nearby related spans, and the far ones.
+fn nearby(d: &Diagnostic, file: &SourceText) -> (Diagnostic, Vec<(Span, String)>) {
+    let line = |s: Span| file.line_of((s.start as usize).min(file.text.len()));
+    let primary = line(d.span);
+    let (near, far): (Vec<_>, Vec<_>) = d.related.iter().cloned().partition(|(s, _)| line(*s).abs_diff(primary) <= FAR_LINES);
+    let mut shown = d.clone();
+    shown.related = near;
+    (shown, far)
 }
 
 /// A one-line summary such as `2 errors, 1 warning`.

@@ -8,7 +8,7 @@ use super::store::{Store, StoreError};
 use crate::check::model::{Field, Model, Origin, Type};
 use crate::compile::program::FieldType;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
@@ -162,8 +162,64 @@ pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> R
 pub struct Parsed {
     pub contacts: Vec<ContactRecord>,
     pub events: Vec<(String, ContactEvent)>,
+    /// Every error, in file order; one row may have several.
     pub errors: Vec<RowError>,
     pub rows: usize,
+    /// The errors are the file's own (a CSV header that cannot be read or
+    /// names a column twice): no row can be imported, even skipping.
+    pub file_error: bool,
+}
+
+impl Parsed {
+    /// Rows with at least one error.
+    pub fn invalid_rows(&self) -> usize {
+        let mut lines: Vec<usize> = self.errors.iter().map(|e| e.line).collect();
+        lines.dedup();
+        lines.len()
+    }
+}
+
+/// The first line each contact id was seen on: a file gives each contact
+/// once, so which of two rows is meant is never guessed.
+#[derive(Default)]
+struct SeenIds(HashMap<String, usize>);
+
+impl SeenIds {
+    fn again(&mut self, obj: &Map<String, Value>, line: usize) -> Option<RowError> {
+        let id = contact_id(obj)?;
+        match self.0.get(&id) {
+            Some(first) => Some(RowError { line, field: Some("id".into()), message: format!("contact `{id}` is also on line {first}; each contact appears once in a file") }),
+            None => {
+                self.0.insert(id, line);
+                None
+            }
+        }
+    }
+}
+
+/// The contact id a row gives, when it gives a usable one.
+fn contact_id(obj: &Map<String, Value>) -> Option<String> {
+    match obj.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Adds one row's outcome: its contact, or all its errors (a repeated id first).
+fn add_row(out: &mut Parsed, line: usize, again: Option<RowError>, row: Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>>) {
+    match (row, again) {
+        (Ok((c, evs)), None) => {
+            out.events.extend(evs.into_iter().map(|e| (c.id.clone(), e)));
+            out.contacts.push(c);
+        }
+        (Ok(_), Some(e)) => out.errors.push(e),
+        (Err(errors), again) => {
+            debug_assert!(errors.iter().all(|e| e.line == line));
+            out.errors.extend(again);
+            out.errors.extend(errors);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +341,7 @@ impl ContactPatch {
 
 fn parse_jsonl(text: &str, schema: &Schema) -> Parsed {
     let mut out = Parsed::default();
+    let mut seen = SeenIds::default();
     for (i, line) in text.lines().enumerate() {
         let line_no = i + 1;
         if line.trim().is_empty() {
@@ -302,28 +359,38 @@ fn parse_jsonl(text: &str, schema: &Schema) -> Parsed {
                 continue;
             }
         };
-        match record(line_no, &obj, schema, |_, v| Ok(v.clone())) {
-            Ok((c, evs)) => {
-                out.events.extend(evs.into_iter().map(|e| (c.id.clone(), e)));
-                out.contacts.push(c);
-            }
-            Err(e) => out.errors.extend(e),
-        }
+        let again = seen.again(&obj, line_no);
+        add_row(&mut out, line_no, again, record(line_no, &obj, schema, |_, v| Ok(v.clone())));
     }
     out
 }
 
 fn parse_csv(text: &str, schema: &Schema) -> Parsed {
     let mut out = Parsed::default();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(text.as_bytes());
+    // Whitespace around every cell (and header) is dropped, whatever the
+    // column's type: ` 5` and ` pro` are read alike (docs/runtime.md).
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers: Vec<String> = match reader.headers() {
-        Ok(h) => h.iter().map(|s| s.trim().to_string()).collect(),
+        Ok(h) => h.iter().map(str::to_string).collect(),
         Err(e) => {
             out.errors.push(RowError { line: 1, field: None, message: format!("cannot read the header row: {e}") });
+            out.file_error = true;
             return out;
         }
     };
+    let mut columns: HashMap<&str, usize> = HashMap::new();
+    for (i, h) in headers.iter().enumerate() {
+        if let Some(first) = columns.insert(h, i + 1) {
+            out.errors.push(RowError { line: 1, field: None, message: format!("column `{h}` appears twice (columns {first} and {})", i + 1) });
+            out.file_error = true;
+        }
+    }
+    if out.file_error {
+        return out;
+    }
+    let mut seen = SeenIds::default();
     for rec in reader.records() {
+        out.rows += 1;
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
@@ -332,7 +399,6 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
                 continue;
             }
         };
-        out.rows += 1;
         let line = rec.position().map_or(0, |p| p.line() as usize);
         let mut obj = Map::new();
         for (h, cell) in headers.iter().zip(rec.iter()) {
@@ -349,10 +415,8 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
             };
             obj.insert(h.clone(), v);
         }
-        match record(line, &obj, schema, csv_cell) {
-            Ok((c, _)) => out.contacts.push(c),
-            Err(e) => out.errors.extend(e),
-        }
+        let again = seen.again(&obj, line);
+        add_row(&mut out, line, again, record(line, &obj, schema, csv_cell));
     }
     out
 }
@@ -384,10 +448,9 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
     let mut errors = Vec::new();
     let mut c = ContactRecord::default();
     let mut events = Vec::new();
-    match obj.get("id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => c.id = s.clone(),
-        Some(Value::Number(n)) => c.id = n.to_string(),
-        _ => errors.push(RowError { line, field: Some("id".into()), message: "every contact needs a non-empty `id`".into() }),
+    match contact_id(obj) {
+        Some(id) => c.id = id,
+        None => errors.push(RowError { line, field: Some("id".into()), message: "every contact needs a non-empty `id`".into() }),
     }
     for (key, v) in obj {
         match key.as_str() {
@@ -520,6 +583,19 @@ mod tests {
         assert!(kept.events.contains_key("message.opened") && kept.channels.contains(&"email".to_string()));
         assert!(check_event(&kept, "message.opened", &serde_json::from_str(r#"{"via": "email"}"#).expect("json")).is_ok());
         assert!(matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened")));
+    }
+
+    #[test]
+    fn csv_cells_are_trimmed_and_each_contact_appears_once() {
+        let s = schema_of(&[("score", Type::Number, false), ("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false), ("nick", Type::String, true)]);
+        let p = parse("id , score,plan,nick\n a , 5 , pro ,  Al \n", Format::Csv, &s);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let c = &p.contacts[0];
+        assert_eq!((c.id.as_str(), &c.attrs["score"], &c.attrs["plan"], &c.attrs["nick"]), ("a", &serde_json::json!(5.0), &serde_json::json!("pro"), &serde_json::json!("Al")));
+        // JSON Lines too: a second line for a contact is refused, naming the first.
+        let p = parse("{\"id\": \"a\", \"score\": 1, \"plan\": \"pro\"}\n{\"id\": \"a\", \"score\": 2, \"plan\": \"pro\"}\n", Format::JsonLines, &s);
+        assert_eq!(p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(), ["line 2: field `id`: contact `a` is also on line 1; each contact appears once in a file"]);
+        assert_eq!((p.contacts.len(), p.invalid_rows(), p.rows), (1, 1, 2));
     }
 
     #[test]

@@ -59,7 +59,7 @@ pub struct Progress {
 pub fn scheduled_instant(at: &str, zone: &str) -> Option<Minutes> {
     use chrono::TimeZone;
     let tz: chrono_tz::Tz = zone.parse().ok()?;
-    let naive = chrono::NaiveDateTime::parse_from_str(at, "%Y-%m-%dT%H:%M").ok()?;
+    let naive = chrono::NaiveDateTime::parse_from_str(at, crate::compile::program::SCHEDULE_FORMAT).ok()?;
     match tz.from_local_datetime(&naive) {
         chrono::LocalResult::Single(t) => Some(t.timestamp().div_euclid(60)),
         chrono::LocalResult::Ambiguous(first, _) => Some(first.timestamp().div_euclid(60)),

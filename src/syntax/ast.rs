@@ -277,7 +277,8 @@ pub struct AbTest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
     pub name: Name,
-    /// The weight in hundredths of a percent (`33.5%` is 3350), so sums are exact.
+    /// The weight in hundredths of a percent (`33.5%` is 3350), so sums are
+    /// exact. Above `limits::MAX_WEIGHT_BP` only when the parser reported it.
     pub weight_bp: u32,
     pub weight_span: Span,
     pub block: Block,
@@ -318,7 +319,12 @@ pub struct DurationLit {
 }
 
 impl DurationLit {
-    /// Total length in minutes, saturating: absurd literals are the checker's to reject.
+    /// Longer than `limits::MAX_DURATION`: the parser reported this literal.
+    pub fn out_of_range(&self) -> bool {
+        self.minutes() > crate::limits::MAX_DURATION as u64
+    }
+
+    /// Total length in minutes, saturating (see `out_of_range`).
     pub fn minutes(&self) -> u64 {
         self.parts
             .iter()
@@ -356,6 +362,7 @@ pub enum ExprKind {
     Call { func: Name, arg: Name },
     Happened { event: Name, within: Option<DurationLit>, filter: Vec<Expr> },
     Bool(bool),
+    /// Not finite only when the parser reported the literal out of range.
     Number { value: f64, text: String },
     Str(String),
     Duration(DurationLit),

@@ -2,9 +2,14 @@
 //!
 //! The grammar guarantees the shape of each pair, so the walks below take
 //! children in order; what the grammar cannot check (a date that does not
-//! exist, a number too large) becomes a `syntax` diagnostic here.
+//! exist) becomes a `syntax` diagnostic here, and a literal beyond
+//! `crate::limits` an `out-of-range` one. A literal reported here keeps a
+//! value outside its range in the tree (see `ast::ExprKind::Number`,
+//! `ast::DurationLit`, `ast::Variant`), which tells the checker to say no more
+//! about it.
 
 use crate::diag::{Code, Diagnostic};
+use crate::limits;
 use crate::source::{FileId, Span};
 use crate::syntax::ast::*;
 use crate::syntax::grammar::Rule;
@@ -52,6 +57,9 @@ impl Ctx<'_> {
     }
     fn error(&mut self, span: Span, message: impl Into<String>, label: &str) {
         self.diags.push(Diagnostic::new(Code::Syntax, self.file, span, message).with_label(label));
+    }
+    fn out_of_range(&mut self, span: Span, message: impl Into<String>, label: &str, help: &str) {
+        self.diags.push(Diagnostic::new(Code::OutOfRange, self.file, span, message).with_label(label).with_help(help));
     }
 }
 
@@ -426,7 +434,11 @@ pub fn expr(ctx: &mut Ctx, p: Pair<Rule>) -> Expr {
         Rule::duration => Expr { kind: ExprKind::Duration(duration(ctx, p)), span },
         Rule::number => {
             let text = p.as_str().to_string();
-            let value = text.parse::<f64>().unwrap_or(0.0);
+            // The grammar's digits always parse; past `f64::MAX` they parse to infinity.
+            let value = text.parse::<f64>().unwrap_or(f64::INFINITY);
+            if !limits::number(value) {
+                ctx.out_of_range(span, "number out of range", "beyond the largest number, about ±1.8e308", "numbers are 64-bit floating point");
+            }
             Expr { kind: ExprKind::Number { value, text }, span }
         }
         Rule::string => Expr { kind: ExprKind::Str(string(ctx, p).value), span },
@@ -473,29 +485,32 @@ fn int(ctx: &mut Ctx, p: &Pair<Rule>) -> Option<u32> {
     let v = p.as_str().parse::<u32>().ok();
     if v.is_none() {
         let span = ctx.span(p);
-        ctx.error(span, "number too large", "must fit in 32 bits");
+        ctx.out_of_range(span, "number out of range", "must fit in 32 bits", "a template version is at most 4294967295");
     }
     v
 }
 
+/// A weight in hundredths of a percent. One the parser reports is kept above
+/// `limits::MAX_WEIGHT_BP`, so the checker adds no "weight 0" or "sum" to it.
 fn percent(ctx: &mut Ctx, p: Pair<Rule>) -> u32 {
     let span = ctx.span(&p);
     let text = p.as_str();
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
     if frac.len() > 2 {
         ctx.error(span, "a weight has at most two decimals", "too precise");
-        return 0;
+        return u32::MAX;
     }
     let frac_bp = format!("{frac:0<2}").parse::<u32>().unwrap_or(0);
-    match whole.parse::<u32>().ok().and_then(|w| w.checked_mul(100)).and_then(|w| w.checked_add(frac_bp)) {
-        Some(bp) => bp,
-        None => {
-            ctx.error(span, "weight too large", "weights are percentages");
-            0
-        }
+    let bp = whole.parse::<u32>().ok().and_then(|w| w.checked_mul(100)).and_then(|w| w.checked_add(frac_bp)).unwrap_or(u32::MAX);
+    if bp > limits::MAX_WEIGHT_BP {
+        ctx.out_of_range(span, "weight out of range", "above 100%", "a variant's weight is a percentage of the contacts entering the test, at most 100%");
     }
+    bp
 }
 
+/// A duration literal. One longer than `limits::MAX_DURATION` is reported
+/// here, once for the whole literal, and keeps its (saturated) length so the
+/// checker recognises it.
 fn duration(ctx: &mut Ctx, p: Pair<Rule>) -> DurationLit {
     let span = ctx.span(&p);
     let mut parts = Vec::new();
@@ -508,15 +523,13 @@ fn duration(ctx: &mut Ctx, p: Pair<Rule>) -> DurationLit {
             "d" => DurationUnit::Day,
             _ => DurationUnit::Week,
         };
-        match digits.parse::<u64>() {
-            Ok(n) => parts.push((n, unit)),
-            Err(_) => {
-                let pspan = ctx.span(&part);
-                ctx.error(pspan, "duration too large", "too large");
-            }
-        }
+        parts.push((digits.parse::<u64>().unwrap_or(u64::MAX), unit));
     }
-    DurationLit { parts, span }
+    let lit = DurationLit { parts, span };
+    if lit.out_of_range() {
+        ctx.out_of_range(span, "duration out of range", "longer than 10,000 years", "a duration spans at most the calendar's years 0000 to 9999");
+    }
+    lit
 }
 
 fn date_lit(ctx: &mut Ctx, p: Pair<Rule>) -> DateLit {
