@@ -305,7 +305,7 @@ fn a_huge_identifier_gives_a_small_report() {
     assert!(github.len() < 8 * 1024, "{} bytes of annotations", github.len());
 }
 
-// ---- Crafted programs: whatever `validate` accepts can be listed, drawn,
+// ---- Crafted programs: whatever `validate` accepts can be listed,
 // ---- evaluated, stepped and estimated without a panic.
 
 /// A campaign with a constant of every kind: dates, datetimes, durations,
@@ -361,12 +361,11 @@ fn resign(mut p: flowc::compile::program::Program) -> flowc::compile::program::P
     p
 }
 
-/// Everything a loaded program goes through in the commands and the runtime.
+/// Everything a loaded program goes through in the commands and the
+/// runtime. (`flowc graph` draws from source, never from a loaded program.)
 fn exercise(p: &flowc::compile::program::Program) {
     use flowc::runtime::{eval, facts, sql, step};
     let _ = flowc::compile::dis::listing(p);
-    // `graph` draws from source only (it needs the checked campaign), so a
-    // loaded program never reaches the DOT and Mermaid writers.
     let attrs = serde_json::json!({"email": "a@example.com", "phone": "+33600000000", "plan": "pro", "score": 1e300, "birthday": "2000-02-29", "seen": "2026-01-01T00:00:00Z", "gap": 9_000_000_000_000i64});
     let record = facts::ContactRecord {
         id: "c1".into(),

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 /// The text parsed into a workspace: not timed, as parsing is linear and
 /// would hide a quadratic checker behind its larger constant.
 fn load(text: String) -> flowc::workspace::Workspace {
-    let read = move |_: &std::path::Path| Ok(text.clone().into_bytes());
-    let root = flowc::workspace::Root::discover(std::path::Path::new("input.flow")).expect("a workspace root");
-    flowc::workspace::load(&[root], &read)
+    common::check_source(&text).1
 }
 
 /// What `flowc check` does after parsing: check, then render for people.
