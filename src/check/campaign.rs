@@ -3,7 +3,8 @@
 
 use super::expr::{self, Before, CampaignScope, LabelInfo, Scope};
 use super::model::*;
-use super::{suggest, Checker};
+use super::Checker;
+use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;

@@ -2,7 +2,8 @@
 //! trigger rules (docs/language.md, "Expressions").
 
 use super::model::*;
-use super::{suggest, Checker};
+use super::Checker;
+use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use crate::syntax::ast::{self, ArithOp, CmpOp, ExprKind};

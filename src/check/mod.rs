@@ -11,11 +11,11 @@ pub mod explain;
 pub mod lints;
 pub mod model;
 pub mod registry;
-pub mod suggest;
 
 use crate::diag::{Code, Diagnostic, Severity};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;
+use crate::suggest;
 use crate::workspace::{Unit, Workspace};
 use model::*;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,16 @@ pub struct CheckOptions {
     pub now: Option<chrono::DateTime<chrono::Utc>>,
     /// Levels for warning codes, from `flowc.toml`'s `[lints]`.
     pub lints: lints::Lints,
+}
+
+/// The model of the stdlib prelude alone (built-in contact fields,
+/// channels): what a database without a declared schema is checked against.
+pub fn stdlib_model() -> Model {
+    let ws = crate::workspace::stdlib_only();
+    match ws.units.first() {
+        Some(unit) => check(&ws, unit, &[], &CheckOptions::default()).0,
+        None => Model::default(),
+    }
 }
 
 /// Checks one unit. Diagnostics in files the unit imports are included; the
