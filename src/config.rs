@@ -56,7 +56,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
             "lints" => config.lints = lint_table(value)?,
             other => {
                 let known = ["database", "templates", "allow-draft", "deny-warnings", "lints"];
-                let hint = crate::check::suggest::help(other, known.into_iter()).map(|h| format!(" ({h})")).unwrap_or_default();
+                let hint = crate::suggest::help(other, known.into_iter()).map(|h| format!(" ({h})")).unwrap_or_default();
                 return Err(format!("unknown key `{other}`{hint}; the keys are {}", known.join(", ")));
             }
         }
@@ -78,7 +78,7 @@ fn lint_table(v: &toml::Value) -> Result<Lints, String> {
     for (name, level) in table {
         let code = Code::parse(name).ok_or_else(|| {
             let all = Code::ALL.iter().map(|c| c.as_str());
-            let hint = crate::check::suggest::help(name, all).map(|h| format!(" ({h})")).unwrap_or_default();
+            let hint = crate::suggest::help(name, all).map(|h| format!(" ({h})")).unwrap_or_default();
             format!("[lints]: unknown code `{name}`{hint}")
         })?;
         lints::settable(code).map_err(|e| format!("[lints]: {e}"))?;

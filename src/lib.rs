@@ -6,6 +6,7 @@
 pub mod diag;
 pub mod limits;
 pub mod source;
+pub mod suggest;
 pub mod syntax;
 pub mod check;
 pub mod config;

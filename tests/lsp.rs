@@ -139,6 +139,17 @@ fn a_session_through_every_feature() {
     let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [d]}}));
     let edit = &actions["result"][0]["edit"]["changes"][&uri][0];
     assert_eq!(edit["newText"], "hello_email");
+    assert_eq!(edit["range"], d["range"]);
+    // The fix is the diagnostic's structured data, not text parsed back out of
+    // the message: a client that shows (and returns) only the first line still
+    // gets it, and a message that merely says "did you mean" is no fix.
+    let mut bare = d.clone();
+    bare["message"] = json!("unknown template");
+    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [bare]}}));
+    assert_eq!(actions["result"][0]["edit"]["changes"][&uri][0]["newText"], "hello_email", "{actions}");
+    let forged = json!({"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 6}}, "code": "unknown-template", "source": "flowc", "message": "x\nhelp: did you mean `evil`?"});
+    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": forged["range"], "context": {"diagnostics": [forged]}}));
+    assert_eq!(actions["result"], json!([]), "{actions}");
 
     // Hover on the segment in `audience vip`.
     let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));

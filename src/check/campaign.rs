@@ -3,7 +3,8 @@
 
 use super::expr::{self, Before, CampaignScope, LabelInfo, Scope};
 use super::model::*;
-use super::{suggest, Checker};
+use super::Checker;
+use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;
@@ -394,8 +395,9 @@ fn target(cx: &mut Checker, file: FileId, t: &ast::SendTarget) -> SendTarget {
     });
     let Some(tpl) = cx.model.templates.get(&t.template.text).cloned() else {
         let same_kind: Vec<&str> = cx.model.templates.keys().map(String::as_str).collect();
-        let help = suggest::help(&t.template.text, same_kind.iter().copied()).unwrap_or_else(|| "declare it with `template NAME { … }` or pass the registry with --templates".into());
-        cx.report(Diagnostic::new(Code::UnknownTemplate, file, t.template.span, format!("unknown template `{}`", t.template.text)).with_label("no such template").with_help(help));
+        let best = suggest::best(&t.template.text, same_kind.iter().copied());
+        let otherwise = "declare it with `template NAME { … }` or pass the registry with --templates".to_string();
+        cx.report(Diagnostic::new(Code::UnknownTemplate, file, t.template.span, format!("unknown template `{}`", t.template.text)).with_label("no such template").with_suggestion(t.template.span, best, Some(otherwise)));
         let (channel, message) = step_pair.map(|(cm, _)| (cm.channel.text.clone(), cm.message.text.clone())).unwrap_or_default();
         return SendTarget { channel, message, template: t.template.text.clone() };
     };

@@ -2,7 +2,8 @@
 //! trigger rules (docs/language.md, "Expressions").
 
 use super::model::*;
-use super::{suggest, Checker};
+use super::Checker;
+use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
 use crate::syntax::ast::{self, ArithOp, CmpOp, ExprKind};
@@ -287,10 +288,9 @@ fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Opti
         candidates.extend(cx.model.contact.keys().cloned());
         candidates.extend(cx.segment_names.iter().cloned());
     }
-    let help = suggest::help(&n.text, candidates.iter().map(String::as_str)).or_else(|| {
-        // `tags has vip`, `city == paris`: a word where a string was meant.
-        (hint == Some(&Type::String)).then(|| format!("to compare with the text, quote it: `\"{}\"`", n.text))
-    });
+    let best = suggest::best(&n.text, candidates.iter().map(String::as_str));
+    // `tags has vip`, `city == paris`: a word where a string was meant.
+    let help = (hint == Some(&Type::String)).then(|| format!("to compare with the text, quote it: `\"{}\"`", n.text));
     let d = if scope.audience {
         Diagnostic::new(Code::UnknownSegment, file, span, format!("unknown segment `{}`", n.text)).with_label("no such segment")
     } else if scope.event_only {
@@ -315,7 +315,7 @@ fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Opti
         }
         _ => (!scope.event_only).then(|| "declare it in `contact { … }`".to_string()),
     });
-    cx.report(d.with_help_opt(help));
+    cx.report(d.with_suggestion(n.span, best, help));
     unknown(span)
 }
 
@@ -575,8 +575,9 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
                 }
                 None => {
                     let sends = campaign.labels.iter().filter(|(_, i)| i.is_send).map(|(k, _)| k.as_str());
-                    let help = suggest::help(&arg.text, sends).unwrap_or_else(|| "label the send: `hello: send …`".into());
-                    cx.report(Diagnostic::new(Code::UnknownStep, file, arg.span, format!("no `send` is labelled `{}`", arg.text)).with_label("unknown step").with_help(help));
+                    let best = suggest::best(&arg.text, sends);
+                    let otherwise = "label the send: `hello: send …`".to_string();
+                    cx.report(Diagnostic::new(Code::UnknownStep, file, arg.span, format!("no `send` is labelled `{}`", arg.text)).with_label("unknown step").with_suggestion(arg.span, best, Some(otherwise)));
                     unknown(span)
                 }
             }
@@ -585,13 +586,14 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
             if cx.segment_names.contains(&arg.text) {
                 return ok(TKind::InSegment(arg.text.clone()));
             }
-            let help = suggest::help(&arg.text, cx.segment_names.iter().map(String::as_str));
-            cx.report(Diagnostic::new(Code::UnknownSegment, file, arg.span, format!("unknown segment `{}`", arg.text)).with_label("no such segment").with_help_opt(help));
+            let best = suggest::best(&arg.text, cx.segment_names.iter().map(String::as_str));
+            cx.report(Diagnostic::new(Code::UnknownSegment, file, arg.span, format!("unknown segment `{}`", arg.text)).with_label("no such segment").with_suggestion(arg.span, best, None));
             unknown(span)
         }
         other => {
-            let help = suggest::help(other, FUNCTIONS.iter().copied()).unwrap_or_else(|| format!("the predicates are {}", FUNCTIONS.join(", ")));
-            cx.report(Diagnostic::new(Code::UnknownFunction, file, func.span, format!("unknown predicate `{other}`")).with_label("no such predicate").with_help(help));
+            let best = suggest::best(other, FUNCTIONS.iter().copied());
+            let otherwise = format!("the predicates are {}", FUNCTIONS.join(", "));
+            cx.report(Diagnostic::new(Code::UnknownFunction, file, func.span, format!("unknown predicate `{other}`")).with_label("no such predicate").with_suggestion(func.span, best, Some(otherwise)));
             unknown(span)
         }
     }
@@ -617,6 +619,7 @@ fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&a
 }
 
 pub(crate) fn report_unknown_event(cx: &mut Checker, file: FileId, event: &ast::Name) {
-    let help = suggest::help(&event.text, cx.model.events.keys().map(String::as_str)).unwrap_or_else(|| "declare it with `event NAME { … }`".into());
-    cx.report(Diagnostic::new(Code::UnknownEvent, file, event.span, format!("unknown event `{}`", event.text)).with_label("no such event").with_help(help));
+    let best = suggest::best(&event.text, cx.model.events.keys().map(String::as_str));
+    let otherwise = "declare it with `event NAME { … }`".to_string();
+    cx.report(Diagnostic::new(Code::UnknownEvent, file, event.span, format!("unknown event `{}`", event.text)).with_label("no such event").with_suggestion(event.span, best, Some(otherwise)));
 }

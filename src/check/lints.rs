@@ -105,7 +105,7 @@ fn unused(a: &Allow) -> Diagnostic {
     match a.code {
         None => {
             let all = Code::ALL.iter().filter(|c| c.default_severity() == Severity::Warning).map(|c| c.as_str());
-            let help = crate::check::suggest::help(&a.written, all).unwrap_or_else(|| "`flowc explain CODE` lists what each code means".into());
+            let help = crate::suggest::help(&a.written, all).unwrap_or_else(|| "`flowc explain CODE` lists what each code means".into());
             d.with_label("no such warning").with_help(help)
         }
         Some(code) if code.default_severity() == Severity::Error => {

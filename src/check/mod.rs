@@ -11,11 +11,11 @@ pub mod explain;
 pub mod lints;
 pub mod model;
 pub mod registry;
-pub mod suggest;
 
 use crate::diag::{Code, Diagnostic, Severity};
 use crate::source::{FileId, Span};
 use crate::syntax::ast;
+use crate::suggest;
 use crate::workspace::{Unit, Workspace};
 use model::*;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,16 @@ pub struct CheckOptions {
     pub now: Option<chrono::DateTime<chrono::Utc>>,
     /// Levels for warning codes, from `flowc.toml`'s `[lints]`.
     pub lints: lints::Lints,
+}
+
+/// The model of the stdlib prelude alone (built-in contact fields,
+/// channels): what a database without a declared schema is checked against.
+pub fn stdlib_model() -> Model {
+    let ws = crate::workspace::stdlib_only();
+    match ws.units.first() {
+        Some(unit) => check(&ws, unit, &[], &CheckOptions::default()).0,
+        None => Model::default(),
+    }
 }
 
 /// Checks one unit. Diagnostics in files the unit imports are included; the
@@ -161,9 +171,9 @@ impl<'a> Checker<'a> {
                 "timezone" => Type::Timezone,
                 other => {
                     const TYPES: &[&str] = &["string", "number", "bool", "datetime", "date", "duration", "timezone", "set", "enum"];
-                    let help = suggest::help(other, TYPES.iter().copied())
-                        .unwrap_or_else(|| "types are string, number, bool, datetime, date, duration, timezone, set<string> and enum(…)".into());
-                    self.report(Diagnostic::new(Code::InvalidDeclaration, file, n.span, format!("unknown type `{other}`")).with_label("not a type").with_help(help));
+                    let best = suggest::best(other, TYPES.iter().copied());
+                    let otherwise = "types are string, number, bool, datetime, date, duration, timezone, set<string> and enum(…)".to_string();
+                    self.report(Diagnostic::new(Code::InvalidDeclaration, file, n.span, format!("unknown type `{other}`")).with_label("not a type").with_suggestion(n.span, best, Some(otherwise)));
                     return None;
                 }
             },
@@ -260,8 +270,9 @@ impl<'a> Checker<'a> {
             Some(s) => match TemplateStatus::parse(&s.text) {
                 Some(st) => st,
                 None => {
-                    let help = suggest::help(&s.text, ["draft", "published", "rejected"]).unwrap_or_else(|| "status is draft, published or rejected".into());
-                    self.report(Diagnostic::new(Code::InvalidTemplate, file, s.span, format!("unknown template status `{}`", s.text)).with_label("not a status").with_help(help));
+                    let best = suggest::best(&s.text, ["draft", "published", "rejected"]);
+                    let otherwise = "status is draft, published or rejected".to_string();
+                    self.report(Diagnostic::new(Code::InvalidTemplate, file, s.span, format!("unknown template status `{}`", s.text)).with_label("not a status").with_suggestion(s.span, best, Some(otherwise)));
                     return;
                 }
             },
@@ -386,19 +397,20 @@ impl<'a> Checker<'a> {
     /// Checks a `channel.message` pair; true when both exist.
     pub(crate) fn channel_message(&mut self, file: FileId, channel: &str, cspan: Span, message: &str, mspan: Span) -> bool {
         let Some(ch) = self.model.channels.get(channel) else {
-            let help = self.channel_help(channel).unwrap_or_else(|| format!("channels are {}", join(self.model.channels.keys())));
-            self.report(Diagnostic::new(Code::UnknownChannel, file, cspan, format!("unknown channel `{channel}`")).with_label("no such channel").with_help(help));
+            let best = suggest::best(channel, self.model.channels.keys().map(String::as_str));
+            let otherwise = format!("channels are {}", join(self.model.channels.keys()));
+            self.report(Diagnostic::new(Code::UnknownChannel, file, cspan, format!("unknown channel `{channel}`")).with_label("no such channel").with_suggestion(cspan, best, Some(otherwise)));
             return false;
         };
         if ch.messages.contains_key(message) {
             return true;
         }
-        let help = suggest::help(message, ch.messages.keys().map(String::as_str))
-            .unwrap_or_else(|| format!("`{channel}` has {}", join(ch.messages.keys())));
+        let best = suggest::best(message, ch.messages.keys().map(String::as_str));
+        let otherwise = format!("`{channel}` has {}", join(ch.messages.keys()));
         self.report(
             Diagnostic::new(Code::UnknownMessageType, file, mspan, format!("channel `{channel}` has no message type `{message}`"))
                 .with_label("unknown message type")
-                .with_help(help),
+                .with_suggestion(mspan, best, Some(otherwise)),
         );
         false
     }

@@ -5,6 +5,9 @@
 //! channel, message type and template; an expression knows each operand's type
 //! and whether a name is a contact field, an event property or an enum value.
 
+/// The operators a checked expression keeps are the syntax tree's own: the
+/// model carries them so later layers name them through the model.
+pub use crate::syntax::ast::{ArithOp, CmpOp};
 use crate::source::{FileId, Span};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -200,11 +203,11 @@ pub enum TKind {
     And(Vec<TExpr>),
     Or(Vec<TExpr>),
     Not(Box<TExpr>),
-    Compare { op: crate::syntax::ast::CmpOp, lhs: Box<TExpr>, rhs: Box<TExpr> },
+    Compare { op: CmpOp, lhs: Box<TExpr>, rhs: Box<TExpr> },
     In { lhs: Box<TExpr>, list: Vec<TExpr> },
     Has { set: Box<TExpr>, elem: Box<TExpr> },
     /// `first ± rest…` over numbers, datetimes, dates and durations.
-    Arith { first: Box<TExpr>, rest: Vec<(crate::syntax::ast::ArithOp, TExpr)> },
+    Arith { first: Box<TExpr>, rest: Vec<(ArithOp, TExpr)> },
     ContactField(String),
     EventProp(String),
     Const(Value),

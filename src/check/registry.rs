@@ -39,12 +39,12 @@ pub fn parse(text: &str) -> Result<Vec<RegistryTemplate>, String> {
 pub fn check_channels(entries: &[RegistryTemplate], channels: &BTreeMap<String, Channel>) -> Result<(), String> {
     for (i, t) in entries.iter().enumerate() {
         let Some(ch) = channels.get(&t.channel) else {
-            let help = super::suggest::help(&t.channel, channels.keys().map(String::as_str))
+            let help = crate::suggest::help(&t.channel, channels.keys().map(String::as_str))
                 .unwrap_or_else(|| format!("channels are {}", super::join(channels.keys())));
             return Err(format!("{}: unknown channel `{}`; {help}", label(i, &t.name), t.channel));
         };
         if !ch.messages.contains_key(&t.message_type) {
-            let help = super::suggest::help(&t.message_type, ch.messages.keys().map(String::as_str))
+            let help = crate::suggest::help(&t.message_type, ch.messages.keys().map(String::as_str))
                 .unwrap_or_else(|| format!("it has {}", super::join(ch.messages.keys())));
             return Err(format!("{}: channel `{}` has no message type `{}`; {help}", label(i, &t.name), t.channel, t.message_type));
         }

@@ -158,7 +158,7 @@ pub fn main() -> ExitCode {
 fn explain(code: &str) -> Result<Outcome, Fatal> {
     let Some(c) = flowc::diag::Code::parse(code) else {
         let all: Vec<&str> = flowc::diag::Code::ALL.iter().map(|c| c.as_str()).collect();
-        let hint = flowc::check::suggest::help(code, all.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
+        let hint = flowc::suggest::help(code, all.iter().copied()).map(|h| format!(" ({h})")).unwrap_or_default();
         return Err(Fatal(format!("unknown diagnostic code `{code}`{hint}; the codes are: {}", all.join(", "))));
     };
     out!("{}", flowc::check::explain::render(c));

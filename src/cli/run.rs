@@ -195,7 +195,7 @@ pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal
 }
 
 fn stdlib_model() -> Model {
-    flowc::workspace::stdlib_model()
+    flowc::check::stdlib_model()
 }
 
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {

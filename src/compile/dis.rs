@@ -60,13 +60,8 @@ pub fn instruction(p: &Program, op: &Op) -> String {
     }
 }
 
-pub fn percent(bp: u32) -> String {
-    if bp.is_multiple_of(100) {
-        (bp / 100).to_string()
-    } else {
-        format!("{}.{:02}", bp / 100, bp % 100).trim_end_matches('0').to_string()
-    }
-}
+/// A weight in basis points as written in `.flow` text (`print::percent`).
+pub use crate::syntax::print::percent;
 
 pub fn duration(minutes: i64) -> String {
     print::duration(&duration_lit(minutes))

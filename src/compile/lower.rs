@@ -5,9 +5,8 @@
 //! program is acyclic by construction and every execution terminates.
 
 use super::program::*;
-use crate::check::model::{self, Model, StepKind, TExpr, TKind, Type, Value};
+use crate::check::model::{self, ArithOp, Model, StepKind, TExpr, TKind, Type, Value};
 use crate::source::SourceText;
-use crate::syntax::ast::ArithOp;
 use std::collections::HashMap;
 
 /// A successor slot still waiting for its target.

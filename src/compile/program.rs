@@ -5,8 +5,7 @@
 //! runtime's campaign table), so its shape is a compatibility promise: change
 //! it only with `FORMAT_VERSION`.
 
-use crate::check::model::{Engagement, StepId};
-use crate::syntax::ast::CmpOp;
+use crate::check::model::{CmpOp, Engagement, StepId};
 use serde::{Deserialize, Serialize};
 
 /// Index of an instruction in `Program::nodes`. Only meaningful with its program.

@@ -93,6 +93,19 @@ impl Severity {
     }
 }
 
+/// Replace the text at `span` (in the diagnostic's file) with `replacement`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fix {
+    pub span: Span,
+    pub replacement: String,
+}
+
+impl Fix {
+    pub fn replace(span: Span, replacement: impl Into<String>) -> Fix {
+        Fix { span, replacement: replacement.into() }
+    }
+}
+
 /// One finding: where, what, and how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
@@ -104,6 +117,10 @@ pub struct Diagnostic {
     /// Text of the primary label; the message is used when absent.
     pub label: Option<String>,
     pub help: Option<String>,
+    /// A machine-applicable fix: `render` shows it as help ("did you mean
+    /// `x`?") when there is no other help; the language server offers it as
+    /// a code action.
+    pub fix: Option<Fix>,
     /// Secondary locations in the same file ("first declared here").
     pub related: Vec<(Span, String)>,
 }
@@ -118,6 +135,7 @@ impl Diagnostic {
             message: message.into(),
             label: None,
             help: None,
+            fix: None,
             related: Vec::new(),
         }
     }
@@ -132,6 +150,19 @@ impl Diagnostic {
     pub fn with_help_opt(mut self, help: Option<String>) -> Diagnostic {
         self.help = help;
         self
+    }
+    /// A did-you-mean with its replacement; `None` leaves the diagnostic as is.
+    pub fn with_fix(mut self, fix: Option<Fix>) -> Diagnostic {
+        self.fix = fix;
+        self
+    }
+    /// A did-you-mean: with a close `best` name, the fix replacing `span` by
+    /// it (which `render` shows as the help); without one, `otherwise` as help.
+    pub fn with_suggestion(self, span: Span, best: Option<&str>, otherwise: Option<String>) -> Diagnostic {
+        match best {
+            Some(name) => self.with_fix(Some(Fix::replace(span, name))),
+            None => self.with_help_opt(otherwise),
+        }
     }
     pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
         self.related.push((span, label.into()));

@@ -63,6 +63,25 @@ pub fn summary(diags: &[Diagnostic]) -> String {
     format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
 }
 
+/// The help line: the diagnostic's own help, else its fix as a did-you-mean.
+pub fn help_text(d: &Diagnostic) -> Option<String> {
+    match (&d.help, &d.fix) {
+        (Some(h), _) => Some(readable(h).into_owned()),
+        (None, Some(fix)) => Some(format!("did you mean `{}`?", readable(&fix.replacement))),
+        (None, None) => None,
+    }
+}
+
+/// The message and its help as plain text, `help:` on a line of its own
+/// (GitHub annotations, the language server's diagnostics).
+pub fn plain(d: &Diagnostic) -> String {
+    let mut text = readable(&d.message).into_owned();
+    if let Some(h) = help_text(d) {
+        text.push_str(&format!("\nhelp: {h}"));
+    }
+    text
+}
+
 /// `{"format_version": 1, "diagnostics": [...]}` as docs/diagnostics.md shows.
 pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
     let items: Vec<Value> = diags
@@ -77,7 +96,7 @@ pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
                 "code": d.code.as_str(),
                 "message": readable(&d.message),
                 "label": d.label.as_deref().map(readable),
-                "help": d.help.as_deref().map(readable),
+                "help": help_text(d),
                 "span": span(d.span),
                 "related": related,
             })
@@ -108,8 +127,8 @@ pub fn sarif(diags: &[Diagnostic], sources: &SourceMap) -> Value {
             let file = sources.get(d.file);
             let (start, end) = (file.line_col(d.span.start as usize), file.line_col(d.span.end as usize));
             let mut text = readable(&d.message).into_owned();
-            if let Some(h) = &d.help {
-                text.push_str(&format!(" (help: {})", readable(h)));
+            if let Some(h) = help_text(d) {
+                text.push_str(&format!(" (help: {h})"));
             }
             let related: Vec<Value> = d
                 .related
@@ -166,10 +185,7 @@ pub fn github(diags: &[Diagnostic], sources: &SourceMap) -> String {
     for d in diags {
         let file = sources.get(d.file);
         let (start, end) = (file.line_col(d.span.start as usize), file.line_col(d.span.end as usize));
-        let mut message = readable(&d.message).into_owned();
-        if let Some(h) = &d.help {
-            message.push_str(&format!("\nhelp: {}", readable(h)));
-        }
+        let message = plain(d);
         out.push_str(&format!(
             "::{} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
             d.severity.as_str(),
@@ -254,7 +270,7 @@ impl miette::Diagnostic for Shown<'_> {
         })
     }
     fn help<'b>(&'b self) -> Option<Box<dyn std::fmt::Display + 'b>> {
-        self.diag.help.as_ref().map(|h| Box::new(readable(h)) as Box<dyn std::fmt::Display>)
+        help_text(self.diag).map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         Some(&self.source)
@@ -264,5 +280,22 @@ impl miette::Diagnostic for Shown<'_> {
         let primary = LabeledSpan::new_primary_with_span(Some(readable(label).into_owned()), self.place(self.diag.span));
         let related = self.diag.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(readable(l).into_owned()), self.place(*s)));
         Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::{Code, Fix};
+    use crate::source::FileId;
+
+    #[test]
+    fn a_fix_is_shown_as_the_did_you_mean_and_own_help_wins() {
+        let span = Span { start: 3, end: 8 };
+        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `sigup`").with_suggestion(span, Some("signup"), Some("declare it".into()));
+        assert_eq!(d.fix, Some(Fix::replace(span, "signup")));
+        assert_eq!(plain(&d), "unknown event `sigup`\nhelp: did you mean `signup`?");
+        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `zzz`").with_suggestion(span, None, Some("declare it".into()));
+        assert_eq!((d.fix.is_none(), help_text(&d).as_deref()), (true, Some("declare it")));
     }
 }

@@ -421,5 +421,5 @@ fn target(t: &SendTarget) -> String {
 }
 
 pub fn percent(bp: u32) -> String {
-    crate::compile::dis::percent(bp)
+    crate::syntax::print::percent(bp)
 }

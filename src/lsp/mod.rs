@@ -240,10 +240,7 @@ impl Server {
 
     fn to_lsp(&self, src: &crate::source::SourceText, d: &Diag) -> Diagnostic {
         let range = Range { start: position::to_position(src, d.span.start as usize, self.encoding), end: position::to_position(src, d.span.end as usize, self.encoding) };
-        let mut message = crate::diag::excerpt::readable(&d.message).into_owned();
-        if let Some(h) = &d.help {
-            message.push_str(&format!("\nhelp: {}", crate::diag::excerpt::readable(h)));
-        }
+        let message = crate::diag::render::plain(d);
         Diagnostic {
             range,
             severity: Some(if d.severity == Severity::Error { DiagnosticSeverity::ERROR } else { DiagnosticSeverity::WARNING }),
@@ -252,6 +249,37 @@ impl Server {
             message,
             ..Default::default()
         }
+    }
+
+    /// The fixes of the client's diagnostics, taken from this server's own
+    /// diagnostics at the same range and code (never parsed from the text).
+    fn code_actions(&self, p: &CodeActionParams) -> Vec<CodeActionOrCommand> {
+        let Some(path) = path_of(&p.text_document.uri).filter(|path| self.docs.contains_key(path)) else { return vec![] };
+        let a = self.analyze(&path);
+        let src = a.ws.sources.get(a.file);
+        let range = |span: crate::source::Span| Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) };
+        let mut actions = Vec::new();
+        for d in &p.context.diagnostics {
+            let code = match &d.code {
+                Some(NumberOrString::String(c)) => c.as_str(),
+                _ => continue,
+            };
+            let ours = a.result.diags.iter().filter(|o| o.file == a.file && o.code.as_str() == code && range(o.span) == d.range);
+            for fix in ours.filter_map(|o| o.fix.as_ref()) {
+                let edit = TextEdit { range: range(fix.span), new_text: fix.replacement.clone() };
+                let mut changes = HashMap::new();
+                changes.insert(p.text_document.uri.clone(), vec![edit]);
+                actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                    title: format!("Replace with `{}`", fix.replacement),
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    diagnostics: Some(vec![d.clone()]),
+                    edit: Some(WorkspaceEdit { changes: Some(changes), ..Default::default() }),
+                    is_preferred: Some(true),
+                    ..Default::default()
+                }));
+            }
+        }
+        actions
     }
 
     fn request(&mut self, req: Request) -> Response {
@@ -308,26 +336,7 @@ impl Server {
                 Err(e) => e,
             },
             CodeActionRequest::METHOD => match params::<CodeActionParams>(&req) {
-                Ok(p) => {
-                    let mut actions = Vec::new();
-                    for d in &p.context.diagnostics {
-                        // A did-you-mean becomes a one-click fix.
-                        let Some(rest) = d.message.split("help: did you mean `").nth(1) else { continue };
-                        let Some(fix) = rest.split('`').next() else { continue };
-                        let edit = TextEdit { range: d.range, new_text: fix.to_string() };
-                        let mut changes = HashMap::new();
-                        changes.insert(p.text_document.uri.clone(), vec![edit]);
-                        actions.push(CodeActionOrCommand::CodeAction(CodeAction {
-                            title: format!("Replace with `{fix}`"),
-                            kind: Some(CodeActionKind::QUICKFIX),
-                            diagnostics: Some(vec![d.clone()]),
-                            edit: Some(WorkspaceEdit { changes: Some(changes), ..Default::default() }),
-                            is_preferred: Some(true),
-                            ..Default::default()
-                        }));
-                    }
-                    ok(id, actions)
-                }
+                Ok(p) => ok(id, self.code_actions(&p)),
                 Err(e) => e,
             },
             References::METHOD => match params::<ReferenceParams>(&req) {

@@ -142,12 +142,12 @@ pub enum EventError {
 /// events. A `null` or absent property is an absent value, as in contacts.
 pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
     let Some(declared) = schema.events.get(name) else {
-        let help = crate::check::suggest::help(name, schema.events.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+        let help = crate::suggest::help(name, schema.events.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
         return Err(EventError::UnknownName(format!("no event `{name}` is declared{help}")));
     };
     for (key, v) in props {
         let Some(field) = declared.get(key) else {
-            let help = crate::check::suggest::help(key, declared.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+            let help = crate::suggest::help(key, declared.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
             return Err(EventError::BadProp(format!("`{key}` is not a property of event `{name}`{help}")));
         };
         if v.is_null() {
@@ -463,7 +463,7 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
                 Ok(list) => {
                     for ch in &list {
                         if !schema.channels.contains(ch) {
-                            let help = crate::check::suggest::help(ch, schema.channels.iter().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+                            let help = crate::suggest::help(ch, schema.channels.iter().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
                             errors.push(RowError { line, field: Some(key.clone()), message: format!("unknown channel `{ch}`{help}") });
                         }
                     }
@@ -482,7 +482,7 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
             _ => {
                 let Some(field) = schema.fields.get(key) else {
                     let names = schema.fields.keys().map(String::as_str).chain(SPECIAL.iter().copied());
-                    let help = crate::check::suggest::help(key, names).map(|h| format!("; {h}")).unwrap_or_default();
+                    let help = crate::suggest::help(key, names).map(|h| format!("; {h}")).unwrap_or_default();
                     errors.push(RowError { line, field: Some(key.clone()), message: format!("not a contact field{help}") });
                     continue;
                 };
@@ -564,7 +564,7 @@ mod tests {
     use crate::runtime::sqlite::SqliteStore;
 
     fn schema_of(extra: &[(&str, Type, bool)]) -> Schema {
-        let mut s = Schema::from_model(&crate::workspace::stdlib_model());
+        let mut s = Schema::from_model(&crate::check::stdlib_model());
         for (name, ty, optional) in extra {
             s.fields.insert(name.to_string(), Field { name: name.to_string(), ty: ty.clone(), optional: *optional, origin: Origin::Registry });
         }

@@ -15,6 +15,16 @@
 
 use super::ast::*;
 
+/// A variant weight in basis points the way `.flow` text writes it: `50`,
+/// `33.5`, `0.25` — no trailing zeros, so printing then parsing keeps it.
+pub fn percent(bp: u32) -> String {
+    if bp.is_multiple_of(100) {
+        (bp / 100).to_string()
+    } else {
+        format!("{}.{:02}", bp / 100, bp % 100).trim_end_matches('0').to_string()
+    }
+}
+
 pub fn duration(d: &DurationLit) -> String {
     d.parts.iter().map(|(n, u)| format!("{n}{}", u.suffix())).collect::<Vec<_>>().join(" ")
 }

@@ -249,7 +249,7 @@ fn hint(text: &str, at: usize) -> Option<String> {
         return Some("a campaign's settings (name, trigger, audience) come before its steps".into());
     }
     if word.len() > 2 && !KEYWORDS.contains(&word.as_str()) {
-        if let Some(k) = crate::check::suggest::best(&word, KEYWORDS.iter().copied()) {
+        if let Some(k) = crate::suggest::best(&word, KEYWORDS.iter().copied()) {
             return Some(format!("did you mean `{k}`?"));
         }
     }
