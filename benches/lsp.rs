@@ -3,6 +3,9 @@
 //! over stdio exactly as an editor does (full-text sync), and times each edit
 //! from `didChange` sent to `publishDiagnostics` for that version received.
 //!
+//! Then hover latency on a 1,000-campaign file: a hover on an unchanged
+//! document is answered from the cached analysis, not a recheck.
+//!
 //! `cargo bench --bench lsp`
 
 #[path = "support/mod.rs"]
@@ -16,6 +19,8 @@ use std::time::{Duration, Instant};
 const LINES: usize = 5_000;
 const EDITS: usize = 100;
 const WARMUP: usize = 5;
+const HOVER_CAMPAIGNS: usize = 1_000;
+const HOVERS: usize = 20;
 
 struct Server {
     child: Child,
@@ -46,6 +51,16 @@ impl Server {
         let mut buf = vec![0; len];
         self.out.read_exact(&mut buf).expect("read body");
         serde_json::from_slice(&buf).expect("json")
+    }
+
+    /// Waits for the answer to request `id`.
+    fn response(&mut self, id: i64) -> Value {
+        loop {
+            let v = self.recv();
+            if v["id"] == id {
+                return v;
+            }
+        }
     }
 
     /// Waits for the diagnostics of `version`; returns how many were published.
@@ -114,6 +129,33 @@ fn main() {
         pct(0.5),
         pct(0.9),
         ms(times[times.len() - 1])
+    );
+
+    // Hover on a large unchanged file.
+    let mut big = support::shared(200);
+    for i in 0..HOVER_CAMPAIGNS {
+        big.push_str(&support::campaign(i, 200));
+    }
+    let hover_path = dir.join("campaigns.flow");
+    std::fs::write(&hover_path, &big).expect("write");
+    let hover_uri = format!("file://{}", hover_path.display());
+    let line = big.lines().position(|l| l.starts_with("  hello: send")).expect("a send");
+    s.send(&json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": hover_uri, "languageId": "flow", "version": 0, "text": big}}}));
+    assert_eq!(s.diagnostics_of(0), 0, "the generated file is clean");
+    let mut hovers = Vec::with_capacity(HOVERS);
+    for id in 0..HOVERS as i64 {
+        let t = Instant::now();
+        s.send(&json!({"jsonrpc": "2.0", "id": 100 + id, "method": "textDocument/hover", "params": {"textDocument": {"uri": hover_uri}, "position": {"line": line, "character": 30}}}));
+        let r = s.response(100 + id);
+        hovers.push(t.elapsed());
+        assert!(!r["result"].is_null(), "the template name has a hover: {r}");
+    }
+    hovers.sort();
+    println!(
+        "lsp: hover on {} lines ({HOVER_CAMPAIGNS} campaigns), {HOVERS} hovers: median {:.1} ms, max {:.1} ms",
+        big.lines().count(),
+        ms(hovers[HOVERS / 2]),
+        ms(hovers[HOVERS - 1])
     );
     s.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "shutdown", "params": null}));
     let _ = s.recv();

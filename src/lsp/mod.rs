@@ -2,6 +2,9 @@
 //! lsp-types; it calls the same parse, check and fmt as the CLI, so editors
 //! show exactly what `flowc check` reports.
 
+mod cache;
+mod dispatch;
+mod handlers;
 mod position;
 mod query;
 pub mod transport;
@@ -10,18 +13,22 @@ use crate::check::{self, CheckOptions};
 use crate::diag::{Diagnostic as Diag, Severity};
 use crate::source::FileId;
 use crate::workspace::{self, Root, Workspace};
-use lsp_server::{ErrorCode, Message, Notification, Request, RequestId, Response};
-use lsp_types::notification::{DidChangeTextDocument, DidCloseTextDocument, DidOpenTextDocument, Exit as ExitNotification, Notification as _, PublishDiagnostics};
-use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition, HoverRequest, Initialize, References, Rename, Request as _, Shutdown};
+use cache::{Cache, Stamp};
+use lsp_server::{ErrorCode, Message, Notification, RequestId, Response};
+use lsp_types::notification::{DidChangeTextDocument, Exit as ExitNotification, Notification as _, PublishDiagnostics};
+use lsp_types::request::{Initialize, Request as _, Shutdown};
 use lsp_types::*;
 use position::Encoding;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-/// Open documents and how positions are counted.
+/// Open documents, how positions are counted, and the analyses of the
+/// documents as they are now.
 pub struct Server {
     docs: HashMap<PathBuf, (Url, String, i32)>,
     encoding: Encoding,
+    cache: Cache,
 }
 
 /// One checked view of a document and what it imports.
@@ -72,7 +79,7 @@ pub fn run() -> Result<Exit, String> {
     };
     let result = serde_json::json!({"capabilities": caps, "serverInfo": {"name": "flowc", "version": env!("CARGO_PKG_VERSION")}});
     sent(Message::Response(Response::new_ok(id, result)))?;
-    let mut server = Server { docs: HashMap::new(), encoding };
+    let mut server = Server::new(encoding);
     let mut shut_down = false;
     // Messages already received but not handled: lets a request see that an
     // edit of its document is waiting (ContentModified), and lets a burst of
@@ -168,17 +175,51 @@ fn path_of(uri: &Url) -> Option<PathBuf> {
     Some(workspace::real_path(&p).unwrap_or_else(|_| workspace::normalize(&p)))
 }
 
-fn params<P: serde::de::DeserializeOwned>(req: &Request) -> Result<P, Response> {
-    serde_json::from_value(req.params.clone()).map_err(|e| Response::new_err(req.id.clone(), ErrorCode::InvalidParams as i32, e.to_string()))
-}
-
-fn ok<T: serde::Serialize>(id: RequestId, v: T) -> Response {
-    Response::new_ok(id, serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
-}
-
 impl Server {
+    fn new(encoding: Encoding) -> Server {
+        Server { docs: HashMap::new(), encoding, cache: Cache::default() }
+    }
+
+    /// The analysis of `path` with the open buffers standing in for files
+    /// on disk: the cached one while nothing it read has changed, else a
+    /// fresh check.
+    pub fn analyze(&mut self, path: &Path) -> Rc<Analysis> {
+        let docs = &self.docs;
+        let stamp_now = |p: &Path| match docs.get(p) {
+            Some((_, _, version)) => Stamp::Open(*version),
+            None => Stamp::of_disk(p),
+        };
+        if let Some(a) = self.cache.get(path, &stamp_now) {
+            return a;
+        }
+        let a = Rc::new(self.check(path));
+        // What it read: every file of its units but the embedded stdlib,
+        // and the flowc.toml that set its lint levels.
+        let mut inputs: Vec<PathBuf> = a
+            .ws
+            .units
+            .iter()
+            .flat_map(|u| u.files.iter())
+            .filter(|f| !a.ws.is_stdlib(**f))
+            .map(|f| {
+                let shown = &a.ws.sources.get(*f).path;
+                workspace::real_path(shown).unwrap_or_else(|_| workspace::normalize(shown))
+            })
+            .collect();
+        inputs.push(path.to_path_buf());
+        inputs.extend(workspace::find_workspace_file(path));
+        inputs.sort();
+        inputs.dedup();
+        let stamped = inputs.into_iter().map(|p| {
+            let s = stamp_now(&p);
+            (p, s)
+        });
+        self.cache.insert(path.to_path_buf(), stamped.collect(), a.clone());
+        a
+    }
+
     /// Checks `path` with the open buffers standing in for files on disk.
-    pub fn analyze(&self, path: &Path) -> Analysis {
+    fn check(&self, path: &Path) -> Analysis {
         let docs = &self.docs;
         let read = |p: &Path| match docs.get(p) {
             Some((_, text, _)) => Ok(text.clone().into_bytes()),
@@ -197,40 +238,7 @@ impl Server {
         Analysis { ws, result, file }
     }
 
-    fn notification(&mut self, n: Notification) -> Vec<Notification> {
-        match n.method.as_str() {
-            DidOpenTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<DidOpenTextDocumentParams>(n.params) else { return vec![] };
-                if let Some(path) = path_of(&p.text_document.uri) {
-                    self.docs.insert(path, (p.text_document.uri, p.text_document.text, p.text_document.version));
-                }
-            }
-            DidChangeTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<DidChangeTextDocumentParams>(n.params) else { return vec![] };
-                let Some(path) = path_of(&p.text_document.uri) else { return vec![] };
-                // Full sync: the last change holds the whole text; older versions lose.
-                if let (Some(change), Some(doc)) = (p.content_changes.into_iter().last(), self.docs.get_mut(&path)) {
-                    if p.text_document.version >= doc.2 {
-                        *doc = (p.text_document.uri, change.text, p.text_document.version);
-                    }
-                }
-            }
-            DidCloseTextDocument::METHOD => {
-                let Ok(p) = serde_json::from_value::<DidCloseTextDocumentParams>(n.params) else { return vec![] };
-                if let Some(path) = path_of(&p.text_document.uri) {
-                    self.docs.remove(&path);
-                    return vec![publish(p.text_document.uri, vec![], None)];
-                }
-                return vec![];
-            }
-            _ => return vec![],
-        }
-        // Any edit can change the diagnostics of files importing it: recheck every open one.
-        let paths: Vec<PathBuf> = self.docs.keys().cloned().collect();
-        paths.iter().map(|p| self.diagnostics_for(p)).collect()
-    }
-
-    fn diagnostics_for(&self, path: &Path) -> Notification {
+    fn diagnostics_for(&mut self, path: &Path) -> Notification {
         let (uri, _, version) = self.docs[path].clone();
         let a = self.analyze(path);
         let src = a.ws.sources.get(a.file);
@@ -253,7 +261,7 @@ impl Server {
 
     /// The fixes of the client's diagnostics, taken from this server's own
     /// diagnostics at the same range and code (never parsed from the text).
-    fn code_actions(&self, p: &CodeActionParams) -> Vec<CodeActionOrCommand> {
+    pub(crate) fn code_actions(&mut self, p: &CodeActionParams) -> Vec<CodeActionOrCommand> {
         let Some(path) = path_of(&p.text_document.uri).filter(|path| self.docs.contains_key(path)) else { return vec![] };
         let a = self.analyze(&path);
         let src = a.ws.sources.get(a.file);
@@ -282,104 +290,6 @@ impl Server {
         actions
     }
 
-    fn request(&mut self, req: Request) -> Response {
-        let id = req.id.clone();
-        match req.method.as_str() {
-            HoverRequest::METHOD => match params::<HoverParams>(&req) {
-                Ok(p) => ok(id, self.with_doc(&p.text_document_position_params, |s, a, off| query::hover(a, off).map(|(text, span)| s.hover(a, text, span)))),
-                Err(e) => e,
-            },
-            GotoDefinition::METHOD => match params::<GotoDefinitionParams>(&req) {
-                Ok(p) => ok(
-                    id,
-                    self.with_doc(&p.text_document_position_params, |s, a, off| {
-                        query::definition(a, off).and_then(|(file, span)| {
-                            let src = a.ws.sources.get(file);
-                            let uri = Url::from_file_path(std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone())).ok()?;
-                            let range = Range { start: position::to_position(src, span.start as usize, s.encoding), end: position::to_position(src, span.end as usize, s.encoding) };
-                            Some(GotoDefinitionResponse::Scalar(Location { uri, range }))
-                        })
-                    }),
-                ),
-                Err(e) => e,
-            },
-            Completion::METHOD => match params::<CompletionParams>(&req) {
-                Ok(p) => ok(id, self.with_doc(&p.text_document_position, |_, a, off| Some(CompletionResponse::Array(query::complete(a, off))))),
-                Err(e) => e,
-            },
-            Formatting::METHOD => match params::<DocumentFormattingParams>(&req) {
-                Ok(p) => {
-                    let Some((_, text, _)) = path_of(&p.text_document.uri).and_then(|path| self.docs.get(&path)) else { return ok(id, None::<Vec<TextEdit>>) };
-                    let (tree, diags) = crate::syntax::parse(text, FileId(0));
-                    if !diags.is_empty() {
-                        return ok(id, None::<Vec<TextEdit>>);
-                    }
-                    let formatted = crate::fmt::format(&tree, text);
-                    let src = crate::source::SourceText::new("doc", text.clone());
-                    let end = position::to_position(&src, text.len(), self.encoding);
-                    ok(id, Some(vec![TextEdit { range: Range { start: Position::default(), end }, new_text: formatted }]))
-                }
-                Err(e) => e,
-            },
-            DocumentSymbolRequest::METHOD => match params::<DocumentSymbolParams>(&req) {
-                Ok(p) => {
-                    let Some(path) = path_of(&p.text_document.uri) else { return ok(id, None::<DocumentSymbolResponse>) };
-                    if !self.docs.contains_key(&path) {
-                        return ok(id, None::<DocumentSymbolResponse>);
-                    }
-                    let a = self.analyze(&path);
-                    let src = a.ws.sources.get(a.file);
-                    let enc = self.encoding;
-                    let syms = query::symbols(&a, &|span| Range { start: position::to_position(src, span.start as usize, enc), end: position::to_position(src, span.end as usize, enc) });
-                    ok(id, Some(DocumentSymbolResponse::Nested(syms)))
-                }
-                Err(e) => e,
-            },
-            CodeActionRequest::METHOD => match params::<CodeActionParams>(&req) {
-                Ok(p) => ok(id, self.code_actions(&p)),
-                Err(e) => e,
-            },
-            References::METHOD => match params::<ReferenceParams>(&req) {
-                Ok(p) => ok(id, self.with_doc(&p.text_document_position, |s, a, off| Some(s.locations(a, &query::references(a, off))))),
-                Err(e) => e,
-            },
-            Rename::METHOD => match params::<RenameParams>(&req) {
-                Ok(p) => {
-                    let name = p.new_name.clone();
-                    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-                    if !valid {
-                        return Response::new_err(id, ErrorCode::InvalidParams as i32, format!("`{name}` is not a name ([a-z_][a-z0-9_]*)"));
-                    }
-                    let edit = self.with_doc(&p.text_document_position, |s, a, off| {
-                        if !query::renamable(a, off) {
-                            return None;
-                        }
-                        let mut changes: HashMap<Url, Vec<TextEdit>> = HashMap::new();
-                        for loc in s.locations(a, &query::references(a, off)) {
-                            changes.entry(loc.uri).or_default().push(TextEdit { range: loc.range, new_text: name.clone() });
-                        }
-                        Some(WorkspaceEdit { changes: Some(changes), ..Default::default() })
-                    });
-                    match edit {
-                        Some(e) => ok(id, e),
-                        None => Response::new_err(id, ErrorCode::InvalidParams as i32, "only labels and segments can be renamed".into()),
-                    }
-                }
-                Err(e) => e,
-            },
-            FoldingRangeRequest::METHOD => match params::<FoldingRangeParams>(&req) {
-                Ok(p) => {
-                    let Some(path) = path_of(&p.text_document.uri).filter(|p| self.docs.contains_key(p)) else { return ok(id, None::<Vec<FoldingRange>>) };
-                    let a = self.analyze(&path);
-                    let ranges: Vec<FoldingRange> = query::folds(&a).into_iter().map(|(s, e)| FoldingRange { start_line: s as u32, end_line: e as u32, ..Default::default() }).collect();
-                    ok(id, Some(ranges))
-                }
-                Err(e) => e,
-            },
-            _ => Response::new_err(id, ErrorCode::MethodNotFound as i32, format!("flowc lsp does not handle `{}`", req.method)),
-        }
-    }
-
     fn locations(&self, a: &Analysis, spans: &[(FileId, crate::source::Span)]) -> Vec<Location> {
         spans
             .iter()
@@ -391,13 +301,13 @@ impl Server {
             .collect()
     }
 
-    fn hover(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {
+    fn hover_at(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {
         let src = a.ws.sources.get(a.file);
         let range = Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) };
         Hover { contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: text }), range: Some(range) }
     }
 
-    fn with_doc<T>(&self, at: &TextDocumentPositionParams, f: impl FnOnce(&Server, &Analysis, usize) -> Option<T>) -> Option<T> {
+    fn with_doc<T>(&mut self, at: &TextDocumentPositionParams, f: impl FnOnce(&Server, &Analysis, usize) -> Option<T>) -> Option<T> {
         let path = path_of(&at.text_document.uri)?;
         self.docs.get(&path)?;
         let a = self.analyze(&path);
@@ -411,17 +321,4 @@ fn publish(uri: Url, diagnostics: Vec<Diagnostic>, version: Option<i32>) -> Noti
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panicking_handler_is_answered_with_an_internal_error() {
-        let r = guarded(RequestId::from(7), || panic!("a bug"));
-        assert_eq!(r.id, RequestId::from(7));
-        let e = r.error.expect("an error response");
-        assert_eq!(e.code, ErrorCode::InternalError as i32);
-        assert!(r.result.is_none());
-        let ok = guarded(RequestId::from(8), || Response::new_ok(RequestId::from(8), 1));
-        assert!(ok.error.is_none());
-    }
-}
+mod tests;

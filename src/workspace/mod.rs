@@ -141,12 +141,24 @@ struct Located {
     real: PathBuf,
 }
 
+/// The prelude parsed once per process: every workspace starts with the
+/// same files at the same ids, so each load copies these trees instead of
+/// parsing the stdlib again (the language server loads on every edit).
+fn prelude() -> &'static Workspace {
+    static PRELUDE: std::sync::OnceLock<Workspace> = std::sync::OnceLock::new();
+    PRELUDE.get_or_init(|| {
+        let mut ws = Workspace::default();
+        for (path, text) in STDLIB {
+            let id = add_parsed(&mut ws, PathBuf::from(path), None, text.to_string());
+            ws.stdlib.push(id);
+        }
+        ws
+    })
+}
+
 pub fn load(roots: &[Root], read: Reader) -> Workspace {
-    let mut ws = Workspace::default();
-    for (path, text) in STDLIB {
-        let id = add_parsed(&mut ws, PathBuf::from(path), None, text.to_string());
-        ws.stdlib.push(id);
-    }
+    let p = prelude();
+    let mut ws = Workspace { sources: p.sources.clone(), trees: p.trees.clone(), stdlib: p.stdlib.clone(), diags: p.diags.clone(), ..Workspace::default() };
     for root in roots {
         let loaded = locate_root(root).and_then(|file| open(&mut ws, &file, read).map(|id| (id, file)));
         let (id, file) = match loaded {

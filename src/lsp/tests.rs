@@ -1,0 +1,105 @@
+//! The server in-process: a panicking handler, and analyses answered from
+//! the cache until something they read changes (counted, never timed).
+
+use super::*;
+use lsp_server::Request;
+
+#[test]
+fn a_panicking_handler_is_answered_with_an_internal_error() {
+    let r = guarded(RequestId::from(7), || panic!("a bug"));
+    assert_eq!(r.id, RequestId::from(7));
+    let e = r.error.expect("an error response");
+    assert_eq!(e.code, ErrorCode::InternalError as i32);
+    assert!(r.result.is_none());
+    let ok = guarded(RequestId::from(8), || Response::new_ok(RequestId::from(8), 1));
+    assert!(ok.error.is_none());
+}
+
+const SHARED: &str = "template hello_email { channel email message marketing status published }\ncontact { plan: enum(free, pro) }\nsegment vip = plan == pro\n";
+const MAIN: &str = "import \"shared.flow\"\n\ncampaign c {\n  trigger manual\n  audience vip\n  hi: send email.marketing hello_email\n  wait 1d\n  if opened(hi) { end }\n}\n";
+
+struct Session {
+    server: Server,
+    next: i32,
+}
+
+impl Session {
+    fn notify(&mut self, method: &str, params: serde_json::Value) -> Vec<Notification> {
+        self.server.notification(Notification::new(method.into(), params))
+    }
+    fn request(&mut self, method: &str, params: serde_json::Value) -> Response {
+        self.next += 1;
+        self.server.request(Request::new(RequestId::from(self.next), method.into(), params))
+    }
+    fn analyses(&self) -> u64 {
+        self.server.cache.computed()
+    }
+}
+
+fn uri(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+#[test]
+fn requests_on_unchanged_documents_reuse_the_analysis() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = std::fs::canonicalize(&dir).expect("canonical");
+    std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
+    std::fs::write(dir.join("main.flow"), MAIN).expect("main");
+    let (main, shared) = (uri(&dir.join("main.flow")), uri(&dir.join("shared.flow")));
+    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    let at = |u: &str| serde_json::json!({"textDocument": {"uri": u}, "position": {"line": 5, "character": 30}});
+
+    let published = s.notify("textDocument/didOpen", serde_json::json!({"textDocument": {"uri": main, "languageId": "flow", "version": 1, "text": MAIN}}));
+    assert_eq!(published.len(), 1);
+    assert_eq!(s.analyses(), 1, "opening checks the document once");
+
+    // Every query on the unchanged document answers from that analysis.
+    let hover = s.request("textDocument/hover", at(&main));
+    assert!(hover.result.as_ref().is_some_and(|r| !r.is_null()), "{hover:?}");
+    assert!(s.request("textDocument/definition", at(&main)).result.is_some_and(|r| !r.is_null()));
+    assert!(s.request("textDocument/completion", at(&main)).result.is_some());
+    assert!(s.request("textDocument/references", serde_json::json!({"textDocument": {"uri": main}, "position": {"line": 4, "character": 12}, "context": {"includeDeclaration": true}})).result.is_some());
+    assert!(s.request("textDocument/documentSymbol", serde_json::json!({"textDocument": {"uri": main}})).result.is_some());
+    assert!(s.request("textDocument/foldingRange", serde_json::json!({"textDocument": {"uri": main}})).result.is_some());
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 1, "no request rechecked the workspace");
+
+    // An edit: one new analysis, published and then reused by the hover.
+    let edited = MAIN.replace("wait 1d", "wait 2d");
+    s.notify("textDocument/didChange", serde_json::json!({"textDocument": {"uri": main, "version": 2}, "contentChanges": [{"text": edited}]}));
+    assert_eq!(s.analyses(), 2);
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 2);
+
+    // Opening the imported file invalidates its importer too.
+    s.notify("textDocument/didOpen", serde_json::json!({"textDocument": {"uri": shared, "languageId": "flow", "version": 1, "text": SHARED}}));
+    assert_eq!(s.analyses(), 4, "main and shared, each once");
+    // An edit of the import rechecks both; the importer sees the new text.
+    let renamed = SHARED.replace("hello_email", "hi_email");
+    let published = s.notify("textDocument/didChange", serde_json::json!({"textDocument": {"uri": shared, "version": 2}, "contentChanges": [{"text": renamed}]}));
+    assert_eq!(s.analyses(), 6);
+    let main_diags: Vec<_> = published.iter().filter(|n| n.params["uri"] == main.as_str()).flat_map(|n| n.params["diagnostics"].as_array().cloned().unwrap_or_default()).collect();
+    assert!(main_diags.iter().any(|d| d["code"] == "unknown-template"), "{main_diags:?}");
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 6);
+
+    // Closed, the import is read from disk again: one recheck, then cached.
+    s.notify("textDocument/didClose", serde_json::json!({"textDocument": {"uri": shared}}));
+    s.request("textDocument/hover", at(&main));
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 7);
+    // A change on disk that no notification announced is still seen.
+    std::fs::write(dir.join("shared.flow"), format!("{SHARED}segment other = plan == free\n")).expect("rewrite");
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 8);
+    // A save, and a watched-files notification, drop what they may have changed.
+    s.notify("textDocument/didSave", serde_json::json!({"textDocument": {"uri": main}}));
+    s.request("textDocument/hover", at(&main));
+    assert_eq!(s.analyses(), 9);
+    s.notify("workspace/didChangeWatchedFiles", serde_json::json!({"changes": []}));
+    assert_eq!(s.analyses(), 10, "the open document is rechecked and republished");
+    let _ = std::fs::remove_dir_all(&dir);
+}
