@@ -371,7 +371,7 @@ fn every_invalid_state_transition_is_refused() {
     let mut store = SqliteStore::open_in_memory().expect("store");
     for from in State::ALL {
         for to in State::ALL {
-            store.put_campaign("x", "v", b"", from.as_str(), 0).expect("put");
+            store.put_campaign("x", "v", b"", from, 0).expect("put");
             // put_campaign keeps an existing state: force it for this case.
             store.connection().execute("UPDATE campaigns SET state = ?1", [from.as_str()]).expect("force");
             let ok = allowed.contains(&(from.as_str(), to.as_str()));

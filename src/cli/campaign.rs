@@ -215,7 +215,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
-            let r = report::build(&store, &program, &row.state, Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
+            let r = report::build(&store, &program, row.state.as_str(), Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
             let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
             if json || format == Format::Json {
                 let t: Vec<_> = transitions

@@ -12,6 +12,9 @@ pub enum StoreError {
     Locked(String),
     #[error("the database is corrupt or not a flowc database: {0}")]
     Corrupt(String),
+    /// One stored value this flowc cannot read: never replaced by a default.
+    #[error("corrupt value in table `{table}`, row `{key}`: `{value}`")]
+    CorruptRow { table: &'static str, key: String, value: String },
     #[error("database written by a newer flowc (schema {found}, this flowc knows up to {known})")]
     TooNew { found: i64, known: i64 },
     /// A command that only reads found no database (and created none).
@@ -46,12 +49,82 @@ impl ExecState {
     }
 }
 
+/// A campaign's lifecycle state as stored (docs/runtime.md); the allowed
+/// transitions between them are `lifecycle`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CampaignState {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    PausedError,
+    PausedBalance,
+    Completed,
+    CompletedPartial,
+}
+
+impl CampaignState {
+    pub const ALL: [CampaignState; 8] = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Running,
+        CampaignState::Paused,
+        CampaignState::PausedError,
+        CampaignState::PausedBalance,
+        CampaignState::Completed,
+        CampaignState::CompletedPartial,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "DRAFT",
+            CampaignState::Scheduled => "SCHEDULED",
+            CampaignState::Running => "RUNNING",
+            CampaignState::Paused => "PAUSED",
+            CampaignState::PausedError => "PAUSED_ERROR",
+            CampaignState::PausedBalance => "PAUSED_BALANCE",
+            CampaignState::Completed => "COMPLETED",
+            CampaignState::CompletedPartial => "COMPLETED_PARTIAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignState> {
+        CampaignState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CampaignState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for CampaignState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
     pub name: String,
     pub version: String,
     pub program: Vec<u8>,
-    pub state: String,
+    pub state: CampaignState,
+}
+
+/// One contact to enroll: its first step and when it wakes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub contact: String,
+    pub step: String,
+    pub wake_at: i64,
+}
+
+impl Enrollment {
+    pub fn new(contact: &str, step: &str, wake_at: i64) -> Enrollment {
+        Enrollment { contact: contact.to_string(), step: step.to_string(), wake_at }
+    }
 }
 
 /// An execution ready to step, with its contact.
@@ -294,12 +367,12 @@ pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError>;
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: CampaignState, now: i64) -> Result<(), StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Records a campaign state change and its reason in the audit log.
-    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError>;
+    fn set_state(&mut self, name: &str, from: CampaignState, to: CampaignState, why: &str, now: i64) -> Result<(), StoreError>;
     fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -316,8 +389,8 @@ pub trait Store {
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError>;
     fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError>;
     fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
-    /// Enrolls contacts (at most once each): (contact, step, wake_at).
-    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError>;
+    /// Enrolls contacts (at most once each).
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at
     /// `wake`) at `step`, waking at `wake`, inside the store: no contact
     /// crosses into the engine. `None` when this store cannot evaluate the
