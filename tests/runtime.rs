@@ -63,12 +63,11 @@ struct Opts {
     approved: Option<Vec<String>>,
     batch: usize,
     stop_after_batches: Option<usize>,
-    exactly_once: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { seed: 7, fail_rate: 0.0, outages: vec![], breaker_consecutive: 10, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None, exactly_once: true }
+        Opts { seed: 7, fail_rate: 0.0, outages: vec![], breaker_consecutive: 10, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None }
     }
 }
 
@@ -80,7 +79,7 @@ fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
         clock: ClockKind::Virtual,
         start: Some(START),
         initial_balance_micros: o.balance,
-        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() }, breaker_consecutive: o.breaker_consecutive, breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 }, exactly_once: o.exactly_once, ..EngineConfig::default() },
+        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() }, breaker_consecutive: o.breaker_consecutive, breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 }, ..EngineConfig::default() },
         stop: stop.clone(),
     };
     let mut batches = 0;
@@ -457,21 +456,6 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     assert!(r.balance >= 0.0);
     let store = SqliteStore::open(&db.path).expect("store");
     assert!(store.transitions("c", 10).expect("log").iter().all(|(_, _, to, _)| to != "PAUSED_BALANCE"));
-}
-
-#[test]
-fn at_most_once_mode_gives_the_same_result_without_crashes() {
-    let src = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.marketing hello\n  wait 1d\n  if opened(a) {{ send sms.promotional promo }}\n}}");
-    let (p, model) = program(&src);
-    let one = Db::new("eo");
-    import(&one, &model, &contacts(1000));
-    let two = Db::new("amo");
-    import(&two, &model, &contacts(1000));
-    let exact = run_on(&one, &p, &Opts::default());
-    let amo = run_on(&two, &p, &Opts { exactly_once: false, ..Default::default() });
-    assert_eq!(exact.steps, amo.steps);
-    assert_eq!(exact.executions, amo.executions);
-    assert_eq!(exact.cost, amo.cost);
 }
 
 /// Enrollment inside the store (the audience as SQL) selects exactly the

@@ -185,7 +185,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     assert_eq!(counts["t"].skipped["no-consent"], 2);
     assert_eq!(s.ab_counts("k").expect("ab")[&("ab".to_string(), "x".to_string())], 1);
     let o = outbox_row("k", "a", "s");
-    let done = Round { outbox_done: vec![o.outcome(true, 101, (Some(102), None, None), None)], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
+    let done = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement { delivered_at: Some(102), ..Default::default() }))], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
     assert!(s.outbox_pending("k").expect("pending").is_empty());
     assert_eq!(s.sent_for("k", &["a"]).expect("sent"), vec![("a".to_string(), SentMessage { step: "s".into(), channel: "sms".into(), sent_at: 101, delivered_at: Some(102), opened_at: None, clicked_at: None })]);
@@ -213,7 +213,7 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1, 1, "attempts made so far");
     let o = outbox_row("k", "a", "s");
-    let ok = Round { outbox_done: vec![o.outcome(true, 101, (None, None, None), None)], settled: vec!["a".into()], ..Default::default() };
+    let ok = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement::default()))], settled: vec!["a".into()], ..Default::default() };
     s.commit("k", &ok, &worker("w1"), 101).expect("settle");
     let counts = s.counts("k").expect("counts");
     assert_eq!((counts[&ExecState::Processing], counts[&ExecState::Pending]), (0, 1), "back to the state it was parked with");

@@ -989,8 +989,8 @@ impl Store for SqliteStore {
             for o in &round.outbox_new {
                 match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
                     Some(d) => {
-                        let status = if d.sent { "sent" } else { "failed" };
-                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, status, o.created_at, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error])
+                        let e = d.outcome.engagement();
+                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, d.outcome.status(), o.created_at, d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
                             .map_err(classify)?;
                     }
                     None => {
@@ -1006,8 +1006,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for d in round.outbox_done.iter().filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str()))) {
-                let status = if d.sent { "sent" } else { "failed" };
-                inflight -= done.execute(params![campaign, d.contact, d.step, d.version, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)? as i64;
+                let e = d.outcome.engagement();
+                inflight -= done
+                    .execute(params![campaign, d.contact, d.step, d.version, d.outcome.status(), d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
+                    .map_err(classify)? as i64;
             }
             if !round.outbox_retry.is_empty() {
                 let mut retry = tx
@@ -1267,7 +1269,7 @@ mod tests {
         assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
         // Settling the pending row empties the in-flight count; recovery then scans nothing.
-        let round = Round { outbox_done: vec![pending[0].outcome(true, 20, (Some(21), None, None), None)], ..Default::default() };
+        let round = Round { outbox_done: vec![pending[0].outcome(20, SendOutcome::Sent(Engagement { delivered_at: Some(21), ..Default::default() }))], ..Default::default() };
         store.commit("welcome", &round, &WorkerId("test".into()), 20).expect("commit");
         assert!(store.outbox_pending("welcome").expect("pending").is_empty());
         let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");

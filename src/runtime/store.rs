@@ -182,9 +182,8 @@ impl OutboxNew {
     }
 
     /// The outcome of this send, for the same outbox row.
-    pub fn outcome(&self, sent: bool, at: i64, engagement: (Option<i64>, Option<i64>, Option<i64>), error: Option<String>) -> OutboxDone {
-        let (delivered_at, opened_at, clicked_at) = engagement;
-        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), sent, at, delivered_at, opened_at, clicked_at, error }
+    pub fn outcome(&self, at: i64, outcome: SendOutcome) -> OutboxDone {
+        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), at, outcome }
     }
 }
 
@@ -194,18 +193,54 @@ pub fn outbox_key(campaign: &str, version: &str, contact: &str, step: &str) -> S
     format!("{campaign}/{version}/{contact}/{step}")
 }
 
+/// When the provider reports a sent message delivered, opened and clicked (minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Engagement {
+    pub delivered_at: Option<i64>,
+    pub opened_at: Option<i64>,
+    pub clicked_at: Option<i64>,
+}
+
+/// How a send ended for good: a sent message has engagement and no error,
+/// a failed one an error and no engagement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    Sent(Engagement),
+    Failed { error: String },
+}
+
+impl SendOutcome {
+    /// The outbox row's status column.
+    pub fn status(&self) -> &'static str {
+        match self {
+            SendOutcome::Sent(_) => "sent",
+            SendOutcome::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn engagement(&self) -> Engagement {
+        match self {
+            SendOutcome::Sent(e) => *e,
+            SendOutcome::Failed { .. } => Engagement::default(),
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            SendOutcome::Sent(_) => None,
+            SendOutcome::Failed { error } => Some(error),
+        }
+    }
+}
+
 /// The outcome of a send; names its outbox row by the row's primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
     pub contact: String,
     pub step: String,
     pub version: String,
-    pub sent: bool,
     pub at: i64,
-    pub delivered_at: Option<i64>,
-    pub opened_at: Option<i64>,
-    pub clicked_at: Option<i64>,
-    pub error: Option<String>,
+    pub outcome: SendOutcome,
 }
 
 /// Counters of one step, added up across batches.
