@@ -72,7 +72,7 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
     let name = program.campaign.clone();
     let mut now = opts.start.expect("a virtual start");
     store.ensure_initial_balance(opts.initial_balance_micros, now).expect("balance");
-    lifecycle::launch(store, program, false, now).expect("launch");
+    lifecycle::launch(store, program, lifecycle::RemovedSteps::Refuse, now).expect("launch");
     lifecycle::transition(store, &name, State::Running, "bench", now).expect("start");
     run::enroll(store, program, now).expect("enroll");
     let worker = WorkerId::this_process();

@@ -413,7 +413,7 @@ fn corrupt_and_foreign_databases_are_refused() {
 
 #[test]
 fn a_new_version_takes_over_waiting_executions_by_step_id() {
-    use flowc::runtime::lifecycle::{launch, Launched};
+    use flowc::runtime::lifecycle::{launch, Launched, RemovedSteps};
     let v1 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  b: send email.transactional receipt\n}}");
     let (p1, model) = program(&v1);
     let db = Db::new("migrate");
@@ -425,14 +425,14 @@ fn a_new_version_takes_over_waiting_executions_by_step_id() {
     let v2 = v1.replace("b: send email.transactional receipt", "b: send email.marketing hello");
     let (p2, _) = program(&v2);
     let mut store = SqliteStore::open(&db.path).expect("store");
-    let moved = launch(&mut store, &p2, false, START).expect("migrate");
+    let moved = launch(&mut store, &p2, RemovedSteps::Refuse, START).expect("migrate");
     assert!(matches!(moved, Launched::Migrated { moved: 200, skipped: 0, .. }), "{moved:?}");
     // v3 removes `b`, where they wait: refused, unless forced.
     let v3 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  c2: send email.marketing hello\n}}");
     let (p3, _) = program(&v3);
-    let err = launch(&mut store, &p3, false, START).expect_err("unmappable");
+    let err = launch(&mut store, &p3, RemovedSteps::Refuse, START).expect_err("unmappable");
     assert!(err.to_string().contains("(b)"), "{err}");
-    let forced = launch(&mut store, &p3, true, START).expect("forced");
+    let forced = launch(&mut store, &p3, RemovedSteps::Skip, START).expect("forced");
     assert!(matches!(forced, Launched::Migrated { moved: 0, skipped: 200, .. }), "{forced:?}");
     drop(store);
     let r = run_on(&db, &p3, &Opts::default());

@@ -120,7 +120,7 @@ fn ledger_settings_and_meta(s: &mut dyn Store) {
     assert_eq!(s.auto_reload().expect("reload"), None);
     s.put_campaign("c", "v1", b"p", State::Running, 1).expect("put");
     assert!(!s.probe_pending("c").expect("probe"));
-    s.set_probe("c", true).expect("probe");
+    s.set_probe("c", Probe::Owed).expect("probe");
     assert!(s.probe_pending("c").expect("probe"));
     let b = BreakerState { consecutive_failures: 4, recent: [true, false, false].into_iter().collect() };
     s.set_breaker("c", &b).expect("breaker");
@@ -385,7 +385,7 @@ impl Store for Wrapped {
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError> {
         self.inner.probe_pending(campaign)
     }
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
+    fn set_probe(&mut self, campaign: &str, pending: Probe) -> Result<(), StoreError> {
         self.write()?;
         self.inner.set_probe(campaign, pending)
     }
@@ -467,13 +467,13 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let launched = lifecycle::launch(&mut store, &v1, false, 1);
+        let launched = lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1);
         let failed_launch = launched.is_err();
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if failed_launch {
             assert_eq!(after, before, "write {n} failed: the launch left nothing behind");
-            lifecycle::launch(&mut store, &v1, false, 1).expect("a retry launches");
+            lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1).expect("a retry launches");
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled);
 
@@ -496,12 +496,12 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let migrated = lifecycle::launch(&mut store, &v2, false, 2);
+        let migrated = lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2);
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if migrated.is_err() {
             assert_eq!(after, before, "write {n} failed: the migration left the old version");
-            lifecycle::launch(&mut store, &v2, false, 2).expect("a retry migrates");
+            lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2).expect("a retry migrates");
         }
         let (row, _, _) = snapshot(&store, "c");
         assert_eq!(row.map(|r| r.0), Some(v2.version.0.clone()));
@@ -541,7 +541,7 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     let db = tmp.0.join("flowc.db");
     let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
     import(&mut store, &model, 3);
-    lifecycle::launch(&mut store, &p, false, 1).expect("launch");
+    lifecycle::launch(&mut store, &p, lifecycle::RemovedSteps::Refuse, 1).expect("launch");
     lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
     flowc::runtime::run::enroll(&mut store, &p, 1).expect("enroll");
     // Another process (the API) tags c001 right after the batch read it.

@@ -166,7 +166,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     e.cost.expected
                 )));
             }
-            let launched = lifecycle::launch(&mut store, &built.program, force, at).map_err(fail)?;
+            let launched = lifecycle::launch(&mut store, &built.program, if force { lifecycle::RemovedSteps::Skip } else { lifecycle::RemovedSteps::Refuse }, at).map_err(fail)?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
                 super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
             }

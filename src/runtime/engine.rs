@@ -500,7 +500,8 @@ impl<'a> Engine<'a> {
         self.config.probe
     }
 
-    fn breaker_sees(&mut self, ok: bool) {
+    fn breaker_sees(&mut self, seen: Seen) {
+        let ok = seen == Seen::Success;
         let b = &mut self.breaker;
         if ok {
             b.consecutive_failures = 0;
@@ -516,6 +517,38 @@ impl<'a> Engine<'a> {
         if b.consecutive_failures >= self.config.breaker_consecutive || (full && failures as f64 > self.config.breaker_rate * b.recent.len() as f64) {
             self.tripped = true;
         }
+    }
+
+    /// Records a failed attempt: another one scheduled on the outbox row
+    /// (the execution parked until then), or, after `max_attempts`, the
+    /// send and its execution failed for good and its price refunded.
+    fn record_failed(&mut self, round: &mut Round, a: &Attempt, reason: String, now: i64) -> Failure {
+        let o = &a.row;
+        let made = a.made + 1;
+        if made < self.config.max_attempts {
+            round.outbox_retry.push(OutboxRetry {
+                contact: o.contact.clone(),
+                step: o.step.clone(),
+                version: o.version.clone(),
+                attempts: made,
+                next_attempt_at: now + retry_delay(made),
+                error: reason,
+            });
+            round.parked.push(o.contact.clone());
+            return Failure::WillRetry;
+        }
+        self.balance += o.price_micros;
+        round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason.clone() }));
+        count(&mut round.steps, &o.step, |c| c.failed += 1);
+        round.executions.push(ExecUpdate {
+            contact: o.contact.clone(),
+            step: o.step.clone(),
+            version: o.version.clone(),
+            state: ExecState::Failed,
+            wake_at: None,
+            reason: Some(reason),
+        });
+        Failure::ForGood
     }
 
     /// Delivers sends through the provider and records each outcome in one
@@ -542,7 +575,7 @@ impl<'a> Engine<'a> {
                 let o = &a.row;
                 match r {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        self.breaker_sees(true);
+                        self.breaker_sees(Seen::Success);
                         self.config.probe = false;
                         record_sent(&mut round, &mut debits, o, Engagement { delivered_at, opened_at, clicked_at }, now);
                         if a.origin != Origin::Batch {
@@ -550,32 +583,10 @@ impl<'a> Engine<'a> {
                         }
                     }
                     Delivery::Failed { reason } => {
-                        self.breaker_sees(false);
-                        let made = a.made + 1;
-                        if made < self.config.max_attempts {
-                            round.outbox_retry.push(OutboxRetry {
-                                contact: o.contact.clone(),
-                                step: o.step.clone(),
-                                version: o.version.clone(),
-                                attempts: made,
-                                next_attempt_at: now + retry_delay(made),
-                                error: reason,
-                            });
-                            round.parked.push(o.contact.clone());
-                            continue;
+                        self.breaker_sees(Seen::Failure);
+                        if self.record_failed(&mut round, a, reason, now) == Failure::ForGood {
+                            failed += 1;
                         }
-                        failed += 1;
-                        self.balance += o.price_micros;
-                        round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason.clone() }));
-                        count(&mut round.steps, &o.step, |c| c.failed += 1);
-                        round.executions.push(ExecUpdate {
-                            contact: o.contact.clone(),
-                            step: o.step.clone(),
-                            version: o.version.clone(),
-                            state: ExecState::Failed,
-                            wake_at: None,
-                            reason: Some(reason),
-                        });
                     }
                 }
             }
@@ -666,4 +677,18 @@ pub fn record_sent(round: &mut Round, debits: &mut Debits, row: &OutboxNew, enga
         c.sent += 1;
         c.cost_micros += row.price_micros;
     });
+}
+
+/// What the circuit breaker learns from one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Success,
+    Failure,
+}
+
+/// Where a failed attempt leaves its send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    WillRetry,
+    ForGood,
 }

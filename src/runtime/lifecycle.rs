@@ -2,7 +2,7 @@
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 
-use super::store::{atomically, BreakerState, Store, StoreError};
+use super::store::{atomically, BreakerState, Probe, Store, StoreError};
 use crate::compile::codec;
 use crate::compile::diff;
 use crate::compile::program::Program;
@@ -62,6 +62,15 @@ pub fn transition(store: &mut dyn Store, name: &str, to: State, why: &str, now: 
     Ok(from)
 }
 
+/// What launching a new version does with executions waiting at steps it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedSteps {
+    /// Refuse the new version (the default).
+    Refuse,
+    /// Skip those executions with reason `step-removed` (`--force`).
+    Skip,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Launched {
     /// A new campaign, now SCHEDULED.
@@ -75,13 +84,13 @@ pub enum Launched {
 /// the same step ids in the new version; executions waiting at a step the new
 /// version removed make the migration unmappable, refused unless `force`,
 /// which marks them skipped (reason `step-removed`).
-pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+pub fn launch(store: &mut dyn Store, program: &Program, removed: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
     // One transaction: a crash or a failed write leaves the campaign as it
     // was (or absent), never stored without its state change or half migrated.
-    atomically(store, |store| launch_in(store, program, force, now))
+    atomically(store, |store| launch_in(store, program, removed, now))
 }
 
-fn launch_in(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+fn launch_in(store: &mut dyn Store, program: &Program, removed_steps: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
     let bytes = codec::to_binary(program);
     let name = &program.campaign;
     let Some(row) = store.campaign(name)? else {
@@ -100,7 +109,7 @@ fn launch_in(store: &mut dyn Store, program: &Program, force: bool, now: i64) ->
     let map = diff::map_versions(&old, program);
     let removed: Vec<String> = map.removed.iter().map(|(id, _)| id.0.clone()).collect();
     let waiting = store.waiting_at(name, &old.version.0, &removed)?;
-    if waiting > 0 && !force {
+    if waiting > 0 && removed_steps == RemovedSteps::Refuse {
         return Err(LifecycleError::Refused(format!(
             "{waiting} execution(s) wait at step(s) the new version removes ({}); label the steps so they keep their ids, or pass --force to skip those executions",
             removed.join(", ")
@@ -124,7 +133,7 @@ pub fn resume(store: &mut dyn Store, name: &str, now: i64) -> Result<State, Life
         }
         transition(store, name, State::Running, "resumed", now)?;
         if from == State::PausedError {
-            store.set_probe(name, true)?;
+            store.set_probe(name, Probe::Owed)?;
             store.set_breaker(name, &BreakerState::default())?;
         }
         Ok(from)

@@ -175,7 +175,7 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
         Some(r) => r.version != program.version.0 && !matches!(r.state, State::Completed | State::CompletedPartial),
     };
     if launched_here {
-        lifecycle::launch(store, program, false, now).map_err(refused)?;
+        lifecycle::launch(store, program, lifecycle::RemovedSteps::Refuse, now).map_err(refused)?;
     }
     let mut state = lifecycle::state(store, &program.campaign).map_err(refused)?;
     if state == State::Draft {

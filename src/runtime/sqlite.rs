@@ -927,8 +927,8 @@ impl Store for SqliteStore {
         Ok(p.unwrap_or(0) != 0)
     }
 
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(pending)]).map(|_| ()).map_err(classify)
+    fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(probe == Probe::Owed)]).map(|_| ()).map_err(classify)
     }
 
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {

@@ -369,6 +369,13 @@ pub struct AutoReload {
     pub amount_micros: i64,
 }
 
+/// Whether a campaign owes a probe message before sending at full speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Owed,
+    Done,
+}
+
 /// How a transaction opened with `Store::begin` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxEnd {
@@ -441,7 +448,7 @@ pub trait Store {
     /// Whether the campaign must send one probe message before full speed
     /// (set by a resume from PAUSED_ERROR, cleared by a successful send).
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError>;
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError>;
+    fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError>;
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError>;
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
     /// Executions due by `now`, earliest first, with `fields` of their contacts.
