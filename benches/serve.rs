@@ -47,7 +47,7 @@ fn main() {
             }).collect();
         store.upsert_contacts(&contacts, &[]).expect("contacts");
         store.ledger_add(1_000_000_000, "bench", 0).expect("balance");
-        lifecycle::launch(&mut store, &program, false, 0).expect("launch");
+        lifecycle::launch(&mut store, &program, lifecycle::RemovedSteps::Refuse, 0).expect("launch");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let clock = runner::SharedClock::real();

@@ -63,12 +63,11 @@ struct Opts {
     approved: Option<Vec<String>>,
     batch: usize,
     stop_after_batches: Option<usize>,
-    exactly_once: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { seed: 7, fail_rate: 0.0, outages: vec![], breaker_consecutive: 10, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None, exactly_once: true }
+        Opts { seed: 7, fail_rate: 0.0, outages: vec![], breaker_consecutive: 10, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None }
     }
 }
 
@@ -80,7 +79,7 @@ fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
         clock: ClockKind::Virtual,
         start: Some(START),
         initial_balance_micros: o.balance,
-        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() }, breaker_consecutive: o.breaker_consecutive, breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 }, exactly_once: o.exactly_once, ..EngineConfig::default() },
+        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() }, breaker_consecutive: o.breaker_consecutive, breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 }, ..EngineConfig::default() },
         stop: stop.clone(),
     };
     let mut batches = 0;
@@ -371,7 +370,7 @@ fn every_invalid_state_transition_is_refused() {
     let mut store = SqliteStore::open_in_memory().expect("store");
     for from in State::ALL {
         for to in State::ALL {
-            store.put_campaign("x", "v", b"", from.as_str(), 0).expect("put");
+            store.put_campaign("x", "v", b"", from, 0).expect("put");
             // put_campaign keeps an existing state: force it for this case.
             store.connection().execute("UPDATE campaigns SET state = ?1", [from.as_str()]).expect("force");
             let ok = allowed.contains(&(from.as_str(), to.as_str()));
@@ -414,7 +413,7 @@ fn corrupt_and_foreign_databases_are_refused() {
 
 #[test]
 fn a_new_version_takes_over_waiting_executions_by_step_id() {
-    use flowc::runtime::lifecycle::{launch, Launched};
+    use flowc::runtime::lifecycle::{launch, Launched, RemovedSteps};
     let v1 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  b: send email.transactional receipt\n}}");
     let (p1, model) = program(&v1);
     let db = Db::new("migrate");
@@ -426,14 +425,14 @@ fn a_new_version_takes_over_waiting_executions_by_step_id() {
     let v2 = v1.replace("b: send email.transactional receipt", "b: send email.marketing hello");
     let (p2, _) = program(&v2);
     let mut store = SqliteStore::open(&db.path).expect("store");
-    let moved = launch(&mut store, &p2, false, START).expect("migrate");
+    let moved = launch(&mut store, &p2, RemovedSteps::Refuse, START).expect("migrate");
     assert!(matches!(moved, Launched::Migrated { moved: 200, skipped: 0, .. }), "{moved:?}");
     // v3 removes `b`, where they wait: refused, unless forced.
     let v3 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  c2: send email.marketing hello\n}}");
     let (p3, _) = program(&v3);
-    let err = launch(&mut store, &p3, false, START).expect_err("unmappable");
+    let err = launch(&mut store, &p3, RemovedSteps::Refuse, START).expect_err("unmappable");
     assert!(err.to_string().contains("(b)"), "{err}");
-    let forced = launch(&mut store, &p3, true, START).expect("forced");
+    let forced = launch(&mut store, &p3, RemovedSteps::Skip, START).expect("forced");
     assert!(matches!(forced, Launched::Migrated { moved: 0, skipped: 200, .. }), "{forced:?}");
     drop(store);
     let r = run_on(&db, &p3, &Opts::default());
@@ -457,21 +456,6 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     assert!(r.balance >= 0.0);
     let store = SqliteStore::open(&db.path).expect("store");
     assert!(store.transitions("c", 10).expect("log").iter().all(|(_, _, to, _)| to != "PAUSED_BALANCE"));
-}
-
-#[test]
-fn at_most_once_mode_gives_the_same_result_without_crashes() {
-    let src = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.marketing hello\n  wait 1d\n  if opened(a) {{ send sms.promotional promo }}\n}}");
-    let (p, model) = program(&src);
-    let one = Db::new("eo");
-    import(&one, &model, &contacts(1000));
-    let two = Db::new("amo");
-    import(&two, &model, &contacts(1000));
-    let exact = run_on(&one, &p, &Opts::default());
-    let amo = run_on(&two, &p, &Opts { exactly_once: false, ..Default::default() });
-    assert_eq!(exact.steps, amo.steps);
-    assert_eq!(exact.executions, amo.executions);
-    assert_eq!(exact.cost, amo.cost);
 }
 
 /// Enrollment inside the store (the audience as SQL) selects exactly the

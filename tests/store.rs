@@ -93,13 +93,13 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
     assert!(s.campaign("c").expect("read").is_none());
-    s.put_campaign("c", "v1", b"p1", "DRAFT", 1).expect("put");
-    s.set_state("c", "DRAFT", "SCHEDULED", "launched", 2).expect("state");
+    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
     // Guarded by the expected state: a stale writer cannot move it.
-    assert!(s.set_state("c", "DRAFT", "RUNNING", "stale", 3).is_err());
-    s.put_campaign("c", "v2", b"p2", "SCHEDULED", 4).expect("new version");
+    assert!(s.set_state("c", State::Draft, State::Running, "stale", 3).is_err());
+    s.put_campaign("c", "v2", b"p2", State::Scheduled, 4).expect("new version");
     let row = s.campaign("c").expect("read").expect("row");
-    assert_eq!((row.version.as_str(), row.state.as_str(), row.program.as_slice()), ("v2", "SCHEDULED", b"p2".as_slice()));
+    assert_eq!((row.version.as_str(), row.state, row.program.as_slice()), ("v2", State::Scheduled, b"p2".as_slice()));
     assert_eq!(s.program_version("c", "v1").expect("v1").as_deref(), Some(b"p1".as_slice()));
     let log = s.transitions("c", 10).expect("log");
     assert_eq!(log, vec![(2, "DRAFT".to_string(), "SCHEDULED".to_string(), "launched".to_string())]);
@@ -118,9 +118,9 @@ fn ledger_settings_and_meta(s: &mut dyn Store) {
     assert_eq!(s.auto_reload().expect("reload"), Some(r));
     s.set_auto_reload(None).expect("off");
     assert_eq!(s.auto_reload().expect("reload"), None);
-    s.put_campaign("c", "v1", b"p", "RUNNING", 1).expect("put");
+    s.put_campaign("c", "v1", b"p", State::Running, 1).expect("put");
     assert!(!s.probe_pending("c").expect("probe"));
-    s.set_probe("c", true).expect("probe");
+    s.set_probe("c", Probe::Owed).expect("probe");
     assert!(s.probe_pending("c").expect("probe"));
     let b = BreakerState { consecutive_failures: 4, recent: [true, false, false].into_iter().collect() };
     s.set_breaker("c", &b).expect("breaker");
@@ -148,7 +148,7 @@ fn contacts_and_events(s: &mut dyn Store) {
 
 fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[]), record("c", &[])], &[]).expect("upsert");
-    let entries = [("a".to_string(), "one".to_string(), 30), ("b".to_string(), "one".to_string(), 10), ("c".to_string(), "one".to_string(), 99)];
+    let entries = [Enrollment::new("a", "one", 30), Enrollment::new("b", "one", 10), Enrollment::new("c", "one", 99)];
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
     let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
@@ -162,7 +162,7 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
 
 fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[("a".into(), "s".into(), 0), ("b".into(), "s".into(), 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
     let mut steps = BTreeMap::new();
     steps.insert("s".to_string(), StepCounts { entered: 2, ..Default::default() });
     let mut skipped = BTreeMap::new();
@@ -185,7 +185,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     assert_eq!(counts["t"].skipped["no-consent"], 2);
     assert_eq!(s.ab_counts("k").expect("ab")[&("ab".to_string(), "x".to_string())], 1);
     let o = outbox_row("k", "a", "s");
-    let done = Round { outbox_done: vec![o.outcome(true, 101, (Some(102), None, None), None)], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
+    let done = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement { delivered_at: Some(102), ..Default::default() }))], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
     assert!(s.outbox_pending("k").expect("pending").is_empty());
     assert_eq!(s.sent_for("k", &["a"]).expect("sent"), vec![("a".to_string(), SentMessage { step: "s".into(), channel: "sms".into(), sent_at: 101, delivered_at: Some(102), opened_at: None, clicked_at: None })]);
@@ -195,7 +195,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
 
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[("a".into(), "s".into(), 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0)], 0).expect("enroll");
     let sent = Round { executions: vec![exec("a", "next", ExecState::Pending, Some(900))], outbox_new: vec![outbox_row("k", "a", "s")], ..Default::default() };
     s.commit("k", &sent, &worker("w1"), 100).expect("commit");
     let retry = Round {
@@ -213,7 +213,7 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1, 1, "attempts made so far");
     let o = outbox_row("k", "a", "s");
-    let ok = Round { outbox_done: vec![o.outcome(true, 101, (None, None, None), None)], settled: vec!["a".into()], ..Default::default() };
+    let ok = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement::default()))], settled: vec!["a".into()], ..Default::default() };
     s.commit("k", &ok, &worker("w1"), 101).expect("settle");
     let counts = s.counts("k").expect("counts");
     assert_eq!((counts[&ExecState::Processing], counts[&ExecState::Pending]), (0, 1), "back to the state it was parked with");
@@ -222,7 +222,7 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
 
 fn abandoned_claims_are_given_back(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[("a".into(), "s".into(), 0), ("b".into(), "s".into(), 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
     let done = Round { executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))], ..Default::default() };
     s.commit("k", &done, &worker("dead"), 100).expect("commit");
     s.commit("k", &Round { parked: vec!["a".into(), "b".into()], ..Default::default() }, &worker("dead"), 100).expect("park");
@@ -244,19 +244,19 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
 
 fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     let failed: Result<(), StoreError> = atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", "DRAFT", 1)?;
-        s.set_state("c", "DRAFT", "SCHEDULED", "launched", 1)?;
+        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.set_state("c", State::Draft, State::Scheduled, "launched", 1)?;
         Err(StoreError::Other("stopped halfway".into()))
     });
     assert!(failed.is_err());
     assert!(s.campaign("c").expect("read").is_none(), "nothing of a failed transaction remains");
     assert!(s.transitions("c", 10).expect("log").is_empty());
     atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", "DRAFT", 1)?;
-        s.set_state("c", "DRAFT", "SCHEDULED", "launched", 1)
+        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.set_state("c", State::Draft, State::Scheduled, "launched", 1)
     })
     .expect("commit");
-    assert_eq!(s.campaign("c").expect("read").map(|r| r.state), Some("SCHEDULED".to_string()));
+    assert_eq!(s.campaign("c").expect("read").map(|r| r.state), Some(State::Scheduled));
 }
 
 #[test]
@@ -294,7 +294,7 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: State, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.put_campaign(name, version, program, state, now)
     }
@@ -307,7 +307,7 @@ impl Store for Wrapped {
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.program_version(campaign, version)
     }
-    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
+    fn set_state(&mut self, name: &str, from: State, to: State, why: &str, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.set_state(name, from, to, why, now)
     }
@@ -358,7 +358,7 @@ impl Store for Wrapped {
     fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError> {
         self.inner.sent_for(campaign, contacts)
     }
-    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError> {
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.enroll(campaign, version, entries, now)
     }
@@ -385,7 +385,7 @@ impl Store for Wrapped {
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError> {
         self.inner.probe_pending(campaign)
     }
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
+    fn set_probe(&mut self, campaign: &str, pending: Probe) -> Result<(), StoreError> {
         self.write()?;
         self.inner.set_probe(campaign, pending)
     }
@@ -443,7 +443,7 @@ impl Store for Wrapped {
 
 /// The campaign as the store has it: (version, state, transitions logged,
 /// executions per version).
-fn snapshot(s: &dyn Store, name: &str) -> (Option<(String, String)>, usize, BTreeMap<ExecState, u64>) {
+fn snapshot(s: &dyn Store, name: &str) -> (Option<(String, State)>, usize, BTreeMap<ExecState, u64>) {
     let row = s.campaign(name).expect("read").map(|r| (r.version, r.state));
     (row, s.transitions(name, 100).expect("log").len(), s.counts(name).expect("counts"))
 }
@@ -467,13 +467,13 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let launched = lifecycle::launch(&mut store, &v1, false, 1);
+        let launched = lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1);
         let failed_launch = launched.is_err();
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if failed_launch {
             assert_eq!(after, before, "write {n} failed: the launch left nothing behind");
-            lifecycle::launch(&mut store, &v1, false, 1).expect("a retry launches");
+            lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1).expect("a retry launches");
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled);
 
@@ -496,12 +496,12 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let migrated = lifecycle::launch(&mut store, &v2, false, 2);
+        let migrated = lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2);
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if migrated.is_err() {
             assert_eq!(after, before, "write {n} failed: the migration left the old version");
-            lifecycle::launch(&mut store, &v2, false, 2).expect("a retry migrates");
+            lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2).expect("a retry migrates");
         }
         let (row, _, _) = snapshot(&store, "c");
         assert_eq!(row.map(|r| r.0), Some(v2.version.0.clone()));
@@ -541,7 +541,7 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     let db = tmp.0.join("flowc.db");
     let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
     import(&mut store, &model, 3);
-    lifecycle::launch(&mut store, &p, false, 1).expect("launch");
+    lifecycle::launch(&mut store, &p, lifecycle::RemovedSteps::Refuse, 1).expect("launch");
     lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
     flowc::runtime::run::enroll(&mut store, &p, 1).expect("enroll");
     // Another process (the API) tags c001 right after the batch read it.
@@ -559,4 +559,37 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     assert_eq!(tags, vec!["vip".to_string(), "engaged".to_string()], "the batch's change and the API's both survive");
     let untouched = store.contact("c000").expect("read").expect("contact").tags;
     assert_eq!(untouched, vec!["engaged".to_string()]);
+}
+
+// ---------------------------------------------------------------------------
+// A corrupt stored value is an error that names its row, never a default.
+
+/// The error of `read`, which must name the table, the row and the value.
+fn assert_names_row<T: std::fmt::Debug>(read: Result<T, StoreError>, table: &str, key: &str, value: &str) {
+    let e = read.expect_err("a corrupt value must be an error");
+    let text = e.to_string();
+    assert!(text.contains(table) && text.contains(key) && text.contains(value), "`{text}` should name table {table}, row {key}, value {value}");
+}
+
+#[test]
+fn a_corrupt_stored_value_is_an_error_naming_its_row() {
+    let tmp = TempDir::new("store-corrupt");
+    let mut s = SqliteStore::open(&tmp.0.join("corrupt.db")).expect("open");
+    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
+    s.enroll("c", "v1", &[Enrollment::new("a", "one", 10), Enrollment::new("b", "one", 10)], 0).expect("enroll");
+    let raw = |s: &mut SqliteStore, sql: &str| s.connection().execute(sql, []).expect("raw write");
+
+    raw(&mut s, "UPDATE campaigns SET state = 'BOGUS' WHERE name = 'c'");
+    assert_names_row(s.campaign("c"), "campaigns", "c", "BOGUS");
+    assert_names_row(s.campaigns(), "campaigns", "c", "BOGUS");
+    assert_names_row(lifecycle::state(&s, "c").map_err(|e| StoreError::Other(e.to_string())), "campaigns", "c", "BOGUS");
+
+    raw(&mut s, "UPDATE executions SET state = 'limbo' WHERE contact_id = 'a'");
+    assert_names_row(s.counts("c"), "executions", "a", "limbo");
+
+    raw(&mut s, "UPDATE contacts SET tags = '[not json' WHERE id = 'b'");
+    assert_names_row(s.contact("b"), "contacts", "b", "[not json");
+    assert_names_row(s.due("c", 50, 10, &[]), "contacts", "b", "[not json");
+    assert_names_row(s.contacts_page("", 10), "contacts", "b", "[not json");
 }

@@ -166,7 +166,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     e.cost.expected
                 )));
             }
-            let launched = lifecycle::launch(&mut store, &built.program, force, at).map_err(fail)?;
+            let launched = lifecycle::launch(&mut store, &built.program, if force { lifecycle::RemovedSteps::Skip } else { lifecycle::RemovedSteps::Refuse }, at).map_err(fail)?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
                 super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
             }
@@ -215,7 +215,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let store = open_store(&db, OpenMode::ReadOnly)?;
             let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
-            let r = report::build(&store, &program, &row.state, Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
+            let r = report::build(&store, &program, row.state.as_str(), Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
             let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
             if json || format == Format::Json {
                 let t: Vec<_> = transitions

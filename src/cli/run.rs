@@ -13,7 +13,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
-use flowc::runtime::store::Store;
+use flowc::runtime::store::{Enrollment, Store};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -471,7 +471,7 @@ fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[T
             let mut props = t.data.clone();
             props.insert("campaign".into(), Value::String(p.campaign.clone()));
             events.push((id.clone(), ContactEvent { name: "campaign.triggered".into(), at: when, props }));
-            entries.push((id.clone(), entry.clone(), when));
+            entries.push(Enrollment { contact: id.clone(), step: entry.clone(), wake_at: when });
         }
     }
     if !errors.is_empty() {

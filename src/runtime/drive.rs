@@ -8,7 +8,7 @@ use super::clock::Minutes;
 use super::engine::{Engine, EngineConfig, EngineError};
 use super::lifecycle::{self, LifecycleError, State};
 use super::provider::Provider;
-use super::store::{ExecState, Store, StoreError, WorkerId};
+use super::store::{ExecState, Probe, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::collections::HashSet;
 
@@ -93,7 +93,7 @@ impl Driver {
             (out, retried, engine.breaker_tripped(), engine.probe_owed())
         };
         if config.probe && !probe_owed {
-            store.set_probe(name, false)?;
+            store.set_probe(name, Probe::Done)?;
         }
         let mut pass = Pass {
             work: out.executions as u64 + retried.attempts,

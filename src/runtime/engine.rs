@@ -14,8 +14,9 @@ use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
 use crate::compile::codec;
-use crate::compile::program::{Cond, NodeIdx, Op, Program};
+use crate::compile::program::{Cond, NodeIdx, Op, Program, SendTarget};
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -42,10 +43,6 @@ pub struct EngineConfig {
     /// Top up when the balance falls below the threshold. It never resumes
     /// a paused campaign.
     pub auto_reload: Option<AutoReload>,
-    /// The outbox protocol (default). `false` calls the provider before the
-    /// batch commits and records only outcomes: a crash can then lose or
-    /// repeat a message. It exists to measure what exactly-once costs.
-    pub exactly_once: bool,
 }
 
 impl Default for EngineConfig {
@@ -59,7 +56,6 @@ impl Default for EngineConfig {
             breaker_window: 200,
             probe: false,
             auto_reload: None,
-            exactly_once: true,
         }
     }
 }
@@ -201,7 +197,8 @@ pub struct Engine<'a> {
     provider: &'a mut dyn Provider,
     campaign: String,
     current: String,
-    versions: HashMap<String, Loaded>,
+    /// Shared so stepping an execution can hold its version while the engine changes.
+    versions: HashMap<String, Rc<Loaded>>,
     balance: i64,
     config: EngineConfig,
     worker: WorkerId,
@@ -226,7 +223,7 @@ impl<'a> Engine<'a> {
         let breaker = store.breaker(&campaign)?;
         let current = program.version.0.clone();
         let mut versions = HashMap::new();
-        versions.insert(current.clone(), Loaded::new(program));
+        versions.insert(current.clone(), Rc::new(Loaded::new(program)));
         Ok(Engine { store, provider, campaign, current, versions, balance, config, worker, recovered: HashSet::new(), breaker, tripped: false })
     }
 
@@ -245,7 +242,7 @@ impl<'a> Engine<'a> {
             let mut unsent = Vec::new();
             for (r, k) in pending.into_iter().zip(known) {
                 match k {
-                    Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, (delivered_at, opened_at, clicked_at))),
+                    Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, Engagement { delivered_at, opened_at, clicked_at })),
                     _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier }),
                 }
             }
@@ -274,18 +271,45 @@ impl<'a> Engine<'a> {
                 why: "not in the database".into(),
             })?;
             let p = codec::from_binary(&bytes).map_err(|e| EngineError::Program { campaign: self.campaign.clone(), version: v.to_string(), why: e.to_string() })?;
-            self.versions.insert(v.to_string(), Loaded::new(p));
+            self.versions.insert(v.to_string(), Rc::new(Loaded::new(p)));
         }
         Ok(&self.versions[v])
     }
 
     /// Runs one batch of due executions to their next durable boundary (a
-    /// wait, the end, a skip), then relays the batch's sends.
+    /// wait, the end, a skip), commits it, then relays the batch's sends.
     pub fn run_batch(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
+        let mut stepped = self.step_batch(now)?;
+        if stepped.outcome.executions == 0 {
+            return Ok(stepped.outcome);
+        }
+        // Commit: the outbox rows (pending) with the executions' advance past them.
+        stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
+        self.store.commit(&self.campaign, &stepped.round, &self.worker, now)?;
+        let fresh = std::mem::take(&mut stepped.round.outbox_new).into_iter().map(|row| Attempt { row, made: 0, origin: Origin::Batch }).collect();
+        stepped.outcome.provider_failures = self.relay(fresh, now)?;
+        stepped.outcome.breaker_tripped = self.tripped;
+        Ok(stepped.outcome)
+    }
+
+    /// The load and step phases of a batch, uncommitted: `run_batch` commits
+    /// and relays the result; a benchmark may relay it another way.
+    pub fn step_batch(&mut self, now: i64) -> Result<Stepped, EngineError> {
+        let Some(mut batch) = self.load(now)? else { return Ok(Stepped::default()) };
+        let mut acc = Stepped { outcome: BatchOutcome { executions: batch.due.len(), ..Default::default() }, ..Default::default() };
+        let mut trace = Vec::new();
+        for d in std::mem::take(&mut batch.due) {
+            self.step_one(d, &mut batch, &mut acc, &mut trace, now)?;
+        }
+        Ok(acc)
+    }
+
+    /// Load phase: the due executions, their program versions, and the facts
+    /// the batch can read (sent messages and events only where read).
+    fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
         let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
-        let mut out = BatchOutcome { executions: due.len(), ..Default::default() };
         if due.is_empty() {
-            return Ok(out);
+            return Ok(None);
         }
         if let Some(r) = self.config.auto_reload {
             if self.balance < r.threshold_micros && r.amount_micros > 0 {
@@ -296,7 +320,6 @@ impl<'a> Engine<'a> {
         for d in &due {
             self.version(&d.version)?;
         }
-        // Facts for the whole batch, with engagement and events only when read.
         // Sent messages for executions that may read engagement before they
         // stop (and for any interrupted mid-send); events likewise.
         let mut sent_ids: Vec<&str> = Vec::new();
@@ -322,178 +345,147 @@ impl<'a> Engine<'a> {
                 events.entry(c).or_default().push(e);
             }
         }
+        Ok(Some(Batch { due, sent, events }))
+    }
 
-        let mut round = Round::default();
-        let mut relay: Vec<OutboxNew> = Vec::new();
-        let mut trace = Vec::new();
-        for d in due {
-            let loaded = &self.versions[&d.version];
-            let p = &loaded.program;
-            let Some(&start) = loaded.index.get(&d.step) else {
-                return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
-            };
-            let contact = d.contact;
-            let mut fields = contact.fields;
-            if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
-                // An execution still on an older version whose program reads
-                // other fields (rare: after a migration): read them for it.
-                let record = self.store.contact(&contact.id)?.unwrap_or_default();
-                fields = facts::fields_for(p, &record);
-            }
-            let created = contact.created_at;
-            let mut f = Facts {
-                addresses: contact.addresses,
-                sent: sent.remove(&contact.id).unwrap_or_default(),
-                events: events.remove(&contact.id).unwrap_or_default(),
-                contact_id: contact.id,
-                fields,
-                tags: contact.tags,
-                consent: contact.consent,
-                capabilities: contact.capabilities,
-            };
-            if let Some(created) = created {
-                f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
-            }
-            let mut pc = start;
-            let mut last = start;
-            let mut tags_changed = false;
-            let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
-            // A send is not a boundary: its outbox row commits with the
-            // execution's advance past it, and the relay delivers it after.
-            let (step_id, state, wake_at, reason) = loop {
-                trace.clear();
-                let stop = step::advance(p, pc, &mut f, now, &self.config.account, &mut trace);
-                for t in &trace {
-                    match t {
-                        Trace::Entered(n) => {
-                            out.transitions += 1;
-                            last = *n;
-                            count(&mut round.steps, &p.nodes[n.get()].id.0, |c| c.entered += 1);
-                        }
-                        Trace::AbPick { node, variant } => {
-                            if let Op::Split { name, variants } = &p.nodes[node.get()].op {
-                                let v = variants.get(*variant).map_or_else(String::new, |v| v.name.clone());
-                                *round.ab.entry((name.clone(), v)).or_default() += 1;
-                            }
-                        }
-                        Trace::Tag { .. } => tags_changed = true,
-                    }
-                }
-                match stop {
-                    Stop::Send { node, target, next, .. } => {
-                        let id = &p.nodes[node.get()].id.0;
-                        if f.sent.iter().any(|m| m.step == *id) {
-                            // Sent before a crash: move on without sending again.
-                            count(&mut round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
-                            out.transitions -= 1;
-                            pc = next;
-                            continue;
-                        }
-                        if self.balance < target.price_micros {
-                            // Auto-reload tops up (committed with this batch) before anything pauses.
-                            if let Some(amount) = self.config.auto_reload.map(|r| r.amount_micros).filter(|a| *a > 0) {
-                                let times = ((target.price_micros - self.balance) + amount - 1) / amount;
-                                for _ in 0..times.clamp(1, 1000) {
-                                    round.ledger.push((amount, "auto-reload".into()));
-                                    self.balance += amount;
-                                }
-                            }
-                        }
-                        if self.balance < target.price_micros {
-                            out.out_of_balance = true;
-                            count(&mut round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
-                            break (id.clone(), ExecState::Pending, Some(now), None);
-                        }
-                        self.balance -= target.price_micros;
-                        out.sends += 1;
-                        let key = outbox_key(&self.campaign, &d.version, &f.contact_id, id);
-                        relay.push(OutboxNew {
-                            key,
-                            contact: f.contact_id.clone(),
-                            version: d.version.clone(),
-                            step: id.clone(),
-                            channel: target.channel.clone(),
-                            message: target.message.clone(),
-                            template: target.template.clone(),
-                            price_micros: target.price_micros,
-                            created_at: now,
-                        });
-                        f.sent.push(SentMessage { step: id.clone(), channel: target.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
-                        pc = next;
-                    }
-                    Stop::Wait { until, next } => break (p.nodes[next.get()].id.0.clone(), ExecState::Pending, Some(until), None),
-                    Stop::Completed => {
-                        out.finished += 1;
-                        break (p.nodes[last.get()].id.0.clone(), ExecState::Completed, None, None);
-                    }
-                    Stop::Skipped { node, reason } => {
-                        out.finished += 1;
-                        let id = p.nodes[node.get()].id.0.clone();
-                        *round.steps.entry(id.clone()).or_default().skipped.entry(reason.as_str().to_string()).or_default() += 1;
-                        break (id, ExecState::Skipped, None, Some(reason.as_str().to_string()));
-                    }
-                }
-            };
-            if tags_changed {
-                round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
-            }
-            round.executions.push(ExecUpdate { contact: f.contact_id, step: step_id, version: d.version, state, wake_at, reason });
+    /// The facts one due execution steps on.
+    fn facts_of(&mut self, d: Due, p: &Program, batch: &mut Batch) -> Result<Facts, EngineError> {
+        let contact = d.contact;
+        let mut fields = contact.fields;
+        if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
+            // An execution still on an older version whose program reads
+            // other fields (rare: after a migration): read them for it.
+            let record = self.store.contact(&contact.id)?.unwrap_or_default();
+            fields = facts::fields_for(p, &record);
         }
-        if !self.config.exactly_once {
-            // At most once: send first, then record sends and outcomes in one commit.
-            let msgs: Vec<Message> = relay.iter().map(|o| o.to_message(now, 1)).collect();
-            let results = self.provider.send_batch(&msgs);
-            let mut debits = 0;
-            for (o, r) in relay.iter().zip(results) {
-                match r {
-                    Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
-                        debits += o.price_micros;
-                        count(&mut round.steps, &o.step, |c| {
-                            c.sent += 1;
-                            c.cost_micros += o.price_micros;
-                        });
+        let mut f = Facts {
+            addresses: contact.addresses,
+            sent: batch.sent.remove(&contact.id).unwrap_or_default(),
+            events: batch.events.remove(&contact.id).unwrap_or_default(),
+            contact_id: contact.id,
+            fields,
+            tags: contact.tags,
+            consent: contact.consent,
+            capabilities: contact.capabilities,
+        };
+        if let Some(created) = contact.created_at {
+            f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
+        }
+        Ok(f)
+    }
+
+    /// Step phase for one execution: runs it to its next durable boundary.
+    /// A send is not a boundary: its outbox row commits with the execution's
+    /// advance past it, and the relay delivers it after.
+    fn step_one(&mut self, d: Due, batch: &mut Batch, acc: &mut Stepped, trace: &mut Vec<Trace>, now: i64) -> Result<(), EngineError> {
+        let loaded = Rc::clone(&self.versions[&d.version]);
+        let p = &loaded.program;
+        let Some(&start) = loaded.index.get(&d.step) else {
+            return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
+        };
+        let version = d.version.clone();
+        let mut f = self.facts_of(d, p, batch)?;
+        let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
+        let (mut pc, mut last, mut tags_changed) = (start, start, false);
+        let end = loop {
+            trace.clear();
+            let stop = step::advance(p, pc, &mut f, now, &self.config.account, trace);
+            for t in trace.iter() {
+                match t {
+                    Trace::Entered(n) => {
+                        acc.outcome.transitions += 1;
+                        last = *n;
+                        count(&mut acc.round.steps, &p.nodes[n.get()].id.0, |c| c.entered += 1);
                     }
-                    Delivery::Failed { reason } => {
-                        self.balance += o.price_micros;
-                        round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason)));
-                        count(&mut round.steps, &o.step, |c| c.failed += 1);
+                    Trace::AbPick { node, variant } => {
+                        if let Op::Split { name, variants } = &p.nodes[node.get()].op {
+                            let v = variants.get(*variant).map_or_else(String::new, |v| v.name.clone());
+                            *acc.round.ab.entry((name.clone(), v)).or_default() += 1;
+                        }
                     }
+                    Trace::Tag { .. } => tags_changed = true,
                 }
             }
-            if debits > 0 {
-                round.ledger.push((-debits, format!("{}: sends", self.campaign)));
+            match stop {
+                Stop::Send { node, target, next, .. } => match self.send(p, node, &target, &version, &mut f, acc, now) {
+                    Some(end) => break end,
+                    None => pc = next,
+                },
+                Stop::Wait { until, next } => break Boundary { step: p.nodes[next.get()].id.0.clone(), state: ExecState::Pending, wake_at: Some(until), reason: None },
+                Stop::Completed => {
+                    acc.outcome.finished += 1;
+                    break Boundary { step: p.nodes[last.get()].id.0.clone(), state: ExecState::Completed, wake_at: None, reason: None };
+                }
+                Stop::Skipped { node, reason } => {
+                    acc.outcome.finished += 1;
+                    let id = p.nodes[node.get()].id.0.clone();
+                    *acc.round.steps.entry(id.clone()).or_default().skipped.entry(reason.as_str().to_string()).or_default() += 1;
+                    break Boundary { step: id, state: ExecState::Skipped, wake_at: None, reason: Some(reason.as_str().to_string()) };
+                }
             }
-            round.outbox_new = relay;
-            self.store.commit(&self.campaign, &round, &self.worker, now)?;
-            return Ok(out);
+        };
+        if tags_changed {
+            acc.round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
         }
-        round.outbox_new = relay;
-        self.store.commit(&self.campaign, &round, &self.worker, now)?;
-        let fresh = std::mem::take(&mut round.outbox_new).into_iter().map(|row| Attempt { row, made: 0, origin: Origin::Batch }).collect();
-        let failed = self.relay(fresh, now)?;
-        out.provider_failures = failed;
-        out.breaker_tripped = self.tripped;
-        Ok(out)
+        acc.round.executions.push(ExecUpdate { contact: f.contact_id, step: end.step, version, state: end.state, wake_at: end.wake_at, reason: end.reason });
+        Ok(())
+    }
+
+    /// A send the stepping reached: owed to the relay (`None`: go on past
+    /// it), or, when the balance cannot pay it, the boundary to stop at.
+    #[allow(clippy::too_many_arguments)]
+    fn send(&mut self, p: &Program, node: NodeIdx, target: &SendTarget, version: &str, f: &mut Facts, acc: &mut Stepped, now: i64) -> Option<Boundary> {
+        let id = &p.nodes[node.get()].id.0;
+        if f.sent.iter().any(|m| m.step == *id) {
+            // Sent before a crash: move on without sending again.
+            count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
+            acc.outcome.transitions -= 1;
+            return None;
+        }
+        if self.balance < target.price_micros {
+            // Auto-reload tops up (committed with this batch) before anything pauses.
+            if let Some(amount) = self.config.auto_reload.map(|r| r.amount_micros).filter(|a| *a > 0) {
+                let times = ((target.price_micros - self.balance) + amount - 1) / amount;
+                for _ in 0..times.clamp(1, 1000) {
+                    acc.round.ledger.push((amount, "auto-reload".into()));
+                    self.balance += amount;
+                }
+            }
+        }
+        if self.balance < target.price_micros {
+            acc.outcome.out_of_balance = true;
+            count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
+            return Some(Boundary { step: id.clone(), state: ExecState::Pending, wake_at: Some(now), reason: None });
+        }
+        self.balance -= target.price_micros;
+        acc.outcome.sends += 1;
+        acc.sends.push(OutboxNew {
+            key: outbox_key(&self.campaign, version, &f.contact_id, id),
+            contact: f.contact_id.clone(),
+            version: version.to_string(),
+            step: id.clone(),
+            channel: target.channel.clone(),
+            message: target.message.clone(),
+            template: target.template.clone(),
+            price_micros: target.price_micros,
+            created_at: now,
+        });
+        f.sent.push(SentMessage { step: id.clone(), channel: target.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
+        None
     }
 
     /// Records sends the provider accepted before a crash, with the
     /// engagement it reports for them.
-    fn record_accepted(&mut self, rows: &[(OutboxNew, (Option<i64>, Option<i64>, Option<i64>))], now: i64) -> Result<(), EngineError> {
+    fn record_accepted(&mut self, rows: &[(OutboxNew, Engagement)], now: i64) -> Result<(), EngineError> {
         if rows.is_empty() {
             return Ok(());
         }
         let mut round = Round::default();
-        let mut debits = 0;
-        for (o, (delivered_at, opened_at, clicked_at)) in rows {
-            round.outbox_done.push(o.outcome(true, now, (*delivered_at, *opened_at, *clicked_at), None));
-            debits += o.price_micros;
-            count(&mut round.steps, &o.step, |c| {
-                c.sent += 1;
-                c.cost_micros += o.price_micros;
-            });
+        let mut debits = Debits::default();
+        for (o, engagement) in rows {
+            record_sent(&mut round, &mut debits, o, *engagement, now);
         }
-        round.ledger.push((-debits, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
+        round.ledger.push((-debits.micros, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
         round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
@@ -508,7 +500,8 @@ impl<'a> Engine<'a> {
         self.config.probe
     }
 
-    fn breaker_sees(&mut self, ok: bool) {
+    fn breaker_sees(&mut self, seen: Seen) {
+        let ok = seen == Seen::Success;
         let b = &mut self.breaker;
         if ok {
             b.consecutive_failures = 0;
@@ -526,6 +519,38 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Records a failed attempt: another one scheduled on the outbox row
+    /// (the execution parked until then), or, after `max_attempts`, the
+    /// send and its execution failed for good and its price refunded.
+    fn record_failed(&mut self, round: &mut Round, a: &Attempt, reason: String, now: i64) -> Failure {
+        let o = &a.row;
+        let made = a.made + 1;
+        if made < self.config.max_attempts {
+            round.outbox_retry.push(OutboxRetry {
+                contact: o.contact.clone(),
+                step: o.step.clone(),
+                version: o.version.clone(),
+                attempts: made,
+                next_attempt_at: now + retry_delay(made),
+                error: reason,
+            });
+            round.parked.push(o.contact.clone());
+            return Failure::WillRetry;
+        }
+        self.balance += o.price_micros;
+        round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason.clone() }));
+        count(&mut round.steps, &o.step, |c| c.failed += 1);
+        round.executions.push(ExecUpdate {
+            contact: o.contact.clone(),
+            step: o.step.clone(),
+            version: o.version.clone(),
+            state: ExecState::Failed,
+            wake_at: None,
+            reason: Some(reason),
+        });
+        Failure::ForGood
+    }
+
     /// Delivers sends through the provider and records each outcome in one
     /// commit: sent (debited, with engagement), failed for good after
     /// `max_attempts` (refunded, execution failed), or another attempt
@@ -538,7 +563,7 @@ impl<'a> Engine<'a> {
             return Ok(0);
         }
         let mut round = Round::default();
-        let (mut debits, mut debited, mut failed) = (0i64, 0u64, 0u64);
+        let (mut debits, mut failed) = (Debits::default(), 0u64);
         let mut start = 0;
         while start < queue.len() && !self.tripped {
             // A probe after an outage: one message first, the rest only if it goes through.
@@ -550,46 +575,18 @@ impl<'a> Engine<'a> {
                 let o = &a.row;
                 match r {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
-                        self.breaker_sees(true);
+                        self.breaker_sees(Seen::Success);
                         self.config.probe = false;
-                        round.outbox_done.push(o.outcome(true, now, (delivered_at, opened_at, clicked_at), None));
+                        record_sent(&mut round, &mut debits, o, Engagement { delivered_at, opened_at, clicked_at }, now);
                         if a.origin != Origin::Batch {
                             round.settled.push(o.contact.clone());
                         }
-                        debits += o.price_micros;
-                        debited += 1;
-                        count(&mut round.steps, &o.step, |c| {
-                            c.sent += 1;
-                            c.cost_micros += o.price_micros;
-                        });
                     }
                     Delivery::Failed { reason } => {
-                        self.breaker_sees(false);
-                        let made = a.made + 1;
-                        if made < self.config.max_attempts {
-                            round.outbox_retry.push(OutboxRetry {
-                                contact: o.contact.clone(),
-                                step: o.step.clone(),
-                                version: o.version.clone(),
-                                attempts: made,
-                                next_attempt_at: now + retry_delay(made),
-                                error: reason,
-                            });
-                            round.parked.push(o.contact.clone());
-                            continue;
+                        self.breaker_sees(Seen::Failure);
+                        if self.record_failed(&mut round, a, reason, now) == Failure::ForGood {
+                            failed += 1;
                         }
-                        failed += 1;
-                        self.balance += o.price_micros;
-                        round.outbox_done.push(o.outcome(false, now, (None, None, None), Some(reason.clone())));
-                        count(&mut round.steps, &o.step, |c| c.failed += 1);
-                        round.executions.push(ExecUpdate {
-                            contact: o.contact.clone(),
-                            step: o.step.clone(),
-                            version: o.version.clone(),
-                            state: ExecState::Failed,
-                            wake_at: None,
-                            reason: Some(reason),
-                        });
                     }
                 }
             }
@@ -613,8 +610,8 @@ impl<'a> Engine<'a> {
             round.parked.push(a.row.contact.clone());
         }
         // One ledger entry per relay: each send's price is in its outbox row.
-        if debited > 0 {
-            round.ledger.push((-debits, format!("{}: {debited} send(s)", self.campaign)));
+        if debits.sends > 0 {
+            round.ledger.push((-debits.micros, format!("{}: {} send(s)", self.campaign, debits.sends)));
         }
         round.breaker = Some(self.breaker.clone());
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
@@ -637,4 +634,61 @@ struct Attempt {
     row: OutboxNew,
     made: u32,
     origin: Origin,
+}
+
+/// A batch loaded for stepping: its due executions and the facts they read.
+struct Batch {
+    due: Vec<Due>,
+    sent: HashMap<String, Vec<SentMessage>>,
+    events: HashMap<String, Vec<facts::ContactEvent>>,
+}
+
+/// Where an execution stops in this batch.
+struct Boundary {
+    step: String,
+    state: ExecState,
+    wake_at: Option<i64>,
+    reason: Option<String>,
+}
+
+/// A stepped batch, not yet committed: the round it writes and the sends
+/// it owes (outbox rows to commit, then relay).
+#[derive(Debug, Default)]
+pub struct Stepped {
+    pub round: Round,
+    pub sends: Vec<OutboxNew>,
+    pub outcome: BatchOutcome,
+}
+
+/// What the sends recorded in one round cost, for its one ledger entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Debits {
+    pub micros: i64,
+    pub sends: u64,
+}
+
+/// The one place an accepted send is recorded: its outcome on the outbox
+/// row, its price among the round's debits, and its step's counters.
+pub fn record_sent(round: &mut Round, debits: &mut Debits, row: &OutboxNew, engagement: Engagement, now: i64) {
+    round.outbox_done.push(row.outcome(now, SendOutcome::Sent(engagement)));
+    debits.micros += row.price_micros;
+    debits.sends += 1;
+    count(&mut round.steps, &row.step, |c| {
+        c.sent += 1;
+        c.cost_micros += row.price_micros;
+    });
+}
+
+/// What the circuit breaker learns from one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Success,
+    Failure,
+}
+
+/// Where a failed attempt leaves its send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    WillRetry,
+    ForGood,
 }

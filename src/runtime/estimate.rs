@@ -14,6 +14,7 @@
 use super::eval::{self, Ctx};
 use super::facts::{self, ContactRecord, Facts, SentMessage};
 use super::sql;
+use super::sqlite::{parse_list, parse_map};
 use super::step::{self, Account, Stop, Transition};
 use crate::compile::program::{Cond, NodeIdx, Op, Program, Trigger};
 use rusqlite::{params_from_iter, Connection};
@@ -138,13 +139,14 @@ pub fn audience(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(Cont
     let mut n = 0;
     while let Some(r) = rows.next()? {
         n += 1;
-        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).unwrap_or_default();
+        let id: String = r.get(0)?;
+        let list = |s: String| parse_list(&s, "contacts", &id);
         f(ContactRecord {
-            id: r.get(0)?,
-            attrs: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
-            tags: list(r.get(2)?),
-            consent: list(r.get(3)?),
-            capabilities: list(r.get(4)?),
+            attrs: parse_map(&r.get::<_, String>(1)?, "contacts", &id)?,
+            tags: list(r.get(2)?)?,
+            consent: list(r.get(3)?)?,
+            capabilities: list(r.get(4)?)?,
+            id,
         });
     }
     Ok(n)
@@ -230,12 +232,12 @@ fn members(conn: &Connection, p: &Program, cond: Option<&Cond>, at: i64, f: &mut
     let q = format!("SELECT id, tags, consent, capabilities{cols} FROM contacts WHERE {clause}");
     let mut stmt = conn.prepare(&q)?;
     let mut rows = stmt.query(params_from_iter(extracts.iter()))?;
-    let list = |s: &str| serde_json::from_str::<Vec<String>>(s).unwrap_or_default();
     let mut n = 0;
     while let Some(r) = rows.next()? {
         n += 1;
         let id: String = r.get(0)?;
-        let tags = list(&r.get::<_, String>(1)?);
+        let list = |s: &str| parse_list(s, "contacts", &id);
+        let tags = list(&r.get::<_, String>(1)?)?;
         let mut fields = Vec::with_capacity(p.fields.len());
         for (i, field) in p.fields.iter().enumerate() {
             fields.push(sql::field_from_sql(field, &id, &tags, r.get_ref(4 + i)?));
@@ -245,7 +247,8 @@ fn members(conn: &Connection, p: &Program, cond: Option<&Cond>, at: i64, f: &mut
             _ => None,
         };
         let addresses = sql::addresses_from_row(r, 5 + p.fields.len())?;
-        f(Member { id, fields, tags, consent: list(&r.get::<_, String>(2)?), capabilities: list(&r.get::<_, String>(3)?), created_at, addresses });
+        let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
+        f(Member { id, fields, tags, consent, capabilities, created_at, addresses });
     }
     Ok(n)
 }
@@ -282,8 +285,9 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -
             let mut stmt = conn.prepare(&q)?;
             let mut rows = stmt.query(params_from_iter(batch.iter().map(|c| c.id.as_str())))?;
             while let Some(r) = rows.next()? {
-                let props: String = r.get(3)?;
-                events.entry(r.get(0)?).or_default().push(facts::ContactEvent { name: r.get(1)?, at: r.get(2)?, props: serde_json::from_str(&props).unwrap_or_default() });
+                let contact: String = r.get(0)?;
+                let props = parse_map(&r.get::<_, String>(3)?, "contact_events", &contact)?;
+                events.entry(contact).or_default().push(facts::ContactEvent { name: r.get(1)?, at: r.get(2)?, props });
             }
         }
         for c in batch.drain(..) {

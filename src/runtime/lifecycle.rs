@@ -2,44 +2,15 @@
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 
-use super::store::{atomically, BreakerState, Store, StoreError};
+use super::store::{atomically, BreakerState, Probe, Store, StoreError};
 use crate::compile::codec;
 use crate::compile::diff;
 use crate::compile::program::Program;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    Draft,
-    Scheduled,
-    Running,
-    Paused,
-    PausedError,
-    PausedBalance,
-    Completed,
-    CompletedPartial,
-}
+/// The stored lifecycle state; its transitions are checked here.
+pub use super::store::CampaignState as State;
 
 impl State {
-    pub const ALL: [State; 8] =
-        [State::Draft, State::Scheduled, State::Running, State::Paused, State::PausedError, State::PausedBalance, State::Completed, State::CompletedPartial];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Draft => "DRAFT",
-            State::Scheduled => "SCHEDULED",
-            State::Running => "RUNNING",
-            State::Paused => "PAUSED",
-            State::PausedError => "PAUSED_ERROR",
-            State::PausedBalance => "PAUSED_BALANCE",
-            State::Completed => "COMPLETED",
-            State::CompletedPartial => "COMPLETED_PARTIAL",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|x| x.as_str() == s)
-    }
-
     /// The transitions of the contract; everything else is refused.
     pub fn can_go_to(self, to: State) -> bool {
         use State::*;
@@ -78,7 +49,7 @@ pub enum LifecycleError {
 /// The campaign's current state.
 pub fn state(store: &dyn Store, name: &str) -> Result<State, LifecycleError> {
     let row = store.campaign(name)?.ok_or_else(|| LifecycleError::NotFound(name.to_string()))?;
-    State::parse(&row.state).ok_or_else(|| LifecycleError::Refused(format!("campaign `{name}` has an unknown state `{}`", row.state)))
+    Ok(row.state)
 }
 
 /// Moves a campaign to `to`, if the contract allows it from where it is.
@@ -87,8 +58,17 @@ pub fn transition(store: &mut dyn Store, name: &str, to: State, why: &str, now: 
     if !from.can_go_to(to) {
         return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: to.as_str().into() });
     }
-    store.set_state(name, from.as_str(), to.as_str(), why, now)?;
+    store.set_state(name, from, to, why, now)?;
     Ok(from)
+}
+
+/// What launching a new version does with executions waiting at steps it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedSteps {
+    /// Refuse the new version (the default).
+    Refuse,
+    /// Skip those executions with reason `step-removed` (`--force`).
+    Skip,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,21 +84,21 @@ pub enum Launched {
 /// the same step ids in the new version; executions waiting at a step the new
 /// version removed make the migration unmappable, refused unless `force`,
 /// which marks them skipped (reason `step-removed`).
-pub fn launch(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+pub fn launch(store: &mut dyn Store, program: &Program, removed: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
     // One transaction: a crash or a failed write leaves the campaign as it
     // was (or absent), never stored without its state change or half migrated.
-    atomically(store, |store| launch_in(store, program, force, now))
+    atomically(store, |store| launch_in(store, program, removed, now))
 }
 
-fn launch_in(store: &mut dyn Store, program: &Program, force: bool, now: i64) -> Result<Launched, LifecycleError> {
+fn launch_in(store: &mut dyn Store, program: &Program, removed_steps: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
     let bytes = codec::to_binary(program);
     let name = &program.campaign;
     let Some(row) = store.campaign(name)? else {
-        store.put_campaign(name, &program.version.0, &bytes, State::Draft.as_str(), now)?;
+        store.put_campaign(name, &program.version.0, &bytes, State::Draft, now)?;
         transition(store, name, State::Scheduled, "launched", now)?;
         return Ok(Launched::New);
     };
-    let current = State::parse(&row.state).unwrap_or(State::Draft);
+    let current = row.state;
     if row.version == program.version.0 {
         return Err(LifecycleError::Refused(format!("campaign `{name}` version {} is already launched ({})", row.version, row.state)));
     }
@@ -129,16 +109,16 @@ fn launch_in(store: &mut dyn Store, program: &Program, force: bool, now: i64) ->
     let map = diff::map_versions(&old, program);
     let removed: Vec<String> = map.removed.iter().map(|(id, _)| id.0.clone()).collect();
     let waiting = store.waiting_at(name, &old.version.0, &removed)?;
-    if waiting > 0 && !force {
+    if waiting > 0 && removed_steps == RemovedSteps::Refuse {
         return Err(LifecycleError::Refused(format!(
             "{waiting} execution(s) wait at step(s) the new version removes ({}); label the steps so they keep their ids, or pass --force to skip those executions",
             removed.join(", ")
         )));
     }
-    store.put_campaign(name, &program.version.0, &bytes, &row.state, now)?;
+    store.put_campaign(name, &program.version.0, &bytes, row.state, now)?;
     let kept: Vec<String> = map.kept.iter().map(|(id, _, _, _)| id.0.clone()).collect();
     let (moved, skipped) = store.migrate_executions(name, &old.version.0, &program.version.0, &kept, now)?;
-    store.set_state(name, &row.state, &row.state, &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version), now)?;
+    store.set_state(name, row.state, row.state, &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version), now)?;
     Ok(Launched::Migrated { moved, skipped, removed_steps: removed })
 }
 
@@ -153,7 +133,7 @@ pub fn resume(store: &mut dyn Store, name: &str, now: i64) -> Result<State, Life
         }
         transition(store, name, State::Running, "resumed", now)?;
         if from == State::PausedError {
-            store.set_probe(name, true)?;
+            store.set_probe(name, Probe::Owed)?;
             store.set_breaker(name, &BreakerState::default())?;
         }
         Ok(from)

@@ -9,7 +9,7 @@ use super::facts::{self, ContactEvent};
 use super::provider::Provider;
 use super::report::{self, Report};
 use super::lifecycle::{self, State};
-use super::store::{ExecState, Store, StoreError, WorkerId};
+use super::store::{Enrollment, ExecState, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -172,10 +172,10 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
     let row = store.campaign(&program.campaign)?;
     let launched_here = match &row {
         None => true,
-        Some(r) => r.version != program.version.0 && State::parse(&r.state).is_some_and(|s| !matches!(s, State::Completed | State::CompletedPartial)),
+        Some(r) => r.version != program.version.0 && !matches!(r.state, State::Completed | State::CompletedPartial),
     };
     if launched_here {
-        lifecycle::launch(store, program, false, now).map_err(refused)?;
+        lifecycle::launch(store, program, lifecycle::RemovedSteps::Refuse, now).map_err(refused)?;
     }
     let mut state = lifecycle::state(store, &program.campaign).map_err(refused)?;
     if state == State::Draft {
@@ -279,7 +279,7 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
                 continue;
             }
-            entries.push((c.id.clone(), entry.clone(), wake));
+            entries.push(Enrollment { contact: c.id.clone(), step: entry.clone(), wake_at: wake });
         }
         enrolled += store.enroll(&p.campaign, &p.version.0, &entries, now)?;
     }

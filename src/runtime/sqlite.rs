@@ -206,6 +206,11 @@ pub enum OpenMode {
 }
 
 fn classify(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &e {
+        if let Some(c) = inner.downcast_ref::<CorruptValue>() {
+            return StoreError::CorruptRow { table: c.table, key: c.key.clone(), value: c.value.clone() };
+        }
+    }
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked(e.to_string()),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt(e.to_string()),
@@ -217,12 +222,44 @@ fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
-fn parse_list(s: &str) -> Vec<String> {
-    serde_json::from_str(s).unwrap_or_default()
+/// A stored value that does not parse, with the row it sits in: carried
+/// out of rusqlite's row closures and turned into `StoreError::CorruptRow`
+/// by `classify`, so a bad value is reported, never read as a default.
+#[derive(Debug)]
+struct CorruptValue {
+    table: &'static str,
+    key: String,
+    value: String,
 }
 
-fn parse_map(s: &str) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::from_str(s).unwrap_or_default()
+impl std::fmt::Display for CorruptValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "corrupt value in table `{}`, row `{}`: `{}`", self.table, self.key, self.value)
+    }
+}
+
+impl std::error::Error for CorruptValue {}
+
+fn corrupt(table: &'static str, key: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(CorruptValue { table, key: key.to_string(), value: value.to_string() }))
+}
+
+/// A JSON list of strings stored in `table`'s row `key`.
+pub(super) fn parse_list(s: &str, table: &'static str, key: &str) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|_| corrupt(table, key, s))
+}
+
+/// A JSON object stored in `table`'s row `key`.
+pub(super) fn parse_map(s: &str, table: &'static str, key: &str) -> rusqlite::Result<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(s).map_err(|_| corrupt(table, key, s))
+}
+
+/// A campaigns row selected as `name, version, program, state`.
+fn campaign_row(r: &rusqlite::Row) -> rusqlite::Result<CampaignRow> {
+    let name: String = r.get(0)?;
+    let state: String = r.get(3)?;
+    let state = CampaignState::parse(&state).ok_or_else(|| corrupt("campaigns", &name, &state))?;
+    Ok(CampaignRow { name, version: r.get(1)?, program: r.get(2)?, state })
 }
 
 /// The writer's lock of one database: an OS advisory lock (`flock`) on the
@@ -358,15 +395,15 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
         let name: String = cx.get(1)?;
         let at: i64 = cx.get(2)?;
         let props: String = cx.get(3)?;
-        Ok(event_key(&contact, &name, at, &parse_map(&props)))
+        Ok(event_key(&contact, &name, at, &parse_map(&props, "contact_events", &contact)?))
     })
     .map_err(classify)?;
     // A batch's change to a contact's tags, applied to the stored set inside
     // the UPDATE: one statement per contact, and a change committed by
     // another writer meanwhile is kept.
     conn.create_scalar_function("flowc_apply_tags", 3, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |cx| {
-        let mut tags = parse_list(&cx.get::<String>(0)?);
-        let delta = TagDelta { contact: String::new(), add: parse_list(&cx.get::<String>(1)?), remove: parse_list(&cx.get::<String>(2)?) };
+        let mut tags = parse_list(&cx.get::<String>(0)?, "contacts", "(tags being updated)")?;
+        let delta = TagDelta { contact: String::new(), add: parse_list(&cx.get::<String>(1)?, "tag_deltas", "add")?, remove: parse_list(&cx.get::<String>(2)?, "tag_deltas", "remove")? };
         delta.apply(&mut tags);
         Ok(json_list(&tags))
     })
@@ -522,12 +559,13 @@ impl SqliteStore {
 
 /// A contacts row selected as `id, attrs, tags, consent, capabilities`.
 fn contact_row(r: &rusqlite::Row) -> rusqlite::Result<ContactRecord> {
+    let id: String = r.get(0)?;
     Ok(ContactRecord {
-        id: r.get(0)?,
-        attrs: parse_map(&r.get::<_, String>(1)?),
-        tags: parse_list(&r.get::<_, String>(2)?),
-        consent: parse_list(&r.get::<_, String>(3)?),
-        capabilities: parse_list(&r.get::<_, String>(4)?),
+        attrs: parse_map(&r.get::<_, String>(1)?, "contacts", &id)?,
+        tags: parse_list(&r.get::<_, String>(2)?, "contacts", &id)?,
+        consent: parse_list(&r.get::<_, String>(3)?, "contacts", &id)?,
+        capabilities: parse_list(&r.get::<_, String>(4)?, "contacts", &id)?,
+        id,
     })
 }
 
@@ -547,12 +585,12 @@ fn placeholders(n: usize) -> String {
 }
 
 impl Store for SqliteStore {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: CampaignState, now: i64) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute(
             "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(name) DO UPDATE SET version = excluded.version, program = excluded.program, updated_at = excluded.updated_at",
-            params![name, version, program, state, now],
+            params![name, version, program, state.as_str(), now],
         )
         .map_err(classify)?;
         tx.execute("INSERT OR IGNORE INTO campaign_versions (name, version, program) VALUES (?1, ?2, ?3)", params![name, version, program]).map_err(classify)?;
@@ -561,18 +599,14 @@ impl Store for SqliteStore {
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
         self.conn
-            .query_row("SELECT name, version, program, state FROM campaigns WHERE name = ?1", params![name], |r| {
-                Ok(CampaignRow { name: r.get(0)?, version: r.get(1)?, program: r.get(2)?, state: r.get(3)? })
-            })
+            .query_row("SELECT name, version, program, state FROM campaigns WHERE name = ?1", params![name], campaign_row)
             .optional()
             .map_err(classify)
     }
 
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
         let mut stmt = self.conn.prepare("SELECT name, version, program, state FROM campaigns ORDER BY name").map_err(classify)?;
-        let rows = stmt
-            .query_map([], |r| Ok(CampaignRow { name: r.get(0)?, version: r.get(1)?, program: r.get(2)?, state: r.get(3)? }))
-            .map_err(classify)?;
+        let rows = stmt.query_map([], campaign_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
@@ -583,14 +617,14 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
-    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError> {
+    fn set_state(&mut self, name: &str, from: CampaignState, to: CampaignState, why: &str, now: i64) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         // Guarded by the expected current state, so two writers cannot both move it.
-        let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to, now, name, from]).map_err(classify)?;
+        let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to.as_str(), now, name, from.as_str()]).map_err(classify)?;
         if changed == 0 {
             return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
         }
-        tx.execute("INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)", params![name, now, from, to, why]).map_err(classify)?;
+        tx.execute("INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)", params![name, now, from.as_str(), to.as_str(), why]).map_err(classify)?;
         tx.commit().map_err(classify)
     }
 
@@ -707,8 +741,9 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         let rows = stmt
             .query_map(params_from_iter(contacts.iter()), |r| {
-                let props: String = r.get(3)?;
-                Ok((r.get(0)?, ContactEvent { name: r.get(1)?, at: r.get(2)?, props: parse_map(&props) }))
+                let contact: String = r.get(0)?;
+                let props = parse_map(&r.get::<_, String>(3)?, "contact_events", &contact)?;
+                Ok((contact, ContactEvent { name: r.get(1)?, at: r.get(2)?, props }))
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -736,7 +771,7 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError> {
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         let mut n = 0;
         {
@@ -745,8 +780,8 @@ impl Store for SqliteStore {
                     "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
                 )
                 .map_err(classify)?;
-            for (contact, step, wake) in entries {
-                n += stmt.execute(params![campaign, contact, version, step, wake, now]).map_err(classify)? as u64;
+            for e in entries {
+                n += stmt.execute(params![campaign, e.contact, version, e.step, e.wake_at, now]).map_err(classify)? as u64;
             }
         }
         tx.commit().map_err(classify)?;
@@ -818,7 +853,7 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map(params_from_iter(args.iter()), |r| {
                 let id: String = r.get(0)?;
-                let tags = parse_list(&r.get::<_, String>(4)?);
+                let tags = parse_list(&r.get::<_, String>(4)?, "contacts", &id)?;
                 let created_at = match r.get_ref(7)? {
                     rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(super::facts::parse_datetime),
                     _ => None,
@@ -829,12 +864,10 @@ impl Store for SqliteStore {
                 }
                 let addresses = super::sql::addresses_from_row(r, 8 + fields.len())?;
                 let state: String = r.get(3)?;
-                Ok(Due {
-                    contact: DueContact { id, fields: values, tags, consent: parse_list(&r.get::<_, String>(5)?), capabilities: parse_list(&r.get::<_, String>(6)?), created_at, addresses },
-                    step: r.get(1)?,
-                    version: r.get(2)?,
-                    state: ExecState::parse(&state).unwrap_or(ExecState::Pending),
-                })
+                let state = ExecState::parse(&state).ok_or_else(|| corrupt("executions", &id, &state))?;
+                let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
+                let capabilities = parse_list(&r.get::<_, String>(6)?, "contacts", &id)?;
+                Ok(Due { contact: DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses }, step: r.get(1)?, version: r.get(2)?, state })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -894,8 +927,8 @@ impl Store for SqliteStore {
         Ok(p.unwrap_or(0) != 0)
     }
 
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(pending)]).map(|_| ()).map_err(classify)
+    fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError> {
+        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(probe == Probe::Owed)]).map(|_| ()).map_err(classify)
     }
 
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
@@ -956,8 +989,8 @@ impl Store for SqliteStore {
             for o in &round.outbox_new {
                 match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
                     Some(d) => {
-                        let status = if d.sent { "sent" } else { "failed" };
-                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, status, o.created_at, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error])
+                        let e = d.outcome.engagement();
+                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, d.outcome.status(), o.created_at, d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
                             .map_err(classify)?;
                     }
                     None => {
@@ -973,8 +1006,10 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for d in round.outbox_done.iter().filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str()))) {
-                let status = if d.sent { "sent" } else { "failed" };
-                inflight -= done.execute(params![campaign, d.contact, d.step, d.version, status, d.at, d.delivered_at, d.opened_at, d.clicked_at, d.error]).map_err(classify)? as i64;
+                let e = d.outcome.engagement();
+                inflight -= done
+                    .execute(params![campaign, d.contact, d.step, d.version, d.outcome.status(), d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
+                    .map_err(classify)? as i64;
             }
             if !round.outbox_retry.is_empty() {
                 let mut retry = tx
@@ -1078,9 +1113,15 @@ impl Store for SqliteStore {
         let mut out: BTreeMap<ExecState, u64> = ExecState::ALL.iter().map(|s| (*s, 0)).collect();
         for r in rows {
             let (s, n) = r.map_err(classify)?;
-            if let Some(s) = ExecState::parse(&s) {
-                out.insert(s, n as u64);
-            }
+            let Some(state) = ExecState::parse(&s) else {
+                // Counted per state, so name the first row holding it.
+                let contact: String = self
+                    .conn
+                    .query_row("SELECT contact_id FROM executions WHERE campaign = ?1 AND state = ?2 LIMIT 1", params![campaign, s], |r| r.get(0))
+                    .map_err(classify)?;
+                return Err(StoreError::CorruptRow { table: "executions", key: format!("{campaign}/{contact}"), value: s });
+            };
+            out.insert(state, n as u64);
         }
         Ok(out)
     }
@@ -1228,7 +1269,7 @@ mod tests {
         assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
         // Settling the pending row empties the in-flight count; recovery then scans nothing.
-        let round = Round { outbox_done: vec![pending[0].outcome(true, 20, (Some(21), None, None), None)], ..Default::default() };
+        let round = Round { outbox_done: vec![pending[0].outcome(20, SendOutcome::Sent(Engagement { delivered_at: Some(21), ..Default::default() }))], ..Default::default() };
         store.commit("welcome", &round, &WorkerId("test".into()), 20).expect("commit");
         assert!(store.outbox_pending("welcome").expect("pending").is_empty());
         let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
@@ -1270,26 +1311,26 @@ mod tests {
         let unkeyed: i64 = store.conn.query_row("SELECT COUNT(*) FROM contact_events WHERE key IS NULL", [], |r| r.get(0)).expect("keys");
         assert_eq!(unkeyed, 0);
         let first: String = store.conn.query_row("SELECT key FROM contact_events WHERE contact_id = 'c1' AND at = 100", [], |r| r.get(0)).expect("key");
-        assert_eq!(first, event_key("c1", "order.completed", 100, &parse_map(r#"{"currency":"EUR","amount":60}"#)));
+        assert_eq!(first, event_key("c1", "order.completed", 100, &parse_map(r#"{"currency":"EUR","amount":60}"#, "t", "k").expect("json")));
         // The same events through the import path: nothing new.
-        let again: Vec<(String, ContactEvent)> = rows.iter().map(|(c, n, at, props)| (c.to_string(), ContactEvent { name: n.to_string(), at: *at, props: parse_map(props) })).collect();
+        let again: Vec<(String, ContactEvent)> = rows.iter().map(|(c, n, at, props)| (c.to_string(), ContactEvent { name: n.to_string(), at: *at, props: parse_map(props, "t", "k").expect("json") })).collect();
         store.upsert_contacts(&[], &again).expect("import");
         assert_eq!(event_count(&store), 4);
         // An event with its own id is that id, whatever else changed.
-        let renamed = vec![("c2".to_string(), ContactEvent { name: "page.viewed".into(), at: 9, props: parse_map(r#"{"id":"e-1","url":"/b"}"#) })];
+        let renamed = vec![("c2".to_string(), ContactEvent { name: "page.viewed".into(), at: 9, props: parse_map(r#"{"id":"e-1","url":"/b"}"#, "t", "k").expect("json") })];
         store.upsert_contacts(&[], &renamed).expect("import");
         assert_eq!(event_count(&store), 4);
     }
 
     #[test]
     fn event_keys_ignore_property_order_and_see_every_field() {
-        let a = parse_map(r#"{"amount":60,"items":[{"sku":"x","n":1}]}"#);
-        let b = parse_map(r#"{"items":[{"n":1,"sku":"x"}],"amount":60}"#);
+        let a = parse_map(r#"{"amount":60,"items":[{"sku":"x","n":1}]}"#, "t", "k").expect("json");
+        let b = parse_map(r#"{"items":[{"n":1,"sku":"x"}],"amount":60}"#, "t", "k").expect("json");
         assert_eq!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &b));
         assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 2, &a));
         assert_ne!(event_key("c", "e", 1, &a), event_key("d", "e", 1, &a));
         assert_ne!(event_key("c", "e", 1, &a), event_key("c", "f", 1, &a));
-        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &parse_map(r#"{"amount":61}"#)));
+        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &parse_map(r#"{"amount":61}"#, "t", "k").expect("json")));
     }
 
     fn temp_db(name: &str) -> PathBuf {
@@ -1403,7 +1444,7 @@ mod tests {
         };
         let mut store = SqliteStore::open_in_memory().expect("db");
         store.upsert_contacts(std::slice::from_ref(&record), &[]).expect("contacts");
-        store.enroll("camp", "v", &[("c-1".into(), "s0".into(), 5)], 1).expect("enroll");
+        store.enroll("camp", "v", &[Enrollment::new("c-1", "s0", 5)], 1).expect("enroll");
         let due = store.due("camp", 10, 10, &fields).expect("due");
         assert_eq!(due.len(), 1);
         let expected: Vec<FieldValue> = fields

@@ -12,6 +12,9 @@ pub enum StoreError {
     Locked(String),
     #[error("the database is corrupt or not a flowc database: {0}")]
     Corrupt(String),
+    /// One stored value this flowc cannot read: never replaced by a default.
+    #[error("corrupt value in table `{table}`, row `{key}`: `{value}`")]
+    CorruptRow { table: &'static str, key: String, value: String },
     #[error("database written by a newer flowc (schema {found}, this flowc knows up to {known})")]
     TooNew { found: i64, known: i64 },
     /// A command that only reads found no database (and created none).
@@ -46,12 +49,82 @@ impl ExecState {
     }
 }
 
+/// A campaign's lifecycle state as stored (docs/runtime.md); the allowed
+/// transitions between them are `lifecycle`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CampaignState {
+    Draft,
+    Scheduled,
+    Running,
+    Paused,
+    PausedError,
+    PausedBalance,
+    Completed,
+    CompletedPartial,
+}
+
+impl CampaignState {
+    pub const ALL: [CampaignState; 8] = [
+        CampaignState::Draft,
+        CampaignState::Scheduled,
+        CampaignState::Running,
+        CampaignState::Paused,
+        CampaignState::PausedError,
+        CampaignState::PausedBalance,
+        CampaignState::Completed,
+        CampaignState::CompletedPartial,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignState::Draft => "DRAFT",
+            CampaignState::Scheduled => "SCHEDULED",
+            CampaignState::Running => "RUNNING",
+            CampaignState::Paused => "PAUSED",
+            CampaignState::PausedError => "PAUSED_ERROR",
+            CampaignState::PausedBalance => "PAUSED_BALANCE",
+            CampaignState::Completed => "COMPLETED",
+            CampaignState::CompletedPartial => "COMPLETED_PARTIAL",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CampaignState> {
+        CampaignState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for CampaignState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl serde::Serialize for CampaignState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
     pub name: String,
     pub version: String,
     pub program: Vec<u8>,
-    pub state: String,
+    pub state: CampaignState,
+}
+
+/// One contact to enroll: its first step and when it wakes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub contact: String,
+    pub step: String,
+    pub wake_at: i64,
+}
+
+impl Enrollment {
+    pub fn new(contact: &str, step: &str, wake_at: i64) -> Enrollment {
+        Enrollment { contact: contact.to_string(), step: step.to_string(), wake_at }
+    }
 }
 
 /// An execution ready to step, with its contact.
@@ -109,9 +182,8 @@ impl OutboxNew {
     }
 
     /// The outcome of this send, for the same outbox row.
-    pub fn outcome(&self, sent: bool, at: i64, engagement: (Option<i64>, Option<i64>, Option<i64>), error: Option<String>) -> OutboxDone {
-        let (delivered_at, opened_at, clicked_at) = engagement;
-        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), sent, at, delivered_at, opened_at, clicked_at, error }
+    pub fn outcome(&self, at: i64, outcome: SendOutcome) -> OutboxDone {
+        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), at, outcome }
     }
 }
 
@@ -121,18 +193,54 @@ pub fn outbox_key(campaign: &str, version: &str, contact: &str, step: &str) -> S
     format!("{campaign}/{version}/{contact}/{step}")
 }
 
+/// When the provider reports a sent message delivered, opened and clicked (minutes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Engagement {
+    pub delivered_at: Option<i64>,
+    pub opened_at: Option<i64>,
+    pub clicked_at: Option<i64>,
+}
+
+/// How a send ended for good: a sent message has engagement and no error,
+/// a failed one an error and no engagement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendOutcome {
+    Sent(Engagement),
+    Failed { error: String },
+}
+
+impl SendOutcome {
+    /// The outbox row's status column.
+    pub fn status(&self) -> &'static str {
+        match self {
+            SendOutcome::Sent(_) => "sent",
+            SendOutcome::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn engagement(&self) -> Engagement {
+        match self {
+            SendOutcome::Sent(e) => *e,
+            SendOutcome::Failed { .. } => Engagement::default(),
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            SendOutcome::Sent(_) => None,
+            SendOutcome::Failed { error } => Some(error),
+        }
+    }
+}
+
 /// The outcome of a send; names its outbox row by the row's primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
     pub contact: String,
     pub step: String,
     pub version: String,
-    pub sent: bool,
     pub at: i64,
-    pub delivered_at: Option<i64>,
-    pub opened_at: Option<i64>,
-    pub clicked_at: Option<i64>,
-    pub error: Option<String>,
+    pub outcome: SendOutcome,
 }
 
 /// Counters of one step, added up across batches.
@@ -261,6 +369,13 @@ pub struct AutoReload {
     pub amount_micros: i64,
 }
 
+/// Whether a campaign owes a probe message before sending at full speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    Owed,
+    Done,
+}
+
 /// How a transaction opened with `Store::begin` ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxEnd {
@@ -294,12 +409,12 @@ pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: &str, now: i64) -> Result<(), StoreError>;
+    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: CampaignState, now: i64) -> Result<(), StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Records a campaign state change and its reason in the audit log.
-    fn set_state(&mut self, name: &str, from: &str, to: &str, why: &str, now: i64) -> Result<(), StoreError>;
+    fn set_state(&mut self, name: &str, from: CampaignState, to: CampaignState, why: &str, now: i64) -> Result<(), StoreError>;
     fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
@@ -316,8 +431,8 @@ pub trait Store {
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError>;
     fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError>;
     fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
-    /// Enrolls contacts (at most once each): (contact, step, wake_at).
-    fn enroll(&mut self, campaign: &str, version: &str, entries: &[(String, String, i64)], now: i64) -> Result<u64, StoreError>;
+    /// Enrolls contacts (at most once each).
+    fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at
     /// `wake`) at `step`, waking at `wake`, inside the store: no contact
     /// crosses into the engine. `None` when this store cannot evaluate the
@@ -333,7 +448,7 @@ pub trait Store {
     /// Whether the campaign must send one probe message before full speed
     /// (set by a resume from PAUSED_ERROR, cleared by a successful send).
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError>;
-    fn set_probe(&mut self, campaign: &str, pending: bool) -> Result<(), StoreError>;
+    fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError>;
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError>;
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
     /// Executions due by `now`, earliest first, with `fields` of their contacts.

@@ -9,7 +9,7 @@ use crate::runtime::eval::{self, Ctx, Props};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
-use crate::runtime::store::Store;
+use crate::runtime::store::{Enrollment, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
@@ -208,7 +208,7 @@ fn lock(state: &AppState) -> Result<std::sync::MutexGuard<'_, SqliteStore>, ApiE
 fn campaign(store: &SqliteStore, id: &str) -> Result<(String, Program), ApiError> {
     let row = store.campaign(id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-campaign", format!("no campaign `{id}`")))?;
     let p = codec::from_binary(&row.program).map_err(ApiError::internal)?;
-    Ok((row.state, p))
+    Ok((row.state.as_str().to_string(), p))
 }
 
 async fn list(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
@@ -353,7 +353,7 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>
             outside += 1;
             continue;
         }
-        entries.push((cid.clone(), p.nodes[0].id.0.clone(), now));
+        entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.0.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-contacts", format!("no such contact(s): {}", unknown.join(", "))));
@@ -363,10 +363,10 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>
     // campaigns, under the store lock, so the check cannot go stale before
     // the enrollment below.
     let asked = entries.len() as u64;
-    let ids_in: Vec<&str> = entries.iter().map(|(c, _, _)| c.as_str()).collect();
+    let ids_in: Vec<&str> = entries.iter().map(|e| e.contact.as_str()).collect();
     let already = store.enrolled(&id, &ids_in).map_err(ApiError::internal)?;
-    entries.retain(|(c, _, _)| !already.contains(c));
-    for (cid, _, _) in &entries {
+    entries.retain(|e| !already.contains(&e.contact));
+    for Enrollment { contact: cid, .. } in &entries {
         let mut props = data.clone();
         props.insert("campaign".into(), json!(id));
         events.push((cid.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
@@ -486,7 +486,7 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
     store.upsert_contacts(&[], &[(cid.to_string(), event)]).map_err(ApiError::internal)?;
     let mut enrolled_in = Vec::new();
     for row in store.campaigns().map_err(ApiError::internal)? {
-        if !matches!(State::parse(&row.state), Some(State::Running | State::Scheduled)) {
+        if !matches!(row.state, State::Running | State::Scheduled) {
             continue;
         }
         let Ok(p) = codec::from_binary(&row.program) else { continue };
@@ -498,7 +498,7 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         let cx = Ctx { program: &p, facts: &f, now };
         let rule = filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names, values: &props }));
         let audience = p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a));
-        if rule && audience && store.enroll(&p.campaign, &p.version.0, &[(cid.to_string(), p.nodes[0].id.0.clone(), at.max(now))], now).map_err(ApiError::internal)? > 0 {
+        if rule && audience && store.enroll(&p.campaign, &p.version.0, &[Enrollment::new(cid, &p.nodes[0].id.0, at.max(now))], now).map_err(ApiError::internal)? > 0 {
             enrolled_in.push(p.campaign.clone());
         }
     }

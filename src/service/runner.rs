@@ -76,9 +76,9 @@ pub fn run(mut store: SqliteStore, mut provider: Box<dyn Provider + Send>, clock
 fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, String> {
     let mut best: Option<Minutes> = None;
     for c in store.campaigns().map_err(|e| e.to_string())? {
-        let t = match State::parse(&c.state) {
-            Some(State::Running) => store.next_wake(&c.name).map_err(|e| e.to_string())?,
-            Some(State::Scheduled) => match codec::from_binary(&c.program).map(|p| p.trigger) {
+        let t = match c.state {
+            State::Running => store.next_wake(&c.name).map_err(|e| e.to_string())?,
+            State::Scheduled => match codec::from_binary(&c.program).map(|p| p.trigger) {
                 Ok(Trigger::Scheduled { at, zone }) => run::scheduled_instant(&at, &zone),
                 _ => None,
             },
@@ -97,8 +97,8 @@ fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedCloc
     let mut busy = false;
     for c in store.campaigns().map_err(|e| e.to_string())? {
         let Ok(program) = codec::from_binary(&c.program) else { continue };
-        match State::parse(&c.state) {
-            Some(State::Scheduled) => {
+        match c.state {
+            State::Scheduled => {
                 // Event and API campaigns run from the moment the service serves them;
                 // scheduled ones when their local time comes; manual ones on `flowc campaign start`.
                 let due = match &program.trigger {
@@ -115,7 +115,7 @@ fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedCloc
                     busy = true;
                 }
             }
-            Some(State::Running) => {
+            State::Running => {
                 let p = driver.pass(store, provider, &program, &config.engine, Ending::in_service(&program.trigger), now).map_err(|e| e.to_string())?;
                 busy |= p.work > 0;
             }
