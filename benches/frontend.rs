@@ -33,7 +33,12 @@ fn parse(c: &mut Criterion) {
 /// loader asks for real, absolute paths).
 fn reader(files: &HashMap<PathBuf, String>) -> impl Fn(&Path) -> Result<Vec<u8>, flowc::files::ReadError> + '_ {
     let cwd = std::env::current_dir().unwrap_or_default();
-    move |p: &Path| files.get(p.strip_prefix(&cwd).unwrap_or(p)).map(|s| s.clone().into_bytes()).ok_or(flowc::files::ReadError::NotFound)
+    move |p: &Path| {
+        files
+            .get(p.strip_prefix(&cwd).unwrap_or(p))
+            .map(|s| s.clone().into_bytes())
+            .ok_or(flowc::files::ReadError::NotFound)
+    }
 }
 
 pub fn load_and_check(files: &HashMap<PathBuf, String>, roots: &[Root]) -> check::Analysis {
@@ -45,9 +50,11 @@ fn check(c: &mut Criterion) {
     let mut g = c.benchmark_group("check");
     g.sample_size(10).measurement_time(Duration::from_secs(10));
     for n in [100usize, 1000] {
-        let files: HashMap<PathBuf, String> = support::workspace(n).into_iter().map(|(p, t)| (PathBuf::from(p), t)).collect();
+        let files: HashMap<PathBuf, String> =
+            support::workspace(n).into_iter().map(|(p, t)| (PathBuf::from(p), t)).collect();
         let lines: usize = files.values().map(|t| t.lines().count()).sum();
-        let roots: Vec<Root> = (0..n).map(|i| Root::discover(Path::new(&format!("ws/c{i}.flow"))).expect("root")).collect();
+        let roots: Vec<Root> =
+            (0..n).map(|i| Root::discover(Path::new(&format!("ws/c{i}.flow"))).expect("root")).collect();
         let a = load_and_check(&files, &roots);
         assert!(!a.has_errors(), "generated workspace must check clean: {:?}", a.diags.first());
         eprintln!("check/{n}: {n} campaigns, {lines} lines");

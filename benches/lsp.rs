@@ -95,7 +95,13 @@ fn main() {
     let at = text.find(anchor).expect("anchor") + anchor.len() - 1;
     let edited = format!("{}x{}", &text[..at], &text[at..]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowc")).arg("lsp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn flowc lsp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .arg("lsp")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn flowc lsp");
     let stdin = child.stdin.take().expect("stdin");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut s = Server { child, stdin, out };

@@ -9,9 +9,9 @@ use flowc::check::{self, CheckOptions};
 use flowc::compile;
 use flowc::compile::program::Program;
 use flowc::runtime::engine::{record_sent, Debits, Engine, EngineConfig, Stepped};
+use flowc::runtime::facts::ContactRecord;
 use flowc::runtime::lifecycle::{self, State};
 use flowc::runtime::provider::{Delivery, Message, Provider};
-use flowc::runtime::facts::ContactRecord;
 use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
@@ -56,7 +56,13 @@ fn import_contacts(store: &mut SqliteStore, n: usize) {
                 // (the same work as before addresses were checked).
                 attrs.insert("email".into(), format!("c{i:07}@example.com").into());
                 attrs.insert("phone".into(), format!("+3360{i:07}").into());
-                ContactRecord { id: format!("c{i:07}"), attrs, tags: vec![], consent: vec!["email".into(), "sms".into()], capabilities: vec![] }
+                ContactRecord {
+                    id: format!("c{i:07}"),
+                    attrs,
+                    tags: vec![],
+                    consent: vec!["email".into(), "sms".into()],
+                    capabilities: vec![],
+                }
             })
             .collect();
         store.upsert_contacts(&contacts, &[]).expect("contacts");
@@ -79,7 +85,8 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
     let mut transitions = 0;
     loop {
         let stepped = {
-            let mut engine = Engine::new(store, provider, program.clone(), opts.engine.clone(), worker.clone()).expect("engine");
+            let mut engine =
+                Engine::new(store, provider, program.clone(), opts.engine.clone(), worker.clone()).expect("engine");
             engine.retry_due(now).expect("retries");
             engine.step_batch(now).expect("step")
         };
@@ -96,7 +103,9 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
         let mut debits = Debits::default();
         for (o, r) in sends.iter().zip(results) {
             match r {
-                Delivery::Accepted { delivered_at, opened_at, clicked_at } => record_sent(&mut round, &mut debits, o, Engagement { delivered_at, opened_at, clicked_at }, now),
+                Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
+                    record_sent(&mut round, &mut debits, o, Engagement { delivered_at, opened_at, clicked_at }, now)
+                }
                 Delivery::Failed { reason } => {
                     round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason }));
                     round.steps.entry(o.step.clone()).or_default().failed += 1;
@@ -150,8 +159,14 @@ fn main() {
 
     // Issue target: `flowc estimate` over 1,000,000 contacts in under 2 s.
     let t = Instant::now();
-    let est = flowc::runtime::estimate::estimate(store.connection(), &program, 29_400_000, &Default::default()).expect("estimate");
-    eprintln!("estimate: audience {} in {:.2} s; expected cost {:.2} EUR", est.audience, t.elapsed().as_secs_f64(), est.cost.expected);
+    let est = flowc::runtime::estimate::estimate(store.connection(), &program, 29_400_000, &Default::default())
+        .expect("estimate");
+    eprintln!(
+        "estimate: audience {} in {:.2} s; expected cost {:.2} EUR",
+        est.audience,
+        t.elapsed().as_secs_f64(),
+        est.cost.expected
+    );
 
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
     let opts = RunOptions {
@@ -163,7 +178,8 @@ fn main() {
     };
     let mut transitions = 0;
     let t = Instant::now();
-    let report = run::run(&mut store, &mut provider, &program, &opts, &mut |p| transitions = p.transitions).expect("run");
+    let report =
+        run::run(&mut store, &mut provider, &program, &opts, &mut |p| transitions = p.transitions).expect("run");
     let secs = t.elapsed().as_secs_f64();
     let ours = transitions as f64 / secs;
     eprintln!(
@@ -206,7 +222,11 @@ fn main() {
     let transitions2 = run_at_most_once(&mut store2, &mut provider2, &program, &opts);
     let amo = transitions2 as f64 / t.elapsed().as_secs_f64();
     let steps2 = store2.step_counts("bench").expect("counts");
-    assert_eq!(steps2, store.step_counts("bench").expect("counts"), "at most once must do the same work as exactly once");
+    assert_eq!(
+        steps2,
+        store.step_counts("bench").expect("counts"),
+        "at most once must do the same work as exactly once"
+    );
     eprintln!(
         "at most once: {transitions2} transitions = {amo:.0}/s ({} sends); exactly-once costs {:.0}% of throughput",
         steps2.values().map(|s| s.sent).sum::<u64>(),

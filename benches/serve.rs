@@ -39,23 +39,32 @@ fn main() {
     let program = compile::compile(model, c, ws.sources.get(c.file));
     {
         let mut store = SqliteStore::open(&db).expect("store");
-        let contacts: Vec<ContactRecord> = (0..REQUESTS).map(|i| {
+        let contacts: Vec<ContactRecord> = (0..REQUESTS)
+            .map(|i| {
                 let mut attrs = serde_json::Map::new();
                 // An address, so the campaign's sends are made, not skipped `no-address`.
                 attrs.insert("email".into(), serde_json::Value::String(format!("c{i}@example.com")));
                 ContactRecord { id: format!("c{i}"), attrs, consent: vec!["email".into()], ..Default::default() }
-            }).collect();
+            })
+            .collect();
         store.upsert_contacts(&contacts, &[]).expect("contacts");
         store.ledger_add(1_000_000_000, "bench", 0).expect("balance");
         lifecycle::launch(&mut store, &program, lifecycle::RemovedSteps::Refuse, 0).expect("launch");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let clock = runner::SharedClock::real();
-    let state = Arc::new(AppState { store: Mutex::new(SqliteStore::open(&db).expect("store")), token: TOKEN.into(), clock: clock.clone(), stop: stop.clone() });
+    let state = Arc::new(AppState {
+        store: Mutex::new(SqliteStore::open(&db).expect("store")),
+        token: TOKEN.into(),
+        clock: clock.clone(),
+        stop: stop.clone(),
+    });
     let runner_store = SqliteStore::open(&db).expect("store");
     let provider = Box::new(Simulated::open(&db, SimConfig::default()).expect("provider"));
     let runner_stop = stop.clone();
-    let runner_thread = std::thread::spawn(move || runner::run(runner_store, provider, clock, runner::RunnerConfig::default(), runner_stop));
+    let runner_thread = std::thread::spawn(move || {
+        runner::run(runner_store, provider, clock, runner::RunnerConfig::default(), runner_stop)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -78,12 +87,17 @@ fn main() {
         .map(|w| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).max_idle_connections_per_host(1).build();
+                let agent =
+                    ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).max_idle_connections_per_host(1).build();
                 let mut lat = Vec::with_capacity(per);
                 for k in 0..per {
                     let body = format!("{{\"contacts\": [\"c{}\"]}}", w * per + k);
                     let t = Instant::now();
-                    let r = agent.post(&url).set("Authorization", &format!("Bearer {TOKEN}")).set("Content-Type", "application/json").send_string(&body);
+                    let r = agent
+                        .post(&url)
+                        .set("Authorization", &format!("Bearer {TOKEN}"))
+                        .set("Content-Type", "application/json")
+                        .send_string(&body);
                     assert!(matches!(&r, Ok(res) if res.status() == 202), "{r:?}");
                     lat.push(t.elapsed());
                 }

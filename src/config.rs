@@ -37,7 +37,8 @@ pub fn load(start: &Path) -> Result<Config, String> {
     // The same walk that finds the workspace root, so settings and imports
     // always agree on which workspace a file is in.
     let Some(path) = crate::workspace::find_workspace_file(start) else { return Ok(Config::default()) };
-    let bytes = crate::files::read_regular(&path, MAX_SIZE).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bytes =
+        crate::files::read_regular(&path, MAX_SIZE).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|_| format!("`{}` is not UTF-8", path.display()))?;
     parse(&text, &path).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -56,7 +57,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, String> {
             "lints" => config.lints = lint_table(value)?,
             other => {
                 let known = ["database", "templates", "allow-draft", "deny-warnings", "lints"];
-                let hint = crate::suggest::help(other, known.into_iter()).map(|h| format!(" ({h})")).unwrap_or_default();
+                let hint = crate::suggest::help(other, known).map(|h| format!(" ({h})")).unwrap_or_default();
                 return Err(format!("unknown key `{other}`{hint}; the keys are {}", known.join(", ")));
             }
         }
@@ -82,7 +83,10 @@ fn lint_table(v: &toml::Value) -> Result<Lints, String> {
             format!("[lints]: unknown code `{name}`{hint}")
         })?;
         lints::settable(code).map_err(|e| format!("[lints]: {e}"))?;
-        let level = level.as_str().and_then(Level::parse).ok_or_else(|| format!("[lints]: `{name}` must be \"allow\", \"warn\" or \"deny\""))?;
+        let level = level
+            .as_str()
+            .and_then(Level::parse)
+            .ok_or_else(|| format!("[lints]: `{name}` must be \"allow\", \"warn\" or \"deny\""))?;
         out.insert(code, level);
     }
     Ok(out)

@@ -86,7 +86,9 @@ impl fmt::Display for ReadError {
             ReadError::PermissionDenied => f.write_str("permission denied"),
             ReadError::NotRegular(Kind::Folder) => f.write_str("it is a folder, not a file"),
             ReadError::NotRegular(k) => write!(f, "it is {}, not a regular file", k.describe()),
-            ReadError::TooLarge { limit } => write!(f, "it is larger than {}, the limit for an input file", mib(*limit)),
+            ReadError::TooLarge { limit } => {
+                write!(f, "it is larger than {}, the limit for an input file", mib(*limit))
+            }
             ReadError::Io(e) => write!(f, "{e}"),
         }
     }
@@ -218,7 +220,10 @@ mod tests {
         assert_eq!(read_regular(&d.join("f"), 10).expect("at the limit").len(), 10);
         let e = read_regular(&d.join("f"), 9).expect_err("over");
         assert!(matches!(e, ReadError::TooLarge { limit: 9 }));
-        assert_eq!(ReadError::TooLarge { limit: MAX_INPUT_BYTES }.to_string(), "it is larger than 64 MiB, the limit for an input file");
+        assert_eq!(
+            ReadError::TooLarge { limit: MAX_INPUT_BYTES }.to_string(),
+            "it is larger than 64 MiB, the limit for an input file"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -10,7 +10,11 @@ use proptest::prelude::*;
 fn export(text: &str) -> serde_json::Value {
     let (tree, diags) = flowc::syntax::parse(text, FileId(0));
     assert!(diags.is_empty(), "{diags:?}");
-    let imports: Vec<String> = tree.items.iter().filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None }).collect();
+    let imports: Vec<String> = tree
+        .items
+        .iter()
+        .filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None })
+        .collect();
     let c = tree.items.iter().find_map(|i| if let Item::Campaign(c) = i { Some(c) } else { None }).expect("a campaign");
     flowc::builder::export(&imports, c)
 }
@@ -21,7 +25,10 @@ fn fmt(text: &str) -> String {
 }
 
 fn validator() -> jsonschema::Validator {
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::root().join("docs/builder.schema.json")).expect("schema")).expect("json");
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::root().join("docs/builder.schema.json")).expect("schema"),
+    )
+    .expect("json");
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
 
@@ -56,17 +63,31 @@ fn schema_rejects_what_import_rejects() {
 
 #[test]
 fn errors_name_the_json_path_and_the_reason() {
-    let base = |timeline: &str| format!(r#"{{"format": "flowc-builder/1", "campaign": {{"id": "c"}}, "trigger": {{"type": "MANUAL"}}, "timeline": {timeline}}}"#);
+    let base = |timeline: &str| {
+        format!(
+            r#"{{"format": "flowc-builder/1", "campaign": {{"id": "c"}}, "trigger": {{"type": "MANUAL"}}, "timeline": {timeline}}}"#
+        )
+    };
     let cases = [
-        (base(r#"[{"id": "a", "type": "END"}, {"id": "b", "type": "SEND", "config": {"template": "T"}}]"#), "$.timeline[1].config.template: `T` is not a valid name ([a-z_][a-z0-9_]*, not a keyword)"),
         (
-            base(r#"[{"id": "t", "type": "AB_TEST", "config": {"name": "t", "variants": [{"name": "a", "weight": "half", "timeline": []}]}}]"#),
+            base(r#"[{"id": "a", "type": "END"}, {"id": "b", "type": "SEND", "config": {"template": "T"}}]"#),
+            "$.timeline[1].config.template: `T` is not a valid name ([a-z_][a-z0-9_]*, not a keyword)",
+        ),
+        (
+            base(
+                r#"[{"id": "t", "type": "AB_TEST", "config": {"name": "t", "variants": [{"name": "a", "weight": "half", "timeline": []}]}}]"#,
+            ),
             "$.timeline[0].config.variants[0].weight: expected a number, found a string",
         ),
         (base(r#"[{"id": "w", "type": "WAIT", "config": {}}]"#), "$.timeline[0].config: missing `duration`"),
-        (base(r#"[{"id": "x", "type": "JUMP"}]"#), "$.timeline[0].type: expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `JUMP`"),
         (
-            base(r#"[{"id": "i", "type": "CONDITION", "config": {"branches": [{"condition": {"compare": {"op": "=", "left": {"attribute": "a"}, "right": {"number": 1}}}, "timeline": []}]}}]"#),
+            base(r#"[{"id": "x", "type": "JUMP"}]"#),
+            "$.timeline[0].type: expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `JUMP`",
+        ),
+        (
+            base(
+                r#"[{"id": "i", "type": "CONDITION", "config": {"branches": [{"condition": {"compare": {"op": "=", "left": {"attribute": "a"}, "right": {"number": 1}}}, "timeline": []}]}}]"#,
+            ),
             "$.timeline[0].config.branches[0].condition.compare.op: expected ==, !=, <, <=, > or >=, found `=`",
         ),
         ("{".to_string(), "$: invalid JSON: EOF while parsing an object at line 1 column 1"),
@@ -100,7 +121,11 @@ fn with_audience(cond: &serde_json::Value) -> String {
 /// The audience of an imported document, as text and exported again.
 fn audience_trip(cond: &serde_json::Value) -> (String, serde_json::Value) {
     let text = flowc::builder::import(&with_audience(cond)).unwrap_or_else(|e| panic!("{cond}: {e}"));
-    let line = text.lines().find_map(|l| l.trim().strip_prefix("audience ")).unwrap_or_else(|| panic!("no audience in\n{text}")).to_string();
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("audience "))
+        .unwrap_or_else(|| panic!("no audience in\n{text}"))
+        .to_string();
     (line, export(&text)["audience"].clone())
 }
 
@@ -194,9 +219,12 @@ proptest! {
     }
 }
 
-
 /// A document with `timeline`, or with `trigger` and `audience` replaced.
-fn doc_with(timeline: serde_json::Value, trigger: serde_json::Value, audience: Option<serde_json::Value>) -> serde_json::Value {
+fn doc_with(
+    timeline: serde_json::Value,
+    trigger: serde_json::Value,
+    audience: Option<serde_json::Value>,
+) -> serde_json::Value {
     let mut d = serde_json::json!({"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": trigger, "timeline": timeline});
     if let Some(a) = audience {
         d["audience"] = a;
@@ -257,10 +285,16 @@ fn import_refuses_what_it_would_silently_change() {
 #[test]
 fn import_refuses_duplicate_json_keys() {
     let text = r#"{"format": "flowc-builder/1", "campaign": {"id": "welcome", "id": "evil"}, "trigger": {"type": "MANUAL"}, "timeline": []}"#;
-    assert_eq!(flowc::builder::import(text).unwrap_err().to_string(), "$.campaign.id: duplicate key `id`: each key may appear once (line 1, column 64)");
+    assert_eq!(
+        flowc::builder::import(text).unwrap_err().to_string(),
+        "$.campaign.id: duplicate key `id`: each key may appear once (line 1, column 64)"
+    );
     let nested = r#"{"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"},
         "timeline": [{"id": "w", "type": "WAIT", "config": {"duration": "1d", "duration": "30d"}}]}"#;
-    assert_eq!(flowc::builder::import(nested).unwrap_err().to_string(), "$.timeline[0].config.duration: duplicate key `duration`: each key may appear once (line 2, column 88)");
+    assert_eq!(
+        flowc::builder::import(nested).unwrap_err().to_string(),
+        "$.timeline[0].config.duration: duplicate key `duration`: each key may appear once (line 2, column 88)"
+    );
 }
 
 /// Conditions nested past what `.flow` allows (32 levels of parentheses and
@@ -272,5 +306,8 @@ fn import_refuses_what_would_nest_too_deep_as_text() {
         e = j::arith(e, &[("+", j::n(1.0))]);
     }
     let err = flowc::builder::import(&with_audience(&j::cmp(">", e, j::n(1.0)))).expect_err("too deep");
-    assert_eq!(err.to_string(), "$.audience: nests deeper than .flow allows (32 levels of braces, brackets and parentheses)");
+    assert_eq!(
+        err.to_string(),
+        "$.audience: nests deeper than .flow allows (32 levels of braces, brackets and parentheses)"
+    );
 }

@@ -107,9 +107,14 @@ fn template_registry_is_used_and_validated() {
     let flow = dir.join("c.flow");
     std::fs::write(&flow, "campaign c {\n  trigger manual\n  send email.marketing from_registry\n}\n").expect("write");
     let good = dir.join("good.json");
-    std::fs::write(&good, r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"published","version":2}]"#).expect("write");
+    std::fs::write(
+        &good,
+        r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"published","version":2}]"#,
+    )
+    .expect("write");
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"live"}]"#).expect("write");
+    std::fs::write(&bad, r#"[{"name":"from_registry","channel":"email","message_type":"marketing","status":"live"}]"#)
+        .expect("write");
     let p = |x: &Path| x.to_string_lossy().into_owned();
     assert_eq!(code(&flowc(&["check", &p(&flow)])), 1);
     assert_eq!(code(&flowc(&["check", "--templates", &p(&good), &p(&flow)])), 0);
@@ -190,7 +195,11 @@ fn locked_and_corrupt_databases_are_clear_errors() {
     assert_eq!(code(&flowc(&["balance", "top-up", "1", "--db", &p])), 0, "a writing one creates the database");
     assert_eq!(code(&flowc(&["campaign", "list", "--db", &p])), 0);
     let holder = rusqlite::Connection::open(&db).expect("open");
-    holder.execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS sim_hold (x INTEGER);").expect("lock");
+    holder
+        .execute_batch(
+            "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS sim_hold (x INTEGER);",
+        )
+        .expect("lock");
     let o = flowc(&["balance", "top-up", "5", "--db", &p]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("locked"), "{}", String::from_utf8_lossy(&o.stderr));
@@ -246,7 +255,11 @@ fn fmt_export_import_from_the_command_line() {
     let broken = dir.join("b.flow");
     std::fs::write(&broken, "campaign {").expect("write");
     assert_eq!(code(&flowc(&["fmt", &broken.to_string_lossy()])), 2);
-    assert_eq!(std::fs::read_to_string(&broken).expect("read"), "campaign {", "a file that does not parse is left alone");
+    assert_eq!(
+        std::fs::read_to_string(&broken).expect("read"),
+        "campaign {",
+        "a file that does not parse is left alone"
+    );
 
     let json = dir.join("w.json");
     assert_eq!(code(&flowc(&["export", "examples/welcome.flow", "-o", &json.to_string_lossy()])), 0);
@@ -256,7 +269,8 @@ fn fmt_export_import_from_the_command_line() {
     std::fs::write(&json, r#"{"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "timeline": [{"id": "w", "type": "WAIT", "config": {"duration": 5}}]}"#).expect("write");
     let bad = flowc(&["import", &json.to_string_lossy()]);
     assert_eq!(code(&bad), 1);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("$.timeline[0].config.duration: expected a string, found a number"));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("$.timeline[0].config.duration: expected a string, found a number"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -313,7 +327,18 @@ fn estimate_json_and_launch_refusing_an_unaffordable_campaign() {
     std::fs::create_dir_all(&dir).expect("tmp");
     let db = dir.join("l.db");
     let db = db.to_string_lossy();
-    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    assert_eq!(
+        code(&flowc(&[
+            "contacts",
+            "import",
+            "examples/contacts.jsonl",
+            "--schema",
+            "examples/shared.flow",
+            "--db",
+            &db
+        ])),
+        0
+    );
     // An empty balance cannot pay for the expected sends.
     let refused = flowc(&["campaign", "launch", "examples/welcome.flow", "--db", &db]);
     assert_eq!(code(&refused), 2);
@@ -332,13 +357,29 @@ fn a_manual_campaign_starts_with_campaign_start_and_runs_once() {
     std::fs::create_dir_all(&dir).expect("tmp");
     let db = dir.join("m.db");
     let db = db.to_string_lossy();
-    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    assert_eq!(
+        code(&flowc(&[
+            "contacts",
+            "import",
+            "examples/contacts.jsonl",
+            "--schema",
+            "examples/shared.flow",
+            "--db",
+            &db
+        ])),
+        0
+    );
     assert_eq!(code(&flowc(&["balance", "top-up", "100", "--db", &db])), 0);
     assert_eq!(code(&flowc(&["campaign", "launch", "examples/spring_test.flow", "--db", &db])), 0);
     // Starting an API campaign by hand is refused; the manual one starts.
     let start = flowc(&["campaign", "start", "spring_test", "--db", &db]);
     assert_eq!(code(&start), 0, "{}", String::from_utf8_lossy(&start.stderr));
-    let enrolled: u64 = stdout(&start).split(": ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|n| n.parse().ok()).expect("count");
+    let enrolled: u64 = stdout(&start)
+        .split(": ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("count");
     assert!(enrolled > 0);
     assert_eq!(code(&flowc(&["campaign", "start", "spring_test", "--db", &db])), 2, "already running");
     let run = flowc(&["run", "examples/spring_test.flow", "--db", &db, "--report", "json"]);
@@ -371,7 +412,8 @@ fn estimate_states_its_clock_and_start_enrolls_what_was_estimated() {
     let jsonl = dir.join("contacts.jsonl");
     std::fs::write(&jsonl, contacts.join("\n")).expect("write");
     let db = dir.join("t.db");
-    let (flow, jsonl, db) = (flow.to_string_lossy().into_owned(), jsonl.to_string_lossy().into_owned(), db.to_string_lossy().into_owned());
+    let (flow, jsonl, db) =
+        (flow.to_string_lossy().into_owned(), jsonl.to_string_lossy().into_owned(), db.to_string_lossy().into_owned());
     assert_eq!(code(&flowc(&["contacts", "import", &jsonl, "--schema", &flow, "--db", &db])), 0);
 
     let o = flowc(&["estimate", &flow, "--db", &db, "--format", "json"]);
@@ -387,7 +429,11 @@ fn estimate_states_its_clock_and_start_enrolls_what_was_estimated() {
     // The same clock can be chosen explicitly.
     let at = flowc(&["estimate", &flow, "--db", &db, "--format", "json", "--start", "2025-01-11T12:00:00Z"]);
     let at: serde_json::Value = serde_json::from_slice(&at.stdout).expect("json");
-    assert_eq!((at["as_of"].as_str(), at["audience"].as_u64()), (Some("2025-01-11T12:00:00Z"), Some(10)), "created on the 10th");
+    assert_eq!(
+        (at["as_of"].as_str(), at["audience"].as_u64()),
+        (Some("2025-01-11T12:00:00Z"), Some(10)),
+        "created on the 10th"
+    );
 
     let launch = flowc(&["campaign", "launch", &flow, "--db", &db, "--accept-cost"]);
     assert_eq!(code(&launch), 0, "{}", String::from_utf8_lossy(&launch.stderr));
@@ -437,7 +483,11 @@ fn event_trigger_estimate_states_its_window() {
     // Big orders on the 21st, 19th, 17th and 15th.
     assert_eq!(v["audience"], 4);
     let human = flowc(&["estimate", &flow, "--contacts", &jsonl]);
-    assert!(stdout(&human).contains("recorded `order.completed` matching the trigger, in the 30d before"), "{}", stdout(&human));
+    assert!(
+        stdout(&human).contains("recorded `order.completed` matching the trigger, in the 30d before"),
+        "{}",
+        stdout(&human)
+    );
     assert!(stdout(&human).contains("audience 10 contact(s)"), "{}", stdout(&human));
     assert_eq!(code(&flowc(&["estimate", &flow, "--contacts", &jsonl, "--window", "soon"])), 2);
     let _ = std::fs::remove_dir_all(&dir);
@@ -460,7 +510,11 @@ fn the_opening_balance_is_only_for_a_database_without_money() {
     assert_eq!(code(&flowc(&["balance", "top-up", "10", "--db", &db])), 0);
     let o = flowc(&["run", "examples/welcome.flow", "--db", &db, "--report", "json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'"), 0, "the top-up is this database's money");
+    assert_eq!(
+        sql_i64(&db, "SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'"),
+        0,
+        "the top-up is this database's money"
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert!(v["balance"].as_f64().is_some_and(|b| b < 10.0), "{}", v["balance"]);
     // A new database gets it, once.
@@ -474,7 +528,18 @@ fn the_opening_balance_is_only_for_a_database_without_money() {
 fn a_database_missing_a_table_is_refused_before_anything_is_sent() {
     let dir = TempDir::new("missing-table");
     let db = dir.path("m.db");
-    assert_eq!(code(&flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db])), 0);
+    assert_eq!(
+        code(&flowc(&[
+            "contacts",
+            "import",
+            "examples/contacts.jsonl",
+            "--schema",
+            "examples/shared.flow",
+            "--db",
+            &db
+        ])),
+        0
+    );
     {
         let conn = rusqlite::Connection::open(&db).expect("db");
         conn.execute_batch("DROP TABLE campaign_transitions; PRAGMA wal_checkpoint(TRUNCATE);").expect("break");
@@ -540,7 +605,8 @@ fn an_api_campaign_enrols_only_the_contacts_of_its_triggers() {
     let triggers = dir.path("t.jsonl");
     std::fs::write(&triggers, "{\"contacts\": [\"c-0001\", \"c-0002\"], \"data\": {\"reason\": \"forgot\"}}\n\n{\"contacts\": [\"c-0003\", \"c-0001\"], \"at\": \"2026-11-25T10:00:00Z\"}\n").expect("write");
     let db = dir.path("t.db");
-    let some = flowc(&["run", "examples/password_reset.flow", "--db", &db, "--triggers", &triggers, "--report", "json"]);
+    let some =
+        flowc(&["run", "examples/password_reset.flow", "--db", &db, "--triggers", &triggers, "--report", "json"]);
     assert_eq!(code(&some), 0, "{}", stderr(&some));
     assert_eq!(total(&some), 3);
     assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contact_events WHERE name = 'campaign.triggered'"), 3);
@@ -564,7 +630,8 @@ fn an_api_campaign_enrols_only_the_contacts_of_its_triggers() {
 fn importing_the_same_events_twice_stores_them_once() {
     let dir = TempDir::new("events-twice");
     let db = dir.path("e.db");
-    let import = || flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db]);
+    let import =
+        || flowc(&["contacts", "import", "examples/contacts.jsonl", "--schema", "examples/shared.flow", "--db", &db]);
     assert_eq!(code(&import()), 0);
     let once = sql_i64(&db, "SELECT COUNT(*) FROM contact_events");
     assert!(once > 0);
@@ -590,8 +657,13 @@ fn sigterm_stops_a_run_cleanly() {
     // Signalled once the run is under way (the campaign is RUNNING).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let running = || -> bool {
-        let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return false };
-        conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'RUNNING'", [], |r| r.get::<_, i64>(0)).is_ok_and(|n| n > 0)
+        let Ok(conn) = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+            return false;
+        };
+        conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'RUNNING'", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .is_ok_and(|n| n > 0)
     };
     while !running() {
         assert!(std::time::Instant::now() < deadline, "the run never started");
@@ -665,7 +737,10 @@ fn every_command_stops_quietly_when_stdout_closes() {
         let o = flowc_into_closed_pipe(args, &common::root());
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
-        assert!(!err.contains("error") && !err.to_lowercase().contains("broken pipe"), "{args:?} must stop quietly, said: {err}");
+        assert!(
+            !err.contains("error") && !err.to_lowercase().contains("broken pipe"),
+            "{args:?} must stop quietly, said: {err}"
+        );
         assert_eq!(code(&o), 141, "{args:?}: a closed pipe is exit 141, like a tool killed by SIGPIPE");
     }
 }
@@ -701,7 +776,10 @@ fn read_only_commands_print_json_and_say_steps_as_the_language_does() {
 
     let o = flowc(&["campaign", "list", "--db", &db]);
     let text = stdout(&o);
-    assert!(text.lines().next().is_some_and(|h| h.starts_with("campaign") && h.contains("state") && h.contains("version")), "{text}");
+    assert!(
+        text.lines().next().is_some_and(|h| h.starts_with("campaign") && h.contains("state") && h.contains("version")),
+        "{text}"
+    );
     assert!(text.contains("spring_test"), "{text}");
     let o = flowc(&["campaign", "list", "--db", &db, "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("list json");
@@ -732,7 +810,10 @@ fn read_only_commands_print_json_and_say_steps_as_the_language_does() {
 fn json_and_sarif_carry_the_secondary_spans() {
     let o = flowc(&["check", "--format", "json", "tests/data/check/step-not-dominating.flow"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    let d = v["diagnostics"].as_array().and_then(|a| a.iter().find(|d| d["code"] == "step-not-dominating")).expect("the warning");
+    let d = v["diagnostics"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["code"] == "step-not-dominating"))
+        .expect("the warning");
     assert_eq!(d["label"], "not sent on every path here");
     let related = d["related"].as_array().expect("related spans");
     assert_eq!(related.len(), 1, "{d}");
@@ -766,7 +847,12 @@ fn a_schedule_in_the_past_warns_in_check_and_is_refused_by_launch() {
 }
 
 fn flowc_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(cwd).env("NO_COLOR", "1").output().expect("run flowc")
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowc")
 }
 
 #[test]
@@ -774,20 +860,34 @@ fn flowc_toml_holds_the_settings_and_flags_override_it() {
     let tmp = TempDir::new("flowc-toml");
     let ws = &tmp.0;
     std::fs::create_dir_all(ws.join("campaigns")).expect("dir");
-    std::fs::write(ws.join("registry.json"), r#"[{"name": "hello", "channel": "email", "message_type": "marketing", "status": "draft"}]"#).expect("registry");
+    std::fs::write(
+        ws.join("registry.json"),
+        r#"[{"name": "hello", "channel": "email", "message_type": "marketing", "status": "draft"}]"#,
+    )
+    .expect("registry");
     std::fs::write(
         ws.join("campaigns/c.flow"),
         "campaign c {\n  trigger manual\n  hi: send email.marketing hello\n  if opened(hi) { end }\n}\n",
     )
     .expect("flow");
-    let toml = |extra: &str| std::fs::write(ws.join("flowc.toml"), format!("database = \"data/c.db\"\ntemplates = \"registry.json\"\nallow-draft = true\n{extra}")).expect("toml");
+    let toml = |extra: &str| {
+        std::fs::write(
+            ws.join("flowc.toml"),
+            format!("database = \"data/c.db\"\ntemplates = \"registry.json\"\nallow-draft = true\n{extra}"),
+        )
+        .expect("toml")
+    };
     std::fs::create_dir_all(ws.join("data")).expect("dir");
 
     // The registry and allow-draft come from the file: the draft template is only a warning.
     toml("");
     let o = flowc_in(&ws.join("campaigns"), &["check", "c.flow"]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
-    assert!(stdout(&o).contains("template-not-published") && stdout(&o).contains("engagement-too-early"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("template-not-published") && stdout(&o).contains("engagement-too-early"),
+        "{}",
+        stdout(&o)
+    );
 
     // [lints] silences one warning and denies another; deny-warnings fails on the rest.
     toml("deny-warnings = true\n[lints]\nengagement-too-early = \"allow\"\n");

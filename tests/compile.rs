@@ -13,7 +13,12 @@ fn compile_file(rel: &Path) -> Vec<Program> {
     let (analysis, ws) = common::check_file(rel, &Default::default());
     assert!(!analysis.has_errors(), "{}: {:?}", rel.display(), analysis.diags);
     let (root, model) = &analysis.models[0];
-    model.campaigns.iter().filter(|c| c.file == *root).map(|c| compile::compile(model, c, ws.sources.get(c.file))).collect()
+    model
+        .campaigns
+        .iter()
+        .filter(|c| c.file == *root)
+        .map(|c| compile::compile(model, c, ws.sources.get(c.file)))
+        .collect()
 }
 
 fn compile_source(text: &str) -> (Program, flowc::check::model::Campaign, flowc::source::SourceText) {
@@ -83,10 +88,18 @@ fn version_mismatch_and_garbage_are_clear_errors() {
     b[8] = 9;
     assert_eq!(codec::from_binary(&b).unwrap_err().to_string(), "program format version 9; this flowc reads version 1");
     assert_eq!(codec::from_binary(b"hello").unwrap_err(), codec::LoadError::BadMagic);
-    assert!(matches!(codec::from_binary(b"FLOWPROG\x01\x00\xff\xff\xff\x7f").unwrap_err(), codec::LoadError::Invalid(_) | codec::LoadError::Truncated(_)));
+    assert!(matches!(
+        codec::from_binary(b"FLOWPROG\x01\x00\xff\xff\xff\x7f").unwrap_err(),
+        codec::LoadError::Invalid(_) | codec::LoadError::Truncated(_)
+    ));
     // A JSON program whose jump goes backwards is refused by validation.
     let mut q = p.clone();
-    q.nodes.push(Node { id: flowc::check::model::StepId("loop".into()), line: 1, span: (0, 0), op: Op::Jump { target: NodeIdx(0) } });
+    q.nodes.push(Node {
+        id: flowc::check::model::StepId("loop".into()),
+        line: 1,
+        span: (0, 0),
+        op: Op::Jump { target: NodeIdx(0) },
+    });
     q.version = codec::content_hash(&q);
     let err = codec::from_json(&codec::to_json(&q)).unwrap_err().to_string();
     assert!(err.contains("jumps backwards"), "{err}");
@@ -158,8 +171,12 @@ fn every_example_renders_well_formed_svg() {
 
 #[test]
 fn version_map_follows_labels_and_reports_removed_steps() {
-    let old = format!("{}campaign c {{\n  trigger manual\n  a: send e1\n  w: wait 2d\n  b: send e2\n}}\n", gen::PRELUDE);
-    let new = format!("{}campaign c {{\n  trigger manual\n  a: send e1\n  n: tag add \"x\"\n  w: wait 3d\n}}\n", gen::PRELUDE);
+    let old =
+        format!("{}campaign c {{\n  trigger manual\n  a: send e1\n  w: wait 2d\n  b: send e2\n}}\n", gen::PRELUDE);
+    let new = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  n: tag add \"x\"\n  w: wait 3d\n}}\n",
+        gen::PRELUDE
+    );
     let (p_old, _, _) = compile_source(&old);
     let (p_new, _, _) = compile_source(&new);
     let m = compile::diff::map_versions(&p_old, &p_new);

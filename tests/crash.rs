@@ -28,14 +28,29 @@ campaign crash {
 "#;
 
 fn run_args(dir: &Path, db: &str) -> Vec<String> {
-    ["run", "c.flow", "--db", db, "--contacts", "c.jsonl", "--start", "2026-11-27T09:00:00Z", "--seed", "3", "--report", "json", "--batch", "500"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(std::iter::once(format!("--balance={}", 1000)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .map(|s| if s == "c.flow" { dir.join("c.flow").to_string_lossy().into_owned() } else { s })
-        .collect()
+    [
+        "run",
+        "c.flow",
+        "--db",
+        db,
+        "--contacts",
+        "c.jsonl",
+        "--start",
+        "2026-11-27T09:00:00Z",
+        "--seed",
+        "3",
+        "--report",
+        "json",
+        "--batch",
+        "500",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(format!("--balance={}", 1000)))
+    .collect::<Vec<_>>()
+    .into_iter()
+    .map(|s| if s == "c.flow" { dir.join("c.flow").to_string_lossy().into_owned() } else { s })
+    .collect()
 }
 
 fn flowc(dir: &Path) -> Command {
@@ -74,7 +89,8 @@ fn sigkill_ten_times_then_finish_equals_an_uninterrupted_run() {
     let expected: serde_json::Value = serde_json::from_slice(&straight.stdout).expect("report");
 
     // FLOWC_CRASH_SEED varies the kill moments for stress runs.
-    let mut seed = std::env::var("FLOWC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15u64);
+    let mut seed =
+        std::env::var("FLOWC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15u64);
     let mut killed = 0;
     for _ in 0..10 {
         let mut child = flowc(&dir).args(run_args(&dir, "crashed.db")).stdout(Stdio::null()).spawn().expect("spawn");
@@ -93,7 +109,9 @@ fn sigkill_ten_times_then_finish_equals_an_uninterrupted_run() {
 
     // Every contact finished in exactly one terminal state.
     let ex = &got["executions"];
-    let terminal = ex["completed"].as_u64().unwrap_or(0) + ex["failed"].as_u64().unwrap_or(0) + ex["skipped"].as_u64().unwrap_or(0);
+    let terminal = ex["completed"].as_u64().unwrap_or(0)
+        + ex["failed"].as_u64().unwrap_or(0)
+        + ex["skipped"].as_u64().unwrap_or(0);
     assert_eq!(terminal, 20_000, "{ex}");
     assert_eq!(ex["pending"], 0);
     assert_eq!(ex["processing"], 0);
@@ -102,9 +120,12 @@ fn sigkill_ten_times_then_finish_equals_an_uninterrupted_run() {
     // The ledger equals the opening balance minus the prices of delivered sends.
     let conn = rusqlite::Connection::open(dir.join("crashed.db")).expect("db");
     let ledger: i64 = conn.query_row("SELECT SUM(amount_micros) FROM ledger", [], |r| r.get(0)).expect("ledger");
-    let spent: i64 = conn.query_row("SELECT COALESCE(SUM(price_micros), 0) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("spent");
+    let spent: i64 = conn
+        .query_row("SELECT COALESCE(SUM(price_micros), 0) FROM outbox WHERE status = 'sent'", [], |r| r.get(0))
+        .expect("spent");
     assert_eq!(ledger, 1_000_000_000 - spent);
-    let delivered: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
+    let delivered: i64 =
+        conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
     assert_eq!(got["provider"]["deliveries"].as_i64(), Some(delivered));
     // And the whole report equals the uninterrupted run's.
     for key in ["state", "executions", "steps", "ab_tests", "cost", "balance", "provider", "version"] {
@@ -131,13 +152,18 @@ fn two_runs_on_one_database_never_deliver_or_bill_twice() {
     let mut refused = 0;
     for trial in 0..20 {
         let db = format!("conc-{trial}.db");
-        let spawn = || flowc(&dir).args(run_args(&dir, &db)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+        let spawn = || {
+            flowc(&dir).args(run_args(&dir, &db)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
+        };
         let (a, b) = (spawn(), spawn());
         let outs = [a.wait_with_output().expect("wait"), b.wait_with_output().expect("wait")];
         let failed: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
         for o in &failed {
             let err = String::from_utf8_lossy(&o.stderr);
-            assert!(err.contains("locked by another flowc process"), "trial {trial}: the loser must be refused as locked: {err}");
+            assert!(
+                err.contains("locked by another flowc process"),
+                "trial {trial}: the loser must be refused as locked: {err}"
+            );
         }
         assert!(failed.len() < 2, "trial {trial}: one of the two runs finishes");
         refused += failed.len();
@@ -152,12 +178,19 @@ fn two_runs_on_one_database_never_deliver_or_bill_twice() {
             assert!(delivered.insert(key.map(str::to_string)), "trial {trial}: delivered twice: {line}");
         }
         let conn = rusqlite::Connection::open(dir.join(&db)).expect("db");
-        let debits: i64 = conn.query_row("SELECT -COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0)).expect("debits");
-        let (sent, prices): (i64, i64) =
-            conn.query_row("SELECT COUNT(*), COALESCE(SUM(price_micros), 0) FROM outbox WHERE status = 'sent'", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("sent");
+        let debits: i64 = conn
+            .query_row("SELECT -COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0))
+            .expect("debits");
+        let (sent, prices): (i64, i64) = conn
+            .query_row("SELECT COUNT(*), COALESCE(SUM(price_micros), 0) FROM outbox WHERE status = 'sent'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .expect("sent");
         assert_eq!(debits, prices, "trial {trial}: the ledger is debited the delivered prices once");
         assert_eq!(sent as usize, delivered.len(), "trial {trial}");
-        let credits: i64 = conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'", [], |r| r.get(0)).expect("credits");
+        let credits: i64 = conn
+            .query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'initial balance'", [], |r| r.get(0))
+            .expect("credits");
         assert_eq!(credits, 1, "trial {trial}: one opening balance");
     }
     // Started together, the two overlap nearly always; a run that started

@@ -188,7 +188,12 @@ fn diagnostics_reference() -> String {
     let mut out = String::new();
     out.push_str("| code | severity | meaning |\n|---|---|---|\n");
     for code in Code::ALL {
-        out.push_str(&format!("| [`{code}`](#{}) | {} | {} |\n", slug(&format!("`{code}`")), code.default_severity().as_str(), code.summary().replace('|', "\\|")));
+        out.push_str(&format!(
+            "| [`{code}`](#{}) | {} | {} |\n",
+            slug(&format!("`{code}`")),
+            code.default_severity().as_str(),
+            code.summary().replace('|', "\\|")
+        ));
     }
     for code in Code::ALL {
         let (story, wrong, right) = flowc::check::explain::explain(*code);
@@ -216,7 +221,11 @@ fn diagnostics_doc_is_the_codes_own_table() {
         std::fs::write(&path, rewritten).expect("write docs/diagnostics.md");
         return;
     }
-    let first = actual.lines().zip(expected.lines()).position(|(a, e)| a != e).unwrap_or(actual.lines().count().min(expected.lines().count()));
+    let first = actual
+        .lines()
+        .zip(expected.lines())
+        .position(|(a, e)| a != e)
+        .unwrap_or(actual.lines().count().min(expected.lines().count()));
     panic!(
         "docs/diagnostics.md's generated part differs from flowc::diag::Code (UPDATE_EXPECT=1 cargo test --test docs to rewrite it); first difference at line {} of the part:\n- {}\n+ {}",
         first + 1,
@@ -230,13 +239,21 @@ fn the_language_reference_points_at_every_diagnostic_and_explain() {
     let diags = read(&common::root().join("docs/diagnostics.md"));
     assert!(diags.contains("flowc explain"), "docs/diagnostics.md must mention `flowc explain CODE`");
     let lang = read(&common::root().join("docs/language.md"));
-    assert!(lang.contains("(diagnostics.md)") || lang.contains("(diagnostics.md#"), "docs/language.md must link to docs/diagnostics.md");
+    assert!(
+        lang.contains("(diagnostics.md)") || lang.contains("(diagnostics.md#"),
+        "docs/language.md must link to docs/diagnostics.md"
+    );
 }
 
 // ------------------------------------------------------------ commands
 
 fn flowc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(common::root()).env("NO_COLOR", "1").output().expect("run flowc")
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(common::root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowc")
 }
 
 /// The names under `Commands:` in a `--help` text (without `help`).
@@ -331,7 +348,9 @@ fn sections(text: &str) -> Vec<(String, String)> {
 /// `text` names `flag` in code: "`--seed N`" names `--seed`, "`--seeds`" does not.
 fn mentions_flag(text: &str, flag: &str) -> bool {
     let needle = format!("`{flag}");
-    text.match_indices(&needle).any(|(at, _)| text[at + needle.len()..].chars().next().is_some_and(|c| !(c.is_ascii_alphanumeric() || c == '-')))
+    text.match_indices(&needle).any(|(at, _)| {
+        text[at + needle.len()..].chars().next().is_some_and(|c| !(c.is_ascii_alphanumeric() || c == '-'))
+    })
 }
 
 #[test]
@@ -456,7 +475,10 @@ fn contacts_doc_examples_import() {
     let schema = fenced(&text, "flow");
     let jsonl = fenced(&text, "jsonl");
     let csv = fenced(&text, "csv");
-    assert!(schema.len() == 1 && !jsonl.is_empty() && !csv.is_empty(), "docs/contacts.md needs one ```flow schema and ```jsonl and ```csv examples");
+    assert!(
+        schema.len() == 1 && !jsonl.is_empty() && !csv.is_empty(),
+        "docs/contacts.md needs one ```flow schema and ```jsonl and ```csv examples"
+    );
     let tmp = TempDir::new("docs-contacts");
     let flow = tmp.path("schema.flow");
     std::fs::write(&flow, &schema[0].1).expect("write schema");
@@ -466,7 +488,12 @@ fn contacts_doc_examples_import() {
             std::fs::write(&file, &block).expect("write contacts");
             let db = tmp.path(&format!("contacts-{line}.db"));
             let o = flowc(&["contacts", "import", &file, "--schema", &flow, "--db", &db]);
-            assert_eq!(o.status.code(), Some(0), "docs/contacts.md:{line} does not import:\n{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "docs/contacts.md:{line} does not import:\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
         }
     }
 }

@@ -21,11 +21,18 @@ use std::sync::OnceLock;
 fn tools() -> bool {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let ready = READY.get_or_init(|| {
-        let out = Command::new("bash").arg(common::root().join("tests/editors/setup.sh")).output().map_err(|e| format!("cannot run setup.sh: {e}"))?;
+        let out = Command::new("bash")
+            .arg(common::root().join("tests/editors/setup.sh"))
+            .output()
+            .map_err(|e| format!("cannot run setup.sh: {e}"))?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("tests/editors/setup.sh failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+            Err(format!(
+                "tests/editors/setup.sh failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     });
     match ready {
@@ -133,7 +140,10 @@ fn textmate_grammar_snapshots_of_every_example() {
     // Stale snapshots (of removed examples) would silently test nothing.
     for s in std::fs::read_dir(&snaps).expect("snaps").filter_map(|e| e.ok()) {
         let n = s.file_name().to_string_lossy().into_owned();
-        assert!(examples.iter().any(|e| format!("{}.snap", e.file_name().unwrap_or_default().to_string_lossy()) == n), "stale snapshot {n}");
+        assert!(
+            examples.iter().any(|e| format!("{}.snap", e.file_name().unwrap_or_default().to_string_lossy()) == n),
+            "stale snapshot {n}"
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
 }
@@ -149,11 +159,22 @@ fn vscode_extension_packages_to_a_vsix() {
     // A .vsix is a zip: list it with Python's zipfile (the venv is there) and
     // check the extension's manifest, grammar and client are inside.
     let python = common::root().join("target/editor-tools/venv/bin/python");
-    let listing = run(Command::new(python).args(["-c", "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))"]).arg(&vsix));
-    for member in ["extension/package.json", "extension/extension.js", "extension/syntaxes/flow.tmLanguage.json", "extension/language-configuration.json", "extension.vsixmanifest"] {
+    let listing = run(Command::new(python)
+        .args(["-c", "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))"])
+        .arg(&vsix));
+    for member in [
+        "extension/package.json",
+        "extension/extension.js",
+        "extension/syntaxes/flow.tmLanguage.json",
+        "extension/language-configuration.json",
+        "extension.vsixmanifest",
+    ] {
         assert!(listing.lines().any(|l| l == member), "{member} missing from the vsix:\n{listing}");
     }
-    assert!(listing.lines().any(|l| l.starts_with("extension/node_modules/vscode-languageclient/")), "the client library is bundled");
+    assert!(
+        listing.lines().any(|l| l.starts_with("extension/node_modules/vscode-languageclient/")),
+        "the client library is bundled"
+    );
     assert!(!listing.contains("extension/tests/"), "test files are not shipped:\n{listing}");
     let _ = std::fs::remove_dir_all(&work);
 }

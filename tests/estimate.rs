@@ -28,7 +28,8 @@ contact {
 event order.completed { amount: number }
 "#;
 
-const HOSTILE: &[&str] = &["FR", "it's", "\"quoted\"", "'; DROP TABLE contacts; --", "a\u{0}b", "%", "_", "ünïcödé", "x\\y", ""];
+const HOSTILE: &[&str] =
+    &["FR", "it's", "\"quoted\"", "'; DROP TABLE contacts; --", "a\u{0}b", "%", "_", "ünïcödé", "x\\y", ""];
 
 fn hostile(i: usize) -> String {
     if i == 9 {
@@ -43,10 +44,18 @@ fn lit(s: &str) -> String {
 
 fn atom() -> impl Strategy<Value = String> {
     prop_oneof![
-        (0usize..3, any::<bool>()).prop_map(|(p, eq)| format!("plan {} {}", if eq { "==" } else { "!=" }, ["free", "pro", "enterprise"][p])),
+        (0usize..3, any::<bool>()).prop_map(|(p, eq)| format!(
+            "plan {} {}",
+            if eq { "==" } else { "!=" },
+            ["free", "pro", "enterprise"][p]
+        )),
         (0usize..3).prop_map(|p| format!("plan in [{}]", ["free", "pro", "free, enterprise"][p])),
         (0usize..6, -5i64..120).prop_map(|(o, n)| format!("score {} {n}", ["==", "!=", "<", "<=", ">", ">="][o])),
-        (0usize..10, any::<bool>()).prop_map(|(h, eq)| format!("country {} {}", if eq { "==" } else { "!=" }, lit(&hostile(h)))),
+        (0usize..10, any::<bool>()).prop_map(|(h, eq)| format!(
+            "country {} {}",
+            if eq { "==" } else { "!=" },
+            lit(&hostile(h))
+        )),
         any::<bool>().prop_map(|eq| format!("nick {} none", if eq { "==" } else { "!=" })),
         (0usize..10).prop_map(|h| format!("tags has {}", lit(&hostile(h)))),
         (1960i32..2010).prop_map(|y| format!("birthday < {y}-06-15")),
@@ -87,21 +96,24 @@ struct C {
 
 fn contact() -> impl Strategy<Value = C> {
     (
-        (0usize..3, proptest::option::of(-10i64..130), 0usize..10, any::<bool>(), proptest::option::of(1950i32..2015), proptest::option::of(any::<bool>())),
-        (proptest::collection::vec(0usize..10, 0..3), 0i64..30, any::<bool>(), any::<bool>(), proptest::collection::vec((0i64..60, 0i64..250), 0..3)),
+        (
+            0usize..3,
+            proptest::option::of(-10i64..130),
+            0usize..10,
+            any::<bool>(),
+            proptest::option::of(1950i32..2015),
+            proptest::option::of(any::<bool>()),
+        ),
+        (
+            proptest::collection::vec(0usize..10, 0..3),
+            0i64..30,
+            any::<bool>(),
+            any::<bool>(),
+            proptest::collection::vec((0i64..60, 0i64..250), 0..3),
+        ),
     )
-        .prop_map(|((plan, score, country, nick, birthday, vip), (tags, created_days_ago, email, rcs, orders))| C {
-            plan,
-            score,
-            country,
-            nick,
-            birthday,
-            vip,
-            tags,
-            created_days_ago,
-            email,
-            rcs,
-            orders,
+        .prop_map(|((plan, score, country, nick, birthday, vip), (tags, created_days_ago, email, rcs, orders))| {
+            C { plan, score, country, nick, birthday, vip, tags, created_days_ago, email, rcs, orders }
         })
 }
 
@@ -144,7 +156,9 @@ fn jsonl(cs: &[C]) -> String {
 }
 
 fn setup(cond: &str, cs: &[C]) -> (Program, SqliteStore) {
-    let src = format!("{SCHEMA}segment s = {cond}\ncampaign c {{\n  trigger manual\n  audience s\n  send email.marketing t\n}}\n");
+    let src = format!(
+        "{SCHEMA}segment s = {cond}\ncampaign c {{\n  trigger manual\n  audience s\n  send email.marketing t\n}}\n"
+    );
     let (analysis, ws) = common::check_source(&src);
     let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
     assert!(errors.is_empty(), "{errors:?}\n{src}");
@@ -163,11 +177,21 @@ fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
     store.for_each_contact(&mut |c| all.push(c)).expect("contacts");
     let mut out = BTreeSet::new();
     for c in all {
-        let mut events: Vec<_> = store.events_for(&[c.id.as_str()]).expect("events").into_iter().map(|(_, e)| e).collect();
+        let mut events: Vec<_> =
+            store.events_for(&[c.id.as_str()]).expect("events").into_iter().map(|(_, e)| e).collect();
         if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
             events.push(facts::ContactEvent { name: "contact.created".into(), at: t, props: Default::default() });
         }
-        let f = Facts { contact_id: c.id.clone(), fields: facts::fields_for(p, &c), tags: c.tags.clone(), consent: c.consent.clone(), capabilities: c.capabilities.clone(), addresses: facts::addresses_of(&c), sent: vec![], events };
+        let f = Facts {
+            contact_id: c.id.clone(),
+            fields: facts::fields_for(p, &c),
+            tags: c.tags.clone(),
+            consent: c.consent.clone(),
+            capabilities: c.capabilities.clone(),
+            addresses: facts::addresses_of(&c),
+            sent: vec![],
+            events,
+        };
         let cx = Ctx { program: p, facts: &f, now: NOW };
         if p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a)) {
             out.insert(c.id);
@@ -200,7 +224,19 @@ proptest! {
 #[test]
 fn hostile_strings_match_literally_and_harm_nothing() {
     let cs: Vec<C> = (0..10)
-        .map(|i| C { plan: 0, score: Some(1), country: i, nick: false, birthday: None, vip: None, tags: vec![i], created_days_ago: 1, email: true, rcs: false, orders: vec![] })
+        .map(|i| C {
+            plan: 0,
+            score: Some(1),
+            country: i,
+            nick: false,
+            birthday: None,
+            vip: None,
+            tags: vec![i],
+            created_days_ago: 1,
+            email: true,
+            rcs: false,
+            orders: vec![],
+        })
         .collect();
     for i in 0..10 {
         let cond = format!("country == {} and tags has {}", lit(&hostile(i)), lit(&hostile(i)));
@@ -235,7 +271,19 @@ fn estimates_bracket_an_actual_run() {
     let c = &model.campaigns[0];
     let p = compile::compile(model, c, ws.sources.get(c.file));
     let cs: Vec<C> = (0..3000)
-        .map(|i| C { plan: i % 3, score: Some((i % 100) as i64), country: 0, nick: false, birthday: None, vip: None, tags: vec![], created_days_ago: 1, email: i % 4 != 0, rcs: false, orders: vec![] })
+        .map(|i| C {
+            plan: i % 3,
+            score: Some((i % 100) as i64),
+            country: 0,
+            nick: false,
+            birthday: None,
+            vip: None,
+            tags: vec![],
+            created_days_ago: 1,
+            email: i % 4 != 0,
+            rcs: false,
+            orders: vec![],
+        })
         .collect();
     let dir = std::env::temp_dir().join(format!("flowc-est-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -247,14 +295,31 @@ fn estimates_bracket_an_actual_run() {
     let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.audience, 2400, "score >= 20 selects 80%");
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
-    let opts = RunOptions { clock: ClockKind::Virtual, start: Some(NOW), initial_balance_micros: 1_000_000_000, engine: Default::default(), stop: Default::default() };
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(NOW),
+        initial_balance_micros: 1_000_000_000,
+        engine: Default::default(),
+        stop: Default::default(),
+    };
     let r = run::run(&mut store, &mut provider, &p, &opts, &mut |_| {}).expect("run");
     for (est, act) in e.steps.iter().zip(&r.steps) {
         assert_eq!(est.id, act.id);
         let actual = act.entered as f64;
-        assert!(est.reach.min <= actual && actual <= est.reach.max, "{}: {actual} outside [{}, {}]", est.id, est.reach.min, est.reach.max);
+        assert!(
+            est.reach.min <= actual && actual <= est.reach.max,
+            "{}: {actual} outside [{}, {}]",
+            est.id,
+            est.reach.min,
+            est.reach.max
+        );
         let tolerance = (0.05 * est.reach.expected).max(25.0);
-        assert!((est.reach.expected - actual).abs() <= tolerance, "{}: expected {:.1}, actual {actual}", est.id, est.reach.expected);
+        assert!(
+            (est.reach.expected - actual).abs() <= tolerance,
+            "{}: expected {:.1}, actual {actual}",
+            est.id,
+            est.reach.expected
+        );
     }
     assert!(e.cost.min <= r.cost.total + 1e-9 && r.cost.total <= e.cost.max + 1e-9, "{:?} vs {}", e.cost, r.cost.total);
     assert!((e.cost.expected - r.cost.total).abs() <= 0.05 * r.cost.total + 0.01);
@@ -263,13 +328,26 @@ fn estimates_bracket_an_actual_run() {
 
 #[test]
 fn estimate_reads_tags_and_ids_like_the_runtime() {
-    let src = format!("{SCHEMA}campaign c {{\n  trigger manual\n  if tags has \"FR\" {{ send email.marketing t }}\n}}\n");
+    let src =
+        format!("{SCHEMA}campaign c {{\n  trigger manual\n  if tags has \"FR\" {{ send email.marketing t }}\n}}\n");
     let (analysis, ws) = common::check_source(&src);
     let (_, model) = &analysis.models[0];
     let c = &model.campaigns[0];
     let p = compile::compile(model, c, ws.sources.get(c.file));
     let cs: Vec<C> = (0..10)
-        .map(|i| C { plan: 0, score: Some(1), country: 0, nick: false, birthday: None, vip: None, tags: if i < 4 { vec![0] } else { vec![] }, created_days_ago: 1, email: true, rcs: false, orders: vec![] })
+        .map(|i| C {
+            plan: 0,
+            score: Some(1),
+            country: 0,
+            nick: false,
+            birthday: None,
+            vip: None,
+            tags: if i < 4 { vec![0] } else { vec![] },
+            created_days_ago: 1,
+            email: true,
+            rcs: false,
+            orders: vec![],
+        })
         .collect();
     let mut store = SqliteStore::open_in_memory().expect("store");
     let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
@@ -315,12 +393,30 @@ fn run_virtual(db: &TempDb, store: &mut SqliteStore, p: &Program) -> flowc::runt
     use flowc::runtime::provider::{SimConfig, Simulated};
     use flowc::runtime::run::{self, ClockKind, RunOptions};
     let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
-    let opts = RunOptions { clock: ClockKind::Virtual, start: Some(NOW), initial_balance_micros: 1_000_000_000, engine: Default::default(), stop: Default::default() };
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(NOW),
+        initial_balance_micros: 1_000_000_000,
+        engine: Default::default(),
+        stop: Default::default(),
+    };
     run::run(store, &mut provider, p, &opts, &mut |_| {}).expect("run")
 }
 
 fn plain(i: usize) -> C {
-    C { plan: i % 3, score: Some(50), country: 0, nick: false, birthday: None, vip: None, tags: vec![], created_days_ago: 1, email: true, rcs: false, orders: vec![] }
+    C {
+        plan: i % 3,
+        score: Some(50),
+        country: 0,
+        nick: false,
+        birthday: None,
+        vip: None,
+        tags: vec![],
+        created_days_ago: 1,
+        email: true,
+        rcs: false,
+        orders: vec![],
+    }
 }
 
 /// The estimator walks the engine's transitions: a wait moves its clock, so
@@ -342,7 +438,11 @@ fn conditions_after_a_wait_are_estimated_at_the_time_the_run_sees() {
     ));
     // Orders at launch and 3 days before; contacts created 0, 1, 2 and 5 days before launch.
     let cs: Vec<C> = (0..400)
-        .map(|i| C { orders: if i % 2 == 0 { vec![(0, 60)] } else { vec![(3, 60)] }, created_days_ago: [0, 1, 2, 5][i % 4], ..plain(i) })
+        .map(|i| C {
+            orders: if i % 2 == 0 { vec![(0, 60)] } else { vec![(3, 60)] },
+            created_days_ago: [0, 1, 2, 5][i % 4],
+            ..plain(i)
+        })
         .collect();
     let (db, mut store) = TempDb::new("wait-clock", &model, &cs);
     let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
@@ -372,21 +472,35 @@ fn event_trigger_estimates_count_matching_recorded_events() {
     ));
     // A third without orders; the others ordered 1 to 20 days ago, half of them big orders.
     let cs: Vec<C> = (0..300)
-        .map(|i| C { orders: if i % 3 == 0 { vec![] } else { vec![((i % 20) as i64 + 1, if i % 2 == 0 { 150 } else { 60 })] }, ..plain(i) })
+        .map(|i| C {
+            orders: if i % 3 == 0 { vec![] } else { vec![((i % 20) as i64 + 1, if i % 2 == 0 { 150 } else { 60 })] },
+            ..plain(i)
+        })
         .collect();
     let expected = cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(_, amount)| *amount > 100)).count() as u64;
     assert!(expected > 0 && expected < 200, "a real selection: {expected}");
     let (db, mut store) = TempDb::new("event-trigger", &model, &cs);
     let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.audience, expected);
-    assert_eq!(e.entry, estimate::Entry::Event { event: "order.completed".into(), window: "30d".into(), since: estimate::rfc3339(NOW - 30 * 1440) });
+    assert_eq!(
+        e.entry,
+        estimate::Entry::Event {
+            event: "order.completed".into(),
+            window: "30d".into(),
+            since: estimate::rfc3339(NOW - 30 * 1440)
+        }
+    );
     let r = run_virtual(&db, &mut store, &p);
     let enrolled: u64 = r.executions.values().sum();
     assert_eq!(e.audience, enrolled, "the estimate counts whom the run enrolls");
     assert_eq!(e.sends[0].sends.expected, r.steps[0].sent as f64);
     // A shorter window counts only the recent events.
-    let week = estimate::estimate(store.connection(), &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() }).expect("estimate");
-    let recent = cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(ago, amount)| *amount > 100 && *ago <= 7)).count() as u64;
+    let week =
+        estimate::estimate(store.connection(), &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() })
+            .expect("estimate");
+    let recent =
+        cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(ago, amount)| *amount > 100 && *ago <= 7)).count()
+            as u64;
     assert_eq!(week.audience, recent);
     assert!(recent < expected);
 }

@@ -40,7 +40,9 @@ fn every_comment_survives() {
     let out = fmt(&text);
     let (before, _) = flowc::syntax::parse(&text, FileId(0));
     let (after, _) = flowc::syntax::parse(&out, FileId(0));
-    let words = |src: &str, f: &flowc::syntax::ast::SourceFile| f.comments.iter().map(|c| src[c.span.range()].to_string()).collect::<Vec<_>>();
+    let words = |src: &str, f: &flowc::syntax::ast::SourceFile| {
+        f.comments.iter().map(|c| src[c.span.range()].to_string()).collect::<Vec<_>>()
+    };
     assert_eq!(words(&text, &before), words(&out, &after));
 }
 
@@ -84,7 +86,8 @@ fn uglify(text: &str, noise: &[u8]) -> String {
     let mut in_string = false;
     let mut chars = text.chars().peekable();
     while let Some(ch) = chars.next() {
-        if ch == ' ' && chars.peek().is_some_and(|c| c.is_ascii_digit()) && out.ends_with(|c: char| c.is_ascii_digit()) {
+        if ch == ' ' && chars.peek().is_some_and(|c| c.is_ascii_digit()) && out.ends_with(|c: char| c.is_ascii_digit())
+        {
             out.push(ch);
             continue;
         }
@@ -160,8 +163,12 @@ proptest! {
 fn unformatted_pair(n: usize) -> (String, String) {
     let (mut old, mut new) = (String::new(), String::new());
     for i in 0..n {
-        old.push_str(&format!("campaign c{i} {{\ntrigger manual\n    send email.marketing t\n  wait 1d\n  tag add \"x{i}\"\n}}\n"));
-        new.push_str(&format!("campaign c{i} {{\n  trigger manual\n\n  send email.marketing t\n  wait 1d\n  tag add \"x{i}\"\n}}\n\n"));
+        old.push_str(&format!(
+            "campaign c{i} {{\ntrigger manual\n    send email.marketing t\n  wait 1d\n  tag add \"x{i}\"\n}}\n"
+        ));
+        new.push_str(&format!(
+            "campaign c{i} {{\n  trigger manual\n\n  send email.marketing t\n  wait 1d\n  tag add \"x{i}\"\n}}\n\n"
+        ));
     }
     (old, new)
 }

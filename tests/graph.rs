@@ -4,8 +4,8 @@
 
 mod common;
 
-use flowc::compile::{self, program::Program};
 use flowc::check::model::Campaign;
+use flowc::compile::{self, program::Program};
 use flowc::source::SourceText;
 
 /// A campaign whose strings carry markup and the quoting characters of
@@ -53,7 +53,9 @@ fn mermaid_decode(s: &str) -> String {
                     "lt" => '<',
                     "gt" => '>',
                     "amp" => '&',
-                    n => n.parse::<u32>().ok().and_then(char::from_u32).unwrap_or_else(|| panic!("unknown entity #{n};")),
+                    n => {
+                        n.parse::<u32>().ok().and_then(char::from_u32).unwrap_or_else(|| panic!("unknown entity #{n};"))
+                    }
                 };
                 out.push(ch);
                 rest = &tail[e + 1..];
@@ -94,7 +96,10 @@ fn mermaid_escapes_markup_in_labels() {
     assert!(!m.to_lowercase().contains("<img"), "{m}");
     let labels = mermaid_labels(&m);
     assert!(labels.iter().any(|l| l.contains(HOSTILE_TAG)), "the tag reads back as written: {labels:#?}");
-    assert!(labels.iter().any(|l| l.contains("<img src=x onerror=alert(1)> #quot; `b`")), "the audience reads back: {labels:#?}");
+    assert!(
+        labels.iter().any(|l| l.contains("<img src=x onerror=alert(1)> #quot; `b`")),
+        "the audience reads back: {labels:#?}"
+    );
 }
 
 /// DOT's quoted strings, unescaped (`\"`, `\\`; `\n` is a line break).
@@ -129,7 +134,10 @@ fn dot_escapes_quotes_and_backslashes() {
     let d = compile::graph::dot(&p, &c);
     let strings = dot_strings(&d);
     assert!(strings.iter().any(|s| s.contains(HOSTILE_TAG)), "the tag reads back as written: {strings:#?}");
-    assert!(strings.iter().any(|s| s.contains("<img src=x onerror=alert(1)> #quot; `b`")), "the audience reads back: {strings:#?}");
+    assert!(
+        strings.iter().any(|s| s.contains("<img src=x onerror=alert(1)> #quot; `b`")),
+        "the audience reads back: {strings:#?}"
+    );
 }
 
 #[test]
@@ -138,7 +146,13 @@ fn svg_of_hostile_strings_is_well_formed_and_inert() {
     let svg = compile::graph::svg(&c, &src);
     let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
     let names: Vec<&str> = doc.descendants().filter(|n| n.is_element()).map(|n| n.tag_name().name()).collect();
-    assert!(names.iter().all(|n| ["svg", "title", "defs", "marker", "path", "rect", "g", "text", "line", "polygon", "polyline"].contains(n)), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| ["svg", "title", "defs", "marker", "path", "rect", "g", "text", "line", "polygon", "polyline"]
+                .contains(n)),
+        "{names:?}"
+    );
     let text: String = doc.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect();
     assert!(text.contains(HOSTILE_TAG), "the tag reads back as written");
 }
@@ -190,7 +204,10 @@ const EPS: f64 = 0.01;
 /// A box's outline, as drawn.
 #[derive(Debug)]
 enum Shape {
-    Rounded { r: Rect, rx: f64 },
+    Rounded {
+        r: Rect,
+        rx: f64,
+    },
     /// A convex polygon.
     Polygon(Vec<(f64, f64)>),
 }
@@ -240,7 +257,12 @@ fn num(n: roxmltree::Node, attr: &str) -> f64 {
 fn shape_of(n: roxmltree::Node) -> Option<Shape> {
     match n.tag_name().name() {
         "rect" => {
-            let r = Rect { x0: num(n, "x"), y0: num(n, "y"), x1: num(n, "x") + num(n, "width"), y1: num(n, "y") + num(n, "height") };
+            let r = Rect {
+                x0: num(n, "x"),
+                y0: num(n, "y"),
+                x1: num(n, "x") + num(n, "width"),
+                y1: num(n, "y") + num(n, "height"),
+            };
             let rx: f64 = n.attribute("rx").map_or(0.0, |v| v.parse().expect("rx"));
             Some(Shape::Rounded { r, rx: rx.min((r.x1 - r.x0) / 2.0).min((r.y1 - r.y0) / 2.0) })
         }
@@ -283,7 +305,11 @@ fn text_extent(t: roxmltree::Node) -> Rect {
 fn misfits(svg: &str) -> Vec<String> {
     let doc = roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{e}"));
     let root = doc.root_element();
-    assert_eq!(root.attribute("font-family"), Some(compile::graph::metrics::FAMILY), "the picture declares the family it was measured with");
+    assert_eq!(
+        root.attribute("font-family"),
+        Some(compile::graph::metrics::FAMILY),
+        "the picture declares the family it was measured with"
+    );
     let canvas = Rect { x0: 0.0, y0: 0.0, x1: num(root, "width"), y1: num(root, "height") };
     let mut problems = Vec::new();
     let mut boxes: Vec<(String, Rect)> = Vec::new();
@@ -294,7 +320,10 @@ fn misfits(svg: &str) -> Vec<String> {
         }
     }
     for g in root.descendants().filter(|n| n.has_tag_name("g")) {
-        let name = g.attribute("data-step").map_or_else(|| format!("chip {:?}", g.children().find(|c| c.has_tag_name("title")).and_then(|c| c.text())), str::to_string);
+        let name = g.attribute("data-step").map_or_else(
+            || format!("chip {:?}", g.children().find(|c| c.has_tag_name("title")).and_then(|c| c.text())),
+            str::to_string,
+        );
         let Some(shape) = g.children().find_map(shape_of) else {
             problems.push(format!("{name}: no shape"));
             continue;
@@ -308,12 +337,24 @@ fn misfits(svg: &str) -> Vec<String> {
         let bars: Vec<Rect> = g
             .children()
             .filter(|c| c.has_tag_name("line"))
-            .map(|l| Rect { x0: num(l, "x1").min(num(l, "x2")), y0: num(l, "y1").min(num(l, "y2")), x1: num(l, "x1").max(num(l, "x2")), y1: num(l, "y1").max(num(l, "y2")) })
+            .map(|l| Rect {
+                x0: num(l, "x1").min(num(l, "x2")),
+                y0: num(l, "y1").min(num(l, "y2")),
+                x1: num(l, "x1").max(num(l, "x2")),
+                y1: num(l, "y1").max(num(l, "y2")),
+            })
             .collect();
-        let texts: Vec<(String, Rect)> = g.children().filter(|c| c.has_tag_name("text")).map(|t| (t.text().unwrap_or("").to_string(), text_extent(t))).collect();
+        let texts: Vec<(String, Rect)> = g
+            .children()
+            .filter(|c| c.has_tag_name("text"))
+            .map(|t| (t.text().unwrap_or("").to_string(), text_extent(t)))
+            .collect();
         for (i, (s, r)) in texts.iter().enumerate() {
             if r.corners().iter().any(|c| !shape.contains(*c)) {
-                problems.push(format!("{name}: {s:?} ({:.1}..{:.1} x {:.1}..{:.1}) extends past its box {bounds:?}", r.x0, r.x1, r.y0, r.y1));
+                problems.push(format!(
+                    "{name}: {s:?} ({:.1}..{:.1} x {:.1}..{:.1}) extends past its box {bounds:?}",
+                    r.x0, r.x1, r.y0, r.y1
+                ));
             }
             for b in &bars {
                 let line = Rect { x0: b.x0 - 0.5, x1: b.x1 + 0.5, ..*b };
@@ -401,7 +442,8 @@ fn long_text_is_shortened_with_the_whole_of_it_in_the_tooltip() {
     let c = model.campaigns.iter().find(|c| c.display_name.is_some()).expect("campaign");
     let svg = compile::graph::svg(c, ws.sources.get(c.file));
     let doc = roxmltree::Document::parse(&svg).expect("svg");
-    let cut: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.ends_with('…'))).collect();
+    let cut: Vec<_> =
+        doc.descendants().filter(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.ends_with('…'))).collect();
     assert!(!cut.is_empty(), "some text of the long-names file is shortened");
     let solid = "a-single-tag-of-eighty-characters-with-no-spaces-at-all-so-it-must-break-zzzzzzz";
     let tooltips: Vec<&str> = doc.descendants().filter(|n| n.has_tag_name("title")).filter_map(|n| n.text()).collect();
@@ -410,7 +452,10 @@ fn long_text_is_shortened_with_the_whole_of_it_in_the_tooltip() {
         let g = t.parent().expect("box");
         let tip = g.children().find(|n| n.has_tag_name("title")).and_then(|n| n.text()).unwrap_or("");
         let shown = t.text().unwrap_or("").trim_end_matches('…');
-        assert!(tip.replace(char::is_whitespace, "").contains(&shown.replace(char::is_whitespace, "")), "{shown:?} is part of the tooltip {tip:?}");
+        assert!(
+            tip.replace(char::is_whitespace, "").contains(&shown.replace(char::is_whitespace, "")),
+            "{shown:?} is part of the tooltip {tip:?}"
+        );
     }
 }
 
@@ -420,7 +465,12 @@ fn dot_and_mermaid_show_the_trigger_audience_and_fallback_none() {
     let d = dot_strings(&compile::graph::dot(&p, &c));
     let m = mermaid_labels(&compile::graph::mermaid(&p, &c));
     for (format, labels) in [("dot", &d), ("mermaid", &m)] {
-        for want in ["TRIGGER event contact.created where tags has \"onboarding\"", "AUDIENCE in_segment(new_signups)", "fallback none", "hello"] {
+        for want in [
+            "TRIGGER event contact.created where tags has \"onboarding\"",
+            "AUDIENCE in_segment(new_signups)",
+            "fallback none",
+            "hello",
+        ] {
             assert!(labels.iter().any(|l| l.contains(want)), "{format}: {want:?} not shown in {labels:#?}");
         }
     }
@@ -433,7 +483,10 @@ fn rsvg_convert() -> bool {
     use std::io::Write;
     let found = std::process::Command::new("rsvg-convert").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("CI").is_none(), "rsvg-convert is not installed: .ci/run installs it (Debian package librsvg2-bin)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "rsvg-convert is not installed: .ci/run installs it (Debian package librsvg2-bin)"
+        );
         let _ = writeln!(std::io::stderr(), "SKIPPED: rsvg-convert is not installed (apt-get install librsvg2-bin)");
     }
     found
@@ -456,7 +509,10 @@ fn every_picture_renders_to_png() {
         let input = dir.path(&format!("{i}.svg"));
         let output = dir.path(&format!("{i}.png"));
         std::fs::write(&input, svg).expect("write svg");
-        let run = std::process::Command::new("rsvg-convert").args(["-o", &output, &input]).output().expect("run rsvg-convert");
+        let run = std::process::Command::new("rsvg-convert")
+            .args(["-o", &output, &input])
+            .output()
+            .expect("run rsvg-convert");
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(run.status.success() && stderr.trim().is_empty(), "{name}: rsvg-convert failed: {stderr}");
         let doc = roxmltree::Document::parse(svg).expect("svg");
@@ -467,7 +523,8 @@ fn every_picture_renders_to_png() {
 
 #[test]
 fn graph_help_describes_every_flag_and_not_dis() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).args(["graph", "--help"]).output().expect("run flowc");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).args(["graph", "--help"]).output().expect("run flowc");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(!help.contains("dis"), "{help}");
@@ -604,11 +661,17 @@ fn rendered_text_stays_inside_its_measured_extent() {
         let input = dir.path(&format!("{i}.svg"));
         let output = dir.path(&format!("{i}.png"));
         std::fs::write(&input, &alone).expect("write svg");
-        let run = std::process::Command::new("rsvg-convert").args(["-o", &output, &input]).output().expect("run rsvg-convert");
+        let run = std::process::Command::new("rsvg-convert")
+            .args(["-o", &output, &input])
+            .output()
+            .expect("run rsvg-convert");
         assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
         let ink = decode_png(&std::fs::read(&output).expect("png"));
         // Half-covered pixels of anti-aliasing may spill one pixel.
-        let grown: Vec<Rect> = rects.iter().map(|(_, r)| Rect { x0: r.x0 - 1.0, y0: r.y0 - 1.0, x1: r.x1 + 1.0, y1: r.y1 + 1.0 }).collect();
+        let grown: Vec<Rect> = rects
+            .iter()
+            .map(|(_, r)| Rect { x0: r.x0 - 1.0, y0: r.y0 - 1.0, x1: r.x1 + 1.0, y1: r.y1 + 1.0 })
+            .collect();
         let mut ink_x: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); rects.len()];
         let mut stray = 0;
         for y in 0..ink.h {

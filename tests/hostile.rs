@@ -29,7 +29,9 @@ fn ten_thousand_nested_ifs_hit_the_nesting_limit() {
 fn nesting_just_under_the_limit_parses_and_checks() {
     // Each `if` block is one level; the campaign body is another.
     let depth = flowc::syntax::MAX_NESTING - 1;
-    let mut text = String::from("template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n");
+    let mut text = String::from(
+        "template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n",
+    );
     for _ in 0..depth {
         text.push_str("if not (tags has \"x\") {\n");
     }
@@ -49,7 +51,8 @@ fn nesting_just_under_the_limit_parses_and_checks() {
 fn long_operator_chains_are_flat() {
     let chain = vec!["plan == pro"; 20_000].join(" or ");
     let not_chain = format!("{}plan == pro", "not ".repeat(10_000));
-    let (tree, diags) = parse(&format!("contact {{ plan: enum(pro) }}\nsegment s = {chain}\nsegment n = {not_chain}\n"));
+    let (tree, diags) =
+        parse(&format!("contact {{ plan: enum(pro) }}\nsegment s = {chain}\nsegment n = {not_chain}\n"));
     assert_eq!(tree.items.len(), 3);
     assert_eq!(diags.len(), 1, "too many `not`s is reported once: {diags:?}");
 }
@@ -66,7 +69,11 @@ fn nul_bytes_and_garbage() {
 fn a_large_file_parses() {
     // 50 MB in release; a smaller multiple here keeps the debug suite quick,
     // and FLOWC_SLOW_TESTS=1 (or CI=true, as on CI) runs the full size.
-    let target = if std::env::var_os("FLOWC_SLOW_TESTS").is_some() || std::env::var_os("CI").is_some() { 50 << 20 } else { 5 << 20 };
+    let target = if std::env::var_os("FLOWC_SLOW_TESTS").is_some() || std::env::var_os("CI").is_some() {
+        50 << 20
+    } else {
+        5 << 20
+    };
     let unit = "segment s = plan == pro and lifetime_value > 100 or tags has \"vip\"\n";
     let text = unit.repeat(target / unit.len());
     let (tree, diags) = parse(&text);
@@ -86,7 +93,10 @@ fn examples() -> Vec<String> {
     out
 }
 
-const TOKENS: &[&str] = &["{", "}", "(", ")", "\"", "/*", "//", "if", "else", "send", "end", "ab_test", "variant", "50%", "2d", "==", "and", "not", "\n", ".", ":", "happened", "campaign", "\0", "é", "[", "]"];
+const TOKENS: &[&str] = &[
+    "{", "}", "(", ")", "\"", "/*", "//", "if", "else", "send", "end", "ab_test", "variant", "50%", "2d", "==", "and",
+    "not", "\n", ".", ":", "happened", "campaign", "\0", "é", "[", "]",
+];
 
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -176,7 +186,11 @@ fn parallel_parse_equals_sequential() {
 #[test]
 fn deep_parentheses_under_the_limit() {
     let depth = flowc::syntax::MAX_NESTING - 1;
-    let text = format!("contact {{ plan: enum(pro) }}\nsegment s = {}plan == pro{}\n", "(not ".repeat(depth), ")".repeat(depth));
+    let text = format!(
+        "contact {{ plan: enum(pro) }}\nsegment s = {}plan == pro{}\n",
+        "(not ".repeat(depth),
+        ")".repeat(depth)
+    );
     let (analysis, _) = common::check_source(&text);
     assert!(analysis.diags.is_empty(), "{:?}", analysis.diags);
     let over = format!("segment s = {}plan == pro{}\n", "(".repeat(depth + 2), ")".repeat(depth + 2));
@@ -223,7 +237,8 @@ fn shallow_text_parses_inline_on_a_small_stack() {
     ];
     for shape in shapes {
         let text = shape(levels);
-        let out = std::thread::Builder::new().stack_size(2 << 20).spawn(move || parse(&text).1.len()).expect("thread").join();
+        let out =
+            std::thread::Builder::new().stack_size(2 << 20).spawn(move || parse(&text).1.len()).expect("thread").join();
         assert!(out.is_ok(), "overflowed");
     }
 }
@@ -234,7 +249,9 @@ fn shallow_text_parses_inline_on_a_small_stack() {
 fn deepest_allowed_nesting_checks_compiles_and_formats_on_a_small_stack() {
     // Each A/B level opens two braces; each `if` one, plus a parenthesis in its condition.
     let n = (flowc::syntax::MAX_NESTING - 2) / 2;
-    let mut ab = String::from("template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n");
+    let mut ab = String::from(
+        "template t { channel email message marketing status published }\ncampaign c {\n  trigger manual\n",
+    );
     for i in 0..n {
         ab.push_str(&format!("ab_test t{i} {{ variant a 50% {{\n"));
     }
@@ -292,10 +309,18 @@ fn endless_import_chains_stop_with_a_diagnostic() {
 /// size, in every output format.
 #[test]
 fn a_huge_identifier_gives_a_small_report() {
-    let size = if std::env::var_os("FLOWC_SLOW_TESTS").is_some() || std::env::var_os("CI").is_some() { 30 << 20 } else { 3 << 20 };
+    let size = if std::env::var_os("FLOWC_SLOW_TESTS").is_some() || std::env::var_os("CI").is_some() {
+        30 << 20
+    } else {
+        3 << 20
+    };
     let text = format!("campaign c {{\n  trigger manual\n  audience {}\n  end\n}}\n", "a".repeat(size));
     let (analysis, ws) = common::check_source(&text);
-    assert!(analysis.diags.iter().any(|d| d.code == flowc::diag::Code::UnknownSegment), "{:?}", analysis.diags.iter().map(|d| d.code).collect::<Vec<_>>());
+    assert!(
+        analysis.diags.iter().any(|d| d.code == flowc::diag::Code::UnknownSegment),
+        "{:?}",
+        analysis.diags.iter().map(|d| d.code).collect::<Vec<_>>()
+    );
     let human = common::human(&analysis.diags, &ws.sources);
     assert!(human.len() < 8 * 1024, "{} bytes of human report", human.len());
     assert!(human.contains("unknown segment `aaaa") && human.contains('…'), "{human}");
@@ -374,7 +399,11 @@ fn exercise(p: &flowc::compile::program::Program) {
         consent: vec!["email".into(), "sms".into()],
         capabilities: vec!["rcs".into()],
     };
-    let event = facts::ContactEvent { name: "order.completed".into(), at: 29_000_000, props: serde_json::from_str(r#"{"amount": 60}"#).expect("props") };
+    let event = facts::ContactEvent {
+        name: "order.completed".into(),
+        at: 29_000_000,
+        props: serde_json::from_str(r#"{"amount": 60}"#).expect("props"),
+    };
     let account = step::Account { approved_channels: None };
     for now in [0, 29_000_000, i64::MAX / 2, i64::MIN / 2] {
         let mut f = facts::of_record(p, &record, vec![event.clone()]);
@@ -418,7 +447,11 @@ fn constants_out_of_range_are_refused_when_loading() {
     let with_const = |value: Const| {
         let mut p = base.clone();
         if let Some(Cond::And { all }) = &mut p.audience {
-            all.push(Cond::Cmp { op: flowc::compile::program::CmpOpRepr::Eq, lhs: Operand::Field { slot: flowc::compile::program::FieldSlot(0) }, rhs: Operand::Const { value } });
+            all.push(Cond::Cmp {
+                op: flowc::compile::program::CmpOpRepr::Eq,
+                lhs: Operand::Field { slot: flowc::compile::program::FieldSlot(0) },
+                rhs: Operand::Const { value },
+            });
         }
         resign(p)
     };
@@ -441,14 +474,23 @@ fn constants_out_of_range_are_refused_when_loading() {
             assert!(codec::from_json(&codec::to_json(&p)).is_err(), "{value:?} from JSON");
         }
     }
-    for value in [Const::Date(flowc::limits::MAX_DATE), Const::Datetime(flowc::limits::MIN_DATETIME), Const::Duration(-flowc::limits::MAX_DURATION), Const::Number(f64::MAX)] {
-        let p = codec::from_binary(&codec::to_binary(&with_const(value.clone()))).unwrap_or_else(|e| panic!("{value:?} is in range: {e}"));
+    for value in [
+        Const::Date(flowc::limits::MAX_DATE),
+        Const::Datetime(flowc::limits::MIN_DATETIME),
+        Const::Duration(-flowc::limits::MAX_DURATION),
+        Const::Number(f64::MAX),
+    ] {
+        let p = codec::from_binary(&codec::to_binary(&with_const(value.clone())))
+            .unwrap_or_else(|e| panic!("{value:?} is in range: {e}"));
         exercise(&p);
     }
     // Offsets from now and from a field, a `happened` window, a price, a schedule.
     let mut p = base.clone();
     let mut text = codec::to_json(&p);
-    for (from, to) in [("\"offset_minutes\": -43200", "\"offset_minutes\": -9223372036854775808"), ("\"within_minutes\": 10080", "\"within_minutes\": 0")] {
+    for (from, to) in [
+        ("\"offset_minutes\": -43200", "\"offset_minutes\": -9223372036854775808"),
+        ("\"within_minutes\": 10080", "\"within_minutes\": 0"),
+    ] {
         assert!(text.contains(from), "{from}");
         let crafted = resign(serde_json::from_str(&text.replacen(from, to, 1)).expect("program"));
         assert!(codec::from_json(&codec::to_json(&crafted)).unwrap_err().to_string().contains("out of range"), "{to}");
@@ -458,7 +500,9 @@ fn constants_out_of_range_are_refused_when_loading() {
     }
     assert!(codec::from_json(&codec::to_json(&resign(p))).unwrap_err().to_string().contains("out of range"));
     let scheduled = crafted_base(CRAFT_SCHEDULED);
-    for (at, zone) in [("-262143-01-01T00:00", "UTC"), ("2026-13-01T00:00", "UTC"), ("2026-12-01T09:00", "Mars/Olympus"), ("", "UTC")] {
+    for (at, zone) in
+        [("-262143-01-01T00:00", "UTC"), ("2026-13-01T00:00", "UTC"), ("2026-12-01T09:00", "Mars/Olympus"), ("", "UTC")]
+    {
         let mut q = scheduled.clone();
         q.trigger = Trigger::Scheduled { at: at.into(), zone: zone.into() };
         assert!(codec::from_json(&codec::to_json(&resign(q))).is_err(), "{at} {zone}");
@@ -469,7 +513,8 @@ fn constants_out_of_range_are_refused_when_loading() {
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("crafted.json");
     std::fs::write(&path, text).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).arg("dis").arg(&path).output().expect("run flowc");
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).arg("dis").arg(&path).output().expect("run flowc");
     let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
@@ -531,7 +576,19 @@ fn hostile_value(old: &serde_json::Value, pick: usize) -> serde_json::Value {
         json!(flowc::limits::MIN_DATE),
         json!(flowc::limits::MAX_PRICE_MICROS),
     ];
-    let strings = ["", "x", "-262143-01-01T00:00", "+262142-12-31T23:59", "0000-01-01T00:00", "9999-12-31T23:59", "2026-02-30T10:00", "Mars/Olympus", "UTC", "c/1", "\u{0}é\u{202e}"];
+    let strings = [
+        "",
+        "x",
+        "-262143-01-01T00:00",
+        "+262142-12-31T23:59",
+        "0000-01-01T00:00",
+        "9999-12-31T23:59",
+        "2026-02-30T10:00",
+        "Mars/Olympus",
+        "UTC",
+        "c/1",
+        "\u{0}é\u{202e}",
+    ];
     match old {
         Value::Number(_) => numbers[pick % numbers.len()].clone(),
         Value::String(_) => json!(strings[pick % strings.len()]),

@@ -8,7 +8,12 @@ use common::TempDir;
 use std::process::{Command, Output};
 
 fn flowc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(common::root()).env("NO_COLOR", "1").output().expect("run flowc")
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(args)
+        .current_dir(common::root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowc")
 }
 
 fn stderr(o: &Output) -> String {
@@ -33,10 +38,18 @@ fn a_template_listed_twice_in_the_registry_is_an_error_naming_both_entries() {
     let dir = TempDir::new("registry-twice");
     let ok = entry("from_registry", "email", "marketing", "published");
     assert_eq!(check_with_registry(&dir, std::slice::from_ref(&ok)).status.code(), Some(0));
-    for second in [ok.clone(), entry("from_registry", "sms", "promotional", "published"), entry("from_registry", "email", "marketing", "draft")] {
+    for second in [
+        ok.clone(),
+        entry("from_registry", "sms", "promotional", "published"),
+        entry("from_registry", "email", "marketing", "draft"),
+    ] {
         let o = check_with_registry(&dir, &[entry("other", "email", "marketing", "published"), ok.clone(), second]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-        assert!(stderr(&o).contains("$[2] (`from_registry`): template `from_registry` is already listed at $[1]"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("$[2] (`from_registry`): template `from_registry` is already listed at $[1]"),
+            "{}",
+            stderr(&o)
+        );
     }
 }
 
@@ -51,12 +64,18 @@ fn a_registry_template_on_an_unknown_channel_is_an_error_naming_the_entry() {
     assert!(stderr(&o).contains("unknown channel `emial`; did you mean `email`?"), "{}", stderr(&o));
     let o = check_with_registry(&dir, &[entry("from_registry", "email", "newsletter", "published")]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("$[0] (`from_registry`): channel `email` has no message type `newsletter`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("$[0] (`from_registry`): channel `email` has no message type `newsletter`"),
+        "{}",
+        stderr(&o)
+    );
     // A channel the checked files declare themselves is known.
-    std::fs::write(dir.path("fax.flow"), format!("channel fax {{\n  message marketing\n}}\n{USES_REGISTRY}")).expect("write");
+    std::fs::write(dir.path("fax.flow"), format!("channel fax {{\n  message marketing\n}}\n{USES_REGISTRY}"))
+        .expect("write");
     let o = flowc(&["check", "--templates", &dir.path("registry.json"), &dir.path("fax.flow")]);
     assert!(stderr(&o).contains("newsletter"), "{}", stderr(&o));
-    std::fs::write(dir.path("registry.json"), format!("[{}]", entry("from_registry", "fax", "marketing", "published"))).expect("write");
+    std::fs::write(dir.path("registry.json"), format!("[{}]", entry("from_registry", "fax", "marketing", "published")))
+        .expect("write");
     let o = flowc(&["check", "--templates", &dir.path("registry.json"), &dir.path("fax.flow")]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stderr(&o), String::from_utf8_lossy(&o.stdout));
 }
@@ -96,7 +115,11 @@ fn two_csv_rows_for_one_contact_are_an_error_naming_both_lines() {
     // Skipping imports the first row of the contact and says what it skipped.
     let o = import(&dir, csv, &["--skip-invalid"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("imported 2 contact(s)") && stderr(&o).contains("skipped 1 invalid row"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("imported 2 contact(s)") && stderr(&o).contains("skipped 1 invalid row"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -28,7 +28,10 @@ fn findings(text: &str) -> Vec<(String, String)> {
         .iter()
         .map(|d| {
             let src = &ws.sources.get(d.file).text;
-            (d.code.as_str().to_string(), src.get(d.span.start as usize..d.span.end as usize).unwrap_or("<bad span>").to_string())
+            (
+                d.code.as_str().to_string(),
+                src.get(d.span.start as usize..d.span.end as usize).unwrap_or("<bad span>").to_string(),
+            )
         })
         .collect()
 }
@@ -97,7 +100,10 @@ fn an_overflowing_weight_is_one_diagnostic_without_follow_ons() {
 
 #[test]
 fn an_absurd_price_is_out_of_range() {
-    one_out_of_range(&format!("{PRELUDE}pricing {{\n  email.marketing = {} EUR\n}}\n", nines(30)), &format!("{} EUR", nines(30)));
+    one_out_of_range(
+        &format!("{PRELUDE}pricing {{\n  email.marketing = {} EUR\n}}\n", nines(30)),
+        &format!("{} EUR", nines(30)),
+    );
     one_out_of_range(&format!("{PRELUDE}pricing {{\n  email.marketing = 5000 EUR\n}}\n"), "5000 EUR");
 }
 
@@ -133,7 +139,11 @@ fn compile_refuses_a_number_out_of_range() {
     let dir = common::TempDir::new("limits-compile");
     let flow = dir.path("c.flow");
     std::fs::write(&flow, campaign(&format!("audience score > {}", nines(400)), "")).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowc")).args(["compile", "--emit", "json", &flow]).env("NO_COLOR", "1").output().expect("run flowc");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["compile", "--emit", "json", &flow])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run flowc");
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stderr).contains("out-of-range"), "{}", String::from_utf8_lossy(&out.stderr));

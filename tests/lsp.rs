@@ -19,7 +19,13 @@ struct Client {
 
 impl Client {
     fn start() -> Client {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc")).arg("lsp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .arg("lsp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = channel();
@@ -90,7 +96,11 @@ impl Client {
 
     /// The next diagnostics published for `uri`.
     fn diagnostics(&mut self, uri: &str) -> Vec<Value> {
-        if let Some(i) = self.notes.iter().position(|n| n["method"] == "textDocument/publishDiagnostics" && n["params"]["uri"] == uri) {
+        if let Some(i) = self
+            .notes
+            .iter()
+            .position(|n| n["method"] == "textDocument/publishDiagnostics" && n["params"]["uri"] == uri)
+        {
             return self.notes.remove(i)["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
         }
         loop {
@@ -121,11 +131,21 @@ fn a_session_through_every_feature() {
     let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
     let caps = &init["result"]["capabilities"];
     assert_eq!(caps["positionEncoding"], "utf-16");
-    for k in ["hoverProvider", "completionProvider", "definitionProvider", "documentFormattingProvider", "documentSymbolProvider", "codeActionProvider"] {
+    for k in [
+        "hoverProvider",
+        "completionProvider",
+        "definitionProvider",
+        "documentFormattingProvider",
+        "documentSymbolProvider",
+        "codeActionProvider",
+    ] {
         assert!(!caps[k].is_null(), "{k}");
     }
     c.notify("initialized", json!({}));
-    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+    );
     let diags = c.diagnostics(&uri);
     assert_eq!(diags.len(), 1, "{diags:?}");
     let d = &diags[0];
@@ -136,7 +156,10 @@ fn a_session_through_every_feature() {
     assert!(d["message"].as_str().is_some_and(|m| m.contains("did you mean `hello_email`?")));
 
     // The did-you-mean is a one-click fix.
-    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [d]}}));
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [d]}}),
+    );
     let edit = &actions["result"][0]["edit"]["changes"][&uri][0];
     assert_eq!(edit["newText"], "hello_email");
     assert_eq!(edit["range"], d["range"]);
@@ -145,56 +168,94 @@ fn a_session_through_every_feature() {
     // gets it, and a message that merely says "did you mean" is no fix.
     let mut bare = d.clone();
     bare["message"] = json!("unknown template");
-    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [bare]}}));
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": d["range"], "context": {"diagnostics": [bare]}}),
+    );
     assert_eq!(actions["result"][0]["edit"]["changes"][&uri][0]["newText"], "hello_email", "{actions}");
     let forged = json!({"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 6}}, "code": "unknown-template", "source": "flowc", "message": "x\nhelp: did you mean `evil`?"});
-    let actions = c.request("textDocument/codeAction", json!({"textDocument": {"uri": uri}, "range": forged["range"], "context": {"diagnostics": [forged]}}));
+    let actions = c.request(
+        "textDocument/codeAction",
+        json!({"textDocument": {"uri": uri}, "range": forged["range"], "context": {"diagnostics": [forged]}}),
+    );
     assert_eq!(actions["result"], json!([]), "{actions}");
 
     // Hover on the segment in `audience vip`.
-    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));
+    let h = c
+        .request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));
     let hover = h["result"]["contents"]["value"].as_str().unwrap_or_default().to_string();
     assert!(hover.contains("segment") && hover.contains("plan == pro"), "{hover}");
     // Hover on a step label used in an engagement predicate.
-    let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 7, "character": 13}}));
+    let h = c
+        .request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 7, "character": 13}}));
     assert!(h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("send")), "{h}");
 
     // Go to the segment's definition in the imported file.
-    let def = c.request("textDocument/definition", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}));
+    let def = c.request(
+        "textDocument/definition",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}}),
+    );
     assert!(def["result"]["uri"].as_str().is_some_and(|u| u.ends_with("shared.flow")), "{def}");
     assert_eq!(def["result"]["range"]["start"]["line"], 4);
 
     // Completion after `send email.marketing `: published email.marketing templates only.
     let edited = text.replace("helo_email", "");
-    c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": edited}]}));
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": edited}]}),
+    );
     let _ = c.diagnostics(&uri);
-    let comp = c.request("textDocument/completion", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 34}}));
-    let labels: Vec<&str> = comp["result"].as_array().map(|a| a.iter().filter_map(|i| i["label"].as_str()).collect()).unwrap_or_default();
+    let comp = c.request(
+        "textDocument/completion",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 34}}),
+    );
+    let labels: Vec<&str> =
+        comp["result"].as_array().map(|a| a.iter().filter_map(|i| i["label"].as_str()).collect()).unwrap_or_default();
     assert_eq!(labels, vec!["hello_email"], "draft and sms templates are not offered");
 
     // Editing the imported file updates the importer's diagnostics.
     c.notify("textDocument/didChange", json!({"textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": text.replace("helo_email", "hello_email")}]}));
     assert!(c.diagnostics(&uri).is_empty());
-    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": shared_uri, "languageId": "flow", "version": 1, "text": SHARED}}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": shared_uri, "languageId": "flow", "version": 1, "text": SHARED}}),
+    );
     let _ = c.diagnostics(&uri);
     c.notify("textDocument/didChange", json!({"textDocument": {"uri": shared_uri, "version": 2}, "contentChanges": [{"text": SHARED.replace("segment vip", "segment vips")}]}));
     let after = c.diagnostics(&uri);
     assert!(after.iter().any(|d| d["code"] == "unknown-segment"), "{after:?}");
 
     // References across files, rename of a label, folding.
-    c.notify("textDocument/didChange", json!({"textDocument": {"uri": shared_uri, "version": 3}, "contentChanges": [{"text": SHARED}]}));
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": shared_uri, "version": 3}, "contentChanges": [{"text": SHARED}]}),
+    );
     let _ = c.diagnostics(&uri);
     let refs = c.request("textDocument/references", json!({"textDocument": {"uri": uri}, "position": {"line": 4, "character": 12}, "context": {"includeDeclaration": true}}));
-    let files: Vec<String> = refs["result"].as_array().map(|a| a.iter().filter_map(|l| l["uri"].as_str().map(|u| u.rsplit('/').next().unwrap_or("").to_string())).collect()).unwrap_or_default();
+    let files: Vec<String> = refs["result"]
+        .as_array()
+        .map(|a| {
+            a.iter().filter_map(|l| l["uri"].as_str().map(|u| u.rsplit('/').next().unwrap_or("").to_string())).collect()
+        })
+        .unwrap_or_default();
     assert_eq!(files, vec!["main.flow".to_string(), "shared.flow".to_string()], "{refs}");
-    let rename = c.request("textDocument/rename", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "greeting"}));
+    let rename = c.request(
+        "textDocument/rename",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "greeting"}),
+    );
     let edits = rename["result"]["changes"][&uri].as_array().cloned().unwrap_or_default();
     assert_eq!(edits.len(), 2, "the label and `opened(hi)`: {rename}");
     assert!(edits.iter().all(|e| e["newText"] == "greeting"));
-    let bad = c.request("textDocument/rename", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "Not Valid"}));
+    let bad = c.request(
+        "textDocument/rename",
+        json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": 10}, "newName": "Not Valid"}),
+    );
     assert_eq!(bad["error"]["code"], -32602);
     let folds = c.request("textDocument/foldingRange", json!({"textDocument": {"uri": uri}}));
-    assert!(folds["result"].as_array().is_some_and(|f| f.iter().any(|r| r["startLine"] == 2 && r["endLine"] == 8)), "{folds}");
+    assert!(
+        folds["result"].as_array().is_some_and(|f| f.iter().any(|r| r["startLine"] == 2 && r["endLine"] == 8)),
+        "{folds}"
+    );
 
     // A request overtaken by an edit of its document is answered ContentModified (or, if the
     // edit had not arrived yet, normally); either way the server stays consistent.
@@ -216,7 +277,10 @@ fn a_session_through_every_feature() {
     let syms = c.request("textDocument/documentSymbol", json!({"textDocument": {"uri": uri}}));
     assert_eq!(syms["result"][0]["name"], "campaign c");
     assert!(syms["result"][0]["children"].as_array().is_some_and(|c| c.len() == 3), "send, wait and if: {syms}");
-    let fmt = c.request("textDocument/formatting", json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}));
+    let fmt = c.request(
+        "textDocument/formatting",
+        json!({"textDocument": {"uri": uri}, "options": {"tabSize": 2, "insertSpaces": true}}),
+    );
     assert!(fmt["result"][0]["newText"].as_str().is_some_and(|t| t.contains("campaign c {\n  trigger manual")));
 
     // Robustness: unknown methods and bad params are errors; garbage is survived.
@@ -225,7 +289,10 @@ fn a_session_through_every_feature() {
     let r = c.request("textDocument/hover", json!({"nonsense": true}));
     assert_eq!(r["error"]["code"], -32602);
     c.raw("{\"jsonrpc\": \"2.0\", \"method\": \"textDocument/didOpen\", \"params\": 42}");
-    let r = c.request("textDocument/hover", json!({"textDocument": {"uri": "file:///nowhere.flow"}, "position": {"line": 99, "character": 99}}));
+    let r = c.request(
+        "textDocument/hover",
+        json!({"textDocument": {"uri": "file:///nowhere.flow"}, "position": {"line": 99, "character": 99}}),
+    );
     assert!(r["result"].is_null());
 
     // Shutdown and exit follow the protocol.
@@ -240,18 +307,27 @@ fn a_session_through_every_feature() {
 #[test]
 fn editor_packages_are_well_formed() {
     let root = common::root().join("editors");
-    let pkg: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode/package.json")).expect("package.json")).expect("json");
+    let pkg: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("vscode/package.json")).expect("package.json"))
+            .expect("json");
     assert_eq!(pkg["contributes"]["languages"][0]["id"], "flow");
     assert_eq!(pkg["contributes"]["languages"][0]["extensions"][0], ".flow");
     let grammar_path = pkg["contributes"]["grammars"][0]["path"].as_str().expect("grammar path");
-    let grammar: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode").join(grammar_path)).expect("grammar")).expect("json");
+    let grammar: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("vscode").join(grammar_path)).expect("grammar"))
+            .expect("json");
     assert_eq!(grammar["scopeName"], pkg["contributes"]["grammars"][0]["scopeName"]);
-    let conf: Value = serde_json::from_str(&std::fs::read_to_string(root.join("vscode/language-configuration.json")).expect("config")).expect("json");
+    let conf: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("vscode/language-configuration.json")).expect("config"),
+    )
+    .expect("json");
     assert_eq!(conf["comments"]["lineComment"], "//");
     assert!(pkg["scripts"]["package"].as_str().is_some_and(|s| s.contains("vsce package")));
     // Every keyword of the language is highlighted.
     let text = grammar.to_string();
-    for kw in ["campaign", "segment", "template", "send", "wait", "ab_test", "variant", "fallback", "happened", "within"] {
+    for kw in
+        ["campaign", "segment", "template", "send", "wait", "ab_test", "variant", "fallback", "happened", "within"]
+    {
         assert!(text.contains(kw), "{kw}");
     }
     assert!(std::fs::read_to_string(root.join("nvim/lua/flowc.lua")).expect("lua").contains("\"lsp\""));
@@ -274,17 +350,29 @@ fn utf8_positions_when_the_client_negotiates_them() {
         (json!(["utf-16", "utf-32"]), "utf-16", 34, 9),
     ] {
         let mut c = Client::start();
-        let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {"general": {"positionEncodings": offered}}}));
+        let init = c.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": {"general": {"positionEncodings": offered}}}),
+        );
         assert_eq!(init["result"]["capabilities"]["positionEncoding"], expect);
         c.notify("initialized", json!({}));
-        c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+        );
         let diags = c.diagnostics(&uri);
         assert_eq!(diags.len(), 1, "{diags:?}");
         assert_eq!(diags[0]["range"]["start"], json!({"line": 5, "character": start}), "{expect}");
         assert_eq!(diags[0]["range"]["end"]["character"], start + 10, "{expect}");
         // Positions sent by the client are read in the same encoding: hover the label after the emoji.
-        let h = c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": label}}));
-        assert!(h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("hi")), "{expect}: {h}");
+        let h = c.request(
+            "textDocument/hover",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 5, "character": label}}),
+        );
+        assert!(
+            h["result"]["contents"]["value"].as_str().is_some_and(|v| v.contains("step") && v.contains("hi")),
+            "{expect}: {h}"
+        );
         let r = c.request("shutdown", Value::Null);
         assert!(r.get("error").is_none());
         c.notify("exit", Value::Null);
@@ -305,12 +393,19 @@ fn a_burst_of_edits_ends_with_the_latest_versions_diagnostics() {
     let mut c = Client::start();
     c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
     c.notify("initialized", json!({}));
-    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 0, "text": good}}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 0, "text": good}}),
+    );
     let _ = c.diagnostics(&uri);
     // 30 edits in one write: the server sees them queued.
     let mut burst = String::new();
     for v in 1..=30 {
-        let text = if v == 30 { good.replace("send email.marketing t", "send email.marketing t_last") } else { good.replace(" t\n", &format!(" t{v}\n")) };
+        let text = if v == 30 {
+            good.replace("send email.marketing t", "send email.marketing t_last")
+        } else {
+            good.replace(" t\n", &format!(" t{v}\n"))
+        };
         let body = json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": v}, "contentChanges": [{"text": text}]}}).to_string();
         burst.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     }
@@ -432,7 +527,11 @@ fn an_absurd_content_length_is_refused_before_any_allocation() {
         {
             // The peak resident size stays far below what the header claims.
             let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id())).expect("status");
-            let peak_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM");
+            let peak_kib: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .expect("VmHWM");
             assert!(peak_kib < 512 * 1024, "{claimed}: peak {peak_kib} KiB");
         }
         // The input ends inside the announced body: the server exits, without
@@ -479,7 +578,10 @@ fn the_server_never_reads_through_links_out_of_the_workspace_nor_special_files()
     let uri = format!("file://{}", ws.join("main.flow").display());
     let text = "import \"pw.flow\"\nimport \"zero.flow\"\nimport \"fifo.flow\"\n";
     let mut c = initialized();
-    c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+    );
     let diags = c.diagnostics(&uri);
     let messages: Vec<&str> = diags.iter().filter_map(|d| d["message"].as_str()).collect();
     assert_eq!(messages.len(), 3, "{messages:?}");
@@ -497,7 +599,8 @@ fn the_server_finds_the_same_workspace_root_as_check() {
     let t = common::TempDir::new("lsp-root");
     let ws = t.0.join("ws");
     std::fs::create_dir_all(ws.join("sub")).expect("dir");
-    std::fs::write(ws.join("shared.flow"), "template hello { channel email message marketing status published }\n").expect("shared");
+    std::fs::write(ws.join("shared.flow"), "template hello { channel email message marketing status published }\n")
+        .expect("shared");
     let path = ws.join("sub/c5.flow");
     let text = "import \"../shared.flow\"\ncampaign c5 {\n  trigger manual\n  send email.marketing hello\n}\n";
     std::fs::write(&path, text).expect("c5");
@@ -510,14 +613,20 @@ fn the_server_finds_the_same_workspace_root_as_check() {
             std::fs::write(ws.join("flowc.toml"), "").expect("toml");
         }
         let mut c = initialized();
-        c.notify("textDocument/didOpen", json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}));
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": text}}),
+        );
         let diags = c.diagnostics(&uri);
         assert_eq!(diags.len(), expect, "flowc.toml: {marked}: {diags:?}");
         if expect > 0 {
             assert!(diags[0]["message"].as_str().is_some_and(|m| m.contains("outside the workspace")), "{diags:?}");
         } else {
             // Go to definition on the import opens the imported file.
-            let def = c.request("textDocument/definition", json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 10}}));
+            let def = c.request(
+                "textDocument/definition",
+                json!({"textDocument": {"uri": uri}, "position": {"line": 0, "character": 10}}),
+            );
             assert!(def["result"]["uri"].as_str().is_some_and(|u| u.ends_with("/ws/shared.flow")), "{def}");
         }
         let r = c.request("shutdown", Value::Null);

@@ -33,7 +33,10 @@ fn text_keeps_its_own_parentheses() {
     check("((a))", "((a))");
     check("not (a and b)", "not (a and b)");
     check("x - (y + z)", "x - (y + z)");
-    check("(happened order.completed where amount > 5) and plan == pro", "(happened order.completed where amount > 5) and plan == pro");
+    check(
+        "(happened order.completed where amount > 5) and plan == pro",
+        "(happened order.completed where amount > 5) and plan == pro",
+    );
     check("a  ==   \"q\\\"\\n\"", "a == \"q\\\"\\n\"");
 }
 
@@ -50,4 +53,3 @@ proptest! {
         prop_assert_eq!(print::expr(&back), text);
     }
 }
-

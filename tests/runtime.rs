@@ -67,19 +67,38 @@ struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { seed: 7, fail_rate: 0.0, outages: vec![], breaker_consecutive: 10, balance: 1_000_000_000, approved: None, batch: 500, stop_after_batches: None }
+        Opts {
+            seed: 7,
+            fail_rate: 0.0,
+            outages: vec![],
+            breaker_consecutive: 10,
+            balance: 1_000_000_000,
+            approved: None,
+            batch: 500,
+            stop_after_batches: None,
+        }
     }
 }
 
 fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
     let mut store = SqliteStore::open(&db.path).expect("store");
-    let mut provider = Simulated::open(&db.path, SimConfig { seed: o.seed, fail_rate: o.fail_rate, outages: o.outages.clone(), ..SimConfig::default() }).expect("provider");
+    let mut provider = Simulated::open(
+        &db.path,
+        SimConfig { seed: o.seed, fail_rate: o.fail_rate, outages: o.outages.clone(), ..SimConfig::default() },
+    )
+    .expect("provider");
     let stop = Arc::new(AtomicBool::new(false));
     let opts = RunOptions {
         clock: ClockKind::Virtual,
         start: Some(START),
         initial_balance_micros: o.balance,
-        engine: EngineConfig { batch: o.batch, account: Account { approved_channels: o.approved.clone() }, breaker_consecutive: o.breaker_consecutive, breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 }, ..EngineConfig::default() },
+        engine: EngineConfig {
+            batch: o.batch,
+            account: Account { approved_channels: o.approved.clone() },
+            breaker_consecutive: o.breaker_consecutive,
+            breaker_rate: if o.breaker_consecutive > 100 { 1.0 } else { 0.5 },
+            ..EngineConfig::default()
+        },
         stop: stop.clone(),
     };
     let mut batches = 0;
@@ -386,7 +405,10 @@ fn every_invalid_state_transition_is_refused() {
 #[test]
 fn scheduled_trigger_waits_for_its_local_time_across_dst() {
     // 2026-03-29 02:30 does not exist in Paris (clocks jump 02:00 → 03:00).
-    assert_eq!(run::scheduled_instant("2026-03-29T02:30", "Europe/Paris"), run::scheduled_instant("2026-03-29T03:30", "Europe/Paris"));
+    assert_eq!(
+        run::scheduled_instant("2026-03-29T02:30", "Europe/Paris"),
+        run::scheduled_instant("2026-03-29T03:30", "Europe/Paris")
+    );
     // 2026-10-25 02:30 happens twice; the first (summer time, UTC+2) wins.
     let t = run::scheduled_instant("2026-10-25T02:30", "Europe/Paris").expect("instant");
     let utc = chrono::DateTime::from_timestamp(t * 60, 0).expect("time");
@@ -398,7 +420,8 @@ fn scheduled_trigger_waits_for_its_local_time_across_dst() {
 #[test]
 fn corrupt_and_foreign_databases_are_refused() {
     let db = Db::new("corrupt");
-    std::fs::write(&db.path, b"this is not a database, just text that is long enough to fill a header....").expect("write");
+    std::fs::write(&db.path, b"this is not a database, just text that is long enough to fill a header....")
+        .expect("write");
     let err = SqliteStore::open(&db.path).err().expect("refused").to_string();
     assert!(err.contains("corrupt") || err.contains("not a flowc database"), "{err}");
     let other = Db::new("foreign");
@@ -409,7 +432,6 @@ fn corrupt_and_foreign_databases_are_refused() {
     let err = SqliteStore::open(&other.path).err().expect("refused").to_string();
     assert!(err.contains("something else"), "{err}");
 }
-
 
 #[test]
 fn a_new_version_takes_over_waiting_executions_by_step_id() {
@@ -448,7 +470,12 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     {
         let mut store = SqliteStore::open(&db.path).expect("store");
         // Below 0.50 EUR, add 5 EUR.
-        store.set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: 500_000, amount_micros: 5_000_000 })).expect("setting");
+        store
+            .set_auto_reload(Some(flowc::runtime::store::AutoReload {
+                threshold_micros: 500_000,
+                amount_micros: 5_000_000,
+            }))
+            .expect("setting");
     }
     let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
     assert_eq!(r.state, "COMPLETED", "auto-reload kept it paying");
@@ -476,7 +503,9 @@ fn store_side_enrollment_equals_contact_by_contact() {
     let mut jsonl = contacts(300);
     // Absent values: a contact without plan or score.
     jsonl.push('\n');
-    jsonl.push_str(&serde_json::json!({"id": "z-bare", "timezone": "UTC", "created_at": "2025-01-01T00:00:00Z"}).to_string());
+    jsonl.push_str(
+        &serde_json::json!({"id": "z-bare", "timezone": "UTC", "created_at": "2025-01-01T00:00:00Z"}).to_string(),
+    );
     for trigger in triggers {
         for audience in audiences {
             let src = format!("{DECLS}\ncampaign c {{\n  {trigger}\n  {audience}\n  send email.marketing hello\n}}\n");
@@ -486,17 +515,30 @@ fn store_side_enrollment_equals_contact_by_contact() {
                 let db = Db::new(&format!("enroll-{name}"));
                 import(&db, &model, &jsonl);
                 let mut store = SqliteStore::open(&db.path).expect("store");
-                let n = if store_side { run::enroll(&mut store, &p, START) } else { run::enroll_each(&mut store, &p, START) }.expect("enroll");
+                let n = if store_side {
+                    run::enroll(&mut store, &p, START)
+                } else {
+                    run::enroll_each(&mut store, &p, START)
+                }
+                .expect("enroll");
                 let conn = store.connection();
-                let mut stmt = conn.prepare("SELECT contact_id, step, state, wake_at FROM executions ORDER BY contact_id").expect("query");
-                let rows: Vec<(String, String, String, i64)> =
-                    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).expect("rows").collect::<Result<_, _>>().expect("rows");
+                let mut stmt = conn
+                    .prepare("SELECT contact_id, step, state, wake_at FROM executions ORDER BY contact_id")
+                    .expect("query");
+                let rows: Vec<(String, String, String, i64)> = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .expect("rows")
+                    .collect::<Result<_, _>>()
+                    .expect("rows");
                 assert_eq!(n as usize, rows.len());
                 selected.push(rows);
             }
             assert_eq!(selected[0], selected[1], "{trigger} / {audience}");
             if trigger == "trigger api" {
-                assert!(selected[0].is_empty(), "an API campaign's triggers name its contacts; its audience alone enrolls nobody");
+                assert!(
+                    selected[0].is_empty(),
+                    "an API campaign's triggers name its contacts; its audience alone enrolls nobody"
+                );
             } else if audience.contains("score >= 50") {
                 assert!(!selected[0].is_empty() && selected[0].len() < 301, "a real selection: {}", selected[0].len());
             }
@@ -533,9 +575,11 @@ campaign c {{
             // Every third contact bought: a third of those big, the rest small; every fifth bought long ago.
             if i % 3 == 0 {
                 let amount = if i % 9 == 0 { 500 } else { 50 };
-                v["events"] = serde_json::json!([{"name": "order.completed", "at": "2025-11-20T12:00:00Z", "amount": amount}]);
+                v["events"] =
+                    serde_json::json!([{"name": "order.completed", "at": "2025-11-20T12:00:00Z", "amount": amount}]);
             } else if i % 5 == 0 {
-                v["events"] = serde_json::json!([{"name": "order.completed", "at": "2025-01-01T12:00:00Z", "amount": 900}]);
+                v["events"] =
+                    serde_json::json!([{"name": "order.completed", "at": "2025-01-01T12:00:00Z", "amount": 900}]);
             }
             v.to_string()
         })
@@ -545,7 +589,11 @@ campaign c {{
     assert_eq!(r.state, "COMPLETED");
     let store = SqliteStore::open(&db.path).expect("store");
     let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    store.for_each_contact(&mut |c| { tags.insert(c.id.clone(), c.tags.clone()); }).expect("contacts");
+    store
+        .for_each_contact(&mut |c| {
+            tags.insert(c.id.clone(), c.tags.clone());
+        })
+        .expect("contacts");
     for i in 0..300usize {
         let t = &tags[&format!("c{i:05}")];
         let has = |x: &str| t.iter().any(|y| y == x);
@@ -615,13 +663,18 @@ campaign c {{
     assert_eq!(r.executions["skipped"], 5);
     assert_eq!(r.state, "COMPLETED_PARTIAL");
     // Billed: one email, one push, two sms (one of them the rcs fallback) and one rcs.
-    let prices = [("email.transactional", 1), ("push.transactional", 1), ("sms.transactional", 2), ("rcs.transactional", 1)];
+    let prices =
+        [("email.transactional", 1), ("push.transactional", 1), ("sms.transactional", 2), ("rcs.transactional", 1)];
     let expected: f64 = prices
         .iter()
         .map(|(pair, n)| {
             let (channel, message) = pair.split_once('.').expect("pair");
             let target = p.nodes.iter().find_map(|node| match &node.op {
-                flowc::compile::program::Op::Send { target, fallback, .. } => [Some(target), fallback.as_ref()].into_iter().flatten().find(|t| t.channel == channel && t.message == message).cloned(),
+                flowc::compile::program::Op::Send { target, fallback, .. } => [Some(target), fallback.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t.channel == channel && t.message == message)
+                    .cloned(),
                 _ => None,
             });
             target.expect("a send on that pair").price_micros as f64 / 1e6 * f64::from(*n)
@@ -641,11 +694,16 @@ campaign c {{
         assert!(log.contains(&format!("/{id}/")), "{id} missing from the provider log:\n{log}");
     }
     // The estimate applies the same rule: the same sends, the same cost.
-    let sends: Vec<(String, f64)> = estimate.sends.iter().map(|s| (format!("{}.{}", s.channel, s.message), s.sends.expected)).collect();
+    let sends: Vec<(String, f64)> =
+        estimate.sends.iter().map(|s| (format!("{}.{}", s.channel, s.message), s.sends.expected)).collect();
     let mut want: Vec<(String, f64)> = prices.iter().map(|(pair, n)| (pair.to_string(), f64::from(*n))).collect();
     want.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(sends, want);
-    assert!((estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9, "{:?}", estimate.cost);
+    assert!(
+        (estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9,
+        "{:?}",
+        estimate.cost
+    );
 }
 
 /// After a resume from PAUSED_ERROR each new run probes with one message;

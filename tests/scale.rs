@@ -49,8 +49,12 @@ fn assert_linear(small: usize, make: fn(usize) -> String) {
         let _ = tx.send(t.elapsed());
     });
     match rx.recv_timeout(bound) {
-        Ok(took) => assert!(took <= bound, "{} items took {took:?}; {small} took {baseline:?}", small * FACTOR as usize),
-        Err(_) => panic!("{} items took over {bound:?}; {small} took {baseline:?}: super-linear", small * FACTOR as usize),
+        Ok(took) => {
+            assert!(took <= bound, "{} items took {took:?}; {small} took {baseline:?}", small * FACTOR as usize)
+        }
+        Err(_) => {
+            panic!("{} items took over {bound:?}; {small} took {baseline:?}: super-linear", small * FACTOR as usize)
+        }
     }
 }
 
@@ -109,7 +113,9 @@ fn many_campaigns_with_one_id_are_linear() {
 /// order; segments that only use the cycle are not part of it.
 #[test]
 fn a_segment_cycle_is_reported_once() {
-    let text = format!("{PRELUDE}segment a = b\nsegment b = c and score > 1\nsegment c = a\nsegment user = a\nsegment me = me\n");
+    let text = format!(
+        "{PRELUDE}segment a = b\nsegment b = c and score > 1\nsegment c = a\nsegment user = a\nsegment me = me\n"
+    );
     let (analysis, _) = common::check_source(&text);
     let messages: Vec<&str> = analysis.diags.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(messages, ["segment `a` refers to itself: a → b → c → a", "segment `me` refers to itself: me → me"]);

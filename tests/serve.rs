@@ -142,11 +142,21 @@ fn setup(dir: &Dir, campaigns: &[(&str, &str)]) -> String {
 /// `setup` with an opening balance of `top_up` EUR.
 fn setup_with(dir: &Dir, campaigns: &[(&str, &str)], top_up: &str) -> String {
     let db = dir.path("s.db");
-    let contacts = (0..50).map(|i| format!("{{\"id\":\"c{i}\",\"email\":\"c{i}@example.com\",\"plan\":\"{}\",\"consent\":[\"email\"]}}", if i % 2 == 0 { "pro" } else { "free" })).collect::<Vec<_>>().join("\n");
+    let contacts = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"id\":\"c{i}\",\"email\":\"c{i}@example.com\",\"plan\":\"{}\",\"consent\":[\"email\"]}}",
+                if i % 2 == 0 { "pro" } else { "free" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(dir.0.join("contacts.jsonl"), contacts).expect("contacts");
     let schema = dir.path("schema.flow");
     std::fs::write(&schema, FLOWS).expect("schema");
-    assert!(flowc(&["contacts", "import", &dir.path("contacts.jsonl"), "--schema", &schema, "--db", &db]).status.success());
+    assert!(flowc(&["contacts", "import", &dir.path("contacts.jsonl"), "--schema", &schema, "--db", &db])
+        .status
+        .success());
     assert!(flowc(&["balance", "top-up", top_up, "--db", &db]).status.success());
     for (name, body) in campaigns {
         let file = dir.path(&format!("{name}.flow"));
@@ -186,7 +196,9 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/campaigns/{id}/trigger"]["post"].is_object());
     // Every field an answer carries is described.
-    let answer = |path: &str, method: &str, status: &str| doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["properties"].clone();
+    let answer = |path: &str, method: &str, status: &str| {
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["properties"].clone()
+    };
     assert!(answer("/v1/events", "post", "202")["stored"].is_object());
     assert!(answer("/v1/contacts", "post", "200")["upserted"].is_object());
     assert!(answer("/v1/campaigns/{id}/resume", "post", "200")["was"].is_object());
@@ -194,7 +206,14 @@ fn every_endpoint_auth_validation_and_shutdown() {
     for code in ["method-not-allowed", "uri-too-long", "unknown-event", "invalid-event", "timeout"] {
         assert!(codes.contains(code), "{code} missing from {codes}");
     }
-    for (m, path) in [("GET", "/v1/campaigns"), ("GET", "/v1/campaigns/by_api"), ("POST", "/v1/campaigns/by_api/trigger"), ("POST", "/v1/campaigns/by_api/pause"), ("POST", "/v1/contacts"), ("POST", "/v1/events")] {
+    for (m, path) in [
+        ("GET", "/v1/campaigns"),
+        ("GET", "/v1/campaigns/by_api"),
+        ("POST", "/v1/campaigns/by_api/trigger"),
+        ("POST", "/v1/campaigns/by_api/pause"),
+        ("POST", "/v1/contacts"),
+        ("POST", "/v1/events"),
+    ] {
         let (s, e) = call(m, &format!("{b}{path}"), None, Some("{}"));
         assert_eq!(s, 401, "{m} {path}");
         assert_eq!(e["error"]["code"], "unauthorized");
@@ -222,7 +241,13 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!((s, e["error"]["code"].as_str()), (404, Some("unknown-campaign")));
 
     // Malformed, invalid and oversized bodies.
-    for (body, code) in [("{not json", "invalid-json"), (r#"{"contacts": "c0"}"#, "invalid-body"), (r#"{"contacts": ["c0"], "extra": 1}"#, "invalid-body"), (r#"{"contacts": []}"#, "invalid-body"), ("[]", "invalid-body")] {
+    for (body, code) in [
+        ("{not json", "invalid-json"),
+        (r#"{"contacts": "c0"}"#, "invalid-body"),
+        (r#"{"contacts": ["c0"], "extra": 1}"#, "invalid-body"),
+        (r#"{"contacts": []}"#, "invalid-body"),
+        ("[]", "invalid-body"),
+    ] {
         let (s, e) = call("POST", &trigger, t, Some(body));
         assert_eq!((s, e["error"]["code"].as_str()), (400, Some(code)), "{body}");
     }
@@ -246,7 +271,12 @@ fn every_endpoint_auth_validation_and_shutdown() {
     assert_eq!((s, r["was"].as_str()), (200, Some("PAUSED")));
 
     // Contacts upsert with validation.
-    let (s, r) = call("POST", &format!("{b}/v1/contacts"), t, Some(r#"[{"id": "n1", "email": "n1@example.com", "plan": "pro", "consent": ["email"]}]"#));
+    let (s, r) = call(
+        "POST",
+        &format!("{b}/v1/contacts"),
+        t,
+        Some(r#"[{"id": "n1", "email": "n1@example.com", "plan": "pro", "consent": ["email"]}]"#),
+    );
     assert_eq!((s, r["upserted"].as_u64()), (200, Some(1)));
     let (s, e) = call("POST", &format!("{b}/v1/contacts"), t, Some(r#"{"id": "n2", "plan": "platinum"}"#));
     assert_eq!((s, e["error"]["code"].as_str()), (422, Some("invalid-contact")));
@@ -254,7 +284,8 @@ fn every_endpoint_auth_validation_and_shutdown() {
 
     // An event that matches the rule enrolls; one that does not, does not.
     let events = format!("{b}/v1/events");
-    let (s, r) = call("POST", &events, t, Some(r#"{"contact": "n1", "name": "signed_up", "props": {"source": "ads"}}"#));
+    let (s, r) =
+        call("POST", &events, t, Some(r#"{"contact": "n1", "name": "signed_up", "props": {"source": "ads"}}"#));
     assert_eq!(s, 202);
     assert_eq!(r["enrolled_in"], serde_json::json!(["by_event"]));
     let (_, r) = call("POST", &events, t, Some(r#"{"contact": "c3", "name": "signed_up", "props": {"source": "tv"}}"#));
@@ -268,10 +299,18 @@ fn every_endpoint_auth_validation_and_shutdown() {
 
 #[test]
 fn refuses_to_start_without_a_token_or_with_a_bad_address() {
-    let o = Command::new(env!("CARGO_BIN_EXE_flowc")).args(["serve", "--db", "/nonexistent/x.db"]).env_remove("FLOWC_API_TOKEN").output().expect("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--db", "/nonexistent/x.db"])
+        .env_remove("FLOWC_API_TOKEN")
+        .output()
+        .expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("FLOWC_API_TOKEN"));
-    let o = Command::new(env!("CARGO_BIN_EXE_flowc")).args(["serve", "--listen", "not-an-address"]).env("FLOWC_API_TOKEN", TOKEN).output().expect("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--listen", "not-an-address"])
+        .env("FLOWC_API_TOKEN", TOKEN)
+        .output()
+        .expect("run");
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -285,7 +324,11 @@ fn scheduled_trigger_fires_at_local_time_across_dst_on_a_virtual_clock() {
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/spring"), Some(TOKEN), None).1["state"] == "COMPLETED");
     drop(server);
     let conn = rusqlite::Connection::open(&db).expect("db");
-    let at: i64 = conn.query_row("SELECT at FROM campaign_transitions WHERE name = 'spring' AND to_state = 'RUNNING'", [], |r| r.get(0)).expect("started");
+    let at: i64 = conn
+        .query_row("SELECT at FROM campaign_transitions WHERE name = 'spring' AND to_state = 'RUNNING'", [], |r| {
+            r.get(0)
+        })
+        .expect("started");
     let utc = chrono::DateTime::from_timestamp(at * 60, 0).expect("time");
     assert_eq!(utc.to_rfc3339(), "2026-03-29T01:30:00+00:00");
 }
@@ -307,12 +350,16 @@ fn webhook_server(failures: usize, hangs: usize) -> (String, std::sync::Arc<std:
             }
             let ok = n >= hangs + failures;
             if ok {
-                if let Some(k) = text.lines().find_map(|l| l.strip_prefix("Idempotency-Key: ").or_else(|| l.strip_prefix("idempotency-key: "))) {
+                if let Some(k) = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Idempotency-Key: ").or_else(|| l.strip_prefix("idempotency-key: ")))
+                {
                     seen.lock().expect("keys").push(k.trim().to_string());
                 }
             }
             let status = if ok { "200 OK" } else { "500 Internal Server Error" };
-            let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
         }
     });
     (format!("http://{addr}/hook"), keys)
@@ -324,16 +371,21 @@ fn webhook_provider_survives_failures_and_timeouts() {
     let db = setup(&dir, &[("hooked", "campaign hooked {\n  trigger api\n  send email.transactional hello\n}\n")]);
     let (url, keys) = webhook_server(2, 1);
     // A virtual clock: the engine's retries (a minute apart) come at once.
-    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let server = Server::start(
+        &db,
+        &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"],
+    );
     let b = server.base.clone();
-    let (s, _) = call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
+    let (s, _) =
+        call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
     assert_eq!(s, 202);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/hooked"), Some(TOKEN), None).1["executions"]["completed"] == 2);
     wait_for(|| keys.lock().map(|k| k.len() >= 2).unwrap_or(false));
     let got = keys.lock().expect("keys").clone();
     assert!(got.iter().all(|k| k.starts_with("hooked/")), "{got:?}");
     let conn = rusqlite::Connection::open(&db).expect("db");
-    let sent: i64 = conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
+    let sent: i64 =
+        conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
     assert_eq!(sent, 2);
     let _ = Path::new(&db);
 }
@@ -349,10 +401,13 @@ fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync:
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             let text = read_request(&mut s);
-            if let Some(k) = text.lines().find_map(|l| l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())) {
+            if let Some(k) = text.lines().find_map(|l| {
+                l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
+            }) {
                 seen.lock().expect("keys").push(k);
             }
-            let _ = s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ =
+                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
         }
     });
     (format!("http://{addr}/hook"), keys)
@@ -366,9 +421,13 @@ fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() 
     let dir = Dir::new("hook500");
     let db = setup(&dir, &[("doomed", "campaign doomed {\n  trigger api\n  send email.transactional hello\n}\n")]);
     let (url, keys) = recording_webhook("500 Internal Server Error");
-    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let server = Server::start(
+        &db,
+        &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"],
+    );
     let b = server.base.clone();
-    let (s, _) = call("POST", &format!("{b}/v1/campaigns/doomed/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
+    let (s, _) =
+        call("POST", &format!("{b}/v1/campaigns/doomed/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"]}"#));
     assert_eq!(s, 202);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/doomed"), Some(TOKEN), None).1["executions"]["failed"] == 2);
     // Time for a runaway retry loop to show itself.
@@ -380,9 +439,15 @@ fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() 
         assert_eq!(n, 3, "{contact}: {n} requests (3 attempts expected): {got:?}");
     }
     let conn = rusqlite::Connection::open(&db).expect("db");
-    let (failed, attempts): (i64, i64) = conn.query_row("SELECT COUNT(*), SUM(attempts) FROM outbox WHERE status = 'failed'", [], |r| Ok((r.get(0)?, r.get(1)?))).expect("outbox");
+    let (failed, attempts): (i64, i64) = conn
+        .query_row("SELECT COUNT(*), SUM(attempts) FROM outbox WHERE status = 'failed'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("outbox");
     assert_eq!((failed, attempts), (2, 6));
-    let billed: i64 = conn.query_row("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0)).expect("ledger");
+    let billed: i64 = conn
+        .query_row("SELECT COALESCE(SUM(amount_micros), 0) FROM ledger WHERE amount_micros < 0", [], |r| r.get(0))
+        .expect("ledger");
     assert_eq!(billed, 0, "nothing delivered, nothing billed");
 }
 
@@ -391,22 +456,31 @@ fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() 
 #[test]
 fn serve_applies_auto_reload() {
     let dir = Dir::new("reload");
-    let db = setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+    let db =
+        setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
     let o = flowc(&["balance", "auto-reload", "--threshold", "0.01", "--amount", "1", "--db", &db]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
     let b = server.base.clone();
     let all: Vec<String> = (0..50).map(|i| format!("\"c{i}\"")).collect();
-    let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/trigger"), Some(TOKEN), Some(&format!("{{\"contacts\": [{}]}}", all.join(","))));
+    let (s, _) = call(
+        "POST",
+        &format!("{b}/v1/campaigns/otp/trigger"),
+        Some(TOKEN),
+        Some(&format!("{{\"contacts\": [{}]}}", all.join(","))),
+    );
     assert_eq!(s, 202);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None).1["executions"]["completed"] == 50);
     let (_, status) = call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None);
     assert_eq!(status["state"], "RUNNING", "{status}");
     drop(server);
     let conn = rusqlite::Connection::open(&db).expect("db");
-    let reloads: i64 = conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'auto-reload'", [], |r| r.get(0)).expect("ledger");
+    let reloads: i64 =
+        conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'auto-reload'", [], |r| r.get(0)).expect("ledger");
     assert!(reloads >= 1, "auto-reload topped up");
-    let paused: i64 = conn.query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'", [], |r| r.get(0)).expect("log");
+    let paused: i64 = conn
+        .query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'", [], |r| r.get(0))
+        .expect("log");
     assert_eq!(paused, 0);
 }
 
@@ -437,7 +511,12 @@ fn read_request(s: &mut std::net::TcpStream) -> String {
         got += k;
         let text = String::from_utf8_lossy(&buf[..got]);
         if let Some(end) = text.find("\r\n\r\n") {
-            let len = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())).unwrap_or(0);
+            let len = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
             if got >= end + 4 + len {
                 break;
             }
@@ -448,7 +527,8 @@ fn read_request(s: &mut std::net::TcpStream) -> String {
 
 /// A local endpoint that answers every POST with a 302 to another path of
 /// its own, which would answer 200; counts POSTs and every other request.
-fn redirecting_webhook() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+fn redirecting_webhook(
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -477,13 +557,20 @@ fn webhook_redirects_are_failures_not_deliveries() {
     let dir = Dir::new("redirect");
     let db = setup(&dir, &[("hooked", "campaign hooked {\n  trigger api\n  send email.transactional hello\n}\n")]);
     let (url, posts, others) = redirecting_webhook();
-    let server = Server::start(&db, &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    let server = Server::start(
+        &db,
+        &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"],
+    );
     let b = server.base.clone();
-    let (s, _) = call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0"]}"#));
+    let (s, _) =
+        call("POST", &format!("{b}/v1/campaigns/hooked/trigger"), Some(TOKEN), Some(r#"{"contacts": ["c0"]}"#));
     assert_eq!(s, 202);
     // Each attempt is one POST answered 302; after the third the message and
     // its execution fail. A followed redirect would have been a GET.
-    wait_for(|| call("GET", &format!("{b}/v1/campaigns/hooked"), Some(TOKEN), None).1["executions"]["failed"] == 1 || others.load(Ordering::SeqCst) > 0);
+    wait_for(|| {
+        call("GET", &format!("{b}/v1/campaigns/hooked"), Some(TOKEN), None).1["executions"]["failed"] == 1
+            || others.load(Ordering::SeqCst) > 0
+    });
     assert_eq!(others.load(Ordering::SeqCst), 0, "the redirect was followed");
     assert_eq!(posts.load(Ordering::SeqCst), 3, "one POST per attempt");
     let conn = rusqlite::Connection::open(&db).expect("db");
@@ -498,13 +585,23 @@ fn contacts_upsert_merges_the_fields_given() {
     let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-03-28T12:00:00Z"]);
     let url = format!("{}/v1/contacts", server.base);
     let t = Some(TOKEN);
-    let (s, r) = call("POST", &url, t, Some(r#"{"id": "m1", "email": "a@example.com", "timezone": "Europe/Paris", "tags": ["vip"], "consent": ["email"]}"#));
+    let (s, r) = call(
+        "POST",
+        &url,
+        t,
+        Some(
+            r#"{"id": "m1", "email": "a@example.com", "timezone": "Europe/Paris", "tags": ["vip"], "consent": ["email"]}"#,
+        ),
+    );
     assert_eq!(s, 200, "{r}");
     let (s, r) = call("POST", &url, t, Some(r#"{"id": "m1", "email": "b@example.com"}"#));
     assert_eq!(s, 200, "{r}");
     let conn = rusqlite::Connection::open(&db).expect("db");
     let row = |id: &str| -> (serde_json::Value, String, String) {
-        conn.query_row("SELECT attrs, tags, consent FROM contacts WHERE id = ?1", [id], |r| Ok((serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(), r.get(1)?, r.get(2)?))).expect("contact")
+        conn.query_row("SELECT attrs, tags, consent FROM contacts WHERE id = ?1", [id], |r| {
+            Ok((serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(), r.get(1)?, r.get(2)?))
+        })
+        .expect("contact")
     };
     let (attrs, tags, consent) = row("m1");
     assert_eq!(attrs["email"], "b@example.com");
@@ -566,7 +663,12 @@ fn events_are_validated_against_the_declared_events() {
     // Declared and system events are accepted.
     let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_up", "props": {"source": "ads"}}"#));
     assert_eq!((s, r["stored"].as_bool()), (202, Some(true)), "{r}");
-    let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "message.opened", "props": {"via": "email", "step": "x"}}"#));
+    let (s, r) = call(
+        "POST",
+        &url,
+        t,
+        Some(r#"{"contact": "c0", "name": "message.opened", "props": {"via": "email", "step": "x"}}"#),
+    );
     assert_eq!(s, 202, "{r}");
     let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "contact.updated"}"#));
     assert_eq!(s, 202, "{r}");
@@ -583,7 +685,14 @@ fn a_trigger_for_an_enrolled_contact_records_nothing() {
     let (s, r) = call("POST", &trigger, Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"order": 2}}"#));
     assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)));
     let conn = rusqlite::Connection::open(&db).expect("db");
-    let events = |c: &str| -> i64 { conn.query_row("SELECT COUNT(*) FROM contact_events WHERE contact_id = ?1 AND name = 'campaign.triggered'", [c], |r| r.get(0)).expect("count") };
+    let events = |c: &str| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM contact_events WHERE contact_id = ?1 AND name = 'campaign.triggered'",
+            [c],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
     assert_eq!((events("c0"), events("c1")), (1, 1), "re-entry changes nothing");
 }
 
@@ -644,7 +753,14 @@ fn a_half_sent_request_does_not_hold_the_server_after_sigterm() {
     let mut half = std::net::TcpStream::connect(&addr).expect("connect");
     half.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Le").expect("write");
     let mut headers_only = std::net::TcpStream::connect(&addr).expect("connect");
-    headers_only.write_all(format!("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n").as_bytes()).expect("write");
+    headers_only
+        .write_all(
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .expect("write");
     std::thread::sleep(Duration::from_millis(200));
     // `terminate` fails the test if the server is still up 20 s after SIGTERM.
     let status = server.terminate();
@@ -658,12 +774,18 @@ fn a_half_sent_request_does_not_hold_the_server_after_sigterm() {
 #[test]
 fn the_balance_is_topped_up_through_the_api_while_serving() {
     let dir = Dir::new("money");
-    let db = setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+    let db =
+        setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
     let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
     let b = server.base.clone();
     let t = Some(TOKEN);
     let all: Vec<String> = (0..20).map(|i| format!("\"c{i}\"")).collect();
-    let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/trigger"), t, Some(&format!("{{\"contacts\": [{}]}}", all.join(","))));
+    let (s, _) = call(
+        "POST",
+        &format!("{b}/v1/campaigns/otp/trigger"),
+        t,
+        Some(&format!("{{\"contacts\": [{}]}}", all.join(","))),
+    );
     assert_eq!(s, 202);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"] == "PAUSED_BALANCE");
     // The CLI is locked out while the service runs.
@@ -677,7 +799,11 @@ fn the_balance_is_topped_up_through_the_api_while_serving() {
     let (s, acct) = call("POST", &format!("{b}/v1/balance/top-up"), t, Some(r#"{"amount": 1}"#));
     assert_eq!(s, 200, "{acct}");
     assert!(acct["amount"].as_f64().is_some_and(|a| a > 1.0), "{acct}");
-    assert_eq!(call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"], "PAUSED_BALANCE", "money alone does not resume");
+    assert_eq!(
+        call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"],
+        "PAUSED_BALANCE",
+        "money alone does not resume"
+    );
     let (s, _) = call("POST", &format!("{b}/v1/campaigns/otp/resume"), t, None);
     assert_eq!(s, 200);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["executions"]["completed"] == 20);

@@ -133,12 +133,18 @@ fn ledger_settings_and_meta(s: &mut dyn Store) {
 }
 
 fn record(id: &str, tags: &[&str]) -> ContactRecord {
-    ContactRecord { id: id.into(), tags: tags.iter().map(|t| t.to_string()).collect(), consent: vec!["sms".into()], ..Default::default() }
+    ContactRecord {
+        id: id.into(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        consent: vec!["sms".into()],
+        ..Default::default()
+    }
 }
 
 fn contacts_and_events(s: &mut dyn Store) {
     let ev = ContactEvent { name: "order.completed".into(), at: 10, props: Default::default() };
-    s.upsert_contacts(&[record("b", &[]), record("a", &["x"]), record("c", &[])], &[("a".into(), ev.clone())]).expect("upsert");
+    s.upsert_contacts(&[record("b", &[]), record("a", &["x"]), record("c", &[])], &[("a".into(), ev.clone())])
+        .expect("upsert");
     assert_eq!(s.contact_count().expect("count"), 3);
     let page: Vec<String> = s.contacts_page("a", 10).expect("page").into_iter().map(|c| c.id).collect();
     assert_eq!(page, ["b", "c"]);
@@ -185,10 +191,29 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     assert_eq!(counts["t"].skipped["no-consent"], 2);
     assert_eq!(s.ab_counts("k").expect("ab")[&("ab".to_string(), "x".to_string())], 1);
     let o = outbox_row("k", "a", "s");
-    let done = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement { delivered_at: Some(102), ..Default::default() }))], ledger: vec![(-45_000, "sends".into())], ..Default::default() };
+    let done = Round {
+        outbox_done: vec![
+            o.outcome(101, SendOutcome::Sent(Engagement { delivered_at: Some(102), ..Default::default() }))
+        ],
+        ledger: vec![(-45_000, "sends".into())],
+        ..Default::default()
+    };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
     assert!(s.outbox_pending("k").expect("pending").is_empty());
-    assert_eq!(s.sent_for("k", &["a"]).expect("sent"), vec![("a".to_string(), SentMessage { step: "s".into(), channel: "sms".into(), sent_at: 101, delivered_at: Some(102), opened_at: None, clicked_at: None })]);
+    assert_eq!(
+        s.sent_for("k", &["a"]).expect("sent"),
+        vec![(
+            "a".to_string(),
+            SentMessage {
+                step: "s".into(),
+                channel: "sms".into(),
+                sent_at: 101,
+                delivered_at: Some(102),
+                opened_at: None,
+                clicked_at: None
+            }
+        )]
+    );
     assert_eq!(s.balance().expect("balance"), -45_000);
     assert_eq!(s.next_wake("k").expect("wake"), Some(500));
 }
@@ -196,10 +221,21 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
     s.enroll("k", "v1", &[Enrollment::new("a", "s", 0)], 0).expect("enroll");
-    let sent = Round { executions: vec![exec("a", "next", ExecState::Pending, Some(900))], outbox_new: vec![outbox_row("k", "a", "s")], ..Default::default() };
+    let sent = Round {
+        executions: vec![exec("a", "next", ExecState::Pending, Some(900))],
+        outbox_new: vec![outbox_row("k", "a", "s")],
+        ..Default::default()
+    };
     s.commit("k", &sent, &worker("w1"), 100).expect("commit");
     let retry = Round {
-        outbox_retry: vec![OutboxRetry { contact: "a".into(), step: "s".into(), version: "v1".into(), attempts: 1, next_attempt_at: 101, error: "500".into() }],
+        outbox_retry: vec![OutboxRetry {
+            contact: "a".into(),
+            step: "s".into(),
+            version: "v1".into(),
+            attempts: 1,
+            next_attempt_at: 101,
+            error: "500".into(),
+        }],
         parked: vec!["a".into()],
         ..Default::default()
     };
@@ -213,19 +249,31 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1, 1, "attempts made so far");
     let o = outbox_row("k", "a", "s");
-    let ok = Round { outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement::default()))], settled: vec!["a".into()], ..Default::default() };
+    let ok = Round {
+        outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement::default()))],
+        settled: vec!["a".into()],
+        ..Default::default()
+    };
     s.commit("k", &ok, &worker("w1"), 101).expect("settle");
     let counts = s.counts("k").expect("counts");
-    assert_eq!((counts[&ExecState::Processing], counts[&ExecState::Pending]), (0, 1), "back to the state it was parked with");
+    assert_eq!(
+        (counts[&ExecState::Processing], counts[&ExecState::Pending]),
+        (0, 1),
+        "back to the state it was parked with"
+    );
     assert_eq!(s.next_wake("k").expect("wake"), Some(900), "and its wake-up");
 }
 
 fn abandoned_claims_are_given_back(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
     s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
-    let done = Round { executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))], ..Default::default() };
+    let done = Round {
+        executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))],
+        ..Default::default()
+    };
     s.commit("k", &done, &worker("dead"), 100).expect("commit");
-    s.commit("k", &Round { parked: vec!["a".into(), "b".into()], ..Default::default() }, &worker("dead"), 100).expect("park");
+    s.commit("k", &Round { parked: vec!["a".into(), "b".into()], ..Default::default() }, &worker("dead"), 100)
+        .expect("park");
     // This worker's own claims are not abandoned.
     assert_eq!(s.requeue_processing("k", &worker("dead")).expect("requeue"), 0);
     assert_eq!(s.requeue_processing("k", &worker("alive")).expect("requeue"), 2);
@@ -237,9 +285,13 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &["old", "gone"])], &[]).expect("upsert");
     // Meanwhile another writer adds a tag the batch never saw.
     s.upsert_contacts(&[record("a", &["old", "gone", "vip"])], &[]).expect("concurrent upsert");
-    let delta = TagDelta::between("a", &["old".into(), "gone".into()], &["old".into(), "engaged".into()]).expect("a change");
+    let delta =
+        TagDelta::between("a", &["old".into(), "gone".into()], &["old".into(), "engaged".into()]).expect("a change");
     s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("commit");
-    assert_eq!(s.contact("a").expect("read").map(|c| c.tags), Some(vec!["old".to_string(), "vip".to_string(), "engaged".to_string()]));
+    assert_eq!(
+        s.contact("a").expect("read").map(|c| c.tags),
+        Some(vec!["old".to_string(), "vip".to_string(), "engaged".to_string()])
+    );
 }
 
 fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
@@ -262,7 +314,9 @@ fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
 #[test]
 fn sqlite_store_conforms() {
     let tmp = TempDir::new("store-conformance");
-    let make = |name: &str| -> Box<dyn Store> { Box::new(SqliteStore::open(&tmp.0.join(format!("{name}.db"))).expect("open")) };
+    let make = |name: &str| -> Box<dyn Store> {
+        Box::new(SqliteStore::open(&tmp.0.join(format!("{name}.db"))).expect("open"))
+    };
     conformance(&make);
 }
 
@@ -294,7 +348,14 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: State, now: i64) -> Result<(), StoreError> {
+    fn put_campaign(
+        &mut self,
+        name: &str,
+        version: &str,
+        program: &[u8],
+        state: State,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.write()?;
         self.inner.put_campaign(name, version, program, state, now)
     }
@@ -332,7 +393,11 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.ledger_add(amount_micros, reason, now)
     }
-    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError> {
+    fn upsert_contacts(
+        &mut self,
+        contacts: &[ContactRecord],
+        events: &[(String, ContactEvent)],
+    ) -> Result<(), StoreError> {
         self.write()?;
         self.inner.upsert_contacts(contacts, events)
     }
@@ -362,7 +427,13 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.enroll(campaign, version, entries, now)
     }
-    fn enroll_audience(&mut self, program: &Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError> {
+    fn enroll_audience(
+        &mut self,
+        program: &Program,
+        step: &str,
+        wake: i64,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
         self.write()?;
         self.inner.enroll_audience(program, step, wake, now)
     }
@@ -396,7 +467,13 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.set_breaker(campaign, state)
     }
-    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[flowc::compile::program::FieldDef]) -> Result<Vec<Due>, StoreError> {
+    fn due(
+        &self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        fields: &[flowc::compile::program::FieldDef],
+    ) -> Result<Vec<Due>, StoreError> {
         let due = self.inner.due(campaign, now, limit, fields);
         if let Some(f) = self.after_due.borrow_mut().take() {
             f();
@@ -428,7 +505,14 @@ impl Store for Wrapped {
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
     }
-    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(
+        &mut self,
+        campaign: &str,
+        from: &str,
+        to: &str,
+        kept: &[String],
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
         self.write()?;
         self.inner.migrate_executions(campaign, from, to, kept, now)
     }
@@ -483,14 +567,21 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let started = flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1);
         store.fail_at = None;
         if started.is_err() {
-            assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled, "write {n} failed: not started");
+            assert_eq!(
+                lifecycle::state(&store, "c").expect("state"),
+                State::Scheduled,
+                "write {n} failed: not started"
+            );
             flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1).expect("a retry starts");
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Running);
         assert_eq!(store.counts("c").expect("counts")[&ExecState::Pending], 4, "the whole audience, once");
         // First sends made: everyone waits at the wait.
         let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
-        Engine::new(&mut store, &mut provider, v1.clone(), EngineConfig::default(), worker("w")).expect("engine").run_batch(1).expect("batch");
+        Engine::new(&mut store, &mut provider, v1.clone(), EngineConfig::default(), worker("w"))
+            .expect("engine")
+            .run_batch(1)
+            .expect("batch");
 
         // A new version, migrated by step id.
         let before = snapshot(&store, "c");
@@ -508,7 +599,9 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
 
         // Paused by the breaker, then resumed.
         lifecycle::transition(&mut store, "c", State::PausedError, "test", 3).expect("pause");
-        store.set_breaker("c", &BreakerState { consecutive_failures: 10, recent: Default::default() }).expect("breaker");
+        store
+            .set_breaker("c", &BreakerState { consecutive_failures: 10, recent: Default::default() })
+            .expect("breaker");
         store.writes.set(0);
         store.fail_at = Some(n);
         let resumed = lifecycle::resume(&mut store, "c", 4);
@@ -553,7 +646,10 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
         other.upsert_contacts(&[c], &[]).expect("concurrent upsert");
     }));
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
-    let out = Engine::new(&mut store, &mut provider, p.clone(), EngineConfig::default(), worker("w")).expect("engine").run_batch(1).expect("batch");
+    let out = Engine::new(&mut store, &mut provider, p.clone(), EngineConfig::default(), worker("w"))
+        .expect("engine")
+        .run_batch(1)
+        .expect("batch");
     assert_eq!(out.executions, 3);
     let tags = store.contact("c001").expect("read").expect("contact").tags;
     assert_eq!(tags, vec!["vip".to_string(), "engaged".to_string()], "the batch's change and the API's both survive");
@@ -568,7 +664,10 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
 fn assert_names_row<T: std::fmt::Debug>(read: Result<T, StoreError>, table: &str, key: &str, value: &str) {
     let e = read.expect_err("a corrupt value must be an error");
     let text = e.to_string();
-    assert!(text.contains(table) && text.contains(key) && text.contains(value), "`{text}` should name table {table}, row {key}, value {value}");
+    assert!(
+        text.contains(table) && text.contains(key) && text.contains(value),
+        "`{text}` should name table {table}, row {key}, value {value}"
+    );
 }
 
 #[test]
@@ -583,7 +682,12 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     raw(&mut s, "UPDATE campaigns SET state = 'BOGUS' WHERE name = 'c'");
     assert_names_row(s.campaign("c"), "campaigns", "c", "BOGUS");
     assert_names_row(s.campaigns(), "campaigns", "c", "BOGUS");
-    assert_names_row(lifecycle::state(&s, "c").map_err(|e| StoreError::Other(e.to_string())), "campaigns", "c", "BOGUS");
+    assert_names_row(
+        lifecycle::state(&s, "c").map_err(|e| StoreError::Other(e.to_string())),
+        "campaigns",
+        "c",
+        "BOGUS",
+    );
 
     raw(&mut s, "UPDATE executions SET state = 'limbo' WHERE contact_id = 'a'");
     assert_names_row(s.counts("c"), "executions", "a", "limbo");

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 /// Every `.rs` file under `src/`, as (path relative to `src/`, text).
 /// `TIDY_SRC` points the checks at another tree (to see them fail on an old one).
 fn sources() -> Vec<(String, String)> {
-    let src = std::env::var_os("TIDY_SRC").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let src = std::env::var_os("TIDY_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src"));
     let mut pending = vec![src.clone()];
     let mut out = Vec::new();
     while let Some(dir) = pending.pop() {
@@ -109,7 +111,11 @@ fn each_layer_only_knows_the_ones_before_it() {
 
 #[test]
 fn syntax_knows_nothing_of_the_checker() {
-    let bad: Vec<String> = sources().into_iter().filter(|(rel, text)| rel.starts_with("syntax/") && code(text).contains("crate::check")).map(|(rel, _)| rel).collect();
+    let bad: Vec<String> = sources()
+        .into_iter()
+        .filter(|(rel, text)| rel.starts_with("syntax/") && code(text).contains("crate::check"))
+        .map(|(rel, _)| rel)
+        .collect();
     assert!(bad.is_empty(), "`crate::check` under src/syntax: {bad:?}");
 }
 
@@ -126,7 +132,9 @@ fn compile_reads_only_the_model() {
         for path in crate_paths(&code(&text)) {
             let ok = match path.split("::").next().unwrap_or_default() {
                 "check" => path == "check::model",
-                "syntax" => COMPILE_PRESENTATION.contains(&rel.as_str()) && (path == "syntax::ast" || path == "syntax::print"),
+                "syntax" => {
+                    COMPILE_PRESENTATION.contains(&rel.as_str()) && (path == "syntax::ast" || path == "syntax::print")
+                }
                 _ => true,
             };
             if !ok {
@@ -134,7 +142,11 @@ fn compile_reads_only_the_model() {
             }
         }
     }
-    assert!(bad.is_empty(), "compile reads only check::model (dis may print through the syntax layer):\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "compile reads only check::model (dis may print through the syntax layer):\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -181,7 +193,10 @@ fn sqlite_only_behind_the_store() {
         }
     }
     for (f, _) in RUSQLITE.iter().chain(CONNECTION) {
-        if !sources().iter().any(|(rel, text)| rel == f && (code(text).contains("rusqlite") || code(text).contains(".connection()"))) {
+        if !sources()
+            .iter()
+            .any(|(rel, text)| rel == f && (code(text).contains("rusqlite") || code(text).contains(".connection()")))
+        {
             bad.push(format!("{f}: on an allow-list it no longer needs; remove it from the list"));
         }
     }
@@ -206,7 +221,11 @@ fn only_render_formats_diagnostics() {
         .into_iter()
         .filter(|(rel, text)| {
             let code = code(text);
-            !rel.starts_with("diag/") && (code.contains("\"help: ") || code.contains("\\nhelp:") || code.contains("help: {") || code.contains("miette"))
+            !rel.starts_with("diag/")
+                && (code.contains("\"help: ")
+                    || code.contains("\\nhelp:")
+                    || code.contains("help: {")
+                    || code.contains("miette"))
         })
         .map(|(rel, _)| rel)
         .collect();
@@ -215,7 +234,8 @@ fn only_render_formats_diagnostics() {
 
 /// `.unwrap()` / `.expect(` in non-test code: how many each file may have,
 /// and why each cannot fail on outside input. This list may only shrink.
-const PANICS: &[(&str, usize, &str)] = &[("syntax/build.rs", 1, "`next`: the grammar guarantees the child; absence is a flowc bug, never input")];
+const PANICS: &[(&str, usize, &str)] =
+    &[("syntax/build.rs", 1, "`next`: the grammar guarantees the child; absence is a flowc bug, never input")];
 
 #[test]
 fn no_unwrap_outside_tests() {
@@ -237,7 +257,11 @@ fn no_unwrap_outside_tests() {
 
 #[test]
 fn every_module_opens_with_a_doc_line() {
-    let bad: Vec<String> = sources().into_iter().filter(|(_, text)| !text.lines().next().is_some_and(|l| l.starts_with("//! ") && l.len() > 5)).map(|(rel, _)| rel).collect();
+    let bad: Vec<String> = sources()
+        .into_iter()
+        .filter(|(_, text)| !text.lines().next().is_some_and(|l| l.starts_with("//! ") && l.len() > 5))
+        .map(|(rel, _)| rel)
+        .collect();
     assert!(bad.is_empty(), "modules without a `//!` first line: {bad:?}");
 }
 

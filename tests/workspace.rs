@@ -107,7 +107,12 @@ fn every_spelling_of_a_file_has_the_same_workspace_root() {
             continue;
         }
         assert_eq!(code(&o), 1, "{args:?} in {}: {}", dir.display(), text(&o));
-        assert!(text(&o).contains("import-error") && text(&o).contains("outside the workspace"), "{args:?} in {}: {}", dir.display(), text(&o));
+        assert!(
+            text(&o).contains("import-error") && text(&o).contains("outside the workspace"),
+            "{args:?} in {}: {}",
+            dir.display(),
+            text(&o)
+        );
     }
     // A flowc.toml above marks the root for every spelling and every command.
     write(&ws.join("flowc.toml"), "");
@@ -155,14 +160,20 @@ fn symlinks_out_of_the_workspace_are_refused_without_reading_the_target() {
     std::os::unix::fs::symlink(ws.join("inside/real.flow"), ws.join("alias.flow")).expect("link");
     write(&ws.join("a.flow"), "import \"pw.flow\"\n");
     write(&ws.join("b.flow"), "import \"lib/x.flow\"\n");
-    write(&ws.join("c.flow"), "import \"alias.flow\"\ncampaign c {\n  trigger manual\n  send email.marketing hello\n}\n");
+    write(
+        &ws.join("c.flow"),
+        "import \"alias.flow\"\ncampaign c {\n  trigger manual\n  send email.marketing hello\n}\n",
+    );
     write(&ws.join("flowc.toml"), "");
 
     for (file, link) in [("a.flow", "pw.flow"), ("b.flow", "lib/x.flow")] {
         let o = flowc_in(&ws, &["check", file]);
         assert_eq!(code(&o), 1, "{}", text(&o));
         let out = text(&o);
-        assert!(out.contains("import-error") && out.contains(&format!("`{link}`")) && out.contains("outside the workspace"), "{out}");
+        assert!(
+            out.contains("import-error") && out.contains(&format!("`{link}`")) && out.contains("outside the workspace"),
+            "{out}"
+        );
         assert!(!out.contains("SECRET"), "the target's contents must not be shown: {out}");
     }
     // A link that stays inside the workspace is followed.
@@ -193,7 +204,12 @@ fn devices_fifos_and_oversized_files_are_refused_at_once() {
     big.set_len((64 << 20) + 1).expect("set_len");
     drop(big);
     std::fs::create_dir_all(ws.join("dir.flow")).expect("dir");
-    for (target, why) in [("zero.flow", "is a link to `/dev/zero`, outside the workspace"), ("fifo.flow", "not a regular file"), ("big.flow", "larger than 64 MiB"), ("dir.flow", "a folder")] {
+    for (target, why) in [
+        ("zero.flow", "is a link to `/dev/zero`, outside the workspace"),
+        ("fifo.flow", "not a regular file"),
+        ("big.flow", "larger than 64 MiB"),
+        ("dir.flow", "a folder"),
+    ] {
         write(&ws.join("src/main.flow"), &format!("import \"../{target}\"\n"));
         let o = flowc_in(&ws, &["check", "src/main.flow"]);
         assert_eq!(code(&o), 1, "{target}: {}", text(&o));

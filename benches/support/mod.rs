@@ -8,11 +8,20 @@ pub fn shared(templates: usize) -> String {
     let mut s = String::from("contact {\n  plan: enum(free, pro, enterprise)\n  lifetime_value: number\n  country: string\n  birthday: date?\n}\n");
     s.push_str("event order.completed {\n  amount: number\n  currency: string\n}\n");
     for i in 0..templates {
-        let (ch, msg) = [("email", "marketing"), ("sms", "promotional"), ("rcs", "promotional"), ("email", "transactional")][i % 4];
-        let _ = writeln!(s, "template t{i} {{\n  channel {ch}\n  message {msg}\n  status published\n  version {}\n}}", i % 7 + 1);
+        let (ch, msg) =
+            [("email", "marketing"), ("sms", "promotional"), ("rcs", "promotional"), ("email", "transactional")][i % 4];
+        let _ = writeln!(
+            s,
+            "template t{i} {{\n  channel {ch}\n  message {msg}\n  status published\n  version {}\n}}",
+            i % 7 + 1
+        );
     }
     for i in 0..20 {
-        let _ = writeln!(s, "segment seg{i} = lifetime_value >= {} and plan in [pro, enterprise] or tags has \"s{i}\"", i * 50);
+        let _ = writeln!(
+            s,
+            "segment seg{i} = lifetime_value >= {} and plan in [pro, enterprise] or tags has \"s{i}\"",
+            i * 50
+        );
     }
     s
 }

@@ -57,7 +57,11 @@ fn at_depth(v: &Value, path: &str, depth: usize) -> R<Expr> {
             let inner = at_depth(x, &p, depth + 1)?;
             // A bare `happened` name always prints in parentheses, which export
             // leaves out; a group around it is one more pair.
-            let inner = if crate::syntax::print::bare_happened(&inner) { expr_of(ExprKind::Paren(Box::new(inner))) } else { inner };
+            let inner = if crate::syntax::print::bare_happened(&inner) {
+                expr_of(ExprKind::Paren(Box::new(inner)))
+            } else {
+                inner
+            };
             ExprKind::Paren(Box::new(inner))
         }
         "compare" => {
@@ -71,15 +75,25 @@ fn at_depth(v: &Value, path: &str, depth: usize) -> R<Expr> {
                 ">=" => CmpOp::Ge,
                 other => return err(&key_path(&p, "op"), format!("expected ==, !=, <, <=, > or >=, found `{other}`")),
             };
-            ExprKind::Compare { op, lhs: Box::new(sub(field(c, "left", &p)?, "left")?), rhs: Box::new(sub(field(c, "right", &p)?, "right")?) }
+            ExprKind::Compare {
+                op,
+                lhs: Box::new(sub(field(c, "left", &p)?, "left")?),
+                rhs: Box::new(sub(field(c, "right", &p)?, "right")?),
+            }
         }
         "in" => {
             let c = closed(x, &p, &["value", "list"])?;
-            ExprKind::In { lhs: Box::new(sub(field(c, "value", &p)?, "value")?), list: read_all(field(c, "list", &p)?, &key_path(&p, "list"), depth + 1)? }
+            ExprKind::In {
+                lhs: Box::new(sub(field(c, "value", &p)?, "value")?),
+                list: read_all(field(c, "list", &p)?, &key_path(&p, "list"), depth + 1)?,
+            }
         }
         "has" => {
             let c = closed(x, &p, &["set", "value"])?;
-            ExprKind::Has { lhs: Box::new(sub(field(c, "set", &p)?, "set")?), rhs: Box::new(sub(field(c, "value", &p)?, "value")?) }
+            ExprKind::Has {
+                lhs: Box::new(sub(field(c, "set", &p)?, "set")?),
+                rhs: Box::new(sub(field(c, "value", &p)?, "value")?),
+            }
         }
         "arith" => {
             let c = closed(x, &p, &["first", "rest"])?;
@@ -104,15 +118,23 @@ fn at_depth(v: &Value, path: &str, depth: usize) -> R<Expr> {
         "attribute" => ExprKind::Name(ident(x, &p)?),
         "predicate" => {
             let c = closed(x, &p, &["name", "arg"])?;
-            ExprKind::Call { func: ident(field(c, "name", &p)?, &key_path(&p, "name"))?, arg: ident(field(c, "arg", &p)?, &key_path(&p, "arg"))? }
+            ExprKind::Call {
+                func: ident(field(c, "name", &p)?, &key_path(&p, "name"))?,
+                arg: ident(field(c, "arg", &p)?, &key_path(&p, "arg"))?,
+            }
         }
         "happened" => {
             let c = closed(x, &p, &["event", "within", "where"])?;
             let within = optional(c, "within").map(|d| duration(d, &key_path(&p, "within"))).transpose()?;
-            let filter = optional(c, "where").map(|w| read_all(w, &key_path(&p, "where"), depth + 1)).transpose()?.unwrap_or_default();
+            let filter = optional(c, "where")
+                .map(|w| read_all(w, &key_path(&p, "where"), depth + 1))
+                .transpose()?
+                .unwrap_or_default();
             ExprKind::Happened { event: event_name(field(c, "event", &p)?, &key_path(&p, "event"))?, within, filter }
         }
-        "bool" => ExprKind::Bool(x.as_bool().map_or_else(|| err(&p, format!("expected a boolean, found {}", kind(x))), Ok)?),
+        "bool" => {
+            ExprKind::Bool(x.as_bool().map_or_else(|| err(&p, format!("expected a boolean, found {}", kind(x))), Ok)?)
+        }
         "number" => {
             let Some(n) = x.as_f64() else { return err(&p, format!("expected a number, found {}", kind(x))) };
             ExprKind::Number { value: n, text: crate::syntax::print::number(n, "") }

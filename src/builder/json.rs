@@ -10,7 +10,8 @@ use std::cell::RefCell;
 pub fn parse(text: &str) -> Result<Value, ImportError> {
     let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_str(text);
-    let read = Strict { path: "$".to_string(), duplicate: &duplicate }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    let read =
+        Strict { path: "$".to_string(), duplicate: &duplicate }.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     read.map_err(|e| match duplicate.into_inner() {
         Some(mut found) => {
             found.reason = format!("{} (line {}, column {})", found.reason, e.line(), e.column());
@@ -68,7 +69,9 @@ impl<'de> Visitor<'de> for Strict<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Strict { path: format!("{}[{}]", self.path, out.len()), duplicate: self.duplicate })? {
+        while let Some(v) =
+            seq.next_element_seed(Strict { path: format!("{}[{}]", self.path, out.len()), duplicate: self.duplicate })?
+        {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -79,7 +82,10 @@ impl<'de> Visitor<'de> for Strict<'_> {
         while let Some(key) = map.next_key::<String>()? {
             let path = key_path(&self.path, &key);
             if out.contains_key(&key) {
-                *self.duplicate.borrow_mut() = Some(ImportError { reason: format!("duplicate key `{}`: each key may appear once", key.escape_debug()), path });
+                *self.duplicate.borrow_mut() = Some(ImportError {
+                    reason: format!("duplicate key `{}`: each key may appear once", key.escape_debug()),
+                    path,
+                });
                 return Err(de::Error::custom("duplicate key"));
             }
             let v = map.next_value_seed(Strict { path, duplicate: self.duplicate })?;

@@ -50,7 +50,9 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
 
 fn trigger(t: &TriggerKind) -> Value {
     match t {
-        TriggerKind::Scheduled { at, zone } => json!({"type": "SCHEDULED", "at": crate::syntax::print::date(at), "timezone": zone.value}),
+        TriggerKind::Scheduled { at, zone } => {
+            json!({"type": "SCHEDULED", "at": crate::syntax::print::date(at), "timezone": zone.value})
+        }
         TriggerKind::Event { event, filter } => {
             let mut m = json!({"type": "EVENT", "event": event.text});
             if let Some(f) = filter {
@@ -126,7 +128,9 @@ fn node(s: &Step, id: &str) -> Value {
                 .collect();
             ("AB_TEST", json!({"name": t.name.text, "variants": variants}))
         }
-        StepKind::Tag { op, tag } => ("TAG", json!({"action": if *op == TagOp::Add { "add" } else { "remove" }, "tag": tag.value})),
+        StepKind::Tag { op, tag } => {
+            ("TAG", json!({"action": if *op == TagOp::Add { "add" } else { "remove" }, "tag": tag.value}))
+        }
         StepKind::End => ("END", json!({})),
     };
     json!({"id": id, "type": kind, "config": config})
@@ -142,7 +146,9 @@ pub fn expr(e: &Expr) -> Value {
 /// parenthesis the text has beyond those (kept for the trip back to text).
 fn expr_at(e: &Expr, at: Place) -> Value {
     let at = at.inside(e);
-    let list = |v: &[Expr], slot: fn(bool) -> Slot| Value::Array(v.iter().enumerate().map(|(i, x)| expr_at(x, at.child(slot(i + 1 == v.len())))).collect());
+    let list = |v: &[Expr], slot: fn(bool) -> Slot| {
+        Value::Array(v.iter().enumerate().map(|(i, x)| expr_at(x, at.child(slot(i + 1 == v.len())))).collect())
+    };
     let one = |x: &Expr, slot: Slot| expr_at(x, at.child(slot));
     match &e.kind {
         ExprKind::Or(v) => json!({"or": list(v, |last| Slot::Or { last })}),
@@ -150,9 +156,15 @@ fn expr_at(e: &Expr, at: Place) -> Value {
         ExprKind::Not(x) => json!({"not": one(x, Slot::Not)}),
         ExprKind::Paren(x) if at.needs_parens(x) => expr_at(x, at),
         ExprKind::Paren(x) => json!({"group": one(x, Slot::Group)}),
-        ExprKind::Compare { op, lhs, rhs } => json!({"compare": {"op": op.as_str(), "left": one(lhs, Slot::CompareLeft), "right": one(rhs, Slot::CompareRight)}}),
-        ExprKind::In { lhs, list: l } => json!({"in": {"value": one(lhs, Slot::InValue), "list": list(l, |_| Slot::InItem)}}),
-        ExprKind::Has { lhs, rhs } => json!({"has": {"set": one(lhs, Slot::HasSet), "value": one(rhs, Slot::HasValue)}}),
+        ExprKind::Compare { op, lhs, rhs } => {
+            json!({"compare": {"op": op.as_str(), "left": one(lhs, Slot::CompareLeft), "right": one(rhs, Slot::CompareRight)}})
+        }
+        ExprKind::In { lhs, list: l } => {
+            json!({"in": {"value": one(lhs, Slot::InValue), "list": list(l, |_| Slot::InItem)}})
+        }
+        ExprKind::Has { lhs, rhs } => {
+            json!({"has": {"set": one(lhs, Slot::HasSet), "value": one(rhs, Slot::HasValue)}})
+        }
         ExprKind::Arith { first, rest } => {
             let terms: Vec<Value> = rest
                 .iter()

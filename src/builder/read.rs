@@ -70,7 +70,8 @@ impl Reader {
         if let Some(n) = optional(meta, "name") {
             settings.push(Setting::DisplayName(str_lit(string(n, "$.campaign.name")?), Span::default()));
         }
-        settings.push(Setting::Trigger(Trigger { kind: trigger(field(root, "trigger", "$")?)?, span: Span::default() }));
+        settings
+            .push(Setting::Trigger(Trigger { kind: trigger(field(root, "trigger", "$")?)?, span: Span::default() }));
         if let Some(a) = optional(root, "audience") {
             settings.push(Setting::Audience(condition(a, "$.audience", 1)?, Span::default()));
         }
@@ -86,7 +87,11 @@ impl Reader {
             return err(path, too_deep());
         }
         let nodes = array(v, path)?;
-        nodes.iter().enumerate().map(|(i, n)| self.node(n, &format!("{path}[{i}]"), &format!("{parent}/{}", i + 1), braces)).collect()
+        nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| self.node(n, &format!("{path}[{i}]"), &format!("{parent}/{}", i + 1), braces))
+            .collect()
     }
 
     /// One step; `structural` is the id an unlabelled step has here.
@@ -118,8 +123,16 @@ impl Reader {
                 let fallback = match config.get("fallback") {
                     None | Some(Value::Null) => None,
                     Some(Value::String(s)) if s == "none" => Some(Fallback::None(Span::default())),
-                    Some(f @ Value::Object(_)) => Some(Fallback::To(target(closed(f, &format!("{cpath}.fallback"), &["channel", "message_type", "template"])?, &format!("{cpath}.fallback"))?)),
-                    Some(other) => return err(&format!("{cpath}.fallback"), format!("expected null, \"none\" or a target, found {}", kind(other))),
+                    Some(f @ Value::Object(_)) => Some(Fallback::To(target(
+                        closed(f, &format!("{cpath}.fallback"), &["channel", "message_type", "template"])?,
+                        &format!("{cpath}.fallback"),
+                    )?)),
+                    Some(other) => {
+                        return err(
+                            &format!("{cpath}.fallback"),
+                            format!("expected null, \"none\" or a target, found {}", kind(other)),
+                        )
+                    }
                 };
                 StepKind::Send(Send { target: target(config, &cpath)?, fallback })
             }
@@ -134,7 +147,9 @@ impl Reader {
                 let op = match string(field(config, "action", &cpath)?, &format!("{cpath}.action"))? {
                     "add" => TagOp::Add,
                     "remove" => TagOp::Remove,
-                    other => return err(&format!("{cpath}.action"), format!("expected add or remove, found `{other}`")),
+                    other => {
+                        return err(&format!("{cpath}.action"), format!("expected add or remove, found `{other}`"))
+                    }
                 };
                 StepKind::Tag { op, tag: str_lit(string(field(config, "tag", &cpath)?, &format!("{cpath}.tag"))?) }
             }
@@ -142,7 +157,12 @@ impl Reader {
                 closed(config_v, &cpath, &[])?;
                 StepKind::End
             }
-            other => return err(&format!("{path}.type"), format!("expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `{other}`")),
+            other => {
+                return err(
+                    &format!("{path}.type"),
+                    format!("expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `{other}`"),
+                )
+            }
         };
         Ok(Step { label, kind, span: Span::default() })
     }
@@ -159,12 +179,20 @@ impl Reader {
             let bm = closed(b, &p, &["condition", "timeline"])?;
             let cond = condition(field(bm, "condition", &p)?, &format!("{p}.condition"), braces)?;
             let arm = if k == 0 { "then".to_string() } else { format!("elif{k}") };
-            let steps = self.timeline(field(bm, "timeline", &p)?, &format!("{p}.timeline"), &format!("{id}/{arm}"), braces + 1)?;
+            let steps = self.timeline(
+                field(bm, "timeline", &p)?,
+                &format!("{p}.timeline"),
+                &format!("{id}/{arm}"),
+                braces + 1,
+            )?;
             arms.push((cond, Block { steps, span: Span::default() }));
         }
         let otherwise = match optional(config, "else") {
             None => None,
-            Some(e) => Some(Block { steps: self.timeline(e, &format!("{cpath}.else"), &format!("{id}/else"), braces + 1)?, span: Span::default() }),
+            Some(e) => Some(Block {
+                steps: self.timeline(e, &format!("{cpath}.else"), &format!("{id}/else"), braces + 1)?,
+                span: Span::default(),
+            }),
         };
         Ok(StepKind::If(If { arms, otherwise }))
     }
@@ -178,14 +206,30 @@ impl Reader {
             let vm = closed(vv, &p, &["name", "weight", "timeline"])?;
             let vname = ident(field(vm, "name", &p)?, &format!("{p}.name"))?;
             let w = field(vm, "weight", &p)?;
-            let Some(wf) = w.as_f64() else { return err(&format!("{p}.weight"), format!("expected a number, found {}", kind(w))) };
+            let Some(wf) = w.as_f64() else {
+                return err(&format!("{p}.weight"), format!("expected a number, found {}", kind(w)));
+            };
             let bp = (wf * 100.0).round();
             if !(0.0..=10_000.0).contains(&bp) || (wf * 100.0 - bp).abs() > 1e-6 {
-                return err(&format!("{p}.weight"), format!("expected a percentage between 0 and 100 with at most two decimals, found {wf}"));
+                return err(
+                    &format!("{p}.weight"),
+                    format!("expected a percentage between 0 and 100 with at most two decimals, found {wf}"),
+                );
             }
             // `ab_test t {` then `variant v 50% {`: the steps are two braces in.
-            let steps = self.timeline(field(vm, "timeline", &p)?, &format!("{p}.timeline"), &format!("{id}/{}", vname.text), braces + 2)?;
-            variants.push(Variant { name: vname, weight_bp: bp as u32, weight_span: Span::default(), block: Block { steps, span: Span::default() }, span: Span::default() });
+            let steps = self.timeline(
+                field(vm, "timeline", &p)?,
+                &format!("{p}.timeline"),
+                &format!("{id}/{}", vname.text),
+                braces + 2,
+            )?;
+            variants.push(Variant {
+                name: vname,
+                weight_bp: bp as u32,
+                weight_span: Span::default(),
+                block: Block { steps, span: Span::default() },
+                span: Span::default(),
+            });
         }
         Ok(StepKind::AbTest(AbTest { name, variants }))
     }
@@ -218,7 +262,11 @@ fn trigger(v: &Value) -> R<TriggerKind> {
 fn target(m: &Map<String, Value>, path: &str) -> R<SendTarget> {
     let template = ident(field(m, "template", path)?, &format!("{path}.template"))?;
     let channel = match (optional(m, "channel"), optional(m, "message_type")) {
-        (Some(c), Some(t)) => Some(ChannelMessage { channel: ident(c, &format!("{path}.channel"))?, message: ident(t, &format!("{path}.message_type"))?, span: Span::default() }),
+        (Some(c), Some(t)) => Some(ChannelMessage {
+            channel: ident(c, &format!("{path}.channel"))?,
+            message: ident(t, &format!("{path}.message_type"))?,
+            span: Span::default(),
+        }),
         (None, None) => None,
         (Some(_), None) => return err(&format!("{path}.message_type"), "a channel needs its message type"),
         (None, Some(_)) => return err(&format!("{path}.channel"), "a message type needs its channel"),

@@ -21,7 +21,8 @@ pub fn err<T>(path: &str, reason: impl Into<String>) -> R<T> {
 
 /// The path of `key` inside the object at `path`: `$.a.b`, or `$.a["odd key"]`.
 pub fn key_path(path: &str, key: &str) -> String {
-    let plain = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let plain = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if plain {
         format!("{path}.{key}")
     } else {
@@ -56,7 +57,8 @@ pub fn obj<'v>(v: &'v Value, path: &str) -> R<&'v Map<String, Value>> {
 pub fn closed<'v>(v: &'v Value, path: &str, allowed: &[&str]) -> R<&'v Map<String, Value>> {
     let m = obj(v, path)?;
     if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
-        let expected = if allowed.is_empty() { "no keys here".to_string() } else { format!("expected {}", allowed.join(", ")) };
+        let expected =
+            if allowed.is_empty() { "no keys here".to_string() } else { format!("expected {}", allowed.join(", ")) };
         return err(&key_path(path, k), format!("unknown key `{}` ({expected})", k.escape_debug()));
     }
     Ok(m)
@@ -89,17 +91,24 @@ pub fn ident(v: &Value, path: &str) -> R<Name> {
 }
 
 pub fn is_ident(s: &str) -> bool {
-    s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && !KEYWORDS.contains(&s)
+    s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !KEYWORDS.contains(&s)
 }
 
 const KEYWORDS: &[&str] = &[
-    "campaign", "segment", "template", "contact", "event", "channel", "import", "trigger", "audience", "send", "wait", "if", "else", "ab_test", "variant",
-    "tag", "add", "remove", "end", "as", "fallback", "none", "and", "or", "not", "in", "has", "within", "where", "true", "false", "now",
+    "campaign", "segment", "template", "contact", "event", "channel", "import", "trigger", "audience", "send", "wait",
+    "if", "else", "ab_test", "variant", "tag", "add", "remove", "end", "as", "fallback", "none", "and", "or", "not",
+    "in", "has", "within", "where", "true", "false", "now",
 ];
 
 pub fn event_name(v: &Value, path: &str) -> R<Name> {
     let s = string(v, path)?;
-    let ok = !s.is_empty() && s.split('.').all(|p| p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    let ok = !s.is_empty()
+        && s.split('.').all(|p| {
+            p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
     if !ok {
         return err(path, format!("`{s}` is not an event name like `order.completed`"));
     }
@@ -118,7 +127,9 @@ pub fn duration(v: &Value, path: &str) -> R<DurationLit> {
             "w" => DurationUnit::Week,
             _ => return err(path, format!("`{s}` is not a duration like `2d` or `1d 12h`")),
         };
-        let Ok(n) = n.parse::<u64>() else { return err(path, format!("`{s}` is not a duration like `2d` or `1d 12h`")) };
+        let Ok(n) = n.parse::<u64>() else {
+            return err(path, format!("`{s}` is not a duration like `2d` or `1d 12h`"));
+        };
         parts.push((n, unit));
     }
     if parts.is_empty() {
@@ -138,11 +149,13 @@ pub fn date(v: &Value, path: &str, form: DateForm) -> R<DateLit> {
     let s = string(v, path)?;
     // `.flow` writes years with four digits; chrono would read `20260-01-01`.
     if !s.get(..5).is_some_and(|y| y[..4].bytes().all(|b| b.is_ascii_digit()) && y.ends_with('-')) {
-        let like = if form == DateForm::Date { "a date like `2026-12-01`" } else { "a datetime like `2026-12-01 09:00`" };
+        let like =
+            if form == DateForm::Date { "a date like `2026-12-01`" } else { "a datetime like `2026-12-01 09:00`" };
         return err(path, format!("`{s}` is not {like}"));
     }
     if form == DateForm::DateTime {
-        let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"));
+        let t = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M"));
         return match t {
             Ok(t) => Ok(DateLit { date: t.date(), time: Some(t.time()), span: Span::default() }),
             Err(_) => err(path, format!("`{s}` is not a datetime like `2026-12-01 09:00`")),

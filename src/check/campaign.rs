@@ -4,9 +4,9 @@
 use super::expr::{self, Before, CampaignScope, LabelInfo, Scope};
 use super::model::*;
 use super::Checker;
-use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
+use crate::suggest;
 use crate::syntax::ast;
 use std::collections::BTreeMap;
 
@@ -30,10 +30,19 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
         };
         if let Some(first) = seen.get(key) {
             cx.report(
-                Diagnostic::new(Code::DuplicateSetting, file, span, format!("campaign `{}` sets `{key}` twice", c.name.text))
-                    .with_label("set again here")
-                    .with_related(*first, "first set here")
-                    .with_help(if key == "trigger" { "a campaign has exactly one trigger" } else { "keep one of the two" }),
+                Diagnostic::new(
+                    Code::DuplicateSetting,
+                    file,
+                    span,
+                    format!("campaign `{}` sets `{key}` twice", c.name.text),
+                )
+                .with_label("set again here")
+                .with_related(*first, "first set here")
+                .with_help(if key == "trigger" {
+                    "a campaign has exactly one trigger"
+                } else {
+                    "keep one of the two"
+                }),
             );
             continue;
         }
@@ -92,7 +101,11 @@ fn check_trigger(cx: &mut Checker, file: FileId, t: &ast::Trigger) -> Trigger {
             }
             let time = at.time.unwrap_or(chrono::NaiveTime::MIN);
             let local = at.date.and_time(time);
-            let instant = zone.value.parse::<chrono_tz::Tz>().ok().and_then(|tz| chrono::TimeZone::from_local_datetime(&tz, &local).earliest());
+            let instant = zone
+                .value
+                .parse::<chrono_tz::Tz>()
+                .ok()
+                .and_then(|tz| chrono::TimeZone::from_local_datetime(&tz, &local).earliest());
             if let (Some(now), Some(instant)) = (cx.opts.now, instant) {
                 if instant < now {
                     cx.report(
@@ -120,18 +133,32 @@ fn check_trigger(cx: &mut Checker, file: FileId, t: &ast::Trigger) -> Trigger {
 
 /// Labels are campaign-wide so an engagement predicate can name a send in
 /// any branch; `ab_test` names share their own namespace (the report's keys).
-fn collect_labels(cx: &mut Checker, file: FileId, steps: &[ast::Step], labels: &mut BTreeMap<String, LabelInfo>, ab: &mut BTreeMap<String, Span>) {
+fn collect_labels(
+    cx: &mut Checker,
+    file: FileId,
+    steps: &[ast::Step],
+    labels: &mut BTreeMap<String, LabelInfo>,
+    ab: &mut BTreeMap<String, Span>,
+) {
     for s in steps {
         if let Some(l) = &s.label {
             if let Some(first) = labels.get(&l.text) {
                 cx.report(
-                    Diagnostic::new(Code::DuplicateLabel, file, l.span, format!("label `{}` is used twice in this campaign", l.text))
-                        .with_label("used again here")
-                        .with_related(first.span, "first used here")
-                        .with_help("labels are the steps' stable ids, so each must be unique"),
+                    Diagnostic::new(
+                        Code::DuplicateLabel,
+                        file,
+                        l.span,
+                        format!("label `{}` is used twice in this campaign", l.text),
+                    )
+                    .with_label("used again here")
+                    .with_related(first.span, "first used here")
+                    .with_help("labels are the steps' stable ids, so each must be unique"),
                 );
             } else {
-                labels.insert(l.text.clone(), LabelInfo { is_send: matches!(s.kind, ast::StepKind::Send(_)), span: l.span });
+                labels.insert(
+                    l.text.clone(),
+                    LabelInfo { is_send: matches!(s.kind, ast::StepKind::Send(_)), span: l.span },
+                );
             }
         }
         match &s.kind {
@@ -146,9 +173,14 @@ fn collect_labels(cx: &mut Checker, file: FileId, steps: &[ast::Step], labels: &
             ast::StepKind::AbTest(t) => {
                 if let Some(first) = ab.get(&t.name.text) {
                     cx.report(
-                        Diagnostic::new(Code::DuplicateLabel, file, t.name.span, format!("ab_test `{}` is named twice in this campaign", t.name.text))
-                            .with_label("named again here")
-                            .with_related(*first, "first named here"),
+                        Diagnostic::new(
+                            Code::DuplicateLabel,
+                            file,
+                            t.name.span,
+                            format!("ab_test `{}` is named twice in this campaign", t.name.text),
+                        )
+                        .with_label("named again here")
+                        .with_related(*first, "first named here"),
                     );
                 } else {
                     ab.insert(t.name.text.clone(), t.name.span);
@@ -157,9 +189,14 @@ fn collect_labels(cx: &mut Checker, file: FileId, steps: &[ast::Step], labels: &
                 for v in &t.variants {
                     if let Some(first) = variants.get(v.name.text.as_str()) {
                         cx.report(
-                            Diagnostic::new(Code::DuplicateLabel, file, v.name.span, format!("variant `{}` appears twice in `{}`", v.name.text, t.name.text))
-                                .with_label("again here")
-                                .with_related(*first, "first here"),
+                            Diagnostic::new(
+                                Code::DuplicateLabel,
+                                file,
+                                v.name.span,
+                                format!("variant `{}` appears twice in `{}`", v.name.text, t.name.text),
+                            )
+                            .with_label("again here")
+                            .with_related(*first, "first here"),
                         );
                     } else {
                         variants.insert(&v.name.text, v.name.span);
@@ -181,7 +218,13 @@ struct Walk<'l> {
 impl Walk<'_> {
     /// Checks a block; returns its steps and what is known of the labelled
     /// sends at its end, or `None` when every path ends inside it.
-    fn block(&mut self, cx: &mut Checker, steps: &[ast::Step], path: &str, sent_in: &Before) -> (Vec<Step>, Option<Before>) {
+    fn block(
+        &mut self,
+        cx: &mut Checker,
+        steps: &[ast::Step],
+        path: &str,
+        sent_in: &Before,
+    ) -> (Vec<Step>, Option<Before>) {
         let mut sent = Some(sent_in.clone());
         // What held before the step that ended every path: dead steps are
         // checked as if they ran there.
@@ -207,13 +250,17 @@ impl Walk<'_> {
                                 .with_help("every path before it ends; remove it or the `end` above"),
                         );
                     }
-                    // Keep checking the dead steps, as if reachable, so their own mistakes show.
+                    // Keep checking the dead steps, as if reachable (in
+                    // order, from the last live point), so their own
+                    // mistakes show and not mistakes of being dead.
                     last_live.clone()
                 }
             };
             let (kind, after) = self.step(cx, s, &id, &here);
-            if sent.is_some() {
-                sent = after;
+            match (&sent, after) {
+                (Some(_), after) => sent = after,
+                (None, Some(after)) => last_live = after,
+                (None, None) => {}
             }
             out.push(Step { id, labelled: s.label.is_some(), kind, span: s.span });
         }
@@ -237,9 +284,18 @@ impl Walk<'_> {
                 // A duration out of range was reported by the parser.
                 if !d.out_of_range() && (minutes == 0 || minutes > MAX_WAIT_MINUTES) {
                     cx.report(
-                        Diagnostic::new(Code::InvalidDuration, file, d.span, if minutes == 0 { "a wait must last longer than zero" } else { "a wait can last at most 365 days" })
-                            .with_label(format!("{} minutes", minutes))
-                            .with_help("waits are between 1m and 365d"),
+                        Diagnostic::new(
+                            Code::InvalidDuration,
+                            file,
+                            d.span,
+                            if minutes == 0 {
+                                "a wait must last longer than zero"
+                            } else {
+                                "a wait can last at most 365 days"
+                            },
+                        )
+                        .with_label(format!("{} minutes", minutes))
+                        .with_help("waits are between 1m and 365d"),
                     );
                 }
                 (StepKind::Wait { minutes: minutes.min(i64::MAX as u64) as i64 }, Some(sent.waited()))
@@ -273,29 +329,56 @@ impl Walk<'_> {
                 let n = t.variants.len();
                 if !(2..=4).contains(&n) {
                     cx.report(
-                        Diagnostic::new(Code::AbVariantCount, file, t.name.span, format!("`{}` has {n} variant{}; an A/B test has 2 to 4", t.name.text, if n == 1 { "" } else { "s" }))
-                            .with_label("wrong number of variants")
-                            .with_help(if n < 2 {
-                                "add a variant; a holdout is one with an empty block: `variant holdout 10% { }`"
-                            } else {
-                                "an A/B test has at most 4 variants, a holdout included: merge or remove some"
-                            }),
+                        Diagnostic::new(
+                            Code::AbVariantCount,
+                            file,
+                            t.name.span,
+                            format!(
+                                "`{}` has {n} variant{}; an A/B test has 2 to 4",
+                                t.name.text,
+                                if n == 1 { "" } else { "s" }
+                            ),
+                        )
+                        .with_label("wrong number of variants")
+                        .with_help(if n < 2 {
+                            "add a variant; a holdout is one with an empty block: `variant holdout 10% { }`"
+                        } else {
+                            "an A/B test has at most 4 variants, a holdout included: merge or remove some"
+                        }),
                     );
                 }
                 let mut total: u64 = 0;
                 for v in &t.variants {
                     total += u64::from(v.weight_bp);
                     if v.weight_bp == 0 {
-                        cx.report(Diagnostic::new(Code::AbWeights, file, v.weight_span, format!("variant `{}` has weight 0", v.name.text)).with_label("never chosen").with_help("remove the variant, or give it a weight above 0%"));
+                        cx.report(
+                            Diagnostic::new(
+                                Code::AbWeights,
+                                file,
+                                v.weight_span,
+                                format!("variant `{}` has weight 0", v.name.text),
+                            )
+                            .with_label("never chosen")
+                            .with_help("remove the variant, or give it a weight above 0%"),
+                        );
                     }
                 }
                 // A weight above 100% was reported by the parser; the sum would only repeat it.
                 let reported = t.variants.iter().any(|v| v.weight_bp > crate::limits::MAX_WEIGHT_BP);
                 if total != 10_000 && n > 0 && !reported {
                     cx.report(
-                        Diagnostic::new(Code::AbWeights, file, t.name.span, format!("the weights of `{}` sum to {}%, not 100%", t.name.text, fmt_bp(total)))
-                            .with_label("weights must sum to exactly 100%")
-                            .with_help(if total < 10_000 { format!("add {}% somewhere", fmt_bp(10_000 - total)) } else { format!("remove {}% somewhere", fmt_bp(total - 10_000)) }),
+                        Diagnostic::new(
+                            Code::AbWeights,
+                            file,
+                            t.name.span,
+                            format!("the weights of `{}` sum to {}%, not 100%", t.name.text, fmt_bp(total)),
+                        )
+                        .with_label("weights must sum to exactly 100%")
+                        .with_help(if total < 10_000 {
+                            format!("add {}% somewhere", fmt_bp(10_000 - total))
+                        } else {
+                            format!("remove {}% somewhere", fmt_bp(total - 10_000))
+                        }),
                     );
                 }
                 let mut joined: Option<Before> = None;
@@ -309,7 +392,10 @@ impl Walk<'_> {
             }
             ast::StepKind::Tag { op, tag } => {
                 if tag.value.is_empty() {
-                    cx.report(Diagnostic::new(Code::InvalidDeclaration, file, tag.span, "a tag cannot be empty").with_label("empty tag"));
+                    cx.report(
+                        Diagnostic::new(Code::InvalidDeclaration, file, tag.span, "a tag cannot be empty")
+                            .with_label("empty tag"),
+                    );
                 }
                 (StepKind::Tag { add: *op == ast::TagOp::Add, tag: tag.value.clone() }, Some(sent.clone()))
             }
@@ -329,24 +415,41 @@ impl Walk<'_> {
                 let resolved = target_checked(cx, file, fb);
                 if !ch.requires_capability {
                     cx.report(
-                        Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` has no capability rule, so this fallback never runs", ch.name))
-                            .with_label("never used")
-                            .with_help("fallbacks apply to channels that `requires capability` (rcs, whatsapp, push); remove it"),
+                        Diagnostic::new(
+                            Code::InvalidFallback,
+                            file,
+                            fb.span,
+                            format!("`{}` has no capability rule, so this fallback never runs", ch.name),
+                        )
+                        .with_label("never used")
+                        .with_help(
+                            "fallbacks apply to channels that `requires capability` (rcs, whatsapp, push); remove it",
+                        ),
                     );
                 } else if let Some(resolved) = &resolved {
                     match &ch.fallback {
                         Some(expected) if *expected != resolved.channel => {
                             cx.report(
-                                Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` falls back to `{expected}`, not `{}`", ch.name, resolved.channel))
-                                    .with_label(format!("must be a `{expected}` message"))
-                                    .with_help(format!("use a `{expected}.…` template here")),
+                                Diagnostic::new(
+                                    Code::InvalidFallback,
+                                    file,
+                                    fb.span,
+                                    format!("`{}` falls back to `{expected}`, not `{}`", ch.name, resolved.channel),
+                                )
+                                .with_label(format!("must be a `{expected}` message"))
+                                .with_help(format!("use a `{expected}.…` template here")),
                             );
                         }
                         None => {
                             cx.report(
-                                Diagnostic::new(Code::InvalidFallback, file, fb.span, format!("`{}` declares no fallback channel", ch.name))
-                                    .with_label("no fallback possible")
-                                    .with_help("write `fallback none`, or send on a channel that has a fallback"),
+                                Diagnostic::new(
+                                    Code::InvalidFallback,
+                                    file,
+                                    fb.span,
+                                    format!("`{}` declares no fallback channel", ch.name),
+                                )
+                                .with_label("no fallback possible")
+                                .with_help("write `fallback none`, or send on a channel that has a fallback"),
                             );
                         }
                         _ => {}
@@ -357,13 +460,20 @@ impl Walk<'_> {
             (Some(ast::Fallback::To(fb)), None) => fallback = target_checked(cx, file, fb),
             (None, Some(ch)) if ch.requires_capability => {
                 let help = match &ch.fallback {
-                    Some(fb) => format!("add `fallback {fb}.… TEMPLATE`, or `fallback none` to skip contacts without it"),
+                    Some(fb) => {
+                        format!("add `fallback {fb}.… TEMPLATE`, or `fallback none` to skip contacts without it")
+                    }
                     None => "add `fallback none` to say that contacts without it are skipped".to_string(),
                 };
                 cx.report(
-                    Diagnostic::new(Code::MissingFallback, file, send.target.span, format!("`{}` needs device capability, and this send has no fallback", ch.name))
-                        .with_label("contacts without the capability are skipped")
-                        .with_help(help),
+                    Diagnostic::new(
+                        Code::MissingFallback,
+                        file,
+                        send.target.span,
+                        format!("`{}` needs device capability, and this send has no fallback", ch.name),
+                    )
+                    .with_label("contacts without the capability are skipped")
+                    .with_help(help),
                 );
             }
             (None, _) => {}
@@ -397,42 +507,91 @@ fn target(cx: &mut Checker, file: FileId, t: &ast::SendTarget) -> SendTarget {
         let same_kind: Vec<&str> = cx.model.templates.keys().map(String::as_str).collect();
         let best = suggest::best(&t.template.text, same_kind.iter().copied());
         let otherwise = "declare it with `template NAME { … }` or pass the registry with --templates".to_string();
-        cx.report(Diagnostic::new(Code::UnknownTemplate, file, t.template.span, format!("unknown template `{}`", t.template.text)).with_label("no such template").with_suggestion(t.template.span, best, Some(otherwise)));
-        let (channel, message) = step_pair.map(|(cm, _)| (cm.channel.text.clone(), cm.message.text.clone())).unwrap_or_default();
+        cx.report(
+            Diagnostic::new(
+                Code::UnknownTemplate,
+                file,
+                t.template.span,
+                format!("unknown template `{}`", t.template.text),
+            )
+            .with_label("no such template")
+            .with_suggestion(t.template.span, best, Some(otherwise)),
+        );
+        let (channel, message) =
+            step_pair.map(|(cm, _)| (cm.channel.text.clone(), cm.message.text.clone())).unwrap_or_default();
         return SendTarget { channel, message, template: t.template.text.clone() };
     };
     if let Some((cm, true)) = step_pair {
         let matching = |cx: &Checker| -> Option<String> {
-            let names = cx.model.templates.values().filter(|x| x.channel == cm.channel.text && x.message == cm.message.text).map(|x| x.name.as_str());
-            suggest::best(&t.template.text, names).map(|n| format!("did you mean `{n}`, a {}.{} template?", cm.channel.text, cm.message.text))
+            let names = cx
+                .model
+                .templates
+                .values()
+                .filter(|x| x.channel == cm.channel.text && x.message == cm.message.text)
+                .map(|x| x.name.as_str());
+            suggest::best(&t.template.text, names)
+                .map(|n| format!("did you mean `{n}`, a {}.{} template?", cm.channel.text, cm.message.text))
         };
         if tpl.channel != cm.channel.text {
-            let help = matching(cx).unwrap_or_else(|| format!("send it as `{}.{} {}`, or pick a template made for {}", tpl.channel, tpl.message, tpl.name, cm.channel.text));
+            let help = matching(cx).unwrap_or_else(|| {
+                format!(
+                    "send it as `{}.{} {}`, or pick a template made for {}",
+                    tpl.channel, tpl.message, tpl.name, cm.channel.text
+                )
+            });
             cx.report(
-                Diagnostic::new(Code::ChannelMismatch, file, t.template.span, format!("template `{}` is for {}, but this step sends on {}", tpl.name, tpl.channel, cm.channel.text))
-                    .with_label(format!("made for {}", tpl.channel))
-                    .with_related(cm.channel.span, format!("the step's channel is {}", cm.channel.text))
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::ChannelMismatch,
+                    file,
+                    t.template.span,
+                    format!(
+                        "template `{}` is for {}, but this step sends on {}",
+                        tpl.name, tpl.channel, cm.channel.text
+                    ),
+                )
+                .with_label(format!("made for {}", tpl.channel))
+                .with_related(cm.channel.span, format!("the step's channel is {}", cm.channel.text))
+                .with_help(help),
             );
         } else if tpl.message != cm.message.text {
-            let help = matching(cx).unwrap_or_else(|| format!("send it as `{}.{} {}`, or pick a {}.{} template", tpl.channel, tpl.message, tpl.name, cm.channel.text, cm.message.text));
+            let help = matching(cx).unwrap_or_else(|| {
+                format!(
+                    "send it as `{}.{} {}`, or pick a {}.{} template",
+                    tpl.channel, tpl.message, tpl.name, cm.channel.text, cm.message.text
+                )
+            });
             cx.report(
-                Diagnostic::new(Code::MessageTypeMismatch, file, t.template.span, format!("template `{}` is {}.{}, but this step sends {}.{}", tpl.name, tpl.channel, tpl.message, cm.channel.text, cm.message.text))
-                    .with_label(format!("made for {}.{}", tpl.channel, tpl.message))
-                    .with_related(cm.message.span, format!("the step's message type is {}", cm.message.text))
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::MessageTypeMismatch,
+                    file,
+                    t.template.span,
+                    format!(
+                        "template `{}` is {}.{}, but this step sends {}.{}",
+                        tpl.name, tpl.channel, tpl.message, cm.channel.text, cm.message.text
+                    ),
+                )
+                .with_label(format!("made for {}.{}", tpl.channel, tpl.message))
+                .with_related(cm.message.span, format!("the step's message type is {}", cm.message.text))
+                .with_help(help),
             );
         }
     }
     if tpl.status != TemplateStatus::Published {
-        let mut d = Diagnostic::new(Code::TemplateNotPublished, file, t.template.span, format!("template `{}` is {}, so launch would be blocked", tpl.name, tpl.status.as_str()))
-            .with_label(format!("{} template", tpl.status.as_str()))
-            .with_help("publish the template first, or pass --allow-draft while iterating");
+        let mut d = Diagnostic::new(
+            Code::TemplateNotPublished,
+            file,
+            t.template.span,
+            format!("template `{}` is {}, so launch would be blocked", tpl.name, tpl.status.as_str()),
+        )
+        .with_label(format!("{} template", tpl.status.as_str()))
+        .with_help("publish the template first, or pass --allow-draft while iterating");
         d.severity = cx.severity_of_draft();
         cx.report(d);
     }
     match step_pair {
-        Some((cm, _)) => SendTarget { channel: cm.channel.text.clone(), message: cm.message.text.clone(), template: tpl.name },
+        Some((cm, _)) => {
+            SendTarget { channel: cm.channel.text.clone(), message: cm.message.text.clone(), template: tpl.name }
+        }
         None => SendTarget { channel: tpl.channel, message: tpl.message, template: tpl.name },
     }
 }

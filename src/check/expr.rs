@@ -3,9 +3,9 @@
 
 use super::model::*;
 use super::Checker;
-use crate::suggest;
 use crate::diag::{Code, Diagnostic};
 use crate::source::{FileId, Span};
+use crate::suggest;
 use crate::syntax::ast::{self, ArithOp, CmpOp, ExprKind};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -124,9 +124,14 @@ fn expect_bool(cx: &mut Checker, file: FileId, t: TExpr) -> TExpr {
         return t;
     }
     cx.report(
-        Diagnostic::new(Code::TypeMismatch, file, t.span, format!("expected a condition (bool), found {}", t.ty.describe()))
-            .with_label(format!("this is {}", t.ty.describe()))
-            .with_help("compare it with something, e.g. `x == …`, or use a predicate"),
+        Diagnostic::new(
+            Code::TypeMismatch,
+            file,
+            t.span,
+            format!("expected a condition (bool), found {}", t.ty.describe()),
+        )
+        .with_label(format!("this is {}", t.ty.describe()))
+        .with_help("compare it with something, e.g. `x == …`, or use a predicate"),
     );
     unknown(t.span)
 }
@@ -162,12 +167,25 @@ fn typed(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope, hint: Opt
             let elem = typed(cx, file, rhs, scope, Some(&Type::String));
             if !matches!(set.ty, Type::SetString | Type::Unknown) {
                 cx.report(
-                    Diagnostic::new(Code::TypeMismatch, file, set.span, format!("`has` needs a set<string> on its left, found {}", set.ty.describe()))
-                        .with_label("not a set")
-                        .with_help("`has` tests set membership, e.g. `tags has \"vip\"`; use `==` to compare values"),
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        file,
+                        set.span,
+                        format!("`has` needs a set<string> on its left, found {}", set.ty.describe()),
+                    )
+                    .with_label("not a set")
+                    .with_help("`has` tests set membership, e.g. `tags has \"vip\"`; use `==` to compare values"),
                 );
             } else if !matches!(elem.ty, Type::String | Type::Unknown) {
-                cx.report(Diagnostic::new(Code::TypeMismatch, file, elem.span, format!("a set<string> holds strings, not {}", elem.ty.describe())).with_label("not a string"));
+                cx.report(
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        file,
+                        elem.span,
+                        format!("a set<string> holds strings, not {}", elem.ty.describe()),
+                    )
+                    .with_label("not a string"),
+                );
             }
             make(TKind::Has { set: Box::new(set), elem: Box::new(elem) }, Type::Bool)
         }
@@ -228,16 +246,45 @@ pub(crate) fn zone_ok(zone: &str) -> bool {
 
 /// Abbreviations people write for a zone, and the region they usually mean.
 const ABBREVIATIONS: &[(&str, &str)] = &[
-    ("EST", "America/New_York"), ("EDT", "America/New_York"), ("EST5EDT", "America/New_York"), ("ET", "America/New_York"),
-    ("CST", "America/Chicago"), ("CDT", "America/Chicago"), ("CST6CDT", "America/Chicago"),
-    ("MST", "America/Denver"), ("MDT", "America/Denver"), ("MST7MDT", "America/Denver"),
-    ("PST", "America/Los_Angeles"), ("PDT", "America/Los_Angeles"), ("PST8PDT", "America/Los_Angeles"), ("PT", "America/Los_Angeles"),
-    ("HST", "Pacific/Honolulu"), ("AKST", "America/Anchorage"),
-    ("GMT", "UTC"), ("UCT", "UTC"), ("UNIVERSAL", "UTC"), ("ZULU", "UTC"), ("GREENWICH", "UTC"), ("Z", "UTC"),
-    ("BST", "Europe/London"), ("WET", "Europe/Lisbon"), ("WEST", "Europe/Lisbon"),
-    ("CET", "Europe/Paris"), ("CEST", "Europe/Paris"), ("MET", "Europe/Paris"), ("EET", "Europe/Athens"), ("EEST", "Europe/Athens"),
-    ("MSK", "Europe/Moscow"), ("IST", "Asia/Kolkata"), ("JST", "Asia/Tokyo"), ("KST", "Asia/Seoul"), ("HKT", "Asia/Hong_Kong"),
-    ("SGT", "Asia/Singapore"), ("AEST", "Australia/Sydney"), ("AEDT", "Australia/Sydney"), ("NZST", "Pacific/Auckland"),
+    ("EST", "America/New_York"),
+    ("EDT", "America/New_York"),
+    ("EST5EDT", "America/New_York"),
+    ("ET", "America/New_York"),
+    ("CST", "America/Chicago"),
+    ("CDT", "America/Chicago"),
+    ("CST6CDT", "America/Chicago"),
+    ("MST", "America/Denver"),
+    ("MDT", "America/Denver"),
+    ("MST7MDT", "America/Denver"),
+    ("PST", "America/Los_Angeles"),
+    ("PDT", "America/Los_Angeles"),
+    ("PST8PDT", "America/Los_Angeles"),
+    ("PT", "America/Los_Angeles"),
+    ("HST", "Pacific/Honolulu"),
+    ("AKST", "America/Anchorage"),
+    ("GMT", "UTC"),
+    ("UCT", "UTC"),
+    ("UNIVERSAL", "UTC"),
+    ("ZULU", "UTC"),
+    ("GREENWICH", "UTC"),
+    ("Z", "UTC"),
+    ("BST", "Europe/London"),
+    ("WET", "Europe/Lisbon"),
+    ("WEST", "Europe/Lisbon"),
+    ("CET", "Europe/Paris"),
+    ("CEST", "Europe/Paris"),
+    ("MET", "Europe/Paris"),
+    ("EET", "Europe/Athens"),
+    ("EEST", "Europe/Athens"),
+    ("MSK", "Europe/Moscow"),
+    ("IST", "Asia/Kolkata"),
+    ("JST", "Asia/Tokyo"),
+    ("KST", "Asia/Seoul"),
+    ("HKT", "Asia/Hong_Kong"),
+    ("SGT", "Asia/Singapore"),
+    ("AEST", "Australia/Sydney"),
+    ("AEDT", "Australia/Sydney"),
+    ("NZST", "Pacific/Auckland"),
 ];
 
 pub(crate) fn report_zone(cx: &mut Checker, file: FileId, zone: &str, span: Span) {
@@ -252,12 +299,21 @@ pub(crate) fn report_zone(cx: &mut Checker, file: FileId, zone: &str, span: Span
     }
     let help = suggest::help(zone, chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).filter(|z| zone_ok(z)))
         .unwrap_or_else(|| "use an IANA zone name such as \"Europe/Paris\" or \"America/New_York\"".into());
-    cx.report(Diagnostic::new(Code::UnknownTimezone, file, span, format!("unknown time zone `{zone}`")).with_label("not an IANA time zone").with_help(help));
+    cx.report(
+        Diagnostic::new(Code::UnknownTimezone, file, span, format!("unknown time zone `{zone}`"))
+            .with_label("not an IANA time zone")
+            .with_help(help),
+    );
 }
 
 fn report_enum(cx: &mut Checker, file: FileId, value: &str, span: Span, values: &[String]) {
-    let help = suggest::help(value, values.iter().map(String::as_str)).unwrap_or_else(|| format!("the values are {}", super::join(values.iter())));
-    cx.report(Diagnostic::new(Code::UnknownEnumValue, file, span, format!("`{value}` is not one of the enum's values")).with_label("not in the enum").with_help(help));
+    let help = suggest::help(value, values.iter().map(String::as_str))
+        .unwrap_or_else(|| format!("the values are {}", super::join(values.iter())));
+    cx.report(
+        Diagnostic::new(Code::UnknownEnumValue, file, span, format!("`{value}` is not one of the enum's values"))
+            .with_label("not in the enum")
+            .with_help(help),
+    );
 }
 
 /// Resolves a bare name: enum value (when compared with an enum), event
@@ -292,25 +348,36 @@ fn name(cx: &mut Checker, file: FileId, n: &ast::Name, scope: &Scope, hint: Opti
     // `tags has vip`, `city == paris`: a word where a string was meant.
     let help = (hint == Some(&Type::String)).then(|| format!("to compare with the text, quote it: `\"{}\"`", n.text));
     let d = if scope.audience {
-        Diagnostic::new(Code::UnknownSegment, file, span, format!("unknown segment `{}`", n.text)).with_label("no such segment")
+        Diagnostic::new(Code::UnknownSegment, file, span, format!("unknown segment `{}`", n.text))
+            .with_label("no such segment")
     } else if scope.event_only {
         let ev = scope.event.unwrap_or("the event");
-        Diagnostic::new(Code::UnknownAttribute, file, span, format!("event `{ev}` has no property `{}`", n.text)).with_label("unknown property")
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("event `{ev}` has no property `{}`", n.text))
+            .with_label("unknown property")
     } else if let Some(ev) = scope.event {
-        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text)).with_label(format!("neither a property of `{ev}` nor a contact field"))
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text))
+            .with_label(format!("neither a property of `{ev}` nor a contact field"))
     } else {
-        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text)).with_label("not a contact field")
+        Diagnostic::new(Code::UnknownAttribute, file, span, format!("unknown attribute `{}`", n.text))
+            .with_label("not a contact field")
     };
     let help = help.or_else(|| match scope.event.map(|e| (e, cx.model.events.get(e))) {
         // In a trigger's `where`, say what the event carries and what the contact has.
         Some((ev, Some(decl))) => {
             let props: Vec<&str> = decl.fields.keys().map(String::as_str).collect();
-            let props = if props.is_empty() { format!("`{ev}` declares no properties") } else { format!("`{ev}` has {}", list(&props)) };
+            let props = if props.is_empty() {
+                format!("`{ev}` declares no properties")
+            } else {
+                format!("`{ev}` has {}", list(&props))
+            };
             if scope.event_only {
                 Some(props)
             } else {
                 let fields: Vec<&str> = cx.model.contact.keys().map(String::as_str).collect();
-                Some(format!("{props}; the contact has {}; declare new properties in `event {ev} {{ … }}`", list(&fields)))
+                Some(format!(
+                    "{props}; the contact has {}; declare new properties in `event {ev} {{ … }}`",
+                    list(&fields)
+                ))
             }
         }
         _ => (!scope.event_only).then(|| "declare it in `contact { … }`".to_string()),
@@ -352,7 +419,11 @@ fn lookup(cx: &Checker, text: &str, scope: &Scope) -> Option<(TKind, Type)> {
 fn is_optional(cx: &Checker, e: &TExpr, scope: &Scope) -> bool {
     match &e.kind {
         TKind::ContactField(n) => cx.model.contact.get(n).is_some_and(|f| f.optional),
-        TKind::EventProp(n) => scope.event.and_then(|ev| cx.model.events.get(ev)).and_then(|ev| ev.fields.get(n)).is_some_and(|f| f.optional),
+        TKind::EventProp(n) => scope
+            .event
+            .and_then(|ev| cx.model.events.get(ev))
+            .and_then(|ev| ev.fields.get(n))
+            .is_some_and(|f| f.optional),
         _ => false,
     }
 }
@@ -370,9 +441,14 @@ fn comparable(a: &Type, b: &Type) -> bool {
 
 fn mismatch(cx: &mut Checker, file: FileId, l: &TExpr, r: &TExpr, what: &str) {
     cx.report(
-        Diagnostic::new(Code::TypeMismatch, file, r.span, format!("{what} compares {} with {}", l.ty.describe(), r.ty.describe()))
-            .with_label(format!("this is {}", r.ty.describe()))
-            .with_related(l.span, format!("this is {}", l.ty.describe())),
+        Diagnostic::new(
+            Code::TypeMismatch,
+            file,
+            r.span,
+            format!("{what} compares {} with {}", l.ty.describe(), r.ty.describe()),
+        )
+        .with_label(format!("this is {}", r.ty.describe()))
+        .with_related(l.span, format!("this is {}", l.ty.describe())),
     );
 }
 
@@ -380,7 +456,15 @@ fn is_bare_unresolved(cx: &Checker, e: &ast::Expr, scope: &Scope) -> bool {
     matches!(&e.kind, ExprKind::Name(n) if lookup(cx, &n.text, scope).is_none())
 }
 
-fn compare(cx: &mut Checker, file: FileId, op: CmpOp, lhs: &ast::Expr, rhs: &ast::Expr, scope: &Scope, span: Span) -> TExpr {
+fn compare(
+    cx: &mut Checker,
+    file: FileId,
+    op: CmpOp,
+    lhs: &ast::Expr,
+    rhs: &ast::Expr,
+    scope: &Scope,
+    span: Span,
+) -> TExpr {
     // `pro == plan` reads as well as `plan == pro`: type the side that resolves first.
     let (l, r) = if is_bare_unresolved(cx, lhs, scope) && !is_bare_unresolved(cx, rhs, scope) {
         let r = typed(cx, file, rhs, scope, None);
@@ -396,26 +480,51 @@ fn compare(cx: &mut Checker, file: FileId, op: CmpOp, lhs: &ast::Expr, rhs: &ast
     if none_side {
         let other = if matches!(l.ty, Type::None) { &r } else { &l };
         if ordered {
-            cx.report(Diagnostic::new(Code::TypeMismatch, file, span, format!("`{}` cannot order against `none`", op.as_str())).with_label("use `==` or `!=` with `none`"));
+            cx.report(
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    file,
+                    span,
+                    format!("`{}` cannot order against `none`", op.as_str()),
+                )
+                .with_label("use `==` or `!=` with `none`"),
+            );
         } else if !matches!(other.ty, Type::Unknown | Type::None) && !is_optional(cx, other, scope) {
             cx.report(
-                Diagnostic::new(Code::TypeMismatch, file, other.span, "this value is never absent, so comparing it with `none` is always the same")
-                    .with_label(format!("not optional: {}", other.ty.describe()))
-                    .with_help("only fields declared with `?` may be `none`"),
+                Diagnostic::new(
+                    Code::TypeMismatch,
+                    file,
+                    other.span,
+                    "this value is never absent, so comparing it with `none` is always the same",
+                )
+                .with_label(format!("not optional: {}", other.ty.describe()))
+                .with_help("only fields declared with `?` may be `none`"),
             );
         }
     } else if !comparable(&l.ty, &r.ty) {
         mismatch(cx, file, &l, &r, &format!("`{}`", op.as_str()));
     } else if ordered && !matches!(l.ty, Type::Number | Type::DateTime | Type::Date | Type::Duration | Type::Unknown) {
         cx.report(
-            Diagnostic::new(Code::TypeMismatch, file, span, format!("`{}` needs numbers, dates or durations, not {}", op.as_str(), l.ty.describe()))
-                .with_label("cannot be ordered"),
+            Diagnostic::new(
+                Code::TypeMismatch,
+                file,
+                span,
+                format!("`{}` needs numbers, dates or durations, not {}", op.as_str(), l.ty.describe()),
+            )
+            .with_label("cannot be ordered"),
         );
     }
     TExpr { kind: TKind::Compare { op, lhs: Box::new(l), rhs: Box::new(r) }, ty: Type::Bool, span }
 }
 
-fn arith(cx: &mut Checker, file: FileId, first: &ast::Expr, rest: &[(ArithOp, ast::Expr)], scope: &Scope, span: Span) -> TExpr {
+fn arith(
+    cx: &mut Checker,
+    file: FileId,
+    first: &ast::Expr,
+    rest: &[(ArithOp, ast::Expr)],
+    scope: &Scope,
+    span: Span,
+) -> TExpr {
     let f = typed(cx, file, first, scope, None);
     let mut acc = f.ty.clone();
     let mut parts = Vec::new();
@@ -437,9 +546,14 @@ fn arith(cx: &mut Checker, file: FileId, first: &ast::Expr, rest: &[(ArithOp, as
             None => {
                 let sym = if *op == ArithOp::Add { "+" } else { "-" };
                 cx.report(
-                    Diagnostic::new(Code::TypeMismatch, file, t.span, format!("cannot compute {} {sym} {}", acc.describe(), t.ty.describe()))
-                        .with_label(format!("this is {}", t.ty.describe()))
-                        .with_help("arithmetic works on numbers, and on datetimes with durations (`now - 7d`)"),
+                    Diagnostic::new(
+                        Code::TypeMismatch,
+                        file,
+                        t.span,
+                        format!("cannot compute {} {sym} {}", acc.describe(), t.ty.describe()),
+                    )
+                    .with_label(format!("this is {}", t.ty.describe()))
+                    .with_help("arithmetic works on numbers, and on datetimes with durations (`now - 7d`)"),
                 );
                 Type::Unknown
             }
@@ -476,7 +590,9 @@ fn constant_out_of_range(e: &TExpr) -> Option<&'static str> {
     let mut all_durations = true;
     for (op, x) in rest {
         match x.kind {
-            TKind::Const(Value::Duration(m)) => offset += if *op == ArithOp::Add { i128::from(m) } else { -i128::from(m) },
+            TKind::Const(Value::Duration(m)) => {
+                offset += if *op == ArithOp::Add { i128::from(m) } else { -i128::from(m) }
+            }
             _ => all_durations = false,
         }
     }
@@ -488,9 +604,15 @@ fn constant_out_of_range(e: &TExpr) -> Option<&'static str> {
         return None;
     }
     match first.kind {
-        TKind::Const(Value::DateTime(m)) if !fits(i128::from(m) + offset, crate::limits::datetime) => Some("this falls outside the years 0000 to 9999"),
-        TKind::Const(Value::Date(d)) if !fits(i128::from(d) * 1440 + offset, crate::limits::datetime) => Some("this falls outside the years 0000 to 9999"),
-        TKind::Const(Value::Duration(m)) if !fits(i128::from(m) + offset, crate::limits::duration) => Some("these durations add up to more than 10,000 years"),
+        TKind::Const(Value::DateTime(m)) if !fits(i128::from(m) + offset, crate::limits::datetime) => {
+            Some("this falls outside the years 0000 to 9999")
+        }
+        TKind::Const(Value::Date(d)) if !fits(i128::from(d) * 1440 + offset, crate::limits::datetime) => {
+            Some("this falls outside the years 0000 to 9999")
+        }
+        TKind::Const(Value::Duration(m)) if !fits(i128::from(m) + offset, crate::limits::duration) => {
+            Some("these durations add up to more than 10,000 years")
+        }
         _ => None,
     }
 }
@@ -513,7 +635,11 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
         "consent" | "capable" => {
             if !cx.model.channels.contains_key(&arg.text) {
                 let help = cx.channel_help(&arg.text);
-                cx.report(Diagnostic::new(Code::UnknownChannel, file, arg.span, format!("unknown channel `{}`", arg.text)).with_label("no such channel").with_help_opt(help));
+                cx.report(
+                    Diagnostic::new(Code::UnknownChannel, file, arg.span, format!("unknown channel `{}`", arg.text))
+                        .with_label("no such channel")
+                        .with_help_opt(help),
+                );
                 return unknown(span);
             }
             if func.text == "consent" {
@@ -541,17 +667,33 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
                     let before = campaign.sent;
                     if !before.any.contains(&arg.text) {
                         cx.report(
-                            Diagnostic::new(Code::StepNotBefore, file, arg.span, format!("`{}` cannot have run before this condition", arg.text))
-                                .with_label("no path reaches this point through the send")
-                                .with_related(info.span, "the send comes later, or on another branch")
-                                .with_help(format!("`{}({})` is always false here; move the check after `{}`", func.text, arg.text, arg.text)),
+                            Diagnostic::new(
+                                Code::StepNotBefore,
+                                file,
+                                arg.span,
+                                format!("`{}` cannot have run before this condition", arg.text),
+                            )
+                            .with_label("no path reaches this point through the send")
+                            .with_related(info.span, "the send comes later, or on another branch")
+                            .with_help(format!(
+                                "`{}({})` is always false here; move the check after `{}`",
+                                func.text, arg.text, arg.text
+                            )),
                         );
                     } else if !before.all.contains(&arg.text) {
                         cx.report(
-                            Diagnostic::new(Code::StepNotDominating, file, arg.span, format!("`{}` may not have run on every path to this condition", arg.text))
-                                .with_label("not sent on every path here")
-                                .with_related(info.span, "the send")
-                                .with_help(format!("on paths that skip `{}`, `{}({})` is always false", arg.text, func.text, arg.text)),
+                            Diagnostic::new(
+                                Code::StepNotDominating,
+                                file,
+                                arg.span,
+                                format!("`{}` may not have run on every path to this condition", arg.text),
+                            )
+                            .with_label("not sent on every path here")
+                            .with_related(info.span, "the send")
+                            .with_help(format!(
+                                "on paths that skip `{}`, `{}({})` is always false",
+                                arg.text, func.text, arg.text
+                            )),
                         );
                     }
                     if before.unwaited.contains(&arg.text) {
@@ -567,9 +709,14 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
                 Some(info) => {
                     let span_first = info.span;
                     cx.report(
-                        Diagnostic::new(Code::UnknownStep, file, arg.span, format!("step `{}` is not a `send`", arg.text))
-                            .with_label("engagement needs a send")
-                            .with_related(span_first, "this step sends nothing"),
+                        Diagnostic::new(
+                            Code::UnknownStep,
+                            file,
+                            arg.span,
+                            format!("step `{}` is not a `send`", arg.text),
+                        )
+                        .with_label("engagement needs a send")
+                        .with_related(span_first, "this step sends nothing"),
                     );
                     unknown(span)
                 }
@@ -577,7 +724,16 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
                     let sends = campaign.labels.iter().filter(|(_, i)| i.is_send).map(|(k, _)| k.as_str());
                     let best = suggest::best(&arg.text, sends);
                     let otherwise = "label the send: `hello: send …`".to_string();
-                    cx.report(Diagnostic::new(Code::UnknownStep, file, arg.span, format!("no `send` is labelled `{}`", arg.text)).with_label("unknown step").with_suggestion(arg.span, best, Some(otherwise)));
+                    cx.report(
+                        Diagnostic::new(
+                            Code::UnknownStep,
+                            file,
+                            arg.span,
+                            format!("no `send` is labelled `{}`", arg.text),
+                        )
+                        .with_label("unknown step")
+                        .with_suggestion(arg.span, best, Some(otherwise)),
+                    );
                     unknown(span)
                 }
             }
@@ -587,19 +743,34 @@ fn call(cx: &mut Checker, file: FileId, func: &ast::Name, arg: &ast::Name, scope
                 return ok(TKind::InSegment(arg.text.clone()));
             }
             let best = suggest::best(&arg.text, cx.segment_names.iter().map(String::as_str));
-            cx.report(Diagnostic::new(Code::UnknownSegment, file, arg.span, format!("unknown segment `{}`", arg.text)).with_label("no such segment").with_suggestion(arg.span, best, None));
+            cx.report(
+                Diagnostic::new(Code::UnknownSegment, file, arg.span, format!("unknown segment `{}`", arg.text))
+                    .with_label("no such segment")
+                    .with_suggestion(arg.span, best, None),
+            );
             unknown(span)
         }
         other => {
             let best = suggest::best(other, FUNCTIONS.iter().copied());
             let otherwise = format!("the predicates are {}", FUNCTIONS.join(", "));
-            cx.report(Diagnostic::new(Code::UnknownFunction, file, func.span, format!("unknown predicate `{other}`")).with_label("no such predicate").with_suggestion(func.span, best, Some(otherwise)));
+            cx.report(
+                Diagnostic::new(Code::UnknownFunction, file, func.span, format!("unknown predicate `{other}`"))
+                    .with_label("no such predicate")
+                    .with_suggestion(func.span, best, Some(otherwise)),
+            );
             unknown(span)
         }
     }
 }
 
-fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&ast::DurationLit>, filter: &[ast::Expr], span: Span) -> TExpr {
+fn happened(
+    cx: &mut Checker,
+    file: FileId,
+    event: &ast::Name,
+    within: Option<&ast::DurationLit>,
+    filter: &[ast::Expr],
+    span: Span,
+) -> TExpr {
     if !cx.model.events.contains_key(&event.text) {
         report_unknown_event(cx, file, event);
         return unknown(span);
@@ -607,7 +778,10 @@ fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&a
     let within_minutes = within.map(|d| {
         let m = d.minutes().min(crate::limits::MAX_DURATION as u64) as i64;
         if m == 0 {
-            cx.report(Diagnostic::new(Code::InvalidDuration, file, d.span, "`within` needs a duration above zero").with_label("empty window"));
+            cx.report(
+                Diagnostic::new(Code::InvalidDuration, file, d.span, "`within` needs a duration above zero")
+                    .with_label("empty window"),
+            );
         }
         m
     });
@@ -621,5 +795,9 @@ fn happened(cx: &mut Checker, file: FileId, event: &ast::Name, within: Option<&a
 pub(crate) fn report_unknown_event(cx: &mut Checker, file: FileId, event: &ast::Name) {
     let best = suggest::best(&event.text, cx.model.events.keys().map(String::as_str));
     let otherwise = "declare it with `event NAME { … }`".to_string();
-    cx.report(Diagnostic::new(Code::UnknownEvent, file, event.span, format!("unknown event `{}`", event.text)).with_label("no such event").with_suggestion(event.span, best, Some(otherwise)));
+    cx.report(
+        Diagnostic::new(Code::UnknownEvent, file, event.span, format!("unknown event `{}`", event.text))
+            .with_label("no such event")
+            .with_suggestion(event.span, best, Some(otherwise)),
+    );
 }

@@ -66,14 +66,24 @@ pub fn apply(ws: &Workspace, diags: &mut Vec<Diagnostic>, lints: &Lints) {
             if let Some(codes) = allow_codes(text) {
                 let scope = scope_after(&source.text, tree, c.span.end as usize);
                 for written in codes {
-                    allows.push(Allow { file, comment: c.span, code: Code::parse(&written), written, scope, used: false });
+                    allows.push(Allow {
+                        file,
+                        comment: c.span,
+                        code: Code::parse(&written),
+                        written,
+                        scope,
+                        used: false,
+                    });
                 }
             }
         }
     }
     diags.retain(|d| {
         let silenced = allows.iter_mut().find(|a| {
-            a.file == d.file && a.code == Some(d.code) && d.severity == Severity::Warning && a.scope.is_some_and(|s| s.contains(d.span.start as usize))
+            a.file == d.file
+                && a.code == Some(d.code)
+                && d.severity == Severity::Warning
+                && a.scope.is_some_and(|s| s.contains(d.span.start as usize))
         });
         match silenced {
             Some(a) => {
@@ -105,13 +115,16 @@ fn unused(a: &Allow) -> Diagnostic {
     match a.code {
         None => {
             let all = Code::ALL.iter().filter(|c| c.default_severity() == Severity::Warning).map(|c| c.as_str());
-            let help = crate::suggest::help(&a.written, all).unwrap_or_else(|| "`flowc explain CODE` lists what each code means".into());
+            let help = crate::suggest::help(&a.written, all)
+                .unwrap_or_else(|| "`flowc explain CODE` lists what each code means".into());
             d.with_label("no such warning").with_help(help)
         }
-        Some(code) if code.default_severity() == Severity::Error => {
-            d.with_label("errors cannot be allowed").with_help(format!("`{code}` means the campaign cannot run as written; fix it instead"))
-        }
-        Some(_) if a.scope.is_none() => d.with_label("applies to nothing").with_help("put it on the line before a step, or before a campaign to cover all of it"),
+        Some(code) if code.default_severity() == Severity::Error => d
+            .with_label("errors cannot be allowed")
+            .with_help(format!("`{code}` means the campaign cannot run as written; fix it instead")),
+        Some(_) if a.scope.is_none() => d
+            .with_label("applies to nothing")
+            .with_help("put it on the line before a step, or before a campaign to cover all of it"),
         Some(_) => d.with_label("nothing to silence").with_help("remove it"),
     }
 }
@@ -149,7 +162,12 @@ fn step_at(steps: &[ast::Step], at: usize) -> Option<Span> {
         }
         if s.span.contains(at) {
             let inner: Vec<&[ast::Step]> = match &s.kind {
-                ast::StepKind::If(i) => i.arms.iter().map(|(_, b)| b.steps.as_slice()).chain(i.otherwise.iter().map(|b| b.steps.as_slice())).collect(),
+                ast::StepKind::If(i) => i
+                    .arms
+                    .iter()
+                    .map(|(_, b)| b.steps.as_slice())
+                    .chain(i.otherwise.iter().map(|b| b.steps.as_slice()))
+                    .collect(),
                 ast::StepKind::AbTest(t) => t.variants.iter().map(|v| v.block.steps.as_slice()).collect(),
                 _ => Vec::new(),
             };

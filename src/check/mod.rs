@@ -6,16 +6,16 @@
 //! declaration is reported and left out, and checking goes on.
 
 mod campaign;
-mod expr;
 pub mod explain;
+mod expr;
 pub mod lints;
 pub mod model;
 pub mod registry;
 
 use crate::diag::{Code, Diagnostic, Severity};
 use crate::source::{FileId, Span};
-use crate::syntax::ast;
 use crate::suggest;
+use crate::syntax::ast;
 use crate::workspace::{Unit, Workspace};
 use model::*;
 use std::collections::{BTreeMap, HashMap};
@@ -45,7 +45,12 @@ pub fn stdlib_model() -> Model {
 
 /// Checks one unit. Diagnostics in files the unit imports are included; the
 /// caller deduplicates across units.
-pub fn check(ws: &Workspace, unit: &Unit, registry: &[registry::RegistryTemplate], opts: &CheckOptions) -> (Model, Vec<Diagnostic>) {
+pub fn check(
+    ws: &Workspace,
+    unit: &Unit,
+    registry: &[registry::RegistryTemplate],
+    opts: &CheckOptions,
+) -> (Model, Vec<Diagnostic>) {
     let mut cx = Checker {
         ws,
         opts,
@@ -101,8 +106,9 @@ impl<'a> Checker<'a> {
 
     /// "first declared here", as a related label when in the same file.
     fn duplicate(&mut self, file: FileId, span: Span, what: &str, name: &str, first: Origin) {
-        let mut d = Diagnostic::new(Code::DuplicateDeclaration, file, span, format!("{what} `{name}` is declared twice"))
-            .with_label("declared again here");
+        let mut d =
+            Diagnostic::new(Code::DuplicateDeclaration, file, span, format!("{what} `{name}` is declared twice"))
+                .with_label("declared again here");
         match first {
             Origin::Source(f, s) if f == file => d = d.with_related(s, "first declared here"),
             Origin::Source(f, s) => {
@@ -161,28 +167,40 @@ impl<'a> Checker<'a> {
 
     fn field(&mut self, file: FileId, f: &ast::FieldDecl) -> Option<Field> {
         let ty = match &f.ty.kind {
-            ast::TypeKind::Named(n) => match n.text.as_str() {
-                "string" => Type::String,
-                "number" => Type::Number,
-                "bool" => Type::Bool,
-                "datetime" => Type::DateTime,
-                "date" => Type::Date,
-                "duration" => Type::Duration,
-                "timezone" => Type::Timezone,
-                other => {
-                    const TYPES: &[&str] = &["string", "number", "bool", "datetime", "date", "duration", "timezone", "set", "enum"];
-                    let best = suggest::best(other, TYPES.iter().copied());
-                    let otherwise = "types are string, number, bool, datetime, date, duration, timezone, set<string> and enum(…)".to_string();
-                    self.report(Diagnostic::new(Code::InvalidDeclaration, file, n.span, format!("unknown type `{other}`")).with_label("not a type").with_suggestion(n.span, best, Some(otherwise)));
-                    return None;
+            ast::TypeKind::Named(n) => {
+                match n.text.as_str() {
+                    "string" => Type::String,
+                    "number" => Type::Number,
+                    "bool" => Type::Bool,
+                    "datetime" => Type::DateTime,
+                    "date" => Type::Date,
+                    "duration" => Type::Duration,
+                    "timezone" => Type::Timezone,
+                    other => {
+                        const TYPES: &[&str] =
+                            &["string", "number", "bool", "datetime", "date", "duration", "timezone", "set", "enum"];
+                        let best = suggest::best(other, TYPES.iter().copied());
+                        let otherwise = "types are string, number, bool, datetime, date, duration, timezone, set<string> and enum(…)".to_string();
+                        self.report(
+                            Diagnostic::new(Code::InvalidDeclaration, file, n.span, format!("unknown type `{other}`"))
+                                .with_label("not a type")
+                                .with_suggestion(n.span, best, Some(otherwise)),
+                        );
+                        return None;
+                    }
                 }
-            },
+            }
             ast::TypeKind::Set(inner) => {
                 if inner.text != "string" {
                     self.report(
-                        Diagnostic::new(Code::InvalidDeclaration, file, inner.span, format!("sets hold strings, not `{}`", inner.text))
-                            .with_label("only `set<string>` exists")
-                            .with_help("write `set<string>`"),
+                        Diagnostic::new(
+                            Code::InvalidDeclaration,
+                            file,
+                            inner.span,
+                            format!("sets hold strings, not `{}`", inner.text),
+                        )
+                        .with_label("only `set<string>` exists")
+                        .with_help("write `set<string>`"),
                     );
                     return None;
                 }
@@ -192,7 +210,15 @@ impl<'a> Checker<'a> {
                 let mut seen: Vec<&str> = Vec::new();
                 for v in values {
                     if seen.contains(&v.text.as_str()) {
-                        self.report(Diagnostic::new(Code::DuplicateDeclaration, file, v.span, format!("enum value `{}` is listed twice", v.text)).with_label("listed again"));
+                        self.report(
+                            Diagnostic::new(
+                                Code::DuplicateDeclaration,
+                                file,
+                                v.span,
+                                format!("enum value `{}` is listed twice", v.text),
+                            )
+                            .with_label("listed again"),
+                        );
                     } else {
                         seen.push(&v.text);
                     }
@@ -200,7 +226,12 @@ impl<'a> Checker<'a> {
                 Type::Enum(Arc::from(seen.iter().map(|s| s.to_string()).collect::<Vec<_>>()))
             }
         };
-        Some(Field { name: f.name.text.clone(), ty, optional: f.ty.optional, origin: Origin::Source(file, f.name.span) })
+        Some(Field {
+            name: f.name.text.clone(),
+            ty,
+            optional: f.ty.optional,
+            origin: Origin::Source(file, f.name.span),
+        })
     }
 
     fn declare_channel(&mut self, file: FileId, c: &ast::ChannelDecl) {
@@ -226,7 +257,8 @@ impl<'a> Checker<'a> {
                         self.duplicate(file, name.span, "message type", &name.text, origin);
                         continue;
                     }
-                    let mt = MessageType { requires_consent: *requires_consent, origin: Origin::Source(file, name.span) };
+                    let mt =
+                        MessageType { requires_consent: *requires_consent, origin: Origin::Source(file, name.span) };
                     channel.messages.insert(name.text.clone(), mt);
                 }
             }
@@ -249,7 +281,15 @@ impl<'a> Checker<'a> {
                 ast::TemplateField::Version { value, span } => (version.replace(*value).is_some(), *span, "version"),
             };
             if slot_filled {
-                self.report(Diagnostic::new(Code::InvalidTemplate, file, span, format!("template `{}` sets `{what}` twice", t.name.text)).with_label("set again here"));
+                self.report(
+                    Diagnostic::new(
+                        Code::InvalidTemplate,
+                        file,
+                        span,
+                        format!("template `{}` sets `{what}` twice", t.name.text),
+                    )
+                    .with_label("set again here"),
+                );
             }
         }
         let missing: Vec<&str> = [("channel", channel.is_none()), ("message", message.is_none())]
@@ -259,9 +299,16 @@ impl<'a> Checker<'a> {
             .collect();
         if !missing.is_empty() {
             self.report(
-                Diagnostic::new(Code::InvalidTemplate, file, t.name.span, format!("template `{}` has no {}", t.name.text, missing.join(" and ")))
-                    .with_label("incomplete template")
-                    .with_help("a template needs `channel NAME` and `message TYPE`; `status` defaults to draft and `version` to 1"),
+                Diagnostic::new(
+                    Code::InvalidTemplate,
+                    file,
+                    t.name.span,
+                    format!("template `{}` has no {}", t.name.text, missing.join(" and ")),
+                )
+                .with_label("incomplete template")
+                .with_help(
+                    "a template needs `channel NAME` and `message TYPE`; `status` defaults to draft and `version` to 1",
+                ),
             );
             return;
         }
@@ -272,7 +319,16 @@ impl<'a> Checker<'a> {
                 None => {
                     let best = suggest::best(&s.text, ["draft", "published", "rejected"]);
                     let otherwise = "status is draft, published or rejected".to_string();
-                    self.report(Diagnostic::new(Code::InvalidTemplate, file, s.span, format!("unknown template status `{}`", s.text)).with_label("not a status").with_suggestion(s.span, best, Some(otherwise)));
+                    self.report(
+                        Diagnostic::new(
+                            Code::InvalidTemplate,
+                            file,
+                            s.span,
+                            format!("unknown template status `{}`", s.text),
+                        )
+                        .with_label("not a status")
+                        .with_suggestion(s.span, best, Some(otherwise)),
+                    );
                     return;
                 }
             },
@@ -297,9 +353,14 @@ impl<'a> Checker<'a> {
         for r in registry {
             if let Some(prev) = self.model.templates.get(&r.name) {
                 if let Origin::Source(file, span) = prev.origin {
-                    let d = Diagnostic::new(Code::DuplicateDeclaration, file, span, format!("template `{}` is declared twice", r.name))
-                        .with_label("also in the template registry")
-                        .with_help("remove one of the two: the registry (--templates) also defines it");
+                    let d = Diagnostic::new(
+                        Code::DuplicateDeclaration,
+                        file,
+                        span,
+                        format!("template `{}` is declared twice", r.name),
+                    )
+                    .with_label("also in the template registry")
+                    .with_help("remove one of the two: the registry (--templates) also defines it");
                     self.report(d);
                 }
                 continue;
@@ -323,18 +384,31 @@ impl<'a> Checker<'a> {
         for e in &p.entries {
             let key = (e.channel.text.clone(), e.message.text.clone());
             if e.amount.text.split_once('.').is_some_and(|(_, frac)| frac.len() > 6) {
-                self.report(Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "a price has at most 6 decimals").with_label("too precise").with_help("prices are kept in micro-euros"));
+                self.report(
+                    Diagnostic::new(Code::InvalidDeclaration, file, e.amount.span, "a price has at most 6 decimals")
+                        .with_label("too precise")
+                        .with_help("prices are kept in micro-euros"),
+                );
                 continue;
             }
             let Some(micros) = money_micros(&e.amount.text).filter(|m| crate::limits::price(*m)) else {
-                self.report(Diagnostic::new(Code::OutOfRange, file, e.amount.span, "price out of range").with_label("above 1000 EUR").with_help("one message costs at most 1000 EUR"));
+                self.report(
+                    Diagnostic::new(Code::OutOfRange, file, e.amount.span, "price out of range")
+                        .with_label("above 1000 EUR")
+                        .with_help("one message costs at most 1000 EUR"),
+                );
                 continue;
             };
             if e.amount.currency.text != "EUR" {
                 self.report(
-                    Diagnostic::new(Code::InvalidDeclaration, file, e.amount.currency.span, format!("prices are in EUR, not {}", e.amount.currency.text))
-                        .with_label("unsupported currency")
-                        .with_help("the prepaid balance is kept in EUR"),
+                    Diagnostic::new(
+                        Code::InvalidDeclaration,
+                        file,
+                        e.amount.currency.span,
+                        format!("prices are in EUR, not {}", e.amount.currency.text),
+                    )
+                    .with_label("unsupported currency")
+                    .with_help("the prepaid balance is kept in EUR"),
                 );
                 continue;
             }
@@ -362,8 +436,13 @@ impl<'a> Checker<'a> {
             if !self.model.channels.contains_key(&fb) || fb == name {
                 let help = self.channel_help(&fb);
                 self.report(
-                    Diagnostic::new(Code::UnknownChannel, file, span, format!("channel `{name}` falls back to `{fb}`, which is not another declared channel"))
-                        .with_help_opt(help),
+                    Diagnostic::new(
+                        Code::UnknownChannel,
+                        file,
+                        span,
+                        format!("channel `{name}` falls back to `{fb}`, which is not another declared channel"),
+                    )
+                    .with_help_opt(help),
                 );
             }
         }
@@ -373,20 +452,38 @@ impl<'a> Checker<'a> {
             let Some(t) = self.model.templates.get(name).cloned() else { continue };
             let span_of = |want: &str| {
                 fields.iter().find_map(|f| match (f, want) {
-                    (ast::TemplateField::Channel(n), "channel") | (ast::TemplateField::Message(n), "message") => Some(n.span),
+                    (ast::TemplateField::Channel(n), "channel") | (ast::TemplateField::Message(n), "message") => {
+                        Some(n.span)
+                    }
                     _ => None,
                 })
             };
-            self.channel_message(*file, &t.channel, span_of("channel").unwrap_or_default(), &t.message, span_of("message").unwrap_or_default());
+            self.channel_message(
+                *file,
+                &t.channel,
+                span_of("channel").unwrap_or_default(),
+                &t.message,
+                span_of("message").unwrap_or_default(),
+            );
         }
         // Prices name declared channel.message pairs.
-        let prices: Vec<((String, String), (i64, FileId, Span))> = self.price_origins.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        type PriceAt = (i64, FileId, Span);
+        let prices: Vec<((String, String), PriceAt)> =
+            self.price_origins.iter().map(|(k, v)| (k.clone(), *v)).collect();
         for ((ch, msg), (_, file, span)) in prices {
             if self.model.channels.get(&ch).is_some_and(|c| c.messages.contains_key(&msg)) {
                 continue;
             }
             let help = self.channel_help(&ch);
-            self.report(Diagnostic::new(Code::UnknownMessageType, file, span, format!("price for `{ch}.{msg}`, which no channel declares")).with_help_opt(help));
+            self.report(
+                Diagnostic::new(
+                    Code::UnknownMessageType,
+                    file,
+                    span,
+                    format!("price for `{ch}.{msg}`, which no channel declares"),
+                )
+                .with_help_opt(help),
+            );
         }
     }
 
@@ -395,11 +492,22 @@ impl<'a> Checker<'a> {
     }
 
     /// Checks a `channel.message` pair; true when both exist.
-    pub(crate) fn channel_message(&mut self, file: FileId, channel: &str, cspan: Span, message: &str, mspan: Span) -> bool {
+    pub(crate) fn channel_message(
+        &mut self,
+        file: FileId,
+        channel: &str,
+        cspan: Span,
+        message: &str,
+        mspan: Span,
+    ) -> bool {
         let Some(ch) = self.model.channels.get(channel) else {
             let best = suggest::best(channel, self.model.channels.keys().map(String::as_str));
             let otherwise = format!("channels are {}", join(self.model.channels.keys()));
-            self.report(Diagnostic::new(Code::UnknownChannel, file, cspan, format!("unknown channel `{channel}`")).with_label("no such channel").with_suggestion(cspan, best, Some(otherwise)));
+            self.report(
+                Diagnostic::new(Code::UnknownChannel, file, cspan, format!("unknown channel `{channel}`"))
+                    .with_label("no such channel")
+                    .with_suggestion(cspan, best, Some(otherwise)),
+            );
             return false;
         };
         if ch.messages.contains_key(message) {
@@ -408,9 +516,14 @@ impl<'a> Checker<'a> {
         let best = suggest::best(message, ch.messages.keys().map(String::as_str));
         let otherwise = format!("`{channel}` has {}", join(ch.messages.keys()));
         self.report(
-            Diagnostic::new(Code::UnknownMessageType, file, mspan, format!("channel `{channel}` has no message type `{message}`"))
-                .with_label("unknown message type")
-                .with_suggestion(mspan, best, Some(otherwise)),
+            Diagnostic::new(
+                Code::UnknownMessageType,
+                file,
+                mspan,
+                format!("channel `{channel}` has no message type `{message}`"),
+            )
+            .with_label("unknown message type")
+            .with_suggestion(mspan, best, Some(otherwise)),
         );
         false
     }
@@ -431,7 +544,8 @@ impl<'a> Checker<'a> {
         }
         self.segment_names = declared.keys().cloned().collect();
         // Segments by their place in `unique` (source order), and whom each uses.
-        let index: HashMap<&str, usize> = unique.iter().enumerate().map(|(i, (_, s))| (s.name.text.as_str(), i)).collect();
+        let index: HashMap<&str, usize> =
+            unique.iter().enumerate().map(|(i, (_, s))| (s.name.text.as_str(), i)).collect();
         let mut uses: Vec<Vec<usize>> = Vec::with_capacity(unique.len());
         for (file, s) in &unique {
             let scope = expr::Scope::plain();
@@ -452,9 +566,14 @@ impl<'a> Checker<'a> {
                 help.push_str(&format!("; these segments all reach each other: {}", names(&members).join(", ")));
             }
             self.report(
-                Diagnostic::new(Code::InvalidDeclaration, file, s.name.span, format!("segment `{}` refers to itself: {}", s.name.text, names(&path).join(" → ")))
-                    .with_label("cyclic segment")
-                    .with_help(help),
+                Diagnostic::new(
+                    Code::InvalidDeclaration,
+                    file,
+                    s.name.span,
+                    format!("segment `{}` refers to itself: {}", s.name.text, names(&path).join(" → ")),
+                )
+                .with_label("cyclic segment")
+                .with_help(help),
             );
             for m in members {
                 self.model.segments.remove(&unique[m].1.name.text);
@@ -646,4 +765,3 @@ fn duplicate_campaigns(ws: &Workspace, models: &[(FileId, Model)], diags: &mut V
         }
     }
 }
-

@@ -5,10 +5,10 @@
 //! channel, message type and template; an expression knows each operand's type
 //! and whether a name is a contact field, an event property or an enum value.
 
+use crate::source::{FileId, Span};
 /// The operators a checked expression keeps are the syntax tree's own: the
 /// model carries them so later layers name them through the model.
 pub use crate::syntax::ast::{ArithOp, CmpOp};
-use crate::source::{FileId, Span};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -203,19 +203,39 @@ pub enum TKind {
     And(Vec<TExpr>),
     Or(Vec<TExpr>),
     Not(Box<TExpr>),
-    Compare { op: CmpOp, lhs: Box<TExpr>, rhs: Box<TExpr> },
-    In { lhs: Box<TExpr>, list: Vec<TExpr> },
-    Has { set: Box<TExpr>, elem: Box<TExpr> },
+    Compare {
+        op: CmpOp,
+        lhs: Box<TExpr>,
+        rhs: Box<TExpr>,
+    },
+    In {
+        lhs: Box<TExpr>,
+        list: Vec<TExpr>,
+    },
+    Has {
+        set: Box<TExpr>,
+        elem: Box<TExpr>,
+    },
     /// `first ± rest…` over numbers, datetimes, dates and durations.
-    Arith { first: Box<TExpr>, rest: Vec<(ArithOp, TExpr)> },
+    Arith {
+        first: Box<TExpr>,
+        rest: Vec<(ArithOp, TExpr)>,
+    },
     ContactField(String),
     EventProp(String),
     Const(Value),
     Now,
     Consent(String),
     Capable(String),
-    Engaged { kind: Engagement, step: String },
-    Happened { event: String, within_minutes: Option<i64>, filter: Vec<TExpr> },
+    Engaged {
+        kind: Engagement,
+        step: String,
+    },
+    Happened {
+        event: String,
+        within_minutes: Option<i64>,
+        filter: Vec<TExpr>,
+    },
     InSegment(String),
 }
 
@@ -234,8 +254,14 @@ pub struct Campaign {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {
     /// `at` is the local wall-clock time in `zone`; resolving it is the runtime's job (DST).
-    Scheduled { at: chrono::NaiveDateTime, zone: String },
-    Event { event: String, filter: Option<TExpr> },
+    Scheduled {
+        at: chrono::NaiveDateTime,
+        zone: String,
+    },
+    Event {
+        event: String,
+        filter: Option<TExpr>,
+    },
     Manual,
     Api,
     /// A campaign without a trigger (already reported as `missing-trigger`).

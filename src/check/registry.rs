@@ -22,13 +22,18 @@ pub fn parse(text: &str) -> Result<Vec<RegistryTemplate>, String> {
     let Value::Array(entries) = value else {
         return Err("expected a JSON array of templates at the top level".into());
     };
-    let parsed: Vec<RegistryTemplate> = entries.iter().enumerate().map(|(i, e)| entry(i, e)).collect::<Result<_, _>>()?;
+    let parsed: Vec<RegistryTemplate> =
+        entries.iter().enumerate().map(|(i, e)| entry(i, e)).collect::<Result<_, _>>()?;
     // The same name twice is refused whatever the two say: which one the
     // platform meant cannot be told from the export.
     let mut first: HashMap<&str, usize> = HashMap::with_capacity(parsed.len());
     for (i, t) in parsed.iter().enumerate() {
         if let Some(j) = first.insert(&t.name, i) {
-            return Err(format!("{}: template `{}` is already listed at $[{j}]; each template appears once", label(i, &t.name), t.name));
+            return Err(format!(
+                "{}: template `{}` is already listed at $[{j}]; each template appears once",
+                label(i, &t.name),
+                t.name
+            ));
         }
     }
     Ok(parsed)
@@ -46,7 +51,12 @@ pub fn check_channels(entries: &[RegistryTemplate], channels: &BTreeMap<String, 
         if !ch.messages.contains_key(&t.message_type) {
             let help = crate::suggest::help(&t.message_type, ch.messages.keys().map(String::as_str))
                 .unwrap_or_else(|| format!("it has {}", super::join(ch.messages.keys())));
-            return Err(format!("{}: channel `{}` has no message type `{}`; {help}", label(i, &t.name), t.channel, t.message_type));
+            return Err(format!(
+                "{}: channel `{}` has no message type `{}`; {help}",
+                label(i, &t.name),
+                t.channel,
+                t.message_type
+            ));
         }
     }
     Ok(())
@@ -78,8 +88,9 @@ fn entry(i: usize, e: &Value) -> Result<RegistryTemplate, String> {
     let channel = text("channel")?;
     let message_type = text("message_type")?;
     let status_text = text("status")?;
-    let status = TemplateStatus::parse(&status_text.to_ascii_lowercase())
-        .ok_or_else(|| format!("{label}: field `status`: expected draft, published or rejected, found `{status_text}`"))?;
+    let status = TemplateStatus::parse(&status_text.to_ascii_lowercase()).ok_or_else(|| {
+        format!("{label}: field `status`: expected draft, published or rejected, found `{status_text}`")
+    })?;
     let version = match obj.get("version") {
         None => 1,
         Some(v) => v
@@ -97,19 +108,24 @@ mod tests {
 
     #[test]
     fn names_entry_and_field() {
-        let err = parse(r#"[{"name":"a","channel":"email","message_type":"marketing","status":"live","version":1}]"#).unwrap_err();
+        let err = parse(r#"[{"name":"a","channel":"email","message_type":"marketing","status":"live","version":1}]"#)
+            .unwrap_err();
         assert_eq!(err, "$[0] (`a`): field `status`: expected draft, published or rejected, found `live`");
         let err = parse(r#"[{"name":"a","channel":"email","status":"draft"}]"#).unwrap_err();
         assert_eq!(err, "$[0] (`a`): missing field `message_type`");
         assert!(parse("{").unwrap_err().starts_with("not valid JSON"));
-        let ok = parse(r#"[{"name":"a","channel":"email","message_type":"marketing","status":"PUBLISHED","version":3}]"#).unwrap();
+        let ok =
+            parse(r#"[{"name":"a","channel":"email","message_type":"marketing","status":"PUBLISHED","version":3}]"#)
+                .unwrap();
         assert_eq!(ok[0].status, TemplateStatus::Published);
         assert_eq!(ok[0].version, 3);
     }
 
     #[test]
     fn a_name_listed_twice_is_refused() {
-        let e = |channel: &str| format!(r#"{{"name":"a","channel":"{channel}","message_type":"marketing","status":"published"}}"#);
+        let e = |channel: &str| {
+            format!(r#"{{"name":"a","channel":"{channel}","message_type":"marketing","status":"published"}}"#)
+        };
         let err = parse(&format!("[{},{}]", e("email"), e("sms"))).unwrap_err();
         assert_eq!(err, "$[1] (`a`): template `a` is already listed at $[0]; each template appears once");
     }

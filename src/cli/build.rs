@@ -90,14 +90,30 @@ pub struct Built {
 
 /// Checks `file` and compiles one campaign; check errors are printed and
 /// reported as findings (exit 1).
-pub fn build(file: &Path, campaign: Option<&str>, templates: Option<&Path>, allow_draft: bool) -> Result<Result<Built, Outcome>, Fatal> {
+pub fn build(
+    file: &Path,
+    campaign: Option<&str>,
+    templates: Option<&Path>,
+    allow_draft: bool,
+) -> Result<Result<Built, Outcome>, Fatal> {
     let config = super::settings(Some(file))?;
     let templates = templates.map(Path::to_path_buf).or(config.templates);
-    let opts = CheckOptions { allow_draft: allow_draft || config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+    let opts = CheckOptions {
+        allow_draft: allow_draft || config.allow_draft == Some(true),
+        now: Some(chrono::Utc::now()),
+        lints: config.lints,
+    };
     let inputs = load(&[file.to_path_buf()], templates.as_deref(), &opts)?;
     if inputs.analysis.has_errors() {
         let errors: Vec<_> = inputs.analysis.diags.iter().filter(|d| d.is_error()).cloned().collect();
-        err!("{}", render::human(&errors, &inputs.ws.sources, render::HumanOptions { color: super::use_color(super::ColorChoice::Auto), width: 100 }));
+        err!(
+            "{}",
+            render::human(
+                &errors,
+                &inputs.ws.sources,
+                render::HumanOptions { color: super::use_color(super::ColorChoice::Auto), width: 100 }
+            )
+        );
         errln!("error: `{}` has {}; fix them before compiling", file.display(), render::summary(&errors));
         return Ok(Err(Outcome::Findings));
     }
@@ -115,7 +131,11 @@ pub fn build(file: &Path, campaign: Option<&str>, templates: Option<&Path>, allo
             [] => return Err(Fatal(format!("`{}` declares no campaign", file.display()))),
             many => {
                 let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
-                return Err(Fatal(format!("`{}` has several campaigns ({}); pick one with --campaign", file.display(), names.join(", "))));
+                return Err(Fatal(format!(
+                    "`{}` has several campaigns ({}); pick one with --campaign",
+                    file.display(),
+                    names.join(", ")
+                )));
             }
         },
     };
@@ -142,10 +162,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
 }
 
 pub fn compile_cmd(a: CompileArgs) -> Result<Outcome, Fatal> {
-    let built = match build(&a.source.file, a.source.campaign.as_deref(), a.source.templates.as_deref(), a.source.allow_draft)? {
-        Ok(b) => b,
-        Err(o) => return Ok(o),
-    };
+    let built =
+        match build(&a.source.file, a.source.campaign.as_deref(), a.source.templates.as_deref(), a.source.allow_draft)?
+        {
+            Ok(b) => b,
+            Err(o) => return Ok(o),
+        };
     let bytes = match a.format {
         Emit::Json => (codec::to_json(&built.program) + "\n").into_bytes(),
         Emit::Binary => {
@@ -164,7 +186,8 @@ pub fn compile_cmd(a: CompileArgs) -> Result<Outcome, Fatal> {
 
 /// Loads a compiled program (binary or JSON) from disk.
 fn load_program(path: &Path) -> Result<Option<Program>, Fatal> {
-    let bytes = flowc::files::read_regular(path, flowc::files::MAX_INPUT_BYTES).map_err(|e| Fatal(format!("cannot read `{}`: {e}", path.display())))?;
+    let bytes = flowc::files::read_regular(path, flowc::files::MAX_INPUT_BYTES)
+        .map_err(|e| Fatal(format!("cannot read `{}`: {e}", path.display())))?;
     if codec::is_binary(&bytes) {
         return codec::from_binary(&bytes).map(Some).map_err(|e| Fatal(format!("`{}`: {e}", path.display())));
     }

@@ -36,25 +36,48 @@ fn out(output: Option<&std::path::Path>, text: &str) -> Result<(), Fatal> {
 }
 
 pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
-    let root = flowc::workspace::Root::discover(&a.file).map_err(|e| Fatal(format!("cannot resolve `{}`: {e}", a.file.display())))?;
+    let root = flowc::workspace::Root::discover(&a.file)
+        .map_err(|e| Fatal(format!("cannot resolve `{}`: {e}", a.file.display())))?;
     let bytes = flowc::workspace::read_root(&root)?;
-    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not valid UTF-8 (byte {})", a.file.display(), e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        Fatal(format!("`{}` is not valid UTF-8 (byte {})", a.file.display(), e.utf8_error().valid_up_to()))
+    })?;
     let mut sources = flowc::source::SourceMap::default();
     let id = sources.add(&a.file, text);
     let (tree, diags) = flowc::syntax::parse(&sources.get(id).text, id);
     if !diags.is_empty() {
-        err!("{}", flowc::diag::render::human(&diags, &sources, flowc::diag::render::HumanOptions { color: false, width: 100 }));
+        err!(
+            "{}",
+            flowc::diag::render::human(
+                &diags,
+                &sources,
+                flowc::diag::render::HumanOptions { color: false, width: 100 }
+            )
+        );
         return Ok(Outcome::Findings);
     }
-    let imports: Vec<String> = tree.items.iter().filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None }).collect();
-    let campaigns: Vec<_> = tree.items.iter().filter_map(|i| if let Item::Campaign(c) = i { Some(c) } else { None }).collect();
+    let imports: Vec<String> = tree
+        .items
+        .iter()
+        .filter_map(|i| if let Item::Import(im) = i { Some(im.path.value.clone()) } else { None })
+        .collect();
+    let campaigns: Vec<_> =
+        tree.items.iter().filter_map(|i| if let Item::Campaign(c) = i { Some(c) } else { None }).collect();
     let chosen = match (&a.campaign, campaigns.as_slice()) {
-        (Some(n), all) => all.iter().find(|c| c.name.text == *n).copied().ok_or_else(|| Fatal(format!("no campaign `{n}` in `{}`", a.file.display())))?,
+        (Some(n), all) => all
+            .iter()
+            .find(|c| c.name.text == *n)
+            .copied()
+            .ok_or_else(|| Fatal(format!("no campaign `{n}` in `{}`", a.file.display())))?,
         (None, [one]) => *one,
         (None, []) => return Err(Fatal(format!("`{}` declares no campaign", a.file.display()))),
         (None, many) => {
             let names: Vec<&str> = many.iter().map(|c| c.name.text.as_str()).collect();
-            return Err(Fatal(format!("`{}` has several campaigns ({}); pick one with --campaign", a.file.display(), names.join(", "))));
+            return Err(Fatal(format!(
+                "`{}` has several campaigns ({}); pick one with --campaign",
+                a.file.display(),
+                names.join(", ")
+            )));
         }
     };
     let others = tree.items.iter().filter(|i| !matches!(i, Item::Import(_) | Item::Campaign(_))).count();
@@ -67,7 +90,8 @@ pub fn export(a: ExportArgs) -> Result<Outcome, Fatal> {
 }
 
 pub fn import(a: ImportArgs) -> Result<Outcome, Fatal> {
-    let text = flowc::files::read_text(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
+    let text =
+        flowc::files::read_text(&a.file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", a.file.display())))?;
     match flowc::builder::import(&text) {
         Ok(flow) => {
             out(a.output.as_deref(), &flow)?;

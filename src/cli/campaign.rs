@@ -2,10 +2,10 @@
 
 use super::build::build;
 use super::run::{open_store, ClockArgs};
-use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::compile::codec;
 use flowc::runtime::lifecycle::{self, Launched};
+use flowc::runtime::sqlite::OpenMode;
 use flowc::runtime::store::{ExecState, Store};
 use flowc::runtime::{clock, report};
 use std::path::PathBuf;
@@ -129,7 +129,8 @@ pub enum Format {
 }
 
 fn micros(eur: f64, what: &str) -> Result<i64, Fatal> {
-    flowc::runtime::store::micros_of_eur(eur).ok_or_else(|| Fatal(format!("{what} must be an amount between 0 and 1,000,000,000 EUR, not {eur}")))
+    flowc::runtime::store::micros_of_eur(eur)
+        .ok_or_else(|| Fatal(format!("{what} must be an amount between 0 and 1,000,000,000 EUR, not {eur}")))
 }
 
 fn now() -> i64 {
@@ -157,7 +158,8 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     )));
                 }
             }
-            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default()).map_err(|e| Fatal(format!("estimate: {e}")))?;
+            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default())
+                .map_err(|e| Fatal(format!("estimate: {e}")))?;
             out!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
             if e.cost.expected > balance && !accept_cost {
@@ -166,14 +168,26 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     e.cost.expected
                 )));
             }
-            let launched = lifecycle::launch(&mut store, &built.program, if force { lifecycle::RemovedSteps::Skip } else { lifecycle::RemovedSteps::Refuse }, at).map_err(fail)?;
+            let launched = lifecycle::launch(
+                &mut store,
+                &built.program,
+                if force { lifecycle::RemovedSteps::Skip } else { lifecycle::RemovedSteps::Refuse },
+                at,
+            )
+            .map_err(fail)?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
                 super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
             }
             match launched {
-                Launched::New => outln!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version),
+                Launched::New => {
+                    outln!("launched `{}` version {} (SCHEDULED)", built.program.campaign, built.program.version)
+                }
                 Launched::Migrated { moved, skipped, removed_steps } => {
-                    outln!("launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped", built.program.campaign, built.program.version);
+                    outln!(
+                        "launched `{}` version {}: {moved} execution(s) moved, {skipped} skipped",
+                        built.program.campaign,
+                        built.program.version
+                    );
                     if !removed_steps.is_empty() {
                         outln!("removed steps: {}", removed_steps.join(", "));
                     }
@@ -184,13 +198,17 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
         CampaignCmd::Start { name, db, clock } => {
             let db = db.resolve(None)?;
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+            let row = store
+                .campaign(&name)
+                .map_err(|e| Fatal(e.to_string()))?
+                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             if !matches!(program.trigger, flowc::compile::program::Trigger::Manual) {
                 return Err(Fatal(format!("`{name}` is not a manual campaign; its trigger starts it")));
             }
             let at = clock.now(&store)?;
-            let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at).map_err(|e| Fatal(e.to_string()))?;
+            let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at)
+                .map_err(|e| Fatal(e.to_string()))?;
             outln!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }
@@ -213,9 +231,13 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
         CampaignCmd::Status { name, db, format, json } => {
             let db = db.resolve(None)?;
             let store = open_store(&db, OpenMode::ReadOnly)?;
-            let row = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+            let row = store
+                .campaign(&name)
+                .map_err(|e| Fatal(e.to_string()))?
+                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
-            let r = report::build(&store, &program, row.state.as_str(), Default::default(), now()).map_err(|e| Fatal(e.to_string()))?;
+            let r = report::build(&store, &program, row.state.as_str(), Default::default(), now())
+                .map_err(|e| Fatal(e.to_string()))?;
             let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
             if json || format == Format::Json {
                 let t: Vec<_> = transitions
@@ -226,7 +248,10 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
             } else {
                 outln!("campaign {name} (version {}): {}", row.version, row.state);
-                let states: Vec<String> = ExecState::ALL.iter().map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0))).collect();
+                let states: Vec<String> = ExecState::ALL
+                    .iter()
+                    .map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0)))
+                    .collect();
                 outln!("executions: {}", states.join(", "));
                 outln!("balance: {:.4} EUR", r.balance);
                 outln!("last transitions:");
@@ -242,10 +267,15 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let campaigns = store.campaigns().map_err(|e| Fatal(e.to_string()))?;
             match format {
                 Format::Json => {
-                    let v: Vec<_> = campaigns.iter().map(|c| serde_json::json!({"campaign": c.name, "state": c.state, "version": c.version})).collect();
+                    let v: Vec<_> = campaigns
+                        .iter()
+                        .map(|c| serde_json::json!({"campaign": c.name, "state": c.state, "version": c.version}))
+                        .collect();
                     outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
                 }
-                Format::Human if campaigns.is_empty() => outln!("no campaigns in `{}`; `flowc campaign launch FILE` adds one", db.display()),
+                Format::Human if campaigns.is_empty() => {
+                    outln!("no campaigns in `{}`; `flowc campaign launch FILE` adds one", db.display())
+                }
                 Format::Human => {
                     let w = campaigns.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).max("campaign".len());
                     outln!("{:<w$}  {:<18}  version", "campaign", "state");
@@ -260,7 +290,8 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
 }
 
 fn fmt_time(minutes: i64) -> String {
-    chrono::DateTime::from_timestamp(minutes * 60, 0).map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+    chrono::DateTime::from_timestamp(minutes * 60, 0)
+        .map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
 }
 
 pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
@@ -274,7 +305,10 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             }
             let mut store = open_store(&db, OpenMode::ReadWrite)?;
             store.ledger_add(m, "top-up", now()).map_err(db_err)?;
-            outln!("balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)", store.balance().map_err(db_err)? as f64 / 1e6);
+            outln!(
+                "balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)",
+                store.balance().map_err(db_err)? as f64 / 1e6
+            );
             Ok(Outcome::Ok)
         }
         BalanceCmd::Show { db, format } => {
@@ -290,7 +324,11 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
                 Format::Human => {
                     outln!("{balance:.4} EUR");
                     if let Some(r) = reload {
-                        outln!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", r.amount_micros as f64 / 1e6, r.threshold_micros as f64 / 1e6);
+                        outln!(
+                            "auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR",
+                            r.amount_micros as f64 / 1e6,
+                            r.threshold_micros as f64 / 1e6
+                        );
                     }
                 }
             }
@@ -308,8 +346,14 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
                 return Err(Fatal("give --threshold and --amount (or --off)".into()));
             };
             let (t, a) = (micros(t, "--threshold")?, micros(a, "--amount")?);
-            store.set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: t, amount_micros: a })).map_err(db_err)?;
-            outln!("auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR", a as f64 / 1e6, t as f64 / 1e6);
+            store
+                .set_auto_reload(Some(flowc::runtime::store::AutoReload { threshold_micros: t, amount_micros: a }))
+                .map_err(db_err)?;
+            outln!(
+                "auto-reload: top up {:.2} EUR when the balance falls below {:.2} EUR",
+                a as f64 / 1e6,
+                t as f64 / 1e6
+            );
             Ok(Outcome::Ok)
         }
     }

@@ -48,7 +48,8 @@ pub fn load(paths: &[PathBuf], templates: Option<&Path>, opts: &CheckOptions) ->
     let registry = match templates {
         None => Vec::new(),
         Some(p) => {
-            let text = files::read_text(p).map_err(|e| Fatal(format!("cannot read template registry `{}`: {e}", p.display())))?;
+            let text = files::read_text(p)
+                .map_err(|e| Fatal(format!("cannot read template registry `{}`: {e}", p.display())))?;
             registry::parse(&text).map_err(|e| Fatal(format!("template registry `{}`: {e}", p.display())))?
         }
     };
@@ -65,8 +66,10 @@ pub fn load(paths: &[PathBuf], templates: Option<&Path>, opts: &CheckOptions) ->
     let analysis = check::check_all(&ws, &registry, opts);
     if let Some(p) = templates {
         // A channel any checked unit declares is known (all see the stdlib's).
-        let channels = analysis.models.iter().flat_map(|(_, m)| m.channels.iter()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        registry::check_channels(&registry, &channels).map_err(|e| Fatal(format!("template registry `{}`: {e}", p.display())))?;
+        let channels =
+            analysis.models.iter().flat_map(|(_, m)| m.channels.iter()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        registry::check_channels(&registry, &channels)
+            .map_err(|e| Fatal(format!("template registry `{}`: {e}", p.display())))?;
     }
     Ok(Inputs { ws, analysis })
 }
@@ -78,10 +81,12 @@ pub fn roots(paths: &[PathBuf]) -> Result<Vec<Root>, Fatal> {
     let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() };
     let mut roots = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(&p).map_err(|e| Fatal(format!("cannot read `{}`: {}", p.display(), files::ReadError::from(e))))?;
+        let meta = std::fs::metadata(&p)
+            .map_err(|e| Fatal(format!("cannot read `{}`: {}", p.display(), files::ReadError::from(e))))?;
         let cannot_resolve = |e: std::io::Error| Fatal(format!("cannot resolve `{}`: {e}", p.display()));
         if meta.is_dir() {
-            let found = workspace::find_flow_files(&p).map_err(|e| Fatal(format!("cannot list `{}`: {e}", p.display())))?;
+            let found =
+                workspace::find_flow_files(&p).map_err(|e| Fatal(format!("cannot list `{}`: {e}", p.display())))?;
             if found.is_empty() {
                 return Err(Fatal(format!("no .flow files in `{}`", p.display())));
             }
@@ -112,7 +117,11 @@ pub fn run(args: Args) -> Result<Outcome, Fatal> {
     let config = super::settings(args.paths.first().map(PathBuf::as_path))?;
     let templates = args.templates.clone().or(config.templates);
     let deny_warnings = args.deny_warnings || config.deny_warnings == Some(true);
-    let opts = CheckOptions { allow_draft: args.allow_draft || config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+    let opts = CheckOptions {
+        allow_draft: args.allow_draft || config.allow_draft == Some(true),
+        now: Some(chrono::Utc::now()),
+        lints: config.lints,
+    };
     let Inputs { ws, analysis } = load(&args.paths, templates.as_deref(), &opts)?;
     let diags = &analysis.diags;
     match args.format {

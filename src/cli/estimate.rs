@@ -57,12 +57,16 @@ enum Format {
 }
 
 pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
-    for (name, r) in [("--delivered-rate", a.delivered_rate), ("--open-rate", a.open_rate), ("--click-rate", a.click_rate)] {
+    for (name, r) in
+        [("--delivered-rate", a.delivered_rate), ("--open-rate", a.open_rate), ("--click-rate", a.click_rate)]
+    {
         if !(0.0..=1.0).contains(&r) {
             return Err(Fatal(format!("{name} must be between 0 and 1, not {r}")));
         }
     }
-    let window = parse_duration(&a.window).filter(|m| *m > 0).ok_or_else(|| Fatal(format!("--window: `{}` is not a duration like 30d, 1w or 1d 12h", a.window)))?;
+    let window = parse_duration(&a.window)
+        .filter(|m| *m > 0)
+        .ok_or_else(|| Fatal(format!("--window: `{}` is not a duration like 30d, 1w or 1d 12h", a.window)))?;
     let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
         Ok(b) => b,
         Err(o) => return Ok(o),
@@ -82,7 +86,8 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
     };
-    let e = estimate::estimate(store.connection(), &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
+    let e = estimate::estimate(store.connection(), &built.program, now, &settings)
+        .map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),
@@ -92,9 +97,12 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
 
 fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
     use flowc::runtime::contacts::{self, Format as F, Schema};
-    let format = F::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
-    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
+    let format =
+        F::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
+    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT)
+        .map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, &Schema::from_model(model));
     if let Some(e) = parsed.errors.first() {
         return Err(Fatal(format!("{}: {e} ({})", file.display(), super::run::invalid_summary(&parsed))));
@@ -134,7 +142,10 @@ pub fn human(e: &Estimate) -> String {
     let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
     out.push_str(&format!("{:<w$}  {:<7}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
     for s in &e.steps {
-        out.push_str(&format!("{:<w$}  {:<7}  {:>10.0}  {:>12.1}  {:>10.0}\n", s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max));
+        out.push_str(&format!(
+            "{:<w$}  {:<7}  {:>10.0}  {:>12.1}  {:>10.0}\n",
+            s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max
+        ));
     }
     out.push('\n');
     for s in &e.sends {
@@ -143,6 +154,9 @@ pub fn human(e: &Estimate) -> String {
             s.channel, s.message, s.sends.min, s.sends.expected, s.sends.max, s.cost.min, s.cost.expected, s.cost.max
         ));
     }
-    out.push_str(&format!("\ncost: min {:.4}, expected {:.4}, max {:.4} {}\n", e.cost.min, e.cost.expected, e.cost.max, e.cost.currency));
+    out.push_str(&format!(
+        "\ncost: min {:.4}, expected {:.4}, max {:.4} {}\n",
+        e.cost.min, e.cost.expected, e.cost.max, e.cost.currency
+    ));
     out
 }

@@ -29,7 +29,6 @@ macro_rules! errln {
     ($($t:tt)*) => { $crate::cli::out::error_text(format_args!("{}\n", format_args!($($t)*))) };
 }
 
-
 pub fn text(args: std::fmt::Arguments) {
     if let Err(e) = io::stdout().lock().write_fmt(args) {
         stop(&e);

@@ -104,7 +104,10 @@ impl ClockArgs {
 
     fn start(&self) -> Result<Option<flowc::runtime::clock::Minutes>, Fatal> {
         match &self.start {
-            Some(s) => Ok(Some(flowc::runtime::facts::parse_datetime(s).ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime like 2026-11-27T09:00:00Z")))?)),
+            Some(s) => Ok(Some(
+                flowc::runtime::facts::parse_datetime(s)
+                    .ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime like 2026-11-27T09:00:00Z")))?,
+            )),
             None => Ok(None),
         }
     }
@@ -147,9 +150,12 @@ pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
 /// Parses a contacts file and stores it; row errors are printed. Returns
 /// `false` when nothing was imported because of errors.
 fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: bool) -> Result<bool, Fatal> {
-    let format = Format::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
-    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
+    let format = Format::from_path(file)
+        .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
+    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT)
+        .map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, schema);
     // Errors come in file order, so each row's errors are listed together.
     for e in parsed.errors.iter().take(50) {
@@ -164,11 +170,16 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: b
     }
     let invalid = parsed.invalid_rows();
     if invalid > 0 && !skip_invalid {
-        errln!("error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)", invalid_summary(&parsed), file.display());
+        errln!(
+            "error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)",
+            invalid_summary(&parsed),
+            file.display()
+        );
         return Ok(false);
     }
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
-    let skipped = if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
+    let skipped =
+        if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
     errln!("imported {} contact(s) from `{}`{skipped}", parsed.contacts.len(), file.display());
     Ok(true)
 }
@@ -191,7 +202,8 @@ fn plural(n: usize) -> &'static str {
 /// Keeps the declared contact fields and events in the database, where
 /// `flowc serve` validates API input against them.
 pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal> {
-    contacts::store_schema(store, schema).map_err(|e| Fatal(format!("cannot keep the declared schema in the database: {e}")))
+    contacts::store_schema(store, schema)
+        .map_err(|e| Fatal(format!("cannot keep the declared schema in the database: {e}")))
 }
 
 fn stdlib_model() -> Model {
@@ -204,7 +216,7 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
             let db = db.resolve(schema.as_deref())?;
             let declared = match schema {
                 Some(flow) => {
-                    let inputs = super::check::load(&[flow.clone()], None, &Default::default())?;
+                    let inputs = super::check::load(std::slice::from_ref(&flow), None, &Default::default())?;
                     let Some((_, m)) = inputs.analysis.models.into_iter().next() else {
                         return Err(Fatal(format!("`{}` has no contact schema", flow.display())));
                     };
@@ -220,7 +232,9 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                     s
                 }
                 // Without --schema: what launches and earlier imports declared, else the built-ins.
-                None => contacts::stored_schema(&store).map_err(|e| Fatal(e.to_string()))?.unwrap_or_else(|| Schema::from_model(&stdlib_model())),
+                None => contacts::stored_schema(&store)
+                    .map_err(|e| Fatal(e.to_string()))?
+                    .unwrap_or_else(|| Schema::from_model(&stdlib_model())),
             };
             Ok(if import(&mut store, &file, &schema, skip_invalid)? { Outcome::Ok } else { Outcome::Findings })
         }
@@ -248,7 +262,11 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     // The whole file is read and checked before the database is opened.
     let triggers = match (&a.triggers, &built.program.trigger) {
         (Some(file), Trigger::Api) => Some((file.as_path(), read_triggers(file)?)),
-        (Some(_), _) => return Err(Fatal(format!("--triggers is for campaigns with `trigger api`; `{name}` starts by its own trigger"))),
+        (Some(_), _) => {
+            return Err(Fatal(format!(
+                "--triggers is for campaigns with `trigger api`; `{name}` starts by its own trigger"
+            )))
+        }
         (None, _) => None,
     };
     let mut store = open_store(&db, OpenMode::ReadWrite)?;
@@ -259,19 +277,23 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     match &a.contacts {
         // Re-importing on a resumed run would undo what the campaign did to
         // the contacts (tags), so contacts load only on the first run.
-        Some(file) if resuming => errln!("note: `{}` is already in the database; resuming without importing `{}`", built.program.campaign, file.display()),
+        Some(file) if resuming => errln!(
+            "note: `{}` is already in the database; resuming without importing `{}`",
+            built.program.campaign,
+            file.display()
+        ),
         Some(file) => {
-            if !import(&mut store, file, &schema, a.skip_invalid)? {
+            let imported = import(&mut store, file, &schema, a.skip_invalid)?;
+            if !imported {
                 return Ok(Outcome::Findings);
             }
         }
         None if store.contact_count().map_err(|e| Fatal(e.to_string()))? == 0 => {
             let sample = a.file.parent().unwrap_or(Path::new("")).join("contacts.jsonl");
-            if sample.exists() {
-                if !import(&mut store, &sample, &schema, a.skip_invalid)? {
-                    return Ok(Outcome::Findings);
-                }
-            } else {
+            if sample.exists() && !import(&mut store, &sample, &schema, a.skip_invalid)? {
+                return Ok(Outcome::Findings);
+            }
+            if !sample.exists() {
                 errln!("warning: the database has no contacts; pass --contacts FILE");
             }
         }
@@ -307,7 +329,11 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         clock: a.clock.kind(),
         start,
         initial_balance_micros: (a.balance * 1_000_000.0).round() as i64,
-        engine: EngineConfig { batch: a.batch, account: Account { approved_channels: a.approve.clone() }, ..EngineConfig::default() },
+        engine: EngineConfig {
+            batch: a.batch,
+            account: Account { approved_channels: a.approve.clone() },
+            ..EngineConfig::default()
+        },
         stop: stop.clone(),
     };
     let bar = progress_bar();
@@ -315,7 +341,8 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         if let Some(b) = &bar {
             b.set_length(p.total);
             b.set_position(p.finished);
-            let when = chrono::DateTime::from_timestamp(p.now * 60, 0).map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M").to_string());
+            let when = chrono::DateTime::from_timestamp(p.now * 60, 0)
+                .map_or_else(String::new, |d| d.format("%Y-%m-%d %H:%M").to_string());
             b.set_message(format!("clock {when}, {} steps", p.transitions));
         }
     };
@@ -353,7 +380,11 @@ fn paused_hint(a: &RunArgs, db: &Path, campaign: &str, state: State, balance: f6
         State::PausedError => ("the provider kept failing and the circuit breaker tripped; the unsent messages wait, and the next run sends one probe first".to_string(), String::new()),
         _ => ("it was paused by hand".to_string(), String::new()),
     };
-    format!("`{campaign}` is {}: {why}. To go on:\n{top_up}  flowc campaign resume {} --db {db}\n  {rerun} --db {db}\n", state.as_str(), shell_word(campaign))
+    format!(
+        "`{campaign}` is {}: {why}. To go on:\n{top_up}  flowc campaign resume {} --db {db}\n  {rerun} --db {db}\n",
+        state.as_str(),
+        shell_word(campaign)
+    )
 }
 
 /// A path or name as one shell word: as it is when it is plain, else quoted.
@@ -381,8 +412,10 @@ struct TriggerLine {
 /// Reads and checks a whole --triggers file; every bad line is reported
 /// with its number and nothing is enrolled.
 fn read_triggers(file: &Path) -> Result<Vec<TriggerLine>, Fatal> {
-    let bytes = flowc::files::read_regular(file, MAX_TRIGGERS_BYTES).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
-    let text = String::from_utf8(bytes).map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
+    let bytes = flowc::files::read_regular(file, MAX_TRIGGERS_BYTES)
+        .map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let (lines, errors) = parse_triggers(&text);
     if errors.is_empty() {
         return Ok(lines);
@@ -415,7 +448,9 @@ fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
     if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "contacts" | "data" | "at")) {
         return Err(format!("unknown key `{k}` (a trigger has `contacts`, `data` and `at`)"));
     }
-    let Some(Value::Array(ids)) = m.get("contacts") else { return Err("`contacts` must be an array of contact ids".into()) };
+    let Some(Value::Array(ids)) = m.get("contacts") else {
+        return Err("`contacts` must be an array of contact ids".into());
+    };
     if ids.is_empty() || ids.len() > MAX_TRIGGER_CONTACTS {
         return Err(format!("`contacts` must hold 1 to {MAX_TRIGGER_CONTACTS} ids"));
     }
@@ -432,7 +467,10 @@ fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
     let at = match m.get("at") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let t = v.as_str().and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()).ok_or_else(|| format!("`at`: expected an RFC 3339 time like 2026-11-25T10:00:00Z, found {v}"))?;
+            let t = v
+                .as_str()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .ok_or_else(|| format!("`at`: expected an RFC 3339 time like 2026-11-25T10:00:00Z, found {v}"))?;
             Some(t.timestamp().div_euclid(60))
         }
     };
@@ -444,9 +482,16 @@ fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
 /// the audience, once each, each with a `campaign.triggered` event holding
 /// the trigger's data. Unknown contacts fail the whole file before anything
 /// is written.
-fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[TriggerLine], now: Minutes) -> Result<(), Fatal> {
+fn enroll_triggers(
+    store: &mut SqliteStore,
+    p: &Program,
+    file: &Path,
+    lines: &[TriggerLine],
+    now: Minutes,
+) -> Result<(), Fatal> {
     let db = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
-    let entry = p.nodes.first().map(|n| n.id.0.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
+    let entry =
+        p.nodes.first().map(|n| n.id.0.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
     let mut errors = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
@@ -462,7 +507,11 @@ fn enroll_triggers(store: &mut SqliteStore, p: &Program, file: &Path, lines: &[T
                 repeated += 1;
                 continue;
             }
-            let f = facts::of_record(p, &c, store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect());
+            let f = facts::of_record(
+                p,
+                &c,
+                store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect(),
+            );
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&Ctx { program: p, facts: &f, now: when }, a)) {
                 outside += 1;
                 continue;

@@ -1,9 +1,9 @@
 //! `flowc serve`: the REST API with the interpreter in the same process.
 
 use super::run::open_store;
-use flowc::runtime::sqlite::OpenMode;
 use super::{Fatal, Outcome};
 use flowc::runtime::provider::{Provider, SimConfig, Simulated};
+use flowc::runtime::sqlite::OpenMode;
 use flowc::service::{self, runner, webhook, AppState};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +44,11 @@ enum ClockArg {
 
 fn token(a: &ServeArgs) -> Result<String, Fatal> {
     let t = match &a.token_file {
-        Some(p) => flowc::files::read_text(p).map_err(|e| Fatal(format!("cannot read the token file `{}`: {e}", p.display())))?,
-        None => std::env::var("FLOWC_API_TOKEN").map_err(|_| Fatal("set FLOWC_API_TOKEN or pass --token-file: the API never runs without a token".into()))?,
+        Some(p) => flowc::files::read_text(p)
+            .map_err(|e| Fatal(format!("cannot read the token file `{}`: {e}", p.display())))?,
+        None => std::env::var("FLOWC_API_TOKEN").map_err(|_| {
+            Fatal("set FLOWC_API_TOKEN or pass --token-file: the API never runs without a token".into())
+        })?,
     };
     let t = t.trim().to_string();
     if t.len() < 16 {
@@ -56,12 +59,16 @@ fn token(a: &ServeArgs) -> Result<String, Fatal> {
 
 pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     let token = token(&a)?;
-    let addr: std::net::SocketAddr = a.listen.parse().map_err(|_| Fatal(format!("--listen: `{}` is not an address like 127.0.0.1:8080", a.listen)))?;
+    let addr: std::net::SocketAddr = a
+        .listen
+        .parse()
+        .map_err(|_| Fatal(format!("--listen: `{}` is not an address like 127.0.0.1:8080", a.listen)))?;
     let clock = match a.clock {
         ClockArg::Real => runner::SharedClock::real(),
         ClockArg::Virtual => {
             let start = match &a.start {
-                Some(s) => flowc::runtime::facts::parse_datetime(s).ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime")))?,
+                Some(s) => flowc::runtime::facts::parse_datetime(s)
+                    .ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime")))?,
                 None => flowc::runtime::clock::real_now(),
             };
             runner::SharedClock::virtual_at(start)
@@ -76,7 +83,10 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
             url: url.clone(),
             timeout: std::time::Duration::from_millis(a.webhook_timeout_ms),
         })),
-        None => Box::new(Simulated::open(&db, SimConfig { seed: a.seed, ..SimConfig::default() }).map_err(|e| Fatal(e.to_string()))?),
+        None => Box::new(
+            Simulated::open(&db, SimConfig { seed: a.seed, ..SimConfig::default() })
+                .map_err(|e| Fatal(e.to_string()))?,
+        ),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState { store: Mutex::new(api_store), token, clock: clock.clone(), stop: stop.clone() });
@@ -88,9 +98,14 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
             .map_err(|e| Fatal(format!("cannot start the runner: {e}")))?
     };
     let shutdown_flag = stop.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| Fatal(e.to_string()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal(e.to_string()))?;
     let served = rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Fatal(format!("cannot listen on {addr}: {e}")))?;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| Fatal(format!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr().map_err(|e| Fatal(e.to_string()))?;
         errln!("flowc serve: listening on http://{local}");
         let app = service::router(state);

@@ -98,13 +98,19 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
         return Err(LoadError::Invalid(format!("payload of {len} bytes is over the {MAX_PAYLOAD}-byte limit")));
     }
     let Some(payload) = bytes.get(HEADER..HEADER + len) else {
-        return Err(LoadError::Truncated(format!("header promises {len} payload bytes, {} present", bytes.len().saturating_sub(HEADER))));
+        return Err(LoadError::Truncated(format!(
+            "header promises {len} payload bytes, {} present",
+            bytes.len().saturating_sub(HEADER)
+        )));
     };
     let Some(sum) = bytes.get(HEADER + len..HEADER + len + 8) else {
         return Err(LoadError::Truncated("checksum missing".into()));
     };
     if bytes.len() != HEADER + len + 8 {
-        return Err(LoadError::Invalid(format!("{} trailing bytes after the checksum", bytes.len() - HEADER - len - 8)));
+        return Err(LoadError::Invalid(format!(
+            "{} trailing bytes after the checksum",
+            bytes.len() - HEADER - len - 8
+        )));
     }
     let mut sum_bytes = [0u8; 8];
     sum_bytes.copy_from_slice(sum);
@@ -129,7 +135,8 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
     if p.nodes.len() > u32::MAX as usize / 2 {
         return bad("too many instructions".into());
     }
-    let sends: HashSet<&str> = p.nodes.iter().filter(|n| matches!(n.op, Op::Send { .. })).map(|n| n.id.0.as_str()).collect();
+    let sends: HashSet<&str> =
+        p.nodes.iter().filter(|n| matches!(n.op, Op::Send { .. })).map(|n| n.id.0.as_str()).collect();
     let mut ids = HashSet::new();
     for (i, n) in p.nodes.iter().enumerate() {
         if !ids.insert(n.id.0.as_str()) {
@@ -137,18 +144,28 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
         }
         for s in n.op.successors() {
             if s.get() >= p.nodes.len() {
-                return bad(format!("instruction {i} (`{}`) jumps to {}, past the end ({} instructions)", n.id, s.0, p.nodes.len()));
+                return bad(format!(
+                    "instruction {i} (`{}`) jumps to {}, past the end ({} instructions)",
+                    n.id,
+                    s.0,
+                    p.nodes.len()
+                ));
             }
             if s.get() <= i {
                 return bad(format!("instruction {i} (`{}`) jumps backwards to {}", n.id, s.0));
             }
         }
         match &n.op {
-            Op::Wait { minutes, .. } if !(1..=365 * 24 * 60).contains(minutes) => return bad(format!("instruction {i}: wait of {minutes} minutes")),
+            Op::Wait { minutes, .. } if !(1..=365 * 24 * 60).contains(minutes) => {
+                return bad(format!("instruction {i}: wait of {minutes} minutes"))
+            }
             Op::Send { target, fallback, .. } => {
                 for t in std::iter::once(target).chain(fallback) {
                     if !limits::price(t.price_micros) {
-                        return bad(format!("instruction {i}: price of {} micro-euros is out of range", t.price_micros));
+                        return bad(format!(
+                            "instruction {i}: price of {} micro-euros is out of range",
+                            t.price_micros
+                        ));
                     }
                 }
             }
@@ -182,11 +199,19 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn check_cond(p: &Program, c: &Cond, props: Option<usize>, sends: &HashSet<&str>, segments: usize) -> Result<(), LoadError> {
+fn check_cond(
+    p: &Program,
+    c: &Cond,
+    props: Option<usize>,
+    sends: &HashSet<&str>,
+    segments: usize,
+) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::Invalid(m));
     match c {
         Cond::Const { .. } | Cond::Consent { .. } | Cond::Capable { .. } => Ok(()),
-        Cond::And { all: v } | Cond::Or { any: v } => v.iter().try_for_each(|x| check_cond(p, x, props, sends, segments)),
+        Cond::And { all: v } | Cond::Or { any: v } => {
+            v.iter().try_for_each(|x| check_cond(p, x, props, sends, segments))
+        }
         Cond::Not { cond } => check_cond(p, cond, props, sends, segments),
         Cond::Cmp { lhs, rhs, .. } => {
             check_operand(p, lhs, props)?;
@@ -200,20 +225,34 @@ fn check_cond(p: &Program, c: &Cond, props: Option<usize>, sends: &HashSet<&str>
             check_operand(p, set, props)?;
             check_operand(p, elem, props)
         }
-        Cond::Engaged { step, .. } if !sends.contains(step.0.as_str()) => bad(format!("engagement predicate names `{step}`, which is not a send")),
+        Cond::Engaged { step, .. } if !sends.contains(step.0.as_str()) => {
+            bad(format!("engagement predicate names `{step}`, which is not a send"))
+        }
         Cond::Engaged { .. } => Ok(()),
-        Cond::Happened { within_minutes: Some(w), .. } if !(1..=limits::MAX_DURATION).contains(w) => bad(format!("`happened` window of {w} minutes is out of range")),
-        Cond::Happened { props: hp, filter, .. } => filter.iter().try_for_each(|x| check_cond(p, x, Some(hp.len()), sends, segments)),
-        Cond::InSegment { segment } if segment.0 as usize >= segments => bad(format!("segment index {} out of range", segment.0)),
+        Cond::Happened { within_minutes: Some(w), .. } if !(1..=limits::MAX_DURATION).contains(w) => {
+            bad(format!("`happened` window of {w} minutes is out of range"))
+        }
+        Cond::Happened { props: hp, filter, .. } => {
+            filter.iter().try_for_each(|x| check_cond(p, x, Some(hp.len()), sends, segments))
+        }
+        Cond::InSegment { segment } if segment.0 as usize >= segments => {
+            bad(format!("segment index {} out of range", segment.0))
+        }
         Cond::InSegment { .. } => Ok(()),
     }
 }
 
 fn check_operand(p: &Program, o: &Operand, props: Option<usize>) -> Result<(), LoadError> {
     match o {
-        Operand::Field { slot } if slot.0 as usize >= p.fields.len() => Err(LoadError::Invalid(format!("field slot {} out of range", slot.0))),
-        Operand::Prop { index } if props.is_none_or(|n| *index as usize >= n) => Err(LoadError::Invalid(format!("event property {index} out of range"))),
-        Operand::Now { offset_minutes } | Operand::Offset { offset_minutes, .. } if !limits::duration(*offset_minutes) => {
+        Operand::Field { slot } if slot.0 as usize >= p.fields.len() => {
+            Err(LoadError::Invalid(format!("field slot {} out of range", slot.0)))
+        }
+        Operand::Prop { index } if props.is_none_or(|n| *index as usize >= n) => {
+            Err(LoadError::Invalid(format!("event property {index} out of range")))
+        }
+        Operand::Now { offset_minutes } | Operand::Offset { offset_minutes, .. }
+            if !limits::duration(*offset_minutes) =>
+        {
             Err(LoadError::Invalid(format!("time offset of {offset_minutes} minutes is out of range")))
         }
         Operand::Offset { base, .. } => check_operand(p, base, props),
@@ -249,7 +288,11 @@ fn check_schedule(at: &str, zone: &str) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::Invalid(m));
     match chrono::NaiveDateTime::parse_from_str(at, SCHEDULE_FORMAT) {
         Ok(t) if (0..=9999).contains(&t.year()) => {}
-        _ => return bad(format!("scheduled trigger at `{at}`: expected a time like 2026-12-01T09:00 in the years 0000 to 9999")),
+        _ => {
+            return bad(format!(
+                "scheduled trigger at `{at}`: expected a time like 2026-12-01T09:00 in the years 0000 to 9999"
+            ))
+        }
     }
     if zone.parse::<chrono_tz::Tz>().is_err() {
         return bad(format!("scheduled trigger in unknown time zone `{zone}`"));

@@ -24,8 +24,10 @@ impl VersionMap {
 }
 
 pub fn map_versions(old: &Program, new: &Program) -> VersionMap {
-    let new_ids: HashMap<&str, NodeIdx> = new.nodes.iter().enumerate().map(|(i, n)| (n.id.0.as_str(), NodeIdx(i as u32))).collect();
-    let old_ids: HashMap<&str, NodeIdx> = old.nodes.iter().enumerate().map(|(i, n)| (n.id.0.as_str(), NodeIdx(i as u32))).collect();
+    let new_ids: HashMap<&str, NodeIdx> =
+        new.nodes.iter().enumerate().map(|(i, n)| (n.id.0.as_str(), NodeIdx(i as u32))).collect();
+    let old_ids: HashMap<&str, NodeIdx> =
+        old.nodes.iter().enumerate().map(|(i, n)| (n.id.0.as_str(), NodeIdx(i as u32))).collect();
     let mut m = VersionMap::default();
     for (i, n) in old.nodes.iter().enumerate() {
         let oi = NodeIdx(i as u32);
@@ -54,7 +56,15 @@ fn same_instruction(pa: &Program, a: &Op, pb: &Program, b: &Op) -> bool {
 pub fn render(old: &Program, new: &Program, m: &VersionMap) -> String {
     let mut out = format!("campaign {}: version {} → {}\n", new.campaign, old.version, new.version);
     for (id, o, n, changed) in &m.kept {
-        let note = if *changed { format!("  changed: {} → {}", super::dis::instruction(old, &old.nodes[o.get()].op), super::dis::instruction(new, &new.nodes[n.get()].op)) } else { String::new() };
+        let note = if *changed {
+            format!(
+                "  changed: {} → {}",
+                super::dis::instruction(old, &old.nodes[o.get()].op),
+                super::dis::instruction(new, &new.nodes[n.get()].op)
+            )
+        } else {
+            String::new()
+        };
         out.push_str(&format!("  = {id}  {} → {}{note}\n", o.0, n.0));
     }
     for (id, o) in &m.removed {

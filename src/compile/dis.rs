@@ -8,7 +8,12 @@ use std::fmt::Write;
 
 pub fn listing(p: &Program) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "campaign {}{}", p.campaign, p.display_name.as_ref().map(|n| format!(" ({})", print::string(n))).unwrap_or_default());
+    let _ = writeln!(
+        out,
+        "campaign {}{}",
+        p.campaign,
+        p.display_name.as_ref().map(|n| format!(" ({})", print::string(n))).unwrap_or_default()
+    );
     let _ = writeln!(out, "version  {}", p.version);
     let _ = writeln!(out, "trigger  {}", trigger(p));
     if let Some(a) = &p.audience {
@@ -22,7 +27,14 @@ pub fn listing(p: &Program) -> String {
     let _ = writeln!(out, "{:>4}  {:<width$}  {:<48}  {:<12}  line", "idx", "step", "instruction", "next");
     for (i, n) in p.nodes.iter().enumerate() {
         let succ = n.op.successors().iter().map(|s| s.0.to_string()).collect::<Vec<_>>().join(", ");
-        let _ = writeln!(out, "{i:>4}  {:<width$}  {:<48}  {:<12}  {}", n.id.0, instruction(p, &n.op), if succ.is_empty() { "-".into() } else { succ }, n.line);
+        let _ = writeln!(
+            out,
+            "{i:>4}  {:<width$}  {:<48}  {:<12}  {}",
+            n.id.0,
+            instruction(p, &n.op),
+            if succ.is_empty() { "-".into() } else { succ },
+            n.line
+        );
     }
     out
 }
@@ -114,16 +126,27 @@ fn cond_tree(p: &Program, c: &Cond, props: &[String]) -> Expr {
         Cond::And { all: v } => ExprKind::And(all(v, props)),
         Cond::Or { any } => ExprKind::Or(all(any, props)),
         Cond::Not { cond: x } => ExprKind::Not(Box::new(cond_tree(p, x, props))),
-        Cond::Cmp { op, lhs, rhs } => ExprKind::Compare { op: cmp_op(*op), lhs: Box::new(operand(p, lhs, props)), rhs: Box::new(operand(p, rhs, props)) },
-        Cond::In { lhs, list } => ExprKind::In { lhs: Box::new(operand(p, lhs, props)), list: list.iter().map(constant).collect() },
-        Cond::Has { set, elem } => ExprKind::Has { lhs: Box::new(operand(p, set, props)), rhs: Box::new(operand(p, elem, props)) },
+        Cond::Cmp { op, lhs, rhs } => ExprKind::Compare {
+            op: cmp_op(*op),
+            lhs: Box::new(operand(p, lhs, props)),
+            rhs: Box::new(operand(p, rhs, props)),
+        },
+        Cond::In { lhs, list } => {
+            ExprKind::In { lhs: Box::new(operand(p, lhs, props)), list: list.iter().map(constant).collect() }
+        }
+        Cond::Has { set, elem } => {
+            ExprKind::Has { lhs: Box::new(operand(p, set, props)), rhs: Box::new(operand(p, elem, props)) }
+        }
         Cond::Consent { channel } => ExprKind::Call { func: name("consent"), arg: name(channel) },
         Cond::Capable { channel } => ExprKind::Call { func: name("capable"), arg: name(channel) },
         Cond::Engaged { kind, step } => ExprKind::Call { func: name(kind.as_str()), arg: name(&step.0) },
         Cond::Happened { event, within_minutes, props: hp, filter } => {
             ExprKind::Happened { event: name(event), within: within_minutes.map(duration_lit), filter: all(filter, hp) }
         }
-        Cond::InSegment { segment } => ExprKind::Call { func: name("in_segment"), arg: name(p.segments.get(segment.0 as usize).map_or("?", |s| s.name.as_str())) },
+        Cond::InSegment { segment } => ExprKind::Call {
+            func: name("in_segment"),
+            arg: name(p.segments.get(segment.0 as usize).map_or("?", |s| s.name.as_str())),
+        },
     })
 }
 
@@ -162,7 +185,9 @@ fn sum(first: Expr, rest: Vec<(ArithOp, Expr)>) -> Expr {
 
 fn operand(p: &Program, o: &Operand, props: &[String]) -> Expr {
     match o {
-        Operand::Field { slot } => node(ExprKind::Name(name(p.fields.get(slot.0 as usize).map_or("?", |f| f.name.as_str())))),
+        Operand::Field { slot } => {
+            node(ExprKind::Name(name(p.fields.get(slot.0 as usize).map_or("?", |f| f.name.as_str()))))
+        }
         Operand::Prop { index } => node(ExprKind::Name(name(props.get(*index as usize).map_or("?", String::as_str)))),
         Operand::Const { value } => constant(value),
         Operand::Now { offset_minutes } => offset(node(ExprKind::Now), *offset_minutes),
@@ -170,12 +195,16 @@ fn operand(p: &Program, o: &Operand, props: &[String]) -> Expr {
         Operand::Sum { terms } => {
             let mut it = terms.iter();
             let Some((plus, first)) = it.next() else { return node(ExprKind::Number { value: 0.0, text: "0".into() }) };
-            let rest: Vec<(ArithOp, Expr)> = it.map(|(plus, t)| (if *plus { ArithOp::Add } else { ArithOp::Sub }, operand(p, t, props))).collect();
+            let rest: Vec<(ArithOp, Expr)> =
+                it.map(|(plus, t)| (if *plus { ArithOp::Add } else { ArithOp::Sub }, operand(p, t, props))).collect();
             // A first term taken away (only in a crafted program) reads as `0 - x`.
             let (first, rest) = if *plus {
                 (operand(p, first, props), rest)
             } else {
-                (node(ExprKind::Number { value: 0.0, text: "0".into() }), std::iter::once((ArithOp::Sub, operand(p, first, props))).chain(rest).collect())
+                (
+                    node(ExprKind::Number { value: 0.0, text: "0".into() }),
+                    std::iter::once((ArithOp::Sub, operand(p, first, props))).chain(rest).collect(),
+                )
             };
             if rest.is_empty() {
                 first
@@ -195,10 +224,14 @@ fn constant(c: &Const) -> Expr {
         Const::Number(n) => node(ExprKind::Number { value: *n, text: n.to_string() }),
         Const::Str(s) => node(ExprKind::Str(s.clone())),
         Const::Datetime(m) => match m.checked_mul(60).and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)) {
-            Some(t) => node(ExprKind::Date(ast::DateLit { date: t.date_naive(), time: Some(t.time()), span: Span::default() })),
+            Some(t) => {
+                node(ExprKind::Date(ast::DateLit { date: t.date_naive(), time: Some(t.time()), span: Span::default() }))
+            }
             None => number(*m),
         },
-        Const::Date(d) => match chrono::TimeDelta::try_days(*d).and_then(|days| chrono::NaiveDate::default().checked_add_signed(days)) {
+        Const::Date(d) => match chrono::TimeDelta::try_days(*d)
+            .and_then(|days| chrono::NaiveDate::default().checked_add_signed(days))
+        {
             Some(date) => node(ExprKind::Date(ast::DateLit { date, time: None, span: Span::default() })),
             None => number(*d),
         },
@@ -214,7 +247,15 @@ mod tests {
 
     #[test]
     fn durations_print_as_people_write_them() {
-        for (minutes, text) in [(90 * 1440, "90d"), (30 * 1440, "30d"), (36 * 60, "1d 12h"), (14 * 1440, "2w"), (45, "45m"), (90, "1h 30m"), (0, "0m")] {
+        for (minutes, text) in [
+            (90 * 1440, "90d"),
+            (30 * 1440, "30d"),
+            (36 * 60, "1d 12h"),
+            (14 * 1440, "2w"),
+            (45, "45m"),
+            (90, "1h 30m"),
+            (0, "0m"),
+        ] {
             assert_eq!(duration(minutes), text, "{minutes} minutes");
         }
     }

@@ -43,7 +43,9 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         segment_idx: HashMap::new(),
     };
     let trigger = match &campaign.trigger {
-        model::Trigger::Scheduled { at, zone } => Trigger::Scheduled { at: at.format(SCHEDULE_FORMAT).to_string(), zone: zone.clone() },
+        model::Trigger::Scheduled { at, zone } => {
+            Trigger::Scheduled { at: at.format(SCHEDULE_FORMAT).to_string(), zone: zone.clone() }
+        }
         model::Trigger::Event { event, filter } => {
             let props = cx.props_of(event);
             let filter = filter.as_ref().map(|f| cx.cond(f, &props));
@@ -139,7 +141,11 @@ impl Lower<'_> {
         };
         match &s.kind {
             StepKind::Send { target, fallback, .. } => {
-                let op = Op::Send { target: self.target(target), fallback: fallback.as_ref().map(|f| self.target(f)), next: UNSET };
+                let op = Op::Send {
+                    target: self.target(target),
+                    fallback: fallback.as_ref().map(|f| self.target(f)),
+                    next: UNSET,
+                };
                 let i = self.push(s.id.clone(), at, op);
                 set_span(&mut self.nodes, i);
                 (i, vec![Hole::Next(i.get())])
@@ -190,7 +196,10 @@ impl Lower<'_> {
                 (entry.unwrap_or(UNSET), exits)
             }
             StepKind::AbTest { name, variants } => {
-                let vs = variants.iter().map(|v| Variant { name: v.name.clone(), weight_bp: v.weight_bp, target: UNSET }).collect();
+                let vs = variants
+                    .iter()
+                    .map(|v| Variant { name: v.name.clone(), weight_bp: v.weight_bp, target: UNSET })
+                    .collect();
                 let split = self.push(s.id.clone(), at, Op::Split { name: name.clone(), variants: vs });
                 set_span(&mut self.nodes, split);
                 let mut exits = Vec::new();
@@ -263,7 +272,10 @@ impl Lower<'_> {
             }
             TKind::In { lhs, list } => {
                 let lhs = self.operand(lhs, props);
-                let list = list.iter().filter_map(|x| if let TKind::Const(v) = &x.kind { Some(constant(v)) } else { None }).collect();
+                let list = list
+                    .iter()
+                    .filter_map(|x| if let TKind::Const(v) = &x.kind { Some(constant(v)) } else { None })
+                    .collect();
                 Cond::In { lhs, list }
             }
             TKind::Has { set, elem } => Cond::Has { set: self.operand(set, props), elem: self.operand(elem, props) },
@@ -321,12 +333,20 @@ impl Lower<'_> {
                     return Operand::Sum { terms };
                 }
                 match base {
-                    Operand::Now { offset_minutes } => Operand::Now { offset_minutes: offset_minutes.saturating_add(offset) },
-                    Operand::Const { value: Const::Datetime(m) } => Operand::Const { value: Const::Datetime(m.saturating_add(offset)) },
+                    Operand::Now { offset_minutes } => {
+                        Operand::Now { offset_minutes: offset_minutes.saturating_add(offset) }
+                    }
+                    Operand::Const { value: Const::Datetime(m) } => {
+                        Operand::Const { value: Const::Datetime(m.saturating_add(offset)) }
+                    }
                     other => Operand::Offset { base: Box::new(other), offset_minutes: offset },
                 }
             }
-            TKind::InSegment(_) | TKind::Engaged { .. } | TKind::Consent(_) | TKind::Capable(_) | TKind::Happened { .. } => {
+            TKind::InSegment(_)
+            | TKind::Engaged { .. }
+            | TKind::Consent(_)
+            | TKind::Capable(_)
+            | TKind::Happened { .. } => {
                 // A predicate used as a value (`in_segment(a) == true`): not produced by the checker.
                 Operand::Const { value: Const::Bool(false) }
             }

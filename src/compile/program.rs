@@ -127,8 +127,15 @@ pub const SCHEDULE_FORMAT: &str = "%Y-%m-%dT%H:%M";
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// Local wall-clock time in `zone`; the runtime resolves it across DST.
-    Scheduled { at: String, zone: String },
-    Event { event: String, props: Vec<String>, filter: Option<Cond> },
+    Scheduled {
+        at: String,
+        zone: String,
+    },
+    Event {
+        event: String,
+        props: Vec<String>,
+        filter: Option<Cond>,
+    },
     Manual,
     Api,
 }
@@ -164,14 +171,34 @@ pub struct Variant {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
-    Send { target: SendTarget, fallback: Option<SendTarget>, next: NodeIdx },
-    Wait { minutes: i64, next: NodeIdx },
-    Branch { cond: Cond, then: NodeIdx, otherwise: NodeIdx },
-    Split { name: String, variants: Vec<Variant> },
-    Tag { add: bool, tag: String, next: NodeIdx },
+    Send {
+        target: SendTarget,
+        fallback: Option<SendTarget>,
+        next: NodeIdx,
+    },
+    Wait {
+        minutes: i64,
+        next: NodeIdx,
+    },
+    Branch {
+        cond: Cond,
+        then: NodeIdx,
+        otherwise: NodeIdx,
+    },
+    Split {
+        name: String,
+        variants: Vec<Variant>,
+    },
+    Tag {
+        add: bool,
+        tag: String,
+        next: NodeIdx,
+    },
     /// Marks an empty branch or variant (a holdout), so it has a step id that
     /// reports can count.
-    Jump { target: NodeIdx },
+    Jump {
+        target: NodeIdx,
+    },
     End,
 }
 
@@ -207,7 +234,9 @@ impl Op {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cond {
-    Const { value: bool },
+    Const {
+        value: bool,
+    },
     And {
         #[serde(deserialize_with = "guarded")]
         all: Vec<Cond>,
@@ -220,12 +249,29 @@ pub enum Cond {
         #[serde(deserialize_with = "guarded")]
         cond: Box<Cond>,
     },
-    Cmp { op: CmpOpRepr, lhs: Operand, rhs: Operand },
-    In { lhs: Operand, list: Vec<Const> },
-    Has { set: Operand, elem: Operand },
-    Consent { channel: String },
-    Capable { channel: String },
-    Engaged { kind: EngagementRepr, step: StepId },
+    Cmp {
+        op: CmpOpRepr,
+        lhs: Operand,
+        rhs: Operand,
+    },
+    In {
+        lhs: Operand,
+        list: Vec<Const>,
+    },
+    Has {
+        set: Operand,
+        elem: Operand,
+    },
+    Consent {
+        channel: String,
+    },
+    Capable {
+        channel: String,
+    },
+    Engaged {
+        kind: EngagementRepr,
+        step: StepId,
+    },
     Happened {
         event: String,
         within_minutes: Option<i64>,
@@ -233,7 +279,9 @@ pub enum Cond {
         #[serde(deserialize_with = "guarded")]
         filter: Vec<Cond>,
     },
-    InSegment { segment: SegmentIdx },
+    InSegment {
+        segment: SegmentIdx,
+    },
 }
 
 /// `CmpOp` as persisted.
@@ -313,12 +361,20 @@ impl EngagementRepr {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operand {
-    Field { slot: FieldSlot },
+    Field {
+        slot: FieldSlot,
+    },
     /// A property of the event being matched (trigger `where`, `happened … where`), by index into its `props`.
-    Prop { index: u16 },
-    Const { value: Const },
+    Prop {
+        index: u16,
+    },
+    Const {
+        value: Const,
+    },
     /// `now + offset_minutes`.
-    Now { offset_minutes: i64 },
+    Now {
+        offset_minutes: i64,
+    },
     /// A field or property plus a constant offset (`created_at + 7d`).
     Offset {
         #[serde(deserialize_with = "guarded")]

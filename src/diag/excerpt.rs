@@ -69,7 +69,11 @@ impl Excerpt {
             // Where on this line to look: the first span (the primary comes
             // first) that starts here, else one that ends here.
             let on_line = |o: &usize| (start..=start + body.len()).contains(o);
-            let anchor = spans.iter().map(|s| clamp(s.start)).find(on_line).or_else(|| spans.iter().map(|s| clamp(s.end)).find(on_line));
+            let anchor = spans
+                .iter()
+                .map(|s| clamp(s.start))
+                .find(on_line)
+                .or_else(|| spans.iter().map(|s| clamp(s.end)).find(on_line));
             let anchor_col = anchor.map_or(0, |o| body[..floor_char_boundary(body, o - start)].chars().count());
             out.push_line(start, body, anchor_col);
         }

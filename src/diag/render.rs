@@ -4,7 +4,10 @@
 use crate::diag::excerpt::{self, readable, Excerpt};
 use crate::diag::{Diagnostic, Severity};
 use crate::source::{SourceMap, SourceText, Span};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan,
+    SpanContents,
+};
 use serde_json::{json, Value};
 
 /// Version of the JSON output's shape; bumped on any incompatible change.
@@ -19,12 +22,16 @@ pub struct HumanOptions {
 /// The rustc-like report with the source snippet, one diagnostic after another.
 pub fn human(diags: &[Diagnostic], sources: &SourceMap, opts: HumanOptions) -> String {
     let theme = if opts.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(opts.width).with_links(false).with_context_lines(excerpt::CONTEXT_LINES);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(opts.width)
+        .with_links(false)
+        .with_context_lines(excerpt::CONTEXT_LINES);
     let mut out = String::new();
     for d in diags {
         let file = sources.get(d.file);
         let (near, far) = nearby(d, file);
-        let spans: Vec<crate::source::Span> = std::iter::once(d.span).chain(near.related.iter().map(|(s, _)| *s)).collect();
+        let spans: Vec<crate::source::Span> =
+            std::iter::once(d.span).chain(near.related.iter().map(|(s, _)| *s)).collect();
         let excerpt = Excerpt::new(file, &spans);
         let shown = Shown { diag: &near, file, source: Named { name: file.path.display().to_string(), excerpt } };
         if handler.render_report(&mut out, &shown).is_err() {
@@ -49,7 +56,8 @@ const FAR_LINES: usize = 12;
 fn nearby(d: &Diagnostic, file: &SourceText) -> (Diagnostic, Vec<(Span, String)>) {
     let line = |s: Span| file.line_of((s.start as usize).min(file.text.len()));
     let primary = line(d.span);
-    let (near, far): (Vec<_>, Vec<_>) = d.related.iter().cloned().partition(|(s, _)| line(*s).abs_diff(primary) <= FAR_LINES);
+    let (near, far): (Vec<_>, Vec<_>) =
+        d.related.iter().cloned().partition(|(s, _)| line(*s).abs_diff(primary) <= FAR_LINES);
     let mut shown = d.clone();
     shown.related = near;
     (shown, far)
@@ -88,8 +96,10 @@ pub fn json(diags: &[Diagnostic], sources: &SourceMap) -> Value {
         .iter()
         .map(|d| {
             let file = sources.get(d.file);
-            let span = |s: Span| json!({"start": file.line_col(s.start as usize), "end": file.line_col(s.end as usize)});
-            let related: Vec<Value> = d.related.iter().map(|(s, label)| json!({"span": span(*s), "label": readable(label)})).collect();
+            let span =
+                |s: Span| json!({"start": file.line_col(s.start as usize), "end": file.line_col(s.end as usize)});
+            let related: Vec<Value> =
+                d.related.iter().map(|(s, label)| json!({"span": span(*s), "label": readable(label)})).collect();
             json!({
                 "file": file.path.display().to_string(),
                 "severity": d.severity.as_str(),
@@ -217,7 +227,12 @@ struct Named {
 }
 
 impl SourceCode for Named {
-    fn read_span<'b>(&'b self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
+    fn read_span<'b>(
+        &'b self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'b> + 'b>, MietteError> {
         let inner = self.excerpt.text.as_str().read_span(span, before, after)?;
         // miette counts columns in bytes of the excerpt; the header shows the
         // file's column in scalar values, as the JSON output does.
@@ -277,8 +292,13 @@ impl miette::Diagnostic for Shown<'_> {
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let label = self.diag.label.as_deref().unwrap_or(&self.diag.message);
-        let primary = LabeledSpan::new_primary_with_span(Some(readable(label).into_owned()), self.place(self.diag.span));
-        let related = self.diag.related.iter().map(|(s, l)| LabeledSpan::new_with_span(Some(readable(l).into_owned()), self.place(*s)));
+        let primary =
+            LabeledSpan::new_primary_with_span(Some(readable(label).into_owned()), self.place(self.diag.span));
+        let related = self
+            .diag
+            .related
+            .iter()
+            .map(|(s, l)| LabeledSpan::new_with_span(Some(readable(l).into_owned()), self.place(*s)));
         Some(Box::new(std::iter::once(primary).chain(related)))
     }
 }
@@ -292,10 +312,18 @@ mod tests {
     #[test]
     fn a_fix_is_shown_as_the_did_you_mean_and_own_help_wins() {
         let span = Span { start: 3, end: 8 };
-        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `sigup`").with_suggestion(span, Some("signup"), Some("declare it".into()));
+        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `sigup`").with_suggestion(
+            span,
+            Some("signup"),
+            Some("declare it".into()),
+        );
         assert_eq!(d.fix, Some(Fix::replace(span, "signup")));
         assert_eq!(plain(&d), "unknown event `sigup`\nhelp: did you mean `signup`?");
-        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `zzz`").with_suggestion(span, None, Some("declare it".into()));
+        let d = Diagnostic::new(Code::UnknownEvent, FileId(0), span, "unknown event `zzz`").with_suggestion(
+            span,
+            None,
+            Some("declare it".into()),
+        );
         assert_eq!((d.fix.is_none(), help_text(&d).as_deref()), (true, Some("declare it")));
     }
 }

@@ -48,7 +48,12 @@ pub fn unified(name: &str, old: &str, new: &str) -> String {
 
 fn hunk(out: &mut String, ops: &[DiffOp], a: &[&str], b: &[&str]) {
     let (Some(first), Some(last)) = (ops.first(), ops.last()) else { return };
-    let _ = writeln!(out, "@@ -{} +{} @@", range(first.old_range().start, last.old_range().end), range(first.new_range().start, last.new_range().end));
+    let _ = writeln!(
+        out,
+        "@@ -{} +{} @@",
+        range(first.old_range().start, last.old_range().end),
+        range(first.new_range().start, last.new_range().end)
+    );
     for op in ops {
         for change in op.iter_changes(a, b) {
             let sign = match change.tag() {

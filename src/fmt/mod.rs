@@ -93,7 +93,11 @@ impl Printer<'_> {
             if c.span.start as usize >= pos {
                 break;
             }
-            if self.blank_between(self.last_end, c.span.start as usize) && !self.out.is_empty() && !self.out.ends_with("\n\n") && !self.out.ends_with("{\n") {
+            if self.blank_between(self.last_end, c.span.start as usize)
+                && !self.out.is_empty()
+                && !self.out.ends_with("\n\n")
+                && !self.out.ends_with("{\n")
+            {
                 self.out.push('\n');
             }
             let t = self.comment_text(c).to_string();
@@ -191,9 +195,14 @@ impl Printer<'_> {
                     let (span, s) = match e {
                         ChannelEntry::RequiresCapability(sp) => (*sp, "requires capability".to_string()),
                         ChannelEntry::Fallback(n) => (n.span, format!("fallback {}", n.text)),
-                        ChannelEntry::Message { name, requires_consent, span } => {
-                            (*span, format!("message {}{}", name.text, if *requires_consent { " requires consent" } else { "" }))
-                        }
+                        ChannelEntry::Message { name, requires_consent, span } => (
+                            *span,
+                            format!(
+                                "message {}{}",
+                                name.text,
+                                if *requires_consent { " requires consent" } else { "" }
+                            ),
+                        ),
                     };
                     self.member(span, 1, &s);
                 }
@@ -202,7 +211,14 @@ impl Printer<'_> {
             Item::Pricing(p) => {
                 self.line(0, "pricing {");
                 for e in &p.entries {
-                    self.member(e.span, 1, &format!("{}.{} = {} {}", e.channel.text, e.message.text, e.amount.text, e.amount.currency.text));
+                    self.member(
+                        e.span,
+                        1,
+                        &format!(
+                            "{}.{} = {} {}",
+                            e.channel.text, e.message.text, e.amount.text, e.amount.currency.text
+                        ),
+                    );
                 }
                 self.close(p.span, 0);
             }
@@ -300,7 +316,11 @@ impl Printer<'_> {
             StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End => {}
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
-                    let head = if k == 0 { format!("{label}if {} ", expr(cond)) } else { format!("}} else if {} ", expr(cond)) };
+                    let head = if k == 0 {
+                        format!("{label}if {} ", expr(cond))
+                    } else {
+                        format!("}} else if {} ", expr(cond))
+                    };
                     self.line(indent, &format!("{head}{{"));
                     self.after_open(body.span.start as usize);
                     if self.block_open(body) {
@@ -387,7 +407,9 @@ fn simple_step(s: &Step) -> Option<String> {
             format!("send {}{fb}", target(&send.target))
         }
         StepKind::Wait(d) => format!("wait {}", duration(d)),
-        StepKind::Tag { op, tag } => format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value)),
+        StepKind::Tag { op, tag } => {
+            format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value))
+        }
         StepKind::End => "end".into(),
         StepKind::If(_) | StepKind::AbTest(_) => return None,
     };

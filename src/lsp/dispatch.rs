@@ -59,9 +59,13 @@ impl<'a, S> RequestDispatcher<'a, S> {
 
     /// The answer: the handler's, or MethodNotFound when none claimed it.
     pub fn finish(&mut self) -> Response {
-        self.response
-            .take()
-            .unwrap_or_else(|| Response::new_err(self.id.clone(), ErrorCode::MethodNotFound as i32, format!("flowc lsp does not handle `{}`", self.method)))
+        self.response.take().unwrap_or_else(|| {
+            Response::new_err(
+                self.id.clone(),
+                ErrorCode::MethodNotFound as i32,
+                format!("flowc lsp does not handle `{}`", self.method),
+            )
+        })
     }
 }
 
@@ -127,8 +131,15 @@ mod tests {
         assert_eq!(n, 1, "the handler ran once");
         let bad = dispatch("textDocument/hover", serde_json::json!({"nope": 1}), &mut n);
         assert_eq!(bad.error.map(|e| e.code), Some(ErrorCode::InvalidParams as i32));
-        let refused = dispatch("textDocument/hover", serde_json::json!({"textDocument": {"uri": "file:///a.flow"}, "position": {"line": 0, "character": 0}}), &mut n);
-        assert_eq!(refused.error.map(|e| (e.code, e.message)), Some((ErrorCode::InvalidParams as i32, "no".to_string())));
+        let refused = dispatch(
+            "textDocument/hover",
+            serde_json::json!({"textDocument": {"uri": "file:///a.flow"}, "position": {"line": 0, "character": 0}}),
+            &mut n,
+        );
+        assert_eq!(
+            refused.error.map(|e| (e.code, e.message)),
+            Some((ErrorCode::InvalidParams as i32, "no".to_string()))
+        );
         let unknown = dispatch("flowc/nothing", serde_json::Value::Null, &mut n);
         assert_eq!(unknown.id, RequestId::from(3));
         assert_eq!(unknown.error.map(|e| e.code), Some(ErrorCode::MethodNotFound as i32));

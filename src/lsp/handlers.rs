@@ -6,8 +6,13 @@ use super::dispatch::{HandlerError, NotificationDispatcher, RequestDispatcher};
 use super::{path_of, position, publish, query, Server};
 use crate::source::FileId;
 use lsp_server::{Notification, Request, Response};
-use lsp_types::notification::{DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument};
-use lsp_types::request::{CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition, HoverRequest, References, Rename};
+use lsp_types::notification::{
+    DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
+};
+use lsp_types::request::{
+    CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition,
+    HoverRequest, References, Rename,
+};
 use lsp_types::*;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -44,12 +49,15 @@ impl Server {
 }
 
 fn hover(s: &mut Server, p: HoverParams) -> Answer<Option<Hover>> {
-    Ok(s.with_doc(&p.text_document_position_params, |s, a, off| query::hover(a, off).map(|(text, span)| s.hover_at(a, text, span))))
+    Ok(s.with_doc(&p.text_document_position_params, |s, a, off| {
+        query::hover(a, off).map(|(text, span)| s.hover_at(a, text, span))
+    }))
 }
 
 fn definition(s: &mut Server, p: GotoDefinitionParams) -> Answer<Option<GotoDefinitionResponse>> {
     Ok(s.with_doc(&p.text_document_position_params, |s, a, off| {
-        query::definition(a, off).and_then(|(file, span)| s.locations(a, &[(file, span)]).pop().map(GotoDefinitionResponse::Scalar))
+        query::definition(a, off)
+            .and_then(|(file, span)| s.locations(a, &[(file, span)]).pop().map(GotoDefinitionResponse::Scalar))
     }))
 }
 
@@ -74,7 +82,10 @@ fn document_symbols(s: &mut Server, p: DocumentSymbolParams) -> Answer<Option<Do
     let a = s.analyze(&path);
     let src = a.ws.sources.get(a.file);
     let enc = s.encoding;
-    let syms = query::symbols(&a, &|span| Range { start: position::to_position(src, span.start as usize, enc), end: position::to_position(src, span.end as usize, enc) });
+    let syms = query::symbols(&a, &|span| Range {
+        start: position::to_position(src, span.start as usize, enc),
+        end: position::to_position(src, span.end as usize, enc),
+    });
     Ok(Some(DocumentSymbolResponse::Nested(syms)))
 }
 
@@ -89,7 +100,8 @@ fn references(s: &mut Server, p: ReferenceParams) -> Answer<Option<Vec<Location>
 
 fn rename(s: &mut Server, p: RenameParams) -> Answer<Option<WorkspaceEdit>> {
     let name = p.new_name;
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
         return Err(HandlerError::invalid_params(format!("`{name}` is not a name ([a-z_][a-z0-9_]*)")));
     }
@@ -112,7 +124,12 @@ fn rename(s: &mut Server, p: RenameParams) -> Answer<Option<WorkspaceEdit>> {
 fn folding_ranges(s: &mut Server, p: FoldingRangeParams) -> Answer<Option<Vec<FoldingRange>>> {
     let Some(path) = path_of(&p.text_document.uri).filter(|p| s.docs.contains_key(p)) else { return Ok(None) };
     let a = s.analyze(&path);
-    Ok(Some(query::folds(&a).into_iter().map(|(s, e)| FoldingRange { start_line: s as u32, end_line: e as u32, ..Default::default() }).collect()))
+    Ok(Some(
+        query::folds(&a)
+            .into_iter()
+            .map(|(s, e)| FoldingRange { start_line: s as u32, end_line: e as u32, ..Default::default() })
+            .collect(),
+    ))
 }
 
 fn did_open(s: &mut Server, p: DidOpenTextDocumentParams) -> Vec<Notification> {

@@ -67,7 +67,10 @@ pub fn run() -> Result<Exit, String> {
         position_encoding: Some(kind),
         text_document_sync: Some(TextDocumentSyncCapability::Kind(TextDocumentSyncKind::FULL)),
         hover_provider: Some(HoverProviderCapability::Simple(true)),
-        completion_provider: Some(CompletionOptions { trigger_characters: Some(vec![".".into(), " ".into(), "\"".into()]), ..Default::default() }),
+        completion_provider: Some(CompletionOptions {
+            trigger_characters: Some(vec![".".into(), " ".into(), "\"".into()]),
+            ..Default::default()
+        }),
         definition_provider: Some(OneOf::Left(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         document_symbol_provider: Some(OneOf::Left(true)),
@@ -103,7 +106,11 @@ pub fn run() -> Result<Exit, String> {
             Message::Request(req) => {
                 let id = req.id.clone();
                 let resp = if shut_down {
-                    Response::new_err(id, ErrorCode::InvalidRequest as i32, "the server is shut down; only `exit` is expected".into())
+                    Response::new_err(
+                        id,
+                        ErrorCode::InvalidRequest as i32,
+                        "the server is shut down; only `exit` is expected".into(),
+                    )
                 } else if req.method == Shutdown::METHOD {
                     shut_down = true;
                     Response::new_ok(id, ())
@@ -116,8 +123,10 @@ pub fn run() -> Result<Exit, String> {
             }
             Message::Notification(n) if n.method == ExitNotification::METHOD => break,
             Message::Notification(n) => {
-                let later_edit = n.method == DidChangeTextDocument::METHOD && edit_pending(&queue, document_of(&n.params).as_deref());
-                let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.notification(n))).unwrap_or_default();
+                let later_edit = n.method == DidChangeTextDocument::METHOD
+                    && edit_pending(&queue, document_of(&n.params).as_deref());
+                let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| server.notification(n)))
+                    .unwrap_or_default();
                 // Debounce: a newer edit is already here, its diagnostics will follow.
                 if !later_edit {
                     for p in published {
@@ -140,7 +149,11 @@ fn initialize_request(io: &transport::Stdio) -> Result<Option<(RequestId, serde_
         match msg {
             Message::Request(req) if req.method == Initialize::METHOD => return Ok(Some((req.id, req.params))),
             Message::Request(req) => {
-                let resp = Response::new_err(req.id, ErrorCode::ServerNotInitialized as i32, "the server is not initialized yet".into());
+                let resp = Response::new_err(
+                    req.id,
+                    ErrorCode::ServerNotInitialized as i32,
+                    "the server is not initialized yet".into(),
+                );
                 io.outgoing.send(transport::Outgoing::Message(Message::Response(resp))).map_err(|e| e.to_string())?;
             }
             Message::Notification(n) if n.method == ExitNotification::METHOD => return Ok(None),
@@ -153,8 +166,9 @@ fn initialize_request(io: &transport::Stdio) -> Result<Option<(RequestId, serde_
 /// Runs one request handler; a bug in it (a panic) answers that request
 /// with an internal error and the server lives on.
 fn guarded(id: RequestId, handler: impl FnOnce() -> Response) -> Response {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler))
-        .unwrap_or_else(|_| Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into()))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)).unwrap_or_else(|_| {
+        Response::new_err(id, ErrorCode::InternalError as i32, "flowc lsp: internal error in this request".into())
+    })
 }
 
 /// The `textDocument.uri` a message is about, if any.
@@ -195,17 +209,16 @@ impl Server {
         let a = Rc::new(self.check(path));
         // What it read: every file of its units but the embedded stdlib,
         // and the flowc.toml that set its lint levels.
-        let mut inputs: Vec<PathBuf> = a
-            .ws
-            .units
-            .iter()
-            .flat_map(|u| u.files.iter())
-            .filter(|f| !a.ws.is_stdlib(**f))
-            .map(|f| {
-                let shown = &a.ws.sources.get(*f).path;
-                workspace::real_path(shown).unwrap_or_else(|_| workspace::normalize(shown))
-            })
-            .collect();
+        let mut inputs: Vec<PathBuf> =
+            a.ws.units
+                .iter()
+                .flat_map(|u| u.files.iter())
+                .filter(|f| !a.ws.is_stdlib(**f))
+                .map(|f| {
+                    let shown = &a.ws.sources.get(*f).path;
+                    workspace::real_path(shown).unwrap_or_else(|_| workspace::normalize(shown))
+                })
+                .collect();
         inputs.push(path.to_path_buf());
         inputs.extend(workspace::find_workspace_file(path));
         inputs.sort();
@@ -232,7 +245,11 @@ impl Server {
         // The workspace's flowc.toml sets lint levels here as for `flowc
         // check`; a broken one is reported by the commands, not in every hover.
         let config = crate::config::load(path).unwrap_or_default();
-        let opts = CheckOptions { allow_draft: config.allow_draft == Some(true), now: Some(chrono::Utc::now()), lints: config.lints };
+        let opts = CheckOptions {
+            allow_draft: config.allow_draft == Some(true),
+            now: Some(chrono::Utc::now()),
+            lints: config.lints,
+        };
         let result = check::check_all(&ws, &[], &opts);
         let file = ws.sources.find(path).unwrap_or_default();
         Analysis { ws, result, file }
@@ -247,11 +264,18 @@ impl Server {
     }
 
     fn to_lsp(&self, src: &crate::source::SourceText, d: &Diag) -> Diagnostic {
-        let range = Range { start: position::to_position(src, d.span.start as usize, self.encoding), end: position::to_position(src, d.span.end as usize, self.encoding) };
+        let range = Range {
+            start: position::to_position(src, d.span.start as usize, self.encoding),
+            end: position::to_position(src, d.span.end as usize, self.encoding),
+        };
         let message = crate::diag::render::plain(d);
         Diagnostic {
             range,
-            severity: Some(if d.severity == Severity::Error { DiagnosticSeverity::ERROR } else { DiagnosticSeverity::WARNING }),
+            severity: Some(if d.severity == Severity::Error {
+                DiagnosticSeverity::ERROR
+            } else {
+                DiagnosticSeverity::WARNING
+            }),
             code: Some(NumberOrString::String(d.code.as_str().into())),
             source: Some("flowc".into()),
             message,
@@ -262,17 +286,26 @@ impl Server {
     /// The fixes of the client's diagnostics, taken from this server's own
     /// diagnostics at the same range and code (never parsed from the text).
     pub(crate) fn code_actions(&mut self, p: &CodeActionParams) -> Vec<CodeActionOrCommand> {
-        let Some(path) = path_of(&p.text_document.uri).filter(|path| self.docs.contains_key(path)) else { return vec![] };
+        let Some(path) = path_of(&p.text_document.uri).filter(|path| self.docs.contains_key(path)) else {
+            return vec![];
+        };
         let a = self.analyze(&path);
         let src = a.ws.sources.get(a.file);
-        let range = |span: crate::source::Span| Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) };
+        let range = |span: crate::source::Span| Range {
+            start: position::to_position(src, span.start as usize, self.encoding),
+            end: position::to_position(src, span.end as usize, self.encoding),
+        };
         let mut actions = Vec::new();
         for d in &p.context.diagnostics {
             let code = match &d.code {
                 Some(NumberOrString::String(c)) => c.as_str(),
                 _ => continue,
             };
-            let ours = a.result.diags.iter().filter(|o| o.file == a.file && o.code.as_str() == code && range(o.span) == d.range);
+            let ours = a
+                .result
+                .diags
+                .iter()
+                .filter(|o| o.file == a.file && o.code.as_str() == code && range(o.span) == d.range);
             for fix in ours.filter_map(|o| o.fix.as_ref()) {
                 let edit = TextEdit { range: range(fix.span), new_text: fix.replacement.clone() };
                 let mut changes = HashMap::new();
@@ -295,19 +328,36 @@ impl Server {
             .iter()
             .filter_map(|(f, span)| {
                 let src = a.ws.sources.get(*f);
-                let uri = Url::from_file_path(std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone())).ok()?;
-                Some(Location { uri, range: Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) } })
+                let uri =
+                    Url::from_file_path(std::fs::canonicalize(&src.path).unwrap_or_else(|_| src.path.clone())).ok()?;
+                Some(Location {
+                    uri,
+                    range: Range {
+                        start: position::to_position(src, span.start as usize, self.encoding),
+                        end: position::to_position(src, span.end as usize, self.encoding),
+                    },
+                })
             })
             .collect()
     }
 
     fn hover_at(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {
         let src = a.ws.sources.get(a.file);
-        let range = Range { start: position::to_position(src, span.start as usize, self.encoding), end: position::to_position(src, span.end as usize, self.encoding) };
-        Hover { contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: text }), range: Some(range) }
+        let range = Range {
+            start: position::to_position(src, span.start as usize, self.encoding),
+            end: position::to_position(src, span.end as usize, self.encoding),
+        };
+        Hover {
+            contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: text }),
+            range: Some(range),
+        }
     }
 
-    fn with_doc<T>(&mut self, at: &TextDocumentPositionParams, f: impl FnOnce(&Server, &Analysis, usize) -> Option<T>) -> Option<T> {
+    fn with_doc<T>(
+        &mut self,
+        at: &TextDocumentPositionParams,
+        f: impl FnOnce(&Server, &Analysis, usize) -> Option<T>,
+    ) -> Option<T> {
         let path = path_of(&at.text_document.uri)?;
         self.docs.get(&path)?;
         let a = self.analyze(&path);

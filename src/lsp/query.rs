@@ -81,7 +81,12 @@ fn find(a: &Analysis, off: usize) -> Option<(Ref, Span)> {
 
 fn same(a: &Ref, b: &Ref) -> bool {
     match (a, b) {
-        (Ref::Template(x), Ref::Template(y)) | (Ref::Segment(x), Ref::Segment(y)) | (Ref::Attribute(x), Ref::Attribute(y)) | (Ref::Event(x), Ref::Event(y)) | (Ref::Label(x), Ref::Label(y)) | (Ref::Channel(x), Ref::Channel(y)) => x == y,
+        (Ref::Template(x), Ref::Template(y))
+        | (Ref::Segment(x), Ref::Segment(y))
+        | (Ref::Attribute(x), Ref::Attribute(y))
+        | (Ref::Event(x), Ref::Event(y))
+        | (Ref::Label(x), Ref::Label(y))
+        | (Ref::Channel(x), Ref::Channel(y)) => x == y,
         _ => false,
     }
 }
@@ -96,7 +101,12 @@ pub fn references(a: &Analysis, off: usize) -> Vec<(FileId, Span)> {
     let segments = segment_names(a);
     let files: Vec<FileId> = match &target {
         Ref::Label(_) => vec![a.file],
-        _ => a.ws.units.first().map(|u| u.files.iter().copied().filter(|f| !a.ws.is_stdlib(*f)).collect()).unwrap_or_default(),
+        _ => {
+            a.ws.units
+                .first()
+                .map(|u| u.files.iter().copied().filter(|f| !a.ws.is_stdlib(*f)).collect())
+                .unwrap_or_default()
+        }
     };
     let campaign = tree(a).items.iter().find_map(|i| match i {
         Item::Campaign(c) if c.span.contains(off) => Some(c.span),
@@ -249,7 +259,14 @@ pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
         Ref::Segment(n) => {
             let s = m.segments.get(n)?;
             let def = match s.origin {
-                Origin::Source(f, sp) => a.ws.sources.get(f).text.get(sp.start as usize..).and_then(|t| t.lines().next()).map(|l| l.to_string()),
+                Origin::Source(f, sp) => {
+                    a.ws.sources
+                        .get(f)
+                        .text
+                        .get(sp.start as usize..)
+                        .and_then(|t| t.lines().next())
+                        .map(|l| l.to_string())
+                }
                 Origin::Registry => None,
             };
             format!("**segment** `{n}`\n\n```flow\nsegment {}\n```", def.unwrap_or_else(|| n.clone()))
@@ -261,7 +278,10 @@ pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
         Ref::Event(n) => {
             let e = m.events.get(n)?;
             let props: Vec<String> = e.fields.values().map(|f| format!("`{}: {}`", f.name, f.ty.describe())).collect();
-            format!("**event** `{n}`{}", if props.is_empty() { String::new() } else { format!("\n\n{}", props.join(", ")) })
+            format!(
+                "**event** `{n}`{}",
+                if props.is_empty() { String::new() } else { format!("\n\n{}", props.join(", ")) }
+            )
         }
         Ref::Label(n) => {
             let c = m.campaigns.iter().find(|c| c.file == a.file && c.span.contains(off))?;
@@ -270,8 +290,17 @@ pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
         }
         Ref::Channel(n) => {
             let ch = m.channels.get(n)?;
-            let msgs: Vec<String> = ch.messages.iter().map(|(k, v)| format!("`{k}`{}", if v.requires_consent { " (consent)" } else { "" })).collect();
-            format!("**channel** `{n}`{}{}\n\nmessages: {}", if ch.requires_capability { " · requires capability" } else { "" }, ch.fallback.as_ref().map(|f| format!(" · fallback `{f}`")).unwrap_or_default(), msgs.join(", "))
+            let msgs: Vec<String> = ch
+                .messages
+                .iter()
+                .map(|(k, v)| format!("`{k}`{}", if v.requires_consent { " (consent)" } else { "" }))
+                .collect();
+            format!(
+                "**channel** `{n}`{}{}\n\nmessages: {}",
+                if ch.requires_capability { " · requires capability" } else { "" },
+                ch.fallback.as_ref().map(|f| format!(" · fallback `{f}`")).unwrap_or_default(),
+                msgs.join(", ")
+            )
         }
         Ref::Duration(minutes) => format!("**duration**: {minutes} minutes ({:.2} days)", *minutes as f64 / 1440.0),
         Ref::Import(p) => format!("**import** `{p}`"),
@@ -293,7 +322,9 @@ fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static
             });
         }
         let nested = match &s.kind {
-            K::If { arms, otherwise } => arms.iter().find_map(|(_, b)| step_kind(b, label)).or_else(|| step_kind(otherwise, label)),
+            K::If { arms, otherwise } => {
+                arms.iter().find_map(|(_, b)| step_kind(b, label)).or_else(|| step_kind(otherwise, label))
+            }
             K::AbTest { variants, .. } => variants.iter().find_map(|v| step_kind(&v.steps, label)),
             _ => None,
         };
@@ -385,7 +416,9 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
     let ends_in_space = before.ends_with(' ');
     let last = words.last().copied().unwrap_or("");
     let prev = if ends_in_space { last } else { words.iter().rev().nth(1).copied().unwrap_or("") };
-    let current_is = |w: &str| words.iter().rev().take(if ends_in_space { 2 } else { 3 }).any(|x| *x == w || x.ends_with(&format!(":{w}")));
+    let current_is = |w: &str| {
+        words.iter().rev().take(if ends_in_space { 2 } else { 3 }).any(|x| *x == w || x.ends_with(&format!(":{w}")))
+    };
 
     // `send CHANNEL.MESSAGE |`: only published templates of that channel and message type, as the builder offers.
     let pair = if ends_in_space { last } else { prev };
@@ -396,7 +429,9 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
                     .templates
                     .values()
                     .filter(|t| t.channel == ch && t.message == msg && t.status == TemplateStatus::Published)
-                    .map(|t| item(&t.name, CompletionItemKind::VALUE, format!("{}.{} v{}", t.channel, t.message, t.version)))
+                    .map(|t| {
+                        item(&t.name, CompletionItemKind::VALUE, format!("{}.{} v{}", t.channel, t.message, t.version))
+                    })
                     .collect();
             }
         }
@@ -404,21 +439,37 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
         if let Some((ch, _)) = last.rsplit(' ').next().unwrap_or("").split_once('.') {
             if !ends_in_space {
                 if let Some(c) = m.channels.get(ch) {
-                    return c.messages.keys().map(|k| item(k, CompletionItemKind::ENUM_MEMBER, format!("{ch}.{k}"))).collect();
+                    return c
+                        .messages
+                        .keys()
+                        .map(|k| item(k, CompletionItemKind::ENUM_MEMBER, format!("{ch}.{k}")))
+                        .collect();
                 }
             }
         }
         let mut out: Vec<CompletionItem> = m
             .channels
             .values()
-            .flat_map(|c| c.messages.keys().map(move |k| item(format!("{}.{k}", c.name), CompletionItemKind::MODULE, "channel.message")))
+            .flat_map(|c| {
+                c.messages
+                    .keys()
+                    .map(move |k| item(format!("{}.{k}", c.name), CompletionItemKind::MODULE, "channel.message"))
+            })
             .collect();
-        out.extend(m.templates.values().filter(|t| t.status == TemplateStatus::Published).map(|t| item(&t.name, CompletionItemKind::VALUE, format!("{}.{}", t.channel, t.message))));
+        out.extend(
+            m.templates
+                .values()
+                .filter(|t| t.status == TemplateStatus::Published)
+                .map(|t| item(&t.name, CompletionItemKind::VALUE, format!("{}.{}", t.channel, t.message))),
+        );
         return out;
     }
     // Inside the quotes of a scheduled trigger: IANA zones.
     if before.contains("scheduled") && before.matches('"').count() % 2 == 1 {
-        return chrono_tz::TZ_VARIANTS.iter().map(|z| item(z.name(), CompletionItemKind::CONSTANT, "IANA time zone")).collect();
+        return chrono_tz::TZ_VARIANTS
+            .iter()
+            .map(|z| item(z.name(), CompletionItemKind::CONSTANT, "IANA time zone"))
+            .collect();
     }
     if prev == "event" || prev == "happened" {
         return m.events.keys().map(|e| item(e, CompletionItemKind::EVENT, "event")).collect();
@@ -445,24 +496,32 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
     ];
     out.extend(m.contact.values().map(|f| item(&f.name, CompletionItemKind::FIELD, f.ty.describe())));
     out.extend(m.segments.keys().map(|s| item(s, CompletionItemKind::CLASS, "segment")));
-    out.extend(["consent", "capable", "opened", "clicked", "delivered", "in_segment"].iter().map(|f| item(*f, CompletionItemKind::FUNCTION, "predicate")));
+    out.extend(
+        ["consent", "capable", "opened", "clicked", "delivered", "in_segment"]
+            .iter()
+            .map(|f| item(*f, CompletionItemKind::FUNCTION, "predicate")),
+    );
     out
 }
 
 /// The outline: campaigns with their steps, templates, segments.
 #[allow(deprecated)]
 pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<DocumentSymbol> {
-    let sym = |name: String, kind: SymbolKind, span: Span, sel: Span, children: Option<Vec<DocumentSymbol>>| DocumentSymbol {
-        name,
-        detail: None,
-        kind,
-        tags: None,
-        deprecated: None,
-        range: range(span),
-        selection_range: range(sel),
-        children,
-    };
-    fn step_syms(list: &[Step], sym: &dyn Fn(String, SymbolKind, Span, Span, Option<Vec<DocumentSymbol>>) -> DocumentSymbol) -> Vec<DocumentSymbol> {
+    let sym =
+        |name: String, kind: SymbolKind, span: Span, sel: Span, children: Option<Vec<DocumentSymbol>>| DocumentSymbol {
+            name,
+            detail: None,
+            kind,
+            tags: None,
+            deprecated: None,
+            range: range(span),
+            selection_range: range(sel),
+            children,
+        };
+    fn step_syms(
+        list: &[Step],
+        sym: &dyn Fn(String, SymbolKind, Span, Span, Option<Vec<DocumentSymbol>>) -> DocumentSymbol,
+    ) -> Vec<DocumentSymbol> {
         list.iter()
             .map(|s| {
                 let name = match &s.label {
@@ -471,13 +530,27 @@ pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<Do
                 };
                 let children = match &s.kind {
                     StepKind::If(i) => {
-                        let mut c: Vec<DocumentSymbol> = i.arms.iter().flat_map(|(_, b)| step_syms(&b.steps, sym)).collect();
+                        let mut c: Vec<DocumentSymbol> =
+                            i.arms.iter().flat_map(|(_, b)| step_syms(&b.steps, sym)).collect();
                         if let Some(b) = &i.otherwise {
                             c.extend(step_syms(&b.steps, sym));
                         }
                         Some(c)
                     }
-                    StepKind::AbTest(t) => Some(t.variants.iter().map(|v| sym(format!("variant {}", v.name.text), SymbolKind::ENUM_MEMBER, v.span, v.name.span, Some(step_syms(&v.block.steps, sym)))).collect()),
+                    StepKind::AbTest(t) => Some(
+                        t.variants
+                            .iter()
+                            .map(|v| {
+                                sym(
+                                    format!("variant {}", v.name.text),
+                                    SymbolKind::ENUM_MEMBER,
+                                    v.span,
+                                    v.name.span,
+                                    Some(step_syms(&v.block.steps, sym)),
+                                )
+                            })
+                            .collect(),
+                    ),
                     _ => None,
                 };
                 sym(name, SymbolKind::FUNCTION, s.span, s.label.as_ref().map_or(s.span, |l| l.span), children)
@@ -488,9 +561,19 @@ pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<Do
         .items
         .iter()
         .filter_map(|i| match i {
-            Item::Campaign(c) => Some(sym(format!("campaign {}", c.name.text), SymbolKind::MODULE, c.span, c.name.span, Some(step_syms(&c.steps, &sym)))),
-            Item::Template(t) => Some(sym(format!("template {}", t.name.text), SymbolKind::STRUCT, t.span, t.name.span, None)),
-            Item::Segment(s) => Some(sym(format!("segment {}", s.name.text), SymbolKind::CLASS, s.span, s.name.span, None)),
+            Item::Campaign(c) => Some(sym(
+                format!("campaign {}", c.name.text),
+                SymbolKind::MODULE,
+                c.span,
+                c.name.span,
+                Some(step_syms(&c.steps, &sym)),
+            )),
+            Item::Template(t) => {
+                Some(sym(format!("template {}", t.name.text), SymbolKind::STRUCT, t.span, t.name.span, None))
+            }
+            Item::Segment(s) => {
+                Some(sym(format!("segment {}", s.name.text), SymbolKind::CLASS, s.span, s.name.span, None))
+            }
             Item::Event(e) => Some(sym(format!("event {}", e.name.text), SymbolKind::EVENT, e.span, e.name.span, None)),
             _ => None,
         })

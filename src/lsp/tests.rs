@@ -52,7 +52,10 @@ fn requests_on_unchanged_documents_reuse_the_analysis() {
     let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
     let at = |u: &str| serde_json::json!({"textDocument": {"uri": u}, "position": {"line": 5, "character": 30}});
 
-    let published = s.notify("textDocument/didOpen", serde_json::json!({"textDocument": {"uri": main, "languageId": "flow", "version": 1, "text": MAIN}}));
+    let published = s.notify(
+        "textDocument/didOpen",
+        serde_json::json!({"textDocument": {"uri": main, "languageId": "flow", "version": 1, "text": MAIN}}),
+    );
     assert_eq!(published.len(), 1);
     assert_eq!(s.analyses(), 1, "opening checks the document once");
 
@@ -62,26 +65,45 @@ fn requests_on_unchanged_documents_reuse_the_analysis() {
     assert!(s.request("textDocument/definition", at(&main)).result.is_some_and(|r| !r.is_null()));
     assert!(s.request("textDocument/completion", at(&main)).result.is_some());
     assert!(s.request("textDocument/references", serde_json::json!({"textDocument": {"uri": main}, "position": {"line": 4, "character": 12}, "context": {"includeDeclaration": true}})).result.is_some());
-    assert!(s.request("textDocument/documentSymbol", serde_json::json!({"textDocument": {"uri": main}})).result.is_some());
-    assert!(s.request("textDocument/foldingRange", serde_json::json!({"textDocument": {"uri": main}})).result.is_some());
+    assert!(s
+        .request("textDocument/documentSymbol", serde_json::json!({"textDocument": {"uri": main}}))
+        .result
+        .is_some());
+    assert!(s
+        .request("textDocument/foldingRange", serde_json::json!({"textDocument": {"uri": main}}))
+        .result
+        .is_some());
     s.request("textDocument/hover", at(&main));
     assert_eq!(s.analyses(), 1, "no request rechecked the workspace");
 
     // An edit: one new analysis, published and then reused by the hover.
     let edited = MAIN.replace("wait 1d", "wait 2d");
-    s.notify("textDocument/didChange", serde_json::json!({"textDocument": {"uri": main, "version": 2}, "contentChanges": [{"text": edited}]}));
+    s.notify(
+        "textDocument/didChange",
+        serde_json::json!({"textDocument": {"uri": main, "version": 2}, "contentChanges": [{"text": edited}]}),
+    );
     assert_eq!(s.analyses(), 2);
     s.request("textDocument/hover", at(&main));
     assert_eq!(s.analyses(), 2);
 
     // Opening the imported file invalidates its importer too.
-    s.notify("textDocument/didOpen", serde_json::json!({"textDocument": {"uri": shared, "languageId": "flow", "version": 1, "text": SHARED}}));
+    s.notify(
+        "textDocument/didOpen",
+        serde_json::json!({"textDocument": {"uri": shared, "languageId": "flow", "version": 1, "text": SHARED}}),
+    );
     assert_eq!(s.analyses(), 4, "main and shared, each once");
     // An edit of the import rechecks both; the importer sees the new text.
     let renamed = SHARED.replace("hello_email", "hi_email");
-    let published = s.notify("textDocument/didChange", serde_json::json!({"textDocument": {"uri": shared, "version": 2}, "contentChanges": [{"text": renamed}]}));
+    let published = s.notify(
+        "textDocument/didChange",
+        serde_json::json!({"textDocument": {"uri": shared, "version": 2}, "contentChanges": [{"text": renamed}]}),
+    );
     assert_eq!(s.analyses(), 6);
-    let main_diags: Vec<_> = published.iter().filter(|n| n.params["uri"] == main.as_str()).flat_map(|n| n.params["diagnostics"].as_array().cloned().unwrap_or_default()).collect();
+    let main_diags: Vec<_> = published
+        .iter()
+        .filter(|n| n.params["uri"] == main.as_str())
+        .flat_map(|n| n.params["diagnostics"].as_array().cloned().unwrap_or_default())
+        .collect();
     assert!(main_diags.iter().any(|d| d["code"] == "unknown-template"), "{main_diags:?}");
     s.request("textDocument/hover", at(&main));
     assert_eq!(s.analyses(), 6);

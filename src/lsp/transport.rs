@@ -29,7 +29,11 @@ pub enum Frame {
     Message(Message),
     /// Input that is not a message, and the error that answers it; `id` is
     /// the request's id when it could be read, else null.
-    Invalid { id: Value, code: i32, message: String },
+    Invalid {
+        id: Value,
+        code: i32,
+        message: String,
+    },
 }
 
 /// Reads frames from `inner`, keeping at most one message in memory.
@@ -59,10 +63,19 @@ impl<R: BufRead> FrameReader<R> {
         };
         let size = match header {
             Header::Length(n) => n,
-            Header::Malformed(why) => return Ok(Some(invalid(Value::Null, ErrorCode::ParseError, format!("malformed message header: {why}")))),
+            Header::Malformed(why) => {
+                return Ok(Some(invalid(
+                    Value::Null,
+                    ErrorCode::ParseError,
+                    format!("malformed message header: {why}"),
+                )))
+            }
             Header::TooLarge(claimed) => {
                 self.skip = claimed.unwrap_or(0);
-                let size = claimed.map_or_else(|| "a Content-Length beyond any size".to_string(), |n| format!("a message of {n} bytes"));
+                let size = claimed.map_or_else(
+                    || "a Content-Length beyond any size".to_string(),
+                    |n| format!("a message of {n} bytes"),
+                );
                 let message = format!("{size} is larger than the {} MiB limit; it is skipped", MAX_MESSAGE_BYTES >> 20);
                 return Ok(Some(invalid(Value::Null, ErrorCode::InvalidRequest, message)));
             }
@@ -189,7 +202,9 @@ fn parse_body(body: &[u8]) -> Frame {
         (true, true) => serde_json::from_value(value).map(Message::Request),
         (true, false) => serde_json::from_value(value).map(Message::Notification),
         (false, true) => serde_json::from_value(value).map(Message::Response),
-        (false, false) => return invalid(id, ErrorCode::InvalidRequest, "not a JSON-RPC request, response or notification".into()),
+        (false, false) => {
+            return invalid(id, ErrorCode::InvalidRequest, "not a JSON-RPC request, response or notification".into())
+        }
     };
     match message {
         Ok(m) => Frame::Message(m),
@@ -213,7 +228,11 @@ fn shorten(s: &str) -> String {
 pub enum Outgoing {
     Message(Message),
     /// An error answer to input that was not a message (its id may be null).
-    Error { id: Value, code: i32, message: String },
+    Error {
+        id: Value,
+        code: i32,
+        message: String,
+    },
     /// Everything before this has been written; the writer stops.
     Stop,
 }
@@ -265,7 +284,10 @@ pub fn stdio() -> Stdio {
         for o in out_rx {
             let written = match o {
                 Outgoing::Message(m) => m.write(&mut out),
-                Outgoing::Error { id, code, message } => write_frame(&mut out, &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()),
+                Outgoing::Error { id, code, message } => write_frame(
+                    &mut out,
+                    &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string(),
+                ),
                 Outgoing::Stop => break,
             };
             if written.is_err() {
@@ -340,7 +362,10 @@ mod tests {
         // Under the limit but cut short: the input just ends.
         assert!(frames(b"Content-Length: 1000\r\n\r\n{\"j").is_empty());
         // Beyond u64.
-        assert_eq!(frames(b"Content-Length: 99999999999999999999999\r\n\r\n").iter().map(code).collect::<Vec<_>>(), vec![Some(-32600)]);
+        assert_eq!(
+            frames(b"Content-Length: 99999999999999999999999\r\n\r\n").iter().map(code).collect::<Vec<_>>(),
+            vec![Some(-32600)]
+        );
         assert_eq!(frames(b"Content-Length: -1\r\n\r\n").iter().map(code).collect::<Vec<_>>(), vec![Some(-32700)]);
     }
 

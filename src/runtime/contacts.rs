@@ -86,7 +86,6 @@ struct EventDoc {
     props: Vec<FieldDoc>,
 }
 
-
 const SCHEMA_FORMAT: u32 = 1;
 
 fn field_doc(f: &Field) -> Option<FieldDoc> {
@@ -111,7 +110,11 @@ pub fn store_schema(store: &mut dyn Store, schema: &Schema) -> Result<(), StoreE
         format: SCHEMA_FORMAT,
         fields: merged.fields.values().filter_map(field_doc).collect(),
         channels: merged.channels.clone(),
-        events: merged.events.iter().map(|(name, props)| EventDoc { name: name.clone(), props: props.values().filter_map(field_doc).collect() }).collect(),
+        events: merged
+            .events
+            .iter()
+            .map(|(name, props)| EventDoc { name: name.clone(), props: props.values().filter_map(field_doc).collect() })
+            .collect(),
     };
     let text = serde_json::to_string(&doc).map_err(|e| StoreError::Other(e.to_string()))?;
     store.set_meta(SCHEMA_META_KEY, &text)
@@ -120,9 +123,13 @@ pub fn store_schema(store: &mut dyn Store, schema: &Schema) -> Result<(), StoreE
 /// The schema the database keeps; `None` when no import or launch stored one.
 pub fn stored_schema(store: &dyn Store) -> Result<Option<Schema>, StoreError> {
     let Some(text) = store.meta(SCHEMA_META_KEY)? else { return Ok(None) };
-    let doc: SchemaDoc = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("meta `{SCHEMA_META_KEY}`: {e}")))?;
+    let doc: SchemaDoc =
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("meta `{SCHEMA_META_KEY}`: {e}")))?;
     if doc.format != SCHEMA_FORMAT {
-        return Err(StoreError::Corrupt(format!("meta `{SCHEMA_META_KEY}` has format {}, this flowc reads {SCHEMA_FORMAT}", doc.format)));
+        return Err(StoreError::Corrupt(format!(
+            "meta `{SCHEMA_META_KEY}` has format {}, this flowc reads {SCHEMA_FORMAT}",
+            doc.format
+        )));
     }
     Ok(Some(Schema {
         fields: doc.fields.into_iter().map(field_of).collect(),
@@ -142,12 +149,16 @@ pub enum EventError {
 /// events. A `null` or absent property is an absent value, as in contacts.
 pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
     let Some(declared) = schema.events.get(name) else {
-        let help = crate::suggest::help(name, schema.events.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+        let help = crate::suggest::help(name, schema.events.keys().map(String::as_str))
+            .map(|h| format!("; {h}"))
+            .unwrap_or_default();
         return Err(EventError::UnknownName(format!("no event `{name}` is declared{help}")));
     };
     for (key, v) in props {
         let Some(field) = declared.get(key) else {
-            let help = crate::suggest::help(key, declared.keys().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
+            let help = crate::suggest::help(key, declared.keys().map(String::as_str))
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Err(EventError::BadProp(format!("`{key}` is not a property of event `{name}`{help}")));
         };
         if v.is_null() {
@@ -188,7 +199,11 @@ impl SeenIds {
     fn again(&mut self, obj: &Map<String, Value>, line: usize) -> Option<RowError> {
         let id = contact_id(obj)?;
         match self.0.get(&id) {
-            Some(first) => Some(RowError { line, field: Some("id".into()), message: format!("contact `{id}` is also on line {first}; each contact appears once in a file") }),
+            Some(first) => Some(RowError {
+                line,
+                field: Some("id".into()),
+                message: format!("contact `{id}` is also on line {first}; each contact appears once in a file"),
+            }),
             None => {
                 self.0.insert(id, line);
                 None
@@ -207,7 +222,12 @@ fn contact_id(obj: &Map<String, Value>) -> Option<String> {
 }
 
 /// Adds one row's outcome: its contact, or all its errors (a repeated id first).
-fn add_row(out: &mut Parsed, line: usize, again: Option<RowError>, row: Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>>) {
+fn add_row(
+    out: &mut Parsed,
+    line: usize,
+    again: Option<RowError>,
+    row: Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>>,
+) {
     match (row, again) {
         (Ok((c, evs)), None) => {
             out.events.extend(evs.into_iter().map(|e| (c.id.clone(), e)));
@@ -271,14 +291,22 @@ pub fn patch(line: usize, obj: &Map<String, Value>, schema: &Schema) -> Result<C
             "tags" | "consent" | "capabilities" => cleared_sets.push(key.as_str()),
             _ => match schema.fields.get(key) {
                 Some(f) if f.optional => clear.push(key.clone()),
-                Some(_) => errors.push(RowError { line, field: Some(key.clone()), message: "is required: `null` cannot clear it".into() }),
+                Some(_) => errors.push(RowError {
+                    line,
+                    field: Some(key.clone()),
+                    message: "is required: `null` cannot clear it".into(),
+                }),
                 // `record` reports the unknown name with a suggestion.
                 None => {}
             },
         }
     }
     // The sets' `null` is handled here; `record` validates everything else.
-    let given: Map<String, Value> = obj.iter().filter(|(k, v)| !(v.is_null() && cleared_sets.contains(&k.as_str()))).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let given: Map<String, Value> = obj
+        .iter()
+        .filter(|(k, v)| !(v.is_null() && cleared_sets.contains(&k.as_str())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let (c, events) = match record(line, &given, schema, |_, v| Ok(v.clone())) {
         Ok(r) => r,
         Err(e) => {
@@ -296,7 +324,11 @@ pub fn patch(line: usize, obj: &Map<String, Value>, schema: &Schema) -> Result<C
             Some(_) => Some(value.to_vec()),
         }
     };
-    let set = obj.iter().filter(|(k, v)| !v.is_null() && schema.fields.contains_key(*k) && !SPECIAL.contains(&k.as_str())).filter_map(|(k, _)| c.attrs.get(k).map(|v| (k.clone(), v.clone()))).collect();
+    let set = obj
+        .iter()
+        .filter(|(k, v)| !v.is_null() && schema.fields.contains_key(*k) && !SPECIAL.contains(&k.as_str()))
+        .filter_map(|(k, _)| c.attrs.get(k).map(|v| (k.clone(), v.clone())))
+        .collect();
     Ok(ContactPatch {
         id: c.id.clone(),
         set,
@@ -369,7 +401,8 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
     let mut out = Parsed::default();
     // Whitespace around every cell (and header) is dropped, whatever the
     // column's type: ` 5` and ` pro` are read alike (docs/runtime.md).
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut reader =
+        csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(str::to_string).collect(),
         Err(e) => {
@@ -381,7 +414,11 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
     let mut columns: HashMap<&str, usize> = HashMap::new();
     for (i, h) in headers.iter().enumerate() {
         if let Some(first) = columns.insert(h, i + 1) {
-            out.errors.push(RowError { line: 1, field: None, message: format!("column `{h}` appears twice (columns {first} and {})", i + 1) });
+            out.errors.push(RowError {
+                line: 1,
+                field: None,
+                message: format!("column `{h}` appears twice (columns {first} and {})", i + 1),
+            });
             out.file_error = true;
         }
     }
@@ -405,7 +442,15 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
             if cell.is_empty() {
                 continue;
             }
-            let set = |c: &str| Value::Array(c.split(';').map(|x| x.trim()).filter(|x| !x.is_empty()).map(|x| Value::String(x.to_string())).collect());
+            let set = |c: &str| {
+                Value::Array(
+                    c.split(';')
+                        .map(|x| x.trim())
+                        .filter(|x| !x.is_empty())
+                        .map(|x| Value::String(x.to_string()))
+                        .collect(),
+                )
+            };
             let v = match h.as_str() {
                 "tags" | "consent" | "capabilities" => set(cell),
                 _ => match schema.fields.get(h).map(|f| &f.ty) {
@@ -425,13 +470,23 @@ fn parse_csv(text: &str, schema: &Schema) -> Parsed {
 fn csv_cell(f: &Field, v: &Value) -> Result<Value, String> {
     let Value::String(s) = v else { return Ok(v.clone()) };
     match f.ty {
-        Type::Number => s.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Value::Number).ok_or_else(|| format!("expected a number, found `{s}`")),
+        Type::Number => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("expected a number, found `{s}`")),
         Type::Bool => match s.trim() {
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("expected true or false, found `{s}`")),
         },
-        Type::Duration => s.trim().parse::<i64>().map(|n| Value::Number(n.into())).map_err(|_| format!("expected minutes, found `{s}`")),
+        Type::Duration => s
+            .trim()
+            .parse::<i64>()
+            .map(|n| Value::Number(n.into()))
+            .map_err(|_| format!("expected minutes, found `{s}`")),
         _ => Ok(v.clone()),
     }
 }
@@ -444,13 +499,22 @@ fn strings(line: usize, field: &str, v: &Value) -> Result<Vec<String>, RowError>
 
 type Convert = fn(&Field, &Value) -> Result<Value, String>;
 
-fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Convert) -> Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>> {
+fn record(
+    line: usize,
+    obj: &Map<String, Value>,
+    schema: &Schema,
+    convert: Convert,
+) -> Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>> {
     let mut errors = Vec::new();
     let mut c = ContactRecord::default();
     let mut events = Vec::new();
     match contact_id(obj) {
         Some(id) => c.id = id,
-        None => errors.push(RowError { line, field: Some("id".into()), message: "every contact needs a non-empty `id`".into() }),
+        None => errors.push(RowError {
+            line,
+            field: Some("id".into()),
+            message: "every contact needs a non-empty `id`".into(),
+        }),
     }
     for (key, v) in obj {
         match key.as_str() {
@@ -463,8 +527,14 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
                 Ok(list) => {
                     for ch in &list {
                         if !schema.channels.contains(ch) {
-                            let help = crate::suggest::help(ch, schema.channels.iter().map(String::as_str)).map(|h| format!("; {h}")).unwrap_or_default();
-                            errors.push(RowError { line, field: Some(key.clone()), message: format!("unknown channel `{ch}`{help}") });
+                            let help = crate::suggest::help(ch, schema.channels.iter().map(String::as_str))
+                                .map(|h| format!("; {h}"))
+                                .unwrap_or_default();
+                            errors.push(RowError {
+                                line,
+                                field: Some(key.clone()),
+                                message: format!("unknown channel `{ch}`{help}"),
+                            });
                         }
                     }
                     if key == "consent" {
@@ -483,7 +553,11 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
                 let Some(field) = schema.fields.get(key) else {
                     let names = schema.fields.keys().map(String::as_str).chain(SPECIAL.iter().copied());
                     let help = crate::suggest::help(key, names).map(|h| format!("; {h}")).unwrap_or_default();
-                    errors.push(RowError { line, field: Some(key.clone()), message: format!("not a contact field{help}") });
+                    errors.push(RowError {
+                        line,
+                        field: Some(key.clone()),
+                        message: format!("not a contact field{help}"),
+                    });
                     continue;
                 };
                 if v.is_null() {
@@ -499,7 +573,11 @@ fn record(line: usize, obj: &Map<String, Value>, schema: &Schema, convert: Conve
         }
     }
     for (name, f) in &schema.fields {
-        if !f.optional && !SPECIAL.contains(&name.as_str()) && !c.attrs.contains_key(name) && matches!(name.as_str(), "timezone" | "locale" | "created_at") {
+        if !f.optional
+            && !SPECIAL.contains(&name.as_str())
+            && !c.attrs.contains_key(name)
+            && matches!(name.as_str(), "timezone" | "locale" | "created_at")
+        {
             // Built-ins with sensible defaults are filled in rather than refused.
             let default = match name.as_str() {
                 "timezone" => Value::String("UTC".into()),
@@ -525,9 +603,15 @@ fn typed(f: &Field, v: Value) -> Result<Value, String> {
     match (&f.ty, &v) {
         (Type::String, Value::String(_)) | (Type::Number, Value::Number(_)) | (Type::Bool, Value::Bool(_)) => Ok(v),
         (Type::Duration, Value::Number(n)) if n.is_i64() => Ok(v),
-        (Type::DateTime, Value::String(s)) => parse_datetime(s).map(|_| v.clone()).ok_or_else(|| format!("expected a datetime like 2026-11-20T10:00:00Z, found `{s}`")),
-        (Type::Date, Value::String(s)) => parse_date(s).map(|_| v.clone()).ok_or_else(|| format!("expected a date like 2026-11-20, found `{s}`")),
-        (Type::Timezone, Value::String(s)) => s.parse::<chrono_tz::Tz>().map(|_| v.clone()).map_err(|_| format!("unknown time zone `{s}`")),
+        (Type::DateTime, Value::String(s)) => parse_datetime(s)
+            .map(|_| v.clone())
+            .ok_or_else(|| format!("expected a datetime like 2026-11-20T10:00:00Z, found `{s}`")),
+        (Type::Date, Value::String(s)) => {
+            parse_date(s).map(|_| v.clone()).ok_or_else(|| format!("expected a date like 2026-11-20, found `{s}`"))
+        }
+        (Type::Timezone, Value::String(s)) => {
+            s.parse::<chrono_tz::Tz>().map(|_| v.clone()).map_err(|_| format!("unknown time zone `{s}`"))
+        }
         (Type::Enum(values), Value::String(s)) => {
             if values.iter().any(|x| x == s) {
                 Ok(v)
@@ -551,8 +635,16 @@ fn event_list(line: usize, v: &Value) -> Result<Vec<ContactEvent>, RowError> {
         .map(|e| {
             let Value::Object(o) = e else { return Err(err("each event is an object".into())) };
             let name = o.get("name").and_then(Value::as_str).ok_or_else(|| err("an event needs a `name`".into()))?;
-            let at = o.get("at").and_then(Value::as_str).and_then(parse_datetime).ok_or_else(|| err(format!("event `{name}` needs an `at` datetime")))?;
-            let props: Map<String, Value> = o.iter().filter(|(k, _)| k.as_str() != "name" && k.as_str() != "at").map(|(k, v)| (k.clone(), v.clone())).collect();
+            let at = o
+                .get("at")
+                .and_then(Value::as_str)
+                .and_then(parse_datetime)
+                .ok_or_else(|| err(format!("event `{name}` needs an `at` datetime")))?;
+            let props: Map<String, Value> = o
+                .iter()
+                .filter(|(k, _)| k.as_str() != "name" && k.as_str() != "at")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             Ok(ContactEvent { name: name.to_string(), at, props })
         })
         .collect()
@@ -566,7 +658,10 @@ mod tests {
     fn schema_of(extra: &[(&str, Type, bool)]) -> Schema {
         let mut s = Schema::from_model(&crate::check::stdlib_model());
         for (name, ty, optional) in extra {
-            s.fields.insert(name.to_string(), Field { name: name.to_string(), ty: ty.clone(), optional: *optional, origin: Origin::Registry });
+            s.fields.insert(
+                name.to_string(),
+                Field { name: name.to_string(), ty: ty.clone(), optional: *optional, origin: Origin::Registry },
+            );
         }
         s
     }
@@ -575,26 +670,48 @@ mod tests {
     fn the_kept_schema_round_trips_and_accumulates() {
         let mut store = SqliteStore::open_in_memory().expect("store");
         assert!(stored_schema(&store).expect("read").is_none());
-        store_schema(&mut store, &schema_of(&[("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false)])).expect("write");
+        store_schema(
+            &mut store,
+            &schema_of(&[("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false)]),
+        )
+        .expect("write");
         store_schema(&mut store, &schema_of(&[("score", Type::Number, true)])).expect("write");
         let kept = stored_schema(&store).expect("read").expect("kept");
         assert_eq!(kept.fields["plan"].ty, Type::Enum(vec!["free".to_string(), "pro".to_string()].into()));
         assert!(kept.fields["score"].optional);
         assert!(kept.events.contains_key("message.opened") && kept.channels.contains(&"email".to_string()));
-        assert!(check_event(&kept, "message.opened", &serde_json::from_str(r#"{"via": "email"}"#).expect("json")).is_ok());
-        assert!(matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened")));
+        assert!(
+            check_event(&kept, "message.opened", &serde_json::from_str(r#"{"via": "email"}"#).expect("json")).is_ok()
+        );
+        assert!(
+            matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened"))
+        );
     }
 
     #[test]
     fn csv_cells_are_trimmed_and_each_contact_appears_once() {
-        let s = schema_of(&[("score", Type::Number, false), ("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false), ("nick", Type::String, true)]);
+        let s = schema_of(&[
+            ("score", Type::Number, false),
+            ("plan", Type::Enum(vec!["free".to_string(), "pro".to_string()].into()), false),
+            ("nick", Type::String, true),
+        ]);
         let p = parse("id , score,plan,nick\n a , 5 , pro ,  Al \n", Format::Csv, &s);
         assert!(p.errors.is_empty(), "{:?}", p.errors);
         let c = &p.contacts[0];
-        assert_eq!((c.id.as_str(), &c.attrs["score"], &c.attrs["plan"], &c.attrs["nick"]), ("a", &serde_json::json!(5.0), &serde_json::json!("pro"), &serde_json::json!("Al")));
+        assert_eq!(
+            (c.id.as_str(), &c.attrs["score"], &c.attrs["plan"], &c.attrs["nick"]),
+            ("a", &serde_json::json!(5.0), &serde_json::json!("pro"), &serde_json::json!("Al"))
+        );
         // JSON Lines too: a second line for a contact is refused, naming the first.
-        let p = parse("{\"id\": \"a\", \"score\": 1, \"plan\": \"pro\"}\n{\"id\": \"a\", \"score\": 2, \"plan\": \"pro\"}\n", Format::JsonLines, &s);
-        assert_eq!(p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(), ["line 2: field `id`: contact `a` is also on line 1; each contact appears once in a file"]);
+        let p = parse(
+            "{\"id\": \"a\", \"score\": 1, \"plan\": \"pro\"}\n{\"id\": \"a\", \"score\": 2, \"plan\": \"pro\"}\n",
+            Format::JsonLines,
+            &s,
+        );
+        assert_eq!(
+            p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["line 2: field `id`: contact `a` is also on line 1; each contact appears once in a file"]
+        );
         assert_eq!((p.contacts.len(), p.invalid_rows(), p.rows), (1, 1, 2));
     }
 
@@ -604,8 +721,13 @@ mod tests {
         let obj = |t: &str| -> Map<String, Value> { serde_json::from_str(t).expect("json") };
         let first = patch(1, &obj(r#"{"id": "a", "score": 3, "tags": ["x"]}"#), &s).expect("valid").apply(None, 60);
         assert_eq!(first.attrs["created_at"], "1970-01-01T01:00:00Z");
-        let second = patch(1, &obj(r#"{"id": "a", "email": "e@x", "score": null}"#), &s).expect("valid").apply(Some(first.clone()), 120);
-        assert_eq!((second.attrs.get("score"), &second.tags, &second.attrs["created_at"]), (None, &first.tags, &first.attrs["created_at"]));
+        let second = patch(1, &obj(r#"{"id": "a", "email": "e@x", "score": null}"#), &s)
+            .expect("valid")
+            .apply(Some(first.clone()), 120);
+        assert_eq!(
+            (second.attrs.get("score"), &second.tags, &second.attrs["created_at"]),
+            (None, &first.tags, &first.attrs["created_at"])
+        );
         assert!(patch(1, &obj(r#"{"id": "a", "locale": null}"#), &s).is_err());
     }
 }

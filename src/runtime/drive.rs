@@ -79,7 +79,15 @@ impl Driver {
     }
 
     /// One pass over `program`'s campaign, which must be RUNNING.
-    pub fn pass(&mut self, store: &mut dyn Store, provider: &mut dyn Provider, program: &Program, base: &EngineConfig, ending: Ending, now: Minutes) -> Result<Pass, DriveError> {
+    pub fn pass(
+        &mut self,
+        store: &mut dyn Store,
+        provider: &mut dyn Provider,
+        program: &Program,
+        base: &EngineConfig,
+        ending: Ending,
+        now: Minutes,
+    ) -> Result<Pass, DriveError> {
         let name = program.campaign.as_str();
         let config = policy(store, base, name)?;
         let (out, retried, tripped, probe_owed) = {
@@ -107,7 +115,9 @@ impl Driver {
             Some((State::PausedBalance, "the balance cannot pay the next send"))
         } else if pass.work == 0 && ending == Ending::WhenDrained && store.next_wake(name)?.is_none() {
             let counts = store.counts(name)?;
-            let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0) + counts.get(&ExecState::Skipped).copied().unwrap_or(0) > 0;
+            let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0)
+                + counts.get(&ExecState::Skipped).copied().unwrap_or(0)
+                > 0;
             Some(if partial {
                 (State::CompletedPartial, "every execution finished; some failed or were skipped")
             } else {

@@ -110,8 +110,13 @@ impl Loaded {
         let index = program.nodes.iter().enumerate().map(|(i, n)| (n.id.0.clone(), NodeIdx(i as u32))).collect();
         // The union of every segment's own reads already covers any chain of
         // segment references (a reference is charged the whole union).
-        let segments = program.segments.iter().fold(Reads::default(), |acc, s| acc.or(Reads::of(&s.cond, Reads::default())));
-        let own: Vec<Reads> = program.nodes.iter().map(|n| if let Op::Branch { cond, .. } = &n.op { Reads::of(cond, segments) } else { Reads::default() }).collect();
+        let segments =
+            program.segments.iter().fold(Reads::default(), |acc, s| acc.or(Reads::of(&s.cond, Reads::default())));
+        let own: Vec<Reads> = program
+            .nodes
+            .iter()
+            .map(|n| if let Op::Branch { cond, .. } = &n.op { Reads::of(cond, segments) } else { Reads::default() })
+            .collect();
         let mut uses = own.iter().fold(segments, |acc, r| acc.or(*r));
         if let Some(a) = &program.audience {
             uses = uses.or(Reads::of(a, segments));
@@ -124,7 +129,11 @@ impl Loaded {
                 if matches!(n.op, Op::Wait { .. } | Op::End) {
                     continue;
                 }
-                let r = n.op.successors().iter().filter_map(|s| reads_from.get(s.get())).fold(reads_from[i], |acc, x| acc.or(*x));
+                let r =
+                    n.op.successors()
+                        .iter()
+                        .filter_map(|s| reads_from.get(s.get()))
+                        .fold(reads_from[i], |acc, x| acc.or(*x));
                 if r != reads_from[i] {
                     reads_from[i] = r;
                     changed = true;
@@ -140,7 +149,10 @@ impl Loaded {
 
     fn reads_at(&self, step: &str) -> Reads {
         // An unknown step is reported by the caller; read everything meanwhile.
-        self.index.get(step).and_then(|i| self.reads_from.get(i.get()).copied()).unwrap_or(Reads { sent: true, events: true })
+        self.index
+            .get(step)
+            .and_then(|i| self.reads_from.get(i.get()).copied())
+            .unwrap_or(Reads { sent: true, events: true })
     }
 }
 
@@ -217,14 +229,32 @@ pub fn retry_delay(attempts: u32) -> i64 {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(store: &'a mut dyn Store, provider: &'a mut dyn Provider, program: Program, config: EngineConfig, worker: WorkerId) -> Result<Engine<'a>, EngineError> {
+    pub fn new(
+        store: &'a mut dyn Store,
+        provider: &'a mut dyn Provider,
+        program: Program,
+        config: EngineConfig,
+        worker: WorkerId,
+    ) -> Result<Engine<'a>, EngineError> {
         let balance = store.balance()?;
         let campaign = program.campaign.clone();
         let breaker = store.breaker(&campaign)?;
         let current = program.version.0.clone();
         let mut versions = HashMap::new();
         versions.insert(current.clone(), Rc::new(Loaded::new(program)));
-        Ok(Engine { store, provider, campaign, current, versions, balance, config, worker, recovered: HashSet::new(), breaker, tripped: false })
+        Ok(Engine {
+            store,
+            provider,
+            campaign,
+            current,
+            versions,
+            balance,
+            config,
+            worker,
+            recovered: HashSet::new(),
+            breaker,
+            tripped: false,
+        })
     }
 
     /// Settles sends whose outcome a stopped process never recorded, then
@@ -242,7 +272,9 @@ impl<'a> Engine<'a> {
             let mut unsent = Vec::new();
             for (r, k) in pending.into_iter().zip(known) {
                 match k {
-                    Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => done.push((r, Engagement { delivered_at, opened_at, clicked_at })),
+                    Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => {
+                        done.push((r, Engagement { delivered_at, opened_at, clicked_at }))
+                    }
                     _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier }),
                 }
             }
@@ -270,7 +302,11 @@ impl<'a> Engine<'a> {
                 version: v.to_string(),
                 why: "not in the database".into(),
             })?;
-            let p = codec::from_binary(&bytes).map_err(|e| EngineError::Program { campaign: self.campaign.clone(), version: v.to_string(), why: e.to_string() })?;
+            let p = codec::from_binary(&bytes).map_err(|e| EngineError::Program {
+                campaign: self.campaign.clone(),
+                version: v.to_string(),
+                why: e.to_string(),
+            })?;
             self.versions.insert(v.to_string(), Rc::new(Loaded::new(p)));
         }
         Ok(&self.versions[v])
@@ -286,7 +322,10 @@ impl<'a> Engine<'a> {
         // Commit: the outbox rows (pending) with the executions' advance past them.
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
         self.store.commit(&self.campaign, &stepped.round, &self.worker, now)?;
-        let fresh = std::mem::take(&mut stepped.round.outbox_new).into_iter().map(|row| Attempt { row, made: 0, origin: Origin::Batch }).collect();
+        let fresh = std::mem::take(&mut stepped.round.outbox_new)
+            .into_iter()
+            .map(|row| Attempt { row, made: 0, origin: Origin::Batch })
+            .collect();
         stepped.outcome.provider_failures = self.relay(fresh, now)?;
         stepped.outcome.breaker_tripped = self.tripped;
         Ok(stepped.outcome)
@@ -296,7 +335,10 @@ impl<'a> Engine<'a> {
     /// and relays the result; a benchmark may relay it another way.
     pub fn step_batch(&mut self, now: i64) -> Result<Stepped, EngineError> {
         let Some(mut batch) = self.load(now)? else { return Ok(Stepped::default()) };
-        let mut acc = Stepped { outcome: BatchOutcome { executions: batch.due.len(), ..Default::default() }, ..Default::default() };
+        let mut acc = Stepped {
+            outcome: BatchOutcome { executions: batch.due.len(), ..Default::default() },
+            ..Default::default()
+        };
         let mut trace = Vec::new();
         for d in std::mem::take(&mut batch.due) {
             self.step_one(d, &mut batch, &mut acc, &mut trace, now)?;
@@ -307,7 +349,8 @@ impl<'a> Engine<'a> {
     /// Load phase: the due executions, their program versions, and the facts
     /// the batch can read (sent messages and events only where read).
     fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
-        let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
+        let due =
+            self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
         if due.is_empty() {
             return Ok(None);
         }
@@ -369,7 +412,11 @@ impl<'a> Engine<'a> {
             capabilities: contact.capabilities,
         };
         if let Some(created) = contact.created_at {
-            f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
+            f.events.push(facts::ContactEvent {
+                name: "contact.created".into(),
+                at: created,
+                props: Default::default(),
+            });
         }
         Ok(f)
     }
@@ -377,11 +424,22 @@ impl<'a> Engine<'a> {
     /// Step phase for one execution: runs it to its next durable boundary.
     /// A send is not a boundary: its outbox row commits with the execution's
     /// advance past it, and the relay delivers it after.
-    fn step_one(&mut self, d: Due, batch: &mut Batch, acc: &mut Stepped, trace: &mut Vec<Trace>, now: i64) -> Result<(), EngineError> {
+    fn step_one(
+        &mut self,
+        d: Due,
+        batch: &mut Batch,
+        acc: &mut Stepped,
+        trace: &mut Vec<Trace>,
+        now: i64,
+    ) -> Result<(), EngineError> {
         let loaded = Rc::clone(&self.versions[&d.version]);
         let p = &loaded.program;
         let Some(&start) = loaded.index.get(&d.step) else {
-            return Err(EngineError::Program { campaign: self.campaign.clone(), version: d.version.clone(), why: format!("no step `{}`", d.step) });
+            return Err(EngineError::Program {
+                campaign: self.campaign.clone(),
+                version: d.version.clone(),
+                why: format!("no step `{}`", d.step),
+            });
         };
         let version = d.version.clone();
         let mut f = self.facts_of(d, p, batch)?;
@@ -407,34 +465,75 @@ impl<'a> Engine<'a> {
                 }
             }
             match stop {
-                Stop::Send { node, target, next, .. } => match self.send(p, node, &target, &version, &mut f, acc, now) {
-                    Some(end) => break end,
-                    None => pc = next,
-                },
-                Stop::Wait { until, next } => break Boundary { step: p.nodes[next.get()].id.0.clone(), state: ExecState::Pending, wake_at: Some(until), reason: None },
+                Stop::Send { node, target, next, .. } => {
+                    match self.send(p, node, &target, &version, &mut f, acc, now) {
+                        Some(end) => break end,
+                        None => pc = next,
+                    }
+                }
+                Stop::Wait { until, next } => {
+                    break Boundary {
+                        step: p.nodes[next.get()].id.0.clone(),
+                        state: ExecState::Pending,
+                        wake_at: Some(until),
+                        reason: None,
+                    }
+                }
                 Stop::Completed => {
                     acc.outcome.finished += 1;
-                    break Boundary { step: p.nodes[last.get()].id.0.clone(), state: ExecState::Completed, wake_at: None, reason: None };
+                    break Boundary {
+                        step: p.nodes[last.get()].id.0.clone(),
+                        state: ExecState::Completed,
+                        wake_at: None,
+                        reason: None,
+                    };
                 }
                 Stop::Skipped { node, reason } => {
                     acc.outcome.finished += 1;
                     let id = p.nodes[node.get()].id.0.clone();
-                    *acc.round.steps.entry(id.clone()).or_default().skipped.entry(reason.as_str().to_string()).or_default() += 1;
-                    break Boundary { step: id, state: ExecState::Skipped, wake_at: None, reason: Some(reason.as_str().to_string()) };
+                    *acc.round
+                        .steps
+                        .entry(id.clone())
+                        .or_default()
+                        .skipped
+                        .entry(reason.as_str().to_string())
+                        .or_default() += 1;
+                    break Boundary {
+                        step: id,
+                        state: ExecState::Skipped,
+                        wake_at: None,
+                        reason: Some(reason.as_str().to_string()),
+                    };
                 }
             }
         };
         if tags_changed {
             acc.round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
         }
-        acc.round.executions.push(ExecUpdate { contact: f.contact_id, step: end.step, version, state: end.state, wake_at: end.wake_at, reason: end.reason });
+        acc.round.executions.push(ExecUpdate {
+            contact: f.contact_id,
+            step: end.step,
+            version,
+            state: end.state,
+            wake_at: end.wake_at,
+            reason: end.reason,
+        });
         Ok(())
     }
 
     /// A send the stepping reached: owed to the relay (`None`: go on past
     /// it), or, when the balance cannot pay it, the boundary to stop at.
     #[allow(clippy::too_many_arguments)]
-    fn send(&mut self, p: &Program, node: NodeIdx, target: &SendTarget, version: &str, f: &mut Facts, acc: &mut Stepped, now: i64) -> Option<Boundary> {
+    fn send(
+        &mut self,
+        p: &Program,
+        node: NodeIdx,
+        target: &SendTarget,
+        version: &str,
+        f: &mut Facts,
+        acc: &mut Stepped,
+        now: i64,
+    ) -> Option<Boundary> {
         let id = &p.nodes[node.get()].id.0;
         if f.sent.iter().any(|m| m.step == *id) {
             // Sent before a crash: move on without sending again.
@@ -470,7 +569,14 @@ impl<'a> Engine<'a> {
             price_micros: target.price_micros,
             created_at: now,
         });
-        f.sent.push(SentMessage { step: id.clone(), channel: target.channel.clone(), sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
+        f.sent.push(SentMessage {
+            step: id.clone(),
+            channel: target.channel.clone(),
+            sent_at: now,
+            delivered_at: None,
+            opened_at: None,
+            clicked_at: None,
+        });
         None
     }
 
@@ -485,7 +591,9 @@ impl<'a> Engine<'a> {
         for (o, engagement) in rows {
             record_sent(&mut round, &mut debits, o, *engagement, now);
         }
-        round.ledger.push((-debits.micros, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
+        round
+            .ledger
+            .push((-debits.micros, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
         round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
@@ -514,7 +622,9 @@ impl<'a> Engine<'a> {
         }
         let failures = b.recent.iter().filter(|x| !**x).count();
         let full = b.recent.len() >= self.config.breaker_window;
-        if b.consecutive_failures >= self.config.breaker_consecutive || (full && failures as f64 > self.config.breaker_rate * b.recent.len() as f64) {
+        if b.consecutive_failures >= self.config.breaker_consecutive
+            || (full && failures as f64 > self.config.breaker_rate * b.recent.len() as f64)
+        {
             self.tripped = true;
         }
     }
@@ -577,7 +687,13 @@ impl<'a> Engine<'a> {
                     Delivery::Accepted { delivered_at, opened_at, clicked_at } => {
                         self.breaker_sees(Seen::Success);
                         self.config.probe = false;
-                        record_sent(&mut round, &mut debits, o, Engagement { delivered_at, opened_at, clicked_at }, now);
+                        record_sent(
+                            &mut round,
+                            &mut debits,
+                            o,
+                            Engagement { delivered_at, opened_at, clicked_at },
+                            now,
+                        );
                         if a.origin != Origin::Batch {
                             round.settled.push(o.contact.clone());
                         }

@@ -50,7 +50,11 @@ pub const DEFAULT_EVENT_WINDOW: i64 = 30 * 24 * 60;
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { rates: Rates::default(), account: Account { approved_channels: None }, event_window: DEFAULT_EVENT_WINDOW }
+        Settings {
+            rates: Rates::default(),
+            account: Account { approved_channels: None },
+            event_window: DEFAULT_EVENT_WINDOW,
+        }
     }
 }
 
@@ -181,12 +185,21 @@ fn entering(p: &Program, now: i64, window: i64) -> Entering {
             Entering { at, cond: p.audience.clone(), entry: Entry::Scheduled { at: rfc3339(at) } }
         }
         Trigger::Event { event, props, filter } => {
-            let happened = Cond::Happened { event: event.clone(), within_minutes: Some(window), props: props.clone(), filter: filter.iter().cloned().collect() };
+            let happened = Cond::Happened {
+                event: event.clone(),
+                within_minutes: Some(window),
+                props: props.clone(),
+                filter: filter.iter().cloned().collect(),
+            };
             let cond = match &p.audience {
                 Some(a) => Cond::And { all: vec![happened, a.clone()] },
                 None => happened,
             };
-            let entry = Entry::Event { event: event.clone(), window: duration(window), since: rfc3339(now.saturating_sub(window)) };
+            let entry = Entry::Event {
+                event: event.clone(),
+                window: duration(window),
+                since: rfc3339(now.saturating_sub(window)),
+            };
             Entering { at: now, cond: Some(cond), entry }
         }
         Trigger::Manual | Trigger::Api => Entering { at: now, cond: p.audience.clone(), entry: Entry::Audience },
@@ -204,13 +217,20 @@ fn duration(minutes: i64) -> String {
 
 /// Minutes since the epoch as RFC 3339 in UTC.
 pub fn rfc3339(minutes: i64) -> String {
-    chrono::DateTime::from_timestamp(minutes.saturating_mul(60), 0).map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+    chrono::DateTime::from_timestamp(minutes.saturating_mul(60), 0)
+        .map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// Streams the contacts matching `cond` at `at`, with the program's fields
 /// and the presence of their addresses pulled out by SQLite
 /// (`json_extract`), so no contact's whole JSON is parsed.
-fn members(conn: &Connection, p: &Program, cond: Option<&Cond>, at: i64, f: &mut dyn FnMut(Member)) -> rusqlite::Result<u64> {
+fn members(
+    conn: &Connection,
+    p: &Program,
+    cond: Option<&Cond>,
+    at: i64,
+    f: &mut dyn FnMut(Member),
+) -> rusqlite::Result<u64> {
     use rusqlite::types::ValueRef;
     let (clause, mut params) = match cond {
         Some(a) => {
@@ -281,7 +301,10 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -
     let mut flush = |batch: &mut Vec<Member>, acc: &mut Acc| -> rusqlite::Result<()> {
         let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
-            let q = format!("SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})", vec!["?"; batch.len()].join(","));
+            let q = format!(
+                "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})",
+                vec!["?"; batch.len()].join(",")
+            );
             let mut stmt = conn.prepare(&q)?;
             let mut rows = stmt.query(params_from_iter(batch.iter().map(|c| c.id.as_str())))?;
             while let Some(r) = rows.next()? {
@@ -302,7 +325,11 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -
                 sent: Vec::new(),
             };
             if let Some(created) = c.created_at {
-                f.events.push(facts::ContactEvent { name: "contact.created".into(), at: created, props: Default::default() });
+                f.events.push(facts::ContactEvent {
+                    name: "contact.created".into(),
+                    at: created,
+                    props: Default::default(),
+                });
             }
             let mut w = Weights { seen: &mut seen, sent: &mut sent_w, touched: &mut touched };
             walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0);
@@ -450,7 +477,14 @@ fn walk(
             Transition::Stop(Stop::Send { node, target, fallback_used, next }) => {
                 w.sent[node.get()][usize::from(fallback_used)] += weight;
                 let id = p.nodes.get(node.get()).map_or_else(String::new, |n| n.id.0.clone());
-                f.sent.push(SentMessage { step: id, channel: target.channel, sent_at: now, delivered_at: None, opened_at: None, clicked_at: None });
+                f.sent.push(SentMessage {
+                    step: id,
+                    channel: target.channel,
+                    sent_at: now,
+                    delivered_at: None,
+                    opened_at: None,
+                    clicked_at: None,
+                });
                 pc = next;
             }
             Transition::Stop(Stop::Wait { until, next }) => {

@@ -74,7 +74,9 @@ pub fn eval_with(cx: &Ctx, c: &Cond, props: Props) -> bool {
             };
             cx.facts.events.iter().any(matches) || engagement_happened(cx, event, since)
         }
-        Cond::InSegment { segment } => cx.program.segments.get(segment.0 as usize).is_some_and(|s| eval_with(cx, &s.cond, Props::None)),
+        Cond::InSegment { segment } => {
+            cx.program.segments.get(segment.0 as usize).is_some_and(|s| eval_with(cx, &s.cond, Props::None))
+        }
     }
 }
 
@@ -96,7 +98,9 @@ fn operand<'a>(cx: &'a Ctx, o: &'a Operand, props: Props<'a>) -> V<'a> {
             None => V::Absent,
         },
         Operand::Prop { index } => match props {
-            Props::Event { names, values } => names.get(*index as usize).and_then(|n| values.get(n)).map_or(V::Absent, json),
+            Props::Event { names, values } => {
+                names.get(*index as usize).and_then(|n| values.get(n)).map_or(V::Absent, json)
+            }
             Props::None => V::Absent,
         },
         Operand::Const { value } => constant(value),

@@ -128,7 +128,9 @@ pub fn json_to_field(ty: &FieldType, v: &serde_json::Value) -> FieldValue {
         (FieldType::Datetime, J::String(s)) => parse_datetime(s).map_or(FieldValue::Absent, FieldValue::Datetime),
         (FieldType::Date, J::String(s)) => parse_date(s).map_or(FieldValue::Absent, FieldValue::Date),
         (FieldType::Duration, J::Number(n)) => n.as_i64().map_or(FieldValue::Absent, FieldValue::Duration),
-        (FieldType::SetString, J::Array(a)) => FieldValue::Set(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()),
+        (FieldType::SetString, J::Array(a)) => {
+            FieldValue::Set(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        }
         _ => FieldValue::Absent,
     }
 }

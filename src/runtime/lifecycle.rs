@@ -56,7 +56,11 @@ pub fn state(store: &dyn Store, name: &str) -> Result<State, LifecycleError> {
 pub fn transition(store: &mut dyn Store, name: &str, to: State, why: &str, now: i64) -> Result<State, LifecycleError> {
     let from = state(store, name)?;
     if !from.can_go_to(to) {
-        return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: to.as_str().into() });
+        return Err(LifecycleError::Invalid {
+            name: name.to_string(),
+            from: from.as_str().into(),
+            to: to.as_str().into(),
+        });
     }
     store.set_state(name, from, to, why, now)?;
     Ok(from)
@@ -84,13 +88,23 @@ pub enum Launched {
 /// the same step ids in the new version; executions waiting at a step the new
 /// version removed make the migration unmappable, refused unless `force`,
 /// which marks them skipped (reason `step-removed`).
-pub fn launch(store: &mut dyn Store, program: &Program, removed: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
+pub fn launch(
+    store: &mut dyn Store,
+    program: &Program,
+    removed: RemovedSteps,
+    now: i64,
+) -> Result<Launched, LifecycleError> {
     // One transaction: a crash or a failed write leaves the campaign as it
     // was (or absent), never stored without its state change or half migrated.
     atomically(store, |store| launch_in(store, program, removed, now))
 }
 
-fn launch_in(store: &mut dyn Store, program: &Program, removed_steps: RemovedSteps, now: i64) -> Result<Launched, LifecycleError> {
+fn launch_in(
+    store: &mut dyn Store,
+    program: &Program,
+    removed_steps: RemovedSteps,
+    now: i64,
+) -> Result<Launched, LifecycleError> {
     let bytes = codec::to_binary(program);
     let name = &program.campaign;
     let Some(row) = store.campaign(name)? else {
@@ -100,12 +114,19 @@ fn launch_in(store: &mut dyn Store, program: &Program, removed_steps: RemovedSte
     };
     let current = row.state;
     if row.version == program.version.0 {
-        return Err(LifecycleError::Refused(format!("campaign `{name}` version {} is already launched ({})", row.version, row.state)));
+        return Err(LifecycleError::Refused(format!(
+            "campaign `{name}` version {} is already launched ({})",
+            row.version, row.state
+        )));
     }
     if matches!(current, State::Completed | State::CompletedPartial) {
-        return Err(LifecycleError::Refused(format!("campaign `{name}` has finished ({}); give the new version another name", row.state)));
+        return Err(LifecycleError::Refused(format!(
+            "campaign `{name}` has finished ({}); give the new version another name",
+            row.state
+        )));
     }
-    let old = codec::from_binary(&row.program).map_err(|e| LifecycleError::Refused(format!("stored program of `{name}`: {e}")))?;
+    let old = codec::from_binary(&row.program)
+        .map_err(|e| LifecycleError::Refused(format!("stored program of `{name}`: {e}")))?;
     let map = diff::map_versions(&old, program);
     let removed: Vec<String> = map.removed.iter().map(|(id, _)| id.0.clone()).collect();
     let waiting = store.waiting_at(name, &old.version.0, &removed)?;
@@ -118,7 +139,13 @@ fn launch_in(store: &mut dyn Store, program: &Program, removed_steps: RemovedSte
     store.put_campaign(name, &program.version.0, &bytes, row.state, now)?;
     let kept: Vec<String> = map.kept.iter().map(|(id, _, _, _)| id.0.clone()).collect();
     let (moved, skipped) = store.migrate_executions(name, &old.version.0, &program.version.0, &kept, now)?;
-    store.set_state(name, row.state, row.state, &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version), now)?;
+    store.set_state(
+        name,
+        row.state,
+        row.state,
+        &format!("version {} replaced {}: {moved} moved, {skipped} skipped", program.version, old.version),
+        now,
+    )?;
     Ok(Launched::Migrated { moved, skipped, removed_steps: removed })
 }
 
@@ -129,7 +156,11 @@ pub fn resume(store: &mut dyn Store, name: &str, now: i64) -> Result<State, Life
     atomically(store, |store| {
         let from = state(store, name)?;
         if !from.is_paused() {
-            return Err(LifecycleError::Invalid { name: name.to_string(), from: from.as_str().into(), to: State::Running.as_str().into() });
+            return Err(LifecycleError::Invalid {
+                name: name.to_string(),
+                from: from.as_str().into(),
+                to: State::Running.as_str().into(),
+            });
         }
         transition(store, name, State::Running, "resumed", now)?;
         if from == State::PausedError {

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod contacts;
+pub mod drive;
 pub mod engine;
 pub mod estimate;
 pub mod eval;
@@ -14,7 +15,6 @@ pub mod facts;
 pub mod lifecycle;
 pub mod provider;
 pub mod report;
-pub mod drive;
 pub mod run;
 pub mod sql;
 pub mod sqlite;

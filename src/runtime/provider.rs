@@ -124,7 +124,11 @@ impl Simulated {
                 std::fs::write(&path, complete).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
             }
         }
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SimError(format!("{}: {e}", path.display())))?;
         Ok(Simulated { log, accepted, attempts: Default::default(), config, observed })
     }
 }
@@ -164,8 +168,11 @@ fn engagement(config: &SimConfig, key: &str, sent_at: i64) -> Delivery {
         return Delivery::Accepted { delivered_at: None, opened_at: None, clicked_at: None };
     }
     let delivered = sent_at + 1;
-    let opened = (roll(config, key, "opened") < config.open_rate).then(|| delivered + 5 + (roll(config, key, "open-delay") * 36.0 * 60.0) as i64);
-    let clicked = opened.filter(|_| roll(config, key, "clicked") < config.click_rate).map(|o| o + 1 + (roll(config, key, "click-delay") * 30.0) as i64);
+    let opened = (roll(config, key, "opened") < config.open_rate)
+        .then(|| delivered + 5 + (roll(config, key, "open-delay") * 36.0 * 60.0) as i64);
+    let clicked = opened
+        .filter(|_| roll(config, key, "clicked") < config.click_rate)
+        .map(|o| o + 1 + (roll(config, key, "click-delay") * 30.0) as i64);
     Delivery::Accepted { delivered_at: Some(delivered), opened_at: opened, clicked_at: clicked }
 }
 
@@ -191,9 +198,14 @@ impl Provider for Simulated {
             // roll, also in a new process after a resume.
             let tries = self.attempts.get(m.key).copied().unwrap_or(0).max(m.attempt.saturating_sub(1));
             // The failure roll needs the attempt in its salt only when failures are configured.
-            if down || (self.config.fail_rate > 0.0 && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate) {
+            if down
+                || (self.config.fail_rate > 0.0
+                    && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate)
+            {
                 *self.attempts.entry(m.key.to_string()).or_default() += 1;
-                out.push(Delivery::Failed { reason: if down { "provider outage".into() } else { "provider rejected the message".into() } });
+                out.push(Delivery::Failed {
+                    reason: if down { "provider outage".into() } else { "provider rejected the message".into() },
+                });
                 continue;
             }
             let h = key_hash(m.key);

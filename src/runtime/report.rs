@@ -93,13 +93,22 @@ pub fn build(store: &dyn Store, p: &Program, state: &str, provider: Observed, no
 
 pub fn human(r: &Report) -> String {
     let mut out = format!("campaign {} (version {}): {}\n", r.campaign, r.version, r.state);
-    let states: Vec<String> = ExecState::ALL.iter().map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0))).collect();
+    let states: Vec<String> = ExecState::ALL
+        .iter()
+        .map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0)))
+        .collect();
     out.push_str(&format!("executions: {}\n\n", states.join(", ")));
     let w = r.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10}\n", "step", "kind", "entered", "sent", "skipped", "failed", "cost"));
+    out.push_str(&format!(
+        "{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10}\n",
+        "step", "kind", "entered", "sent", "skipped", "failed", "cost"
+    ));
     for s in &r.steps {
         let skipped: u64 = s.skipped.values().sum();
-        out.push_str(&format!("{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10.4}\n", s.id, s.kind, s.entered, s.sent, skipped, s.failed, s.cost));
+        out.push_str(&format!(
+            "{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10.4}\n",
+            s.id, s.kind, s.entered, s.sent, skipped, s.failed, s.cost
+        ));
         for (why, n) in &s.skipped {
             out.push_str(&format!("{:<w$}    skipped {why}: {n}\n", ""));
         }

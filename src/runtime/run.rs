@@ -6,9 +6,9 @@ use super::drive::{DriveError, Driver, Ending};
 use super::engine::{EngineConfig, EngineError};
 use super::eval::{self, Ctx, Props};
 use super::facts::{self, ContactEvent};
+use super::lifecycle::{self, State};
 use super::provider::Provider;
 use super::report::{self, Report};
-use super::lifecycle::{self, State};
 use super::store::{Enrollment, ExecState, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -110,7 +110,13 @@ pub fn virtual_now(store: &dyn Store, start: Option<Minutes>) -> Result<Minutes,
 
 /// Launches (or resumes) `program` and runs it until every execution has
 /// finished, the campaign pauses, or `opts.stop` is set.
-pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program, opts: &RunOptions, progress: &mut dyn FnMut(Progress)) -> Result<Report, RunError> {
+pub fn run(
+    store: &mut dyn Store,
+    provider: &mut dyn Provider,
+    program: &Program,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, RunError> {
     let mut now = clock_start(store, opts)?;
     let mut clock: Box<dyn Clock> = match opts.clock {
         ClockKind::Virtual => Box::new(clock::Virtual::starting_at(now)),
@@ -162,7 +168,10 @@ pub fn run(store: &mut dyn Store, provider: &mut dyn Provider, program: &Program
 
 fn finished_count(store: &dyn Store, name: &str) -> Result<u64, StoreError> {
     let c = store.counts(name)?;
-    Ok([ExecState::Completed, ExecState::Failed, ExecState::Skipped].iter().map(|s| c.get(s).copied().unwrap_or(0)).sum())
+    Ok([ExecState::Completed, ExecState::Failed, ExecState::Skipped]
+        .iter()
+        .map(|s| c.get(s).copied().unwrap_or(0))
+        .sum())
 }
 
 /// Launches the program if it is new (or a new version), and starts it if it
@@ -179,11 +188,13 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
     }
     let mut state = lifecycle::state(store, &program.campaign).map_err(refused)?;
     if state == State::Draft {
-        lifecycle::transition(store, &program.campaign, State::Scheduled, "launched by flowc run", now).map_err(refused)?;
+        lifecycle::transition(store, &program.campaign, State::Scheduled, "launched by flowc run", now)
+            .map_err(refused)?;
         state = State::Scheduled;
     }
     if state == State::Scheduled {
-        lifecycle::transition(store, &program.campaign, State::Running, "started by flowc run", now).map_err(refused)?;
+        lifecycle::transition(store, &program.campaign, State::Running, "started by flowc run", now)
+            .map_err(refused)?;
         state = State::Running;
     }
     Ok(state)
@@ -194,7 +205,8 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
 fn entry_and_start(p: &Program, now: Minutes) -> Result<(String, Minutes), RunError> {
     let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
     let start_at = match &p.trigger {
-        Trigger::Scheduled { at, zone } => scheduled_instant(at, zone).ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
+        Trigger::Scheduled { at, zone } => scheduled_instant(at, zone)
+            .ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
         _ => now,
     };
     Ok((entry, start_at))
@@ -209,10 +221,15 @@ fn entry_and_start(p: &Program, now: Minutes) -> Result<(String, Minutes), RunEr
 pub fn start_enrolling(store: &mut dyn Store, p: &Program, why: &str, now: Minutes) -> Result<u64, RunError> {
     let state = lifecycle::state(store, &p.campaign).map_err(|e| RunError::Refused(e.to_string()))?;
     if state != State::Scheduled {
-        return Err(RunError::Refused(format!("campaign `{}` is {}; only a SCHEDULED campaign can be started", p.campaign, state.as_str())));
+        return Err(RunError::Refused(format!(
+            "campaign `{}` is {}; only a SCHEDULED campaign can be started",
+            p.campaign,
+            state.as_str()
+        )));
     }
     let n = enroll(store, p, now)?;
-    lifecycle::transition(store, &p.campaign, State::Running, why, now).map_err(|e| RunError::Refused(e.to_string()))?;
+    lifecycle::transition(store, &p.campaign, State::Running, why, now)
+        .map_err(|e| RunError::Refused(e.to_string()))?;
     Ok(n)
 }
 
@@ -241,7 +258,8 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
         return Ok(0); // As in `enroll`: triggers name the contacts.
     }
     let (entry, start_at) = entry_and_start(p, now)?;
-    let needs_events = super::engine::needs_events(p) || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
+    let needs_events = super::engine::needs_events(p)
+        || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
     let mut enrolled = 0;
     let mut after = String::new();
     loop {
@@ -265,7 +283,11 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
                         .events
                         .iter()
                         .filter(|e| e.name == *event)
-                        .filter(|e| filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names: props, values: &e.props })))
+                        .filter(|e| {
+                            filter.as_ref().is_none_or(|flt| {
+                                eval::eval_with(&cx, flt, Props::Event { names: props, values: &e.props })
+                            })
+                        })
                         .map(|e| e.at)
                         .min();
                     match first {

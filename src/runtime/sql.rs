@@ -43,10 +43,18 @@ pub fn field_from_sql(field: &FieldDef, id: &str, tags: &[String], v: rusqlite::
         (FieldType::Number, ValueRef::Integer(x)) => FV::Number(x as f64),
         (FieldType::Number, ValueRef::Real(x)) => FV::Number(x),
         (FieldType::Duration, ValueRef::Integer(x)) => FV::Duration(x),
-        (FieldType::String | FieldType::Timezone | FieldType::Enum(_), ValueRef::Text(t)) => text(t).map_or(FV::Absent, FV::Str),
-        (FieldType::Datetime, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime).map_or(FV::Absent, FV::Datetime),
-        (FieldType::Date, ValueRef::Text(t)) => std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date),
-        (FieldType::SetString, ValueRef::Text(t)) => FV::Set(std::str::from_utf8(t).ok().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default()),
+        (FieldType::String | FieldType::Timezone | FieldType::Enum(_), ValueRef::Text(t)) => {
+            text(t).map_or(FV::Absent, FV::Str)
+        }
+        (FieldType::Datetime, ValueRef::Text(t)) => {
+            std::str::from_utf8(t).ok().and_then(facts::parse_datetime).map_or(FV::Absent, FV::Datetime)
+        }
+        (FieldType::Date, ValueRef::Text(t)) => {
+            std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date)
+        }
+        (FieldType::SetString, ValueRef::Text(t)) => {
+            FV::Set(std::str::from_utf8(t).ok().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default())
+        }
         _ => FV::Absent,
     }
 }
@@ -55,7 +63,9 @@ pub fn field_from_sql(field: &FieldDef, id: &str, tags: &[String], v: rusqlite::
 /// number in `attrs` (a column reference such as `c.attrs`), by
 /// `facts::addresses_of`'s rule: absent, null and empty are no address.
 pub fn address_columns(attrs: &str) -> String {
-    format!("COALESCE(json_extract({attrs}, '$.email'), '') <> '', COALESCE(json_extract({attrs}, '$.phone'), '') <> ''")
+    format!(
+        "COALESCE(json_extract({attrs}, '$.email'), '') <> '', COALESCE(json_extract({attrs}, '$.phone'), '') <> ''"
+    )
 }
 
 /// Reads the two columns of `address_columns` at `first` and `first + 1`.
@@ -270,7 +280,13 @@ mod tests {
     #[test]
     fn address_columns_agree_with_the_parsed_record() {
         let conn = rusqlite::Connection::open_in_memory().expect("db");
-        let cases = [r#"{}"#, r#"{"email": null, "phone": ""}"#, r#"{"email": "a@example.com"}"#, r#"{"phone": "+33600000000", "email": ""}"#, r#"{"email": "x", "phone": "y"}"#];
+        let cases = [
+            r#"{}"#,
+            r#"{"email": null, "phone": ""}"#,
+            r#"{"email": "a@example.com"}"#,
+            r#"{"phone": "+33600000000", "email": ""}"#,
+            r#"{"email": "x", "phone": "y"}"#,
+        ];
         for attrs in cases {
             let q = format!("SELECT {} FROM (SELECT ?1 AS attrs)", address_columns("attrs"));
             let in_sql = conn.query_row(&q, [attrs], |r| addresses_from_row(r, 0)).expect("query");

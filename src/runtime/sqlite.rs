@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Each entry migrates from schema `i` to `i + 1`; `user_version` records where a file is.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE contacts (
   id TEXT PRIMARY KEY,
   attrs TEXT NOT NULL,
@@ -103,7 +104,8 @@ CREATE TABLE ab_stats (
   PRIMARY KEY (campaign, ab, variant)
 );
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 -- Schema 2: the outbox is keyed the way it is read (a contact's sends, by
 -- campaign), so one b-tree serves inserts, outcomes and engagement look-ups;
 -- the idempotency key is derived from that primary key, so it stays unique.
@@ -134,7 +136,8 @@ DROP TABLE outbox;
 ALTER TABLE outbox_v2 RENAME TO outbox;
 CREATE TABLE outbox_inflight (campaign TEXT PRIMARY KEY, pending INTEGER NOT NULL) WITHOUT ROWID;
 INSERT INTO outbox_inflight SELECT campaign, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY campaign;
-"#, r#"
+"#,
+    r#"
 -- Schema 3: durable retries, claims, additive statistics, typed settings.
 -- A failed attempt is recorded on its outbox row (attempts, next attempt);
 -- only rows waiting for another attempt have `next_attempt_at`, so the
@@ -176,7 +179,8 @@ DELETE FROM meta WHERE key = 'auto_reload';
 ALTER TABLE campaigns ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
 UPDATE campaigns SET probe = 1 WHERE 'probe/' || name IN (SELECT key FROM meta);
 DELETE FROM meta WHERE key LIKE 'probe/%';
-"#, r#"
+"#,
+    r#"
 -- Schema 4: an event is stored once. Its idempotency key is its own `id`, or
 -- a hash of contact, name, time and properties (`event_key`, registered on
 -- the connection as `flowc_event_key`). Rows stored twice by earlier
@@ -185,7 +189,8 @@ ALTER TABLE contact_events ADD COLUMN key TEXT;
 UPDATE contact_events SET key = flowc_event_key(contact_id, name, at, props);
 DELETE FROM contact_events WHERE id NOT IN (SELECT MIN(id) FROM contact_events GROUP BY key);
 CREATE UNIQUE INDEX contact_events_by_key ON contact_events (key);
-"#];
+"#,
+];
 
 pub struct SqliteStore {
     // Declared before the lock so the connection closes (and checkpoints)
@@ -241,7 +246,11 @@ impl std::fmt::Display for CorruptValue {
 impl std::error::Error for CorruptValue {}
 
 fn corrupt(table: &'static str, key: &str, value: &str) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(CorruptValue { table, key: key.to_string(), value: value.to_string() }))
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        Box::new(CorruptValue { table, key: key.to_string(), value: value.to_string() }),
+    )
 }
 
 /// A JSON list of strings stored in `table`'s row `key`.
@@ -250,7 +259,11 @@ pub(super) fn parse_list(s: &str, table: &'static str, key: &str) -> rusqlite::R
 }
 
 /// A JSON object stored in `table`'s row `key`.
-pub(super) fn parse_map(s: &str, table: &'static str, key: &str) -> rusqlite::Result<serde_json::Map<String, serde_json::Value>> {
+pub(super) fn parse_map(
+    s: &str,
+    table: &'static str,
+    key: &str,
+) -> rusqlite::Result<serde_json::Map<String, serde_json::Value>> {
     serde_json::from_str(s).map_err(|_| corrupt(table, key, s))
 }
 
@@ -294,8 +307,15 @@ fn lock_path(db: &Path) -> PathBuf {
 impl WriterLock {
     fn take(db: &Path) -> Result<WriterLock, StoreError> {
         let path = lock_path(db);
-        let cannot = |e: std::io::Error| StoreError::Other(format!("cannot open the lock file `{}`: {e}", path.display()));
-        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(cannot)?;
+        let cannot =
+            |e: std::io::Error| StoreError::Other(format!("cannot open the lock file `{}`: {e}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(cannot)?;
         let key = std::fs::canonicalize(&path).map_err(cannot)?;
         // A poisoned registry is still a consistent list: every push and
         // count change is one statement.
@@ -307,9 +327,14 @@ impl WriterLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(format!("`{}` is held; wait for that process to finish (or stop it), then try again", path.display())));
+                return Err(StoreError::Locked(format!(
+                    "`{}` is held; wait for that process to finish (or stop it), then try again",
+                    path.display()
+                )));
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Other(format!("cannot lock `{}`: {e}", path.display()))),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Other(format!("cannot lock `{}`: {e}", path.display())))
+            }
         }
         held.push(Held { key: key.clone(), _file: file, users: 1 });
         Ok(WriterLock { key })
@@ -341,7 +366,10 @@ pub fn event_key(contact: &str, name: &str, at: i64, props: &serde_json::Map<Str
     let mut text = String::new();
     match props.get("id").filter(|v| v.is_string() || v.is_number()) {
         Some(id) => canonical_json(&Value::Array(vec!["id".into(), contact.into(), id.clone()]), &mut text),
-        None => canonical_json(&Value::Array(vec!["event".into(), contact.into(), name.into(), at.into(), Value::Object(props.clone())]), &mut text),
+        None => canonical_json(
+            &Value::Array(vec!["event".into(), contact.into(), name.into(), at.into(), Value::Object(props.clone())]),
+            &mut text,
+        ),
     }
     format!("{:032x}", fnv1a_128(text.as_bytes()))
 }
@@ -390,23 +418,37 @@ fn fnv1a_128(bytes: &[u8]) -> u128 {
 /// migration can key the events already stored exactly as new ones are.
 fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     use rusqlite::functions::FunctionFlags;
-    conn.create_scalar_function("flowc_event_key", 4, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |cx| {
-        let contact: String = cx.get(0)?;
-        let name: String = cx.get(1)?;
-        let at: i64 = cx.get(2)?;
-        let props: String = cx.get(3)?;
-        Ok(event_key(&contact, &name, at, &parse_map(&props, "contact_events", &contact)?))
-    })
+    conn.create_scalar_function(
+        "flowc_event_key",
+        4,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |cx| {
+            let contact: String = cx.get(0)?;
+            let name: String = cx.get(1)?;
+            let at: i64 = cx.get(2)?;
+            let props: String = cx.get(3)?;
+            Ok(event_key(&contact, &name, at, &parse_map(&props, "contact_events", &contact)?))
+        },
+    )
     .map_err(classify)?;
     // A batch's change to a contact's tags, applied to the stored set inside
     // the UPDATE: one statement per contact, and a change committed by
     // another writer meanwhile is kept.
-    conn.create_scalar_function("flowc_apply_tags", 3, FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC, |cx| {
-        let mut tags = parse_list(&cx.get::<String>(0)?, "contacts", "(tags being updated)")?;
-        let delta = TagDelta { contact: String::new(), add: parse_list(&cx.get::<String>(1)?, "tag_deltas", "add")?, remove: parse_list(&cx.get::<String>(2)?, "tag_deltas", "remove")? };
-        delta.apply(&mut tags);
-        Ok(json_list(&tags))
-    })
+    conn.create_scalar_function(
+        "flowc_apply_tags",
+        3,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |cx| {
+            let mut tags = parse_list(&cx.get::<String>(0)?, "contacts", "(tags being updated)")?;
+            let delta = TagDelta {
+                contact: String::new(),
+                add: parse_list(&cx.get::<String>(1)?, "tag_deltas", "add")?,
+                remove: parse_list(&cx.get::<String>(2)?, "tag_deltas", "remove")?,
+            };
+            delta.apply(&mut tags);
+            Ok(json_list(&tags))
+        },
+    )
     .map_err(classify)
 }
 
@@ -423,13 +465,16 @@ fn shape_of(conn: &Connection) -> Result<SchemaShape, StoreError> {
     let mut stmt = conn
         .prepare("SELECT m.name, p.name, p.type FROM sqlite_master m JOIN pragma_table_xinfo(m.name) p WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'")
         .map_err(classify)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(classify)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .map_err(classify)?;
     for row in rows {
         let (table, column, ty) = row.map_err(classify)?;
         shape.columns.entry(table).or_default().insert((column, ty.to_ascii_uppercase()));
     }
     // Indexes SQLite makes for keys have no SQL; they come with their table.
-    let mut stmt = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").map_err(classify)?;
+    let mut stmt =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL").map_err(classify)?;
     let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(classify)?;
     for row in rows {
         shape.indexes.insert(row.map_err(classify)?);
@@ -494,7 +539,11 @@ impl SqliteStore {
                     return Err(StoreError::Missing);
                 }
                 use rusqlite::OpenFlags;
-                let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI).map_err(classify)?;
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(classify)?;
                 Self::setup(conn, None, mode)
             }
         }
@@ -520,7 +569,13 @@ impl SqliteStore {
         if current > 0 {
             validate(&conn, current)?;
         } else {
-            let foreign: i64 = conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sim_%'", [], |r| r.get(0)).map_err(classify)?;
+            let foreign: i64 = conn
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sim_%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(classify)?;
             if foreign > 0 {
                 return Err(StoreError::Corrupt("the file is an SQLite database of something else".into()));
             }
@@ -534,7 +589,10 @@ impl SqliteStore {
         }
         // `journal_mode` answers with a row.
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(classify)?;
-        conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;").map_err(classify)?;
+        conn.execute_batch(
+            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
+        )
+        .map_err(classify)?;
         let mut store = SqliteStore { conn, _lock: lock };
         store.migrate(current)?;
         Ok(store)
@@ -585,7 +643,14 @@ fn placeholders(n: usize) -> String {
 }
 
 impl Store for SqliteStore {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: CampaignState, now: i64) -> Result<(), StoreError> {
+    fn put_campaign(
+        &mut self,
+        name: &str,
+        version: &str,
+        program: &[u8],
+        state: CampaignState,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute(
             "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -593,38 +658,67 @@ impl Store for SqliteStore {
             params![name, version, program, state.as_str(), now],
         )
         .map_err(classify)?;
-        tx.execute("INSERT OR IGNORE INTO campaign_versions (name, version, program) VALUES (?1, ?2, ?3)", params![name, version, program]).map_err(classify)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO campaign_versions (name, version, program) VALUES (?1, ?2, ?3)",
+            params![name, version, program],
+        )
+        .map_err(classify)?;
         tx.commit().map_err(classify)
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
         self.conn
-            .query_row("SELECT name, version, program, state FROM campaigns WHERE name = ?1", params![name], campaign_row)
+            .query_row(
+                "SELECT name, version, program, state FROM campaigns WHERE name = ?1",
+                params![name],
+                campaign_row,
+            )
             .optional()
             .map_err(classify)
     }
 
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
-        let mut stmt = self.conn.prepare("SELECT name, version, program, state FROM campaigns ORDER BY name").map_err(classify)?;
+        let mut stmt =
+            self.conn.prepare("SELECT name, version, program, state FROM campaigns ORDER BY name").map_err(classify)?;
         let rows = stmt.query_map([], campaign_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn
-            .query_row("SELECT program FROM campaign_versions WHERE name = ?1 AND version = ?2", params![campaign, version], |r| r.get(0))
+            .query_row(
+                "SELECT program FROM campaign_versions WHERE name = ?1 AND version = ?2",
+                params![campaign, version],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(classify)
     }
 
-    fn set_state(&mut self, name: &str, from: CampaignState, to: CampaignState, why: &str, now: i64) -> Result<(), StoreError> {
+    fn set_state(
+        &mut self,
+        name: &str,
+        from: CampaignState,
+        to: CampaignState,
+        why: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         // Guarded by the expected current state, so two writers cannot both move it.
-        let changed = tx.execute("UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4", params![to.as_str(), now, name, from.as_str()]).map_err(classify)?;
+        let changed = tx
+            .execute(
+                "UPDATE campaigns SET state = ?1, updated_at = ?2 WHERE name = ?3 AND state = ?4",
+                params![to.as_str(), now, name, from.as_str()],
+            )
+            .map_err(classify)?;
         if changed == 0 {
             return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
         }
-        tx.execute("INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)", params![name, now, from.as_str(), to.as_str(), why]).map_err(classify)?;
+        tx.execute(
+            "INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![name, now, from.as_str(), to.as_str(), why],
+        )
+        .map_err(classify)?;
         tx.commit().map_err(classify)
     }
 
@@ -633,19 +727,27 @@ impl Store for SqliteStore {
             .conn
             .prepare("SELECT at, from_state, to_state, why FROM campaign_transitions WHERE name = ?1 ORDER BY id DESC LIMIT ?2")
             .map_err(classify)?;
-        let rows = stmt.query_map(params![name, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).map_err(classify)?;
+        let rows = stmt
+            .query_map(params![name, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(classify)?;
         let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(classify)?;
         v.reverse();
         Ok(v)
     }
 
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
-        self.conn.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0)).optional().map_err(classify)
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()
+            .map_err(classify)
     }
 
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
         self.conn
-            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value", params![key, value])
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
             .map(|_| ())
             .map_err(classify)
     }
@@ -660,12 +762,19 @@ impl Store for SqliteStore {
 
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError> {
         self.conn
-            .execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)", params![now, amount_micros, reason])
+            .execute(
+                "INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)",
+                params![now, amount_micros, reason],
+            )
             .map(|_| ())
             .map_err(classify)
     }
 
-    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError> {
+    fn upsert_contacts(
+        &mut self,
+        contacts: &[ContactRecord],
+        events: &[(String, ContactEvent)],
+    ) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         {
             let mut c = tx
@@ -676,7 +785,8 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             for k in contacts {
                 let attrs = serde_json::to_string(&k.attrs).unwrap_or_else(|_| "{}".into());
-                c.execute(params![k.id, attrs, json_list(&k.tags), json_list(&k.consent), json_list(&k.capabilities)]).map_err(classify)?;
+                c.execute(params![k.id, attrs, json_list(&k.tags), json_list(&k.consent), json_list(&k.capabilities)])
+                    .map_err(classify)?;
             }
             // An event already stored (same key) is not stored again, so
             // importing a file twice, or retrying an import, adds nothing.
@@ -685,18 +795,25 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             for (contact, ev) in events {
                 let props = serde_json::to_string(&ev.props).unwrap_or_else(|_| "{}".into());
-                e.execute(params![contact, ev.name, ev.at, props, event_key(contact, &ev.name, ev.at, &ev.props)]).map_err(classify)?;
+                e.execute(params![contact, ev.name, ev.at, props, event_key(contact, &ev.name, ev.at, &ev.props)])
+                    .map_err(classify)?;
             }
         }
         tx.commit().map_err(classify)
     }
 
     fn contact_count(&self) -> Result<u64, StoreError> {
-        self.conn.query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(classify)
+        self.conn
+            .query_row("SELECT COUNT(*) FROM contacts", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(classify)
     }
 
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, attrs, tags, consent, capabilities FROM contacts ORDER BY id").map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, attrs, tags, consent, capabilities FROM contacts ORDER BY id")
+            .map_err(classify)?;
         let mut rows = stmt.query([]).map_err(classify)?;
         while let Some(r) = rows.next().map_err(classify)? {
             f(contact_row(r).map_err(classify)?);
@@ -706,27 +823,44 @@ impl Store for SqliteStore {
 
     fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
         self.conn
-            .query_row("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1", params![id], contact_row)
+            .query_row(
+                "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1",
+                params![id],
+                contact_row,
+            )
             .optional()
             .map_err(classify)
     }
 
     fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2").map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(classify)?;
         let rows = stmt.query_map(params![after, limit as i64], contact_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
-        let done: Option<String> = tx.query_row("SELECT value FROM meta WHERE key = 'balance_initialised'", [], |r| r.get(0)).optional().map_err(classify)?;
+        let done: Option<String> = tx
+            .query_row("SELECT value FROM meta WHERE key = 'balance_initialised'", [], |r| r.get(0))
+            .optional()
+            .map_err(classify)?;
         if done.is_none() {
             // The opening balance belongs to a database whose ledger is
             // still empty: one where money was already added (a top-up) has
             // a balance of its own and gets nothing on top.
-            let ledger_used: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM ledger)", [], |r| r.get(0)).map_err(classify)?;
+            let ledger_used: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM ledger)", [], |r| r.get(0)).map_err(classify)?;
             if !ledger_used {
-                tx.execute("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')", params![now, micros]).map_err(classify)?;
+                tx.execute(
+                    "INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, 'initial balance')",
+                    params![now, micros],
+                )
+                .map_err(classify)?;
             }
             tx.execute("INSERT INTO meta (key, value) VALUES ('balance_initialised', '1')", []).map_err(classify)?;
         }
@@ -737,7 +871,10 @@ impl Store for SqliteStore {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})", placeholders(contacts.len()));
+        let sql = format!(
+            "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})",
+            placeholders(contacts.len())
+        );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         let rows = stmt
             .query_map(params_from_iter(contacts.iter()), |r| {
@@ -764,7 +901,14 @@ impl Store for SqliteStore {
             .query_map(params_from_iter(args), |r| {
                 Ok((
                     r.get(0)?,
-                    SentMessage { step: r.get(1)?, channel: r.get(2)?, sent_at: r.get::<_, Option<i64>>(3)?.unwrap_or(0), delivered_at: r.get(4)?, opened_at: r.get(5)?, clicked_at: r.get(6)? },
+                    SentMessage {
+                        step: r.get(1)?,
+                        channel: r.get(2)?,
+                        sent_at: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                        delivered_at: r.get(4)?,
+                        opened_at: r.get(5)?,
+                        clicked_at: r.get(6)?,
+                    },
                 ))
             })
             .map_err(classify)?;
@@ -781,14 +925,21 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for e in entries {
-                n += stmt.execute(params![campaign, e.contact, version, e.step, e.wake_at, now]).map_err(classify)? as u64;
+                n += stmt.execute(params![campaign, e.contact, version, e.step, e.wake_at, now]).map_err(classify)?
+                    as u64;
             }
         }
         tx.commit().map_err(classify)?;
         Ok(n)
     }
 
-    fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError> {
+    fn enroll_audience(
+        &mut self,
+        program: &crate::compile::program::Program,
+        step: &str,
+        wake: i64,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError> {
         // The audience compiles to parameterised SQL with the evaluator's
         // semantics (runtime::sql, property-tested against eval).
         let (clause, clause_params) = match &program.audience {
@@ -809,7 +960,11 @@ impl Store for SqliteStore {
         loop {
             let last: Option<String> = self
                 .conn
-                .query_row("SELECT MAX(id) FROM (SELECT id FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2)", params![after, CHUNK], |r| r.get(0))
+                .query_row(
+                    "SELECT MAX(id) FROM (SELECT id FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2)",
+                    params![after, CHUNK],
+                    |r| r.get(0),
+                )
                 .map_err(classify)?;
             let Some(last) = last else { break };
             let tx = self.conn.savepoint().map_err(classify)?;
@@ -824,7 +979,8 @@ impl Store for SqliteStore {
                     after.clone().into(),
                     last.clone().into(),
                 ];
-                enrolled += stmt.execute(params_from_iter(head.iter().chain(clause_params.iter()))).map_err(classify)? as u64;
+                enrolled +=
+                    stmt.execute(params_from_iter(head.iter().chain(clause_params.iter()))).map_err(classify)? as u64;
             }
             tx.commit().map_err(classify)?;
             after = last;
@@ -848,14 +1004,17 @@ impl Store for SqliteStore {
              ORDER BY e.wake_at LIMIT ?3"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
-        let mut args: Vec<rusqlite::types::Value> = vec![campaign.to_string().into(), now.into(), (limit as i64).into()];
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![campaign.to_string().into(), now.into(), (limit as i64).into()];
         args.extend(fields.iter().map(|f| rusqlite::types::Value::Text(format!("$.{}", f.name))));
         let rows = stmt
             .query_map(params_from_iter(args.iter()), |r| {
                 let id: String = r.get(0)?;
                 let tags = parse_list(&r.get::<_, String>(4)?, "contacts", &id)?;
                 let created_at = match r.get_ref(7)? {
-                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(super::facts::parse_datetime),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        std::str::from_utf8(t).ok().and_then(super::facts::parse_datetime)
+                    }
                     _ => None,
                 };
                 let mut values = Vec::with_capacity(fields.len());
@@ -867,7 +1026,12 @@ impl Store for SqliteStore {
                 let state = ExecState::parse(&state).ok_or_else(|| corrupt("executions", &id, &state))?;
                 let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
                 let capabilities = parse_list(&r.get::<_, String>(6)?, "contacts", &id)?;
-                Ok(Due { contact: DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses }, step: r.get(1)?, version: r.get(2)?, state })
+                Ok(Due {
+                    contact: DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses },
+                    step: r.get(1)?,
+                    version: r.get(2)?,
+                    state,
+                })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -876,11 +1040,19 @@ impl Store for SqliteStore {
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
         let wake: Option<i64> = self
             .conn
-            .query_row("SELECT MIN(wake_at) FROM executions WHERE campaign = ?1 AND state = 'pending'", params![campaign], |r| r.get(0))
+            .query_row(
+                "SELECT MIN(wake_at) FROM executions WHERE campaign = ?1 AND state = 'pending'",
+                params![campaign],
+                |r| r.get(0),
+            )
             .map_err(classify)?;
         let retry: Option<i64> = self
             .conn
-            .query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL", params![campaign], |r| r.get(0))
+            .query_row(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL",
+                params![campaign],
+                |r| r.get(0),
+            )
             .map_err(classify)?;
         Ok(match (wake, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -902,8 +1074,13 @@ impl Store for SqliteStore {
     }
 
     fn auto_reload(&self) -> Result<Option<AutoReload>, StoreError> {
-        let row: Option<(Option<i64>, Option<i64>)> =
-            self.conn.query_row("SELECT reload_threshold_micros, reload_amount_micros FROM account WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(classify)?;
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .conn
+            .query_row("SELECT reload_threshold_micros, reload_amount_micros FROM account WHERE id = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(classify)?;
         Ok(match row {
             Some((Some(threshold_micros), Some(amount_micros))) => Some(AutoReload { threshold_micros, amount_micros }),
             _ => None,
@@ -923,17 +1100,32 @@ impl Store for SqliteStore {
     }
 
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError> {
-        let p: Option<i64> = self.conn.query_row("SELECT probe FROM campaigns WHERE name = ?1", params![campaign], |r| r.get(0)).optional().map_err(classify)?;
+        let p: Option<i64> = self
+            .conn
+            .query_row("SELECT probe FROM campaigns WHERE name = ?1", params![campaign], |r| r.get(0))
+            .optional()
+            .map_err(classify)?;
         Ok(p.unwrap_or(0) != 0)
     }
 
     fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError> {
-        self.conn.execute("UPDATE campaigns SET probe = ?2 WHERE name = ?1", params![campaign, i64::from(probe == Probe::Owed)]).map(|_| ()).map_err(classify)
+        self.conn
+            .execute(
+                "UPDATE campaigns SET probe = ?2 WHERE name = ?1",
+                params![campaign, i64::from(probe == Probe::Owed)],
+            )
+            .map(|_| ())
+            .map_err(classify)
     }
 
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
-        let row: Option<(i64, String)> =
-            self.conn.query_row("SELECT consecutive, recent FROM breakers WHERE campaign = ?1", params![campaign], |r| Ok((r.get(0)?, r.get(1)?))).optional().map_err(classify)?;
+        let row: Option<(i64, String)> = self
+            .conn
+            .query_row("SELECT consecutive, recent FROM breakers WHERE campaign = ?1", params![campaign], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(classify)?;
         Ok(row.map_or_else(BreakerState::default, |(c, recent)| BreakerState {
             consecutive_failures: u32::try_from(c).unwrap_or(u32::MAX),
             recent: recent.bytes().map(|b| b == b'1').collect(),
@@ -956,7 +1148,17 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map(params![campaign, now, limit as i64], |r| {
                 Ok((
-                    OutboxNew { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)?, created_at: r.get(8)? },
+                    OutboxNew {
+                        key: r.get(0)?,
+                        contact: r.get(1)?,
+                        version: r.get(2)?,
+                        step: r.get(3)?,
+                        channel: r.get(4)?,
+                        message: r.get(5)?,
+                        template: r.get(6)?,
+                        price_micros: r.get(7)?,
+                        created_at: r.get(8)?,
+                    },
                     u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
                 ))
             })
@@ -976,8 +1178,15 @@ impl Store for SqliteStore {
             // An outcome already known for a new row (at-most-once mode) is
             // written with it: one insert instead of an insert and an update.
             type RowKey<'r> = (&'r str, &'r str, &'r str);
-            let known: std::collections::HashMap<RowKey, &OutboxDone> =
-                if round.outbox_new.is_empty() { Default::default() } else { round.outbox_done.iter().map(|d| ((d.contact.as_str(), d.step.as_str(), d.version.as_str()), d)).collect() };
+            let known: std::collections::HashMap<RowKey, &OutboxDone> = if round.outbox_new.is_empty() {
+                Default::default()
+            } else {
+                round
+                    .outbox_done
+                    .iter()
+                    .map(|d| ((d.contact.as_str(), d.step.as_str(), d.version.as_str()), d))
+                    .collect()
+            };
             // Pending rows added minus pending rows settled: kept in outbox_inflight.
             let mut inflight: i64 = 0;
             let mut full = tx
@@ -990,11 +1199,39 @@ impl Store for SqliteStore {
                 match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
                     Some(d) => {
                         let e = d.outcome.engagement();
-                        full.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, d.outcome.status(), o.created_at, d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
-                            .map_err(classify)?;
+                        full.execute(params![
+                            campaign,
+                            o.version,
+                            o.contact,
+                            o.step,
+                            o.channel,
+                            o.message,
+                            o.template,
+                            o.price_micros,
+                            d.outcome.status(),
+                            o.created_at,
+                            d.at,
+                            e.delivered_at,
+                            e.opened_at,
+                            e.clicked_at,
+                            d.outcome.error()
+                        ])
+                        .map_err(classify)?;
                     }
                     None => {
-                        inflight += new.execute(params![campaign, o.version, o.contact, o.step, o.channel, o.message, o.template, o.price_micros, o.created_at]).map_err(classify)? as i64;
+                        inflight += new
+                            .execute(params![
+                                campaign,
+                                o.version,
+                                o.contact,
+                                o.step,
+                                o.channel,
+                                o.message,
+                                o.template,
+                                o.price_micros,
+                                o.created_at
+                            ])
+                            .map_err(classify)? as i64;
                     }
                 }
             }
@@ -1005,10 +1242,25 @@ impl Store for SqliteStore {
                      WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
                 )
                 .map_err(classify)?;
-            for d in round.outbox_done.iter().filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str()))) {
+            for d in round
+                .outbox_done
+                .iter()
+                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str())))
+            {
                 let e = d.outcome.engagement();
                 inflight -= done
-                    .execute(params![campaign, d.contact, d.step, d.version, d.outcome.status(), d.at, e.delivered_at, e.opened_at, e.clicked_at, d.outcome.error()])
+                    .execute(params![
+                        campaign,
+                        d.contact,
+                        d.step,
+                        d.version,
+                        d.outcome.status(),
+                        d.at,
+                        e.delivered_at,
+                        e.opened_at,
+                        e.clicked_at,
+                        d.outcome.error()
+                    ])
                     .map_err(classify)? as i64;
             }
             if !round.outbox_retry.is_empty() {
@@ -1019,7 +1271,17 @@ impl Store for SqliteStore {
                     )
                     .map_err(classify)?;
                 for r in &round.outbox_retry {
-                    retry.execute(params![campaign, r.contact, r.step, r.version, i64::from(r.attempts), r.next_attempt_at, r.error]).map_err(classify)?;
+                    retry
+                        .execute(params![
+                            campaign,
+                            r.contact,
+                            r.step,
+                            r.version,
+                            i64::from(r.attempts),
+                            r.next_attempt_at,
+                            r.error
+                        ])
+                        .map_err(classify)?;
                 }
             }
             if inflight != 0 {
@@ -1037,7 +1299,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for e in &round.executions {
-                ex.execute(params![campaign, e.contact, e.step, e.version, e.state.as_str(), e.wake_at, e.reason, now]).map_err(classify)?;
+                ex.execute(params![campaign, e.contact, e.step, e.version, e.state.as_str(), e.wake_at, e.reason, now])
+                    .map_err(classify)?;
             }
             if !round.parked.is_empty() {
                 // Parked where it stands: `then_state` keeps its state, step and wake-up.
@@ -1064,13 +1327,17 @@ impl Store for SqliteStore {
                     settle.execute(params![campaign, c, now]).map_err(classify)?;
                 }
             }
-            let mut led = tx.prepare_cached("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)").map_err(classify)?;
+            let mut led = tx
+                .prepare_cached("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)")
+                .map_err(classify)?;
             for (amount, why) in &round.ledger {
                 led.execute(params![now, amount, why]).map_err(classify)?;
             }
             if !round.tags.is_empty() {
                 // The delta meets the tags as they are now: a concurrent change is kept, not overwritten.
-                let mut write = tx.prepare_cached("UPDATE contacts SET tags = flowc_apply_tags(tags, ?2, ?3) WHERE id = ?1").map_err(classify)?;
+                let mut write = tx
+                    .prepare_cached("UPDATE contacts SET tags = flowc_apply_tags(tags, ?2, ?3) WHERE id = ?1")
+                    .map_err(classify)?;
                 for d in &round.tags {
                     write.execute(params![d.contact, json_list(&d.add), json_list(&d.remove)]).map_err(classify)?;
                 }
@@ -1089,7 +1356,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for (step, c) in &round.steps {
-                st.execute(params![campaign, step, c.entered as i64, c.sent as i64, c.failed as i64, c.cost_micros]).map_err(classify)?;
+                st.execute(params![campaign, step, c.entered as i64, c.sent as i64, c.failed as i64, c.cost_micros])
+                    .map_err(classify)?;
                 for (reason, n) in &c.skipped {
                     skips.execute(params![campaign, step, reason, *n as i64]).map_err(classify)?;
                 }
@@ -1108,8 +1376,13 @@ impl Store for SqliteStore {
     }
 
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT state, COUNT(*) FROM executions WHERE campaign = ?1 GROUP BY state").map_err(classify)?;
-        let rows = stmt.query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM executions WHERE campaign = ?1 GROUP BY state")
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(classify)?;
         let mut out: BTreeMap<ExecState, u64> = ExecState::ALL.iter().map(|s| (*s, 0)).collect();
         for r in rows {
             let (s, n) = r.map_err(classify)?;
@@ -1117,9 +1390,17 @@ impl Store for SqliteStore {
                 // Counted per state, so name the first row holding it.
                 let contact: String = self
                     .conn
-                    .query_row("SELECT contact_id FROM executions WHERE campaign = ?1 AND state = ?2 LIMIT 1", params![campaign, s], |r| r.get(0))
+                    .query_row(
+                        "SELECT contact_id FROM executions WHERE campaign = ?1 AND state = ?2 LIMIT 1",
+                        params![campaign, s],
+                        |r| r.get(0),
+                    )
                     .map_err(classify)?;
-                return Err(StoreError::CorruptRow { table: "executions", key: format!("{campaign}/{contact}"), value: s });
+                return Err(StoreError::CorruptRow {
+                    table: "executions",
+                    key: format!("{campaign}/{contact}"),
+                    value: s,
+                });
             };
             out.insert(state, n as u64);
         }
@@ -1127,7 +1408,10 @@ impl Store for SqliteStore {
     }
 
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT step, entered, sent, failed, cost_micros FROM step_stats WHERE campaign = ?1").map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT step, entered, sent, failed, cost_micros FROM step_stats WHERE campaign = ?1")
+            .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
                 Ok((
@@ -1143,8 +1427,13 @@ impl Store for SqliteStore {
             })
             .map_err(classify)?;
         let mut out = rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)?;
-        let mut skips = self.conn.prepare_cached("SELECT step, reason, count FROM step_skips WHERE campaign = ?1").map_err(classify)?;
-        let rows = skips.query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))).map_err(classify)?;
+        let mut skips = self
+            .conn
+            .prepare_cached("SELECT step, reason, count FROM step_skips WHERE campaign = ?1")
+            .map_err(classify)?;
+        let rows = skips
+            .query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(classify)?;
         for row in rows {
             let (step, reason, n) = row.map_err(classify)?;
             out.entry(step).or_default().skipped.insert(reason, n as u64);
@@ -1153,14 +1442,23 @@ impl Store for SqliteStore {
     }
 
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT ab, variant, count FROM ab_stats WHERE campaign = ?1").map_err(classify)?;
-        let rows = stmt.query_map(params![campaign], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))).map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT ab, variant, count FROM ab_stats WHERE campaign = ?1")
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64)))
+            .map_err(classify)?;
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
     }
 
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
         // The count is kept with every commit: no pending rows, no scan.
-        let pending: Option<i64> = self.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = ?1", params![campaign], |r| r.get(0)).optional().map_err(classify)?;
+        let pending: Option<i64> = self
+            .conn
+            .query_row("SELECT pending FROM outbox_inflight WHERE campaign = ?1", params![campaign], |r| r.get(0))
+            .optional()
+            .map_err(classify)?;
         if pending.unwrap_or(0) <= 0 {
             return Ok(Vec::new());
         }
@@ -1170,7 +1468,17 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign], |r| {
-                Ok(OutboxNew { key: r.get(0)?, contact: r.get(1)?, version: r.get(2)?, step: r.get(3)?, channel: r.get(4)?, message: r.get(5)?, template: r.get(6)?, price_micros: r.get(7)?, created_at: r.get(8)? })
+                Ok(OutboxNew {
+                    key: r.get(0)?,
+                    contact: r.get(1)?,
+                    version: r.get(2)?,
+                    step: r.get(3)?,
+                    channel: r.get(4)?,
+                    message: r.get(5)?,
+                    template: r.get(6)?,
+                    price_micros: r.get(7)?,
+                    created_at: r.get(8)?,
+                })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1188,9 +1496,17 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(
+        &mut self,
+        campaign: &str,
+        from: &str,
+        to: &str,
+        kept: &[String],
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
-        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;").map_err(classify)?;
+        tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;")
+            .map_err(classify)?;
         {
             let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO kept_steps (step) VALUES (?1)").map_err(classify)?;
             for k in kept {
@@ -1227,7 +1543,10 @@ impl Store for SqliteStore {
 
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
-        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2").map_err(classify)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2")
+            .map_err(classify)?;
         let mut found = std::collections::HashSet::new();
         for c in contacts {
             if stmt.exists(params![campaign, c]).map_err(classify)? {
@@ -1269,14 +1588,25 @@ mod tests {
         assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
         // Settling the pending row empties the in-flight count; recovery then scans nothing.
-        let round = Round { outbox_done: vec![pending[0].outcome(20, SendOutcome::Sent(Engagement { delivered_at: Some(21), ..Default::default() }))], ..Default::default() };
+        let round = Round {
+            outbox_done: vec![
+                pending[0].outcome(20, SendOutcome::Sent(Engagement { delivered_at: Some(21), ..Default::default() }))
+            ],
+            ..Default::default()
+        };
         store.commit("welcome", &round, &WorkerId("test".into()), 20).expect("commit");
         assert!(store.outbox_pending("welcome").expect("pending").is_empty());
-        let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
+        let n: i64 = store
+            .conn
+            .query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0))
+            .expect("count");
         assert_eq!(n, 0);
         // A second outcome for the same row changes nothing (the row is no longer pending).
         store.commit("welcome", &round, &WorkerId("test".into()), 30).expect("commit again");
-        let n: i64 = store.conn.query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0)).expect("count");
+        let n: i64 = store
+            .conn
+            .query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0))
+            .expect("count");
         assert_eq!(n, 0);
         let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
         assert_eq!(sent.len(), 2);
@@ -1304,20 +1634,53 @@ mod tests {
             ("c2", "page.viewed", 5, r#"{"id":"e-1","url":"/a"}"#),
         ];
         for (c, n, at, props) in rows {
-            conn.execute("INSERT INTO contact_events (contact_id, name, at, props) VALUES (?1, ?2, ?3, ?4)", params![c, n, at, props]).expect("event");
+            conn.execute(
+                "INSERT INTO contact_events (contact_id, name, at, props) VALUES (?1, ?2, ?3, ?4)",
+                params![c, n, at, props],
+            )
+            .expect("event");
         }
         let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
         assert_eq!(event_count(&store), 4);
-        let unkeyed: i64 = store.conn.query_row("SELECT COUNT(*) FROM contact_events WHERE key IS NULL", [], |r| r.get(0)).expect("keys");
+        let unkeyed: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM contact_events WHERE key IS NULL", [], |r| r.get(0))
+            .expect("keys");
         assert_eq!(unkeyed, 0);
-        let first: String = store.conn.query_row("SELECT key FROM contact_events WHERE contact_id = 'c1' AND at = 100", [], |r| r.get(0)).expect("key");
-        assert_eq!(first, event_key("c1", "order.completed", 100, &parse_map(r#"{"currency":"EUR","amount":60}"#, "t", "k").expect("json")));
+        let first: String = store
+            .conn
+            .query_row("SELECT key FROM contact_events WHERE contact_id = 'c1' AND at = 100", [], |r| r.get(0))
+            .expect("key");
+        assert_eq!(
+            first,
+            event_key(
+                "c1",
+                "order.completed",
+                100,
+                &parse_map(r#"{"currency":"EUR","amount":60}"#, "t", "k").expect("json")
+            )
+        );
         // The same events through the import path: nothing new.
-        let again: Vec<(String, ContactEvent)> = rows.iter().map(|(c, n, at, props)| (c.to_string(), ContactEvent { name: n.to_string(), at: *at, props: parse_map(props, "t", "k").expect("json") })).collect();
+        let again: Vec<(String, ContactEvent)> = rows
+            .iter()
+            .map(|(c, n, at, props)| {
+                (
+                    c.to_string(),
+                    ContactEvent { name: n.to_string(), at: *at, props: parse_map(props, "t", "k").expect("json") },
+                )
+            })
+            .collect();
         store.upsert_contacts(&[], &again).expect("import");
         assert_eq!(event_count(&store), 4);
         // An event with its own id is that id, whatever else changed.
-        let renamed = vec![("c2".to_string(), ContactEvent { name: "page.viewed".into(), at: 9, props: parse_map(r#"{"id":"e-1","url":"/b"}"#, "t", "k").expect("json") })];
+        let renamed = vec![(
+            "c2".to_string(),
+            ContactEvent {
+                name: "page.viewed".into(),
+                at: 9,
+                props: parse_map(r#"{"id":"e-1","url":"/b"}"#, "t", "k").expect("json"),
+            },
+        )];
         store.upsert_contacts(&[], &renamed).expect("import");
         assert_eq!(event_count(&store), 4);
     }
@@ -1330,7 +1693,10 @@ mod tests {
         assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 2, &a));
         assert_ne!(event_key("c", "e", 1, &a), event_key("d", "e", 1, &a));
         assert_ne!(event_key("c", "e", 1, &a), event_key("c", "f", 1, &a));
-        assert_ne!(event_key("c", "e", 1, &a), event_key("c", "e", 1, &parse_map(r#"{"amount":61}"#, "t", "k").expect("json")));
+        assert_ne!(
+            event_key("c", "e", 1, &a),
+            event_key("c", "e", 1, &parse_map(r#"{"amount":61}"#, "t", "k").expect("json"))
+        );
     }
 
     fn temp_db(name: &str) -> PathBuf {
@@ -1457,6 +1823,9 @@ mod tests {
             .collect();
         assert_eq!(due[0].contact.fields, expected);
         assert_eq!(due[0].contact.created_at, super::super::facts::parse_datetime("2026-11-20T10:00:00Z"));
-        assert_eq!((due[0].contact.consent.clone(), due[0].contact.capabilities.clone()), (record.consent.clone(), record.capabilities.clone()));
+        assert_eq!(
+            (due[0].contact.consent.clone(), due[0].contact.capabilities.clone()),
+            (record.consent.clone(), record.capabilities.clone())
+        );
     }
 }

@@ -50,10 +50,21 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Stop {
     /// Perform this send (primary or fallback), then continue at `next`.
-    Send { node: NodeIdx, target: SendTarget, fallback_used: bool, next: NodeIdx },
-    Wait { until: i64, next: NodeIdx },
+    Send {
+        node: NodeIdx,
+        target: SendTarget,
+        fallback_used: bool,
+        next: NodeIdx,
+    },
+    Wait {
+        until: i64,
+        next: NodeIdx,
+    },
     Completed,
-    Skipped { node: NodeIdx, reason: SkipReason },
+    Skipped {
+        node: NodeIdx,
+        reason: SkipReason,
+    },
 }
 
 /// What happened on the way, for statistics and contact updates.
@@ -79,11 +90,20 @@ pub enum Transition<'p> {
 /// Runs one instruction at `pc`: the semantics of every instruction, shared
 /// by the engine (through `advance`) and the estimator, so an estimate walks
 /// exactly the path a run takes. `now` is in minutes.
-pub fn transition<'p>(p: &'p Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &Account, trace: &mut Vec<Trace>) -> Transition<'p> {
+pub fn transition<'p>(
+    p: &'p Program,
+    pc: NodeIdx,
+    facts: &mut Facts,
+    now: i64,
+    account: &Account,
+    trace: &mut Vec<Trace>,
+) -> Transition<'p> {
     let Some(node) = p.nodes.get(pc.get()) else { return Transition::Stop(Stop::Completed) };
     trace.push(Trace::Entered(pc));
     match &node.op {
-        Op::Send { target, fallback, next } => Transition::Stop(send(pc, target, fallback.as_ref(), *next, facts, account)),
+        Op::Send { target, fallback, next } => {
+            Transition::Stop(send(pc, target, fallback.as_ref(), *next, facts, account))
+        }
         Op::Wait { minutes, next } => Transition::Stop(Stop::Wait { until: now.saturating_add(*minutes), next: *next }),
         Op::Branch { cond, then, otherwise } => Transition::Branch { cond, then: *then, otherwise: *otherwise },
         Op::Split { name, variants } => {
@@ -102,7 +122,14 @@ pub fn transition<'p>(p: &'p Program, pc: NodeIdx, facts: &mut Facts, now: i64, 
 }
 
 /// Runs from `pc` to the next boundary, deciding branches on the facts. `now` is in minutes.
-pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &Account, trace: &mut Vec<Trace>) -> Stop {
+pub fn advance(
+    p: &Program,
+    pc: NodeIdx,
+    facts: &mut Facts,
+    now: i64,
+    account: &Account,
+    trace: &mut Vec<Trace>,
+) -> Stop {
     let mut pc = pc;
     // Edges only go forward, so this loop ends within `nodes.len()` steps.
     for _ in 0..=p.nodes.len() {
@@ -124,7 +151,14 @@ pub fn advance(p: &Program, pc: NodeIdx, facts: &mut Facts, now: i64, account: &
 /// what a Braze user expects. So an RCS send to a phone without RCS goes out
 /// as SMS, and one to a contact without a phone is skipped `no-address` by
 /// the SMS fallback's own check. Any other reason skips without a fallback.
-fn send(pc: NodeIdx, target: &SendTarget, fallback: Option<&SendTarget>, next: NodeIdx, facts: &Facts, account: &Account) -> Stop {
+fn send(
+    pc: NodeIdx,
+    target: &SendTarget,
+    fallback: Option<&SendTarget>,
+    next: NodeIdx,
+    facts: &Facts,
+    account: &Account,
+) -> Stop {
     match eligible(target, facts, account) {
         Ok(()) => Stop::Send { node: pc, target: target.clone(), fallback_used: false, next },
         Err(reason @ (SkipReason::NoAddress | SkipReason::NotCapable)) => match fallback {

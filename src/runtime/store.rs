@@ -34,7 +34,8 @@ pub enum ExecState {
 }
 
 impl ExecState {
-    pub const ALL: [ExecState; 5] = [ExecState::Pending, ExecState::Processing, ExecState::Completed, ExecState::Failed, ExecState::Skipped];
+    pub const ALL: [ExecState; 5] =
+        [ExecState::Pending, ExecState::Processing, ExecState::Completed, ExecState::Failed, ExecState::Skipped];
     pub fn as_str(self) -> &'static str {
         match self {
             ExecState::Pending => "pending",
@@ -178,12 +179,26 @@ pub struct OutboxNew {
 impl OutboxNew {
     /// The message to hand the provider for this row, borrowing from it.
     pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
-        super::provider::Message { key: &self.key, contact: &self.contact, channel: &self.channel, message: &self.message, template: &self.template, now, attempt }
+        super::provider::Message {
+            key: &self.key,
+            contact: &self.contact,
+            channel: &self.channel,
+            message: &self.message,
+            template: &self.template,
+            now,
+            attempt,
+        }
     }
 
     /// The outcome of this send, for the same outbox row.
     pub fn outcome(&self, at: i64, outcome: SendOutcome) -> OutboxDone {
-        OutboxDone { contact: self.contact.clone(), step: self.step.clone(), version: self.version.clone(), at, outcome }
+        OutboxDone {
+            contact: self.contact.clone(),
+            step: self.step.clone(),
+            version: self.version.clone(),
+            at,
+            outcome,
+        }
     }
 }
 
@@ -386,7 +401,10 @@ pub enum TxEnd {
 /// Runs `f` as one transaction: everything it writes commits together, or
 /// nothing does. Lifecycle operations use it so a crash (or a failed write)
 /// in the middle leaves the old state, never half of the new one.
-pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(&mut dyn Store) -> Result<T, E>) -> Result<T, E> {
+pub fn atomically<T, E: From<StoreError>>(
+    store: &mut dyn Store,
+    f: impl FnOnce(&mut dyn Store) -> Result<T, E>,
+) -> Result<T, E> {
     store.begin()?;
     match f(store) {
         Ok(v) => match store.finish(TxEnd::Commit) {
@@ -409,19 +427,37 @@ pub fn atomically<T, E: From<StoreError>>(store: &mut dyn Store, f: impl FnOnce(
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
-    fn put_campaign(&mut self, name: &str, version: &str, program: &[u8], state: CampaignState, now: i64) -> Result<(), StoreError>;
+    fn put_campaign(
+        &mut self,
+        name: &str,
+        version: &str,
+        program: &[u8],
+        state: CampaignState,
+        now: i64,
+    ) -> Result<(), StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Records a campaign state change and its reason in the audit log.
-    fn set_state(&mut self, name: &str, from: CampaignState, to: CampaignState, why: &str, now: i64) -> Result<(), StoreError>;
+    fn set_state(
+        &mut self,
+        name: &str,
+        from: CampaignState,
+        to: CampaignState,
+        why: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
     fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
     fn balance(&self) -> Result<i64, StoreError>;
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
-    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[(String, ContactEvent)]) -> Result<(), StoreError>;
+    fn upsert_contacts(
+        &mut self,
+        contacts: &[ContactRecord],
+        events: &[(String, ContactEvent)],
+    ) -> Result<(), StoreError>;
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
     fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError>;
@@ -437,7 +473,13 @@ pub trait Store {
     /// `wake`) at `step`, waking at `wake`, inside the store: no contact
     /// crosses into the engine. `None` when this store cannot evaluate the
     /// audience itself; the caller then enrolls contact by contact.
-    fn enroll_audience(&mut self, program: &crate::compile::program::Program, step: &str, wake: i64, now: i64) -> Result<Option<u64>, StoreError>;
+    fn enroll_audience(
+        &mut self,
+        program: &crate::compile::program::Program,
+        step: &str,
+        wake: i64,
+        now: i64,
+    ) -> Result<Option<u64>, StoreError>;
     /// Opens a transaction that the following calls join (they nest as
     /// savepoints); ended by `finish`. Use `atomically`.
     fn begin(&mut self) -> Result<(), StoreError>;
@@ -471,7 +513,14 @@ pub trait Store {
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
     /// Moves unfinished executions of `from` to `to` where their step is in
     /// `kept`; the others are skipped with reason `step-removed`. Returns (moved, skipped).
-    fn migrate_executions(&mut self, campaign: &str, from: &str, to: &str, kept: &[String], now: i64) -> Result<(u64, u64), StoreError>;
+    fn migrate_executions(
+        &mut self,
+        campaign: &str,
+        from: &str,
+        to: &str,
+        kept: &[String],
+        now: i64,
+    ) -> Result<(u64, u64), StoreError>;
     /// Crash recovery: executions claimed by another worker (abandoned: in
     /// this single-writer store, any other process is gone) and with no
     /// send pending go back to the state they were parked with (`pending`

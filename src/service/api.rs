@@ -70,7 +70,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(api)
-        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this endpoint does not take that method") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(json_errors))
@@ -87,7 +93,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let start = Instant::now();
     let res = next.run(req).await;
-    super::log(format_args!("flowc serve: {method} {path} {} {:.1}ms", res.status().as_u16(), start.elapsed().as_secs_f64() * 1e3));
+    super::log(format_args!(
+        "flowc serve: {method} {path} {} {:.1}ms",
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1e3
+    ));
     res
 }
 
@@ -97,16 +107,28 @@ async fn log_request(req: Request, next: Next) -> Response {
 async fn read_whole_request(req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
-        return ApiError::new(StatusCode::URI_TOO_LONG, "uri-too-long", format!("URIs are limited to {MAX_URI} bytes")).into_response();
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri-too-long", format!("URIs are limited to {MAX_URI} bytes"))
+            .into_response();
     }
-    let too_large = || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes")).into_response();
-    let announced = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", format!("bodies are limited to {MAX_BODY} bytes"))
+            .into_response()
+    };
+    let announced =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY as u64) {
         return too_large();
     }
     let (parts, body) = req.into_parts();
     let bytes = match tokio::time::timeout(BODY_TIMEOUT, read_limited(body)).await {
-        Err(_) => return ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs())).into_response(),
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs()),
+            )
+            .into_response()
+        }
         Ok(Err(BodyError::TooLarge)) => return too_large(),
         Ok(Err(BodyError::Broken(e))) => return ApiError::bad(format!("cannot read the body: {e}")).into_response(),
         Ok(Ok(b)) => b,
@@ -140,7 +162,8 @@ async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
 async fn json_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_json = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let is_json =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return res;
     }
@@ -153,7 +176,10 @@ async fn json_errors(req: Request, next: Next) -> Response {
         s if s.is_server_error() => "internal",
         _ => "invalid-request",
     };
-    let text = axum::body::to_bytes(res.into_body(), 4096).await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = axum::body::to_bytes(res.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let message = if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_string() } else { text };
     ApiError::new(status, code, message).into_response()
 }
@@ -165,7 +191,8 @@ async fn auth(AxState(state): AxState<Arc<AppState>>, req: Request, next: Next) 
     match given {
         Some(t) if super::same_token(t, &state.token) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`").into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
+            .into_response(),
     }
 }
 
@@ -179,10 +206,13 @@ fn bearer(v: &HeaderValue) -> Option<&str> {
 /// percent-escape) is a JSON 400 like every other error.
 fn campaign_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let invalid = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", why);
-    let id = p.map(|Path(id)| id).map_err(|_| invalid("the campaign id in the path is not valid percent-encoded UTF-8".into()))?;
+    let id = p
+        .map(|Path(id)| id)
+        .map_err(|_| invalid("the campaign id in the path is not valid percent-encoded UTF-8".into()))?;
     // A campaign id is a language identifier; anything else (a `%` that did
     // not decode, spaces, capitals) names no campaign and says so.
-    let ident = id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_') && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let ident = id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !ident {
         return Err(invalid(format!("`{id}` is not a campaign id (lowercase letters, digits and `_`)")));
     }
@@ -206,7 +236,10 @@ fn lock(state: &AppState) -> Result<std::sync::MutexGuard<'_, SqliteStore>, ApiE
 }
 
 fn campaign(store: &SqliteStore, id: &str) -> Result<(String, Program), ApiError> {
-    let row = store.campaign(id).map_err(ApiError::internal)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-campaign", format!("no campaign `{id}`")))?;
+    let row = store
+        .campaign(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-campaign", format!("no campaign `{id}`")))?;
     let p = codec::from_binary(&row.program).map_err(ApiError::internal)?;
     Ok((row.state.as_str().to_string(), p))
 }
@@ -214,7 +247,8 @@ fn campaign(store: &SqliteStore, id: &str) -> Result<(String, Program), ApiError
 async fn list(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
     let store = lock(&state)?;
     let rows = store.campaigns().map_err(ApiError::internal)?;
-    let items: Vec<Value> = rows.iter().map(|c| json!({"id": c.name, "state": c.state, "version": c.version})).collect();
+    let items: Vec<Value> =
+        rows.iter().map(|c| json!({"id": c.name, "state": c.state, "version": c.version})).collect();
     Ok(Json(json!({"campaigns": items})).into_response())
 }
 
@@ -232,7 +266,9 @@ async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>,
 /// database, this is how money gets in (the CLI is refused by the lock).
 fn account(store: &SqliteStore) -> Result<Value, ApiError> {
     let balance = store.balance()? as f64 / 1e6;
-    let reload = store.auto_reload()?.map(|r| json!({"threshold": r.threshold_micros as f64 / 1e6, "amount": r.amount_micros as f64 / 1e6}));
+    let reload = store
+        .auto_reload()?
+        .map(|r| json!({"threshold": r.threshold_micros as f64 / 1e6, "amount": r.amount_micros as f64 / 1e6}));
     Ok(json!({"amount": balance, "currency": "EUR", "auto_reload": reload}))
 }
 
@@ -240,7 +276,13 @@ fn account(store: &SqliteStore) -> Result<Value, ApiError> {
 fn amount_field(m: &Map<String, Value>, name: &str) -> Result<i64, ApiError> {
     let v = m.get(name).ok_or_else(|| ApiError::bad(format!("missing `{name}` (EUR)")))?;
     let micros = v.as_f64().and_then(crate::runtime::store::micros_of_eur).filter(|m| *m > 0);
-    micros.ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", format!("`{name}` must be an amount above 0 and at most 1,000,000,000 EUR")))
+    micros.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-body",
+            format!("`{name}` must be an amount above 0 and at most 1,000,000,000 EUR"),
+        )
+    })
 }
 
 fn object_with(body: &Value, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
@@ -271,7 +313,10 @@ async fn auto_reload(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes,
     let setting = match m.get("off") {
         Some(Value::Bool(true)) if m.len() == 1 => None,
         Some(_) => return Err(ApiError::bad("`off` is `true`, alone")),
-        None => Some(crate::runtime::store::AutoReload { threshold_micros: amount_field(&m, "threshold")?, amount_micros: amount_field(&m, "amount")? }),
+        None => Some(crate::runtime::store::AutoReload {
+            threshold_micros: amount_field(&m, "threshold")?,
+            amount_micros: amount_field(&m, "amount")?,
+        }),
     };
     let mut store = lock(&state)?;
     store.set_auto_reload(setting)?;
@@ -283,7 +328,8 @@ async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, 
     let mut store = lock(&state)?;
     campaign(&store, &id)?;
     let now = state.clock.now();
-    lifecycle::pause(&mut *store, &id, now).map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
+    lifecycle::pause(&mut *store, &id, now)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
     Ok(Json(json!({"id": id, "state": "PAUSED"})).into_response())
 }
 
@@ -292,7 +338,8 @@ async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>,
     let mut store = lock(&state)?;
     campaign(&store, &id)?;
     let now = state.clock.now();
-    let from = lifecycle::resume(&mut *store, &id, now).map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
+    let from = lifecycle::resume(&mut *store, &id, now)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
     Ok(Json(json!({"id": id, "state": "RUNNING", "was": from.as_str()})).into_response())
 }
 
@@ -313,16 +360,26 @@ fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>
     store.contact(id).map_err(ApiError::internal)
 }
 
-async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn trigger(
+    AxState(state): AxState<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let id = campaign_id(id)?;
     let body = body_json(body)?;
     let Value::Object(m) = &body else { return Err(ApiError::bad("expected a JSON object")) };
     only_keys(m, &["contacts", "data"])?;
-    let Some(Value::Array(ids)) = m.get("contacts") else { return Err(ApiError::bad("`contacts` must be an array of contact ids")) };
+    let Some(Value::Array(ids)) = m.get("contacts") else {
+        return Err(ApiError::bad("`contacts` must be an array of contact ids"));
+    };
     if ids.is_empty() || ids.len() > MAX_TRIGGER_CONTACTS {
         return Err(ApiError::bad(format!("`contacts` must hold 1 to {MAX_TRIGGER_CONTACTS} ids")));
     }
-    let ids: Vec<String> = ids.iter().map(|v| v.as_str().filter(|s| !s.is_empty() && s.len() <= 200).map(str::to_string)).collect::<Option<_>>().ok_or_else(|| ApiError::bad("contact ids are non-empty strings of at most 200 bytes"))?;
+    let ids: Vec<String> = ids
+        .iter()
+        .map(|v| v.as_str().filter(|s| !s.is_empty() && s.len() <= 200).map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ApiError::bad("contact ids are non-empty strings of at most 200 bytes"))?;
     let data = match m.get("data") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(d)) => d.clone(),
@@ -331,11 +388,19 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>
     let mut store = lock(&state)?;
     let (st, p) = campaign(&store, &id)?;
     if !matches!(p.trigger, Trigger::Api) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "wrong-trigger", format!("campaign `{id}` is not triggered by the API")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong-trigger",
+            format!("campaign `{id}` is not triggered by the API"),
+        ));
     }
     let st = State::parse(&st).unwrap_or(State::Draft);
     if matches!(st, State::Draft | State::Completed | State::CompletedPartial) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "not-accepting", format!("campaign `{id}` is {}", st.as_str())));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not-accepting",
+            format!("campaign `{id}` is {}", st.as_str()),
+        ));
     }
     let now = state.clock.now();
     let mut unknown = Vec::new();
@@ -356,7 +421,11 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>
         entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.0.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-contacts", format!("no such contact(s): {}", unknown.join(", "))));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-contacts",
+            format!("no such contact(s): {}", unknown.join(", ")),
+        ));
     }
     // Re-entry: a contact already in the campaign is not enrolled again and
     // gets no `campaign.triggered` event. Only this handler enrolls API
@@ -375,7 +444,11 @@ async fn trigger(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>
     store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
     let enrolled = store.enroll(&id, &p.version.0, &entries, now).map_err(ApiError::internal)?;
     let already = asked.saturating_sub(enrolled);
-    Ok((StatusCode::ACCEPTED, Json(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside})),
+    )
+        .into_response())
 }
 
 /// The schema the service validates against: the one the database keeps
@@ -396,11 +469,18 @@ fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
     for c in store.campaigns().map_err(ApiError::internal)? {
         let Ok(p) = codec::from_binary(&c.program) else { continue };
         if let Trigger::Event { event, props, .. } = &p.trigger {
-            let props = props.iter().map(|n| (n.clone(), Field { name: n.clone(), ty: Type::Unknown, optional: true, origin: Origin::Registry }));
+            let props = props.iter().map(|n| {
+                (n.clone(), Field { name: n.clone(), ty: Type::Unknown, optional: true, origin: Origin::Registry })
+            });
             s.events.entry(event.clone()).or_default().extend(props);
         }
         for f in p.fields {
-            s.fields.entry(f.name.clone()).or_insert(Field { name: f.name, ty: f.ty.checked(), optional: f.optional, origin: Origin::Registry });
+            s.fields.entry(f.name.clone()).or_insert(Field {
+                name: f.name,
+                ty: f.ty.checked(),
+                optional: f.optional,
+                origin: Origin::Registry,
+            });
         }
     }
     Ok(s)
@@ -430,7 +510,11 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
         let Value::Object(obj) = item else { return Err(invalid(None, "expected a JSON object")) };
         match contacts::patch(i + 1, obj, &schema) {
             Ok(p) => patches.push(p),
-            Err(errors) => return Err(errors.first().map_or_else(|| invalid(None, "invalid contact"), |e| invalid(e.field.as_deref(), &e.message))),
+            Err(errors) => {
+                return Err(errors
+                    .first()
+                    .map_or_else(|| invalid(None, "invalid contact"), |e| invalid(e.field.as_deref(), &e.message)))
+            }
         }
     }
     let now = state.clock.now();
@@ -461,8 +545,16 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
     let body = body_json(body)?;
     let Value::Object(m) = &body else { return Err(ApiError::bad("expected a JSON object")) };
     only_keys(m, &["contact", "name", "at", "props"])?;
-    let cid = m.get("contact").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad("`contact` must be a contact id"))?;
-    let name = m.get("name").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 200).ok_or_else(|| ApiError::bad("`name` must be an event name"))?;
+    let cid = m
+        .get("contact")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad("`contact` must be a contact id"))?;
+    let name = m
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && s.len() <= 200)
+        .ok_or_else(|| ApiError::bad("`name` must be an event name"))?;
     let props = match m.get("props") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(p)) => p.clone(),
@@ -471,7 +563,8 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
     let now = state.clock.now();
     let at = match m.get("at") {
         None | Some(Value::Null) => now,
-        Some(Value::String(s)) => facts::parse_datetime(s).ok_or_else(|| ApiError::bad("`at` must be a datetime like 2026-11-27T09:00:00Z"))?,
+        Some(Value::String(s)) => facts::parse_datetime(s)
+            .ok_or_else(|| ApiError::bad("`at` must be a datetime like 2026-11-27T09:00:00Z"))?,
         Some(_) => return Err(ApiError::bad("`at` must be a datetime string")),
     };
     let mut store = lock(&state)?;
@@ -480,7 +573,11 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         EventError::BadProp(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", m),
     })?;
     let Some(c) = contact(&store, cid)? else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-contacts", format!("no such contact: {cid}")));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-contacts",
+            format!("no such contact: {cid}"),
+        ));
     };
     let event = ContactEvent { name: name.to_string(), at, props: props.clone() };
     store.upsert_contacts(&[], &[(cid.to_string(), event)]).map_err(ApiError::internal)?;
@@ -498,7 +595,13 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         let cx = Ctx { program: &p, facts: &f, now };
         let rule = filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names, values: &props }));
         let audience = p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a));
-        if rule && audience && store.enroll(&p.campaign, &p.version.0, &[Enrollment::new(cid, &p.nodes[0].id.0, at.max(now))], now).map_err(ApiError::internal)? > 0 {
+        if rule
+            && audience
+            && store
+                .enroll(&p.campaign, &p.version.0, &[Enrollment::new(cid, &p.nodes[0].id.0, at.max(now))], now)
+                .map_err(ApiError::internal)?
+                > 0
+        {
             enrolled_in.push(p.campaign.clone());
         }
     }

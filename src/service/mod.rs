@@ -92,7 +92,10 @@ pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router, stop: i
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
-        log(format_args!("flowc serve: closing the connections still open {} s after the stop signal", SHUTDOWN_GRACE.as_secs()));
+        log(format_args!(
+            "flowc serve: closing the connections still open {} s after the stop signal",
+            SHUTDOWN_GRACE.as_secs()
+        ));
     }
 }
 

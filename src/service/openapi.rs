@@ -8,7 +8,10 @@ pub fn document() -> Value {
     let errors = |codes: &[&str]| -> Value {
         let mut m = serde_json::Map::new();
         for c in codes {
-            m.insert((*c).to_string(), json!({"description": "error", "content": {"application/json": {"schema": error}}}));
+            m.insert(
+                (*c).to_string(),
+                json!({"description": "error", "content": {"application/json": {"schema": error}}}),
+            );
         }
         Value::Object(m)
     };
@@ -17,27 +20,45 @@ pub fn document() -> Value {
     let common = ["401", "405", "408", "413", "414", "500"];
     let with = |codes: &[&str]| -> Value { errors(&[codes, &common[..]].concat()) };
     let mut trigger_responses = with(&["400", "404", "409", "422"]);
-    trigger_responses["202"] = ok("enrolled", json!({"type": "object", "required": ["enrolled", "already_enrolled", "not_in_audience"], "properties": {
+    trigger_responses["202"] = ok(
+        "enrolled",
+        json!({"type": "object", "required": ["enrolled", "already_enrolled", "not_in_audience"], "properties": {
         "enrolled": {"type": "integer", "description": "contacts enrolled by this request"},
         "already_enrolled": {"type": "integer", "description": "contacts in the audience that were already in the campaign; nothing changed for them"},
-        "not_in_audience": {"type": "integer", "description": "contacts outside the campaign's audience, not enrolled"}}}));
+        "not_in_audience": {"type": "integer", "description": "contacts outside the campaign's audience, not enrolled"}}}),
+    );
     let mut status_responses = with(&["400", "404"]);
     status_responses["200"] = ok("campaign status", json!({"$ref": "#/components/schemas/Status"}));
     let mut list_responses = with(&[]);
-    list_responses["200"] = ok("campaigns", json!({"type": "object", "required": ["campaigns"], "properties": {"campaigns": {"type": "array", "items": {
-        "type": "object", "required": ["id", "state", "version"], "properties": {"id": {"type": "string"}, "state": {"$ref": "#/components/schemas/CampaignState"}, "version": {"type": "string"}}}}}}));
+    list_responses["200"] = ok(
+        "campaigns",
+        json!({"type": "object", "required": ["campaigns"], "properties": {"campaigns": {"type": "array", "items": {
+        "type": "object", "required": ["id", "state", "version"], "properties": {"id": {"type": "string"}, "state": {"$ref": "#/components/schemas/CampaignState"}, "version": {"type": "string"}}}}}}),
+    );
     let mut pause_responses = with(&["400", "404", "409"]);
-    pause_responses["200"] = ok("paused", json!({"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string"}, "state": {"const": "PAUSED"}}}));
+    pause_responses["200"] = ok(
+        "paused",
+        json!({"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string"}, "state": {"const": "PAUSED"}}}),
+    );
     let mut resume_responses = with(&["400", "404", "409"]);
-    resume_responses["200"] = ok("running again", json!({"type": "object", "required": ["id", "state", "was"], "properties": {"id": {"type": "string"}, "state": {"const": "RUNNING"},
-        "was": {"enum": ["PAUSED", "PAUSED_ERROR", "PAUSED_BALANCE"], "description": "the state the campaign left"}}}));
+    resume_responses["200"] = ok(
+        "running again",
+        json!({"type": "object", "required": ["id", "state", "was"], "properties": {"id": {"type": "string"}, "state": {"const": "RUNNING"},
+        "was": {"enum": ["PAUSED", "PAUSED_ERROR", "PAUSED_BALANCE"], "description": "the state the campaign left"}}}),
+    );
     let mut contacts_responses = with(&["400", "422"]);
-    contacts_responses["200"] = ok("upserted", json!({"type": "object", "required": ["upserted"], "properties": {
-        "upserted": {"type": "integer", "description": "contact objects accepted; one invalid contact refuses the whole request"}}}));
+    contacts_responses["200"] = ok(
+        "upserted",
+        json!({"type": "object", "required": ["upserted"], "properties": {
+        "upserted": {"type": "integer", "description": "contact objects accepted; one invalid contact refuses the whole request"}}}),
+    );
     let mut events_responses = with(&["400", "422"]);
-    events_responses["202"] = ok("stored, and the campaigns it enrolled the contact in", json!({"type": "object", "required": ["stored", "enrolled_in"], "properties": {
+    events_responses["202"] = ok(
+        "stored, and the campaigns it enrolled the contact in",
+        json!({"type": "object", "required": ["stored", "enrolled_in"], "properties": {
         "stored": {"const": true, "description": "the event was recorded"},
-        "enrolled_in": {"type": "array", "items": {"type": "string"}, "description": "ids of the event-triggered campaigns this event enrolled the contact in"}}}));
+        "enrolled_in": {"type": "array", "items": {"type": "string"}, "description": "ids of the event-triggered campaigns this event enrolled the contact in"}}}),
+    );
     let mut account_get = with(&[]);
     account_get["200"] = ok("the account", json!({"$ref": "#/components/schemas/Account"}));
     let mut account_post = with(&["400", "422"]);

@@ -49,7 +49,13 @@ pub struct RunnerConfig {
 
 /// Runs until `stop`; each pass commits whole batches, so stopping between
 /// passes loses nothing.
-pub fn run(mut store: SqliteStore, mut provider: Box<dyn Provider + Send>, clock: SharedClock, config: RunnerConfig, stop: Arc<AtomicBool>) {
+pub fn run(
+    mut store: SqliteStore,
+    mut provider: Box<dyn Provider + Send>,
+    clock: SharedClock,
+    config: RunnerConfig,
+    stop: Arc<AtomicBool>,
+) {
     let mut driver = Driver::new(WorkerId::this_process());
     while !stop.load(Ordering::SeqCst) {
         let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut driver) {
@@ -92,7 +98,13 @@ fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, Strin
 }
 
 /// One pass over the campaigns; true when some work was done.
-fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedClock, config: &RunnerConfig, driver: &mut Driver) -> Result<bool, String> {
+fn pass(
+    store: &mut SqliteStore,
+    provider: &mut dyn Provider,
+    clock: &SharedClock,
+    config: &RunnerConfig,
+    driver: &mut Driver,
+) -> Result<bool, String> {
     let now = clock.now();
     let mut busy = false;
     for c in store.campaigns().map_err(|e| e.to_string())? {
@@ -108,15 +120,19 @@ fn pass(store: &mut SqliteStore, provider: &mut dyn Provider, clock: &SharedCloc
                 };
                 if due {
                     if matches!(program.trigger, Trigger::Scheduled { .. }) {
-                        run::start_enrolling(store, &program, "started by flowc serve", now).map_err(|e| e.to_string())?;
+                        run::start_enrolling(store, &program, "started by flowc serve", now)
+                            .map_err(|e| e.to_string())?;
                     } else {
-                        lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now).map_err(|e| e.to_string())?;
+                        lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now)
+                            .map_err(|e| e.to_string())?;
                     }
                     busy = true;
                 }
             }
             State::Running => {
-                let p = driver.pass(store, provider, &program, &config.engine, Ending::in_service(&program.trigger), now).map_err(|e| e.to_string())?;
+                let p = driver
+                    .pass(store, provider, &program, &config.engine, Ending::in_service(&program.trigger), now)
+                    .map_err(|e| e.to_string())?;
                 busy |= p.work > 0;
             }
             _ => {}

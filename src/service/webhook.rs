@@ -36,7 +36,9 @@ impl Webhook {
         match self.agent.post(&self.config.url).set("Idempotency-Key", m.key).send_json(body) {
             // Without redirects ureq hands a 3xx back as a response; it is a
             // failure like a 5xx (retried, and counted by the breaker).
-            Ok(r) if !(200..300).contains(&r.status()) => Delivery::Failed { reason: format!("webhook answered {}", r.status()) },
+            Ok(r) if !(200..300).contains(&r.status()) => {
+                Delivery::Failed { reason: format!("webhook answered {}", r.status()) }
+            }
             Ok(_) => {
                 self.observed.deliveries += 1;
                 Delivery::Accepted { delivered_at: None, opened_at: None, clicked_at: None }

@@ -326,9 +326,7 @@ impl DurationLit {
 
     /// Total length in minutes, saturating (see `out_of_range`).
     pub fn minutes(&self) -> u64 {
-        self.parts
-            .iter()
-            .fold(0u64, |acc, (n, u)| acc.saturating_add(n.saturating_mul(u.minutes())))
+        self.parts.iter().fold(0u64, |acc, (n, u)| acc.saturating_add(n.saturating_mul(u.minutes())))
     }
 }
 
@@ -353,17 +351,40 @@ pub enum ExprKind {
     Or(Vec<Expr>),
     And(Vec<Expr>),
     Not(Box<Expr>),
-    Compare { op: CmpOp, lhs: Box<Expr>, rhs: Box<Expr> },
-    In { lhs: Box<Expr>, list: Vec<Expr> },
-    Has { lhs: Box<Expr>, rhs: Box<Expr> },
-    Arith { first: Box<Expr>, rest: Vec<(ArithOp, Expr)> },
+    Compare {
+        op: CmpOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    In {
+        lhs: Box<Expr>,
+        list: Vec<Expr>,
+    },
+    Has {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Arith {
+        first: Box<Expr>,
+        rest: Vec<(ArithOp, Expr)>,
+    },
     Paren(Box<Expr>),
     Name(Name),
-    Call { func: Name, arg: Name },
-    Happened { event: Name, within: Option<DurationLit>, filter: Vec<Expr> },
+    Call {
+        func: Name,
+        arg: Name,
+    },
+    Happened {
+        event: Name,
+        within: Option<DurationLit>,
+        filter: Vec<Expr>,
+    },
     Bool(bool),
     /// Not finite only when the parser reported the literal out of range.
-    Number { value: f64, text: String },
+    Number {
+        value: f64,
+        text: String,
+    },
     Str(String),
     Duration(DurationLit),
     Date(DateLit),

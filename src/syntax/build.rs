@@ -377,7 +377,9 @@ pub fn expr(ctx: &mut Ctx, p: Pair<Rule>) -> Expr {
                     };
                     ExprKind::Compare { op, lhs: Box::new(lhs), rhs: Box::new(expr(ctx, rhs)) }
                 }
-                Rule::kw_in => ExprKind::In { lhs: Box::new(lhs), list: rhs.into_inner().map(|a| expr(ctx, a)).collect() },
+                Rule::kw_in => {
+                    ExprKind::In { lhs: Box::new(lhs), list: rhs.into_inner().map(|a| expr(ctx, a)).collect() }
+                }
                 _ => ExprKind::Has { lhs: Box::new(lhs), rhs: Box::new(expr(ctx, rhs)) },
             };
             Expr { kind, span }
@@ -437,7 +439,12 @@ pub fn expr(ctx: &mut Ctx, p: Pair<Rule>) -> Expr {
             // The grammar's digits always parse; past `f64::MAX` they parse to infinity.
             let value = text.parse::<f64>().unwrap_or(f64::INFINITY);
             if !limits::number(value) {
-                ctx.out_of_range(span, "number out of range", "beyond the largest number, about ±1.8e308", "numbers are 64-bit floating point");
+                ctx.out_of_range(
+                    span,
+                    "number out of range",
+                    "beyond the largest number, about ±1.8e308",
+                    "numbers are 64-bit floating point",
+                );
             }
             Expr { kind: ExprKind::Number { value, text }, span }
         }
@@ -485,7 +492,12 @@ fn int(ctx: &mut Ctx, p: &Pair<Rule>) -> Option<u32> {
     let v = p.as_str().parse::<u32>().ok();
     if v.is_none() {
         let span = ctx.span(p);
-        ctx.out_of_range(span, "number out of range", "must fit in 32 bits", "a template version is at most 4294967295");
+        ctx.out_of_range(
+            span,
+            "number out of range",
+            "must fit in 32 bits",
+            "a template version is at most 4294967295",
+        );
     }
     v
 }
@@ -501,9 +513,19 @@ fn percent(ctx: &mut Ctx, p: Pair<Rule>) -> u32 {
         return u32::MAX;
     }
     let frac_bp = format!("{frac:0<2}").parse::<u32>().unwrap_or(0);
-    let bp = whole.parse::<u32>().ok().and_then(|w| w.checked_mul(100)).and_then(|w| w.checked_add(frac_bp)).unwrap_or(u32::MAX);
+    let bp = whole
+        .parse::<u32>()
+        .ok()
+        .and_then(|w| w.checked_mul(100))
+        .and_then(|w| w.checked_add(frac_bp))
+        .unwrap_or(u32::MAX);
     if bp > limits::MAX_WEIGHT_BP {
-        ctx.out_of_range(span, "weight out of range", "above 100%", "a variant's weight is a percentage of the contacts entering the test, at most 100%");
+        ctx.out_of_range(
+            span,
+            "weight out of range",
+            "above 100%",
+            "a variant's weight is a percentage of the contacts entering the test, at most 100%",
+        );
     }
     bp
 }
@@ -527,7 +549,12 @@ fn duration(ctx: &mut Ctx, p: Pair<Rule>) -> DurationLit {
     }
     let lit = DurationLit { parts, span };
     if lit.out_of_range() {
-        ctx.out_of_range(span, "duration out of range", "longer than 10,000 years", "a duration spans at most the calendar's years 0000 to 9999");
+        ctx.out_of_range(
+            span,
+            "duration out of range",
+            "longer than 10,000 years",
+            "a duration spans at most the calendar's years 0000 to 9999",
+        );
     }
     lit
 }
@@ -537,7 +564,11 @@ fn date_lit(ctx: &mut Ctx, p: Pair<Rule>) -> DateLit {
     let text = p.as_str();
     let num = |s: &str| s.parse::<u32>().unwrap_or(0);
     let date = chrono::NaiveDate::from_ymd_opt(num(&text[0..4]) as i32, num(&text[5..7]), num(&text[8..10]));
-    let time = if text.len() > 10 { Some(chrono::NaiveTime::from_hms_opt(num(&text[11..13]), num(&text[14..16]), 0)) } else { None };
+    let time = if text.len() > 10 {
+        Some(chrono::NaiveTime::from_hms_opt(num(&text[11..13]), num(&text[14..16]), 0))
+    } else {
+        None
+    };
     let valid_date = date.unwrap_or_default();
     if date.is_none() {
         ctx.error(span, format!("`{}` is not a calendar date", &text[..10]), "no such date");

@@ -62,7 +62,11 @@ fn item_dump(out: &mut String, item: &Item) {
         Item::Pricing(p) => {
             let _ = writeln!(out, "pricing {}", at(p.span));
             for e in &p.entries {
-                let _ = writeln!(out, "  {}.{} = {} {}", e.channel.text, e.message.text, e.amount.text, e.amount.currency.text);
+                let _ = writeln!(
+                    out,
+                    "  {}.{} = {} {}",
+                    e.channel.text, e.message.text, e.amount.text, e.amount.currency.text
+                );
             }
             Ok(())
         }
@@ -110,7 +114,6 @@ fn date(d: &DateLit) -> String {
     }
 }
 
-
 fn target(t: &SendTarget) -> String {
     match &t.channel {
         Some(cm) => format!("{}.{} {}", cm.channel.text, cm.message.text, t.template.text),
@@ -133,7 +136,9 @@ fn steps(out: &mut String, steps: &[Step], depth: usize) {
                 writeln!(out, "send {}{fb} {}", target(&send.target), at(s.span))
             }
             StepKind::Wait(d) => writeln!(out, "wait {} {}", duration(d), at(s.span)),
-            StepKind::Tag { op, tag } => writeln!(out, "tag {} {:?} {}", if *op == TagOp::Add { "add" } else { "remove" }, tag.value, at(s.span)),
+            StepKind::Tag { op, tag } => {
+                writeln!(out, "tag {} {:?} {}", if *op == TagOp::Add { "add" } else { "remove" }, tag.value, at(s.span))
+            }
             StepKind::End => writeln!(out, "end {}", at(s.span)),
             StepKind::If(i) => {
                 let _ = writeln!(out, "if {}", at(s.span));
@@ -165,7 +170,9 @@ pub fn expr(e: &Expr) -> String {
         ExprKind::And(v) => format!("(and {})", v.iter().map(expr).collect::<Vec<_>>().join(" ")),
         ExprKind::Not(x) => format!("(not {})", expr(x)),
         ExprKind::Compare { op, lhs, rhs } => format!("({} {} {})", op.as_str(), expr(lhs), expr(rhs)),
-        ExprKind::In { lhs, list } => format!("(in {} [{}])", expr(lhs), list.iter().map(expr).collect::<Vec<_>>().join(" ")),
+        ExprKind::In { lhs, list } => {
+            format!("(in {} [{}])", expr(lhs), list.iter().map(expr).collect::<Vec<_>>().join(" "))
+        }
         ExprKind::Has { lhs, rhs } => format!("(has {} {})", expr(lhs), expr(rhs)),
         ExprKind::Arith { first, rest } => {
             let mut s = format!("(arith {}", expr(first));

@@ -44,7 +44,11 @@ pub fn nesting(text: &str) -> usize {
 /// may start, so a large file is cut at those points and its pieces parsed
 /// in parallel; the result is identical to a sequential parse.
 pub fn parse(text: &str, file: FileId) -> (ast::SourceFile, Vec<Diagnostic>) {
-    let threads = if text.len() >= PARALLEL_THRESHOLD { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) } else { 1 };
+    let threads = if text.len() >= PARALLEL_THRESHOLD {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(8)
+    } else {
+        1
+    };
     parse_with(text, file, ParseOptions { threads })
 }
 
@@ -64,7 +68,8 @@ pub fn parse_with(text: &str, file: FileId, opts: ParseOptions) -> (ast::SourceF
                 .with_help("close the comment with `*/`"),
         );
     }
-    let cuts = if opts.threads > 1 { cut_points(text.len(), &scanned.decl_starts, opts.threads) } else { vec![0, text.len()] };
+    let cuts =
+        if opts.threads > 1 { cut_points(text.len(), &scanned.decl_starts, opts.threads) } else { vec![0, text.len()] };
     // pest recurses per brace and parenthesis with large frames (over 100 KiB
     // per level in a debug build), so deep text runs on threads whose stack
     // is sized for MAX_NESTING levels rather than on whatever thread called
@@ -87,10 +92,7 @@ pub fn parse_with(text: &str, file: FileId, opts: ParseOptions) -> (ast::SourceF
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
-            .collect()
+        handles.into_iter().map(|h| h.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))).collect()
     });
     let mut items = Vec::new();
     for r in results {
@@ -99,7 +101,12 @@ pub fn parse_with(text: &str, file: FileId, opts: ParseOptions) -> (ast::SourceF
                 items.extend(i);
                 diags.extend(d);
             }
-            Err(e) => diags.push(Diagnostic::new(Code::Syntax, file, Span::default(), format!("could not start the parser: {e}"))),
+            Err(e) => diags.push(Diagnostic::new(
+                Code::Syntax,
+                file,
+                Span::default(),
+                format!("could not start the parser: {e}"),
+            )),
         }
     }
     (ast::SourceFile { items, comments: scanned.comments }, diags)
@@ -125,7 +132,15 @@ fn cut_points(len: usize, starts: &[usize], n: usize) -> Vec<usize> {
 }
 
 /// Parses the declarations that start in `[from, to)`.
-fn parse_range(text: &str, file: FileId, scanned: &scan::Scan, from: usize, to: usize, items: &mut Vec<ast::Item>, diags: &mut Vec<Diagnostic>) {
+fn parse_range(
+    text: &str,
+    file: FileId,
+    scanned: &scan::Scan,
+    from: usize,
+    to: usize,
+    items: &mut Vec<ast::Item>,
+    diags: &mut Vec<Diagnostic>,
+) {
     // A leading byte-order mark is skipped, not parsed: spans stay offsets
     // into the text as read.
     let from = from.max(crate::source::bom_len(text));

@@ -109,8 +109,12 @@ pub struct Place {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     /// An operand of `or`; `last` is the rightmost one.
-    Or { last: bool },
-    And { last: bool },
+    Or {
+        last: bool,
+    },
+    And {
+        last: bool,
+    },
     Not,
     CompareLeft,
     CompareRight,
@@ -118,9 +122,13 @@ pub enum Slot {
     InItem,
     HasSet,
     HasValue,
-    Sum { last: bool },
+    Sum {
+        last: bool,
+    },
     /// A comparison of `happened … where`.
-    Where { last: bool },
+    Where {
+        last: bool,
+    },
     /// Inside parentheses written in the tree (`ExprKind::Paren`).
     Group,
 }

@@ -56,20 +56,18 @@ pub fn scan(text: &str) -> Scan {
                 out.comments.push(Comment { span: Span::new(i, end), block: false });
                 i = end;
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                match find(&bytes[i + 2..], b"*/") {
-                    Some(n) => {
-                        let end = i + 2 + n + 2;
-                        out.comments.push(Comment { span: Span::new(i, end), block: true });
-                        i = end;
-                    }
-                    None => {
-                        out.comments.push(Comment { span: Span::new(i, bytes.len()), block: true });
-                        out.unterminated_comment = Some(i);
-                        i = bytes.len();
-                    }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => match find(&bytes[i + 2..], b"*/") {
+                Some(n) => {
+                    let end = i + 2 + n + 2;
+                    out.comments.push(Comment { span: Span::new(i, end), block: true });
+                    i = end;
                 }
-            }
+                None => {
+                    out.comments.push(Comment { span: Span::new(i, bytes.len()), block: true });
+                    out.unterminated_comment = Some(i);
+                    i = bytes.len();
+                }
+            },
             b'"' => {
                 // Strings end at the closing quote or, unterminated, at the line's end.
                 i += 1;
@@ -100,15 +98,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-const TOP_LEVEL: &[&str] =
-    &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing"];
+const TOP_LEVEL: &[&str] = &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing"];
 
 /// Does a top-level declaration keyword start at `offset` (after indentation)?
 pub fn starts_declaration(text: &str, offset: usize) -> bool {
     let rest = &text[offset..];
     TOP_LEVEL.iter().any(|kw| {
-        rest.starts_with(kw)
-            && !rest[kw.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        rest.starts_with(kw) && !rest[kw.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
     })
 }
 

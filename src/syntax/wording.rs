@@ -16,19 +16,17 @@ pub fn error_offset(err: &Error<Rule>) -> usize {
 fn describe(rule: Rule) -> Option<&'static str> {
     use Rule::*;
     Some(match rule {
-        import_decl | template_decl | contact_decl | event_decl | segment_decl | channel_decl
-        | pricing_decl | campaign_decl | decl_start | kw_campaign | kw_segment | kw_template | kw_contact
-        | kw_event | kw_channel | kw_import | kw_pricing => {
+        import_decl | template_decl | contact_decl | event_decl | segment_decl | channel_decl | pricing_decl
+        | campaign_decl | decl_start | kw_campaign | kw_segment | kw_template | kw_contact | kw_event | kw_channel
+        | kw_import | kw_pricing => {
             "a declaration (campaign, segment, template, contact, event, channel, pricing or import)"
         }
-        step | send_step | wait_step | if_step | ab_test_step | tag_step | end_step | kw_send
-        | kw_wait | kw_if | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
+        step | send_step | wait_step | if_step | ab_test_step | tag_step | end_step | kw_send | kw_wait | kw_if
+        | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
         label => "a step label",
         campaign_setting | setting_name | trigger | audience => "a setting (name, trigger or audience)",
-        trigger_scheduled | trigger_event | trigger_manual | trigger_api | kw_scheduled | kw_on_event
-        | kw_manual | kw_api => {
-            "a trigger (scheduled, event, manual or api)"
-        }
+        trigger_scheduled | trigger_event | trigger_manual | trigger_api | kw_scheduled | kw_on_event | kw_manual
+        | kw_api => "a trigger (scheduled, event, manual or api)",
         template_field | tf_channel | tf_message | tf_status | tf_version => {
             "a template field (channel, message, status or version)"
         }
@@ -38,7 +36,9 @@ fn describe(rule: Rule) -> Option<&'static str> {
         requires_consent => "`requires consent`",
         price_entry => "a price like `email.marketing = 0.0010 EUR`",
         field_decl => "a field like `plan: string`",
-        type_expr | set_type | enum_type => "a type (string, number, bool, datetime, date, duration, timezone, set<string>, enum(…))",
+        type_expr | set_type | enum_type => {
+            "a type (string, number, bool, datetime, date, duration, timezone, set<string>, enum(…))"
+        }
         optional_mark => "`?`",
         ident | call_arg => "a name",
         event_name => "an event name like `order.completed`",
@@ -61,8 +61,8 @@ fn describe(rule: Rule) -> Option<&'static str> {
         // Wherever an expression could go on, all of these are possible at once.
         kw_and | kw_or | kw_in | kw_has | cmp_op | add_op => "an operator (and, or, ==, <, in, has, +, …)",
         list => "a list like `[a, b]`",
-        expr | and_expr | unary | comparison | additive | atom | paren | name_or_call | happened
-        | happened_cond | kw_not | kw_true | kw_false | kw_now => "an expression",
+        expr | and_expr | unary | comparison | additive | atom | paren | name_or_call | happened | happened_cond
+        | kw_not | kw_true | kw_false | kw_now => "an expression",
         kw_trigger => "`trigger`",
         kw_audience => "`audience`",
         _ => return None,
@@ -197,9 +197,13 @@ fn unclosed_brace(text: &str, file: FileId, decl: usize, at: usize) -> Option<Di
         Some((o, c)) => (o, Some(c)),
         None => (last, None),
     };
-    let mut d = Diagnostic::new(Code::Syntax, file, Span::new(brace, brace + 1), "this `{` is never closed").with_label("no `}` closes this block");
+    let mut d = Diagnostic::new(Code::Syntax, file, Span::new(brace, brace + 1), "this `{` is never closed")
+        .with_label("no `}` closes this block");
     if let Some(c) = close {
-        d = d.with_related(Span::new(c, c + 1), format!("this `}}` is indented like line {}, so it closes that block", line_of(open[open.len() - 1])));
+        d = d.with_related(
+            Span::new(c, c + 1),
+            format!("this `}}` is indented like line {}, so it closes that block", line_of(open[open.len() - 1])),
+        );
     }
     let end = if at >= text.len() { "the file ends here" } else { "the next declaration starts here" };
     d = d.with_related(Span::new(at, (at + 1).min(text.len()).max(at)), end);
@@ -242,9 +246,41 @@ fn hint(text: &str, at: usize) -> Option<String> {
     if rest.starts_with("&&") || rest.starts_with("||") {
         return Some("use `and` / `or`".into());
     }
-    const KEYWORDS: &[&str] = &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing",
-        "trigger", "audience", "send", "wait", "if", "else", "ab_test", "variant", "tag", "add", "remove", "end",
-        "fallback", "none", "and", "or", "not", "in", "has", "within", "where", "scheduled", "manual", "api", "happened"];
+    const KEYWORDS: &[&str] = &[
+        "campaign",
+        "segment",
+        "template",
+        "contact",
+        "event",
+        "channel",
+        "import",
+        "pricing",
+        "trigger",
+        "audience",
+        "send",
+        "wait",
+        "if",
+        "else",
+        "ab_test",
+        "variant",
+        "tag",
+        "add",
+        "remove",
+        "end",
+        "fallback",
+        "none",
+        "and",
+        "or",
+        "not",
+        "in",
+        "has",
+        "within",
+        "where",
+        "scheduled",
+        "manual",
+        "api",
+        "happened",
+    ];
     if matches!(word.as_str(), "trigger" | "audience") {
         return Some("a campaign's settings (name, trigger, audience) come before its steps".into());
     }

@@ -99,19 +99,31 @@ impl Root {
 #[derive(Debug)]
 pub enum FileError {
     /// The import's path is not allowed as written.
-    Refused { name: String, why: &'static str },
+    Refused {
+        name: String,
+        why: &'static str,
+    },
     /// The path resolves to a real path outside the workspace root. Paths
     /// are as shown (relative to the current folder when inside it); `link_to`
     /// is where a symlink on the way led.
-    Outside { name: String, link_to: Option<PathBuf>, root: PathBuf },
-    Unreadable { shown: PathBuf, reason: ReadError },
+    Outside {
+        name: String,
+        link_to: Option<PathBuf>,
+        root: PathBuf,
+    },
+    Unreadable {
+        shown: PathBuf,
+        reason: ReadError,
+    },
 }
 
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FileError::Refused { name, why } => write!(f, "`{name}` {why}"),
-            FileError::Outside { name, link_to: None, root } => write!(f, "`{name}` is outside the workspace `{}`", shown_name(root)),
+            FileError::Outside { name, link_to: None, root } => {
+                write!(f, "`{name}` is outside the workspace `{}`", shown_name(root))
+            }
             FileError::Outside { name, link_to: Some(to), root } => {
                 write!(f, "`{name}` is a link to `{}`, outside the workspace `{}`", shown_name(to), shown_name(root))
             }
@@ -158,7 +170,13 @@ fn prelude() -> &'static Workspace {
 
 pub fn load(roots: &[Root], read: Reader) -> Workspace {
     let p = prelude();
-    let mut ws = Workspace { sources: p.sources.clone(), trees: p.trees.clone(), stdlib: p.stdlib.clone(), diags: p.diags.clone(), ..Workspace::default() };
+    let mut ws = Workspace {
+        sources: p.sources.clone(),
+        trees: p.trees.clone(),
+        stdlib: p.stdlib.clone(),
+        diags: p.diags.clone(),
+        ..Workspace::default()
+    };
     for root in roots {
         let loaded = locate_root(root).and_then(|file| open(&mut ws, &file, read).map(|id| (id, file)));
         let (id, file) = match loaded {
@@ -211,7 +229,8 @@ fn locate_import(importer: &Located, target: &str, root: &WorkspaceRoot) -> Resu
     }
     let shown = normalize(&importer.shown.parent().unwrap_or(Path::new("")).join(t));
     let base = importer.real.parent().unwrap_or(Path::new("/"));
-    let real = real_path(&base.join(t)).map_err(|e| FileError::Unreadable { shown: shown.clone(), reason: e.into() })?;
+    let real =
+        real_path(&base.join(t)).map_err(|e| FileError::Unreadable { shown: shown.clone(), reason: e.into() })?;
     if !root.contains(&real) {
         return Err(outside(target.to_string(), &normalize(&base.join(t)), &real, root));
     }
@@ -241,9 +260,14 @@ fn open(ws: &mut Workspace, file: &Located, read: Reader) -> Result<FileId, File
             ws.trees.push(ast::SourceFile { items: vec![], comments: vec![] });
             ws.by_real.insert(file.real.clone(), id);
             ws.diags.push(
-                Diagnostic::new(Code::Syntax, id, Span::new(at, at + 1), format!("the file is not valid UTF-8 (byte {at})"))
-                    .with_label("invalid byte")
-                    .with_help("save the file as UTF-8"),
+                Diagnostic::new(
+                    Code::Syntax,
+                    id,
+                    Span::new(at, at + 1),
+                    format!("the file is not valid UTF-8 (byte {at})"),
+                )
+                .with_label("invalid byte")
+                .with_help("save the file as UTF-8"),
             );
             id
         }
@@ -251,7 +275,15 @@ fn open(ws: &mut Workspace, file: &Located, read: Reader) -> Result<FileId, File
 }
 
 /// Loads the imports of `id` depth-first, each once, adding them to `files`.
-fn visit(ws: &mut Workspace, id: FileId, file: &Located, root: &WorkspaceRoot, read: Reader, stack: &mut Vec<(PathBuf, PathBuf)>, files: &mut Vec<FileId>) {
+fn visit(
+    ws: &mut Workspace,
+    id: FileId,
+    file: &Located,
+    root: &WorkspaceRoot,
+    read: Reader,
+    stack: &mut Vec<(PathBuf, PathBuf)>,
+    files: &mut Vec<FileId>,
+) {
     if files.contains(&id) {
         return;
     }
@@ -275,7 +307,16 @@ fn visit(ws: &mut Workspace, id: FileId, file: &Located, root: &WorkspaceRoot, r
         };
         if stack.len() >= MAX_IMPORT_DEPTH {
             // A chain of ever-new paths would otherwise never end.
-            push_once(&mut ws.diags, Diagnostic::new(Code::ImportError, id, span, format!("imports nest deeper than {MAX_IMPORT_DEPTH} files")).with_label("too deep"));
+            push_once(
+                &mut ws.diags,
+                Diagnostic::new(
+                    Code::ImportError,
+                    id,
+                    span,
+                    format!("imports nest deeper than {MAX_IMPORT_DEPTH} files"),
+                )
+                .with_label("too deep"),
+            );
             continue;
         }
         if let Some(pos) = stack.iter().position(|(real, _)| *real == dep.real) {

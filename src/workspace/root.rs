@@ -126,14 +126,20 @@ mod tests {
         }
         assert_eq!(workspace_file(&d.join("ws/sub")), Some(ws.join(WORKSPACE_FILE)));
         assert_eq!(find_workspace_file(&d.join("ws/sub/deep/c.flow")), Some(ws.join(WORKSPACE_FILE)));
-        assert_eq!(WorkspaceRoot::discover(&d.join("ws/sub")).expect("root").settings_file(), Some(ws.join(WORKSPACE_FILE)));
+        assert_eq!(
+            WorkspaceRoot::discover(&d.join("ws/sub")).expect("root").settings_file(),
+            Some(ws.join(WORKSPACE_FILE))
+        );
         // A folder named flowc.toml marks nothing.
         std::fs::create_dir_all(d.join("ws/sub/flowc.toml")).expect("dir");
         assert_eq!(WorkspaceRoot::discover(&d.join("ws/sub/c.flow")).expect("root").path(), ws);
         // A nested workspace file wins for the files under it.
         std::fs::write(d.join("ws/sub/deep/flowc.toml"), "").expect("toml");
         let folder = WorkspaceRoot::discover(&ws).expect("root");
-        assert_eq!(WorkspaceRoot::for_file_in(&d.join("ws/sub/deep/c.flow"), &folder).expect("root").path(), d.join("ws/sub/deep"));
+        assert_eq!(
+            WorkspaceRoot::for_file_in(&d.join("ws/sub/deep/c.flow"), &folder).expect("root").path(),
+            d.join("ws/sub/deep")
+        );
         assert_eq!(WorkspaceRoot::for_file_in(&d.join("ws/sub/c.flow"), &folder).expect("root").path(), ws);
         let _ = std::fs::remove_dir_all(&d);
     }

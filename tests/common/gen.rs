@@ -35,7 +35,8 @@ pub fn step() -> impl Strategy<Value = GStep> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         let block = proptest::collection::vec(inner, 0..4);
         prop_oneof![
-            (proptest::collection::vec((0u8..6, block.clone()), 1..3), proptest::option::of(block.clone())).prop_map(|(a, e)| GStep::If(a, e)),
+            (proptest::collection::vec((0u8..6, block.clone()), 1..3), proptest::option::of(block.clone()))
+                .prop_map(|(a, e)| GStep::If(a, e)),
             (2usize..5, proptest::collection::vec(block, 4)).prop_map(|(n, blocks)| {
                 // Weights that sum to exactly 100%.
                 let mut out = Vec::new();
@@ -104,7 +105,9 @@ impl Writer {
                     self.sent.push(label);
                 }
                 GStep::Wait(m) => self.out.push_str(&format!("{pad}wait {m}m\n")),
-                GStep::Tag(add, t) => self.out.push_str(&format!("{pad}tag {} \"t{t}\"\n", if *add { "add" } else { "remove" })),
+                GStep::Tag(add, t) => {
+                    self.out.push_str(&format!("{pad}tag {} \"t{t}\"\n", if *add { "add" } else { "remove" }))
+                }
                 GStep::End => {
                     self.out.push_str(&format!("{pad}end\n"));
                     return true;
@@ -176,14 +179,17 @@ pub mod expr {
 
     fn duration() -> impl Strategy<Value = DurationLit> {
         let unit = select(vec![DurationUnit::Minute, DurationUnit::Hour, DurationUnit::Day, DurationUnit::Week]);
-        proptest::collection::vec((1u64..500, unit), 1..3).prop_map(|parts| DurationLit { parts, span: Span::default() })
+        proptest::collection::vec((1u64..500, unit), 1..3)
+            .prop_map(|parts| DurationLit { parts, span: Span::default() })
     }
 
     fn date() -> impl Strategy<Value = DateLit> {
-        (1970i32..2100, 1u32..13, 1u32..29, proptest::option::of((0u32..24, 0u32..60))).prop_map(|(y, m, d, t)| DateLit {
-            date: chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid day"),
-            time: t.map(|(h, mi)| chrono::NaiveTime::from_hms_opt(h, mi, 0).expect("a valid time")),
-            span: Span::default(),
+        (1970i32..2100, 1u32..13, 1u32..29, proptest::option::of((0u32..24, 0u32..60))).prop_map(|(y, m, d, t)| {
+            DateLit {
+                date: chrono::NaiveDate::from_ymd_opt(y, m, d).expect("a valid day"),
+                time: t.map(|(h, mi)| chrono::NaiveTime::from_hms_opt(h, mi, 0).expect("a valid time")),
+                span: Span::default(),
+            }
         })
     }
 
@@ -220,10 +226,17 @@ pub mod expr {
                 proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::Or(v))),
                 proptest::collection::vec(inner.clone(), 2..4).prop_map(|v| e(ExprKind::And(v))),
                 inner.clone().prop_map(|x| e(ExprKind::Not(Box::new(x)))),
-                (cmp, inner.clone(), inner.clone()).prop_map(|(op, l, r)| e(ExprKind::Compare { op, lhs: Box::new(l), rhs: Box::new(r) })),
-                (inner.clone(), proptest::collection::vec(inner.clone(), 0..3)).prop_map(|(l, list)| e(ExprKind::In { lhs: Box::new(l), list })),
-                (inner.clone(), inner.clone()).prop_map(|(l, r)| e(ExprKind::Has { lhs: Box::new(l), rhs: Box::new(r) })),
-                (inner.clone(), proptest::collection::vec((arith, inner.clone()), 1..3)).prop_map(|(f, rest)| e(ExprKind::Arith { first: Box::new(f), rest })),
+                (cmp, inner.clone(), inner.clone()).prop_map(|(op, l, r)| e(ExprKind::Compare {
+                    op,
+                    lhs: Box::new(l),
+                    rhs: Box::new(r)
+                })),
+                (inner.clone(), proptest::collection::vec(inner.clone(), 0..3))
+                    .prop_map(|(l, list)| e(ExprKind::In { lhs: Box::new(l), list })),
+                (inner.clone(), inner.clone())
+                    .prop_map(|(l, r)| e(ExprKind::Has { lhs: Box::new(l), rhs: Box::new(r) })),
+                (inner.clone(), proptest::collection::vec((arith, inner.clone()), 1..3))
+                    .prop_map(|(f, rest)| e(ExprKind::Arith { first: Box::new(f), rest })),
                 inner.clone().prop_map(|x| e(ExprKind::Paren(Box::new(x)))),
                 (event(), proptest::option::of(duration()), proptest::collection::vec(inner, 1..3))
                     .prop_map(|(event, within, filter)| e(ExprKind::Happened { event, within, filter })),
@@ -246,10 +259,14 @@ pub mod expr {
             ExprKind::Compare { op, lhs, rhs } => ExprKind::Compare { op: *op, lhs: b(lhs), rhs: b(rhs) },
             ExprKind::In { lhs, list } => ExprKind::In { lhs: b(lhs), list: all(list) },
             ExprKind::Has { lhs, rhs } => ExprKind::Has { lhs: b(lhs), rhs: b(rhs) },
-            ExprKind::Arith { first, rest } => ExprKind::Arith { first: b(first), rest: rest.iter().map(|(op, v)| (*op, normalize(v))).collect() },
+            ExprKind::Arith { first, rest } => {
+                ExprKind::Arith { first: b(first), rest: rest.iter().map(|(op, v)| (*op, normalize(v))).collect() }
+            }
             ExprKind::Name(v) => ExprKind::Name(n(v)),
             ExprKind::Call { func, arg } => ExprKind::Call { func: n(func), arg: n(arg) },
-            ExprKind::Happened { event, within, filter } => ExprKind::Happened { event: n(event), within: within.as_ref().map(d), filter: all(filter) },
+            ExprKind::Happened { event, within, filter } => {
+                ExprKind::Happened { event: n(event), within: within.as_ref().map(d), filter: all(filter) }
+            }
             ExprKind::Number { value, .. } => ExprKind::Number { value: *value, text: String::new() },
             ExprKind::Duration(v) => ExprKind::Duration(d(v)),
             ExprKind::Date(v) => ExprKind::Date(DateLit { date: v.date, time: v.time, span: Span::default() }),

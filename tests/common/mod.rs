@@ -37,14 +37,24 @@ pub fn golden(dir: &str, f: impl Fn(&Path) -> String) {
             failures.push(format!("{}\n{}", rel.display(), first_difference(&expected, &actual)));
         }
     }
-    assert!(failures.is_empty(), "{} golden file(s) differ (UPDATE_EXPECT=1 to accept):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} golden file(s) differ (UPDATE_EXPECT=1 to accept):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 fn first_difference(expected: &str, actual: &str) -> String {
     let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
     for i in 0..e.len().max(a.len()) {
         if e.get(i) != a.get(i) {
-            return format!("  line {}:\n  - {}\n  + {}", i + 1, e.get(i).unwrap_or(&"<none>"), a.get(i).unwrap_or(&"<none>"));
+            return format!(
+                "  line {}:\n  - {}\n  + {}",
+                i + 1,
+                e.get(i).unwrap_or(&"<none>"),
+                a.get(i).unwrap_or(&"<none>")
+            );
         }
     }
     String::new()
@@ -80,7 +90,10 @@ pub fn check_file(rel: &Path, opts: &CheckOptions) -> (check::Analysis, workspac
 /// The options goldens check with: a fixed present, so checks against the
 /// clock give the same answer every day.
 pub fn golden_options() -> CheckOptions {
-    CheckOptions { now: chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").ok().map(|t| t.to_utc()), ..CheckOptions::default() }
+    CheckOptions {
+        now: chrono::DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z").ok().map(|t| t.to_utc()),
+        ..CheckOptions::default()
+    }
 }
 
 /// Checks every `*.flow` of a folder as its own root, as `flowc check DIR` does.
@@ -116,7 +129,6 @@ pub fn check_source(text: &str) -> (check::Analysis, workspace::Workspace) {
     let analysis = check::check_all(&ws, &[], &CheckOptions::default());
     (analysis, ws)
 }
-
 
 /// Validates a SARIF log against the SARIF 2.1.0 JSON schema shipped in `tests/`.
 pub fn assert_valid_sarif(v: &serde_json::Value) {

@@ -38,23 +38,39 @@ fn label(c: &Caption) -> String {
 /// does not keep (a written `fallback none`).
 pub fn dot(p: &Program, c: &Campaign) -> String {
     let written = Written::of(c);
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [style=filled, fontname=\"Helvetica\"];\n", esc(&p.campaign));
-    let _ = writeln!(out, "  start [shape=box, style=\"rounded,filled\", fillcolor=\"#e0f2fe\", label=\"{}\"];", label(&captions::start(p)));
+    let mut out =
+        format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [style=filled, fontname=\"Helvetica\"];\n", esc(&p.campaign));
+    let _ = writeln!(
+        out,
+        "  start [shape=box, style=\"rounded,filled\", fillcolor=\"#e0f2fe\", label=\"{}\"];",
+        label(&captions::start(p))
+    );
     if !p.nodes.is_empty() {
         let _ = writeln!(out, "  start -> n0;");
     }
     for (i, n) in p.nodes.iter().enumerate() {
         let (shape, fill) = shape(&n.op);
-        let _ = writeln!(out, "  n{i} [shape={shape}, fillcolor=\"{fill}\", label=\"{}\"];", label(&captions::node(p, &written, n)));
+        let _ = writeln!(
+            out,
+            "  n{i} [shape={shape}, fillcolor=\"{fill}\", label=\"{}\"];",
+            label(&captions::node(p, &written, n))
+        );
     }
     for (i, n) in p.nodes.iter().enumerate() {
         match &n.op {
             Op::Branch { then, otherwise, .. } => {
-                let _ = writeln!(out, "  n{i} -> n{} [label=\"yes\"];\n  n{i} -> n{} [label=\"no\"];", then.0, otherwise.0);
+                let _ =
+                    writeln!(out, "  n{i} -> n{} [label=\"yes\"];\n  n{i} -> n{} [label=\"no\"];", then.0, otherwise.0);
             }
             Op::Split { variants, .. } => {
                 for v in variants {
-                    let _ = writeln!(out, "  n{i} -> n{} [label=\"{} {}%\"];", v.target.0, esc(&v.name), dis::percent(v.weight_bp));
+                    let _ = writeln!(
+                        out,
+                        "  n{i} -> n{} [label=\"{} {}%\"];",
+                        v.target.0,
+                        esc(&v.name),
+                        dis::percent(v.weight_bp)
+                    );
                 }
             }
             op => {

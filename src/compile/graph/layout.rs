@@ -189,7 +189,11 @@ impl Card {
     /// A chip as narrow as its text allows, at most `max_w`.
     fn chip(text: &str, max_w: f64) -> Card {
         let mut c = Card::new(Kind::Arm, String::new(), vec![(Style::Arm, text.to_string())], max_w);
-        let widest = c.blocks.iter().flat_map(|b| b.lines.iter().map(move |l| metrics::width(l, b.style.font()))).fold(0.0, f64::max);
+        let widest = c
+            .blocks
+            .iter()
+            .flat_map(|b| b.lines.iter().map(move |l| metrics::width(l, b.style.font())))
+            .fold(0.0, f64::max);
         c.w = (widest.ceil() + 2.0 * Kind::Arm.pad_x()).min(max_w);
         c
     }
@@ -209,7 +213,16 @@ impl Card {
                 y += lh;
             }
         }
-        Node { kind: self.kind, step: self.step.clone(), x: cx - self.w / 2.0, y: top, w: self.w, h: self.h, lines, tooltip: self.tooltip.clone() }
+        Node {
+            kind: self.kind,
+            step: self.step.clone(),
+            x: cx - self.w / 2.0,
+            y: top,
+            w: self.w,
+            h: self.h,
+            lines,
+            tooltip: self.tooltip.clone(),
+        }
     }
 }
 
@@ -279,7 +292,9 @@ fn condition_text(src: &SourceText, span: Span) -> String {
 fn trigger_text(c: &Campaign, src: &SourceText) -> String {
     match &c.trigger {
         Trigger::Scheduled { at, zone } => format!("trigger scheduled at {} {zone}", at.format("%Y-%m-%d %H:%M")),
-        Trigger::Event { event, filter: Some(f) } => format!("trigger event {event} where {}", condition_text(src, f.span)),
+        Trigger::Event { event, filter: Some(f) } => {
+            format!("trigger event {event} where {}", condition_text(src, f.span))
+        }
         Trigger::Event { event, filter: None } => format!("trigger event {event}"),
         Trigger::Manual | Trigger::Missing => "trigger manual".into(),
         Trigger::Api => "trigger api".into(),
@@ -309,7 +324,10 @@ fn item(s: &Step, src: &SourceText) -> Item {
     };
     match &s.kind {
         StepKind::Send { target, fallback, explicit_no_fallback } => {
-            let mut rest = vec![(Style::Title, format!("SEND {}.{}", target.channel, target.message)), (Style::Detail, target.template.clone())];
+            let mut rest = vec![
+                (Style::Title, format!("SEND {}.{}", target.channel, target.message)),
+                (Style::Detail, target.template.clone()),
+            ];
             match fallback {
                 Some(f) => rest.push((Style::Detail, format!("fallback {}.{} {}", f.channel, f.message, f.template))),
                 None if *explicit_no_fallback => rest.push((Style::Detail, "fallback none".into())),
@@ -317,7 +335,9 @@ fn item(s: &Step, src: &SourceText) -> Item {
             }
             Item::Card(card(Kind::Send, rest))
         }
-        StepKind::Wait { minutes } => Item::Card(card(Kind::Wait, vec![(Style::Title, format!("WAIT {}", dis::duration(*minutes)))])),
+        StepKind::Wait { minutes } => {
+            Item::Card(card(Kind::Wait, vec![(Style::Title, format!("WAIT {}", dis::duration(*minutes)))]))
+        }
         StepKind::Tag { add, tag } => {
             let verb = if *add { "TAG add" } else { "TAG remove" };
             Item::Card(card(Kind::Tag, vec![(Style::Title, verb.into()), (Style::Detail, format!("{tag:?}"))]))
@@ -335,8 +355,14 @@ fn item(s: &Step, src: &SourceText) -> Item {
             fork(head, out)
         }
         StepKind::AbTest { name, variants } => {
-            let head = card(Kind::Split, vec![(Style::Title, format!("A/B {name}")), (Style::Detail, format!("{} variants", variants.len()))]);
-            let arms = variants.iter().map(|v| (format!("{} {}%", v.name, dis::percent(v.weight_bp)), items(&v.steps, src))).collect();
+            let head = card(
+                Kind::Split,
+                vec![(Style::Title, format!("A/B {name}")), (Style::Detail, format!("{} variants", variants.len()))],
+            );
+            let arms = variants
+                .iter()
+                .map(|v| (format!("{} {}%", v.name, dis::percent(v.weight_bp)), items(&v.steps, src)))
+                .collect();
             fork(head, arms)
         }
     }
@@ -437,7 +463,12 @@ pub fn layout(c: &Campaign, src: &SourceText) -> Layout {
     let mut all = vec![Item::Card(Card::new(Kind::Start, format!("{}/trigger", c.name), start_texts, NODE_W))];
     all.extend(items(&c.steps, src));
     if !seq_ends(&all) {
-        all.push(Item::Card(Card::new(Kind::End, format!("{}/end", c.name), vec![(Style::Title, "END".into())], NODE_W)));
+        all.push(Item::Card(Card::new(
+            Kind::End,
+            format!("{}/end", c.name),
+            vec![(Style::Title, "END".into())],
+            NODE_W,
+        )));
     }
     let width = seq_width(&all) + 2.0 * MARGIN;
     let height = seq_height(&all) + 2.0 * MARGIN;

@@ -67,7 +67,13 @@ pub fn mermaid(p: &Program, c: &Campaign) -> String {
             }
             Op::Split { variants, .. } => {
                 for v in variants {
-                    let _ = writeln!(out, "  n{i} -->|\"{} {}%\"| n{}", esc(&v.name), dis::percent(v.weight_bp), v.target.0);
+                    let _ = writeln!(
+                        out,
+                        "  n{i} -->|\"{} {}%\"| n{}",
+                        esc(&v.name),
+                        dis::percent(v.weight_bp),
+                        v.target.0
+                    );
                 }
             }
             op => {

@@ -35,13 +35,22 @@ fn text_color(style: Style, stroke: &'static str) -> &'static str {
 
 /// Text as XML character data or an attribute value.
 fn esc(s: &str) -> String {
-    wrap::clean(s).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    wrap::clean(s)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 fn wire(out: &mut String, w: &Wire) {
     let points: Vec<String> = w.points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
     let marker = if w.arrow { r#" marker-end="url(#arrow)""# } else { "" };
-    let _ = writeln!(out, r#"<polyline points="{}" fill="none" stroke="{WIRE}" stroke-width="1.5"{marker}/>"#, points.join(" "));
+    let _ = writeln!(
+        out,
+        r#"<polyline points="{}" fill="none" stroke="{WIRE}" stroke-width="1.5"{marker}/>"#,
+        points.join(" ")
+    );
 }
 
 fn shape(out: &mut String, n: &Node) {
@@ -50,17 +59,32 @@ fn shape(out: &mut String, n: &Node) {
     let paint = format!(r#"fill="{fill}" stroke="{stroke}" stroke-width="1.5""#);
     match n.kind {
         Kind::If => {
-            let pts = [(x + HEX_INSET, y), (x + w - HEX_INSET, y), (x + w, y + h / 2.0), (x + w - HEX_INSET, y + h), (x + HEX_INSET, y + h), (x, y + h / 2.0)];
+            let pts = [
+                (x + HEX_INSET, y),
+                (x + w - HEX_INSET, y),
+                (x + w, y + h / 2.0),
+                (x + w - HEX_INSET, y + h),
+                (x + HEX_INSET, y + h),
+                (x, y + h / 2.0),
+            ];
             let pts: Vec<String> = pts.iter().map(|(px, py)| format!("{px:.1},{py:.1}")).collect();
             let _ = writeln!(out, r#"<polygon points="{}" {paint}/>"#, pts.join(" "));
         }
         _ => {
-            let _ = writeln!(out, r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="{:.1}" {paint}/>"#, n.kind.radius(h));
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{h:.1}" rx="{:.1}" {paint}/>"#,
+                n.kind.radius(h)
+            );
         }
     }
     if n.kind == Kind::Split {
         for bx in [x + SPLIT_BAR, x + w - SPLIT_BAR] {
-            let _ = writeln!(out, r#"<line x1="{bx:.1}" y1="{y:.1}" x2="{bx:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="1"/>"#, y + h);
+            let _ = writeln!(
+                out,
+                r#"<line x1="{bx:.1}" y1="{y:.1}" x2="{bx:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="1"/>"#,
+                y + h
+            );
         }
     }
 }
@@ -96,7 +120,11 @@ pub fn svg(l: &Layout) -> String {
     let (w, h) = (l.width.ceil(), l.height.ceil());
     let mut out = String::new();
     out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{}">"#, metrics::FAMILY);
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{}">"#,
+        metrics::FAMILY
+    );
     let _ = writeln!(out, "<title>{}</title>", esc(&l.title));
     let _ = writeln!(
         out,

@@ -48,7 +48,9 @@ pub fn fit(text: &str, font: Font, max_width: f64, max_lines: usize) -> Fitted {
     let mut overflow = false;
     'words: while let Some(word) = words.peek().copied() {
         let word = clean(word);
-        let fits_after = !line.is_empty() && line_w + space + width_within(&word, font, max_width - line_w - space).unwrap_or(f64::INFINITY) <= max_width;
+        let fits_after = !line.is_empty()
+            && line_w + space + width_within(&word, font, max_width - line_w - space).unwrap_or(f64::INFINITY)
+                <= max_width;
         if fits_after {
             line_w += space + width(&word, font);
             line.push(' ');
