@@ -35,12 +35,16 @@ pub struct CheckOptions {
 
 /// The model of the stdlib prelude alone (built-in contact fields,
 /// channels): what a database without a declared schema is checked against.
-pub fn stdlib_model() -> Model {
-    let ws = crate::workspace::stdlib_only();
-    match ws.units.first() {
-        Some(unit) => check(&ws, unit, &[], &CheckOptions::default()).0,
-        None => Model::default(),
-    }
+/// The prelude is embedded, so it is checked once per process.
+pub fn stdlib_model() -> &'static Model {
+    static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let ws = crate::workspace::stdlib_only();
+        match ws.units.first() {
+            Some(unit) => check(&ws, unit, &[], &CheckOptions::default()).0,
+            None => Model::default(),
+        }
+    })
 }
 
 /// Checks one unit. Diagnostics in files the unit imports are included; the

@@ -88,18 +88,36 @@ pub struct Built {
     pub inputs: Inputs,
 }
 
+/// Whether draft or rejected templates block a command (`--allow-draft`,
+/// or `allow-draft = true` in flowc.toml, makes them warnings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drafts {
+    Block,
+    Allow,
+}
+
+impl Drafts {
+    pub fn from_flag(allow_draft: bool) -> Drafts {
+        if allow_draft {
+            Drafts::Allow
+        } else {
+            Drafts::Block
+        }
+    }
+}
+
 /// Checks `file` and compiles one campaign; check errors are printed and
 /// reported as findings (exit 1).
 pub fn build(
     file: &Path,
     campaign: Option<&str>,
     templates: Option<&Path>,
-    allow_draft: bool,
+    drafts: Drafts,
 ) -> Result<Result<Built, Outcome>, Fatal> {
     let config = super::settings(Some(file))?;
     let templates = templates.map(Path::to_path_buf).or(config.templates);
     let opts = CheckOptions {
-        allow_draft: allow_draft || config.allow_draft == Some(true),
+        allow_draft: drafts == Drafts::Allow || config.allow_draft == Some(true),
         now: Some(chrono::Utc::now()),
         lints: config.lints,
     };
@@ -162,12 +180,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Fatal> {
 }
 
 pub fn compile_cmd(a: CompileArgs) -> Result<Outcome, Fatal> {
-    let built =
-        match build(&a.source.file, a.source.campaign.as_deref(), a.source.templates.as_deref(), a.source.allow_draft)?
-        {
-            Ok(b) => b,
-            Err(o) => return Ok(o),
-        };
+    let built = match build(
+        &a.source.file,
+        a.source.campaign.as_deref(),
+        a.source.templates.as_deref(),
+        Drafts::from_flag(a.source.allow_draft),
+    )? {
+        Ok(b) => b,
+        Err(o) => return Ok(o),
+    };
     let bytes = match a.format {
         Emit::Json => (codec::to_json(&built.program) + "\n").into_bytes(),
         Emit::Binary => {
@@ -203,7 +224,7 @@ pub fn dis_cmd(s: Source) -> Result<Outcome, Fatal> {
         out!("{}", compile::dis::listing(&p));
         return Ok(Outcome::Ok);
     }
-    match build(&s.file, s.campaign.as_deref(), s.templates.as_deref(), s.allow_draft)? {
+    match build(&s.file, s.campaign.as_deref(), s.templates.as_deref(), Drafts::from_flag(s.allow_draft))? {
         Ok(b) => {
             out!("{}", compile::dis::listing(&b.program));
             Ok(Outcome::Ok)
@@ -213,7 +234,7 @@ pub fn dis_cmd(s: Source) -> Result<Outcome, Fatal> {
 }
 
 pub fn graph_cmd(a: GraphArgs) -> Result<Outcome, Fatal> {
-    let b = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
+    let b = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), Drafts::from_flag(a.allow_draft))? {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
@@ -227,11 +248,11 @@ pub fn graph_cmd(a: GraphArgs) -> Result<Outcome, Fatal> {
 }
 
 pub fn diff_cmd(a: DiffArgs) -> Result<Outcome, Fatal> {
-    let old = match build(&a.old, a.campaign.as_deref(), None, true)? {
+    let old = match build(&a.old, a.campaign.as_deref(), None, Drafts::Allow)? {
         Ok(b) => b.program,
         Err(o) => return Ok(o),
     };
-    let new = match build(&a.new, a.campaign.as_deref().or(Some(old.campaign.as_str())), None, true)? {
+    let new = match build(&a.new, a.campaign.as_deref().or(Some(old.campaign.as_str())), None, Drafts::Allow)? {
         Ok(b) => b.program,
         Err(o) => return Ok(o),
     };

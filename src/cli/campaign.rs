@@ -143,7 +143,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
         CampaignCmd::Launch { file, campaign, db, templates, force, accept_cost, clock } => {
             let db = db.resolve(Some(&file))?;
             // Launch is refused while the program has check errors or uses unpublished templates.
-            let built = match build(&file, campaign.as_deref(), templates.as_deref(), false)? {
+            let built = match build(&file, campaign.as_deref(), templates.as_deref(), super::build::Drafts::Block)? {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };

@@ -67,7 +67,12 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
     let window = parse_duration(&a.window)
         .filter(|m| *m > 0)
         .ok_or_else(|| Fatal(format!("--window: `{}` is not a duration like 30d, 1w or 1d 12h", a.window)))?;
-    let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
+    let built = match build(
+        &a.file,
+        a.campaign.as_deref(),
+        a.templates.as_deref(),
+        super::build::Drafts::from_flag(a.allow_draft),
+    )? {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };

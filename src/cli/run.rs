@@ -2,7 +2,6 @@
 
 use super::build::build;
 use super::{Fatal, Outcome};
-use flowc::check::model::Model;
 use flowc::compile::program::{Program, Trigger};
 use flowc::runtime::clock::Minutes;
 use flowc::runtime::contacts::{self, Format, Schema};
@@ -147,9 +146,28 @@ pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
     SqliteStore::open_as(db, mode).map_err(|e| Fatal(format!("`{}`: {e}", db.display())))
 }
 
+/// What an import does with a file that has invalid rows (`--skip-invalid`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InvalidRows {
+    /// Nothing is imported.
+    Refuse,
+    /// The valid rows are imported and the others reported.
+    Skip,
+}
+
+impl InvalidRows {
+    fn from_flag(skip_invalid: bool) -> InvalidRows {
+        if skip_invalid {
+            InvalidRows::Skip
+        } else {
+            InvalidRows::Refuse
+        }
+    }
+}
+
 /// Parses a contacts file and stores it; row errors are printed. Returns
 /// `false` when nothing was imported because of errors.
-fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: bool) -> Result<bool, Fatal> {
+fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, invalid_rows: InvalidRows) -> Result<bool, Fatal> {
     let format = Format::from_path(file)
         .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
     let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT)
@@ -169,7 +187,7 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, skip_invalid: b
         return Ok(false);
     }
     let invalid = parsed.invalid_rows();
-    if invalid > 0 && !skip_invalid {
+    if invalid > 0 && invalid_rows == InvalidRows::Refuse {
         errln!(
             "error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)",
             invalid_summary(&parsed),
@@ -206,10 +224,6 @@ pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal
         .map_err(|e| Fatal(format!("cannot keep the declared schema in the database: {e}")))
 }
 
-fn stdlib_model() -> Model {
-    flowc::check::stdlib_model()
-}
-
 pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
     match cmd {
         ContactsCmd::Import { file, db, schema, skip_invalid } => {
@@ -234,9 +248,13 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 // Without --schema: what launches and earlier imports declared, else the built-ins.
                 None => contacts::stored_schema(&store)
                     .map_err(|e| Fatal(e.to_string()))?
-                    .unwrap_or_else(|| Schema::from_model(&stdlib_model())),
+                    .unwrap_or_else(|| Schema::from_model(flowc::check::stdlib_model())),
             };
-            Ok(if import(&mut store, &file, &schema, skip_invalid)? { Outcome::Ok } else { Outcome::Findings })
+            Ok(if import(&mut store, &file, &schema, InvalidRows::from_flag(skip_invalid))? {
+                Outcome::Ok
+            } else {
+                Outcome::Findings
+            })
         }
     }
 }
@@ -253,7 +271,12 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     }
     let start = a.clock.start()?;
     let db = a.db.resolve(Some(&a.file))?;
-    let built = match build(&a.file, a.campaign.as_deref(), a.templates.as_deref(), a.allow_draft)? {
+    let built = match build(
+        &a.file,
+        a.campaign.as_deref(),
+        a.templates.as_deref(),
+        super::build::Drafts::from_flag(a.allow_draft),
+    )? {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
@@ -283,14 +306,14 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             file.display()
         ),
         Some(file) => {
-            let imported = import(&mut store, file, &schema, a.skip_invalid)?;
+            let imported = import(&mut store, file, &schema, InvalidRows::from_flag(a.skip_invalid))?;
             if !imported {
                 return Ok(Outcome::Findings);
             }
         }
         None if store.contact_count().map_err(|e| Fatal(e.to_string()))? == 0 => {
             let sample = a.file.parent().unwrap_or(Path::new("")).join("contacts.jsonl");
-            if sample.exists() && !import(&mut store, &sample, &schema, a.skip_invalid)? {
+            if sample.exists() && !import(&mut store, &sample, &schema, InvalidRows::from_flag(a.skip_invalid))? {
                 return Ok(Outcome::Findings);
             }
             if !sample.exists() {

@@ -47,6 +47,14 @@ fn braced(item: &Item) -> bool {
     }
 }
 
+/// Whether a block's first step opens it or follows the campaign's
+/// settings (and so gets the blank line that separates them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lead {
+    First,
+    AfterSettings,
+}
+
 struct Printer<'a> {
     text: &'a str,
     out: String,
@@ -243,7 +251,7 @@ impl Printer<'_> {
                         self.out.push('\n');
                     }
                 }
-                self.steps(&c.steps, 1, c.settings.is_empty());
+                self.steps(&c.steps, 1, if c.settings.is_empty() { Lead::First } else { Lead::AfterSettings });
                 self.close(c.span, 0);
             }
         }
@@ -283,9 +291,9 @@ impl Printer<'_> {
         self.trailing();
     }
 
-    fn steps(&mut self, steps: &[Step], indent: usize, first_is_first: bool) {
+    fn steps(&mut self, steps: &[Step], indent: usize, lead: Lead) {
         for (i, s) in steps.iter().enumerate() {
-            if i > 0 || !first_is_first {
+            if i > 0 || lead == Lead::AfterSettings {
                 self.separate(s.span.start as usize);
             }
             self.leading_node(s.span.start as usize, indent);
@@ -299,7 +307,7 @@ impl Printer<'_> {
     }
 
     fn block(&mut self, b: &Block, indent: usize) {
-        self.steps(&b.steps, indent + 1, true);
+        self.steps(&b.steps, indent + 1, Lead::First);
         self.leading(b.span.end as usize, indent + 1);
     }
 

@@ -656,7 +656,7 @@ mod tests {
     use crate::runtime::sqlite::SqliteStore;
 
     fn schema_of(extra: &[(&str, Type, bool)]) -> Schema {
-        let mut s = Schema::from_model(&crate::check::stdlib_model());
+        let mut s = Schema::from_model(crate::check::stdlib_model());
         for (name, ty, optional) in extra {
             s.fields.insert(
                 name.to_string(),

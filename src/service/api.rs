@@ -465,7 +465,7 @@ fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
 /// those event triggers name (their properties unchecked, as no types were kept).
 fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
     use crate::check::model::{Field, Origin, Type};
-    let mut s = Schema::from_model(&crate::check::stdlib_model());
+    let mut s = Schema::from_model(crate::check::stdlib_model());
     for c in store.campaigns().map_err(ApiError::internal)? {
         let Ok(p) = codec::from_binary(&c.program) else { continue };
         if let Trigger::Event { event, props, .. } = &p.trigger {

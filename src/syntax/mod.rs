@@ -175,11 +175,17 @@ fn parse_range(
                             .with_label("too deep")
                             .with_help("flatten the nested blocks or parentheses; real campaigns rarely need more than a few levels"),
                     );
-                    scan::next_declaration(text, limit, true)
+                    scan::next_declaration(text, limit, scan::SearchFrom::NextLine)
                 } else {
                     diags.push(wording::syntax_error(text, file, pos, at, &err));
-                    let same_line = text[pos..at.min(text.len())].find(['\n', '\r']).is_none();
-                    scan::next_declaration(text, at, same_line)
+                    // An error on the declaration's own first line: that line
+                    // cannot restart parsing.
+                    let search = if text[pos..at.min(text.len())].find(['\n', '\r']).is_none() {
+                        scan::SearchFrom::NextLine
+                    } else {
+                        scan::SearchFrom::ThisLine
+                    };
+                    scan::next_declaration(text, at, search)
                 };
                 match resume {
                     Some(next) if next > pos && next < to => pos = skip_trivia(text, next, &scanned.comments),

@@ -108,15 +108,24 @@ pub fn starts_declaration(text: &str, offset: usize) -> bool {
     })
 }
 
+/// Where [`next_declaration`] starts looking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchFrom {
+    /// The line holding `from` may itself open the next declaration.
+    ThisLine,
+    /// The line holding `from` is broken; start at the one after it.
+    NextLine,
+}
+
 /// The first line at or after the line holding `from` (or the one after it,
-/// when `skip_current`) that opens with a declaration keyword: where parsing
-/// restarts after a syntax error. Returns the keyword's offset.
-pub fn next_declaration(text: &str, from: usize, skip_current: bool) -> Option<usize> {
+/// with [`SearchFrom::NextLine`]) that opens with a declaration keyword:
+/// where parsing restarts after a syntax error. Returns the keyword's offset.
+pub fn next_declaration(text: &str, from: usize, search: SearchFrom) -> Option<usize> {
     let from = crate::source::floor_char_boundary(text, from.min(text.len()));
-    let mut line_start = text[..from].rfind(['\n', '\r']).map_or(0, |n| n + 1);
-    if skip_current {
-        line_start = text[from..].find(['\n', '\r']).map(|n| from + n + 1)?;
-    }
+    let line_start = match search {
+        SearchFrom::ThisLine => text[..from].rfind(['\n', '\r']).map_or(0, |n| n + 1),
+        SearchFrom::NextLine => text[from..].find(['\n', '\r']).map(|n| from + n + 1)?,
+    };
     let mut cursor = line_start;
     while cursor < text.len() {
         let line_end = text[cursor..].find(['\n', '\r']).map_or(text.len(), |n| cursor + n);
