@@ -81,12 +81,34 @@ proptest! {
     }
 }
 
+/// Programs that flowc 0.1 wrote (format version 1, in `tests/data/compile/v1`)
+/// still load after the upgrade and keep their version, so the campaigns
+/// stored in a database do not change version when flowc does.
+#[test]
+fn format_version_1_programs_load_and_keep_their_version() {
+    for (file, version) in [("abandoned_cart", "0f42fede8ba4c209"), ("black_friday", "4d7785a82999dc66")] {
+        let bytes = std::fs::read(common::root().join(format!("tests/data/compile/v1/{file}.bin"))).expect("fixture");
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1, "{file} is a version-1 fixture");
+        let p = codec::from_binary(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(p.version.0, version);
+        assert_eq!(codec::content_hash(&p).0, version);
+        assert_eq!((p.goal.as_ref(), p.exits.len(), p.on_ineligible), (None, 0, OnIneligible::Skip));
+        // Written again, it is a version-2 program with the same meaning.
+        let again = codec::to_binary(&p);
+        assert_eq!(u16::from_le_bytes([again[8], again[9]]), codec::FORMAT_VERSION);
+        assert_eq!(codec::from_binary(&again).expect("v2"), p);
+    }
+}
+
 #[test]
 fn version_mismatch_and_garbage_are_clear_errors() {
     let (p, _, _) = compile_source(&format!("{}campaign c {{\n  trigger manual\n  send e1\n}}\n", gen::PRELUDE));
     let mut b = codec::to_binary(&p);
     b[8] = 9;
-    assert_eq!(codec::from_binary(&b).unwrap_err().to_string(), "program format version 9; this flowc reads version 1");
+    assert_eq!(
+        codec::from_binary(&b).unwrap_err().to_string(),
+        "program format version 9; this flowc reads versions 1 to 2"
+    );
     assert_eq!(codec::from_binary(b"hello").unwrap_err(), codec::LoadError::BadMagic);
     assert!(matches!(
         codec::from_binary(b"FLOWPROG\x01\x00\xff\xff\xff\x7f").unwrap_err(),

@@ -9,7 +9,7 @@ use crate::limits;
 use std::collections::HashSet;
 
 pub const MAGIC: &[u8; 8] = b"FLOWPROG";
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 const HEADER: usize = 8 + 2 + 4;
 /// Refuse absurd payloads before allocating for them.
 const MAX_PAYLOAD: usize = 256 << 20;
@@ -18,7 +18,7 @@ const MAX_PAYLOAD: usize = 256 << 20;
 pub enum LoadError {
     #[error("not a flowc program (bad magic bytes)")]
     BadMagic,
-    #[error("program format version {found}; this flowc reads version {FORMAT_VERSION}")]
+    #[error("program format version {found}; this flowc reads versions 1 to {FORMAT_VERSION}")]
     Version { found: u16 },
     #[error("program is truncated: {0}")]
     Truncated(String),
@@ -39,10 +39,58 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The fields of a format-version-1 program, in their order: version 2
+/// appended `goal`, `exits` and `on_ineligible` (and the `WaitUntil`
+/// instruction as the last variant), so a version-1 payload decodes as this.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProgramV1 {
+    campaign: String,
+    display_name: Option<String>,
+    version: Version,
+    trigger: Trigger,
+    audience: Option<Cond>,
+    fields: Vec<FieldDef>,
+    segments: Vec<SegmentDef>,
+    nodes: Vec<Node>,
+}
+
+impl ProgramV1 {
+    fn of(p: Program) -> ProgramV1 {
+        let Program { campaign, display_name, version, trigger, audience, fields, segments, nodes, .. } = p;
+        ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes }
+    }
+
+    fn upgrade(self) -> Program {
+        let ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes } = self;
+        Program {
+            campaign,
+            display_name,
+            version,
+            trigger,
+            audience,
+            fields,
+            segments,
+            nodes,
+            goal: None,
+            exits: Vec::new(),
+            on_ineligible: OnIneligible::Skip,
+        }
+    }
+}
+
 /// The version of a program: a hash of its meaning. Source positions and the
-/// version field itself are left out, so reformatting keeps the version.
+/// version field itself are left out, so reformatting keeps the version. A
+/// program that uses nothing of format version 2's campaign settings hashes
+/// as version 1 did, so upgrading flowc never changes a running campaign's
+/// version.
 pub fn content_hash(p: &Program) -> Version {
-    let bytes = postcard::to_stdvec(&without_positions(p)).unwrap_or_default();
+    let q = without_positions(p);
+    let bytes = if q.goal.is_none() && q.exits.is_empty() && q.on_ineligible == OnIneligible::Skip {
+        postcard::to_stdvec(&ProgramV1::of(q))
+    } else {
+        postcard::to_stdvec(&q)
+    }
+    .unwrap_or_default();
     Version(format!("{:016x}", fnv1a(&bytes)))
 }
 
@@ -90,7 +138,7 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
         return Err(LoadError::Truncated(format!("{} bytes, the header alone is {HEADER}", bytes.len())));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(LoadError::Version { found: version });
     }
     let len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
@@ -117,7 +165,12 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
     if u64::from_le_bytes(sum_bytes) != fnv1a(payload) {
         return Err(LoadError::Checksum);
     }
-    let p: Program = postcard::from_bytes(payload).map_err(|e| LoadError::Decode(e.to_string()))?;
+    let decoded = if version == 1 {
+        postcard::from_bytes::<ProgramV1>(payload).map(ProgramV1::upgrade)
+    } else {
+        postcard::from_bytes::<Program>(payload)
+    };
+    let p = decoded.map_err(|e| LoadError::Decode(e.to_string()))?;
     validate(&p)?;
     Ok(p)
 }
@@ -176,6 +229,17 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
                 }
             }
             Op::Branch { cond, .. } => check_cond(p, cond, None, &sends, p.segments.len())?,
+            Op::WaitUntil { timeout_minutes, .. } if !(1..=365 * 24 * 60).contains(timeout_minutes) => {
+                return bad(format!("instruction {i}: wait until timeout of {timeout_minutes} minutes"))
+            }
+            Op::WaitUntil { arms, .. } => {
+                for a in arms {
+                    match &a.on {
+                        WaitOn::Event { event } => check_event(p, event, &sends)?,
+                        WaitOn::State { cond } => check_cond(p, cond, None, &sends, p.segments.len())?,
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -192,11 +256,27 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
         // A segment may only use segments before it: no cycles.
         check_cond(p, &s.cond, None, &sends, i)?;
     }
+    if let Some(g) = &p.goal {
+        if !(1..=90 * 24 * 60).contains(&g.within_minutes) {
+            return bad(format!("goal window of {} minutes is out of range", g.within_minutes));
+        }
+        check_event(p, &g.event, &sends)?;
+    }
+    for x in &p.exits {
+        match x {
+            Exit::Event { event } => check_event(p, event, &sends)?,
+            Exit::State { cond } => check_cond(p, cond, None, &sends, p.segments.len())?,
+        }
+    }
     let expected = content_hash(p);
     if expected != p.version {
         return bad(format!("version {} does not match its content ({expected})", p.version));
     }
     Ok(())
+}
+
+fn check_event(p: &Program, m: &EventMatch, sends: &HashSet<&str>) -> Result<(), LoadError> {
+    m.filter.iter().try_for_each(|x| check_cond(p, x, Some(m.props.len()), sends, p.segments.len()))
 }
 
 fn check_cond(

@@ -50,6 +50,16 @@ pub fn trigger(p: &Program) -> String {
     }
 }
 
+/// `event NAME [where …]`, as written in `when`, `goal` and `exit when`.
+pub fn event_match(p: &Program, m: &EventMatch) -> String {
+    let filter = m.filter.iter().map(|c| cond(p, c, &m.props)).collect::<Vec<_>>();
+    if filter.is_empty() {
+        format!("event {}", m.event)
+    } else {
+        format!("event {} where {}", m.event, filter.join(" and "))
+    }
+}
+
 fn target(t: &SendTarget) -> String {
     format!("{}.{} {}", t.channel, t.message, t.template)
 }
@@ -67,6 +77,16 @@ pub fn instruction(p: &Program, op: &Op) -> String {
             format!("SPLIT {name} [{}]", vs.join(", "))
         }
         Op::Tag { add, tag, .. } => format!("TAG {} {}", if *add { "add" } else { "remove" }, print::string(tag)),
+        Op::WaitUntil { arms, timeout_minutes, .. } => {
+            let arms: Vec<String> = arms
+                .iter()
+                .map(|a| match &a.on {
+                    WaitOn::Event { event } => event_match(p, event),
+                    WaitOn::State { cond: c } => cond(p, c, &[]),
+                })
+                .collect();
+            format!("WAIT_UNTIL [{}] timeout {}", arms.join("; "), duration(*timeout_minutes))
+        }
         Op::Jump { .. } => "JUMP".into(),
         Op::End => "END".into(),
     }

@@ -69,6 +69,9 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         fields: cx.fields,
         segments: cx.segments,
         nodes: cx.nodes,
+        goal: None,
+        exits: Vec::new(),
+        on_ineligible: OnIneligible::Skip,
     };
     program.version = super::codec::content_hash(&program);
     program

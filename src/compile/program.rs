@@ -55,6 +55,82 @@ pub struct Program {
     pub segments: Vec<SegmentDef>,
     /// Instruction 0 is the entry.
     pub nodes: Vec<Node>,
+    // The fields below came with format version 2; their defaults are what
+    // a version-1 program meant, and a program that keeps all of them at
+    // the default hashes to the version it had before (codec::content_hash).
+    /// `goal event … within D`: what counts as a conversion.
+    #[serde(default)]
+    pub goal: Option<Goal>,
+    /// `exit when …` criteria, in source order; an execution that meets one
+    /// completes with exit reason `exit:<index>` (1-based).
+    #[serde(default)]
+    pub exits: Vec<Exit>,
+    /// What an ineligible send does to the execution.
+    #[serde(default)]
+    pub on_ineligible: OnIneligible,
+}
+
+/// An event of the contact that a condition waits for or counts: `NAME
+/// [where …]`. `filter` reads the event's properties through `props`
+/// (`Operand::Prop` indexes it), like `Cond::Happened`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventMatch {
+    pub event: String,
+    pub props: Vec<String>,
+    #[serde(deserialize_with = "guarded")]
+    pub filter: Vec<Cond>,
+}
+
+/// `goal event NAME [where …] within D`: a contact converts when such an
+/// event happens within `within_minutes` of entering the campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Goal {
+    pub event: EventMatch,
+    pub within_minutes: i64,
+}
+
+/// One `exit when …` criterion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    /// `exit when event NAME [where …]`: such an event after the execution
+    /// entered the campaign; a waiting execution is woken to leave.
+    Event { event: EventMatch },
+    /// `exit when EXPR`: a state condition, tried before every step.
+    State { cond: Cond },
+}
+
+/// `on ineligible skip | continue` (a campaign setting).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnIneligible {
+    /// The seed's rule: the execution ends `skipped` with the send's reason.
+    #[default]
+    Skip,
+    /// The step records its skip reason and the execution goes on at the
+    /// send's successor (what Braze and Customer.io do).
+    Continue,
+}
+
+/// One `when` arm of a `wait until`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitArm {
+    pub on: WaitOn,
+    /// The arm's first instruction: a `Jump` carrying the arm's step id
+    /// (`<wait>/when1`), so reports count who took it.
+    pub target: NodeIdx,
+}
+
+/// What a `when` arm waits for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitOn {
+    /// `when event NAME [where …]`: holds once such an event for the contact
+    /// arrives at or after the moment the execution entered the wait.
+    Event { event: EventMatch },
+    /// Any other condition (attributes, tags, engagement, segments): tried
+    /// on arrival and again whenever something it reads may have changed.
+    State { cond: Cond },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,6 +276,16 @@ pub enum Op {
         target: NodeIdx,
     },
     End,
+    /// (Last, so programs of format version 1 decode unchanged.)
+    /// `wait until { when … { } … timeout D { } }`: arms tried in order, the
+    /// first that holds wins; after `timeout_minutes` in the wait, `timeout`.
+    /// Every arm's block ends by jumping to the step after the wait.
+    WaitUntil {
+        arms: Vec<WaitArm>,
+        timeout_minutes: i64,
+        /// The timeout's first instruction: a `Jump` with id `<wait>/timeout`.
+        timeout: NodeIdx,
+    },
 }
 
 impl Op {
@@ -212,6 +298,7 @@ impl Op {
             Op::Branch { .. } => "if",
             Op::Split { .. } => "ab_test",
             Op::Tag { .. } => "tag",
+            Op::WaitUntil { .. } => "wait_until",
             Op::Jump { .. } => "jump",
             Op::End => "end",
         }
@@ -224,6 +311,7 @@ impl Op {
             Op::Jump { target } => vec![*target],
             Op::Branch { then, otherwise, .. } => vec![*then, *otherwise],
             Op::Split { variants, .. } => variants.iter().map(|v| v.target).collect(),
+            Op::WaitUntil { arms, timeout, .. } => arms.iter().map(|a| a.target).chain([*timeout]).collect(),
             Op::End => vec![],
         }
     }

@@ -117,6 +117,9 @@ pub fn transition<'p>(
             Transition::Next(*next)
         }
         Op::Jump { target } => Transition::Next(*target),
+        // Issue 18: the runtime of `wait until` comes with its wake-ups; the
+        // compiler does not emit it before then.
+        Op::WaitUntil { .. } => Transition::Stop(Stop::Completed),
         Op::End => Transition::Stop(Stop::Completed),
     }
 }

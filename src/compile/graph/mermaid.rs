@@ -52,6 +52,7 @@ pub fn mermaid(p: &Program, c: &Campaign) -> String {
             Op::Branch { .. } => format!("n{i}{{\"{t}\"}}"),
             Op::Split { .. } => format!("n{i}{{{{\"{t}\"}}}}"),
             Op::Tag { .. } => format!("n{i}[/\"{t}\"/]"),
+            Op::WaitUntil { .. } => format!("n{i}{{{{\"{t}\"}}}}"),
             Op::Jump { .. } => format!("n{i}((\" \"))"),
             Op::End => format!("n{i}((\"{t}\"))"),
         };
