@@ -9,7 +9,7 @@ use flowc::runtime::estimate::{self, Settings};
 use flowc::runtime::eval::{self, Ctx};
 use flowc::runtime::facts::{self, Facts};
 use flowc::runtime::sqlite::SqliteStore;
-use flowc::runtime::store::{Audience, Store};
+use flowc::runtime::store::{Audience, Store, StoreError};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -500,12 +500,42 @@ fn event_trigger_estimates_count_matching_recorded_events() {
     assert_eq!(e.audience, enrolled, "the estimate counts whom the run enrolls");
     assert_eq!(e.sends[0].sends.expected, r.steps[0].sent as f64);
     // A shorter window counts only the recent events.
-    let week =
-        estimate::estimate(&store, &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() })
-            .expect("estimate");
+    let week = estimate::estimate(&store, &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() })
+        .expect("estimate");
     let recent =
         cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(ago, amount)| *amount > 100 && *ago <= 7)).count()
             as u64;
     assert_eq!(week.audience, recent);
     assert!(recent < expected);
+}
+
+/// A corrupt stored contact or event fails the estimate (read through
+/// `Store::audience` and `Store::events_for`) with the store's error naming
+/// the table, the row and the value: never a default, never a panic.
+#[test]
+fn an_estimate_over_a_corrupt_row_names_it() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  if happened order.completed within 1d {{
+    send email.marketing t
+  }}
+}}"
+    ));
+    let cs: Vec<C> = (0..3).map(|i| C { orders: vec![(0, 60)], ..plain(i) }).collect();
+    let estimate_error = |store: &SqliteStore| {
+        let e = estimate::estimate(store, &p, NOW, &Settings::default()).expect_err("a corrupt row is an error");
+        assert!(matches!(e, StoreError::CorruptRow { .. }), "{e:?}");
+        e.to_string()
+    };
+
+    let (_db, mut store) = TempDb::new("corrupt-event", &model, &cs);
+    store.connection().execute("UPDATE contact_events SET props = '{oops' WHERE contact_id = 'c2'", []).expect("raw");
+    let text = estimate_error(&store);
+    assert!(text.contains("contact_events") && text.contains("c2") && text.contains("{oops"), "{text}");
+
+    let (_db, mut store) = TempDb::new("corrupt-contact", &model, &cs);
+    store.connection().execute("UPDATE contacts SET consent = '[oops' WHERE id = 'c1'", []).expect("raw");
+    let text = estimate_error(&store);
+    assert!(text.contains("contacts") && text.contains("c1") && text.contains("[oops"), "{text}");
 }

@@ -86,8 +86,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
     };
-    let e = estimate::estimate(&store, &built.program, now, &settings)
-        .map_err(|e| Fatal(format!("estimate: {e}")))?;
+    let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),

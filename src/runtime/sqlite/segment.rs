@@ -8,8 +8,8 @@
 //! `==` / `!=`, and every condition made two-valued with `COALESCE(…, 0)`
 //! so `not` of an absent comparison is true, as in memory.
 
-use crate::runtime::facts::{self, FieldValue};
 use crate::compile::program::{CmpOpRepr, Cond, Const, FieldDef, FieldType, Operand, Program};
+use crate::runtime::facts::{self, FieldValue};
 use rusqlite::types::Value as P;
 
 /// A WHERE clause over `contacts` and its parameters, in order.
