@@ -159,8 +159,7 @@ fn main() {
 
     // Issue target: `flowc estimate` over 1,000,000 contacts in under 2 s.
     let t = Instant::now();
-    let est = flowc::runtime::estimate::estimate(store.connection(), &program, 29_400_000, &Default::default())
-        .expect("estimate");
+    let est = flowc::runtime::estimate::estimate(&store, &program, 29_400_000, &Default::default()).expect("estimate");
     eprintln!(
         "estimate: audience {} in {:.2} s; expected cost {:.2} EUR",
         est.audience,

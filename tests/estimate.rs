@@ -9,7 +9,7 @@ use flowc::runtime::estimate::{self, Settings};
 use flowc::runtime::eval::{self, Ctx};
 use flowc::runtime::facts::{self, Facts};
 use flowc::runtime::sqlite::SqliteStore;
-use flowc::runtime::store::Store;
+use flowc::runtime::store::{Audience, Store, StoreError};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -200,12 +200,17 @@ fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
     out
 }
 
-fn in_sql(p: &Program, store: &mut SqliteStore) -> BTreeSet<String> {
+/// The audience as the store selects it (`Store::audience`: SQLite compiles
+/// the condition to SQL), which is what estimates read.
+fn in_sql(p: &Program, store: &dyn Store) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    estimate::audience(store.connection(), p, NOW, &mut |c| {
-        out.insert(c.id);
-    })
-    .expect("sql");
+    let audience = Audience { program: p, filter: p.audience.as_ref(), at: NOW };
+    store
+        .audience(audience, &mut |c| {
+            out.insert(c.id);
+            Ok(())
+        })
+        .expect("sql");
     out
 }
 
@@ -214,9 +219,9 @@ proptest! {
 
     #[test]
     fn sql_and_memory_select_the_same_contacts(cond in condition(), cs in proptest::collection::vec(contact(), 0..25)) {
-        let (p, mut store) = setup(&cond, &cs);
+        let (p, store) = setup(&cond, &cs);
         let mem = in_memory(&p, &store);
-        let sql = in_sql(&p, &mut store);
+        let sql = in_sql(&p, &store);
         prop_assert_eq!(mem, sql, "segment: {}", cond);
     }
 }
@@ -240,8 +245,8 @@ fn hostile_strings_match_literally_and_harm_nothing() {
         .collect();
     for i in 0..10 {
         let cond = format!("country == {} and tags has {}", lit(&hostile(i)), lit(&hostile(i)));
-        let (p, mut store) = setup(&cond, &cs);
-        let got = in_sql(&p, &mut store);
+        let (p, store) = setup(&cond, &cs);
+        let got = in_sql(&p, &store);
         assert_eq!(got, BTreeSet::from([format!("c{i}")]), "{:?}", hostile(i));
         assert_eq!(store.contact_count().expect("count"), 10, "the table is intact");
     }
@@ -292,7 +297,7 @@ fn estimates_bracket_an_actual_run() {
     let mut store = SqliteStore::open(&db).expect("store");
     let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
-    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.audience, 2400, "score >= 20 selects 80%");
     let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
     let opts = RunOptions {
@@ -352,7 +357,7 @@ fn estimate_reads_tags_and_ids_like_the_runtime() {
     let mut store = SqliteStore::open_in_memory().expect("store");
     let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
-    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.sends[0].sends.expected, 4.0);
 }
 
@@ -445,7 +450,7 @@ fn conditions_after_a_wait_are_estimated_at_the_time_the_run_sees() {
         })
         .collect();
     let (db, mut store) = TempDb::new("wait-clock", &model, &cs);
-    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
     let r = run_virtual(&db, &mut store, &p);
     assert_eq!(e.steps.len(), r.steps.len());
     for (est, act) in e.steps.iter().zip(&r.steps) {
@@ -480,7 +485,7 @@ fn event_trigger_estimates_count_matching_recorded_events() {
     let expected = cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(_, amount)| *amount > 100)).count() as u64;
     assert!(expected > 0 && expected < 200, "a real selection: {expected}");
     let (db, mut store) = TempDb::new("event-trigger", &model, &cs);
-    let e = estimate::estimate(store.connection(), &p, NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
     assert_eq!(e.audience, expected);
     assert_eq!(
         e.entry,
@@ -495,12 +500,42 @@ fn event_trigger_estimates_count_matching_recorded_events() {
     assert_eq!(e.audience, enrolled, "the estimate counts whom the run enrolls");
     assert_eq!(e.sends[0].sends.expected, r.steps[0].sent as f64);
     // A shorter window counts only the recent events.
-    let week =
-        estimate::estimate(store.connection(), &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() })
-            .expect("estimate");
+    let week = estimate::estimate(&store, &p, NOW, &Settings { event_window: 7 * 1440, ..Settings::default() })
+        .expect("estimate");
     let recent =
         cs.iter().filter(|c| c.plan != 0 && c.orders.iter().any(|(ago, amount)| *amount > 100 && *ago <= 7)).count()
             as u64;
     assert_eq!(week.audience, recent);
     assert!(recent < expected);
+}
+
+/// A corrupt stored contact or event fails the estimate (read through
+/// `Store::audience` and `Store::events_for`) with the store's error naming
+/// the table, the row and the value: never a default, never a panic.
+#[test]
+fn an_estimate_over_a_corrupt_row_names_it() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  if happened order.completed within 1d {{
+    send email.marketing t
+  }}
+}}"
+    ));
+    let cs: Vec<C> = (0..3).map(|i| C { orders: vec![(0, 60)], ..plain(i) }).collect();
+    let estimate_error = |store: &SqliteStore| {
+        let e = estimate::estimate(store, &p, NOW, &Settings::default()).expect_err("a corrupt row is an error");
+        assert!(matches!(e, StoreError::CorruptRow { .. }), "{e:?}");
+        e.to_string()
+    };
+
+    let (_db, mut store) = TempDb::new("corrupt-event", &model, &cs);
+    store.connection().execute("UPDATE contact_events SET props = '{oops' WHERE contact_id = 'c2'", []).expect("raw");
+    let text = estimate_error(&store);
+    assert!(text.contains("contact_events") && text.contains("c2") && text.contains("{oops"), "{text}");
+
+    let (_db, mut store) = TempDb::new("corrupt-contact", &model, &cs);
+    store.connection().execute("UPDATE contacts SET consent = '[oops' WHERE id = 'c1'", []).expect("raw");
+    let text = estimate_error(&store);
+    assert!(text.contains("contacts") && text.contains("c1") && text.contains("[oops"), "{text}");
 }

@@ -389,7 +389,8 @@ fn resign(mut p: flowc::compile::program::Program) -> flowc::compile::program::P
 /// Everything a loaded program goes through in the commands and the
 /// runtime. (`flowc graph` draws from source, never from a loaded program.)
 fn exercise(p: &flowc::compile::program::Program) {
-    use flowc::runtime::{eval, facts, sql, step};
+    use flowc::runtime::sqlite::segment as sql;
+    use flowc::runtime::{eval, facts, step};
     let _ = flowc::compile::dis::listing(p);
     let attrs = serde_json::json!({"email": "a@example.com", "phone": "+33600000000", "plan": "pro", "score": 1e300, "birthday": "2000-02-29", "seen": "2026-01-01T00:00:00Z", "gap": 9_000_000_000_000i64});
     let record = facts::ContactRecord {
@@ -431,7 +432,7 @@ fn exercise(p: &flowc::compile::program::Program) {
         account,
         event_window: flowc::runtime::estimate::DEFAULT_EVENT_WINDOW,
     };
-    let _ = flowc::runtime::estimate::estimate(store.connection(), p, 29_000_000, &settings);
+    let _ = flowc::runtime::estimate::estimate(&store, p, 29_000_000, &settings);
 }
 
 /// A date constant of 2^62 days passed validation and then panicked `flowc

@@ -650,8 +650,8 @@ campaign c {{
     .join("\n");
     import(&db, &model, &jsonl);
     let estimate = {
-        let mut store = SqliteStore::open(&db.path).expect("store");
-        flowc::runtime::estimate::estimate(store.connection(), &p, START, &Default::default()).expect("estimate")
+        let store = SqliteStore::open(&db.path).expect("store");
+        flowc::runtime::estimate::estimate(&store, &p, START, &Default::default()).expect("estimate")
     };
     let r = run_on(&db, &p, &Opts::default());
     let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();

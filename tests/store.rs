@@ -437,6 +437,13 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.enroll_audience(program, step, wake, now)
     }
+    fn audience(
+        &self,
+        audience: flowc::runtime::store::Audience<'_>,
+        f: &mut dyn FnMut(DueContact) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        self.inner.audience(audience, f)
+    }
     fn begin(&mut self) -> Result<(), StoreError> {
         self.inner.begin()
     }

@@ -158,7 +158,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     )));
                 }
             }
-            let e = flowc::runtime::estimate::estimate(store.connection(), &built.program, at, &Default::default())
+            let e = flowc::runtime::estimate::estimate(&store, &built.program, at, &Default::default())
                 .map_err(|e| Fatal(format!("estimate: {e}")))?;
             out!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;

@@ -76,7 +76,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let mut store = match &a.contacts {
+    let store = match &a.contacts {
         Some(file) => {
             let mut s = SqliteStore::open_in_memory().map_err(|e| Fatal(e.to_string()))?;
             let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
@@ -91,8 +91,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
     };
-    let e = estimate::estimate(store.connection(), &built.program, now, &settings)
-        .map_err(|e| Fatal(format!("estimate: {e}")))?;
+    let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),

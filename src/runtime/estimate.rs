@@ -1,9 +1,10 @@
 //! Launch estimates: audience size, the contacts expected to reach each step,
 //! sends and cost, as minimum, expected and maximum.
 //!
-//! The contacts who enter come from the store: the audience's compiled SQL,
-//! and for an event trigger the contacts with a matching recorded event in
-//! a look-back window. Each of them is then walked through the program by the
+//! The contacts who enter come from the store (`Store::audience`): the
+//! audience, and for an event trigger the contacts with a matching recorded
+//! event in a look-back window. This module knows no SQL; the store
+//! evaluates the filter it is handed. Each of them is then walked through the program by the
 //! engine's own transition function (`step::transition`): attribute
 //! conditions, A/B assignment, send eligibility and the clock moving at waits
 //! are exactly what a run does; only engagement conditions, which depend on
@@ -12,12 +13,10 @@
 //! weighted sum.
 
 use super::eval::{self, Ctx};
-use super::facts::{self, ContactRecord, Facts, SentMessage};
-use super::sql;
-use super::sqlite::{parse_list, parse_map};
+use super::facts::{self, Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
+use super::store::{Audience, DueContact, Store, StoreError};
 use crate::compile::program::{Cond, NodeIdx, Op, Program, Trigger};
-use rusqlite::{params_from_iter, Connection};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -128,45 +127,6 @@ pub struct Estimate {
     pub rates: Rates,
 }
 
-/// Contacts matching the audience (all, without one), via its compiled SQL.
-pub fn audience(conn: &Connection, p: &Program, now: i64, f: &mut dyn FnMut(ContactRecord)) -> rusqlite::Result<u64> {
-    let (clause, params) = match &p.audience {
-        Some(a) => {
-            let s = sql::condition(p, a, now);
-            (s.text, s.params)
-        }
-        None => ("1".to_string(), Vec::new()),
-    };
-    let q = format!("SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE {clause}");
-    let mut stmt = conn.prepare(&q)?;
-    let mut rows = stmt.query(params_from_iter(params.iter()))?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        n += 1;
-        let id: String = r.get(0)?;
-        let list = |s: String| parse_list(&s, "contacts", &id);
-        f(ContactRecord {
-            attrs: parse_map(&r.get::<_, String>(1)?, "contacts", &id)?,
-            tags: list(r.get(2)?)?,
-            consent: list(r.get(3)?)?,
-            capabilities: list(r.get(4)?)?,
-            id,
-        });
-    }
-    Ok(n)
-}
-
-/// One audience member, with only the fields the program reads.
-struct Member {
-    id: String,
-    fields: Vec<facts::FieldValue>,
-    tags: Vec<String>,
-    consent: Vec<String>,
-    capabilities: Vec<String>,
-    created_at: Option<i64>,
-    addresses: facts::Addresses,
-}
-
 /// When the contacts enter and on what condition, as the run enrolls them
 /// (`run::enroll`): the audience at the trigger's time for scheduled
 /// triggers; for event triggers, a matching recorded event in the window
@@ -221,58 +181,6 @@ pub fn rfc3339(minutes: i64) -> String {
         .map_or_else(|| minutes.to_string(), |d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
-/// Streams the contacts matching `cond` at `at`, with the program's fields
-/// and the presence of their addresses pulled out by SQLite
-/// (`json_extract`), so no contact's whole JSON is parsed.
-fn members(
-    conn: &Connection,
-    p: &Program,
-    cond: Option<&Cond>,
-    at: i64,
-    f: &mut dyn FnMut(Member),
-) -> rusqlite::Result<u64> {
-    use rusqlite::types::ValueRef;
-    let (clause, mut params) = match cond {
-        Some(a) => {
-            let s = sql::condition(p, a, at);
-            (s.text, s.params)
-        }
-        None => ("1".to_string(), Vec::new()),
-    };
-    let mut cols = String::new();
-    let mut extracts = Vec::new();
-    for field in &p.fields {
-        cols.push_str(", json_extract(attrs, ?)");
-        extracts.push(rusqlite::types::Value::Text(format!("$.{}", field.name)));
-    }
-    cols.push_str(", json_extract(attrs, '$.created_at'), ");
-    cols.push_str(&sql::address_columns("attrs"));
-    // The select list's parameters come before the WHERE clause's.
-    extracts.append(&mut params);
-    let q = format!("SELECT id, tags, consent, capabilities{cols} FROM contacts WHERE {clause}");
-    let mut stmt = conn.prepare(&q)?;
-    let mut rows = stmt.query(params_from_iter(extracts.iter()))?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        n += 1;
-        let id: String = r.get(0)?;
-        let list = |s: &str| parse_list(s, "contacts", &id);
-        let tags = list(&r.get::<_, String>(1)?)?;
-        let mut fields = Vec::with_capacity(p.fields.len());
-        for (i, field) in p.fields.iter().enumerate() {
-            fields.push(sql::field_from_sql(field, &id, &tags, r.get_ref(4 + i)?));
-        }
-        let created_at = match r.get_ref(4 + p.fields.len())? {
-            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(facts::parse_datetime),
-            _ => None,
-        };
-        let addresses = sql::addresses_from_row(r, 5 + p.fields.len())?;
-        let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
-        f(Member { id, fields, tags, consent, capabilities, created_at, addresses });
-    }
-    Ok(n)
-}
-
 struct Acc {
     reach: Vec<Range>,
     /// (send node, 0 primary / 1 fallback) → sends.
@@ -287,30 +195,23 @@ struct Weights<'a> {
 }
 
 /// Estimates `p` as of `now` (minutes; use the run's clock rule, `run::clock_now`).
-pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -> rusqlite::Result<Estimate> {
+pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -> Result<Estimate, StoreError> {
     let (rates, account) = (settings.rates, &settings.account);
     let Entering { at, cond, entry } = entering(p, now, settings.event_window);
     let mut acc = Acc { reach: vec![Range::default(); p.nodes.len()], per_step: BTreeMap::new() };
     let uses_events = super::engine::needs_events(p);
-    let mut pending: Vec<Member> = Vec::new();
+    let mut pending: Vec<DueContact> = Vec::new();
     // One contact's weights, reused across contacts: per node, and per send
     // node split by primary (0) or fallback (1) target.
     let mut seen = vec![0.0f64; p.nodes.len()];
     let mut sent_w = vec![[0.0f64; 2]; p.nodes.len()];
     let mut touched: Vec<usize> = Vec::new();
-    let mut flush = |batch: &mut Vec<Member>, acc: &mut Acc| -> rusqlite::Result<()> {
+    let mut flush = |batch: &mut Vec<DueContact>, acc: &mut Acc| -> Result<(), StoreError> {
         let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
-            let q = format!(
-                "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})",
-                vec!["?"; batch.len()].join(",")
-            );
-            let mut stmt = conn.prepare(&q)?;
-            let mut rows = stmt.query(params_from_iter(batch.iter().map(|c| c.id.as_str())))?;
-            while let Some(r) = rows.next()? {
-                let contact: String = r.get(0)?;
-                let props = parse_map(&r.get::<_, String>(3)?, "contact_events", &contact)?;
-                events.entry(contact).or_default().push(facts::ContactEvent { name: r.get(1)?, at: r.get(2)?, props });
+            let ids: Vec<&str> = batch.iter().map(|c| c.id.as_str()).collect();
+            for (contact, event) in store.events_for(&ids)? {
+                events.entry(contact).or_default().push(event);
             }
         }
         for c in batch.drain(..) {
@@ -349,18 +250,15 @@ pub fn estimate(conn: &Connection, p: &Program, now: i64, settings: &Settings) -
         }
         Ok(())
     };
-    let mut failure = None;
-    let n = members(conn, p, cond.as_ref(), at, &mut |c| {
+    // Contacts are walked in batches so their events are read one query per batch.
+    let audience = Audience { program: p, filter: cond.as_ref(), at };
+    let n = store.audience(audience, &mut |c| {
         pending.push(c);
-        if pending.len() >= 2000 && failure.is_none() {
-            if let Err(e) = flush(&mut pending, &mut acc) {
-                failure = Some(e);
-            }
+        if pending.len() >= 2000 {
+            flush(&mut pending, &mut acc)?;
         }
+        Ok(())
     })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
     flush(&mut pending, &mut acc)?;
     let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR" };
     let mut by_target: BTreeMap<(String, String, i64), Range> = BTreeMap::new();

@@ -64,7 +64,7 @@ pub struct Addresses {
 }
 
 /// The addresses of a stored contact. An empty string is no address, as an
-/// empty CSV cell is an absent value (`runtime::sql::ADDRESS_COLUMNS` says the same in SQL).
+/// empty CSV cell is an absent value (`sqlite::segment::address_columns` says the same in SQL).
 pub fn addresses_of(c: &ContactRecord) -> Addresses {
     let present = |k: &str| c.attrs.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
     Addresses { email: present("email"), phone: present("phone") }

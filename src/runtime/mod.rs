@@ -16,7 +16,6 @@ pub mod lifecycle;
 pub mod provider;
 pub mod report;
 pub mod run;
-pub mod sql;
 pub mod sqlite;
 pub mod step;
 pub mod store;

@@ -3,7 +3,7 @@
 //! they are a persisted format, not the compiler's internals.
 
 use super::facts::{Addresses, ContactEvent, ContactRecord, FieldValue, SentMessage};
-use crate::compile::program::FieldDef;
+use crate::compile::program::{Cond, FieldDef, Program};
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +151,18 @@ pub struct DueContact {
     pub created_at: Option<i64>,
     /// Which addresses it has (only their presence leaves the store).
     pub addresses: Addresses,
+}
+
+/// The contacts a program addresses at one instant: those matching `filter`
+/// (one of `program`'s conditions, evaluated at `at`), or every contact
+/// without one. The store gets the whole program, not a query: a store with
+/// a query language evaluates the filter itself, and may push more of the
+/// program down (counting its branch predicates) behind the same interface.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience<'a> {
+    pub program: &'a Program,
+    pub filter: Option<&'a Cond>,
+    pub at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -480,6 +492,15 @@ pub trait Store {
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError>;
+    /// Streams the contacts of `audience` to `f`, each with the program's
+    /// fields (by slot) as `due` hands them to the engine; stops at the
+    /// first error of `f` and returns it. Returns how many were streamed.
+    /// The estimate reads its audience this way.
+    fn audience(
+        &self,
+        audience: Audience<'_>,
+        f: &mut dyn FnMut(DueContact) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
     /// Opens a transaction that the following calls join (they nest as
     /// savepoints); ended by `finish`. Use `atomically`.
     fn begin(&mut self) -> Result<(), StoreError>;

@@ -1,14 +1,15 @@
-//! Compiling conditions (segments, audiences) to parameterised SQL over the
-//! contacts table, with exactly the in-memory evaluator's semantics
-//! (`eval`): every value is a bound parameter, never spliced into the text.
+//! The store's compiler of conditions (segments, audiences) to parameterised
+//! SQL over the contacts table, with exactly the in-memory evaluator's
+//! semantics (`eval`): every value is a bound parameter, never spliced into
+//! the text. Part of the SQLite store: nothing outside it sees this SQL.
 //!
 //! Values are compared as the evaluator compares them: datetimes and dates as
 //! minutes since the epoch, absent values as NULL with `IS` / `IS NOT` for
 //! `==` / `!=`, and every condition made two-valued with `COALESCE(…, 0)`
 //! so `not` of an absent comparison is true, as in memory.
 
-use super::facts::{self, FieldValue};
 use crate::compile::program::{CmpOpRepr, Cond, Const, FieldDef, FieldType, Operand, Program};
+use crate::runtime::facts::{self, FieldValue};
 use rusqlite::types::Value as P;
 
 /// A WHERE clause over `contacts` and its parameters, in order.
