@@ -482,7 +482,7 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     assert_eq!(r.provider.deliveries, 1000);
     assert!(r.balance >= 0.0);
     let store = SqliteStore::open(&db.path).expect("store");
-    assert!(store.transitions("c", 10).expect("log").iter().all(|(_, _, to, _)| to != "PAUSED_BALANCE"));
+    assert!(store.transitions("c", 10).expect("log").iter().all(|t| t.to != flowc::runtime::store::CampaignState::PausedBalance));
 }
 
 /// Enrollment inside the store (the audience as SQL) selects exactly the

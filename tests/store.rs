@@ -102,7 +102,10 @@ fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
     assert_eq!((row.version.as_str(), row.state, row.program.as_slice()), ("v2", State::Scheduled, b"p2".as_slice()));
     assert_eq!(s.program_version("c", "v1").expect("v1").as_deref(), Some(b"p1".as_slice()));
     let log = s.transitions("c", 10).expect("log");
-    assert_eq!(log, vec![(2, "DRAFT".to_string(), "SCHEDULED".to_string(), "launched".to_string())]);
+    assert_eq!(
+        log,
+        vec![Transition { at: 2, from: State::Draft, to: State::Scheduled, reason: "launched".to_string() }]
+    );
     assert_eq!(s.campaigns().expect("all").len(), 1);
 }
 
@@ -372,7 +375,7 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.set_state(name, from, to, why, now)
     }
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError> {
         self.inner.transitions(name, limit)
     }
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -696,4 +699,16 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     assert_names_row(s.contact("b"), "contacts", "b", "[not json");
     assert_names_row(s.due("c", 50, 10, &[]), "contacts", "b", "[not json");
     assert_names_row(s.contacts_page("", 10), "contacts", "b", "[not json");
+
+    // The breaker's recent outcomes are a string of 0s and 1s; anything else
+    // is not "a failure".
+    s.set_breaker("c", &BreakerState { consecutive_failures: 1, recent: [true, false].into() }).expect("breaker");
+    raw(&mut s, "UPDATE breakers SET recent = '1x0' WHERE campaign = 'c'");
+    assert_names_row(s.breaker("c"), "breakers", "c", "1x0");
+
+    // An audit row whose state this flowc does not know.
+    raw(&mut s, "UPDATE campaigns SET state = 'DRAFT' WHERE name = 'c'");
+    s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
+    raw(&mut s, "UPDATE campaign_transitions SET to_state = 'LIMBO' WHERE name = 'c'");
+    assert_names_row(s.transitions("c", 10), "campaign_transitions", "c", "LIMBO");
 }

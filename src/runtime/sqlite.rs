@@ -638,6 +638,25 @@ fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<
     .map_err(classify)
 }
 
+/// A breakers row selected as `consecutive, recent`: the recent outcomes
+/// are written as `1` (success) and `0` (failure), and nothing else reads
+/// as either.
+fn breaker_row(campaign: &str, r: &rusqlite::Row) -> rusqlite::Result<BreakerState> {
+    let consecutive: i64 = r.get(0)?;
+    let consecutive_failures =
+        u32::try_from(consecutive).map_err(|_| corrupt("breakers", campaign, &consecutive.to_string()))?;
+    let text: String = r.get(1)?;
+    let recent = text
+        .bytes()
+        .map(|b| match b {
+            b'1' => Ok(true),
+            b'0' => Ok(false),
+            _ => Err(corrupt("breakers", campaign, &text)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(BreakerState { consecutive_failures, recent })
+}
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
@@ -722,13 +741,19 @@ impl Store for SqliteStore {
         tx.commit().map_err(classify)
     }
 
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT at, from_state, to_state, why FROM campaign_transitions WHERE name = ?1 ORDER BY id DESC LIMIT ?2")
             .map_err(classify)?;
+        let state = |r: &rusqlite::Row, i: usize| -> rusqlite::Result<CampaignState> {
+            let s: String = r.get(i)?;
+            CampaignState::parse(&s).ok_or_else(|| corrupt("campaign_transitions", name, &s))
+        };
         let rows = stmt
-            .query_map(params![name, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map(params![name, limit as i64], |r| {
+                Ok(Transition { at: r.get(0)?, from: state(r, 1)?, to: state(r, 2)?, reason: r.get(3)? })
+            })
             .map_err(classify)?;
         let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(classify)?;
         v.reverse();
@@ -1119,17 +1144,13 @@ impl Store for SqliteStore {
     }
 
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
-        let row: Option<(i64, String)> = self
-            .conn
+        self.conn
             .query_row("SELECT consecutive, recent FROM breakers WHERE campaign = ?1", params![campaign], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                breaker_row(campaign, r)
             })
             .optional()
-            .map_err(classify)?;
-        Ok(row.map_or_else(BreakerState::default, |(c, recent)| BreakerState {
-            consecutive_failures: u32::try_from(c).unwrap_or(u32::MAX),
-            recent: recent.bytes().map(|b| b == b'1').collect(),
-        }))
+            .map_err(classify)
+            .map(Option::unwrap_or_default)
     }
 
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {

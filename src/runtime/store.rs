@@ -106,6 +106,18 @@ impl serde::Serialize for CampaignState {
     }
 }
 
+/// One row of a campaign's audit log: a state change and why it happened.
+/// A version replacement is recorded with `from == to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// When, in minutes.
+    pub at: i64,
+    pub from: CampaignState,
+    pub to: CampaignState,
+    /// The operator's or the runtime's words (`launched`, `breaker: …`).
+    pub reason: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
     pub name: String,
@@ -447,7 +459,7 @@ pub trait Store {
         why: &str,
         now: i64,
     ) -> Result<(), StoreError>;
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
