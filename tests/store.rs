@@ -93,11 +93,12 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
     assert!(s.campaign("c").expect("read").is_none());
-    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
     // Guarded by the expected state: a stale writer cannot move it.
     assert!(s.set_state("c", State::Draft, State::Running, "stale", 3).is_err());
-    s.put_campaign("c", "v2", b"p2", State::Scheduled, 4).expect("new version");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v2", program: b"p2", state: State::Scheduled }, 4)
+        .expect("new version");
     let row = s.campaign("c").expect("read").expect("row");
     assert_eq!((row.version.as_str(), row.state, row.program.as_slice()), ("v2", State::Scheduled, b"p2".as_slice()));
     assert_eq!(s.program_version("c", "v1").expect("v1").as_deref(), Some(b"p1".as_slice()));
@@ -121,7 +122,8 @@ fn ledger_settings_and_meta(s: &mut dyn Store) {
     assert_eq!(s.auto_reload().expect("reload"), Some(r));
     s.set_auto_reload(None).expect("off");
     assert_eq!(s.auto_reload().expect("reload"), None);
-    s.put_campaign("c", "v1", b"p", State::Running, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Running }, 1)
+        .expect("put");
     assert!(!s.probe_pending("c").expect("probe"));
     s.set_probe("c", Probe::Owed).expect("probe");
     assert!(s.probe_pending("c").expect("probe"));
@@ -299,7 +301,7 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
 
 fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     let failed: Result<(), StoreError> = atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Draft }, 1)?;
         s.set_state("c", State::Draft, State::Scheduled, "launched", 1)?;
         Err(StoreError::Other("stopped halfway".into()))
     });
@@ -307,7 +309,7 @@ fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     assert!(s.campaign("c").expect("read").is_none(), "nothing of a failed transaction remains");
     assert!(s.transitions("c", 10).expect("log").is_empty());
     atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Draft }, 1)?;
         s.set_state("c", State::Draft, State::Scheduled, "launched", 1)
     })
     .expect("commit");
@@ -351,16 +353,9 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: State,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.put_campaign(name, version, program, state, now)
+        self.inner.put_campaign(campaign, now)
     }
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
         self.inner.campaign(name)
@@ -508,16 +503,9 @@ impl Store for Wrapped {
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
     }
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
         self.write()?;
-        self.inner.migrate_executions(campaign, from, to, kept, now)
+        self.inner.migrate_executions(migration, now)
     }
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
         self.write()?;
@@ -677,7 +665,7 @@ fn assert_names_row<T: std::fmt::Debug>(read: Result<T, StoreError>, table: &str
 fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     let tmp = TempDir::new("store-corrupt");
     let mut s = SqliteStore::open(&tmp.0.join("corrupt.db")).expect("open");
-    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
     s.enroll("c", "v1", &[Enrollment::new("a", "one", 10), Enrollment::new("b", "one", 10)], 0).expect("enroll");
     let raw = |s: &mut SqliteStore, sql: &str| s.connection().execute(sql, []).expect("raw write");

@@ -638,6 +638,22 @@ fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<
     .map_err(classify)
 }
 
+/// An outbox row selected as `key, contact_id, version, step, channel, message,
+/// template, price_micros, created_at` (first, in that order).
+fn outbox_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxNew> {
+    Ok(OutboxNew {
+        key: r.get(0)?,
+        contact: r.get(1)?,
+        version: r.get(2)?,
+        step: r.get(3)?,
+        channel: r.get(4)?,
+        message: r.get(5)?,
+        template: r.get(6)?,
+        price_micros: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
 /// A breakers row selected as `consecutive, recent`: the recent outcomes
 /// are written as `1` (success) and `0` (failure), and nothing else reads
 /// as either.
@@ -662,14 +678,8 @@ fn placeholders(n: usize) -> String {
 }
 
 impl Store for SqliteStore {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: CampaignState,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
+        let CampaignVersion { name, version, program, state } = *campaign;
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute(
             "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -1161,27 +1171,18 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts FROM outbox
-                 WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
+                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts
+                 FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
                  ORDER BY next_attempt_at LIMIT ?3",
             )
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign, now, limit as i64], |r| {
-                Ok((
-                    OutboxNew {
-                        key: r.get(0)?,
-                        contact: r.get(1)?,
-                        version: r.get(2)?,
-                        step: r.get(3)?,
-                        channel: r.get(4)?,
-                        message: r.get(5)?,
-                        template: r.get(6)?,
-                        price_micros: r.get(7)?,
-                        created_at: r.get(8)?,
-                    },
-                    u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
-                ))
+                let row = outbox_row(r)?;
+                let attempts: i64 = r.get(9)?;
+                let attempts =
+                    u32::try_from(attempts).map_err(|_| corrupt("outbox", &row.key, &attempts.to_string()))?;
+                Ok((row, attempts))
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1487,21 +1488,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending' AND next_attempt_at IS NULL")
             .map_err(classify)?;
-        let rows = stmt
-            .query_map(params![campaign], |r| {
-                Ok(OutboxNew {
-                    key: r.get(0)?,
-                    contact: r.get(1)?,
-                    version: r.get(2)?,
-                    step: r.get(3)?,
-                    channel: r.get(4)?,
-                    message: r.get(5)?,
-                    template: r.get(6)?,
-                    price_micros: r.get(7)?,
-                    created_at: r.get(8)?,
-                })
-            })
-            .map_err(classify)?;
+        let rows = stmt.query_map(params![campaign], outbox_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
@@ -1517,14 +1504,8 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
+        let Migration { campaign, from, to, kept } = *migration;
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;")
             .map_err(classify)?;

@@ -126,6 +126,27 @@ pub struct CampaignRow {
     pub state: CampaignState,
 }
 
+/// A campaign version to store, with the state the campaign is in.
+#[derive(Debug, Clone, Copy)]
+pub struct CampaignVersion<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// The program in its binary form (`compile::codec`).
+    pub program: &'a [u8],
+    pub state: CampaignState,
+}
+
+/// A campaign's unfinished executions moving from one version to the next:
+/// those waiting at a step in `kept` move, the others are skipped with
+/// reason `step-removed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration<'a> {
+    pub campaign: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub kept: &'a [String],
+}
+
 /// One contact to enroll: its first step and when it wakes there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
@@ -439,14 +460,8 @@ pub fn atomically<T, E: From<StoreError>>(
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: CampaignState,
-        now: i64,
-    ) -> Result<(), StoreError>;
+    /// Stores a campaign's current version (and keeps it among its versions).
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -523,16 +538,9 @@ pub trait Store {
     fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
-    /// Moves unfinished executions of `from` to `to` where their step is in
-    /// `kept`; the others are skipped with reason `step-removed`. Returns (moved, skipped).
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError>;
+    /// Moves unfinished executions of the migration's `from` version to
+    /// `to`; see `Migration`. Returns (moved, skipped).
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError>;
     /// Crash recovery: executions claimed by another worker (abandoned: in
     /// this single-writer store, any other process is gone) and with no
     /// send pending go back to the state they were parked with (`pending`
