@@ -59,7 +59,7 @@ fn worker(name: &str) -> WorkerId {
 
 fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
     OutboxNew {
-        key: outbox_key(campaign, "v1", contact, step),
+        key: outbox_key(campaign, "v1", &contact.into(), &step.into()),
         contact: contact.into(),
         version: "v1".into(),
         step: step.into(),
@@ -159,7 +159,11 @@ fn contacts_and_events(s: &mut dyn Store) {
 
 fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[]), record("c", &[])], &[]).expect("upsert");
-    let entries = [Enrollment::new("a", "one", 30), Enrollment::new("b", "one", 10), Enrollment::new("c", "one", 99)];
+    let entries = [
+        Enrollment::new("a".into(), "one".into(), 30),
+        Enrollment::new("b".into(), "one".into(), 10),
+        Enrollment::new("c".into(), "one".into(), 99),
+    ];
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
     let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
@@ -173,7 +177,8 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
 
 fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
+        .expect("enroll");
     let mut steps = BTreeMap::new();
     steps.insert("s".to_string(), StepCounts { entered: 2, ..Default::default() });
     let mut skipped = BTreeMap::new();
@@ -225,7 +230,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
 
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0)], 0).expect("enroll");
     let sent = Round {
         executions: vec![exec("a", "next", ExecState::Pending, Some(900))],
         outbox_new: vec![outbox_row("k", "a", "s")],
@@ -271,7 +276,8 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
 
 fn abandoned_claims_are_given_back(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
+        .expect("enroll");
     let done = Round {
         executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))],
         ..Default::default()
@@ -428,7 +434,7 @@ impl Store for Wrapped {
     fn enroll_audience(
         &mut self,
         program: &Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
@@ -667,7 +673,13 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     let mut s = SqliteStore::open(&tmp.0.join("corrupt.db")).expect("open");
     s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("c", "v1", &[Enrollment::new("a", "one", 10), Enrollment::new("b", "one", 10)], 0).expect("enroll");
+    s.enroll(
+        "c",
+        "v1",
+        &[Enrollment::new("a".into(), "one".into(), 10), Enrollment::new("b".into(), "one".into(), 10)],
+        0,
+    )
+    .expect("enroll");
     let raw = |s: &mut SqliteStore, sql: &str| s.connection().execute(sql, []).expect("raw write");
 
     raw(&mut s, "UPDATE campaigns SET state = 'BOGUS' WHERE name = 'c'");

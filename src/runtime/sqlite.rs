@@ -638,6 +638,31 @@ fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<
     .map_err(classify)
 }
 
+/// Ids are stored as their text.
+impl rusqlite::ToSql for ContactId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for ContactId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(v).map(ContactId)
+    }
+}
+
+impl rusqlite::ToSql for StepId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for StepId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(v).map(StepId)
+    }
+}
+
 /// An outbox row selected as `key, contact_id, version, step, channel, message,
 /// template, price_micros, created_at` (first, in that order).
 fn outbox_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxNew> {
@@ -971,7 +996,7 @@ impl Store for SqliteStore {
     fn enroll_audience(
         &mut self,
         program: &crate::compile::program::Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
@@ -1206,7 +1231,7 @@ impl Store for SqliteStore {
                 round
                     .outbox_done
                     .iter()
-                    .map(|d| ((d.contact.as_str(), d.step.as_str(), d.version.as_str()), d))
+                    .map(|d| ((d.contact.as_str(), d.step.0.as_str(), d.version.as_str()), d))
                     .collect()
             };
             // Pending rows added minus pending rows settled: kept in outbox_inflight.
@@ -1218,7 +1243,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for o in &round.outbox_new {
-                match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
+                match known.get(&(o.contact.as_str(), o.step.0.as_str(), o.version.as_str())) {
                     Some(d) => {
                         let e = d.outcome.engagement();
                         full.execute(params![
@@ -1267,7 +1292,7 @@ impl Store for SqliteStore {
             for d in round
                 .outbox_done
                 .iter()
-                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str())))
+                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.0.as_str(), d.version.as_str())))
             {
                 let e = d.outcome.engagement();
                 inflight -= done
@@ -1575,7 +1600,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at)
                  VALUES (?1, 'welcome', 'v1', 'c/1', ?2, 'email', 'marketing', 't', 1000, ?3, 10, 11)",
-                params![outbox_key("welcome", "v1", "c/1", step), step, status],
+                params![outbox_key("welcome", "v1", &"c/1".into(), &step.into()), step, status],
             )
             .expect("row");
         }
@@ -1584,8 +1609,8 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len() as i64);
         let pending = store.outbox_pending("welcome").expect("pending");
         assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].key, outbox_key("welcome", "v1", "c/1", "s3"));
-        assert_eq!(pending[0].step, "s3");
+        assert_eq!(pending[0].key, outbox_key("welcome", "v1", &"c/1".into(), &"s3".into()));
+        assert_eq!(pending[0].step.0, "s3");
         let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
         assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
@@ -1755,7 +1780,7 @@ mod tests {
     fn duplicate_outbox_rows_are_ignored_and_counted_once() {
         let mut store = SqliteStore::open_in_memory().expect("db");
         let row = OutboxNew {
-            key: outbox_key("c", "v", "x", "s1"),
+            key: outbox_key("c", "v", &"x".into(), &"s1".into()),
             contact: "x".into(),
             version: "v".into(),
             step: "s1".into(),
@@ -1812,7 +1837,7 @@ mod tests {
         };
         let mut store = SqliteStore::open_in_memory().expect("db");
         store.upsert_contacts(std::slice::from_ref(&record), &[]).expect("contacts");
-        store.enroll("camp", "v", &[Enrollment::new("c-1", "s0", 5)], 1).expect("enroll");
+        store.enroll("camp", "v", &[Enrollment::new("c-1".into(), "s0".into(), 5)], 1).expect("enroll");
         let due = store.due("camp", 10, 10, &fields).expect("due");
         assert_eq!(due.len(), 1);
         let expected: Vec<FieldValue> = fields

@@ -147,17 +147,43 @@ pub struct Migration<'a> {
     pub kept: &'a [String],
 }
 
+pub use crate::check::model::StepId;
+
+/// A contact's id as stored: the key of its contacts row and of its
+/// executions, sends and events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct ContactId(pub String);
+
+impl ContactId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ContactId {
+    fn from(s: &str) -> ContactId {
+        ContactId(s.to_string())
+    }
+}
+
+impl std::fmt::Display for ContactId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One contact to enroll: its first step and when it wakes there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub wake_at: i64,
 }
 
 impl Enrollment {
-    pub fn new(contact: &str, step: &str, wake_at: i64) -> Enrollment {
-        Enrollment { contact: contact.to_string(), step: step.to_string(), wake_at }
+    pub fn new(contact: ContactId, step: StepId, wake_at: i64) -> Enrollment {
+        Enrollment { contact, step, wake_at }
     }
 }
 
@@ -166,7 +192,7 @@ impl Enrollment {
 pub struct Due {
     pub contact: DueContact,
     /// The step id to run next.
-    pub step: String,
+    pub step: StepId,
     pub version: String,
     pub state: ExecState,
 }
@@ -188,8 +214,8 @@ pub struct DueContact {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecUpdate {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub state: ExecState,
     pub wake_at: Option<i64>,
@@ -199,9 +225,9 @@ pub struct ExecUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxNew {
     pub key: String,
-    pub contact: String,
+    pub contact: ContactId,
     pub version: String,
-    pub step: String,
+    pub step: StepId,
     pub channel: String,
     pub message: String,
     pub template: String,
@@ -214,7 +240,7 @@ impl OutboxNew {
     pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
         super::provider::Message {
             key: &self.key,
-            contact: &self.contact,
+            contact: self.contact.as_str(),
             channel: &self.channel,
             message: &self.message,
             template: &self.template,
@@ -237,7 +263,7 @@ impl OutboxNew {
 
 /// The idempotency key of one send: unique per campaign, version, contact
 /// and step (the outbox's primary key), stable across retries and restarts.
-pub fn outbox_key(campaign: &str, version: &str, contact: &str, step: &str) -> String {
+pub fn outbox_key(campaign: &str, version: &str, contact: &ContactId, step: &StepId) -> String {
     format!("{campaign}/{version}/{contact}/{step}")
 }
 
@@ -284,8 +310,8 @@ impl SendOutcome {
 /// The outcome of a send; names its outbox row by the row's primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub at: i64,
     pub outcome: SendOutcome,
@@ -333,8 +359,8 @@ impl TagDelta {
 /// An outbox row's failed attempt that will be tried again at `next_attempt_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRetry {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub attempts: u32,
     pub next_attempt_at: i64,
@@ -373,11 +399,11 @@ pub struct Round {
     /// Contacts whose execution must not step on while a send of theirs
     /// waits for another attempt: written `processing`, claimed by the
     /// committing worker, remembering the state to go back to.
-    pub parked: Vec<String>,
+    pub parked: Vec<ContactId>,
     /// Contacts whose retried or recovered sends were accepted: their
     /// `processing` executions take the state they were parked with once
     /// no send of theirs is pending.
-    pub settled: Vec<String>,
+    pub settled: Vec<ContactId>,
     /// (amount in micro-euros, reason); negative is a debit.
     pub ledger: Vec<(i64, String)>,
     pub tags: Vec<TagDelta>,
@@ -503,7 +529,7 @@ pub trait Store {
     fn enroll_audience(
         &mut self,
         program: &crate::compile::program::Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError>;
