@@ -168,7 +168,7 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
     let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
     assert_eq!(known.into_iter().collect::<Vec<_>>(), ["a"]);
-    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
+    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id.0).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
     assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
     assert_eq!(s.next_wake("k").expect("wake"), Some(10));
@@ -296,8 +296,8 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &["old", "gone"])], &[]).expect("upsert");
     // Meanwhile another writer adds a tag the batch never saw.
     s.upsert_contacts(&[record("a", &["old", "gone", "vip"])], &[]).expect("concurrent upsert");
-    let delta =
-        TagDelta::between("a", &["old".into(), "gone".into()], &["old".into(), "engaged".into()]).expect("a change");
+    let delta = TagDelta::between(&"a".into(), &["old".into(), "gone".into()], &["old".into(), "engaged".into()])
+        .expect("a change");
     s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("commit");
     assert_eq!(
         s.contact("a").expect("read").map(|c| c.tags),

@@ -369,11 +369,11 @@ impl<'a> Engine<'a> {
         let mut event_ids: Vec<&str> = Vec::new();
         for d in &due {
             let r = self.versions[&d.version].reads_at(&d.step.0);
-            if r.sent || self.recovered.contains(&d.contact.id) {
-                sent_ids.push(&d.contact.id);
+            if r.sent || self.recovered.contains(d.contact.id.as_str()) {
+                sent_ids.push(d.contact.id.as_str());
             }
             if r.events {
-                event_ids.push(&d.contact.id);
+                event_ids.push(d.contact.id.as_str());
             }
         }
         let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
@@ -398,14 +398,14 @@ impl<'a> Engine<'a> {
         if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
             // An execution still on an older version whose program reads
             // other fields (rare: after a migration): read them for it.
-            let record = self.store.contact(&contact.id)?.unwrap_or_default();
+            let record = self.store.contact(contact.id.as_str())?.unwrap_or_default();
             fields = facts::fields_for(p, &record);
         }
         let mut f = Facts {
             addresses: contact.addresses,
-            sent: batch.sent.remove(&contact.id).unwrap_or_default(),
-            events: batch.events.remove(&contact.id).unwrap_or_default(),
-            contact_id: contact.id,
+            sent: batch.sent.remove(contact.id.as_str()).unwrap_or_default(),
+            events: batch.events.remove(contact.id.as_str()).unwrap_or_default(),
+            contact_id: contact.id.0,
             fields,
             tags: contact.tags,
             consent: contact.consent,
@@ -507,11 +507,12 @@ impl<'a> Engine<'a> {
                 }
             }
         };
+        let contact = ContactId(f.contact_id);
         if tags_changed {
-            acc.round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
+            acc.round.tags.extend(TagDelta::between(&contact, &tags_before, &f.tags));
         }
         acc.round.executions.push(ExecUpdate {
-            contact: ContactId(f.contact_id),
+            contact,
             step: end.step,
             version,
             state: end.state,

@@ -441,7 +441,7 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
         |cx| {
             let mut tags = parse_list(&cx.get::<String>(0)?, "contacts", "(tags being updated)")?;
             let delta = TagDelta {
-                contact: String::new(),
+                contact: ContactId(String::new()),
                 add: parse_list(&cx.get::<String>(1)?, "tag_deltas", "add")?,
                 remove: parse_list(&cx.get::<String>(2)?, "tag_deltas", "remove")?,
             };
@@ -1087,7 +1087,15 @@ impl Store for SqliteStore {
                 let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
                 let capabilities = parse_list(&r.get::<_, String>(6)?, "contacts", &id)?;
                 Ok(Due {
-                    contact: DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses },
+                    contact: DueContact {
+                        id: ContactId(id),
+                        fields: values,
+                        tags,
+                        consent,
+                        capabilities,
+                        created_at,
+                        addresses,
+                    },
                     step: r.get(1)?,
                     version: r.get(2)?,
                     state,

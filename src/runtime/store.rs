@@ -201,7 +201,7 @@ pub struct Due {
 /// asked for (by their slots), pulled out by the store, not the whole record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueContact {
-    pub id: String,
+    pub id: ContactId,
     pub fields: Vec<FieldValue>,
     pub tags: Vec<String>,
     pub consent: Vec<String>,
@@ -332,17 +332,17 @@ pub struct StepCounts {
 /// campaign's batch) is kept rather than overwritten by the set the batch loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagDelta {
-    pub contact: String,
+    pub contact: ContactId,
     pub add: Vec<String>,
     pub remove: Vec<String>,
 }
 
 impl TagDelta {
     /// The change that turns `before` into `after`.
-    pub fn between(contact: &str, before: &[String], after: &[String]) -> Option<TagDelta> {
+    pub fn between(contact: &ContactId, before: &[String], after: &[String]) -> Option<TagDelta> {
         let add: Vec<String> = after.iter().filter(|t| !before.contains(t)).cloned().collect();
         let remove: Vec<String> = before.iter().filter(|t| !after.contains(t)).cloned().collect();
-        (!add.is_empty() || !remove.is_empty()).then(|| TagDelta { contact: contact.to_string(), add, remove })
+        (!add.is_empty() || !remove.is_empty()).then(|| TagDelta { contact: contact.clone(), add, remove })
     }
 
     /// `tags` with this change applied: removals first, additions appended in order.
