@@ -108,7 +108,7 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
                 }
                 Delivery::Failed { reason } => {
                     round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason }));
-                    round.steps.entry(o.step.clone()).or_default().failed += 1;
+                    round.steps.entry(o.step.0.clone()).or_default().failed += 1;
                 }
             }
         }

@@ -207,7 +207,7 @@ fn in_sql(p: &Program, store: &dyn Store) -> BTreeSet<String> {
     let audience = Audience { program: p, filter: p.audience.as_ref(), at: NOW };
     store
         .audience(audience, &mut |c| {
-            out.insert(c.id);
+            out.insert(c.id.0);
             Ok(())
         })
         .expect("sql");

@@ -389,7 +389,12 @@ fn every_invalid_state_transition_is_refused() {
     let mut store = SqliteStore::open_in_memory().expect("store");
     for from in State::ALL {
         for to in State::ALL {
-            store.put_campaign("x", "v", b"", from, 0).expect("put");
+            store
+                .put_campaign(
+                    &flowc::runtime::store::CampaignVersion { name: "x", version: "v", program: b"", state: from },
+                    0,
+                )
+                .expect("put");
             // put_campaign keeps an existing state: force it for this case.
             store.connection().execute("UPDATE campaigns SET state = ?1", [from.as_str()]).expect("force");
             let ok = allowed.contains(&(from.as_str(), to.as_str()));
@@ -482,7 +487,11 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     assert_eq!(r.provider.deliveries, 1000);
     assert!(r.balance >= 0.0);
     let store = SqliteStore::open(&db.path).expect("store");
-    assert!(store.transitions("c", 10).expect("log").iter().all(|(_, _, to, _)| to != "PAUSED_BALANCE"));
+    assert!(store
+        .transitions("c", 10)
+        .expect("log")
+        .iter()
+        .all(|t| t.to != flowc::runtime::store::CampaignState::PausedBalance));
 }
 
 /// Enrollment inside the store (the audience as SQL) selects exactly the

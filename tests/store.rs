@@ -59,7 +59,7 @@ fn worker(name: &str) -> WorkerId {
 
 fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
     OutboxNew {
-        key: outbox_key(campaign, "v1", contact, step),
+        key: outbox_key(campaign, "v1", &contact.into(), &step.into()),
         contact: contact.into(),
         version: "v1".into(),
         step: step.into(),
@@ -93,16 +93,20 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
     assert!(s.campaign("c").expect("read").is_none());
-    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
     // Guarded by the expected state: a stale writer cannot move it.
     assert!(s.set_state("c", State::Draft, State::Running, "stale", 3).is_err());
-    s.put_campaign("c", "v2", b"p2", State::Scheduled, 4).expect("new version");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v2", program: b"p2", state: State::Scheduled }, 4)
+        .expect("new version");
     let row = s.campaign("c").expect("read").expect("row");
     assert_eq!((row.version.as_str(), row.state, row.program.as_slice()), ("v2", State::Scheduled, b"p2".as_slice()));
     assert_eq!(s.program_version("c", "v1").expect("v1").as_deref(), Some(b"p1".as_slice()));
     let log = s.transitions("c", 10).expect("log");
-    assert_eq!(log, vec![(2, "DRAFT".to_string(), "SCHEDULED".to_string(), "launched".to_string())]);
+    assert_eq!(
+        log,
+        vec![Transition { at: 2, from: State::Draft, to: State::Scheduled, reason: "launched".to_string() }]
+    );
     assert_eq!(s.campaigns().expect("all").len(), 1);
 }
 
@@ -118,7 +122,8 @@ fn ledger_settings_and_meta(s: &mut dyn Store) {
     assert_eq!(s.auto_reload().expect("reload"), Some(r));
     s.set_auto_reload(None).expect("off");
     assert_eq!(s.auto_reload().expect("reload"), None);
-    s.put_campaign("c", "v1", b"p", State::Running, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Running }, 1)
+        .expect("put");
     assert!(!s.probe_pending("c").expect("probe"));
     s.set_probe("c", Probe::Owed).expect("probe");
     assert!(s.probe_pending("c").expect("probe"));
@@ -154,12 +159,16 @@ fn contacts_and_events(s: &mut dyn Store) {
 
 fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[]), record("c", &[])], &[]).expect("upsert");
-    let entries = [Enrollment::new("a", "one", 30), Enrollment::new("b", "one", 10), Enrollment::new("c", "one", 99)];
+    let entries = [
+        Enrollment::new("a".into(), "one".into(), 30),
+        Enrollment::new("b".into(), "one".into(), 10),
+        Enrollment::new("c".into(), "one".into(), 99),
+    ];
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
     let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
     assert_eq!(known.into_iter().collect::<Vec<_>>(), ["a"]);
-    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
+    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id.0).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
     assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
     assert_eq!(s.next_wake("k").expect("wake"), Some(10));
@@ -168,7 +177,8 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
 
 fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
+        .expect("enroll");
     let mut steps = BTreeMap::new();
     steps.insert("s".to_string(), StepCounts { entered: 2, ..Default::default() });
     let mut skipped = BTreeMap::new();
@@ -220,7 +230,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
 
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0)], 0).expect("enroll");
     let sent = Round {
         executions: vec![exec("a", "next", ExecState::Pending, Some(900))],
         outbox_new: vec![outbox_row("k", "a", "s")],
@@ -266,7 +276,8 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
 
 fn abandoned_claims_are_given_back(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("k", "v1", &[Enrollment::new("a", "s", 0), Enrollment::new("b", "s", 0)], 0).expect("enroll");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
+        .expect("enroll");
     let done = Round {
         executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))],
         ..Default::default()
@@ -285,8 +296,8 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &["old", "gone"])], &[]).expect("upsert");
     // Meanwhile another writer adds a tag the batch never saw.
     s.upsert_contacts(&[record("a", &["old", "gone", "vip"])], &[]).expect("concurrent upsert");
-    let delta =
-        TagDelta::between("a", &["old".into(), "gone".into()], &["old".into(), "engaged".into()]).expect("a change");
+    let delta = TagDelta::between(&"a".into(), &["old".into(), "gone".into()], &["old".into(), "engaged".into()])
+        .expect("a change");
     s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("commit");
     assert_eq!(
         s.contact("a").expect("read").map(|c| c.tags),
@@ -296,7 +307,7 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
 
 fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     let failed: Result<(), StoreError> = atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Draft }, 1)?;
         s.set_state("c", State::Draft, State::Scheduled, "launched", 1)?;
         Err(StoreError::Other("stopped halfway".into()))
     });
@@ -304,7 +315,7 @@ fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     assert!(s.campaign("c").expect("read").is_none(), "nothing of a failed transaction remains");
     assert!(s.transitions("c", 10).expect("log").is_empty());
     atomically(s, |s| {
-        s.put_campaign("c", "v1", b"p", State::Draft, 1)?;
+        s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Draft }, 1)?;
         s.set_state("c", State::Draft, State::Scheduled, "launched", 1)
     })
     .expect("commit");
@@ -348,16 +359,9 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: State,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.put_campaign(name, version, program, state, now)
+        self.inner.put_campaign(campaign, now)
     }
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError> {
         self.inner.campaign(name)
@@ -372,7 +376,7 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.set_state(name, from, to, why, now)
     }
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError> {
         self.inner.transitions(name, limit)
     }
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -430,7 +434,7 @@ impl Store for Wrapped {
     fn enroll_audience(
         &mut self,
         program: &Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
@@ -512,16 +516,9 @@ impl Store for Wrapped {
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
     }
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
         self.write()?;
-        self.inner.migrate_executions(campaign, from, to, kept, now)
+        self.inner.migrate_executions(migration, now)
     }
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
         self.write()?;
@@ -681,9 +678,15 @@ fn assert_names_row<T: std::fmt::Debug>(read: Result<T, StoreError>, table: &str
 fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     let tmp = TempDir::new("store-corrupt");
     let mut s = SqliteStore::open(&tmp.0.join("corrupt.db")).expect("open");
-    s.put_campaign("c", "v1", b"p1", State::Draft, 1).expect("put");
+    s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
-    s.enroll("c", "v1", &[Enrollment::new("a", "one", 10), Enrollment::new("b", "one", 10)], 0).expect("enroll");
+    s.enroll(
+        "c",
+        "v1",
+        &[Enrollment::new("a".into(), "one".into(), 10), Enrollment::new("b".into(), "one".into(), 10)],
+        0,
+    )
+    .expect("enroll");
     let raw = |s: &mut SqliteStore, sql: &str| s.connection().execute(sql, []).expect("raw write");
 
     raw(&mut s, "UPDATE campaigns SET state = 'BOGUS' WHERE name = 'c'");
@@ -703,4 +706,16 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     assert_names_row(s.contact("b"), "contacts", "b", "[not json");
     assert_names_row(s.due("c", 50, 10, &[]), "contacts", "b", "[not json");
     assert_names_row(s.contacts_page("", 10), "contacts", "b", "[not json");
+
+    // The breaker's recent outcomes are a string of 0s and 1s; anything else
+    // is not "a failure".
+    s.set_breaker("c", &BreakerState { consecutive_failures: 1, recent: [true, false].into() }).expect("breaker");
+    raw(&mut s, "UPDATE breakers SET recent = '1x0' WHERE campaign = 'c'");
+    assert_names_row(s.breaker("c"), "breakers", "c", "1x0");
+
+    // An audit row whose state this flowc does not know.
+    raw(&mut s, "UPDATE campaigns SET state = 'DRAFT' WHERE name = 'c'");
+    s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
+    raw(&mut s, "UPDATE campaign_transitions SET to_state = 'LIMBO' WHERE name = 'c'");
+    assert_names_row(s.transitions("c", 10), "campaign_transitions", "c", "LIMBO");
 }

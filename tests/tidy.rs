@@ -250,6 +250,67 @@ fn no_unwrap_outside_tests() {
     assert_eq!(counts, allowed, "unwrap/expect outside tests differ from the allow-list (a new one needs a reason there; a removed one leaves the list)");
 }
 
+/// Functions that may take a `bool`: the conversions into the enum the code
+/// passes on from a command-line flag (`from_flag`) or from the persisted
+/// program's `Op::Tag { add }` (`of_op`), and serde's visitor callback.
+const BOOL_PARAMETERS: &[&str] = &["from_flag", "of_op", "visit_bool"];
+
+/// The functions of `code` with a `bool` parameter, by name. Reads each
+/// signature from `fn name(` to its closing parenthesis, across lines.
+fn functions_with_bool_parameters(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("fn ") {
+        if code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &code[i + 3..];
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let Some(open) = rest.find('(') else { continue };
+        if rest[name.len()..open].contains(['{', ';']) {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut params = "";
+        for (j, c) in rest[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        params = &rest[open + 1..open + j];
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let takes_bool = params.split(',').any(|p| p.split_once(':').is_some_and(|(_, ty)| ty.trim() == "bool"));
+        if takes_bool && !BOOL_PARAMETERS.contains(&name.as_str()) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// STYLE.md: no boolean parameters; a flag that changes what a function does
+/// is an enum whose variants say it at the call site.
+#[test]
+fn no_boolean_parameters() {
+    let bad: Vec<String> = sources()
+        .iter()
+        .flat_map(|(rel, text)| {
+            functions_with_bool_parameters(&code(text)).into_iter().map(move |f| format!("{rel}: fn {f}"))
+        })
+        .collect();
+    assert!(bad.is_empty(), "functions with a bool parameter (use an enum): {bad:#?}");
+}
+
+#[test]
+fn the_bool_parameter_reader_sees_signatures_across_lines() {
+    let code = "fn a(x: bool) {}\nfn b(\n    y: &str,\n    z: bool,\n) -> u8 {}\nfn c(f: &dyn Fn(bool) -> bool) {}\nfn d(v: Vec<bool>) {}";
+    assert_eq!(functions_with_bool_parameters(code), ["a", "b"]);
+}
+
 #[test]
 fn every_module_opens_with_a_doc_line() {
     let bad: Vec<String> = sources()

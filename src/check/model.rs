@@ -273,6 +273,12 @@ pub enum Trigger {
 #[serde(transparent)]
 pub struct StepId(pub String);
 
+impl From<&str> for StepId {
+    fn from(s: &str) -> StepId {
+        StepId(s.to_string())
+    }
+}
+
 impl std::fmt::Display for StepId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -242,7 +242,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             if json || format == Format::Json {
                 let t: Vec<_> = transitions
                     .iter()
-                    .map(|(at, from, to, why)| serde_json::json!({"at": fmt_time(*at), "from": from, "to": to, "why": why}))
+                    .map(|t| serde_json::json!({"at": fmt_time(t.at), "from": t.from, "to": t.to, "why": t.reason}))
                     .collect();
                 let v = serde_json::json!({"campaign": name, "state": row.state, "version": row.version, "executions": r.executions, "balance": r.balance, "transitions": t});
                 outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
@@ -255,8 +255,8 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 outln!("executions: {}", states.join(", "));
                 outln!("balance: {:.4} EUR", r.balance);
                 outln!("last transitions:");
-                for (at, from, to, why) in transitions {
-                    outln!("  {}  {from} → {to}  ({why})", fmt_time(at));
+                for t in transitions {
+                    outln!("  {}  {} → {}  ({})", fmt_time(t.at), t.from, t.to, t.reason);
                 }
             }
             Ok(Outcome::Ok)

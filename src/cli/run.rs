@@ -12,7 +12,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
-use flowc::runtime::store::{Enrollment, Store};
+use flowc::runtime::store::{ContactId, Enrollment, Store};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -513,8 +513,7 @@ fn enroll_triggers(
     now: Minutes,
 ) -> Result<(), Fatal> {
     let db = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
-    let entry =
-        p.nodes.first().map(|n| n.id.0.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
+    let entry = p.nodes.first().map(|n| n.id.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
     let mut errors = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
@@ -543,7 +542,7 @@ fn enroll_triggers(
             let mut props = t.data.clone();
             props.insert("campaign".into(), Value::String(p.campaign.clone()));
             events.push((id.clone(), ContactEvent { name: "campaign.triggered".into(), at: when, props }));
-            entries.push(Enrollment { contact: id.clone(), step: entry.clone(), wake_at: when });
+            entries.push(Enrollment { contact: ContactId(id.clone()), step: entry.clone(), wake_at: when });
         }
     }
     if !errors.is_empty() {

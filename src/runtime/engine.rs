@@ -265,7 +265,7 @@ impl<'a> Engine<'a> {
     pub fn recover(&mut self, now: i64) -> Result<u64, EngineError> {
         let pending = self.store.outbox_pending(&self.campaign)?;
         if !pending.is_empty() {
-            self.recovered.extend(pending.iter().map(|o| o.contact.clone()));
+            self.recovered.extend(pending.iter().map(|o| o.contact.0.clone()));
             let keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
             let known = self.provider.status(&keys);
             let mut done = Vec::new();
@@ -368,12 +368,12 @@ impl<'a> Engine<'a> {
         let mut sent_ids: Vec<&str> = Vec::new();
         let mut event_ids: Vec<&str> = Vec::new();
         for d in &due {
-            let r = self.versions[&d.version].reads_at(&d.step);
-            if r.sent || self.recovered.contains(&d.contact.id) {
-                sent_ids.push(&d.contact.id);
+            let r = self.versions[&d.version].reads_at(&d.step.0);
+            if r.sent || self.recovered.contains(d.contact.id.as_str()) {
+                sent_ids.push(d.contact.id.as_str());
             }
             if r.events {
-                event_ids.push(&d.contact.id);
+                event_ids.push(d.contact.id.as_str());
             }
         }
         let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
@@ -398,14 +398,14 @@ impl<'a> Engine<'a> {
         if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
             // An execution still on an older version whose program reads
             // other fields (rare: after a migration): read them for it.
-            let record = self.store.contact(&contact.id)?.unwrap_or_default();
+            let record = self.store.contact(contact.id.as_str())?.unwrap_or_default();
             fields = facts::fields_for(p, &record);
         }
         let mut f = Facts {
             addresses: contact.addresses,
-            sent: batch.sent.remove(&contact.id).unwrap_or_default(),
-            events: batch.events.remove(&contact.id).unwrap_or_default(),
-            contact_id: contact.id,
+            sent: batch.sent.remove(contact.id.as_str()).unwrap_or_default(),
+            events: batch.events.remove(contact.id.as_str()).unwrap_or_default(),
+            contact_id: contact.id.0,
             fields,
             tags: contact.tags,
             consent: contact.consent,
@@ -434,7 +434,7 @@ impl<'a> Engine<'a> {
     ) -> Result<(), EngineError> {
         let loaded = Rc::clone(&self.versions[&d.version]);
         let p = &loaded.program;
-        let Some(&start) = loaded.index.get(&d.step) else {
+        let Some(&start) = loaded.index.get(&d.step.0) else {
             return Err(EngineError::Program {
                 campaign: self.campaign.clone(),
                 version: d.version.clone(),
@@ -473,7 +473,7 @@ impl<'a> Engine<'a> {
                 }
                 Stop::Wait { until, next } => {
                     break Boundary {
-                        step: p.nodes[next.get()].id.0.clone(),
+                        step: p.nodes[next.get()].id.clone(),
                         state: ExecState::Pending,
                         wake_at: Some(until),
                         reason: None,
@@ -482,7 +482,7 @@ impl<'a> Engine<'a> {
                 Stop::Completed => {
                     acc.outcome.finished += 1;
                     break Boundary {
-                        step: p.nodes[last.get()].id.0.clone(),
+                        step: p.nodes[last.get()].id.clone(),
                         state: ExecState::Completed,
                         wake_at: None,
                         reason: None,
@@ -499,7 +499,7 @@ impl<'a> Engine<'a> {
                         .entry(reason.as_str().to_string())
                         .or_default() += 1;
                     break Boundary {
-                        step: id,
+                        step: StepId(id),
                         state: ExecState::Skipped,
                         wake_at: None,
                         reason: Some(reason.as_str().to_string()),
@@ -507,11 +507,12 @@ impl<'a> Engine<'a> {
                 }
             }
         };
+        let contact = ContactId(f.contact_id);
         if tags_changed {
-            acc.round.tags.extend(TagDelta::between(&f.contact_id, &tags_before, &f.tags));
+            acc.round.tags.extend(TagDelta::between(&contact, &tags_before, &f.tags));
         }
         acc.round.executions.push(ExecUpdate {
-            contact: f.contact_id,
+            contact,
             step: end.step,
             version,
             state: end.state,
@@ -534,7 +535,8 @@ impl<'a> Engine<'a> {
         acc: &mut Stepped,
         now: i64,
     ) -> Option<Boundary> {
-        let id = &p.nodes[node.get()].id.0;
+        let step = &p.nodes[node.get()].id;
+        let id = &step.0;
         if f.sent.iter().any(|m| m.step == *id) {
             // Sent before a crash: move on without sending again.
             count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
@@ -554,15 +556,16 @@ impl<'a> Engine<'a> {
         if self.balance < target.price_micros {
             acc.outcome.out_of_balance = true;
             count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
-            return Some(Boundary { step: id.clone(), state: ExecState::Pending, wake_at: Some(now), reason: None });
+            return Some(Boundary { step: step.clone(), state: ExecState::Pending, wake_at: Some(now), reason: None });
         }
         self.balance -= target.price_micros;
         acc.outcome.sends += 1;
+        let contact = ContactId(f.contact_id.clone());
         acc.sends.push(OutboxNew {
-            key: outbox_key(&self.campaign, version, &f.contact_id, id),
-            contact: f.contact_id.clone(),
+            key: outbox_key(&self.campaign, version, &contact, step),
+            contact,
             version: version.to_string(),
-            step: id.clone(),
+            step: step.clone(),
             channel: target.channel.clone(),
             message: target.message.clone(),
             template: target.template.clone(),
@@ -649,7 +652,7 @@ impl<'a> Engine<'a> {
         }
         self.balance += o.price_micros;
         round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason.clone() }));
-        count(&mut round.steps, &o.step, |c| c.failed += 1);
+        count(&mut round.steps, &o.step.0, |c| c.failed += 1);
         round.executions.push(ExecUpdate {
             contact: o.contact.clone(),
             step: o.step.clone(),
@@ -761,7 +764,7 @@ struct Batch {
 
 /// Where an execution stops in this batch.
 struct Boundary {
-    step: String,
+    step: StepId,
     state: ExecState,
     wake_at: Option<i64>,
     reason: Option<String>,
@@ -789,7 +792,7 @@ pub fn record_sent(round: &mut Round, debits: &mut Debits, row: &OutboxNew, enga
     round.outbox_done.push(row.outcome(now, SendOutcome::Sent(engagement)));
     debits.micros += row.price_micros;
     debits.sends += 1;
-    count(&mut round.steps, &row.step, |c| {
+    count(&mut round.steps, &row.step.0, |c| {
         c.sent += 1;
         c.cost_micros += row.price_micros;
     });

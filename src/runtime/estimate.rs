@@ -216,8 +216,8 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
         }
         for c in batch.drain(..) {
             let mut f = Facts {
-                events: events.remove(&c.id).unwrap_or_default(),
-                contact_id: c.id,
+                events: events.remove(c.id.as_str()).unwrap_or_default(),
+                contact_id: c.id.0,
                 fields: c.fields,
                 tags: c.tags,
                 consent: c.consent,

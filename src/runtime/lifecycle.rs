@@ -2,7 +2,7 @@
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 
-use super::store::{atomically, BreakerState, Probe, Store, StoreError};
+use super::store::{atomically, BreakerState, CampaignVersion, Migration, Probe, Store, StoreError};
 use crate::compile::codec;
 use crate::compile::diff;
 use crate::compile::program::Program;
@@ -108,7 +108,10 @@ fn launch_in(
     let bytes = codec::to_binary(program);
     let name = &program.campaign;
     let Some(row) = store.campaign(name)? else {
-        store.put_campaign(name, &program.version.0, &bytes, State::Draft, now)?;
+        store.put_campaign(
+            &CampaignVersion { name, version: &program.version.0, program: &bytes, state: State::Draft },
+            now,
+        )?;
         transition(store, name, State::Scheduled, "launched", now)?;
         return Ok(Launched::New);
     };
@@ -136,9 +139,11 @@ fn launch_in(
             removed.join(", ")
         )));
     }
-    store.put_campaign(name, &program.version.0, &bytes, row.state, now)?;
+    store
+        .put_campaign(&CampaignVersion { name, version: &program.version.0, program: &bytes, state: row.state }, now)?;
     let kept: Vec<String> = map.kept.iter().map(|(id, _, _, _)| id.0.clone()).collect();
-    let (moved, skipped) = store.migrate_executions(name, &old.version.0, &program.version.0, &kept, now)?;
+    let migration = Migration { campaign: name, from: &old.version.0, to: &program.version.0, kept: &kept };
+    let (moved, skipped) = store.migrate_executions(&migration, now)?;
     store.set_state(
         name,
         row.state,

@@ -9,7 +9,7 @@ use super::facts::{self, ContactEvent};
 use super::lifecycle::{self, State};
 use super::provider::Provider;
 use super::report::{self, Report};
-use super::store::{Enrollment, ExecState, Store, StoreError, WorkerId};
+use super::store::{ContactId, Enrollment, ExecState, StepId, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -202,8 +202,8 @@ fn start(store: &mut dyn Store, program: &Program, now: Minutes) -> Result<State
 
 /// The program's entry step and when non-event enrollments start (the
 /// scheduled instant, else now).
-fn entry_and_start(p: &Program, now: Minutes) -> Result<(String, Minutes), RunError> {
-    let entry = p.nodes.first().map(|n| n.id.0.clone()).unwrap_or_default();
+fn entry_and_start(p: &Program, now: Minutes) -> Result<(StepId, Minutes), RunError> {
+    let entry = p.nodes.first().map_or_else(|| StepId(String::new()), |n| n.id.clone());
     let start_at = match &p.trigger {
         Trigger::Scheduled { at, zone } => scheduled_instant(at, zone)
             .ok_or_else(|| RunError::Refused(format!("cannot resolve the scheduled time {at} in {zone}")))?,
@@ -301,7 +301,7 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
                 continue;
             }
-            entries.push(Enrollment { contact: c.id.clone(), step: entry.clone(), wake_at: wake });
+            entries.push(Enrollment { contact: ContactId(c.id.clone()), step: entry.clone(), wake_at: wake });
         }
         enrolled += store.enroll(&p.campaign, &p.version.0, &entries, now)?;
     }

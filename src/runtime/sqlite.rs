@@ -444,7 +444,7 @@ fn register_functions(conn: &Connection) -> Result<(), StoreError> {
         |cx| {
             let mut tags = parse_list(&cx.get::<String>(0)?, "contacts", "(tags being updated)")?;
             let delta = TagDelta {
-                contact: String::new(),
+                contact: ContactId(String::new()),
                 add: parse_list(&cx.get::<String>(1)?, "tag_deltas", "add")?,
                 remove: parse_list(&cx.get::<String>(2)?, "tag_deltas", "remove")?,
             };
@@ -644,19 +644,73 @@ fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<
     .map_err(classify)
 }
 
+/// Ids are stored as their text.
+impl rusqlite::ToSql for ContactId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for ContactId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(v).map(ContactId)
+    }
+}
+
+impl rusqlite::ToSql for StepId {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        self.0.to_sql()
+    }
+}
+
+impl rusqlite::types::FromSql for StepId {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        String::column_result(v).map(StepId)
+    }
+}
+
+/// An outbox row selected as `key, contact_id, version, step, channel, message,
+/// template, price_micros, created_at` (first, in that order).
+fn outbox_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxNew> {
+    Ok(OutboxNew {
+        key: r.get(0)?,
+        contact: r.get(1)?,
+        version: r.get(2)?,
+        step: r.get(3)?,
+        channel: r.get(4)?,
+        message: r.get(5)?,
+        template: r.get(6)?,
+        price_micros: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// A breakers row selected as `consecutive, recent`: the recent outcomes
+/// are written as `1` (success) and `0` (failure), and nothing else reads
+/// as either.
+fn breaker_row(campaign: &str, r: &rusqlite::Row) -> rusqlite::Result<BreakerState> {
+    let consecutive: i64 = r.get(0)?;
+    let consecutive_failures =
+        u32::try_from(consecutive).map_err(|_| corrupt("breakers", campaign, &consecutive.to_string()))?;
+    let text: String = r.get(1)?;
+    let recent = text
+        .bytes()
+        .map(|b| match b {
+            b'1' => Ok(true),
+            b'0' => Ok(false),
+            _ => Err(corrupt("breakers", campaign, &text)),
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(BreakerState { consecutive_failures, recent })
+}
+
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
 
 impl Store for SqliteStore {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: CampaignState,
-        now: i64,
-    ) -> Result<(), StoreError> {
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
+        let CampaignVersion { name, version, program, state } = *campaign;
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute(
             "INSERT INTO campaigns (name, version, program, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -728,13 +782,19 @@ impl Store for SqliteStore {
         tx.commit().map_err(classify)
     }
 
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError> {
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT at, from_state, to_state, why FROM campaign_transitions WHERE name = ?1 ORDER BY id DESC LIMIT ?2")
             .map_err(classify)?;
+        let state = |r: &rusqlite::Row, i: usize| -> rusqlite::Result<CampaignState> {
+            let s: String = r.get(i)?;
+            CampaignState::parse(&s).ok_or_else(|| corrupt("campaign_transitions", name, &s))
+        };
         let rows = stmt
-            .query_map(params![name, limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map(params![name, limit as i64], |r| {
+                Ok(Transition { at: r.get(0)?, from: state(r, 1)?, to: state(r, 2)?, reason: r.get(3)? })
+            })
             .map_err(classify)?;
         let mut v = rows.collect::<Result<Vec<_>, _>>().map_err(classify)?;
         v.reverse();
@@ -942,7 +1002,7 @@ impl Store for SqliteStore {
     fn enroll_audience(
         &mut self,
         program: &crate::compile::program::Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
@@ -1041,7 +1101,15 @@ impl Store for SqliteStore {
                 let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
                 let capabilities = parse_list(&r.get::<_, String>(6)?, "contacts", &id)?;
                 Ok(Due {
-                    contact: DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses },
+                    contact: DueContact {
+                        id: ContactId(id),
+                        fields: values,
+                        tags,
+                        consent,
+                        capabilities,
+                        created_at,
+                        addresses,
+                    },
                     step: r.get(1)?,
                     version: r.get(2)?,
                     state,
@@ -1133,17 +1201,13 @@ impl Store for SqliteStore {
     }
 
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
-        let row: Option<(i64, String)> = self
-            .conn
+        self.conn
             .query_row("SELECT consecutive, recent FROM breakers WHERE campaign = ?1", params![campaign], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                breaker_row(campaign, r)
             })
             .optional()
-            .map_err(classify)?;
-        Ok(row.map_or_else(BreakerState::default, |(c, recent)| BreakerState {
-            consecutive_failures: u32::try_from(c).unwrap_or(u32::MAX),
-            recent: recent.bytes().map(|b| b == b'1').collect(),
-        }))
+            .map_err(classify)
+            .map(Option::unwrap_or_default)
     }
 
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
@@ -1154,27 +1218,18 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts FROM outbox
-                 WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
+                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts
+                 FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
                  ORDER BY next_attempt_at LIMIT ?3",
             )
             .map_err(classify)?;
         let rows = stmt
             .query_map(params![campaign, now, limit as i64], |r| {
-                Ok((
-                    OutboxNew {
-                        key: r.get(0)?,
-                        contact: r.get(1)?,
-                        version: r.get(2)?,
-                        step: r.get(3)?,
-                        channel: r.get(4)?,
-                        message: r.get(5)?,
-                        template: r.get(6)?,
-                        price_micros: r.get(7)?,
-                        created_at: r.get(8)?,
-                    },
-                    u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
-                ))
+                let row = outbox_row(r)?;
+                let attempts: i64 = r.get(9)?;
+                let attempts =
+                    u32::try_from(attempts).map_err(|_| corrupt("outbox", &row.key, &attempts.to_string()))?;
+                Ok((row, attempts))
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1198,7 +1253,7 @@ impl Store for SqliteStore {
                 round
                     .outbox_done
                     .iter()
-                    .map(|d| ((d.contact.as_str(), d.step.as_str(), d.version.as_str()), d))
+                    .map(|d| ((d.contact.as_str(), d.step.0.as_str(), d.version.as_str()), d))
                     .collect()
             };
             // Pending rows added minus pending rows settled: kept in outbox_inflight.
@@ -1210,7 +1265,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             for o in &round.outbox_new {
-                match known.get(&(o.contact.as_str(), o.step.as_str(), o.version.as_str())) {
+                match known.get(&(o.contact.as_str(), o.step.0.as_str(), o.version.as_str())) {
                     Some(d) => {
                         let e = d.outcome.engagement();
                         full.execute(params![
@@ -1259,7 +1314,7 @@ impl Store for SqliteStore {
             for d in round
                 .outbox_done
                 .iter()
-                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.as_str(), d.version.as_str())))
+                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.0.as_str(), d.version.as_str())))
             {
                 let e = d.outcome.engagement();
                 inflight -= done
@@ -1480,21 +1535,7 @@ impl Store for SqliteStore {
             .conn
             .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending' AND next_attempt_at IS NULL")
             .map_err(classify)?;
-        let rows = stmt
-            .query_map(params![campaign], |r| {
-                Ok(OutboxNew {
-                    key: r.get(0)?,
-                    contact: r.get(1)?,
-                    version: r.get(2)?,
-                    step: r.get(3)?,
-                    channel: r.get(4)?,
-                    message: r.get(5)?,
-                    template: r.get(6)?,
-                    price_micros: r.get(7)?,
-                    created_at: r.get(8)?,
-                })
-            })
-            .map_err(classify)?;
+        let rows = stmt.query_map(params![campaign], outbox_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
@@ -1510,14 +1551,8 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError> {
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
+        let Migration { campaign, from, to, kept } = *migration;
         let tx = self.conn.savepoint().map_err(classify)?;
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;")
             .map_err(classify)?;
@@ -1587,7 +1622,7 @@ mod tests {
             conn.execute(
                 "INSERT INTO outbox (key, campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at)
                  VALUES (?1, 'welcome', 'v1', 'c/1', ?2, 'email', 'marketing', 't', 1000, ?3, 10, 11)",
-                params![outbox_key("welcome", "v1", "c/1", step), step, status],
+                params![outbox_key("welcome", "v1", &"c/1".into(), &step.into()), step, status],
             )
             .expect("row");
         }
@@ -1596,8 +1631,8 @@ mod tests {
         assert_eq!(version, MIGRATIONS.len() as i64);
         let pending = store.outbox_pending("welcome").expect("pending");
         assert_eq!(pending.len(), 1);
-        assert_eq!(pending[0].key, outbox_key("welcome", "v1", "c/1", "s3"));
-        assert_eq!(pending[0].step, "s3");
+        assert_eq!(pending[0].key, outbox_key("welcome", "v1", &"c/1".into(), &"s3".into()));
+        assert_eq!(pending[0].step.0, "s3");
         let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
         assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
@@ -1767,7 +1802,7 @@ mod tests {
     fn duplicate_outbox_rows_are_ignored_and_counted_once() {
         let mut store = SqliteStore::open_in_memory().expect("db");
         let row = OutboxNew {
-            key: outbox_key("c", "v", "x", "s1"),
+            key: outbox_key("c", "v", &"x".into(), &"s1".into()),
             contact: "x".into(),
             version: "v".into(),
             step: "s1".into(),
@@ -1824,7 +1859,7 @@ mod tests {
         };
         let mut store = SqliteStore::open_in_memory().expect("db");
         store.upsert_contacts(std::slice::from_ref(&record), &[]).expect("contacts");
-        store.enroll("camp", "v", &[Enrollment::new("c-1", "s0", 5)], 1).expect("enroll");
+        store.enroll("camp", "v", &[Enrollment::new("c-1".into(), "s0".into(), 5)], 1).expect("enroll");
         let due = store.due("camp", 10, 10, &fields).expect("due");
         assert_eq!(due.len(), 1);
         let expected: Vec<FieldValue> = fields

@@ -72,7 +72,7 @@ pub enum Stop {
 pub enum Trace {
     Entered(NodeIdx),
     AbPick { node: NodeIdx, variant: usize },
-    Tag { add: bool, tag: String },
+    Tag { change: TagChange, tag: String },
 }
 
 /// What one instruction does to an execution.
@@ -112,8 +112,9 @@ pub fn transition<'p>(
             Transition::Next(variants.get(chosen).map_or(pc, |v| v.target))
         }
         Op::Tag { add, tag, next } => {
-            apply_tag(p, facts, *add, tag);
-            trace.push(Trace::Tag { add: *add, tag: tag.clone() });
+            let change = TagChange::of_op(*add);
+            apply_tag(p, facts, change, tag);
+            trace.push(Trace::Tag { change, tag: tag.clone() });
             Transition::Next(*next)
         }
         Op::Jump { target } => Transition::Next(*target),
@@ -223,12 +224,31 @@ pub fn eligible(t: &SendTarget, facts: &Facts, account: &Account) -> Result<(), 
     Ok(())
 }
 
+/// What a `tag` step does to its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagChange {
+    Add,
+    Remove,
+}
+
+impl TagChange {
+    /// The change of a compiled `Op::Tag`, whose persisted form keeps a
+    /// boolean (`add`) so stored programs stay readable.
+    pub fn of_op(add: bool) -> TagChange {
+        if add {
+            TagChange::Add
+        } else {
+            TagChange::Remove
+        }
+    }
+}
+
 /// Keeps the `tags` set and any `tags` field slot in step.
-pub fn apply_tag(p: &Program, facts: &mut Facts, add: bool, tag: &str) {
+pub fn apply_tag(p: &Program, facts: &mut Facts, change: TagChange, tag: &str) {
     let present = facts.tags.iter().position(|t| t == tag);
-    match (add, present) {
-        (true, None) => facts.tags.push(tag.to_string()),
-        (false, Some(i)) => {
+    match (change, present) {
+        (TagChange::Add, None) => facts.tags.push(tag.to_string()),
+        (TagChange::Remove, Some(i)) => {
             facts.tags.remove(i);
         }
         _ => return,

@@ -106,6 +106,18 @@ impl serde::Serialize for CampaignState {
     }
 }
 
+/// One row of a campaign's audit log: a state change and why it happened.
+/// A version replacement is recorded with `from == to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// When, in minutes.
+    pub at: i64,
+    pub from: CampaignState,
+    pub to: CampaignState,
+    /// The operator's or the runtime's words (`launched`, `breaker: …`).
+    pub reason: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignRow {
     pub name: String,
@@ -114,17 +126,64 @@ pub struct CampaignRow {
     pub state: CampaignState,
 }
 
+/// A campaign version to store, with the state the campaign is in.
+#[derive(Debug, Clone, Copy)]
+pub struct CampaignVersion<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    /// The program in its binary form (`compile::codec`).
+    pub program: &'a [u8],
+    pub state: CampaignState,
+}
+
+/// A campaign's unfinished executions moving from one version to the next:
+/// those waiting at a step in `kept` move, the others are skipped with
+/// reason `step-removed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration<'a> {
+    pub campaign: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub kept: &'a [String],
+}
+
+pub use crate::check::model::StepId;
+
+/// A contact's id as stored: the key of its contacts row and of its
+/// executions, sends and events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct ContactId(pub String);
+
+impl ContactId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ContactId {
+    fn from(s: &str) -> ContactId {
+        ContactId(s.to_string())
+    }
+}
+
+impl std::fmt::Display for ContactId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One contact to enroll: its first step and when it wakes there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub wake_at: i64,
 }
 
 impl Enrollment {
-    pub fn new(contact: &str, step: &str, wake_at: i64) -> Enrollment {
-        Enrollment { contact: contact.to_string(), step: step.to_string(), wake_at }
+    pub fn new(contact: ContactId, step: StepId, wake_at: i64) -> Enrollment {
+        Enrollment { contact, step, wake_at }
     }
 }
 
@@ -133,7 +192,7 @@ impl Enrollment {
 pub struct Due {
     pub contact: DueContact,
     /// The step id to run next.
-    pub step: String,
+    pub step: StepId,
     pub version: String,
     pub state: ExecState,
 }
@@ -142,7 +201,7 @@ pub struct Due {
 /// asked for (by their slots), pulled out by the store, not the whole record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueContact {
-    pub id: String,
+    pub id: ContactId,
     pub fields: Vec<FieldValue>,
     pub tags: Vec<String>,
     pub consent: Vec<String>,
@@ -167,8 +226,8 @@ pub struct Audience<'a> {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecUpdate {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub state: ExecState,
     pub wake_at: Option<i64>,
@@ -178,9 +237,9 @@ pub struct ExecUpdate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxNew {
     pub key: String,
-    pub contact: String,
+    pub contact: ContactId,
     pub version: String,
-    pub step: String,
+    pub step: StepId,
     pub channel: String,
     pub message: String,
     pub template: String,
@@ -193,7 +252,7 @@ impl OutboxNew {
     pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
         super::provider::Message {
             key: &self.key,
-            contact: &self.contact,
+            contact: self.contact.as_str(),
             channel: &self.channel,
             message: &self.message,
             template: &self.template,
@@ -216,7 +275,7 @@ impl OutboxNew {
 
 /// The idempotency key of one send: unique per campaign, version, contact
 /// and step (the outbox's primary key), stable across retries and restarts.
-pub fn outbox_key(campaign: &str, version: &str, contact: &str, step: &str) -> String {
+pub fn outbox_key(campaign: &str, version: &str, contact: &ContactId, step: &StepId) -> String {
     format!("{campaign}/{version}/{contact}/{step}")
 }
 
@@ -263,8 +322,8 @@ impl SendOutcome {
 /// The outcome of a send; names its outbox row by the row's primary key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub at: i64,
     pub outcome: SendOutcome,
@@ -285,17 +344,17 @@ pub struct StepCounts {
 /// campaign's batch) is kept rather than overwritten by the set the batch loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagDelta {
-    pub contact: String,
+    pub contact: ContactId,
     pub add: Vec<String>,
     pub remove: Vec<String>,
 }
 
 impl TagDelta {
     /// The change that turns `before` into `after`.
-    pub fn between(contact: &str, before: &[String], after: &[String]) -> Option<TagDelta> {
+    pub fn between(contact: &ContactId, before: &[String], after: &[String]) -> Option<TagDelta> {
         let add: Vec<String> = after.iter().filter(|t| !before.contains(t)).cloned().collect();
         let remove: Vec<String> = before.iter().filter(|t| !after.contains(t)).cloned().collect();
-        (!add.is_empty() || !remove.is_empty()).then(|| TagDelta { contact: contact.to_string(), add, remove })
+        (!add.is_empty() || !remove.is_empty()).then(|| TagDelta { contact: contact.clone(), add, remove })
     }
 
     /// `tags` with this change applied: removals first, additions appended in order.
@@ -312,8 +371,8 @@ impl TagDelta {
 /// An outbox row's failed attempt that will be tried again at `next_attempt_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRetry {
-    pub contact: String,
-    pub step: String,
+    pub contact: ContactId,
+    pub step: StepId,
     pub version: String,
     pub attempts: u32,
     pub next_attempt_at: i64,
@@ -352,11 +411,11 @@ pub struct Round {
     /// Contacts whose execution must not step on while a send of theirs
     /// waits for another attempt: written `processing`, claimed by the
     /// committing worker, remembering the state to go back to.
-    pub parked: Vec<String>,
+    pub parked: Vec<ContactId>,
     /// Contacts whose retried or recovered sends were accepted: their
     /// `processing` executions take the state they were parked with once
     /// no send of theirs is pending.
-    pub settled: Vec<String>,
+    pub settled: Vec<ContactId>,
     /// (amount in micro-euros, reason); negative is a debit.
     pub ledger: Vec<(i64, String)>,
     pub tags: Vec<TagDelta>,
@@ -439,14 +498,8 @@ pub fn atomically<T, E: From<StoreError>>(
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
-    fn put_campaign(
-        &mut self,
-        name: &str,
-        version: &str,
-        program: &[u8],
-        state: CampaignState,
-        now: i64,
-    ) -> Result<(), StoreError>;
+    /// Stores a campaign's current version (and keeps it among its versions).
+    fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
@@ -459,7 +512,7 @@ pub trait Store {
         why: &str,
         now: i64,
     ) -> Result<(), StoreError>;
-    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<(i64, String, String, String)>, StoreError>;
+    fn transitions(&self, name: &str, limit: usize) -> Result<Vec<Transition>, StoreError>;
     fn meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError>;
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
@@ -488,7 +541,7 @@ pub trait Store {
     fn enroll_audience(
         &mut self,
         program: &crate::compile::program::Program,
-        step: &str,
+        step: &StepId,
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError>;
@@ -532,16 +585,9 @@ pub trait Store {
     fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
-    /// Moves unfinished executions of `from` to `to` where their step is in
-    /// `kept`; the others are skipped with reason `step-removed`. Returns (moved, skipped).
-    fn migrate_executions(
-        &mut self,
-        campaign: &str,
-        from: &str,
-        to: &str,
-        kept: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError>;
+    /// Moves unfinished executions of the migration's `from` version to
+    /// `to`; see `Migration`. Returns (moved, skipped).
+    fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError>;
     /// Crash recovery: executions claimed by another worker (abandoned: in
     /// this single-writer store, any other process is gone) and with no
     /// send pending go back to the state they were parked with (`pending`

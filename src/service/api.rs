@@ -9,7 +9,7 @@ use crate::runtime::eval::{self, Ctx, Props};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
-use crate::runtime::store::{Enrollment, Store};
+use crate::runtime::store::{ContactId, Enrollment, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
@@ -418,7 +418,7 @@ async fn trigger(
             outside += 1;
             continue;
         }
-        entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.0.clone(), wake_at: now });
+        entries.push(Enrollment { contact: ContactId(cid.clone()), step: p.nodes[0].id.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
         return Err(ApiError::new(
@@ -434,11 +434,11 @@ async fn trigger(
     let asked = entries.len() as u64;
     let ids_in: Vec<&str> = entries.iter().map(|e| e.contact.as_str()).collect();
     let already = store.enrolled(&id, &ids_in).map_err(ApiError::internal)?;
-    entries.retain(|e| !already.contains(&e.contact));
+    entries.retain(|e| !already.contains(e.contact.as_str()));
     for Enrollment { contact: cid, .. } in &entries {
         let mut props = data.clone();
         props.insert("campaign".into(), json!(id));
-        events.push((cid.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
+        events.push((cid.0.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
     }
     // The event is stored before the enrollment so the first step can read it.
     store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
@@ -598,7 +598,12 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         if rule
             && audience
             && store
-                .enroll(&p.campaign, &p.version.0, &[Enrollment::new(cid, &p.nodes[0].id.0, at.max(now))], now)
+                .enroll(
+                    &p.campaign,
+                    &p.version.0,
+                    &[Enrollment::new(ContactId(cid.to_string()), p.nodes[0].id.clone(), at.max(now))],
+                    now,
+                )
                 .map_err(ApiError::internal)?
                 > 0
         {

@@ -6,7 +6,7 @@ use super::segment;
 use super::{classify, parse_list};
 use crate::compile::program::FieldDef;
 use crate::runtime::facts;
-use crate::runtime::store::{Audience, DueContact, StoreError};
+use crate::runtime::store::{Audience, ContactId, DueContact, StoreError};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, Row};
 
@@ -62,5 +62,5 @@ fn member(r: &Row<'_>, fields: &[FieldDef]) -> rusqlite::Result<DueContact> {
     };
     let addresses = segment::addresses_from_row(r, 5 + fields.len())?;
     let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
-    Ok(DueContact { id, fields: values, tags, consent, capabilities, created_at, addresses })
+    Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
 }
