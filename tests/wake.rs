@@ -1,0 +1,271 @@
+//! Event-driven wake-ups (issue 18): which executions an event, a tag or an
+//! attribute change concerns, and that waking them costs exactly those rows.
+
+mod common;
+
+use flowc::check::model::StepId;
+use flowc::compile::program::{
+    Cond, Const, EngagementRepr, EventMatch, Exit, FieldDef, FieldSlot, FieldType, Op, Operand, Program, WaitArm,
+    WaitOn,
+};
+use flowc::compile::{self, codec};
+use flowc::runtime::facts::ContactEvent;
+use flowc::runtime::ingest::{self, FaultKind, Incoming};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::store::{CampaignState, Enrollment, Steps, Store, TagDelta};
+use flowc::runtime::wake::{self, Concern, Interests};
+use std::collections::BTreeSet;
+
+const START: i64 = 29_400_000;
+const LATER: i64 = START + 10_000;
+
+const SRC: &str = r#"
+template hello { channel email message marketing status published }
+event order.completed { amount: number }
+event page.viewed
+contact { plan: enum(free, pro) score: number }
+campaign w {
+  trigger manual
+  hold: wait 3d
+  other: wait 1d
+  last: send email.marketing hello
+}
+"#;
+
+fn compiled() -> Program {
+    let (analysis, ws) = common::check_source(SRC);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    compile::compile(&model, c, ws.sources.get(c.file))
+}
+
+fn slot(p: &mut Program, name: &str, ty: FieldType) -> Operand {
+    p.fields.push(FieldDef { name: name.into(), ty, optional: true });
+    Operand::Field { slot: FieldSlot(p.fields.len() as u16 - 1) }
+}
+
+fn event(name: &str) -> EventMatch {
+    EventMatch { event: name.into(), props: vec![], filter: vec![] }
+}
+
+/// `w` with `hold` turned into `wait until { when event order.completed {}
+/// when tags has "vip" {} timeout 3d {} }`, as the compiler of `wait until`
+/// will emit it; `exits` as given.
+fn waiting_program(exits: Vec<Exit>) -> Program {
+    let mut p = compiled();
+    let i = p.nodes.iter().position(|n| n.id.0 == "hold").expect("hold");
+    let Op::Wait { next, .. } = p.nodes[i].op.clone() else { panic!("hold is a wait") };
+    let tags = slot(&mut p, "tags", FieldType::SetString);
+    let arms = vec![
+        WaitArm { on: WaitOn::Event { event: event("order.completed") }, target: next },
+        WaitArm {
+            on: WaitOn::State {
+                cond: Cond::Has { set: tags, elem: Operand::Const { value: Const::Str("vip".into()) } },
+            },
+            target: next,
+        },
+    ];
+    p.nodes[i].op = Op::WaitUntil { arms, timeout_minutes: 3 * 1440, timeout: next };
+    p.exits = exits;
+    p.version = codec::content_hash(&p);
+    p
+}
+
+fn steps(ids: &[&str]) -> Concern {
+    Concern::Steps(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+}
+
+#[test]
+fn interests_name_the_waiting_steps_and_exits_concern_every_step() {
+    let mut p = waiting_program(vec![]);
+    let plan = slot(&mut p, "plan", FieldType::Enum(vec!["free".into(), "pro".into()]));
+    let consent = Cond::Consent { channel: "sms".into() };
+    let exit_cond = Cond::And {
+        all: vec![
+            Cond::Cmp {
+                op: flowc::compile::program::CmpOpRepr::Eq,
+                lhs: plan,
+                rhs: Operand::Const { value: Const::Enum("pro".into()) },
+            },
+            consent,
+        ],
+    };
+    p.exits = vec![Exit::Event { event: event("page.viewed") }, Exit::State { cond: exit_cond }];
+    // A second wait until at `other`, on engagement and a `happened` inside a state arm.
+    let i = p.nodes.iter().position(|n| n.id.0 == "other").expect("other");
+    let Op::Wait { next, .. } = p.nodes[i].op.clone() else { panic!("other is a wait") };
+    let happened =
+        Cond::Happened { event: "order.completed".into(), within_minutes: Some(60), props: vec![], filter: vec![] };
+    let opened = Cond::Engaged { kind: EngagementRepr::Opened, step: StepId("last".into()) };
+    p.nodes[i].op = Op::WaitUntil {
+        arms: vec![WaitArm { on: WaitOn::State { cond: Cond::Or { any: vec![happened, opened] } }, target: next }],
+        timeout_minutes: 60,
+        timeout: next,
+    };
+    p.version = codec::content_hash(&p);
+    codec::validate(&p).expect("a valid program");
+
+    let i = Interests::of(&p);
+    assert_eq!(i.event("order.completed"), Some(&steps(&["hold", "other"])));
+    assert_eq!(i.event("message.opened"), Some(&steps(&["other"])));
+    assert_eq!(i.event("page.viewed"), Some(&Concern::Any), "an exit event concerns executions at any step");
+    assert_eq!(i.event("cart.abandoned"), None, "an unrelated event concerns nobody");
+    assert_eq!(i.fields(["tags"]), Some(steps(&["hold"])));
+    assert_eq!(i.fields(["plan"]), Some(Concern::Any));
+    assert_eq!(i.fields(["consent"]), Some(Concern::Any));
+    assert_eq!(i.fields(["score"]), None, "nothing reads `score`");
+    assert_eq!(i.fields(["score", "tags"]), Some(steps(&["hold"])));
+}
+
+fn store_with(p: &Program) -> SqliteStore {
+    codec::validate(p).expect("a valid program");
+    let mut s = SqliteStore::open_in_memory().expect("store");
+    s.put_campaign(&p.campaign, &p.version.0, &codec::to_binary(p), CampaignState::Running, START).expect("campaign");
+    s
+}
+
+fn id(i: usize) -> String {
+    format!("c{i:05}")
+}
+
+fn incoming(contact: &str, name: &str, at: i64) -> Incoming {
+    Incoming { contact: contact.into(), event: ContactEvent { name: name.into(), at, props: Default::default() } }
+}
+
+/// 20,000 waiting executions, half at the `wait until`; events for 400
+/// distinct contacts: the rows touched are exactly the executions waiting
+/// at the step whose arm reads the event, each once.
+#[test]
+fn an_event_wakes_exactly_the_executions_it_concerns() {
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    let n = 20_000;
+    let entries: Vec<Enrollment> =
+        (0..n).map(|i| Enrollment::new(&id(i), if i % 2 == 0 { "hold" } else { "other" }, LATER)).collect();
+    assert_eq!(store.enroll("w", &p.version.0, &entries, START).expect("enroll"), n as u64);
+
+    // Unrelated events for everyone touch nothing.
+    let unrelated: Vec<Incoming> = (0..n).step_by(50).map(|i| incoming(&id(i), "page.viewed", START + 5)).collect();
+    assert_eq!(ingest::store_and_wake(&mut store, &unrelated).expect("ingest"), 0);
+
+    // 400 distinct contacts, each twice (the second event finds it already due).
+    let mut events: Vec<Incoming> =
+        (0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 10)).collect();
+    events.extend((0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 20)));
+    let concerned: BTreeSet<usize> = (0..400).map(|k| k * 37 % n).filter(|i| i % 2 == 0).collect();
+    let before = wake::touched();
+    let woken = ingest::store_and_wake(&mut store, &events).expect("ingest");
+    assert_eq!(woken, concerned.len() as u64);
+    assert!(wake::touched() - before >= woken, "the process-wide counter sums every wake-up");
+    assert_eq!(store.next_wake("w").expect("next"), Some(START + 10));
+
+    // Waking again at a later time changes nothing: they are already due earlier.
+    assert_eq!(ingest::store_and_wake(&mut store, &events[..400]).expect("again"), 0);
+}
+
+#[test]
+fn an_exit_event_wakes_at_any_step_and_finished_executions_stay_put() {
+    let p = waiting_program(vec![Exit::Event { event: event("page.viewed") }]);
+    let mut store = store_with(&p);
+    let entries = vec![
+        Enrollment::new("a", "hold", LATER),
+        Enrollment::new("b", "other", LATER),
+        Enrollment::new("c", "last", LATER),
+    ];
+    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+    let evs = vec![
+        incoming("a", "page.viewed", START + 1),
+        incoming("b", "page.viewed", START + 1),
+        incoming("z", "page.viewed", START + 1),
+    ];
+    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest"), 2);
+}
+
+#[test]
+fn a_campaign_that_is_not_running_or_paused_is_not_woken() {
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    store.enroll("w", &p.version.0, &[Enrollment::new("a", "hold", LATER)], START).expect("enroll");
+    store.set_state("w", CampaignState::Running, CampaignState::Completed, "test", START).expect("state");
+    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest"), 0);
+    store.set_state("w", CampaignState::Completed, CampaignState::Paused, "test", START).expect("state");
+    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest"), 1);
+}
+
+#[test]
+fn a_tag_change_of_another_campaign_wakes_the_arm_that_reads_tags() {
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    store
+        .enroll("w", &p.version.0, &[Enrollment::new("a", "hold", LATER), Enrollment::new("b", "other", LATER)], START)
+        .expect("enroll");
+    let deltas = vec![
+        TagDelta { contact: "a".into(), add: vec!["vip".into()], remove: vec![] },
+        TagDelta { contact: "b".into(), add: vec!["vip".into()], remove: vec![] },
+    ];
+    assert_eq!(
+        wake::tags_changed(&mut store, "w", &deltas, START + 3).expect("own"),
+        0,
+        "a campaign's own tag steps do not wake it"
+    );
+    assert_eq!(wake::tags_changed(&mut store, "tagger", &deltas, START + 3).expect("other"), 1);
+    assert_eq!(store.next_wake("w").expect("next"), Some(START + 3));
+}
+
+#[test]
+fn the_store_wakes_one_row_by_its_key_and_only_earlier() {
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    store.enroll("w", &p.version.0, &[Enrollment::new("a", "hold", LATER)], START).expect("enroll");
+    assert_eq!(store.wake("w", "a", Steps::Only(&["other"]), START).expect("wake"), 0);
+    assert_eq!(store.wake("w", "a", Steps::Only(&[]), START).expect("wake"), 0);
+    assert_eq!(store.wake("w", "a", Steps::Only(&["other", "hold"]), START + 5).expect("wake"), 1);
+    assert_eq!(store.wake("w", "a", Steps::Any, START + 9).expect("later"), 0);
+    assert_eq!(store.wake("w", "a", Steps::Any, START + 1).expect("earlier"), 1);
+    assert_eq!(store.wake("w", "nobody", Steps::Any, START).expect("nobody"), 0);
+}
+
+#[test]
+fn a_contact_change_wakes_what_reads_the_changed_fields() {
+    use flowc::runtime::facts::ContactRecord;
+    let rec = |tags: &[&str], plan: &str| ContactRecord {
+        id: "a".into(),
+        attrs: serde_json::json!({"plan": plan}).as_object().cloned().unwrap_or_default(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        consent: vec![],
+        capabilities: vec![],
+    };
+    assert_eq!(wake::changed_fields(Some(&rec(&["x", "y"], "pro")), &rec(&["y", "x"], "pro")), Vec::<String>::new());
+    assert_eq!(wake::changed_fields(Some(&rec(&["x"], "pro")), &rec(&["x", "vip"], "free")), vec!["tags", "plan"]);
+
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    store.enroll("w", &p.version.0, &[Enrollment::new("a", "hold", LATER)], START).expect("enroll");
+    let only_plan = vec![(Some(rec(&[], "free")), rec(&[], "pro"))];
+    assert_eq!(wake::contacts_changed(&mut store, &only_plan, &[], START).expect("plan"), 0, "nothing waits on `plan`");
+    let tagged = vec![(Some(rec(&[], "pro")), rec(&["vip"], "pro"))];
+    assert_eq!(wake::contacts_changed(&mut store, &tagged, &[], START).expect("tags"), 1);
+}
+
+#[test]
+fn one_check_for_every_way_an_event_comes_in() {
+    let (analysis, _) = common::check_source(SRC);
+    let schema = flowc::runtime::contacts::Schema::from_model(&analysis.models[0].1);
+    let ok = ingest::check(&serde_json::json!({"contact": "a", "name": "order.completed", "at": "2026-11-27T09:00:00Z", "props": {"amount": 3}}), &schema, 5)
+        .expect("valid");
+    assert_eq!(ok.contact, "a");
+    let at_now = ingest::check(&serde_json::json!({"contact": "a", "name": "page.viewed"}), &schema, 5).expect("valid");
+    assert_eq!(at_now.event.at, 5);
+    let fault = |v: serde_json::Value| ingest::check(&v, &schema, 5).expect_err("invalid");
+    let f = fault(serde_json::json!({"contact": "a", "name": "order.complete"}));
+    assert_eq!((f.kind, f.field), (FaultKind::UnknownEvent, Some("name")));
+    assert!(f.message.contains("order.completed"), "did you mean: {}", f.message);
+    let f = fault(serde_json::json!({"contact": "a", "name": "order.completed", "props": {"amount": "x"}}));
+    assert_eq!((f.kind, f.field), (FaultKind::InvalidEvent, Some("props")));
+    let f = fault(serde_json::json!({"contact": "a", "name": "order.completed", "at": "soon"}));
+    assert_eq!((f.kind, f.field), (FaultKind::Malformed, Some("at")));
+    assert_eq!(fault(serde_json::json!({"name": "page.viewed"})).field, Some("contact"));
+    assert_eq!(fault(serde_json::json!({"contact": "a", "name": "page.viewed", "extra": 1})).field, None);
+}
