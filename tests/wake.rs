@@ -269,3 +269,33 @@ fn one_check_for_every_way_an_event_comes_in() {
     assert_eq!(fault(serde_json::json!({"name": "page.viewed"})).field, Some("contact"));
     assert_eq!(fault(serde_json::json!({"contact": "a", "name": "page.viewed", "extra": 1})).field, None);
 }
+
+/// The replay of `flowc run --events`: only the events whose time has come
+/// go in, each once, and a replay started again (after a crash) goes on
+/// from the position stored with them.
+#[test]
+fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
+    use flowc::runtime::ingest::Replay;
+    let p = waiting_program(vec![]);
+    let mut store = store_with(&p);
+    let entries: Vec<Enrollment> = ["a", "b", "c"].iter().map(|c| Enrollment::new(c, "hold", LATER)).collect();
+    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+    let timeline = vec![
+        incoming("c", "order.completed", START + 30),
+        incoming("a", "order.completed", START + 10),
+        incoming("b", "order.completed", START + 20),
+    ];
+    let mut replay = Replay::resume(&store, "w", timeline.clone()).expect("replay");
+    assert_eq!(replay.next_at(), Some(START + 10), "in time order");
+    assert_eq!(replay.ingest_due(&mut store, "w", START + 5).expect("none due"), 0);
+    assert_eq!(replay.ingest_due(&mut store, "w", START + 20).expect("two due"), 2);
+    assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 2, "c's event is still to come");
+    assert_eq!(replay.next_at(), Some(START + 30));
+
+    // A new process reads the same file: a and b are not stored or woken again.
+    let mut again = Replay::resume(&store, "w", timeline).expect("resume");
+    assert_eq!(again.next_at(), Some(START + 30));
+    assert_eq!(again.ingest_due(&mut store, "w", START + 100).expect("the rest"), 1);
+    assert_eq!(again.next_at(), None);
+    assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 3);
+}

@@ -111,3 +111,164 @@ pub fn store_and_wake(store: &mut dyn Store, events: &[Incoming]) -> Result<u64,
     }
     Ok(woken)
 }
+
+/// The longest line an events file may have: the API's body limit.
+pub const MAX_LINE: usize = 256 * 1024;
+
+/// An events file, read and checked: the valid events in file order with
+/// their lines, and every error with its line and field.
+#[derive(Debug, Default)]
+pub struct EventFile {
+    pub events: Vec<(usize, Incoming)>,
+    pub errors: Vec<super::contacts::RowError>,
+    /// Non-blank lines read.
+    pub lines: usize,
+}
+
+impl EventFile {
+    /// Reads JSON Lines of event bodies, streaming, each line at most
+    /// `MAX_LINE` bytes; `known` says whether a contact exists (asked once
+    /// per contact). A read error of the file itself is the `Err`.
+    pub fn read(
+        mut input: impl std::io::BufRead,
+        schema: &Schema,
+        now: i64,
+        known: &mut dyn FnMut(&str) -> Result<bool, StoreError>,
+    ) -> Result<EventFile, FileError> {
+        use super::contacts::RowError;
+        use std::io::BufRead;
+        let mut out = EventFile::default();
+        let mut seen: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut buf = Vec::new();
+        for line in 1.. {
+            buf.clear();
+            let n = std::io::Read::take(&mut input, MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| FileError::Io(e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            let err =
+                |field: Option<&str>, message: String| RowError { line, field: field.map(str::to_string), message };
+            if buf.len() > MAX_LINE && buf.last() != Some(&b'\n') {
+                out.errors.push(err(None, format!("the line is longer than {MAX_LINE} bytes")));
+                out.lines += 1;
+                // Skip the rest of the long line without holding it.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    let k = std::io::Read::take(&mut input, MAX_LINE as u64)
+                        .read_until(b'\n', &mut rest)
+                        .map_err(|e| FileError::Io(e.to_string()))?;
+                    if k == 0 || rest.last() == Some(&b'\n') {
+                        break;
+                    }
+                }
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&buf) else {
+                out.errors.push(err(None, "the line is not UTF-8".into()));
+                out.lines += 1;
+                continue;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            out.lines += 1;
+            let body: Value = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    out.errors.push(err(None, format!("invalid JSON: {e}")));
+                    continue;
+                }
+            };
+            match check(&body, schema, now) {
+                Err(f) => out.errors.push(err(f.field, f.message)),
+                Ok(ev) => {
+                    let exists = match seen.get(&ev.contact) {
+                        Some(k) => *k,
+                        None => {
+                            let k = known(&ev.contact).map_err(FileError::Store)?;
+                            seen.insert(ev.contact.clone(), k);
+                            k
+                        }
+                    };
+                    if exists {
+                        out.events.push((line, ev));
+                    } else {
+                        out.errors.push(err(Some("contact"), format!("no such contact: {}", ev.contact)));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lines with at least one error.
+    pub fn invalid_lines(&self) -> usize {
+        let mut lines: Vec<usize> = self.errors.iter().map(|e| e.line).collect();
+        lines.dedup();
+        lines.len()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The `meta` key that remembers how many events of a replay are stored.
+fn replay_key(campaign: &str) -> String {
+    format!("replay/{campaign}")
+}
+
+/// A timeline of events replayed on the run's clock (`flowc run --events`):
+/// each is stored and wakes what it concerns when the clock reaches its
+/// time. How far it got is kept in the database in the same transaction as
+/// the events, so a run killed and started again goes on from there: no
+/// event is lost or stored (or woken for) twice.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// In time order (file order among events of one instant).
+    events: Vec<Incoming>,
+    next: usize,
+}
+
+impl Replay {
+    /// The replay of `events` for `campaign`, resumed where the database says it got.
+    pub fn resume(store: &dyn Store, campaign: &str, mut events: Vec<Incoming>) -> Result<Replay, StoreError> {
+        events.sort_by_key(|e| e.event.at);
+        let done = store.meta(&replay_key(campaign))?.and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        Ok(Replay { next: done.min(events.len()), events })
+    }
+
+    /// An empty replay (no --events).
+    pub fn none() -> Replay {
+        Replay { events: Vec::new(), next: 0 }
+    }
+
+    /// When the next event comes; `None` when all are in.
+    pub fn next_at(&self) -> Option<i64> {
+        self.events.get(self.next).map(|e| e.event.at)
+    }
+
+    /// Stores every event due by `now` and wakes what they concern, in one
+    /// transaction with the replay's position. Returns the executions woken.
+    pub fn ingest_due(&mut self, store: &mut dyn Store, campaign: &str, now: i64) -> Result<u64, StoreError> {
+        let end = self.next + self.events[self.next..].partition_point(|e| e.event.at <= now);
+        if end == self.next {
+            return Ok(0);
+        }
+        let batch = &self.events[self.next..end];
+        let woken = super::store::atomically(store, |s| {
+            let woken = store_and_wake(s, batch)?;
+            s.set_meta(&replay_key(campaign), &end.to_string())?;
+            Ok::<u64, StoreError>(woken)
+        })?;
+        self.next = end;
+        Ok(woken)
+    }
+}
