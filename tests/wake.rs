@@ -299,3 +299,34 @@ fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
     assert_eq!(again.next_at(), None);
     assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 3);
 }
+
+/// `flowc contacts import` replaces contacts: their executions waiting on a
+/// field wake in the import's transaction, at the database's clock.
+#[test]
+fn a_contacts_import_wakes_the_executions_of_its_contacts() {
+    let dir = common::TempDir::new("wake-import");
+    let db = dir.path("w.db");
+    let p = waiting_program(vec![]);
+    {
+        let mut store = SqliteStore::open(std::path::Path::new(&db)).expect("store");
+        store.put_campaign("w", &p.version.0, &codec::to_binary(&p), CampaignState::Running, START).expect("campaign");
+        let entries = vec![Enrollment::new("a", "hold", LATER), Enrollment::new("b", "other", LATER)];
+        store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+        store.set_meta("clock", &(START + 7).to_string()).expect("clock");
+    }
+    let file = dir.path("c.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": \"a\", \"tags\": [\"vip\"]}\n{\"id\": \"b\", \"tags\": [\"vip\"]}\n{\"id\": \"z\"}\n",
+    )
+    .expect("contacts");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["contacts", "import", &file, "--db", &db])
+        .output()
+        .expect("run flowc");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let store = SqliteStore::open(std::path::Path::new(&db)).expect("store");
+    assert_eq!(store.next_wake("w").expect("next"), Some(START + 7), "a, waiting on tags, is due now");
+    let due: Vec<String> = store.due("w", START + 7, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
+    assert_eq!(due, vec!["a".to_string()], "b waits at a step that reads no field");
+}

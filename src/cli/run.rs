@@ -13,6 +13,7 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
 use flowc::runtime::store::{Enrollment, Store};
+use flowc::runtime::wake::{self, Fact};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -201,7 +202,17 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, invalid_rows: I
         );
         return Ok(false);
     }
-    store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
+    // A replaced contact may meet a `wait until` arm or an exit of a running
+    // campaign now: those executions wake in the import's transaction.
+    let at =
+        store.meta("clock").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or_else(flowc::runtime::clock::real_now);
+    flowc::runtime::store::atomically(store, |s: &mut dyn Store| {
+        s.upsert_contacts(&parsed.contacts, &parsed.events)?;
+        let mut facts: Vec<(&str, Fact<'_>)> = parsed.contacts.iter().map(|c| (c.id.as_str(), Fact::Record)).collect();
+        facts.extend(parsed.events.iter().map(|(c, e)| (c.as_str(), Fact::Event { name: &e.name })));
+        wake::wake(s, &facts, None, at)
+    })
+    .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
     let skipped =
         if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
     errln!("imported {} contact(s) from `{}`{skipped}", parsed.contacts.len(), file.display());
