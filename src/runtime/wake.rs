@@ -177,7 +177,8 @@ fn add_operand(p: &Program, o: &Operand, r: &mut Reads) {
 
 /// Interests by (campaign, version): a program's never change, and the
 /// process decodes each version once. Bounded: cleared past `CACHE_MAX`.
-static CACHE: Mutex<Option<HashMap<(String, String), Arc<Interests>>>> = Mutex::new(None);
+static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+type Cache = HashMap<(String, String), Arc<Interests>>;
 const CACHE_MAX: usize = 1024;
 
 /// Rows woken since the process started, by every caller: what a bench and
