@@ -274,6 +274,26 @@ fn write(out: &mut String, e: &Expr, at: Place) {
     }
 }
 
+/// `event NAME [where A and B …]` of a goal, an exit or a `when` arm. What
+/// follows it (`{`, `within`, `timeout`, the next setting) takes no operator,
+/// so its comparisons print as at the top.
+pub fn event_match(m: &EventMatch) -> String {
+    let mut out = format!("event {}", m.event.text);
+    if !m.filter.is_empty() {
+        out.push_str(" where ");
+        chain(&mut out, &m.filter, " and ", |last| Place::TOP.child(Slot::Where { last }));
+    }
+    out
+}
+
+/// What a `when` arm or an `exit when` waits for, as text.
+pub fn arm_cond(c: &ArmCond) -> String {
+    match c {
+        ArmCond::Event(m) => event_match(m),
+        ArmCond::State(e) => expr(e),
+    }
+}
+
 /// Operands separated by `sep`, each at the place `place(is_last)` gives.
 fn chain(out: &mut String, items: &[Expr], sep: &str, place: impl Fn(bool) -> Place) {
     for (i, x) in items.iter().enumerate() {
