@@ -268,3 +268,28 @@ fn wait_until_lowers_to_named_paths_goal_and_exits() {
     assert_eq!(&codec::from_binary(&codec::to_binary(p)).expect("binary decodes"), p);
     assert_eq!(&codec::from_json(&codec::to_json(p)).expect("JSON decodes"), p);
 }
+
+/// Issue 18: the version map knows a `wait until`'s paths by their ids: an
+/// execution waiting at the wait maps onto it, a path added or removed shows.
+#[test]
+fn version_map_knows_wait_until_paths() {
+    let old = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  w: wait until {{\n    when event order.completed {{ send e2 }}\n    when plan == pro {{ }}\n    timeout 2d {{ }}\n  }}\n}}\n",
+        gen::PRELUDE
+    );
+    let new = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  t: tag add \"x\"\n  w: wait until {{\n    when event order.completed {{ send e2 }}\n    timeout 3d {{ end }}\n  }}\n}}\n",
+        gen::PRELUDE
+    );
+    let (p_old, _, _) = compile_source(&old);
+    let (p_new, _, _) = compile_source(&new);
+    let m = compile::diff::map_versions(&p_old, &p_new);
+    let ids = |v: Vec<&flowc::check::model::StepId>| v.into_iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    assert_eq!(m.map(NodeIdx(1)), Some(NodeIdx(2)), "executions waiting at `w` move with it");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "w" && *changed), "its arms and timeout changed");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "w/when1/1" && !*changed));
+    assert_eq!(ids(m.removed.iter().map(|(i, _)| i).collect()), ["w/when2"]);
+    assert_eq!(ids(m.added.iter().map(|(i, _)| i).collect()), ["t", "w/timeout/1"]);
+    let text = compile::diff::render(&p_old, &p_new, &m);
+    assert!(text.contains("- w/when2"), "{text}");
+}

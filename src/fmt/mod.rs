@@ -238,9 +238,7 @@ impl Printer<'_> {
                         Setting::DisplayName(n, sp) => (*sp, format!("name {}", string(&n.value))),
                         Setting::Trigger(t) => (t.span, format!("trigger {}", trigger(&t.kind))),
                         Setting::Audience(e, sp) => (*sp, format!("audience {}", expr(e))),
-                        Setting::Goal(g) => {
-                            (g.span, format!("goal {} within {}", event_match(&g.event), duration(&g.within)))
-                        }
+                        Setting::Goal(g) => (g.span, crate::syntax::print::goal(&g.event, &g.within)),
                         Setting::Exit(c, sp) => (*sp, format!("exit when {}", arm_cond(c))),
                         Setting::OnIneligible(w, sp) => (*sp, format!("on ineligible {}", w.as_str())),
                     };

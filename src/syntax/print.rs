@@ -286,6 +286,46 @@ pub fn event_match(m: &EventMatch) -> String {
     out
 }
 
+/// `goal event NAME [where …] within D`. A filter whose text ends in a
+/// `happened` without its own `within` would take the goal's: that last
+/// comparison is parenthesised.
+pub fn goal(m: &EventMatch, within: &DurationLit) -> String {
+    let mut m = m.clone();
+    if let Some(last) = m.filter.last_mut() {
+        if takes_within(last) {
+            let span = last.span;
+            *last = Expr { kind: ExprKind::Paren(Box::new(last.clone())), span };
+        }
+    }
+    format!("goal {} within {}", event_match(&m), duration(within))
+}
+
+/// Does the text of `e` end in `happened NAME` with no `within` and no
+/// `where`, so that a `within` after it would read as its own?
+fn takes_within(e: &Expr) -> bool {
+    let mut e = e;
+    loop {
+        e = match &e.kind {
+            ExprKind::Or(v) | ExprKind::And(v) => match v.last() {
+                Some(x) => x,
+                None => return false,
+            },
+            ExprKind::Not(x) => x,
+            ExprKind::Compare { rhs, .. } | ExprKind::Has { rhs, .. } => rhs,
+            ExprKind::Arith { first, rest } => rest.last().map_or(&**first, |(_, x)| x),
+            ExprKind::Happened { within: None, filter, .. } => match filter.last() {
+                None => return true,
+                Some(x) => x,
+            },
+            ExprKind::Happened { filter, .. } => match filter.last() {
+                None => return false,
+                Some(x) => x,
+            },
+            _ => return false,
+        };
+    }
+}
+
 /// What a `when` arm or an `exit when` waits for, as text.
 pub fn arm_cond(c: &ArmCond) -> String {
     match c {
