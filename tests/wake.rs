@@ -74,11 +74,11 @@ fn waiting_program(exits: Vec<Exit>) -> Program {
 }
 
 fn steps(ids: &[&str]) -> Concern {
-    Concern::Steps(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+    Concern(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
 }
 
 #[test]
-fn interests_name_the_waiting_steps_and_exits_concern_every_step() {
+fn interests_name_the_waiting_steps_and_exits_concern_every_wait_until() {
     let mut p = waiting_program(vec![]);
     let plan = slot(&mut p, "plan", FieldType::Enum(vec!["free".into(), "pro".into()]));
     let consent = Cond::Consent { channel: "sms".into() };
@@ -110,11 +110,11 @@ fn interests_name_the_waiting_steps_and_exits_concern_every_step() {
     let i = Interests::of(&p);
     assert_eq!(i.event("order.completed"), Some(&steps(&["hold", "other"])));
     assert_eq!(i.event("message.opened"), Some(&steps(&["other"])));
-    assert_eq!(i.event("page.viewed"), Some(&Concern::Any), "an exit event concerns executions at any step");
+    assert_eq!(i.event("page.viewed"), Some(&steps(&["hold", "other"])), "an exit event concerns every wait until");
     assert_eq!(i.event("cart.abandoned"), None, "an unrelated event concerns nobody");
     assert_eq!(i.fields(["tags"]), Some(steps(&["hold"])));
-    assert_eq!(i.fields(["plan"]), Some(Concern::Any));
-    assert_eq!(i.fields(["consent"]), Some(Concern::Any));
+    assert_eq!(i.fields(["plan"]), Some(steps(&["hold", "other"])));
+    assert_eq!(i.fields(["consent"]), Some(steps(&["hold", "other"])));
     assert_eq!(i.fields(["score"]), None, "nothing reads `score`");
     assert_eq!(i.fields(["score", "tags"]), Some(steps(&["hold"])));
 }
@@ -165,8 +165,11 @@ fn an_event_wakes_exactly_the_executions_it_concerns() {
     assert_eq!(ingest::store_and_wake(&mut store, &events[..400]).expect("again"), 0);
 }
 
+/// An exit event wakes the contact's execution at any `wait until`, and
+/// not one parked after a plain `wait` (or not started yet): stepping it
+/// early would skip the rest of its wait. It meets the exits when it next steps.
 #[test]
-fn an_exit_event_wakes_at_any_step_and_finished_executions_stay_put() {
+fn an_exit_event_wakes_every_wait_until_but_not_a_plain_wait() {
     let p = waiting_program(vec![Exit::Event { event: event("page.viewed") }]);
     let mut store = store_with(&p);
     let entries = vec![
@@ -178,9 +181,11 @@ fn an_exit_event_wakes_at_any_step_and_finished_executions_stay_put() {
     let evs = vec![
         incoming("a", "page.viewed", START + 1),
         incoming("b", "page.viewed", START + 1),
+        incoming("c", "page.viewed", START + 1),
         incoming("z", "page.viewed", START + 1),
     ];
-    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest"), 2);
+    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest"), 1);
+    assert_eq!(store.next_wake("w").expect("next"), Some(START + 1));
 }
 
 #[test]
@@ -329,4 +334,46 @@ fn a_contacts_import_wakes_the_executions_of_its_contacts() {
     assert_eq!(store.next_wake("w").expect("next"), Some(START + 7), "a, waiting on tags, is due now");
     let due: Vec<String> = store.due("w", START + 7, 10, &[]).expect("due").into_iter().map(|d| d.contact.id).collect();
     assert_eq!(due, vec!["a".to_string()], "b waits at a step that reads no field");
+}
+
+/// The interests of a campaign as the compiler of `wait until`, goals and
+/// exits emits it: what each wait's arms read, and what the exits read.
+#[test]
+fn interests_of_a_compiled_wait_until() {
+    let src = r#"
+template reminder_t { channel email message marketing status published }
+template pro_tips { channel email message marketing status published }
+event order.completed { amount: number }
+event cart.abandoned { cart_value: number }
+event page.viewed
+contact { plan: enum(free, pro) score: number }
+campaign cart {
+  trigger manual
+  exit when event page.viewed
+  exit when tags has "unsubscribed"
+  reminder: send email.marketing reminder_t
+  hold: wait until {
+    when event order.completed where amount > 50 { end }
+    when clicked(reminder) { }
+    when plan == pro { send email.marketing pro_tips }
+    timeout 3d { }
+  }
+  again: wait until event cart.abandoned timeout 1d
+}
+"#;
+    let (analysis, ws) = common::check_source(src);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    let p = compile::compile(&model, c, ws.sources.get(c.file));
+    let i = Interests::of(&p);
+    assert_eq!(i.event("order.completed"), Some(&steps(&["hold"])));
+    assert_eq!(i.event("message.clicked"), Some(&steps(&["hold"])));
+    assert_eq!(i.event("cart.abandoned"), Some(&steps(&["again"])));
+    assert_eq!(i.event("page.viewed"), Some(&steps(&["again", "hold"])));
+    assert_eq!(i.event("contact.created"), None);
+    assert_eq!(i.fields(["plan"]), Some(steps(&["hold"])));
+    assert_eq!(i.fields(["tags"]), Some(steps(&["again", "hold"])));
+    assert_eq!(i.fields(["score"]), None);
 }

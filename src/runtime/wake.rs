@@ -1,12 +1,16 @@
 //! Event-driven wake-ups: which waiting executions an incoming fact concerns.
 //!
 //! A program's *interests* say, per event name and per contact field, which
-//! steps wait on it: the `wait until` steps whose arms read it, or every
-//! step (`Concern::Any`) when an exit criterion reads it, since an exit
-//! concerns an execution wherever it is. They are computed once per
-//! (campaign, version) and cached. Waking is then one indexed UPDATE per
-//! (campaign, contact) through `Store::wake`: an event costs the executions
-//! it concerns, never a scan, and an unrelated event touches nothing.
+//! steps wait on it: the `wait until` steps whose arms read it, and for
+//! what an exit criterion reads, every `wait until` step (an exit concerns
+//! an execution wherever it waits). Only executions parked at a `wait
+//! until` are woken: stepping re-evaluates their arms and parks them again
+//! when nothing holds, where an execution parked after a plain `wait` (or
+//! before its start) would go on early; those meet the exits when they next
+//! step. Interests are computed once per (campaign, version) and cached.
+//! Waking is then one indexed UPDATE per (campaign, contact) through
+//! `Store::wake`: an event costs the executions it concerns, never a scan,
+//! and an unrelated event touches nothing.
 
 use super::facts::{ContactEvent, ContactRecord};
 use super::store::{CampaignState, Steps, Store, StoreError, TagDelta};
@@ -16,24 +20,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Which executions of a campaign a fact concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Concern {
-    /// Those parked at one of these steps.
-    Steps(BTreeSet<String>),
-    /// Every waiting execution (an exit criterion reads it).
-    Any,
-}
-
-impl Concern {
-    fn add(&mut self, more: &Concern) {
-        match (&mut *self, more) {
-            (Concern::Any, _) => {}
-            (_, Concern::Any) => *self = Concern::Any,
-            (Concern::Steps(mine), Concern::Steps(theirs)) => mine.extend(theirs.iter().cloned()),
-        }
-    }
-}
+/// The steps (ids of `wait until` instructions) whose parked executions a
+/// fact concerns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Concern(pub BTreeSet<String>);
 
 /// What a program's waiting executions wait on, by event name and by
 /// contact field (`tags`, `consent` and `capabilities` are fields too).
@@ -53,9 +43,11 @@ struct Reads {
 impl Interests {
     pub fn of(p: &Program) -> Interests {
         let mut out = Interests::default();
+        let mut every_wait = Concern::default();
         for n in &p.nodes {
             let Op::WaitUntil { arms, .. } = &n.op else { continue };
-            let here = Concern::Steps(BTreeSet::from([n.id.0.clone()]));
+            every_wait.0.insert(n.id.0.clone());
+            let here = Concern(BTreeSet::from([n.id.0.clone()]));
             for arm in arms {
                 let reads = match &arm.on {
                     WaitOn::Event { event } => event_reads(p, event),
@@ -69,17 +61,17 @@ impl Interests {
                 Exit::Event { event } => event_reads(p, event),
                 Exit::State { cond } => cond_reads(p, cond),
             };
-            out.charge(&reads, &Concern::Any);
+            out.charge(&reads, &every_wait);
         }
         out
     }
 
     fn charge(&mut self, reads: &Reads, concern: &Concern) {
         for e in &reads.events {
-            self.events.entry(e.clone()).or_insert_with(|| Concern::Steps(BTreeSet::new())).add(concern);
+            self.events.entry(e.clone()).or_default().0.extend(concern.0.iter().cloned());
         }
         for f in &reads.fields {
-            self.fields.entry(f.clone()).or_insert_with(|| Concern::Steps(BTreeSet::new())).add(concern);
+            self.fields.entry(f.clone()).or_default().0.extend(concern.0.iter().cloned());
         }
     }
 
@@ -93,7 +85,7 @@ impl Interests {
         let mut out: Option<Concern> = None;
         for f in fields {
             if let Some(c) = self.fields.get(f) {
-                out.get_or_insert_with(|| Concern::Steps(BTreeSet::new())).add(c);
+                out.get_or_insert_with(Concern::default).0.extend(c.0.iter().cloned());
             }
         }
         out
@@ -237,14 +229,11 @@ fn wake_one(
     concern: &Concern,
     at: i64,
 ) -> Result<u64, StoreError> {
-    let n = match concern {
-        Concern::Any => store.wake(campaign, contact, Steps::Any, at)?,
-        Concern::Steps(s) if s.is_empty() => 0,
-        Concern::Steps(s) => {
-            let list: Vec<&str> = s.iter().map(String::as_str).collect();
-            store.wake(campaign, contact, Steps::Only(&list), at)?
-        }
-    };
+    if concern.0.is_empty() {
+        return Ok(0);
+    }
+    let list: Vec<&str> = concern.0.iter().map(String::as_str).collect();
+    let n = store.wake(campaign, contact, Steps::Only(&list), at)?;
     TOUCHED.fetch_add(n, Ordering::Relaxed);
     Ok(n)
 }
