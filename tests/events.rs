@@ -184,3 +184,35 @@ fn run_refuses_an_invalid_events_file_before_it_starts() {
     let store = SqliteStore::open_as(std::path::Path::new(&db), OpenMode::ReadOnly).expect("db");
     assert_eq!(store.counts("c").expect("counts").values().sum::<u64>(), 0, "nothing ran");
 }
+
+/// Replayed events start event-triggered campaigns at their times, as
+/// `POST /v1/events` does: the rule and the audience decide.
+#[test]
+fn run_enrolls_on_replayed_trigger_events() {
+    let dir = TempDir::new("events-trigger");
+    let (db, _) = setup(&dir);
+    let flow = dir.path("t.flow");
+    std::fs::write(
+        &flow,
+        "template hi { channel email message transactional status published }\nevent order.completed { amount: number }\ncontact { plan: enum(free, pro) }\ncampaign t {\n  trigger event order.completed where amount > 10\n  thanks: send email.transactional hi\n}\n",
+    )
+    .expect("flow");
+    let file = dir.path("ev.jsonl");
+    std::fs::write(
+        &file,
+        [
+            r#"{"contact": "a", "name": "order.completed", "at": "2026-11-27T12:00:00Z", "props": {"amount": 50}}"#,
+            r#"{"contact": "b", "name": "order.completed", "at": "2026-11-28T12:00:00Z", "props": {"amount": 5}}"#,
+            r#"{"contact": "c", "name": "order.completed", "at": "2026-11-29T12:00:00Z", "props": {"amount": 30}}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("events");
+    let o =
+        flowc(&["run", &flow, "--db", &db, "--events", &file, "--start", "2026-11-27T09:00:00Z", "--report", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = report(&o);
+    let thanks =
+        r["steps"].as_array().and_then(|s| s.iter().find(|s| s["id"] == "thanks")).cloned().unwrap_or_default();
+    assert_eq!(thanks["entered"], 2, "a and c, not b (amount 5): {r}");
+}

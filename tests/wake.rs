@@ -292,15 +292,15 @@ fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
     ];
     let mut replay = Replay::resume(&store, "w", timeline.clone()).expect("replay");
     assert_eq!(replay.next_at(), Some(START + 10), "in time order");
-    assert_eq!(replay.ingest_due(&mut store, "w", START + 5).expect("none due"), 0);
-    assert_eq!(replay.ingest_due(&mut store, "w", START + 20).expect("two due"), 2);
+    assert_eq!(replay.ingest_due(&mut store, "w", START + 5).expect("none due").woken, 0);
+    assert_eq!(replay.ingest_due(&mut store, "w", START + 20).expect("two due").woken, 2);
     assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 2, "c's event is still to come");
     assert_eq!(replay.next_at(), Some(START + 30));
 
     // A new process reads the same file: a and b are not stored or woken again.
     let mut again = Replay::resume(&store, "w", timeline).expect("resume");
     assert_eq!(again.next_at(), Some(START + 30));
-    assert_eq!(again.ingest_due(&mut store, "w", START + 100).expect("the rest"), 1);
+    assert_eq!(again.ingest_due(&mut store, "w", START + 100).expect("the rest").woken, 1);
     assert_eq!(again.next_at(), None);
     assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 3);
 }

@@ -79,9 +79,15 @@ pub fn events_cmd(cmd: EventsCmd) -> Result<Outcome, Fatal> {
             let Some(events) = read(&store, &file, &schema, now, InvalidRows::from_flag(skip_invalid))? else {
                 return Ok(Outcome::Findings);
             };
-            let woken = store::atomically(&mut store, |s: &mut dyn Store| ingest::store_and_wake(s, &events))
+            let done = store::atomically(&mut store, |s: &mut dyn Store| ingest::ingest(s, &events, now))
                 .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
-            errln!("imported {} event(s) from `{}`; {woken} waiting execution(s) woken", events.len(), file.display());
+            errln!(
+                "imported {} event(s) from `{}`; {} waiting execution(s) woken, {} contact(s) enrolled by event triggers",
+                events.len(),
+                file.display(),
+                done.woken,
+                done.enrolled
+            );
             Ok(Outcome::Ok)
         }
     }

@@ -4,9 +4,12 @@
 //! executions waiting on it woken (`wake`).
 
 use super::contacts::{self, EventError, Schema};
+use super::eval::{self, Ctx, Props};
 use super::facts::{self, ContactEvent};
-use super::store::{Store, StoreError};
+use super::store::{CampaignState, Enrollment, Store, StoreError};
 use super::wake::{Fact, Waiting};
+use crate::compile::codec;
+use crate::compile::program::{Program, Trigger};
 use serde_json::{Map, Value};
 
 /// Why an event body is refused, and which field is at fault.
@@ -93,10 +96,92 @@ pub fn check(body: &Value, schema: &Schema, now: i64) -> Result<Incoming, EventF
     Ok(Incoming { contact: contact.to_string(), event: ContactEvent { name: name.to_string(), at, props } })
 }
 
-/// Stores `events` (an event already stored is not stored again) and wakes
-/// the executions waiting on them, each at its event's time. Returns the
-/// executions woken. Callers wrap it in a transaction with what else they
-/// write (`store::atomically`).
+/// What storing a batch of events did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Waiting executions made due.
+    pub woken: u64,
+    /// Contacts enrolled in event-triggered campaigns.
+    pub enrolled: u64,
+}
+
+/// The event-triggered campaigns that enroll on an ingested event: RUNNING
+/// or SCHEDULED ones, decoded once for a whole batch.
+pub struct Triggered(Vec<Program>);
+
+impl Triggered {
+    pub fn load(store: &dyn Store) -> Result<Triggered, StoreError> {
+        let mut out = Vec::new();
+        for row in store.campaigns()? {
+            if !matches!(row.state, CampaignState::Running | CampaignState::Scheduled) {
+                continue;
+            }
+            // A program this flowc cannot decode fails where it runs, not here.
+            let Ok(p) = codec::from_binary(&row.program) else { continue };
+            if matches!(p.trigger, Trigger::Event { .. }) {
+                out.push(p);
+            }
+        }
+        Ok(Triggered(out))
+    }
+
+    /// Enrolls `e`'s contact (once) in each campaign whose trigger rule and
+    /// audience it meets; returns their names. The event must be stored.
+    pub fn enroll(&self, store: &mut dyn Store, e: &Incoming, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut enrolled_in = Vec::new();
+        let mut contact = None;
+        for p in &self.0 {
+            let Trigger::Event { event: want, props: names, filter } = &p.trigger else { continue };
+            if *want != e.event.name {
+                continue;
+            }
+            if contact.is_none() {
+                let Some(c) = store.contact(&e.contact)? else { return Ok(enrolled_in) };
+                contact = Some(c);
+            }
+            let Some(c) = &contact else { continue };
+            let events = store.events_for(&[c.id.as_str()])?.into_iter().map(|(_, e)| e).collect();
+            let f = facts::of_record(p, c, events);
+            let cx = Ctx { program: p, facts: &f, now };
+            let rule = filter
+                .as_ref()
+                .is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names, values: &e.event.props }));
+            let audience = p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a));
+            let Some(entry) = p.nodes.first() else { continue };
+            if rule
+                && audience
+                && store.enroll(
+                    &p.campaign,
+                    &p.version.0,
+                    &[Enrollment::new(&e.contact, &entry.id.0, e.event.at.max(now))],
+                    now,
+                )? > 0
+            {
+                enrolled_in.push(p.campaign.clone());
+            }
+        }
+        Ok(enrolled_in)
+    }
+}
+
+/// Stores `events` (an event already stored is not stored again), enrolls
+/// their contacts in the event-triggered campaigns they start, and wakes
+/// the executions waiting on them, each at its event's time. Callers wrap
+/// it in a transaction with what else they write (`store::atomically`).
+pub fn ingest(store: &mut dyn Store, events: &[Incoming], now: i64) -> Result<Ingested, StoreError> {
+    if events.is_empty() {
+        return Ok(Ingested::default());
+    }
+    let mut done = Ingested { woken: store_and_wake(store, events)?, enrolled: 0 };
+    let triggered = Triggered::load(store)?;
+    for e in events {
+        done.enrolled += triggered.enroll(store, e, now)?.len() as u64;
+    }
+    Ok(done)
+}
+
+/// Stores `events` and wakes the executions waiting on them, each at its
+/// event's time. Returns the executions woken.
 pub fn store_and_wake(store: &mut dyn Store, events: &[Incoming]) -> Result<u64, StoreError> {
     if events.is_empty() {
         return Ok(0);
@@ -255,20 +340,20 @@ impl Replay {
         self.events.get(self.next).map(|e| e.event.at)
     }
 
-    /// Stores every event due by `now` and wakes what they concern, in one
-    /// transaction with the replay's position. Returns the executions woken.
-    pub fn ingest_due(&mut self, store: &mut dyn Store, campaign: &str, now: i64) -> Result<u64, StoreError> {
+    /// Stores every event due by `now`, enrolls and wakes what they
+    /// concern, in one transaction with the replay's position.
+    pub fn ingest_due(&mut self, store: &mut dyn Store, campaign: &str, now: i64) -> Result<Ingested, StoreError> {
         let end = self.next + self.events[self.next..].partition_point(|e| e.event.at <= now);
         if end == self.next {
-            return Ok(0);
+            return Ok(Ingested::default());
         }
         let batch = &self.events[self.next..end];
-        let woken = super::store::atomically(store, |s| {
-            let woken = store_and_wake(s, batch)?;
+        let done = super::store::atomically(store, |s| {
+            let done = ingest(s, batch, now)?;
             s.set_meta(&replay_key(campaign), &end.to_string())?;
-            Ok::<u64, StoreError>(woken)
+            Ok::<Ingested, StoreError>(done)
         })?;
         self.next = end;
-        Ok(woken)
+        Ok(done)
     }
 }

@@ -5,7 +5,7 @@ use super::{AppState, BODY_TIMEOUT, MAX_BODY, MAX_TRIGGER_CONTACTS, MAX_URI};
 use crate::compile::codec;
 use crate::compile::program::{Program, Trigger};
 use crate::runtime::contacts::{self, Schema};
-use crate::runtime::eval::{self, Ctx, Props};
+use crate::runtime::eval::{self, Ctx};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::ingest::{self, FaultKind};
 use crate::runtime::lifecycle::{self, State};
@@ -563,40 +563,19 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         FaultKind::UnknownEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", f.message),
         FaultKind::InvalidEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", f.message),
     })?;
-    let (cid, name, at, props) =
-        (incoming.contact.as_str(), incoming.event.name.as_str(), incoming.event.at, &incoming.event.props);
-    let Some(c) = contact(&store, cid)? else {
+    if contact(&store, &incoming.contact)?.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-contacts",
-            format!("no such contact: {cid}"),
+            format!("no such contact: {}", incoming.contact),
         ));
-    };
-    let woken = ingest::store_and_wake(&mut *store, std::slice::from_ref(&incoming)).map_err(ApiError::internal)?;
-    let mut enrolled_in = Vec::new();
-    for row in store.campaigns().map_err(ApiError::internal)? {
-        if !matches!(row.state, State::Running | State::Scheduled) {
-            continue;
-        }
-        let Ok(p) = codec::from_binary(&row.program) else { continue };
-        let Trigger::Event { event: want, props: names, filter } = &p.trigger else { continue };
-        if want != name {
-            continue;
-        }
-        let f = facts_of(&store, &p, &c)?;
-        let cx = Ctx { program: &p, facts: &f, now };
-        let rule = filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names, values: props }));
-        let audience = p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a));
-        if rule
-            && audience
-            && store
-                .enroll(&p.campaign, &p.version.0, &[Enrollment::new(cid, &p.nodes[0].id.0, at.max(now))], now)
-                .map_err(ApiError::internal)?
-                > 0
-        {
-            enrolled_in.push(p.campaign.clone());
-        }
     }
+    let (woken, enrolled_in) = crate::runtime::store::atomically(&mut *store, |s| {
+        let woken = ingest::store_and_wake(s, std::slice::from_ref(&incoming))?;
+        let enrolled_in = ingest::Triggered::load(s)?.enroll(s, &incoming, now)?;
+        Ok::<_, crate::runtime::store::StoreError>((woken, enrolled_in))
+    })
+    .map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"stored": true, "enrolled_in": enrolled_in, "woken": woken})))
         .into_response())
 }
