@@ -663,6 +663,7 @@ fn events_are_validated_against_the_declared_events() {
     // Declared and system events are accepted.
     let (s, r) = call("POST", &url, t, Some(r#"{"contact": "c0", "name": "signed_up", "props": {"source": "ads"}}"#));
     assert_eq!((s, r["stored"].as_bool()), (202, Some(true)), "{r}");
+    assert_eq!(r["woken"], 0, "no execution waits on it: {r}");
     let (s, r) = call(
         "POST",
         &url,

@@ -527,6 +527,16 @@ impl Store for Wrapped {
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
         self.inner.enrolled(campaign, contacts)
     }
+    fn wake(
+        &mut self,
+        campaign: &str,
+        contact: &str,
+        steps: flowc::runtime::store::Steps<'_>,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.wake(campaign, contact, steps, at)
+    }
 }
 
 /// The campaign as the store has it: (version, state, transitions logged,

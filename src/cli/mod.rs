@@ -8,6 +8,7 @@ mod builder;
 mod campaign;
 mod check;
 mod estimate;
+mod events;
 mod fmt;
 mod run;
 mod serve;
@@ -39,6 +40,9 @@ enum Command {
     /// Manage the contacts in the database.
     #[command(subcommand)]
     Contacts(run::ContactsCmd),
+    /// Store contact events in the database.
+    #[command(subcommand)]
+    Events(events::EventsCmd),
     /// Launch, pause, resume and inspect campaigns in a database.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
@@ -129,6 +133,7 @@ pub fn main() -> ExitCode {
         Command::Diff(a) => build::diff_cmd(a),
         Command::Run(a) => run::run_cmd(a),
         Command::Contacts(c) => run::contacts_cmd(c),
+        Command::Events(c) => events::events_cmd(c),
         Command::Campaign(c) => campaign::campaign_cmd(c),
         Command::Balance(c) => campaign::balance_cmd(c),
         Command::Fmt(a) => fmt::run(a),

@@ -13,6 +13,7 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
 use flowc::runtime::store::{ContactId, Enrollment, Store};
+use flowc::runtime::wake::{self, Fact};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,12 @@ pub struct RunArgs {
     /// on the virtual clock. Without it an API campaign enrolls nobody.
     #[arg(long, value_name = "FILE")]
     triggers: Option<PathBuf>,
+    /// Contact events to replay on the run's clock, in JSON Lines (one
+    /// `POST /v1/events` body a line): each is stored when the clock reaches
+    /// its `at` (earlier ones at the start) and wakes the executions waiting
+    /// on it. Checked whole before the run starts.
+    #[arg(long, value_name = "FILE")]
+    events: Option<PathBuf>,
     #[command(flatten)]
     clock: ClockArgs,
     /// Seed of the simulated provider.
@@ -148,7 +155,7 @@ pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
 
 /// What an import does with a file that has invalid rows (`--skip-invalid`).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum InvalidRows {
+pub enum InvalidRows {
     /// Nothing is imported.
     Refuse,
     /// The valid rows are imported and the others reported.
@@ -156,7 +163,7 @@ enum InvalidRows {
 }
 
 impl InvalidRows {
-    fn from_flag(skip_invalid: bool) -> InvalidRows {
+    pub fn from_flag(skip_invalid: bool) -> InvalidRows {
         if skip_invalid {
             InvalidRows::Skip
         } else {
@@ -195,7 +202,17 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, invalid_rows: I
         );
         return Ok(false);
     }
-    store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
+    // A replaced contact may meet a `wait until` arm or an exit of a running
+    // campaign now: those executions wake in the import's transaction.
+    let at =
+        store.meta("clock").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or_else(flowc::runtime::clock::real_now);
+    flowc::runtime::store::atomically(store, |s: &mut dyn Store| {
+        s.upsert_contacts(&parsed.contacts, &parsed.events)?;
+        let mut facts: Vec<(&str, Fact<'_>)> = parsed.contacts.iter().map(|c| (c.id.as_str(), Fact::Record)).collect();
+        facts.extend(parsed.events.iter().map(|(c, e)| (c.as_str(), Fact::Event { name: &e.name })));
+        wake::wake(s, &facts, None, at)
+    })
+    .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
     let skipped =
         if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
     errln!("imported {} contact(s) from `{}`{skipped}", parsed.contacts.len(), file.display());
@@ -336,6 +353,20 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             ),
         }
     }
+    // Every line is checked (against the declared events and the stored
+    // contacts) before the run starts; a resumed run reads the same file
+    // and goes on from where its replay got.
+    let events = match &a.events {
+        Some(file) => {
+            let now = a.clock.now(&store)?;
+            let schema = super::events::schema_of(&store)?;
+            match super::events::read(&store, file, &schema, now, InvalidRows::from_flag(a.skip_invalid))? {
+                Some(events) => events,
+                None => return Ok(Outcome::Findings),
+            }
+        }
+        None => Vec::new(),
+    };
     let sim = SimConfig { seed: a.seed, fail_rate: a.fail_rate, ..SimConfig::default() };
     let mut provider = Simulated::open(&db, sim).map_err(|e| Fatal(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -369,7 +400,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             b.set_message(format!("clock {when}, {} steps", p.transitions));
         }
     };
-    let result = run::run(&mut store, &mut provider, &built.program, &opts, &mut on_progress);
+    let result = run::run_with_events(&mut store, &mut provider, &built.program, &opts, events, &mut on_progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

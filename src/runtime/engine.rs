@@ -321,7 +321,13 @@ impl<'a> Engine<'a> {
         }
         // Commit: the outbox rows (pending) with the executions' advance past them.
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
-        self.store.commit(&self.campaign, &stepped.round, &self.worker, now)?;
+        // The round and the wake-ups its tag changes cause in other
+        // campaigns commit together: a crash cannot lose the wake-ups.
+        let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
+        super::store::atomically(&mut *self.store, |s| {
+            s.commit(campaign, round, worker, now)?;
+            super::wake::tags_changed(s, campaign, &round.tags, now)
+        })?;
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
             .map(|row| Attempt { row, made: 0, origin: Origin::Batch })

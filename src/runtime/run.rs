@@ -117,6 +117,21 @@ pub fn run(
     opts: &RunOptions,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, RunError> {
+    run_with_events(store, provider, program, opts, Vec::new(), progress)
+}
+
+/// `run`, replaying `events` on the run's clock: the clock goes to the
+/// earlier of the next wake-up and the next event; every event whose time
+/// has come is stored and wakes what it concerns before the next pass.
+/// Events before the run's start come in at the start.
+pub fn run_with_events(
+    store: &mut dyn Store,
+    provider: &mut dyn Provider,
+    program: &Program,
+    opts: &RunOptions,
+    events: Vec<super::ingest::Incoming>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report, RunError> {
     let mut now = clock_start(store, opts)?;
     let mut clock: Box<dyn Clock> = match opts.clock {
         ClockKind::Virtual => Box::new(clock::Virtual::starting_at(now)),
@@ -138,8 +153,13 @@ pub fn run(
     let mut transitions = 0;
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
     let mut finished = finished_count(store, &name)?;
+    let mut replay = super::ingest::Replay::resume(store, &name, events)?;
     while !opts.stop.load(Ordering::SeqCst) {
-        let pass = driver.pass(store, provider, program, &opts.engine, Ending::WhenDrained, now)?;
+        replay.ingest_due(store, &name, now)?;
+        // While events are still to come, a drained campaign is not finished:
+        // they may wake or exit its executions.
+        let ending = if replay.next_at().is_some() { Ending::StaysOpen } else { Ending::WhenDrained };
+        let pass = driver.pass(store, provider, program, &opts.engine, ending, now)?;
         transitions += pass.transitions;
         finished += pass.finished;
         state = pass.state;
@@ -150,8 +170,12 @@ pub fn run(
             progress(Progress { finished: finished.min(total), total, now, transitions });
             continue;
         }
-        // Idle and not finished: something is due later (a wake-up or a retry).
-        let Some(t) = store.next_wake(&name)? else { break };
+        // Idle and not finished: something is due later (a wake-up, a retry or an event).
+        let next = match (store.next_wake(&name)?, replay.next_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(t) = next else { break };
         clock.wait_until(t);
         now = clock.now();
         if opts.clock == ClockKind::Virtual {

@@ -1590,6 +1590,31 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
+    fn wake(&mut self, campaign: &str, contact: &str, steps: Steps<'_>, at: i64) -> Result<u64, StoreError> {
+        // By the primary key (campaign, contact_id): one row at most, never a scan.
+        let n = match steps {
+            Steps::Any => self
+                .conn
+                .prepare_cached(
+                    "UPDATE executions SET wake_at = ?3 WHERE campaign = ?1 AND contact_id = ?2 AND state = 'pending' AND wake_at > ?3",
+                )
+                .and_then(|mut s| s.execute(params![campaign, contact, at])),
+            Steps::Only([]) => return Ok(0),
+            Steps::Only(list) => {
+                let sql = format!(
+                    "UPDATE executions SET wake_at = ?3 WHERE campaign = ?1 AND contact_id = ?2 AND state = 'pending' AND wake_at > ?3 AND step IN ({})",
+                    (0..list.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ")
+                );
+                let mut values: Vec<rusqlite::types::Value> =
+                    vec![campaign.to_string().into(), contact.to_string().into(), at.into()];
+                values.extend(list.iter().map(|s| rusqlite::types::Value::from(s.to_string())));
+                self.conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values)))
+            }
+        }
+        .map_err(classify)?;
+        Ok(n as u64)
+    }
+
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
         let mut stmt = self

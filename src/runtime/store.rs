@@ -496,6 +496,15 @@ pub fn atomically<T, E: From<StoreError>>(
     }
 }
 
+/// Which waiting executions of a contact a wake-up is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steps<'a> {
+    /// Wherever they wait (an exit criterion concerns every step).
+    Any,
+    /// Only those parked at one of these steps.
+    Only(&'a [&'a str]),
+}
+
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
     /// Stores a campaign's current version (and keeps it among its versions).
@@ -593,6 +602,11 @@ pub trait Store {
     /// send pending go back to the state they were parked with (`pending`
     /// at their next step, or finished). Returns how many.
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
+    /// Makes `contact`'s pending execution of `campaign` due at `at` when it
+    /// waits at one of `steps` and would otherwise wake later (one row by
+    /// the primary key: the cost of an event is the executions it concerns).
+    /// Returns the rows changed (0 or 1).
+    fn wake(&mut self, campaign: &str, contact: &str, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
     /// Which of `contacts` already have an execution of `campaign`.
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
 }

@@ -4,9 +4,10 @@
 use super::{AppState, BODY_TIMEOUT, MAX_BODY, MAX_TRIGGER_CONTACTS, MAX_URI};
 use crate::compile::codec;
 use crate::compile::program::{Program, Trigger};
-use crate::runtime::contacts::{self, EventError, Schema};
-use crate::runtime::eval::{self, Ctx, Props};
+use crate::runtime::contacts::{self, Schema};
+use crate::runtime::eval::{self, Ctx};
 use crate::runtime::facts::{self, ContactEvent, Facts};
+use crate::runtime::ingest::{self, FaultKind};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
 use crate::runtime::store::{ContactId, Enrollment, Store};
@@ -524,17 +525,28 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
     crate::runtime::store::atomically(&mut *store, |store| {
         // Later items of the same request see the earlier ones' changes.
         let mut merged: Vec<facts::ContactRecord> = Vec::with_capacity(patches.len());
+        // What each contact was before this request, to wake what reads a changed field.
+        let mut before: Vec<(String, Option<facts::ContactRecord>)> = Vec::new();
         let mut events = Vec::new();
         for mut p in patches {
             let earlier = merged.iter().position(|c| c.id == p.id);
             let existing = match earlier {
                 Some(k) => Some(merged.swap_remove(k)),
-                None => store.contact(&p.id).map_err(ApiError::internal)?,
+                None => {
+                    let stored = store.contact(&p.id).map_err(ApiError::internal)?;
+                    before.push((p.id.clone(), stored.clone()));
+                    stored
+                }
             };
             events.extend(std::mem::take(&mut p.events).into_iter().map(|e| (p.id.clone(), e)));
             merged.push(p.apply(existing, now));
         }
-        store.upsert_contacts(&merged, &events).map_err(ApiError::internal)
+        store.upsert_contacts(&merged, &events).map_err(ApiError::internal)?;
+        let changes: Vec<_> = before
+            .into_iter()
+            .filter_map(|(id, b)| merged.iter().find(|c| c.id == id).map(|a| (b, a.clone())))
+            .collect();
+        crate::runtime::wake::contacts_changed(store, &changes, &events, now).map_err(ApiError::internal)
     })?;
     Ok(Json(json!({"upserted": items.len()})).into_response())
 }
@@ -543,72 +555,27 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
 /// enroll the contact (once).
 async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body = body_json(body)?;
-    let Value::Object(m) = &body else { return Err(ApiError::bad("expected a JSON object")) };
-    only_keys(m, &["contact", "name", "at", "props"])?;
-    let cid = m
-        .get("contact")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad("`contact` must be a contact id"))?;
-    let name = m
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && s.len() <= 200)
-        .ok_or_else(|| ApiError::bad("`name` must be an event name"))?;
-    let props = match m.get("props") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p.clone(),
-        Some(_) => return Err(ApiError::bad("`props` must be an object")),
-    };
     let now = state.clock.now();
-    let at = match m.get("at") {
-        None | Some(Value::Null) => now,
-        Some(Value::String(s)) => facts::parse_datetime(s)
-            .ok_or_else(|| ApiError::bad("`at` must be a datetime like 2026-11-27T09:00:00Z"))?,
-        Some(_) => return Err(ApiError::bad("`at` must be a datetime string")),
-    };
     let mut store = lock(&state)?;
-    contacts::check_event(&schema(&store)?, name, &props).map_err(|e| match e {
-        EventError::UnknownName(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", m),
-        EventError::BadProp(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", m),
+    // One check for the API, `flowc events import` and `flowc run --events`.
+    let incoming = ingest::check(&body, &schema(&store)?, now).map_err(|f| match f.kind {
+        FaultKind::Malformed => ApiError::bad(f.message),
+        FaultKind::UnknownEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", f.message),
+        FaultKind::InvalidEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", f.message),
     })?;
-    let Some(c) = contact(&store, cid)? else {
+    if contact(&store, &incoming.contact)?.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-contacts",
-            format!("no such contact: {cid}"),
+            format!("no such contact: {}", incoming.contact),
         ));
-    };
-    let event = ContactEvent { name: name.to_string(), at, props: props.clone() };
-    store.upsert_contacts(&[], &[(cid.to_string(), event)]).map_err(ApiError::internal)?;
-    let mut enrolled_in = Vec::new();
-    for row in store.campaigns().map_err(ApiError::internal)? {
-        if !matches!(row.state, State::Running | State::Scheduled) {
-            continue;
-        }
-        let Ok(p) = codec::from_binary(&row.program) else { continue };
-        let Trigger::Event { event: want, props: names, filter } = &p.trigger else { continue };
-        if want != name {
-            continue;
-        }
-        let f = facts_of(&store, &p, &c)?;
-        let cx = Ctx { program: &p, facts: &f, now };
-        let rule = filter.as_ref().is_none_or(|flt| eval::eval_with(&cx, flt, Props::Event { names, values: &props }));
-        let audience = p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a));
-        if rule
-            && audience
-            && store
-                .enroll(
-                    &p.campaign,
-                    &p.version.0,
-                    &[Enrollment::new(ContactId(cid.to_string()), p.nodes[0].id.clone(), at.max(now))],
-                    now,
-                )
-                .map_err(ApiError::internal)?
-                > 0
-        {
-            enrolled_in.push(p.campaign.clone());
-        }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"stored": true, "enrolled_in": enrolled_in}))).into_response())
+    let (woken, enrolled_in) = crate::runtime::store::atomically(&mut *store, |s| {
+        let woken = ingest::store_and_wake(s, std::slice::from_ref(&incoming))?;
+        let enrolled_in = ingest::Triggered::load(s)?.enroll(s, &incoming, now)?;
+        Ok::<_, crate::runtime::store::StoreError>((woken, enrolled_in))
+    })
+    .map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"stored": true, "enrolled_in": enrolled_in, "woken": woken})))
+        .into_response())
 }

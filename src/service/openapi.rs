@@ -54,10 +54,11 @@ pub fn document() -> Value {
     );
     let mut events_responses = with(&["400", "422"]);
     events_responses["202"] = ok(
-        "stored, and the campaigns it enrolled the contact in",
-        json!({"type": "object", "required": ["stored", "enrolled_in"], "properties": {
+        "stored, the campaigns it enrolled the contact in, and the waiting executions it woke",
+        json!({"type": "object", "required": ["stored", "enrolled_in", "woken"], "properties": {
         "stored": {"const": true, "description": "the event was recorded"},
-        "enrolled_in": {"type": "array", "items": {"type": "string"}, "description": "ids of the event-triggered campaigns this event enrolled the contact in"}}}),
+        "enrolled_in": {"type": "array", "items": {"type": "string"}, "description": "ids of the event-triggered campaigns this event enrolled the contact in"},
+        "woken": {"type": "integer", "minimum": 0, "description": "waiting executions of the contact made due at the event's time (a `wait until` arm or an exit waits on it)"}}}),
     );
     let mut account_get = with(&[]);
     account_get["200"] = ok("the account", json!({"$ref": "#/components/schemas/Account"}));
