@@ -209,3 +209,87 @@ fn version_map_follows_labels_and_reports_removed_steps() {
     assert_eq!(m.removed.iter().map(|(i, _)| i.clone()).collect::<Vec<_>>(), vec![id("b")]);
     assert!(m.added.iter().any(|(i, _)| *i == id("n")));
 }
+
+/// Issue 18: each arm and the timeout of a `wait until` open with a `Jump`
+/// named `<wait>/when<k>` / `<wait>/timeout`; an arm's block ends by going
+/// on after the wait unless it ends; the short form is one arm and a timeout,
+/// both empty. Goal, exits and `on ineligible` reach the program.
+#[test]
+fn wait_until_lowers_to_named_paths_goal_and_exits() {
+    let p = &compile_file(Path::new("tests/data/compile/wait_until.flow"))[0];
+    assert_well_formed(p);
+    let id = |i: NodeIdx| p.nodes[i.get()].id.0.clone();
+    let at = |name: &str| p.nodes.iter().position(|n| n.id.0 == name).unwrap_or_else(|| panic!("no step {name}"));
+    let Op::WaitUntil { arms, timeout_minutes, timeout } = &p.nodes[at("cart")].op else {
+        panic!("cart is a wait until")
+    };
+    assert_eq!(arms.iter().map(|a| id(a.target)).collect::<Vec<_>>(), ["cart/when1", "cart/when2", "cart/when3"]);
+    assert_eq!((id(*timeout), *timeout_minutes), ("cart/timeout".to_string(), 3 * 24 * 60));
+    match &arms[0].on {
+        WaitOn::Event { event } => {
+            assert_eq!(event.event, "order.completed");
+            assert_eq!(event.props, ["amount", "currency"]);
+            assert_eq!(event.filter.len(), 1);
+        }
+        other => panic!("arm 1 waits for an event, not {other:?}"),
+    }
+    assert!(matches!(arms[1].on, WaitOn::State { cond: Cond::Engaged { .. } }));
+    // Arm 1 runs its block and ends; arm 2 (empty) and the end of arm 3 and
+    // of the timeout go on at the short wait after the block.
+    let next = at("cart_wait/3");
+    let target_of = |i: usize| p.nodes[i].op.successors();
+    assert_eq!(target_of(at("cart/when1")), [NodeIdx(at("cart/when1/1") as u32)]);
+    assert!(matches!(p.nodes[at("cart/when1/2")].op, Op::End));
+    assert_eq!(target_of(at("cart/when2")), [NodeIdx(next as u32)]);
+    assert_eq!(target_of(at("cart/when3/1")), [NodeIdx(next as u32)]);
+    assert_eq!(target_of(at("cart/timeout/1")), [NodeIdx(next as u32)]);
+    let Op::WaitUntil { arms, timeout, timeout_minutes } = &p.nodes[next].op else { panic!("short form") };
+    assert_eq!(arms.len(), 1);
+    assert_eq!(
+        (id(arms[0].target), id(*timeout), *timeout_minutes),
+        ("cart_wait/3/when1".into(), "cart_wait/3/timeout".into(), 2 * 24 * 60)
+    );
+    let after = NodeIdx(at("cart_wait/4") as u32);
+    assert_eq!(target_of(arms[0].target.get()), [after]);
+    assert_eq!(target_of(timeout.get()), [after]);
+
+    let goal = p.goal.as_ref().expect("goal");
+    assert_eq!(
+        (goal.event.event.as_str(), goal.within_minutes, goal.event.filter.len()),
+        ("order.completed", 7 * 24 * 60, 1)
+    );
+    assert_eq!(p.exits.len(), 2);
+    assert!(
+        matches!(&p.exits[0], Exit::Event { event } if event.event == "order.completed" && event.filter.len() == 1)
+    );
+    assert!(matches!(&p.exits[1], Exit::State { cond: Cond::Has { .. } }));
+    assert_eq!(p.on_ineligible, OnIneligible::Continue);
+    // The binary and JSON codecs keep all of it.
+    assert_eq!(&codec::from_binary(&codec::to_binary(p)).expect("binary decodes"), p);
+    assert_eq!(&codec::from_json(&codec::to_json(p)).expect("JSON decodes"), p);
+}
+
+/// Issue 18: the version map knows a `wait until`'s paths by their ids: an
+/// execution waiting at the wait maps onto it, a path added or removed shows.
+#[test]
+fn version_map_knows_wait_until_paths() {
+    let old = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  w: wait until {{\n    when event order.completed {{ send e2 }}\n    when plan == pro {{ }}\n    timeout 2d {{ }}\n  }}\n}}\n",
+        gen::PRELUDE
+    );
+    let new = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  t: tag add \"x\"\n  w: wait until {{\n    when event order.completed {{ send e2 }}\n    timeout 3d {{ end }}\n  }}\n}}\n",
+        gen::PRELUDE
+    );
+    let (p_old, _, _) = compile_source(&old);
+    let (p_new, _, _) = compile_source(&new);
+    let m = compile::diff::map_versions(&p_old, &p_new);
+    let ids = |v: Vec<&flowc::check::model::StepId>| v.into_iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    assert_eq!(m.map(NodeIdx(1)), Some(NodeIdx(2)), "executions waiting at `w` move with it");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "w" && *changed), "its arms and timeout changed");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "w/when1/1" && !*changed));
+    assert_eq!(ids(m.removed.iter().map(|(i, _)| i).collect()), ["w/when2"]);
+    assert_eq!(ids(m.added.iter().map(|(i, _)| i).collect()), ["t", "w/timeout/1"]);
+    let text = compile::diff::render(&p_old, &p_new, &m);
+    assert!(text.contains("- w/when2"), "{text}");
+}

@@ -53,3 +53,55 @@ proptest! {
         prop_assert_eq!(print::expr(&back), text);
     }
 }
+
+/// The settings and steps of issue 18 that hold expressions, parsed back.
+fn parse_campaign(text: &str) -> Result<flowc::syntax::ast::Campaign, String> {
+    let (file, diags) = flowc::syntax::parse(text, FileId(0));
+    if !diags.is_empty() {
+        return Err(format!("`{text}` does not parse: {diags:?}"));
+    }
+    match file.items.as_slice() {
+        [Item::Campaign(c)] => Ok(c.clone()),
+        other => Err(format!("`{text}` parsed as {other:?}")),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// An `event … where` filter (a goal's, a short wait's) and a state
+    /// condition (an exit's, a `when` arm's) print as text that parses back
+    /// to the same trees, whatever follows them (`within`, `timeout`, `{`, the
+    /// next setting).
+    #[test]
+    fn event_filters_and_arm_conditions_parse_back(a in tree(), b in tree(), c in tree()) {
+        use flowc::source::Span;
+        use flowc::syntax::ast::{ArmCond, EventMatch, Name, Setting, StepKind};
+        let m = EventMatch { event: Name { text: "x.y".into(), span: Span::default() }, filter: vec![a, b], span: Span::default() };
+        let filter = print::event_match(&m);
+        let state = print::arm_cond(&ArmCond::State(c.clone()));
+        let day = flowc::syntax::ast::DurationLit { parts: vec![(1, flowc::syntax::ast::DurationUnit::Day)], span: Span::default() };
+        let goal = print::goal(&m, &day);
+        let text = format!(
+            "campaign k {{\n  trigger manual\n  {goal}\n  exit when {state}\n  exit when {filter}\n  w: wait until {filter} timeout 2d\n  wait until {{\n    when {state} {{ }}\n    when {filter} {{ }}\n    timeout 1d {{ }}\n  }}\n}}\n"
+        );
+        let k = parse_campaign(&text).map_err(TestCaseError::fail)?;
+        let same = |got: &EventMatch| got.filter.iter().map(normalize).collect::<Vec<_>>() == m.filter.iter().map(normalize).collect::<Vec<_>>();
+        let Setting::Goal(g) = &k.settings[1] else { return Err(TestCaseError::fail(format!("goal: {text}"))) };
+        prop_assert!(same(&g.event), "{}", text);
+        let Setting::Exit(ArmCond::State(e), _) = &k.settings[2] else { return Err(TestCaseError::fail(format!("exit: {text}"))) };
+        prop_assert_eq!(normalize(e), normalize(&c));
+        let Setting::Exit(ArmCond::Event(x), _) = &k.settings[3] else { return Err(TestCaseError::fail(format!("exit event: {text}"))) };
+        prop_assert!(same(x), "{}", text);
+        let (StepKind::WaitUntil(short), StepKind::WaitUntil(long)) = (&k.steps[0].kind, &k.steps[1].kind) else {
+            return Err(TestCaseError::fail(format!("waits: {text}")));
+        };
+        let ArmCond::Event(s) = &short.arms[0].cond else { return Err(TestCaseError::fail(text)) };
+        prop_assert!(same(s), "{}", text);
+        prop_assert_eq!(short.timeout.as_ref().map(|t| t.duration.minutes()), Some(2 * 24 * 60));
+        let ArmCond::State(e) = &long.arms[0].cond else { return Err(TestCaseError::fail(text)) };
+        prop_assert_eq!(normalize(e), normalize(&c));
+        let ArmCond::Event(s) = &long.arms[1].cond else { return Err(TestCaseError::fail(text)) };
+        prop_assert!(same(s), "{}", text);
+    }
+}

@@ -30,6 +30,9 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
     meta.insert("id".into(), json!(c.name.text));
     let mut trigger_v = Value::Null;
     let mut audience = Value::Null;
+    let mut settings = Map::new();
+    let mut goals = Vec::new();
+    let mut exits = Vec::new();
     for s in &c.settings {
         match s {
             Setting::DisplayName(n, _) => {
@@ -37,12 +40,38 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
             }
             Setting::Trigger(t) => trigger_v = trigger(&t.kind),
             Setting::Audience(e, _) => audience = expr(e),
+            Setting::Goal(g) => {
+                let mut v = event_match(&g.event);
+                v["within"] = json!(duration(&g.within));
+                goals.push(v);
+            }
+            Setting::Exit(cond, _) => exits.push(arm_cond(cond)),
+            Setting::OnIneligible(w, _) => {
+                settings.insert("on_ineligible".into(), json!(w.as_str()));
+            }
         }
+    }
+    // One goal is an object; more (an error the checker reports) stay a list
+    // so nothing written is lost on the way.
+    match goals.len() {
+        0 => {}
+        1 => {
+            settings.insert("goal".into(), goals.remove(0));
+        }
+        _ => {
+            settings.insert("goal".into(), Value::Array(goals));
+        }
+    }
+    if !exits.is_empty() {
+        settings.insert("exits".into(), Value::Array(exits));
     }
     root.insert("campaign".into(), Value::Object(meta));
     root.insert("trigger".into(), trigger_v);
     if !audience.is_null() {
         root.insert("audience".into(), audience);
+    }
+    if !settings.is_empty() {
+        root.insert("settings".into(), Value::Object(settings));
     }
     root.insert("timeline".into(), timeline(&c.steps, &c.name.text));
     Value::Object(root)
@@ -77,6 +106,26 @@ fn timeline(steps: &[Step], path: &str) -> Value {
             })
             .collect(),
     )
+}
+
+/// `event NAME [where …]` as `{"event": NAME, "where": [...]}`.
+fn event_match(m: &EventMatch) -> Value {
+    let n = m.filter.len();
+    let filter: Vec<Value> = m
+        .filter
+        .iter()
+        .enumerate()
+        .map(|(i, x)| expr_at(x, Place::TOP.child(Slot::Where { last: i + 1 == n })))
+        .collect();
+    json!({"event": m.event.text, "where": filter})
+}
+
+/// A `when` arm's or an exit's condition: an event, or `{"condition": …}`.
+fn arm_cond(c: &ArmCond) -> Value {
+    match c {
+        ArmCond::Event(m) => event_match(m),
+        ArmCond::State(e) => json!({"condition": expr(e)}),
+    }
 }
 
 fn target(t: &SendTarget) -> Value {
@@ -132,6 +181,20 @@ fn node(s: &Step, id: &str) -> Value {
             ("TAG", json!({"action": if *op == TagOp::Add { "add" } else { "remove" }, "tag": tag.value}))
         }
         StepKind::End => ("END", json!({})),
+        StepKind::WaitUntil(w) => {
+            let mut paths: Vec<Value> = w
+                .arms
+                .iter()
+                .enumerate()
+                .map(|(k, a)| {
+                    json!({"when": arm_cond(&a.cond), "timeline": timeline(&a.block.steps, &format!("{id}/when{}", k + 1))})
+                })
+                .collect();
+            if let Some(t) = &w.timeout {
+                paths.push(json!({"timeout": duration(&t.duration), "timeline": timeline(&t.block.steps, &format!("{id}/timeout"))}));
+            }
+            ("WAIT_UNTIL", json!({"paths": paths}))
+        }
     };
     json!({"id": id, "type": kind, "config": config})
 }

@@ -21,14 +21,15 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     let mut display_name = None;
     let mut trigger = None;
     let mut audience = None;
+    let mut goal: Option<(Goal, Span)> = None;
+    let mut exits = Vec::new();
+    let mut on_ineligible = OnIneligible::Skip;
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for s in &c.settings {
-        let (key, span) = match s {
-            ast::Setting::DisplayName(_, sp) => ("name", *sp),
-            ast::Setting::Trigger(t) => ("trigger", t.span),
-            ast::Setting::Audience(_, sp) => ("audience", *sp),
-        };
-        if let Some(first) = seen.get(key) {
+        let (key, span) = (s.key(), s.span());
+        // Exits add up; a second goal is `invalid-goal`, below.
+        let once = !matches!(s, ast::Setting::Exit(..) | ast::Setting::Goal(_));
+        if let Some(first) = seen.get(key).filter(|_| once) {
             cx.report(
                 Diagnostic::new(
                     Code::DuplicateSetting,
@@ -53,6 +54,32 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
             ast::Setting::Audience(e, _) => {
                 let scope = Scope { audience: is_bare_name(e), ..Scope::plain() };
                 audience = Some(expr::condition(cx, file, e, &scope));
+            }
+            ast::Setting::Goal(g) => {
+                let checked = check_goal(cx, file, g);
+                match &goal {
+                    Some((_, first)) => {
+                        cx.report(
+                            Diagnostic::new(
+                                Code::InvalidGoal,
+                                file,
+                                g.span,
+                                format!("campaign `{}` has more than one goal", c.name.text),
+                            )
+                            .with_label("second goal")
+                            .with_related(*first, "first goal here")
+                            .with_help("a campaign converts on one goal; keep one of the two"),
+                        );
+                    }
+                    None => goal = Some((checked, g.span)),
+                }
+            }
+            ast::Setting::Exit(cond, _) => exits.push(arm_cond(cx, file, cond, &Scope::plain())),
+            ast::Setting::OnIneligible(w, _) => {
+                on_ineligible = match w {
+                    ast::Ineligible::Skip => OnIneligible::Skip,
+                    ast::Ineligible::Continue => OnIneligible::Continue,
+                }
             }
         }
     }
@@ -82,11 +109,85 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
         display_name,
         trigger,
         audience,
+        goal: goal.map(|(g, _)| g),
+        exits,
+        on_ineligible,
         steps,
         file,
         span: c.span,
         name_span: c.name.span,
     })
+}
+
+/// A goal's window is counted from entering the campaign; 90 days is the
+/// longest attribution window the contract allows.
+const MAX_GOAL_MINUTES: u64 = 90 * 24 * 60;
+
+fn check_goal(cx: &mut Checker, file: FileId, g: &ast::Goal) -> Goal {
+    let event = expr::event_match(cx, file, &g.event);
+    let minutes = g.within.minutes();
+    // A duration out of range was reported by the parser.
+    if !g.within.out_of_range() && (minutes == 0 || minutes > MAX_GOAL_MINUTES) {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidGoal,
+                file,
+                g.within.span,
+                if minutes == 0 {
+                    "a goal's window must be longer than zero"
+                } else {
+                    "a goal's window can be at most 90 days"
+                },
+            )
+            .with_label(format!("{minutes} minutes"))
+            .with_help("goal windows are between 1m and 90d, counted from entering the campaign"),
+        );
+    }
+    Goal { event, within_minutes: minutes.min(MAX_GOAL_MINUTES) as i64 }
+}
+
+/// What a `when` arm or an `exit when` waits for; a state condition resolves
+/// in `scope`.
+fn arm_cond(cx: &mut Checker, file: FileId, c: &ast::ArmCond, scope: &Scope) -> ArmCond {
+    match c {
+        ast::ArmCond::Event(m) => ArmCond::Event(expr::event_match(cx, file, m)),
+        ast::ArmCond::State(e) => ArmCond::State(expr::condition(cx, file, e, scope)),
+    }
+}
+
+/// Holds whatever the contact: `true`, or an `or` with such a part, or an
+/// `and` of such parts. Only constants count; a tautology over fields is not
+/// looked for.
+fn always_holds(e: &TExpr) -> bool {
+    match &e.kind {
+        TKind::Const(Value::Bool(b)) => *b && e.ty == Type::Bool,
+        TKind::Or(v) => v.iter().any(always_holds),
+        TKind::And(v) => v.iter().all(always_holds),
+        _ => false,
+    }
+}
+
+/// Checks a wait or timeout duration: `(0, 365d]`.
+fn check_wait_minutes(cx: &mut Checker, file: FileId, d: &ast::DurationLit, what: &str) -> i64 {
+    let minutes = d.minutes();
+    // A duration out of range was reported by the parser.
+    if !d.out_of_range() && (minutes == 0 || minutes > MAX_WAIT_MINUTES) {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidDuration,
+                file,
+                d.span,
+                if minutes == 0 {
+                    format!("{what} must last longer than zero")
+                } else {
+                    format!("{what} can last at most 365 days")
+                },
+            )
+            .with_label(format!("{} minutes", minutes))
+            .with_help("waits are between 1m and 365d"),
+        );
+    }
+    minutes.min(i64::MAX as u64) as i64
 }
 
 fn is_bare_name(e: &ast::Expr) -> bool {
@@ -168,6 +269,14 @@ fn collect_labels(
                 }
                 if let Some(b) = &i.otherwise {
                     collect_labels(cx, file, &b.steps, labels, ab);
+                }
+            }
+            ast::StepKind::WaitUntil(w) => {
+                for a in &w.arms {
+                    collect_labels(cx, file, &a.block.steps, labels, ab);
+                }
+                if let Some(t) = &w.timeout {
+                    collect_labels(cx, file, &t.block.steps, labels, ab);
                 }
             }
             ast::StepKind::AbTest(t) => {
@@ -280,26 +389,10 @@ impl Walk<'_> {
                 (kind, Some(after))
             }
             ast::StepKind::Wait(d) => {
-                let minutes = d.minutes();
-                // A duration out of range was reported by the parser.
-                if !d.out_of_range() && (minutes == 0 || minutes > MAX_WAIT_MINUTES) {
-                    cx.report(
-                        Diagnostic::new(
-                            Code::InvalidDuration,
-                            file,
-                            d.span,
-                            if minutes == 0 {
-                                "a wait must last longer than zero"
-                            } else {
-                                "a wait can last at most 365 days"
-                            },
-                        )
-                        .with_label(format!("{} minutes", minutes))
-                        .with_help("waits are between 1m and 365d"),
-                    );
-                }
-                (StepKind::Wait { minutes: minutes.min(i64::MAX as u64) as i64 }, Some(sent.waited()))
+                let minutes = check_wait_minutes(cx, file, d, "a wait");
+                (StepKind::Wait { minutes }, Some(sent.waited()))
             }
+            ast::StepKind::WaitUntil(w) => self.wait_until(cx, w, id, sent),
             ast::StepKind::If(i) => {
                 let mut arms = Vec::new();
                 let mut joined: Option<Before> = None;
@@ -401,6 +494,66 @@ impl Walk<'_> {
             }
             ast::StepKind::End => (StepKind::End, None),
         }
+    }
+
+    /// A `wait until` is a wait (engagement has had time to arrive) and then
+    /// a branch per arm and one for the timeout.
+    fn wait_until(
+        &mut self,
+        cx: &mut Checker,
+        w: &ast::WaitUntil,
+        id: &StepId,
+        sent: &Before,
+    ) -> (StepKind, Option<Before>) {
+        let file = self.file;
+        let waited = sent.waited();
+        let mut joined: Option<Before> = None;
+        let mut arms = Vec::new();
+        let mut holds_always: Option<Span> = None;
+        let mut warned = false;
+        for (k, a) in w.arms.iter().enumerate() {
+            let scope =
+                Scope { campaign: Some(CampaignScope { labels: self.labels, sent: &waited }), ..Scope::plain() };
+            let on = arm_cond(cx, file, &a.cond, &scope);
+            if let (Some(first), false) = (holds_always, warned) {
+                warned = true;
+                cx.report(
+                    Diagnostic::new(Code::UnreachableArm, file, a.cond.span(), "this arm is never taken")
+                        .with_label("an arm above always holds")
+                        .with_related(first, "this arm always holds, and arms are tried in order")
+                        .with_help("remove this arm, or the condition that always holds"),
+                );
+            }
+            if holds_always.is_none() && matches!(&on, ArmCond::State(e) if always_holds(e)) {
+                holds_always = Some(a.cond.span());
+            }
+            let (steps, out) = self.block(cx, &a.block.steps, &format!("{id}/when{}", k + 1), &waited);
+            Before::join(&mut joined, out);
+            arms.push(WaitArm { on, steps, span: a.cond.span() });
+        }
+        let (timeout_minutes, timeout) = match &w.timeout {
+            Some(t) => {
+                let minutes = check_wait_minutes(cx, file, &t.duration, "a timeout");
+                let (steps, out) = self.block(cx, &t.block.steps, &format!("{id}/timeout"), &waited);
+                Before::join(&mut joined, out);
+                (minutes, steps)
+            }
+            None => {
+                cx.report(
+                    Diagnostic::new(Code::MissingTimeout, file, w.head, "this `wait until` has no timeout")
+                        .with_label("could wait forever")
+                        .with_help(match w.form {
+                            ast::WaitForm::Short => "add `timeout D` after the event, e.g. `timeout 3d`",
+                            ast::WaitForm::Arms => {
+                                "add `timeout D { … }` after the last `when` arm, e.g. `timeout 3d { }`"
+                            }
+                        }),
+                );
+                Before::join(&mut joined, Some(waited.clone()));
+                (0, Vec::new())
+            }
+        };
+        (StepKind::WaitUntil { arms, timeout_minutes, timeout }, joined)
     }
 
     fn send(&mut self, cx: &mut Checker, send: &ast::Send) -> StepKind {

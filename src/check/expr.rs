@@ -792,6 +792,18 @@ fn happened(
     TExpr { kind: TKind::Happened { event: event.text.clone(), within_minutes, filter }, ty, span }
 }
 
+/// `event NAME [where …]` of a goal, an exit or a `when` arm: the filter
+/// reads only the event's properties, as `happened … where` does.
+pub(crate) fn event_match(cx: &mut Checker, file: FileId, m: &ast::EventMatch) -> EventMatch {
+    if !cx.model.events.contains_key(&m.event.text) {
+        report_unknown_event(cx, file, &m.event);
+        return EventMatch { event: m.event.text.clone(), filter: Vec::new() };
+    }
+    let scope = Scope { event: Some(&m.event.text), event_only: true, campaign: None, audience: false };
+    let filter = m.filter.iter().map(|f| condition(cx, file, f, &scope)).collect();
+    EventMatch { event: m.event.text.clone(), filter }
+}
+
 pub(crate) fn report_unknown_event(cx: &mut Checker, file: FileId, event: &ast::Name) {
     let best = suggest::best(&event.text, cx.model.events.keys().map(String::as_str));
     let otherwise = "declare it with `event NAME { … }`".to_string();

@@ -245,6 +245,10 @@ pub struct Campaign {
     pub display_name: Option<String>,
     pub trigger: Trigger,
     pub audience: Option<TExpr>,
+    pub goal: Option<Goal>,
+    /// `exit when …` criteria in source order.
+    pub exits: Vec<ArmCond>,
+    pub on_ineligible: OnIneligible,
     pub steps: Vec<Step>,
     pub file: FileId,
     pub span: Span,
@@ -266,6 +270,38 @@ pub enum Trigger {
     Api,
     /// A campaign without a trigger (already reported as `missing-trigger`).
     Missing,
+}
+
+/// `event NAME [where …]`: the filter reads the event's properties
+/// (`TKind::EventProp`), and-joined.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMatch {
+    pub event: String,
+    pub filter: Vec<TExpr>,
+}
+
+/// What a `when` arm or an `exit when` waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArmCond {
+    /// Such an event arriving after the execution entered the wait (or the campaign).
+    Event(EventMatch),
+    /// A state condition (bool) over the contact.
+    State(TExpr),
+}
+
+/// `goal event NAME [where …] within D`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub event: EventMatch,
+    pub within_minutes: i64,
+}
+
+/// `on ineligible skip | continue`; `Skip` when unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnIneligible {
+    #[default]
+    Skip,
+    Continue,
 }
 
 /// A stable step id: the label, else a structural path like `welcome/3/else/1`.
@@ -296,12 +332,42 @@ pub struct SendTarget {
 
 #[derive(Debug, Clone)]
 pub enum StepKind {
-    Send { target: SendTarget, fallback: Option<SendTarget>, explicit_no_fallback: bool },
-    Wait { minutes: i64 },
-    If { arms: Vec<(TExpr, Vec<Step>)>, otherwise: Vec<Step> },
-    AbTest { name: String, variants: Vec<Variant> },
-    Tag { add: bool, tag: String },
+    Send {
+        target: SendTarget,
+        fallback: Option<SendTarget>,
+        explicit_no_fallback: bool,
+    },
+    Wait {
+        minutes: i64,
+    },
+    If {
+        arms: Vec<(TExpr, Vec<Step>)>,
+        otherwise: Vec<Step>,
+    },
+    AbTest {
+        name: String,
+        variants: Vec<Variant>,
+    },
+    Tag {
+        add: bool,
+        tag: String,
+    },
     End,
+    /// `wait until`: arm `k` (1-based) has step id `<id>/when<k>`, the
+    /// timeout `<id>/timeout`.
+    WaitUntil {
+        arms: Vec<WaitArm>,
+        timeout_minutes: i64,
+        timeout: Vec<Step>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct WaitArm {
+    pub on: ArmCond,
+    pub steps: Vec<Step>,
+    /// The arm's condition as written (`event order.completed where …`).
+    pub span: Span,
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,19 @@ pub fn listing(p: &Program) -> String {
     if let Some(a) = &p.audience {
         let _ = writeln!(out, "audience {}", cond(p, a, &[]));
     }
+    if let Some(g) = &p.goal {
+        let _ = writeln!(out, "goal     {} within {}", event_match(p, &g.event), duration(g.within_minutes));
+    }
+    for (k, e) in p.exits.iter().enumerate() {
+        let what = match e {
+            Exit::Event { event } => event_match(p, event),
+            Exit::State { cond: c } => cond(p, c, &[]),
+        };
+        let _ = writeln!(out, "exit:{}   when {what}", k + 1);
+    }
+    if p.on_ineligible == OnIneligible::Continue {
+        let _ = writeln!(out, "on ineligible continue");
+    }
     for s in &p.segments {
         let _ = writeln!(out, "segment  {} = {}", s.name, cond(p, &s.cond, &[]));
     }

@@ -55,6 +55,20 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         model::Trigger::Api => Trigger::Api,
     };
     let audience = campaign.audience.as_ref().map(|a| cx.cond(a, &[]));
+    let goal =
+        campaign.goal.as_ref().map(|g| Goal { event: cx.event_match(&g.event), within_minutes: g.within_minutes });
+    let exits = campaign
+        .exits
+        .iter()
+        .map(|e| match e {
+            model::ArmCond::Event(m) => Exit::Event { event: cx.event_match(m) },
+            model::ArmCond::State(c) => Exit::State { cond: cx.cond(c, &[]) },
+        })
+        .collect();
+    let on_ineligible = match campaign.on_ineligible {
+        model::OnIneligible::Skip => OnIneligible::Skip,
+        model::OnIneligible::Continue => OnIneligible::Continue,
+    };
     let (_, holes) = cx.block(&campaign.steps);
     if !holes.is_empty() || cx.nodes.is_empty() {
         let end = cx.push(model::StepId(format!("{}/end", campaign.name)), campaign.span.end as usize, Op::End);
@@ -69,9 +83,9 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         fields: cx.fields,
         segments: cx.segments,
         nodes: cx.nodes,
-        goal: None,
-        exits: Vec::new(),
-        on_ineligible: OnIneligible::Skip,
+        goal,
+        exits,
+        on_ineligible,
     };
     program.version = super::codec::content_hash(&program);
     program
@@ -198,6 +212,43 @@ impl Lower<'_> {
                 }
                 (entry.unwrap_or(UNSET), exits)
             }
+            StepKind::WaitUntil { arms, timeout_minutes, timeout } => {
+                let ons = arms
+                    .iter()
+                    .map(|a| WaitArm {
+                        on: match &a.on {
+                            model::ArmCond::Event(m) => WaitOn::Event { event: self.event_match(m) },
+                            model::ArmCond::State(c) => WaitOn::State { cond: self.cond(c, &[]) },
+                        },
+                        target: UNSET,
+                    })
+                    .collect();
+                let op = Op::WaitUntil { arms: ons, timeout_minutes: *timeout_minutes, timeout: UNSET };
+                let wait = self.push(s.id.clone(), at, op);
+                set_span(&mut self.nodes, wait);
+                let mut exits = Vec::new();
+                // Each path opens with a `Jump` named after it (`<id>/when1`,
+                // `<id>/timeout`), so reports count who took it even when its
+                // block is empty.
+                let paths = arms.iter().enumerate().map(|(k, a)| (format!("when{}", k + 1), &a.steps));
+                for (k, (name, steps)) in paths.chain([("timeout".to_string(), timeout)]).enumerate() {
+                    let jump = self.push(model::StepId(format!("{}/{name}", s.id)), at, Op::Jump { target: UNSET });
+                    if let Op::WaitUntil { arms, timeout, .. } = &mut self.nodes[wait.get()].op {
+                        match arms.get_mut(k) {
+                            Some(arm) => arm.target = jump,
+                            None => *timeout = jump,
+                        }
+                    }
+                    match self.block(steps) {
+                        (Some(e), holes) => {
+                            self.patch(&[Hole::Next(jump.get())], e);
+                            exits.extend(holes);
+                        }
+                        (None, _) => exits.push(Hole::Next(jump.get())),
+                    }
+                }
+                (wait, exits)
+            }
             StepKind::AbTest { name, variants } => {
                 let vs = variants
                     .iter()
@@ -226,6 +277,13 @@ impl Lower<'_> {
             requires_capability: channel.is_some_and(|c| c.requires_capability),
             price_micros: self.model.pricing.get(&(t.channel.clone(), t.message.clone())).map_or(0, |p| p.micros),
         }
+    }
+
+    /// `event NAME [where …]`: the filter reads the event's properties by index.
+    fn event_match(&mut self, m: &model::EventMatch) -> EventMatch {
+        let props = self.props_of(&m.event);
+        let filter = m.filter.iter().map(|f| self.cond(f, &props)).collect();
+        EventMatch { event: m.event.clone(), props, filter }
     }
 
     fn props_of(&self, event: &str) -> Vec<String> {

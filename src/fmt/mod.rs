@@ -9,7 +9,7 @@
 pub mod diff;
 
 use crate::syntax::ast::*;
-use crate::syntax::print::{date, duration, expr, string};
+use crate::syntax::print::{arm_cond, date, duration, event_match, expr, string};
 
 /// Formats a parsed file; `text` is the source the tree came from.
 pub fn format(file: &SourceFile, text: &str) -> String {
@@ -238,6 +238,9 @@ impl Printer<'_> {
                         Setting::DisplayName(n, sp) => (*sp, format!("name {}", string(&n.value))),
                         Setting::Trigger(t) => (t.span, format!("trigger {}", trigger(&t.kind))),
                         Setting::Audience(e, sp) => (*sp, format!("audience {}", expr(e))),
+                        Setting::Goal(g) => (g.span, crate::syntax::print::goal(&g.event, &g.within)),
+                        Setting::Exit(c, sp) => (*sp, format!("exit when {}", arm_cond(c))),
+                        Setting::OnIneligible(w, sp) => (*sp, format!("on ineligible {}", w.as_str())),
                     };
                     if !first {
                         self.separate(span.start as usize);
@@ -322,6 +325,7 @@ impl Printer<'_> {
         match &s.kind {
             // One-line steps were printed above.
             StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End => {}
+            StepKind::WaitUntil(w) if short_form(w).is_some() => {}
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let head = if k == 0 {
@@ -346,28 +350,46 @@ impl Printer<'_> {
                 self.line(indent, &format!("{label}ab_test {} {{", t.name.text));
                 self.after_open(self.brace_after(t.name.span.end as usize));
                 for v in &t.variants {
-                    self.leading(v.span.start as usize, indent + 1);
                     let head = format!("variant {} {}%", v.name.text, percent(v.weight_bp));
-                    let one = if self.has_comments_within(v.span) { None } else { inline_step(&v.block, self) };
-                    if let Some(one) = one {
-                        // A variant of one simple step stays on one line, as the builder shows it.
-                        self.line(indent + 1, &format!("{head} {{ {one} }}"));
-                    } else if self.block_open(&v.block) || self.has_comments_within(v.span) {
-                        self.line(indent + 1, &format!("{head} {{"));
-                        self.after_open(v.block.span.start as usize);
-                        self.block(&v.block, indent + 1);
-                        self.line(indent + 1, "}");
-                    } else {
-                        self.line(indent + 1, &format!("{head} {{ }}"));
-                    }
-                    self.last_end = v.span.end as usize;
-                    self.trailing();
+                    self.path(&head, &v.block, v.span, indent + 1);
+                }
+                self.leading(s.span.end as usize, indent + 1);
+                self.line(indent, "}");
+            }
+            StepKind::WaitUntil(w) => {
+                self.line(indent, &format!("{label}wait until {{"));
+                self.after_open(self.brace_after(w.head.end as usize));
+                for a in &w.arms {
+                    self.path(&format!("when {}", arm_cond(&a.cond)), &a.block, a.span, indent + 1);
+                }
+                if let Some(t) = &w.timeout {
+                    self.path(&format!("timeout {}", duration(&t.duration)), &t.block, t.span, indent + 1);
                 }
                 self.leading(s.span.end as usize, indent + 1);
                 self.line(indent, "}");
             }
         }
         self.last_end = s.span.end as usize;
+        self.trailing();
+    }
+
+    /// One path of an `ab_test` or a `wait until`: `HEAD { … }`, with its
+    /// comments kept inside it.
+    fn path(&mut self, head: &str, block: &Block, span: crate::source::Span, indent: usize) {
+        self.leading(span.start as usize, indent);
+        let one = if self.has_comments_within(span) { None } else { inline_step(block, self) };
+        if let Some(one) = one {
+            // A path of one simple step stays on one line, as the builder shows it.
+            self.line(indent, &format!("{head} {{ {one} }}"));
+        } else if self.block_open(block) || self.has_comments_within(span) {
+            self.line(indent, &format!("{head} {{"));
+            self.after_open(block.span.start as usize);
+            self.block(block, indent);
+            self.line(indent, "}");
+        } else {
+            self.line(indent, &format!("{head} {{ }}"));
+        }
+        self.last_end = span.end as usize;
         self.trailing();
     }
 
@@ -419,9 +441,23 @@ fn simple_step(s: &Step) -> Option<String> {
             format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value))
         }
         StepKind::End => "end".into(),
+        StepKind::WaitUntil(w) => short_form(w)?,
         StepKind::If(_) | StepKind::AbTest(_) => return None,
     };
     Some(format!("{label}{body}"))
+}
+
+/// `wait until event NAME [where …] timeout D`, when the wait was written
+/// that way; `None` for the form with arms.
+fn short_form(w: &WaitUntil) -> Option<String> {
+    let [WhenArm { cond: ArmCond::Event(m), .. }] = w.arms.as_slice() else { return None };
+    if w.form != WaitForm::Short {
+        return None;
+    }
+    Some(match &w.timeout {
+        Some(t) => format!("wait until {} timeout {}", event_match(m), duration(&t.duration)),
+        None => format!("wait until {}", event_match(m)),
+    })
 }
 
 fn field(f: &FieldDecl) -> String {

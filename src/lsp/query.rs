@@ -53,7 +53,12 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
                             }
                         }
                         Setting::Audience(e, _) => expr(e, segments, see),
-                        Setting::DisplayName(..) => {}
+                        Setting::Goal(g) => {
+                            event_match(&g.event, segments, see);
+                            see(Ref::Duration(g.within.minutes()), g.within.span);
+                        }
+                        Setting::Exit(c, _) => arm_cond(c, segments, see),
+                        Setting::DisplayName(..) | Setting::OnIneligible(..) => {}
                     }
                 }
                 steps(&c.steps, segments, see);
@@ -207,8 +212,30 @@ fn steps(list: &[Step], segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
                 }
             }
             StepKind::AbTest(t) => t.variants.iter().for_each(|v| steps(&v.block.steps, segments, see)),
+            StepKind::WaitUntil(w) => {
+                for a in &w.arms {
+                    arm_cond(&a.cond, segments, see);
+                    steps(&a.block.steps, segments, see);
+                }
+                if let Some(t) = &w.timeout {
+                    see(Ref::Duration(t.duration.minutes()), t.duration.span);
+                    steps(&t.block.steps, segments, see);
+                }
+            }
             _ => {}
         }
+    }
+}
+
+fn event_match(m: &EventMatch, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    see(Ref::Event(m.event.text.clone()), m.event.span);
+    m.filter.iter().for_each(|x| expr(x, segments, see));
+}
+
+fn arm_cond(c: &ArmCond, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    match c {
+        ArmCond::Event(m) => event_match(m, segments, see),
+        ArmCond::State(e) => expr(e, segments, see),
     }
 }
 
@@ -319,6 +346,7 @@ fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static
                 K::AbTest { .. } => "ab_test",
                 K::Tag { .. } => "tag",
                 K::End => "end",
+                K::WaitUntil { .. } => "wait until",
             });
         }
         let nested = match &s.kind {
@@ -326,6 +354,9 @@ fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static
                 arms.iter().find_map(|(_, b)| step_kind(b, label)).or_else(|| step_kind(otherwise, label))
             }
             K::AbTest { variants, .. } => variants.iter().find_map(|v| step_kind(&v.steps, label)),
+            K::WaitUntil { arms, timeout, .. } => {
+                arms.iter().find_map(|a| step_kind(&a.steps, label)).or_else(|| step_kind(timeout, label))
+            }
             _ => None,
         };
         if nested.is_some() {

@@ -176,6 +176,85 @@ pub enum Setting {
     DisplayName(StrLit, Span),
     Trigger(Trigger),
     Audience(Expr, Span),
+    /// `goal event NAME [where …] within D`.
+    Goal(Goal),
+    /// `exit when event NAME [where …]` or `exit when EXPR`.
+    Exit(ArmCond, Span),
+    /// `on ineligible skip | continue`.
+    OnIneligible(Ineligible, Span),
+}
+
+impl Setting {
+    /// The setting's keyword, as duplicate-setting names it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Setting::DisplayName(..) => "name",
+            Setting::Trigger(_) => "trigger",
+            Setting::Audience(..) => "audience",
+            Setting::Goal(_) => "goal",
+            Setting::Exit(..) => "exit",
+            Setting::OnIneligible(..) => "on ineligible",
+        }
+    }
+
+    pub fn span(&self) -> Span {
+        match self {
+            Setting::DisplayName(_, s)
+            | Setting::Audience(_, s)
+            | Setting::Exit(_, s)
+            | Setting::OnIneligible(_, s) => *s,
+            Setting::Trigger(t) => t.span,
+            Setting::Goal(g) => g.span,
+        }
+    }
+}
+
+/// `event NAME [where A and B …]`: an event the contact does; the filter
+/// reads the event's properties, like `happened … where`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMatch {
+    pub event: Name,
+    pub filter: Vec<Expr>,
+    pub span: Span,
+}
+
+/// What a `when` arm or an `exit when` waits for: an event that arrives, or
+/// a state condition that holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArmCond {
+    Event(EventMatch),
+    State(Expr),
+}
+
+impl ArmCond {
+    pub fn span(&self) -> Span {
+        match self {
+            ArmCond::Event(e) => e.span,
+            ArmCond::State(e) => e.span,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub event: EventMatch,
+    pub within: DurationLit,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    Skip,
+    Continue,
+}
+
+impl Ineligible {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ineligible::Skip => "skip",
+            Ineligible::Continue => "continue",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +292,7 @@ pub enum StepKind {
     AbTest(AbTest),
     Tag { op: TagOp, tag: StrLit },
     End,
+    WaitUntil(WaitUntil),
 }
 
 impl StepKind {
@@ -224,6 +304,7 @@ impl StepKind {
             StepKind::AbTest(_) => "ab_test",
             StepKind::Tag { .. } => "tag",
             StepKind::End => "end",
+            StepKind::WaitUntil(_) => "wait until",
         }
     }
 }
@@ -266,6 +347,40 @@ pub struct If {
     /// The `if` and each `else if`, in order.
     pub arms: Vec<(Expr, Block)>,
     pub otherwise: Option<Block>,
+}
+
+/// `wait until { when … { } … timeout D { } }`, or its short form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitUntil {
+    pub arms: Vec<WhenArm>,
+    /// `None` only in a tree that failed to say it (`missing-timeout`).
+    pub timeout: Option<Timeout>,
+    pub form: WaitForm,
+    /// The words `wait until`, where diagnostics about the whole wait point.
+    pub head: Span,
+}
+
+/// How a `wait until` was written; `fmt` prints it back the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitForm {
+    Arms,
+    /// `wait until event NAME [where …] timeout D`: one event arm, both
+    /// blocks empty.
+    Short,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhenArm {
+    pub cond: ArmCond,
+    pub block: Block,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeout {
+    pub duration: DurationLit,
+    pub block: Block,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -201,6 +201,27 @@ fn setting(ctx: &mut Ctx, p: Pair<Rule>) -> Setting {
             next(&mut it);
             Setting::Audience(expr(ctx, next(&mut it)), span)
         }
+        Rule::goal => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            let event = event_match(ctx, next(&mut it));
+            next(&mut it);
+            let within = duration(ctx, next(&mut it));
+            Setting::Goal(Goal { event, within, span })
+        }
+        Rule::exit => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            next(&mut it);
+            Setting::Exit(arm_cond(ctx, next(&mut it)), span)
+        }
+        Rule::on_ineligible => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            next(&mut it);
+            let what = if next(&mut it).as_rule() == Rule::kw_skip { Ineligible::Skip } else { Ineligible::Continue };
+            Setting::OnIneligible(what, span)
+        }
         _ => {
             let mut it = inner.into_inner();
             next(&mut it);
@@ -228,6 +249,66 @@ fn setting(ctx: &mut Ctx, p: Pair<Rule>) -> Setting {
     }
 }
 
+/// `event NAME [where …]`.
+fn event_match(ctx: &mut Ctx, p: Pair<Rule>) -> EventMatch {
+    let span = ctx.span(&p);
+    let mut it = p.into_inner();
+    next(&mut it);
+    let event = ctx.name(next(&mut it));
+    let filter = match it.next() {
+        Some(_) => next(&mut it).into_inner().filter(|x| x.as_rule() != Rule::kw_and).map(|x| expr(ctx, x)).collect(),
+        None => Vec::new(),
+    };
+    EventMatch { event, filter, span }
+}
+
+/// An `event_match` or an expression: what a `when` or an `exit when` waits for.
+fn arm_cond(ctx: &mut Ctx, p: Pair<Rule>) -> ArmCond {
+    if p.as_rule() == Rule::event_match {
+        ArmCond::Event(event_match(ctx, p))
+    } else {
+        ArmCond::State(expr(ctx, p))
+    }
+}
+
+fn wait_until(ctx: &mut Ctx, p: Pair<Rule>, step_span: Span) -> WaitUntil {
+    let mut it = p.into_inner();
+    let start = ctx.span(&next(&mut it)).start as usize;
+    let head = Span::new(start, ctx.span(&next(&mut it)).end as usize);
+    let body = next(&mut it);
+    if body.as_rule() == Rule::wait_short {
+        let mut c = body.into_inner();
+        let event = event_match(ctx, next(&mut c));
+        // The short form's blocks are empty; they sit at the step's end so
+        // comments and positions stay inside the step.
+        let empty = Block { steps: Vec::new(), span: Span::new(step_span.end as usize, step_span.end as usize) };
+        let arm_span = event.span;
+        let timeout = c.next().map(|_| {
+            let d = next(&mut c);
+            let span = ctx.span(&d);
+            Timeout { duration: duration(ctx, d), block: empty.clone(), span }
+        });
+        let arm = WhenArm { cond: ArmCond::Event(event), block: empty, span: arm_span };
+        return WaitUntil { arms: vec![arm], timeout, form: WaitForm::Short, head };
+    }
+    let mut arms = Vec::new();
+    let mut timeout = None;
+    for a in body.into_inner().filter(|a| a.as_rule() != Rule::wait_close) {
+        let span = ctx.span(&a);
+        let rule = a.as_rule();
+        let mut c = a.into_inner();
+        next(&mut c);
+        if rule == Rule::when_arm {
+            let cond = arm_cond(ctx, next(&mut c));
+            arms.push(WhenArm { cond, block: block(ctx, next(&mut c)), span });
+        } else {
+            let duration = duration(ctx, next(&mut c));
+            timeout = Some(Timeout { duration, block: block(ctx, next(&mut c)), span });
+        }
+    }
+    WaitUntil { arms, timeout, form: WaitForm::Arms, head }
+}
+
 fn block(ctx: &mut Ctx, p: Pair<Rule>) -> Block {
     let span = ctx.span(&p);
     Block { steps: p.into_inner().map(|s| step(ctx, s)).collect(), span }
@@ -245,6 +326,10 @@ fn step(ctx: &mut Ctx, p: Pair<Rule>) -> Step {
         None
     };
     let rule = first.as_rule();
+    if rule == Rule::wait_until_step {
+        let kind = StepKind::WaitUntil(wait_until(ctx, first, span));
+        return Step { label, kind, span };
+    }
     let mut c = first.into_inner();
     let kind = match rule {
         Rule::send_step => {

@@ -77,6 +77,11 @@ fn item_dump(out: &mut String, item: &Item) {
                     Setting::DisplayName(n, _) => writeln!(out, "  name {:?}", n.value),
                     Setting::Audience(e, _) => writeln!(out, "  audience {}", expr(e)),
                     Setting::Trigger(t) => writeln!(out, "  trigger {}", trigger(&t.kind)),
+                    Setting::Goal(g) => {
+                        writeln!(out, "  goal {} within {}", event_match(&g.event), duration(&g.within))
+                    }
+                    Setting::Exit(c, _) => writeln!(out, "  exit when {}", arm_cond(c)),
+                    Setting::OnIneligible(w, _) => writeln!(out, "  on ineligible {}", w.as_str()),
                 };
             }
             steps(out, &c.steps, 1);
@@ -104,6 +109,20 @@ fn trigger(t: &TriggerKind) -> String {
         TriggerKind::Event { event, filter: None } => format!("event {}", event.text),
         TriggerKind::Manual => "manual".into(),
         TriggerKind::Api => "api".into(),
+    }
+}
+
+fn event_match(m: &EventMatch) -> String {
+    if m.filter.is_empty() {
+        return format!("(event {})", m.event.text);
+    }
+    format!("(event {} where {})", m.event.text, m.filter.iter().map(expr).collect::<Vec<_>>().join(" "))
+}
+
+fn arm_cond(c: &ArmCond) -> String {
+    match c {
+        ArmCond::Event(m) => event_match(m),
+        ArmCond::State(e) => expr(e),
     }
 }
 
@@ -149,6 +168,24 @@ fn steps(out: &mut String, steps: &[Step], depth: usize) {
                 if let Some(b) = &i.otherwise {
                     let _ = writeln!(out, "{pad}  else");
                     self::steps(out, &b.steps, depth + 2);
+                }
+                Ok(())
+            }
+            StepKind::WaitUntil(w) => {
+                let form = if w.form == WaitForm::Short { " short" } else { "" };
+                let _ = writeln!(out, "wait-until{form} {}", at(s.span));
+                for a in &w.arms {
+                    let _ = writeln!(out, "{pad}  when {}", arm_cond(&a.cond));
+                    self::steps(out, &a.block.steps, depth + 2);
+                }
+                match &w.timeout {
+                    Some(t) => {
+                        let _ = writeln!(out, "{pad}  timeout {}", duration(&t.duration));
+                        self::steps(out, &t.block.steps, depth + 2);
+                    }
+                    None => {
+                        let _ = writeln!(out, "{pad}  no-timeout");
+                    }
                 }
                 Ok(())
             }

@@ -274,6 +274,66 @@ fn write(out: &mut String, e: &Expr, at: Place) {
     }
 }
 
+/// `event NAME [where A and B …]` of a goal, an exit or a `when` arm. What
+/// follows it (`{`, `within`, `timeout`, the next setting) takes no operator,
+/// so its comparisons print as at the top.
+pub fn event_match(m: &EventMatch) -> String {
+    let mut out = format!("event {}", m.event.text);
+    if !m.filter.is_empty() {
+        out.push_str(" where ");
+        chain(&mut out, &m.filter, " and ", |last| Place::TOP.child(Slot::Where { last }));
+    }
+    out
+}
+
+/// `goal event NAME [where …] within D`. A filter whose text ends in a
+/// `happened` without its own `within` would take the goal's: that last
+/// comparison is parenthesised.
+pub fn goal(m: &EventMatch, within: &DurationLit) -> String {
+    let mut m = m.clone();
+    if let Some(last) = m.filter.last_mut() {
+        if takes_within(last) {
+            let span = last.span;
+            *last = Expr { kind: ExprKind::Paren(Box::new(last.clone())), span };
+        }
+    }
+    format!("goal {} within {}", event_match(&m), duration(within))
+}
+
+/// Does the text of `e` end in `happened NAME` with no `within` and no
+/// `where`, so that a `within` after it would read as its own?
+fn takes_within(e: &Expr) -> bool {
+    let mut e = e;
+    loop {
+        e = match &e.kind {
+            ExprKind::Or(v) | ExprKind::And(v) => match v.last() {
+                Some(x) => x,
+                None => return false,
+            },
+            ExprKind::Not(x) => x,
+            ExprKind::Compare { rhs, .. } | ExprKind::Has { rhs, .. } => rhs,
+            ExprKind::Arith { first, rest } => rest.last().map_or(&**first, |(_, x)| x),
+            ExprKind::Happened { within: None, filter, .. } => match filter.last() {
+                None => return true,
+                Some(x) => x,
+            },
+            ExprKind::Happened { filter, .. } => match filter.last() {
+                None => return false,
+                Some(x) => x,
+            },
+            _ => return false,
+        };
+    }
+}
+
+/// What a `when` arm or an `exit when` waits for, as text.
+pub fn arm_cond(c: &ArmCond) -> String {
+    match c {
+        ArmCond::Event(m) => event_match(m),
+        ArmCond::State(e) => expr(e),
+    }
+}
+
 /// Operands separated by `sep`, each at the place `place(is_last)` gives.
 fn chain(out: &mut String, items: &[Expr], sep: &str, place: impl Fn(bool) -> Place) {
     for (i, x) in items.iter().enumerate() {

@@ -24,7 +24,16 @@ fn describe(rule: Rule) -> Option<&'static str> {
         step | send_step | wait_step | if_step | ab_test_step | tag_step | end_step | kw_send | kw_wait | kw_if
         | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
         label => "a step label",
-        campaign_setting | setting_name | trigger | audience => "a setting (name, trigger or audience)",
+        campaign_setting | setting_name | trigger | audience | goal | exit | on_ineligible | kw_goal | kw_exit
+        | kw_on => "a setting (name, trigger, audience, goal, exit or on ineligible)",
+        wait_until_step | kw_until => "`until`",
+        wait_arms => "the arms of a `wait until` `{ when … { } timeout D { } }`",
+        when_arm | kw_when => "a `when` arm like `when event order.completed { … }`",
+        timeout_arm | kw_timeout => "`timeout` and a duration, like `timeout 3d { … }`",
+        wait_short | event_match | kw_event_match => "`event NAME`",
+        wait_close => "the `}` that closes the `wait until` (its `timeout` comes last)",
+        kw_ineligible => "`ineligible`",
+        kw_skip | kw_continue => "`skip` or `continue`",
         trigger_scheduled | trigger_event | trigger_manual | trigger_api | kw_scheduled | kw_on_event | kw_manual
         | kw_api => "a trigger (scheduled, event, manual or api)",
         template_field | tf_channel | tf_message | tf_status | tf_version => {

@@ -23,6 +23,10 @@ pub enum GStep {
     End,
     If(Vec<(u8, Vec<GStep>)>, Option<Vec<GStep>>),
     Ab(Vec<(u32, Vec<GStep>)>),
+    /// `wait until { when … { } … timeout D { } }`: arm conditions, timeout minutes, timeout block.
+    WaitUntil(Vec<(u8, Vec<GStep>)>, u16, Vec<GStep>),
+    /// `wait until event … timeout D`.
+    WaitShort(bool, u16),
 }
 
 pub fn step() -> impl Strategy<Value = GStep> {
@@ -31,13 +35,14 @@ pub fn step() -> impl Strategy<Value = GStep> {
         2 => (1u16..2000).prop_map(GStep::Wait),
         1 => (any::<bool>(), 0u8..3).prop_map(|(a, t)| GStep::Tag(a, t)),
         1 => Just(GStep::End),
+        1 => (any::<bool>(), 1u16..2000).prop_map(|(w, m)| GStep::WaitShort(w, m)),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         let block = proptest::collection::vec(inner, 0..4);
         prop_oneof![
             (proptest::collection::vec((0u8..6, block.clone()), 1..3), proptest::option::of(block.clone()))
                 .prop_map(|(a, e)| GStep::If(a, e)),
-            (2usize..5, proptest::collection::vec(block, 4)).prop_map(|(n, blocks)| {
+            (2usize..5, proptest::collection::vec(block.clone(), 4)).prop_map(|(n, blocks)| {
                 // Weights that sum to exactly 100%.
                 let mut out = Vec::new();
                 let mut left = 100u32;
@@ -48,12 +53,16 @@ pub fn step() -> impl Strategy<Value = GStep> {
                 }
                 GStep::Ab(out)
             }),
+            (proptest::collection::vec((0u8..5, block.clone()), 1..4), 1u16..2000, block)
+                .prop_map(|(arms, m, t)| GStep::WaitUntil(arms, m, t)),
         ]
     })
 }
 
+/// The `u8` picks the trigger (`% 4`) and the goal, exit and `on
+/// ineligible` settings (`/ 4`).
 pub fn campaign() -> impl Strategy<Value = (u8, Vec<GStep>)> {
-    (0u8..4, proptest::collection::vec(step(), 1..8))
+    (0u8..16, proptest::collection::vec(step(), 1..8))
 }
 
 struct Writer {
@@ -73,11 +82,19 @@ pub fn render(trigger: u8, steps: &[GStep]) -> String {
 pub fn render_campaign(trigger: u8, steps: &[GStep]) -> String {
     let mut w = Writer { out: String::new(), labels: 0, ab: 0, sent: Vec::new() };
     w.out.push_str("campaign gen {\n");
-    w.out.push_str(match trigger {
+    w.out.push_str(match trigger % 4 {
         0 => "  trigger manual\n",
         1 => "  trigger api\n",
         2 => "  trigger event order.completed where amount > 10\n",
         _ => "  trigger scheduled at 2026-12-01 09:00 \"Europe/Paris\"\n  audience vip\n",
+    });
+    w.out.push_str(match trigger / 4 {
+        0 => "",
+        1 => "  goal event order.completed within 7d\n",
+        2 => "  goal event order.completed where amount > 5 within 1d\n  exit when event order.completed\n",
+        _ => {
+            "  exit when plan == free\n  exit when event order.completed where amount > 100\n  on ineligible continue\n"
+        }
     });
     w.out.push_str("  first: send email.marketing e1\n");
     w.sent.push("first".into());
@@ -139,6 +156,33 @@ impl Writer {
                     }
                     self.out.push('\n');
                     self.sent = saved;
+                }
+                GStep::WaitShort(filtered, m) => {
+                    let filter = if *filtered { " where amount > 20" } else { "" };
+                    self.out.push_str(&format!("{pad}wait until event order.completed{filter} timeout {m}m\n"));
+                }
+                GStep::WaitUntil(arms, m, timeout) => {
+                    self.out.push_str(&format!("{pad}wait until {{\n"));
+                    let saved = self.sent.clone();
+                    for (c, body) in arms {
+                        let cond = match c {
+                            0 => "event order.completed".to_string(),
+                            1 => "event order.completed where amount > 20".to_string(),
+                            2 => "plan == pro".to_string(),
+                            3 => format!("opened({})", saved.last().cloned().unwrap_or_default()),
+                            _ => "tags has \"t1\"".to_string(),
+                        };
+                        self.out.push_str(&format!("{pad}  when {cond} {{\n"));
+                        self.sent = saved.clone();
+                        self.block(body, depth + 2);
+                        self.out.push_str(&format!("{pad}  }}\n"));
+                    }
+                    self.out.push_str(&format!("{pad}  timeout {m}m {{\n"));
+                    self.sent = saved.clone();
+                    self.block(timeout, depth + 2);
+                    self.out.push_str(&format!("{pad}  }}\n"));
+                    self.sent = saved;
+                    self.out.push_str(&format!("{pad}}}\n"));
                 }
                 GStep::Ab(variants) => {
                     self.ab += 1;

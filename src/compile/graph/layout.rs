@@ -354,6 +354,16 @@ fn item(s: &Step, src: &SourceText) -> Item {
             out.push(("else".into(), items(otherwise, src)));
             fork(head, out)
         }
+        StepKind::WaitUntil { arms, timeout_minutes, timeout } => {
+            let head = card(
+                Kind::Wait,
+                vec![(Style::Title, "WAIT UNTIL".into()), (Style::Detail, format!("first of {} arms", arms.len()))],
+            );
+            let mut lanes: Vec<(String, Vec<Item>)> =
+                arms.iter().map(|a| (condition_text(src, a.span), items(&a.steps, src))).collect();
+            lanes.push((format!("timeout {}", dis::duration(*timeout_minutes)), items(timeout, src)));
+            fork(head, lanes)
+        }
         StepKind::AbTest { name, variants } => {
             let head = card(
                 Kind::Split,
