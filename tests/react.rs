@@ -512,3 +512,92 @@ fn on_ineligible_continue_records_the_skip_and_goes_on() {
     assert_eq!(step(&r, "mail")["sent"], 6, "skip: the ineligible contacts stop");
     assert_eq!(r["executions"]["skipped"], 4);
 }
+
+const FLOW: &str = r#"
+template hello { channel email message marketing status published }
+template promo { channel sms message promotional status published }
+contact { plan: enum(free, pro) }
+event order.completed { amount: number }
+event order.refunded { amount: number }
+campaign shop {
+  trigger manual
+  goal event order.completed within 7d
+  exit when event order.refunded
+  on ineligible continue
+  ab_test offer {
+    variant a 50% { first: send email.marketing hello }
+    variant b 50% { second: send sms.promotional promo }
+  }
+  w: wait until {
+    when event order.completed where amount > 50 { tag add "bought" }
+    when plan == pro { }
+    timeout 1d { }
+  }
+  after: send email.marketing hello
+}
+"#;
+
+/// The same semantics from a `.flow` file through the real front end, and
+/// the report as `flowc run` prints it for people: the A/B table with its
+/// statistics, the goal line and the exits.
+#[test]
+fn a_flow_file_with_wait_until_goal_exit_and_continue_runs_and_reports() {
+    let (analysis, ws) = common::check_source(FLOW);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    let p = compile::compile(&model, c, ws.sources.get(c.file));
+    assert!(p.nodes.iter().any(|n| matches!(n.op, Op::WaitUntil { .. })), "{:?}", p.nodes);
+    let parts = Parts { model, ..parts() };
+    let db = Db::new("flow");
+    // 40 contacts; only the even ones may get sms (variant b skips the others and goes on).
+    let lines: Vec<String> = (0..40)
+        .map(|i| {
+            let consent: &[&str] = if i % 2 == 0 { &["email", "sms"] } else { &["email"] };
+            contact_line(i, &[], consent, if i % 5 == 0 { "pro" } else { "free" })
+        })
+        .collect();
+    let mut events = Vec::new();
+    for i in 0..40usize {
+        let id = format!("c{i:04}");
+        if i % 4 == 1 {
+            events.push(event(&id, "order.completed", START + 30 + i as i64, Some(80.0)));
+        }
+        if i % 10 == 3 {
+            events.push(event(&id, "order.refunded", START + 10, Some(1.0)));
+        }
+    }
+    import(&db, &parts, &lines, &events);
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(START),
+        initial_balance_micros: 1_000_000_000,
+        engine: EngineConfig::default(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let r = run::run(&mut store, &mut provider, &p, &opts, &mut |_| {}).expect("run");
+    let v = serde_json::to_value(&r).expect("json");
+    // Refunds at START+10 exit 4 contacts (3, 13, 23, 33) while they wait.
+    assert_eq!(v["exits"]["exit:1"], 4, "{v}");
+    // Contacts 1, 5, 9, … (i % 4 == 1) order > 50 within the wait; of them
+    // 13 and 33 exited first, and the pro ones (5, 25) passed `when plan == pro` on arrival.
+    let bought = (0..40).filter(|i| i % 4 == 1 && i % 10 != 3 && i % 5 != 0).count() as u64;
+    assert_eq!(bought, 6);
+    let w = v["steps"].as_array().expect("steps");
+    let arm = |id: &str| w.iter().find(|s| s["id"] == id).map(|s| s["entered"].clone()).expect(id);
+    assert_eq!(arm("w/when1"), bought);
+    assert_eq!(v["goal"]["converted"], (0..40).filter(|i| i % 4 == 1).count() as u64, "exited contacts convert too");
+    assert_eq!(v["executions"]["skipped"], 0, "on ineligible continue");
+    let human = flowc::runtime::report::human(&r);
+    assert!(human.contains("goal order.completed within 7d: converted 10 of 40 (25.0%)"), "{human}");
+    assert!(human.contains("exits: exit:1 4"), "{human}");
+    assert!(human.contains("variant    entered  converted      rate    uplift  confidence"), "{human}");
+    let a = &v["ab_tests"]["offer"]["a"];
+    let n = |x: &Value| x.as_u64().expect("count");
+    let line_a = format!("  a        {:>9}  {:>9}", n(&a["entered"]), n(&a["converted"]));
+    assert!(human.contains(&line_a), "{human}\n{line_a}");
+    assert!(human.contains("delivered "), "{human}");
+}

@@ -490,11 +490,15 @@ impl<'a> Engine<'a> {
                     Trace::AbPick { node, variant } => {
                         if let Op::Split { name, variants } = &p.nodes[node.get()].op {
                             let v = variants.get(*variant).map_or_else(String::new, |v| v.name.clone());
-                            acc.round.ab_assigned.push(AbAssignment {
-                                contact: f.contact_id.clone(),
-                                ab: name.clone(),
-                                variant: v.clone(),
-                            });
+                            // Only a goal reads who got which variant: a
+                            // program without one keeps its hot loop as it was.
+                            if p.goal.is_some() {
+                                acc.round.ab_assigned.push(AbAssignment {
+                                    contact: f.contact_id.clone(),
+                                    ab: name.clone(),
+                                    variant: v.clone(),
+                                });
+                            }
                             *acc.round.ab.entry((name.clone(), v)).or_default() += 1;
                         }
                     }

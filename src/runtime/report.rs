@@ -236,14 +236,15 @@ pub fn human(r: &Report) -> String {
         .collect();
     out.push_str(&format!("executions: {}\n\n", states.join(", ")));
     let w = r.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
+    let k = r.steps.iter().map(|s| s.kind.len()).max().unwrap_or(7).max(7);
     out.push_str(&format!(
-        "{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10}\n",
+        "{:<w$}  {:<k$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10}\n",
         "step", "kind", "entered", "sent", "skipped", "failed", "cost"
     ));
     for s in &r.steps {
         let skipped: u64 = s.skipped.values().sum();
         out.push_str(&format!(
-            "{:<w$}  {:<7}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10.4}\n",
+            "{:<w$}  {:<k$}  {:>9}  {:>9}  {:>9}  {:>7}  {:>10.4}\n",
             s.id, s.kind, s.entered, s.sent, skipped, s.failed, s.cost
         ));
         for (why, n) in &s.skipped {

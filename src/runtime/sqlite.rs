@@ -1735,6 +1735,41 @@ mod tests {
     /// twice; migrating keys them as new imports are keyed, keeps one of
     /// each, and importing the same events again adds nothing.
     #[test]
+    fn schema_4_executions_migrate_without_a_start_or_a_wait() {
+        let conn = Connection::open_in_memory().expect("db");
+        register_functions(&conn).expect("functions");
+        for m in &MIGRATIONS[..4] {
+            conn.execute_batch(m).expect("schema");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        conn.execute(
+            "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES ('c1', '{}', '[]', '[]', '[]')",
+            [],
+        )
+        .expect("contact");
+        conn.execute(
+            "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at) VALUES ('c', 'c1', 'v', 's', 'pending', 5, 1)",
+            [],
+        )
+        .expect("execution");
+        let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
+        let due = store.due("c", 10, 10, &[]).expect("due");
+        assert_eq!((due[0].started_at, due[0].wait_since), (None, None), "older rows: before everything");
+        // New enrolments start at their first wake-up.
+        store.enroll("c", "v", &[Enrollment::new("c1", "s", 7)], 3).expect("enroll (ignored: enrolled)");
+        store
+            .conn
+            .execute(
+                "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES ('c2', '{}', '[]', '[]', '[]')",
+                [],
+            )
+            .expect("contact");
+        store.enroll("c", "v", &[Enrollment::new("c2", "s", 7)], 3).expect("enroll");
+        let starts = store.starts("c", "", 10).expect("starts");
+        assert_eq!(starts, vec![("c1".to_string(), None), ("c2".to_string(), Some(7))]);
+    }
+
+    #[test]
     fn schema_2_events_migrate_to_one_row_per_key() {
         let conn = Connection::open_in_memory().expect("db");
         conn.execute_batch(MIGRATIONS[0]).expect("schema 1");

@@ -191,15 +191,19 @@ pub fn advance(
                 return Stop::Exited { at: pc, index };
             }
         }
-        let t = match (resumed.take(), p.nodes.get(pc.get()).map(|n| &n.op)) {
-            (Some(since), Some(Op::WaitUntil { arms, timeout_minutes, timeout })) => {
-                let arms = Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout };
-                match wait_until(p, facts, pc, arms, since, at, now) {
-                    Ok(next) => Transition::Next(next),
-                    Err(stop) => return stop,
-                }
+        let parked = resumed.take().and_then(|since| match p.nodes.get(pc.get()).map(|n| &n.op) {
+            Some(Op::WaitUntil { arms, timeout_minutes, timeout }) => {
+                Some((since, Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout }))
             }
-            _ => transition(p, pc, facts, now, account, trace),
+            _ => None,
+        });
+        let t = match parked {
+            // Parked here already: try the arms again without entering anew.
+            Some((since, arms)) => match wait_until(p, facts, pc, arms, since, at, now) {
+                Ok(next) => Transition::Next(next),
+                Err(stop) => return stop,
+            },
+            None => transition(p, pc, facts, now, account, trace),
         };
         match t {
             Transition::Next(next) => pc = next,

@@ -104,3 +104,82 @@ fn later_facts(cx: &Ctx, c: &Cond, earliest: &mut Option<i64>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::program::{Cond, Trigger, Version};
+    use crate::runtime::facts::{ContactEvent, SentMessage};
+
+    fn program() -> Program {
+        Program {
+            campaign: "c".into(),
+            display_name: None,
+            version: Version("v".into()),
+            trigger: Trigger::Manual,
+            audience: None,
+            fields: vec![],
+            segments: vec![],
+            nodes: vec![],
+            goal: None,
+            exits: vec![],
+            on_ineligible: Default::default(),
+        }
+    }
+
+    fn on_event(name: &str) -> WaitOn {
+        WaitOn::Event { event: EventMatch { event: name.into(), props: vec![], filter: vec![] } }
+    }
+
+    fn at(name: &str, t: i64) -> ContactEvent {
+        ContactEvent { name: name.into(), at: t, props: Default::default() }
+    }
+
+    const ARMS: fn(&[WaitArm]) -> Arms = |arms| Arms { arms, timeout_minutes: 100, timeout: NodeIdx(9) };
+
+    #[test]
+    fn arms_are_tried_in_order_and_only_events_since_entry_count() {
+        let p = program();
+        let arms =
+            [WaitArm { on: on_event("x"), target: NodeIdx(1) }, WaitArm { on: on_event("y"), target: NodeIdx(2) }];
+        let mut f = Facts { events: vec![at("x", 999), at("y", 1005), at("x", 1007)], ..Facts::default() };
+        // x at 999 is before the wait began at 1000: only y counts at 1005.
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1005), Decision::Take(NodeIdx(2)));
+        // By 1007 both hold: the first arm wins.
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1007), Decision::Take(NodeIdx(1)));
+        // Before anything: parked until the earliest known event (y at 1005).
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1000), Decision::Park { wake_at: 1005 });
+        // Nothing known: until the deadline; at the deadline, the timeout.
+        f.events.clear();
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1000), Decision::Park { wake_at: 1100 });
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1100), Decision::Take(NodeIdx(9)));
+        // An arm that holds at the deadline still wins over the timeout.
+        f.events.push(at("y", 1100));
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1100), Decision::Take(NodeIdx(2)));
+    }
+
+    #[test]
+    fn a_reported_engagement_time_is_a_wake_up() {
+        let p = program();
+        let clicked = Cond::Engaged {
+            kind: crate::compile::program::EngagementRepr::Clicked,
+            step: crate::check::model::StepId("mail".into()),
+        };
+        let arms = [WaitArm { on: WaitOn::State { cond: clicked }, target: NodeIdx(1) }];
+        let f = Facts {
+            sent: vec![SentMessage {
+                step: "mail".into(),
+                channel: "email".into(),
+                sent_at: 1000,
+                delivered_at: Some(1001),
+                opened_at: Some(1020),
+                clicked_at: Some(1030),
+            }],
+            ..Facts::default()
+        };
+        // Woken at each later engagement time (an early look only parks again).
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1000), Decision::Park { wake_at: 1001 });
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1020), Decision::Park { wake_at: 1030 });
+        assert_eq!(decide(&p, &f, ARMS(&arms), 1000, 1030), Decision::Take(NodeIdx(1)));
+    }
+}
