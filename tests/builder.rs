@@ -32,6 +32,53 @@ fn validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("schema compiles")
 }
 
+/// The schema, compiled once for the property tests.
+fn schema() -> &'static jsonschema::Validator {
+    static V: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    V.get_or_init(validator)
+}
+
+/// Issue 18: a `wait until` is a WAIT_UNTIL node with one path per arm and
+/// the timeout last; goal, exits and `on ineligible` are `settings`.
+#[test]
+fn wait_until_and_settings_export_as_documented() {
+    let src = std::fs::read_to_string(common::root().join("tests/data/compile/wait_until.flow")).expect("read");
+    let json = export(&src);
+    let errors: Vec<String> = validator().iter_errors(&json).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        json["settings"],
+        serde_json::json!({
+            "goal": {"event": "order.completed", "where": [{"compare": {"op": ">", "left": {"attribute": "amount"}, "right": {"number": 10.0}}}], "within": "7d"},
+            "exits": [
+                {"event": "order.completed", "where": [{"compare": {"op": "==", "left": {"attribute": "currency"}, "right": {"string": "EUR"}}}]},
+                {"condition": {"has": {"set": {"attribute": "tags"}, "value": {"string": "unsubscribed"}}}}
+            ],
+            "on_ineligible": "continue"
+        })
+    );
+    let wait = &json["timeline"][1];
+    assert_eq!((wait["id"].as_str(), wait["type"].as_str()), (Some("cart"), Some("WAIT_UNTIL")));
+    let paths = wait["config"]["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 4);
+    assert_eq!(paths[0]["timeline"][0]["id"], "cart/when1/1");
+    assert_eq!(
+        paths[1]["when"],
+        serde_json::json!({"condition": {"predicate": {"name": "clicked", "arg": "reminder"}}})
+    );
+    assert_eq!(paths[3]["timeout"], "3d");
+    assert_eq!(paths[3]["timeline"][0]["id"], "cart/timeout/1");
+    let short = &json["timeline"][2];
+    assert_eq!(
+        short["config"],
+        serde_json::json!({"form": "short", "paths": [{"when": {"event": "order.completed", "where": []}, "timeline": []}, {"timeout": "2d", "timeline": []}]})
+    );
+    let back = flowc::builder::import(&json.to_string()).expect("imports back");
+    assert_eq!(export(&back), json);
+    let campaign = &fmt(&src)[fmt(&src).find("campaign cart_wait").expect("campaign")..];
+    assert!(back.ends_with(campaign), "{back}");
+}
+
 #[test]
 fn every_example_exports_validates_and_imports_back() {
     let v = validator();
@@ -82,13 +129,33 @@ fn errors_name_the_json_path_and_the_reason() {
         (base(r#"[{"id": "w", "type": "WAIT", "config": {}}]"#), "$.timeline[0].config: missing `duration`"),
         (
             base(r#"[{"id": "x", "type": "JUMP"}]"#),
-            "$.timeline[0].type: expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `JUMP`",
+            "$.timeline[0].type: expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG or END, found `JUMP`",
         ),
         (
             base(
                 r#"[{"id": "i", "type": "CONDITION", "config": {"branches": [{"condition": {"compare": {"op": "=", "left": {"attribute": "a"}, "right": {"number": 1}}}, "timeline": []}]}}]"#,
             ),
             "$.timeline[0].config.branches[0].condition.compare.op: expected ==, !=, <, <=, > or >=, found `=`",
+        ),
+        (
+            base(
+                r#"[{"id": "w", "type": "WAIT_UNTIL", "config": {"paths": [{"timeout": "1d", "timeline": []}, {"when": {"event": "x"}, "timeline": []}]}}]"#,
+            ),
+            "$.timeline[0].config.paths[1]: the timeout path comes last",
+        ),
+        (
+            base(
+                r#"[{"id": "w", "type": "WAIT_UNTIL", "config": {"form": "short", "paths": [{"when": {"condition": {"attribute": "vip"}}, "timeline": []}, {"timeout": "1d", "timeline": []}]}}]"#,
+            ),
+            "$.timeline[0].config.form: the short form has one event path and a timeout, both with empty timelines",
+        ),
+        (
+            base(r#"[{"id": "w", "type": "WAIT_UNTIL", "config": {"paths": [{"when": {"event": "x", "within": "1d"}, "timeline": []}]}}]"#),
+            "$.timeline[0].config.paths[0].when.within: unknown key `within` (expected event, where)",
+        ),
+        (
+            r#"{"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "settings": {"on_ineligible": "drop"}, "timeline": []}"#.to_string(),
+            "$.settings.on_ineligible: expected skip or continue, found `drop`",
         ),
         ("{".to_string(), "$: invalid JSON: EOF while parsing an object at line 1 column 1"),
         (r#"{"format": "other"}"#.to_string(), "$.format: expected \"flowc-builder/1\", found \"other\""),
@@ -107,6 +174,7 @@ proptest! {
     fn round_trips((trigger, steps) in gen::campaign()) {
         let src = format!("import \"prelude.flow\"\n\n{}", gen::render_campaign(trigger, &steps));
         let json = export(&src);
+        prop_assert!(schema().is_valid(&json), "{}", json);
         let back = flowc::builder::import(&json.to_string()).expect("import");
         prop_assert_eq!(&back, &fmt(&src));
         prop_assert_eq!(export(&back), json);

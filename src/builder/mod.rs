@@ -193,7 +193,10 @@ fn node(s: &Step, id: &str) -> Value {
             if let Some(t) = &w.timeout {
                 paths.push(json!({"timeout": duration(&t.duration), "timeline": timeline(&t.block.steps, &format!("{id}/timeout"))}));
             }
-            ("WAIT_UNTIL", json!({"paths": paths}))
+            match w.form {
+                WaitForm::Short => ("WAIT_UNTIL", json!({"paths": paths, "form": "short"})),
+                WaitForm::Arms => ("WAIT_UNTIL", json!({"paths": paths})),
+            }
         }
     };
     json!({"id": id, "type": kind, "config": config})

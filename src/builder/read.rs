@@ -51,7 +51,7 @@ struct Reader {
 
 impl Reader {
     fn document(&mut self, v: &Value) -> R<SourceFile> {
-        let root = closed(v, "$", &["format", "imports", "campaign", "trigger", "audience", "timeline"])?;
+        let root = closed(v, "$", &["format", "imports", "campaign", "trigger", "audience", "settings", "timeline"])?;
         match root.get("format") {
             Some(Value::String(f)) if f == super::FORMAT => {}
             Some(other) => return err("$.format", format!("expected \"{}\", found {other}", super::FORMAT)),
@@ -74,6 +74,9 @@ impl Reader {
             .push(Setting::Trigger(Trigger { kind: trigger(field(root, "trigger", "$")?)?, span: Span::default() }));
         if let Some(a) = optional(root, "audience") {
             settings.push(Setting::Audience(condition(a, "$.audience", 1)?, Span::default()));
+        }
+        if let Some(s) = optional(root, "settings") {
+            settings.extend(campaign_settings(s)?);
         }
         let steps = self.timeline(field(root, "timeline", "$")?, "$.timeline", &id.text, 1)?;
         items.push(Item::Campaign(Campaign { name: id, settings, steps, span: Span::default() }));
@@ -142,6 +145,7 @@ impl Reader {
             }
             "CONDITION" => self.condition_step(closed(config_v, &cpath, &["branches", "else"])?, &cpath, id, braces)?,
             "AB_TEST" => self.ab_test(closed(config_v, &cpath, &["name", "variants"])?, &cpath, id, braces)?,
+            "WAIT_UNTIL" => self.wait_until(closed(config_v, &cpath, &["paths", "form"])?, &cpath, id, braces)?,
             "TAG" => {
                 let config = closed(config_v, &cpath, &["action", "tag"])?;
                 let op = match string(field(config, "action", &cpath)?, &format!("{cpath}.action"))? {
@@ -160,7 +164,7 @@ impl Reader {
             other => {
                 return err(
                     &format!("{path}.type"),
-                    format!("expected SEND, WAIT, CONDITION, AB_TEST, TAG or END, found `{other}`"),
+                    format!("expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG or END, found `{other}`"),
                 )
             }
         };
@@ -233,6 +237,132 @@ impl Reader {
         }
         Ok(StepKind::AbTest(AbTest { name, variants }))
     }
+}
+
+impl Reader {
+    /// `WAIT_UNTIL`: `paths` holds the `when` paths in order, then at most
+    /// one `timeout` path, last. A missing timeout is left for `flowc check`
+    /// to report (`missing-timeout`), as in text.
+    fn wait_until(&mut self, config: &Map<String, Value>, cpath: &str, id: &str, braces: usize) -> R<StepKind> {
+        let ppath = format!("{cpath}.paths");
+        let mut arms = Vec::new();
+        let mut timeout = None;
+        for (k, pv) in array(field(config, "paths", cpath)?, &ppath)?.iter().enumerate() {
+            let p = format!("{ppath}[{k}]");
+            let m = obj(pv, &p)?;
+            if timeout.is_some() {
+                return err(&p, "the timeout path comes last");
+            }
+            // `wait until {` then `when … {`: the steps are two braces in.
+            if let Some(d) = optional(m, "timeout") {
+                let m = closed(pv, &p, &["timeout", "timeline"])?;
+                let duration = duration(d, &format!("{p}.timeout"))?;
+                let steps = self.timeline(
+                    field(m, "timeline", &p)?,
+                    &format!("{p}.timeline"),
+                    &format!("{id}/timeout"),
+                    braces + 2,
+                )?;
+                timeout = Some(Timeout { duration, block: block(steps), span: Span::default() });
+                continue;
+            }
+            let m = closed(pv, &p, &["when", "timeline"])?;
+            let cond = arm_cond(field(m, "when", &p)?, &format!("{p}.when"), braces + 1)?;
+            let steps = self.timeline(
+                field(m, "timeline", &p)?,
+                &format!("{p}.timeline"),
+                &format!("{id}/when{}", arms.len() + 1),
+                braces + 2,
+            )?;
+            arms.push(WhenArm { cond, block: block(steps), span: Span::default() });
+        }
+        // `"form": "short"` keeps how the text wrote it: one event path and a
+        // timeout, both empty.
+        let form = match optional(config, "form") {
+            None => WaitForm::Arms,
+            Some(f) => match string(f, &format!("{cpath}.form"))? {
+                "short" => {
+                    let short = matches!(arms.as_slice(), [WhenArm { cond: ArmCond::Event(_), block, .. }] if block.steps.is_empty())
+                        && timeout.as_ref().is_none_or(|t| t.block.steps.is_empty());
+                    if !short {
+                        return err(
+                            &format!("{cpath}.form"),
+                            "the short form has one event path and a timeout, both with empty timelines",
+                        );
+                    }
+                    WaitForm::Short
+                }
+                other => return err(&format!("{cpath}.form"), format!("expected \"short\", found `{other}`")),
+            },
+        };
+        Ok(StepKind::WaitUntil(WaitUntil { arms, timeout, form, head: Span::default() }))
+    }
+}
+
+fn block(steps: Vec<Step>) -> Block {
+    Block { steps, span: Span::default() }
+}
+
+/// `{"event": NAME, "where": [...]}`.
+fn event_match(m: &Map<String, Value>, path: &str, braces: usize) -> R<EventMatch> {
+    let event = event_name(field(m, "event", path)?, &format!("{path}.event"))?;
+    let filter = match optional(m, "where") {
+        None => Vec::new(),
+        Some(w) => {
+            let wpath = format!("{path}.where");
+            let list = array(w, &wpath)?;
+            let mut filter = Vec::with_capacity(list.len());
+            for (i, x) in list.iter().enumerate() {
+                filter.push(condition(x, &format!("{wpath}[{i}]"), braces)?);
+            }
+            filter
+        }
+    };
+    Ok(EventMatch { event, filter, span: Span::default() })
+}
+
+/// A `when` path's or an exit's condition: an event, or `{"condition": …}`.
+fn arm_cond(v: &Value, path: &str, braces: usize) -> R<ArmCond> {
+    let m = obj(v, path)?;
+    if m.contains_key("condition") {
+        let m = closed(v, path, &["condition"])?;
+        return Ok(ArmCond::State(condition(field(m, "condition", path)?, &format!("{path}.condition"), braces)?));
+    }
+    let m = closed(v, path, &["event", "where"])?;
+    Ok(ArmCond::Event(event_match(m, path, braces)?))
+}
+
+/// `settings`: `goal` (an object, or a list when the text had several),
+/// `exits`, `on_ineligible`.
+fn campaign_settings(v: &Value) -> R<Vec<Setting>> {
+    let m = closed(v, "$.settings", &["goal", "exits", "on_ineligible"])?;
+    let mut out = Vec::new();
+    if let Some(g) = optional(m, "goal") {
+        let goals: Vec<(&Value, String)> = match g {
+            Value::Array(list) => list.iter().enumerate().map(|(i, x)| (x, format!("$.settings.goal[{i}]"))).collect(),
+            other => vec![(other, "$.settings.goal".to_string())],
+        };
+        for (g, path) in goals {
+            let gm = closed(g, &path, &["event", "where", "within"])?;
+            let event = event_match(gm, &path, 1)?;
+            let within = duration(field(gm, "within", &path)?, &format!("{path}.within"))?;
+            out.push(Setting::Goal(Goal { event, within, span: Span::default() }));
+        }
+    }
+    if let Some(e) = optional(m, "exits") {
+        for (i, x) in array(e, "$.settings.exits")?.iter().enumerate() {
+            out.push(Setting::Exit(arm_cond(x, &format!("$.settings.exits[{i}]"), 1)?, Span::default()));
+        }
+    }
+    if let Some(w) = optional(m, "on_ineligible") {
+        let what = match string(w, "$.settings.on_ineligible")? {
+            "skip" => Ineligible::Skip,
+            "continue" => Ineligible::Continue,
+            other => return err("$.settings.on_ineligible", format!("expected skip or continue, found `{other}`")),
+        };
+        out.push(Setting::OnIneligible(what, Span::default()));
+    }
+    Ok(out)
 }
 
 fn trigger(v: &Value) -> R<TriggerKind> {

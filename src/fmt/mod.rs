@@ -325,7 +325,7 @@ impl Printer<'_> {
         match &s.kind {
             // One-line steps were printed above.
             StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End => {}
-            StepKind::WaitUntil(w) if short_form(w).is_some() => {}
+            StepKind::WaitUntil(w) if w.form == WaitForm::Short => {}
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
                     let head = if k == 0 {
