@@ -167,6 +167,7 @@ fn pictures() -> Vec<(String, String)> {
         .collect();
     files.sort();
     files.push(common::root().join("tests/data/graph/long_names.flow"));
+    files.push(common::root().join("tests/data/compile/wait_until.flow"));
     let mut out = Vec::new();
     for path in files {
         let rel = path.strip_prefix(common::root()).expect("rel").to_path_buf();
@@ -474,6 +475,56 @@ fn dot_and_mermaid_show_the_trigger_audience_and_fallback_none() {
             assert!(labels.iter().any(|l| l.contains(want)), "{format}: {want:?} not shown in {labels:#?}");
         }
     }
+}
+
+fn wait_until_fixture() -> (Program, Campaign, SourceText) {
+    let rel = std::path::Path::new("tests/data/compile/wait_until.flow");
+    let (analysis, ws) = common::check_file(rel, &Default::default());
+    assert!(!analysis.has_errors(), "{:?}", analysis.diags);
+    let (root, model) = &analysis.models[0];
+    let c = model.campaigns.iter().find(|c| c.file == *root).expect("cart_wait").clone();
+    let src = ws.sources.get(c.file).clone();
+    (compile::compile(model, &c, &src), c, src)
+}
+
+/// Issue 18: a `wait until` is a split with one lane per arm and one for the
+/// timeout, labelled with the arm's condition and `timeout 3d`, in the
+/// native SVG, DOT and Mermaid alike.
+#[test]
+fn wait_until_draws_one_lane_per_arm_and_the_timeout() {
+    let (p, c, src) = wait_until_fixture();
+    let texts = box_texts(&compile::graph::svg(&c, &src));
+    for want in [
+        "cart: WAIT UNTIL first of 3 arms",
+        "WAIT UNTIL first of 1 arm",
+        "event order.completed where amount > 50",
+        "clicked(reminder)",
+        "plan == pro",
+        "timeout 3d",
+        "timeout 2d",
+    ] {
+        assert!(texts.iter().any(|t| t == want), "svg: {want:?} not a box of its own in {texts:#?}");
+    }
+    let dot = compile::graph::dot(&p, &c);
+    let m = compile::graph::mermaid(&p, &c);
+    let d = dot_strings(&dot);
+    let ml = mermaid_labels(&m);
+    for (format, labels) in [("dot", &d), ("mermaid", &ml)] {
+        for want in [
+            "event order.completed where amount > 50",
+            "clicked(reminder)",
+            "plan == pro",
+            "timeout 3d",
+            "event order.completed",
+            "timeout 2d",
+        ] {
+            assert!(labels.iter().any(|l| l == want), "{format}: edge {want:?} not shown in {labels:#?}");
+        }
+    }
+    // The wait (node 1) has one edge per path, to the path's own jump.
+    assert!(dot.contains("  n1 -> n2 [label=\"event order.completed where amount > 50\"];"), "{dot}");
+    assert!(dot.contains("  n1 -> n8 [label=\"timeout 3d\"];"), "{dot}");
+    assert!(m.contains("  n1 -->|\"timeout 3d\"| n8"), "{m}");
 }
 
 /// Whether `rsvg-convert` can run here. Under `CI` it must (`.ci/run`

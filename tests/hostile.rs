@@ -419,7 +419,7 @@ fn exercise(p: &flowc::compile::program::Program) {
         }
         let mut pc = flowc::compile::program::NodeIdx(0);
         for _ in 0..=p.nodes.len() {
-            match step::advance(p, pc, &mut f, now, &account, &mut Vec::new()) {
+            match step::advance(p, pc, step::Moments::default(), &mut f, now, &account, &mut Vec::new()) {
                 step::Stop::Send { next, .. } | step::Stop::Wait { next, .. } => pc = next,
                 _ => break,
             }

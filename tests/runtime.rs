@@ -182,7 +182,7 @@ fn every_step_kind_and_skip_reason() {
     assert_eq!(r.state, "COMPLETED_PARTIAL");
     assert_eq!(r.provider.duplicates, 0);
     assert_eq!(r.provider.deliveries, r.steps.iter().map(|s| s.sent).sum::<u64>());
-    let ab: u64 = r.ab_tests["t"].values().sum();
+    let ab: u64 = r.ab_tests["t"].entered().values().sum();
     assert_eq!(ab, step("c/4").entered);
     // Cost: email.marketing 0.001, rcs 0.03, email.transactional 0.0008.
     let expected = step("first").sent as f64 * 0.001 + rcs.sent as f64 * 0.03 + step("c/3/else/1").sent as f64 * 0.0008;
@@ -206,7 +206,7 @@ fn ab_proportions_hold_for_ten_thousand_contacts() {
     let db = Db::new("ab");
     import(&db, &model, &contacts(10_000));
     let r = run_on(&db, &p, &Opts { batch: 2000, ..Default::default() });
-    let split = &r.ab_tests["split"];
+    let split = &r.ab_tests["split"].entered();
     let total: u64 = split.values().sum();
     assert_eq!(total, 10_000);
     for (v, want) in [("a", 0.5), ("b", 0.3), ("c", 0.2)] {

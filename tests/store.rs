@@ -72,7 +72,15 @@ fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
 }
 
 fn exec(contact: &str, step: &str, state: ExecState, wake_at: Option<i64>) -> ExecUpdate {
-    ExecUpdate { contact: contact.into(), step: step.into(), version: "v1".into(), state, wake_at, reason: None }
+    ExecUpdate {
+        contact: contact.into(),
+        step: step.into(),
+        version: "v1".into(),
+        state,
+        wake_at,
+        reason: None,
+        wait_since: None,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -506,6 +514,18 @@ impl Store for Wrapped {
     }
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
         self.inner.ab_counts(campaign)
+    }
+    fn engagement_counts(&self, campaign: &str, by: i64) -> Result<BTreeMap<String, EngagementCounts>, StoreError> {
+        self.inner.engagement_counts(campaign, by)
+    }
+    fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        self.inner.exit_counts(campaign)
+    }
+    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        self.inner.starts(campaign, after, limit)
+    }
+    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError> {
+        self.inner.ab_assignments(campaign, contacts)
     }
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
         self.inner.outbox_pending(campaign)

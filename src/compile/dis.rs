@@ -105,6 +105,18 @@ pub fn instruction(p: &Program, op: &Op) -> String {
     }
 }
 
+/// The labels of a `wait until`'s paths, in successor order: each arm's
+/// condition, then `timeout D` (the graphs' edge labels).
+pub fn wait_paths(p: &Program, arms: &[WaitArm], timeout_minutes: i64) -> Vec<String> {
+    arms.iter()
+        .map(|a| match &a.on {
+            WaitOn::Event { event } => event_match(p, event),
+            WaitOn::State { cond: c } => cond(p, c, &[]),
+        })
+        .chain([format!("timeout {}", duration(timeout_minutes))])
+        .collect()
+}
+
 /// A weight in basis points as written in `.flow` text (`print::percent`).
 pub use crate::syntax::print::percent;
 

@@ -20,6 +20,24 @@ enum Ref {
     Channel(String),
     Duration(u64),
     Import(String),
+    /// A keyword of issue 18's constructs (`wait until`, `when`, `goal` …).
+    Construct(Construct),
+}
+
+/// What the keyword under the cursor opens, with the step ids it gives.
+#[derive(Debug, Clone)]
+enum Construct {
+    WaitUntil { id: String, arms: usize },
+    When { id: String, waits_for_event: bool },
+    Timeout { id: String },
+    Goal,
+    Exit { index: usize, waits_for_event: bool },
+    OnIneligible(Ineligible),
+}
+
+/// The span of the `len` bytes of a keyword at the start of `s`.
+fn keyword(s: Span, len: usize) -> Span {
+    Span::new(s.start as usize, (s.start as usize + len).min(s.end as usize))
 }
 
 fn model(a: &Analysis) -> Option<&Model> {
@@ -42,6 +60,7 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
             }
             Item::Event(e) => see(Ref::Event(e.name.text.clone()), e.name.span),
             Item::Campaign(c) => {
+                let mut exits = 0;
                 for s in &c.settings {
                     match s {
                         Setting::Trigger(t) => {
@@ -54,14 +73,26 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
                         }
                         Setting::Audience(e, _) => expr(e, segments, see),
                         Setting::Goal(g) => {
+                            see(Ref::Construct(Construct::Goal), keyword(g.span, "goal".len()));
                             event_match(&g.event, segments, see);
                             see(Ref::Duration(g.within.minutes()), g.within.span);
                         }
-                        Setting::Exit(c, _) => arm_cond(c, segments, see),
-                        Setting::DisplayName(..) | Setting::OnIneligible(..) => {}
+                        Setting::Exit(c, sp) => {
+                            exits += 1;
+                            let waits_for_event = matches!(c, ArmCond::Event(_));
+                            see(
+                                Ref::Construct(Construct::Exit { index: exits, waits_for_event }),
+                                keyword(*sp, "exit".len()),
+                            );
+                            arm_cond(c, segments, see)
+                        }
+                        Setting::OnIneligible(w, sp) => {
+                            see(Ref::Construct(Construct::OnIneligible(*w)), keyword(*sp, "on ineligible".len()))
+                        }
+                        Setting::DisplayName(..) => {}
                     }
                 }
-                steps(&c.steps, segments, see);
+                steps(&c.steps, &c.name.text, segments, see);
             }
             _ => {}
         }
@@ -166,6 +197,13 @@ pub fn folds(a: &Analysis) -> Vec<(usize, usize)> {
                         blocks(&v.block.steps, add);
                     }
                 }
+                StepKind::WaitUntil(w) => {
+                    add(s.span);
+                    for b in w.arms.iter().map(|a| &a.block).chain(w.timeout.as_ref().map(|t| &t.block)) {
+                        add(b.span);
+                        blocks(&b.steps, add);
+                    }
+                }
                 _ => {}
             }
         }
@@ -189,8 +227,11 @@ fn target(t: &SendTarget, see: &mut dyn FnMut(Ref, Span)) {
     see(Ref::Template(t.template.text.clone()), t.template.span);
 }
 
-fn steps(list: &[Step], segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
-    for s in list {
+/// The steps of a block whose structural path is `path` (step ids as the
+/// checker makes them).
+fn steps(list: &[Step], path: &str, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
+    for (i, s) in list.iter().enumerate() {
+        let id = s.label.as_ref().map_or_else(|| format!("{path}/{}", i + 1), |l| l.text.clone());
         if let Some(l) = &s.label {
             see(Ref::Label(l.text.clone()), l.span);
         }
@@ -203,23 +244,37 @@ fn steps(list: &[Step], segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
             }
             StepKind::Wait(d) => see(Ref::Duration(d.minutes()), d.span),
             StepKind::If(i) => {
-                for (c, b) in &i.arms {
+                for (k, (c, b)) in i.arms.iter().enumerate() {
                     expr(c, segments, see);
-                    steps(&b.steps, segments, see);
+                    let arm = if k == 0 { "then".to_string() } else { format!("elif{k}") };
+                    steps(&b.steps, &format!("{id}/{arm}"), segments, see);
                 }
                 if let Some(b) = &i.otherwise {
-                    steps(&b.steps, segments, see);
+                    steps(&b.steps, &format!("{id}/else"), segments, see);
                 }
             }
-            StepKind::AbTest(t) => t.variants.iter().for_each(|v| steps(&v.block.steps, segments, see)),
+            StepKind::AbTest(t) => {
+                t.variants.iter().for_each(|v| steps(&v.block.steps, &format!("{id}/{}", v.name.text), segments, see))
+            }
             StepKind::WaitUntil(w) => {
-                for a in &w.arms {
+                see(Ref::Construct(Construct::WaitUntil { id: id.clone(), arms: w.arms.len() }), w.head);
+                for (k, a) in w.arms.iter().enumerate() {
+                    let arm = format!("{id}/when{}", k + 1);
+                    if w.form == WaitForm::Arms {
+                        let waits_for_event = matches!(a.cond, ArmCond::Event(_));
+                        let c = Construct::When { id: arm.clone(), waits_for_event };
+                        see(Ref::Construct(c), keyword(a.span, "when".len()));
+                    }
                     arm_cond(&a.cond, segments, see);
-                    steps(&a.block.steps, segments, see);
+                    steps(&a.block.steps, &arm, segments, see);
                 }
                 if let Some(t) = &w.timeout {
+                    if w.form == WaitForm::Arms {
+                        let c = Construct::Timeout { id: format!("{id}/timeout") };
+                        see(Ref::Construct(c), keyword(t.span, "timeout".len()));
+                    }
                     see(Ref::Duration(t.duration.minutes()), t.duration.span);
-                    steps(&t.block.steps, segments, see);
+                    steps(&t.block.steps, &format!("{id}/timeout"), segments, see);
                 }
             }
             _ => {}
@@ -331,8 +386,37 @@ pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
         }
         Ref::Duration(minutes) => format!("**duration**: {minutes} minutes ({:.2} days)", *minutes as f64 / 1440.0),
         Ref::Import(p) => format!("**import** `{p}`"),
+        Ref::Construct(c) => construct_hover(c),
     };
     Some((text, span))
+}
+
+/// What a construct of issue 18 does, in the words of docs/language.md.
+fn construct_hover(c: &Construct) -> String {
+    match c {
+        Construct::WaitUntil { id, arms } => format!(
+            "**wait until** `{id}` ({arms} arm{})\n\nHolds the contact until the first `when` arm that holds, tried in order, or until the `timeout` (measured from entering the wait). After the arm's block the timeline goes on after the wait.\n\nPaths: `{id}/when1` … and `{id}/timeout`.",
+            if *arms == 1 { "" } else { "s" }
+        ),
+        Construct::When { id, waits_for_event: true } => format!(
+            "**when** `{id}`: an event arm\n\nHolds when such an event arrives for the contact after it entered the wait; events before entry do not count."
+        ),
+        Construct::When { id, waits_for_event: false } => format!(
+            "**when** `{id}`: a state arm\n\nTried when the contact arrives (one who already meets it passes at once) and again whenever what it reads may have changed."
+        ),
+        Construct::Timeout { id } => format!(
+            "**timeout** `{id}`\n\nTaken when no arm held within this long of entering the wait; required, at most 365 days."
+        ),
+        Construct::Goal => "**goal**\n\nA contact converts when this event happens within the window of entering the campaign (at most 90 days); the run report counts conversions, per send (last touch) and per A/B variant.".into(),
+        Construct::Exit { index, waits_for_event: true } => format!(
+            "**exit** `exit:{index}`\n\nThe execution leaves (completed) as soon as such an event arrives after it entered the campaign; a waiting execution is woken to leave."
+        ),
+        Construct::Exit { index, waits_for_event: false } => format!(
+            "**exit** `exit:{index}`\n\nChecked before every step: the execution leaves (completed) once the condition holds."
+        ),
+        Construct::OnIneligible(Ineligible::Skip) => "**on ineligible skip**\n\nAn ineligible send (no consent, no capability and no fallback …) ends the execution `skipped` (the default).".into(),
+        Construct::OnIneligible(Ineligible::Continue) => "**on ineligible continue**\n\nAn ineligible send records its skip reason and the contact goes on to the next step.".into(),
+    }
 }
 
 fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static str> {
@@ -395,7 +479,7 @@ pub fn definition(a: &Analysis, off: usize) -> Option<(FileId, Span)> {
         Ref::Import(p) => {
             return a.ws.imported(a.file, p).map(|f| (f, Span::default()));
         }
-        Ref::Duration(_) => return None,
+        Ref::Duration(_) | Ref::Construct(_) => return None,
     };
     match origin {
         Origin::Source(f, s) => Some((f, s)),
@@ -416,6 +500,12 @@ fn label_defs(list: &[Step], see: &mut dyn FnMut(Ref, Span)) {
                 }
             }
             StepKind::AbTest(t) => t.variants.iter().for_each(|v| label_defs(&v.block.steps, see)),
+            StepKind::WaitUntil(w) => {
+                w.arms.iter().for_each(|a| label_defs(&a.block.steps, see));
+                if let Some(t) = &w.timeout {
+                    label_defs(&t.block.steps, see);
+                }
+            }
             _ => {}
         }
     }
@@ -502,6 +592,27 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
             .map(|z| item(z.name(), CompletionItemKind::CONSTANT, "IANA time zone"))
             .collect();
     }
+    // `… event NAME where |` (a trigger, a goal, an exit, a `when` arm) and
+    // `happened NAME … where |`: that event's properties; only a trigger's
+    // `where` reads contact fields too.
+    if let Some(w) = words.iter().rposition(|w| *w == "where") {
+        let event = words[..w]
+            .windows(2)
+            .rev()
+            .find(|p| p[0] == "event" || p[0] == "happened")
+            .and_then(|p| m.events.get(p[1]));
+        if let Some(e) = event {
+            let mut out: Vec<CompletionItem> = e
+                .fields
+                .values()
+                .map(|f| item(&f.name, CompletionItemKind::PROPERTY, format!("{} property", e.name)))
+                .collect();
+            if words.first().is_some_and(|w| *w == "trigger") {
+                out.extend(m.contact.values().map(|f| item(&f.name, CompletionItemKind::FIELD, f.ty.describe())));
+            }
+            return out;
+        }
+    }
     if prev == "event" || prev == "happened" {
         return m.events.keys().map(|e| item(e, CompletionItemKind::EVENT, "event")).collect();
     }
@@ -518,6 +629,18 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
     let mut out = vec![
         snippet("send", "send ${1:email}.${2:marketing} ${3:template}", "send a message"),
         snippet("wait", "wait ${1:2d}", "wait a duration"),
+        snippet(
+            "wait until",
+            "wait until {\n\twhen event ${1:order.completed} { $2 }\n\ttimeout ${3:3d} { $0 }\n}",
+            "wait for an event or a condition, with a timeout",
+        ),
+        snippet("goal", "goal event ${1:order.completed} within ${2:7d}", "what counts as a conversion"),
+        snippet(
+            "exit when",
+            "exit when event ${1:order.completed}",
+            "leave when an event happens or a condition holds",
+        ),
+        snippet("on ineligible", "on ineligible ${1|skip,continue|}", "what an ineligible send does"),
         snippet("if", "if ${1:condition} {\n\t$0\n}", "branch"),
         snippet("ab_test", "ab_test ${1:name} {\n\tvariant a 50% { $2 }\n\tvariant b 50% { $3 }\n}", "A/B test"),
         snippet("tag", "tag add \"${1:tag}\"", "add or remove a tag"),
@@ -565,6 +688,24 @@ pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<Do
                             i.arms.iter().flat_map(|(_, b)| step_syms(&b.steps, sym)).collect();
                         if let Some(b) = &i.otherwise {
                             c.extend(step_syms(&b.steps, sym));
+                        }
+                        Some(c)
+                    }
+                    StepKind::WaitUntil(w) => {
+                        let mut c: Vec<DocumentSymbol> = w
+                            .arms
+                            .iter()
+                            .map(|a| {
+                                let head = crate::syntax::print::arm_cond(&a.cond);
+                                let sel = keyword(a.span, "when".len());
+                                let kids = Some(step_syms(&a.block.steps, sym));
+                                sym(format!("when {head}"), SymbolKind::EVENT, a.span, sel, kids)
+                            })
+                            .collect();
+                        if let Some(t) = &w.timeout {
+                            let name = format!("timeout {}", crate::syntax::print::duration(&t.duration));
+                            let sel = keyword(t.span, "timeout".len());
+                            c.push(sym(name, SymbolKind::EVENT, t.span, sel, Some(step_syms(&t.block.steps, sym))));
                         }
                         Some(c)
                     }

@@ -125,3 +125,63 @@ fn requests_on_unchanged_documents_reuse_the_analysis() {
     assert_eq!(s.analyses(), 10, "the open document is rechecked and republished");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 18: hover on `wait until`, its arms, goal, exit and `on
+/// ineligible`; completion of events and of an event's properties after
+/// `where`; the wait and its arms in the outline.
+#[test]
+fn wait_until_goal_and_exits_hover_complete_and_outline() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-wait-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = std::fs::canonicalize(&dir).expect("canonical");
+    let shared = format!("{SHARED}event order.completed {{ amount: number }}\n");
+    let main = "import \"shared.flow\"\n\ncampaign c {\n  trigger event order.completed where amount > 1\n  goal event order.completed within 7d\n  exit when event order.completed where amount > 5\n  on ineligible continue\n  hi: send email.marketing hello_email\n  cart: wait until {\n    when event order.completed where amount > 50 { end }\n    when clicked(hi) { }\n    timeout 3d { }\n  }\n}\n";
+    std::fs::write(dir.join("shared.flow"), shared).expect("shared");
+    std::fs::write(dir.join("main.flow"), main).expect("main");
+    let u = uri(&dir.join("main.flow"));
+    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    s.notify(
+        "textDocument/didOpen",
+        serde_json::json!({"textDocument": {"uri": u, "languageId": "flow", "version": 1, "text": main}}),
+    );
+    let at = |line: u32, character: u32| serde_json::json!({"textDocument": {"uri": u}, "position": {"line": line, "character": character}});
+    let mut hover = |line, character| {
+        let r = s.request("textDocument/hover", at(line, character));
+        r.result.and_then(|v| v["contents"]["value"].as_str().map(str::to_string)).unwrap_or_default()
+    };
+    for (line, character, want) in [
+        (8, 9, "**wait until** `cart` (2 arms)"),
+        (9, 5, "**when** `cart/when1`: an event arm"),
+        (10, 5, "**when** `cart/when2`: a state arm"),
+        (11, 5, "**timeout** `cart/timeout`"),
+        (4, 3, "**goal**"),
+        (5, 3, "**exit** `exit:1`"),
+        (6, 3, "**on ineligible continue**"),
+    ] {
+        let text = hover(line, character);
+        assert!(text.starts_with(want), "{line}:{character}: {text:?} should start with {want:?}");
+    }
+
+    let mut labels = |line, character| {
+        let r = s.request("textDocument/completion", at(line, character));
+        let items = r.result.unwrap_or_default();
+        let list = items.as_array().cloned().or_else(|| items["items"].as_array().cloned()).unwrap_or_default();
+        list.iter().filter_map(|i| i["label"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    assert!(labels(4, 13).contains(&"order.completed".to_string()), "events after `goal event`");
+    // `    when event order.completed where ` is 37 characters: properties only.
+    assert_eq!(labels(9, 37), ["amount"]);
+    // A trigger's `where` reads the event's properties, then contact fields.
+    let trigger = labels(3, 38);
+    assert!(trigger.contains(&"amount".to_string()) && trigger.contains(&"plan".to_string()), "{trigger:?}");
+
+    let r = s.request("textDocument/documentSymbol", serde_json::json!({"textDocument": {"uri": u}}));
+    let syms = r.result.expect("symbols");
+    let steps = syms[0]["children"].as_array().expect("steps");
+    let wait = steps.iter().find(|x| x["name"] == "cart: wait until").expect("the wait");
+    let arms: Vec<&str> =
+        wait["children"].as_array().expect("arms").iter().filter_map(|x| x["name"].as_str()).collect();
+    assert_eq!(arms, ["when event order.completed where amount > 50", "when clicked(hi)", "timeout 3d"]);
+    assert_eq!(wait["children"][0]["children"][0]["name"], "end");
+}

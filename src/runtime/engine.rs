@@ -9,12 +9,13 @@
 //! crash anywhere leaves either a pending outbox row (re-sent with the same
 //! key: the provider does not deliver twice) or a committed outcome.
 
+use super::exits;
 use super::facts::{self, Facts, SentMessage};
 use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
 use crate::compile::codec;
-use crate::compile::program::{Cond, NodeIdx, Op, Program, SendTarget};
+use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, SendTarget, WaitOn};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -85,6 +86,36 @@ impl Reads {
         r
     }
 
+    /// What matching an event reads: the contact's events, and this
+    /// execution's engagement for `message.*`.
+    fn of_event(event: &str) -> Reads {
+        Reads { sent: event.starts_with("message."), events: true }
+    }
+
+    /// What one instruction reads before it lets the execution go on.
+    fn of_op(op: &Op, segments: Reads) -> Reads {
+        match op {
+            Op::Branch { cond, .. } => Reads::of(cond, segments),
+            Op::WaitUntil { arms, .. } => arms.iter().fold(Reads::default(), |acc, a| {
+                acc.or(match &a.on {
+                    WaitOn::Event { event } => Reads::of_event(&event.event),
+                    WaitOn::State { cond } => Reads::of(cond, segments),
+                })
+            }),
+            _ => Reads::default(),
+        }
+    }
+
+    /// What the exit criteria read: checked before every instruction.
+    fn of_exits(exits: &[Exit], segments: Reads) -> Reads {
+        exits.iter().fold(Reads::default(), |acc, x| {
+            acc.or(match x {
+                Exit::Event { event } => Reads::of_event(&event.event),
+                Exit::State { cond } => Reads::of(cond, segments),
+            })
+        })
+    }
+
     fn or(self, o: Reads) -> Reads {
         Reads { sent: self.sent || o.sent, events: self.events || o.events }
     }
@@ -112,11 +143,8 @@ impl Loaded {
         // segment references (a reference is charged the whole union).
         let segments =
             program.segments.iter().fold(Reads::default(), |acc, s| acc.or(Reads::of(&s.cond, Reads::default())));
-        let own: Vec<Reads> = program
-            .nodes
-            .iter()
-            .map(|n| if let Op::Branch { cond, .. } = &n.op { Reads::of(cond, segments) } else { Reads::default() })
-            .collect();
+        let exits = Reads::of_exits(&program.exits, segments);
+        let own: Vec<Reads> = program.nodes.iter().map(|n| Reads::of_op(&n.op, segments).or(exits)).collect();
         let mut uses = own.iter().fold(segments, |acc, r| acc.or(*r));
         if let Some(a) = &program.audience {
             uses = uses.or(Reads::of(a, segments));
@@ -448,12 +476,16 @@ impl<'a> Engine<'a> {
             });
         };
         let version = d.version.clone();
+        let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
+        let sends_before = acc.sends.len();
         let mut f = self.facts_of(d, p, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
         let end = loop {
             trace.clear();
-            let stop = step::advance(p, pc, &mut f, now, &self.config.account, trace);
+            // Only the first stretch resumes where the execution was parked.
+            let at = if pc == start { moments } else { step::Moments { wait_since: None, ..moments } };
+            let stop = step::advance(p, pc, at, &mut f, now, &self.config.account, trace);
             for t in trace.iter() {
                 match t {
                     Trace::Entered(n) => {
@@ -464,8 +496,22 @@ impl<'a> Engine<'a> {
                     Trace::AbPick { node, variant } => {
                         if let Op::Split { name, variants } = &p.nodes[node.get()].op {
                             let v = variants.get(*variant).map_or_else(String::new, |v| v.name.clone());
+                            // Only a goal reads who got which variant: a
+                            // program without one keeps its hot loop as it was.
+                            if p.goal.is_some() {
+                                acc.round.ab_assigned.push(AbAssignment {
+                                    contact: f.contact_id.clone(),
+                                    ab: name.clone(),
+                                    variant: v.clone(),
+                                });
+                            }
                             *acc.round.ab.entry((name.clone(), v)).or_default() += 1;
                         }
+                    }
+                    Trace::Skip { node, reason } => {
+                        count(&mut acc.round.steps, &p.nodes[node.get()].id.0, |c| {
+                            *c.skipped.entry(reason.as_str().to_string()).or_default() += 1
+                        });
                     }
                     Trace::Tag { .. } => tags_changed = true,
                 }
@@ -483,7 +529,31 @@ impl<'a> Engine<'a> {
                         state: ExecState::Pending,
                         wake_at: Some(until),
                         reason: None,
+                        wait_since: None,
                     }
+                }
+                Stop::Parked { node, since, wake_at } => {
+                    // A send made on the way here is relayed after this
+                    // commit, and only then is its engagement known: arms
+                    // reading it look again once it is (same instant).
+                    let fresh = acc.sends.len() > sends_before && loaded.reads_from[node.get()].sent;
+                    break Boundary {
+                        step: p.nodes[node.get()].id.clone(),
+                        state: ExecState::Pending,
+                        wake_at: Some(if fresh { now } else { wake_at }),
+                        reason: None,
+                        wait_since: Some(since),
+                    };
+                }
+                Stop::Exited { at, index } => {
+                    acc.outcome.finished += 1;
+                    break Boundary {
+                        step: p.nodes.get(at.get()).map_or_else(|| p.nodes[last.get()].id.clone(), |n| n.id.clone()),
+                        state: ExecState::Completed,
+                        wake_at: None,
+                        reason: Some(exits::reason(index)),
+                        wait_since: None,
+                    };
                 }
                 Stop::Completed => {
                     acc.outcome.finished += 1;
@@ -492,6 +562,7 @@ impl<'a> Engine<'a> {
                         state: ExecState::Completed,
                         wake_at: None,
                         reason: None,
+                        wait_since: None,
                     };
                 }
                 Stop::Skipped { node, reason } => {
@@ -509,6 +580,7 @@ impl<'a> Engine<'a> {
                         state: ExecState::Skipped,
                         wake_at: None,
                         reason: Some(reason.as_str().to_string()),
+                        wait_since: None,
                     };
                 }
             }
@@ -524,6 +596,7 @@ impl<'a> Engine<'a> {
             state: end.state,
             wake_at: end.wake_at,
             reason: end.reason,
+            wait_since: end.wait_since,
         });
         Ok(())
     }
@@ -562,7 +635,13 @@ impl<'a> Engine<'a> {
         if self.balance < target.price_micros {
             acc.outcome.out_of_balance = true;
             count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
-            return Some(Boundary { step: step.clone(), state: ExecState::Pending, wake_at: Some(now), reason: None });
+            return Some(Boundary {
+                step: step.clone(),
+                state: ExecState::Pending,
+                wake_at: Some(now),
+                reason: None,
+                wait_since: None,
+            });
         }
         self.balance -= target.price_micros;
         acc.outcome.sends += 1;
@@ -666,6 +745,7 @@ impl<'a> Engine<'a> {
             state: ExecState::Failed,
             wake_at: None,
             reason: Some(reason),
+            wait_since: None,
         });
         Failure::ForGood
     }
@@ -774,6 +854,7 @@ struct Boundary {
     state: ExecState,
     wake_at: Option<i64>,
     reason: Option<String>,
+    wait_since: Option<i64>,
 }
 
 /// A stepped batch, not yet committed: the round it writes and the sends

@@ -390,7 +390,16 @@ fn walk(
                 now = until;
                 pc = next;
             }
-            Transition::Stop(Stop::Completed | Stop::Skipped { .. }) => return,
+            Transition::WaitUntil { arms, .. } => {
+                // Provisional (the estimate's own reckoning of arms and exits
+                // is issue 18's front-end part): no arm is assumed to hold,
+                // so the walk waits out the timeout and takes it.
+                now = now.saturating_add(arms.timeout_minutes);
+                pc = arms.timeout;
+            }
+            Transition::Stop(Stop::Completed | Stop::Skipped { .. } | Stop::Parked { .. } | Stop::Exited { .. }) => {
+                return
+            }
             Transition::Branch { cond, then, otherwise } => {
                 let pt = probability(p, cond, f, now, rates);
                 if pt >= 1.0 || depth > 12 {

@@ -5,7 +5,7 @@
 //! another absent value (`x == none`), `!=` is its negation, and ordering is
 //! false (docs/language.md, "Absent values").
 
-use super::facts::{ContactEvent, Facts, FieldValue};
+use super::facts::{Facts, FieldValue, SentMessage};
 use crate::compile::program::{CmpOpRepr, Cond, Const, EngagementRepr, Operand, Program};
 use serde_json::Value as J;
 use std::cmp::Ordering;
@@ -65,14 +65,8 @@ pub fn eval_with(cx: &Ctx, c: &Cond, props: Props) -> bool {
                 }
         }),
         Cond::Happened { event, within_minutes, props: names, filter } => {
-            let since = within_minutes.map(|w| cx.now.saturating_sub(w));
-            let matches = |e: &ContactEvent| {
-                e.name == *event
-                    && e.at <= cx.now
-                    && since.is_none_or(|s| e.at >= s)
-                    && filter.iter().all(|f| eval_with(cx, f, Props::Event { names, values: &e.props }))
-            };
-            cx.facts.events.iter().any(matches) || engagement_happened(cx, event, since)
+            let since = within_minutes.map_or(i64::MIN, |w| cx.now.saturating_sub(w));
+            event_times(cx, event, names, filter).any(|t| t >= since && t <= cx.now)
         }
         Cond::InSegment { segment } => {
             cx.program.segments.get(segment.0 as usize).is_some_and(|s| eval_with(cx, &s.cond, Props::None))
@@ -80,15 +74,30 @@ pub fn eval_with(cx: &Ctx, c: &Cond, props: Props) -> bool {
     }
 }
 
-/// `happened message.opened` also sees this execution's own engagement.
-fn engagement_happened(cx: &Ctx, event: &str, since: Option<i64>) -> bool {
-    let pick: fn(&super::facts::SentMessage) -> Option<i64> = match event {
-        "message.delivered" => |m| m.delivered_at,
-        "message.opened" => |m| m.opened_at,
-        "message.clicked" => |m| m.clicked_at,
-        _ => return false,
+/// The times of the contact's events named `event` whose properties pass
+/// `filter` (read through `names`), and, for `message.delivered`,
+/// `message.opened` and `message.clicked`, of this execution's own
+/// engagement (which has no properties to filter). Unbounded in time: the
+/// caller picks its window (`happened … within`, `when event` after the
+/// wait began, `exit when event` after the start, the goal's window), so
+/// every event condition matches events one way. Allocates nothing.
+pub fn event_times<'a>(
+    cx: &'a Ctx<'a>,
+    event: &'a str,
+    names: &'a [String],
+    filter: &'a [Cond],
+) -> impl Iterator<Item = i64> + 'a {
+    let own = cx.facts.events.iter().filter(move |e| {
+        e.name == event && filter.iter().all(|f| eval_with(cx, f, Props::Event { names, values: &e.props }))
+    });
+    let pick: Option<fn(&SentMessage) -> Option<i64>> = match event {
+        "message.delivered" => Some(|m| m.delivered_at),
+        "message.opened" => Some(|m| m.opened_at),
+        "message.clicked" => Some(|m| m.clicked_at),
+        _ => None,
     };
-    cx.facts.sent.iter().filter_map(pick).any(|t| t <= cx.now && since.is_none_or(|s| t >= s))
+    let engagement = pick.into_iter().flat_map(move |pick| cx.facts.sent.iter().filter_map(pick));
+    own.map(|e| e.at).chain(engagement)
 }
 
 fn operand<'a>(cx: &'a Ctx, o: &'a Operand, props: Props<'a>) -> V<'a> {

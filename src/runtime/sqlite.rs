@@ -193,6 +193,24 @@ UPDATE contact_events SET key = flowc_event_key(contact_id, name, at, props);
 DELETE FROM contact_events WHERE id NOT IN (SELECT MIN(id) FROM contact_events GROUP BY key);
 CREATE UNIQUE INDEX contact_events_by_key ON contact_events (key);
 "#,
+    r#"
+-- Schema 5 (issue 18): journeys that react. An execution remembers when it
+-- entered the campaign (exits by event and the goal's window count from
+-- then; NULL for older rows: before everything) and, parked at a `wait
+-- until`, when it entered that wait (its `when event` arms count events
+-- from then). Each pass through an A/B split is recorded per contact, so
+-- conversions are attributed per variant.
+ALTER TABLE executions ADD COLUMN started_at INTEGER;
+ALTER TABLE executions ADD COLUMN wait_since INTEGER;
+CREATE TABLE ab_assignments (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  ab TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (campaign, contact_id, ab)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -987,7 +1005,7 @@ impl Store for SqliteStore {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+                    "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, started_at, updated_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?6)",
                 )
                 .map_err(classify)?;
             for e in entries {
@@ -1016,8 +1034,8 @@ impl Store for SqliteStore {
             None => ("1".to_string(), Vec::new()),
         };
         let insert = format!(
-            "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at)
-             SELECT ?, id, ?, ?, 'pending', ?, ? FROM contacts WHERE id > ? AND id <= ? AND ({clause})"
+            "INSERT OR IGNORE INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at, started_at)
+             SELECT ?, id, ?, ?, 'pending', ?, ?, ? FROM contacts WHERE id > ? AND id <= ? AND ({clause})"
         );
         // Chunks of contacts in id order, one transaction each, so the WAL stays small.
         const CHUNK: i64 = 50_000;
@@ -1036,12 +1054,14 @@ impl Store for SqliteStore {
             let tx = self.conn.savepoint().map_err(classify)?;
             {
                 let mut stmt = tx.prepare_cached(&insert).map_err(classify)?;
-                let head: [rusqlite::types::Value; 7] = [
+                // The execution starts at its first wake-up.
+                let head: [rusqlite::types::Value; 8] = [
                     program.campaign.clone().into(),
                     program.version.0.clone().into(),
                     step.to_string().into(),
                     wake.into(),
                     now.into(),
+                    wake.into(),
                     after.clone().into(),
                     last.clone().into(),
                 ];
@@ -1072,7 +1092,7 @@ impl Store for SqliteStore {
         // The addresses come after the fields: only whether each is present.
         let addresses = segment::address_columns("c.attrs");
         let sql = format!(
-            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'){cols}, {addresses}
+            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'), e.started_at, e.wait_since{cols}, {addresses}
              FROM executions e JOIN contacts c ON c.id = e.contact_id
              WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
              ORDER BY e.wake_at LIMIT ?3"
@@ -1093,9 +1113,9 @@ impl Store for SqliteStore {
                 };
                 let mut values = Vec::with_capacity(fields.len());
                 for (i, f) in fields.iter().enumerate() {
-                    values.push(segment::field_from_sql(f, &id, &tags, r.get_ref(8 + i)?));
+                    values.push(segment::field_from_sql(f, &id, &tags, r.get_ref(10 + i)?));
                 }
-                let addresses = segment::addresses_from_row(r, 8 + fields.len())?;
+                let addresses = segment::addresses_from_row(r, 10 + fields.len())?;
                 let state: String = r.get(3)?;
                 let state = ExecState::parse(&state).ok_or_else(|| corrupt("executions", &id, &state))?;
                 let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
@@ -1113,6 +1133,8 @@ impl Store for SqliteStore {
                     step: r.get(1)?,
                     version: r.get(2)?,
                     state,
+                    started_at: r.get(8)?,
+                    wait_since: r.get(9)?,
                 })
             })
             .map_err(classify)?;
@@ -1363,13 +1385,33 @@ impl Store for SqliteStore {
             let mut ex = tx
                 .prepare_cached(
                     "UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8,
-                       then_state = NULL, claimed_by = NULL, claimed_at = NULL
+                       wait_since = ?9, then_state = NULL, claimed_by = NULL, claimed_at = NULL
                      WHERE campaign = ?1 AND contact_id = ?2",
                 )
                 .map_err(classify)?;
             for e in &round.executions {
-                ex.execute(params![campaign, e.contact, e.step, e.version, e.state.as_str(), e.wake_at, e.reason, now])
+                ex.execute(params![
+                    campaign,
+                    e.contact,
+                    e.step,
+                    e.version,
+                    e.state.as_str(),
+                    e.wake_at,
+                    e.reason,
+                    now,
+                    e.wait_since
+                ])
+                .map_err(classify)?;
+            }
+            if !round.ab_assigned.is_empty() {
+                let mut assign = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO ab_assignments (campaign, contact_id, ab, variant, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
                     .map_err(classify)?;
+                for a in &round.ab_assigned {
+                    assign.execute(params![campaign, a.contact, a.ab, a.variant, now]).map_err(classify)?;
+                }
             }
             if !round.parked.is_empty() {
                 // Parked where it stands: `then_state` keeps its state, step and wake-up.
@@ -1519,6 +1561,65 @@ impl Store for SqliteStore {
             .query_map(params![campaign], |r| Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64)))
             .map_err(classify)?;
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+    }
+
+    fn engagement_counts(&self, campaign: &str, by: i64) -> Result<BTreeMap<String, EngagementCounts>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT step, SUM(delivered_at <= ?2), SUM(opened_at <= ?2), SUM(clicked_at <= ?2) FROM outbox
+                 WHERE campaign = ?1 AND status = 'sent' GROUP BY step",
+            )
+            .map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign, by], |r| {
+                let n = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.unwrap_or(0) as u64);
+                Ok((r.get::<_, String>(0)?, EngagementCounts { delivered: n(1)?, opened: n(2)?, clicked: n(3)? }))
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+    }
+
+    fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT reason, COUNT(*) FROM executions WHERE campaign = ?1 AND state = 'completed' AND reason LIKE 'exit:%' GROUP BY reason",
+            )
+            .map_err(classify)?;
+        let rows =
+            stmt.query_map(params![campaign], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))).map_err(classify)?;
+        rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
+    }
+
+    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT contact_id, started_at FROM executions WHERE campaign = ?1 AND contact_id > ?2 ORDER BY contact_id LIMIT ?3",
+            )
+            .map_err(classify)?;
+        let rows =
+            stmt.query_map(params![campaign, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+    }
+
+    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError> {
+        if contacts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT contact_id, ab, variant FROM ab_assignments WHERE campaign = ? AND contact_id IN ({})",
+            placeholders(contacts.len())
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
+        let args = std::iter::once(campaign).chain(contacts.iter().copied());
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(AbAssignment { contact: r.get(0)?, ab: r.get(1)?, variant: r.get(2)? })
+            })
+            .map_err(classify)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
@@ -1693,6 +1794,41 @@ mod tests {
     /// A schema-2 database where a file was imported twice holds every event
     /// twice; migrating keys them as new imports are keyed, keeps one of
     /// each, and importing the same events again adds nothing.
+    #[test]
+    fn schema_4_executions_migrate_without_a_start_or_a_wait() {
+        let conn = Connection::open_in_memory().expect("db");
+        register_functions(&conn).expect("functions");
+        for m in &MIGRATIONS[..4] {
+            conn.execute_batch(m).expect("schema");
+        }
+        conn.pragma_update(None, "user_version", 4).expect("version");
+        conn.execute(
+            "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES ('c1', '{}', '[]', '[]', '[]')",
+            [],
+        )
+        .expect("contact");
+        conn.execute(
+            "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at) VALUES ('c', 'c1', 'v', 's', 'pending', 5, 1)",
+            [],
+        )
+        .expect("execution");
+        let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
+        let due = store.due("c", 10, 10, &[]).expect("due");
+        assert_eq!((due[0].started_at, due[0].wait_since), (None, None), "older rows: before everything");
+        // New enrolments start at their first wake-up.
+        store.enroll("c", "v", &[Enrollment::new("c1".into(), "s".into(), 7)], 3).expect("enroll (ignored: enrolled)");
+        store
+            .conn
+            .execute(
+                "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES ('c2', '{}', '[]', '[]', '[]')",
+                [],
+            )
+            .expect("contact");
+        store.enroll("c", "v", &[Enrollment::new("c2".into(), "s".into(), 7)], 3).expect("enroll");
+        let starts = store.starts("c", "", 10).expect("starts");
+        assert_eq!(starts, vec![("c1".to_string(), None), ("c2".to_string(), Some(7))]);
+    }
+
     #[test]
     fn schema_2_events_migrate_to_one_row_per_key() {
         let conn = Connection::open_in_memory().expect("db");

@@ -6,8 +6,10 @@
 //! the clock belong to the engine.
 
 use super::eval::{self, Ctx};
+use super::exits;
 use super::facts::{Facts, FieldValue};
-use crate::compile::program::{Cond, NodeIdx, Op, Program, SendTarget};
+use super::wait::{self, Arms, Decision};
+use crate::compile::program::{Cond, NodeIdx, OnIneligible, Op, Program, SendTarget};
 
 /// Why a send was not made (docs/runtime.md, "Sends", in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,19 +62,51 @@ pub enum Stop {
         until: i64,
         next: NodeIdx,
     },
+    /// Parked at a `wait until` (`node`) entered at `since`, until `wake_at`.
+    Parked {
+        node: NodeIdx,
+        since: i64,
+        wake_at: i64,
+    },
     Completed,
     Skipped {
         node: NodeIdx,
         reason: SkipReason,
     },
+    /// An `exit when` criterion (1-based `index`) held before `at` ran.
+    Exited {
+        at: NodeIdx,
+        index: usize,
+    },
+}
+
+/// The moments of one execution that stepping reads: when it entered the
+/// campaign (`exit when event` counts events from then) and, parked at a
+/// `wait until`, when it entered that wait. `None`: not known (an execution
+/// enrolled before flowc recorded it), or not waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moments {
+    pub started_at: Option<i64>,
+    pub wait_since: Option<i64>,
 }
 
 /// What happened on the way, for statistics and contact updates.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trace {
     Entered(NodeIdx),
-    AbPick { node: NodeIdx, variant: usize },
-    Tag { change: TagChange, tag: String },
+    AbPick {
+        node: NodeIdx,
+        variant: usize,
+    },
+    Tag {
+        change: TagChange,
+        tag: String,
+    },
+    /// An ineligible send passed over (`on ineligible continue`).
+    Skip {
+        node: NodeIdx,
+        reason: SkipReason,
+    },
 }
 
 /// What one instruction does to an execution.
@@ -83,6 +117,9 @@ pub enum Transition<'p> {
     /// A condition for the caller to decide: the engine evaluates it
     /// (`advance`), the estimator splits the contact by engagement rates.
     Branch { cond: &'p Cond, then: NodeIdx, otherwise: NodeIdx },
+    /// A `wait until` entered now: the engine decides its arms (`advance`,
+    /// through `wait::decide`), the estimator reckons with them its own way.
+    WaitUntil { node: NodeIdx, arms: Arms<'p> },
     /// A boundary: the caller performs the send, lets the wait pass, or stops.
     Stop(Stop),
 }
@@ -102,7 +139,13 @@ pub fn transition<'p>(
     trace.push(Trace::Entered(pc));
     match &node.op {
         Op::Send { target, fallback, next } => {
-            Transition::Stop(send(pc, target, fallback.as_ref(), *next, facts, account))
+            match (send(pc, target, fallback.as_ref(), *next, facts, account), p.on_ineligible) {
+                (Stop::Skipped { node, reason }, OnIneligible::Continue) => {
+                    trace.push(Trace::Skip { node, reason });
+                    Transition::Next(*next)
+                }
+                (stop, _) => Transition::Stop(stop),
+            }
         }
         Op::Wait { minutes, next } => Transition::Stop(Stop::Wait { until: now.saturating_add(*minutes), next: *next }),
         Op::Branch { cond, then, otherwise } => Transition::Branch { cond, then: *then, otherwise: *otherwise },
@@ -118,35 +161,87 @@ pub fn transition<'p>(
             Transition::Next(*next)
         }
         Op::Jump { target } => Transition::Next(*target),
-        // Issue 18: the runtime of `wait until` comes with its wake-ups; the
-        // compiler does not emit it before then.
-        Op::WaitUntil { .. } => Transition::Stop(Stop::Completed),
+        Op::WaitUntil { arms, timeout_minutes, timeout } => Transition::WaitUntil {
+            node: pc,
+            arms: Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout },
+        },
         Op::End => Transition::Stop(Stop::Completed),
     }
 }
 
 /// Runs from `pc` to the next boundary, deciding branches on the facts. `now` is in minutes.
+/// An execution resuming at a `wait until` it is parked at (`at.wait_since`
+/// set) tries its arms again without entering it anew. Exit criteria are
+/// checked before every instruction.
 pub fn advance(
     p: &Program,
     pc: NodeIdx,
+    at: Moments,
     facts: &mut Facts,
     now: i64,
     account: &Account,
     trace: &mut Vec<Trace>,
 ) -> Stop {
     let mut pc = pc;
+    let mut resumed = at.wait_since;
     // Edges only go forward, so this loop ends within `nodes.len()` steps.
     for _ in 0..=p.nodes.len() {
-        match transition(p, pc, facts, now, account, trace) {
+        if !p.exits.is_empty() {
+            let cx = Ctx { program: p, facts, now };
+            if let Some(index) = exits::reached(&cx, &p.exits, at.started_at) {
+                return Stop::Exited { at: pc, index };
+            }
+        }
+        let parked = resumed.take().and_then(|since| match p.nodes.get(pc.get()).map(|n| &n.op) {
+            Some(Op::WaitUntil { arms, timeout_minutes, timeout }) => {
+                Some((since, Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout }))
+            }
+            _ => None,
+        });
+        let t = match parked {
+            // Parked here already: try the arms again without entering anew.
+            Some((since, arms)) => match wait_until(p, facts, pc, arms, since, at, now) {
+                Ok(next) => Transition::Next(next),
+                Err(stop) => return stop,
+            },
+            None => transition(p, pc, facts, now, account, trace),
+        };
+        match t {
             Transition::Next(next) => pc = next,
             Transition::Branch { cond, then, otherwise } => {
                 let cx = Ctx { program: p, facts, now };
                 pc = if eval::eval(&cx, cond) { then } else { otherwise };
             }
+            Transition::WaitUntil { node, arms } => match wait_until(p, facts, node, arms, now, at, now) {
+                Ok(next) => pc = next,
+                Err(stop) => return stop,
+            },
             Transition::Stop(stop) => return stop,
         }
     }
     Stop::Completed
+}
+
+/// A `wait until` at `node`, entered at `since`: the arm to go on at, or
+/// the execution parked there — woken early for an `exit when event` the
+/// facts already time before the wait's own wake-up.
+fn wait_until(
+    p: &Program,
+    facts: &Facts,
+    node: NodeIdx,
+    arms: Arms,
+    since: i64,
+    at: Moments,
+    now: i64,
+) -> Result<NodeIdx, Stop> {
+    match wait::decide(p, facts, arms, since, now) {
+        Decision::Take(next) => Ok(next),
+        Decision::Park { wake_at } => {
+            let cx = Ctx { program: p, facts, now };
+            let exit = exits::next_event(&cx, &p.exits, at.started_at);
+            Err(Stop::Parked { node, since, wake_at: exit.map_or(wake_at, |e| e.min(wake_at)) })
+        }
+    }
 }
 
 /// The send a contact gets: the primary target if eligible; when the primary

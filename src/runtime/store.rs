@@ -195,6 +195,11 @@ pub struct Due {
     pub step: StepId,
     pub version: String,
     pub state: ExecState,
+    /// When it entered the campaign (`None` for executions enrolled before
+    /// flowc recorded it).
+    pub started_at: Option<i64>,
+    /// Parked at a `wait until`: when it entered that wait.
+    pub wait_since: Option<i64>,
 }
 
 /// What a claimed execution needs of its contact: the fields the caller
@@ -232,6 +237,27 @@ pub struct ExecUpdate {
     pub state: ExecState,
     pub wake_at: Option<i64>,
     pub reason: Option<String>,
+    /// Parked at a `wait until`: when it entered the wait (kept across
+    /// wake-ups and restarts); `None` at any other boundary.
+    pub wait_since: Option<i64>,
+}
+
+/// One execution's pass through an A/B split, so conversions can be
+/// attributed per variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbAssignment {
+    pub contact: String,
+    pub ab: String,
+    pub variant: String,
+}
+
+/// How many of a send step's messages the provider reports delivered,
+/// opened and clicked by some time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngagementCounts {
+    pub delivered: u64,
+    pub opened: u64,
+    pub clicked: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -422,6 +448,8 @@ pub struct Round {
     pub steps: BTreeMap<String, StepCounts>,
     /// (ab_test, variant) → contacts assigned.
     pub ab: BTreeMap<(String, String), u64>,
+    /// Who was assigned which variant (the first assignment stays).
+    pub ab_assigned: Vec<AbAssignment>,
     /// The breaker after this round's sends, when they changed it.
     pub breaker: Option<BreakerState>,
 }
@@ -438,6 +466,7 @@ impl Round {
             && self.tags.is_empty()
             && self.steps.is_empty()
             && self.ab.is_empty()
+            && self.ab_assigned.is_empty()
             && self.breaker.is_none()
     }
 }
@@ -586,6 +615,15 @@ pub trait Store {
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
+    /// Per send step: its messages delivered, opened and clicked at or before `by`.
+    fn engagement_counts(&self, campaign: &str, by: i64) -> Result<BTreeMap<String, EngagementCounts>, StoreError>;
+    /// Executions that left by an exit criterion, per reason (`exit:<index>`).
+    fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// The campaign's executions in contact order after `after`, at most
+    /// `limit`, each with when it entered the campaign.
+    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError>;
+    /// The A/B assignments of these contacts in the campaign.
+    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError>;
     /// Sends recorded whose outcome is unknown: in flight when a process
     /// stopped (a failed attempt waiting for its next try is not among
     /// them; see `outbox_due`). `created_at` is when they were recorded.

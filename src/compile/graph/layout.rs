@@ -357,7 +357,10 @@ fn item(s: &Step, src: &SourceText) -> Item {
         StepKind::WaitUntil { arms, timeout_minutes, timeout } => {
             let head = card(
                 Kind::Wait,
-                vec![(Style::Title, "WAIT UNTIL".into()), (Style::Detail, format!("first of {} arms", arms.len()))],
+                vec![
+                    (Style::Title, "WAIT UNTIL".into()),
+                    (Style::Detail, format!("first of {} arm{}", arms.len(), if arms.len() == 1 { "" } else { "s" })),
+                ],
             );
             let mut lanes: Vec<(String, Vec<Item>)> =
                 arms.iter().map(|a| (condition_text(src, a.span), items(&a.steps, src))).collect();

@@ -77,6 +77,12 @@ pub fn mermaid(p: &Program, c: &Campaign) -> String {
                     );
                 }
             }
+            Op::WaitUntil { arms, timeout_minutes, timeout } => {
+                let targets = arms.iter().map(|a| a.target).chain([*timeout]);
+                for (to, l) in targets.zip(dis::wait_paths(p, arms, *timeout_minutes)) {
+                    let _ = writeln!(out, "  n{i} -->|\"{}\"| n{}", esc(&l), to.0);
+                }
+            }
             op => {
                 for s in op.successors() {
                     let _ = writeln!(out, "  n{i} --> n{}", s.0);

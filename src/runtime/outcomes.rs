@@ -1,0 +1,83 @@
+//! Goal conversions for the run report, computed at report time from what
+//! the store holds (docs/runtime.md, "Goals and A/B outcomes"): exact
+//! whatever path an event arrived by (contacts import, events import, the
+//! API, a simulation's timeline), and never kept as a counter that a late
+//! event could leave stale.
+
+use super::eval::{self, Ctx};
+use super::facts::{ContactEvent, Facts, SentMessage};
+use super::store::{Store, StoreError};
+use crate::compile::program::{Goal, Program};
+use std::collections::{BTreeMap, HashMap};
+
+/// Conversions of one campaign.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcomes {
+    /// Executions of the campaign.
+    pub entered: u64,
+    pub converted: u64,
+    /// Send step → conversions it gets by last touch.
+    pub conversions: BTreeMap<String, u64>,
+    /// (ab_test, variant) → (entered, converted).
+    pub variants: BTreeMap<(String, String), (u64, u64)>,
+}
+
+/// Executions read per round trip to the store.
+const PAGE: usize = 1000;
+
+/// A contact converts when an event matching the goal happens in
+/// `[started_at, started_at + within]`, at or before `now`. Its conversion
+/// goes to the last message its execution sent at or before that moment.
+/// An execution enrolled before flowc recorded its start never converts.
+pub fn compute(store: &dyn Store, p: &Program, goal: &Goal, now: i64) -> Result<Outcomes, StoreError> {
+    let mut out = Outcomes::default();
+    let mut after = String::new();
+    loop {
+        let page = store.starts(&p.campaign, &after, PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        let ids: Vec<&str> = page.iter().map(|(c, _)| c.as_str()).collect();
+        let mut events: HashMap<String, Vec<ContactEvent>> = HashMap::new();
+        for (c, e) in store.events_for(&ids)? {
+            events.entry(c).or_default().push(e);
+        }
+        let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
+        for (c, m) in store.sent_for(&p.campaign, &ids)? {
+            sent.entry(c).or_default().push(m);
+        }
+        let mut assigned: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for a in store.ab_assignments(&p.campaign, &ids)? {
+            assigned.entry(a.contact).or_default().push((a.ab, a.variant));
+        }
+        for (contact, started_at) in &page {
+            out.entered += 1;
+            let facts = Facts {
+                contact_id: contact.clone(),
+                events: events.remove(contact).unwrap_or_default(),
+                sent: sent.remove(contact).unwrap_or_default(),
+                ..Facts::default()
+            };
+            let at = started_at.and_then(|s| conversion(p, goal, &facts, s, now));
+            let variants = assigned.remove(contact).unwrap_or_default();
+            for v in variants {
+                let e = out.variants.entry(v).or_default();
+                e.0 += 1;
+                e.1 += u64::from(at.is_some());
+            }
+            let Some(at) = at else { continue };
+            out.converted += 1;
+            if let Some(m) = facts.sent.iter().filter(|m| m.sent_at <= at).max_by_key(|m| m.sent_at) {
+                *out.conversions.entry(m.step.clone()).or_default() += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// When the contact converted: the first goal event in its window.
+fn conversion(p: &Program, goal: &Goal, facts: &Facts, started_at: i64, now: i64) -> Option<i64> {
+    let until = started_at.saturating_add(goal.within_minutes).min(now);
+    let cx = Ctx { program: p, facts, now };
+    let m = &goal.event;
+    eval::event_times(&cx, &m.event, &m.props, &m.filter).filter(|t| *t >= started_at && *t <= until).min()
+}
