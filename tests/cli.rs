@@ -918,3 +918,24 @@ fn flowc_toml_holds_the_settings_and_flags_override_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("flowc.toml") && err.contains("unknown key `databse`"), "{err}");
 }
+
+/// Issue 18: `flowc compile` prints the wait until, the goal and the exits
+/// in the program JSON.
+#[test]
+fn compile_json_shows_wait_until_goal_and_exits() {
+    let o = flowc(&["compile", "tests/data/compile/wait_until.flow"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("program json");
+    assert_eq!(v["goal"]["event"]["event"], "order.completed");
+    assert_eq!(v["goal"]["within_minutes"], 7 * 24 * 60);
+    assert_eq!(v["exits"].as_array().map(Vec::len), Some(2));
+    assert!(v["exits"][1]["state"]["cond"]["has"].is_object(), "{}", v["exits"]);
+    assert_eq!(v["on_ineligible"], "continue");
+    let wait = v["nodes"].as_array().expect("nodes").iter().find(|n| n["id"] == "cart").expect("the wait");
+    let w = &wait["op"]["wait_until"];
+    assert_eq!(w["timeout_minutes"], 3 * 24 * 60);
+    assert_eq!(w["arms"][0]["on"]["event"]["event"]["event"], "order.completed");
+    assert!(w["arms"][1]["on"]["state"]["cond"]["engaged"].is_object(), "{w}");
+    let timeout = w["timeout"].as_u64().expect("timeout index") as usize;
+    assert_eq!(v["nodes"][timeout]["id"], "cart/timeout");
+}

@@ -539,3 +539,61 @@ fn an_estimate_over_a_corrupt_row_names_it() {
     let text = estimate_error(&store);
     assert!(text.contains("contacts") && text.contains("c1") && text.contains("[oops"), "{text}");
 }
+
+/// Issue 18: a `wait until` and exits can only lower reach. `min` assumes
+/// every arm that ends, and every exit, is taken; `max` assumes none is. A
+/// state arm that holds when the contact arrives is taken at once, exactly;
+/// an `exit when EXPR` that holds leaves before the first step.
+#[test]
+fn wait_until_and_exits_only_lower_reach() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  exit when plan == enterprise
+  first: send email.marketing t
+  cart: wait until {{
+    when event order.completed {{
+      bought: send email.marketing t
+      end
+    }}
+    when plan == pro {{ pro: send email.marketing t }}
+    timeout 3d {{ nudge: send email.marketing t }}
+  }}
+  after: send email.marketing t
+}}"
+    ));
+    // Plans cycle free, pro, enterprise: 100 of each.
+    let cs: Vec<C> = (0..300).map(plain).collect();
+    let (_db, store) = TempDb::new("wait-until", &model, &cs);
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
+    let reach = |id: &str| e.steps.iter().find(|s| s.id == id).map(|s| (s.reach.min, s.reach.max)).expect(id);
+    // Enterprise contacts exit before anything runs.
+    assert_eq!(reach("first"), (200.0, 200.0));
+    assert_eq!(reach("cart"), (200.0, 200.0));
+    // Pro contacts meet their arm on arrival and take it for certain; a free
+    // contact may become pro while it waits.
+    assert_eq!(reach("pro"), (100.0, 200.0));
+    // Free contacts may buy (and end) or time out: certain of neither.
+    assert_eq!(reach("bought"), (0.0, 100.0));
+    assert_eq!(reach("nudge"), (0.0, 100.0));
+    assert_eq!(reach("after"), (100.0, 200.0));
+    for s in &e.steps {
+        assert!(s.reach.min <= s.reach.expected && s.reach.expected <= s.reach.max, "{s:?}");
+    }
+
+    // An event exit may fire once time has passed: after the wait nothing is certain.
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}campaign c {{
+  trigger manual
+  exit when event order.completed
+  first: send email.marketing t
+  wait until event order.completed where amount > 10 timeout 1d
+  after: send email.marketing t
+}}"
+    ));
+    let (_db, store) = TempDb::new("exit-event", &model, &cs);
+    let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
+    let reach = |id: &str| e.steps.iter().find(|s| s.id == id).map(|s| (s.reach.min, s.reach.max)).expect(id);
+    assert_eq!(reach("first"), (300.0, 300.0), "no time passes before the first wait");
+    assert_eq!(reach("after"), (0.0, 300.0));
+}

@@ -11,12 +11,20 @@
 //! the future, split the contact's weight by the configured rates. Minimum
 //! counts what happens for certain, maximum what can happen, expected the
 //! weighted sum.
+//!
+//! What a contact does after entering (events, attribute changes) is not
+//! known, so a `wait until` and exits can only lower reach: a state arm that
+//! holds on arrival is taken as the run takes it, and the rest of the contact
+//! is split evenly across the paths it may take (every arm, and the
+//! timeout), so `min` counts none of them and `max` all; an `exit when EXPR`
+//! is evaluated before each step like a condition; once time has passed, an
+//! `exit when event` may have fired, so nothing after is certain.
 
 use super::eval::{self, Ctx};
 use super::facts::{self, Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
 use super::store::{Audience, DueContact, Store, StoreError};
-use crate::compile::program::{Cond, NodeIdx, Op, Program, Trigger};
+use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, Trigger, WaitOn};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -80,8 +88,14 @@ pub struct Range {
 impl Range {
     /// One contact's share: certain when every way through got there.
     fn add(&mut self, weight: f64) {
+        self.add_as(weight, Presence::Certain);
+    }
+
+    /// One contact's share, which counts for `min` only when every way
+    /// through got there and none of them may have left on the way.
+    fn add_as(&mut self, weight: f64, presence: Presence) {
         self.expected += weight;
-        if weight >= 1.0 - 1e-9 {
+        if weight >= 1.0 - 1e-9 && presence == Presence::Certain {
             self.min += 1.0;
         }
         if weight > 0.0 {
@@ -192,6 +206,32 @@ struct Weights<'a> {
     seen: &'a mut Vec<f64>,
     sent: &'a mut Vec<[f64; 2]>,
     touched: &'a mut Vec<usize>,
+    /// Per node: reached on a way through where the contact may have left
+    /// earlier (an `exit when event` after time passed).
+    doubtful: &'a mut Vec<bool>,
+    /// The program's `exit when EXPR` criteria, as one condition.
+    exit: &'a Option<Cond>,
+}
+
+/// Whether a contact walking a way through is surely still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Certain,
+    /// An `exit when event` may have fired since it entered.
+    Doubtful,
+}
+
+/// The state exits of `p` as one condition (any of them).
+fn state_exit(p: &Program) -> Option<Cond> {
+    let any: Vec<Cond> = p
+        .exits
+        .iter()
+        .filter_map(|e| match e {
+            Exit::State { cond } => Some(cond.clone()),
+            Exit::Event { .. } => None,
+        })
+        .collect();
+    (!any.is_empty()).then_some(Cond::Or { any })
 }
 
 /// Estimates `p` as of `now` (minutes; use the run's clock rule, `run::clock_now`).
@@ -206,6 +246,8 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
     let mut seen = vec![0.0f64; p.nodes.len()];
     let mut sent_w = vec![[0.0f64; 2]; p.nodes.len()];
     let mut touched: Vec<usize> = Vec::new();
+    let mut doubtful = vec![false; p.nodes.len()];
+    let exit = state_exit(p);
     let mut flush = |batch: &mut Vec<DueContact>, acc: &mut Acc| -> Result<(), StoreError> {
         let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
@@ -232,13 +274,21 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
                     props: Default::default(),
                 });
             }
-            let mut w = Weights { seen: &mut seen, sent: &mut sent_w, touched: &mut touched };
-            walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0);
+            let mut w = Weights {
+                seen: &mut seen,
+                sent: &mut sent_w,
+                touched: &mut touched,
+                doubtful: &mut doubtful,
+                exit: &exit,
+            };
+            walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0, Presence::Certain);
             touched.sort_unstable();
             touched.dedup();
             for &node in touched.iter() {
-                acc.reach[node].add(seen[node]);
+                let presence = if doubtful[node] { Presence::Doubtful } else { Presence::Certain };
+                acc.reach[node].add_as(seen[node], presence);
                 seen[node] = 0.0;
+                doubtful[node] = false;
                 for (which, weight) in sent_w[node].iter_mut().enumerate() {
                     if *weight > 0.0 {
                         acc.per_step.entry((node, which)).or_default().add(*weight);
@@ -356,18 +406,63 @@ fn walk(
     account: &Account,
     w: &mut Weights,
     depth: usize,
+    presence: Presence,
 ) {
     let mut pc = start;
     let mut now = now;
+    let mut weight = weight;
+    let mut presence = presence;
+    let event_exits = p.exits.iter().any(|e| matches!(e, Exit::Event { .. }));
     let mut trace = Vec::new();
     // Edges go forward, so this ends within the program's length.
     for _ in 0..=p.nodes.len() {
+        // `exit when EXPR` is checked before every step: who meets it leaves.
+        if let Some(exit) = w.exit {
+            let pe = probability(p, exit, f, now, rates);
+            if pe >= 1.0 - 1e-9 {
+                return;
+            }
+            weight *= 1.0 - pe;
+        }
+        if let Some(Op::WaitUntil { arms, timeout_minutes, timeout }) = p.nodes.get(pc.get()).map(|n| &n.op) {
+            w.seen[pc.get()] += weight;
+            w.touched.push(pc.get());
+            if presence == Presence::Doubtful {
+                w.doubtful[pc.get()] = true;
+            }
+            let later = if event_exits { Presence::Doubtful } else { presence };
+            let paths =
+                wait_paths(p, arms, *timeout, now.saturating_add(*timeout_minutes), f, now, rates, later, presence);
+            if let [(target, share, at, how)] = paths.as_slice() {
+                (pc, now, presence) = (*target, *at, *how);
+                weight *= share;
+                continue;
+            }
+            if depth > 12 {
+                // Deep enough: the likeliest way only, as for branches.
+                let best = paths.iter().copied().fold(None, |b: Option<(NodeIdx, f64, i64, Presence)>, x| match b {
+                    Some(b) if b.1 >= x.1 => Some(b),
+                    _ => Some(x),
+                });
+                let Some((target, _, at, how)) = best else { return };
+                (pc, now, presence) = (target, at, how);
+                continue;
+            }
+            for (target, share, at, how) in paths {
+                let mut own = f.clone();
+                walk(p, target, &mut own, weight * share, at, rates, account, w, depth + 1, how);
+            }
+            return;
+        }
         trace.clear();
         let t = step::transition(p, pc, f, now, account, &mut trace);
         for e in &trace {
             if let step::Trace::Entered(n) = e {
                 w.seen[n.get()] += weight;
                 w.touched.push(n.get());
+                if presence == Presence::Doubtful {
+                    w.doubtful[n.get()] = true;
+                }
             }
         }
         match t {
@@ -389,14 +484,13 @@ fn walk(
                 // The engine wakes the execution at `until` (the virtual clock jumps there).
                 now = until;
                 pc = next;
+                if event_exits {
+                    presence = Presence::Doubtful;
+                }
             }
-            Transition::WaitUntil { arms, .. } => {
-                // Provisional (the estimate's own reckoning of arms and exits
-                // is issue 18's front-end part): no arm is assumed to hold,
-                // so the walk waits out the timeout and takes it.
-                now = now.saturating_add(arms.timeout_minutes);
-                pc = arms.timeout;
-            }
+            // Handled above, before `transition`: the estimate reckons a wait
+            // until's arms itself.
+            Transition::WaitUntil { .. } => return,
             Transition::Stop(Stop::Completed | Stop::Skipped { .. } | Stop::Parked { .. } | Stop::Exited { .. }) => {
                 return
             }
@@ -412,10 +506,47 @@ fn walk(
                 }
                 // Uncertain: both ways, each with its share of the weight.
                 let mut other = f.clone();
-                walk(p, then, f, weight * pt, now, rates, account, w, depth + 1);
-                walk(p, otherwise, &mut other, weight * (1.0 - pt), now, rates, account, w, depth + 1);
+                walk(p, then, f, weight * pt, now, rates, account, w, depth + 1, presence);
+                walk(p, otherwise, &mut other, weight * (1.0 - pt), now, rates, account, w, depth + 1, presence);
                 return;
             }
         }
     }
+}
+
+/// The ways out of a `wait until` entered at `now`, each with its share of
+/// the contact, the time it is taken and whether the contact is surely still
+/// there: state arms that hold on arrival are taken at once (the first that
+/// holds wins); the rest of the contact may take any arm later, or time out
+/// at `timeout_at`, and is split evenly across them, since flowc has no rate
+/// for what contacts do.
+#[allow(clippy::too_many_arguments)]
+fn wait_paths(
+    p: &Program,
+    arms: &[crate::compile::program::WaitArm],
+    timeout: NodeIdx,
+    timeout_at: i64,
+    f: &mut Facts,
+    now: i64,
+    rates: Rates,
+    later: Presence,
+    at_once: Presence,
+) -> Vec<(NodeIdx, f64, i64, Presence)> {
+    let mut out = Vec::new();
+    let mut left = 1.0;
+    for a in arms {
+        if let WaitOn::State { cond } = &a.on {
+            let share = left * probability(p, cond, f, now, rates);
+            if share > 0.0 {
+                out.push((a.target, share, now, at_once));
+                left -= share;
+            }
+        }
+    }
+    if left > 1e-9 {
+        let each = left / (arms.len() + 1) as f64;
+        out.extend(arms.iter().map(|a| (a.target, each, now, later)));
+        out.push((timeout, each, timeout_at, later));
+    }
+    out
 }
