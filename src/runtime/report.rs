@@ -55,6 +55,10 @@ impl AbTest {
 /// comparison is undefined: see `stats::compare`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct VariantOutcome {
+    /// Its place in the program (0 is the baseline): the human table lists
+    /// variants in this order, so the baseline comes first.
+    #[serde(skip)]
+    pub order: usize,
     pub entered: u64,
     pub converted: u64,
     pub rate: Option<f64>,
@@ -215,6 +219,7 @@ fn ab_outcomes(p: &Program, o: &Outcomes) -> BTreeMap<String, AbTest> {
             vs.insert(
                 v.name.clone(),
                 VariantOutcome {
+                    order: i,
                     entered: x.entered,
                     converted: x.converted,
                     rate: x.rate(),
@@ -224,6 +229,32 @@ fn ab_outcomes(p: &Program, o: &Outcomes) -> BTreeMap<String, AbTest> {
             );
         }
         out.insert(name.clone(), AbTest::Outcomes(vs));
+    }
+    out
+}
+
+/// An A/B test's outcomes as a table, variants in program order (the
+/// baseline, whose uplift and confidence are `-`, first).
+fn outcome_table(ab: &str, variants: &BTreeMap<String, VariantOutcome>) -> String {
+    let mut out = String::new();
+    let vw = variants.keys().map(|k| k.chars().count()).max().unwrap_or(7).max(7);
+    out.push_str(&format!(
+        "\nab_test {ab}:\n  {:<vw$}  {:>9}  {:>9}  {:>8}  {:>8}  {:>10}",
+        "variant", "entered", "converted", "rate", "uplift", "confidence"
+    ));
+    let mut in_program_order: Vec<_> = variants.iter().collect();
+    in_program_order.sort_by_key(|(_, o)| o.order);
+    for (v, o) in in_program_order {
+        let uplift = o.uplift.map_or_else(|| "-".to_string(), |u| format!("{:+.1}%", u * 100.0));
+        out.push_str(&format!(
+            "\n  {:<vw$}  {:>9}  {:>9}  {:>8}  {:>8}  {:>10}",
+            v,
+            o.entered,
+            o.converted,
+            percent(o.rate),
+            uplift,
+            percent(o.confidence)
+        ));
     }
     out
 }
@@ -277,25 +308,7 @@ pub fn human(r: &Report) -> String {
                 let vs: Vec<String> = variants.iter().map(|(v, n)| format!("{v} {n}")).collect();
                 out.push_str(&format!("\nab_test {ab}: {}", vs.join(", ")));
             }
-            AbTest::Outcomes(variants) => {
-                let vw = variants.keys().map(|k| k.chars().count()).max().unwrap_or(7).max(7);
-                out.push_str(&format!(
-                    "\nab_test {ab}:\n  {:<vw$}  {:>9}  {:>9}  {:>8}  {:>8}  {:>10}",
-                    "variant", "entered", "converted", "rate", "uplift", "confidence"
-                ));
-                for (v, o) in variants {
-                    let uplift = o.uplift.map_or_else(|| "-".to_string(), |u| format!("{:+.1}%", u * 100.0));
-                    out.push_str(&format!(
-                        "\n  {:<vw$}  {:>9}  {:>9}  {:>8}  {:>8}  {:>10}",
-                        v,
-                        o.entered,
-                        o.converted,
-                        percent(o.rate),
-                        uplift,
-                        percent(o.confidence)
-                    ));
-                }
-            }
+            AbTest::Outcomes(variants) => out.push_str(&outcome_table(ab, variants)),
         }
     }
     out.push_str(&format!(
@@ -303,4 +316,28 @@ pub fn human(r: &Report) -> String {
         r.cost.total, r.cost.currency, r.balance, r.provider.deliveries, r.provider.duplicates, r.clock
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_table_lists_the_baseline_first() {
+        let v = |order, entered, converted, uplift: Option<f64>| VariantOutcome {
+            order,
+            entered,
+            converted,
+            rate: Some(converted as f64 / entered as f64),
+            uplift,
+            confidence: uplift.map(|_| 0.5),
+        };
+        // Named so that alphabetical order would put the baseline last.
+        let variants =
+            BTreeMap::from([("soft".to_string(), v(0, 100, 10, None)), ("hard".to_string(), v(1, 100, 5, Some(-0.5)))]);
+        let table = outcome_table("closing", &variants);
+        let soft = table.find("\n  soft").expect("soft row");
+        let hard = table.find("\n  hard").expect("hard row");
+        assert!(soft < hard, "{table}");
+    }
 }
