@@ -804,6 +804,14 @@ fn read_only_commands_print_json_and_say_steps_as_the_language_does() {
     for mnemonic in ["SPLIT", "BRANCH", "SEND"] {
         assert!(!text.contains(mnemonic), "`{mnemonic}` in:\n{text}");
     }
+
+    // A `wait_until` row is as wide as the others: the columns line up.
+    let o = flowc(&["estimate", "examples/abandoned_cart.flow", "--db", &db]);
+    let text = stdout(&o);
+    let table: Vec<&str> =
+        text.lines().skip_while(|l| !l.starts_with("step ")).take_while(|l| !l.trim().is_empty()).collect();
+    assert!(table.iter().any(|l| l.contains("wait_until")), "{text}");
+    assert!(table.iter().all(|l| l.chars().count() == table[0].chars().count()), "ragged table:\n{text}");
 }
 
 #[test]

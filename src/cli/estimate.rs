@@ -144,10 +144,12 @@ pub fn human(e: &Estimate) -> String {
     }
     out.push('\n');
     let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("{:<w$}  {:<7}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
+    // As wide as the longest kind (`wait_until`), so the numbers line up.
+    let kw = e.steps.iter().map(|s| s.kind.chars().count()).max().unwrap_or(4).max(4);
+    out.push_str(&format!("{:<w$}  {:<kw$}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
     for s in &e.steps {
         out.push_str(&format!(
-            "{:<w$}  {:<7}  {:>10.0}  {:>12.1}  {:>10.0}\n",
+            "{:<w$}  {:<kw$}  {:>10.0}  {:>12.1}  {:>10.0}\n",
             s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max
         ));
     }
