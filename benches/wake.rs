@@ -101,7 +101,7 @@ fn main() {
     let unrelated: Vec<Incoming> = (0..events).map(|i| event(i, "page.viewed")).collect();
     let t = Instant::now();
     let touched =
-        store::atomically(&mut store, |s: &mut dyn Store| ingest::store_and_wake(s, &unrelated)).expect("ingest");
+        store::atomically(&mut store, |s: &mut dyn Store| ingest::store_and_wake(s, &unrelated)).expect("ingest").woken;
     let unrelated_time = t.elapsed();
     assert_eq!(touched, 0, "an unrelated event wakes nobody");
     eprintln!("{events} unrelated events stored in {unrelated_time:.2?}: {touched} rows touched");
@@ -110,7 +110,7 @@ fn main() {
     let before = wake::touched();
     let t = Instant::now();
     let touched =
-        store::atomically(&mut store, |s: &mut dyn Store| ingest::store_and_wake(s, &concerned)).expect("ingest");
+        store::atomically(&mut store, |s: &mut dyn Store| ingest::store_and_wake(s, &concerned)).expect("ingest").woken;
     let time = t.elapsed();
     assert_eq!(touched, events as u64, "one row per concerned event");
     assert_eq!(wake::touched() - before, touched);

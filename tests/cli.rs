@@ -947,3 +947,35 @@ fn compile_json_shows_wait_until_goal_and_exits() {
     let timeout = w["timeout"].as_u64().expect("timeout index") as usize;
     assert_eq!(v["nodes"][timeout]["id"], "cart/timeout");
 }
+
+/// The A/B example with its week of orders (issue 18): `flowc run --events`
+/// shows one variant converting clearly better, and buyers still in the
+/// 3-day wait leave when they buy, so they never get the last call.
+#[test]
+fn the_spring_sale_example_shows_a_winner() {
+    let dir = TempDir::new("spring-sale");
+    let db = dir.path("s.db");
+    let args = ["run", "examples/spring_sale_ab.flow", "--db", &db, "--events", "examples/spring_sale_ab.events.jsonl"];
+    let o = flowc(&[&args[..], &["--format", "json"]].concat());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["state"], "COMPLETED", "{v}");
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or_else(|| panic!("a count: {x}"));
+    let ab = &v["ab_tests"]["subject"];
+    let rate = |k: &str| n(&ab[k]["converted"]) as f64 / n(&ab[k]["entered"]) as f64;
+    assert!(rate("personal") > 2.0 * rate("plain"), "{ab}");
+    assert!(ab["personal"]["confidence"].as_f64().is_some_and(|c| c >= 0.99), "{ab}");
+    assert!(ab["urgent"]["confidence"].as_f64().is_some_and(|c| c < 0.95), "only one clear winner: {ab}");
+    let converted: u64 = ["plain", "urgent", "personal"].iter().map(|k| n(&ab[*k]["converted"])).sum();
+    assert_eq!(n(&v["goal"]["converted"]), converted, "{v}");
+    let exited = n(&v["exits"]["exit:1"]);
+    assert!(exited > 0, "{v}");
+    let last_call = v["steps"].as_array().and_then(|s| s.iter().find(|x| x["id"] == "last_call")).expect("last_call");
+    assert_eq!(n(&last_call["entered"]) + exited, n(&v["executions"]["completed"]), "{v}");
+    // The same report for people: the A/B table with the winner's line.
+    let human = flowc(&args);
+    assert_eq!(code(&human), 0, "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(text.contains("variant     entered  converted      rate    uplift  confidence"), "{text}");
+    assert!(text.lines().any(|l| l.trim_start().starts_with("personal") && l.ends_with("99.9%")), "{text}");
+}

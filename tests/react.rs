@@ -601,3 +601,71 @@ fn a_flow_file_with_wait_until_goal_exit_and_continue_runs_and_reports() {
     assert!(human.contains(&line_a), "{human}\n{line_a}");
     assert!(human.contains("delivered "), "{human}");
 }
+
+const PLAIN_WAIT: &str = r#"
+template hello { channel email message marketing status published }
+contact { plan: enum(free, pro) }
+event order.refunded { amount: number }
+campaign leave {
+  trigger manual
+  exit when event order.refunded where amount > 10
+  hi: send email.marketing hello
+  pause: wait 3d
+  after: send email.marketing hello
+}
+"#;
+
+/// §9.2: `exit when event` makes an execution leave as soon as the event
+/// arrives, also one in a plain `wait` (parked at the step after it): it
+/// is completed `exit:1` at the event's time, and the steps after the wait
+/// are never entered. A refund the `where` filter rejects exits nobody.
+#[test]
+fn an_exit_event_ends_a_plain_wait_when_it_arrives() {
+    let (analysis, ws) = common::check_source(PLAIN_WAIT);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    let p = compile::compile(&model, c, ws.sources.get(c.file));
+    let parts = Parts { model, ..parts() };
+    let db = Db::new("plain-wait-exit");
+    let lines: Vec<String> = (0..3).map(|i| contact_line(i, &[], &["email"], "free")).collect();
+    import(&db, &parts, &lines, &[]);
+    let refund = |contact: &str, amount: f64| {
+        let (contact, event) = event(contact, "order.refunded", START + 60, Some(amount));
+        flowc::runtime::ingest::Incoming { contact, event }
+    };
+    // c0000 refunds 50 an hour in (exits); c0001 refunds 5 (the filter says no); c0002 nothing.
+    let events = vec![refund("c0000", 50.0), refund("c0001", 5.0)];
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(START),
+        initial_balance_micros: 1_000_000_000,
+        engine: EngineConfig::default(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let r = run::run_with_events(&mut store, &mut provider, &p, &opts, events, &mut |_| {}).expect("run");
+    let v = serde_json::to_value(&r).expect("json");
+    assert_eq!(v["exits"], serde_json::json!({"exit:1": 1}), "{v}");
+    assert_eq!(v["executions"]["completed"], 3, "{v}");
+    assert_eq!(step(&v, "hi")["entered"], 3, "{v}");
+    assert_eq!(step(&v, "after")["entered"], 2, "the exited contact never reaches `after`: {v}");
+    let rows: Vec<(String, String)> = query(
+        &db,
+        "SELECT contact_id, state || ' ' || COALESCE(reason, '-') || ' ' || updated_at || ' ' || COALESCE(wake_at, '-') FROM executions ORDER BY contact_id",
+    );
+    let end = START + 3 * DAY;
+    assert_eq!(
+        rows,
+        vec![
+            ("c0000".to_string(), format!("completed exit:1 {} -", START + 60)),
+            ("c0001".to_string(), format!("completed - {end} -")),
+            ("c0002".to_string(), format!("completed - {end} -")),
+        ],
+        "the exit happens when the refund arrives, not when the wait ends"
+    );
+    let sent: Vec<(String, i64)> = query(&db, "SELECT contact_id, COUNT(*) FROM outbox GROUP BY contact_id ORDER BY contact_id");
+    assert_eq!(sent, vec![("c0000".into(), 1), ("c0001".into(), 2), ("c0002".into(), 2)]);
+}

@@ -557,6 +557,10 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.wake(campaign, contact, steps, at)
     }
+    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.exit(campaign, contact, reason, at)
+    }
 }
 
 /// The campaign as the store has it: (version, state, transitions logged,

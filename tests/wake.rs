@@ -9,7 +9,7 @@ use flowc::compile::program::{
     WaitOn,
 };
 use flowc::compile::{self, codec};
-use flowc::runtime::facts::ContactEvent;
+use flowc::runtime::facts::{ContactEvent, ContactRecord};
 use flowc::runtime::ingest::{self, FaultKind, Incoming};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::{CampaignState, Enrollment, Steps, Store, TagDelta};
@@ -164,7 +164,7 @@ fn an_event_wakes_exactly_the_executions_it_concerns() {
 
     // Unrelated events for everyone touch nothing.
     let unrelated: Vec<Incoming> = (0..n).step_by(50).map(|i| incoming(&id(i), "page.viewed", START + 5)).collect();
-    assert_eq!(ingest::store_and_wake(&mut store, &unrelated).expect("ingest"), 0);
+    assert_eq!(ingest::store_and_wake(&mut store, &unrelated).expect("ingest").woken, 0);
 
     // 400 distinct contacts, each twice (the second event finds it already due).
     let mut events: Vec<Incoming> =
@@ -172,18 +172,20 @@ fn an_event_wakes_exactly_the_executions_it_concerns() {
     events.extend((0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 20)));
     let concerned: BTreeSet<usize> = (0..400).map(|k| k * 37 % n).filter(|i| i % 2 == 0).collect();
     let before = wake::touched();
-    let woken = ingest::store_and_wake(&mut store, &events).expect("ingest");
+    let woken = ingest::store_and_wake(&mut store, &events).expect("ingest").woken;
     assert_eq!(woken, concerned.len() as u64);
     assert!(wake::touched() - before >= woken, "the process-wide counter sums every wake-up");
     assert_eq!(store.next_wake("w").expect("next"), Some(START + 10));
 
     // Waking again at a later time changes nothing: they are already due earlier.
-    assert_eq!(ingest::store_and_wake(&mut store, &events[..400]).expect("again"), 0);
+    assert_eq!(ingest::store_and_wake(&mut store, &events[..400]).expect("again").woken, 0);
 }
 
 /// An exit event wakes the contact's execution at any `wait until`, and
 /// not one parked after a plain `wait` (or not started yet): stepping it
-/// early would skip the rest of its wait. It meets the exits when it next steps.
+/// early would skip the rest of its wait. (An execution that had started
+/// by the event is completed instead: see the test after; these all start
+/// after it.)
 #[test]
 fn an_exit_event_wakes_every_wait_until_but_not_a_plain_wait() {
     let p = waiting_program(vec![Exit::Event { event: event("page.viewed") }]);
@@ -200,7 +202,7 @@ fn an_exit_event_wakes_every_wait_until_but_not_a_plain_wait() {
         incoming("c", "page.viewed", START + 1),
         incoming("z", "page.viewed", START + 1),
     ];
-    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest"), 1);
+    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest").woken, 1);
     assert_eq!(store.next_wake("w").expect("next"), Some(START + 1));
 }
 
@@ -217,9 +219,9 @@ fn a_campaign_that_is_not_running_or_paused_is_not_woken() {
         )
         .expect("enroll");
     store.set_state("w", CampaignState::Running, CampaignState::Completed, "test", START).expect("state");
-    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest"), 0);
+    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken, 0);
     store.set_state("w", CampaignState::Completed, CampaignState::Paused, "test", START).expect("state");
-    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest"), 1);
+    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken, 1);
 }
 
 #[test]
@@ -438,4 +440,37 @@ campaign cart {
     assert_eq!(i.fields(["plan"]), Some(steps(&["hold"])));
     assert_eq!(i.fields(["tags"]), Some(steps(&["again", "hold"])));
     assert_eq!(i.fields(["score"]), None);
+}
+
+/// An exit event completes the contact's pending execution wherever it
+/// waits (a plain `wait` too), at the event's time, with the first
+/// matching criterion's reason; an execution that started after the event,
+/// or whose send is in flight (`processing`), is not touched.
+#[test]
+fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
+    use flowc::runtime::store::{ExecState, Round, WorkerId};
+    let p = waiting_program(vec![
+        Exit::State { cond: Cond::Const { value: false } },
+        Exit::Event { event: event("page.viewed") },
+        Exit::Event { event: event("page.viewed") },
+    ]);
+    let mut store = store_with(&p);
+    let at = |contact: &str, step: &str, wake_at: i64| Enrollment::new(contact.into(), StepId::from(step), wake_at);
+    let entries =
+        vec![at("plain", "other", START), at("until", "hold", START), at("busy", "other", START), at("new", "last", LATER)];
+    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+    let records: Vec<ContactRecord> =
+        ["plain", "until", "busy", "new"].iter().map(|c| ContactRecord { id: c.to_string(), ..Default::default() }).collect();
+    store.upsert_contacts(&records, &[]).expect("contacts");
+    let round = Round { parked: vec!["busy".into()], ..Round::default() };
+    store.commit("w", &round, &WorkerId::this_process(), START).expect("claim");
+    let evs: Vec<Incoming> =
+        ["plain", "until", "busy", "new", "nobody"].iter().map(|c| incoming(c, "page.viewed", START + 60)).collect();
+    ingest::store_and_wake(&mut store, &evs).expect("ingest");
+    assert_eq!(store.exit_counts("w").expect("exits"), [("exit:2".to_string(), 2)].into_iter().collect());
+    let counts = store.counts("w").expect("counts");
+    assert_eq!(counts.get(&ExecState::Completed), Some(&2));
+    assert_eq!(counts.get(&ExecState::Processing), Some(&1), "a send in flight is never interrupted");
+    assert_eq!(counts.get(&ExecState::Pending), Some(&1), "started after the event");
+    assert_eq!(store.next_wake("w").expect("next"), Some(LATER), "the exited ones no longer wake");
 }

@@ -101,6 +101,8 @@ pub fn check(body: &Value, schema: &Schema, now: i64) -> Result<Incoming, EventF
 pub struct Ingested {
     /// Waiting executions made due.
     pub woken: u64,
+    /// Executions completed by an `exit when event` (`leave`).
+    pub exited: u64,
     /// Contacts enrolled in event-triggered campaigns.
     pub enrolled: u64,
 }
@@ -172,7 +174,7 @@ pub fn ingest(store: &mut dyn Store, events: &[Incoming], now: i64) -> Result<In
     if events.is_empty() {
         return Ok(Ingested::default());
     }
-    let mut done = Ingested { woken: store_and_wake(store, events)?, enrolled: 0 };
+    let mut done = store_and_wake(store, events)?;
     let triggered = Triggered::load(store)?;
     for e in events {
         done.enrolled += triggered.enroll(store, e, now)?.len() as u64;
@@ -180,21 +182,25 @@ pub fn ingest(store: &mut dyn Store, events: &[Incoming], now: i64) -> Result<In
     Ok(done)
 }
 
-/// Stores `events` and wakes the executions waiting on them, each at its
-/// event's time. Returns the executions woken.
-pub fn store_and_wake(store: &mut dyn Store, events: &[Incoming]) -> Result<u64, StoreError> {
+/// Stores `events`, completes the executions their exit criteria end
+/// (`leave`) and wakes the executions waiting on them, each at its event's
+/// time. Returns what it did (nothing `enrolled`: that is `ingest`'s).
+pub fn store_and_wake(store: &mut dyn Store, events: &[Incoming]) -> Result<Ingested, StoreError> {
     if events.is_empty() {
-        return Ok(0);
+        return Ok(Ingested::default());
     }
     let rows: Vec<(String, ContactEvent)> = events.iter().map(|e| (e.contact.clone(), e.event.clone())).collect();
     store.upsert_contacts(&[], &rows)?;
     // The campaigns and their interests are read once for all the events.
     let waiting = Waiting::load(store)?;
-    let mut woken = 0;
+    let mut done = Ingested::default();
     for e in events {
-        woken += waiting.wake(store, &[(e.contact.as_str(), Fact::Event { name: &e.event.name })], None, e.event.at)?;
+        // Exits first: an execution that leaves has nothing left to wake.
+        done.exited += super::leave::on_event(store, &waiting, e)?;
+        done.woken +=
+            waiting.wake(store, &[(e.contact.as_str(), Fact::Event { name: &e.event.name })], None, e.event.at)?;
     }
-    Ok(woken)
+    Ok(done)
 }
 
 /// The longest line an events file may have: the API's body limit.

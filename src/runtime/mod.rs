@@ -14,6 +14,7 @@ pub mod eval;
 pub mod exits;
 pub mod facts;
 pub mod ingest;
+pub mod leave;
 pub mod lifecycle;
 pub mod outcomes;
 pub mod provider;

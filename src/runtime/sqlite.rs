@@ -1716,6 +1716,18 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError> {
+        // By the primary key; the start rule is `exits::counts_from`'s.
+        self.conn
+            .prepare_cached(
+                "UPDATE executions SET state = 'completed', reason = ?3, wake_at = NULL, wait_since = NULL, updated_at = ?4
+                 WHERE campaign = ?1 AND contact_id = ?2 AND state = 'pending' AND (started_at IS NULL OR started_at <= ?4)",
+            )
+            .and_then(|mut s| s.execute(params![campaign, contact, reason, at]))
+            .map(|n| n as u64)
+            .map_err(classify)
+    }
+
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
         let mut stmt = self

@@ -645,6 +645,12 @@ pub trait Store {
     /// the primary key: the cost of an event is the executions it concerns).
     /// Returns the rows changed (0 or 1).
     fn wake(&mut self, campaign: &str, contact: &str, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
+    /// An exit event arrived at `at`: completes `contact`'s `pending`
+    /// execution of `campaign` with `reason`, wherever it waits, when it had
+    /// started by then (`exits::counts_from`). A `processing` one (a send in
+    /// flight) is left to the engine's check before its next step. One row
+    /// by the primary key; returns the rows changed (0 or 1).
+    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError>;
     /// Which of `contacts` already have an execution of `campaign`.
     fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
 }

@@ -6,8 +6,10 @@
 //! an execution wherever it waits). Only executions parked at a `wait
 //! until` are woken: stepping re-evaluates their arms and parks them again
 //! when nothing holds, where an execution parked after a plain `wait` (or
-//! before its start) would go on early; those meet the exits when they next
-//! step. Interests are computed once per (campaign, version) and cached.
+//! before its start) would go on early. An `exit when event` does not wait
+//! for them: `leave` completes the contact's pending execution, wherever it
+//! waits, when the event is ingested. Interests are computed once per
+//! (campaign, version) and cached with the decoded program.
 //! Waking is then one indexed UPDATE per (campaign, contact) through
 //! `Store::wake`: an event costs the executions it concerns, never a scan,
 //! and an unrelated event touches nothing.
@@ -170,7 +172,13 @@ fn add_operand(p: &Program, o: &Operand, r: &mut Reads) {
 /// Interests by (campaign, version): a program's never change, and the
 /// process decodes each version once. Bounded: cleared past `CACHE_MAX`.
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
-type Cache = HashMap<(String, String), Arc<Interests>>;
+type Cache = HashMap<(String, String), Arc<Decoded>>;
+
+/// A stored campaign version as the wake-ups and exits read it.
+pub struct Decoded {
+    pub program: Program,
+    pub interests: Interests,
+}
 const CACHE_MAX: usize = 1024;
 
 /// Rows woken since the process started, by every caller: what a bench and
@@ -182,9 +190,9 @@ pub fn touched() -> u64 {
     TOUCHED.load(Ordering::Relaxed)
 }
 
-/// The interests of a stored campaign's program; `None` when it cannot be
+/// A stored campaign's program and its interests; `None` when it cannot be
 /// decoded (that campaign fails where it runs, not here).
-fn interests_of(name: &str, version: &str, program: &[u8]) -> Option<Arc<Interests>> {
+fn decoded(name: &str, version: &str, program: &[u8]) -> Option<Arc<Decoded>> {
     let key = (name.to_string(), version.to_string());
     // A poisoned cache only means another thread panicked mid-insert: the map is still sound.
     let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,7 +201,7 @@ fn interests_of(name: &str, version: &str, program: &[u8]) -> Option<Arc<Interes
         return Some(i.clone());
     }
     let p = codec::from_binary(program).ok()?;
-    let i = Arc::new(Interests::of(&p));
+    let i = Arc::new(Decoded { interests: Interests::of(&p), program: p });
     if map.len() >= CACHE_MAX {
         map.clear();
     }
@@ -204,7 +212,7 @@ fn interests_of(name: &str, version: &str, program: &[u8]) -> Option<Arc<Interes
 /// The campaigns whose executions can wait, with their interests: RUNNING
 /// ones and paused ones (a paused campaign does not step, but an event that
 /// arrives meanwhile must not be forgotten when it resumes).
-fn running(store: &dyn Store) -> Result<Vec<(String, Arc<Interests>)>, StoreError> {
+fn running(store: &dyn Store) -> Result<Vec<(String, Arc<Decoded>)>, StoreError> {
     Ok(store
         .campaigns()?
         .into_iter()
@@ -217,7 +225,7 @@ fn running(store: &dyn Store) -> Result<Vec<(String, Arc<Interests>)>, StoreErro
                     | CampaignState::PausedBalance
             )
         })
-        .filter_map(|c| interests_of(&c.name, &c.version, &c.program).map(|i| (c.name, i)))
+        .filter_map(|c| decoded(&c.name, &c.version, &c.program).map(|i| (c.name, i)))
         .collect())
 }
 
@@ -251,11 +259,16 @@ pub enum Fact<'a> {
 
 /// The campaigns that can be woken, with their interests, read once for a
 /// whole import or replay step.
-pub struct Waiting(Vec<(String, Arc<Interests>)>);
+pub struct Waiting(Vec<(String, Arc<Decoded>)>);
 
 impl Waiting {
     pub fn load(store: &dyn Store) -> Result<Waiting, StoreError> {
         Ok(Waiting(running(store)?))
+    }
+
+    /// Each campaign's name and program.
+    pub fn programs(&self) -> impl Iterator<Item = (&str, &Program)> {
+        self.0.iter().map(|(name, d)| (name.as_str(), &d.program))
     }
 
     /// Wakes, in every campaign but `except`, the executions of each
@@ -268,7 +281,8 @@ impl Waiting {
         at: i64,
     ) -> Result<u64, StoreError> {
         let mut touched = 0;
-        for (campaign, interests) in &self.0 {
+        for (campaign, decoded) in &self.0 {
+            let interests = &decoded.interests;
             if except == Some(campaign.as_str()) {
                 continue;
             }

@@ -571,7 +571,7 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
         ));
     }
     let (woken, enrolled_in) = crate::runtime::store::atomically(&mut *store, |s| {
-        let woken = ingest::store_and_wake(s, std::slice::from_ref(&incoming))?;
+        let woken = ingest::store_and_wake(s, std::slice::from_ref(&incoming))?.woken;
         let enrolled_in = ingest::Triggered::load(s)?.enroll(s, &incoming, now)?;
         Ok::<_, crate::runtime::store::StoreError>((woken, enrolled_in))
     })
