@@ -666,6 +666,7 @@ fn an_exit_event_ends_a_plain_wait_when_it_arrives() {
         ],
         "the exit happens when the refund arrives, not when the wait ends"
     );
-    let sent: Vec<(String, i64)> = query(&db, "SELECT contact_id, COUNT(*) FROM outbox GROUP BY contact_id ORDER BY contact_id");
+    let sent: Vec<(String, i64)> =
+        query(&db, "SELECT contact_id, COUNT(*) FROM outbox GROUP BY contact_id ORDER BY contact_id");
     assert_eq!(sent, vec![("c0000".into(), 1), ("c0001".into(), 2), ("c0002".into(), 2)]);
 }

@@ -219,9 +219,15 @@ fn a_campaign_that_is_not_running_or_paused_is_not_woken() {
         )
         .expect("enroll");
     store.set_state("w", CampaignState::Running, CampaignState::Completed, "test", START).expect("state");
-    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken, 0);
+    assert_eq!(
+        ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
+        0
+    );
     store.set_state("w", CampaignState::Completed, CampaignState::Paused, "test", START).expect("state");
-    assert_eq!(ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken, 1);
+    assert_eq!(
+        ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
+        1
+    );
 }
 
 #[test]
@@ -456,11 +462,17 @@ fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
     ]);
     let mut store = store_with(&p);
     let at = |contact: &str, step: &str, wake_at: i64| Enrollment::new(contact.into(), StepId::from(step), wake_at);
-    let entries =
-        vec![at("plain", "other", START), at("until", "hold", START), at("busy", "other", START), at("new", "last", LATER)];
+    let entries = vec![
+        at("plain", "other", START),
+        at("until", "hold", START),
+        at("busy", "other", START),
+        at("new", "last", LATER),
+    ];
     store.enroll("w", &p.version.0, &entries, START).expect("enroll");
-    let records: Vec<ContactRecord> =
-        ["plain", "until", "busy", "new"].iter().map(|c| ContactRecord { id: c.to_string(), ..Default::default() }).collect();
+    let records: Vec<ContactRecord> = ["plain", "until", "busy", "new"]
+        .iter()
+        .map(|c| ContactRecord { id: c.to_string(), ..Default::default() })
+        .collect();
     store.upsert_contacts(&records, &[]).expect("contacts");
     let round = Round { parked: vec!["busy".into()], ..Round::default() };
     store.commit("w", &round, &WorkerId::this_process(), START).expect("claim");
