@@ -2,27 +2,10 @@
 
 mod common;
 
-use common::TempDir;
+use common::{code, flowc, stderr, stdout, TempDir};
 
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn flowc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(args)
-        .current_dir(common::root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run flowc")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn check_examples_passes() {
@@ -491,11 +474,6 @@ fn event_trigger_estimate_states_its_window() {
     assert!(stdout(&human).contains("audience 10 contact(s)"), "{}", stdout(&human));
     assert_eq!(code(&flowc(&["estimate", &flow, "--contacts", &jsonl, "--window", "soon"])), 2);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A fresh directory under the system's temp dir, removed on drop.
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn sql_i64(db: &str, sql: &str) -> i64 {

@@ -9,11 +9,10 @@
 
 mod common;
 
-use common::TempDir;
+use common::{flowc, TempDir};
 use flowc::diag::Code;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The Markdown a user reads: README, ARCHITECTURE and every file in docs/.
 fn user_docs() -> Vec<PathBuf> {
@@ -246,15 +245,6 @@ fn the_language_reference_points_at_every_diagnostic_and_explain() {
 }
 
 // ------------------------------------------------------------ commands
-
-fn flowc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(args)
-        .current_dir(common::root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run flowc")
-}
 
 /// The names under `Commands:` in a `--help` text (without `help`).
 fn subcommands(help: &str) -> Vec<String> {

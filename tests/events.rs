@@ -4,27 +4,10 @@
 
 mod common;
 
-use common::TempDir;
+use common::{code, flowc, stderr, TempDir};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::store::Store;
-use std::process::{Command, Output};
-
-fn flowc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(args)
-        .current_dir(common::root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run flowc")
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().unwrap_or(-1)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::process::Output;
 
 const FLOW: &str = r#"
 template hi { channel email message transactional status published }

@@ -4,21 +4,8 @@
 
 mod common;
 
-use common::TempDir;
-use std::process::{Command, Output};
-
-fn flowc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(args)
-        .current_dir(common::root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run flowc")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{flowc, stderr, TempDir};
+use std::process::Output;
 
 const USES_REGISTRY: &str = "campaign c {\n  trigger manual\n  send from_registry\n}\n";
 
