@@ -593,7 +593,7 @@ fn a_flow_file_with_wait_until_goal_exit_and_continue_runs_and_reports() {
     assert_eq!(v["executions"]["skipped"], 0, "on ineligible continue");
     let human = flowc::runtime::report::human(&r);
     assert!(human.contains("goal order.completed within 7d: converted 10 of 40 (25.0%)"), "{human}");
-    assert!(human.contains("exits: exit:1 4"), "{human}");
+    assert!(human.contains("exits:\n  exit:1         4  exit when event order.refunded"), "{human}");
     assert!(human.contains("variant    entered  converted      rate    uplift  confidence"), "{human}");
     let a = &v["ab_tests"]["offer"]["a"];
     let n = |x: &Value| x.as_u64().expect("count");

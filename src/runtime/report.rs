@@ -5,7 +5,7 @@ use super::outcomes::{self, Outcomes};
 use super::provider::Observed;
 use super::stats::{self, Proportion};
 use super::store::{ExecState, Store, StoreError};
-use crate::compile::program::{Op, Program};
+use crate::compile::program::{Exit, Op, Program};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -95,6 +95,10 @@ pub struct Report {
     /// Campaigns with `exit when`: executions that left, per criterion (`exit:<index>`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub exits: BTreeMap<String, u64>,
+    /// Each exit reason's criterion as written (`event order.completed`),
+    /// for the human report; JSON readers have the program.
+    #[serde(skip)]
+    pub exit_criteria: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goal: Option<GoalReport>,
     pub cost: Cost,
@@ -193,12 +197,28 @@ pub fn build(store: &dyn Store, p: &Program, state: &str, provider: Observed, no
         steps,
         ab_tests,
         exits,
+        exit_criteria: exit_criteria(p),
         goal,
         cost: Cost { total: euros(total), currency: "EUR" },
         balance: euros(store.balance()?),
         provider,
         clock: chrono::DateTime::from_timestamp(now.saturating_mul(60), 0).map_or_else(String::new, |d| d.to_rfc3339()),
     })
+}
+
+/// Each exit criterion as the language writes it, by its exit reason.
+fn exit_criteria(p: &Program) -> BTreeMap<String, String> {
+    p.exits
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let text = match x {
+                Exit::Event { event } => crate::compile::dis::event_match(p, event),
+                Exit::State { cond } => crate::compile::dis::cond(p, cond, &[]),
+            };
+            (super::exits::reason(i + 1), text)
+        })
+        .collect()
 }
 
 /// Each A/B test's variants with their conversions, compared with the
@@ -289,8 +309,16 @@ pub fn human(r: &Report) -> String {
         }
     }
     if !r.exits.is_empty() {
-        let xs: Vec<String> = r.exits.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        out.push_str(&format!("\nexits: {}", xs.join(", ")));
+        // By criterion number, not text order (`exit:10` after `exit:9`).
+        let mut xs: Vec<(&String, &u64)> = r.exits.iter().collect();
+        xs.sort_by_key(|(k, _)| k.trim_start_matches("exit:").parse::<usize>().unwrap_or(usize::MAX));
+        out.push_str("\nexits:");
+        for (k, n) in xs {
+            match r.exit_criteria.get(k) {
+                Some(c) => out.push_str(&format!("\n  {k} {n:>9}  exit when {c}")),
+                None => out.push_str(&format!("\n  {k} {n:>9}")),
+            }
+        }
     }
     if let Some(g) = &r.goal {
         out.push_str(&format!(
