@@ -110,6 +110,11 @@ fn version_mismatch_and_garbage_are_clear_errors() {
         "program format version 9; this flowc reads versions 1 to 2"
     );
     assert_eq!(codec::from_binary(b"hello").unwrap_err(), codec::LoadError::BadMagic);
+    // A version-2 program whose header says version 1 is refused, not read
+    // without its new fields (the checksum covers the payload, not the header).
+    let mut b = codec::to_binary(&p);
+    b[8] = 1;
+    assert!(matches!(codec::from_binary(&b), Err(codec::LoadError::Decode(_))), "{:?}", codec::from_binary(&b));
     assert!(matches!(
         codec::from_binary(b"FLOWPROG\x01\x00\xff\xff\xff\x7f").unwrap_err(),
         codec::LoadError::Invalid(_) | codec::LoadError::Truncated(_)

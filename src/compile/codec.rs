@@ -165,12 +165,17 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
     if u64::from_le_bytes(sum_bytes) != fnv1a(payload) {
         return Err(LoadError::Checksum);
     }
+    // The payload must be read to its last byte: a version-2 payload read
+    // as version 1 (a damaged header) leaves its new fields over.
     let decoded = if version == 1 {
-        postcard::from_bytes::<ProgramV1>(payload).map(ProgramV1::upgrade)
+        postcard::take_from_bytes::<ProgramV1>(payload).map(|(p, rest)| (p.upgrade(), rest))
     } else {
-        postcard::from_bytes::<Program>(payload)
+        postcard::take_from_bytes::<Program>(payload)
     };
-    let p = decoded.map_err(|e| LoadError::Decode(e.to_string()))?;
+    let (p, rest) = decoded.map_err(|e| LoadError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(LoadError::Decode(format!("{} bytes left over after the program", rest.len())));
+    }
     validate(&p)?;
     Ok(p)
 }
