@@ -663,29 +663,23 @@ fn write_breaker(conn: &Connection, campaign: &str, b: &BreakerState) -> Result<
 }
 
 /// Ids are stored as their text.
-impl rusqlite::ToSql for ContactId {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        self.0.to_sql()
-    }
+macro_rules! text_id {
+    ($($id:ident),*) => {$(
+        impl rusqlite::ToSql for $id {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                self.0.to_sql()
+            }
+        }
+
+        impl rusqlite::types::FromSql for $id {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                String::column_result(v).map($id)
+            }
+        }
+    )*};
 }
 
-impl rusqlite::types::FromSql for ContactId {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        String::column_result(v).map(ContactId)
-    }
-}
-
-impl rusqlite::ToSql for StepId {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        self.0.to_sql()
-    }
-}
-
-impl rusqlite::types::FromSql for StepId {
-    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
-        String::column_result(v).map(StepId)
-    }
-}
+text_id!(ContactId, StepId);
 
 /// An outbox row selected as `key, contact_id, version, step, channel, message,
 /// template, price_micros, created_at` (first, in that order).
