@@ -107,7 +107,7 @@ fn version_mismatch_and_garbage_are_clear_errors() {
     b[8] = 9;
     assert_eq!(
         codec::from_binary(&b).unwrap_err().to_string(),
-        "program format version 9; this flowc reads versions 1 to 2"
+        "program format version 9; this flowc reads versions 1 to 3"
     );
     assert_eq!(codec::from_binary(b"hello").unwrap_err(), codec::LoadError::BadMagic);
     // A version-2 program whose header says version 1 is refused, not read

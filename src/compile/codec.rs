@@ -9,7 +9,7 @@ use crate::limits;
 use std::collections::HashSet;
 
 pub const MAGIC: &[u8; 8] = b"FLOWPROG";
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER: usize = 8 + 2 + 4;
 /// Refuse absurd payloads before allocating for them.
 const MAX_PAYLOAD: usize = 256 << 20;
@@ -74,6 +74,86 @@ impl ProgramV1 {
             goal: None,
             exits: Vec::new(),
             on_ineligible: OnIneligible::Skip,
+            delivery: Delivery::default(),
+        }
+    }
+}
+
+/// The fields of a format-version-2 program: version 3 appended `delivery`
+/// (and the `Set` instruction as the last variant).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProgramV2 {
+    campaign: String,
+    display_name: Option<String>,
+    version: Version,
+    trigger: Trigger,
+    audience: Option<Cond>,
+    fields: Vec<FieldDef>,
+    segments: Vec<SegmentDef>,
+    nodes: Vec<Node>,
+    goal: Option<Goal>,
+    exits: Vec<Exit>,
+    on_ineligible: OnIneligible,
+}
+
+impl ProgramV2 {
+    fn of(p: Program) -> ProgramV2 {
+        let Program {
+            campaign,
+            display_name,
+            version,
+            trigger,
+            audience,
+            fields,
+            segments,
+            nodes,
+            goal,
+            exits,
+            on_ineligible,
+            ..
+        } = p;
+        ProgramV2 {
+            campaign,
+            display_name,
+            version,
+            trigger,
+            audience,
+            fields,
+            segments,
+            nodes,
+            goal,
+            exits,
+            on_ineligible,
+        }
+    }
+
+    fn upgrade(self) -> Program {
+        let ProgramV2 {
+            campaign,
+            display_name,
+            version,
+            trigger,
+            audience,
+            fields,
+            segments,
+            nodes,
+            goal,
+            exits,
+            on_ineligible,
+        } = self;
+        Program {
+            campaign,
+            display_name,
+            version,
+            trigger,
+            audience,
+            fields,
+            segments,
+            nodes,
+            goal,
+            exits,
+            on_ineligible,
+            delivery: Delivery::default(),
         }
     }
 }
@@ -85,8 +165,14 @@ impl ProgramV1 {
 /// version.
 pub fn content_hash(p: &Program) -> Version {
     let q = without_positions(p);
-    let bytes = if q.goal.is_none() && q.exits.is_empty() && q.on_ineligible == OnIneligible::Skip {
+    // Hashed in the oldest format that holds it, so a program that uses no
+    // newer setting keeps the version an older flowc gave it.
+    let v2_defaults = q.goal.is_none() && q.exits.is_empty() && q.on_ineligible == OnIneligible::Skip;
+    let uses_set = q.nodes.iter().any(|n| matches!(n.op, Op::Set { .. }));
+    let bytes = if q.delivery.is_default() && !uses_set && v2_defaults {
         postcard::to_stdvec(&ProgramV1::of(q))
+    } else if q.delivery.is_default() && !uses_set {
+        postcard::to_stdvec(&ProgramV2::of(q))
     } else {
         postcard::to_stdvec(&q)
     }
@@ -138,7 +224,7 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
         return Err(LoadError::Truncated(format!("{} bytes, the header alone is {HEADER}", bytes.len())));
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if version != FORMAT_VERSION && version != 1 {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(LoadError::Version { found: version });
     }
     let len = u32::from_le_bytes([bytes[10], bytes[11], bytes[12], bytes[13]]) as usize;
@@ -167,10 +253,10 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
     }
     // The payload must be read to its last byte: a version-2 payload read
     // as version 1 (a damaged header) leaves its new fields over.
-    let decoded = if version == 1 {
-        postcard::take_from_bytes::<ProgramV1>(payload).map(|(p, rest)| (p.upgrade(), rest))
-    } else {
-        postcard::take_from_bytes::<Program>(payload)
+    let decoded = match version {
+        1 => postcard::take_from_bytes::<ProgramV1>(payload).map(|(p, rest)| (p.upgrade(), rest)),
+        2 => postcard::take_from_bytes::<ProgramV2>(payload).map(|(p, rest)| (p.upgrade(), rest)),
+        _ => postcard::take_from_bytes::<Program>(payload),
     };
     let (p, rest) = decoded.map_err(|e| LoadError::Decode(e.to_string()))?;
     if !rest.is_empty() {

@@ -100,6 +100,10 @@ pub fn instruction(p: &Program, op: &Op) -> String {
                 .collect();
             format!("WAIT_UNTIL [{}] timeout {}", arms.join("; "), duration(*timeout_minutes))
         }
+        Op::Set { field, value, .. } => match value {
+            SetValue::Operand { operand: o } => format!("SET {field} = {}", print::expr(&operand(p, o, &[]))),
+            SetValue::Cond { cond: c } => format!("SET {field} = {}", cond(p, c, &[])),
+        },
         Op::Jump { .. } => "JUMP".into(),
         Op::End => "END".into(),
     }

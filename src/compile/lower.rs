@@ -86,6 +86,8 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         goal,
         exits,
         on_ineligible,
+        // TODO(#19): lowered from the campaign's delivery settings and the workspace policy.
+        delivery: Delivery::default(),
     };
     program.version = super::codec::content_hash(&program);
     program

@@ -68,6 +68,123 @@ pub struct Program {
     /// What an ineligible send does to the execution.
     #[serde(default)]
     pub on_ineligible: OnIneligible,
+    // Format version 3: the delivery rules (and `Op::Set`). The default is
+    // what a format-2 program meant.
+    /// Quiet hours, re-entry, rate limit and the workspace's frequency caps.
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+/// The delivery rules of a campaign (LANGUAGE.md §9.3). `Delivery::default()`
+/// is the v0.1 behaviour: no quiet hours, enrolled at most once, no rate
+/// limit, no caps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// `quiet hours HH:MM to HH:MM [then skip]`.
+    pub quiet_hours: Option<QuietHours>,
+    /// `reentry once | always | after D`.
+    pub reentry: Reentry,
+    /// `rate limit N per second|minute|hour`.
+    pub rate_limit: Option<RateLimit>,
+    /// The workspace's `policy { frequency cap … }`, compiled into every
+    /// campaign of the workspace: the caps a campaign obeys are the ones it
+    /// was compiled with, counted over the sends of every campaign in the
+    /// database.
+    pub frequency_caps: Vec<FrequencyCap>,
+}
+
+impl Delivery {
+    pub fn is_default(&self) -> bool {
+        *self == Delivery::default()
+    }
+}
+
+/// A daily window in the contact's own time zone, in minutes after local
+/// midnight. `start > end` wraps midnight (`21:00 to 08:00`); `start == end`
+/// is refused by the checker (`invalid-quiet-hours`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    pub start_minute: u16,
+    pub end_minute: u16,
+    pub then: QuietThen,
+}
+
+/// What a send that falls in the quiet hours does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuietThen {
+    /// Held until the window ends in the contact's time zone.
+    #[default]
+    Hold,
+    /// `then skip`: skipped with reason `quiet-hours`; the execution goes on.
+    Skip,
+}
+
+/// Whether a contact may enter the campaign again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// At most one execution per contact, ever (the v0.1 rule).
+    #[default]
+    Once,
+    /// A new execution whenever the trigger fires, even while one runs.
+    Always,
+    /// Again only `minutes` after the contact's previous execution started.
+    After { minutes: i64 },
+}
+
+/// `rate limit N per UNIT`: this campaign's sends never exceed `count` in
+/// any window of one `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: RatePer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RatePer {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl RatePer {
+    pub fn seconds(self) -> i64 {
+        match self {
+            RatePer::Second => 1,
+            RatePer::Minute => 60,
+            RatePer::Hour => 3600,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            RatePer::Second => "second",
+            RatePer::Minute => "minute",
+            RatePer::Hour => "hour",
+        }
+    }
+}
+
+/// `frequency cap [CHANNEL] N per D`: at most `count` consent-requiring
+/// sends delivered to a contact in any rolling `window_minutes`, over every
+/// campaign in the database (over `channel` only, when given).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrequencyCap {
+    pub channel: Option<String>,
+    pub count: u32,
+    pub window_minutes: i64,
+}
+
+/// The value a `set` step writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetValue {
+    /// A value of the field's type (`lifetime_value + 10`, `"gold"`, `now`).
+    Operand { operand: Operand },
+    /// A condition, for a `bool` field (`set vip = lifetime_value > 100`).
+    Cond { cond: Cond },
 }
 
 /// An event of the contact that a condition waits for or counts: `NAME
@@ -286,6 +403,15 @@ pub enum Op {
         /// The timeout's first instruction: a `Jump` with id `<wait>/timeout`.
         timeout: NodeIdx,
     },
+    /// (Format version 3.) `set FIELD = EXPR`: writes a declared, writable
+    /// contact attribute; `slot` is the field among `Program.fields`, so the
+    /// steps after it read the new value.
+    Set {
+        field: String,
+        slot: FieldSlot,
+        value: SetValue,
+        next: NodeIdx,
+    },
 }
 
 impl Op {
@@ -299,6 +425,7 @@ impl Op {
             Op::Split { .. } => "ab_test",
             Op::Tag { .. } => "tag",
             Op::WaitUntil { .. } => "wait_until",
+            Op::Set { .. } => "set",
             Op::Jump { .. } => "jump",
             Op::End => "end",
         }
@@ -307,7 +434,9 @@ impl Op {
     /// The instructions this one can continue at.
     pub fn successors(&self) -> Vec<NodeIdx> {
         match self {
-            Op::Send { next, .. } | Op::Wait { next, .. } | Op::Tag { next, .. } => vec![*next],
+            Op::Send { next, .. } | Op::Wait { next, .. } | Op::Tag { next, .. } | Op::Set { next, .. } => {
+                vec![*next]
+            }
             Op::Jump { target } => vec![*target],
             Op::Branch { then, otherwise, .. } => vec![*then, *otherwise],
             Op::Split { variants, .. } => variants.iter().map(|v| v.target).collect(),

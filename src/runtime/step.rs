@@ -165,6 +165,8 @@ pub fn transition<'p>(
             node: pc,
             arms: Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout },
         },
+        // TODO(#19): write the attribute (facts and a persisted delta).
+        Op::Set { next, .. } => Transition::Next(*next),
         Op::End => Transition::Stop(Stop::Completed),
     }
 }

@@ -12,7 +12,7 @@ fn shape(op: &Op) -> (&'static str, &'static str) {
         Op::Wait { .. } => ("box", "#f3f4f6"),
         Op::Branch { .. } => ("diamond", "#fef3c7"),
         Op::Split { .. } => ("hexagon", "#ede9fe"),
-        Op::Tag { .. } => ("box", "#d1fae5"),
+        Op::Tag { .. } | Op::Set { .. } => ("box", "#d1fae5"),
         Op::WaitUntil { .. } => ("hexagon", "#f3f4f6"),
         Op::Jump { .. } => ("point", "#94a3b8"),
         Op::End => ("oval", "#fee2e2"),

@@ -51,7 +51,7 @@ pub fn mermaid(p: &Program, c: &Campaign) -> String {
             Op::Wait { .. } => format!("n{i}([\"{t}\"])"),
             Op::Branch { .. } => format!("n{i}{{\"{t}\"}}"),
             Op::Split { .. } => format!("n{i}{{{{\"{t}\"}}}}"),
-            Op::Tag { .. } => format!("n{i}[/\"{t}\"/]"),
+            Op::Tag { .. } | Op::Set { .. } => format!("n{i}[/\"{t}\"/]"),
             Op::WaitUntil { .. } => format!("n{i}{{{{\"{t}\"}}}}"),
             Op::Jump { .. } => format!("n{i}((\" \"))"),
             Op::End => format!("n{i}((\"{t}\"))"),
