@@ -16,7 +16,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
-use flowc::runtime::store::{Engagement, SendOutcome, Store, WorkerId};
+use flowc::runtime::store::{ContactId, Engagement, LedgerEntry, SendOutcome, Store, WorkerId};
 use flowc::workspace::{self, Root};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -57,7 +57,7 @@ fn import_contacts(store: &mut SqliteStore, n: usize) {
                 attrs.insert("email".into(), format!("c{i:07}@example.com").into());
                 attrs.insert("phone".into(), format!("+3360{i:07}").into());
                 ContactRecord {
-                    id: format!("c{i:07}"),
+                    id: ContactId(format!("c{i:07}")),
                     attrs,
                     tags: vec![],
                     consent: vec!["email".into(), "sms".into()],
@@ -108,12 +108,12 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
                 }
                 Delivery::Failed { reason } => {
                     round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason }));
-                    round.steps.entry(o.step.0.clone()).or_default().failed += 1;
+                    round.steps.entry(o.step.clone()).or_default().failed += 1;
                 }
             }
         }
         if debits.sends > 0 {
-            round.ledger.push((-debits.micros, format!("{name}: sends")));
+            round.ledger.push(LedgerEntry { amount_micros: -debits.micros, reason: format!("{name}: sends") });
         }
         round.outbox_new = sends;
         store.commit(&name, &round, &worker, now).expect("commit");

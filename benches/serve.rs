@@ -44,7 +44,12 @@ fn main() {
                 let mut attrs = serde_json::Map::new();
                 // An address, so the campaign's sends are made, not skipped `no-address`.
                 attrs.insert("email".into(), serde_json::Value::String(format!("c{i}@example.com")));
-                ContactRecord { id: format!("c{i}"), attrs, consent: vec!["email".into()], ..Default::default() }
+                ContactRecord {
+                    id: flowc::runtime::store::ContactId(format!("c{i}")),
+                    attrs,
+                    consent: vec!["email".into()],
+                    ..Default::default()
+                }
             })
             .collect();
         store.upsert_contacts(&contacts, &[]).expect("contacts");

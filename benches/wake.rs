@@ -95,7 +95,7 @@ fn main() {
     // Distinct contacts spread over the whole key range.
     let stride = waiting / events;
     let event = |i: usize, name: &str| Incoming {
-        contact: id(i * stride),
+        contact: flowc::runtime::store::ContactId(id(i * stride)),
         event: ContactEvent { name: name.into(), at: START + 10 + (i % 60) as i64, props: Default::default() },
     };
     let unrelated: Vec<Incoming> = (0..events).map(|i| event(i, "page.viewed")).collect();

@@ -100,6 +100,41 @@ fn format_version_1_programs_load_and_keep_their_version() {
     }
 }
 
+/// Programs written by flowc with format version 2 (`wait until`, goals,
+/// exits; before the delivery rules) load, keep their goal and version,
+/// and have the v0.1 delivery rules.
+#[test]
+fn format_version_2_programs_load_and_keep_their_version() {
+    for (file, version) in [("abandoned_cart", "371b0fa56c9f89c6"), ("spring_sale_ab", "ca4969eac99a5570")] {
+        let bytes = std::fs::read(common::root().join(format!("tests/data/compile/v2/{file}.bin"))).expect("fixture");
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 2, "{file} is a version-2 fixture");
+        let p = codec::from_binary(&bytes).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(p.version.0, version);
+        assert_eq!(codec::content_hash(&p).0, version);
+        assert!(p.goal.is_some(), "{file} has a goal");
+        assert_eq!(p.delivery, Delivery::default());
+        let again = codec::to_binary(&p);
+        assert_eq!(u16::from_le_bytes([again[8], again[9]]), codec::FORMAT_VERSION);
+        assert_eq!(codec::from_binary(&again).expect("v3"), p);
+    }
+}
+
+/// A delivery rule or a `set` step changes the version; the same program
+/// without them keeps it.
+#[test]
+fn delivery_rules_change_the_version() {
+    let (p, _, _) = compile_source(&format!("{}campaign c {{\n  trigger manual\n  send e1\n}}\n", gen::PRELUDE));
+    let mut q = p.clone();
+    q.delivery.reentry = Reentry::Always;
+    assert_ne!(codec::content_hash(&q), p.version);
+    let mut q = p.clone();
+    q.delivery.rate_limit = Some(RateLimit { count: 10, per: RatePer::Minute });
+    assert_ne!(codec::content_hash(&q), p.version);
+    assert_eq!(codec::content_hash(&p), p.version);
+    q.version = codec::content_hash(&q);
+    assert_eq!(codec::from_binary(&codec::to_binary(&q)).expect("v3"), q);
+}
+
 #[test]
 fn version_mismatch_and_garbage_are_clear_errors() {
     let (p, _, _) = compile_source(&format!("{}campaign c {{\n  trigger manual\n  send e1\n}}\n", gen::PRELUDE));

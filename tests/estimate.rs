@@ -177,8 +177,7 @@ fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
     store.for_each_contact(&mut |c| all.push(c)).expect("contacts");
     let mut out = BTreeSet::new();
     for c in all {
-        let mut events: Vec<_> =
-            store.events_for(&[c.id.as_str()]).expect("events").into_iter().map(|(_, e)| e).collect();
+        let mut events: Vec<_> = store.events_for(&[&c.id]).expect("events").into_iter().map(|e| e.event).collect();
         if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
             events.push(facts::ContactEvent { name: "contact.created".into(), at: t, props: Default::default() });
         }
@@ -194,7 +193,7 @@ fn in_memory(p: &Program, store: &SqliteStore) -> BTreeSet<String> {
         };
         let cx = Ctx { program: p, facts: &f, now: NOW };
         if p.audience.as_ref().is_none_or(|a| eval::eval(&cx, a)) {
-            out.insert(c.id);
+            out.insert(c.id.0);
         }
     }
     out

@@ -38,7 +38,7 @@ fn setup(dir: &TempDir) -> (String, String) {
 
 fn stored_events(db: &str) -> usize {
     let store = SqliteStore::open_as(std::path::Path::new(db), OpenMode::ReadOnly).expect("db");
-    store.events_for(&["a", "b", "c"]).expect("events").len()
+    store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len()
 }
 
 #[test]

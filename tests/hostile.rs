@@ -426,7 +426,12 @@ fn exercise(p: &flowc::compile::program::Program) {
         }
     }
     let mut store = flowc::runtime::sqlite::SqliteStore::open_in_memory().expect("store");
-    flowc::runtime::store::Store::upsert_contacts(&mut store, &[record], &[("c1".into(), event)]).expect("contacts");
+    flowc::runtime::store::Store::upsert_contacts(
+        &mut store,
+        &[record],
+        &[flowc::runtime::store::EventOf { contact: "c1".into(), event }],
+    )
+    .expect("contacts");
     let settings = flowc::runtime::estimate::Settings {
         rates: flowc::runtime::estimate::Rates { delivered: 0.9, opened: 0.5, clicked: 0.1 },
         account,

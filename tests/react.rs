@@ -15,7 +15,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step;
-use flowc::runtime::store::Store;
+use flowc::runtime::store::{EventOf, Store};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -196,7 +196,7 @@ fn contact_line(i: usize, tags: &[&str], consent: &[&str], plan: &str) -> String
     .to_string()
 }
 
-fn import(db: &Db, parts: &Parts, lines: &[String], events: &[(String, ContactEvent)]) {
+fn import(db: &Db, parts: &Parts, lines: &[String], events: &[EventOf]) {
     let mut store = SqliteStore::open(&db.path).expect("store");
     let parsed = contacts::parse(&lines.join("\n"), Format::JsonLines, &Schema::from_model(&parts.model));
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
@@ -204,12 +204,12 @@ fn import(db: &Db, parts: &Parts, lines: &[String], events: &[(String, ContactEv
     store.upsert_contacts(&[], events).expect("events");
 }
 
-fn event(contact: &str, name: &str, at: i64, amount: Option<f64>) -> (String, ContactEvent) {
+fn event(contact: &str, name: &str, at: i64, amount: Option<f64>) -> EventOf {
     let mut props = serde_json::Map::new();
     if let Some(a) = amount {
         props.insert("amount".into(), serde_json::json!(a));
     }
-    (contact.to_string(), ContactEvent { name: name.into(), at, props })
+    EventOf { contact: contact.into(), event: ContactEvent { name: name.into(), at, props } }
 }
 
 fn run_on(db: &Db, p: &Program) -> Value {
@@ -287,8 +287,8 @@ fn exact_counts_for_a_generated_population_and_timeline() {
             .collect();
     let clock = START + 2 * DAY; // the last timeout
     let mut by_contact: HashMap<String, Vec<&ContactEvent>> = HashMap::new();
-    for (c, e) in &events {
-        by_contact.entry(c.clone()).or_default().push(e);
+    for EventOf { contact: c, event: e } in &events {
+        by_contact.entry(c.0.clone()).or_default().push(e);
     }
     let mut arms: BTreeMap<&str, u64> = BTreeMap::new();
     let mut exits: BTreeMap<String, u64> = BTreeMap::new();
@@ -631,10 +631,7 @@ fn an_exit_event_ends_a_plain_wait_when_it_arrives() {
     let db = Db::new("plain-wait-exit");
     let lines: Vec<String> = (0..3).map(|i| contact_line(i, &[], &["email"], "free")).collect();
     import(&db, &parts, &lines, &[]);
-    let refund = |contact: &str, amount: f64| {
-        let (contact, event) = event(contact, "order.refunded", START + 60, Some(amount));
-        flowc::runtime::ingest::Incoming { contact, event }
-    };
+    let refund = |contact: &str, amount: f64| event(contact, "order.refunded", START + 60, Some(amount));
     // c0000 refunds 50 an hour in (exits); c0001 refunds 5 (the filter says no); c0002 nothing.
     let events = vec![refund("c0000", 50.0), refund("c0001", 5.0)];
     let mut store = SqliteStore::open(&db.path).expect("store");

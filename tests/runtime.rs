@@ -600,7 +600,7 @@ campaign c {{
     let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     store
         .for_each_contact(&mut |c| {
-            tags.insert(c.id.clone(), c.tags.clone());
+            tags.insert(c.id.0.clone(), c.tags.clone());
         })
         .expect("contacts");
     for i in 0..300usize {

@@ -156,13 +156,19 @@ fn record(id: &str, tags: &[&str]) -> ContactRecord {
 
 fn contacts_and_events(s: &mut dyn Store) {
     let ev = ContactEvent { name: "order.completed".into(), at: 10, props: Default::default() };
-    s.upsert_contacts(&[record("b", &[]), record("a", &["x"]), record("c", &[])], &[("a".into(), ev.clone())])
-        .expect("upsert");
+    s.upsert_contacts(
+        &[record("b", &[]), record("a", &["x"]), record("c", &[])],
+        &[EventOf { contact: "a".into(), event: ev.clone() }],
+    )
+    .expect("upsert");
     assert_eq!(s.contact_count().expect("count"), 3);
-    let page: Vec<String> = s.contacts_page("a", 10).expect("page").into_iter().map(|c| c.id).collect();
+    let page: Vec<String> = s.contacts_page(Some(&"a".into()), 10).expect("page").into_iter().map(|c| c.id.0).collect();
     assert_eq!(page, ["b", "c"]);
-    assert_eq!(s.contact("a").expect("read").map(|c| c.tags), Some(vec!["x".to_string()]));
-    assert_eq!(s.events_for(&["a", "b"]).expect("events"), vec![("a".to_string(), ev)]);
+    assert_eq!(s.contact(&"a".into()).expect("read").map(|c| c.tags), Some(vec!["x".to_string()]));
+    assert_eq!(
+        s.events_for(&[&"a".into(), &"b".into()]).expect("events"),
+        vec![EventOf { contact: "a".into(), event: ev }]
+    );
 }
 
 fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
@@ -174,8 +180,8 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     ];
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), 3);
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
-    let known = s.enrolled("k", &["a", "zz"]).expect("enrolled");
-    assert_eq!(known.into_iter().collect::<Vec<_>>(), ["a"]);
+    let known = s.enrolled("k", &[&"a".into(), &"zz".into()]).expect("enrolled");
+    assert_eq!(known.into_iter().collect::<Vec<_>>(), [ContactId::from("a")]);
     let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id.0).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
     assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
@@ -188,10 +194,10 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
         .expect("enroll");
     let mut steps = BTreeMap::new();
-    steps.insert("s".to_string(), StepCounts { entered: 2, ..Default::default() });
+    steps.insert(StepId::from("s"), StepCounts { entered: 2, ..Default::default() });
     let mut skipped = BTreeMap::new();
     skipped.insert("no-consent".to_string(), 1);
-    steps.insert("t".to_string(), StepCounts { skipped, ..Default::default() });
+    steps.insert(StepId::from("t"), StepCounts { skipped, ..Default::default() });
     let round = Round {
         executions: vec![exec("a", "w", ExecState::Pending, Some(500)), exec("b", "t", ExecState::Skipped, None)],
         outbox_new: vec![outbox_row("k", "a", "s")],
@@ -213,16 +219,16 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
         outbox_done: vec![
             o.outcome(101, SendOutcome::Sent(Engagement { delivered_at: Some(102), ..Default::default() }))
         ],
-        ledger: vec![(-45_000, "sends".into())],
+        ledger: vec![LedgerEntry { amount_micros: -45_000, reason: "sends".into() }],
         ..Default::default()
     };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
     assert!(s.outbox_pending("k").expect("pending").is_empty());
     assert_eq!(
-        s.sent_for("k", &["a"]).expect("sent"),
-        vec![(
-            "a".to_string(),
-            SentMessage {
+        s.sent_for("k", &[&"a".into()]).expect("sent"),
+        vec![SentOf {
+            contact: "a".into(),
+            message: SentMessage {
                 step: "s".into(),
                 channel: "sms".into(),
                 sent_at: 101,
@@ -230,7 +236,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
                 opened_at: None,
                 clicked_at: None
             }
-        )]
+        }]
     );
     assert_eq!(s.balance().expect("balance"), -45_000);
     assert_eq!(s.next_wake("k").expect("wake"), Some(500));
@@ -308,7 +314,7 @@ fn tag_deltas_keep_concurrent_changes(s: &mut dyn Store) {
         .expect("a change");
     s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("commit");
     assert_eq!(
-        s.contact("a").expect("read").map(|c| c.tags),
+        s.contact(&"a".into()).expect("read").map(|c| c.tags),
         Some(vec!["old".to_string(), "vip".to_string(), "engaged".to_string()])
     );
 }
@@ -405,11 +411,7 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.ledger_add(amount_micros, reason, now)
     }
-    fn upsert_contacts(
-        &mut self,
-        contacts: &[ContactRecord],
-        events: &[(String, ContactEvent)],
-    ) -> Result<(), StoreError> {
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[EventOf]) -> Result<(), StoreError> {
         self.write()?;
         self.inner.upsert_contacts(contacts, events)
     }
@@ -419,20 +421,20 @@ impl Store for Wrapped {
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError> {
         self.inner.for_each_contact(f)
     }
-    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
+    fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, StoreError> {
         self.inner.contact(id)
     }
-    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
+    fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
         self.inner.contacts_page(after, limit)
     }
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.ensure_initial_balance(micros, now)
     }
-    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError> {
+    fn events_for(&self, contacts: &[&ContactId]) -> Result<Vec<EventOf>, StoreError> {
         self.inner.events_for(contacts)
     }
-    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError> {
+    fn sent_for(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<SentOf>, StoreError> {
         self.inner.sent_for(campaign, contacts)
     }
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
@@ -509,7 +511,7 @@ impl Store for Wrapped {
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
         self.inner.counts(campaign)
     }
-    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<StepId, StepCounts>, StoreError> {
         self.inner.step_counts(campaign)
     }
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError> {
@@ -521,10 +523,10 @@ impl Store for Wrapped {
     fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError> {
         self.inner.exit_counts(campaign)
     }
-    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError> {
         self.inner.starts(campaign, after, limit)
     }
-    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError> {
+    fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError> {
         self.inner.ab_assignments(campaign, contacts)
     }
     fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
@@ -533,7 +535,7 @@ impl Store for Wrapped {
     fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
         self.inner.outbox_due(campaign, now, limit)
     }
-    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
     }
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
@@ -544,20 +546,24 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.requeue_processing(campaign, worker)
     }
-    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+    fn enrolled(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashSet<ContactId>, StoreError> {
         self.inner.enrolled(campaign, contacts)
     }
     fn wake(
         &mut self,
         campaign: &str,
-        contact: &str,
+        contact: &ContactId,
         steps: flowc::runtime::store::Steps<'_>,
         at: i64,
     ) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.wake(campaign, contact, steps, at)
     }
-    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError> {
+    fn exit(&mut self, campaign: &str, contact: &ContactId, reason: &str, at: i64) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.exit(campaign, contact, reason, at)
     }
@@ -679,7 +685,7 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     let other_db = db.clone();
     *store.after_due.borrow_mut() = Some(Box::new(move || {
         let mut other = SqliteStore::open(&other_db).expect("second connection");
-        let mut c = other.contact("c001").expect("read").expect("contact");
+        let mut c = other.contact(&"c001".into()).expect("read").expect("contact");
         c.tags.push("vip".into());
         other.upsert_contacts(&[c], &[]).expect("concurrent upsert");
     }));
@@ -689,9 +695,9 @@ fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
         .run_batch(1)
         .expect("batch");
     assert_eq!(out.executions, 3);
-    let tags = store.contact("c001").expect("read").expect("contact").tags;
+    let tags = store.contact(&"c001".into()).expect("read").expect("contact").tags;
     assert_eq!(tags, vec!["vip".to_string(), "engaged".to_string()], "the batch's change and the API's both survive");
-    let untouched = store.contact("c000").expect("read").expect("contact").tags;
+    let untouched = store.contact(&"c000".into()).expect("read").expect("contact").tags;
     assert_eq!(untouched, vec!["engaged".to_string()]);
 }
 
@@ -737,9 +743,9 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     assert_names_row(s.counts("c"), "executions", "a", "limbo");
 
     raw(&mut s, "UPDATE contacts SET tags = '[not json' WHERE id = 'b'");
-    assert_names_row(s.contact("b"), "contacts", "b", "[not json");
+    assert_names_row(s.contact(&"b".into()), "contacts", "b", "[not json");
     assert_names_row(s.due("c", 50, 10, &[]), "contacts", "b", "[not json");
-    assert_names_row(s.contacts_page("", 10), "contacts", "b", "[not json");
+    assert_names_row(s.contacts_page(None, 10), "contacts", "b", "[not json");
 
     // The breaker's recent outcomes are a string of 0s and 1s; anything else
     // is not "a failure".

@@ -12,7 +12,7 @@ use flowc::compile::{self, codec};
 use flowc::runtime::facts::{ContactEvent, ContactRecord};
 use flowc::runtime::ingest::{self, FaultKind, Incoming};
 use flowc::runtime::sqlite::SqliteStore;
-use flowc::runtime::store::{CampaignState, Enrollment, Steps, Store, TagDelta};
+use flowc::runtime::store::{CampaignState, ContactId, Enrollment, Steps, Store, TagDelta};
 use flowc::runtime::wake::{self, Concern, Interests};
 use std::collections::BTreeSet;
 
@@ -74,7 +74,7 @@ fn waiting_program(exits: Vec<Exit>) -> Program {
 }
 
 fn steps(ids: &[&str]) -> Concern {
-    Concern(ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>())
+    Concern(ids.iter().map(|s| StepId::from(*s)).collect::<BTreeSet<_>>())
 }
 
 #[test]
@@ -270,12 +270,14 @@ fn the_store_wakes_one_row_by_its_key_and_only_earlier() {
             START,
         )
         .expect("enroll");
-    assert_eq!(store.wake("w", "a", Steps::Only(&["other"]), START).expect("wake"), 0);
-    assert_eq!(store.wake("w", "a", Steps::Only(&[]), START).expect("wake"), 0);
-    assert_eq!(store.wake("w", "a", Steps::Only(&["other", "hold"]), START + 5).expect("wake"), 1);
-    assert_eq!(store.wake("w", "a", Steps::Any, START + 9).expect("later"), 0);
-    assert_eq!(store.wake("w", "a", Steps::Any, START + 1).expect("earlier"), 1);
-    assert_eq!(store.wake("w", "nobody", Steps::Any, START).expect("nobody"), 0);
+    let (a, nobody) = (ContactId::from("a"), ContactId::from("nobody"));
+    let (other, hold) = (StepId::from("other"), StepId::from("hold"));
+    assert_eq!(store.wake("w", &a, Steps::Only(&[&other]), START).expect("wake"), 0);
+    assert_eq!(store.wake("w", &a, Steps::Only(&[]), START).expect("wake"), 0);
+    assert_eq!(store.wake("w", &a, Steps::Only(&[&other, &hold]), START + 5).expect("wake"), 1);
+    assert_eq!(store.wake("w", &a, Steps::Any, START + 9).expect("later"), 0);
+    assert_eq!(store.wake("w", &a, Steps::Any, START + 1).expect("earlier"), 1);
+    assert_eq!(store.wake("w", &nobody, Steps::Any, START).expect("nobody"), 0);
 }
 
 #[test]
@@ -313,7 +315,7 @@ fn one_check_for_every_way_an_event_comes_in() {
     let schema = flowc::runtime::contacts::Schema::from_model(&analysis.models[0].1);
     let ok = ingest::check(&serde_json::json!({"contact": "a", "name": "order.completed", "at": "2026-11-27T09:00:00Z", "props": {"amount": 3}}), &schema, 5)
         .expect("valid");
-    assert_eq!(ok.contact, "a");
+    assert_eq!(ok.contact.as_str(), "a");
     let at_now = ingest::check(&serde_json::json!({"contact": "a", "name": "page.viewed"}), &schema, 5).expect("valid");
     assert_eq!(at_now.event.at, 5);
     let fault = |v: serde_json::Value| ingest::check(&v, &schema, 5).expect_err("invalid");
@@ -350,7 +352,11 @@ fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
     assert_eq!(replay.next_at(), Some(START + 10), "in time order");
     assert_eq!(replay.ingest_due(&mut store, "w", START + 5).expect("none due").woken, 0);
     assert_eq!(replay.ingest_due(&mut store, "w", START + 20).expect("two due").woken, 2);
-    assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 2, "c's event is still to come");
+    assert_eq!(
+        store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(),
+        2,
+        "c's event is still to come"
+    );
     assert_eq!(replay.next_at(), Some(START + 30));
 
     // A new process reads the same file: a and b are not stored or woken again.
@@ -358,7 +364,7 @@ fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
     assert_eq!(again.next_at(), Some(START + 30));
     assert_eq!(again.ingest_due(&mut store, "w", START + 100).expect("the rest").woken, 1);
     assert_eq!(again.next_at(), None);
-    assert_eq!(store.events_for(&["a", "b", "c"]).expect("events").len(), 3);
+    assert_eq!(store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(), 3);
 }
 
 /// `flowc contacts import` replaces contacts: their executions waiting on a
@@ -471,7 +477,7 @@ fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
     store.enroll("w", &p.version.0, &entries, START).expect("enroll");
     let records: Vec<ContactRecord> = ["plain", "until", "busy", "new"]
         .iter()
-        .map(|c| ContactRecord { id: c.to_string(), ..Default::default() })
+        .map(|c| ContactRecord { id: ContactId::from(*c), ..Default::default() })
         .collect();
     store.upsert_contacts(&records, &[]).expect("contacts");
     let round = Round { parked: vec!["busy".into()], ..Round::default() };

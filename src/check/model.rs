@@ -309,6 +309,14 @@ pub enum OnIneligible {
 #[serde(transparent)]
 pub struct StepId(pub String);
 
+// Maps keyed by step id are looked up by `&str` (derived `Ord`/`Hash` of a
+// one-field newtype agree with the `String`'s, as `Borrow` requires).
+impl std::borrow::Borrow<str> for StepId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for StepId {
     fn from(s: &str) -> StepId {
         StepId(s.to_string())

@@ -12,7 +12,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
-use flowc::runtime::store::{ContactId, Enrollment, Store};
+use flowc::runtime::store::{ContactId, Enrollment, EventOf, Store};
 use flowc::runtime::wake::{self, Fact};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
@@ -208,8 +208,8 @@ fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, invalid_rows: I
         store.meta("clock").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or_else(flowc::runtime::clock::real_now);
     flowc::runtime::store::atomically(store, |s: &mut dyn Store| {
         s.upsert_contacts(&parsed.contacts, &parsed.events)?;
-        let mut facts: Vec<(&str, Fact<'_>)> = parsed.contacts.iter().map(|c| (c.id.as_str(), Fact::Record)).collect();
-        facts.extend(parsed.events.iter().map(|(c, e)| (c.as_str(), Fact::Event { name: &e.name })));
+        let mut facts: Vec<(&ContactId, Fact<'_>)> = parsed.contacts.iter().map(|c| (&c.id, Fact::Record)).collect();
+        facts.extend(parsed.events.iter().map(|e| (&e.contact, Fact::Event { name: &e.event.name })));
         wake::wake(s, &facts, None, at)
     })
     .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
@@ -550,21 +550,18 @@ fn enroll_triggers(
     let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for t in lines {
         let when = t.at.unwrap_or(now).max(now);
-        for id in &t.contacts {
-            let Some(c) = store.contact(id).map_err(db)? else {
+        for id in t.contacts.iter().map(|raw| ContactId::from(raw.as_str())) {
+            let Some(c) = store.contact(&id).map_err(db)? else {
                 errors.push(format!("line {}: no such contact `{id}`", t.line));
                 continue;
             };
-            if seen.contains(id) {
+            if seen.contains(&id) {
                 // Re-entry: a contact enters a campaign once.
                 repeated += 1;
                 continue;
             }
-            let f = facts::of_record(
-                p,
-                &c,
-                store.events_for(&[c.id.as_str()]).map_err(db)?.into_iter().map(|(_, e)| e).collect(),
-            );
+            let f =
+                facts::of_record(p, &c, store.events_for(&[&c.id]).map_err(db)?.into_iter().map(|e| e.event).collect());
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&Ctx { program: p, facts: &f, now: when }, a)) {
                 outside += 1;
                 continue;
@@ -572,8 +569,9 @@ fn enroll_triggers(
             seen.insert(id.clone());
             let mut props = t.data.clone();
             props.insert("campaign".into(), Value::String(p.campaign.clone()));
-            events.push((id.clone(), ContactEvent { name: "campaign.triggered".into(), at: when, props }));
-            entries.push(Enrollment { contact: ContactId(id.clone()), step: entry.clone(), wake_at: when });
+            let event = ContactEvent { name: "campaign.triggered".into(), at: when, props };
+            events.push(EventOf { contact: id.clone(), event });
+            entries.push(Enrollment { contact: id, step: entry.clone(), wake_at: when });
         }
     }
     if !errors.is_empty() {

@@ -4,7 +4,7 @@
 //! events) and the checks the API makes against it.
 
 use super::facts::{parse_date, parse_datetime, ContactEvent, ContactRecord};
-use super::store::{Store, StoreError};
+use super::store::{ContactId, EventOf, Store, StoreError};
 use crate::check::model::{Field, Model, Origin, Type};
 use crate::compile::program::FieldType;
 use serde_json::{Map, Value};
@@ -172,7 +172,7 @@ pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> R
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub contacts: Vec<ContactRecord>,
-    pub events: Vec<(String, ContactEvent)>,
+    pub events: Vec<EventOf>,
     /// Every error, in file order; one row may have several.
     pub errors: Vec<RowError>,
     pub rows: usize,
@@ -193,7 +193,7 @@ impl Parsed {
 /// The first line each contact id was seen on: a file gives each contact
 /// once, so which of two rows is meant is never guessed.
 #[derive(Default)]
-struct SeenIds(HashMap<String, usize>);
+struct SeenIds(HashMap<ContactId, usize>);
 
 impl SeenIds {
     fn again(&mut self, obj: &Map<String, Value>, line: usize) -> Option<RowError> {
@@ -213,10 +213,10 @@ impl SeenIds {
 }
 
 /// The contact id a row gives, when it gives a usable one.
-fn contact_id(obj: &Map<String, Value>) -> Option<String> {
+fn contact_id(obj: &Map<String, Value>) -> Option<ContactId> {
     match obj.get("id") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(ContactId(s.clone())),
+        Some(Value::Number(n)) => Some(ContactId(n.to_string())),
         _ => None,
     }
 }
@@ -230,7 +230,7 @@ fn add_row(
 ) {
     match (row, again) {
         (Ok((c, evs)), None) => {
-            out.events.extend(evs.into_iter().map(|e| (c.id.clone(), e)));
+            out.events.extend(evs.into_iter().map(|event| EventOf { contact: c.id.clone(), event }));
             out.contacts.push(c);
         }
         (Ok(_), Some(e)) => out.errors.push(e),
@@ -271,7 +271,7 @@ const SPECIAL: &[&str] = &["id", "tags", "consent", "capabilities", "events"];
 /// does not give stays as stored; `null` clears an optional field.
 #[derive(Debug, Clone)]
 pub struct ContactPatch {
-    pub id: String,
+    pub id: ContactId,
     set: Map<String, Value>,
     clear: Vec<String>,
     tags: Option<Vec<String>>,

@@ -185,12 +185,12 @@ impl Loaded {
 }
 
 /// Updates the counters of step `id`, allocating its name only the first time.
-fn count(steps: &mut std::collections::BTreeMap<String, StepCounts>, id: &str, f: impl FnOnce(&mut StepCounts)) {
+fn count(steps: &mut std::collections::BTreeMap<StepId, StepCounts>, id: &StepId, f: impl FnOnce(&mut StepCounts)) {
     if let Some(c) = steps.get_mut(id) {
         f(c);
         return;
     }
-    f(steps.entry(id.to_string()).or_default());
+    f(steps.entry(id.clone()).or_default());
 }
 
 fn walk(c: &Cond, f: &mut dyn FnMut(&Cond)) {
@@ -399,27 +399,27 @@ impl<'a> Engine<'a> {
         }
         // Sent messages for executions that may read engagement before they
         // stop (and for any interrupted mid-send); events likewise.
-        let mut sent_ids: Vec<&str> = Vec::new();
-        let mut event_ids: Vec<&str> = Vec::new();
+        let mut sent_ids: Vec<&ContactId> = Vec::new();
+        let mut event_ids: Vec<&ContactId> = Vec::new();
         for d in &due {
             let r = self.versions[&d.version].reads_at(&d.step.0);
             if r.sent || self.recovered.contains(d.contact.id.as_str()) {
-                sent_ids.push(d.contact.id.as_str());
+                sent_ids.push(&d.contact.id);
             }
             if r.events {
-                event_ids.push(d.contact.id.as_str());
+                event_ids.push(&d.contact.id);
             }
         }
-        let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
+        let mut sent: HashMap<ContactId, Vec<SentMessage>> = HashMap::new();
         if !sent_ids.is_empty() {
-            for (c, m) in self.store.sent_for(&self.campaign, &sent_ids)? {
-                sent.entry(c).or_default().push(m);
+            for s in self.store.sent_for(&self.campaign, &sent_ids)? {
+                sent.entry(s.contact).or_default().push(s.message);
             }
         }
-        let mut events: HashMap<String, Vec<facts::ContactEvent>> = HashMap::new();
+        let mut events: HashMap<ContactId, Vec<facts::ContactEvent>> = HashMap::new();
         if !event_ids.is_empty() {
-            for (c, e) in self.store.events_for(&event_ids)? {
-                events.entry(c).or_default().push(e);
+            for e in self.store.events_for(&event_ids)? {
+                events.entry(e.contact).or_default().push(e.event);
             }
         }
         Ok(Some(Batch { due, sent, events }))
@@ -432,14 +432,14 @@ impl<'a> Engine<'a> {
         if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
             // An execution still on an older version whose program reads
             // other fields (rare: after a migration): read them for it.
-            let record = self.store.contact(contact.id.as_str())?.unwrap_or_default();
+            let record = self.store.contact(&contact.id)?.unwrap_or_default();
             fields = facts::fields_for(p, &record);
         }
         let mut f = Facts {
             addresses: contact.addresses,
             sent: batch.sent.remove(contact.id.as_str()).unwrap_or_default(),
             events: batch.events.remove(contact.id.as_str()).unwrap_or_default(),
-            contact_id: contact.id.0,
+            contact_id: contact.id,
             fields,
             tags: contact.tags,
             consent: contact.consent,
@@ -491,7 +491,7 @@ impl<'a> Engine<'a> {
                     Trace::Entered(n) => {
                         acc.outcome.transitions += 1;
                         last = *n;
-                        count(&mut acc.round.steps, &p.nodes[n.get()].id.0, |c| c.entered += 1);
+                        count(&mut acc.round.steps, &p.nodes[n.get()].id, |c| c.entered += 1);
                     }
                     Trace::AbPick { node, variant } => {
                         if let Op::Split { name, variants } = &p.nodes[node.get()].op {
@@ -509,7 +509,7 @@ impl<'a> Engine<'a> {
                         }
                     }
                     Trace::Skip { node, reason } => {
-                        count(&mut acc.round.steps, &p.nodes[node.get()].id.0, |c| {
+                        count(&mut acc.round.steps, &p.nodes[node.get()].id, |c| {
                             *c.skipped.entry(reason.as_str().to_string()).or_default() += 1
                         });
                     }
@@ -567,7 +567,7 @@ impl<'a> Engine<'a> {
                 }
                 Stop::Skipped { node, reason } => {
                     acc.outcome.finished += 1;
-                    let id = p.nodes[node.get()].id.0.clone();
+                    let id = p.nodes[node.get()].id.clone();
                     *acc.round
                         .steps
                         .entry(id.clone())
@@ -576,7 +576,7 @@ impl<'a> Engine<'a> {
                         .entry(reason.as_str().to_string())
                         .or_default() += 1;
                     break Boundary {
-                        step: StepId(id),
+                        step: id,
                         state: ExecState::Skipped,
                         wake_at: None,
                         reason: Some(reason.as_str().to_string()),
@@ -585,7 +585,7 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        let contact = ContactId(f.contact_id);
+        let contact = f.contact_id;
         if tags_changed {
             acc.round.tags.extend(TagDelta::between(&contact, &tags_before, &f.tags));
         }
@@ -615,8 +615,8 @@ impl<'a> Engine<'a> {
         now: i64,
     ) -> Option<Boundary> {
         let step = &p.nodes[node.get()].id;
-        let id = &step.0;
-        if f.sent.iter().any(|m| m.step == *id) {
+        let id = step;
+        if f.sent.iter().any(|m| m.step == id.0) {
             // Sent before a crash: move on without sending again.
             count(&mut acc.round.steps, id, |c| c.entered = c.entered.saturating_sub(1));
             acc.outcome.transitions -= 1;
@@ -627,7 +627,7 @@ impl<'a> Engine<'a> {
             if let Some(amount) = self.config.auto_reload.map(|r| r.amount_micros).filter(|a| *a > 0) {
                 let times = ((target.price_micros - self.balance) + amount - 1) / amount;
                 for _ in 0..times.clamp(1, 1000) {
-                    acc.round.ledger.push((amount, "auto-reload".into()));
+                    acc.round.ledger.push(LedgerEntry { amount_micros: amount, reason: "auto-reload".into() });
                     self.balance += amount;
                 }
             }
@@ -645,7 +645,7 @@ impl<'a> Engine<'a> {
         }
         self.balance -= target.price_micros;
         acc.outcome.sends += 1;
-        let contact = ContactId(f.contact_id.clone());
+        let contact = f.contact_id.clone();
         acc.sends.push(OutboxNew {
             key: outbox_key(&self.campaign, version, &contact, step),
             contact,
@@ -658,7 +658,7 @@ impl<'a> Engine<'a> {
             created_at: now,
         });
         f.sent.push(SentMessage {
-            step: id.clone(),
+            step: id.0.clone(),
             channel: target.channel.clone(),
             sent_at: now,
             delivered_at: None,
@@ -679,9 +679,10 @@ impl<'a> Engine<'a> {
         for (o, engagement) in rows {
             record_sent(&mut round, &mut debits, o, *engagement, now);
         }
-        round
-            .ledger
-            .push((-debits.micros, format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len())));
+        round.ledger.push(LedgerEntry {
+            amount_micros: -debits.micros,
+            reason: format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len()),
+        });
         round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
@@ -737,7 +738,7 @@ impl<'a> Engine<'a> {
         }
         self.balance += o.price_micros;
         round.outbox_done.push(o.outcome(now, SendOutcome::Failed { error: reason.clone() }));
-        count(&mut round.steps, &o.step.0, |c| c.failed += 1);
+        count(&mut round.steps, &o.step, |c| c.failed += 1);
         round.executions.push(ExecUpdate {
             contact: o.contact.clone(),
             step: o.step.clone(),
@@ -816,7 +817,10 @@ impl<'a> Engine<'a> {
         }
         // One ledger entry per relay: each send's price is in its outbox row.
         if debits.sends > 0 {
-            round.ledger.push((-debits.micros, format!("{}: {} send(s)", self.campaign, debits.sends)));
+            round.ledger.push(LedgerEntry {
+                amount_micros: -debits.micros,
+                reason: format!("{}: {} send(s)", self.campaign, debits.sends),
+            });
         }
         round.breaker = Some(self.breaker.clone());
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
@@ -844,8 +848,8 @@ struct Attempt {
 /// A batch loaded for stepping: its due executions and the facts they read.
 struct Batch {
     due: Vec<Due>,
-    sent: HashMap<String, Vec<SentMessage>>,
-    events: HashMap<String, Vec<facts::ContactEvent>>,
+    sent: HashMap<ContactId, Vec<SentMessage>>,
+    events: HashMap<ContactId, Vec<facts::ContactEvent>>,
 }
 
 /// Where an execution stops in this batch.
@@ -879,7 +883,7 @@ pub fn record_sent(round: &mut Round, debits: &mut Debits, row: &OutboxNew, enga
     round.outbox_done.push(row.outcome(now, SendOutcome::Sent(engagement)));
     debits.micros += row.price_micros;
     debits.sends += 1;
-    count(&mut round.steps, &row.step.0, |c| {
+    count(&mut round.steps, &row.step, |c| {
         c.sent += 1;
         c.cost_micros += row.price_micros;
     });

@@ -23,7 +23,7 @@
 use super::eval::{self, Ctx};
 use super::facts::{self, Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
-use super::store::{Audience, DueContact, Store, StoreError};
+use super::store::{Audience, ContactId, DueContact, Store, StoreError};
 use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, Trigger, WaitOn};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -249,17 +249,18 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
     let mut doubtful = vec![false; p.nodes.len()];
     let exit = state_exit(p);
     let mut flush = |batch: &mut Vec<DueContact>, acc: &mut Acc| -> Result<(), StoreError> {
-        let mut events: std::collections::HashMap<String, Vec<facts::ContactEvent>> = std::collections::HashMap::new();
+        let mut events: std::collections::HashMap<ContactId, Vec<facts::ContactEvent>> =
+            std::collections::HashMap::new();
         if uses_events && !batch.is_empty() {
-            let ids: Vec<&str> = batch.iter().map(|c| c.id.as_str()).collect();
-            for (contact, event) in store.events_for(&ids)? {
-                events.entry(contact).or_default().push(event);
+            let ids: Vec<&ContactId> = batch.iter().map(|c| &c.id).collect();
+            for e in store.events_for(&ids)? {
+                events.entry(e.contact).or_default().push(e.event);
             }
         }
         for c in batch.drain(..) {
             let mut f = Facts {
                 events: events.remove(c.id.as_str()).unwrap_or_default(),
-                contact_id: c.id.0,
+                contact_id: c.id,
                 fields: c.fields,
                 tags: c.tags,
                 consent: c.consent,

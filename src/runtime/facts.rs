@@ -1,6 +1,7 @@
 //! What the interpreter knows about one contact while it steps: plain data,
 //! loaded by the engine from the store, read by the pure evaluator.
 
+use super::store::ContactId;
 use crate::compile::program::{FieldType, Program};
 use std::collections::HashMap;
 
@@ -42,7 +43,7 @@ pub struct ContactEvent {
 /// Everything a condition may read about one contact.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    pub contact_id: String,
+    pub contact_id: ContactId,
     /// By the program's field slots.
     pub fields: Vec<FieldValue>,
     pub tags: Vec<String>,
@@ -93,7 +94,7 @@ pub fn of_record(p: &Program, c: &ContactRecord, mut events: Vec<ContactEvent>) 
 /// A contact as stored: built-in and declared attributes as JSON.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ContactRecord {
-    pub id: String,
+    pub id: ContactId,
     pub attrs: serde_json::Map<String, serde_json::Value>,
     pub tags: Vec<String>,
     pub consent: Vec<String>,
@@ -109,7 +110,7 @@ pub fn fields_for(p: &Program, c: &ContactRecord) -> Vec<FieldValue> {
                 return FieldValue::Set(c.tags.clone());
             }
             if f.name == "id" {
-                return FieldValue::Str(c.id.clone());
+                return FieldValue::Str(c.id.0.clone());
             }
             c.attrs.get(&f.name).map_or(FieldValue::Absent, |v| json_to_field(&f.ty, v))
         })

@@ -46,11 +46,7 @@ fn malformed(field: Option<&'static str>, message: impl Into<String>) -> EventFa
 }
 
 /// One event, checked: whose it is and what it is.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Incoming {
-    pub contact: String,
-    pub event: ContactEvent,
-}
+pub type Incoming = super::store::EventOf;
 
 /// The longest event name accepted.
 pub const MAX_NAME: usize = 200;
@@ -93,7 +89,7 @@ pub fn check(body: &Value, schema: &Schema, now: i64) -> Result<Incoming, EventF
         EventError::UnknownName(message) => EventFault { kind: FaultKind::UnknownEvent, field: Some("name"), message },
         EventError::BadProp(message) => EventFault { kind: FaultKind::InvalidEvent, field: Some("props"), message },
     })?;
-    Ok(Incoming { contact: contact.to_string(), event: ContactEvent { name: name.to_string(), at, props } })
+    Ok(Incoming { contact: ContactId(contact.to_string()), event: ContactEvent { name: name.to_string(), at, props } })
 }
 
 /// What storing a batch of events did.
@@ -142,7 +138,7 @@ impl Triggered {
                 contact = Some(c);
             }
             let Some(c) = &contact else { continue };
-            let events = store.events_for(&[c.id.as_str()])?.into_iter().map(|(_, e)| e).collect();
+            let events = store.events_for(&[&c.id])?.into_iter().map(|e| e.event).collect();
             let f = facts::of_record(p, c, events);
             let cx = Ctx { program: p, facts: &f, now };
             let rule = filter
@@ -155,7 +151,7 @@ impl Triggered {
                 && store.enroll(
                     &p.campaign,
                     &p.version.0,
-                    &[Enrollment::new(ContactId(e.contact.clone()), entry.id.clone(), e.event.at.max(now))],
+                    &[Enrollment::new(e.contact.clone(), entry.id.clone(), e.event.at.max(now))],
                     now,
                 )? > 0
             {
@@ -189,16 +185,14 @@ pub fn store_and_wake(store: &mut dyn Store, events: &[Incoming]) -> Result<Inge
     if events.is_empty() {
         return Ok(Ingested::default());
     }
-    let rows: Vec<(String, ContactEvent)> = events.iter().map(|e| (e.contact.clone(), e.event.clone())).collect();
-    store.upsert_contacts(&[], &rows)?;
+    store.upsert_contacts(&[], events)?;
     // The campaigns and their interests are read once for all the events.
     let waiting = Waiting::load(store)?;
     let mut done = Ingested::default();
     for e in events {
         // Exits first: an execution that leaves has nothing left to wake.
         done.exited += super::leave::on_event(store, &waiting, e)?;
-        done.woken +=
-            waiting.wake(store, &[(e.contact.as_str(), Fact::Event { name: &e.event.name })], None, e.event.at)?;
+        done.woken += waiting.wake(store, &[(&e.contact, Fact::Event { name: &e.event.name })], None, e.event.at)?;
     }
     Ok(done)
 }
@@ -224,12 +218,12 @@ impl EventFile {
         mut input: impl std::io::BufRead,
         schema: &Schema,
         now: i64,
-        known: &mut dyn FnMut(&str) -> Result<bool, StoreError>,
+        known: &mut dyn FnMut(&ContactId) -> Result<bool, StoreError>,
     ) -> Result<EventFile, FileError> {
         use super::contacts::RowError;
         use std::io::BufRead;
         let mut out = EventFile::default();
-        let mut seen: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+        let mut seen: std::collections::HashMap<ContactId, bool> = std::collections::HashMap::new();
         let mut buf = Vec::new();
         for line in 1.. {
             buf.clear();

@@ -2,7 +2,7 @@
 //! version migration. Every transition is checked here and written to the
 //! audit log with its reason.
 
-use super::store::{atomically, BreakerState, CampaignVersion, Migration, Probe, Store, StoreError};
+use super::store::{atomically, BreakerState, CampaignVersion, Migration, Probe, StepId, Store, StoreError};
 use crate::compile::codec;
 use crate::compile::diff;
 use crate::compile::program::Program;
@@ -80,7 +80,7 @@ pub enum Launched {
     /// A new campaign, now SCHEDULED.
     New,
     /// A new version of a live campaign; executions moved by step id.
-    Migrated { moved: u64, skipped: u64, removed_steps: Vec<String> },
+    Migrated { moved: u64, skipped: u64, removed_steps: Vec<StepId> },
 }
 
 /// Launches `program`. The caller has already refused programs with check
@@ -131,17 +131,17 @@ fn launch_in(
     let old = codec::from_binary(&row.program)
         .map_err(|e| LifecycleError::Refused(format!("stored program of `{name}`: {e}")))?;
     let map = diff::map_versions(&old, program);
-    let removed: Vec<String> = map.removed.iter().map(|(id, _)| id.0.clone()).collect();
+    let removed: Vec<StepId> = map.removed.iter().map(|(id, _)| id.clone()).collect();
     let waiting = store.waiting_at(name, &old.version.0, &removed)?;
     if waiting > 0 && removed_steps == RemovedSteps::Refuse {
         return Err(LifecycleError::Refused(format!(
             "{waiting} execution(s) wait at step(s) the new version removes ({}); label the steps so they keep their ids, or pass --force to skip those executions",
-            removed.join(", ")
+            removed.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
     store
         .put_campaign(&CampaignVersion { name, version: &program.version.0, program: &bytes, state: row.state }, now)?;
-    let kept: Vec<String> = map.kept.iter().map(|(id, _, _, _)| id.0.clone()).collect();
+    let kept: Vec<StepId> = map.kept.iter().map(|(id, _, _, _)| id.clone()).collect();
     let migration = Migration { campaign: name, from: &old.version.0, to: &program.version.0, kept: &kept };
     let (moved, skipped) = store.migrate_executions(&migration, now)?;
     store.set_state(

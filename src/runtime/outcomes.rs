@@ -6,7 +6,7 @@
 
 use super::eval::{self, Ctx};
 use super::facts::{ContactEvent, Facts, SentMessage};
-use super::store::{Store, StoreError};
+use super::store::{ContactId, Start, Store, StoreError};
 use crate::compile::program::{Goal, Program};
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,25 +31,25 @@ const PAGE: usize = 1000;
 /// An execution enrolled before flowc recorded its start never converts.
 pub fn compute(store: &dyn Store, p: &Program, goal: &Goal, now: i64) -> Result<Outcomes, StoreError> {
     let mut out = Outcomes::default();
-    let mut after = String::new();
+    let mut after: Option<ContactId> = None;
     loop {
-        let page = store.starts(&p.campaign, &after, PAGE)?;
-        let Some((last, _)) = page.last() else { break };
-        after = last.clone();
-        let ids: Vec<&str> = page.iter().map(|(c, _)| c.as_str()).collect();
-        let mut events: HashMap<String, Vec<ContactEvent>> = HashMap::new();
-        for (c, e) in store.events_for(&ids)? {
-            events.entry(c).or_default().push(e);
+        let page = store.starts(&p.campaign, after.as_ref(), PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.contact.clone());
+        let ids: Vec<&ContactId> = page.iter().map(|s| &s.contact).collect();
+        let mut events: HashMap<ContactId, Vec<ContactEvent>> = HashMap::new();
+        for e in store.events_for(&ids)? {
+            events.entry(e.contact).or_default().push(e.event);
         }
-        let mut sent: HashMap<String, Vec<SentMessage>> = HashMap::new();
-        for (c, m) in store.sent_for(&p.campaign, &ids)? {
-            sent.entry(c).or_default().push(m);
+        let mut sent: HashMap<ContactId, Vec<SentMessage>> = HashMap::new();
+        for s in store.sent_for(&p.campaign, &ids)? {
+            sent.entry(s.contact).or_default().push(s.message);
         }
-        let mut assigned: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let mut assigned: HashMap<ContactId, Vec<(String, String)>> = HashMap::new();
         for a in store.ab_assignments(&p.campaign, &ids)? {
             assigned.entry(a.contact).or_default().push((a.ab, a.variant));
         }
-        for (contact, started_at) in &page {
+        for Start { contact, started_at } in &page {
             out.entered += 1;
             let facts = Facts {
                 contact_id: contact.clone(),

@@ -154,7 +154,7 @@ pub fn build(store: &dyn Store, p: &Program, state: &str, provider: Observed, no
         .nodes
         .iter()
         .map(|n| {
-            let c = steps_db.get(&n.id.0).cloned().unwrap_or_default();
+            let c = steps_db.get(&n.id).cloned().unwrap_or_default();
             total += c.cost_micros;
             let send = matches!(n.op, Op::Send { .. });
             let e = engagement.get(&n.id.0).copied().unwrap_or_default();

@@ -285,17 +285,17 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
     let needs_events = super::engine::needs_events(p)
         || matches!(&p.trigger, Trigger::Event { event, .. } if event != "contact.created");
     let mut enrolled = 0;
-    let mut after = String::new();
+    let mut after: Option<ContactId> = None;
     loop {
-        let chunk = store.contacts_page(&after, 5000)?;
+        let chunk = store.contacts_page(after.as_ref(), 5000)?;
         let Some(last) = chunk.last() else { break };
-        after = last.id.clone();
+        after = Some(last.id.clone());
         let mut entries = Vec::new();
-        let mut events: std::collections::HashMap<String, Vec<ContactEvent>> = std::collections::HashMap::new();
+        let mut events: std::collections::HashMap<ContactId, Vec<ContactEvent>> = std::collections::HashMap::new();
         if needs_events {
-            let ids: Vec<&str> = chunk.iter().map(|c| c.id.as_str()).collect();
-            for (c, e) in store.events_for(&ids)? {
-                events.entry(c).or_default().push(e);
+            let ids: Vec<&ContactId> = chunk.iter().map(|c| &c.id).collect();
+            for e in store.events_for(&ids)? {
+                events.entry(e.contact).or_default().push(e.event);
             }
         }
         for c in &chunk {
@@ -325,7 +325,7 @@ pub fn enroll_each(store: &mut dyn Store, p: &Program, now: Minutes) -> Result<u
             if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
                 continue;
             }
-            entries.push(Enrollment { contact: ContactId(c.id.clone()), step: entry.clone(), wake_at: wake });
+            entries.push(Enrollment { contact: c.id.clone(), step: entry.clone(), wake_at: wake });
         }
         enrolled += store.enroll(&p.campaign, &p.version.0, &entries, now)?;
     }

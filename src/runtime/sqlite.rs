@@ -647,7 +647,7 @@ fn contact_row(r: &rusqlite::Row) -> rusqlite::Result<ContactRecord> {
         tags: parse_list(&r.get::<_, String>(2)?, "contacts", &id)?,
         consent: parse_list(&r.get::<_, String>(3)?, "contacts", &id)?,
         capabilities: parse_list(&r.get::<_, String>(4)?, "contacts", &id)?,
-        id,
+        id: ContactId(id),
     })
 }
 
@@ -848,11 +848,7 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
-    fn upsert_contacts(
-        &mut self,
-        contacts: &[ContactRecord],
-        events: &[(String, ContactEvent)],
-    ) -> Result<(), StoreError> {
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[EventOf]) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         {
             let mut c = tx
@@ -871,10 +867,10 @@ impl Store for SqliteStore {
             let mut e = tx
                 .prepare_cached("INSERT INTO contact_events (contact_id, name, at, props, key) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING")
                 .map_err(classify)?;
-            for (contact, ev) in events {
+            for EventOf { contact, event: ev } in events {
                 let props = serde_json::to_string(&ev.props).unwrap_or_else(|_| "{}".into());
-                e.execute(params![contact, ev.name, ev.at, props, event_key(contact, &ev.name, ev.at, &ev.props)])
-                    .map_err(classify)?;
+                let key = event_key(contact.as_str(), &ev.name, ev.at, &ev.props);
+                e.execute(params![contact, ev.name, ev.at, props, key]).map_err(classify)?;
             }
         }
         tx.commit().map_err(classify)
@@ -899,7 +895,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError> {
+    fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, StoreError> {
         self.conn
             .query_row(
                 "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id = ?1",
@@ -910,7 +906,8 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
-    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
+    fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
+        let after = after.map_or("", ContactId::as_str);
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -945,7 +942,7 @@ impl Store for SqliteStore {
         tx.commit().map_err(classify)
     }
 
-    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError> {
+    fn events_for(&self, contacts: &[&ContactId]) -> Result<Vec<EventOf>, StoreError> {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }
@@ -956,15 +953,15 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         let rows = stmt
             .query_map(params_from_iter(contacts.iter()), |r| {
-                let contact: String = r.get(0)?;
-                let props = parse_map(&r.get::<_, String>(3)?, "contact_events", &contact)?;
-                Ok((contact, ContactEvent { name: r.get(1)?, at: r.get(2)?, props }))
+                let contact: ContactId = r.get(0)?;
+                let props = parse_map(&r.get::<_, String>(3)?, "contact_events", contact.as_str())?;
+                Ok(EventOf { contact, event: ContactEvent { name: r.get(1)?, at: r.get(2)?, props } })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError> {
+    fn sent_for(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<SentOf>, StoreError> {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }
@@ -974,12 +971,12 @@ impl Store for SqliteStore {
             placeholders(contacts.len())
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
-        let args = std::iter::once(campaign).chain(contacts.iter().copied());
+        let args = std::iter::once(campaign).chain(contacts.iter().map(|c| c.as_str()));
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
-                Ok((
-                    r.get(0)?,
-                    SentMessage {
+                Ok(SentOf {
+                    contact: r.get(0)?,
+                    message: SentMessage {
                         step: r.get(1)?,
                         channel: r.get(2)?,
                         sent_at: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
@@ -987,7 +984,7 @@ impl Store for SqliteStore {
                         opened_at: r.get(5)?,
                         clicked_at: r.get(6)?,
                     },
-                ))
+                })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1435,7 +1432,7 @@ impl Store for SqliteStore {
             let mut led = tx
                 .prepare_cached("INSERT INTO ledger (at, amount_micros, reason) VALUES (?1, ?2, ?3)")
                 .map_err(classify)?;
-            for (amount, why) in &round.ledger {
+            for LedgerEntry { amount_micros: amount, reason: why } in &round.ledger {
                 led.execute(params![now, amount, why]).map_err(classify)?;
             }
             if !round.tags.is_empty() {
@@ -1512,7 +1509,7 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError> {
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<StepId, StepCounts>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT step, entered, sent, failed, cost_micros FROM step_stats WHERE campaign = ?1")
@@ -1520,7 +1517,7 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map(params![campaign], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<_, StepId>(0)?,
                     StepCounts {
                         entered: r.get::<_, i64>(1)? as u64,
                         sent: r.get::<_, i64>(2)? as u64,
@@ -1541,7 +1538,7 @@ impl Store for SqliteStore {
             .map_err(classify)?;
         for row in rows {
             let (step, reason, n) = row.map_err(classify)?;
-            out.entry(step).or_default().skipped.insert(reason, n as u64);
+            out.entry(StepId(step)).or_default().skipped.insert(reason, n as u64);
         }
         Ok(out)
     }
@@ -1586,19 +1583,23 @@ impl Store for SqliteStore {
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
     }
 
-    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
+    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError> {
+        let after = after.map_or("", ContactId::as_str);
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT contact_id, started_at FROM executions WHERE campaign = ?1 AND contact_id > ?2 ORDER BY contact_id LIMIT ?3",
             )
             .map_err(classify)?;
-        let rows =
-            stmt.query_map(params![campaign, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?))).map_err(classify)?;
+        let rows = stmt
+            .query_map(params![campaign, after, limit as i64], |r| {
+                Ok(Start { contact: r.get(0)?, started_at: r.get(1)? })
+            })
+            .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError> {
+    fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError> {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }
@@ -1607,7 +1608,7 @@ impl Store for SqliteStore {
             placeholders(contacts.len())
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
-        let args = std::iter::once(campaign).chain(contacts.iter().copied());
+        let args = std::iter::once(campaign).chain(contacts.iter().map(|c| c.as_str()));
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
                 Ok(AbAssignment { contact: r.get(0)?, ab: r.get(1)?, variant: r.get(2)? })
@@ -1634,7 +1635,7 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError> {
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError> {
         let mut n = 0u64;
         let mut stmt = self
             .conn
@@ -1685,7 +1686,7 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
-    fn wake(&mut self, campaign: &str, contact: &str, steps: Steps<'_>, at: i64) -> Result<u64, StoreError> {
+    fn wake(&mut self, campaign: &str, contact: &ContactId, steps: Steps<'_>, at: i64) -> Result<u64, StoreError> {
         // By the primary key (campaign, contact_id): one row at most, never a scan.
         let n = match steps {
             Steps::Any => self
@@ -1701,8 +1702,8 @@ impl Store for SqliteStore {
                     (0..list.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ")
                 );
                 let mut values: Vec<rusqlite::types::Value> =
-                    vec![campaign.to_string().into(), contact.to_string().into(), at.into()];
-                values.extend(list.iter().map(|s| rusqlite::types::Value::from(s.to_string())));
+                    vec![campaign.to_string().into(), contact.0.clone().into(), at.into()];
+                values.extend(list.iter().map(|s| rusqlite::types::Value::from(s.0.clone())));
                 self.conn.prepare_cached(&sql).and_then(|mut s| s.execute(params_from_iter(values)))
             }
         }
@@ -1710,7 +1711,7 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError> {
+    fn exit(&mut self, campaign: &str, contact: &ContactId, reason: &str, at: i64) -> Result<u64, StoreError> {
         // By the primary key; the start rule is `exits::counts_from`'s.
         self.conn
             .prepare_cached(
@@ -1722,7 +1723,11 @@ impl Store for SqliteStore {
             .map_err(classify)
     }
 
-    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+    fn enrolled(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashSet<ContactId>, StoreError> {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
         let mut stmt = self
             .conn
@@ -1731,7 +1736,7 @@ impl Store for SqliteStore {
         let mut found = std::collections::HashSet::new();
         for c in contacts {
             if stmt.exists(params![campaign, c]).map_err(classify)? {
-                found.insert((*c).to_string());
+                found.insert((*c).clone());
             }
         }
         Ok(found)
@@ -1765,8 +1770,8 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].key, outbox_key("welcome", "v1", &"c/1".into(), &"s3".into()));
         assert_eq!(pending[0].step.0, "s3");
-        let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
-        assert_eq!(sent.iter().map(|(_, m)| m.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
+        let sent = store.sent_for("welcome", &[&"c/1".into()]).expect("sent");
+        assert_eq!(sent.iter().map(|s| s.message.step.as_str()).collect::<Vec<_>>(), vec!["s1"]);
 
         // Settling the pending row empties the in-flight count; recovery then scans nothing.
         let round = Round {
@@ -1789,7 +1794,7 @@ mod tests {
             .query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 0);
-        let sent = store.sent_for("welcome", &["c/1"]).expect("sent");
+        let sent = store.sent_for("welcome", &[&"c/1".into()]).expect("sent");
         assert_eq!(sent.len(), 2);
     }
 
@@ -1831,8 +1836,9 @@ mod tests {
             )
             .expect("contact");
         store.enroll("c", "v", &[Enrollment::new("c2".into(), "s".into(), 7)], 3).expect("enroll");
-        let starts = store.starts("c", "", 10).expect("starts");
-        assert_eq!(starts, vec![("c1".to_string(), None), ("c2".to_string(), Some(7))]);
+        let starts = store.starts("c", None, 10).expect("starts");
+        let start = |c: &str, started_at| Start { contact: c.into(), started_at };
+        assert_eq!(starts, vec![start("c1", None), start("c2", Some(7))]);
     }
 
     #[test]
@@ -1877,26 +1883,24 @@ mod tests {
             )
         );
         // The same events through the import path: nothing new.
-        let again: Vec<(String, ContactEvent)> = rows
+        let again: Vec<EventOf> = rows
             .iter()
-            .map(|(c, n, at, props)| {
-                (
-                    c.to_string(),
-                    ContactEvent { name: n.to_string(), at: *at, props: parse_map(props, "t", "k").expect("json") },
-                )
+            .map(|(c, n, at, props)| EventOf {
+                contact: (*c).into(),
+                event: ContactEvent { name: n.to_string(), at: *at, props: parse_map(props, "t", "k").expect("json") },
             })
             .collect();
         store.upsert_contacts(&[], &again).expect("import");
         assert_eq!(event_count(&store), 4);
         // An event with its own id is that id, whatever else changed.
-        let renamed = vec![(
-            "c2".to_string(),
-            ContactEvent {
+        let renamed = vec![EventOf {
+            contact: "c2".into(),
+            event: ContactEvent {
                 name: "page.viewed".into(),
                 at: 9,
                 props: parse_map(r#"{"id":"e-1","url":"/b"}"#, "t", "k").expect("json"),
             },
-        )];
+        }];
         store.upsert_contacts(&[], &renamed).expect("import");
         assert_eq!(event_count(&store), 4);
     }
@@ -2032,7 +2036,7 @@ mod tests {
         let expected: Vec<FieldValue> = fields
             .iter()
             .map(|f| match f.name.as_str() {
-                "id" => FieldValue::Str(record.id.clone()),
+                "id" => FieldValue::Str(record.id.0.clone()),
                 "tags" => FieldValue::Set(record.tags.clone()),
                 n => record.attrs.get(n).map_or(FieldValue::Absent, |v| super::super::facts::json_to_field(&f.ty, v)),
             })

@@ -150,7 +150,7 @@ pub fn transition<'p>(
         Op::Wait { minutes, next } => Transition::Stop(Stop::Wait { until: now.saturating_add(*minutes), next: *next }),
         Op::Branch { cond, then, otherwise } => Transition::Branch { cond, then: *then, otherwise: *otherwise },
         Op::Split { name, variants } => {
-            let chosen = pick_variant(&p.campaign, &facts.contact_id, name, variants);
+            let chosen = pick_variant(&p.campaign, facts.contact_id.as_str(), name, variants);
             trace.push(Trace::AbPick { node: pc, variant: chosen });
             Transition::Next(variants.get(chosen).map_or(pc, |v| v.target))
         }

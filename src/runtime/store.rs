@@ -144,19 +144,27 @@ pub struct Migration<'a> {
     pub campaign: &'a str,
     pub from: &'a str,
     pub to: &'a str,
-    pub kept: &'a [String],
+    pub kept: &'a [StepId],
 }
 
 pub use crate::check::model::StepId;
 
 /// A contact's id as stored: the key of its contacts row and of its
 /// executions, sends and events.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct ContactId(pub String);
 
 impl ContactId {
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// Maps keyed by contact id are looked up by `&str` (derived `Ord`/`Hash`
+// of a one-field newtype agree with the `String`'s, as `Borrow` requires).
+impl std::borrow::Borrow<str> for ContactId {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -171,6 +179,28 @@ impl std::fmt::Display for ContactId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A stored event of a contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventOf {
+    pub contact: ContactId,
+    pub event: ContactEvent,
+}
+
+/// A message a campaign sent to a contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentOf {
+    pub contact: ContactId,
+    pub message: SentMessage,
+}
+
+/// When a contact's execution of a campaign entered it (`None`: enrolled
+/// before flowc recorded it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub contact: ContactId,
+    pub started_at: Option<i64>,
 }
 
 /// One contact to enroll: its first step and when it wakes there.
@@ -246,7 +276,7 @@ pub struct ExecUpdate {
 /// attributed per variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbAssignment {
-    pub contact: String,
+    pub contact: ContactId,
     pub ab: String,
     pub variant: String,
 }
@@ -442,10 +472,9 @@ pub struct Round {
     /// `processing` executions take the state they were parked with once
     /// no send of theirs is pending.
     pub settled: Vec<ContactId>,
-    /// (amount in micro-euros, reason); negative is a debit.
-    pub ledger: Vec<(i64, String)>,
+    pub ledger: Vec<LedgerEntry>,
     pub tags: Vec<TagDelta>,
-    pub steps: BTreeMap<String, StepCounts>,
+    pub steps: BTreeMap<StepId, StepCounts>,
     /// (ab_test, variant) → contacts assigned.
     pub ab: BTreeMap<(String, String), u64>,
     /// Who was assigned which variant (the first assignment stays).
@@ -469,6 +498,14 @@ impl Round {
             && self.ab_assigned.is_empty()
             && self.breaker.is_none()
     }
+}
+
+/// One movement of the prepaid balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Micro-euros; negative is a debit.
+    pub amount_micros: i64,
+    pub reason: String,
 }
 
 /// An amount in EUR as micro-euros, the ledger's unit; `None` unless it is
@@ -531,7 +568,7 @@ pub enum Steps<'a> {
     /// Wherever they wait (an exit criterion concerns every step).
     Any,
     /// Only those parked at one of these steps.
-    Only(&'a [&'a str]),
+    Only(&'a [&'a StepId]),
 }
 
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
@@ -556,20 +593,17 @@ pub trait Store {
     fn delete_meta(&mut self, key: &str) -> Result<(), StoreError>;
     fn balance(&self) -> Result<i64, StoreError>;
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
-    fn upsert_contacts(
-        &mut self,
-        contacts: &[ContactRecord],
-        events: &[(String, ContactEvent)],
-    ) -> Result<(), StoreError>;
+    fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[EventOf]) -> Result<(), StoreError>;
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
-    fn contact(&self, id: &str) -> Result<Option<ContactRecord>, StoreError>;
-    /// Contacts in id order after `after`, at most `limit`: streaming without holding a cursor.
-    fn contacts_page(&self, after: &str, limit: usize) -> Result<Vec<ContactRecord>, StoreError>;
+    fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, StoreError>;
+    /// Contacts in id order after `after` (from the first when `None`), at
+    /// most `limit`: streaming without holding a cursor.
+    fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError>;
     /// Credits the opening balance once per database, atomically with its marker.
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError>;
-    fn events_for(&self, contacts: &[&str]) -> Result<Vec<(String, ContactEvent)>, StoreError>;
-    fn sent_for(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<(String, SentMessage)>, StoreError>;
+    fn events_for(&self, contacts: &[&ContactId]) -> Result<Vec<EventOf>, StoreError>;
+    fn sent_for(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<SentOf>, StoreError>;
     /// Enrolls contacts (at most once each).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at
@@ -613,7 +647,7 @@ pub trait Store {
     /// Commits a round; executions it parks are claimed by `worker`.
     fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError>;
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
-    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<String, StepCounts>, StoreError>;
+    fn step_counts(&self, campaign: &str) -> Result<BTreeMap<StepId, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
     /// Per send step: its messages delivered, opened and clicked at or before `by`.
     fn engagement_counts(&self, campaign: &str, by: i64) -> Result<BTreeMap<String, EngagementCounts>, StoreError>;
@@ -621,9 +655,9 @@ pub trait Store {
     fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError>;
     /// The campaign's executions in contact order after `after`, at most
     /// `limit`, each with when it entered the campaign.
-    fn starts(&self, campaign: &str, after: &str, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError>;
+    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError>;
     /// The A/B assignments of these contacts in the campaign.
-    fn ab_assignments(&self, campaign: &str, contacts: &[&str]) -> Result<Vec<AbAssignment>, StoreError>;
+    fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError>;
     /// Sends recorded whose outcome is unknown: in flight when a process
     /// stopped (a failed attempt waiting for its next try is not among
     /// them; see `outbox_due`). `created_at` is when they were recorded.
@@ -631,7 +665,7 @@ pub trait Store {
     /// Pending sends whose next attempt is due by `now`, with the attempts made so far.
     fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
-    fn waiting_at(&self, campaign: &str, version: &str, steps: &[String]) -> Result<u64, StoreError>;
+    fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError>;
     /// Moves unfinished executions of the migration's `from` version to
     /// `to`; see `Migration`. Returns (moved, skipped).
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError>;
@@ -644,13 +678,17 @@ pub trait Store {
     /// waits at one of `steps` and would otherwise wake later (one row by
     /// the primary key: the cost of an event is the executions it concerns).
     /// Returns the rows changed (0 or 1).
-    fn wake(&mut self, campaign: &str, contact: &str, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
+    fn wake(&mut self, campaign: &str, contact: &ContactId, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
     /// An exit event arrived at `at`: completes `contact`'s `pending`
     /// execution of `campaign` with `reason`, wherever it waits, when it had
     /// started by then (`exits::counts_from`). A `processing` one (a send in
     /// flight) is left to the engine's check before its next step. One row
     /// by the primary key; returns the rows changed (0 or 1).
-    fn exit(&mut self, campaign: &str, contact: &str, reason: &str, at: i64) -> Result<u64, StoreError>;
+    fn exit(&mut self, campaign: &str, contact: &ContactId, reason: &str, at: i64) -> Result<u64, StoreError>;
     /// Which of `contacts` already have an execution of `campaign`.
-    fn enrolled(&self, campaign: &str, contacts: &[&str]) -> Result<std::collections::HashSet<String>, StoreError>;
+    fn enrolled(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashSet<ContactId>, StoreError>;
 }

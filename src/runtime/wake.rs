@@ -14,8 +14,8 @@
 //! `Store::wake`: an event costs the executions it concerns, never a scan,
 //! and an unrelated event touches nothing.
 
-use super::facts::{ContactEvent, ContactRecord};
-use super::store::{CampaignState, Steps, Store, StoreError, TagDelta};
+use super::facts::ContactRecord;
+use super::store::{CampaignState, ContactId, EventOf, StepId, Steps, Store, StoreError, TagDelta};
 use crate::compile::codec;
 use crate::compile::program::{Cond, EventMatch, Exit, Op, Operand, Program, WaitOn};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 /// The steps (ids of `wait until` instructions) whose parked executions a
 /// fact concerns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Concern(pub BTreeSet<String>);
+pub struct Concern(pub BTreeSet<StepId>);
 
 /// What a program's waiting executions wait on, by event name and by
 /// contact field (`tags`, `consent` and `capabilities` are fields too).
@@ -48,8 +48,8 @@ impl Interests {
         let mut every_wait = Concern::default();
         for n in &p.nodes {
             let Op::WaitUntil { arms, .. } = &n.op else { continue };
-            every_wait.0.insert(n.id.0.clone());
-            let here = Concern(BTreeSet::from([n.id.0.clone()]));
+            every_wait.0.insert(n.id.clone());
+            let here = Concern(BTreeSet::from([n.id.clone()]));
             for arm in arms {
                 let reads = match &arm.on {
                     WaitOn::Event { event } => event_reads(p, event),
@@ -233,14 +233,14 @@ fn running(store: &dyn Store) -> Result<Vec<(String, Arc<Decoded>)>, StoreError>
 fn wake_one(
     store: &mut dyn Store,
     campaign: &str,
-    contact: &str,
+    contact: &ContactId,
     concern: &Concern,
     at: i64,
 ) -> Result<u64, StoreError> {
     if concern.0.is_empty() {
         return Ok(0);
     }
-    let list: Vec<&str> = concern.0.iter().map(String::as_str).collect();
+    let list: Vec<&StepId> = concern.0.iter().collect();
     let n = store.wake(campaign, contact, Steps::Only(&list), at)?;
     TOUCHED.fetch_add(n, Ordering::Relaxed);
     Ok(n)
@@ -276,7 +276,7 @@ impl Waiting {
     pub fn wake(
         &self,
         store: &mut dyn Store,
-        facts: &[(&str, Fact<'_>)],
+        facts: &[(&ContactId, Fact<'_>)],
         except: Option<&str>,
         at: i64,
     ) -> Result<u64, StoreError> {
@@ -304,7 +304,7 @@ impl Waiting {
 /// `Waiting::wake` with the campaigns read now.
 pub fn wake(
     store: &mut dyn Store,
-    facts: &[(&str, Fact<'_>)],
+    facts: &[(&ContactId, Fact<'_>)],
     except: Option<&str>,
     at: i64,
 ) -> Result<u64, StoreError> {
@@ -320,8 +320,8 @@ pub fn tags_changed(store: &mut dyn Store, campaign: &str, deltas: &[TagDelta], 
     if deltas.is_empty() {
         return Ok(0);
     }
-    let facts: Vec<(&str, Fact<'_>)> =
-        deltas.iter().map(|d| (d.contact.as_str(), Fact::Fields { names: &["tags"] })).collect();
+    let facts: Vec<(&ContactId, Fact<'_>)> =
+        deltas.iter().map(|d| (&d.contact, Fact::Fields { names: &["tags"] })).collect();
     wake(store, &facts, Some(campaign), now)
 }
 
@@ -355,21 +355,21 @@ pub fn changed_fields(before: Option<&ContactRecord>, after: &ContactRecord) -> 
 pub fn contacts_changed(
     store: &mut dyn Store,
     changes: &[(Option<ContactRecord>, ContactRecord)],
-    events: &[(String, ContactEvent)],
+    events: &[EventOf],
     now: i64,
 ) -> Result<u64, StoreError> {
     let names: Vec<Vec<String>> = changes.iter().map(|(b, a)| changed_fields(b.as_ref(), a)).collect();
     let refs: Vec<Vec<&str>> = names.iter().map(|v| v.iter().map(String::as_str).collect()).collect();
-    let facts: Vec<(&str, Fact<'_>)> = changes
+    let facts: Vec<(&ContactId, Fact<'_>)> = changes
         .iter()
         .zip(&refs)
         .filter(|(_, r)| !r.is_empty())
-        .map(|((_, a), r)| (a.id.as_str(), Fact::Fields { names: r }))
+        .map(|((_, a), r)| (&a.id, Fact::Fields { names: r }))
         .collect();
     let waiting = Waiting::load(store)?;
     let mut woken = waiting.wake(store, &facts, None, now)?;
-    for (contact, e) in events {
-        woken += waiting.wake(store, &[(contact.as_str(), Fact::Event { name: &e.name })], None, e.at)?;
+    for EventOf { contact, event: e } in events {
+        woken += waiting.wake(store, &[(contact, Fact::Event { name: &e.name })], None, e.at)?;
     }
     Ok(woken)
 }

@@ -10,7 +10,7 @@ use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::ingest::{self, FaultKind};
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::sqlite::SqliteStore;
-use crate::runtime::store::{ContactId, Enrollment, Store};
+use crate::runtime::store::{ContactId, Enrollment, EventOf, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
@@ -353,11 +353,11 @@ fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
 
 /// Facts of a stored contact for audience and rule checks.
 fn facts_of(store: &SqliteStore, p: &Program, c: &facts::ContactRecord) -> Result<Facts, ApiError> {
-    let events = store.events_for(&[c.id.as_str()]).map_err(ApiError::internal)?.into_iter().map(|(_, e)| e).collect();
+    let events = store.events_for(&[&c.id]).map_err(ApiError::internal)?.into_iter().map(|e| e.event).collect();
     Ok(facts::of_record(p, c, events))
 }
 
-fn contact(store: &SqliteStore, id: &str) -> Result<Option<facts::ContactRecord>, ApiError> {
+fn contact(store: &SqliteStore, id: &ContactId) -> Result<Option<facts::ContactRecord>, ApiError> {
     store.contact(id).map_err(ApiError::internal)
 }
 
@@ -376,9 +376,9 @@ async fn trigger(
     if ids.is_empty() || ids.len() > MAX_TRIGGER_CONTACTS {
         return Err(ApiError::bad(format!("`contacts` must hold 1 to {MAX_TRIGGER_CONTACTS} ids")));
     }
-    let ids: Vec<String> = ids
+    let ids: Vec<ContactId> = ids
         .iter()
-        .map(|v| v.as_str().filter(|s| !s.is_empty() && s.len() <= 200).map(str::to_string))
+        .map(|v| v.as_str().filter(|s| !s.is_empty() && s.len() <= 200).map(ContactId::from))
         .collect::<Option<_>>()
         .ok_or_else(|| ApiError::bad("contact ids are non-empty strings of at most 200 bytes"))?;
     let data = match m.get("data") {
@@ -419,7 +419,7 @@ async fn trigger(
             outside += 1;
             continue;
         }
-        entries.push(Enrollment { contact: ContactId(cid.clone()), step: p.nodes[0].id.clone(), wake_at: now });
+        entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
         return Err(ApiError::new(
@@ -433,13 +433,14 @@ async fn trigger(
     // campaigns, under the store lock, so the check cannot go stale before
     // the enrollment below.
     let asked = entries.len() as u64;
-    let ids_in: Vec<&str> = entries.iter().map(|e| e.contact.as_str()).collect();
+    let ids_in: Vec<&ContactId> = entries.iter().map(|e| &e.contact).collect();
     let already = store.enrolled(&id, &ids_in).map_err(ApiError::internal)?;
-    entries.retain(|e| !already.contains(e.contact.as_str()));
+    entries.retain(|e| !already.contains(&e.contact));
     for Enrollment { contact: cid, .. } in &entries {
         let mut props = data.clone();
         props.insert("campaign".into(), json!(id));
-        events.push((cid.0.clone(), ContactEvent { name: "campaign.triggered".into(), at: now, props }));
+        let event = ContactEvent { name: "campaign.triggered".into(), at: now, props };
+        events.push(EventOf { contact: cid.clone(), event });
     }
     // The event is stored before the enrollment so the first step can read it.
     store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
@@ -526,7 +527,7 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
         // Later items of the same request see the earlier ones' changes.
         let mut merged: Vec<facts::ContactRecord> = Vec::with_capacity(patches.len());
         // What each contact was before this request, to wake what reads a changed field.
-        let mut before: Vec<(String, Option<facts::ContactRecord>)> = Vec::new();
+        let mut before: Vec<(ContactId, Option<facts::ContactRecord>)> = Vec::new();
         let mut events = Vec::new();
         for mut p in patches {
             let earlier = merged.iter().position(|c| c.id == p.id);
@@ -538,7 +539,9 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
                     stored
                 }
             };
-            events.extend(std::mem::take(&mut p.events).into_iter().map(|e| (p.id.clone(), e)));
+            events.extend(
+                std::mem::take(&mut p.events).into_iter().map(|event| EventOf { contact: p.id.clone(), event }),
+            );
             merged.push(p.apply(existing, now));
         }
         store.upsert_contacts(&merged, &events).map_err(ApiError::internal)?;
