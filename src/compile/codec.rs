@@ -39,9 +39,12 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The fields of a format-version-1 program, in their order: version 2
-/// appended `goal`, `exits` and `on_ineligible` (and the `WaitUntil`
-/// instruction as the last variant), so a version-1 payload decodes as this.
+/// The fields of a format-version-1 program, in their order. Postcard
+/// writes a struct as its fields in order, so a nested struct encodes like
+/// its fields written out: version 2 appended `goal`, `exits` and
+/// `on_ineligible` (`ProgramV2`), version 3 `delivery` (and the `WaitUntil`
+/// and `Set` instructions as the last variants), so older payloads decode
+/// as these views.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ProgramV1 {
     campaign: String,
@@ -54,125 +57,78 @@ struct ProgramV1 {
     nodes: Vec<Node>,
 }
 
-impl ProgramV1 {
-    fn of(p: Program) -> ProgramV1 {
-        let Program { campaign, display_name, version, trigger, audience, fields, segments, nodes, .. } = p;
-        ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes }
-    }
-
-    fn upgrade(self) -> Program {
-        let ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes } = self;
-        Program {
-            campaign,
-            display_name,
-            version,
-            trigger,
-            audience,
-            fields,
-            segments,
-            nodes,
-            goal: None,
-            exits: Vec::new(),
-            on_ineligible: OnIneligible::Skip,
-            delivery: Delivery::default(),
-        }
-    }
-}
-
-/// The fields of a format-version-2 program: version 3 appended `delivery`
-/// (and the `Set` instruction as the last variant).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ProgramV2 {
-    campaign: String,
-    display_name: Option<String>,
-    version: Version,
-    trigger: Trigger,
-    audience: Option<Cond>,
-    fields: Vec<FieldDef>,
-    segments: Vec<SegmentDef>,
-    nodes: Vec<Node>,
+/// What format version 2 added.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct AddedInV2 {
     goal: Option<Goal>,
     exits: Vec<Exit>,
     on_ineligible: OnIneligible,
 }
 
-impl ProgramV2 {
-    fn of(p: Program) -> ProgramV2 {
-        let Program {
-            campaign,
-            display_name,
-            version,
-            trigger,
-            audience,
-            fields,
-            segments,
-            nodes,
-            goal,
-            exits,
-            on_ineligible,
-            ..
-        } = p;
-        ProgramV2 {
-            campaign,
-            display_name,
-            version,
-            trigger,
-            audience,
-            fields,
-            segments,
-            nodes,
-            goal,
-            exits,
-            on_ineligible,
-        }
-    }
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProgramV2 {
+    base: ProgramV1,
+    added: AddedInV2,
+}
 
-    fn upgrade(self) -> Program {
-        let ProgramV2 {
-            campaign,
-            display_name,
-            version,
-            trigger,
-            audience,
-            fields,
-            segments,
-            nodes,
-            goal,
-            exits,
-            on_ineligible,
-        } = self;
-        Program {
-            campaign,
-            display_name,
-            version,
-            trigger,
-            audience,
-            fields,
-            segments,
-            nodes,
-            goal,
-            exits,
-            on_ineligible,
-            delivery: Delivery::default(),
-        }
+/// A program as its parts by the format version that added them.
+fn split(p: Program) -> (ProgramV1, AddedInV2, Delivery) {
+    let Program {
+        campaign,
+        display_name,
+        version,
+        trigger,
+        audience,
+        fields,
+        segments,
+        nodes,
+        goal,
+        exits,
+        on_ineligible,
+        delivery,
+    } = p;
+    (
+        ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes },
+        AddedInV2 { goal, exits, on_ineligible },
+        delivery,
+    )
+}
+
+/// A program from its parts; what an older format lacks is the default,
+/// which is what that format meant.
+fn join(base: ProgramV1, added: AddedInV2, delivery: Delivery) -> Program {
+    let ProgramV1 { campaign, display_name, version, trigger, audience, fields, segments, nodes } = base;
+    let AddedInV2 { goal, exits, on_ineligible } = added;
+    Program {
+        campaign,
+        display_name,
+        version,
+        trigger,
+        audience,
+        fields,
+        segments,
+        nodes,
+        goal,
+        exits,
+        on_ineligible,
+        delivery,
     }
 }
 
 /// The version of a program: a hash of its meaning. Source positions and the
 /// version field itself are left out, so reformatting keeps the version. A
-/// program that uses nothing of format version 2's campaign settings hashes
-/// as version 1 did, so upgrading flowc never changes a running campaign's
-/// version.
+/// program is hashed in the oldest format that holds it (nothing of format
+/// 2's settings: as version 1; no delivery rule or `set`: as version 2), so
+/// upgrading flowc never changes a running campaign's version.
 pub fn content_hash(p: &Program) -> Version {
     let q = without_positions(p);
-    // Hashed in the oldest format that holds it, so a program that uses no
-    // newer setting keeps the version an older flowc gave it.
     let v2_defaults = q.goal.is_none() && q.exits.is_empty() && q.on_ineligible == OnIneligible::Skip;
     let uses_set = q.nodes.iter().any(|n| matches!(n.op, Op::Set { .. }));
     let bytes = if q.delivery.is_default() && !uses_set && v2_defaults {
-        postcard::to_stdvec(&ProgramV1::of(q))
+        postcard::to_stdvec(&split(q).0)
     } else if q.delivery.is_default() && !uses_set {
-        postcard::to_stdvec(&ProgramV2::of(q))
+        let (base, added, _) = split(q);
+        postcard::to_stdvec(&ProgramV2 { base, added })
     } else {
         postcard::to_stdvec(&q)
     }
@@ -254,8 +210,10 @@ pub fn from_binary(bytes: &[u8]) -> Result<Program, LoadError> {
     // The payload must be read to its last byte: a version-2 payload read
     // as version 1 (a damaged header) leaves its new fields over.
     let decoded = match version {
-        1 => postcard::take_from_bytes::<ProgramV1>(payload).map(|(p, rest)| (p.upgrade(), rest)),
-        2 => postcard::take_from_bytes::<ProgramV2>(payload).map(|(p, rest)| (p.upgrade(), rest)),
+        1 => postcard::take_from_bytes::<ProgramV1>(payload)
+            .map(|(p, rest)| (join(p, AddedInV2::default(), Delivery::default()), rest)),
+        2 => postcard::take_from_bytes::<ProgramV2>(payload)
+            .map(|(p, rest)| (join(p.base, p.added, Delivery::default()), rest)),
         _ => postcard::take_from_bytes::<Program>(payload),
     };
     let (p, rest) = decoded.map_err(|e| LoadError::Decode(e.to_string()))?;
