@@ -59,7 +59,7 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let clock = runner::SharedClock::real();
     let state = Arc::new(AppState {
-        store: Mutex::new(SqliteStore::open(&db).expect("store")),
+        store: Mutex::new(Box::new(SqliteStore::open(&db).expect("store"))),
         token: TOKEN.into(),
         clock: clock.clone(),
         stop: stop.clone(),
@@ -68,7 +68,7 @@ fn main() {
     let provider = Box::new(Simulated::open(&db, SimConfig::default()).expect("provider"));
     let runner_stop = stop.clone();
     let runner_thread = std::thread::spawn(move || {
-        runner::run(runner_store, provider, clock, runner::RunnerConfig::default(), runner_stop)
+        runner::run(Box::new(runner_store), provider, clock, runner::RunnerConfig::default(), runner_stop)
     });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");

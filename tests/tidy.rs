@@ -189,6 +189,20 @@ fn sqlite_only_behind_the_store() {
     assert!(bad.is_empty(), "only the store knows SQL (go through `store::Store`):\n{}", bad.join("\n"));
 }
 
+/// The runtime and the service take any `Store`: only the commands (`cli`)
+/// choose and open a store implementation, so another backend runs the same
+/// engine, API and runner.
+#[test]
+fn only_the_commands_choose_a_store() {
+    let bad: Vec<String> = sources()
+        .into_iter()
+        .filter(|(rel, _)| !is_the_store(rel) && top(rel) != "cli")
+        .filter(|(_, text)| code(text).contains("SqliteStore"))
+        .map(|(rel, _)| rel)
+        .collect();
+    assert!(bad.is_empty(), "names `SqliteStore` outside the store and `cli` (take `&mut dyn Store`): {bad:?}");
+}
+
 #[test]
 fn the_store_is_the_sqlite_module_and_its_children() {
     assert!(is_the_store("runtime/sqlite.rs"));

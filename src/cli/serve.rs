@@ -89,12 +89,13 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         ),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let state = Arc::new(AppState { store: Mutex::new(api_store), token, clock: clock.clone(), stop: stop.clone() });
+    let state =
+        Arc::new(AppState { store: Mutex::new(Box::new(api_store)), token, clock: clock.clone(), stop: stop.clone() });
     let runner_thread = {
         let (clock, stop) = (clock.clone(), stop.clone());
         std::thread::Builder::new()
             .name("flowc-runner".into())
-            .spawn(move || runner::run(runner_store, provider, clock, runner::RunnerConfig::default(), stop))
+            .spawn(move || runner::run(Box::new(runner_store), provider, clock, runner::RunnerConfig::default(), stop))
             .map_err(|e| Fatal(format!("cannot start the runner: {e}")))?
     };
     let shutdown_flag = stop.clone();

@@ -9,7 +9,6 @@ use crate::runtime::eval::{self, Ctx};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::ingest::{self, FaultKind};
 use crate::runtime::lifecycle::{self, State};
-use crate::runtime::sqlite::SqliteStore;
 use crate::runtime::store::{ContactId, Enrollment, EventOf, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -232,11 +231,27 @@ fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.to_string()))
 }
 
-fn lock(state: &AppState) -> Result<std::sync::MutexGuard<'_, SqliteStore>, ApiError> {
-    state.store.lock().map_err(|_| ApiError::internal("store lock poisoned"))
+/// The handlers' store, held for one request.
+struct Locked<'a>(std::sync::MutexGuard<'a, Box<dyn Store + Send>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = dyn Store + Send;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
 }
 
-fn campaign(store: &SqliteStore, id: &str) -> Result<(String, Program), ApiError> {
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut()
+    }
+}
+
+fn lock(state: &AppState) -> Result<Locked<'_>, ApiError> {
+    state.store.lock().map(Locked).map_err(|_| ApiError::internal("store lock poisoned"))
+}
+
+fn campaign(store: &dyn Store, id: &str) -> Result<(String, Program), ApiError> {
     let row = store
         .campaign(id)
         .map_err(ApiError::internal)?
@@ -256,7 +271,7 @@ async fn list(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
 async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
     let store = lock(&state)?;
-    let (st, p) = campaign(&store, &id)?;
+    let (st, p) = campaign(&*store, &id)?;
     let counts = store.counts(&id).map_err(ApiError::internal)?;
     let executions: Map<String, Value> = counts.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
     let balance = store.balance().map_err(ApiError::internal)? as f64 / 1e6;
@@ -265,7 +280,7 @@ async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>,
 
 /// The account: balance and auto-reload. While `flowc serve` holds the
 /// database, this is how money gets in (the CLI is refused by the lock).
-fn account(store: &SqliteStore) -> Result<Value, ApiError> {
+fn account(store: &dyn Store) -> Result<Value, ApiError> {
     let balance = store.balance()? as f64 / 1e6;
     let reload = store
         .auto_reload()?
@@ -296,7 +311,7 @@ fn object_with(body: &Value, allowed: &[&str]) -> Result<Map<String, Value>, Api
 
 async fn balance(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
     let store = lock(&state)?;
-    Ok(Json(account(&store)?).into_response())
+    Ok(Json(account(&*store)?).into_response())
 }
 
 /// Adds money. Like the CLI's top-up it never resumes a paused campaign.
@@ -305,7 +320,7 @@ async fn top_up(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, Byte
     let micros = amount_field(&m, "amount")?;
     let mut store = lock(&state)?;
     store.ledger_add(micros, "top-up", state.clock.now())?;
-    Ok(Json(account(&store)?).into_response())
+    Ok(Json(account(&*store)?).into_response())
 }
 
 /// Sets (`threshold` and `amount`) or turns off (`{"off": true}`) auto-reload.
@@ -321,13 +336,13 @@ async fn auto_reload(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes,
     };
     let mut store = lock(&state)?;
     store.set_auto_reload(setting)?;
-    Ok(Json(account(&store)?).into_response())
+    Ok(Json(account(&*store)?).into_response())
 }
 
 async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
     let mut store = lock(&state)?;
-    campaign(&store, &id)?;
+    campaign(&*store, &id)?;
     let now = state.clock.now();
     lifecycle::pause(&mut *store, &id, now)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
@@ -337,7 +352,7 @@ async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, 
 async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
     let mut store = lock(&state)?;
-    campaign(&store, &id)?;
+    campaign(&*store, &id)?;
     let now = state.clock.now();
     let from = lifecycle::resume(&mut *store, &id, now)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
@@ -352,12 +367,12 @@ fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
 }
 
 /// Facts of a stored contact for audience and rule checks.
-fn facts_of(store: &SqliteStore, p: &Program, c: &facts::ContactRecord) -> Result<Facts, ApiError> {
+fn facts_of(store: &dyn Store, p: &Program, c: &facts::ContactRecord) -> Result<Facts, ApiError> {
     let events = store.events_for(&[&c.id]).map_err(ApiError::internal)?.into_iter().map(|e| e.event).collect();
     Ok(facts::of_record(p, c, events))
 }
 
-fn contact(store: &SqliteStore, id: &ContactId) -> Result<Option<facts::ContactRecord>, ApiError> {
+fn contact(store: &dyn Store, id: &ContactId) -> Result<Option<facts::ContactRecord>, ApiError> {
     store.contact(id).map_err(ApiError::internal)
 }
 
@@ -387,7 +402,7 @@ async fn trigger(
         Some(_) => return Err(ApiError::bad("`data` must be an object")),
     };
     let mut store = lock(&state)?;
-    let (st, p) = campaign(&store, &id)?;
+    let (st, p) = campaign(&*store, &id)?;
     if !matches!(p.trigger, Trigger::Api) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -409,11 +424,11 @@ async fn trigger(
     let mut outside = 0;
     let mut events = Vec::new();
     for cid in &ids {
-        let Some(c) = contact(&store, cid)? else {
+        let Some(c) = contact(&*store, cid)? else {
             unknown.push(cid.clone());
             continue;
         };
-        let f = facts_of(&store, &p, &c)?;
+        let f = facts_of(&*store, &p, &c)?;
         let cx = Ctx { program: &p, facts: &f, now };
         if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
             outside += 1;
@@ -455,7 +470,7 @@ async fn trigger(
 
 /// The schema the service validates against: the one the database keeps
 /// (stored by `flowc contacts import --schema` and by every launch).
-fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
+fn schema(store: &dyn Store) -> Result<Schema, ApiError> {
     match contacts::stored_schema(store).map_err(ApiError::internal)? {
         Some(s) => Ok(s),
         None => legacy_schema(store),
@@ -465,7 +480,7 @@ fn schema(store: &SqliteStore) -> Result<Schema, ApiError> {
 /// For databases launched before the schema was kept: the built-ins plus
 /// every field a launched campaign reads, and the built-in events plus
 /// those event triggers name (their properties unchecked, as no types were kept).
-fn legacy_schema(store: &SqliteStore) -> Result<Schema, ApiError> {
+fn legacy_schema(store: &dyn Store) -> Result<Schema, ApiError> {
     use crate::check::model::{Field, Origin, Type};
     let mut s = Schema::from_model(crate::check::stdlib_model());
     for c in store.campaigns().map_err(ApiError::internal)? {
@@ -502,7 +517,7 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
         return Err(ApiError::bad("send 1 to 1000 contacts per request"));
     }
     let mut store = lock(&state)?;
-    let schema = schema(&store)?;
+    let schema = schema(&*store)?;
     let mut patches = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let invalid = |field: Option<&str>, message: &str| {
@@ -561,12 +576,12 @@ async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes
     let now = state.clock.now();
     let mut store = lock(&state)?;
     // One check for the API, `flowc events import` and `flowc run --events`.
-    let incoming = ingest::check(&body, &schema(&store)?, now).map_err(|f| match f.kind {
+    let incoming = ingest::check(&body, &schema(&*store)?, now).map_err(|f| match f.kind {
         FaultKind::Malformed => ApiError::bad(f.message),
         FaultKind::UnknownEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", f.message),
         FaultKind::InvalidEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", f.message),
     })?;
-    if contact(&store, &incoming.contact)?.is_none() {
+    if contact(&*store, &incoming.contact)?.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-contacts",

@@ -2,15 +2,16 @@
 //! in the same process.
 //!
 //! Handlers only validate, read and enroll; the runner thread steps the
-//! executions of every RUNNING campaign on the clock. Both reach SQLite
-//! through their own `SqliteStore` (WAL lets them read and write side by side).
+//! executions of every RUNNING campaign on the clock. Each has its own
+//! store, any `Store` (`flowc serve` opens two `SqliteStore` connections:
+//! WAL lets them read and write side by side).
 
 mod api;
 mod openapi;
 pub mod runner;
 pub mod webhook;
 
-use crate::runtime::sqlite::SqliteStore;
+use crate::runtime::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -41,7 +42,8 @@ pub struct ServiceConfig {
 
 /// What the handlers share.
 pub struct AppState {
-    pub store: Mutex<SqliteStore>,
+    /// The handlers' own connection: any `Store` (the runner has another).
+    pub store: Mutex<Box<dyn Store + Send>>,
     pub token: String,
     pub clock: runner::SharedClock,
     pub stop: Arc<AtomicBool>,

@@ -9,7 +9,6 @@ use crate::runtime::engine::EngineConfig;
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::provider::Provider;
 use crate::runtime::run;
-use crate::runtime::sqlite::SqliteStore;
 use crate::runtime::store::{Store, WorkerId};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -50,7 +49,7 @@ pub struct RunnerConfig {
 /// Runs until `stop`; each pass commits whole batches, so stopping between
 /// passes loses nothing.
 pub fn run(
-    mut store: SqliteStore,
+    mut store: Box<dyn Store + Send>,
     mut provider: Box<dyn Provider + Send>,
     clock: SharedClock,
     config: RunnerConfig,
@@ -58,7 +57,7 @@ pub fn run(
 ) {
     let mut driver = Driver::new(WorkerId::this_process());
     while !stop.load(Ordering::SeqCst) {
-        let busy = match pass(&mut store, provider.as_mut(), &clock, &config, &mut driver) {
+        let busy = match pass(store.as_mut(), provider.as_mut(), &clock, &config, &mut driver) {
             Ok(b) => b,
             Err(e) => {
                 super::log(format_args!("flowc serve: runner: {e}"));
@@ -70,7 +69,7 @@ pub fn run(
         }
         // Idle: a virtual clock jumps to the next wake-up; a real one waits a little.
         if clock.is_virtual() {
-            if let Ok(Some(t)) = next_wake(&store, clock.now()) {
+            if let Ok(Some(t)) = next_wake(store.as_ref(), clock.now()) {
                 clock.advance_to(t);
                 continue;
             }
@@ -79,7 +78,7 @@ pub fn run(
     }
 }
 
-fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, String> {
+fn next_wake(store: &dyn Store, now: Minutes) -> Result<Option<Minutes>, String> {
     let mut best: Option<Minutes> = None;
     for c in store.campaigns().map_err(|e| e.to_string())? {
         let t = match c.state {
@@ -99,7 +98,7 @@ fn next_wake(store: &SqliteStore, now: Minutes) -> Result<Option<Minutes>, Strin
 
 /// One pass over the campaigns; true when some work was done.
 fn pass(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     provider: &mut dyn Provider,
     clock: &SharedClock,
     config: &RunnerConfig,
