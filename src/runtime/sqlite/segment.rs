@@ -53,9 +53,13 @@ pub fn field_from_sql(field: &FieldDef, id: &str, tags: &[String], v: rusqlite::
         (FieldType::Date, ValueRef::Text(t)) => {
             std::str::from_utf8(t).ok().and_then(facts::parse_date).map_or(FV::Absent, FV::Date)
         }
-        (FieldType::SetString, ValueRef::Text(t)) => {
-            FV::Set(std::str::from_utf8(t).ok().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default())
-        }
+        // `json_extract` gives an array as its JSON text; read it the way
+        // the in-memory path reads the stored value (`json_to_field`), so a
+        // value that is not an array of strings means the same in both.
+        (FieldType::SetString, ValueRef::Text(t)) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+            .map_or(FV::Absent, |v| facts::json_to_field(&field.ty, &v)),
         _ => FV::Absent,
     }
 }
@@ -275,6 +279,33 @@ fn constant(c: &Const) -> P {
 mod tests {
     use super::*;
     use crate::runtime::facts::{addresses_of, ContactRecord};
+
+    /// A `set<string>` field read from SQL is what the parsed record gives,
+    /// for arrays, mixed arrays, and values that are not arrays at all.
+    #[test]
+    fn set_fields_read_from_sql_agree_with_the_parsed_record() {
+        let conn = rusqlite::Connection::open_in_memory().expect("db");
+        let field = FieldDef { name: "interests".into(), ty: FieldType::SetString, optional: true };
+        let cases = [
+            r#"{"interests": ["a", "b"]}"#,
+            r#"{"interests": ["a", 3, null]}"#,
+            r#"{"interests": "a"}"#,
+            r#"{"interests": 7}"#,
+            r#"{"interests": {"a": 1}}"#,
+            r#"{"interests": []}"#,
+            r#"{}"#,
+        ];
+        for attrs in cases {
+            let in_sql = conn
+                .query_row("SELECT json_extract(?1, '$.interests')", [attrs], |r| {
+                    Ok(field_from_sql(&field, "c", &[], r.get_ref(0)?))
+                })
+                .expect("query");
+            let record: serde_json::Value = serde_json::from_str(attrs).expect("json");
+            let parsed = record.get("interests").map_or(FieldValue::Absent, |v| facts::json_to_field(&field.ty, v));
+            assert_eq!(in_sql, parsed, "{attrs}");
+        }
+    }
 
     /// SQLite and the parsed record agree on which contacts have an address,
     /// for absent, null, empty and present values.
