@@ -89,7 +89,10 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
                         Setting::OnIneligible(w, sp) => {
                             see(Ref::Construct(Construct::OnIneligible(*w)), keyword(*sp, "on ineligible".len()))
                         }
-                        Setting::DisplayName(..) => {}
+                        Setting::DisplayName(..)
+                        | Setting::QuietHours(_)
+                        | Setting::Reentry(..)
+                        | Setting::RateLimit(_) => {}
                     }
                 }
                 steps(&c.steps, &c.name.text, segments, see);
@@ -431,6 +434,7 @@ fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static
                 K::Tag { .. } => "tag",
                 K::End => "end",
                 K::WaitUntil { .. } => "wait until",
+                K::Set { .. } => "set",
             });
         }
         let nested = match &s.kind {
