@@ -358,3 +358,28 @@ fn delivery_rules_and_set_lower_to_the_program() {
     assert_eq!(&codec::from_json(&codec::to_json(p)).expect("JSON decodes"), p);
     codec::validate(p).expect("valid");
 }
+
+/// Issue 19: `set` steps keep their ids across versions (label, else their
+/// structural path, like tag steps), so the version map follows them.
+#[test]
+fn version_map_knows_set_steps() {
+    let old = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  bump: set score = score + 1\n  set plan = pro\n}}\n",
+        gen::PRELUDE
+    );
+    let new = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  wait 1d\n  bump: set score = score + 2\n  set plan = pro\n}}\n",
+        gen::PRELUDE
+    );
+    let (p_old, _, _) = compile_source(&old);
+    let (p_new, _, _) = compile_source(&new);
+    let m = compile::diff::map_versions(&p_old, &p_new);
+    assert_eq!(m.map(NodeIdx(1)), Some(NodeIdx(2)), "executions at `bump` move with it");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "bump" && *changed), "its value changed");
+    let ids = |v: Vec<&flowc::check::model::StepId>| v.into_iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    // The unlabelled set is step 3 before and step 4 after: a structural id.
+    assert_eq!(ids(m.removed.iter().map(|(i, _)| i).collect()), ["c/3"]);
+    assert_eq!(ids(m.added.iter().map(|(i, _)| i).collect()), ["c/2", "c/4"]);
+    let text = compile::diff::render(&p_old, &p_new, &m);
+    assert!(text.contains("SET score = score + 2"), "{text}");
+}
