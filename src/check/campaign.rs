@@ -24,6 +24,7 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     let mut goal: Option<(Goal, Span)> = None;
     let mut exits = Vec::new();
     let mut on_ineligible = OnIneligible::Skip;
+    let mut quiet_written = false;
     let mut delivery = Delivery::default();
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for s in &c.settings {
@@ -82,7 +83,10 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
                     ast::Ineligible::Continue => OnIneligible::Continue,
                 }
             }
-            ast::Setting::QuietHours(q) => delivery.quiet_hours = check_quiet_hours(cx, file, q),
+            ast::Setting::QuietHours(q) => {
+                quiet_written = true;
+                delivery.quiet_hours = check_quiet_hours(cx, file, q);
+            }
             ast::Setting::Reentry(r, _) => {
                 delivery.reentry = match r {
                     ast::Reentry::Once => Reentry::Once,
@@ -109,7 +113,8 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     collect_labels(cx, file, &c.steps, &mut labels, &mut ab_names);
     let mut w = Walk { labels: &labels, file, sends: 0, quiet_worthy: None };
     let (steps, _) = w.block(cx, &c.steps, &c.name.text, &Before::default());
-    if let (None, Some((send, channel))) = (&delivery.quiet_hours, &w.quiet_worthy) {
+    // Quiet hours written but invalid were reported as such: not missing.
+    if let (false, Some((send, channel))) = (quiet_written, &w.quiet_worthy) {
         cx.report(
             Diagnostic::new(
                 Code::MissingQuietHours,
@@ -266,7 +271,7 @@ fn check_wait_minutes(cx: &mut Checker, file: FileId, d: &ast::DurationLit, what
                 },
             )
             .with_label(format!("{} minutes", minutes))
-            .with_help("waits are between 1m and 365d"),
+            .with_help(format!("{what} is between 1m and 365d")),
         );
     }
     minutes.min(i64::MAX as u64) as i64
