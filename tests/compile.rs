@@ -135,6 +135,68 @@ fn delivery_rules_change_the_version() {
     assert_eq!(codec::from_binary(&codec::to_binary(&q)).expect("v3"), q);
 }
 
+/// A hand-made program whose delivery rules or `set` steps the checker would
+/// refuse is refused on load, before anything runs it.
+#[test]
+fn loading_refuses_delivery_rules_and_set_steps_out_of_range() {
+    let (p, _, _) = compile_source(&format!("{}campaign c {{\n  trigger manual\n  send e1\n}}\n", gen::PRELUDE));
+    let refused = |q: &mut Program| {
+        q.version = codec::content_hash(q);
+        let err = codec::from_json(&codec::to_json(q)).expect_err("refused");
+        assert!(matches!(err, codec::LoadError::Invalid(_)), "{err}");
+        err.to_string()
+    };
+    let quiet = |start_minute, end_minute| QuietHours { start_minute, end_minute, then: QuietThen::Hold };
+    for q in [quiet(1440, 60), quiet(60, 60), quiet(0, 5000)] {
+        let mut bad = p.clone();
+        bad.delivery.quiet_hours = Some(q);
+        assert!(refused(&mut bad).contains("quiet hours"));
+    }
+    let mut bad = p.clone();
+    bad.delivery.rate_limit = Some(RateLimit { count: 0, per: RatePer::Second });
+    assert!(refused(&mut bad).contains("rate limit"));
+    for minutes in [0, 365 * 24 * 60 + 1] {
+        let mut bad = p.clone();
+        bad.delivery.reentry = Reentry::After { minutes };
+        assert!(refused(&mut bad).contains("re-entry"));
+    }
+    for (count, window_minutes) in [(0, 60), (1, 0), (1, 400 * 24 * 60)] {
+        let mut bad = p.clone();
+        bad.delivery.frequency_caps = vec![FrequencyCap { channel: None, count, window_minutes }];
+        assert!(refused(&mut bad).contains("frequency cap"));
+    }
+    // A `set` must name the field at its slot, and not a read-only one.
+    let set = |field: &str, slot: u16| Op::Set {
+        field: field.into(),
+        slot: FieldSlot(slot),
+        value: SetValue::Operand { operand: Operand::Const { value: Const::Number(1.0) } },
+        next: NodeIdx(1),
+    };
+    let with_set = |op: Op, fields: Vec<FieldDef>| {
+        let mut q = p.clone();
+        q.fields = fields;
+        q.nodes.insert(0, Node { id: flowc::check::model::StepId("s".into()), line: 1, span: (0, 0), op });
+        for n in q.nodes.iter_mut().skip(1) {
+            if let Op::Send { next, .. } = &mut n.op {
+                next.0 += 1;
+            }
+        }
+        q
+    };
+    let number = |name: &str| FieldDef { name: name.into(), ty: FieldType::Number, optional: false };
+    for (op, fields) in [
+        (set("score", 3), vec![number("score")]),
+        (set("score", 0), vec![number("other")]),
+        (set("created_at", 0), vec![number("created_at")]),
+    ] {
+        let mut bad = with_set(op, fields);
+        assert!(refused(&mut bad).contains("`set`"));
+    }
+    let mut good = with_set(set("score", 0), vec![number("score")]);
+    good.version = codec::content_hash(&good);
+    assert_eq!(codec::from_json(&codec::to_json(&good)).expect("valid"), good);
+}
+
 #[test]
 fn version_mismatch_and_garbage_are_clear_errors() {
     let (p, _, _) = compile_source(&format!("{}campaign c {{\n  trigger manual\n  send e1\n}}\n", gen::PRELUDE));

@@ -289,9 +289,20 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
                     }
                 }
             }
+            Op::Set { field, slot, value, .. } => {
+                match p.fields.get(slot.0 as usize) {
+                    Some(f) if f.name == *field && !READ_ONLY.contains(&field.as_str()) => {}
+                    _ => return bad(format!("instruction {i}: `set` of `{field}` at field slot {}", slot.0)),
+                }
+                match value {
+                    SetValue::Operand { operand } => check_operand(p, operand, None)?,
+                    SetValue::Cond { cond } => check_cond(p, cond, None, &sends, p.segments.len())?,
+                }
+            }
             _ => {}
         }
     }
+    check_delivery(&p.delivery)?;
     if let Some(a) = &p.audience {
         check_cond(p, a, None, &sends, p.segments.len())?;
     }
@@ -320,6 +331,36 @@ pub fn validate(p: &Program) -> Result<(), LoadError> {
     let expected = content_hash(p);
     if expected != p.version {
         return bad(format!("version {} does not match its content ({expected})", p.version));
+    }
+    Ok(())
+}
+
+/// Contact fields no `set` may write (the checker's `readonly-field`).
+const READ_ONLY: [&str; 3] = ["id", "created_at", "tags"];
+
+/// The delivery rules within the ranges the checker allows.
+fn check_delivery(d: &Delivery) -> Result<(), LoadError> {
+    const MAX: i64 = 365 * 24 * 60;
+    let bad = |m: String| Err(LoadError::Invalid(m));
+    if let Some(q) = d.quiet_hours {
+        if q.start_minute >= 1440 || q.end_minute >= 1440 || q.start_minute == q.end_minute {
+            return bad(format!("quiet hours from minute {} to {}", q.start_minute, q.end_minute));
+        }
+    }
+    if let Reentry::After { minutes } = d.reentry {
+        if !(1..=MAX).contains(&minutes) {
+            return bad(format!("re-entry after {minutes} minutes"));
+        }
+    }
+    if let Some(r) = d.rate_limit {
+        if r.count == 0 {
+            return bad("a rate limit of 0".into());
+        }
+    }
+    for c in &d.frequency_caps {
+        if c.count == 0 || !(1..=MAX).contains(&c.window_minutes) {
+            return bad(format!("frequency cap of {} per {} minutes", c.count, c.window_minutes));
+        }
     }
     Ok(())
 }
