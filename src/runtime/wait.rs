@@ -124,6 +124,7 @@ mod tests {
             goal: None,
             exits: vec![],
             on_ineligible: Default::default(),
+            delivery: Default::default(),
         }
     }
 
