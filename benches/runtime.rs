@@ -98,7 +98,7 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
         }
         transitions += stepped.outcome.transitions;
         let Stepped { mut round, sends, .. } = stepped;
-        let msgs: Vec<Message> = sends.iter().map(|o| o.to_message(now, 1)).collect();
+        let msgs: Vec<Message> = sends.iter().map(|o| o.to_message(&name, now * 60_000, 1)).collect();
         let results = provider.send_batch(&msgs);
         let mut debits = Debits::default();
         for (o, r) in sends.iter().zip(results) {

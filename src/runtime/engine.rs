@@ -303,7 +303,7 @@ impl<'a> Engine<'a> {
                     Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => {
                         done.push((r, Engagement { delivered_at, opened_at, clicked_at }))
                     }
-                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier }),
+                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier, at_ms: None }),
                 }
             }
             self.record_accepted(&done, now)?;
@@ -319,7 +319,7 @@ impl<'a> Engine<'a> {
         }
         let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
         let attempts = due.len() as u64;
-        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier }).collect();
+        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier, at_ms: None }).collect();
         Ok(Retried { attempts, failed: self.relay(queue, now)? })
     }
 
@@ -358,7 +358,7 @@ impl<'a> Engine<'a> {
         })?;
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
-            .map(|row| Attempt { row, made: 0, origin: Origin::Batch })
+            .map(|row| Attempt { row, made: 0, origin: Origin::Batch, at_ms: None })
             .collect();
         stepped.outcome.provider_failures = self.relay(fresh, now)?;
         stepped.outcome.breaker_tripped = self.tripped;
@@ -768,7 +768,7 @@ impl<'a> Engine<'a> {
             // A probe after an outage: one message first, the rest only if it goes through.
             let end = if self.config.probe { start + 1 } else { queue.len() };
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(now, a.made + 1)).collect();
+            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1)).collect();
             let results = self.provider.send_batch(&msgs);
             for (a, r) in slice.iter().zip(results) {
                 let o = &a.row;
@@ -839,6 +839,9 @@ struct Attempt {
     row: OutboxNew,
     made: u32,
     origin: Origin,
+    /// The instant to hand it over (ms), when a rate limit gave it one;
+    /// else the start of the relay's minute.
+    at_ms: Option<i64>,
 }
 
 /// A batch loaded for stepping: its due executions and the facts they read.

@@ -274,15 +274,18 @@ pub struct OutboxNew {
 }
 
 impl OutboxNew {
-    /// The message to hand the provider for this row, borrowing from it.
-    pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
+    /// The message to hand the provider for this row of `campaign`, at
+    /// `at_ms` (milliseconds since the epoch), borrowing from the row.
+    pub fn to_message<'a>(&'a self, campaign: &'a str, at_ms: i64, attempt: u32) -> super::provider::Message<'a> {
         super::provider::Message {
             key: &self.key,
+            campaign,
             contact: self.contact.as_str(),
+            step: &self.step.0,
             channel: &self.channel,
             message: &self.message,
             template: &self.template,
-            now,
+            at_ms,
             attempt,
         }
     }

@@ -1,0 +1,209 @@
+//! Issue 19's delivery rules at run time, on SQLite files and the virtual
+//! clock: the provider's log as JSON Lines, quiet hours in each contact's
+//! own zone, and the rate limit — checked from outside, on the provider's log.
+
+mod common;
+
+use flowc::compile::codec;
+use flowc::compile::{self, program::Program};
+use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::engine::EngineConfig;
+use flowc::runtime::provider::{SimConfig, Simulated};
+use flowc::runtime::report::Report;
+use flowc::runtime::run::{self, ClockKind, RunOptions};
+use flowc::runtime::sqlite::SqliteStore;
+use flowc::runtime::store::Store;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// 2026-03-01T00:00Z in minutes: the runs below cross the DST changes of
+/// March and April (America, Europe, Australia, Chatham).
+const START: i64 = 29_538_720;
+
+struct Db {
+    path: PathBuf,
+}
+
+impl Db {
+    fn new(name: &str) -> Db {
+        let dir = std::env::temp_dir().join(format!("flowc-delivery-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        Db { path: dir.join("flowc.db") }
+    }
+
+    fn log(&self) -> PathBuf {
+        flowc::runtime::provider::log_path(&self.path)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn program(src: &str) -> (Program, flowc::check::model::Model) {
+    let (analysis, ws) = common::check_source(src);
+    let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (_, model) = analysis.models[0].clone();
+    let c = &model.campaigns[0];
+    (compile::compile(&model, c, ws.sources.get(c.file)), model)
+}
+
+/// The program with its delivery rules set in Rust (what the front end will
+/// compile `quiet hours …` and `rate limit …` to), under its new version.
+fn with_delivery(mut p: Program, set: impl FnOnce(&mut flowc::compile::program::Delivery)) -> Program {
+    set(&mut p.delivery);
+    p.version = codec::content_hash(&p);
+    p
+}
+
+fn import(db: &Db, model: &flowc::check::model::Model, jsonl: &str) {
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let parsed = contacts::parse(jsonl, Format::JsonLines, &Schema::from_model(model));
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+}
+
+fn run_from(db: &Db, p: &Program, start: i64, stop_after_batches: Option<usize>) -> Report {
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = RunOptions {
+        clock: ClockKind::Virtual,
+        start: Some(start),
+        initial_balance_micros: 1_000_000_000,
+        engine: EngineConfig { batch: 200, ..EngineConfig::default() },
+        stop: stop.clone(),
+    };
+    let mut batches = 0;
+    let mut progress = |_p: run::Progress| {
+        batches += 1;
+        if stop_after_batches.is_some_and(|l| batches >= l) {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    run::run(&mut store, &mut provider, p, &opts, &mut progress).expect("run")
+}
+
+const DECLS: &str = r#"
+template promo { channel sms message promotional status published }
+template code { channel sms message transactional status published }
+template hello { channel email message marketing status published }
+"#;
+
+fn contact(id: &str, zone: Option<&str>) -> String {
+    let mut c = serde_json::json!({
+        "id": id, "email": format!("{id}@example.com"), "phone": "+33600000000", "locale": "fr",
+        "created_at": "2026-02-01T10:00:00Z", "consent": ["sms", "email"],
+    });
+    if let Some(z) = zone {
+        c["timezone"] = serde_json::Value::String(z.into());
+    }
+    c.to_string()
+}
+
+/// One line of the provider's log, as docs/runtime.md describes it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLine {
+    at: String,
+    campaign: String,
+    contact: String,
+    step: String,
+    channel: String,
+    message_type: String,
+    idempotency_key: String,
+    outcome: String,
+}
+
+impl LogLine {
+    /// `at` in milliseconds since the epoch.
+    fn at_ms(&self) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(&self.at)
+            .unwrap_or_else(|e| panic!("`at` {} is not RFC 3339: {e}", self.at))
+            .timestamp_millis()
+    }
+}
+
+fn read_log(db: &Db) -> Vec<LogLine> {
+    let text = std::fs::read_to_string(db.log()).expect("provider log");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn the_provider_log_is_one_json_object_per_message() {
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  first: send sms.promotional promo
+  wait 1h
+  send email.marketing hello
+}}"
+    );
+    let (p, model) = program(&src);
+    let db = Db::new("log");
+    let lines: Vec<String> = (0..5).map(|i| contact(&format!("c{i}"), None)).collect();
+    import(&db, &model, &lines.join("\n"));
+    let r = run_from(&db, &p, START, None);
+    assert_eq!(r.provider.deliveries, 10);
+    let log = read_log(&db);
+    assert_eq!(log.len(), 10);
+    for l in &log {
+        assert_eq!(l.campaign, "c");
+        assert_eq!(l.outcome, "accepted");
+        assert_eq!(l.idempotency_key, format!("c/{}/{}/{}", p.version, l.contact, l.step));
+        assert!(l.at.ends_with('Z'), "UTC: {}", l.at);
+        match l.step.as_str() {
+            "first" => {
+                assert_eq!((l.channel.as_str(), l.message_type.as_str()), ("sms", "promotional"));
+                assert_eq!(l.at_ms(), START * 60_000);
+            }
+            _ => {
+                assert_eq!((l.channel.as_str(), l.message_type.as_str()), ("email", "marketing"));
+                assert_eq!(l.at_ms(), (START + 60) * 60_000);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_torn_last_log_line_does_not_stop_a_restart() {
+    let src = format!("{DECLS}campaign c {{\n  trigger manual\n  send sms.promotional promo\n  wait 1h\n  send email.marketing hello\n}}");
+    let (p, model) = program(&src);
+    let db = Db::new("torn");
+    let lines: Vec<String> = (0..4).map(|i| contact(&format!("c{i}"), None)).collect();
+    import(&db, &model, &lines.join("\n"));
+    // Stop after the first sends, then tear the log's last line as a crash mid-write would.
+    run_from(&db, &p, START, Some(1));
+    let text = std::fs::read_to_string(db.log()).expect("log");
+    assert_eq!(text.lines().count(), 4);
+    std::fs::write(db.log(), format!("{text}{{\"at\":\"2026-03-01T00:0")).expect("tear");
+    let r = run_from(&db, &p, START, None);
+    assert_eq!(r.state, "COMPLETED");
+    assert_eq!(r.provider.duplicates, 0);
+    let log = read_log(&db);
+    assert_eq!(log.len(), 8, "the torn line is gone, the rest appended on fresh lines");
+    let keys: std::collections::HashSet<_> = log.iter().map(|l| l.idempotency_key.clone()).collect();
+    assert_eq!(keys.len(), 8);
+}
+
+#[test]
+fn a_damaged_log_line_is_refused_with_its_line_number() {
+    let db = Db::new("damaged");
+    std::fs::write(
+        db.log(),
+        "{\"at\":\"2026-03-01T00:00:00.000Z\",\"campaign\":\"c\",\"contact\":\"x\",\"step\":\"s\",\"channel\":\"sms\",\"message_type\":\"promotional\",\"idempotency_key\":\"c/v/x/s\",\"outcome\":\"accepted\"}\nnot json at all\n",
+    )
+    .expect("log");
+    let err = Simulated::open(&db.path, SimConfig::default()).err().expect("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("provider.log") && msg.contains("line 2"), "{msg}");
+}
