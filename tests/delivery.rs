@@ -207,3 +207,178 @@ fn a_damaged_log_line_is_refused_with_its_line_number() {
     let msg = err.to_string();
     assert!(msg.contains("provider.log") && msg.contains("line 2"), "{msg}");
 }
+
+/// The zones of the quiet-hours bar: both hemispheres, half- and
+/// quarter-hour offsets, DST changes in March and April 2026 (New York
+/// 8 Mar, London/Paris 29 Mar, Sydney/Lord Howe/Chatham/Santiago 5 Apr),
+/// zones without DST.
+const ZONES: &[&str] = &[
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Chicago",
+    "America/Sao_Paulo",
+    "America/Santiago",
+    "America/St_Johns",
+    "Europe/London",
+    "Europe/Paris",
+    "Europe/Moscow",
+    "Africa/Lagos",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Tokyo",
+    "Asia/Dubai",
+    "Australia/Sydney",
+    "Australia/Adelaide",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "Pacific/Auckland",
+    "Pacific/Honolulu",
+    "Pacific/Kiritimati",
+    "UTC",
+];
+
+/// Each contact's expected send instants (minutes), computed by a separate
+/// implementation with Python's `zoneinfo`: for every start, zone and
+/// window, the two consent-requiring sends held out of the window and the
+/// transactional one an hour after the second, never held. `None` when
+/// python3 is not there.
+fn expected_by_python(windows: &[(u16, u16)], starts: &[i64]) -> Option<serde_json::Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+req = json.load(sys.stdin)
+UTC = timezone.utc
+def exists(naive, z):
+    aware = naive.replace(tzinfo=z, fold=0)
+    return aware.astimezone(UTC).astimezone(z).replace(tzinfo=None) == naive
+def instant(naive, z):
+    # first wall minute at or after `naive` that exists; fold=0 is the earlier of two
+    while not exists(naive, z):
+        naive += timedelta(minutes=1)
+    return int(naive.replace(tzinfo=z, fold=0).timestamp()) // 60
+def hold(t, z, start, end):
+    local = datetime.fromtimestamp(t * 60, z)
+    m = local.hour * 60 + local.minute
+    inside = (start <= m < end) if start < end else (m >= start or m < end)
+    if not inside:
+        return t
+    day = local.date() + (timedelta(days=1) if start > end and m >= start else timedelta())
+    naive = datetime(day.year, day.month, day.day, end // 60, end % 60)
+    until = instant(naive, z)
+    return until if until > t else t
+out = {}
+for (start, end) in req["windows"]:
+    for s in req["starts"]:
+        for zone in req["zones"]:
+            z = ZoneInfo(zone)
+            t1 = hold(s, z, start, end)
+            t2 = hold(t1 + 9 * 60, z, start, end)
+            out[f"{start}-{end}/{s}/{zone}"] = [t1, t2, t2 + 60]
+print(json.dumps(out))
+"#;
+    use std::io::Write;
+    let mut child = match std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "python3 is required under CI: {e}");
+            eprintln!("skipped: python3 is not available ({e})");
+            return None;
+        }
+    };
+    let req = serde_json::json!({ "windows": windows, "starts": starts, "zones": ZONES });
+    child.stdin.take().expect("stdin").write_all(req.to_string().as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "python3 failed");
+    Some(serde_json::from_slice(&out.stdout).expect("python's answer"))
+}
+
+#[test]
+fn quiet_hours_hold_each_send_until_the_window_ends_in_the_contacts_own_zone() {
+    // 21:00–08:00 (across midnight, ends in daylight), 22:00–02:30 (its end
+    // falls in the spring-forward gap and in the autumn overlap).
+    let windows: &[(u16, u16)] = &[(21 * 60, 8 * 60), (22 * 60, 2 * 60 + 30)];
+    let d = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("start").timestamp() / 60;
+    let starts = [
+        d("2026-03-01T12:00:00Z"),
+        d("2026-03-07T20:00:00Z"),
+        d("2026-03-08T04:17:00Z"),
+        d("2026-03-28T22:30:00Z"),
+        d("2026-04-04T11:45:00Z"),
+        d("2026-04-04T14:10:00Z"),
+    ];
+    let Some(expected) = expected_by_python(windows, &starts) else { return };
+    let src = format!(
+        "{DECLS}campaign c {{
+  trigger manual
+  first: send sms.promotional promo
+  wait 9h
+  second: send email.marketing hello
+  wait 1h
+  third: send sms.transactional code
+}}"
+    );
+    let (p, model) = program(&src);
+    let mut compared = 0;
+    for &(start_minute, end_minute) in windows {
+        let p = with_delivery(p.clone(), |d| {
+            d.quiet_hours = Some(flowc::compile::program::QuietHours {
+                start_minute,
+                end_minute,
+                then: flowc::compile::program::QuietThen::Hold,
+            })
+        });
+        for &start in &starts {
+            let db = Db::new(&format!("quiet-{start_minute}-{start}"));
+            let lines: Vec<String> = ZONES.iter().map(|z| contact(z, Some(z))).collect();
+            import(&db, &model, &lines.join("\n"));
+            let r = run_from(&db, &p, start, None);
+            assert_eq!(r.state, "COMPLETED");
+            for l in read_log(&db) {
+                let want = &expected[format!("{start_minute}-{end_minute}/{start}/{}", l.contact)];
+                let i = ["first", "second", "third"].iter().position(|s| *s == l.step).expect("a send step");
+                assert_eq!(
+                    l.at_ms() / 60_000,
+                    want[i].as_i64().expect("minute"),
+                    "{} at {} (window {start_minute}-{end_minute}, start {start}): {}",
+                    l.step,
+                    l.contact,
+                    l.at
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, windows.len() * starts.len() * ZONES.len() * 3);
+}
+
+#[test]
+fn quiet_hours_then_skip_skips_the_send_and_goes_on() {
+    let src = format!("{DECLS}campaign c {{\n  trigger manual\n  first: send sms.promotional promo\n  code: send sms.transactional code\n}}");
+    let (p, model) = program(&src);
+    let p = with_delivery(p, |d| {
+        d.quiet_hours = Some(flowc::compile::program::QuietHours {
+            start_minute: 21 * 60,
+            end_minute: 8 * 60,
+            then: flowc::compile::program::QuietThen::Skip,
+        })
+    });
+    let db = Db::new("skip");
+    // 23:00Z: night in London and UTC, morning in Tokyo (08:00), no zone is UTC.
+    let lines = [contact("Europe/London", Some("Europe/London")), contact("Asia/Tokyo", Some("Asia/Tokyo")), contact("none", None)];
+    import(&db, &model, &lines.join("\n"));
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-10T23:00:00Z").expect("t").timestamp() / 60;
+    let r = run_from(&db, &p, start, None);
+    assert_eq!(r.state, "COMPLETED");
+    let first = r.steps.iter().find(|s| s.id == "first").expect("first");
+    assert_eq!(first.skipped.get("quiet-hours"), Some(&2), "{first:?}");
+    assert_eq!(first.sent, 1);
+    let sent: Vec<(String, String)> = read_log(&db).into_iter().map(|l| (l.contact, l.step)).collect();
+    assert!(sent.contains(&("Asia/Tokyo".into(), "first".into())));
+    assert_eq!(sent.iter().filter(|(_, s)| s == "code").count(), 3, "the execution goes on: {sent:?}");
+}

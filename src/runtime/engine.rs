@@ -15,7 +15,10 @@ use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
 use crate::compile::codec;
-use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, SendTarget, WaitOn};
+use super::{quiet, rate};
+use crate::compile::program::{
+    Cond, Exit, FieldDef, FieldType, NodeIdx, Op, Program, QuietHours, QuietThen, SendTarget, WaitOn,
+};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -134,6 +137,11 @@ struct Loaded {
     /// next stops (a wait or the end). A batch loads sent messages and events
     /// only for the executions that can read them.
     reads_from: Vec<Reads>,
+    /// The fields a batch loads: the program's, and the contact's
+    /// `timezone` after them when quiet hours need it and no condition reads it.
+    due_fields: Vec<FieldDef>,
+    /// Quiet hours, with the slot of `timezone` among `due_fields`.
+    quiet: Option<(QuietHours, usize)>,
 }
 
 impl Loaded {
@@ -172,7 +180,15 @@ impl Loaded {
             }
         }
         let touches_tags = program.nodes.iter().any(|n| matches!(n.op, Op::Tag { .. }));
-        Loaded { program, index, uses, touches_tags, reads_from }
+        let mut due_fields = program.fields.clone();
+        let quiet = program.delivery.quiet_hours.map(|q| {
+            let slot = due_fields.iter().position(|f| f.name == "timezone").unwrap_or_else(|| {
+                due_fields.push(FieldDef { name: "timezone".into(), ty: FieldType::Timezone, optional: true });
+                due_fields.len() - 1
+            });
+            (q, slot)
+        });
+        Loaded { program, index, uses, touches_tags, reads_from, due_fields, quiet }
     }
 
     fn reads_at(&self, step: &str) -> Reads {
@@ -248,6 +264,9 @@ pub struct Engine<'a> {
     /// breaker counts across passes, restarts and (later) workers.
     breaker: BreakerState,
     tripped: bool,
+    /// The campaign's rate limit (its current version's), resumed from the
+    /// store; `None` without one.
+    limiter: Option<rate::Limiter>,
 }
 
 /// When a failed send is tried again: 1, 2, 4 … minutes after the failure,
@@ -268,6 +287,10 @@ impl<'a> Engine<'a> {
         let campaign = program.campaign.clone();
         let breaker = store.breaker(&campaign)?;
         let current = program.version.0.clone();
+        let limiter = match &program.delivery.rate_limit {
+            Some(limit) => Some(rate::Limiter::new(limit, store.rate_next_free(&campaign)?)),
+            None => None,
+        };
         let mut versions = HashMap::new();
         versions.insert(current.clone(), Rc::new(Loaded::new(program)));
         Ok(Engine {
@@ -282,6 +305,7 @@ impl<'a> Engine<'a> {
             recovered: HashSet::new(),
             breaker,
             tripped: false,
+            limiter,
         })
     }
 
@@ -349,6 +373,8 @@ impl<'a> Engine<'a> {
         }
         // Commit: the outbox rows (pending) with the executions' advance past them.
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
+        // The limiter's state commits with the outbox rows whose slots it gave.
+        stepped.round.rate_next_free_ms = self.limiter.as_ref().map(rate::Limiter::next_free_ms);
         // The round and the wake-ups its tag changes cause in other
         // campaigns commit together: a crash cannot lose the wake-ups.
         let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
@@ -358,7 +384,8 @@ impl<'a> Engine<'a> {
         })?;
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
-            .map(|row| Attempt { row, made: 0, origin: Origin::Batch, at_ms: None })
+            .zip(std::mem::take(&mut stepped.at_ms))
+            .map(|(row, at_ms)| Attempt { row, made: 0, origin: Origin::Batch, at_ms: Some(at_ms) })
             .collect();
         stepped.outcome.provider_failures = self.relay(fresh, now)?;
         stepped.outcome.breaker_tripped = self.tripped;
@@ -383,8 +410,7 @@ impl<'a> Engine<'a> {
     /// Load phase: the due executions, their program versions, and the facts
     /// the batch can read (sent messages and events only where read).
     fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
-        let due =
-            self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
+        let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].due_fields)?;
         if due.is_empty() {
             return Ok(None);
         }
@@ -426,14 +452,18 @@ impl<'a> Engine<'a> {
     }
 
     /// The facts one due execution steps on.
-    fn facts_of(&mut self, d: Due, p: &Program, batch: &mut Batch) -> Result<Facts, EngineError> {
+    fn facts_of(&mut self, d: Due, loaded: &Loaded, batch: &mut Batch) -> Result<Facts, EngineError> {
         let contact = d.contact;
         let mut fields = contact.fields;
-        if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
+        if d.version != self.current && loaded.due_fields != self.versions[&self.current].due_fields {
             // An execution still on an older version whose program reads
             // other fields (rare: after a migration): read them for it.
             let record = self.store.contact(contact.id.as_str())?.unwrap_or_default();
-            fields = facts::fields_for(p, &record);
+            fields = facts::fields_for(&loaded.program, &record);
+            if loaded.quiet.is_some_and(|(_, slot)| slot >= fields.len()) {
+                let zone = record.attrs.get("timezone").and_then(|v| v.as_str());
+                fields.push(zone.map_or(facts::FieldValue::Absent, |z| facts::FieldValue::Str(z.to_string())));
+            }
         }
         let mut f = Facts {
             addresses: contact.addresses,
@@ -478,7 +508,13 @@ impl<'a> Engine<'a> {
         let version = d.version.clone();
         let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
         let sends_before = acc.sends.len();
-        let mut f = self.facts_of(d, p, batch)?;
+        let held_since = if d.wait_since.is_some() && p.nodes.get(start.get()).is_some_and(|n| matches!(n.op, Op::Send { .. })) {
+            // Resuming a send it was held at (quiet hours, rate limit).
+            d.wait_since
+        } else {
+            None
+        };
+        let mut f = self.facts_of(d, &loaded, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
         let end = loop {
@@ -518,7 +554,39 @@ impl<'a> Engine<'a> {
             }
             match stop {
                 Stop::Send { node, target, next, .. } => {
-                    match self.send(p, node, &target, &version, &mut f, acc, now) {
+                    // Delivery rules: one check of an Option per send when
+                    // the campaign has none.
+                    let at_ms = match self.gate(&loaded, node, &target, &f, now) {
+                        Gate::Go { at_ms } => at_ms,
+                        Gate::Skip(reason) => {
+                            count(&mut acc.round.steps, &p.nodes[node.get()].id.0, |c| {
+                                *c.skipped.entry(reason.as_str().to_string()).or_default() += 1
+                            });
+                            pc = next;
+                            continue;
+                        }
+                        Gate::Hold { until, why } => {
+                            let id = &p.nodes[node.get()].id;
+                            // Entered again when it goes; a send held again
+                            // at the same step is one held send.
+                            let again = node == start && held_since.is_some();
+                            count(&mut acc.round.steps, &id.0, |c| {
+                                c.entered = c.entered.saturating_sub(1);
+                                if !again {
+                                    *c.held.entry(why.as_str().to_string()).or_default() += 1;
+                                }
+                            });
+                            acc.outcome.transitions -= 1;
+                            break Boundary {
+                                step: id.clone(),
+                                state: ExecState::Pending,
+                                wake_at: Some(until),
+                                reason: None,
+                                wait_since: Some(if again { held_since.unwrap_or(now) } else { now }),
+                            };
+                        }
+                    };
+                    match self.send(p, node, &target, &version, &mut f, acc, at_ms, now) {
                         Some(end) => break end,
                         None => pc = next,
                     }
@@ -601,6 +669,35 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// What the delivery rules say of a send the stepping reached: quiet
+    /// hours first (in the contact's zone, consent-requiring sends only),
+    /// then the rate limit's slot.
+    fn gate(&mut self, loaded: &Loaded, node: NodeIdx, target: &SendTarget, f: &Facts, now: i64) -> Gate {
+        if let Some((q, slot)) = &loaded.quiet {
+            if target.requires_consent {
+                let name = match f.fields.get(*slot) {
+                    Some(facts::FieldValue::Str(z)) => Some(z.as_str()),
+                    _ => None,
+                };
+                if let Some(until) = quiet::ends_at(q, quiet::zone(name), now) {
+                    return match q.then {
+                        QuietThen::Hold => Gate::Hold { until, why: Held::QuietHours },
+                        QuietThen::Skip => Gate::Skip(step::SkipReason::QuietHours),
+                    };
+                }
+            }
+        }
+        // Sent before a crash: no slot, it is not sent again.
+        let resent = || f.sent.iter().any(|m| m.step == loaded.program.nodes[node.get()].id.0);
+        match self.limiter.as_mut() {
+            Some(l) if !resent() => match l.take(now) {
+                rate::Slot::Now { at_ms } => Gate::Go { at_ms },
+                rate::Slot::Later { wake_at } => Gate::Hold { until: wake_at, why: Held::RateLimit },
+            },
+            _ => Gate::Go { at_ms: now * 60_000 },
+        }
+    }
+
     /// A send the stepping reached: owed to the relay (`None`: go on past
     /// it), or, when the balance cannot pay it, the boundary to stop at.
     #[allow(clippy::too_many_arguments)]
@@ -612,6 +709,7 @@ impl<'a> Engine<'a> {
         version: &str,
         f: &mut Facts,
         acc: &mut Stepped,
+        at_ms: i64,
         now: i64,
     ) -> Option<Boundary> {
         let step = &p.nodes[node.get()].id;
@@ -657,6 +755,7 @@ impl<'a> Engine<'a> {
             price_micros: target.price_micros,
             created_at: now,
         });
+        acc.at_ms.push(at_ms);
         f.sent.push(SentMessage {
             step: id.clone(),
             channel: target.channel.clone(),
@@ -866,6 +965,9 @@ struct Boundary {
 pub struct Stepped {
     pub round: Round,
     pub sends: Vec<OutboxNew>,
+    /// When each of `sends` is handed over (ms): its minute's start, or
+    /// the rate limit's slot.
+    pub at_ms: Vec<i64>,
     pub outcome: BatchOutcome,
 }
 
@@ -900,4 +1002,15 @@ enum Seen {
 enum Failure {
     WillRetry,
     ForGood,
+}
+
+/// What the delivery rules decide for a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Send, handed over at this instant (ms).
+    Go { at_ms: i64 },
+    /// Not now: the execution waits at the send until `until` (minutes).
+    Hold { until: i64, why: Held },
+    /// Skipped, and the execution goes on.
+    Skip(step::SkipReason),
 }
