@@ -71,8 +71,12 @@ fn import(db: &Db, model: &flowc::check::model::Model, jsonl: &str) {
 }
 
 fn run_from(db: &Db, p: &Program, start: i64, stop_after_batches: Option<usize>) -> Report {
+    run_with(db, p, start, stop_after_batches, SimConfig::default())
+}
+
+fn run_with(db: &Db, p: &Program, start: i64, stop_after_batches: Option<usize>, sim: SimConfig) -> Report {
     let mut store = SqliteStore::open(&db.path).expect("store");
-    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.path, sim).expect("provider");
     let stop = Arc::new(AtomicBool::new(false));
     let opts = RunOptions {
         clock: ClockKind::Virtual,
@@ -381,4 +385,85 @@ fn quiet_hours_then_skip_skips_the_send_and_goes_on() {
     let sent: Vec<(String, String)> = read_log(&db).into_iter().map(|l| (l.contact, l.step)).collect();
     assert!(sent.contains(&("Asia/Tokyo".into(), "first".into())));
     assert_eq!(sent.iter().filter(|(_, s)| s == "code").count(), 3, "the execution goes on: {sent:?}");
+}
+
+/// The most messages any half-open window `[t, t + per_ms)` of the log holds.
+fn busiest_window(log: &[LogLine], per_ms: i64) -> usize {
+    let mut at: Vec<i64> = log.iter().map(LogLine::at_ms).collect();
+    at.sort_unstable();
+    let mut most = 0;
+    let mut j = 0;
+    for i in 0..at.len() {
+        while j < at.len() && at[j] < at[i] + per_ms {
+            j += 1;
+        }
+        most = most.max(j - i);
+    }
+    most
+}
+
+fn rate_limited(count: u32, per: flowc::compile::program::RatePer) -> (Program, flowc::check::model::Model) {
+    let src = format!(
+        "{DECLS}campaign c {{\n  trigger manual\n  first: send sms.promotional promo\n  wait 1h\n  second: send sms.transactional code\n}}"
+    );
+    let (p, model) = program(&src);
+    (with_delivery(p, |d| d.rate_limit = Some(flowc::compile::program::RateLimit { count, per })), model)
+}
+
+#[test]
+fn the_rate_limit_holds_in_every_sliding_window_of_the_provider_log() {
+    use flowc::compile::program::RatePer;
+    for (count, per, contacts) in [(7, RatePer::Second, 900), (30, RatePer::Minute, 200), (20, RatePer::Hour, 60)] {
+        let (p, model) = rate_limited(count, per);
+        let db = Db::new(&format!("rate-{}", per.word()));
+        let lines: Vec<String> = (0..contacts).map(|i| contact(&format!("c{i:04}"), None)).collect();
+        import(&db, &model, &lines.join("\n"));
+        let r = run_from(&db, &p, START, None);
+        assert_eq!(r.state, "COMPLETED", "per {}", per.word());
+        let log = read_log(&db);
+        assert_eq!(log.len(), 2 * contacts, "every contact got both sends (per {})", per.word());
+        assert!(log.iter().all(|l| l.outcome == "accepted"));
+        let busiest = busiest_window(&log, per.seconds() * 1000);
+        assert!(busiest <= count as usize, "{busiest} sends in one {} (limit {count})", per.word());
+        assert_eq!(busiest, count as usize, "the limit is used, not undershot");
+        let held: u64 = r.steps.iter().filter_map(|s| s.held.get("rate-limit")).sum();
+        assert!(held > 0, "some sends were held by the rate limit");
+    }
+}
+
+#[test]
+fn the_rate_limit_holds_across_a_restart() {
+    use flowc::compile::program::RatePer;
+    // 7 per second is 420 slots a minute; the batch is 200, so the first
+    // pass leaves the minute half used and the restart resumes in it.
+    let (p, model) = rate_limited(7, RatePer::Second);
+    let db = Db::new("rate-restart");
+    let lines: Vec<String> = (0..600).map(|i| contact(&format!("c{i:04}"), None)).collect();
+    import(&db, &model, &lines.join("\n"));
+    let first = run_from(&db, &p, START, Some(1));
+    assert_eq!(first.state, "RUNNING");
+    assert!(!read_log(&db).is_empty());
+    let r = run_from(&db, &p, START, None);
+    assert_eq!(r.state, "COMPLETED");
+    let log = read_log(&db);
+    assert_eq!(log.len(), 1200);
+    let busiest = busiest_window(&log, 1000);
+    assert!(busiest <= 7, "{busiest} sends in one second");
+}
+
+#[test]
+fn retried_sends_take_rate_limit_slots_too() {
+    use flowc::compile::program::RatePer;
+    let (p, model) = rate_limited(5, RatePer::Second);
+    let db = Db::new("rate-retry");
+    let lines: Vec<String> = (0..400).map(|i| contact(&format!("c{i:04}"), None)).collect();
+    import(&db, &model, &lines.join("\n"));
+    let sim = SimConfig { fail_rate: 0.2, ..SimConfig::default() };
+    let r = run_with(&db, &p, START, None, sim);
+    let log = read_log(&db);
+    assert!(log.iter().any(|l| l.outcome == "rejected"), "some attempts failed and were tried again");
+    let busiest = busiest_window(&log, 1000);
+    assert!(busiest <= 5, "{busiest} messages reached the provider in one second");
+    let accepted = log.iter().filter(|l| l.outcome == "accepted").count() as u64;
+    assert_eq!(accepted, r.provider.deliveries);
 }

@@ -861,6 +861,10 @@ impl<'a> Engine<'a> {
             return Ok(0);
         }
         let mut round = Round::default();
+        let queue = match self.limiter.as_mut() {
+            Some(limiter) => rate_earlier(limiter, queue, &mut round, now),
+            None => queue,
+        };
         let (mut debits, mut failed) = (Debits::default(), 0u64);
         let mut start = 0;
         while start < queue.len() && !self.tripped {
@@ -921,6 +925,40 @@ impl<'a> Engine<'a> {
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(failed)
     }
+}
+
+/// Retries and sends a stopped process left in flight take rate-limit
+/// slots too (a batch's fresh sends took theirs when stepped): one with no
+/// slot left in this minute stays pending, its next attempt at the minute
+/// the limiter names, its execution parked; the attempt is not counted.
+/// The limiter's state commits with the round.
+fn rate_earlier(limiter: &mut rate::Limiter, queue: Vec<Attempt>, round: &mut Round, now: i64) -> Vec<Attempt> {
+    let mut go = Vec::with_capacity(queue.len());
+    for mut a in queue {
+        if a.at_ms.is_some() {
+            go.push(a);
+            continue;
+        }
+        match limiter.take(now) {
+            rate::Slot::Now { at_ms } => {
+                a.at_ms = Some(at_ms);
+                go.push(a);
+            }
+            rate::Slot::Later { wake_at } => {
+                round.outbox_retry.push(OutboxRetry {
+                    contact: a.row.contact.clone(),
+                    step: a.row.step.clone(),
+                    version: a.row.version.clone(),
+                    attempts: a.made,
+                    next_attempt_at: wake_at,
+                    error: "held by the rate limit".into(),
+                });
+                round.parked.push(a.row.contact.clone());
+            }
+        }
+    }
+    round.rate_next_free_ms = Some(limiter.next_free_ms());
+    go
 }
 
 /// Where a send handed to the relay comes from. Settling one recorded
