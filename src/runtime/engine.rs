@@ -47,6 +47,21 @@ pub struct EngineConfig {
     /// Top up when the balance falls below the threshold. It never resumes
     /// a paused campaign.
     pub auto_reload: Option<AutoReload>,
+    /// Whether a rate-limit slot later in the minute is waited for on the
+    /// wall clock before its message is handed over.
+    pub pace: Pace,
+    /// Set to stop (Ctrl-C, service shutdown): ends a wait for a slot.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// How the relay treats a rate-limit slot later in the current minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// The virtual clock: the message goes at once, logged at its slot.
+    #[default]
+    Virtual,
+    /// The real clock: the relay sleeps until the slot (docs/runtime.md, "Rate limit").
+    RealTime,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +75,8 @@ impl Default for EngineConfig {
             breaker_window: 200,
             probe: false,
             auto_reload: None,
+            pace: Pace::Virtual,
+            stop: None,
         }
     }
 }
@@ -867,9 +884,21 @@ impl<'a> Engine<'a> {
         };
         let (mut debits, mut failed) = (Debits::default(), 0u64);
         let mut start = 0;
+        let mut stopped = false;
         while start < queue.len() && !self.tripped {
             // A probe after an outage: one message first, the rest only if it goes through.
-            let end = if self.config.probe { start + 1 } else { queue.len() };
+            let mut end = if self.config.probe { start + 1 } else { queue.len() };
+            if self.config.pace == Pace::RealTime && queue[start].at_ms.is_some() {
+                // Real time: each message at its slot, not before.
+                if let Some(at) = queue[start].at_ms {
+                    if rate::wait_for(at, self.config.stop.as_deref()) == rate::Waited::Stopped {
+                        stopped = true;
+                        break;
+                    }
+                }
+                let wall = rate::wall_ms();
+                end = start + 1 + queue[start + 1..end].iter().take_while(|a| a.at_ms.is_none_or(|t| t <= wall)).count();
+            }
             let slice = &queue[start..end];
             let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1)).collect();
             let results = self.provider.send_batch(&msgs);
@@ -904,8 +933,10 @@ impl<'a> Engine<'a> {
             }
             start = end;
         }
-        // Not sent because the breaker tripped: these stay pending and are
-        // parked, to be tried when the campaign is resumed.
+        // Not sent because the breaker tripped (or the process is stopping
+        // while waiting for a slot): these stay pending and are parked, to be
+        // tried when the campaign is resumed.
+        let why = if stopped { "not sent yet: stopped while waiting for its rate-limit slot" } else { "not sent: the circuit breaker tripped" };
         for a in &queue[start..] {
             round.outbox_retry.push(OutboxRetry {
                 contact: a.row.contact.clone(),
@@ -913,7 +944,7 @@ impl<'a> Engine<'a> {
                 version: a.row.version.clone(),
                 attempts: a.made,
                 next_attempt_at: now,
-                error: "not sent: the circuit breaker tripped".into(),
+                error: why.into(),
             });
             round.parked.push(a.row.contact.clone());
         }

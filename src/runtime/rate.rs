@@ -59,6 +59,35 @@ impl Limiter {
     }
 }
 
+/// How a wait for a slot on the wall clock ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    Reached,
+    /// `stop` was set (Ctrl-C, service shutdown) before the slot came.
+    Stopped,
+}
+
+/// The wall clock in milliseconds since the epoch.
+pub fn wall_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// With the real clock, a message is not handed over before its slot:
+/// sleeps until `at_ms` in slices of at most 200 ms, so a stop is seen
+/// quickly (what is not sent then stays pending in the outbox).
+pub fn wait_for(at_ms: i64, stop: Option<&std::sync::atomic::AtomicBool>) -> Waited {
+    loop {
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+            return Waited::Stopped;
+        }
+        let left = at_ms - wall_ms();
+        if left <= 0 {
+            return Waited::Reached;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(left.clamp(1, 200) as u64));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +106,14 @@ mod tests {
         let mut again = Limiter::new(&RateLimit { count: 2, per: RatePer::Minute }, Some(l.next_free_ms()));
         assert_eq!(again.take(11), Slot::Now { at_ms: 690_000 });
         assert_eq!(again.take(11), Slot::Later { wake_at: 12 });
+    }
+
+    #[test]
+    fn a_wait_for_a_slot_ends_when_it_has_come_or_on_stop() {
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        // A slot a day away: the stop ends the wait at once.
+        assert_eq!(wait_for(wall_ms() + 86_400_000, Some(&stop)), Waited::Stopped);
+        assert_eq!(wait_for(wall_ms() - 1, None), Waited::Reached);
     }
 
     #[test]
