@@ -137,9 +137,7 @@ impl LogLine {
 
 fn read_log(db: &Db) -> Vec<LogLine> {
     let text = std::fs::read_to_string(db.log()).expect("provider log");
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))).collect()
 }
 
 #[test]
@@ -374,7 +372,11 @@ fn quiet_hours_then_skip_skips_the_send_and_goes_on() {
     });
     let db = Db::new("skip");
     // 23:00Z: night in London and UTC, morning in Tokyo (08:00), no zone is UTC.
-    let lines = [contact("Europe/London", Some("Europe/London")), contact("Asia/Tokyo", Some("Asia/Tokyo")), contact("none", None)];
+    let lines = [
+        contact("Europe/London", Some("Europe/London")),
+        contact("Asia/Tokyo", Some("Asia/Tokyo")),
+        contact("none", None),
+    ];
     import(&db, &model, &lines.join("\n"));
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-10T23:00:00Z").expect("t").timestamp() / 60;
     let r = run_from(&db, &p, start, None);
@@ -494,7 +496,8 @@ campaign held {{
     )
     .expect("flow");
     // 23:00Z: night in London and without a zone (UTC), 08:00 in Tokyo.
-    let contacts = [contact("london", Some("Europe/London")), contact("tokyo", Some("Asia/Tokyo")), contact("utc", None)];
+    let contacts =
+        [contact("london", Some("Europe/London")), contact("tokyo", Some("Asia/Tokyo")), contact("utc", None)];
     let file = dir.path("c.jsonl");
     std::fs::write(&file, contacts.join("\n")).expect("contacts");
     let args = |campaign: &'static str, report: &'static str| {

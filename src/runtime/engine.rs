@@ -14,8 +14,8 @@ use super::facts::{self, Facts, SentMessage};
 use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
-use crate::compile::codec;
 use super::{quiet, rate};
+use crate::compile::codec;
 use crate::compile::program::{
     Cond, Exit, FieldDef, FieldType, NodeIdx, Op, Program, QuietHours, QuietThen, SendTarget, WaitOn,
 };
@@ -360,7 +360,8 @@ impl<'a> Engine<'a> {
         }
         let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
         let attempts = due.len() as u64;
-        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier, at_ms: None }).collect();
+        let queue =
+            due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier, at_ms: None }).collect();
         Ok(Retried { attempts, failed: self.relay(queue, now)? })
     }
 
@@ -525,12 +526,13 @@ impl<'a> Engine<'a> {
         let version = d.version.clone();
         let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
         let sends_before = acc.sends.len();
-        let held_since = if d.wait_since.is_some() && p.nodes.get(start.get()).is_some_and(|n| matches!(n.op, Op::Send { .. })) {
-            // Resuming a send it was held at (quiet hours, rate limit).
-            d.wait_since
-        } else {
-            None
-        };
+        let held_since =
+            if d.wait_since.is_some() && p.nodes.get(start.get()).is_some_and(|n| matches!(n.op, Op::Send { .. })) {
+                // Resuming a send it was held at (quiet hours, rate limit).
+                d.wait_since
+            } else {
+                None
+            };
         let mut f = self.facts_of(d, &loaded, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
@@ -690,6 +692,13 @@ impl<'a> Engine<'a> {
     /// hours first (in the contact's zone, consent-requiring sends only),
     /// then the rate limit's slot.
     fn gate(&mut self, loaded: &Loaded, node: NodeIdx, target: &SendTarget, f: &Facts, now: i64) -> Gate {
+        if loaded.quiet.is_none() && self.limiter.is_none() {
+            return Gate::Go { at_ms: now * 60_000 };
+        }
+        // Sent before a crash: `send` moves on without sending again, so no rule applies.
+        if f.sent.iter().any(|m| m.step == loaded.program.nodes[node.get()].id.0) {
+            return Gate::Go { at_ms: now * 60_000 };
+        }
         if let Some((q, slot)) = &loaded.quiet {
             if target.requires_consent {
                 let name = match f.fields.get(*slot) {
@@ -704,14 +713,10 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        // Sent before a crash: no slot, it is not sent again.
-        let resent = || f.sent.iter().any(|m| m.step == loaded.program.nodes[node.get()].id.0);
-        match self.limiter.as_mut() {
-            Some(l) if !resent() => match l.take(now) {
-                rate::Slot::Now { at_ms } => Gate::Go { at_ms },
-                rate::Slot::Later { wake_at } => Gate::Hold { until: wake_at, why: Held::RateLimit },
-            },
-            _ => Gate::Go { at_ms: now * 60_000 },
+        match self.limiter.as_mut().map(|l| l.take(now)) {
+            Some(rate::Slot::Now { at_ms }) => Gate::Go { at_ms },
+            Some(rate::Slot::Later { wake_at }) => Gate::Hold { until: wake_at, why: Held::RateLimit },
+            None => Gate::Go { at_ms: now * 60_000 },
         }
     }
 
@@ -897,10 +902,14 @@ impl<'a> Engine<'a> {
                     }
                 }
                 let wall = rate::wall_ms();
-                end = start + 1 + queue[start + 1..end].iter().take_while(|a| a.at_ms.is_none_or(|t| t <= wall)).count();
+                end =
+                    start + 1 + queue[start + 1..end].iter().take_while(|a| a.at_ms.is_none_or(|t| t <= wall)).count();
             }
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1)).collect();
+            let msgs: Vec<Message> = slice
+                .iter()
+                .map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1))
+                .collect();
             let results = self.provider.send_batch(&msgs);
             for (a, r) in slice.iter().zip(results) {
                 let o = &a.row;
@@ -936,7 +945,11 @@ impl<'a> Engine<'a> {
         // Not sent because the breaker tripped (or the process is stopping
         // while waiting for a slot): these stay pending and are parked, to be
         // tried when the campaign is resumed.
-        let why = if stopped { "not sent yet: stopped while waiting for its rate-limit slot" } else { "not sent: the circuit breaker tripped" };
+        let why = if stopped {
+            "not sent yet: stopped while waiting for its rate-limit slot"
+        } else {
+            "not sent: the circuit breaker tripped"
+        };
         for a in &queue[start..] {
             round.outbox_retry.push(OutboxRetry {
                 contact: a.row.contact.clone(),

@@ -125,8 +125,7 @@ impl Simulated {
             Ok(text) => {
                 let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
                 for (i, line) in complete.lines().enumerate() {
-                    let seen = log::read(line)
-                        .map_err(|why| SimError(format!("{} line {}: {why}", shown(), i + 1)))?;
+                    let seen = log::read(line).map_err(|why| SimError(format!("{} line {}: {why}", shown(), i + 1)))?;
                     match seen {
                         log::Seen::Accepted { key, minute } => {
                             accepted.insert(key_hash(&key), minute);

@@ -72,7 +72,10 @@ pub fn write(out: &mut Vec<u8>, m: &Message<'_>, outcome: Outcome) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     /// `key` was delivered at `minute` (minutes since the epoch).
-    Accepted { key: String, minute: i64 },
+    Accepted {
+        key: String,
+        minute: i64,
+    },
     Duplicate,
     /// A failed attempt: nothing to remember.
     NotAccepted,
@@ -131,10 +134,7 @@ mod tests {
         let text = String::from_utf8(out).expect("utf-8");
         assert!(text.starts_with("{\"at\":\"2026-03-01T00:00:01.250Z\",\"campaign\":\"c\""), "{text}");
         assert!(text.ends_with("\"outcome\":\"accepted\"}\n"), "{text}");
-        assert_eq!(
-            read(text.trim_end()),
-            Ok(Seen::Accepted { key: "c/v/x \"1\"/s".into(), minute: 29_538_720 })
-        );
+        assert_eq!(read(text.trim_end()), Ok(Seen::Accepted { key: "c/v/x \"1\"/s".into(), minute: 29_538_720 }));
     }
 
     #[test]
