@@ -172,10 +172,11 @@ fn two_runs_on_one_database_never_deliver_or_bill_twice() {
         let log = std::fs::read_to_string(dir.join(format!("{db}.provider.log"))).expect("provider log");
         let mut delivered = std::collections::HashSet::new();
         for line in log.lines() {
-            let mut parts = line.splitn(3, ' ');
-            let (kind, key) = (parts.next(), parts.nth(1));
-            assert_eq!(kind, Some("D"), "trial {trial}: the provider received a message again: {line}");
-            assert!(delivered.insert(key.map(str::to_string)), "trial {trial}: delivered twice: {line}");
+            let entry: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("trial {trial}: not a log record ({e}): {line}"));
+            assert_eq!(entry["outcome"], "accepted", "trial {trial}: the provider received a message again: {line}");
+            let key = entry["idempotency_key"].as_str().map(str::to_string);
+            assert!(delivered.insert(key), "trial {trial}: delivered twice: {line}");
         }
         let conn = rusqlite::Connection::open(dir.join(&db)).expect("db");
         let debits: i64 = conn

@@ -487,6 +487,9 @@ impl Store for Wrapped {
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError> {
         self.inner.breaker(campaign)
     }
+    fn rate_next_free(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.rate_next_free(campaign)
+    }
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
         self.write()?;
         self.inner.set_breaker(campaign, state)

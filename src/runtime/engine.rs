@@ -14,8 +14,11 @@ use super::facts::{self, Facts, SentMessage};
 use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
+use super::{quiet, rate};
 use crate::compile::codec;
-use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, SendTarget, WaitOn};
+use crate::compile::program::{
+    Cond, Exit, FieldDef, FieldType, NodeIdx, Op, Program, QuietHours, QuietThen, SendTarget, WaitOn,
+};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -44,6 +47,21 @@ pub struct EngineConfig {
     /// Top up when the balance falls below the threshold. It never resumes
     /// a paused campaign.
     pub auto_reload: Option<AutoReload>,
+    /// Whether a rate-limit slot later in the minute is waited for on the
+    /// wall clock before its message is handed over.
+    pub pace: Pace,
+    /// Set to stop (Ctrl-C, service shutdown): ends a wait for a slot.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// How the relay treats a rate-limit slot later in the current minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// The virtual clock: the message goes at once, logged at its slot.
+    #[default]
+    Virtual,
+    /// The real clock: the relay sleeps until the slot (docs/runtime.md, "Rate limit").
+    RealTime,
 }
 
 impl Default for EngineConfig {
@@ -57,6 +75,8 @@ impl Default for EngineConfig {
             breaker_window: 200,
             probe: false,
             auto_reload: None,
+            pace: Pace::Virtual,
+            stop: None,
         }
     }
 }
@@ -134,6 +154,11 @@ struct Loaded {
     /// next stops (a wait or the end). A batch loads sent messages and events
     /// only for the executions that can read them.
     reads_from: Vec<Reads>,
+    /// The fields a batch loads: the program's, and the contact's
+    /// `timezone` after them when quiet hours need it and no condition reads it.
+    due_fields: Vec<FieldDef>,
+    /// Quiet hours, with the slot of `timezone` among `due_fields`.
+    quiet: Option<(QuietHours, usize)>,
 }
 
 impl Loaded {
@@ -172,7 +197,15 @@ impl Loaded {
             }
         }
         let touches_tags = program.nodes.iter().any(|n| matches!(n.op, Op::Tag { .. }));
-        Loaded { program, index, uses, touches_tags, reads_from }
+        let mut due_fields = program.fields.clone();
+        let quiet = program.delivery.quiet_hours.map(|q| {
+            let slot = due_fields.iter().position(|f| f.name == "timezone").unwrap_or_else(|| {
+                due_fields.push(FieldDef { name: "timezone".into(), ty: FieldType::Timezone, optional: true });
+                due_fields.len() - 1
+            });
+            (q, slot)
+        });
+        Loaded { program, index, uses, touches_tags, reads_from, due_fields, quiet }
     }
 
     fn reads_at(&self, step: &str) -> Reads {
@@ -248,6 +281,9 @@ pub struct Engine<'a> {
     /// breaker counts across passes, restarts and (later) workers.
     breaker: BreakerState,
     tripped: bool,
+    /// The campaign's rate limit (its current version's), resumed from the
+    /// store; `None` without one.
+    limiter: Option<rate::Limiter>,
 }
 
 /// When a failed send is tried again: 1, 2, 4 … minutes after the failure,
@@ -268,6 +304,10 @@ impl<'a> Engine<'a> {
         let campaign = program.campaign.clone();
         let breaker = store.breaker(&campaign)?;
         let current = program.version.0.clone();
+        let limiter = match &program.delivery.rate_limit {
+            Some(limit) => Some(rate::Limiter::new(limit, store.rate_next_free(&campaign)?)),
+            None => None,
+        };
         let mut versions = HashMap::new();
         versions.insert(current.clone(), Rc::new(Loaded::new(program)));
         Ok(Engine {
@@ -282,6 +322,7 @@ impl<'a> Engine<'a> {
             recovered: HashSet::new(),
             breaker,
             tripped: false,
+            limiter,
         })
     }
 
@@ -303,7 +344,7 @@ impl<'a> Engine<'a> {
                     Some(Delivery::Accepted { delivered_at, opened_at, clicked_at }) => {
                         done.push((r, Engagement { delivered_at, opened_at, clicked_at }))
                     }
-                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier }),
+                    _ => unsent.push(Attempt { row: r, made: 0, origin: Origin::Earlier, at_ms: None }),
                 }
             }
             self.record_accepted(&done, now)?;
@@ -319,7 +360,8 @@ impl<'a> Engine<'a> {
         }
         let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
         let attempts = due.len() as u64;
-        let queue = due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier }).collect();
+        let queue =
+            due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier, at_ms: None }).collect();
         Ok(Retried { attempts, failed: self.relay(queue, now)? })
     }
 
@@ -349,6 +391,8 @@ impl<'a> Engine<'a> {
         }
         // Commit: the outbox rows (pending) with the executions' advance past them.
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
+        // The limiter's state commits with the outbox rows whose slots it gave.
+        stepped.round.rate_next_free_ms = self.limiter.as_ref().map(rate::Limiter::next_free_ms);
         // The round and the wake-ups its tag changes cause in other
         // campaigns commit together: a crash cannot lose the wake-ups.
         let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
@@ -358,7 +402,8 @@ impl<'a> Engine<'a> {
         })?;
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
-            .map(|row| Attempt { row, made: 0, origin: Origin::Batch })
+            .zip(std::mem::take(&mut stepped.at_ms))
+            .map(|(row, at_ms)| Attempt { row, made: 0, origin: Origin::Batch, at_ms: Some(at_ms) })
             .collect();
         stepped.outcome.provider_failures = self.relay(fresh, now)?;
         stepped.outcome.breaker_tripped = self.tripped;
@@ -383,8 +428,7 @@ impl<'a> Engine<'a> {
     /// Load phase: the due executions, their program versions, and the facts
     /// the batch can read (sent messages and events only where read).
     fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
-        let due =
-            self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].program.fields)?;
+        let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].due_fields)?;
         if due.is_empty() {
             return Ok(None);
         }
@@ -426,14 +470,18 @@ impl<'a> Engine<'a> {
     }
 
     /// The facts one due execution steps on.
-    fn facts_of(&mut self, d: Due, p: &Program, batch: &mut Batch) -> Result<Facts, EngineError> {
+    fn facts_of(&mut self, d: Due, loaded: &Loaded, batch: &mut Batch) -> Result<Facts, EngineError> {
         let contact = d.contact;
         let mut fields = contact.fields;
-        if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
+        if d.version != self.current && loaded.due_fields != self.versions[&self.current].due_fields {
             // An execution still on an older version whose program reads
             // other fields (rare: after a migration): read them for it.
             let record = self.store.contact(&contact.id)?.unwrap_or_default();
-            fields = facts::fields_for(p, &record);
+            fields = facts::fields_for(&loaded.program, &record);
+            if loaded.quiet.is_some_and(|(_, slot)| slot >= fields.len()) {
+                let zone = record.attrs.get("timezone").and_then(|v| v.as_str());
+                fields.push(zone.map_or(facts::FieldValue::Absent, |z| facts::FieldValue::Str(z.to_string())));
+            }
         }
         let mut f = Facts {
             addresses: contact.addresses,
@@ -478,7 +526,14 @@ impl<'a> Engine<'a> {
         let version = d.version.clone();
         let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
         let sends_before = acc.sends.len();
-        let mut f = self.facts_of(d, p, batch)?;
+        let held_since =
+            if d.wait_since.is_some() && p.nodes.get(start.get()).is_some_and(|n| matches!(n.op, Op::Send { .. })) {
+                // Resuming a send it was held at (quiet hours, rate limit).
+                d.wait_since
+            } else {
+                None
+            };
+        let mut f = self.facts_of(d, &loaded, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
         let end = loop {
@@ -518,7 +573,39 @@ impl<'a> Engine<'a> {
             }
             match stop {
                 Stop::Send { node, target, next, .. } => {
-                    match self.send(p, node, &target, &version, &mut f, acc, now) {
+                    // Delivery rules: one check of an Option per send when
+                    // the campaign has none.
+                    let at_ms = match self.gate(&loaded, node, &target, &f, now) {
+                        Gate::Go { at_ms } => at_ms,
+                        Gate::Skip(reason) => {
+                            count(&mut acc.round.steps, &p.nodes[node.get()].id, |c| {
+                                *c.skipped.entry(reason.as_str().to_string()).or_default() += 1
+                            });
+                            pc = next;
+                            continue;
+                        }
+                        Gate::Hold { until, why } => {
+                            let id = &p.nodes[node.get()].id;
+                            // Entered again when it goes; a send held again
+                            // at the same step is one held send.
+                            let again = node == start && held_since.is_some();
+                            count(&mut acc.round.steps, id, |c| {
+                                c.entered = c.entered.saturating_sub(1);
+                                if !again {
+                                    *c.held.entry(why.as_str().to_string()).or_default() += 1;
+                                }
+                            });
+                            acc.outcome.transitions -= 1;
+                            break Boundary {
+                                step: id.clone(),
+                                state: ExecState::Pending,
+                                wake_at: Some(until),
+                                reason: None,
+                                wait_since: Some(if again { held_since.unwrap_or(now) } else { now }),
+                            };
+                        }
+                    };
+                    match self.send(p, node, &target, &version, &mut f, acc, at_ms, now) {
                         Some(end) => break end,
                         None => pc = next,
                     }
@@ -601,6 +688,38 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// What the delivery rules say of a send the stepping reached: quiet
+    /// hours first (in the contact's zone, consent-requiring sends only),
+    /// then the rate limit's slot.
+    fn gate(&mut self, loaded: &Loaded, node: NodeIdx, target: &SendTarget, f: &Facts, now: i64) -> Gate {
+        if loaded.quiet.is_none() && self.limiter.is_none() {
+            return Gate::Go { at_ms: now * 60_000 };
+        }
+        // Sent before a crash: `send` moves on without sending again, so no rule applies.
+        if f.sent.iter().any(|m| m.step == loaded.program.nodes[node.get()].id.0) {
+            return Gate::Go { at_ms: now * 60_000 };
+        }
+        if let Some((q, slot)) = &loaded.quiet {
+            if target.requires_consent {
+                let name = match f.fields.get(*slot) {
+                    Some(facts::FieldValue::Str(z)) => Some(z.as_str()),
+                    _ => None,
+                };
+                if let Some(until) = quiet::ends_at(q, quiet::zone(name), now) {
+                    return match q.then {
+                        QuietThen::Hold => Gate::Hold { until, why: Held::QuietHours },
+                        QuietThen::Skip => Gate::Skip(step::SkipReason::QuietHours),
+                    };
+                }
+            }
+        }
+        match self.limiter.as_mut().map(|l| l.take(now)) {
+            Some(rate::Slot::Now { at_ms }) => Gate::Go { at_ms },
+            Some(rate::Slot::Later { wake_at }) => Gate::Hold { until: wake_at, why: Held::RateLimit },
+            None => Gate::Go { at_ms: now * 60_000 },
+        }
+    }
+
     /// A send the stepping reached: owed to the relay (`None`: go on past
     /// it), or, when the balance cannot pay it, the boundary to stop at.
     #[allow(clippy::too_many_arguments)]
@@ -612,6 +731,7 @@ impl<'a> Engine<'a> {
         version: &str,
         f: &mut Facts,
         acc: &mut Stepped,
+        at_ms: i64,
         now: i64,
     ) -> Option<Boundary> {
         let step = &p.nodes[node.get()].id;
@@ -657,6 +777,7 @@ impl<'a> Engine<'a> {
             price_micros: target.price_micros,
             created_at: now,
         });
+        acc.at_ms.push(at_ms);
         f.sent.push(SentMessage {
             step: id.0.clone(),
             channel: target.channel.clone(),
@@ -763,13 +884,33 @@ impl<'a> Engine<'a> {
             return Ok(0);
         }
         let mut round = Round::default();
+        let queue = match self.limiter.as_mut() {
+            Some(limiter) => rate_earlier(limiter, queue, &mut round, now),
+            None => queue,
+        };
         let (mut debits, mut failed) = (Debits::default(), 0u64);
         let mut start = 0;
+        let mut stopped = false;
         while start < queue.len() && !self.tripped {
             // A probe after an outage: one message first, the rest only if it goes through.
-            let end = if self.config.probe { start + 1 } else { queue.len() };
+            let mut end = if self.config.probe { start + 1 } else { queue.len() };
+            if self.config.pace == Pace::RealTime && queue[start].at_ms.is_some() {
+                // Real time: each message at its slot, not before.
+                if let Some(at) = queue[start].at_ms {
+                    if rate::wait_for(at, self.config.stop.as_deref()) == rate::Waited::Stopped {
+                        stopped = true;
+                        break;
+                    }
+                }
+                let wall = rate::wall_ms();
+                end =
+                    start + 1 + queue[start + 1..end].iter().take_while(|a| a.at_ms.is_none_or(|t| t <= wall)).count();
+            }
             let slice = &queue[start..end];
-            let msgs: Vec<Message> = slice.iter().map(|a| a.row.to_message(now, a.made + 1)).collect();
+            let msgs: Vec<Message> = slice
+                .iter()
+                .map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1))
+                .collect();
             let results = self.provider.send_batch(&msgs);
             for (a, r) in slice.iter().zip(results) {
                 let o = &a.row;
@@ -802,8 +943,14 @@ impl<'a> Engine<'a> {
             }
             start = end;
         }
-        // Not sent because the breaker tripped: these stay pending and are
-        // parked, to be tried when the campaign is resumed.
+        // Not sent because the breaker tripped (or the process is stopping
+        // while waiting for a slot): these stay pending and are parked, to be
+        // tried when the campaign is resumed.
+        let why = if stopped {
+            "not sent yet: stopped while waiting for its rate-limit slot"
+        } else {
+            "not sent: the circuit breaker tripped"
+        };
         for a in &queue[start..] {
             round.outbox_retry.push(OutboxRetry {
                 contact: a.row.contact.clone(),
@@ -811,7 +958,7 @@ impl<'a> Engine<'a> {
                 version: a.row.version.clone(),
                 attempts: a.made,
                 next_attempt_at: now,
-                error: "not sent: the circuit breaker tripped".into(),
+                error: why.into(),
             });
             round.parked.push(a.row.contact.clone());
         }
@@ -826,6 +973,40 @@ impl<'a> Engine<'a> {
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(failed)
     }
+}
+
+/// Retries and sends a stopped process left in flight take rate-limit
+/// slots too (a batch's fresh sends took theirs when stepped): one with no
+/// slot left in this minute stays pending, its next attempt at the minute
+/// the limiter names, its execution parked; the attempt is not counted.
+/// The limiter's state commits with the round.
+fn rate_earlier(limiter: &mut rate::Limiter, queue: Vec<Attempt>, round: &mut Round, now: i64) -> Vec<Attempt> {
+    let mut go = Vec::with_capacity(queue.len());
+    for mut a in queue {
+        if a.at_ms.is_some() {
+            go.push(a);
+            continue;
+        }
+        match limiter.take(now) {
+            rate::Slot::Now { at_ms } => {
+                a.at_ms = Some(at_ms);
+                go.push(a);
+            }
+            rate::Slot::Later { wake_at } => {
+                round.outbox_retry.push(OutboxRetry {
+                    contact: a.row.contact.clone(),
+                    step: a.row.step.clone(),
+                    version: a.row.version.clone(),
+                    attempts: a.made,
+                    next_attempt_at: wake_at,
+                    error: "held by the rate limit".into(),
+                });
+                round.parked.push(a.row.contact.clone());
+            }
+        }
+    }
+    round.rate_next_free_ms = Some(limiter.next_free_ms());
+    go
 }
 
 /// Where a send handed to the relay comes from. Settling one recorded
@@ -843,6 +1024,9 @@ struct Attempt {
     row: OutboxNew,
     made: u32,
     origin: Origin,
+    /// The instant to hand it over (ms), when a rate limit gave it one;
+    /// else the start of the relay's minute.
+    at_ms: Option<i64>,
 }
 
 /// A batch loaded for stepping: its due executions and the facts they read.
@@ -867,6 +1051,9 @@ struct Boundary {
 pub struct Stepped {
     pub round: Round,
     pub sends: Vec<OutboxNew>,
+    /// When each of `sends` is handed over (ms): its minute's start, or
+    /// the rate limit's slot.
+    pub at_ms: Vec<i64>,
     pub outcome: BatchOutcome,
 }
 
@@ -901,4 +1088,15 @@ enum Seen {
 enum Failure {
     WillRetry,
     ForGood,
+}
+
+/// What the delivery rules decide for a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Send, handed over at this instant (ms).
+    Go { at_ms: i64 },
+    /// Not now: the execution waits at the send until `until` (minutes).
+    Hold { until: i64, why: Held },
+    /// Skipped, and the execution goes on.
+    Skip(step::SkipReason),
 }

@@ -18,6 +18,8 @@ pub mod leave;
 pub mod lifecycle;
 pub mod outcomes;
 pub mod provider;
+pub mod quiet;
+pub mod rate;
 pub mod report;
 pub mod run;
 pub mod sqlite;

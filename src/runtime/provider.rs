@@ -7,20 +7,32 @@
 
 use std::path::Path;
 
+pub mod log;
+
 /// One message to deliver; `key` is the idempotency key. It borrows from the
 /// outbox row it is sent for: a send allocates nothing for the provider.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Message<'a> {
     pub key: &'a str,
+    pub campaign: &'a str,
     pub contact: &'a str,
+    pub step: &'a str,
     pub channel: &'a str,
     pub message: &'a str,
     pub template: &'a str,
-    /// Minutes since the epoch.
-    pub now: i64,
+    /// When the message is handed over, in milliseconds since the epoch:
+    /// the clock's minute, or the instant within it a rate limit gave it.
+    pub at_ms: i64,
     /// Which attempt this is (1 for the first), as the outbox counts them:
     /// durable, so a provider that decides by it decides the same after a restart.
     pub attempt: u32,
+}
+
+impl Message<'_> {
+    /// The minute it is handed over (minutes since the epoch).
+    pub fn minute(&self) -> i64 {
+        self.at_ms.div_euclid(60_000)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,37 +110,44 @@ pub struct SimError(String);
 impl Simulated {
     /// Opens the provider's delivery log beside the database (`DB.provider.log`).
     ///
-    /// The log is append-only, one line per message received (`D minute key`
-    /// for a delivery, `R minute key` for a duplicate), written once per batch. A process
-    /// killed mid-write leaves at most a partial last line, which is ignored.
+    /// The log is append-only JSON Lines, one object per message received
+    /// (`log::Entry`, docs/runtime.md), written once per batch; the accepted
+    /// keys are read back from it. A process killed mid-write leaves at most
+    /// a torn last line (no newline): it is dropped. Any other line that is
+    /// not a record is refused with its line number — the provider's memory
+    /// of what it delivered would be wrong without it.
     pub fn open(db: &Path, config: SimConfig) -> Result<Simulated, SimError> {
         let path = log_path(db);
         let mut accepted = std::collections::HashMap::new();
         let mut observed = Observed::default();
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-            for line in complete.lines() {
-                let mut parts = line.splitn(3, ' ');
-                let (kind, at, key) = (parts.next(), parts.next().and_then(|a| a.parse::<i64>().ok()), parts.next());
-                match (kind, at, key) {
-                    (Some("D"), Some(at), Some(key)) => {
-                        accepted.insert(key_hash(key), at);
-                        observed.deliveries += 1;
+        let shown = || path.display().to_string();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+                for (i, line) in complete.lines().enumerate() {
+                    let seen = log::read(line).map_err(|why| SimError(format!("{} line {}: {why}", shown(), i + 1)))?;
+                    match seen {
+                        log::Seen::Accepted { key, minute } => {
+                            accepted.insert(key_hash(&key), minute);
+                            observed.deliveries += 1;
+                        }
+                        log::Seen::Duplicate => observed.duplicates += 1,
+                        log::Seen::NotAccepted => {}
                     }
-                    (Some("R"), _, _) => observed.duplicates += 1,
-                    _ => {}
+                }
+                // Drop a torn last line so later appends start on a fresh line.
+                if complete.len() != text.len() {
+                    std::fs::write(&path, complete).map_err(|e| SimError(format!("{}: {e}", shown())))?;
                 }
             }
-            // Drop a torn last line so later appends start on a fresh line.
-            if complete.len() != text.len() {
-                std::fs::write(&path, complete).map_err(|e| SimError(format!("{}: {e}", path.display())))?;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SimError(format!("{}: {e}", shown()))),
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(|e| SimError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| SimError(format!("{}: {e}", shown())))?;
         Ok(Simulated { log, accepted, attempts: Default::default(), config, observed })
     }
 }
@@ -182,30 +201,34 @@ impl Provider for Simulated {
     }
 
     fn send_batch(&mut self, batch: &[Message<'_>]) -> Vec<Delivery> {
-        use std::fmt::Write as _;
         use std::io::Write;
         if !self.config.latency.is_zero() {
             std::thread::sleep(self.config.latency);
         }
         let mut out = Vec::with_capacity(batch.len());
-        let mut lines = String::new();
+        let mut lines = Vec::new();
         let (mut delivered, mut repeated) = (0u64, 0u64);
         let mut fresh: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
         for m in batch {
-            let down = self.config.outages.iter().any(|(a, b)| m.now >= *a && m.now < *b);
+            let now = m.minute();
+            let down = self.config.outages.iter().any(|(a, b)| now >= *a && now < *b);
             // The attempt as the outbox counts it (durable), or as this process
             // has seen it, whichever is further: a retry always gets a fresh
             // roll, also in a new process after a resume.
             let tries = self.attempts.get(m.key).copied().unwrap_or(0).max(m.attempt.saturating_sub(1));
             // The failure roll needs the attempt in its salt only when failures are configured.
-            if down
-                || (self.config.fail_rate > 0.0
-                    && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate)
-            {
+            let rejected = !down
+                && self.config.fail_rate > 0.0
+                && roll(&self.config, m.key, &format!("fail{tries}")) < self.config.fail_rate;
+            if down || rejected {
                 *self.attempts.entry(m.key.to_string()).or_default() += 1;
-                out.push(Delivery::Failed {
-                    reason: if down { "provider outage".into() } else { "provider rejected the message".into() },
-                });
+                let (outcome, reason) = if down {
+                    (log::Outcome::Outage, "provider outage")
+                } else {
+                    (log::Outcome::Rejected, "provider rejected the message")
+                };
+                log::write(&mut lines, m, outcome);
+                out.push(Delivery::Failed { reason: reason.into() });
                 continue;
             }
             let h = key_hash(m.key);
@@ -214,21 +237,19 @@ impl Provider for Simulated {
             match first {
                 Some(at) => {
                     repeated += 1;
-                    let _ = write!(lines, "R {} ", m.now);
+                    log::write(&mut lines, m, log::Outcome::Duplicate);
                     out.push(engagement(&self.config, m.key, at));
                 }
                 None => {
                     delivered += 1;
-                    fresh.insert(h, m.now);
-                    let _ = write!(lines, "D {} ", m.now);
-                    out.push(engagement(&self.config, m.key, m.now));
+                    fresh.insert(h, now);
+                    log::write(&mut lines, m, log::Outcome::Accepted);
+                    out.push(engagement(&self.config, m.key, now));
                 }
             }
-            lines.push_str(m.key);
-            lines.push('\n');
         }
         // Accepted only once recorded: a failed write fails the whole batch.
-        if !lines.is_empty() && self.log.write_all(lines.as_bytes()).is_err() {
+        if !lines.is_empty() && self.log.write_all(&lines).is_err() {
             return batch.iter().map(|_| Delivery::Failed { reason: "provider unavailable".into() }).collect();
         }
         self.accepted.extend(fresh);

@@ -16,6 +16,11 @@ pub struct StepReport {
     pub entered: u64,
     pub sent: u64,
     pub skipped: BTreeMap<String, u64>,
+    /// Sends held back for later by a delivery rule (`quiet-hours`,
+    /// `rate-limit`), each once however often it was held; they are sent
+    /// (or skipped) afterwards.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub held: BTreeMap<String, u64>,
     pub failed: u64,
     pub cost: f64,
     /// Send steps: messages the provider reports delivered, opened and
@@ -165,6 +170,7 @@ pub fn build(store: &dyn Store, p: &Program, state: &str, provider: Observed, no
                 entered: c.entered,
                 sent: c.sent,
                 skipped: c.skipped,
+                held: c.held,
                 failed: c.failed,
                 cost: euros(c.cost_micros),
                 delivered: on_send(e.delivered),
@@ -285,7 +291,17 @@ pub fn human(r: &Report) -> String {
         .iter()
         .map(|s| format!("{} {}", s.as_str(), r.executions.get(s.as_str()).copied().unwrap_or(0)))
         .collect();
-    out.push_str(&format!("executions: {}\n\n", states.join(", ")));
+    out.push_str(&format!("executions: {}\n", states.join(", ")));
+    // Why a run took virtual days: sends waited for a delivery rule.
+    let mut held: BTreeMap<&str, u64> = BTreeMap::new();
+    for (why, n) in r.steps.iter().flat_map(|s| s.held.iter()) {
+        *held.entry(why.as_str()).or_default() += n;
+    }
+    if !held.is_empty() {
+        let parts: Vec<String> = held.iter().map(|(why, n)| format!("{n} by {why}")).collect();
+        out.push_str(&format!("held sends (sent later): {}\n", parts.join(", ")));
+    }
+    out.push('\n');
     let w = r.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
     let k = r.steps.iter().map(|s| s.kind.len()).max().unwrap_or(7).max(7);
     out.push_str(&format!(
@@ -300,6 +316,9 @@ pub fn human(r: &Report) -> String {
         ));
         for (why, n) in &s.skipped {
             out.push_str(&format!("{:<w$}    skipped {why}: {n}\n", ""));
+        }
+        for (why, n) in &s.held {
+            out.push_str(&format!("{:<w$}    held by {why}: {n}\n", ""));
         }
         if let (Some(d), Some(o), Some(c)) = (s.delivered, s.opened, s.clicked) {
             if s.sent > 0 {

@@ -154,12 +154,17 @@ pub fn run_with_events(
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
     let mut finished = finished_count(store, &name)?;
     let mut replay = super::ingest::Replay::resume(store, &name, events)?;
+    let mut engine = opts.engine.clone();
+    if opts.clock == ClockKind::Real {
+        engine.pace = super::engine::Pace::RealTime;
+        engine.stop = Some(opts.stop.clone());
+    }
     while !opts.stop.load(Ordering::SeqCst) {
         replay.ingest_due(store, &name, now)?;
         // While events are still to come, a drained campaign is not finished:
         // they may wake or exit its executions.
         let ending = if replay.next_at().is_some() { Ending::StaysOpen } else { Ending::WhenDrained };
-        let pass = driver.pass(store, provider, program, &opts.engine, ending, now)?;
+        let pass = driver.pass(store, provider, program, &engine, ending, now)?;
         transitions += pass.transitions;
         finished += pass.finished;
         state = pass.state;

@@ -211,6 +211,23 @@ CREATE TABLE ab_assignments (
   PRIMARY KEY (campaign, contact_id, ab)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Schema 6 (issue 19): delivery rules. A campaign's rate limiter keeps the
+-- instant (ms since the epoch) its next message may go, written in the same
+-- transaction as the outbox rows that took the slots before it. Sends held
+-- by a rule (quiet hours, rate limit) are counted per step and reason.
+CREATE TABLE rate_limits (
+  campaign TEXT PRIMARY KEY,
+  next_free_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE step_holds (
+  campaign TEXT NOT NULL,
+  step TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (campaign, step, reason)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -1227,6 +1244,13 @@ impl Store for SqliteStore {
             .map(Option::unwrap_or_default)
     }
 
+    fn rate_next_free(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row("SELECT next_free_ms FROM rate_limits WHERE campaign = ?1", params![campaign], |r| r.get(0))
+            .optional()
+            .map_err(classify)
+    }
+
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
         write_breaker(&self.conn, campaign, state)
     }
@@ -1467,9 +1491,29 @@ impl Store for SqliteStore {
                 for (reason, n) in &c.skipped {
                     skips.execute(params![campaign, step, reason, *n as i64]).map_err(classify)?;
                 }
+                if !c.held.is_empty() {
+                    let mut holds = tx
+                        .prepare_cached(
+                            "INSERT INTO step_holds (campaign, step, reason, count) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT(campaign, step, reason) DO UPDATE SET count = count + excluded.count",
+                        )
+                        .map_err(classify)?;
+                    for (reason, n) in &c.held {
+                        holds.execute(params![campaign, step, reason, *n as i64]).map_err(classify)?;
+                    }
+                }
             }
             if let Some(b) = &round.breaker {
                 write_breaker(&tx, campaign, b)?;
+            }
+            if let Some(next) = round.rate_next_free_ms {
+                tx.prepare_cached(
+                    "INSERT INTO rate_limits (campaign, next_free_ms) VALUES (?1, ?2)
+                     ON CONFLICT(campaign) DO UPDATE SET next_free_ms = excluded.next_free_ms",
+                )
+                .map_err(classify)?
+                .execute(params![campaign, next])
+                .map_err(classify)?;
             }
             let mut ab = tx
                 .prepare_cached("INSERT INTO ab_stats (campaign, ab, variant, count) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(campaign, ab, variant) DO UPDATE SET count = count + excluded.count")
@@ -1528,6 +1572,7 @@ impl Store for SqliteStore {
                         failed: r.get::<_, i64>(3)? as u64,
                         cost_micros: r.get(4)?,
                         skipped: BTreeMap::new(),
+                        held: BTreeMap::new(),
                     },
                 ))
             })
@@ -1543,6 +1588,17 @@ impl Store for SqliteStore {
         for row in rows {
             let (step, reason, n) = row.map_err(classify)?;
             out.entry(StepId(step)).or_default().skipped.insert(reason, n as u64);
+        }
+        let mut holds = self
+            .conn
+            .prepare_cached("SELECT step, reason, count FROM step_holds WHERE campaign = ?1")
+            .map_err(classify)?;
+        let rows = holds
+            .query_map(params![campaign], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(classify)?;
+        for row in rows {
+            let (step, reason, n) = row.map_err(classify)?;
+            out.entry(StepId(step)).or_default().held.insert(reason, n as u64);
         }
         Ok(out)
     }

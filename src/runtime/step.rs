@@ -19,6 +19,8 @@ pub enum SkipReason {
     NoConsent,
     ChannelNotApproved,
     NotCapable,
+    /// The send fell in the campaign's quiet hours (`then skip`).
+    QuietHours,
 }
 
 impl SkipReason {
@@ -28,6 +30,7 @@ impl SkipReason {
             SkipReason::NoConsent => "no-consent",
             SkipReason::ChannelNotApproved => "channel-not-approved",
             SkipReason::NotCapable => "not-capable",
+            SkipReason::QuietHours => "quiet-hours",
         }
     }
     pub fn parse(s: &str) -> Option<SkipReason> {
@@ -36,6 +39,7 @@ impl SkipReason {
             "no-consent" => Some(SkipReason::NoConsent),
             "channel-not-approved" => Some(SkipReason::ChannelNotApproved),
             "not-capable" => Some(SkipReason::NotCapable),
+            "quiet-hours" => Some(SkipReason::QuietHours),
             _ => None,
         }
     }

@@ -304,15 +304,18 @@ pub struct OutboxNew {
 }
 
 impl OutboxNew {
-    /// The message to hand the provider for this row, borrowing from it.
-    pub fn to_message(&self, now: i64, attempt: u32) -> super::provider::Message<'_> {
+    /// The message to hand the provider for this row of `campaign`, at
+    /// `at_ms` (milliseconds since the epoch), borrowing from the row.
+    pub fn to_message<'a>(&'a self, campaign: &'a str, at_ms: i64, attempt: u32) -> super::provider::Message<'a> {
         super::provider::Message {
             key: &self.key,
+            campaign,
             contact: self.contact.as_str(),
+            step: &self.step.0,
             channel: &self.channel,
             message: &self.message,
             template: &self.template,
-            now,
+            at_ms,
             attempt,
         }
     }
@@ -393,6 +396,25 @@ pub struct StepCounts {
     pub failed: u64,
     pub cost_micros: i64,
     pub skipped: BTreeMap<String, u64>,
+    /// Sends held (not skipped) by a delivery rule, per `Held::as_str`:
+    /// each held send once, however often it was held again.
+    pub held: BTreeMap<String, u64>,
+}
+
+/// Why a send was held back for later (docs/runtime.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Held {
+    QuietHours,
+    RateLimit,
+}
+
+impl Held {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Held::QuietHours => "quiet-hours",
+            Held::RateLimit => "rate-limit",
+        }
+    }
 }
 
 /// What a batch did to one contact's tags: applied to the tags stored at
@@ -481,6 +503,9 @@ pub struct Round {
     pub ab_assigned: Vec<AbAssignment>,
     /// The breaker after this round's sends, when they changed it.
     pub breaker: Option<BreakerState>,
+    /// The rate limiter's next free instant (ms) after this round's sends,
+    /// for a campaign with a rate limit.
+    pub rate_next_free_ms: Option<i64>,
 }
 
 impl Round {
@@ -497,6 +522,7 @@ impl Round {
             && self.ab.is_empty()
             && self.ab_assigned.is_empty()
             && self.breaker.is_none()
+            && self.rate_next_free_ms.is_none()
     }
 }
 
@@ -652,6 +678,8 @@ pub trait Store {
     fn probe_pending(&self, campaign: &str) -> Result<bool, StoreError>;
     fn set_probe(&mut self, campaign: &str, probe: Probe) -> Result<(), StoreError>;
     fn breaker(&self, campaign: &str) -> Result<BreakerState, StoreError>;
+    /// The rate limiter's next free instant (ms) for `campaign`, if it ever sent under one.
+    fn rate_next_free(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
     /// Executions due by `now`, earliest first, with `fields` of their contacts.
     fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError>;

@@ -55,6 +55,11 @@ pub fn run(
     config: RunnerConfig,
     stop: Arc<AtomicBool>,
 ) {
+    let mut config = config;
+    if !clock.is_virtual() {
+        config.engine.pace = crate::runtime::engine::Pace::RealTime;
+        config.engine.stop = Some(stop.clone());
+    }
     let mut driver = Driver::new(WorkerId::this_process());
     while !stop.load(Ordering::SeqCst) {
         let busy = match pass(store.as_mut(), provider.as_mut(), &clock, &config, &mut driver) {
