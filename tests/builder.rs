@@ -79,6 +79,50 @@ fn wait_until_and_settings_export_as_documented() {
     assert!(back.ends_with(campaign), "{back}");
 }
 
+/// Issue 19: quiet hours, re-entry and the rate limit are campaign
+/// `settings`; `set` is a SET node whose value is an expression; the policy
+/// is the workspace's, never in a campaign's document.
+#[test]
+fn delivery_settings_and_set_export_as_documented() {
+    let src = std::fs::read_to_string(common::root().join("tests/data/compile/delivery.flow")).expect("read");
+    let json = export(&src);
+    let errors: Vec<String> = validator().iter_errors(&json).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        json["settings"],
+        serde_json::json!({
+            "quiet_hours": {"start": "21:00", "end": "08:00", "then": "skip"},
+            "reentry": {"after": "30d"},
+            "rate_limit": {"count": 600, "per": "minute"}
+        })
+    );
+    assert!(!json.to_string().contains("frequency"), "the policy is not a campaign's: {json}");
+    let set = &json["timeline"][2];
+    assert_eq!((set["id"].as_str(), set["type"].as_str()), (Some("bump"), Some("SET")));
+    assert_eq!(set["config"], serde_json::json!({"field": "plan", "value": {"attribute": "pro"}}));
+    let back = flowc::builder::import(&json.to_string()).expect("imports back");
+    assert_eq!(export(&back), json);
+    assert!(back.contains("  quiet hours 21:00 to 08:00 then skip\n  reentry after 30d\n  rate limit 600 per minute\n"), "{back}");
+    assert!(back.contains("  set lifetime_value = lifetime_value + 10\n"), "{back}");
+    // `then` may be left out (hold), `reentry` is a word or an object.
+    let doc = |settings: serde_json::Value| {
+        serde_json::json!({"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "settings": settings, "timeline": []}).to_string()
+    };
+    let text = flowc::builder::import(&doc(serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00"}, "reentry": "always"}))).expect("import");
+    assert!(text.contains("quiet hours 21:00 to 08:00\n  reentry always\n"), "{text}");
+    for (bad, says) in [
+        (serde_json::json!({"quiet_hours": {"start": "9pm", "end": "08:00"}}), "$.settings.quiet_hours.start"),
+        (serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00", "then": "drop"}}), "expected hold or skip"),
+        (serde_json::json!({"reentry": "twice"}), "$.settings.reentry"),
+        (serde_json::json!({"rate_limit": {"count": -1, "per": "minute"}}), "$.settings.rate_limit.count"),
+        (serde_json::json!({"rate_limit": {"count": 5, "per": "day"}}), "expected second, minute or hour"),
+    ] {
+        let e = flowc::builder::import(&doc(bad.clone())).expect_err("refused").to_string();
+        assert!(e.contains(says), "{bad}: {e}");
+        assert!(!schema().is_valid(&serde_json::from_str(&doc(bad)).expect("json")), "the schema refuses it too");
+    }
+}
+
 #[test]
 fn every_example_exports_validates_and_imports_back() {
     let v = validator();
@@ -129,7 +173,7 @@ fn errors_name_the_json_path_and_the_reason() {
         (base(r#"[{"id": "w", "type": "WAIT", "config": {}}]"#), "$.timeline[0].config: missing `duration`"),
         (
             base(r#"[{"id": "x", "type": "JUMP"}]"#),
-            "$.timeline[0].type: expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG or END, found `JUMP`",
+            "$.timeline[0].type: expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG, SET or END, found `JUMP`",
         ),
         (
             base(

@@ -333,3 +333,88 @@ fn version_map_knows_wait_until_paths() {
     let text = compile::diff::render(&p_old, &p_new, &m);
     assert!(text.contains("- w/when2"), "{text}");
 }
+
+/// Issue 19: the delivery settings and the workspace's caps reach every
+/// campaign's program; `set` lowers to SET with the field's slot, a bool
+/// field's value as a condition, `none` as the absent constant.
+#[test]
+fn delivery_rules_and_set_lower_to_the_program() {
+    let programs = compile_file(Path::new("tests/data/compile/delivery.flow"));
+    let caps = vec![
+        FrequencyCap { channel: None, count: 3, window_minutes: 7 * 24 * 60 },
+        FrequencyCap { channel: Some("sms".into()), count: 1, window_minutes: 24 * 60 },
+    ];
+    let p = &programs[0];
+    assert_well_formed(p);
+    assert_eq!(
+        p.delivery,
+        Delivery {
+            quiet_hours: Some(QuietHours { start_minute: 21 * 60, end_minute: 8 * 60, then: QuietThen::Skip }),
+            reentry: Reentry::After { minutes: 30 * 24 * 60 },
+            rate_limit: Some(RateLimit { count: 600, per: RatePer::Minute }),
+            frequency_caps: caps.clone(),
+        }
+    );
+    let plain = &programs[1];
+    assert_eq!(
+        plain.delivery,
+        Delivery {
+            quiet_hours: Some(QuietHours { start_minute: 22 * 60 + 30, end_minute: 7 * 60, then: QuietThen::Hold }),
+            reentry: Reentry::Always,
+            rate_limit: None,
+            frequency_caps: caps,
+        }
+    );
+    let set = |id: &str| {
+        let n = p.nodes.iter().find(|n| n.id.0 == id).unwrap_or_else(|| panic!("no step {id}"));
+        match &n.op {
+            Op::Set { field, slot, value, .. } => {
+                assert_eq!(p.fields[slot.0 as usize].name, *field, "the slot is the field's");
+                (field.clone(), value.clone())
+            }
+            other => panic!("{id} is a set, not {other:?}"),
+        }
+    };
+    assert!(matches!(set("black_friday/2"), (f, SetValue::Operand { operand: Operand::Sum { .. } }) if f == "lifetime_value"));
+    assert_eq!(
+        set("bump"),
+        ("plan".into(), SetValue::Operand { operand: Operand::Const { value: Const::Enum("pro".into()) } })
+    );
+    assert!(matches!(set("black_friday/4"), (f, SetValue::Cond { cond: Cond::And { .. } }) if f == "vip"));
+    assert_eq!(
+        set("black_friday/5"),
+        ("last_promo_at".into(), SetValue::Operand { operand: Operand::Now { offset_minutes: 24 * 60 } })
+    );
+    assert_eq!(
+        set("black_friday/6/then/1"),
+        ("last_promo_at".into(), SetValue::Operand { operand: Operand::Const { value: Const::None } })
+    );
+    assert_eq!(&codec::from_binary(&codec::to_binary(p)).expect("binary decodes"), p);
+    assert_eq!(&codec::from_json(&codec::to_json(p)).expect("JSON decodes"), p);
+    codec::validate(p).expect("valid");
+}
+
+/// Issue 19: `set` steps keep their ids across versions (label, else their
+/// structural path, like tag steps), so the version map follows them.
+#[test]
+fn version_map_knows_set_steps() {
+    let old = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  bump: set score = score + 1\n  set plan = pro\n}}\n",
+        gen::PRELUDE
+    );
+    let new = format!(
+        "{}campaign c {{\n  trigger manual\n  a: send e1\n  wait 1d\n  bump: set score = score + 2\n  set plan = pro\n}}\n",
+        gen::PRELUDE
+    );
+    let (p_old, _, _) = compile_source(&old);
+    let (p_new, _, _) = compile_source(&new);
+    let m = compile::diff::map_versions(&p_old, &p_new);
+    assert_eq!(m.map(NodeIdx(1)), Some(NodeIdx(2)), "executions at `bump` move with it");
+    assert!(m.kept.iter().any(|(i, _, _, changed)| i.0 == "bump" && *changed), "its value changed");
+    let ids = |v: Vec<&flowc::check::model::StepId>| v.into_iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    // The unlabelled set is step 3 before and step 4 after: a structural id.
+    assert_eq!(ids(m.removed.iter().map(|(i, _)| i).collect()), ["c/3"]);
+    assert_eq!(ids(m.added.iter().map(|(i, _)| i).collect()), ["c/2", "c/4"]);
+    let text = compile::diff::render(&p_old, &p_new, &m);
+    assert!(text.contains("SET score = score + 2"), "{text}");
+}

@@ -596,3 +596,98 @@ fn wait_until_and_exits_only_lower_reach() {
     assert_eq!(reach("first"), (300.0, 300.0), "no time passes before the first wait");
     assert_eq!(reach("after"), (0.0, 300.0));
 }
+
+/// Issue 19: `quiet hours … then skip` may drop a consent-requiring send,
+/// so it leaves `min` (max holds); a transactional send is exempt. Held
+/// quiet hours and a rate limit move sends in time only: the estimate is
+/// the one without them.
+#[test]
+fn quiet_hours_that_skip_lower_min_and_hold_or_rate_limit_change_nothing() {
+    let body = "  first: send email.marketing t\n  receipt: send email.transactional r\n";
+    let with = |settings: &str| {
+        compiled(&format!(
+            "{SCHEMA}template r {{ channel email message transactional status published }}\ncampaign c {{\n  trigger manual\n{settings}{body}}}"
+        ))
+    };
+    let cs: Vec<C> = (0..50).map(plain).collect();
+    let (plain_p, model) = with("");
+    let (_db, store) = TempDb::new("quiet", &model, &cs);
+    let base = estimate::estimate(&store, &plain_p, NOW, &Settings::default()).expect("estimate");
+    let sends = |e: &estimate::Estimate, message: &str| {
+        let s = e.sends.iter().find(|s| s.message == message).expect(message);
+        (s.sends.min, s.sends.expected, s.sends.max)
+    };
+    assert_eq!(sends(&base, "marketing"), (50.0, 50.0, 50.0));
+
+    let (skip, _) = with("  quiet hours 21:00 to 08:00 then skip\n");
+    let e = estimate::estimate(&store, &skip, NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&e, "marketing"), (0.0, 50.0, 50.0), "a skipped send may fall in the window");
+    assert_eq!(sends(&e, "transactional"), (50.0, 50.0, 50.0), "transactional messages are exempt");
+    assert_eq!(e.cost.max, base.cost.max);
+    assert!(e.cost.min < base.cost.min);
+    // Reaching the step is unchanged: the execution goes on after a skip.
+    assert_eq!(e.steps, base.steps);
+
+    for settings in ["  quiet hours 21:00 to 08:00\n", "  rate limit 1 per hour\n"] {
+        let (p, _) = with(settings);
+        let e = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("estimate");
+        assert_eq!((&e.steps, &e.sends, &e.cost), (&base.steps, &base.sends, &base.cost), "{settings}");
+    }
+}
+
+/// Issue 19: a frequency cap counts the sends the database recorded (of
+/// every campaign) and this campaign's own earlier sends: a contact already
+/// at its cap counts 0 in `min`; `max` holds; a cap on another channel, or a
+/// transactional send, changes nothing.
+#[test]
+fn frequency_caps_lower_min_from_the_recorded_sends() {
+    let cs: Vec<C> = (0..40).map(plain).collect();
+    // Another campaign already sent one marketing email to the first half.
+    let (earlier, model) = compiled(&format!(
+        "{SCHEMA}campaign earlier {{\n  trigger manual\n  audience score == 50 and plan != enterprise\n  send email.marketing t\n}}"
+    ));
+    let (db, mut store) = TempDb::new("caps", &model, &cs);
+    let report = run_virtual(&db, &mut store, &earlier);
+    let already = report.steps[0].sent as f64;
+    assert!(already > 0.0 && already < 40.0, "{already}");
+
+    let campaign = |policy: &str| {
+        compiled(&format!(
+            "{SCHEMA}template r {{ channel email message transactional status published }}\n{policy}campaign c {{\n  trigger manual\n  one: send email.marketing t\n  wait 1d\n  two: send email.marketing t\n  receipt: send email.transactional r\n}}"
+        ))
+        .0
+    };
+    let step_sends = |e: &estimate::Estimate, p: &Program| {
+        let at = |id: &str| p.nodes.iter().position(|n| n.id.0 == id).expect(id);
+        let reach = |id: &str| e.steps[at(id)].reach;
+        (reach("one"), reach("two"), reach("receipt"))
+    };
+    let sends = |e: &estimate::Estimate, message: &str| {
+        let s = e.sends.iter().find(|s| s.message == message).expect(message);
+        (s.sends.min, s.sends.max)
+    };
+    let uncapped = campaign("");
+    let base = estimate::estimate(&store, &uncapped, NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&base, "marketing"), (80.0, 80.0));
+
+    // 2 per 7d: those already sent to can take one more; the second send
+    // of this campaign then reaches their cap.
+    let capped = campaign("policy {\n  frequency cap 2 per 7d\n}\n");
+    let e = estimate::estimate(&store, &capped, NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&e, "marketing"), (40.0 + (40.0 - already), 80.0));
+    assert_eq!(sends(&e, "transactional"), (40.0, 40.0), "transactional messages are exempt");
+    assert_eq!(step_sends(&e, &capped), step_sends(&base, &uncapped), "reach is unchanged: a capped send is skipped and the execution goes on");
+
+    // 1 per 7d: already at the cap before this campaign starts; everyone's second send is capped.
+    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 7d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&e, "marketing"), (40.0 - already, 80.0));
+
+    // A 1-day window: the recorded send (now) still counts for `one`, but no
+    // longer for `two`, a day later; this campaign's `one` does not either.
+    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 1d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&e, "marketing"), (40.0 - already + 40.0, 80.0));
+
+    // A cap on sms leaves email alone.
+    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap sms 1 per 7d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    assert_eq!(sends(&e, "marketing"), (80.0, 80.0));
+}

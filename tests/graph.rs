@@ -168,6 +168,7 @@ fn pictures() -> Vec<(String, String)> {
     files.sort();
     files.push(common::root().join("tests/data/graph/long_names.flow"));
     files.push(common::root().join("tests/data/compile/wait_until.flow"));
+    files.push(common::root().join("tests/data/compile/delivery.flow"));
     let mut out = Vec::new();
     for path in files {
         let rel = path.strip_prefix(common::root()).expect("rel").to_path_buf();
@@ -475,6 +476,33 @@ fn dot_and_mermaid_show_the_trigger_audience_and_fallback_none() {
             assert!(labels.iter().any(|l| l.contains(want)), "{format}: {want:?} not shown in {labels:#?}");
         }
     }
+}
+
+/// Issue 19: a `set` is a box like a tag's, saying `set field = value`, in
+/// the native SVG, DOT and Mermaid alike.
+#[test]
+fn set_steps_draw_like_tags() {
+    let rel = std::path::Path::new("tests/data/compile/delivery.flow");
+    let (analysis, ws) = common::check_file(rel, &Default::default());
+    assert!(!analysis.has_errors(), "{:?}", analysis.diags);
+    let (root, model) = &analysis.models[0];
+    let c = model.campaigns.iter().find(|c| c.file == *root).expect("black_friday").clone();
+    let src = ws.sources.get(c.file).clone();
+    let p = compile::compile(model, &c, &src);
+    let texts = box_texts(&compile::graph::svg(&c, &src));
+    for want in ["SET lifetime_value = lifetime_value + 10", "bump: SET plan = pro", "SET last_promo_at = none"] {
+        assert!(texts.iter().any(|t| t == want), "svg: {want:?} not a box of its own in {texts:#?}");
+    }
+    let dot = compile::graph::dot(&p, &c);
+    let d = dot_strings(&dot);
+    let m = mermaid_labels(&compile::graph::mermaid(&p, &c));
+    for (format, labels) in [("dot", &d), ("mermaid", &m)] {
+        for want in ["SET lifetime_value = lifetime_value + 10\nblack_friday/2", "SET plan = pro\nbump"] {
+            assert!(labels.iter().any(|l| l == want), "{format}: {want:?} not shown in {labels:#?}");
+        }
+    }
+    // The same colour as a tag's box.
+    assert!(dot.contains("  n2 [shape=box, fillcolor=\"#d1fae5\""), "{dot}");
 }
 
 fn wait_until_fixture() -> (Program, Campaign, SourceText) {

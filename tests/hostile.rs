@@ -436,6 +436,7 @@ fn exercise(p: &flowc::compile::program::Program) {
         rates: flowc::runtime::estimate::Rates { delivered: 0.9, opened: 0.5, clicked: 0.1 },
         account,
         event_window: flowc::runtime::estimate::DEFAULT_EVENT_WINDOW,
+        consent_messages: Default::default(),
     };
     let _ = flowc::runtime::estimate::estimate(&store, p, 29_000_000, &settings);
 }

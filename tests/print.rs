@@ -105,3 +105,31 @@ proptest! {
         prop_assert!(same(s), "{}", text);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Issue 19: a `set` value prints as text that parses back to the same
+    /// tree, whatever step follows it (another `set`, a labelled step, the
+    /// end of the block).
+    #[test]
+    fn set_values_parse_back(a in tree(), b in tree()) {
+        use flowc::source::Span;
+        use flowc::syntax::ast::{Name, StepKind};
+        let field = |t: &str| Name { text: t.into(), span: Span::default() };
+        let text = format!(
+            "campaign k {{\n  trigger manual\n  {}\n  l: {}\n  if true {{ {} }}\n}}\n",
+            print::set_step(&field("x"), &a),
+            print::set_step(&field("y"), &b),
+            print::set_step(&field("z"), &a),
+        );
+        let k = parse_campaign(&text).map_err(TestCaseError::fail)?;
+        let value = |i: usize| match &k.steps.get(i).map(|s| &s.kind) {
+            Some(StepKind::Set { value, .. }) => Ok(normalize(value)),
+            _ => Err(TestCaseError::fail(format!("step {i} is no set: {text}"))),
+        };
+        prop_assert_eq!(value(0)?, normalize(&a));
+        prop_assert_eq!(value(1)?, normalize(&b));
+        prop_assert_eq!(k.steps.len(), 3, "{}", text);
+    }
+}

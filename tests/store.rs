@@ -373,6 +373,9 @@ impl Wrapped {
 }
 
 impl Store for Wrapped {
+    fn sends_since(&self, contacts: &[&str], since: i64) -> Result<Vec<(String, RecordedSend)>, StoreError> {
+        self.inner.sends_since(contacts, since)
+    }
     fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.put_campaign(campaign, now)

@@ -49,6 +49,24 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
             Setting::OnIneligible(w, _) => {
                 settings.insert("on_ineligible".into(), json!(w.as_str()));
             }
+            Setting::QuietHours(q) => {
+                let then = if q.then == QuietThen::Skip { "skip" } else { "hold" };
+                settings.insert(
+                    "quiet_hours".into(),
+                    json!({"start": q.start.text, "end": q.end.text, "then": then}),
+                );
+            }
+            Setting::Reentry(r, _) => {
+                let v = match r {
+                    Reentry::Once => json!("once"),
+                    Reentry::Always => json!("always"),
+                    Reentry::After(d) => json!({"after": duration(d)}),
+                };
+                settings.insert("reentry".into(), v);
+            }
+            Setting::RateLimit(r) => {
+                settings.insert("rate_limit".into(), json!({"count": r.count.value, "per": r.per.as_str()}));
+            }
         }
     }
     // One goal is an object; more (an error the checker reports) stay a list
@@ -181,6 +199,7 @@ fn node(s: &Step, id: &str) -> Value {
             ("TAG", json!({"action": if *op == TagOp::Add { "add" } else { "remove" }, "tag": tag.value}))
         }
         StepKind::End => ("END", json!({})),
+        StepKind::Set { field, value } => ("SET", json!({"field": field.text, "value": expr(value)})),
         StepKind::WaitUntil(w) => {
             let mut paths: Vec<Value> = w
                 .arms

@@ -146,6 +146,12 @@ impl Reader {
             "CONDITION" => self.condition_step(closed(config_v, &cpath, &["branches", "else"])?, &cpath, id, braces)?,
             "AB_TEST" => self.ab_test(closed(config_v, &cpath, &["name", "variants"])?, &cpath, id, braces)?,
             "WAIT_UNTIL" => self.wait_until(closed(config_v, &cpath, &["paths", "form"])?, &cpath, id, braces)?,
+            "SET" => {
+                let config = closed(config_v, &cpath, &["field", "value"])?;
+                let field_name = ident(field(config, "field", &cpath)?, &format!("{cpath}.field"))?;
+                let value = condition(field(config, "value", &cpath)?, &format!("{cpath}.value"), braces)?;
+                StepKind::Set { field: field_name, value }
+            }
             "TAG" => {
                 let config = closed(config_v, &cpath, &["action", "tag"])?;
                 let op = match string(field(config, "action", &cpath)?, &format!("{cpath}.action"))? {
@@ -164,7 +170,7 @@ impl Reader {
             other => {
                 return err(
                     &format!("{path}.type"),
-                    format!("expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG or END, found `{other}`"),
+                    format!("expected SEND, WAIT, WAIT_UNTIL, CONDITION, AB_TEST, TAG, SET or END, found `{other}`"),
                 )
             }
         };
@@ -335,7 +341,7 @@ fn arm_cond(v: &Value, path: &str, braces: usize) -> R<ArmCond> {
 /// `settings`: `goal` (an object, or a list when the text had several),
 /// `exits`, `on_ineligible`.
 fn campaign_settings(v: &Value) -> R<Vec<Setting>> {
-    let m = closed(v, "$.settings", &["goal", "exits", "on_ineligible"])?;
+    let m = closed(v, "$.settings", &["goal", "exits", "on_ineligible", "quiet_hours", "reentry", "rate_limit"])?;
     let mut out = Vec::new();
     if let Some(g) = optional(m, "goal") {
         let goals: Vec<(&Value, String)> = match g {
@@ -362,7 +368,71 @@ fn campaign_settings(v: &Value) -> R<Vec<Setting>> {
         };
         out.push(Setting::OnIneligible(what, Span::default()));
     }
+    if let Some(q) = optional(m, "quiet_hours") {
+        out.push(Setting::QuietHours(quiet_hours(q)?));
+    }
+    if let Some(r) = optional(m, "reentry") {
+        out.push(Setting::Reentry(reentry(r)?, Span::default()));
+    }
+    if let Some(r) = optional(m, "rate_limit") {
+        let path = "$.settings.rate_limit";
+        let rm = closed(r, path, &["count", "per"])?;
+        let count = count(field(rm, "count", path)?, &format!("{path}.count"))?;
+        let per = match string(field(rm, "per", path)?, &format!("{path}.per"))? {
+            "second" => RatePer::Second,
+            "minute" => RatePer::Minute,
+            "hour" => RatePer::Hour,
+            other => return err(&format!("{path}.per"), format!("expected second, minute or hour, found `{other}`")),
+        };
+        out.push(Setting::RateLimit(RateLimit { count, per, span: Span::default() }));
+    }
     Ok(out)
+}
+
+/// `{"start": "21:00", "end": "08:00", "then": "hold" | "skip"}`; `then` may be left out (hold).
+fn quiet_hours(v: &Value) -> R<QuietHours> {
+    let path = "$.settings.quiet_hours";
+    let m = closed(v, path, &["start", "end", "then"])?;
+    let start = clock(field(m, "start", path)?, &format!("{path}.start"))?;
+    let end = clock(field(m, "end", path)?, &format!("{path}.end"))?;
+    let then = match optional(m, "then").map(|t| string(t, &format!("{path}.then"))).transpose()? {
+        None | Some("hold") => QuietThen::Hold,
+        Some("skip") => QuietThen::Skip,
+        Some(other) => return err(&format!("{path}.then"), format!("expected hold or skip, found `{other}`")),
+    };
+    Ok(QuietHours { start, end, then, span: Span::default() })
+}
+
+/// A time of day: digits, `:`, digits (the checker says whether it is a real `HH:MM`).
+fn clock(v: &Value, path: &str) -> R<Clock> {
+    let text = string(v, path)?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match text.split_once(':') {
+        Some((h, m)) if digits(h) && digits(m) => Ok(Clock { text: text.to_string(), span: Span::default() }),
+        _ => err(path, format!("expected a time of day like \"21:00\", found \"{text}\"")),
+    }
+}
+
+/// `"once"`, `"always"` or `{"after": "30d"}`.
+fn reentry(v: &Value) -> R<Reentry> {
+    let path = "$.settings.reentry";
+    match v {
+        Value::String(s) if s == "once" => Ok(Reentry::Once),
+        Value::String(s) if s == "always" => Ok(Reentry::Always),
+        Value::Object(_) => {
+            let m = closed(v, path, &["after"])?;
+            Ok(Reentry::After(duration(field(m, "after", path)?, &format!("{path}.after"))?))
+        }
+        other => err(path, format!("expected \"once\", \"always\" or {{\"after\": \"30d\"}}, found {other}")),
+    }
+}
+
+/// A whole number of 0 or more (the checker says which counts make sense).
+fn count(v: &Value, path: &str) -> R<Count> {
+    match v.as_u64() {
+        Some(value) => Ok(Count { value, span: Span::default() }),
+        None => err(path, format!("expected a whole number, found {v}")),
+    }
 }
 
 fn trigger(v: &Value) -> R<TriggerKind> {

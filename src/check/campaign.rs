@@ -24,6 +24,7 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     let mut goal: Option<(Goal, Span)> = None;
     let mut exits = Vec::new();
     let mut on_ineligible = OnIneligible::Skip;
+    let mut delivery = Delivery::default();
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for s in &c.settings {
         let (key, span) = (s.key(), s.span());
@@ -81,6 +82,17 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
                     ast::Ineligible::Continue => OnIneligible::Continue,
                 }
             }
+            ast::Setting::QuietHours(q) => delivery.quiet_hours = check_quiet_hours(cx, file, q),
+            ast::Setting::Reentry(r, _) => {
+                delivery.reentry = match r {
+                    ast::Reentry::Once => Reentry::Once,
+                    ast::Reentry::Always => Reentry::Always,
+                    ast::Reentry::After(d) => {
+                        Reentry::After { minutes: check_wait_minutes(cx, file, d, "a re-entry delay") }
+                    }
+                }
+            }
+            ast::Setting::RateLimit(r) => delivery.rate_limit = check_rate_limit(cx, file, r),
         }
     }
     let trigger = trigger.unwrap_or_else(|| {
@@ -95,8 +107,21 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
     let mut labels = BTreeMap::new();
     let mut ab_names = BTreeMap::new();
     collect_labels(cx, file, &c.steps, &mut labels, &mut ab_names);
-    let mut w = Walk { labels: &labels, file, sends: 0 };
+    let mut w = Walk { labels: &labels, file, sends: 0, quiet_worthy: None };
     let (steps, _) = w.block(cx, &c.steps, &c.name.text, &Before::default());
+    if let (None, Some((send, channel))) = (&delivery.quiet_hours, &w.quiet_worthy) {
+        cx.report(
+            Diagnostic::new(
+                Code::MissingQuietHours,
+                file,
+                c.name.span,
+                format!("campaign `{}` sends consent-requiring {channel} messages and has no quiet hours", c.name.text),
+            )
+            .with_label("may text contacts at night")
+            .with_related(*send, format!("a consent-requiring {channel} message"))
+            .with_help("add `quiet hours 21:00 to 08:00` (in each contact's time zone), with `then skip` to drop such sends instead of holding them"),
+        );
+    }
     if w.sends == 0 {
         cx.report(
             Diagnostic::new(Code::NoSend, file, c.name.span, format!("campaign `{}` sends nothing", c.name.text))
@@ -112,11 +137,66 @@ pub(crate) fn check(cx: &mut Checker, file: FileId, c: &ast::Campaign) -> Option
         goal: goal.map(|(g, _)| g),
         exits,
         on_ineligible,
+        delivery,
         steps,
         file,
         span: c.span,
         name_span: c.name.span,
     })
+}
+
+/// `quiet hours START to END [then skip]`: both times `HH:MM`, distinct.
+fn check_quiet_hours(cx: &mut Checker, file: FileId, q: &ast::QuietHours) -> Option<QuietHours> {
+    let mut clock = |c: &ast::Clock| {
+        let minutes = c.minutes();
+        if minutes.is_none() {
+            cx.report(
+                Diagnostic::new(
+                    Code::InvalidQuietHours,
+                    file,
+                    c.span,
+                    format!("`{}` is not a time of day written HH:MM", c.text),
+                )
+                .with_label("not HH:MM")
+                .with_help("write times with two digits each, from 00:00 to 23:59, like `21:00` or `08:30`"),
+            );
+        }
+        minutes
+    };
+    let (start, end) = (clock(&q.start), clock(&q.end));
+    let (start_minute, end_minute) = (start?, end?);
+    if start_minute == end_minute {
+        cx.report(
+            Diagnostic::new(
+                Code::InvalidQuietHours,
+                file,
+                q.span,
+                format!("quiet hours from {} to {} are no window at all", q.start.text, q.end.text),
+            )
+            .with_label("start equals end")
+            .with_help("give the window a different end; one that ends before it starts wraps midnight, like `21:00 to 08:00`"),
+        );
+        return None;
+    }
+    Some(QuietHours { start_minute, end_minute, then: q.then })
+}
+
+/// `rate limit N per UNIT`: N at least 1 (`invalid-declaration`), and within u32.
+fn check_rate_limit(cx: &mut Checker, file: FileId, r: &ast::RateLimit) -> Option<RateLimit> {
+    let count = u32::try_from(r.count.value).ok().filter(|n| *n >= 1);
+    if count.is_none() {
+        let (message, label) = if r.count.value == 0 {
+            ("a rate limit of 0 would never send".to_string(), "zero")
+        } else {
+            (format!("a rate limit of {} is beyond what flowc counts", r.count.value), "too large")
+        };
+        cx.report(
+            Diagnostic::new(Code::InvalidDeclaration, file, r.count.span, message)
+                .with_label(label)
+                .with_help("a rate limit is between 1 and 4294967295 sends per second, minute or hour"),
+        );
+    }
+    Some(RateLimit { count: count?, per: r.per })
 }
 
 /// A goal's window is counted from entering the campaign; 90 days is the
@@ -322,6 +402,9 @@ struct Walk<'l> {
     labels: &'l BTreeMap<String, LabelInfo>,
     file: FileId,
     sends: usize,
+    /// The first send (primary or fallback) of a consent-requiring sms or
+    /// whatsapp message, and its channel: what `missing-quiet-hours` is about.
+    quiet_worthy: Option<(Span, String)>,
 }
 
 impl Walk<'_> {
@@ -493,6 +576,11 @@ impl Walk<'_> {
                 (StepKind::Tag { add: *op == ast::TagOp::Add, tag: tag.value.clone() }, Some(sent.clone()))
             }
             ast::StepKind::End => (StepKind::End, None),
+            ast::StepKind::Set { field, value } => {
+                let scope = Scope { campaign: Some(CampaignScope { labels: self.labels, sent }), ..Scope::plain() };
+                let value = set_value(cx, file, field, value, &scope);
+                (StepKind::Set { field: field.text.clone(), value }, Some(sent.clone()))
+            }
         }
     }
 
@@ -631,8 +719,68 @@ impl Walk<'_> {
             }
             (None, _) => {}
         }
+        if self.quiet_worthy.is_none() {
+            let spans = [(Some(&target), send.target.span), (fallback.as_ref(), fallback_span(send))];
+            self.quiet_worthy = spans.into_iter().find_map(|(t, span)| {
+                let t = t?;
+                needs_quiet_hours(cx, t).then(|| (span, t.channel.clone()))
+            });
+        }
         StepKind::Send { target, fallback, explicit_no_fallback }
     }
+}
+
+fn fallback_span(send: &ast::Send) -> Span {
+    match &send.fallback {
+        Some(ast::Fallback::To(t)) => t.span,
+        _ => send.target.span,
+    }
+}
+
+/// The channels whose consent-requiring messages `missing-quiet-hours` asks
+/// quiet hours for: the ones that ring a phone with a text.
+const QUIET_CHANNELS: &[&str] = &["sms", "whatsapp"];
+
+fn needs_quiet_hours(cx: &Checker, t: &SendTarget) -> bool {
+    QUIET_CHANNELS.contains(&t.channel.as_str())
+        && cx.model.channels.get(&t.channel).and_then(|c| c.messages.get(&t.message)).is_some_and(|m| m.requires_consent)
+}
+
+/// Fields no `set` may write: the contact's identity and its creation time
+/// are fixed; tags change through `tag add` / `tag remove`.
+const READONLY_FIELDS: &[(&str, &str)] = &[
+    ("id", "`id` is the contact's key and never changes"),
+    ("created_at", "`created_at` records when the contact was created and never changes"),
+    ("tags", "tags change with `tag add \"…\"` and `tag remove \"…\"`"),
+];
+
+/// `set FIELD = EXPR`: a declared, writable field, and a value of its type.
+fn set_value(cx: &mut Checker, file: FileId, field: &ast::Name, value: &ast::Expr, scope: &Scope) -> TExpr {
+    if let Some((_, why)) = READONLY_FIELDS.iter().find(|(n, _)| *n == field.text) {
+        cx.report(
+            Diagnostic::new(Code::ReadonlyField, file, field.span, format!("`{}` cannot be set", field.text))
+                .with_label("read-only field")
+                .with_help(*why),
+        );
+        return expr::value(cx, file, value, scope, None);
+    }
+    let Some(declared) = cx.model.contact.get(&field.text).cloned() else {
+        let writable: Vec<&str> = cx
+            .model
+            .contact
+            .keys()
+            .map(String::as_str)
+            .filter(|n| !READONLY_FIELDS.iter().any(|(r, _)| r == n))
+            .collect();
+        let best = suggest::best(&field.text, writable.iter().copied());
+        cx.report(
+            Diagnostic::new(Code::ReadonlyField, file, field.span, format!("`{}` is not a declared contact field", field.text))
+                .with_label("nothing to set")
+                .with_suggestion(field.span, best, Some("declare it in `contact { … }` first".to_string())),
+        );
+        return expr::value(cx, file, value, scope, None);
+    };
+    expr::value(cx, file, value, scope, Some(&declared))
 }
 
 fn fmt_bp(bp: u64) -> String {

@@ -119,6 +119,45 @@ pub fn condition(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope) -
     expect_bool(cx, file, t)
 }
 
+/// The value a `set` writes into `field`: of the field's type (a bool field
+/// takes any condition, an enum field a bare enum value, an optional field
+/// `none`). Without a field (already reported) it is only typed.
+pub fn value(cx: &mut Checker, file: FileId, e: &ast::Expr, scope: &Scope, field: Option<&Field>) -> TExpr {
+    let Some(field) = field else {
+        return typed(cx, file, e, scope, None);
+    };
+    if field.ty == Type::Bool && !matches!(e.kind, ExprKind::None) {
+        return condition(cx, file, e, scope);
+    }
+    let t = typed(cx, file, e, scope, Some(&field.ty));
+    let fits = match (&field.ty, &t.ty) {
+        (_, Type::Unknown) => true,
+        (_, Type::None) => field.optional,
+        (Type::Enum(a), Type::Enum(b)) => a == b,
+        (Type::String, Type::Timezone) => true,
+        (a, b) => a == b,
+    };
+    if fits {
+        return t;
+    }
+    let help = if t.ty == Type::None {
+        format!("`{}` is not optional (`{}?`), so it always holds a value", field.name, field.ty.describe())
+    } else {
+        format!("`{}` holds {}; give it a value of that type", field.name, field.ty.describe())
+    };
+    cx.report(
+        Diagnostic::new(
+            Code::TypeMismatch,
+            file,
+            t.span,
+            format!("`{}` is {}, but this value is {}", field.name, field.ty.describe(), t.ty.describe()),
+        )
+        .with_label(format!("this is {}", t.ty.describe()))
+        .with_help(help),
+    );
+    unknown(t.span)
+}
+
 fn expect_bool(cx: &mut Checker, file: FileId, t: TExpr) -> TExpr {
     if matches!(t.ty, Type::Bool | Type::Unknown) {
         return t;

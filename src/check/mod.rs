@@ -21,6 +21,9 @@ use model::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+/// The longest rolling window a frequency cap counts over.
+const MAX_CAP_WINDOW_MINUTES: u64 = 365 * 24 * 60;
+
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
     /// `--allow-draft`: a draft or rejected template is a warning, not an error.
@@ -73,6 +76,7 @@ pub fn check(
         }
     }
     cx.declare_registry(registry);
+    cx.declare_policy();
     cx.validate_declarations();
     cx.check_segments();
     let campaigns = std::mem::take(&mut cx.campaign_asts);
@@ -164,6 +168,8 @@ impl<'a> Checker<'a> {
             }
             ast::Item::Template(t) => self.declare_template(file, t),
             ast::Item::Pricing(p) => self.declare_pricing(file, p),
+            // Workspace-wide: read from every loaded file by `declare_policy`.
+            ast::Item::Policy(_) => {}
             ast::Item::Segment(s) => self.segment_asts.push((file, s)),
             ast::Item::Campaign(c) => self.campaign_asts.push((file, c)),
         }
@@ -381,6 +387,100 @@ impl<'a> Checker<'a> {
                 },
             );
         }
+    }
+
+    /// The workspace's one `policy` block, from whichever loaded file holds
+    /// it; a second one is `invalid-frequency-cap` and left out.
+    fn declare_policy(&mut self) {
+        let ws = self.ws;
+        let decls = ws.policies.iter().flat_map(|&file| {
+            ws.tree(file).items.iter().filter_map(move |i| match i {
+                ast::Item::Policy(p) => Some((file, p)),
+                _ => None,
+            })
+        });
+        let mut first: Option<(FileId, Span)> = None;
+        for (file, p) in decls {
+            if let Some((first_file, first_span)) = first {
+                let d = Diagnostic::new(Code::InvalidFrequencyCap, file, p.keyword, "a workspace has one `policy` block")
+                    .with_label("second policy");
+                let d = if first_file == file {
+                    d.with_related(first_span, "first policy here").with_help("merge the caps into the first block")
+                } else {
+                    let src = ws.sources.get(first_file);
+                    let lc = src.line_col(first_span.start as usize);
+                    d.with_help(format!(
+                        "the first is at {}:{}:{}; merge the caps into it",
+                        src.path.display(),
+                        lc.line,
+                        lc.column
+                    ))
+                };
+                self.report(d);
+                continue;
+            }
+            first = Some((file, p.keyword));
+            for c in &p.caps {
+                if let Some(cap) = self.frequency_cap(file, c) {
+                    self.model.policy.push(cap);
+                }
+            }
+        }
+    }
+
+    /// One `frequency cap [CHANNEL] N per D`: N at least 1, D in (0, 365d],
+    /// CHANNEL a declared channel.
+    fn frequency_cap(&mut self, file: FileId, c: &ast::FrequencyCap) -> Option<FrequencyCap> {
+        let mut ok = true;
+        if let Some(ch) = &c.channel {
+            if !self.model.channels.contains_key(&ch.text) {
+                let best = suggest::best(&ch.text, self.model.channels.keys().map(String::as_str));
+                self.report(
+                    Diagnostic::new(Code::UnknownChannel, file, ch.span, format!("unknown channel `{}`", ch.text))
+                        .with_label("no such channel")
+                        .with_suggestion(ch.span, best, Some("caps name a declared channel, or none for all".into())),
+                );
+                ok = false;
+            }
+        }
+        let count = u32::try_from(c.count.value).ok().filter(|n| *n >= 1);
+        if count.is_none() {
+            let message = if c.count.value == 0 {
+                "a frequency cap of 0 would block every send".to_string()
+            } else {
+                format!("a frequency cap of {} is beyond what flowc counts", c.count.value)
+            };
+            self.report(
+                Diagnostic::new(Code::InvalidFrequencyCap, file, c.count.span, message)
+                    .with_label("out of range")
+                    .with_help("a cap allows between 1 and 4294967295 sends per window"),
+            );
+        }
+        let minutes = c.window.minutes();
+        // A duration out of range was reported by the parser.
+        if !c.window.out_of_range() && (minutes == 0 || minutes > MAX_CAP_WINDOW_MINUTES) {
+            self.report(
+                Diagnostic::new(
+                    Code::InvalidFrequencyCap,
+                    file,
+                    c.window.span,
+                    if minutes == 0 {
+                        "a frequency cap's window must be longer than zero"
+                    } else {
+                        "a frequency cap's window can be at most 365 days"
+                    },
+                )
+                .with_label(format!("{minutes} minutes"))
+                .with_help("windows are between 1m and 365d, counted back from each send"),
+            );
+            ok = false;
+        }
+        let count = count?;
+        (ok && !c.window.out_of_range()).then(|| FrequencyCap {
+            channel: c.channel.as_ref().map(|n| n.text.clone()),
+            count,
+            window_minutes: minutes as i64,
+        })
     }
 
     fn declare_pricing(&mut self, file: FileId, p: &ast::PricingDecl) {

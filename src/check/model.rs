@@ -8,7 +8,7 @@
 use crate::source::{FileId, Span};
 /// The operators a checked expression keeps are the syntax tree's own: the
 /// model carries them so later layers name them through the model.
-pub use crate::syntax::ast::{ArithOp, CmpOp};
+pub use crate::syntax::ast::{ArithOp, CmpOp, QuietThen, RatePer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -28,7 +28,51 @@ pub struct Model {
     pub segments: BTreeMap<String, Segment>,
     /// Price per send in micro-euros, keyed by (channel, message type).
     pub pricing: BTreeMap<(String, String), Price>,
+    /// The workspace's `policy { frequency cap … }` (every loaded file's,
+    /// not only this unit's): empty without a policy.
+    pub policy: Vec<FrequencyCap>,
     pub campaigns: Vec<Campaign>,
+}
+
+/// `frequency cap [CHANNEL] N per D`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrequencyCap {
+    pub channel: Option<String>,
+    pub count: u32,
+    pub window_minutes: i64,
+}
+
+/// A campaign's delivery settings; the default is the v0.1 behaviour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub quiet_hours: Option<QuietHours>,
+    pub reentry: Reentry,
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `quiet hours START to END [then skip]`, in minutes after local midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start_minute: u16,
+    pub end_minute: u16,
+    pub then: QuietThen,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Reentry {
+    #[default]
+    Once,
+    Always,
+    After {
+        minutes: i64,
+    },
+}
+
+/// `rate limit N per UNIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: RatePer,
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +293,7 @@ pub struct Campaign {
     /// `exit when …` criteria in source order.
     pub exits: Vec<ArmCond>,
     pub on_ineligible: OnIneligible,
+    pub delivery: Delivery,
     pub steps: Vec<Step>,
     pub file: FileId,
     pub span: Span,
@@ -373,6 +418,12 @@ pub enum StepKind {
         arms: Vec<WaitArm>,
         timeout_minutes: i64,
         timeout: Vec<Step>,
+    },
+    /// `set FIELD = EXPR`: `value` has the field's type (or is `none` for an
+    /// optional field).
+    Set {
+        field: String,
+        value: TExpr,
     },
 }
 

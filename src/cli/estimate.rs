@@ -90,6 +90,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         rates: Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate },
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
+        consent_messages: consent_messages(&built.inputs.analysis),
     };
     let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
@@ -97,6 +98,18 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Format::Human => out!("{}", human(&e)),
     }
     Ok(Outcome::Ok)
+}
+
+/// The consent-requiring (channel, message type) pairs the workspace declares.
+fn consent_messages(analysis: &flowc::check::Analysis) -> std::collections::BTreeSet<(String, String)> {
+    let Some((_, model)) = analysis.models.first() else { return Default::default() };
+    model
+        .channels
+        .values()
+        .flat_map(|c| {
+            c.messages.iter().filter(|(_, m)| m.requires_consent).map(|(name, _)| (c.name.clone(), name.clone()))
+        })
+        .collect()
 }
 
 fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {

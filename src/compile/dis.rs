@@ -32,6 +32,9 @@ pub fn listing(p: &Program) -> String {
     if p.on_ineligible == OnIneligible::Continue {
         let _ = writeln!(out, "on ineligible continue");
     }
+    for line in delivery(&p.delivery) {
+        let _ = writeln!(out, "{line}");
+    }
     for s in &p.segments {
         let _ = writeln!(out, "segment  {} = {}", s.name, cond(p, &s.cond, &[]));
     }
@@ -50,6 +53,34 @@ pub fn listing(p: &Program) -> String {
         );
     }
     out
+}
+
+/// The delivery settings as the listing's header shows them, in the
+/// language's words; nothing for the v0.1 defaults.
+pub fn delivery(d: &Delivery) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(q) = &d.quiet_hours {
+        let then = if q.then == QuietThen::Skip { " then skip" } else { "" };
+        out.push(format!("quiet hours {} to {}{then}", clock(q.start_minute), clock(q.end_minute)));
+    }
+    match d.reentry {
+        Reentry::Once => {}
+        Reentry::Always => out.push("reentry always".into()),
+        Reentry::After { minutes } => out.push(format!("reentry after {}", duration(minutes))),
+    }
+    if let Some(r) = &d.rate_limit {
+        out.push(format!("rate limit {} per {}", r.count, r.per.word()));
+    }
+    for c in &d.frequency_caps {
+        let channel = c.channel.as_ref().map(|ch| format!("{ch} ")).unwrap_or_default();
+        out.push(format!("frequency cap {channel}{} per {}", c.count, duration(c.window_minutes)));
+    }
+    out
+}
+
+/// Minutes after midnight as `HH:MM`.
+pub fn clock(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 /// The trigger as the listing shows it (`event x where …`, `manual`).

@@ -86,8 +86,7 @@ pub fn compile(model: &Model, campaign: &model::Campaign, source: &SourceText) -
         goal,
         exits,
         on_ineligible,
-        // TODO(#19): lowered from the campaign's delivery settings and the workspace policy.
-        delivery: Delivery::default(),
+        delivery: delivery(model, &campaign.delivery),
     };
     program.version = super::codec::content_hash(&program);
     program
@@ -104,7 +103,9 @@ impl Lower<'_> {
         for h in holes {
             match *h {
                 Hole::Next(i) => match &mut self.nodes[i].op {
-                    Op::Send { next, .. } | Op::Wait { next, .. } | Op::Tag { next, .. } => *next = target,
+                    Op::Send { next, .. } | Op::Wait { next, .. } | Op::Tag { next, .. } | Op::Set { next, .. } => {
+                        *next = target
+                    }
                     Op::Jump { target: t } => *t = target,
                     _ => {}
                 },
@@ -176,6 +177,16 @@ impl Lower<'_> {
             }
             StepKind::Tag { add, tag } => {
                 let i = self.push(s.id.clone(), at, Op::Tag { add: *add, tag: tag.clone(), next: UNSET });
+                set_span(&mut self.nodes, i);
+                (i, vec![Hole::Next(i.get())])
+            }
+            StepKind::Set { field, value } => {
+                let slot = self.field(field);
+                let value = match self.model.contact.get(field).map(|f| &f.ty) {
+                    Some(Type::Bool) if value.ty != Type::None => SetValue::Cond { cond: self.cond(value, &[]) },
+                    _ => SetValue::Operand { operand: self.operand(value, &[]) },
+                };
+                let i = self.push(s.id.clone(), at, Op::Set { field: field.clone(), slot, value, next: UNSET });
                 set_span(&mut self.nodes, i);
                 (i, vec![Hole::Next(i.get())])
             }
@@ -415,6 +426,39 @@ impl Lower<'_> {
             }
             _ => Operand::Const { value: Const::None },
         }
+    }
+}
+
+/// The campaign's delivery settings, with the workspace's frequency caps:
+/// every campaign of a workspace obeys the caps it was compiled with.
+fn delivery(model: &Model, d: &model::Delivery) -> Delivery {
+    Delivery {
+        quiet_hours: d.quiet_hours.map(|q| QuietHours {
+            start_minute: q.start_minute,
+            end_minute: q.end_minute,
+            then: match q.then {
+                model::QuietThen::Hold => QuietThen::Hold,
+                model::QuietThen::Skip => QuietThen::Skip,
+            },
+        }),
+        reentry: match d.reentry {
+            model::Reentry::Once => Reentry::Once,
+            model::Reentry::Always => Reentry::Always,
+            model::Reentry::After { minutes } => Reentry::After { minutes },
+        },
+        rate_limit: d.rate_limit.map(|r| RateLimit {
+            count: r.count,
+            per: match r.per {
+                model::RatePer::Second => RatePer::Second,
+                model::RatePer::Minute => RatePer::Minute,
+                model::RatePer::Hour => RatePer::Hour,
+            },
+        }),
+        frequency_caps: model
+            .policy
+            .iter()
+            .map(|c| FrequencyCap { channel: c.channel.clone(), count: c.count, window_minutes: c.window_minutes })
+            .collect(),
     }
 }
 

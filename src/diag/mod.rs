@@ -50,7 +50,7 @@ codes! {
     UnknownEnumValue = "unknown-enum-value", Error, "a value that is not in the attribute's enum";
     AbVariantCount = "ab-variant-count", Error, "an `ab_test` with fewer than 2 or more than 4 variants";
     AbWeights = "ab-weights", Error, "variant weights that do not sum to 100, or a weight of 0";
-    InvalidDuration = "invalid-duration", Error, "a wait or a `wait until` timeout outside (0, 365d]";
+    InvalidDuration = "invalid-duration", Error, "a wait, a `wait until` timeout or a `reentry after` delay outside (0, 365d]";
     UnknownTimezone = "unknown-timezone", Error, "not an IANA time zone";
     DuplicateLabel = "duplicate-label", Error, "a step label used twice in one campaign";
     DuplicateDeclaration = "duplicate-declaration", Error, "a name declared twice";
@@ -65,13 +65,17 @@ codes! {
     MissingTrigger = "missing-trigger", Error, "a campaign without a trigger";
     NoSend = "no-send", Warning, "a campaign that sends nothing";
     InvalidTemplate = "invalid-template", Error, "a template declaration or registry entry that is incomplete or malformed";
-    InvalidDeclaration = "invalid-declaration", Error, "a declaration that breaks a rule of its own kind (types, channels, prices)";
+    InvalidDeclaration = "invalid-declaration", Error, "a declaration that breaks a rule of its own kind (types, channels, prices, a rate limit of 0)";
     ImportError = "import-error", Error, "an import that cannot be read, or that forms a cycle";
     UnknownFunction = "unknown-function", Error, "a predicate call that is not one of consent, capable, opened, clicked, delivered, in_segment";
-    DuplicateSetting = "duplicate-setting", Error, "a campaign setting (`name`, `trigger`, `audience`, `on ineligible`) given twice";
+    DuplicateSetting = "duplicate-setting", Error, "a campaign setting (`name`, `trigger`, `audience`, `on ineligible`, `quiet hours`, `reentry`, `rate limit`) given twice";
     MissingTimeout = "missing-timeout", Error, "a `wait until` without `timeout`";
     InvalidGoal = "invalid-goal", Error, "more than one `goal`, or a goal window outside (0, 90d]";
     UnreachableArm = "unreachable-arm", Warning, "a `when` arm after one that always holds";
+    MissingQuietHours = "missing-quiet-hours", Warning, "a campaign that sends consent-requiring `sms` or `whatsapp` messages without quiet hours";
+    InvalidQuietHours = "invalid-quiet-hours", Error, "quiet hours whose times are not `HH:MM` (00:00–23:59), or whose start equals their end";
+    InvalidFrequencyCap = "invalid-frequency-cap", Error, "a frequency cap of 0, a window outside (0, 365d], or a second `policy` block";
+    ReadonlyField = "readonly-field", Error, "a `set` on `id`, `created_at`, `tags` or an undeclared field";
     OutOfRange = "out-of-range", Error, "a number, duration, date, weight or price beyond what flowc can represent";
 }
 

@@ -9,7 +9,7 @@
 pub mod diff;
 
 use crate::syntax::ast::*;
-use crate::syntax::print::{arm_cond, date, duration, event_match, expr, string};
+use crate::syntax::print::{self, arm_cond, date, duration, event_match, expr, string};
 
 /// Formats a parsed file; `text` is the source the tree came from.
 pub fn format(file: &SourceFile, text: &str) -> String {
@@ -230,6 +230,13 @@ impl Printer<'_> {
                 }
                 self.close(p.span, 0);
             }
+            Item::Policy(p) => {
+                self.line(0, "policy {");
+                for c in &p.caps {
+                    self.member(c.span, 1, &print::frequency_cap(c));
+                }
+                self.close(p.span, 0);
+            }
             Item::Campaign(c) => {
                 self.line(0, &format!("campaign {} {{", c.name.text));
                 let mut first = true;
@@ -241,6 +248,9 @@ impl Printer<'_> {
                         Setting::Goal(g) => (g.span, crate::syntax::print::goal(&g.event, &g.within)),
                         Setting::Exit(c, sp) => (*sp, format!("exit when {}", arm_cond(c))),
                         Setting::OnIneligible(w, sp) => (*sp, format!("on ineligible {}", w.as_str())),
+                        Setting::QuietHours(q) => (q.span, print::quiet_hours(q)),
+                        Setting::Reentry(r, sp) => (*sp, print::reentry(r)),
+                        Setting::RateLimit(r) => (r.span, print::rate_limit(r)),
                     };
                     if !first {
                         self.separate(span.start as usize);
@@ -324,7 +334,7 @@ impl Printer<'_> {
         }
         match &s.kind {
             // One-line steps were printed above.
-            StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End => {}
+            StepKind::Send(_) | StepKind::Wait(_) | StepKind::Tag { .. } | StepKind::End | StepKind::Set { .. } => {}
             StepKind::WaitUntil(w) if w.form == WaitForm::Short => {}
             StepKind::If(i) => {
                 for (k, (cond, body)) in i.arms.iter().enumerate() {
@@ -441,6 +451,7 @@ fn simple_step(s: &Step) -> Option<String> {
             format!("tag {} {}", if *op == TagOp::Add { "add" } else { "remove" }, string(&tag.value))
         }
         StepKind::End => "end".into(),
+        StepKind::Set { field, value } => print::set_step(field, value),
         StepKind::WaitUntil(w) => short_form(w)?,
         StepKind::If(_) | StepKind::AbTest(_) => return None,
     };

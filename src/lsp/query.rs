@@ -33,6 +33,13 @@ enum Construct {
     Goal,
     Exit { index: usize, waits_for_event: bool },
     OnIneligible(Ineligible),
+    /// Issue 19's: the texts are the setting as written, after its keyword.
+    QuietHours { window: String, then: QuietThen },
+    Reentry(String),
+    RateLimit(String),
+    Set { field: String },
+    Policy,
+    FrequencyCap(String),
 }
 
 /// The span of the `len` bytes of a keyword at the start of `s`.
@@ -59,6 +66,18 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
                 expr(&s.expr, segments, see);
             }
             Item::Event(e) => see(Ref::Event(e.name.text.clone()), e.name.span),
+            Item::Policy(p) => {
+                see(Ref::Construct(Construct::Policy), p.keyword);
+                for c in &p.caps {
+                    let text = crate::syntax::print::frequency_cap(c);
+                    let rest = text.trim_start_matches("frequency cap ").to_string();
+                    see(Ref::Construct(Construct::FrequencyCap(rest)), keyword(c.span, "frequency cap".len()));
+                    if let Some(ch) = &c.channel {
+                        see(Ref::Channel(ch.text.clone()), ch.span);
+                    }
+                    see(Ref::Duration(c.window.minutes()), c.window.span);
+                }
+            }
             Item::Campaign(c) => {
                 let mut exits = 0;
                 for s in &c.settings {
@@ -88,6 +107,23 @@ fn walk_refs(file: &SourceFile, segments: &[String], see: &mut dyn FnMut(Ref, Sp
                         }
                         Setting::OnIneligible(w, sp) => {
                             see(Ref::Construct(Construct::OnIneligible(*w)), keyword(*sp, "on ineligible".len()))
+                        }
+                        Setting::QuietHours(q) => {
+                            let window = format!("{} to {}", q.start.text, q.end.text);
+                            let c = Construct::QuietHours { window, then: q.then };
+                            see(Ref::Construct(c), keyword(q.span, "quiet hours".len()))
+                        }
+                        Setting::Reentry(r, sp) => {
+                            let words = crate::syntax::print::reentry(r);
+                            let rest = words.trim_start_matches("reentry ").to_string();
+                            see(Ref::Construct(Construct::Reentry(rest)), keyword(*sp, "reentry".len()));
+                            if let Reentry::After(d) = r {
+                                see(Ref::Duration(d.minutes()), d.span);
+                            }
+                        }
+                        Setting::RateLimit(r) => {
+                            let rest = format!("{} per {}", r.count.value, r.per.as_str());
+                            see(Ref::Construct(Construct::RateLimit(rest)), keyword(r.span, "rate limit".len()))
                         }
                         Setting::DisplayName(..) => {}
                     }
@@ -243,6 +279,13 @@ fn steps(list: &[Step], path: &str, segments: &[String], see: &mut dyn FnMut(Ref
                 }
             }
             StepKind::Wait(d) => see(Ref::Duration(d.minutes()), d.span),
+            StepKind::Set { field, value } => {
+                // The whole step explains `set`; the names inside it, being
+                // smaller, answer for themselves.
+                see(Ref::Construct(Construct::Set { field: field.text.clone() }), s.span);
+                see(Ref::Attribute(field.text.clone()), field.span);
+                expr(value, segments, see);
+            }
             StepKind::If(i) => {
                 for (k, (c, b)) in i.arms.iter().enumerate() {
                     expr(c, segments, see);
@@ -416,6 +459,30 @@ fn construct_hover(c: &Construct) -> String {
         ),
         Construct::OnIneligible(Ineligible::Skip) => "**on ineligible skip**\n\nAn ineligible send (no consent, no capability and no fallback …) ends the execution `skipped` (the default).".into(),
         Construct::OnIneligible(Ineligible::Continue) => "**on ineligible continue**\n\nAn ineligible send records its skip reason and the contact goes on to the next step.".into(),
+        Construct::QuietHours { window, then: QuietThen::Hold } => format!(
+            "**quiet hours** {window}, then hold\n\nA consent-requiring send (marketing, promotional) that falls in this window, in the contact's own time zone (UTC without one), is held until the window ends. Transactional, utility and authentication messages are exempt."
+        ),
+        Construct::QuietHours { window, then: QuietThen::Skip } => format!(
+            "**quiet hours** {window}, then skip\n\nA consent-requiring send (marketing, promotional) that falls in this window, in the contact's own time zone (UTC without one), is skipped with reason `quiet-hours` and the execution goes on. Transactional, utility and authentication messages are exempt."
+        ),
+        Construct::Reentry(how) => {
+            let what = match how.as_str() {
+                "once" => "A contact enters this campaign at most once (the default).".to_string(),
+                "always" => "A contact enters again whenever the trigger fires, even while an earlier execution runs; each execution has its own id.".to_string(),
+                after => format!("A contact enters again only {} after its previous execution started.", after.trim_start_matches("after ")),
+            };
+            format!("**reentry {how}**\n\n{what}")
+        }
+        Construct::RateLimit(rate) => format!(
+            "**rate limit** {rate}\n\nThis campaign's sends never exceed {rate}, across restarts; on the virtual clock time advances instead of sleeping."
+        ),
+        Construct::Set { field } => format!(
+            "**set** `{field}`\n\nWrites this contact attribute; the steps after it, and `wait until` arms that read it, see the new value. `id`, `created_at` and `tags` cannot be set."
+        ),
+        Construct::Policy => "**policy**\n\nThe workspace's delivery policy (one per workspace): its frequency caps hold for every campaign compiled with it in view, over the sends of every campaign in the database.".into(),
+        Construct::FrequencyCap(cap) => format!(
+            "**frequency cap** {cap}\n\nAt most this many consent-requiring sends to a contact in any rolling window, counted over every campaign in the database (on one channel when it names one). A capped send is skipped with reason `frequency-cap` and the execution goes on; transactional messages are exempt."
+        ),
     }
 }
 
@@ -431,6 +498,7 @@ fn step_kind(list: &[crate::check::model::Step], label: &str) -> Option<&'static
                 K::Tag { .. } => "tag",
                 K::End => "end",
                 K::WaitUntil { .. } => "wait until",
+                K::Set { .. } => "set",
             });
         }
         let nested = match &s.kind {
@@ -585,6 +653,19 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
         );
         return out;
     }
+    // `set |`: the fields a `set` may write.
+    if prev == "set" {
+        return m
+            .contact
+            .values()
+            .filter(|f| !matches!(f.name.as_str(), "id" | "created_at" | "tags"))
+            .map(|f| item(&f.name, CompletionItemKind::FIELD, f.ty.describe()))
+            .collect();
+    }
+    // `frequency cap |`: a channel (or the count, for all channels).
+    if prev == "cap" && words.iter().rev().nth(if ends_in_space { 1 } else { 2 }) == Some(&"frequency") {
+        return m.channels.keys().map(|c| item(c, CompletionItemKind::MODULE, "channel")).collect();
+    }
     // Inside the quotes of a scheduled trigger: IANA zones.
     if before.contains("scheduled") && before.matches('"').count() % 2 == 1 {
         return chrono_tz::TZ_VARIANTS
@@ -644,6 +725,11 @@ pub fn complete(a: &Analysis, off: usize) -> Vec<CompletionItem> {
         snippet("if", "if ${1:condition} {\n\t$0\n}", "branch"),
         snippet("ab_test", "ab_test ${1:name} {\n\tvariant a 50% { $2 }\n\tvariant b 50% { $3 }\n}", "A/B test"),
         snippet("tag", "tag add \"${1:tag}\"", "add or remove a tag"),
+        snippet("set", "set ${1:field} = ${2:value}", "set a contact attribute"),
+        snippet("quiet hours", "quiet hours ${1:21:00} to ${2:08:00}", "hold consent-requiring sends at night"),
+        snippet("reentry", "reentry ${1|once,always,after 30d|}", "whether a contact may enter again"),
+        snippet("rate limit", "rate limit ${1:600} per ${2|second,minute,hour|}", "space this campaign's sends"),
+        snippet("policy", "policy {\n\tfrequency cap ${1:3} per ${2:7d}\n}", "the workspace's frequency caps"),
         snippet("end", "end", "end this execution"),
         snippet("trigger", "trigger ${1|manual,api,event,scheduled|}", "the campaign's trigger"),
         snippet("campaign", "campaign ${1:name} {\n\ttrigger manual\n\t$0\n}", "a campaign"),
@@ -678,9 +764,13 @@ pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<Do
     ) -> Vec<DocumentSymbol> {
         list.iter()
             .map(|s| {
+                let what = match &s.kind {
+                    StepKind::Set { field, .. } => format!("set {}", field.text),
+                    other => other.keyword().to_string(),
+                };
                 let name = match &s.label {
-                    Some(l) => format!("{}: {}", l.text, s.kind.keyword()),
-                    None => s.kind.keyword().to_string(),
+                    Some(l) => format!("{}: {what}", l.text),
+                    None => what,
                 };
                 let children = match &s.kind {
                     StepKind::If(i) => {
@@ -747,6 +837,17 @@ pub fn symbols(a: &Analysis, range: &dyn Fn(Span) -> lsp_types::Range) -> Vec<Do
                 Some(sym(format!("segment {}", s.name.text), SymbolKind::CLASS, s.span, s.name.span, None))
             }
             Item::Event(e) => Some(sym(format!("event {}", e.name.text), SymbolKind::EVENT, e.span, e.name.span, None)),
+            Item::Policy(p) => {
+                let caps = p
+                    .caps
+                    .iter()
+                    .map(|c| {
+                        let sel = keyword(c.span, "frequency cap".len());
+                        sym(crate::syntax::print::frequency_cap(c), SymbolKind::PROPERTY, c.span, sel, None)
+                    })
+                    .collect();
+                Some(sym("policy".into(), SymbolKind::OBJECT, p.span, p.keyword, Some(caps)))
+            }
             _ => None,
         })
         .collect()

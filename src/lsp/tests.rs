@@ -185,3 +185,75 @@ fn wait_until_goal_and_exits_hover_complete_and_outline() {
     assert_eq!(arms, ["when event order.completed where amount > 50", "when clicked(hi)", "timeout 3d"]);
     assert_eq!(wait["children"][0]["children"][0]["name"], "end");
 }
+
+/// Issue 19: hover on the delivery rules, `set` and the policy; completion
+/// of writable fields after `set ` and of channels after `frequency cap `;
+/// the policy and set steps in the outline.
+#[test]
+fn delivery_rules_hover_complete_and_outline() {
+    let dir = std::env::temp_dir().join(format!("flowc-lsp-delivery-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = std::fs::canonicalize(&dir).expect("canonical");
+    let main = "import \"shared.flow\"\n\npolicy {\n  frequency cap 3 per 7d\n  frequency cap sms 1 per 1d\n}\n\ncampaign c {\n  trigger manual\n  quiet hours 21:00 to 08:00 then skip\n  reentry after 30d\n  rate limit 600 per minute\n  hi: send email.marketing hello_email\n  bump: set plan = pro\n}\n";
+    // The same, being typed: `frequency cap ` and `set ` wait for a name.
+    let typing = main.replace("cap sms 1 per 1d", "cap ").replace("  bump: set plan = pro\n", "  bump: set plan = pro\n  set \n");
+    std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
+    std::fs::write(dir.join("main.flow"), main).expect("main");
+    std::fs::write(dir.join("typing.flow"), &typing).expect("typing");
+    let u = uri(&dir.join("main.flow"));
+    let t = uri(&dir.join("typing.flow"));
+    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    for (doc, text) in [(&u, main.to_string()), (&t, typing.clone())] {
+        s.notify(
+            "textDocument/didOpen",
+            serde_json::json!({"textDocument": {"uri": doc, "languageId": "flow", "version": 1, "text": text}}),
+        );
+    }
+    let at = |line: u32, character: u32| serde_json::json!({"textDocument": {"uri": u}, "position": {"line": line, "character": character}});
+    let mut hover = |line, character| {
+        let r = s.request("textDocument/hover", at(line, character));
+        r.result.and_then(|v| v["contents"]["value"].as_str().map(str::to_string)).unwrap_or_default()
+    };
+    for (line, character, want) in [
+        (2, 2, "**policy**"),
+        (3, 5, "**frequency cap** 3 per 7d"),
+        (9, 4, "**quiet hours** 21:00 to 08:00, then skip"),
+        (10, 4, "**reentry after 30d**"),
+        (11, 4, "**rate limit** 600 per minute"),
+        (13, 9, "**set** `plan`"),
+        (13, 13, "**contact field** `plan`"),
+    ] {
+        let text = hover(line, character);
+        assert!(text.starts_with(want), "{line}:{character}: {text:?} should start with {want:?}");
+    }
+
+    let typed_at = |line: u32, character: u32| serde_json::json!({"textDocument": {"uri": t}, "position": {"line": line, "character": character}});
+    let mut labels = |line, character| {
+        let r = s.request("textDocument/completion", typed_at(line, character));
+        let items = r.result.unwrap_or_default();
+        let list = items.as_array().cloned().or_else(|| items["items"].as_array().cloned()).unwrap_or_default();
+        list.iter().filter_map(|i| i["label"].as_str().map(str::to_string)).collect::<Vec<_>>()
+    };
+    let fields = labels(14, 6);
+    assert!(fields.contains(&"plan".to_string()) && fields.contains(&"locale".to_string()), "{fields:?}");
+    for readonly in ["id", "created_at", "tags"] {
+        assert!(!fields.contains(&readonly.to_string()), "`{readonly}` is not writable: {fields:?}");
+    }
+    assert!(!fields.contains(&"send".to_string()), "only fields after `set `: {fields:?}");
+    let channels = labels(4, 16);
+    assert!(channels.contains(&"sms".to_string()) && channels.contains(&"email".to_string()), "{channels:?}");
+    assert!(!channels.contains(&"send".to_string()), "only channels after `frequency cap `: {channels:?}");
+
+    let r = s.request("textDocument/documentSymbol", serde_json::json!({"textDocument": {"uri": u}}));
+    let syms = r.result.expect("symbols");
+    let names: Vec<&str> = syms.as_array().expect("symbols").iter().filter_map(|x| x["name"].as_str()).collect();
+    assert!(names.contains(&"policy"), "{names:?}");
+    let policy = syms.as_array().expect("symbols").iter().find(|x| x["name"] == "policy").expect("policy");
+    assert_eq!(policy["children"][0]["name"], "frequency cap 3 per 7d");
+    let campaign = syms.as_array().expect("symbols").iter().find(|x| x["name"] == "campaign c").expect("campaign");
+    let steps: Vec<&str> =
+        campaign["children"].as_array().expect("steps").iter().filter_map(|x| x["name"].as_str()).collect();
+    assert!(steps.contains(&"bump: set plan"), "{steps:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,14 +19,22 @@
 //! timeout), so `min` counts none of them and `max` all; an `exit when EXPR`
 //! is evaluated before each step like a condition; once time has passed, an
 //! `exit when event` may have fired, so nothing after is certain.
+//!
+//! Delivery rules can only lower the sends: a consent-requiring send under
+//! `quiet hours … then skip` may fall in the window, and one that a
+//! frequency cap would refuse (the contact's recorded sends in the database,
+//! with this walk's own earlier sends, already fill the cap's window) is
+//! skipped, so neither counts in `min`; `expected` and `max` assume they go
+//! out. Held sends (quiet hours without `then skip`) and the rate limit move
+//! sends in time, not in number.
 
 use super::eval::{self, Ctx};
 use super::facts::{self, Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
 use super::store::{Audience, ContactId, DueContact, Store, StoreError};
-use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, Trigger, WaitOn};
+use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, QuietThen, SendTarget, Trigger, WaitOn};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Engagement rates, each of the previous stage (stated defaults).
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -50,6 +58,10 @@ pub struct Settings {
     pub account: Account,
     /// How far back an event trigger's recorded events count, in minutes.
     pub event_window: i64,
+    /// The (channel, message type) pairs that require consent, so the sends
+    /// other campaigns recorded count against frequency caps; the program's
+    /// own consent-requiring targets count whether listed or not.
+    pub consent_messages: BTreeSet<(String, String)>,
 }
 
 /// An event trigger looks back 30 days unless told otherwise.
@@ -61,6 +73,7 @@ impl Default for Settings {
             rates: Rates::default(),
             account: Account { approved_channels: None },
             event_window: DEFAULT_EVENT_WINDOW,
+            consent_messages: BTreeSet::new(),
         }
     }
 }
@@ -86,11 +99,6 @@ pub struct Range {
 }
 
 impl Range {
-    /// One contact's share: certain when every way through got there.
-    fn add(&mut self, weight: f64) {
-        self.add_as(weight, Presence::Certain);
-    }
-
     /// One contact's share, which counts for `min` only when every way
     /// through got there and none of them may have left on the way.
     fn add_as(&mut self, weight: f64, presence: Presence) {
@@ -211,6 +219,12 @@ struct Weights<'a> {
     doubtful: &'a mut Vec<bool>,
     /// The program's `exit when EXPR` criteria, as one condition.
     exit: &'a Option<Cond>,
+    /// Per send node, primary (0) or fallback (1): a way through on which
+    /// the send may be skipped by a delivery rule (not counted in `min`).
+    sent_doubt: &'a mut Vec<[bool; 2]>,
+    /// This contact's consent-requiring sends recorded in the database
+    /// (channel, minute), for the frequency caps.
+    recorded: &'a [(String, i64)],
 }
 
 /// Whether a contact walking a way through is surely still there.
@@ -247,7 +261,11 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
     let mut sent_w = vec![[0.0f64; 2]; p.nodes.len()];
     let mut touched: Vec<usize> = Vec::new();
     let mut doubtful = vec![false; p.nodes.len()];
+    let mut sent_doubt = vec![[false; 2]; p.nodes.len()];
     let exit = state_exit(p);
+    let consent = consent_messages(p, &settings.consent_messages);
+    // Sends older than the longest cap's window before entry cannot count.
+    let longest_cap = p.delivery.frequency_caps.iter().map(|c| c.window_minutes).max();
     let mut flush = |batch: &mut Vec<DueContact>, acc: &mut Acc| -> Result<(), StoreError> {
         let mut events: std::collections::HashMap<ContactId, Vec<facts::ContactEvent>> =
             std::collections::HashMap::new();
@@ -257,7 +275,17 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
                 events.entry(e.contact).or_default().push(e.event);
             }
         }
+        let mut recorded: std::collections::HashMap<String, Vec<(String, i64)>> = std::collections::HashMap::new();
+        if let (Some(window), false) = (longest_cap, batch.is_empty()) {
+            let ids: Vec<&str> = batch.iter().map(|c| c.id.as_str()).collect();
+            for (contact, sent) in store.sends_since(&ids, at.saturating_sub(window))? {
+                if consent.contains(&(sent.channel.clone(), sent.message.clone())) {
+                    recorded.entry(contact).or_default().push((sent.channel, sent.sent_at));
+                }
+            }
+        }
         for c in batch.drain(..) {
+            let contact_sends = recorded.remove(c.id.as_str()).unwrap_or_default();
             let mut f = Facts {
                 events: events.remove(c.id.as_str()).unwrap_or_default(),
                 contact_id: c.id,
@@ -281,6 +309,8 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
                 touched: &mut touched,
                 doubtful: &mut doubtful,
                 exit: &exit,
+                sent_doubt: &mut sent_doubt,
+                recorded: &contact_sends,
             };
             walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0, Presence::Certain);
             touched.sort_unstable();
@@ -292,7 +322,9 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
                 doubtful[node] = false;
                 for (which, weight) in sent_w[node].iter_mut().enumerate() {
                     if *weight > 0.0 {
-                        acc.per_step.entry((node, which)).or_default().add(*weight);
+                        let may_skip = std::mem::take(&mut sent_doubt[node][which]);
+                        let presence = if may_skip { Presence::Doubtful } else { Presence::Certain };
+                        acc.per_step.entry((node, which)).or_default().add_as(*weight, presence);
                         *weight = 0.0;
                     }
                 }
@@ -470,6 +502,9 @@ fn walk(
             Transition::Next(next) => pc = next,
             Transition::Stop(Stop::Send { node, target, fallback_used, next }) => {
                 w.sent[node.get()][usize::from(fallback_used)] += weight;
+                if quiet_skip(p, &target) || at_cap(p, &target, f, w.recorded, now) {
+                    w.sent_doubt[node.get()][usize::from(fallback_used)] = true;
+                }
                 let id = p.nodes.get(node.get()).map_or_else(String::new, |n| n.id.0.clone());
                 f.sent.push(SentMessage {
                     step: id,
@@ -513,6 +548,57 @@ fn walk(
             }
         }
     }
+}
+
+/// The consent-requiring (channel, message type) pairs: the settings' and
+/// the program's own targets'.
+fn consent_messages(p: &Program, given: &BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+    let mut out = given.clone();
+    for n in &p.nodes {
+        if let Op::Send { target, fallback, .. } = &n.op {
+            for t in std::iter::once(target).chain(fallback).filter(|t| t.requires_consent) {
+                out.insert((t.channel.clone(), t.message.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// A send that `quiet hours … then skip` may drop: consent-requiring, and
+/// the window (never empty: the checker refuses `start == end`) may hold
+/// the contact's local time.
+fn quiet_skip(p: &Program, t: &SendTarget) -> bool {
+    t.requires_consent && p.delivery.quiet_hours.is_some_and(|q| q.then == QuietThen::Skip)
+}
+
+/// Whether a frequency cap refuses this consent-requiring send at `now`:
+/// the contact's recorded sends and this walk's own earlier ones in the
+/// cap's window (on its channel, if it names one) already reach its count.
+fn at_cap(p: &Program, t: &SendTarget, f: &Facts, recorded: &[(String, i64)], now: i64) -> bool {
+    if !t.requires_consent {
+        return false;
+    }
+    p.delivery.frequency_caps.iter().any(|cap| {
+        let on = |channel: &str| cap.channel.as_deref().is_none_or(|c| c == channel);
+        if !on(&t.channel) {
+            return false;
+        }
+        let from = now.saturating_sub(cap.window_minutes);
+        let before = recorded.iter().filter(|(ch, at)| *at > from && on(ch)).count();
+        let own = f.sent.iter().filter(|m| m.sent_at > from && on(&m.channel) && sent_with_consent(p, m)).count();
+        before + own >= cap.count as usize
+    })
+}
+
+/// Whether a message this walk sent was a consent-requiring one (the
+/// target of its step on that channel).
+fn sent_with_consent(p: &Program, m: &SentMessage) -> bool {
+    p.nodes.iter().filter(|n| n.id.0 == m.step).any(|n| match &n.op {
+        Op::Send { target, fallback, .. } => {
+            std::iter::once(target).chain(fallback).any(|t| t.channel == m.channel && t.requires_consent)
+        }
+        _ => false,
+    })
 }
 
 /// The ways out of a `wait until` entered at `now`, each with its share of

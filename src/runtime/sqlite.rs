@@ -990,6 +990,10 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
+    fn sends_since(&self, contacts: &[&str], since: i64) -> Result<Vec<(String, RecordedSend)>, StoreError> {
+        estimate::sends_since(&self.conn, contacts, since)
+    }
+
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         let mut n = 0;

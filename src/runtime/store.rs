@@ -571,6 +571,15 @@ pub enum Steps<'a> {
     Only(&'a [&'a StepId]),
 }
 
+/// A message the database records as sent to a contact (any campaign).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedSend {
+    pub channel: String,
+    pub message: String,
+    /// Minutes since the epoch.
+    pub sent_at: i64,
+}
+
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
     /// Stores a campaign's current version (and keeps it among its versions).
@@ -604,6 +613,10 @@ pub trait Store {
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError>;
     fn events_for(&self, contacts: &[&ContactId]) -> Result<Vec<EventOf>, StoreError>;
     fn sent_for(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<SentOf>, StoreError>;
+    /// The messages sent to these contacts at or after `since`, by every
+    /// campaign of the database: what the estimate counts against frequency
+    /// caps.
+    fn sends_since(&self, contacts: &[&str], since: i64) -> Result<Vec<(String, RecordedSend)>, StoreError>;
     /// Enrolls contacts (at most once each).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at

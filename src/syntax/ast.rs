@@ -42,6 +42,7 @@ pub enum Item {
     Segment(SegmentDecl),
     Channel(ChannelDecl),
     Pricing(PricingDecl),
+    Policy(PolicyDecl),
     Campaign(Campaign),
 }
 
@@ -55,6 +56,7 @@ impl Item {
             Item::Segment(i) => i.span,
             Item::Channel(i) => i.span,
             Item::Pricing(i) => i.span,
+            Item::Policy(i) => i.span,
             Item::Campaign(i) => i.span,
         }
     }
@@ -146,6 +148,32 @@ pub struct PricingDecl {
     pub span: Span,
 }
 
+/// `policy { frequency cap … }`: the workspace's delivery policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDecl {
+    pub caps: Vec<FrequencyCap>,
+    /// The word `policy`, where a second policy is reported.
+    pub keyword: Span,
+    pub span: Span,
+}
+
+/// `frequency cap [CHANNEL] N per D`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrequencyCap {
+    pub channel: Option<Name>,
+    pub count: Count,
+    pub window: DurationLit,
+    pub span: Span,
+}
+
+/// A count as written (`600`); saturated at `u64::MAX` when longer, which
+/// the checker reports with the range it allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub value: u64,
+    pub span: Span,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceEntry {
     pub channel: Name,
@@ -182,6 +210,12 @@ pub enum Setting {
     Exit(ArmCond, Span),
     /// `on ineligible skip | continue`.
     OnIneligible(Ineligible, Span),
+    /// `quiet hours HH:MM to HH:MM [then skip]`.
+    QuietHours(QuietHours),
+    /// `reentry once | always | after D`.
+    Reentry(Reentry, Span),
+    /// `rate limit N per second | minute | hour`.
+    RateLimit(RateLimit),
 }
 
 impl Setting {
@@ -194,6 +228,9 @@ impl Setting {
             Setting::Goal(_) => "goal",
             Setting::Exit(..) => "exit",
             Setting::OnIneligible(..) => "on ineligible",
+            Setting::QuietHours(_) => "quiet hours",
+            Setting::Reentry(..) => "reentry",
+            Setting::RateLimit(_) => "rate limit",
         }
     }
 
@@ -202,9 +239,79 @@ impl Setting {
             Setting::DisplayName(_, s)
             | Setting::Audience(_, s)
             | Setting::Exit(_, s)
-            | Setting::OnIneligible(_, s) => *s,
+            | Setting::OnIneligible(_, s)
+            | Setting::Reentry(_, s) => *s,
             Setting::Trigger(t) => t.span,
             Setting::Goal(g) => g.span,
+            Setting::QuietHours(q) => q.span,
+            Setting::RateLimit(r) => r.span,
+        }
+    }
+}
+
+/// `quiet hours START to END [then skip]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuietHours {
+    pub start: Clock,
+    pub end: Clock,
+    pub then: QuietThen,
+    pub span: Span,
+}
+
+/// A time of day as written; the checker reads `HH:MM` (`invalid-quiet-hours`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clock {
+    pub text: String,
+    pub span: Span,
+}
+
+impl Clock {
+    /// Minutes after midnight of a well-formed `HH:MM` (00:00–23:59).
+    pub fn minutes(&self) -> Option<u16> {
+        let (h, m) = self.text.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    }
+}
+
+/// What a send in the quiet hours does; `Hold` is the default, not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuietThen {
+    Hold,
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reentry {
+    Once,
+    Always,
+    After(DurationLit),
+}
+
+/// `rate limit N per UNIT`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub count: Count,
+    pub per: RatePer,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatePer {
+    Second,
+    Minute,
+    Hour,
+}
+
+impl RatePer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RatePer::Second => "second",
+            RatePer::Minute => "minute",
+            RatePer::Hour => "hour",
         }
     }
 }
@@ -293,6 +400,8 @@ pub enum StepKind {
     Tag { op: TagOp, tag: StrLit },
     End,
     WaitUntil(WaitUntil),
+    /// `set FIELD = EXPR`.
+    Set { field: Name, value: Expr },
 }
 
 impl StepKind {
@@ -305,6 +414,7 @@ impl StepKind {
             StepKind::Tag { .. } => "tag",
             StepKind::End => "end",
             StepKind::WaitUntil(_) => "wait until",
+            StepKind::Set { .. } => "set",
         }
     }
 }

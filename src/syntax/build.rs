@@ -158,6 +158,11 @@ pub fn item(ctx: &mut Ctx, p: Pair<Rule>) -> Option<Item> {
                 .collect();
             Item::Pricing(PricingDecl { entries, span })
         }
+        Rule::policy_decl => {
+            let keyword = ctx.span(&next(&mut it));
+            let caps = it.map(|c| frequency_cap(ctx, c)).collect();
+            Item::Policy(PolicyDecl { caps, keyword, span })
+        }
         Rule::campaign_decl => {
             next(&mut it);
             let name = ctx.name(next(&mut it));
@@ -222,6 +227,40 @@ fn setting(ctx: &mut Ctx, p: Pair<Rule>) -> Setting {
             let what = if next(&mut it).as_rule() == Rule::kw_skip { Ineligible::Skip } else { Ineligible::Continue };
             Setting::OnIneligible(what, span)
         }
+        Rule::quiet_hours => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            next(&mut it);
+            let start = clock(ctx, next(&mut it));
+            next(&mut it);
+            let end = clock(ctx, next(&mut it));
+            let then = if it.next().is_some() { QuietThen::Skip } else { QuietThen::Hold };
+            Setting::QuietHours(QuietHours { start, end, then, span })
+        }
+        Rule::reentry => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            let what = next(&mut it);
+            let reentry = match what.as_rule() {
+                Rule::kw_once => Reentry::Once,
+                Rule::kw_always => Reentry::Always,
+                _ => Reentry::After(duration(ctx, next(&mut it))),
+            };
+            Setting::Reentry(reentry, span)
+        }
+        Rule::rate_limit => {
+            let mut it = inner.into_inner();
+            next(&mut it);
+            next(&mut it);
+            let count = count(ctx, next(&mut it));
+            next(&mut it);
+            let per = match next(&mut it).as_rule() {
+                Rule::kw_second => RatePer::Second,
+                Rule::kw_minute => RatePer::Minute,
+                _ => RatePer::Hour,
+            };
+            Setting::RateLimit(RateLimit { count, per, span })
+        }
         _ => {
             let mut it = inner.into_inner();
             next(&mut it);
@@ -247,6 +286,35 @@ fn setting(ctx: &mut Ctx, p: Pair<Rule>) -> Setting {
             Setting::Trigger(Trigger { kind, span })
         }
     }
+}
+
+fn clock(ctx: &mut Ctx, p: Pair<Rule>) -> Clock {
+    Clock { text: p.as_str().to_string(), span: ctx.span(&p) }
+}
+
+/// Digits as a count; more than `u64` holds saturates (the checker's ranges are far below).
+fn count(ctx: &mut Ctx, p: Pair<Rule>) -> Count {
+    Count { value: p.as_str().parse().unwrap_or(u64::MAX), span: ctx.span(&p) }
+}
+
+/// `frequency cap [CHANNEL] N per D`.
+fn frequency_cap(ctx: &mut Ctx, p: Pair<Rule>) -> FrequencyCap {
+    let span = ctx.span(&p);
+    let mut it = p.into_inner();
+    next(&mut it);
+    next(&mut it);
+    let mut first = next(&mut it);
+    let channel = if first.as_rule() == Rule::ident {
+        let n = ctx.name(first);
+        first = next(&mut it);
+        Some(n)
+    } else {
+        None
+    };
+    let count = count(ctx, first);
+    next(&mut it);
+    let window = duration(ctx, next(&mut it));
+    FrequencyCap { channel, count, window, span }
 }
 
 /// `event NAME [where …]`.
@@ -393,6 +461,12 @@ fn step(ctx: &mut Ctx, p: Pair<Rule>) -> Step {
             next(&mut c);
             let op = if next(&mut c).as_rule() == Rule::kw_add { TagOp::Add } else { TagOp::Remove };
             StepKind::Tag { op, tag: string(ctx, next(&mut c)) }
+        }
+        Rule::set_step => {
+            next(&mut c);
+            let field = ctx.name(next(&mut c));
+            next(&mut c);
+            StepKind::Set { field, value: expr(ctx, next(&mut c)) }
         }
         _ => StepKind::End,
     };

@@ -70,6 +70,14 @@ fn item_dump(out: &mut String, item: &Item) {
             }
             Ok(())
         }
+        Item::Policy(p) => {
+            let _ = writeln!(out, "policy {}", at(p.span));
+            for c in &p.caps {
+                let channel = c.channel.as_ref().map(|n| format!("{} ", n.text)).unwrap_or_default();
+                let _ = writeln!(out, "  frequency cap {channel}{} per {}", c.count.value, duration(&c.window));
+            }
+            Ok(())
+        }
         Item::Campaign(c) => {
             let _ = writeln!(out, "campaign {} {}", c.name.text, at(c.span));
             for s in &c.settings {
@@ -82,6 +90,19 @@ fn item_dump(out: &mut String, item: &Item) {
                     }
                     Setting::Exit(c, _) => writeln!(out, "  exit when {}", arm_cond(c)),
                     Setting::OnIneligible(w, _) => writeln!(out, "  on ineligible {}", w.as_str()),
+                    Setting::QuietHours(q) => writeln!(
+                        out,
+                        "  quiet hours {} to {}{}",
+                        q.start.text,
+                        q.end.text,
+                        if q.then == QuietThen::Skip { " then skip" } else { "" }
+                    ),
+                    Setting::Reentry(r, _) => match r {
+                        Reentry::Once => writeln!(out, "  reentry once"),
+                        Reentry::Always => writeln!(out, "  reentry always"),
+                        Reentry::After(d) => writeln!(out, "  reentry after {}", duration(d)),
+                    },
+                    Setting::RateLimit(r) => writeln!(out, "  rate limit {} per {}", r.count.value, r.per.as_str()),
                 };
             }
             steps(out, &c.steps, 1);
@@ -159,6 +180,7 @@ fn steps(out: &mut String, steps: &[Step], depth: usize) {
                 writeln!(out, "tag {} {:?} {}", if *op == TagOp::Add { "add" } else { "remove" }, tag.value, at(s.span))
             }
             StepKind::End => writeln!(out, "end {}", at(s.span)),
+            StepKind::Set { field, value } => writeln!(out, "set {} = {} {}", field.text, expr(value), at(s.span)),
             StepKind::If(i) => {
                 let _ = writeln!(out, "if {}", at(s.span));
                 for (k, (c, b)) in i.arms.iter().enumerate() {

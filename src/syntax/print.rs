@@ -343,3 +343,34 @@ fn chain(out: &mut String, items: &[Expr], sep: &str, place: impl Fn(bool) -> Pl
         write(out, x, place(i + 1 == items.len()));
     }
 }
+
+/// `quiet hours 21:00 to 08:00 [then skip]`.
+pub fn quiet_hours(q: &QuietHours) -> String {
+    let then = if q.then == QuietThen::Skip { " then skip" } else { "" };
+    format!("quiet hours {} to {}{then}", q.start.text, q.end.text)
+}
+
+/// `reentry once | always | after D`.
+pub fn reentry(r: &Reentry) -> String {
+    match r {
+        Reentry::Once => "reentry once".into(),
+        Reentry::Always => "reentry always".into(),
+        Reentry::After(d) => format!("reentry after {}", duration(d)),
+    }
+}
+
+/// `rate limit N per UNIT`.
+pub fn rate_limit(r: &RateLimit) -> String {
+    format!("rate limit {} per {}", r.count.value, r.per.as_str())
+}
+
+/// `frequency cap [CHANNEL] N per D`.
+pub fn frequency_cap(c: &FrequencyCap) -> String {
+    let channel = c.channel.as_ref().map(|n| format!("{} ", n.text)).unwrap_or_default();
+    format!("frequency cap {channel}{} per {}", c.count.value, duration(&c.window))
+}
+
+/// `set FIELD = EXPR`.
+pub fn set_step(field: &Name, value: &Expr) -> String {
+    format!("set {} = {}", field.text, expr(value))
+}

@@ -18,14 +18,27 @@ fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         import_decl | template_decl | contact_decl | event_decl | segment_decl | channel_decl | pricing_decl
         | campaign_decl | decl_start | kw_campaign | kw_segment | kw_template | kw_contact | kw_event | kw_channel
-        | kw_import | kw_pricing => {
-            "a declaration (campaign, segment, template, contact, event, channel, pricing or import)"
+        | kw_import | kw_pricing | policy_decl | kw_policy => {
+            "a declaration (campaign, segment, template, contact, event, channel, pricing, policy or import)"
         }
         step | send_step | wait_step | if_step | ab_test_step | tag_step | end_step | kw_send | kw_wait | kw_if
-        | kw_ab_test | kw_tag | kw_end => "a step (send, wait, if, ab_test, tag or end)",
+        | kw_ab_test | kw_tag | kw_end | set_step | kw_set => "a step (send, wait, if, ab_test, tag, set or end)",
         label => "a step label",
         campaign_setting | setting_name | trigger | audience | goal | exit | on_ineligible | kw_goal | kw_exit
-        | kw_on => "a setting (name, trigger, audience, goal, exit or on ineligible)",
+        | kw_on | quiet_hours | reentry | rate_limit | kw_quiet | kw_reentry | kw_rate => {
+            "a setting (name, trigger, audience, goal, exit, on ineligible, quiet hours, reentry or rate limit)"
+        }
+        kw_hours => "`hours`, as in `quiet hours 21:00 to 08:00`",
+        clock => "a time of day like `21:00`",
+        kw_to => "`to` and the end of the quiet hours, like `to 08:00`",
+        kw_then => "`then skip` (or nothing: sends are held until the quiet hours end)",
+        kw_once | kw_always | kw_after => "`once`, `always` or `after` and a duration, like `reentry after 30d`",
+        kw_limit => "`limit`, as in `rate limit 600 per minute`",
+        kw_per => "`per` and a unit, like `per minute` or `per 7d`",
+        kw_second | kw_minute | kw_hour => "`second`, `minute` or `hour`",
+        count => "a whole number like `3`",
+        set_eq => "`=` and the new value, like `set plan = pro`",
+        frequency_cap | kw_frequency | kw_cap => "a frequency cap like `frequency cap 3 per 7d` or `frequency cap sms 1 per 1d`",
         wait_until_step | kw_until => "`until`",
         wait_arms => "the arms of a `wait until` `{ when … { } timeout D { } }`",
         when_arm | kw_when => "a `when` arm like `when event order.completed { … }`",
@@ -264,6 +277,7 @@ fn hint(text: &str, at: usize) -> Option<String> {
         "channel",
         "import",
         "pricing",
+        "policy",
         "trigger",
         "audience",
         "send",

@@ -55,6 +55,10 @@ pub struct Workspace {
     pub trees: Vec<ast::SourceFile>,
     pub stdlib: Vec<FileId>,
     pub units: Vec<Unit>,
+    /// The files that declare a `policy`, in load order: the policy is
+    /// workspace-wide, and every unit's check finds it here without
+    /// walking every file.
+    pub policies: Vec<FileId>,
     /// Roots that could not be loaded at all; a command reports them as a
     /// failure to run, not as findings.
     pub failed_roots: Vec<FileError>,
@@ -174,6 +178,7 @@ pub fn load(roots: &[Root], read: Reader) -> Workspace {
         sources: p.sources.clone(),
         trees: p.trees.clone(),
         stdlib: p.stdlib.clone(),
+        policies: p.policies.clone(),
         diags: p.diags.clone(),
         ..Workspace::default()
     };
@@ -359,6 +364,9 @@ fn import_diag(file: FileId, span: Span, e: &FileError) -> Diagnostic {
 fn add_parsed(ws: &mut Workspace, shown: PathBuf, real: Option<PathBuf>, text: String) -> FileId {
     let id = ws.sources.add(shown, text);
     let (tree, diags) = syntax::parse(&ws.sources.get(id).text, id);
+    if tree.items.iter().any(|i| matches!(i, ast::Item::Policy(_))) {
+        ws.policies.push(id);
+    }
     ws.trees.push(tree);
     ws.diags.extend(diags);
     if let Some(real) = real {

@@ -10,9 +10,15 @@ template r1 { channel rcs message promotional status published }
 contact {
   plan: enum(free, pro, enterprise)
   score: number
+  fan: bool?
+  seen_at: datetime?
 }
 event order.completed { amount: number }
 segment vip = score >= 100 and plan in [pro, enterprise]
+policy {
+  frequency cap 3 per 7d
+  frequency cap sms 1 per 1d
+}
 "#;
 
 #[derive(Debug, Clone)]
@@ -27,6 +33,8 @@ pub enum GStep {
     WaitUntil(Vec<(u8, Vec<GStep>)>, u16, Vec<GStep>),
     /// `wait until event … timeout D`.
     WaitShort(bool, u16),
+    /// `set FIELD = EXPR`: which field and value, and whether labelled.
+    Set(u8, bool),
 }
 
 pub fn step() -> impl Strategy<Value = GStep> {
@@ -36,6 +44,7 @@ pub fn step() -> impl Strategy<Value = GStep> {
         1 => (any::<bool>(), 0u8..3).prop_map(|(a, t)| GStep::Tag(a, t)),
         1 => Just(GStep::End),
         1 => (any::<bool>(), 1u16..2000).prop_map(|(w, m)| GStep::WaitShort(w, m)),
+        1 => (0u8..6, any::<bool>()).prop_map(|(k, l)| GStep::Set(k, l)),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         let block = proptest::collection::vec(inner, 0..4);
@@ -59,10 +68,10 @@ pub fn step() -> impl Strategy<Value = GStep> {
     })
 }
 
-/// The `u8` picks the trigger (`% 4`) and the goal, exit and `on
-/// ineligible` settings (`/ 4`).
+/// The `u8` picks the trigger (`% 4`), the goal, exit and `on
+/// ineligible` settings (`/ 4 % 4`) and the delivery settings (`/ 16`).
 pub fn campaign() -> impl Strategy<Value = (u8, Vec<GStep>)> {
-    (0u8..16, proptest::collection::vec(step(), 1..8))
+    (0u8..64, proptest::collection::vec(step(), 1..8))
 }
 
 struct Writer {
@@ -88,13 +97,20 @@ pub fn render_campaign(trigger: u8, steps: &[GStep]) -> String {
         2 => "  trigger event order.completed where amount > 10\n",
         _ => "  trigger scheduled at 2026-12-01 09:00 \"Europe/Paris\"\n  audience vip\n",
     });
-    w.out.push_str(match trigger / 4 {
+    w.out.push_str(match trigger / 4 % 4 {
         0 => "",
         1 => "  goal event order.completed within 7d\n",
         2 => "  goal event order.completed where amount > 5 within 1d\n  exit when event order.completed\n",
         _ => {
             "  exit when plan == free\n  exit when event order.completed where amount > 100\n  on ineligible continue\n"
         }
+    });
+    // The builder's order: goal, exits, on ineligible, then the delivery rules.
+    w.out.push_str(match trigger / 16 {
+        0 => "",
+        1 => "  quiet hours 21:00 to 08:00\n  reentry always\n",
+        2 => "  quiet hours 22:30 to 06:15 then skip\n  reentry after 30d\n  rate limit 600 per minute\n",
+        _ => "  reentry once\n  rate limit 5 per second\n",
     });
     w.out.push_str("  first: send email.marketing e1\n");
     w.sent.push("first".into());
@@ -122,6 +138,23 @@ impl Writer {
                     self.sent.push(label);
                 }
                 GStep::Wait(m) => self.out.push_str(&format!("{pad}wait {m}m\n")),
+                GStep::Set(k, labelled) => {
+                    let label = if *labelled {
+                        self.labels += 1;
+                        format!("s{}: ", self.labels)
+                    } else {
+                        String::new()
+                    };
+                    let text = match k {
+                        0 => "set score = score + 1",
+                        1 => "set plan = pro",
+                        2 => "set fan = score > 10 and not (plan == free)",
+                        3 => "set seen_at = now + 1d",
+                        4 => "set seen_at = none",
+                        _ => "set fan = none",
+                    };
+                    self.out.push_str(&format!("{pad}{label}{text}\n"));
+                }
                 GStep::Tag(add, t) => {
                     self.out.push_str(&format!("{pad}tag {} \"t{t}\"\n", if *add { "add" } else { "remove" }))
                 }

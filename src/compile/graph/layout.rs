@@ -343,6 +343,11 @@ fn item(s: &Step, src: &SourceText) -> Item {
             Item::Card(card(Kind::Tag, vec![(Style::Title, verb.into()), (Style::Detail, format!("{tag:?}"))]))
         }
         StepKind::End => Item::Card(card(Kind::End, vec![(Style::Title, "END".into())])),
+        // Drawn like a tag: both write the contact.
+        StepKind::Set { field, value } => Item::Card(card(
+            Kind::Tag,
+            vec![(Style::Title, format!("SET {field}")), (Style::Condition, format!("= {}", condition_text(src, value.span)))],
+        )),
         StepKind::If { arms, otherwise } => {
             let first = arms.first().map(|(c, _)| condition_text(src, c.span)).unwrap_or_default();
             let head = card(Kind::If, vec![(Style::Title, "IF".into()), (Style::Condition, first)]);

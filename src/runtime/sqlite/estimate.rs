@@ -1,12 +1,14 @@
 //! The estimate's query: an audience's contacts with the fields a program
 //! reads, pulled out by SQLite (`json_extract`) so no contact's whole JSON
-//! is parsed. Part of the SQLite store (`Store::audience`).
+//! is parsed. Part of the SQLite store (`Store::audience`); also the sends
+//! recorded for contacts, which the estimate counts against frequency caps
+//! (`Store::sends_since`).
 
 use super::segment;
 use super::{classify, parse_list};
 use crate::compile::program::FieldDef;
 use crate::runtime::facts;
-use crate::runtime::store::{Audience, ContactId, DueContact, StoreError};
+use crate::runtime::store::{Audience, ContactId, DueContact, RecordedSend, StoreError};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, Row};
 
@@ -63,4 +65,28 @@ fn member(r: &Row<'_>, fields: &[FieldDef]) -> rusqlite::Result<DueContact> {
     let addresses = segment::addresses_from_row(r, 5 + fields.len())?;
     let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
     Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
+}
+
+/// The sent messages of `contacts` at or after `since`, over every campaign.
+pub(super) fn sends_since(
+    conn: &Connection,
+    contacts: &[&str],
+    since: i64,
+) -> Result<Vec<(String, RecordedSend)>, StoreError> {
+    if contacts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT contact_id, channel, message, sent_at FROM outbox
+         WHERE status = 'sent' AND sent_at >= ? AND contact_id IN ({})",
+        vec!["?"; contacts.len()].join(",")
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(classify)?;
+    let args = std::iter::once(Value::Integer(since)).chain(contacts.iter().map(|c| Value::Text(c.to_string())));
+    let rows = stmt
+        .query_map(params_from_iter(args), |r| {
+            Ok((r.get(0)?, RecordedSend { channel: r.get(1)?, message: r.get(2)?, sent_at: r.get(3)? }))
+        })
+        .map_err(classify)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(classify)
 }
