@@ -349,12 +349,13 @@ impl<'a> Engine<'a> {
         }
         // Commit: the outbox rows (pending) with the executions' advance past them.
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
-        // The round and the wake-ups its tag changes cause in other
-        // campaigns commit together: a crash cannot lose the wake-ups.
+        // The round and the wake-ups its tag and `set` changes cause in
+        // other campaigns commit together: a crash cannot lose the wake-ups.
         let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
         super::store::atomically(&mut *self.store, |s| {
             s.commit(campaign, round, worker, now)?;
-            super::wake::tags_changed(s, campaign, &round.tags, now)
+            super::wake::tags_changed(s, campaign, &round.tags, now)?;
+            super::wake::fields_set(s, campaign, &round.fields, now)
         })?;
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
@@ -481,6 +482,8 @@ impl<'a> Engine<'a> {
         let mut f = self.facts_of(d, p, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
+        // Fields written by `set` steps (empty, so no allocation, without them).
+        let mut set_slots: Vec<crate::compile::program::FieldSlot> = Vec::new();
         let end = loop {
             trace.clear();
             // Only the first stretch resumes where the execution was parked.
@@ -514,6 +517,7 @@ impl<'a> Engine<'a> {
                         });
                     }
                     Trace::Tag { .. } => tags_changed = true,
+                    Trace::Set { slot } => set_slots.push(*slot),
                 }
             }
             match stop {
@@ -585,6 +589,9 @@ impl<'a> Engine<'a> {
                 }
             }
         };
+        if !set_slots.is_empty() {
+            acc.round.fields.extend(super::set::delta(p, &f.contact_id, &f, &set_slots));
+        }
         let contact = f.contact_id;
         if tags_changed {
             acc.round.tags.extend(TagDelta::between(&contact, &tags_before, &f.tags));

@@ -20,6 +20,7 @@ pub mod outcomes;
 pub mod provider;
 pub mod report;
 pub mod run;
+pub mod set;
 pub mod sqlite;
 pub mod stats;
 pub mod step;

@@ -1448,6 +1448,19 @@ impl Store for SqliteStore {
                     write.execute(params![d.contact, json_list(&d.add), json_list(&d.remove)]).map_err(classify)?;
                 }
             }
+            if !round.fields.is_empty() {
+                // One attribute at a time, on the attributes as they are now:
+                // a concurrent change of another field is kept.
+                let mut write = tx
+                    .prepare_cached("UPDATE contacts SET attrs = json_set(attrs, ?2, json(?3)) WHERE id = ?1")
+                    .map_err(classify)?;
+                for d in &round.fields {
+                    for (name, value) in &d.values {
+                        let path = format!("$.\"{name}\"");
+                        write.execute(params![d.contact, path, value.to_string()]).map_err(classify)?;
+                    }
+                }
+            }
             let mut st = tx
                 .prepare_cached(
                     "INSERT INTO step_stats (campaign, step, entered, sent, failed, cost_micros) VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -9,7 +9,7 @@ use super::eval::{self, Ctx};
 use super::exits;
 use super::facts::{Facts, FieldValue};
 use super::wait::{self, Arms, Decision};
-use crate::compile::program::{Cond, NodeIdx, OnIneligible, Op, Program, SendTarget};
+use crate::compile::program::{Cond, FieldSlot, NodeIdx, OnIneligible, Op, Program, SendTarget};
 
 /// Why a send was not made (docs/runtime.md, "Sends", in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,6 +102,10 @@ pub enum Trace {
         change: TagChange,
         tag: String,
     },
+    /// A `set` step wrote this field (the engine persists it).
+    Set {
+        slot: FieldSlot,
+    },
     /// An ineligible send passed over (`on ineligible continue`).
     Skip {
         node: NodeIdx,
@@ -165,8 +169,11 @@ pub fn transition<'p>(
             node: pc,
             arms: Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout },
         },
-        // TODO(#19): write the attribute (facts and a persisted delta).
-        Op::Set { next, .. } => Transition::Next(*next),
+        Op::Set { slot, value, next, .. } => {
+            super::set::apply(p, facts, *slot, value, now);
+            trace.push(Trace::Set { slot: *slot });
+            Transition::Next(*next)
+        }
         Op::End => Transition::Stop(Stop::Completed),
     }
 }

@@ -424,6 +424,16 @@ impl TagDelta {
     }
 }
 
+/// What a batch's `set` steps did to one contact's attributes: each field's
+/// new value (as stored), written into the stored attributes at commit time
+/// one field at a time, so a change made meanwhile to another field is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDelta {
+    pub contact: ContactId,
+    /// (field name, value as the contacts table stores it).
+    pub values: Vec<(String, serde_json::Value)>,
+}
+
 /// An outbox row's failed attempt that will be tried again at `next_attempt_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRetry {
@@ -474,6 +484,8 @@ pub struct Round {
     pub settled: Vec<ContactId>,
     pub ledger: Vec<LedgerEntry>,
     pub tags: Vec<TagDelta>,
+    /// Attributes written by `set` steps.
+    pub fields: Vec<FieldDelta>,
     pub steps: BTreeMap<StepId, StepCounts>,
     /// (ab_test, variant) → contacts assigned.
     pub ab: BTreeMap<(String, String), u64>,
@@ -493,6 +505,7 @@ impl Round {
             && self.parked.is_empty()
             && self.ledger.is_empty()
             && self.tags.is_empty()
+            && self.fields.is_empty()
             && self.steps.is_empty()
             && self.ab.is_empty()
             && self.ab_assigned.is_empty()
