@@ -376,6 +376,14 @@ impl Store for Wrapped {
     fn sends_since(&self, contacts: &[&str], since: i64) -> Result<Vec<(String, RecordedSend)>, StoreError> {
         self.inner.sends_since(contacts, since)
     }
+    fn admit_capped(
+        &mut self,
+        caps: &[flowc::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.admit_capped(caps, sends, now)
+    }
     fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.put_campaign(campaign, now)

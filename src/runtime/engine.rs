@@ -351,12 +351,30 @@ impl<'a> Engine<'a> {
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
         // The round and the wake-ups its tag and `set` changes cause in
         // other campaigns commit together: a crash cannot lose the wake-ups.
-        let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
+        // Frequency caps (only for a program under some): counted and
+        // taken in the commit's transaction, so they hold across campaigns.
+        let caps = super::caps::of(&self.versions[&self.current].program).to_vec();
+        let versions = &self.versions;
+        let counted = |o: &OutboxNew| {
+            versions.get(&o.version).is_some_and(|l| {
+                l.index.get(&o.step.0).is_some_and(|i| super::caps::requires_consent(&l.program.nodes[i.get()].op, o))
+            })
+        };
+        let mut refused = Vec::new();
+        let (campaign, round, worker) = (&self.campaign, &mut stepped.round, &self.worker);
         super::store::atomically(&mut *self.store, |s| {
+            if !caps.is_empty() {
+                refused = super::caps::enforce(s, &caps, round, &counted, now)?;
+            }
             s.commit(campaign, round, worker, now)?;
             super::wake::tags_changed(s, campaign, &round.tags, now)?;
             super::wake::fields_set(s, campaign, &round.fields, now)
         })?;
+        for o in &refused {
+            // Never sent: its price goes back.
+            self.balance += o.price_micros;
+            stepped.outcome.sends -= 1;
+        }
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
             .map(|row| Attempt { row, made: 0, origin: Origin::Batch })

@@ -211,6 +211,20 @@ CREATE TABLE ab_assignments (
   PRIMARY KEY (campaign, contact_id, ab)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Schema 6 (issue 19; the cr branch's delivery rules): frequency caps count
+-- the consent-requiring sends each contact was given, across campaigns, in
+-- the store: one row per admitted send (its idempotency key), written in
+-- the transaction of its outbox row, deleted when the send fails for good.
+-- Keyed by contact and time, so a cap's count is one range of one contact.
+CREATE TABLE capped_sends (
+  contact_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  PRIMARY KEY (contact_id, at, key)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -994,6 +1008,52 @@ impl Store for SqliteStore {
         estimate::sends_since(&self.conn, contacts, since)
     }
 
+    fn admit_capped(
+        &mut self,
+        caps: &[crate::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let tx = self.conn.savepoint().map_err(classify)?;
+        let mut out = Vec::with_capacity(sends.len());
+        {
+            let mut known = tx
+                .prepare_cached("SELECT 1 FROM capped_sends WHERE contact_id = ?1 AND key = ?2")
+                .map_err(classify)?;
+            // `?3` NULL: every channel counts.
+            let mut count = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM capped_sends WHERE contact_id = ?1 AND at > ?2 AND (?3 IS NULL OR channel = ?3)",
+                )
+                .map_err(classify)?;
+            let mut record = tx
+                .prepare_cached("INSERT OR IGNORE INTO capped_sends (contact_id, at, key, channel) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(classify)?;
+            for s in sends {
+                if known.exists(params![s.contact, s.key]).map_err(classify)? {
+                    out.push(true);
+                    continue;
+                }
+                let mut fits = true;
+                for cap in caps.iter().filter(|c| c.channel.as_deref().is_none_or(|ch| ch == s.channel)) {
+                    let n: i64 = count
+                        .query_row(params![s.contact, now.saturating_sub(cap.window_minutes), cap.channel], |r| r.get(0))
+                        .map_err(classify)?;
+                    if n >= i64::from(cap.count) {
+                        fits = false;
+                        break;
+                    }
+                }
+                if fits {
+                    record.execute(params![s.contact, now, s.key, s.channel]).map_err(classify)?;
+                }
+                out.push(fits);
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(out)
+    }
+
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         let mut n = 0;
@@ -1328,6 +1388,22 @@ impl Store for SqliteStore {
                      WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
                 )
                 .map_err(classify)?;
+            // A send that failed for good was not delivered: its frequency
+            // cap slot is given back (a no-op for sends no cap counted).
+            let mut give_back = round
+                .outbox_done
+                .iter()
+                .filter(|d| matches!(d.outcome, SendOutcome::Failed { .. }))
+                .peekable();
+            if give_back.peek().is_some() {
+                let mut free = tx
+                    .prepare_cached("DELETE FROM capped_sends WHERE contact_id = ?1 AND key = ?2")
+                    .map_err(classify)?;
+                for d in give_back {
+                    free.execute(params![d.contact, outbox_key(campaign, &d.version, &d.contact, &d.step)])
+                        .map_err(classify)?;
+                }
+            }
             for d in round
                 .outbox_done
                 .iter()

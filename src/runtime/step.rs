@@ -19,6 +19,8 @@ pub enum SkipReason {
     NoConsent,
     ChannelNotApproved,
     NotCapable,
+    /// Over a workspace frequency cap (decided at commit: `caps`).
+    FrequencyCap,
 }
 
 impl SkipReason {
@@ -28,6 +30,7 @@ impl SkipReason {
             SkipReason::NoConsent => "no-consent",
             SkipReason::ChannelNotApproved => "channel-not-approved",
             SkipReason::NotCapable => "not-capable",
+            SkipReason::FrequencyCap => super::caps::SKIP_REASON,
         }
     }
     pub fn parse(s: &str) -> Option<SkipReason> {
@@ -36,6 +39,7 @@ impl SkipReason {
             "no-consent" => Some(SkipReason::NoConsent),
             "channel-not-approved" => Some(SkipReason::ChannelNotApproved),
             "not-capable" => Some(SkipReason::NotCapable),
+            super::caps::SKIP_REASON => Some(SkipReason::FrequencyCap),
             _ => None,
         }
     }

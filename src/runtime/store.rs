@@ -593,6 +593,16 @@ pub struct RecordedSend {
     pub sent_at: i64,
 }
 
+/// One consent-requiring send that the frequency caps apply to, about to
+/// be committed with its outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSend<'a> {
+    pub contact: &'a ContactId,
+    pub channel: &'a str,
+    /// Its idempotency key: the capped send's identity in the store.
+    pub key: &'a str,
+}
+
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
     /// Stores a campaign's current version (and keeps it among its versions).
@@ -630,6 +640,19 @@ pub trait Store {
     /// campaign of the database: what the estimate counts against frequency
     /// caps.
     fn sends_since(&self, contacts: &[&str], since: i64) -> Result<Vec<(String, RecordedSend)>, StoreError>;
+    /// Frequency caps, called inside the transaction that commits these
+    /// sends' outbox rows: for each send in order, whether it fits under
+    /// every cap of `caps` (a channel's cap counting only that channel),
+    /// counting the capped sends stored for its contact less than the
+    /// cap's window before `now` — of every campaign — and those admitted
+    /// before it in this call. The sends that fit are recorded; a send
+    /// recorded already (same key) fits again without a second row.
+    fn admit_capped(
+        &mut self,
+        caps: &[crate::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError>;
     /// Enrolls contacts (at most once each).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at
