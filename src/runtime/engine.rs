@@ -15,7 +15,7 @@ use super::provider::{Delivery, Message, Provider};
 use super::step::{self, Account, Stop, Trace};
 use super::store::*;
 use crate::compile::codec;
-use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, SendTarget, WaitOn};
+use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, Reentry, SendTarget, WaitOn};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -429,24 +429,33 @@ impl<'a> Engine<'a> {
                 event_ids.push(&d.contact.id);
             }
         }
-        let mut sent: HashMap<ContactId, Vec<SentMessage>> = HashMap::new();
+        // Keyed by execution: engagement predicates read this execution's sends only.
+        let mut sent: HashMap<(ContactId, Entry), Vec<SentMessage>> = HashMap::new();
         if !sent_ids.is_empty() {
             for s in self.store.sent_for(&self.campaign, &sent_ids)? {
-                sent.entry(s.contact).or_default().push(s.message);
+                sent.entry((s.contact, s.entry)).or_default().push(s.message);
             }
         }
+        // Under re-entry a contact may have two executions due in one batch:
+        // they share its events (cloned), where one execution takes them.
+        let shared = if self.versions[&self.current].program.delivery.reentry == Reentry::Once {
+            HashSet::new()
+        } else {
+            let mut seen = HashSet::new();
+            due.iter().filter(|d| !seen.insert(&d.contact.id)).map(|d| d.contact.id.clone()).collect()
+        };
         let mut events: HashMap<ContactId, Vec<facts::ContactEvent>> = HashMap::new();
         if !event_ids.is_empty() {
             for e in self.store.events_for(&event_ids)? {
                 events.entry(e.contact).or_default().push(e.event);
             }
         }
-        Ok(Some(Batch { due, sent, events }))
+        Ok(Some(Batch { due, sent, events, shared }))
     }
 
     /// The facts one due execution steps on.
     fn facts_of(&mut self, d: Due, p: &Program, batch: &mut Batch) -> Result<Facts, EngineError> {
-        let contact = d.contact;
+        let (contact, entry) = (d.contact, d.entry);
         let mut fields = contact.fields;
         if d.version != self.current && p.fields != self.versions[&self.current].program.fields {
             // An execution still on an older version whose program reads
@@ -456,8 +465,12 @@ impl<'a> Engine<'a> {
         }
         let mut f = Facts {
             addresses: contact.addresses,
-            sent: batch.sent.remove(contact.id.as_str()).unwrap_or_default(),
-            events: batch.events.remove(contact.id.as_str()).unwrap_or_default(),
+            sent: batch.sent.remove(&(contact.id.clone(), entry)).unwrap_or_default(),
+            events: if batch.shared.contains(contact.id.as_str()) {
+                batch.events.get(contact.id.as_str()).cloned().unwrap_or_default()
+            } else {
+                batch.events.remove(contact.id.as_str()).unwrap_or_default()
+            },
             contact_id: contact.id,
             fields,
             tags: contact.tags,
@@ -495,6 +508,7 @@ impl<'a> Engine<'a> {
             });
         };
         let version = d.version.clone();
+        let entry = d.entry;
         let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
         let sends_before = acc.sends.len();
         let mut f = self.facts_of(d, p, batch)?;
@@ -522,6 +536,7 @@ impl<'a> Engine<'a> {
                             if p.goal.is_some() {
                                 acc.round.ab_assigned.push(AbAssignment {
                                     contact: f.contact_id.clone(),
+                                    entry,
                                     ab: name.clone(),
                                     variant: v.clone(),
                                 });
@@ -540,7 +555,7 @@ impl<'a> Engine<'a> {
             }
             match stop {
                 Stop::Send { node, target, next, .. } => {
-                    match self.send(p, node, &target, &version, &mut f, acc, now) {
+                    match self.send(p, node, &target, (&version, entry), &mut f, acc, now) {
                         Some(end) => break end,
                         None => pc = next,
                     }
@@ -616,6 +631,7 @@ impl<'a> Engine<'a> {
         }
         acc.round.executions.push(ExecUpdate {
             contact,
+            entry,
             step: end.step,
             version,
             state: end.state,
@@ -634,7 +650,7 @@ impl<'a> Engine<'a> {
         p: &Program,
         node: NodeIdx,
         target: &SendTarget,
-        version: &str,
+        (version, entry): (&str, Entry),
         f: &mut Facts,
         acc: &mut Stepped,
         now: i64,
@@ -672,8 +688,9 @@ impl<'a> Engine<'a> {
         acc.outcome.sends += 1;
         let contact = f.contact_id.clone();
         acc.sends.push(OutboxNew {
-            key: outbox_key(&self.campaign, version, &contact, step),
+            key: execution_key(&self.campaign, version, &contact, entry, step),
             contact,
+            entry,
             version: version.to_string(),
             step: step.clone(),
             channel: target.channel.clone(),
@@ -708,7 +725,7 @@ impl<'a> Engine<'a> {
             amount_micros: -debits.micros,
             reason: format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len()),
         });
-        round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
+        round.settled = rows.iter().map(|(o, _)| (o.contact.clone(), o.entry)).collect();
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
     }
@@ -752,13 +769,14 @@ impl<'a> Engine<'a> {
         if made < self.config.max_attempts {
             round.outbox_retry.push(OutboxRetry {
                 contact: o.contact.clone(),
+                entry: o.entry,
                 step: o.step.clone(),
                 version: o.version.clone(),
                 attempts: made,
                 next_attempt_at: now + retry_delay(made),
                 error: reason,
             });
-            round.parked.push(o.contact.clone());
+            round.parked.push((o.contact.clone(), o.entry));
             return Failure::WillRetry;
         }
         self.balance += o.price_micros;
@@ -766,6 +784,7 @@ impl<'a> Engine<'a> {
         count(&mut round.steps, &o.step, |c| c.failed += 1);
         round.executions.push(ExecUpdate {
             contact: o.contact.clone(),
+            entry: o.entry,
             step: o.step.clone(),
             version: o.version.clone(),
             state: ExecState::Failed,
@@ -810,7 +829,7 @@ impl<'a> Engine<'a> {
                             now,
                         );
                         if a.origin != Origin::Batch {
-                            round.settled.push(o.contact.clone());
+                            round.settled.push((o.contact.clone(), o.entry));
                         }
                     }
                     Delivery::Failed { reason } => {
@@ -832,13 +851,14 @@ impl<'a> Engine<'a> {
         for a in &queue[start..] {
             round.outbox_retry.push(OutboxRetry {
                 contact: a.row.contact.clone(),
+                entry: a.row.entry,
                 step: a.row.step.clone(),
                 version: a.row.version.clone(),
                 attempts: a.made,
                 next_attempt_at: now,
                 error: "not sent: the circuit breaker tripped".into(),
             });
-            round.parked.push(a.row.contact.clone());
+            round.parked.push((a.row.contact.clone(), a.row.entry));
         }
         // One ledger entry per relay: each send's price is in its outbox row.
         if debits.sends > 0 {
@@ -873,8 +893,10 @@ struct Attempt {
 /// A batch loaded for stepping: its due executions and the facts they read.
 struct Batch {
     due: Vec<Due>,
-    sent: HashMap<ContactId, Vec<SentMessage>>,
+    sent: HashMap<(ContactId, Entry), Vec<SentMessage>>,
     events: HashMap<ContactId, Vec<facts::ContactEvent>>,
+    /// Contacts with more than one execution in the batch (re-entry).
+    shared: HashSet<ContactId>,
 }
 
 /// Where an execution stops in this batch.

@@ -19,6 +19,7 @@ pub mod leave;
 pub mod lifecycle;
 pub mod outcomes;
 pub mod provider;
+pub mod reentry;
 pub mod report;
 pub mod run;
 pub mod set;
