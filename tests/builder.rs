@@ -102,17 +102,26 @@ fn delivery_settings_and_set_export_as_documented() {
     assert_eq!(set["config"], serde_json::json!({"field": "plan", "value": {"attribute": "pro"}}));
     let back = flowc::builder::import(&json.to_string()).expect("imports back");
     assert_eq!(export(&back), json);
-    assert!(back.contains("  quiet hours 21:00 to 08:00 then skip\n  reentry after 30d\n  rate limit 600 per minute\n"), "{back}");
+    assert!(
+        back.contains("  quiet hours 21:00 to 08:00 then skip\n  reentry after 30d\n  rate limit 600 per minute\n"),
+        "{back}"
+    );
     assert!(back.contains("  set lifetime_value = lifetime_value + 10\n"), "{back}");
     // `then` may be left out (hold), `reentry` is a word or an object.
     let doc = |settings: serde_json::Value| {
         serde_json::json!({"format": "flowc-builder/1", "campaign": {"id": "c"}, "trigger": {"type": "MANUAL"}, "settings": settings, "timeline": []}).to_string()
     };
-    let text = flowc::builder::import(&doc(serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00"}, "reentry": "always"}))).expect("import");
+    let text = flowc::builder::import(&doc(
+        serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00"}, "reentry": "always"}),
+    ))
+    .expect("import");
     assert!(text.contains("quiet hours 21:00 to 08:00\n  reentry always\n"), "{text}");
     for (bad, says) in [
         (serde_json::json!({"quiet_hours": {"start": "9pm", "end": "08:00"}}), "$.settings.quiet_hours.start"),
-        (serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00", "then": "drop"}}), "expected hold or skip"),
+        (
+            serde_json::json!({"quiet_hours": {"start": "21:00", "end": "08:00", "then": "drop"}}),
+            "expected hold or skip",
+        ),
         (serde_json::json!({"reentry": "twice"}), "$.settings.reentry"),
         (serde_json::json!({"rate_limit": {"count": -1, "per": "minute"}}), "$.settings.rate_limit.count"),
         (serde_json::json!({"rate_limit": {"count": 5, "per": "day"}}), "expected second, minute or hour"),

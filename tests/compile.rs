@@ -375,7 +375,9 @@ fn delivery_rules_and_set_lower_to_the_program() {
             other => panic!("{id} is a set, not {other:?}"),
         }
     };
-    assert!(matches!(set("black_friday/2"), (f, SetValue::Operand { operand: Operand::Sum { .. } }) if f == "lifetime_value"));
+    assert!(
+        matches!(set("black_friday/2"), (f, SetValue::Operand { operand: Operand::Sum { .. } }) if f == "lifetime_value")
+    );
     assert_eq!(
         set("bump"),
         ("plan".into(), SetValue::Operand { operand: Operand::Const { value: Const::Enum("pro".into()) } })

@@ -676,18 +676,26 @@ fn frequency_caps_lower_min_from_the_recorded_sends() {
     let e = estimate::estimate(&store, &capped, NOW, &Settings::default()).expect("estimate");
     assert_eq!(sends(&e, "marketing"), (40.0 + (40.0 - already), 80.0));
     assert_eq!(sends(&e, "transactional"), (40.0, 40.0), "transactional messages are exempt");
-    assert_eq!(step_sends(&e, &capped), step_sends(&base, &uncapped), "reach is unchanged: a capped send is skipped and the execution goes on");
+    assert_eq!(
+        step_sends(&e, &capped),
+        step_sends(&base, &uncapped),
+        "reach is unchanged: a capped send is skipped and the execution goes on"
+    );
 
     // 1 per 7d: already at the cap before this campaign starts; everyone's second send is capped.
-    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 7d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 7d\n}\n"), NOW, &Settings::default())
+        .expect("estimate");
     assert_eq!(sends(&e, "marketing"), (40.0 - already, 80.0));
 
     // A 1-day window: the recorded send (now) still counts for `one`, but no
     // longer for `two`, a day later; this campaign's `one` does not either.
-    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 1d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap 1 per 1d\n}\n"), NOW, &Settings::default())
+        .expect("estimate");
     assert_eq!(sends(&e, "marketing"), (40.0 - already + 40.0, 80.0));
 
     // A cap on sms leaves email alone.
-    let e = estimate::estimate(&store, &campaign("policy {\n  frequency cap sms 1 per 7d\n}\n"), NOW, &Settings::default()).expect("estimate");
+    let e =
+        estimate::estimate(&store, &campaign("policy {\n  frequency cap sms 1 per 7d\n}\n"), NOW, &Settings::default())
+            .expect("estimate");
     assert_eq!(sends(&e, "marketing"), (80.0, 80.0));
 }

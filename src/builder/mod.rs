@@ -51,10 +51,7 @@ pub fn export(imports: &[String], c: &Campaign) -> Value {
             }
             Setting::QuietHours(q) => {
                 let then = if q.then == QuietThen::Skip { "skip" } else { "hold" };
-                settings.insert(
-                    "quiet_hours".into(),
-                    json!({"start": q.start.text, "end": q.end.text, "then": then}),
-                );
+                settings.insert("quiet_hours".into(), json!({"start": q.start.text, "end": q.end.text, "then": then}));
             }
             Setting::Reentry(r, _) => {
                 let v = match r {

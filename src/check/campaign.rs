@@ -174,7 +174,9 @@ fn check_quiet_hours(cx: &mut Checker, file: FileId, q: &ast::QuietHours) -> Opt
                 format!("quiet hours from {} to {} are no window at all", q.start.text, q.end.text),
             )
             .with_label("start equals end")
-            .with_help("give the window a different end; one that ends before it starts wraps midnight, like `21:00 to 08:00`"),
+            .with_help(
+                "give the window a different end; one that ends before it starts wraps midnight, like `21:00 to 08:00`",
+            ),
         );
         return None;
     }
@@ -743,7 +745,12 @@ const QUIET_CHANNELS: &[&str] = &["sms", "whatsapp"];
 
 fn needs_quiet_hours(cx: &Checker, t: &SendTarget) -> bool {
     QUIET_CHANNELS.contains(&t.channel.as_str())
-        && cx.model.channels.get(&t.channel).and_then(|c| c.messages.get(&t.message)).is_some_and(|m| m.requires_consent)
+        && cx
+            .model
+            .channels
+            .get(&t.channel)
+            .and_then(|c| c.messages.get(&t.message))
+            .is_some_and(|m| m.requires_consent)
 }
 
 /// Fields no `set` may write: the contact's identity and its creation time
@@ -774,9 +781,14 @@ fn set_value(cx: &mut Checker, file: FileId, field: &ast::Name, value: &ast::Exp
             .collect();
         let best = suggest::best(&field.text, writable.iter().copied());
         cx.report(
-            Diagnostic::new(Code::ReadonlyField, file, field.span, format!("`{}` is not a declared contact field", field.text))
-                .with_label("nothing to set")
-                .with_suggestion(field.span, best, Some("declare it in `contact { … }` first".to_string())),
+            Diagnostic::new(
+                Code::ReadonlyField,
+                file,
+                field.span,
+                format!("`{}` is not a declared contact field", field.text),
+            )
+            .with_label("nothing to set")
+            .with_suggestion(field.span, best, Some("declare it in `contact { … }` first".to_string())),
         );
         return expr::value(cx, file, value, scope, None);
     };

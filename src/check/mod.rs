@@ -402,8 +402,9 @@ impl<'a> Checker<'a> {
         let mut first: Option<(FileId, Span)> = None;
         for (file, p) in decls {
             if let Some((first_file, first_span)) = first {
-                let d = Diagnostic::new(Code::InvalidFrequencyCap, file, p.keyword, "a workspace has one `policy` block")
-                    .with_label("second policy");
+                let d =
+                    Diagnostic::new(Code::InvalidFrequencyCap, file, p.keyword, "a workspace has one `policy` block")
+                        .with_label("second policy");
                 let d = if first_file == file {
                     d.with_related(first_span, "first policy here").with_help("merge the caps into the first block")
                 } else {

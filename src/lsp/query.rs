@@ -27,17 +27,33 @@ enum Ref {
 /// What the keyword under the cursor opens, with the step ids it gives.
 #[derive(Debug, Clone)]
 enum Construct {
-    WaitUntil { id: String, arms: usize },
-    When { id: String, waits_for_event: bool },
-    Timeout { id: String },
+    WaitUntil {
+        id: String,
+        arms: usize,
+    },
+    When {
+        id: String,
+        waits_for_event: bool,
+    },
+    Timeout {
+        id: String,
+    },
     Goal,
-    Exit { index: usize, waits_for_event: bool },
+    Exit {
+        index: usize,
+        waits_for_event: bool,
+    },
     OnIneligible(Ineligible),
     /// Issue 19's: the texts are the setting as written, after its keyword.
-    QuietHours { window: String, then: QuietThen },
+    QuietHours {
+        window: String,
+        then: QuietThen,
+    },
     Reentry(String),
     RateLimit(String),
-    Set { field: String },
+    Set {
+        field: String,
+    },
     Policy,
     FrequencyCap(String),
 }

@@ -197,7 +197,9 @@ fn delivery_rules_hover_complete_and_outline() {
     let dir = std::fs::canonicalize(&dir).expect("canonical");
     let main = "import \"shared.flow\"\n\npolicy {\n  frequency cap 3 per 7d\n  frequency cap sms 1 per 1d\n}\n\ncampaign c {\n  trigger manual\n  quiet hours 21:00 to 08:00 then skip\n  reentry after 30d\n  rate limit 600 per minute\n  hi: send email.marketing hello_email\n  bump: set plan = pro\n}\n";
     // The same, being typed: `frequency cap ` and `set ` wait for a name.
-    let typing = main.replace("cap sms 1 per 1d", "cap ").replace("  bump: set plan = pro\n", "  bump: set plan = pro\n  set \n");
+    let typing = main
+        .replace("cap sms 1 per 1d", "cap ")
+        .replace("  bump: set plan = pro\n", "  bump: set plan = pro\n  set \n");
     std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
     std::fs::write(dir.join("main.flow"), main).expect("main");
     std::fs::write(dir.join("typing.flow"), &typing).expect("typing");

@@ -397,11 +397,17 @@ pub enum StepKind {
     Wait(DurationLit),
     If(If),
     AbTest(AbTest),
-    Tag { op: TagOp, tag: StrLit },
+    Tag {
+        op: TagOp,
+        tag: StrLit,
+    },
     End,
     WaitUntil(WaitUntil),
     /// `set FIELD = EXPR`.
-    Set { field: Name, value: Expr },
+    Set {
+        field: Name,
+        value: Expr,
+    },
 }
 
 impl StepKind {

@@ -98,7 +98,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-const TOP_LEVEL: &[&str] = &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing", "policy"];
+const TOP_LEVEL: &[&str] =
+    &["campaign", "segment", "template", "contact", "event", "channel", "import", "pricing", "policy"];
 
 /// Does a top-level declaration keyword start at `offset` (after indentation)?
 pub fn starts_declaration(text: &str, offset: usize) -> bool {

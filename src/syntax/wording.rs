@@ -38,7 +38,9 @@ fn describe(rule: Rule) -> Option<&'static str> {
         kw_second | kw_minute | kw_hour => "`second`, `minute` or `hour`",
         count => "a whole number like `3`",
         set_eq => "`=` and the new value, like `set plan = pro`",
-        frequency_cap | kw_frequency | kw_cap => "a frequency cap like `frequency cap 3 per 7d` or `frequency cap sms 1 per 1d`",
+        frequency_cap | kw_frequency | kw_cap => {
+            "a frequency cap like `frequency cap 3 per 7d` or `frequency cap sms 1 per 1d`"
+        }
         wait_until_step | kw_until => "`until`",
         wait_arms => "the arms of a `wait until` `{ when … { } timeout D { } }`",
         when_arm | kw_when => "a `when` arm like `when event order.completed { … }`",

@@ -346,7 +346,10 @@ fn item(s: &Step, src: &SourceText) -> Item {
         // Drawn like a tag: both write the contact.
         StepKind::Set { field, value } => Item::Card(card(
             Kind::Tag,
-            vec![(Style::Title, format!("SET {field}")), (Style::Condition, format!("= {}", condition_text(src, value.span)))],
+            vec![
+                (Style::Title, format!("SET {field}")),
+                (Style::Condition, format!("= {}", condition_text(src, value.span))),
+            ],
         )),
         StepKind::If { arms, otherwise } => {
             let first = arms.first().map(|(c, _)| condition_text(src, c.span)).unwrap_or_default();
