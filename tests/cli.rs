@@ -643,6 +643,45 @@ fn triggers_follow_the_reentry_rule() {
     }
 }
 
+/// Issue 19: `flowc run` shows the sends a frequency cap skipped, by step
+/// and reason, and the execution goes on past them.
+#[test]
+fn run_shows_frequency_cap_skips() {
+    let dir = TempDir::new("caps-run");
+    let shared = std::fs::read_to_string("examples/shared.flow").expect("shared");
+    std::fs::write(dir.path("shared.flow"), shared).expect("write");
+    std::fs::copy("examples/contacts.jsonl", dir.path("contacts.jsonl")).expect("contacts");
+    let flow = dir.path("capped.flow");
+    std::fs::write(
+        &flow,
+        r#"import "shared.flow"
+template news { channel email message marketing status published }
+template receipt { channel email message transactional status published }
+policy { frequency cap email 1 per 7d }
+campaign capped {
+  trigger manual
+  first: send email.marketing news
+  second: send email.marketing news
+  receipt_step: send email.transactional receipt
+}
+"#,
+    )
+    .expect("write");
+    let db = dir.path("c.db");
+    let o = flowc(&["run", &flow, "--db", &db]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let first = sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'first' AND status = 'sent'");
+    assert!(first > 0, "{out}");
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'second'"), 0, "{out}");
+    assert!(out.contains(&format!("skipped frequency-cap: {first}")), "{out}");
+    assert_eq!(
+        sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'receipt_step'"),
+        sql_i64(&db, "SELECT COUNT(*) FROM executions WHERE state = 'completed'"),
+        "transactional sends are exempt and every capped execution went on: {out}"
+    );
+}
+
 #[test]
 fn importing_the_same_events_twice_stores_them_once() {
     let dir = TempDir::new("events-twice");
