@@ -161,10 +161,8 @@ fn two_campaigns_over_the_same_contacts_cap_exactly_the_computed_sends() {
     let ra = run_on(&db, alpha);
     let rb = run_on(&db, beta);
     // Beta starts where alpha's virtual clock stopped.
-    let beta_start = chrono::DateTime::parse_from_rfc3339(ra["clock"].as_str().expect("clock"))
-        .expect("rfc3339")
-        .timestamp()
-        / 60;
+    let beta_start =
+        chrono::DateTime::parse_from_rfc3339(ra["clock"].as_str().expect("clock")).expect("rfc3339").timestamp() / 60;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut total_capped = 0u64;
     for i in 0..n {

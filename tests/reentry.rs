@@ -144,10 +144,13 @@ fn check(rule: &str, executions: usize) {
     assert_eq!(step(&r, "bye")["sent"], executions as u64, "{rule}: {r}");
     assert_eq!(r["provider"]["duplicates"], 0, "{rule}: no re-entry is taken for a duplicate: {r}");
     let c = rusqlite::Connection::open(&db.0).expect("open");
-    let rows: i64 = c.query_row("SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'", [], |r| r.get(0)).expect("n");
+    let rows: i64 =
+        c.query_row("SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'", [], |r| r.get(0)).expect("n");
     assert_eq!(rows as usize, executions, "{rule}");
     let keys: i64 = c
-        .query_row("SELECT COUNT(DISTINCT key) FROM outbox WHERE campaign = 'thanks' AND step = 'hello'", [], |r| r.get(0))
+        .query_row("SELECT COUNT(DISTINCT key) FROM outbox WHERE campaign = 'thanks' AND step = 'hello'", [], |r| {
+            r.get(0)
+        })
         .expect("keys");
     assert_eq!(keys as usize, executions, "{rule}: one idempotency key per execution");
     // `opened(hello)` reads this execution's own `hello` only: `again` is

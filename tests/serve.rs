@@ -717,7 +717,11 @@ fn a_trigger_follows_the_reentry_rule() {
         // Distinct data: an identical event in the same minute is stored once.
         let body = format!(r#"{{"contacts": ["c0", "c1"], "data": {{"round": {round}}}}}"#);
         let (s, r) = call("POST", &url("again"), Some(TOKEN), Some(&body));
-        assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(2), Some(0)), "{round}: {r}");
+        assert_eq!(
+            (s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()),
+            (202, Some(2), Some(0)),
+            "{round}: {r}"
+        );
     }
     let (s, r) = call("POST", &url("daily"), Some(TOKEN), Some(r#"{"contacts": ["c0"]}"#));
     assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)), "{r}");

@@ -136,11 +136,7 @@ fn set_is_seen_by_later_steps_persisted_and_wakes_other_campaigns() {
     // the arm there, c10..c19 (at 70) park again until the timeout.
     let woken: i64 = store
         .connection()
-        .query_row(
-            "SELECT COUNT(*) FROM executions WHERE campaign = 'watcher' AND wake_at = ?1",
-            [START],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM executions WHERE campaign = 'watcher' AND wake_at = ?1", [START], |r| r.get(0))
         .expect("count");
     assert_eq!(woken, 20, "the contacts whose lifetime_value changed are woken");
     let r = run_on(&mut store, &db, &watcher);

@@ -301,8 +301,13 @@ fn abandoned_claims_are_given_back(s: &mut dyn Store) {
         ..Default::default()
     };
     s.commit("k", &done, &worker("dead"), 100).expect("commit");
-    s.commit("k", &Round { parked: vec![("a".into(), Entry::FIRST), ("b".into(), Entry::FIRST)], ..Default::default() }, &worker("dead"), 100)
-        .expect("park");
+    s.commit(
+        "k",
+        &Round { parked: vec![("a".into(), Entry::FIRST), ("b".into(), Entry::FIRST)], ..Default::default() },
+        &worker("dead"),
+        100,
+    )
+    .expect("park");
     // This worker's own claims are not abandoned.
     assert_eq!(s.requeue_processing("k", &worker("dead")).expect("requeue"), 0);
     assert_eq!(s.requeue_processing("k", &worker("alive")).expect("requeue"), 2);

@@ -1099,9 +1099,8 @@ impl Store for SqliteStore {
         let tx = self.conn.savepoint().map_err(classify)?;
         let mut out = Vec::with_capacity(sends.len());
         {
-            let mut known = tx
-                .prepare_cached("SELECT 1 FROM capped_sends WHERE contact_id = ?1 AND key = ?2")
-                .map_err(classify)?;
+            let mut known =
+                tx.prepare_cached("SELECT 1 FROM capped_sends WHERE contact_id = ?1 AND key = ?2").map_err(classify)?;
             // `?3` NULL: every channel counts.
             let mut count = tx
                 .prepare_cached(
@@ -1109,7 +1108,9 @@ impl Store for SqliteStore {
                 )
                 .map_err(classify)?;
             let mut record = tx
-                .prepare_cached("INSERT OR IGNORE INTO capped_sends (contact_id, at, key, channel) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO capped_sends (contact_id, at, key, channel) VALUES (?1, ?2, ?3, ?4)",
+                )
                 .map_err(classify)?;
             for s in sends {
                 if known.exists(params![s.contact, s.key]).map_err(classify)? {
@@ -1119,7 +1120,9 @@ impl Store for SqliteStore {
                 let mut fits = true;
                 for cap in caps.iter().filter(|c| c.channel.as_deref().is_none_or(|ch| ch == s.channel)) {
                     let n: i64 = count
-                        .query_row(params![s.contact, now.saturating_sub(cap.window_minutes), cap.channel], |r| r.get(0))
+                        .query_row(params![s.contact, now.saturating_sub(cap.window_minutes), cap.channel], |r| {
+                            r.get(0)
+                        })
                         .map_err(classify)?;
                     if n >= i64::from(cap.count) {
                         fits = false;
@@ -1475,11 +1478,8 @@ impl Store for SqliteStore {
                 .map_err(classify)?;
             // A send that failed for good was not delivered: its frequency
             // cap slot is given back (a no-op for sends no cap counted).
-            let mut give_back = round
-                .outbox_done
-                .iter()
-                .filter(|d| matches!(d.outcome, SendOutcome::Failed { .. }))
-                .peekable();
+            let mut give_back =
+                round.outbox_done.iter().filter(|d| matches!(d.outcome, SendOutcome::Failed { .. })).peekable();
             if give_back.peek().is_some() {
                 let mut free = tx
                     .prepare_cached("DELETE FROM capped_sends WHERE contact_id = ?1 AND key = ?2")

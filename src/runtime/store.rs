@@ -763,8 +763,12 @@ pub trait Store {
     fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError>;
     /// The campaign's executions in contact order after `after`, at most
     /// `limit`, each with when it entered the campaign.
-    fn starts(&self, campaign: &str, after: Option<(&ContactId, Entry)>, limit: usize)
-        -> Result<Vec<Start>, StoreError>;
+    fn starts(
+        &self,
+        campaign: &str,
+        after: Option<(&ContactId, Entry)>,
+        limit: usize,
+    ) -> Result<Vec<Start>, StoreError>;
     /// The A/B assignments of these contacts in the campaign.
     fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError>;
     /// Sends recorded whose outcome is unknown: in flight when a process
