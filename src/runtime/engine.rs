@@ -463,15 +463,20 @@ impl<'a> Engine<'a> {
             let record = self.store.contact(&contact.id)?.unwrap_or_default();
             fields = facts::fields_for(p, &record);
         }
+        // The id moves into the execution's key and back: no copy per execution.
+        let key = (contact.id, entry);
+        let sent = if batch.sent.is_empty() { Vec::new() } else { batch.sent.remove(&key).unwrap_or_default() };
+        let id = key.0;
+        let events = if !batch.shared.is_empty() && batch.shared.contains(id.as_str()) {
+            batch.events.get(id.as_str()).cloned().unwrap_or_default()
+        } else {
+            batch.events.remove(id.as_str()).unwrap_or_default()
+        };
         let mut f = Facts {
             addresses: contact.addresses,
-            sent: batch.sent.remove(&(contact.id.clone(), entry)).unwrap_or_default(),
-            events: if batch.shared.contains(contact.id.as_str()) {
-                batch.events.get(contact.id.as_str()).cloned().unwrap_or_default()
-            } else {
-                batch.events.remove(contact.id.as_str()).unwrap_or_default()
-            },
-            contact_id: contact.id,
+            sent,
+            events,
+            contact_id: id,
             fields,
             tags: contact.tags,
             consent: contact.consent,
