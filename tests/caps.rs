@@ -242,3 +242,53 @@ fn concurrent_writers_never_exceed_a_cap() {
     });
     assert_eq!(admitted, 3 * contacts.len());
 }
+
+/// A send that fails for good gives its slot back (a cap counts messages
+/// delivered); one that was delivered keeps it.
+#[test]
+fn a_send_that_fails_for_good_gives_its_slot_back() {
+    use flowc::compile::program::FrequencyCap;
+    use flowc::runtime::store::{
+        atomically, outbox_key, CapSend, ContactId, Entry, OutboxNew, Round, SendOutcome, WorkerId,
+    };
+    let db = Db::new("give-back");
+    let mut store = SqliteStore::open(&db.0).expect("store");
+    let caps = vec![FrequencyCap { channel: None, count: 1, window_minutes: 7 * DAY }];
+    let c = ContactId("c1".into());
+    let row = |step: &str| OutboxNew {
+        key: outbox_key("k", "v1", &c, &step.into()),
+        contact: c.clone(),
+        entry: Entry::FIRST,
+        version: "v1".into(),
+        step: step.into(),
+        channel: "email".into(),
+        message: "marketing".into(),
+        template: "m".into(),
+        price_micros: 1000,
+        created_at: START,
+    };
+    let admit = |store: &mut SqliteStore, o: &OutboxNew, at: i64| -> bool {
+        let send = CapSend { contact: &o.contact, channel: &o.channel, key: &o.key };
+        atomically(store, |s| s.admit_capped(&caps, &[send], at)).expect("admit")[0]
+    };
+    let w = WorkerId("t".into());
+    let first = row("s1");
+    assert!(admit(&mut store, &first, START));
+    store.commit("k", &Round { outbox_new: vec![first.clone()], ..Round::default() }, &w, START).expect("row");
+    assert!(!admit(&mut store, &row("s2"), START + 1), "the slot is taken while the send is pending");
+    let failed = Round {
+        outbox_done: vec![first.outcome(START + 2, SendOutcome::Failed { error: "bounced".into() })],
+        ..Round::default()
+    };
+    store.commit("k", &failed, &w, START + 2).expect("failed");
+    let second = row("s2");
+    assert!(admit(&mut store, &second, START + 3), "a failed send gave its slot back");
+    store.commit("k", &Round { outbox_new: vec![second.clone()], ..Round::default() }, &w, START + 3).expect("row");
+    let sent = Round {
+        outbox_done: vec![second.outcome(START + 4, SendOutcome::Sent(Default::default()))],
+        ..Round::default()
+    };
+    store.commit("k", &sent, &w, START + 4).expect("sent");
+    assert!(!admit(&mut store, &row("s3"), START + 5), "a delivered send keeps its slot");
+    assert!(admit(&mut store, &row("s4"), START + 3 + 7 * DAY), "until the window has passed");
+}
