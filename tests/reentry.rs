@@ -186,3 +186,22 @@ fn after_a_day_enrolls_when_the_previous_start_is_a_day_old() {
     assert!(want > N && want < 3 * N, "the times make `after 1d` differ from both: {want}");
     check("after 1d", want);
 }
+
+/// Wake-ups and exits by event concern every pending execution of the
+/// contact (under re-entry, more than one), through the same key range.
+#[test]
+fn wake_and_exit_touch_each_pending_execution_of_the_contact() {
+    use flowc::compile::program::Reentry;
+    use flowc::runtime::store::{ContactId, Enrollment, StepId, Steps};
+    let db = Db::new("wake-exit");
+    let mut store = SqliteStore::open(&db.0).expect("store");
+    let c = ContactId("c1".into());
+    let at = |t| Enrollment::new(c.clone(), StepId("w".into()), t);
+    let n = store.reenter("k", "v", &[at(START), at(START + 10), at(START + 20)], Reentry::Always, START).expect("in");
+    assert_eq!(n, 3);
+    let w = StepId("w".into());
+    assert_eq!(store.wake("k", &c, Steps::Only(&[&w]), START - 5).expect("wake"), 3);
+    assert_eq!(store.exit("k", &c, "exit:1", START + 30).expect("exit"), 3);
+    let other = ContactId("c2".into());
+    assert_eq!(store.exit("k", &other, "exit:1", START + 30).expect("exit"), 0);
+}

@@ -787,16 +787,18 @@ pub trait Store {
     /// send pending go back to the state they were parked with (`pending`
     /// at their next step, or finished). Returns how many.
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
-    /// Makes `contact`'s pending execution of `campaign` due at `at` when it
-    /// waits at one of `steps` and would otherwise wake later (one row by
-    /// the primary key: the cost of an event is the executions it concerns).
-    /// Returns the rows changed (0 or 1).
+    /// Makes `contact`'s pending executions of `campaign` due at `at` when
+    /// they wait at one of `steps` and would otherwise wake later (one range
+    /// of the primary key: the cost of an event is the executions it
+    /// concerns — one, or under re-entry each of the contact's). Returns the
+    /// rows changed.
     fn wake(&mut self, campaign: &str, contact: &ContactId, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
     /// An exit event arrived at `at`: completes `contact`'s `pending`
-    /// execution of `campaign` with `reason`, wherever it waits, when it had
-    /// started by then (`exits::counts_from`). A `processing` one (a send in
-    /// flight) is left to the engine's check before its next step. One row
-    /// by the primary key; returns the rows changed (0 or 1).
+    /// executions of `campaign` with `reason`, wherever they wait, when they
+    /// had started by then (`exits::counts_from`). A `processing` one (a send
+    /// in flight) is left to the engine's check before its next step. One
+    /// range of the primary key (every entry of the contact); returns the
+    /// rows changed.
     fn exit(&mut self, campaign: &str, contact: &ContactId, reason: &str, at: i64) -> Result<u64, StoreError>;
     /// Which of `contacts` already have an execution of `campaign`.
     fn enrolled(
