@@ -604,6 +604,84 @@ fn an_api_campaign_enrols_only_the_contacts_of_its_triggers() {
     assert_eq!(code(&o), 2, "--triggers is for API campaigns");
 }
 
+/// Issue 19: `flowc run --triggers` follows the campaign's re-entry rule,
+/// in file order: a contact triggered three times enters once (`once`),
+/// three times (`always`), or when its previous entry is a day old.
+#[test]
+fn triggers_follow_the_reentry_rule() {
+    let dir = TempDir::new("api-reentry");
+    let shared = std::fs::read_to_string("examples/shared.flow").expect("shared");
+    std::fs::write(dir.path("shared.flow"), shared).expect("write");
+    std::fs::copy("examples/contacts.jsonl", dir.path("contacts.jsonl")).expect("contacts");
+    let base = std::fs::read_to_string("examples/password_reset.flow").expect("example");
+    let triggers = dir.path("t.jsonl");
+    std::fs::write(
+        &triggers,
+        [
+            r#"{"contacts": ["c-0001"], "data": {"n": 1}, "at": "2030-11-25T10:00:00Z"}"#,
+            r#"{"contacts": ["c-0001"], "data": {"n": 2}, "at": "2030-11-25T20:00:00Z"}"#,
+            r#"{"contacts": ["c-0001"], "data": {"n": 3}, "at": "2030-11-26T11:00:00Z"}"#,
+        ]
+        .join("\n"),
+    )
+    .expect("write");
+    for (rule, want) in [("once", 1), ("always", 3), ("after 1d", 2)] {
+        let flow = dir.path(&format!("reset_{}.flow", rule.replace(' ', "_")));
+        std::fs::write(&flow, base.replace("  trigger api\n", &format!("  trigger api\n  reentry {rule}\n")))
+            .expect("write");
+        let db = dir.path(&format!("{}.db", rule.replace(' ', "_")));
+        let o = flowc(&["run", &flow, "--db", &db, "--triggers", &triggers, "--report", "json"]);
+        assert_eq!(code(&o), 0, "{rule}: {}", stderr(&o));
+        assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM executions"), want, "{rule}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{want} contact(s) enrolled, {} already enrolled", 3 - want)),
+            "{rule}: {}",
+            stderr(&o)
+        );
+        let sent = sql_i64(&db, "SELECT COUNT(DISTINCT key) FROM outbox WHERE step = 'link'");
+        assert_eq!(sent, want, "{rule}: one link per execution, none taken for a duplicate");
+    }
+}
+
+/// Issue 19: `flowc run` shows the sends a frequency cap skipped, by step
+/// and reason, and the execution goes on past them.
+#[test]
+fn run_shows_frequency_cap_skips() {
+    let dir = TempDir::new("caps-run");
+    let shared = std::fs::read_to_string("examples/shared.flow").expect("shared");
+    std::fs::write(dir.path("shared.flow"), shared).expect("write");
+    std::fs::copy("examples/contacts.jsonl", dir.path("contacts.jsonl")).expect("contacts");
+    let flow = dir.path("capped.flow");
+    std::fs::write(
+        &flow,
+        r#"import "shared.flow"
+template news { channel email message marketing status published }
+template receipt { channel email message transactional status published }
+policy { frequency cap email 1 per 7d }
+campaign capped {
+  trigger manual
+  first: send email.marketing news
+  second: send email.marketing news
+  receipt_step: send email.transactional receipt
+}
+"#,
+    )
+    .expect("write");
+    let db = dir.path("c.db");
+    let o = flowc(&["run", &flow, "--db", &db]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let first = sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'first' AND status = 'sent'");
+    assert!(first > 0, "{out}");
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'second'"), 0, "{out}");
+    assert!(out.contains(&format!("skipped frequency-cap: {first}")), "{out}");
+    assert_eq!(
+        sql_i64(&db, "SELECT COUNT(*) FROM outbox WHERE step = 'receipt_step'"),
+        sql_i64(&db, "SELECT COUNT(*) FROM executions WHERE state = 'completed'"),
+        "transactional sends are exempt and every capped execution went on: {out}"
+    );
+}
+
 #[test]
 fn importing_the_same_events_twice_stores_them_once() {
     let dir = TempDir::new("events-twice");

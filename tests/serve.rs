@@ -697,6 +697,49 @@ fn a_trigger_for_an_enrolled_contact_records_nothing() {
     assert_eq!((events("c0"), events("c1")), (1, 1), "re-entry changes nothing");
 }
 
+/// Issue 19: the trigger's `already_enrolled` answer follows the
+/// campaign's re-entry rule: under `always` every trigger is a new
+/// execution (with its own `campaign.triggered` event); under `after 1d`
+/// a second trigger on the same clock day is refused, and records nothing.
+#[test]
+fn a_trigger_follows_the_reentry_rule() {
+    let dir = Dir::new("reentry");
+    let db = setup(
+        &dir,
+        &[
+            ("again", "campaign again {\n  trigger api\n  reentry always\n  send email.transactional hello\n}\n"),
+            ("daily", "campaign daily {\n  trigger api\n  reentry after 1d\n  send email.transactional hello\n}\n"),
+        ],
+    );
+    let server = Server::start(&db, &[]);
+    let url = |c: &str| format!("{}/v1/campaigns/{c}/trigger", server.base);
+    for round in 0..3 {
+        // Distinct data: an identical event in the same minute is stored once.
+        let body = format!(r#"{{"contacts": ["c0", "c1"], "data": {{"round": {round}}}}}"#);
+        let (s, r) = call("POST", &url("again"), Some(TOKEN), Some(&body));
+        assert_eq!(
+            (s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()),
+            (202, Some(2), Some(0)),
+            "{round}: {r}"
+        );
+    }
+    let (s, r) = call("POST", &url("daily"), Some(TOKEN), Some(r#"{"contacts": ["c0"]}"#));
+    assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)), "{r}");
+    let (s, r) = call("POST", &url("daily"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"round": 9}}"#));
+    assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)), "{r}");
+    drop(server);
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+    assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
+    assert_eq!(count("SELECT MAX(entry) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
+    assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'daily'"), 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM contact_events WHERE contact_id = 'c0' AND name = 'campaign.triggered'"),
+        4,
+        "three for `again`, one for `daily`: a refused trigger records nothing"
+    );
+}
+
 #[test]
 fn every_error_is_the_json_error_body() {
     let dir = Dir::new("errors");

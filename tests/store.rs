@@ -61,6 +61,7 @@ fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
     OutboxNew {
         key: outbox_key(campaign, "v1", &contact.into(), &step.into()),
         contact: contact.into(),
+        entry: Entry::FIRST,
         version: "v1".into(),
         step: step.into(),
         channel: "sms".into(),
@@ -74,6 +75,7 @@ fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
 fn exec(contact: &str, step: &str, state: ExecState, wake_at: Option<i64>) -> ExecUpdate {
     ExecUpdate {
         contact: contact.into(),
+        entry: Entry::FIRST,
         step: step.into(),
         version: "v1".into(),
         state,
@@ -228,6 +230,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
         s.sent_for("k", &[&"a".into()]).expect("sent"),
         vec![SentOf {
             contact: "a".into(),
+            entry: Entry::FIRST,
             message: SentMessage {
                 step: "s".into(),
                 channel: "sms".into(),
@@ -254,13 +257,14 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     let retry = Round {
         outbox_retry: vec![OutboxRetry {
             contact: "a".into(),
+            entry: Entry::FIRST,
             step: "s".into(),
             version: "v1".into(),
             attempts: 1,
             next_attempt_at: 101,
             error: "500".into(),
         }],
-        parked: vec!["a".into()],
+        parked: vec![("a".into(), Entry::FIRST)],
         ..Default::default()
     };
     s.commit("k", &retry, &worker("w1"), 100).expect("park");
@@ -275,7 +279,7 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     let o = outbox_row("k", "a", "s");
     let ok = Round {
         outbox_done: vec![o.outcome(101, SendOutcome::Sent(Engagement::default()))],
-        settled: vec!["a".into()],
+        settled: vec![("a".into(), Entry::FIRST)],
         ..Default::default()
     };
     s.commit("k", &ok, &worker("w1"), 101).expect("settle");
@@ -297,8 +301,13 @@ fn abandoned_claims_are_given_back(s: &mut dyn Store) {
         ..Default::default()
     };
     s.commit("k", &done, &worker("dead"), 100).expect("commit");
-    s.commit("k", &Round { parked: vec!["a".into(), "b".into()], ..Default::default() }, &worker("dead"), 100)
-        .expect("park");
+    s.commit(
+        "k",
+        &Round { parked: vec![("a".into(), Entry::FIRST), ("b".into(), Entry::FIRST)], ..Default::default() },
+        &worker("dead"),
+        100,
+    )
+    .expect("park");
     // This worker's own claims are not abandoned.
     assert_eq!(s.requeue_processing("k", &worker("dead")).expect("requeue"), 0);
     assert_eq!(s.requeue_processing("k", &worker("alive")).expect("requeue"), 2);
@@ -375,6 +384,14 @@ impl Wrapped {
 impl Store for Wrapped {
     fn sends_since(&self, contacts: &[&ContactId], since: i64) -> Result<Vec<RecordedSend>, StoreError> {
         self.inner.sends_since(contacts, since)
+    }
+    fn admit_capped(
+        &mut self,
+        caps: &[flowc::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner.admit_capped(caps, sends, now)
     }
     fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         self.write()?;
@@ -529,8 +546,30 @@ impl Store for Wrapped {
     fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError> {
         self.inner.exit_counts(campaign)
     }
-    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError> {
+    fn starts(
+        &self,
+        campaign: &str,
+        after: Option<(&ContactId, Entry)>,
+        limit: usize,
+    ) -> Result<Vec<Start>, StoreError> {
         self.inner.starts(campaign, after, limit)
+    }
+    fn reenter(
+        &mut self,
+        campaign: &str,
+        version: &str,
+        entries: &[Enrollment],
+        rule: flowc::compile::program::Reentry,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner.reenter(campaign, version, entries, rule, now)
+    }
+    fn latest_starts(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Option<i64>>, StoreError> {
+        self.inner.latest_starts(campaign, contacts)
     }
     fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError> {
         self.inner.ab_assignments(campaign, contacts)

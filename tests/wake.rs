@@ -480,7 +480,7 @@ fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
         .map(|c| ContactRecord { id: ContactId::from(*c), ..Default::default() })
         .collect();
     store.upsert_contacts(&records, &[]).expect("contacts");
-    let round = Round { parked: vec!["busy".into()], ..Round::default() };
+    let round = Round { parked: vec![("busy".into(), flowc::runtime::store::Entry::FIRST)], ..Round::default() };
     store.commit("w", &round, &WorkerId::this_process(), START).expect("claim");
     let evs: Vec<Incoming> =
         ["plain", "until", "busy", "new", "nobody"].iter().map(|c| incoming(c, "page.viewed", START + 60)).collect();

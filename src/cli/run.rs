@@ -9,6 +9,7 @@ use flowc::runtime::eval::{self, Ctx};
 use flowc::runtime::facts::{self, ContactEvent};
 use flowc::runtime::lifecycle::State;
 use flowc::runtime::provider::{SimConfig, Simulated};
+use flowc::runtime::reentry;
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::step::Account;
@@ -533,7 +534,8 @@ fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
 
 /// Enrolls the contacts the triggers name, as the API's trigger endpoint
 /// would have when each came (at `at`, or at the clock's start): those in
-/// the audience, once each, each with a `campaign.triggered` event holding
+/// the audience that the campaign's re-entry rule lets in (in file order;
+/// `once`: once each), each with a `campaign.triggered` event holding
 /// the trigger's data. Unknown contacts fail the whole file before anything
 /// is written.
 fn enroll_triggers(
@@ -546,7 +548,10 @@ fn enroll_triggers(
     let db = |e: flowc::runtime::store::StoreError| Fatal(e.to_string());
     let entry = p.nodes.first().map(|n| n.id.clone()).ok_or_else(|| Fatal(format!("`{}` has no steps", p.campaign)))?;
     let mut errors = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // When each contact's latest execution started: the store's, then this
+    // file's entries, so the campaign's re-entry rule sees them in order.
+    let mut latest: std::collections::HashMap<ContactId, Option<i64>> = std::collections::HashMap::new();
+    let rule = p.delivery.reentry;
     let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for t in lines {
         let when = t.at.unwrap_or(now).max(now);
@@ -555,8 +560,11 @@ fn enroll_triggers(
                 errors.push(format!("line {}: no such contact `{id}`", t.line));
                 continue;
             };
-            if seen.contains(&id) {
-                // Re-entry: a contact enters a campaign once.
+            if !latest.contains_key(&id) {
+                latest.extend(store.latest_starts(&p.campaign, &[&id]).map_err(db)?);
+            }
+            if !reentry::admits(rule, latest.get(&id).copied(), when) {
+                // Kept out by the re-entry rule (`once`: already in).
                 repeated += 1;
                 continue;
             }
@@ -566,7 +574,7 @@ fn enroll_triggers(
                 outside += 1;
                 continue;
             }
-            seen.insert(id.clone());
+            latest.insert(id.clone(), Some(when));
             let mut props = t.data.clone();
             props.insert("campaign".into(), Value::String(p.campaign.clone()));
             let event = ContactEvent { name: "campaign.triggered".into(), at: when, props };
@@ -583,7 +591,7 @@ fn enroll_triggers(
     // The events first: if enrolling then fails, the next run (still a
     // first run) stores them again as the same events, not as new ones.
     store.upsert_contacts(&[], &events).map_err(db)?;
-    let enrolled = store.enroll(&p.campaign, &p.version.0, &entries, now).map_err(db)?;
+    let enrolled = reentry::enroll(store, p, &entries, now).map_err(db)?;
     errln!("triggers from `{}`: {enrolled} contact(s) enrolled, {repeated} already enrolled, {outside} not in the audience", file.display());
     Ok(())
 }

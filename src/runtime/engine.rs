@@ -17,7 +17,7 @@ use super::store::*;
 use super::{quiet, rate};
 use crate::compile::codec;
 use crate::compile::program::{
-    Cond, Exit, FieldDef, FieldType, NodeIdx, Op, Program, QuietHours, QuietThen, SendTarget, WaitOn,
+    Cond, Exit, FieldDef, FieldType, NodeIdx, Op, Program, QuietHours, QuietThen, Reentry, SendTarget, WaitOn,
 };
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -393,13 +393,47 @@ impl<'a> Engine<'a> {
         stepped.round.outbox_new = std::mem::take(&mut stepped.sends);
         // The limiter's state commits with the outbox rows whose slots it gave.
         stepped.round.rate_next_free_ms = self.limiter.as_ref().map(rate::Limiter::next_free_ms);
-        // The round and the wake-ups its tag changes cause in other
-        // campaigns commit together: a crash cannot lose the wake-ups.
-        let (campaign, round, worker) = (&self.campaign, &stepped.round, &self.worker);
+        // The round and the wake-ups its tag and `set` changes cause in
+        // other campaigns commit together: a crash cannot lose the wake-ups.
+        // Frequency caps (only for a program under some): counted and
+        // taken in the commit's transaction, so they hold across campaigns.
+        let caps = super::caps::of(&self.versions[&self.current].program).to_vec();
+        let versions = &self.versions;
+        let counted = |o: &OutboxNew| {
+            versions.get(&o.version).is_some_and(|l| {
+                l.index.get(&o.step.0).is_some_and(|i| super::caps::requires_consent(&l.program.nodes[i.get()].op, o))
+            })
+        };
+        let mut refused = Vec::new();
+        // Under caps some rows may leave the round: remember which instant
+        // (`at_ms`, in row order) went with which row.
+        let sent_keys: Vec<String> =
+            if caps.is_empty() { Vec::new() } else { stepped.round.outbox_new.iter().map(|o| o.key.clone()).collect() };
+        let (campaign, round, worker) = (&self.campaign, &mut stepped.round, &self.worker);
         super::store::atomically(&mut *self.store, |s| {
+            if !caps.is_empty() {
+                refused = super::caps::enforce(s, &caps, round, &counted, now)?;
+            }
             s.commit(campaign, round, worker, now)?;
-            super::wake::tags_changed(s, campaign, &round.tags, now)
+            super::wake::tags_changed(s, campaign, &round.tags, now)?;
+            super::wake::fields_set(s, campaign, &round.fields, now)
         })?;
+        if !refused.is_empty() {
+            // The refused rows left the round: their slots leave with them,
+            // so each remaining row keeps the instant the limiter gave it.
+            let gone: HashSet<&str> = refused.iter().map(|o| o.key.as_str()).collect();
+            let kept = std::mem::take(&mut stepped.at_ms)
+                .into_iter()
+                .zip(&sent_keys)
+                .filter(|(_, k)| !gone.contains(k.as_str()))
+                .map(|(at, _)| at);
+            stepped.at_ms = kept.collect();
+        }
+        for o in &refused {
+            // Never sent: its price goes back.
+            self.balance += o.price_micros;
+            stepped.outcome.sends -= 1;
+        }
         let fresh = std::mem::take(&mut stepped.round.outbox_new)
             .into_iter()
             .zip(std::mem::take(&mut stepped.at_ms))
@@ -454,24 +488,33 @@ impl<'a> Engine<'a> {
                 event_ids.push(&d.contact.id);
             }
         }
-        let mut sent: HashMap<ContactId, Vec<SentMessage>> = HashMap::new();
+        // Keyed by execution: engagement predicates read this execution's sends only.
+        let mut sent: HashMap<(ContactId, Entry), Vec<SentMessage>> = HashMap::new();
         if !sent_ids.is_empty() {
             for s in self.store.sent_for(&self.campaign, &sent_ids)? {
-                sent.entry(s.contact).or_default().push(s.message);
+                sent.entry((s.contact, s.entry)).or_default().push(s.message);
             }
         }
+        // Under re-entry a contact may have two executions due in one batch:
+        // they share its events (cloned), where one execution takes them.
+        let shared = if self.versions[&self.current].program.delivery.reentry == Reentry::Once {
+            HashSet::new()
+        } else {
+            let mut seen = HashSet::new();
+            due.iter().filter(|d| !seen.insert(&d.contact.id)).map(|d| d.contact.id.clone()).collect()
+        };
         let mut events: HashMap<ContactId, Vec<facts::ContactEvent>> = HashMap::new();
         if !event_ids.is_empty() {
             for e in self.store.events_for(&event_ids)? {
                 events.entry(e.contact).or_default().push(e.event);
             }
         }
-        Ok(Some(Batch { due, sent, events }))
+        Ok(Some(Batch { due, sent, events, shared }))
     }
 
     /// The facts one due execution steps on.
     fn facts_of(&mut self, d: Due, loaded: &Loaded, batch: &mut Batch) -> Result<Facts, EngineError> {
-        let contact = d.contact;
+        let (contact, entry) = (d.contact, d.entry);
         let mut fields = contact.fields;
         if d.version != self.current && loaded.due_fields != self.versions[&self.current].due_fields {
             // An execution still on an older version whose program reads
@@ -483,11 +526,20 @@ impl<'a> Engine<'a> {
                 fields.push(zone.map_or(facts::FieldValue::Absent, |z| facts::FieldValue::Str(z.to_string())));
             }
         }
+        // The id moves into the execution's key and back: no copy per execution.
+        let key = (contact.id, entry);
+        let sent = if batch.sent.is_empty() { Vec::new() } else { batch.sent.remove(&key).unwrap_or_default() };
+        let id = key.0;
+        let events = if !batch.shared.is_empty() && batch.shared.contains(id.as_str()) {
+            batch.events.get(id.as_str()).cloned().unwrap_or_default()
+        } else {
+            batch.events.remove(id.as_str()).unwrap_or_default()
+        };
         let mut f = Facts {
             addresses: contact.addresses,
-            sent: batch.sent.remove(contact.id.as_str()).unwrap_or_default(),
-            events: batch.events.remove(contact.id.as_str()).unwrap_or_default(),
-            contact_id: contact.id,
+            sent,
+            events,
+            contact_id: id,
             fields,
             tags: contact.tags,
             consent: contact.consent,
@@ -524,6 +576,7 @@ impl<'a> Engine<'a> {
             });
         };
         let version = d.version.clone();
+        let entry = d.entry;
         let moments = step::Moments { started_at: d.started_at, wait_since: d.wait_since };
         let sends_before = acc.sends.len();
         let held_since =
@@ -536,6 +589,8 @@ impl<'a> Engine<'a> {
         let mut f = self.facts_of(d, &loaded, batch)?;
         let tags_before = if loaded.touches_tags { f.tags.clone() } else { Vec::new() };
         let (mut pc, mut last, mut tags_changed) = (start, start, false);
+        // Fields written by `set` steps (empty, so no allocation, without them).
+        let mut set_slots: Vec<crate::compile::program::FieldSlot> = Vec::new();
         let end = loop {
             trace.clear();
             // Only the first stretch resumes where the execution was parked.
@@ -556,6 +611,7 @@ impl<'a> Engine<'a> {
                             if p.goal.is_some() {
                                 acc.round.ab_assigned.push(AbAssignment {
                                     contact: f.contact_id.clone(),
+                                    entry,
                                     ab: name.clone(),
                                     variant: v.clone(),
                                 });
@@ -569,6 +625,7 @@ impl<'a> Engine<'a> {
                         });
                     }
                     Trace::Tag { .. } => tags_changed = true,
+                    Trace::Set { slot } => set_slots.push(*slot),
                 }
             }
             match stop {
@@ -605,7 +662,7 @@ impl<'a> Engine<'a> {
                             };
                         }
                     };
-                    match self.send(p, node, &target, &version, &mut f, acc, at_ms, now) {
+                    match self.send(p, node, &target, (&version, entry), &mut f, acc, at_ms, now) {
                         Some(end) => break end,
                         None => pc = next,
                     }
@@ -672,12 +729,16 @@ impl<'a> Engine<'a> {
                 }
             }
         };
+        if !set_slots.is_empty() {
+            acc.round.fields.extend(super::set::delta(p, &f.contact_id, &f, &set_slots));
+        }
         let contact = f.contact_id;
         if tags_changed {
             acc.round.tags.extend(TagDelta::between(&contact, &tags_before, &f.tags));
         }
         acc.round.executions.push(ExecUpdate {
             contact,
+            entry,
             step: end.step,
             version,
             state: end.state,
@@ -728,7 +789,7 @@ impl<'a> Engine<'a> {
         p: &Program,
         node: NodeIdx,
         target: &SendTarget,
-        version: &str,
+        (version, entry): (&str, Entry),
         f: &mut Facts,
         acc: &mut Stepped,
         at_ms: i64,
@@ -767,8 +828,9 @@ impl<'a> Engine<'a> {
         acc.outcome.sends += 1;
         let contact = f.contact_id.clone();
         acc.sends.push(OutboxNew {
-            key: outbox_key(&self.campaign, version, &contact, step),
+            key: execution_key(&self.campaign, version, &contact, entry, step),
             contact,
+            entry,
             version: version.to_string(),
             step: step.clone(),
             channel: target.channel.clone(),
@@ -804,7 +866,7 @@ impl<'a> Engine<'a> {
             amount_micros: -debits.micros,
             reason: format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len()),
         });
-        round.settled = rows.iter().map(|(o, _)| o.contact.clone()).collect();
+        round.settled = rows.iter().map(|(o, _)| (o.contact.clone(), o.entry)).collect();
         self.store.commit(&self.campaign, &round, &self.worker, now)?;
         Ok(())
     }
@@ -848,13 +910,14 @@ impl<'a> Engine<'a> {
         if made < self.config.max_attempts {
             round.outbox_retry.push(OutboxRetry {
                 contact: o.contact.clone(),
+                entry: o.entry,
                 step: o.step.clone(),
                 version: o.version.clone(),
                 attempts: made,
                 next_attempt_at: now + retry_delay(made),
                 error: reason,
             });
-            round.parked.push(o.contact.clone());
+            round.parked.push((o.contact.clone(), o.entry));
             return Failure::WillRetry;
         }
         self.balance += o.price_micros;
@@ -862,6 +925,7 @@ impl<'a> Engine<'a> {
         count(&mut round.steps, &o.step, |c| c.failed += 1);
         round.executions.push(ExecUpdate {
             contact: o.contact.clone(),
+            entry: o.entry,
             step: o.step.clone(),
             version: o.version.clone(),
             state: ExecState::Failed,
@@ -926,7 +990,7 @@ impl<'a> Engine<'a> {
                             now,
                         );
                         if a.origin != Origin::Batch {
-                            round.settled.push(o.contact.clone());
+                            round.settled.push((o.contact.clone(), o.entry));
                         }
                     }
                     Delivery::Failed { reason } => {
@@ -954,13 +1018,14 @@ impl<'a> Engine<'a> {
         for a in &queue[start..] {
             round.outbox_retry.push(OutboxRetry {
                 contact: a.row.contact.clone(),
+                entry: a.row.entry,
                 step: a.row.step.clone(),
                 version: a.row.version.clone(),
                 attempts: a.made,
                 next_attempt_at: now,
                 error: why.into(),
             });
-            round.parked.push(a.row.contact.clone());
+            round.parked.push((a.row.contact.clone(), a.row.entry));
         }
         // One ledger entry per relay: each send's price is in its outbox row.
         if debits.sends > 0 {
@@ -995,13 +1060,14 @@ fn rate_earlier(limiter: &mut rate::Limiter, queue: Vec<Attempt>, round: &mut Ro
             rate::Slot::Later { wake_at } => {
                 round.outbox_retry.push(OutboxRetry {
                     contact: a.row.contact.clone(),
+                    entry: a.row.entry,
                     step: a.row.step.clone(),
                     version: a.row.version.clone(),
                     attempts: a.made,
                     next_attempt_at: wake_at,
                     error: "held by the rate limit".into(),
                 });
-                round.parked.push(a.row.contact.clone());
+                round.parked.push((a.row.contact.clone(), a.row.entry));
             }
         }
     }
@@ -1032,8 +1098,10 @@ struct Attempt {
 /// A batch loaded for stepping: its due executions and the facts they read.
 struct Batch {
     due: Vec<Due>,
-    sent: HashMap<ContactId, Vec<SentMessage>>,
+    sent: HashMap<(ContactId, Entry), Vec<SentMessage>>,
     events: HashMap<ContactId, Vec<facts::ContactEvent>>,
+    /// Contacts with more than one execution in the batch (re-entry).
+    shared: HashSet<ContactId>,
 }
 
 /// Where an execution stops in this batch.

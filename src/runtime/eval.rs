@@ -6,7 +6,7 @@
 //! false (docs/language.md, "Absent values").
 
 use super::facts::{Facts, FieldValue, SentMessage};
-use crate::compile::program::{CmpOpRepr, Cond, Const, EngagementRepr, Operand, Program};
+use crate::compile::program::{CmpOpRepr, Cond, Const, EngagementRepr, FieldType, Operand, Program, SetValue};
 use serde_json::Value as J;
 use std::cmp::Ordering;
 
@@ -71,6 +71,27 @@ pub fn eval_with(cx: &Ctx, c: &Cond, props: Props) -> bool {
         Cond::InSegment { segment } => {
             cx.program.segments.get(segment.0 as usize).is_some_and(|s| eval_with(cx, &s.cond, Props::None))
         }
+    }
+}
+
+/// The value a `set` step writes into a field of type `ty`: the operand
+/// evaluated as comparisons evaluate it (or the condition, for a `bool`
+/// field), then read as that type. A value that does not fit (an absent
+/// operand, a sum over an absent field) is absent.
+pub fn set_value(cx: &Ctx, v: &SetValue, ty: &FieldType) -> FieldValue {
+    let x = match v {
+        SetValue::Cond { cond } => return FieldValue::Bool(eval(cx, cond)),
+        SetValue::Operand { operand: o } => operand(cx, o, Props::None),
+    };
+    match (ty, x) {
+        (FieldType::Bool, V::Bool(b)) => FieldValue::Bool(b),
+        (FieldType::Number, V::Num(n)) if n.is_finite() => FieldValue::Number(n),
+        (FieldType::Duration, V::Num(n)) if n.is_finite() => FieldValue::Duration(n.round() as i64),
+        (FieldType::String | FieldType::Timezone | FieldType::Enum(_), V::Str(s)) => FieldValue::Str(s.to_string()),
+        (FieldType::Datetime, V::Time(m)) => FieldValue::Datetime(m),
+        (FieldType::Date, V::Time(m)) => FieldValue::Date(m.div_euclid(1440)),
+        (FieldType::SetString, V::Set(s)) => FieldValue::Set(s.to_vec()),
+        _ => FieldValue::Absent,
     }
 }
 

@@ -123,8 +123,9 @@ impl Triggered {
         Ok(Triggered(out))
     }
 
-    /// Enrolls `e`'s contact (once) in each campaign whose trigger rule and
-    /// audience it meets; returns their names. The event must be stored.
+    /// Enrolls `e`'s contact in each campaign whose trigger rule and
+    /// audience it meets and whose re-entry rule lets it in (`once`: if it
+    /// never entered); returns their names. The event must be stored.
     pub fn enroll(&self, store: &mut dyn Store, e: &Incoming, now: i64) -> Result<Vec<String>, StoreError> {
         let mut enrolled_in = Vec::new();
         let mut contact = None;
@@ -148,9 +149,9 @@ impl Triggered {
             let Some(entry) = p.nodes.first() else { continue };
             if rule
                 && audience
-                && store.enroll(
-                    &p.campaign,
-                    &p.version.0,
+                && super::reentry::enroll(
+                    store,
+                    p,
                     &[Enrollment::new(e.contact.clone(), entry.id.clone(), e.event.at.max(now))],
                     now,
                 )? > 0

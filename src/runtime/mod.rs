@@ -5,6 +5,7 @@
 //! `provider::Provider`; `run` is the `flowc run` orchestration. The runtime
 //! sees SQLite only through `sqlite::SqliteStore`.
 
+pub mod caps;
 pub mod clock;
 pub mod contacts;
 pub mod drive;
@@ -20,8 +21,10 @@ pub mod outcomes;
 pub mod provider;
 pub mod quiet;
 pub mod rate;
+pub mod reentry;
 pub mod report;
 pub mod run;
+pub mod set;
 pub mod sqlite;
 pub mod stats;
 pub mod step;

@@ -6,7 +6,7 @@
 
 use super::eval::{self, Ctx};
 use super::facts::{ContactEvent, Facts, SentMessage};
-use super::store::{ContactId, Start, Store, StoreError};
+use super::store::{ContactId, Entry, Start, Store, StoreError};
 use crate::compile::program::{Goal, Program};
 use std::collections::{BTreeMap, HashMap};
 
@@ -31,34 +31,40 @@ const PAGE: usize = 1000;
 /// An execution enrolled before flowc recorded its start never converts.
 pub fn compute(store: &dyn Store, p: &Program, goal: &Goal, now: i64) -> Result<Outcomes, StoreError> {
     let mut out = Outcomes::default();
-    let mut after: Option<ContactId> = None;
+    let mut after: Option<(ContactId, Entry)> = None;
     loop {
-        let page = store.starts(&p.campaign, after.as_ref(), PAGE)?;
+        let page = store.starts(&p.campaign, after.as_ref().map(|(c, e)| (c, *e)), PAGE)?;
         let Some(last) = page.last() else { break };
-        after = Some(last.contact.clone());
-        let ids: Vec<&ContactId> = page.iter().map(|s| &s.contact).collect();
+        after = Some((last.contact.clone(), last.entry));
+        // A contact's executions (re-entry) are in one page or the next:
+        // each page asks for its contacts once.
+        let mut ids: Vec<&ContactId> = page.iter().map(|s| &s.contact).collect();
+        ids.dedup();
         let mut events: HashMap<ContactId, Vec<ContactEvent>> = HashMap::new();
         for e in store.events_for(&ids)? {
             events.entry(e.contact).or_default().push(e.event);
         }
-        let mut sent: HashMap<ContactId, Vec<SentMessage>> = HashMap::new();
+        // By execution: a conversion goes to the sends and variant of the
+        // execution whose window it falls in.
+        let mut sent: HashMap<(ContactId, Entry), Vec<SentMessage>> = HashMap::new();
         for s in store.sent_for(&p.campaign, &ids)? {
-            sent.entry(s.contact).or_default().push(s.message);
+            sent.entry((s.contact, s.entry)).or_default().push(s.message);
         }
-        let mut assigned: HashMap<ContactId, Vec<(String, String)>> = HashMap::new();
+        let mut assigned: HashMap<(ContactId, Entry), Vec<(String, String)>> = HashMap::new();
         for a in store.ab_assignments(&p.campaign, &ids)? {
-            assigned.entry(a.contact).or_default().push((a.ab, a.variant));
+            assigned.entry((a.contact, a.entry)).or_default().push((a.ab, a.variant));
         }
-        for Start { contact, started_at } in &page {
+        for Start { contact, started_at, entry } in &page {
             out.entered += 1;
+            let key = (contact.clone(), *entry);
             let facts = Facts {
                 contact_id: contact.clone(),
-                events: events.remove(contact).unwrap_or_default(),
-                sent: sent.remove(contact).unwrap_or_default(),
+                events: events.get(contact).cloned().unwrap_or_default(),
+                sent: sent.remove(&key).unwrap_or_default(),
                 ..Facts::default()
             };
             let at = started_at.and_then(|s| conversion(p, goal, &facts, s, now));
-            let variants = assigned.remove(contact).unwrap_or_default();
+            let variants = assigned.remove(&key).unwrap_or_default();
             for v in variants {
                 let e = out.variants.entry(v).or_default();
                 e.0 += 1;

@@ -228,6 +228,87 @@ CREATE TABLE step_holds (
   PRIMARY KEY (campaign, step, reason)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Schema 7 (issue 19): frequency caps and re-entry. Frequency caps count
+-- the consent-requiring sends each contact was given, across campaigns, in
+-- the store: one row per admitted send (its idempotency key), written in
+-- the transaction of its outbox row, deleted when the send fails for good.
+-- Keyed by contact and time, so a cap's count is one range of one contact.
+CREATE TABLE capped_sends (
+  contact_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  PRIMARY KEY (contact_id, at, key)
+) WITHOUT ROWID;
+-- Re-entry: a contact may have several executions of a campaign, numbered
+-- by `entry` (1, 2, …); the rows already here are entry 1. Its sends, A/B
+-- assignments and outbox rows carry the entry too. The idempotency key of
+-- entry 1 stays what it was (sends pending across the upgrade keep it);
+-- a later entry's ends in `#<entry>`.
+CREATE TABLE executions_v6 (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  entry INTEGER NOT NULL DEFAULT 1,
+  version TEXT NOT NULL,
+  step TEXT NOT NULL,
+  state TEXT NOT NULL,
+  wake_at INTEGER,
+  reason TEXT,
+  updated_at INTEGER NOT NULL,
+  then_state TEXT,
+  claimed_by TEXT,
+  claimed_at INTEGER,
+  started_at INTEGER,
+  wait_since INTEGER,
+  PRIMARY KEY (campaign, contact_id, entry)
+) WITHOUT ROWID;
+INSERT INTO executions_v6 (campaign, contact_id, entry, version, step, state, wake_at, reason, updated_at, then_state, claimed_by, claimed_at, started_at, wait_since)
+  SELECT campaign, contact_id, 1, version, step, state, wake_at, reason, updated_at, then_state, claimed_by, claimed_at, started_at, wait_since FROM executions;
+DROP TABLE executions;
+ALTER TABLE executions_v6 RENAME TO executions;
+CREATE INDEX executions_due ON executions (campaign, state, wake_at);
+CREATE TABLE outbox_v6 (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  entry INTEGER NOT NULL DEFAULT 1,
+  step TEXT NOT NULL,
+  version TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  message TEXT NOT NULL,
+  template TEXT NOT NULL,
+  price_micros INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  delivered_at INTEGER,
+  opened_at INTEGER,
+  clicked_at INTEGER,
+  error TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER,
+  key TEXT GENERATED ALWAYS AS (campaign || '/' || version || '/' || contact_id || '/' || step || CASE WHEN entry = 1 THEN '' ELSE '#' || entry END) VIRTUAL,
+  PRIMARY KEY (campaign, contact_id, entry, step, version)
+) WITHOUT ROWID;
+INSERT INTO outbox_v6 (campaign, contact_id, entry, step, version, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error, attempts, next_attempt_at)
+  SELECT campaign, contact_id, 1, step, version, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error, attempts, next_attempt_at FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_v6 RENAME TO outbox;
+CREATE INDEX outbox_retry ON outbox (campaign, next_attempt_at) WHERE next_attempt_at IS NOT NULL;
+CREATE TABLE ab_assignments_v6 (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  entry INTEGER NOT NULL DEFAULT 1,
+  ab TEXT NOT NULL,
+  variant TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (campaign, contact_id, entry, ab)
+) WITHOUT ROWID;
+INSERT INTO ab_assignments_v6 (campaign, contact_id, entry, ab, variant, at)
+  SELECT campaign, contact_id, 1, ab, variant, at FROM ab_assignments;
+DROP TABLE ab_assignments;
+ALTER TABLE ab_assignments_v6 RENAME TO ab_assignments;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -698,8 +779,21 @@ macro_rules! text_id {
 
 text_id!(ContactId, StepId);
 
+impl rusqlite::ToSql for Entry {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(i64::from(self.0)))
+    }
+}
+
+impl rusqlite::types::FromSql for Entry {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let n = i64::column_result(v)?;
+        u32::try_from(n).ok().filter(|n| *n >= 1).map(Entry).ok_or(rusqlite::types::FromSqlError::OutOfRange(n))
+    }
+}
+
 /// An outbox row selected as `key, contact_id, version, step, channel, message,
-/// template, price_micros, created_at` (first, in that order).
+/// template, price_micros, created_at, entry` (first, in that order).
 fn outbox_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxNew> {
     Ok(OutboxNew {
         key: r.get(0)?,
@@ -711,6 +805,7 @@ fn outbox_row(r: &rusqlite::Row) -> rusqlite::Result<OutboxNew> {
         template: r.get(6)?,
         price_micros: r.get(7)?,
         created_at: r.get(8)?,
+        entry: r.get(9)?,
     })
 }
 
@@ -983,7 +1078,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT contact_id, step, channel, sent_at, delivered_at, opened_at, clicked_at FROM outbox
+            "SELECT contact_id, step, channel, sent_at, delivered_at, opened_at, clicked_at, entry FROM outbox
              WHERE campaign = ? AND status = 'sent' AND contact_id IN ({})",
             placeholders(contacts.len())
         );
@@ -993,6 +1088,7 @@ impl Store for SqliteStore {
             .query_map(params_from_iter(args), |r| {
                 Ok(SentOf {
                     contact: r.get(0)?,
+                    entry: r.get(7)?,
                     message: SentMessage {
                         step: r.get(1)?,
                         channel: r.get(2)?,
@@ -1009,6 +1105,55 @@ impl Store for SqliteStore {
 
     fn sends_since(&self, contacts: &[&ContactId], since: i64) -> Result<Vec<RecordedSend>, StoreError> {
         estimate::sends_since(&self.conn, contacts, since)
+    }
+
+    fn admit_capped(
+        &mut self,
+        caps: &[crate::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let tx = self.conn.savepoint().map_err(classify)?;
+        let mut out = Vec::with_capacity(sends.len());
+        {
+            let mut known =
+                tx.prepare_cached("SELECT 1 FROM capped_sends WHERE contact_id = ?1 AND key = ?2").map_err(classify)?;
+            // `?3` NULL: every channel counts.
+            let mut count = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM capped_sends WHERE contact_id = ?1 AND at > ?2 AND (?3 IS NULL OR channel = ?3)",
+                )
+                .map_err(classify)?;
+            let mut record = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO capped_sends (contact_id, at, key, channel) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(classify)?;
+            for s in sends {
+                if known.exists(params![s.contact, s.key]).map_err(classify)? {
+                    out.push(true);
+                    continue;
+                }
+                let mut fits = true;
+                for cap in caps.iter().filter(|c| c.channel.as_deref().is_none_or(|ch| ch == s.channel)) {
+                    let n: i64 = count
+                        .query_row(params![s.contact, now.saturating_sub(cap.window_minutes), cap.channel], |r| {
+                            r.get(0)
+                        })
+                        .map_err(classify)?;
+                    if n >= i64::from(cap.count) {
+                        fits = false;
+                        break;
+                    }
+                }
+                if fits {
+                    record.execute(params![s.contact, now, s.key, s.channel]).map_err(classify)?;
+                }
+                out.push(fits);
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(out)
     }
 
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
@@ -1104,7 +1249,7 @@ impl Store for SqliteStore {
         // The addresses come after the fields: only whether each is present.
         let addresses = segment::address_columns("c.attrs");
         let sql = format!(
-            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'), e.started_at, e.wait_since{cols}, {addresses}
+            "SELECT e.contact_id, e.step, e.version, e.state, c.tags, c.consent, c.capabilities, json_extract(c.attrs, '$.created_at'), e.started_at, e.wait_since, e.entry{cols}, {addresses}
              FROM executions e JOIN contacts c ON c.id = e.contact_id
              WHERE e.campaign = ?1 AND e.state = 'pending' AND e.wake_at <= ?2
              ORDER BY e.wake_at LIMIT ?3"
@@ -1125,9 +1270,9 @@ impl Store for SqliteStore {
                 };
                 let mut values = Vec::with_capacity(fields.len());
                 for (i, f) in fields.iter().enumerate() {
-                    values.push(segment::field_from_sql(f, &id, &tags, r.get_ref(10 + i)?));
+                    values.push(segment::field_from_sql(f, &id, &tags, r.get_ref(11 + i)?));
                 }
-                let addresses = segment::addresses_from_row(r, 10 + fields.len())?;
+                let addresses = segment::addresses_from_row(r, 11 + fields.len())?;
                 let state: String = r.get(3)?;
                 let state = ExecState::parse(&state).ok_or_else(|| corrupt("executions", &id, &state))?;
                 let consent = parse_list(&r.get::<_, String>(5)?, "contacts", &id)?;
@@ -1147,6 +1292,7 @@ impl Store for SqliteStore {
                     state,
                     started_at: r.get(8)?,
                     wait_since: r.get(9)?,
+                    entry: r.get(10)?,
                 })
             })
             .map_err(classify)?;
@@ -1259,7 +1405,7 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, attempts
+                "SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, entry, attempts
                  FROM outbox WHERE campaign = ?1 AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?2 AND status = 'pending'
                  ORDER BY next_attempt_at LIMIT ?3",
             )
@@ -1267,7 +1413,7 @@ impl Store for SqliteStore {
         let rows = stmt
             .query_map(params![campaign, now, limit as i64], |r| {
                 let row = outbox_row(r)?;
-                let attempts: i64 = r.get(9)?;
+                let attempts: i64 = r.get(10)?;
                 let attempts =
                     u32::try_from(attempts).map_err(|_| corrupt("outbox", &row.key, &attempts.to_string()))?;
                 Ok((row, attempts))
@@ -1281,32 +1427,32 @@ impl Store for SqliteStore {
         {
             let mut new = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9)",
+                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, entry)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10)",
                 )
                 .map_err(classify)?;
             // An outcome already known for a new row (at-most-once mode) is
             // written with it: one insert instead of an insert and an update.
-            type RowKey<'r> = (&'r str, &'r str, &'r str);
+            type RowKey<'r> = (&'r str, Entry, &'r str, &'r str);
             let known: std::collections::HashMap<RowKey, &OutboxDone> = if round.outbox_new.is_empty() {
                 Default::default()
             } else {
                 round
                     .outbox_done
                     .iter()
-                    .map(|d| ((d.contact.as_str(), d.step.0.as_str(), d.version.as_str()), d))
+                    .map(|d| ((d.contact.as_str(), d.entry, d.step.0.as_str(), d.version.as_str()), d))
                     .collect()
             };
             // Pending rows added minus pending rows settled: kept in outbox_inflight.
             let mut inflight: i64 = 0;
             let mut full = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    "INSERT OR IGNORE INTO outbox (campaign, version, contact_id, step, channel, message, template, price_micros, status, created_at, sent_at, delivered_at, opened_at, clicked_at, error, entry)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )
                 .map_err(classify)?;
             for o in &round.outbox_new {
-                match known.get(&(o.contact.as_str(), o.step.0.as_str(), o.version.as_str())) {
+                match known.get(&(o.contact.as_str(), o.entry, o.step.0.as_str(), o.version.as_str())) {
                     Some(d) => {
                         let e = d.outcome.engagement();
                         full.execute(params![
@@ -1324,7 +1470,8 @@ impl Store for SqliteStore {
                             e.delivered_at,
                             e.opened_at,
                             e.clicked_at,
-                            d.outcome.error()
+                            d.outcome.error(),
+                            o.entry
                         ])
                         .map_err(classify)?;
                     }
@@ -1339,7 +1486,8 @@ impl Store for SqliteStore {
                                 o.message,
                                 o.template,
                                 o.price_micros,
-                                o.created_at
+                                o.created_at,
+                                o.entry
                             ])
                             .map_err(classify)? as i64;
                     }
@@ -1349,13 +1497,26 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE outbox SET status = ?5, sent_at = ?6, delivered_at = ?7, opened_at = ?8, clicked_at = ?9, error = ?10,
                        attempts = attempts + 1, next_attempt_at = NULL
-                     WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
+                     WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND entry = ?11 AND status = 'pending'",
                 )
                 .map_err(classify)?;
+            // A send that failed for good was not delivered: its frequency
+            // cap slot is given back (a no-op for sends no cap counted).
+            let mut give_back =
+                round.outbox_done.iter().filter(|d| matches!(d.outcome, SendOutcome::Failed { .. })).peekable();
+            if give_back.peek().is_some() {
+                let mut free = tx
+                    .prepare_cached("DELETE FROM capped_sends WHERE contact_id = ?1 AND key = ?2")
+                    .map_err(classify)?;
+                for d in give_back {
+                    free.execute(params![d.contact, execution_key(campaign, &d.version, &d.contact, d.entry, &d.step)])
+                        .map_err(classify)?;
+                }
+            }
             for d in round
                 .outbox_done
                 .iter()
-                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.step.0.as_str(), d.version.as_str())))
+                .filter(|d| !known.contains_key(&(d.contact.as_str(), d.entry, d.step.0.as_str(), d.version.as_str())))
             {
                 let e = d.outcome.engagement();
                 inflight -= done
@@ -1369,7 +1530,8 @@ impl Store for SqliteStore {
                         e.delivered_at,
                         e.opened_at,
                         e.clicked_at,
-                        d.outcome.error()
+                        d.outcome.error(),
+                        d.entry
                     ])
                     .map_err(classify)? as i64;
             }
@@ -1377,7 +1539,7 @@ impl Store for SqliteStore {
                 let mut retry = tx
                     .prepare_cached(
                         "UPDATE outbox SET attempts = ?5, next_attempt_at = ?6, error = ?7
-                         WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND status = 'pending'",
+                         WHERE campaign = ?1 AND contact_id = ?2 AND step = ?3 AND version = ?4 AND entry = ?8 AND status = 'pending'",
                     )
                     .map_err(classify)?;
                 for r in &round.outbox_retry {
@@ -1389,7 +1551,8 @@ impl Store for SqliteStore {
                             r.version,
                             i64::from(r.attempts),
                             r.next_attempt_at,
-                            r.error
+                            r.error,
+                            r.entry
                         ])
                         .map_err(classify)?;
                 }
@@ -1405,7 +1568,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE executions SET step = ?3, version = ?4, state = ?5, wake_at = ?6, reason = ?7, updated_at = ?8,
                        wait_since = ?9, then_state = NULL, claimed_by = NULL, claimed_at = NULL
-                     WHERE campaign = ?1 AND contact_id = ?2",
+                     WHERE campaign = ?1 AND contact_id = ?2 AND entry = ?10",
                 )
                 .map_err(classify)?;
             for e in &round.executions {
@@ -1418,18 +1581,19 @@ impl Store for SqliteStore {
                     e.wake_at,
                     e.reason,
                     now,
-                    e.wait_since
+                    e.wait_since,
+                    e.entry
                 ])
                 .map_err(classify)?;
             }
             if !round.ab_assigned.is_empty() {
                 let mut assign = tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO ab_assignments (campaign, contact_id, ab, variant, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR IGNORE INTO ab_assignments (campaign, contact_id, ab, variant, at, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .map_err(classify)?;
                 for a in &round.ab_assigned {
-                    assign.execute(params![campaign, a.contact, a.ab, a.variant, now]).map_err(classify)?;
+                    assign.execute(params![campaign, a.contact, a.ab, a.variant, now, a.entry]).map_err(classify)?;
                 }
             }
             if !round.parked.is_empty() {
@@ -1437,11 +1601,11 @@ impl Store for SqliteStore {
                 let mut park = tx
                     .prepare_cached(
                         "UPDATE executions SET then_state = state, state = 'processing', claimed_by = ?3, claimed_at = ?4, updated_at = ?4
-                         WHERE campaign = ?1 AND contact_id = ?2 AND state NOT IN ('processing', 'failed')",
+                         WHERE campaign = ?1 AND contact_id = ?2 AND entry = ?5 AND state NOT IN ('processing', 'failed')",
                     )
                     .map_err(classify)?;
-                for c in &round.parked {
-                    park.execute(params![campaign, c, worker.0, now]).map_err(classify)?;
+                for (c, entry) in &round.parked {
+                    park.execute(params![campaign, c, worker.0, now, entry]).map_err(classify)?;
                 }
             }
             if !round.settled.is_empty() {
@@ -1449,12 +1613,12 @@ impl Store for SqliteStore {
                 let mut settle = tx
                     .prepare_cached(
                         "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, claimed_at = NULL, updated_at = ?3
-                         WHERE campaign = ?1 AND contact_id = ?2 AND state = 'processing'
-                           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = ?2 AND o.status = 'pending')",
+                         WHERE campaign = ?1 AND contact_id = ?2 AND entry = ?4 AND state = 'processing'
+                           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = ?2 AND o.entry = ?4 AND o.status = 'pending')",
                     )
                     .map_err(classify)?;
-                for c in &round.settled {
-                    settle.execute(params![campaign, c, now]).map_err(classify)?;
+                for (c, entry) in &round.settled {
+                    settle.execute(params![campaign, c, now, entry]).map_err(classify)?;
                 }
             }
             let mut led = tx
@@ -1470,6 +1634,19 @@ impl Store for SqliteStore {
                     .map_err(classify)?;
                 for d in &round.tags {
                     write.execute(params![d.contact, json_list(&d.add), json_list(&d.remove)]).map_err(classify)?;
+                }
+            }
+            if !round.fields.is_empty() {
+                // One attribute at a time, on the attributes as they are now:
+                // a concurrent change of another field is kept.
+                let mut write = tx
+                    .prepare_cached("UPDATE contacts SET attrs = json_set(attrs, ?2, json(?3)) WHERE id = ?1")
+                    .map_err(classify)?;
+                for d in &round.fields {
+                    for (name, value) in &d.values {
+                        let path = format!("$.\"{name}\"");
+                        write.execute(params![d.contact, path, value.to_string()]).map_err(classify)?;
+                    }
                 }
             }
             let mut st = tx
@@ -1643,17 +1820,23 @@ impl Store for SqliteStore {
         rows.collect::<Result<BTreeMap<_, _>, _>>().map_err(classify)
     }
 
-    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError> {
-        let after = after.map_or("", ContactId::as_str);
+    fn starts(
+        &self,
+        campaign: &str,
+        after: Option<(&ContactId, Entry)>,
+        limit: usize,
+    ) -> Result<Vec<Start>, StoreError> {
+        let (after, entry) = after.map_or(("", Entry(0)), |(c, e)| (c.as_str(), e));
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT contact_id, started_at FROM executions WHERE campaign = ?1 AND contact_id > ?2 ORDER BY contact_id LIMIT ?3",
+                "SELECT contact_id, started_at, entry FROM executions WHERE campaign = ?1 AND (contact_id, entry) > (?2, ?3)
+                 ORDER BY contact_id, entry LIMIT ?4",
             )
             .map_err(classify)?;
         let rows = stmt
-            .query_map(params![campaign, after, limit as i64], |r| {
-                Ok(Start { contact: r.get(0)?, started_at: r.get(1)? })
+            .query_map(params![campaign, after, entry, limit as i64], |r| {
+                Ok(Start { contact: r.get(0)?, started_at: r.get(1)?, entry: r.get(2)? })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1664,14 +1847,14 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT contact_id, ab, variant FROM ab_assignments WHERE campaign = ? AND contact_id IN ({})",
+            "SELECT contact_id, ab, variant, entry FROM ab_assignments WHERE campaign = ? AND contact_id IN ({})",
             placeholders(contacts.len())
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         let args = std::iter::once(campaign).chain(contacts.iter().map(|c| c.as_str()));
         let rows = stmt
             .query_map(params_from_iter(args), |r| {
-                Ok(AbAssignment { contact: r.get(0)?, ab: r.get(1)?, variant: r.get(2)? })
+                Ok(AbAssignment { contact: r.get(0)?, ab: r.get(1)?, variant: r.get(2)?, entry: r.get(3)? })
             })
             .map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1689,7 +1872,7 @@ impl Store for SqliteStore {
         }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at FROM outbox WHERE campaign = ?1 AND status = 'pending' AND next_attempt_at IS NULL")
+            .prepare_cached("SELECT key, contact_id, version, step, channel, message, template, price_micros, created_at, entry FROM outbox WHERE campaign = ?1 AND status = 'pending' AND next_attempt_at IS NULL")
             .map_err(classify)?;
         let rows = stmt.query_map(params![campaign], outbox_row).map_err(classify)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
@@ -1739,7 +1922,7 @@ impl Store for SqliteStore {
             .execute(
                 "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, claimed_at = NULL
                  WHERE campaign = ?1 AND state = 'processing' AND claimed_by IS NOT ?2
-                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = executions.contact_id AND o.status = 'pending')",
+                   AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = ?1 AND o.contact_id = executions.contact_id AND o.entry = executions.entry AND o.status = 'pending')",
                 params![campaign, worker.0],
             )
             .map(|n| n as u64)
@@ -1781,6 +1964,63 @@ impl Store for SqliteStore {
             .and_then(|mut s| s.execute(params![campaign, contact, reason, at]))
             .map(|n| n as u64)
             .map_err(classify)
+    }
+
+    fn reenter(
+        &mut self,
+        campaign: &str,
+        version: &str,
+        entries: &[Enrollment],
+        rule: crate::compile::program::Reentry,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        use crate::compile::program::Reentry;
+        // `after D`: in only when no execution started less than D before the
+        // entry (a NULL start is before flowc recorded starts: long ago).
+        let gap = match rule {
+            Reentry::Once => return self.enroll(campaign, version, entries, now),
+            Reentry::Always => None,
+            Reentry::After { minutes } => Some(minutes),
+        };
+        let tx = self.conn.savepoint().map_err(classify)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO executions (campaign, contact_id, entry, version, step, state, wake_at, started_at, updated_at)
+                     SELECT ?1, ?2, COALESCE(MAX(entry), 0) + 1, ?3, ?4, 'pending', ?5, ?5, ?6
+                     FROM executions WHERE campaign = ?1 AND contact_id = ?2
+                     HAVING ?7 IS NULL OR COALESCE(MAX(started_at), ?5 - ?7) <= ?5 - ?7",
+                )
+                .map_err(classify)?;
+            for e in entries {
+                n += stmt
+                    .execute(params![campaign, e.contact, version, e.step, e.wake_at, now, gap])
+                    .map_err(classify)? as u64;
+            }
+        }
+        tx.commit().map_err(classify)?;
+        Ok(n)
+    }
+
+    fn latest_starts(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Option<i64>>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT MAX(started_at) FROM executions WHERE campaign = ?1 AND contact_id = ?2 HAVING COUNT(*) > 0",
+            )
+            .map_err(classify)?;
+        let mut found = std::collections::HashMap::new();
+        for c in contacts {
+            if let Some(start) = stmt.query_row(params![campaign, c], |r| r.get(0)).optional().map_err(classify)? {
+                found.insert((*c).clone(), start);
+            }
+        }
+        Ok(found)
     }
 
     fn enrolled(
@@ -1897,8 +2137,60 @@ mod tests {
             .expect("contact");
         store.enroll("c", "v", &[Enrollment::new("c2".into(), "s".into(), 7)], 3).expect("enroll");
         let starts = store.starts("c", None, 10).expect("starts");
-        let start = |c: &str, started_at| Start { contact: c.into(), started_at };
+        let start = |c: &str, started_at| Start { contact: c.into(), started_at, entry: Entry::FIRST };
         assert_eq!(starts, vec![start("c1", None), start("c2", Some(7))]);
+    }
+
+    /// Schema 6 numbers executions: rows already stored are entry 1, and a
+    /// send pending across the upgrade keeps its idempotency key, so the
+    /// provider still recognises it; a re-entry's key differs.
+    #[test]
+    fn schema_5_executions_become_entry_1_and_pending_sends_keep_their_key() {
+        let conn = Connection::open_in_memory().expect("db");
+        register_functions(&conn).expect("functions");
+        for m in &MIGRATIONS[..5] {
+            conn.execute_batch(m).expect("schema");
+        }
+        conn.pragma_update(None, "user_version", 5).expect("version");
+        conn.execute_batch(
+            "INSERT INTO contacts (id, attrs, tags, consent, capabilities) VALUES ('c1', '{}', '[]', '[]', '[]');
+             INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, updated_at, started_at, then_state, claimed_by)
+               VALUES ('c', 'c1', 'v', 's', 'processing', 5, 1, 2, 'pending', 'gone');
+             INSERT INTO outbox (campaign, contact_id, step, version, channel, message, template, price_micros, status, created_at)
+               VALUES ('c', 'c1', 's', 'v', 'email', 'marketing', 't', 1000, 'pending', 3);
+             INSERT INTO outbox_inflight VALUES ('c', 1);",
+        )
+        .expect("rows");
+        let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
+        let pending = store.outbox_pending("c").expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].entry, Entry::FIRST);
+        assert_eq!(pending[0].key, outbox_key("c", "v", &"c1".into(), &"s".into()));
+        let starts = store.starts("c", None, 10).expect("starts");
+        assert_eq!(starts, vec![Start { contact: "c1".into(), started_at: Some(2), entry: Entry::FIRST }]);
+        // A second entry (re-entry `always`) gets entry 2 and its own key.
+        let n = store
+            .reenter(
+                "c",
+                "v",
+                &[Enrollment::new("c1".into(), "s".into(), 9)],
+                crate::compile::program::Reentry::Always,
+                9,
+            )
+            .expect("reenter");
+        assert_eq!(n, 1);
+        let starts = store.starts("c", Some((&"c1".into(), Entry::FIRST)), 10).expect("starts");
+        assert_eq!(starts, vec![Start { contact: "c1".into(), started_at: Some(9), entry: Entry(2) }]);
+        assert_eq!(
+            execution_key("c", "v", &"c1".into(), Entry(2), &"s".into()),
+            "c/v/c1/s#2",
+            "a re-entry is never taken for the first entry's duplicate"
+        );
+        let key: String = store
+            .conn
+            .query_row("SELECT key FROM outbox WHERE contact_id = 'c1'", [], |r| r.get(0))
+            .expect("generated key");
+        assert_eq!(key, "c/v/c1/s");
     }
 
     #[test]
@@ -2035,6 +2327,7 @@ mod tests {
         let row = OutboxNew {
             key: outbox_key("c", "v", &"x".into(), &"s1".into()),
             contact: "x".into(),
+            entry: Entry::FIRST,
             version: "v".into(),
             step: "s1".into(),
             channel: "email".into(),

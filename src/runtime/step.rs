@@ -9,7 +9,7 @@ use super::eval::{self, Ctx};
 use super::exits;
 use super::facts::{Facts, FieldValue};
 use super::wait::{self, Arms, Decision};
-use crate::compile::program::{Cond, NodeIdx, OnIneligible, Op, Program, SendTarget};
+use crate::compile::program::{Cond, FieldSlot, NodeIdx, OnIneligible, Op, Program, SendTarget};
 
 /// Why a send was not made (docs/runtime.md, "Sends", in this order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,6 +21,8 @@ pub enum SkipReason {
     NotCapable,
     /// The send fell in the campaign's quiet hours (`then skip`).
     QuietHours,
+    /// Over a workspace frequency cap (decided at commit: `caps`).
+    FrequencyCap,
 }
 
 impl SkipReason {
@@ -31,6 +33,7 @@ impl SkipReason {
             SkipReason::ChannelNotApproved => "channel-not-approved",
             SkipReason::NotCapable => "not-capable",
             SkipReason::QuietHours => "quiet-hours",
+            SkipReason::FrequencyCap => super::caps::SKIP_REASON,
         }
     }
     pub fn parse(s: &str) -> Option<SkipReason> {
@@ -40,6 +43,7 @@ impl SkipReason {
             "channel-not-approved" => Some(SkipReason::ChannelNotApproved),
             "not-capable" => Some(SkipReason::NotCapable),
             "quiet-hours" => Some(SkipReason::QuietHours),
+            super::caps::SKIP_REASON => Some(SkipReason::FrequencyCap),
             _ => None,
         }
     }
@@ -106,6 +110,10 @@ pub enum Trace {
         change: TagChange,
         tag: String,
     },
+    /// A `set` step wrote this field (the engine persists it).
+    Set {
+        slot: FieldSlot,
+    },
     /// An ineligible send passed over (`on ineligible continue`).
     Skip {
         node: NodeIdx,
@@ -169,8 +177,11 @@ pub fn transition<'p>(
             node: pc,
             arms: Arms { arms, timeout_minutes: *timeout_minutes, timeout: *timeout },
         },
-        // TODO(#19): write the attribute (facts and a persisted delta).
-        Op::Set { next, .. } => Transition::Next(*next),
+        Op::Set { slot, value, next, .. } => {
+            super::set::apply(p, facts, *slot, value, now);
+            trace.push(Trace::Set { slot: *slot });
+            Transition::Next(*next)
+        }
         Op::End => Transition::Stop(Stop::Completed),
     }
 }

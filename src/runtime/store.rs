@@ -181,6 +181,22 @@ impl std::fmt::Display for ContactId {
     }
 }
 
+/// Which of a contact's executions of a campaign: 1 for its first entry,
+/// then 2, 3 … as `reentry` lets it enter again (docs/runtime.md, "Re-entry").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Entry(pub u32);
+
+impl Entry {
+    pub const FIRST: Entry = Entry(1);
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry::FIRST
+    }
+}
+
 /// A stored event of a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventOf {
@@ -192,6 +208,8 @@ pub struct EventOf {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentOf {
     pub contact: ContactId,
+    /// The execution that sent it.
+    pub entry: Entry,
     pub message: SentMessage,
 }
 
@@ -200,6 +218,7 @@ pub struct SentOf {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Start {
     pub contact: ContactId,
+    pub entry: Entry,
     pub started_at: Option<i64>,
 }
 
@@ -221,6 +240,7 @@ impl Enrollment {
 #[derive(Debug, Clone)]
 pub struct Due {
     pub contact: DueContact,
+    pub entry: Entry,
     /// The step id to run next.
     pub step: StepId,
     pub version: String,
@@ -262,6 +282,7 @@ pub struct Audience<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecUpdate {
     pub contact: ContactId,
+    pub entry: Entry,
     pub step: StepId,
     pub version: String,
     pub state: ExecState,
@@ -277,6 +298,7 @@ pub struct ExecUpdate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AbAssignment {
     pub contact: ContactId,
+    pub entry: Entry,
     pub ab: String,
     pub variant: String,
 }
@@ -294,6 +316,7 @@ pub struct EngagementCounts {
 pub struct OutboxNew {
     pub key: String,
     pub contact: ContactId,
+    pub entry: Entry,
     pub version: String,
     pub step: StepId,
     pub channel: String,
@@ -324,6 +347,7 @@ impl OutboxNew {
     pub fn outcome(&self, at: i64, outcome: SendOutcome) -> OutboxDone {
         OutboxDone {
             contact: self.contact.clone(),
+            entry: self.entry,
             step: self.step.clone(),
             version: self.version.clone(),
             at,
@@ -336,6 +360,18 @@ impl OutboxNew {
 /// and step (the outbox's primary key), stable across retries and restarts.
 pub fn outbox_key(campaign: &str, version: &str, contact: &ContactId, step: &StepId) -> String {
     format!("{campaign}/{version}/{contact}/{step}")
+}
+
+/// The idempotency key of a send of execution `entry`: the first entry's is
+/// `outbox_key` exactly (so sends pending across an upgrade keep theirs);
+/// a re-entry's ends in `#<entry>`, so it is never taken for a duplicate.
+/// The outbox derives the same key from its primary key (schema 6).
+pub fn execution_key(campaign: &str, version: &str, contact: &ContactId, entry: Entry, step: &StepId) -> String {
+    if entry == Entry::FIRST {
+        outbox_key(campaign, version, contact, step)
+    } else {
+        format!("{campaign}/{version}/{contact}/{step}#{}", entry.0)
+    }
 }
 
 /// When the provider reports a sent message delivered, opened and clicked (minutes).
@@ -382,6 +418,7 @@ impl SendOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxDone {
     pub contact: ContactId,
+    pub entry: Entry,
     pub step: StepId,
     pub version: String,
     pub at: i64,
@@ -446,10 +483,21 @@ impl TagDelta {
     }
 }
 
+/// What a batch's `set` steps did to one contact's attributes: each field's
+/// new value (as stored), written into the stored attributes at commit time
+/// one field at a time, so a change made meanwhile to another field is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDelta {
+    pub contact: ContactId,
+    /// (field name, value as the contacts table stores it).
+    pub values: Vec<(String, serde_json::Value)>,
+}
+
 /// An outbox row's failed attempt that will be tried again at `next_attempt_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRetry {
     pub contact: ContactId,
+    pub entry: Entry,
     pub step: StepId,
     pub version: String,
     pub attempts: u32,
@@ -489,13 +537,15 @@ pub struct Round {
     /// Contacts whose execution must not step on while a send of theirs
     /// waits for another attempt: written `processing`, claimed by the
     /// committing worker, remembering the state to go back to.
-    pub parked: Vec<ContactId>,
+    pub parked: Vec<(ContactId, Entry)>,
     /// Contacts whose retried or recovered sends were accepted: their
     /// `processing` executions take the state they were parked with once
     /// no send of theirs is pending.
-    pub settled: Vec<ContactId>,
+    pub settled: Vec<(ContactId, Entry)>,
     pub ledger: Vec<LedgerEntry>,
     pub tags: Vec<TagDelta>,
+    /// Attributes written by `set` steps.
+    pub fields: Vec<FieldDelta>,
     pub steps: BTreeMap<StepId, StepCounts>,
     /// (ab_test, variant) → contacts assigned.
     pub ab: BTreeMap<(String, String), u64>,
@@ -518,6 +568,7 @@ impl Round {
             && self.parked.is_empty()
             && self.ledger.is_empty()
             && self.tags.is_empty()
+            && self.fields.is_empty()
             && self.steps.is_empty()
             && self.ab.is_empty()
             && self.ab_assigned.is_empty()
@@ -607,6 +658,16 @@ pub struct RecordedSend {
     pub sent_at: i64,
 }
 
+/// One consent-requiring send that the frequency caps apply to, about to
+/// be committed with its outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSend<'a> {
+    pub contact: &'a ContactId,
+    pub channel: &'a str,
+    /// Its idempotency key: the capped send's identity in the store.
+    pub key: &'a str,
+}
+
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
     /// Stores a campaign's current version (and keeps it among its versions).
@@ -644,7 +705,41 @@ pub trait Store {
     /// campaign of the database: what the estimate counts against frequency
     /// caps.
     fn sends_since(&self, contacts: &[&ContactId], since: i64) -> Result<Vec<RecordedSend>, StoreError>;
-    /// Enrolls contacts (at most once each).
+    /// Frequency caps, called inside the transaction that commits these
+    /// sends' outbox rows: for each send in order, whether it fits under
+    /// every cap of `caps` (a channel's cap counting only that channel),
+    /// counting the capped sends stored for its contact less than the
+    /// cap's window before `now` — of every campaign — and those admitted
+    /// before it in this call. The sends that fit are recorded; a send
+    /// recorded already (same key) fits again without a second row.
+    fn admit_capped(
+        &mut self,
+        caps: &[crate::compile::program::FrequencyCap],
+        sends: &[CapSend<'_>],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Enrolls contacts under a re-entry rule other than `once`: each entry
+    /// is a new execution (entry number one more than the contact's last)
+    /// when `rule` lets it in — `always`, or `after D` when the contact's
+    /// latest execution started at least D before the entry's `wake_at`
+    /// (one with no recorded start counts as long ago). Entries are taken
+    /// in order, each seeing the ones before. Returns how many entered.
+    fn reenter(
+        &mut self,
+        campaign: &str,
+        version: &str,
+        entries: &[Enrollment],
+        rule: crate::compile::program::Reentry,
+        now: i64,
+    ) -> Result<u64, StoreError>;
+    /// For those of `contacts` with an execution of `campaign`: when their
+    /// latest execution started (`None`: before flowc recorded it).
+    fn latest_starts(
+        &self,
+        campaign: &str,
+        contacts: &[&ContactId],
+    ) -> Result<std::collections::HashMap<ContactId, Option<i64>>, StoreError>;
+    /// Enrolls contacts (at most once each: entry 1).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
     /// Enrolls every contact matching `program`'s audience (evaluated at
     /// `wake`) at `step`, waking at `wake`, inside the store: no contact
@@ -697,7 +792,12 @@ pub trait Store {
     fn exit_counts(&self, campaign: &str) -> Result<BTreeMap<String, u64>, StoreError>;
     /// The campaign's executions in contact order after `after`, at most
     /// `limit`, each with when it entered the campaign.
-    fn starts(&self, campaign: &str, after: Option<&ContactId>, limit: usize) -> Result<Vec<Start>, StoreError>;
+    fn starts(
+        &self,
+        campaign: &str,
+        after: Option<(&ContactId, Entry)>,
+        limit: usize,
+    ) -> Result<Vec<Start>, StoreError>;
     /// The A/B assignments of these contacts in the campaign.
     fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError>;
     /// Sends recorded whose outcome is unknown: in flight when a process
@@ -716,16 +816,18 @@ pub trait Store {
     /// send pending go back to the state they were parked with (`pending`
     /// at their next step, or finished). Returns how many.
     fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
-    /// Makes `contact`'s pending execution of `campaign` due at `at` when it
-    /// waits at one of `steps` and would otherwise wake later (one row by
-    /// the primary key: the cost of an event is the executions it concerns).
-    /// Returns the rows changed (0 or 1).
+    /// Makes `contact`'s pending executions of `campaign` due at `at` when
+    /// they wait at one of `steps` and would otherwise wake later (one range
+    /// of the primary key: the cost of an event is the executions it
+    /// concerns — one, or under re-entry each of the contact's). Returns the
+    /// rows changed.
     fn wake(&mut self, campaign: &str, contact: &ContactId, steps: Steps<'_>, at: i64) -> Result<u64, StoreError>;
     /// An exit event arrived at `at`: completes `contact`'s `pending`
-    /// execution of `campaign` with `reason`, wherever it waits, when it had
-    /// started by then (`exits::counts_from`). A `processing` one (a send in
-    /// flight) is left to the engine's check before its next step. One row
-    /// by the primary key; returns the rows changed (0 or 1).
+    /// executions of `campaign` with `reason`, wherever they wait, when they
+    /// had started by then (`exits::counts_from`). A `processing` one (a send
+    /// in flight) is left to the engine's check before its next step. One
+    /// range of the primary key (every entry of the contact); returns the
+    /// rows changed.
     fn exit(&mut self, campaign: &str, contact: &ContactId, reason: &str, at: i64) -> Result<u64, StoreError>;
     /// Which of `contacts` already have an execution of `campaign`.
     fn enrolled(

@@ -15,7 +15,7 @@
 //! and an unrelated event touches nothing.
 
 use super::facts::ContactRecord;
-use super::store::{CampaignState, ContactId, EventOf, StepId, Steps, Store, StoreError, TagDelta};
+use super::store::{CampaignState, ContactId, EventOf, FieldDelta, StepId, Steps, Store, StoreError, TagDelta};
 use crate::compile::codec;
 use crate::compile::program::{Cond, EventMatch, Exit, Op, Operand, Program, WaitOn};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -322,6 +322,19 @@ pub fn tags_changed(store: &mut dyn Store, campaign: &str, deltas: &[TagDelta], 
     }
     let facts: Vec<(&ContactId, Fact<'_>)> =
         deltas.iter().map(|d| (&d.contact, Fact::Fields { names: &["tags"] })).collect();
+    wake(store, &facts, Some(campaign), now)
+}
+
+/// What the engine calls after a round of `campaign` ran `set` steps: the
+/// executions of OTHER campaigns whose `wait until` arms or exits read those
+/// fields wake now (this campaign's executions stepped on the new values).
+pub fn fields_set(store: &mut dyn Store, campaign: &str, deltas: &[FieldDelta], now: i64) -> Result<u64, StoreError> {
+    if deltas.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<Vec<&str>> = deltas.iter().map(|d| d.values.iter().map(|(n, _)| n.as_str()).collect()).collect();
+    let facts: Vec<(&ContactId, Fact<'_>)> =
+        deltas.iter().zip(&names).map(|(d, n)| (&d.contact, Fact::Fields { names: n })).collect();
     wake(store, &facts, Some(campaign), now)
 }
 

@@ -9,6 +9,7 @@ use crate::runtime::eval::{self, Ctx};
 use crate::runtime::facts::{self, ContactEvent, Facts};
 use crate::runtime::ingest::{self, FaultKind};
 use crate::runtime::lifecycle::{self, State};
+use crate::runtime::reentry;
 use crate::runtime::store::{ContactId, Enrollment, EventOf, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -443,14 +444,19 @@ async fn trigger(
             format!("no such contact(s): {}", unknown.join(", ")),
         ));
     }
-    // Re-entry: a contact already in the campaign is not enrolled again and
-    // gets no `campaign.triggered` event. Only this handler enrolls API
-    // campaigns, under the store lock, so the check cannot go stale before
-    // the enrollment below.
+    // Re-entry: a contact the campaign's rule keeps out (`once`: already
+    // in; `after D`: its latest execution started less than D ago) is not
+    // enrolled and gets no `campaign.triggered` event. Only this handler
+    // enrolls API campaigns, under the store lock, so the check cannot go
+    // stale before the enrollment below.
     let asked = entries.len() as u64;
     let ids_in: Vec<&ContactId> = entries.iter().map(|e| &e.contact).collect();
-    let already = store.enrolled(&id, &ids_in).map_err(ApiError::internal)?;
-    entries.retain(|e| !already.contains(&e.contact));
+    let latest = store.latest_starts(&id, &ids_in).map_err(ApiError::internal)?;
+    let rule = p.delivery.reentry;
+    entries.retain(|e| reentry::admits(rule, latest.get(&e.contact).copied(), e.wake_at));
+    // The same contact named twice in one trigger enters once.
+    let mut named = std::collections::HashSet::new();
+    entries.retain(|e| named.insert(e.contact.clone()));
     for Enrollment { contact: cid, .. } in &entries {
         let mut props = data.clone();
         props.insert("campaign".into(), json!(id));
@@ -459,7 +465,7 @@ async fn trigger(
     }
     // The event is stored before the enrollment so the first step can read it.
     store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
-    let enrolled = store.enroll(&id, &p.version.0, &entries, now).map_err(ApiError::internal)?;
+    let enrolled = reentry::enroll(&mut *store, &p, &entries, now).map_err(ApiError::internal)?;
     let already = asked.saturating_sub(enrolled);
     Ok((
         StatusCode::ACCEPTED,
