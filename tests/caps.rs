@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::engine::EngineConfig;
@@ -15,7 +17,6 @@ use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -51,25 +52,6 @@ campaign beta {
 }
 "#;
 
-struct Db(PathBuf);
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-caps-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db(dir.join("flowc.db"))
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(d) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 fn compiled() -> (Vec<Program>, flowc::check::model::Model) {
     let (analysis, ws) = common::check_source(SRC);
     let errors: Vec<_> = analysis.diags.iter().filter(|d| d.is_error()).collect();
@@ -80,8 +62,8 @@ fn compiled() -> (Vec<Program>, flowc::check::model::Model) {
 }
 
 fn run_on(db: &Db, p: &Program) -> Value {
-    let mut store = SqliteStore::open(&db.0).expect("store");
-    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
     let opts = RunOptions {
         clock: ClockKind::Virtual,
         start: Some(START),
@@ -153,7 +135,7 @@ fn two_campaigns_over_the_same_contacts_cap_exactly_the_computed_sends() {
         })
         .collect();
     {
-        let mut store = SqliteStore::open(&db.0).expect("store");
+        let mut store = SqliteStore::open(&db.path).expect("store");
         let parsed = contacts::parse(&lines.join("\n"), Format::JsonLines, &Schema::from_model(&model));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
@@ -214,14 +196,14 @@ fn concurrent_writers_never_exceed_a_cap() {
     use flowc::compile::program::FrequencyCap;
     use flowc::runtime::store::{atomically, CapSend, ContactId};
     let db = Db::new("race");
-    drop(SqliteStore::open(&db.0).expect("create"));
+    drop(SqliteStore::open(&db.path).expect("create"));
     let caps = vec![FrequencyCap { channel: None, count: 3, window_minutes: 7 * DAY }];
     let contacts: Vec<ContactId> = (0..20).map(|i| ContactId(format!("c{i:02}"))).collect();
     let admitted = std::thread::scope(|scope| {
         let workers: Vec<_> = ["one", "two"]
             .into_iter()
             .map(|who| {
-                let (path, caps, contacts) = (&db.0, &caps, &contacts);
+                let (path, caps, contacts) = (&db.path, &caps, &contacts);
                 scope.spawn(move || {
                     let mut store = SqliteStore::open(path).expect("store");
                     let mut got = 0usize;
@@ -252,7 +234,7 @@ fn a_send_that_fails_for_good_gives_its_slot_back() {
         atomically, outbox_key, CapSend, ContactId, Entry, OutboxNew, Round, SendOutcome, WorkerId,
     };
     let db = Db::new("give-back");
-    let mut store = SqliteStore::open(&db.0).expect("store");
+    let mut store = SqliteStore::open(&db.path).expect("store");
     let caps = vec![FrequencyCap { channel: None, count: 1, window_minutes: 7 * DAY }];
     let c = ContactId("c1".into());
     let row = |step: &str| OutboxNew {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::compile::codec;
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
@@ -13,38 +15,12 @@ use flowc::runtime::report::Report;
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// 2026-03-01T00:00Z in minutes: the runs below cross the DST changes of
 /// March and April (America, Europe, Australia, Chatham).
 const START: i64 = 29_538_720;
-
-struct Db {
-    path: PathBuf,
-}
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-delivery-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db { path: dir.join("flowc.db") }
-    }
-
-    fn log(&self) -> PathBuf {
-        flowc::runtime::provider::log_path(&self.path)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 fn program(src: &str) -> (Program, flowc::check::model::Model) {
     let (analysis, ws) = common::check_source(src);

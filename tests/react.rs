@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::check::model::StepId;
 use flowc::compile::{self, program::*};
 use flowc::runtime::contacts::{self, Format, Schema};
@@ -18,33 +20,11 @@ use flowc::runtime::step;
 use flowc::runtime::store::{EventOf, Store};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 const START: i64 = 29_400_000; // 2025-11-23T08:00Z in minutes
 const DAY: i64 = 1440;
-
-struct Db {
-    path: PathBuf,
-}
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-react-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db { path: dir.join("flowc.db") }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 const SRC: &str = r#"
 template hello { channel email message marketing status published }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::engine::EngineConfig;
@@ -16,7 +18,6 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -50,25 +51,6 @@ fn compiled(rule: &str) -> (Program, flowc::check::model::Model) {
     (compile::compile(&model, c, ws.sources.get(c.file)), model)
 }
 
-struct Db(PathBuf);
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-reentry-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db(dir.join("flowc.db"))
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(d) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 const N: usize = 30;
 
 /// The three purchase times of contact `i`: gaps of 6 h to 30 h, then 20 h to 28 h.
@@ -100,7 +82,7 @@ fn expected_after_a_day() -> usize {
 fn run_rule(rule: &str) -> (Value, Db) {
     let (p, model) = compiled(rule);
     let db = Db::new(&rule.replace(' ', "-"));
-    let mut store = SqliteStore::open(&db.0).expect("store");
+    let mut store = SqliteStore::open(&db.path).expect("store");
     let lines: Vec<String> = (0..N)
         .map(|i| {
             serde_json::json!({"id": format!("c{i:02}"), "email": format!("c{i}@example.com"), "consent": ["email"]})
@@ -121,7 +103,7 @@ fn run_rule(rule: &str) -> (Value, Db) {
             });
         }
     }
-    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
     let opts = RunOptions {
         clock: ClockKind::Virtual,
         start: Some(START),
@@ -143,7 +125,7 @@ fn check(rule: &str, executions: usize) {
     assert_eq!(step(&r, "hello")["sent"], executions as u64, "{rule}: {r}");
     assert_eq!(step(&r, "bye")["sent"], executions as u64, "{rule}: {r}");
     assert_eq!(r["provider"]["duplicates"], 0, "{rule}: no re-entry is taken for a duplicate: {r}");
-    let c = rusqlite::Connection::open(&db.0).expect("open");
+    let c = rusqlite::Connection::open(&db.path).expect("open");
     let rows: i64 =
         c.query_row("SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'", [], |r| r.get(0)).expect("n");
     assert_eq!(rows as usize, executions, "{rule}");
@@ -194,7 +176,7 @@ fn wake_and_exit_touch_each_pending_execution_of_the_contact() {
     use flowc::compile::program::Reentry;
     use flowc::runtime::store::{ContactId, Enrollment, StepId, Steps};
     let db = Db::new("wake-exit");
-    let mut store = SqliteStore::open(&db.0).expect("store");
+    let mut store = SqliteStore::open(&db.path).expect("store");
     let c = ContactId("c1".into());
     let at = |t| Enrollment::new(c.clone(), StepId("w".into()), t);
     let n = store.reenter("k", "v", &[at(START), at(START + 10), at(START + 20)], Reentry::Always, START).expect("in");

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::engine::EngineConfig;
@@ -11,32 +13,10 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 const START: i64 = 29_400_000; // 2025-11-23T08:00Z in minutes
-
-struct Db {
-    path: PathBuf,
-}
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-rt-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db { path: dir.join("flowc.db") }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
 
 fn program(src: &str) -> (Program, flowc::check::model::Model) {
     let (analysis, ws) = common::check_source(src);

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Db;
+
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
 use flowc::runtime::engine::EngineConfig;
@@ -12,7 +14,6 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::{ContactId, Store};
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -47,25 +48,6 @@ fn programs() -> (Program, Program, flowc::check::model::Model) {
     (find("spender"), find("watcher"), model)
 }
 
-struct Db(PathBuf);
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let dir = std::env::temp_dir().join(format!("flowc-set-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
-        Db(dir.join("flowc.db"))
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(d) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(d);
-        }
-    }
-}
-
 fn opts() -> RunOptions {
     RunOptions {
         clock: ClockKind::Virtual,
@@ -77,7 +59,7 @@ fn opts() -> RunOptions {
 }
 
 fn run_on(store: &mut SqliteStore, db: &Db, p: &Program) -> Value {
-    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
     let r = run::run(store, &mut provider, p, &opts(), &mut |_| {}).expect("run");
     serde_json::to_value(&r).expect("json")
 }
@@ -90,7 +72,7 @@ fn step<'a>(r: &'a Value, id: &str) -> &'a Value {
 fn set_is_seen_by_later_steps_persisted_and_wakes_other_campaigns() {
     let (spender, watcher, model) = programs();
     let db = Db::new("wake");
-    let mut store = SqliteStore::open(&db.0).expect("store");
+    let mut store = SqliteStore::open(&db.path).expect("store");
     // c0..c9 start at 100 (two sets reach 120), c10..c19 at 50 (they reach 70).
     let lines: Vec<String> = (0..20)
         .map(|i| {
@@ -107,7 +89,7 @@ fn set_is_seen_by_later_steps_persisted_and_wakes_other_campaigns() {
     // stopped right after its first batch so its executions stay parked.
     let o = opts();
     let stop = o.stop.clone();
-    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
     run::run(&mut store, &mut provider, &watcher, &o, &mut |_| stop.store(true, std::sync::atomic::Ordering::SeqCst))
         .expect("watcher parks");
     let parked: i64 = store
@@ -148,7 +130,7 @@ fn set_is_seen_by_later_steps_persisted_and_wakes_other_campaigns() {
 fn a_set_keeps_a_concurrent_change_of_another_field() {
     let (spender, _, model) = programs();
     let db = Db::new("delta");
-    let mut store = SqliteStore::open(&db.0).expect("store");
+    let mut store = SqliteStore::open(&db.path).expect("store");
     let line = serde_json::json!({"id": "c1", "email": "c1@example.com", "lifetime_value": 100, "city": "Lyon"});
     let parsed = contacts::parse(&line.to_string(), Format::JsonLines, &Schema::from_model(&model));
     store.upsert_contacts(&parsed.contacts, &[]).expect("import");
@@ -158,7 +140,7 @@ fn a_set_keeps_a_concurrent_change_of_another_field() {
     lifecycle::launch(&mut store, &spender, RemovedSteps::Refuse, START).expect("launch");
     lifecycle::transition(&mut store, "spender", State::Running, "test", START).expect("running");
     assert_eq!(run::enroll(&mut store, &spender, START).expect("enroll"), 1);
-    let mut provider = Simulated::open(&db.0, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
     let worker = flowc::runtime::store::WorkerId("t".into());
     let stepped = {
         let mut engine = flowc::runtime::engine::Engine::new(

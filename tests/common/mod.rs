@@ -168,6 +168,25 @@ impl Drop for TempDir {
     }
 }
 
+/// A database file, `flowc.db`, in a fresh temporary folder that goes
+/// with it: what the runtime tests run campaigns on.
+pub struct Db {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+impl Db {
+    pub fn new(name: &str) -> Db {
+        let dir = TempDir::new(&format!("db-{name}"));
+        Db { path: dir.0.join("flowc.db"), _dir: dir }
+    }
+
+    /// The simulated provider's log beside the database.
+    pub fn log(&self) -> PathBuf {
+        flowc::runtime::provider::log_path(&self.path)
+    }
+}
+
 /// Runs the built `flowc` from the repository root, without colour.
 pub fn flowc(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
