@@ -274,3 +274,32 @@ fn a_send_that_fails_for_good_gives_its_slot_back() {
     assert!(!admit(&mut store, &row("s3"), START + 5), "a delivered send keeps its slot");
     assert!(admit(&mut store, &row("s4"), START + 3 + 7 * DAY), "until the window has passed");
 }
+
+/// The store keeps a contact's capped sends only while a cap can still count
+/// them: no window is longer than 365 days, so older rows go as the
+/// contact's next send is admitted, and the table does not grow forever.
+#[test]
+fn capped_sends_older_than_any_window_are_dropped() {
+    use flowc::compile::program::FrequencyCap;
+    use flowc::runtime::store::{atomically, CapSend, ContactId};
+    let db = Db::new("prune");
+    let mut store = SqliteStore::open(&db.path).expect("store");
+    let caps = vec![FrequencyCap { channel: None, count: 1, window_minutes: DAY }];
+    let (a, b) = (ContactId("a".into()), ContactId("b".into()));
+    let admit = |store: &mut SqliteStore, contact: &ContactId, key: &str, at: i64| {
+        let send = CapSend { contact, channel: "email", key };
+        atomically(store, |s| s.admit_capped(&caps, &[send], at)).expect("admit")
+    };
+    assert_eq!(admit(&mut store, &a, "a1", START), vec![true]);
+    assert_eq!(admit(&mut store, &b, "b1", START), vec![true]);
+    assert_eq!(admit(&mut store, &a, "a2", START + 365 * DAY - 1), vec![true]);
+    assert_eq!(admit(&mut store, &a, "a3", START + 366 * DAY), vec![true]);
+    drop(store);
+    let conn = rusqlite::Connection::open(&db.path).expect("open");
+    let keys = |c: &str| -> Vec<String> {
+        let mut q = conn.prepare("SELECT key FROM capped_sends WHERE contact_id = ?1 ORDER BY at").expect("q");
+        q.query_map([c], |r| r.get(0)).expect("rows").collect::<Result<_, _>>().expect("keys")
+    };
+    assert_eq!(keys("a"), ["a2", "a3"], "a1 is older than any window; a2 is not");
+    assert_eq!(keys("b"), ["b1"], "another contact's rows wait for its own next send");
+}

@@ -832,6 +832,9 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
 
+/// The longest window a frequency cap may have, in minutes (365 days).
+const LONGEST_CAP_WINDOW: i64 = 365 * 24 * 60;
+
 impl Store for SqliteStore {
     fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
         let CampaignVersion { name, version, program, state } = *campaign;
@@ -1129,7 +1132,13 @@ impl Store for SqliteStore {
                     "INSERT OR IGNORE INTO capped_sends (contact_id, at, key, channel) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(classify)?;
+            // No cap's window is longer than a year (the checker's
+            // `invalid-frequency-cap`, the loader's validation): older rows
+            // can never count again, and go as the contact's sends come.
+            let mut expire =
+                tx.prepare_cached("DELETE FROM capped_sends WHERE contact_id = ?1 AND at <= ?2").map_err(classify)?;
             for s in sends {
+                expire.execute(params![s.contact, now.saturating_sub(LONGEST_CAP_WINDOW)]).map_err(classify)?;
                 if known.exists(params![s.contact, s.key]).map_err(classify)? {
                     out.push(true);
                     continue;
@@ -2141,7 +2150,7 @@ mod tests {
         assert_eq!(starts, vec![start("c1", None), start("c2", Some(7))]);
     }
 
-    /// Schema 6 numbers executions: rows already stored are entry 1, and a
+    /// Schema 7 numbers executions: rows already stored are entry 1, and a
     /// send pending across the upgrade keeps its idempotency key, so the
     /// provider still recognises it; a re-entry's key differs.
     #[test]

@@ -365,7 +365,7 @@ pub fn outbox_key(campaign: &str, version: &str, contact: &ContactId, step: &Ste
 /// The idempotency key of a send of execution `entry`: the first entry's is
 /// `outbox_key` exactly (so sends pending across an upgrade keep theirs);
 /// a re-entry's ends in `#<entry>`, so it is never taken for a duplicate.
-/// The outbox derives the same key from its primary key (schema 6).
+/// The outbox derives the same key from its primary key (schema 7).
 pub fn execution_key(campaign: &str, version: &str, contact: &ContactId, entry: Entry, step: &StepId) -> String {
     if entry == Entry::FIRST {
         outbox_key(campaign, version, contact, step)
