@@ -908,16 +908,7 @@ impl<'a> Engine<'a> {
         let o = &a.row;
         let made = a.made + 1;
         if made < self.config.max_attempts {
-            round.outbox_retry.push(OutboxRetry {
-                contact: o.contact.clone(),
-                entry: o.entry,
-                step: o.step.clone(),
-                version: o.version.clone(),
-                attempts: made,
-                next_attempt_at: now + retry_delay(made),
-                error: reason,
-            });
-            round.parked.push((o.contact.clone(), o.entry));
+            round.try_again(o, made, now + retry_delay(made), reason);
             return Failure::WillRetry;
         }
         self.balance += o.price_micros;
@@ -1016,16 +1007,7 @@ impl<'a> Engine<'a> {
             "not sent: the circuit breaker tripped"
         };
         for a in &queue[start..] {
-            round.outbox_retry.push(OutboxRetry {
-                contact: a.row.contact.clone(),
-                entry: a.row.entry,
-                step: a.row.step.clone(),
-                version: a.row.version.clone(),
-                attempts: a.made,
-                next_attempt_at: now,
-                error: why.into(),
-            });
-            round.parked.push((a.row.contact.clone(), a.row.entry));
+            round.try_again(&a.row, a.made, now, why.into());
         }
         // One ledger entry per relay: each send's price is in its outbox row.
         if debits.sends > 0 {
@@ -1058,16 +1040,7 @@ fn rate_earlier(limiter: &mut rate::Limiter, queue: Vec<Attempt>, round: &mut Ro
                 go.push(a);
             }
             rate::Slot::Later { wake_at } => {
-                round.outbox_retry.push(OutboxRetry {
-                    contact: a.row.contact.clone(),
-                    entry: a.row.entry,
-                    step: a.row.step.clone(),
-                    version: a.row.version.clone(),
-                    attempts: a.made,
-                    next_attempt_at: wake_at,
-                    error: "held by the rate limit".into(),
-                });
-                round.parked.push((a.row.contact.clone(), a.row.entry));
+                round.try_again(&a.row, a.made, wake_at, "held by the rate limit".into());
             }
         }
     }

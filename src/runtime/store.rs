@@ -559,6 +559,23 @@ pub struct Round {
 }
 
 impl Round {
+    /// Keeps `row` pending for another attempt at `at` (`attempts` made so
+    /// far, the last one's `error`) and parks its execution meanwhile: a
+    /// failed send, one the breaker stopped, one waiting for its rate-limit
+    /// slot.
+    pub fn try_again(&mut self, row: &OutboxNew, attempts: u32, at: i64, error: String) {
+        self.outbox_retry.push(OutboxRetry {
+            contact: row.contact.clone(),
+            entry: row.entry,
+            step: row.step.clone(),
+            version: row.version.clone(),
+            attempts,
+            next_attempt_at: at,
+            error,
+        });
+        self.parked.push((row.contact.clone(), row.entry));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.executions.is_empty()
             && self.outbox_new.is_empty()
