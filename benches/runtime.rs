@@ -20,7 +20,7 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
-use flowc::runtime::store::{ContactId, Engagement, LedgerEntry, SendOutcome, Store, WorkerId};
+use flowc::runtime::store::{ContactId, Engagement, Lease, LedgerEntry, SendOutcome, Store, WorkerId};
 use flowc::workspace::{self, Root};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -99,7 +99,7 @@ fn run_at_most_once(store: &mut SqliteStore, provider: &mut Simulated, program: 
     lifecycle::launch(store, program, lifecycle::RemovedSteps::Refuse, now).expect("launch");
     lifecycle::transition(store, &name, State::Running, "bench", now).expect("start");
     run::enroll(store, program, now).expect("enroll");
-    let worker = WorkerId::this_process();
+    let worker = Lease::new(WorkerId::this_process());
     let mut transitions = 0;
     loop {
         let stepped = {

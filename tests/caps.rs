@@ -253,7 +253,7 @@ fn a_send_that_fails_for_good_gives_its_slot_back() {
         let send = CapSend { contact: &o.contact, channel: &o.channel, key: &o.key };
         atomically(store, |s| s.admit_capped(&caps, &[send], at)).expect("admit")[0]
     };
-    let w = WorkerId("t".into());
+    let w = flowc::runtime::store::Lease::new(WorkerId("t".into()));
     let first = row("s1");
     assert!(admit(&mut store, &first, START));
     store.commit("k", &Round { outbox_new: vec![first.clone()], ..Round::default() }, &w, START).expect("row");

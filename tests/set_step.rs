@@ -141,7 +141,7 @@ fn a_set_keeps_a_concurrent_change_of_another_field() {
     lifecycle::transition(&mut store, "spender", State::Running, "test", START).expect("running");
     assert_eq!(run::enroll(&mut store, &spender, START).expect("enroll"), 1);
     let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
-    let worker = flowc::runtime::store::WorkerId("t".into());
+    let worker = flowc::runtime::store::Lease::new(flowc::runtime::store::WorkerId("t".into()));
     let stepped = {
         let mut engine = flowc::runtime::engine::Engine::new(
             &mut store,

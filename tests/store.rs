@@ -53,8 +53,8 @@ fn import(store: &mut dyn Store, model: &flowc::check::model::Model, n: usize) {
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
 }
 
-fn worker(name: &str) -> WorkerId {
-    WorkerId(name.to_string())
+fn worker(name: &str) -> Lease {
+    Lease::new(WorkerId(name.to_string()))
 }
 
 fn outbox_row(campaign: &str, contact: &str, step: &str) -> OutboxNew {
@@ -184,9 +184,10 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
     assert_eq!(s.enroll("k", "v1", &entries, 0).expect("again"), 0, "a contact is enrolled at most once");
     let known = s.enrolled("k", &[&"a".into(), &"zz".into()]).expect("enrolled");
     assert_eq!(known.into_iter().collect::<Vec<_>>(), [ContactId::from("a")]);
-    let due: Vec<String> = s.due("k", 50, 10, &[]).expect("due").into_iter().map(|d| d.contact.id.0).collect();
+    let due: Vec<String> =
+        s.claim("k", 50, 10, &[], &worker("w")).expect("due").into_iter().map(|d| d.contact.id.0).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
-    assert_eq!(s.due("k", 50, 1, &[]).expect("due").len(), 1);
+    assert_eq!(s.claim("k", 50, 1, &[], &worker("w")).expect("due").len(), 1);
     assert_eq!(s.next_wake("k").expect("wake"), Some(10));
     assert_eq!(s.counts("k").expect("counts")[&ExecState::Pending], 3);
 }
@@ -208,7 +209,11 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
         ..Default::default()
     };
     s.commit("k", &round, &worker("w1"), 100).expect("commit");
-    assert_eq!(s.outbox_pending("k").expect("pending").len(), 1, "in flight until its outcome is recorded");
+    assert_eq!(
+        s.outbox_pending("k", &Lease::new(WorkerId("test".into()))).expect("pending").len(),
+        1,
+        "in flight until its outcome is recorded"
+    );
     // Counts are added, never overwritten: the same round twice counts twice.
     let again = Round { steps, ..Default::default() };
     s.commit("k", &again, &worker("w1"), 100).expect("commit");
@@ -225,7 +230,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
         ..Default::default()
     };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
-    assert!(s.outbox_pending("k").expect("pending").is_empty());
+    assert!(s.outbox_pending("k", &Lease::new(WorkerId("test".into()))).expect("pending").is_empty());
     assert_eq!(
         s.sent_for("k", &[&"a".into()]).expect("sent"),
         vec![SentOf {
@@ -269,11 +274,17 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     };
     s.commit("k", &retry, &worker("w1"), 100).expect("park");
     assert_eq!(s.counts("k").expect("counts")[&ExecState::Processing], 1, "parked while its send waits");
-    assert!(s.due("k", 10_000, 10, &[]).expect("due").is_empty(), "a parked execution does not step on");
-    assert!(s.outbox_pending("k").expect("pending").is_empty(), "a scheduled retry is not 'in flight'");
+    assert!(
+        s.claim("k", 10_000, 10, &[], &worker("w")).expect("due").is_empty(),
+        "a parked execution does not step on"
+    );
+    assert!(
+        s.outbox_pending("k", &Lease::new(WorkerId("test".into()))).expect("pending").is_empty(),
+        "a scheduled retry is not 'in flight'"
+    );
     assert_eq!(s.next_wake("k").expect("wake"), Some(101), "the retry is the next thing due");
-    assert!(s.outbox_due("k", 100, 10).expect("due").is_empty());
-    let due = s.outbox_due("k", 101, 10).expect("due");
+    assert!(s.outbox_due("k", 100, 10, &worker("w")).expect("due").is_empty());
+    let due = s.outbox_due("k", 101, 10, &worker("w")).expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1, 1, "attempts made so far");
     let o = outbox_row("k", "a", "s");
@@ -511,14 +522,15 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.set_breaker(campaign, state)
     }
-    fn due(
-        &self,
+    fn claim(
+        &mut self,
         campaign: &str,
         now: i64,
         limit: usize,
         fields: &[flowc::compile::program::FieldDef],
+        lease: &Lease,
     ) -> Result<Vec<Due>, StoreError> {
-        let due = self.inner.due(campaign, now, limit, fields);
+        let due = self.inner.claim(campaign, now, limit, fields, lease);
         if let Some(f) = self.after_due.borrow_mut().take() {
             f();
         }
@@ -527,9 +539,9 @@ impl Store for Wrapped {
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
         self.inner.next_wake(campaign)
     }
-    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError> {
+    fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.commit(campaign, round, worker, now)
+        self.inner.commit(campaign, round, lease, now)
     }
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
         self.inner.counts(campaign)
@@ -574,11 +586,17 @@ impl Store for Wrapped {
     fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError> {
         self.inner.ab_assignments(campaign, contacts)
     }
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
-        self.inner.outbox_pending(campaign)
+    fn outbox_pending(&mut self, campaign: &str, lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
+        self.inner.outbox_pending(campaign, lease)
     }
-    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
-        self.inner.outbox_due(campaign, now, limit)
+    fn outbox_due(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+        self.inner.outbox_due(campaign, now, limit, lease)
     }
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
@@ -587,9 +605,13 @@ impl Store for Wrapped {
         self.write()?;
         self.inner.migrate_executions(migration, now)
     }
-    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
+    fn requeue_processing(&mut self, campaign: &str, lease: &Lease) -> Result<u64, StoreError> {
         self.write()?;
-        self.inner.requeue_processing(campaign, worker)
+        self.inner.requeue_processing(campaign, lease)
+    }
+    fn advance_clock(&mut self, from: i64, to: i64) -> Result<bool, StoreError> {
+        self.write()?;
+        self.inner.advance_clock(from, to)
     }
     fn enrolled(
         &self,
@@ -789,7 +811,7 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
 
     raw(&mut s, "UPDATE contacts SET tags = '[not json' WHERE id = 'b'");
     assert_names_row(s.contact(&"b".into()), "contacts", "b", "[not json");
-    assert_names_row(s.due("c", 50, 10, &[]), "contacts", "b", "[not json");
+    assert_names_row(s.claim("c", 50, 10, &[], &worker("w")), "contacts", "b", "[not json");
     assert_names_row(s.contacts_page(None, 10), "contacts", "b", "[not json");
 
     // The breaker's recent outcomes are a string of 0s and 1s; anything else

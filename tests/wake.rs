@@ -405,10 +405,20 @@ fn a_contacts_import_wakes_the_executions_of_its_contacts() {
         .output()
         .expect("run flowc");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let store = SqliteStore::open(std::path::Path::new(&db)).expect("store");
+    let mut store = SqliteStore::open(std::path::Path::new(&db)).expect("store");
     assert_eq!(store.next_wake("w").expect("next"), Some(START + 7), "a, waiting on tags, is due now");
-    let due: Vec<String> =
-        store.due("w", START + 7, 10, &[]).expect("due").into_iter().map(|d| d.contact.id.0).collect();
+    let due: Vec<String> = store
+        .claim(
+            "w",
+            START + 7,
+            10,
+            &[],
+            &flowc::runtime::store::Lease::new(flowc::runtime::store::WorkerId("test".into())),
+        )
+        .expect("due")
+        .into_iter()
+        .map(|d| d.contact.id.0)
+        .collect();
     assert_eq!(due, vec!["a".to_string()], "b waits at a step that reads no field");
 }
 
@@ -481,7 +491,7 @@ fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
         .collect();
     store.upsert_contacts(&records, &[]).expect("contacts");
     let round = Round { parked: vec![("busy".into(), flowc::runtime::store::Entry::FIRST)], ..Round::default() };
-    store.commit("w", &round, &WorkerId::this_process(), START).expect("claim");
+    store.commit("w", &round, &flowc::runtime::store::Lease::new(WorkerId::this_process()), START).expect("claim");
     let evs: Vec<Incoming> =
         ["plain", "until", "busy", "new", "nobody"].iter().map(|c| incoming(c, "page.viewed", START + 60)).collect();
     ingest::store_and_wake(&mut store, &evs).expect("ingest");

@@ -8,7 +8,7 @@ use super::clock::Minutes;
 use super::engine::{Engine, EngineConfig, EngineError};
 use super::lifecycle::{self, LifecycleError, State};
 use super::provider::Provider;
-use super::store::{ExecState, Probe, Store, StoreError, WorkerId};
+use super::store::{ExecState, Lease, Probe, Store, StoreError};
 use crate::compile::program::{Program, Trigger};
 use std::collections::HashSet;
 
@@ -69,13 +69,13 @@ pub fn policy(store: &dyn Store, base: &EngineConfig, campaign: &str) -> Result<
 /// Drives campaigns for one process: remembers which campaigns it has
 /// already recovered and the identity its claims carry.
 pub struct Driver {
-    worker: WorkerId,
+    lease: Lease,
     recovered: HashSet<String>,
 }
 
 impl Driver {
-    pub fn new(worker: WorkerId) -> Driver {
-        Driver { worker, recovered: HashSet::new() }
+    pub fn new(lease: Lease) -> Driver {
+        Driver { lease, recovered: HashSet::new() }
     }
 
     /// One pass over `program`'s campaign, which must be RUNNING.
@@ -91,7 +91,7 @@ impl Driver {
         let name = program.campaign.as_str();
         let config = policy(store, base, name)?;
         let (out, retried, tripped, probe_owed) = {
-            let mut engine = Engine::new(store, provider, program.clone(), config.clone(), self.worker.clone())?;
+            let mut engine = Engine::new(store, provider, program.clone(), config.clone(), self.lease.clone())?;
             if !self.recovered.contains(name) {
                 engine.recover(now)?;
                 self.recovered.insert(name.to_string());

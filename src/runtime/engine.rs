@@ -274,7 +274,7 @@ pub struct Engine<'a> {
     versions: HashMap<String, Rc<Loaded>>,
     balance: i64,
     config: EngineConfig,
-    worker: WorkerId,
+    lease: Lease,
     /// Contacts whose send was in flight when the last run stopped.
     recovered: HashSet<String>,
     /// Loaded from the store and written back with each relay, so the
@@ -298,7 +298,7 @@ impl<'a> Engine<'a> {
         provider: &'a mut dyn Provider,
         program: Program,
         config: EngineConfig,
-        worker: WorkerId,
+        lease: Lease,
     ) -> Result<Engine<'a>, EngineError> {
         let balance = store.balance()?;
         let campaign = program.campaign.clone();
@@ -318,7 +318,7 @@ impl<'a> Engine<'a> {
             versions,
             balance,
             config,
-            worker,
+            lease,
             recovered: HashSet::new(),
             breaker,
             tripped: false,
@@ -332,7 +332,7 @@ impl<'a> Engine<'a> {
     /// the others are sent again under the same key. Completed and failed
     /// executions are never touched.
     pub fn recover(&mut self, now: i64) -> Result<u64, EngineError> {
-        let pending = self.store.outbox_pending(&self.campaign)?;
+        let pending = self.store.outbox_pending(&self.campaign, &self.lease)?;
         if !pending.is_empty() {
             self.recovered.extend(pending.iter().map(|o| o.contact.0.clone()));
             let keys: Vec<String> = pending.iter().map(|r| r.key.clone()).collect();
@@ -350,7 +350,7 @@ impl<'a> Engine<'a> {
             self.record_accepted(&done, now)?;
             self.relay(unsent, now)?;
         }
-        Ok(self.store.requeue_processing(&self.campaign, &self.worker)?)
+        Ok(self.store.requeue_processing(&self.campaign, &self.lease)?)
     }
 
     /// Tries again the failed sends whose next attempt is due.
@@ -358,7 +358,7 @@ impl<'a> Engine<'a> {
         if self.tripped {
             return Ok(Retried::default());
         }
-        let due = self.store.outbox_due(&self.campaign, now, self.config.batch)?;
+        let due = self.store.outbox_due(&self.campaign, now, self.config.batch, &self.lease)?;
         let attempts = due.len() as u64;
         let queue =
             due.into_iter().map(|(row, made)| Attempt { row, made, origin: Origin::Earlier, at_ms: None }).collect();
@@ -385,6 +385,23 @@ impl<'a> Engine<'a> {
     /// Runs one batch of due executions to their next durable boundary (a
     /// wait, the end, a skip), commits it, then relays the batch's sends.
     pub fn run_batch(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
+        // In a shared store another worker may have spent the balance this
+        // engine read: the round is then refused whole, and the batch is
+        // stepped again (the claim keeps its executions) on the balance
+        // there really is, so it stops sending where the money stops.
+        let mut refused_for_balance = 0;
+        loop {
+            match self.try_batch(now) {
+                Err(EngineError::Store(StoreError::InsufficientBalance)) if refused_for_balance < 8 => {
+                    refused_for_balance += 1;
+                    self.balance = self.store.balance()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn try_batch(&mut self, now: i64) -> Result<BatchOutcome, EngineError> {
         let mut stepped = self.step_batch(now)?;
         if stepped.outcome.executions == 0 {
             return Ok(stepped.outcome);
@@ -409,12 +426,12 @@ impl<'a> Engine<'a> {
         // (`at_ms`, in row order) went with which row.
         let sent_keys: Vec<String> =
             if caps.is_empty() { Vec::new() } else { stepped.round.outbox_new.iter().map(|o| o.key.clone()).collect() };
-        let (campaign, round, worker) = (&self.campaign, &mut stepped.round, &self.worker);
+        let (campaign, round, lease) = (&self.campaign, &mut stepped.round, &self.lease);
         super::store::atomically(&mut *self.store, |s| {
             if !caps.is_empty() {
                 refused = super::caps::enforce(s, &caps, round, &counted, now)?;
             }
-            s.commit(campaign, round, worker, now)?;
+            s.commit(campaign, round, lease, now)?;
             super::wake::tags_changed(s, campaign, &round.tags, now)?;
             super::wake::fields_set(s, campaign, &round.fields, now)
         })?;
@@ -462,7 +479,8 @@ impl<'a> Engine<'a> {
     /// Load phase: the due executions, their program versions, and the facts
     /// the batch can read (sent messages and events only where read).
     fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
-        let due = self.store.due(&self.campaign, now, self.config.batch, &self.versions[&self.current].due_fields)?;
+        let current = Rc::clone(&self.versions[&self.current]);
+        let due = self.store.claim(&self.campaign, now, self.config.batch, &current.due_fields, &self.lease)?;
         if due.is_empty() {
             return Ok(None);
         }
@@ -867,7 +885,7 @@ impl<'a> Engine<'a> {
             reason: format!("{}: {} send(s) reconciled after restart", self.campaign, rows.len()),
         });
         round.settled = rows.iter().map(|(o, _)| (o.contact.clone(), o.entry)).collect();
-        self.store.commit(&self.campaign, &round, &self.worker, now)?;
+        self.store.commit(&self.campaign, &round, &self.lease, now)?;
         Ok(())
     }
 
@@ -1017,7 +1035,7 @@ impl<'a> Engine<'a> {
             });
         }
         round.breaker = Some(self.breaker.clone());
-        self.store.commit(&self.campaign, &round, &self.worker, now)?;
+        self.store.commit(&self.campaign, &round, &self.lease, now)?;
         Ok(failed)
     }
 }

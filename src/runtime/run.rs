@@ -9,7 +9,7 @@ use super::facts::{self, ContactEvent};
 use super::lifecycle::{self, State};
 use super::provider::Provider;
 use super::report::{self, Report};
-use super::store::{ContactId, Enrollment, ExecState, StepId, Store, StoreError, WorkerId};
+use super::store::{ContactId, Enrollment, ExecState, Lease, StepId, Store, StoreError, WorkerId};
 use crate::compile::program::{Program, Trigger};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -149,7 +149,7 @@ pub fn run_with_events(
         store.set_meta(&enrolled_key, "1")?;
     }
     let total = store.counts(&name)?.values().sum::<u64>();
-    let mut driver = Driver::new(WorkerId::this_process());
+    let mut driver = Driver::new(Lease::new(WorkerId::this_process()));
     let mut transitions = 0;
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
     let mut finished = finished_count(store, &name)?;

@@ -1248,7 +1248,16 @@ impl Store for SqliteStore {
         estimate::members(&self.conn, audience, f)
     }
 
-    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError> {
+    fn claim(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        fields: &[FieldDef],
+        _lease: &Lease,
+    ) -> Result<Vec<Due>, StoreError> {
+        // This process holds the writer lock: nobody else claims, so a
+        // claim is only a read (the round's commit moves the rows).
         // Only the asked-for attributes leave SQLite (json_extract), so no
         // contact's whole JSON is parsed on the hot path.
         let mut cols = String::new();
@@ -1410,7 +1419,13 @@ impl Store for SqliteStore {
         write_breaker(&self.conn, campaign, state)
     }
 
-    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+    fn outbox_due(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        _lease: &Lease,
+    ) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1431,7 +1446,8 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError> {
+    fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError> {
+        let worker = &lease.worker;
         let tx = self.conn.savepoint().map_err(classify)?;
         {
             let mut new = tx
@@ -1869,7 +1885,7 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
+    fn outbox_pending(&mut self, campaign: &str, _lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
         // The count is kept with every commit: no pending rows, no scan.
         let pending: Option<i64> = self
             .conn
@@ -1926,7 +1942,21 @@ impl Store for SqliteStore {
         Ok((moved, skipped))
     }
 
-    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
+    fn advance_clock(&mut self, from: i64, to: i64) -> Result<bool, StoreError> {
+        // One writer: only the clock's own value can have moved.
+        let changed = self
+            .conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('clock', ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value = ?1",
+                params![from.to_string(), to.to_string()],
+            )
+            .map_err(classify)?;
+        Ok(changed == 1)
+    }
+
+    fn requeue_processing(&mut self, campaign: &str, lease: &Lease) -> Result<u64, StoreError> {
+        let worker = &lease.worker;
         self.conn
             .execute(
                 "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, claimed_at = NULL
@@ -2075,7 +2105,7 @@ mod tests {
         let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
         let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version, MIGRATIONS.len() as i64);
-        let pending = store.outbox_pending("welcome").expect("pending");
+        let pending = store.outbox_pending("welcome", &Lease::new(WorkerId("test".into()))).expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].key, outbox_key("welcome", "v1", &"c/1".into(), &"s3".into()));
         assert_eq!(pending[0].step.0, "s3");
@@ -2089,15 +2119,15 @@ mod tests {
             ],
             ..Default::default()
         };
-        store.commit("welcome", &round, &WorkerId("test".into()), 20).expect("commit");
-        assert!(store.outbox_pending("welcome").expect("pending").is_empty());
+        store.commit("welcome", &round, &Lease::new(WorkerId("test".into())), 20).expect("commit");
+        assert!(store.outbox_pending("welcome", &Lease::new(WorkerId("test".into()))).expect("pending").is_empty());
         let n: i64 = store
             .conn
             .query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0))
             .expect("count");
         assert_eq!(n, 0);
         // A second outcome for the same row changes nothing (the row is no longer pending).
-        store.commit("welcome", &round, &WorkerId("test".into()), 30).expect("commit again");
+        store.commit("welcome", &round, &Lease::new(WorkerId("test".into())), 30).expect("commit again");
         let n: i64 = store
             .conn
             .query_row("SELECT pending FROM outbox_inflight WHERE campaign = 'welcome'", [], |r| r.get(0))
@@ -2133,7 +2163,7 @@ mod tests {
         )
         .expect("execution");
         let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
-        let due = store.due("c", 10, 10, &[]).expect("due");
+        let due = store.claim("c", 10, 10, &[], &Lease::new(WorkerId("test".into()))).expect("due");
         assert_eq!((due[0].started_at, due[0].wait_since), (None, None), "older rows: before everything");
         // New enrolments start at their first wake-up.
         store.enroll("c", "v", &[Enrollment::new("c1".into(), "s".into(), 7)], 3).expect("enroll (ignored: enrolled)");
@@ -2171,7 +2201,7 @@ mod tests {
         )
         .expect("rows");
         let mut store = SqliteStore::setup(conn, None, OpenMode::ReadWrite).expect("migrate");
-        let pending = store.outbox_pending("c").expect("pending");
+        let pending = store.outbox_pending("c", &Lease::new(WorkerId("test".into()))).expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].entry, Entry::FIRST);
         assert_eq!(pending[0].key, outbox_key("c", "v", &"c1".into(), &"s".into()));
@@ -2346,9 +2376,9 @@ mod tests {
             created_at: 1,
         };
         let round = Round { outbox_new: vec![row.clone(), row.clone()], ..Default::default() };
-        store.commit("c", &round, &WorkerId("test".into()), 1).expect("commit");
-        store.commit("c", &round, &WorkerId("test".into()), 2).expect("commit again");
-        let pending = store.outbox_pending("c").expect("pending");
+        store.commit("c", &round, &Lease::new(WorkerId("test".into())), 1).expect("commit");
+        store.commit("c", &round, &Lease::new(WorkerId("test".into())), 2).expect("commit again");
+        let pending = store.outbox_pending("c", &Lease::new(WorkerId("test".into()))).expect("pending");
         assert_eq!(pending, vec![row]);
         let key: String = store.conn.query_row("SELECT key FROM outbox", [], |r| r.get(0)).expect("key");
         assert_eq!(key, "c/v/x/s1");
@@ -2393,7 +2423,7 @@ mod tests {
         let mut store = SqliteStore::open_in_memory().expect("db");
         store.upsert_contacts(std::slice::from_ref(&record), &[]).expect("contacts");
         store.enroll("camp", "v", &[Enrollment::new("c-1".into(), "s0".into(), 5)], 1).expect("enroll");
-        let due = store.due("camp", 10, 10, &fields).expect("due");
+        let due = store.claim("camp", 10, 10, &fields, &Lease::new(WorkerId("test".into()))).expect("due");
         assert_eq!(due.len(), 1);
         let expected: Vec<FieldValue> = fields
             .iter()

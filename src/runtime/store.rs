@@ -20,6 +20,14 @@ pub enum StoreError {
     /// A command that only reads found no database (and created none).
     #[error("no database here yet; `flowc run` or `flowc contacts import` creates one")]
     Missing,
+    /// A worker's claim lapsed (its lease expired and another worker took
+    /// the work): the round it tried to commit is refused whole.
+    #[error("the claim of `{0}` on this work lapsed; another worker took it over")]
+    LeaseLost(String),
+    /// A round's debits would take the balance below zero (another worker
+    /// spent it first): refused whole, the balance untouched.
+    #[error("the balance cannot pay this round's sends")]
+    InsufficientBalance,
     #[error("database error: {0}")]
     Other(String),
 }
@@ -518,6 +526,30 @@ pub struct BreakerState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerId(pub String);
 
+/// A worker's claim on the work it takes: executions it steps, outbox rows
+/// it relays. In a store many processes share, a claim lapses `ttl_ms`
+/// after it was taken (measured on the database's clock, so machines'
+/// clocks need not agree); lapsed work is taken over by another worker,
+/// and a round committed under a lapsed claim is refused
+/// (`StoreError::LeaseLost`). A single-writer store (SQLite, behind its
+/// writer lock) has only one claimer and ignores `ttl_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub worker: WorkerId,
+    pub ttl_ms: i64,
+}
+
+impl Lease {
+    /// How long a claim lives unless the work is committed: long enough
+    /// for a batch and its sends, short enough that a killed worker's work
+    /// is picked up soon.
+    pub const DEFAULT_TTL_MS: i64 = 30_000;
+
+    pub fn new(worker: WorkerId) -> Lease {
+        Lease { worker, ttl_ms: Lease::DEFAULT_TTL_MS }
+    }
+}
+
 impl WorkerId {
     /// This process: host-free and unique enough to tell two processes apart in the audit.
     pub fn this_process() -> WorkerId {
@@ -793,13 +825,35 @@ pub trait Store {
     /// The rate limiter's next free instant (ms) for `campaign`, if it ever sent under one.
     fn rate_next_free(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
-    /// Executions due by `now`, earliest first, with `fields` of their contacts.
-    fn due(&self, campaign: &str, now: i64, limit: usize, fields: &[FieldDef]) -> Result<Vec<Due>, StoreError>;
+    /// Claims executions due by `now`, earliest first, with `fields` of
+    /// their contacts, under `lease`: a store shared by many workers marks
+    /// them `processing` for the lease's lifetime and skips rows another
+    /// worker holds (`FOR UPDATE SKIP LOCKED`); the single-writer store
+    /// only reads them. Executions `lease` already holds (a round refused
+    /// for balance) are claimed again with the rest. A claim whose round is
+    /// not committed lapses, and the executions are due again.
+    fn claim(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        fields: &[FieldDef],
+        lease: &Lease,
+    ) -> Result<Vec<Due>, StoreError>;
     /// The earliest time something of the campaign is due: an execution's
     /// wake-up or a failed send's next attempt.
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
-    /// Commits a round; executions it parks are claimed by `worker`.
-    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError>;
+    /// Commits a round, fenced by `lease`: when the claim on any execution
+    /// it updates has lapsed, nothing is written (`StoreError::LeaseLost`).
+    /// In a shared store its debits are taken from the balance only if the
+    /// balance covers them all (`StoreError::InsufficientBalance`
+    /// otherwise, nothing written); the single-writer store's one engine
+    /// tracks the balance it spends itself.
+    /// Its new outbox rows are held by `lease` until their outcome is
+    /// recorded; executions it parks stay `processing` under their send.
+    /// Committing ends the lease's claims on the campaign's executions:
+    /// those the round did not move are due again as they were.
+    fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError>;
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<StepId, StepCounts>, StoreError>;
     fn ab_counts(&self, campaign: &str) -> Result<BTreeMap<(String, String), u64>, StoreError>;
@@ -820,19 +874,35 @@ pub trait Store {
     /// Sends recorded whose outcome is unknown: in flight when a process
     /// stopped (a failed attempt waiting for its next try is not among
     /// them; see `outbox_due`). `created_at` is when they were recorded.
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError>;
-    /// Pending sends whose next attempt is due by `now`, with the attempts made so far.
-    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
+    /// Only rows no live claim holds are returned, and they are taken
+    /// under `lease`, so two workers never relay the same message.
+    fn outbox_pending(&mut self, campaign: &str, lease: &Lease) -> Result<Vec<OutboxNew>, StoreError>;
+    /// Pending sends whose next attempt is due by `now`, with the attempts
+    /// made so far, taken under `lease` (rows another worker holds are skipped).
+    fn outbox_due(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Vec<(OutboxNew, u32)>, StoreError>;
     /// How many unfinished executions of `version` sit at one of `steps`.
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError>;
     /// Moves unfinished executions of the migration's `from` version to
     /// `to`; see `Migration`. Returns (moved, skipped).
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError>;
-    /// Crash recovery: executions claimed by another worker (abandoned: in
-    /// this single-writer store, any other process is gone) and with no
-    /// send pending go back to the state they were parked with (`pending`
-    /// at their next step, or finished). Returns how many.
-    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError>;
+    /// Crash recovery: executions whose claim lapsed (in the single-writer
+    /// store: claimed by another worker, which is gone) and with no send
+    /// pending go back to the state they were parked with (`pending` at
+    /// their next step, or finished). Returns how many.
+    fn requeue_processing(&mut self, campaign: &str, lease: &Lease) -> Result<u64, StoreError>;
+    /// Moves the database's virtual clock (meta `clock`, minutes) from
+    /// `from` to `to`, only if it still reads `from` (or is unset) and, in
+    /// a shared store, no worker holds a live claim and nothing is due at
+    /// `from` — in one statement, so every worker sees time move at the
+    /// same point of the work. False when another worker moved it first or
+    /// work appeared; the caller reads the clock again.
+    fn advance_clock(&mut self, from: i64, to: i64) -> Result<bool, StoreError>;
     /// Makes `contact`'s pending executions of `campaign` due at `at` when
     /// they wait at one of `steps` and would otherwise wake later (one range
     /// of the primary key: the cost of an event is the executions it

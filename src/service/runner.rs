@@ -9,7 +9,7 @@ use crate::runtime::engine::EngineConfig;
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::provider::Provider;
 use crate::runtime::run;
-use crate::runtime::store::{Store, WorkerId};
+use crate::runtime::store::{Lease, Store, WorkerId};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ pub fn run(
         config.engine.pace = crate::runtime::engine::Pace::RealTime;
         config.engine.stop = Some(stop.clone());
     }
-    let mut driver = Driver::new(WorkerId::this_process());
+    let mut driver = Driver::new(Lease::new(WorkerId::this_process()));
     while !stop.load(Ordering::SeqCst) {
         let busy = match pass(store.as_mut(), provider.as_mut(), &clock, &config, &mut driver) {
             Ok(b) => b,
