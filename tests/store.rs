@@ -99,6 +99,7 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
     abandoned_claims_are_given_back(make("claims").as_mut());
     tag_deltas_keep_concurrent_changes(make("tags").as_mut());
     a_transaction_commits_all_or_nothing(make("atomic").as_mut());
+    the_clock_moves_only_from_what_it_reads(make("clock").as_mut());
 }
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
@@ -188,6 +189,8 @@ fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {
         s.claim("k", 50, 10, &[], &worker("w")).expect("due").into_iter().map(|d| d.contact.id.0).collect();
     assert_eq!(due, ["b", "a"], "due by 50, earliest first");
     assert_eq!(s.claim("k", 50, 1, &[], &worker("w")).expect("due").len(), 1);
+    // Committing ends the lease's claims: what the round did not move is due again as it was.
+    s.commit("k", &Round::default(), &worker("w"), 50).expect("release");
     assert_eq!(s.next_wake("k").expect("wake"), Some(10));
     assert_eq!(s.counts("k").expect("counts")[&ExecState::Pending], 3);
 }
@@ -196,6 +199,9 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
     s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
         .expect("enroll");
+    // A shared store debits only what the balance covers.
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
+    assert_eq!(s.claim("k", 0, 10, &[], &worker("w1")).expect("claim").len(), 2);
     let mut steps = BTreeMap::new();
     steps.insert(StepId::from("s"), StepCounts { entered: 2, ..Default::default() });
     let mut skipped = BTreeMap::new();
@@ -210,7 +216,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
     };
     s.commit("k", &round, &worker("w1"), 100).expect("commit");
     assert_eq!(
-        s.outbox_pending("k", &Lease::new(WorkerId("test".into()))).expect("pending").len(),
+        s.outbox_pending("k", &worker("w1")).expect("pending").len(),
         1,
         "in flight until its outcome is recorded"
     );
@@ -230,7 +236,7 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
         ..Default::default()
     };
     s.commit("k", &done, &worker("w1"), 101).expect("outcome");
-    assert!(s.outbox_pending("k", &Lease::new(WorkerId("test".into()))).expect("pending").is_empty());
+    assert!(s.outbox_pending("k", &worker("w1")).expect("pending").is_empty());
     assert_eq!(
         s.sent_for("k", &[&"a".into()]).expect("sent"),
         vec![SentOf {
@@ -246,13 +252,14 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
             }
         }]
     );
-    assert_eq!(s.balance().expect("balance"), -45_000);
+    assert_eq!(s.balance().expect("balance"), 55_000);
     assert_eq!(s.next_wake("k").expect("wake"), Some(500));
 }
 
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
     s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0)], 0).expect("enroll");
+    assert_eq!(s.claim("k", 0, 10, &[], &worker("w1")).expect("claim").len(), 1);
     let sent = Round {
         executions: vec![exec("a", "next", ExecState::Pending, Some(900))],
         outbox_new: vec![outbox_row("k", "a", "s")],
@@ -283,8 +290,8 @@ fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
         "a scheduled retry is not 'in flight'"
     );
     assert_eq!(s.next_wake("k").expect("wake"), Some(101), "the retry is the next thing due");
-    assert!(s.outbox_due("k", 100, 10, &worker("w")).expect("due").is_empty());
-    let due = s.outbox_due("k", 101, 10, &worker("w")).expect("due");
+    assert!(s.outbox_due("k", 100, 10, &worker("w1")).expect("due").is_empty());
+    let due = s.outbox_due("k", 101, 10, &worker("w1")).expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].1, 1, "attempts made so far");
     let o = outbox_row("k", "a", "s");
@@ -307,6 +314,7 @@ fn abandoned_claims_are_given_back(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("upsert");
     s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0), Enrollment::new("b".into(), "s".into(), 0)], 0)
         .expect("enroll");
+    assert_eq!(s.claim("k", 100, 10, &[], &worker("dead")).expect("claim").len(), 2);
     let done = Round {
         executions: vec![exec("a", "s", ExecState::Completed, None), exec("b", "w", ExecState::Pending, Some(700))],
         ..Default::default()
@@ -356,6 +364,15 @@ fn a_transaction_commits_all_or_nothing(s: &mut dyn Store) {
     assert_eq!(s.campaign("c").expect("read").map(|r| r.state), Some(State::Scheduled));
 }
 
+fn the_clock_moves_only_from_what_it_reads(s: &mut dyn Store) {
+    assert!(s.advance_clock(0, 10).expect("clock"), "unset: it moves");
+    assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("10"));
+    assert!(!s.advance_clock(0, 20).expect("clock"), "another worker moved it first");
+    assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("10"));
+    assert!(s.advance_clock(10, 20).expect("clock"));
+    assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("20"));
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let tmp = TempDir::new("store-conformance");
@@ -365,12 +382,26 @@ fn sqlite_store_conforms() {
     conformance(&make);
 }
 
+#[test]
+fn postgres_store_conforms() {
+    let Some(server) = common::postgres_server() else { return };
+    // A fresh database per case; they are dropped when the suite is done.
+    let dbs = RefCell::new(Vec::new());
+    let make = |name: &str| -> Box<dyn Store> {
+        let db = common::PgDb::create(&server, name);
+        let store = db.connect();
+        dbs.borrow_mut().push(db);
+        Box::new(store)
+    };
+    conformance(&make);
+}
+
 // ---------------------------------------------------------------------------
 // A store that fails its Nth write, or runs something just after a batch
 // has read its executions.
 
 struct Wrapped {
-    inner: SqliteStore,
+    inner: Box<dyn Store>,
     /// Fail the write with this number (1-based); `None` never fails.
     fail_at: Option<usize>,
     writes: Cell<usize>,
@@ -379,7 +410,7 @@ struct Wrapped {
 }
 
 impl Wrapped {
-    fn new(inner: SqliteStore) -> Wrapped {
+    fn new(inner: Box<dyn Store>) -> Wrapped {
         Wrapped { inner, fail_at: None, writes: Cell::new(0), after_due: RefCell::new(None) }
     }
     fn write(&self) -> Result<(), StoreError> {
@@ -651,31 +682,41 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
     let (v1, model) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  two: send sms.promotional promo\n}\n");
     let (v2, _) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n  wait 1d\n  tag add \"x\"\n  two: send sms.promotional promo\n}\n");
     assert_ne!(v1.version, v2.version);
-    let tmp = TempDir::new("store-faults");
+    for make in common::backend_makers() {
+        lifecycle_faults(&*make, &v1, &v2, &model);
+    }
+}
+
+fn lifecycle_faults(
+    make: &dyn Fn(&str) -> common::Backend,
+    v1: &Program,
+    v2: &Program,
+    model: &flowc::check::model::Model,
+) {
     let mut faults_seen = 0;
     for n in 1.. {
-        let db = tmp.0.join(format!("f{n}.db"));
-        let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
-        import(&mut store, &model, 4);
+        let backend = make(&format!("store-faults-{n}"));
+        let mut store = Wrapped::new(backend.open());
+        import(&mut store, model, 4);
 
         // A new campaign.
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let launched = lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1);
+        let launched = lifecycle::launch(&mut store, v1, lifecycle::RemovedSteps::Refuse, 1);
         let failed_launch = launched.is_err();
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if failed_launch {
             assert_eq!(after, before, "write {n} failed: the launch left nothing behind");
-            lifecycle::launch(&mut store, &v1, lifecycle::RemovedSteps::Refuse, 1).expect("a retry launches");
+            lifecycle::launch(&mut store, v1, lifecycle::RemovedSteps::Refuse, 1).expect("a retry launches");
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Scheduled);
 
         // Started (enrolled, then RUNNING).
         store.writes.set(0);
         store.fail_at = Some(n);
-        let started = flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1);
+        let started = flowc::runtime::run::start_enrolling(&mut store, v1, "test", 1);
         store.fail_at = None;
         if started.is_err() {
             assert_eq!(
@@ -683,12 +724,12 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
                 State::Scheduled,
                 "write {n} failed: not started"
             );
-            flowc::runtime::run::start_enrolling(&mut store, &v1, "test", 1).expect("a retry starts");
+            flowc::runtime::run::start_enrolling(&mut store, v1, "test", 1).expect("a retry starts");
         }
         assert_eq!(lifecycle::state(&store, "c").expect("state"), State::Running);
         assert_eq!(store.counts("c").expect("counts")[&ExecState::Pending], 4, "the whole audience, once");
         // First sends made: everyone waits at the wait.
-        let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
+        let mut provider = Simulated::open(&backend.provider_base(), SimConfig::default()).expect("provider");
         Engine::new(&mut store, &mut provider, v1.clone(), EngineConfig::default(), worker("w"))
             .expect("engine")
             .run_batch(1)
@@ -698,12 +739,12 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
         let before = snapshot(&store, "c");
         store.writes.set(0);
         store.fail_at = Some(n);
-        let migrated = lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2);
+        let migrated = lifecycle::launch(&mut store, v2, lifecycle::RemovedSteps::Refuse, 2);
         let after = snapshot(&store, "c");
         store.fail_at = None;
         if migrated.is_err() {
             assert_eq!(after, before, "write {n} failed: the migration left the old version");
-            lifecycle::launch(&mut store, &v2, lifecycle::RemovedSteps::Refuse, 2).expect("a retry migrates");
+            lifecycle::launch(&mut store, v2, lifecycle::RemovedSteps::Refuse, 2).expect("a retry migrates");
         }
         let (row, _, _) = snapshot(&store, "c");
         assert_eq!(row.map(|r| r.0), Some(v2.version.0.clone()));
@@ -741,22 +782,25 @@ fn lifecycle_operations_leave_the_old_or_the_new_state_whichever_write_fails() {
 #[test]
 fn a_concurrent_upsert_during_a_batch_keeps_both_changes() {
     let (p, model) = program("campaign c {\n  trigger manual\n  tag add \"engaged\"\n  tag remove \"onboarding\"\n}\n");
-    let tmp = TempDir::new("store-race");
-    let db = tmp.0.join("flowc.db");
-    let mut store = Wrapped::new(SqliteStore::open(&db).expect("open"));
-    import(&mut store, &model, 3);
-    lifecycle::launch(&mut store, &p, lifecycle::RemovedSteps::Refuse, 1).expect("launch");
+    for backend in common::backends("store-race") {
+        concurrent_upsert(&backend, &p, &model);
+    }
+}
+
+fn concurrent_upsert(backend: &common::Backend, p: &Program, model: &flowc::check::model::Model) {
+    let mut store = Wrapped::new(backend.open());
+    import(&mut store, model, 3);
+    lifecycle::launch(&mut store, p, lifecycle::RemovedSteps::Refuse, 1).expect("launch");
     lifecycle::transition(&mut store, "c", State::Running, "test", 1).expect("start");
-    flowc::runtime::run::enroll(&mut store, &p, 1).expect("enroll");
+    flowc::runtime::run::enroll(&mut store, p, 1).expect("enroll");
     // Another process (the API) tags c001 right after the batch read it.
-    let other_db = db.clone();
+    let mut other = backend.open();
     *store.after_due.borrow_mut() = Some(Box::new(move || {
-        let mut other = SqliteStore::open(&other_db).expect("second connection");
         let mut c = other.contact(&"c001".into()).expect("read").expect("contact");
         c.tags.push("vip".into());
         other.upsert_contacts(&[c], &[]).expect("concurrent upsert");
     }));
-    let mut provider = Simulated::open(&db, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&backend.provider_base(), SimConfig::default()).expect("provider");
     let out = Engine::new(&mut store, &mut provider, p.clone(), EngineConfig::default(), worker("w"))
         .expect("engine")
         .run_batch(1)
@@ -825,4 +869,240 @@ fn a_corrupt_stored_value_is_an_error_naming_its_row() {
     s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
     raw(&mut s, "UPDATE campaign_transitions SET to_state = 'LIMBO' WHERE name = 'c'");
     assert_names_row(s.transitions("c", 10), "campaign_transitions", "c", "LIMBO");
+}
+
+// ---------------------------------------------------------------------------
+// Many workers on one PostgreSQL database: what a shared store adds to the
+// contract (claims that never overlap, fenced commits, the balance).
+
+/// `n` contacts enrolled in campaign `k` (launched), all due at 0.
+fn shared_campaign(s: &mut dyn Store, n: usize) -> Vec<ContactId> {
+    let ids: Vec<ContactId> = (0..n).map(|i| ContactId(format!("c{i:05}"))).collect();
+    let records: Vec<ContactRecord> = ids.iter().map(|id| record(id.as_str(), &[])).collect();
+    s.upsert_contacts(&records, &[]).expect("contacts");
+    s.put_campaign(&CampaignVersion { name: "k", version: "v1", program: b"p", state: State::Running }, 0)
+        .expect("campaign");
+    let entries: Vec<Enrollment> = ids.iter().map(|id| Enrollment::new(id.clone(), "s".into(), 0)).collect();
+    assert_eq!(s.enroll("k", "v1", &entries, 0).expect("enroll"), n as u64);
+    ids
+}
+
+fn short_lease(name: &str, ttl_ms: i64) -> Lease {
+    Lease { worker: WorkerId(name.into()), ttl_ms }
+}
+
+#[test]
+fn postgres_two_workers_never_claim_the_same_execution() {
+    let Some(db) = common::postgres("claims") else { return };
+    let ids = shared_campaign(&mut db.connect(), 3000);
+    let barrier = std::sync::Barrier::new(2);
+    let claimed: Vec<Vec<ContactId>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["w1", "w2"]
+            .into_iter()
+            .map(|name| {
+                let (db, barrier) = (&db, &barrier);
+                scope.spawn(move || {
+                    let mut s = db.connect();
+                    let lease = worker(name);
+                    let mut mine = Vec::new();
+                    barrier.wait();
+                    loop {
+                        let due = s.claim("k", 10, 50, &[], &lease).expect("claim");
+                        if due.is_empty() {
+                            return mine;
+                        }
+                        let round = Round {
+                            executions: due
+                                .iter()
+                                .map(|d| exec(d.contact.id.as_str(), "s", ExecState::Completed, None))
+                                .collect(),
+                            ..Default::default()
+                        };
+                        s.commit("k", &round, &lease, 10).expect("commit");
+                        mine.extend(due.into_iter().map(|d| d.contact.id));
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker")).collect()
+    });
+    let (a, b) = (&claimed[0], &claimed[1]);
+    assert!(!a.is_empty() && !b.is_empty(), "both workers took work ({} and {})", a.len(), b.len());
+    let first: std::collections::HashSet<&ContactId> = a.iter().collect();
+    assert!(b.iter().all(|id| !first.contains(id)), "an execution was claimed by both workers");
+    let mut all: Vec<ContactId> = a.iter().chain(b).cloned().collect();
+    all.sort();
+    assert_eq!(all, ids, "every execution claimed exactly once");
+    assert_eq!(db.connect().counts("k").expect("counts")[&ExecState::Completed], 3000);
+}
+
+#[test]
+fn postgres_a_commit_under_a_lapsed_lease_writes_nothing() {
+    let Some(db) = common::postgres("lapsed") else { return };
+    let mut s = db.connect();
+    shared_campaign(&mut s, 3);
+    let slow = short_lease("slow", 50);
+    let due = s.claim("k", 10, 10, &[], &slow).expect("claim");
+    assert_eq!(due.len(), 3);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let round = Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "w", ExecState::Pending, Some(99))).collect(),
+        outbox_new: vec![outbox_row("k", "c00000", "s")],
+        steps: [(StepId::from("s"), StepCounts { entered: 3, ..Default::default() })].into_iter().collect(),
+        ledger: vec![LedgerEntry { amount_micros: 1_000, reason: "refund".into() }],
+        ..Default::default()
+    };
+    let err = s.commit("k", &round, &slow, 10).expect_err("the lease lapsed");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    assert!(s.step_counts("k").expect("steps").is_empty(), "no statistics written");
+    assert!(s.outbox_pending("k", &worker("other")).expect("outbox").is_empty(), "no send written");
+    assert_eq!(s.balance().expect("balance"), 0, "no ledger written");
+    // Another worker takes the lapsed work over, and the late commit stays refused.
+    let mut other = db.connect();
+    assert_eq!(other.claim("k", 10, 10, &[], &worker("fast")).expect("take over").len(), 3);
+    let err = s.commit("k", &round, &slow, 10).expect_err("taken over");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    let round = Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "s", ExecState::Completed, None)).collect(),
+        ..Default::default()
+    };
+    other.commit("k", &round, &worker("fast"), 10).expect("the new holder commits");
+    assert_eq!(s.counts("k").expect("counts")[&ExecState::Completed], 3);
+}
+
+#[test]
+fn postgres_a_round_the_balance_cannot_pay_is_refused_whole() {
+    let Some(db) = common::postgres("balance") else { return };
+    let mut s = db.connect();
+    shared_campaign(&mut s, 2);
+    s.ledger_add(100, "top-up", 0).expect("fund");
+    let w = worker("w");
+    let due = s.claim("k", 10, 10, &[], &w).expect("claim");
+    let round = |debit: i64| Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "s", ExecState::Completed, None)).collect(),
+        steps: [(StepId::from("s"), StepCounts { sent: 2, ..Default::default() })].into_iter().collect(),
+        ledger: vec![LedgerEntry { amount_micros: -debit, reason: "sends".into() }],
+        ..Default::default()
+    };
+    let err = s.commit("k", &round(150), &w, 10).expect_err("not covered");
+    assert!(matches!(err, StoreError::InsufficientBalance), "{err}");
+    assert_eq!(s.balance().expect("balance"), 100, "the balance untouched");
+    assert!(s.step_counts("k").expect("steps").is_empty(), "nothing of the round written");
+    assert_eq!(s.counts("k").expect("counts")[&ExecState::Completed], 0);
+    // The claim still holds: the batch is stepped again on the balance there is.
+    assert_eq!(s.claim("k", 10, 10, &[], &w).expect("claim again").len(), 2);
+    s.commit("k", &round(100), &w, 10).expect("covered");
+    assert_eq!(s.balance().expect("balance"), 0);
+    assert_eq!(s.counts("k").expect("counts")[&ExecState::Completed], 2);
+}
+
+#[test]
+fn postgres_the_balance_never_goes_negative_with_racing_workers() {
+    let Some(db) = common::postgres("balance-race") else { return };
+    const PRICE: i64 = 45_000;
+    const PAID: usize = 37;
+    db.connect().ledger_add(PRICE * PAID as i64, "top-up", 0).expect("fund");
+    let paid: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let db = &db;
+                scope.spawn(move || {
+                    let mut s = db.connect();
+                    let lease = worker(&format!("w{i}"));
+                    let mut paid = 0;
+                    for _ in 0..20 {
+                        let round = Round {
+                            ledger: vec![LedgerEntry { amount_micros: -PRICE, reason: "send".into() }],
+                            ..Default::default()
+                        };
+                        match s.commit("k", &round, &lease, 1) {
+                            Ok(()) => paid += 1,
+                            Err(StoreError::InsufficientBalance) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                        assert!(s.balance().expect("balance") >= 0, "the balance went below zero");
+                    }
+                    paid
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker")).sum()
+    });
+    assert_eq!(paid, PAID, "exactly the sends the balance pays for");
+    let mut raw = db.raw();
+    let ledger: i64 = raw.query_one("SELECT SUM(amount_micros)::bigint FROM ledger", &[]).expect("sum").get(0);
+    assert_eq!((db.connect().balance().expect("balance"), ledger), (0, 0), "the balance is the ledger's sum");
+}
+
+#[test]
+fn postgres_the_clock_waits_for_due_and_held_work() {
+    let Some(db) = common::postgres("clock") else { return };
+    let mut s = db.connect();
+    shared_campaign(&mut s, 2);
+    assert!(!s.advance_clock(10, 20).expect("clock"), "executions due at 10");
+    let w = worker("w");
+    let due = s.claim("k", 10, 10, &[], &w).expect("claim");
+    assert!(!s.advance_clock(10, 20).expect("clock"), "a worker holds a live claim");
+    let round = Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "w", ExecState::Pending, Some(500))).collect(),
+        outbox_new: vec![outbox_row("k", "c00000", "s")],
+        ..Default::default()
+    };
+    s.commit("k", &round, &w, 10).expect("commit");
+    assert!(!s.advance_clock(10, 20).expect("clock"), "a send is being relayed under a live lease");
+    let o = outbox_row("k", "c00000", "s");
+    let done =
+        Round { outbox_done: vec![o.outcome(10, SendOutcome::Sent(Engagement::default()))], ..Default::default() };
+    s.commit("k", &done, &w, 10).expect("outcome");
+    assert!(s.advance_clock(10, 20).expect("clock"), "nothing due at 10 and nothing held");
+    assert!(!s.advance_clock(10, 30).expect("clock"), "moved already");
+    assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("20"));
+}
+
+#[test]
+fn postgres_a_send_leased_to_a_live_worker_is_not_relayed_twice() {
+    let Some(db) = common::postgres("outbox-lease") else { return };
+    let mut s = db.connect();
+    shared_campaign(&mut s, 1);
+    let w1 = short_lease("w1", 200);
+    let due = s.claim("k", 10, 10, &[], &w1).expect("claim");
+    let round = Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "next", ExecState::Pending, Some(99))).collect(),
+        outbox_new: vec![outbox_row("k", "c00000", "s")],
+        ..Default::default()
+    };
+    s.commit("k", &round, &w1, 10).expect("commit");
+    let mut other = db.connect();
+    assert!(other.outbox_pending("k", &worker("w2")).expect("pending").is_empty(), "w1 relays it");
+    let o = outbox_row("k", "c00000", "s");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // w1 is gone: its lease lapsed, w2 takes the send over; w1's late outcome is refused.
+    assert_eq!(other.outbox_pending("k", &worker("w2")).expect("pending"), vec![o.clone()]);
+    let late =
+        Round { outbox_done: vec![o.outcome(11, SendOutcome::Sent(Engagement::default()))], ..Default::default() };
+    let err = s.commit("k", &late, &w1, 11).expect_err("w2 holds it");
+    assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
+    other.commit("k", &late, &worker("w2"), 11).expect("the holder records it");
+    assert_eq!(other.sent_for("k", &[&"c00000".into()]).expect("sent").len(), 1);
+}
+
+#[test]
+fn postgres_a_newer_schema_is_refused_and_a_bad_url_is_an_error() {
+    let Some(db) = common::postgres("schema") else { return };
+    drop(db.connect());
+    let mut raw = db.raw();
+    raw.batch_execute("UPDATE flowc_schema SET version = version + 1").expect("bump");
+    let err = flowc::runtime::postgres::PgStore::connect(&db.url).err().expect("refused");
+    assert!(matches!(err, StoreError::TooNew { .. }), "{err}");
+    let err = flowc::runtime::postgres::PgStore::connect("postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+        .err()
+        .expect("nothing listens there");
+    assert!(err.to_string().contains("cannot connect to PostgreSQL at nobody@127.0.0.1:1/none"), "{err}");
+    let err = flowc::runtime::postgres::PgStore::connect("postgres://x@h/db?sslmode=bogus").err().expect("bad URL");
+    assert!(err.to_string().contains("not a PostgreSQL URL"), "{err}");
+    // A database holding something else's tables is not taken over.
+    let other = common::postgres("foreign").expect("server");
+    other.raw().batch_execute("CREATE TABLE invoices (id INT)").expect("foreign table");
+    let err = flowc::runtime::postgres::PgStore::connect(&other.url).err().expect("refused");
+    assert!(matches!(err, StoreError::Corrupt(_)) && err.to_string().contains("something else"), "{err}");
 }

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod leave;
 pub mod lifecycle;
 pub mod outcomes;
+pub mod postgres;
 pub mod provider;
 pub mod quiet;
 pub mod rate;

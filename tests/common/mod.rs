@@ -209,3 +209,131 @@ pub fn stdout(o: &std::process::Output) -> String {
 pub fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A fresh PostgreSQL database for one test, `flowc_t_<pid>_<n>_<name>` on
+/// the server `FLOWC_TEST_POSTGRES` names, dropped with it.
+pub struct PgDb {
+    /// The database's own URL, for `PgStore::connect` and `--db`.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// The PostgreSQL server the tests may use (`FLOWC_TEST_POSTGRES`, e.g.
+/// `postgres://postgres@127.0.0.1:5432/postgres`): a fresh database on it
+/// for this test, or `None` with a message when none is given. Under `CI`
+/// a missing server fails the test instead: CI runs every backend.
+pub fn postgres(name: &str) -> Option<PgDb> {
+    postgres_server().map(|url| PgDb::create(&url, name))
+}
+
+/// The server `FLOWC_TEST_POSTGRES` names, or `None` with a message (a
+/// failure under `CI`).
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("FLOWC_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but FLOWC_TEST_POSTGRES is not: CI runs the PostgreSQL tests too"
+            );
+            eprintln!("skipped: set FLOWC_TEST_POSTGRES=postgres://… to run on PostgreSQL");
+            None
+        }
+    }
+}
+
+/// `url` with its database replaced by `db` (URL form only:
+/// `postgres://user@host:port/db?params`).
+fn with_database(url: &str, db: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let query_at = rest.find('?').unwrap_or(rest.len());
+    let host_end = rest[..query_at].find('/').unwrap_or(query_at);
+    format!("{}{}/{db}{}", &url[..scheme_end], &rest[..host_end], &rest[query_at..])
+}
+
+impl PgDb {
+    pub fn create(admin: &str, name: &str) -> PgDb {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tail: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(30)
+            .collect();
+        let db = format!("flowc_t_{}_{n}_{tail}", std::process::id());
+        let mut client = postgres::Client::connect(admin, postgres::NoTls).expect("connect to FLOWC_TEST_POSTGRES");
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).expect("drop old test database");
+        client.batch_execute(&format!("CREATE DATABASE {db}")).expect("create test database");
+        PgDb { url: with_database(admin, &db), admin: admin.to_string(), name: db }
+    }
+
+    /// A new connection to the test database, as a worker opens one.
+    pub fn connect(&self) -> flowc::runtime::postgres::PgStore {
+        flowc::runtime::postgres::PgStore::connect(&self.url).expect("connect to the test database")
+    }
+
+    /// A raw client on the test database, for tests that reach under the store.
+    pub fn raw(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("raw connection")
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// Where a runtime test runs: an SQLite file, or a PostgreSQL database
+/// (with a folder for the simulated provider's log).
+pub enum Backend {
+    Sqlite(Db),
+    Postgres(PgDb, TempDir),
+}
+
+/// The backends a test runs on: SQLite always, PostgreSQL when
+/// `FLOWC_TEST_POSTGRES` names a server (see `postgres`).
+pub fn backends(name: &str) -> Vec<Backend> {
+    backend_makers().iter().map(|make| make(name)).collect()
+}
+
+/// Makers of fresh backends, one per backend to run on, for a test that
+/// needs several fresh stores of each.
+pub fn backend_makers() -> Vec<Box<dyn Fn(&str) -> Backend>> {
+    let mut out: Vec<Box<dyn Fn(&str) -> Backend>> = vec![Box::new(|name: &str| Backend::Sqlite(Db::new(name)))];
+    if let Some(url) = postgres_server() {
+        out.push(Box::new(move |name: &str| {
+            Backend::Postgres(PgDb::create(&url, name), TempDir::new(&format!("pg-{name}")))
+        }));
+    }
+    out
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(..) => "postgres",
+        }
+    }
+
+    /// A new store on this backend (a writer of the SQLite file, a new connection to PostgreSQL).
+    pub fn open(&self) -> Box<dyn flowc::runtime::store::Store + Send> {
+        match self {
+            Backend::Sqlite(db) => Box::new(flowc::runtime::sqlite::SqliteStore::open(&db.path).expect("open")),
+            Backend::Postgres(pg, _) => Box::new(pg.connect()),
+        }
+    }
+
+    /// The path the simulated provider keeps its log beside.
+    pub fn provider_base(&self) -> PathBuf {
+        match self {
+            Backend::Sqlite(db) => db.path.clone(),
+            Backend::Postgres(_, dir) => dir.0.join("flowc.db"),
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Claiming work on PostgreSQL: due executions and pending sends are taken
+//! with `FOR UPDATE SKIP LOCKED` under a lease on the database's clock, so
+//! workers never take the same row and a dead worker's work is taken over
+//! once its lease lapses; the virtual clock moves only when no worker holds
+//! work and nothing is due.
+
+use super::{corrupt, entry_of, outbox_row, Conn, StoreError, OUTBOX_COLUMNS};
+use crate::compile::program::FieldDef;
+use crate::runtime::facts::{self, Addresses, FieldValue};
+use crate::runtime::store::*;
+
+/// One statement: this lease's live claims (a round refused for balance is
+/// stepped again), then due executions up to `limit`, earliest first —
+/// pending ones and those whose claim lapsed (a worker that died or
+/// stalled) — marked `processing` under the lease, with the asked-for
+/// fields of their contacts.
+pub(super) fn executions(
+    c: &mut Conn,
+    campaign: &str,
+    now: i64,
+    limit: usize,
+    fields: &[FieldDef],
+    lease: &Lease,
+) -> Result<Vec<Due>, StoreError> {
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let rows = c.query(
+        "WITH mine AS (
+           SELECT contact_id, entry FROM executions
+           WHERE campaign = $1 AND lease_until IS NOT NULL AND claimed_by = $4 AND lease_until > clock_timestamp()
+           LIMIT $3
+         ), pending AS (
+           SELECT contact_id, entry, wake_at FROM executions
+           WHERE campaign = $1 AND state = 'pending' AND wake_at <= $2
+           ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
+         ), lapsed AS (
+           SELECT contact_id, entry, wake_at FROM executions
+           WHERE campaign = $1 AND lease_until IS NOT NULL AND lease_until <= clock_timestamp()
+             AND state = 'processing' AND then_state = 'pending' AND wake_at <= $2
+           ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
+         ), fresh AS (
+           SELECT contact_id, entry FROM (SELECT * FROM pending UNION ALL SELECT * FROM lapsed) d
+           ORDER BY wake_at LIMIT GREATEST($3 - (SELECT COUNT(*) FROM mine), 0)
+         ), claimed AS (
+           UPDATE executions e SET
+             then_state = CASE WHEN e.state = 'processing' THEN e.then_state ELSE e.state END,
+             state = 'processing', claimed_by = $4,
+             lease_until = clock_timestamp() + $5::bigint * interval '1 millisecond'
+           FROM (SELECT * FROM mine UNION ALL SELECT * FROM fresh) p
+           WHERE e.campaign = $1 AND e.contact_id = p.contact_id AND e.entry = p.entry
+           RETURNING e.contact_id, e.entry, e.step, e.version, e.then_state, e.started_at, e.wait_since, e.wake_at
+         )
+         SELECT k.contact_id, k.entry, k.step, k.version, k.then_state, k.started_at, k.wait_since,
+           c.tags, c.consent, c.capabilities, c.attrs ->> 'created_at',
+           COALESCE(c.attrs ->> 'email', '') <> '', COALESCE(c.attrs ->> 'phone', '') <> '',
+           ARRAY(SELECT c.attrs -> f FROM unnest($6::text[]) WITH ORDINALITY AS u(f, i) ORDER BY i)
+         FROM claimed k JOIN contacts c ON c.id = k.contact_id
+         ORDER BY k.wake_at, k.contact_id, k.entry",
+        &[&campaign, &now, &(limit as i64), &lease.worker.0, &lease.ttl_ms, &names],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.get(0);
+            let state: Option<String> = r.get(4);
+            let state = state.as_deref().and_then(ExecState::parse).ok_or_else(|| {
+                corrupt("executions", &format!("{campaign}/{id}"), state.as_deref().unwrap_or("NULL"))
+            })?;
+            let tags: Vec<String> = r.get(7);
+            let values: Vec<Option<serde_json::Value>> = r.get(13);
+            let fields = fields
+                .iter()
+                .zip(values)
+                .map(|(f, v)| match f.name.as_str() {
+                    "id" => FieldValue::Str(id.clone()),
+                    "tags" => FieldValue::Set(tags.clone()),
+                    _ => v.map_or(FieldValue::Absent, |v| facts::json_to_field(&f.ty, &v)),
+                })
+                .collect();
+            let created: Option<String> = r.get(10);
+            Ok(Due {
+                entry: entry_of(r.get(1), "executions", &id)?,
+                step: StepId(r.get(2)),
+                version: r.get(3),
+                state,
+                started_at: r.get(5),
+                wait_since: r.get(6),
+                contact: DueContact {
+                    fields,
+                    tags,
+                    consent: r.get(8),
+                    capabilities: r.get(9),
+                    created_at: created.as_deref().and_then(facts::parse_datetime),
+                    addresses: Addresses { email: r.get(11), phone: r.get(12) },
+                    id: ContactId(id),
+                },
+            })
+        })
+        .collect()
+}
+
+/// Sends in flight that no live lease holds (their relayer is gone), taken
+/// under `lease`.
+pub(super) fn outbox_pending(c: &mut Conn, campaign: &str, lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
+    let rows = c.query(
+        &format!(
+            "WITH taken AS (
+               UPDATE outbox o SET lease_worker = $2, lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond'
+               FROM (SELECT contact_id, entry, step, version FROM outbox
+                     WHERE campaign = $1 AND status = 'pending' AND next_attempt_at IS NULL
+                       AND (lease_until IS NULL OR lease_until <= clock_timestamp() OR lease_worker = $2)
+                     FOR UPDATE SKIP LOCKED) p
+               WHERE o.campaign = $1 AND o.contact_id = p.contact_id AND o.entry = p.entry AND o.step = p.step
+                 AND o.version = p.version
+               RETURNING o.*
+             )
+             SELECT {OUTBOX_COLUMNS} FROM taken ORDER BY contact_id, entry, step, version"
+        ),
+        &[&campaign, &lease.worker.0, &lease.ttl_ms],
+    )?;
+    rows.iter().map(outbox_row).collect()
+}
+
+/// Sends whose next attempt is due by `now`, earliest first, that no other
+/// live lease holds, taken under `lease`, with the attempts made so far.
+pub(super) fn outbox_due(
+    c: &mut Conn,
+    campaign: &str,
+    now: i64,
+    limit: usize,
+    lease: &Lease,
+) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+    let rows = c.query(
+        &format!(
+            "WITH taken AS (
+               UPDATE outbox o SET lease_worker = $2, lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond'
+               FROM (SELECT contact_id, entry, step, version FROM outbox
+                     WHERE campaign = $1 AND status = 'pending' AND next_attempt_at <= $4
+                       AND (lease_until IS NULL OR lease_until <= clock_timestamp() OR lease_worker = $2)
+                     ORDER BY next_attempt_at LIMIT $5
+                     FOR UPDATE SKIP LOCKED) p
+               WHERE o.campaign = $1 AND o.contact_id = p.contact_id AND o.entry = p.entry AND o.step = p.step
+                 AND o.version = p.version
+               RETURNING o.*
+             )
+             SELECT {OUTBOX_COLUMNS}, attempts FROM taken ORDER BY next_attempt_at, contact_id, entry, step, version"
+        ),
+        &[&campaign, &lease.worker.0, &lease.ttl_ms, &now, &(limit as i64)],
+    )?;
+    rows.iter()
+        .map(|r| {
+            let row = outbox_row(r)?;
+            let attempts: i32 = r.get(10);
+            let attempts = u32::try_from(attempts).map_err(|_| corrupt("outbox", &row.key, &attempts.to_string()))?;
+            Ok((row, attempts))
+        })
+        .collect()
+}
+
+/// Executions whose claim lapsed (or that nothing owns: parked without a
+/// send pending) go back to the state they were claimed or parked in.
+pub(super) fn requeue(c: &mut Conn, campaign: &str, lease: &Lease) -> Result<u64, StoreError> {
+    c.execute(
+        "UPDATE executions e SET state = COALESCE(e.then_state, 'pending'), then_state = NULL, claimed_by = NULL, lease_until = NULL
+         WHERE e.campaign = $1 AND e.state = 'processing' AND e.claimed_by IS DISTINCT FROM $2
+           AND (e.lease_until IS NULL OR e.lease_until <= clock_timestamp())
+           AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = $1 AND o.contact_id = e.contact_id
+             AND o.entry = e.entry AND o.status = 'pending')",
+        &[&campaign, &lease.worker.0],
+    )
+}
+
+/// Moves meta `clock` from `from` to `to` in one statement, only when no
+/// worker holds live work and nothing is due at `from`, in any campaign.
+pub(super) fn advance_clock(c: &mut Conn, from: i64, to: i64) -> Result<bool, StoreError> {
+    let n = c.execute(
+        "INSERT INTO meta (key, value)
+         SELECT 'clock', $2
+         WHERE NOT EXISTS (SELECT 1 FROM executions WHERE lease_until > clock_timestamp())
+           AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND lease_until > clock_timestamp())
+           AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE EXISTS (
+             SELECT 1 FROM executions e WHERE e.campaign = k.name AND e.state = 'pending' AND e.wake_at <= $3))
+           AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value = $1",
+        &[&from.to_string(), &to.to_string(), &from],
+    )?;
+    Ok(n == 1)
+}
