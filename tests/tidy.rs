@@ -167,11 +167,30 @@ fn runtime_reads_only_the_model() {
 
 /// The store's own modules: `SqliteStore` (`runtime/sqlite.rs`) and its
 /// submodules (`runtime/sqlite/`: the condition compiler, the estimate's
-/// queries). Only they may name SQLite or reach for the raw connection;
-/// everything else goes through `store::Store`. Benches and tests (outside
-/// `src/`) may take `connection()` to measure or corrupt SQLite itself.
+/// queries), `PgStore` (`runtime/postgres.rs`) and its submodules
+/// (`runtime/postgres/`: schema, claims, a round's commit). Only they may
+/// name a database client or reach for the raw connection; everything else
+/// goes through `store::Store`. Benches and tests (outside `src/`) may take
+/// `connection()` to measure or corrupt SQLite itself.
 fn is_the_store(rel: &str) -> bool {
-    rel == "runtime/sqlite.rs" || rel.starts_with("runtime/sqlite/")
+    rel == "runtime/sqlite.rs"
+        || rel.starts_with("runtime/sqlite/")
+        || rel == "runtime/postgres.rs"
+        || rel.starts_with("runtime/postgres/")
+}
+
+/// Whether `code` names the `postgres` client crate: a path that starts
+/// with it (`postgres::Client`, `::postgres::NoTls`), not the store's module
+/// (`runtime::postgres::PgStore`) nor another crate (`tokio_postgres::`).
+fn names_the_postgres_crate(code: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices("postgres::").any(|(i, _)| {
+        let before = &code[..i];
+        match before.strip_suffix("::") {
+            Some(parent) => !parent.ends_with(ident),
+            None => !before.ends_with(ident),
+        }
+    })
 }
 
 #[test]
@@ -181,6 +200,9 @@ fn sqlite_only_behind_the_store() {
         let code = code(&text);
         if code.contains("rusqlite") {
             bad.push(format!("{rel}: names rusqlite outside the store"));
+        }
+        if names_the_postgres_crate(&code) {
+            bad.push(format!("{rel}: names the postgres crate outside the store"));
         }
         if code.contains(".connection()") {
             bad.push(format!("{rel}: takes the store's raw connection"));
@@ -197,19 +219,29 @@ fn only_the_commands_choose_a_store() {
     let bad: Vec<String> = sources()
         .into_iter()
         .filter(|(rel, _)| !is_the_store(rel) && top(rel) != "cli")
-        .filter(|(_, text)| code(text).contains("SqliteStore"))
+        .filter(|(_, text)| code(text).contains("SqliteStore") || code(text).contains("PgStore"))
         .map(|(rel, _)| rel)
         .collect();
-    assert!(bad.is_empty(), "names `SqliteStore` outside the store and `cli` (take `&mut dyn Store`): {bad:?}");
+    assert!(
+        bad.is_empty(),
+        "names `SqliteStore` or `PgStore` outside the store and `cli` (take `&mut dyn Store`): {bad:?}"
+    );
 }
 
 #[test]
-fn the_store_is_the_sqlite_module_and_its_children() {
+fn the_store_is_the_sqlite_and_postgres_modules_and_their_children() {
     assert!(is_the_store("runtime/sqlite.rs"));
     assert!(is_the_store("runtime/sqlite/segment.rs"));
+    assert!(is_the_store("runtime/postgres.rs"));
+    assert!(is_the_store("runtime/postgres/round.rs"));
+    assert!(!is_the_store("runtime/postgres_extra.rs"));
     assert!(!is_the_store("runtime/sql.rs"));
     assert!(!is_the_store("runtime/sqlite_extra.rs"));
     assert!(!is_the_store("cli/estimate.rs"));
+    assert!(names_the_postgres_crate("use postgres::Client;"));
+    assert!(names_the_postgres_crate("let c = ::postgres::NoTls;"));
+    assert!(!names_the_postgres_crate("use flowc::runtime::postgres::PgStore;"));
+    assert!(!names_the_postgres_crate("tokio_postgres::connect"));
 }
 
 #[test]
