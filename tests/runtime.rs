@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Db;
+use common::{Backend, Db};
 
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
@@ -27,8 +27,11 @@ fn program(src: &str) -> (Program, flowc::check::model::Model) {
     (compile::compile(&model, c, ws.sources.get(c.file)), model)
 }
 
-fn import(db: &Db, model: &flowc::check::model::Model, jsonl: &str) {
-    let mut store = SqliteStore::open(&db.path).expect("store");
+fn import(db: &Backend, model: &flowc::check::model::Model, jsonl: &str) {
+    import_into(&mut *db.open(), model, jsonl);
+}
+
+fn import_into(store: &mut dyn Store, model: &flowc::check::model::Model, jsonl: &str) {
     let parsed = contacts::parse(jsonl, Format::JsonLines, &Schema::from_model(model));
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
     store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
@@ -60,10 +63,10 @@ impl Default for Opts {
     }
 }
 
-fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
-    let mut store = SqliteStore::open(&db.path).expect("store");
+fn run_on(db: &Backend, p: &Program, o: &Opts) -> Report {
+    let mut store = db.open();
     let mut provider = Simulated::open(
-        &db.path,
+        &db.provider_base(),
         SimConfig { seed: o.seed, fail_rate: o.fail_rate, outages: o.outages.clone(), ..SimConfig::default() },
     )
     .expect("provider");
@@ -89,7 +92,7 @@ fn run_on(db: &Db, p: &Program, o: &Opts) -> Report {
             stop.store(true, Ordering::SeqCst);
         }
     };
-    run::run(&mut store, &mut provider, p, &opts, &mut progress).expect("run")
+    run::run(&mut *store, &mut provider, p, &opts, &mut progress).expect("run")
 }
 
 const DECLS: &str = r#"
@@ -141,9 +144,14 @@ fn every_step_kind_and_skip_reason() {
 }}"
     );
     let (p, model) = program(&src);
-    let db = Db::new("kinds");
-    import(&db, &model, &contacts(300));
-    let r = run_on(&db, &p, &Opts { approved: Some(vec!["email".into(), "rcs".into()]), ..Default::default() });
+    for db in common::backends("kinds") {
+        every_step_kind_on(&db, &p, &model);
+    }
+}
+
+fn every_step_kind_on(db: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(300));
+    let r = run_on(db, p, &Opts { approved: Some(vec!["email".into(), "rcs".into()]), ..Default::default() });
     let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();
     assert_eq!(step("first").entered, 300);
     assert_eq!(step("first").skipped.get("no-consent"), Some(&60), "every 5th contact has no email consent");
@@ -183,7 +191,7 @@ fn ab_proportions_hold_for_ten_thousand_contacts() {
 }}"
     );
     let (p, model) = program(&src);
-    let db = Db::new("ab");
+    let db = Backend::Sqlite(Db::new("ab"));
     import(&db, &model, &contacts(10_000));
     let r = run_on(&db, &p, &Opts { batch: 2000, ..Default::default() });
     let split = &r.ab_tests["split"].entered();
@@ -194,7 +202,7 @@ fn ab_proportions_hold_for_ten_thousand_contacts() {
         assert!((got - want).abs() < 0.02, "variant {v}: {got:.3} vs {want}");
     }
     // Deterministic per contact: a second database assigns the same way.
-    let db2 = Db::new("ab2");
+    let db2 = Backend::Sqlite(Db::new("ab2"));
     import(&db2, &model, &contacts(10_000));
     let r2 = run_on(&db2, &p, &Opts { batch: 777, ..Default::default() });
     assert_eq!(r2.ab_tests, r.ab_tests);
@@ -217,9 +225,14 @@ fn engagement_branches_follow_what_the_provider_reported() {
 }}"
     );
     let (p, model) = program(&src);
-    let db = Db::new("engage");
-    import(&db, &model, &contacts(2000));
-    let r = run_on(&db, &p, &Opts::default());
+    for db in common::backends("engage") {
+        engagement_on(&db, &p, &model);
+    }
+}
+
+fn engagement_on(db: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(2000));
+    let r = run_on(db, p, &Opts::default());
     let entered = |id: &str| r.steps.iter().find(|s| s.id == id).map_or(0, |s| s.entered);
     let sent = r.steps[0].sent as f64;
     let opened = entered("c/3/then/1") as f64;
@@ -230,7 +243,7 @@ fn engagement_branches_follow_what_the_provider_reported() {
     assert!((opened / sent - 0.97 * 0.45).abs() < 0.04, "opened {opened}/{sent}");
     assert!((lost / sent - 0.03).abs() < 0.02, "lost {lost}/{sent}");
     // Tags were written to the contacts.
-    let store = SqliteStore::open(&db.path).expect("store");
+    let store = db.open();
     let mut tagged = 0;
     store.for_each_contact(&mut |c| tagged += usize::from(c.tags.iter().any(|t| t == "opened"))).expect("contacts");
     assert_eq!(tagged as f64, opened);
@@ -253,16 +266,20 @@ fn stopping_and_resuming_gives_the_same_report() {
 }}"
     );
     let (p, model) = program(&src);
-    let straight = Db::new("straight");
-    import(&straight, &model, &contacts(3000));
-    let full = run_on(&straight, &p, &Opts::default());
+    for (straight, resumed) in common::backends("straight").into_iter().zip(common::backends("resumed")) {
+        stop_and_resume_on(&straight, &resumed, &p, &model);
+    }
+}
+
+fn stop_and_resume_on(straight: &Backend, resumed: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(straight, model, &contacts(3000));
+    let full = run_on(straight, p, &Opts::default());
     assert!(full.state.starts_with("COMPLETED"));
 
-    let resumed = Db::new("resumed");
-    import(&resumed, &model, &contacts(3000));
+    import(resumed, model, &contacts(3000));
     let mut rounds = 0;
     let last = loop {
-        let r = run_on(&resumed, &p, &Opts { stop_after_batches: Some(2), ..Default::default() });
+        let r = run_on(resumed, p, &Opts { stop_after_batches: Some(2), ..Default::default() });
         rounds += 1;
         if r.state != "RUNNING" {
             break r;
@@ -285,17 +302,21 @@ fn two_sms() -> (Program, flowc::check::model::Model) {
 #[test]
 fn provider_failures_are_retried_then_fail_executions() {
     let (p, model) = two_sms();
-    let db = Db::new("retry");
-    import(&db, &model, &contacts(500));
-    let r = run_on(&db, &p, &Opts { fail_rate: 0.1, ..Default::default() });
+    for (retry, permanent) in common::backends("retry").into_iter().zip(common::backends("permanent")) {
+        failures_on(&retry, &permanent, &p, &model);
+    }
+}
+
+fn failures_on(db: &Backend, permanent: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(500));
+    let r = run_on(db, p, &Opts { fail_rate: 0.1, ..Default::default() });
     // Three attempts: 0.1% of messages fail for good.
     assert!(r.executions["failed"] <= 5, "{:?}", r.executions);
     assert!(r.provider.deliveries >= 995);
     assert_eq!(r.provider.duplicates, 0);
 
-    let db = Db::new("permanent");
-    import(&db, &model, &contacts(500));
-    let r = run_on(&db, &p, &Opts { fail_rate: 0.4, breaker_consecutive: 1_000_000, ..Default::default() });
+    import(permanent, model, &contacts(500));
+    let r = run_on(permanent, p, &Opts { fail_rate: 0.4, breaker_consecutive: 1_000_000, ..Default::default() });
     let failed: u64 = r.steps.iter().map(|s| s.failed).sum();
     assert!(failed > 20, "0.4^3 of 1000 messages fail for good: {failed}");
     assert_eq!(r.executions["failed"] + r.executions["completed"], 500);
@@ -306,20 +327,25 @@ fn provider_failures_are_retried_then_fail_executions() {
 #[test]
 fn an_outage_trips_the_breaker_and_a_resume_finishes_the_campaign() {
     let (p, model) = two_sms();
-    let db = Db::new("outage");
-    import(&db, &model, &contacts(500));
-    let r = run_on(&db, &p, &Opts { outages: vec![(START - 10, START + 100_000)], ..Default::default() });
+    for db in common::backends("outage") {
+        outage_on(&db, &p, &model);
+    }
+}
+
+fn outage_on(db: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(500));
+    let r = run_on(db, p, &Opts { outages: vec![(START - 10, START + 100_000)], ..Default::default() });
     assert_eq!(r.state, "PAUSED_ERROR");
     assert_eq!(r.provider.deliveries, 0);
     // While paused nothing runs.
-    let again = run_on(&db, &p, &Opts::default());
+    let again = run_on(db, p, &Opts::default());
     assert_eq!(again.state, "PAUSED_ERROR");
     // Resume (as `flowc campaign resume` does): probe first, then full speed.
     {
-        let mut store = SqliteStore::open(&db.path).expect("store");
-        flowc::runtime::lifecycle::resume(&mut store, "c", START).expect("resume");
+        let mut store = db.open();
+        flowc::runtime::lifecycle::resume(&mut *store, "c", START).expect("resume");
     }
-    let r = run_on(&db, &p, &Opts::default());
+    let r = run_on(db, p, &Opts::default());
     assert_eq!(r.state, "COMPLETED");
     assert_eq!(r.provider.deliveries, 1000);
     assert_eq!(r.provider.duplicates, 0);
@@ -329,22 +355,27 @@ fn an_outage_trips_the_breaker_and_a_resume_finishes_the_campaign() {
 #[test]
 fn balance_pauses_and_top_up_then_resume_finishes() {
     let (p, model) = two_sms();
-    let db = Db::new("balance");
-    import(&db, &model, &contacts(500));
+    for db in common::backends("balance") {
+        balance_on(&db, &p, &model);
+    }
+}
+
+fn balance_on(db: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(500));
     // 0.045 EUR per SMS: 1 EUR pays 22 sends, then the campaign pauses.
-    let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
+    let r = run_on(db, p, &Opts { balance: 1_000_000, ..Default::default() });
     assert_eq!(r.state, "PAUSED_BALANCE");
     let sent: u64 = r.steps.iter().map(|s| s.sent).sum();
     assert_eq!(sent, 22);
     assert!(r.balance >= 0.0 && r.balance < 0.045);
     {
-        let mut store = SqliteStore::open(&db.path).expect("store");
+        let mut store = db.open();
         store.ledger_add(100_000_000, "top-up", START).expect("top up");
         // Topping up does not resume by itself.
-        assert_eq!(flowc::runtime::lifecycle::state(&store, "c").expect("state").as_str(), "PAUSED_BALANCE");
-        flowc::runtime::lifecycle::resume(&mut store, "c", START).expect("resume");
+        assert_eq!(flowc::runtime::lifecycle::state(&*store, "c").expect("state").as_str(), "PAUSED_BALANCE");
+        flowc::runtime::lifecycle::resume(&mut *store, "c", START).expect("resume");
     }
-    let r = run_on(&db, &p, &Opts::default());
+    let r = run_on(db, p, &Opts::default());
     assert_eq!(r.state, "COMPLETED");
     assert_eq!(r.provider.deliveries, 1000);
     assert!((r.cost.total - 45.0).abs() < 1e-6, "{}", r.cost.total);
@@ -420,29 +451,34 @@ fn corrupt_and_foreign_databases_are_refused() {
 
 #[test]
 fn a_new_version_takes_over_waiting_executions_by_step_id() {
-    use flowc::runtime::lifecycle::{launch, Launched, RemovedSteps};
     let v1 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  b: send email.transactional receipt\n}}");
     let (p1, model) = program(&v1);
-    let db = Db::new("migrate");
-    import(&db, &model, &contacts(200));
+    for db in common::backends("migrate") {
+        migrate_on(&db, &v1, &p1, &model);
+    }
+}
+
+fn migrate_on(db: &Backend, v1: &str, p1: &Program, model: &flowc::check::model::Model) {
+    use flowc::runtime::lifecycle::{launch, Launched, RemovedSteps};
+    import(db, model, &contacts(200));
     // Stop after one batch: everyone waits out `pause_here`, parked at `b`.
-    let r = run_on(&db, &p1, &Opts { stop_after_batches: Some(1), batch: 1000, ..Default::default() });
+    let r = run_on(db, p1, &Opts { stop_after_batches: Some(1), batch: 1000, ..Default::default() });
     assert_eq!(r.state, "RUNNING");
     // v2 keeps the labelled wait and changes the last send: executions move.
     let v2 = v1.replace("b: send email.transactional receipt", "b: send email.marketing hello");
     let (p2, _) = program(&v2);
-    let mut store = SqliteStore::open(&db.path).expect("store");
-    let moved = launch(&mut store, &p2, RemovedSteps::Refuse, START).expect("migrate");
+    let mut store = db.open();
+    let moved = launch(&mut *store, &p2, RemovedSteps::Refuse, START).expect("migrate");
     assert!(matches!(moved, Launched::Migrated { moved: 200, skipped: 0, .. }), "{moved:?}");
     // v3 removes `b`, where they wait: refused, unless forced.
     let v3 = format!("{DECLS}campaign c {{\n  trigger manual\n  a: send email.transactional receipt\n  pause_here: wait 3d\n  c2: send email.marketing hello\n}}");
     let (p3, _) = program(&v3);
-    let err = launch(&mut store, &p3, RemovedSteps::Refuse, START).expect_err("unmappable");
+    let err = launch(&mut *store, &p3, RemovedSteps::Refuse, START).expect_err("unmappable");
     assert!(err.to_string().contains("(b)"), "{err}");
-    let forced = launch(&mut store, &p3, RemovedSteps::Skip, START).expect("forced");
+    let forced = launch(&mut *store, &p3, RemovedSteps::Skip, START).expect("forced");
     assert!(matches!(forced, Launched::Migrated { moved: 0, skipped: 200, .. }), "{forced:?}");
     drop(store);
-    let r = run_on(&db, &p3, &Opts::default());
+    let r = run_on(db, &p3, &Opts::default());
     assert_eq!(r.executions["skipped"], 200);
     assert_eq!(r.state, "COMPLETED_PARTIAL");
 }
@@ -450,10 +486,15 @@ fn a_new_version_takes_over_waiting_executions_by_step_id() {
 #[test]
 fn auto_reload_tops_up_without_pausing_and_never_resumes() {
     let (p, model) = two_sms();
-    let db = Db::new("reload");
-    import(&db, &model, &contacts(500));
+    for db in common::backends("reload") {
+        reload_on(&db, &p, &model);
+    }
+}
+
+fn reload_on(db: &Backend, p: &Program, model: &flowc::check::model::Model) {
+    import(db, model, &contacts(500));
     {
-        let mut store = SqliteStore::open(&db.path).expect("store");
+        let mut store = db.open();
         // Below 0.50 EUR, add 5 EUR.
         store
             .set_auto_reload(Some(flowc::runtime::store::AutoReload {
@@ -462,11 +503,11 @@ fn auto_reload_tops_up_without_pausing_and_never_resumes() {
             }))
             .expect("setting");
     }
-    let r = run_on(&db, &p, &Opts { balance: 1_000_000, ..Default::default() });
+    let r = run_on(db, p, &Opts { balance: 1_000_000, ..Default::default() });
     assert_eq!(r.state, "COMPLETED", "auto-reload kept it paying");
     assert_eq!(r.provider.deliveries, 1000);
     assert!(r.balance >= 0.0);
-    let store = SqliteStore::open(&db.path).expect("store");
+    let store = db.open();
     assert!(store
         .transitions("c", 10)
         .expect("log")
@@ -502,8 +543,8 @@ fn store_side_enrollment_equals_contact_by_contact() {
             let mut selected = Vec::new();
             for (name, store_side) in [("sql", true), ("each", false)] {
                 let db = Db::new(&format!("enroll-{name}"));
-                import(&db, &model, &jsonl);
                 let mut store = SqliteStore::open(&db.path).expect("store");
+                import_into(&mut store, &model, &jsonl);
                 let n = if store_side {
                     run::enroll(&mut store, &p, START)
                 } else {
@@ -557,38 +598,39 @@ campaign c {{
 }}"
     );
     let (p, model) = program(&src);
-    let db = Db::new("events");
-    let jsonl: Vec<String> = (0..300)
-        .map(|i| {
-            let mut v: serde_json::Value = serde_json::from_str(&contact(i, &["email"], &[], "free")).expect("json");
-            // Every third contact bought: a third of those big, the rest small; every fifth bought long ago.
-            if i % 3 == 0 {
-                let amount = if i % 9 == 0 { 500 } else { 50 };
-                v["events"] =
-                    serde_json::json!([{"name": "order.completed", "at": "2025-11-20T12:00:00Z", "amount": amount}]);
-            } else if i % 5 == 0 {
-                v["events"] =
-                    serde_json::json!([{"name": "order.completed", "at": "2025-01-01T12:00:00Z", "amount": 900}]);
-            }
-            v.to_string()
-        })
-        .collect();
-    import(&db, &model, &jsonl.join("\n"));
-    let r = run_on(&db, &p, &Opts::default());
-    assert_eq!(r.state, "COMPLETED");
-    let store = SqliteStore::open(&db.path).expect("store");
-    let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    store
-        .for_each_contact(&mut |c| {
-            tags.insert(c.id.0.clone(), c.tags.clone());
-        })
-        .expect("contacts");
-    for i in 0..300usize {
-        let t = &tags[&format!("c{i:05}")];
-        let has = |x: &str| t.iter().any(|y| y == x);
-        assert_eq!(has("buyer-now"), i % 3 == 0, "c{i}: {t:?}");
-        assert_eq!(has("big"), i % 9 == 0, "c{i}: {t:?}");
-        assert_eq!(has("small"), i % 3 == 0 && i % 9 != 0, "c{i}: {t:?}");
+    for db in common::backends("events") {
+        let jsonl: Vec<String> = (0..300)
+            .map(|i| {
+                let mut v: serde_json::Value = serde_json::from_str(&contact(i, &["email"], &[], "free")).expect("json");
+                // Every third contact bought: a third of those big, the rest small; every fifth bought long ago.
+                if i % 3 == 0 {
+                    let amount = if i % 9 == 0 { 500 } else { 50 };
+                    v["events"] =
+                        serde_json::json!([{"name": "order.completed", "at": "2025-11-20T12:00:00Z", "amount": amount}]);
+                } else if i % 5 == 0 {
+                    v["events"] =
+                        serde_json::json!([{"name": "order.completed", "at": "2025-01-01T12:00:00Z", "amount": 900}]);
+                }
+                v.to_string()
+            })
+            .collect();
+        import(&db, &model, &jsonl.join("\n"));
+        let r = run_on(&db, &p, &Opts::default());
+        assert_eq!(r.state, "COMPLETED");
+        let store = db.open();
+        let mut tags: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        store
+            .for_each_contact(&mut |c| {
+                tags.insert(c.id.0.clone(), c.tags.clone());
+            })
+            .expect("contacts");
+        for i in 0..300usize {
+            let t = &tags[&format!("c{i:05}")];
+            let has = |x: &str| t.iter().any(|y| y == x);
+            assert_eq!(has("buyer-now"), i % 3 == 0, "c{i}: {t:?}");
+            assert_eq!(has("big"), i % 9 == 0, "c{i}: {t:?}");
+            assert_eq!(has("small"), i % 3 == 0 && i % 9 != 0, "c{i}: {t:?}");
+        }
     }
 }
 
@@ -617,87 +659,88 @@ campaign c {{
 }}"
     );
     let (p, model) = program(&src);
-    let db = Db::new("no-address");
-    let c = |v: serde_json::Value| v.to_string();
-    let jsonl = [
-        // email: one without an address, one with an empty one, one with.
-        c(serde_json::json!({"id": "mail-none", "score": 0, "phone": "+33600000001"})),
-        c(serde_json::json!({"id": "mail-empty", "score": 0, "email": ""})),
-        c(serde_json::json!({"id": "mail-ok", "score": 0, "email": "a@example.com"})),
-        // sms: a contact created with only an id, and one with a phone.
-        c(serde_json::json!({"id": "sms-bare"})),
-        c(serde_json::json!({"id": "sms-ok", "score": 1, "phone": "+33600000002"})),
-        // push: the address is the device's push registration.
-        c(serde_json::json!({"id": "push-none", "score": 2, "email": "b@example.com", "phone": "+33600000003"})),
-        c(serde_json::json!({"id": "push-ok", "score": 2, "capabilities": ["push"]})),
-        // rcs: capable but no phone (the sms fallback has none either);
-        // a phone without rcs goes out as sms; a phone with rcs as rcs.
-        c(serde_json::json!({"id": "rcs-nophone", "score": 3, "capabilities": ["rcs"]})),
-        c(serde_json::json!({"id": "rcs-fallback", "score": 3, "phone": "+33600000004"})),
-        c(serde_json::json!({"id": "rcs-ok", "score": 3, "phone": "+33600000005", "capabilities": ["rcs"]})),
-    ]
-    .join("\n");
-    import(&db, &model, &jsonl);
-    let estimate = {
-        let store = SqliteStore::open(&db.path).expect("store");
-        flowc::runtime::estimate::estimate(&store, &p, START, &Default::default()).expect("estimate")
-    };
-    let r = run_on(&db, &p, &Opts::default());
-    let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();
-    let no_address = |id: &str| step(id).skipped.get("no-address").copied().unwrap_or(0);
-    assert_eq!((step("mail").sent, no_address("mail")), (1, 2), "{:?}", step("mail"));
-    assert_eq!((step("sms").sent, no_address("sms")), (1, 1), "{:?}", step("sms"));
-    assert_eq!((step("note").sent, no_address("note")), (1, 1), "{:?}", step("note"));
-    assert_eq!((step("rich").sent, no_address("rich")), (2, 1), "{:?}", step("rich"));
-    assert_eq!(r.executions["skipped"], 5);
-    assert_eq!(r.state, "COMPLETED_PARTIAL");
-    // Billed: one email, one push, two sms (one of them the rcs fallback) and one rcs.
-    let prices =
-        [("email.transactional", 1), ("push.transactional", 1), ("sms.transactional", 2), ("rcs.transactional", 1)];
-    let expected: f64 = prices
-        .iter()
-        .map(|(pair, n)| {
-            let (channel, message) = pair.split_once('.').expect("pair");
-            let target = p.nodes.iter().find_map(|node| match &node.op {
-                flowc::compile::program::Op::Send { target, fallback, .. } => [Some(target), fallback.as_ref()]
-                    .into_iter()
-                    .flatten()
-                    .find(|t| t.channel == channel && t.message == message)
-                    .cloned(),
-                _ => None,
-            });
-            target.expect("a send on that pair").price_micros as f64 / 1e6 * f64::from(*n)
-        })
-        .sum();
-    assert!((r.cost.total - expected).abs() < 1e-9, "{} vs {expected}", r.cost.total);
-    assert!((r.balance - (1000.0 - expected)).abs() < 1e-6, "{}", r.balance);
-    // The provider never saw a message for a contact without the address.
-    assert_eq!(r.provider.deliveries, 5);
-    let mut log = db.path.clone().into_os_string();
-    log.push(".provider.log");
-    let log = std::fs::read_to_string(&log).expect("provider log");
-    let reached: std::collections::BTreeSet<String> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
-        .filter_map(|e| e["contact"].as_str().map(str::to_string))
-        .collect();
-    for id in ["mail-none", "mail-empty", "sms-bare", "push-none", "rcs-nophone"] {
-        assert!(!reached.contains(id), "{id} reached the provider:\n{log}");
+    for db in common::backends("no-address") {
+        let c = |v: serde_json::Value| v.to_string();
+        let jsonl = [
+            // email: one without an address, one with an empty one, one with.
+            c(serde_json::json!({"id": "mail-none", "score": 0, "phone": "+33600000001"})),
+            c(serde_json::json!({"id": "mail-empty", "score": 0, "email": ""})),
+            c(serde_json::json!({"id": "mail-ok", "score": 0, "email": "a@example.com"})),
+            // sms: a contact created with only an id, and one with a phone.
+            c(serde_json::json!({"id": "sms-bare"})),
+            c(serde_json::json!({"id": "sms-ok", "score": 1, "phone": "+33600000002"})),
+            // push: the address is the device's push registration.
+            c(serde_json::json!({"id": "push-none", "score": 2, "email": "b@example.com", "phone": "+33600000003"})),
+            c(serde_json::json!({"id": "push-ok", "score": 2, "capabilities": ["push"]})),
+            // rcs: capable but no phone (the sms fallback has none either);
+            // a phone without rcs goes out as sms; a phone with rcs as rcs.
+            c(serde_json::json!({"id": "rcs-nophone", "score": 3, "capabilities": ["rcs"]})),
+            c(serde_json::json!({"id": "rcs-fallback", "score": 3, "phone": "+33600000004"})),
+            c(serde_json::json!({"id": "rcs-ok", "score": 3, "phone": "+33600000005", "capabilities": ["rcs"]})),
+        ]
+        .join("\n");
+        import(&db, &model, &jsonl);
+        let estimate = {
+            let store = db.open();
+            flowc::runtime::estimate::estimate(&*store, &p, START, &Default::default()).expect("estimate")
+        };
+        let r = run_on(&db, &p, &Opts::default());
+        let step = |id: &str| r.steps.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("no step {id}")).clone();
+        let no_address = |id: &str| step(id).skipped.get("no-address").copied().unwrap_or(0);
+        assert_eq!((step("mail").sent, no_address("mail")), (1, 2), "{:?}", step("mail"));
+        assert_eq!((step("sms").sent, no_address("sms")), (1, 1), "{:?}", step("sms"));
+        assert_eq!((step("note").sent, no_address("note")), (1, 1), "{:?}", step("note"));
+        assert_eq!((step("rich").sent, no_address("rich")), (2, 1), "{:?}", step("rich"));
+        assert_eq!(r.executions["skipped"], 5);
+        assert_eq!(r.state, "COMPLETED_PARTIAL");
+        // Billed: one email, one push, two sms (one of them the rcs fallback) and one rcs.
+        let prices =
+            [("email.transactional", 1), ("push.transactional", 1), ("sms.transactional", 2), ("rcs.transactional", 1)];
+        let expected: f64 = prices
+            .iter()
+            .map(|(pair, n)| {
+                let (channel, message) = pair.split_once('.').expect("pair");
+                let target = p.nodes.iter().find_map(|node| match &node.op {
+                    flowc::compile::program::Op::Send { target, fallback, .. } => [Some(target), fallback.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .find(|t| t.channel == channel && t.message == message)
+                        .cloned(),
+                    _ => None,
+                });
+                target.expect("a send on that pair").price_micros as f64 / 1e6 * f64::from(*n)
+            })
+            .sum();
+        assert!((r.cost.total - expected).abs() < 1e-9, "{} vs {expected}", r.cost.total);
+        assert!((r.balance - (1000.0 - expected)).abs() < 1e-6, "{}", r.balance);
+        // The provider never saw a message for a contact without the address.
+        assert_eq!(r.provider.deliveries, 5);
+        let mut log = db.provider_base().into_os_string();
+        log.push(".provider.log");
+        let log = std::fs::read_to_string(&log).expect("provider log");
+        let reached: std::collections::BTreeSet<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
+            .filter_map(|e| e["contact"].as_str().map(str::to_string))
+            .collect();
+        for id in ["mail-none", "mail-empty", "sms-bare", "push-none", "rcs-nophone"] {
+            assert!(!reached.contains(id), "{id} reached the provider:\n{log}");
+        }
+        for id in ["mail-ok", "sms-ok", "push-ok", "rcs-fallback", "rcs-ok"] {
+            assert!(reached.contains(id), "{id} missing from the provider log:\n{log}");
+        }
+        // The estimate applies the same rule: the same sends, the same cost.
+        let sends: Vec<(String, f64)> =
+            estimate.sends.iter().map(|s| (format!("{}.{}", s.channel, s.message), s.sends.expected)).collect();
+        let mut want: Vec<(String, f64)> = prices.iter().map(|(pair, n)| (pair.to_string(), f64::from(*n))).collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(sends, want);
+        assert!(
+            (estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9,
+            "{:?}",
+            estimate.cost
+        );
     }
-    for id in ["mail-ok", "sms-ok", "push-ok", "rcs-fallback", "rcs-ok"] {
-        assert!(reached.contains(id), "{id} missing from the provider log:\n{log}");
-    }
-    // The estimate applies the same rule: the same sends, the same cost.
-    let sends: Vec<(String, f64)> =
-        estimate.sends.iter().map(|s| (format!("{}.{}", s.channel, s.message), s.sends.expected)).collect();
-    let mut want: Vec<(String, f64)> = prices.iter().map(|(pair, n)| (pair.to_string(), f64::from(*n))).collect();
-    want.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(sends, want);
-    assert!(
-        (estimate.cost.expected - expected).abs() < 1e-9 && (estimate.cost.max - expected).abs() < 1e-9,
-        "{:?}",
-        estimate.cost
-    );
 }
 
 /// After a resume from PAUSED_ERROR each new run probes with one message;
@@ -707,21 +750,22 @@ campaign c {{
 #[test]
 fn resumes_after_a_flaky_provider_trips_the_breaker_finish_the_campaign() {
     let (p, model) = two_sms();
-    let db = Db::new("flaky");
-    import(&db, &model, &contacts(200));
-    let flaky = Opts { fail_rate: 0.5, ..Default::default() };
-    let mut r = run_on(&db, &p, &flaky);
-    let mut resumes = 0;
-    while r.state == "PAUSED_ERROR" {
-        assert!(resumes < 60, "still PAUSED_ERROR after {resumes} resumes: {:?}", r.executions);
-        let mut store = SqliteStore::open(&db.path).expect("store");
-        flowc::runtime::lifecycle::resume(&mut store, "c", START).expect("resume");
-        drop(store);
-        r = run_on(&db, &p, &flaky);
-        resumes += 1;
+    for db in common::backends("flaky") {
+        import(&db, &model, &contacts(200));
+        let flaky = Opts { fail_rate: 0.5, ..Default::default() };
+        let mut r = run_on(&db, &p, &flaky);
+        let mut resumes = 0;
+        while r.state == "PAUSED_ERROR" {
+            assert!(resumes < 60, "still PAUSED_ERROR after {resumes} resumes: {:?}", r.executions);
+            let mut store = db.open();
+            flowc::runtime::lifecycle::resume(&mut *store, "c", START).expect("resume");
+            drop(store);
+            r = run_on(&db, &p, &flaky);
+            resumes += 1;
+        }
+        assert!(resumes > 0, "a 50% failure rate trips the breaker");
+        assert!(r.state.starts_with("COMPLETED"), "{}", r.state);
+        assert_eq!(r.executions["processing"] + r.executions["pending"], 0);
+        assert_eq!(r.provider.duplicates, 0);
     }
-    assert!(resumes > 0, "a 50% failure rate trips the breaker");
-    assert!(r.state.starts_with("COMPLETED"), "{}", r.state);
-    assert_eq!(r.executions["processing"] + r.executions["pending"], 0);
-    assert_eq!(r.provider.duplicates, 0);
 }
