@@ -46,6 +46,10 @@ pub struct WorkerFlags {
     /// Executions stepped per transaction.
     #[arg(long, default_value_t = 2000)]
     batch: usize,
+    /// How long a claim lives, in seconds: work a killed worker held is
+    /// taken over by another this long after it was claimed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    lease: u64,
 }
 
 impl WorkerFlags {
@@ -55,6 +59,9 @@ impl WorkerFlags {
         }
         if self.batch == 0 {
             return Err(Fatal("--batch must be at least 1".into()));
+        }
+        if !(1..=3600).contains(&self.lease) {
+            return Err(Fatal(format!("--lease must be 1 to 3600 seconds, not {}", self.lease)));
         }
         if !(1..=64).contains(&self.concurrency) {
             return Err(Fatal(format!("--concurrency must be 1 to 64, not {}", self.concurrency)));
@@ -109,7 +116,7 @@ pub fn start(
     for i in 0..flags.concurrency {
         let store = db.open(OpenMode::ReadWrite)?;
         let provider = flags.provider(db)?;
-        let lease = Lease::new(WorkerId(format!("{}-{i}", process.0)));
+        let lease = Lease { worker: WorkerId(format!("{}-{i}", process.0)), ttl_ms: flags.lease as i64 * 1000 };
         let (clock, stop, config) = (clock.clone(), stop.clone(), flags.config(until));
         let t = std::thread::Builder::new()
             .name(format!("flowc-worker-{i}"))
