@@ -135,8 +135,16 @@ impl Driver {
             None
         };
         if let Some((to, why)) = next {
-            lifecycle::transition(store, name, to, why, now)?;
-            pass.state = to;
+            pass.state = match lifecycle::transition(store, name, to, why, now) {
+                Ok(_) => to,
+                // Another worker on the same database moved the campaign
+                // first (finished it, or paused it for the same balance):
+                // its state is the outcome, not an error.
+                Err(LifecycleError::Invalid { .. }) | Err(LifecycleError::Store(StoreError::StateChanged { .. })) => {
+                    lifecycle::state(store, name)?
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         Ok(pass)
     }

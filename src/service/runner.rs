@@ -207,12 +207,20 @@ fn pass(
                     Trigger::Manual => false,
                 };
                 if due {
-                    if matches!(program.trigger, Trigger::Scheduled { .. }) {
-                        run::start_enrolling(store, &program, "started by flowc serve", now)
-                            .map_err(|e| e.to_string())?;
+                    let started = if matches!(program.trigger, Trigger::Scheduled { .. }) {
+                        run::start_enrolling(store, &program, "started by flowc serve", now).map(|_| ())
                     } else {
                         lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now)
-                            .map_err(|e| e.to_string())?;
+                            .map(|_| ())
+                            .map_err(|e| run::RunError::Refused(e.to_string()))
+                    };
+                    // Another process on the same database (a replica, a
+                    // worker) started it first: enrolling is once per
+                    // contact, so nothing was done twice.
+                    if let Err(e) = started {
+                        if lifecycle::state(store, &c.name).map_err(|e| e.to_string())? == State::Scheduled {
+                            return Err(e.to_string());
+                        }
                     }
                     busy = true;
                 }
