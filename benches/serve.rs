@@ -68,7 +68,14 @@ fn main() {
     let provider = Box::new(Simulated::open(&db, SimConfig::default()).expect("provider"));
     let runner_stop = stop.clone();
     let runner_thread = std::thread::spawn(move || {
-        runner::run(Box::new(runner_store), provider, clock, runner::RunnerConfig::default(), runner_stop)
+        runner::run(
+            Box::new(runner_store),
+            provider,
+            clock,
+            runner::RunnerConfig::default(),
+            flowc::runtime::store::Lease::new(flowc::runtime::store::WorkerId::this_process()),
+            runner_stop,
+        )
     });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");

@@ -1,12 +1,12 @@
 //! `flowc campaign …` and `flowc balance …`: operating campaigns in a database.
 
 use super::build::build;
-use super::run::{open_store, ClockArgs};
+use super::run::ClockArgs;
 use super::{Fatal, Outcome};
 use flowc::compile::codec;
 use flowc::runtime::lifecycle::{self, Launched};
 use flowc::runtime::sqlite::OpenMode;
-use flowc::runtime::store::{ExecState, Store};
+use flowc::runtime::store::ExecState;
 use flowc::runtime::{clock, report};
 use std::path::PathBuf;
 
@@ -76,6 +76,22 @@ pub enum CampaignCmd {
         /// The old spelling of `--format json`.
         #[arg(long, hide = true)]
         json: bool,
+    },
+    /// The run report of a campaign (as `flowc run --report` prints it),
+    /// for any campaign of any database, whoever ran it: the steps,
+    /// sends, A/B split, outcomes and cost so far.
+    Report {
+        /// The campaign's id.
+        name: String,
+        #[command(flatten)]
+        db: super::DbArg,
+        /// The simulated provider's delivery log, for what it saw (default:
+        /// beside a SQLite file, else flowc.provider.log).
+        #[arg(long, value_name = "PATH")]
+        provider_log: Option<std::path::PathBuf>,
+        /// How to print the report: for people, or JSON.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
     /// Every campaign in the database.
     List {
@@ -147,8 +163,8 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 Ok(b) => b,
                 Err(o) => return Ok(o),
             };
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let at = clock.now(&store)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
+            let at = clock.now(store.as_ref())?;
             if let flowc::compile::program::Trigger::Scheduled { at: when, zone } = &built.program.trigger {
                 if flowc::runtime::run::scheduled_instant(when, zone).is_some_and(|t| t < at) {
                     return Err(Fatal(format!(
@@ -158,7 +174,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     )));
                 }
             }
-            let e = flowc::runtime::estimate::estimate(&store, &built.program, at, &Default::default())
+            let e = flowc::runtime::estimate::estimate(store.as_ref(), &built.program, at, &Default::default())
                 .map_err(|e| Fatal(format!("estimate: {e}")))?;
             out!("{}", super::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
@@ -169,14 +185,14 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 )));
             }
             let launched = lifecycle::launch(
-                &mut store,
+                store.as_mut(),
                 &built.program,
                 if force { lifecycle::RemovedSteps::Skip } else { lifecycle::RemovedSteps::Refuse },
                 at,
             )
             .map_err(fail)?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
-                super::run::keep_schema(&mut store, &flowc::runtime::contacts::Schema::from_model(model))?;
+                super::run::keep_schema(store.as_mut(), &flowc::runtime::contacts::Schema::from_model(model))?;
             }
             match launched {
                 Launched::New => {
@@ -197,46 +213,47 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
         }
         CampaignCmd::Start { name, db, clock } => {
             let db = db.resolve(None)?;
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
             let row = store
                 .campaign(&name)
                 .map_err(|e| Fatal(e.to_string()))?
-                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db)))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
             if !matches!(program.trigger, flowc::compile::program::Trigger::Manual) {
                 return Err(Fatal(format!("`{name}` is not a manual campaign; its trigger starts it")));
             }
-            let at = clock.now(&store)?;
-            let n = flowc::runtime::run::start_enrolling(&mut store, &program, "started by flowc campaign start", at)
-                .map_err(|e| Fatal(e.to_string()))?;
+            let at = clock.now(store.as_ref())?;
+            let n =
+                flowc::runtime::run::start_enrolling(store.as_mut(), &program, "started by flowc campaign start", at)
+                    .map_err(|e| Fatal(e.to_string()))?;
             outln!("`{name}` is RUNNING: {n} contact(s) enrolled");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Pause { name, db, clock } => {
             let db = db.resolve(None)?;
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let at = clock.now(&store)?;
-            lifecycle::pause(&mut store, &name, at).map_err(fail)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
+            let at = clock.now(store.as_ref())?;
+            lifecycle::pause(store.as_mut(), &name, at).map_err(fail)?;
             outln!("`{name}` is PAUSED");
             Ok(Outcome::Ok)
         }
         CampaignCmd::Resume { name, db, clock } => {
             let db = db.resolve(None)?;
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let at = clock.now(&store)?;
-            let from = lifecycle::resume(&mut store, &name, at).map_err(fail)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
+            let at = clock.now(store.as_ref())?;
+            let from = lifecycle::resume(store.as_mut(), &name, at).map_err(fail)?;
             outln!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
         CampaignCmd::Status { name, db, format, json } => {
             let db = db.resolve(None)?;
-            let store = open_store(&db, OpenMode::ReadOnly)?;
+            let store = db.open(OpenMode::ReadOnly)?;
             let row = store
                 .campaign(&name)
                 .map_err(|e| Fatal(e.to_string()))?
-                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db.display())))?;
+                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{}`", db)))?;
             let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
-            let r = report::build(&store, &program, row.state.as_str(), Default::default(), now())
+            let r = report::build(store.as_ref(), &program, row.state.as_str(), Default::default(), now())
                 .map_err(|e| Fatal(e.to_string()))?;
             let transitions = store.transitions(&name, 10).map_err(|e| Fatal(e.to_string()))?;
             if json || format == Format::Json {
@@ -261,9 +278,45 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             }
             Ok(Outcome::Ok)
         }
+        CampaignCmd::Report { name, db, provider_log, format } => {
+            let db = db.resolve(None)?;
+            let store = db.open(OpenMode::ReadOnly)?;
+            let row = store
+                .campaign(&name)
+                .map_err(|e| Fatal(e.to_string()))?
+                .ok_or_else(|| Fatal(format!("no campaign `{name}` in `{db}`")))?;
+            let program = codec::from_binary(&row.program).map_err(|e| Fatal(e.to_string()))?;
+            let log = db.provider_log(provider_log.as_deref());
+            use flowc::runtime::provider::{Observed, Provider, Simulated};
+            let observed = if log.exists() {
+                Simulated::open_log(&log, Default::default()).map_err(|e| Fatal(e.to_string()))?.observed()
+            } else if provider_log.is_some() {
+                return Err(Fatal(format!("no provider log at `{}`", log.display())));
+            } else {
+                Observed::default()
+            };
+            // The database's simulated clock when it has one (as the run
+            // that ended there reported), else the wall clock.
+            let at = flowc::runtime::run::clock_now(
+                store.as_ref(),
+                match store.meta("clock").map_err(|e| Fatal(e.to_string()))? {
+                    Some(_) => flowc::runtime::run::ClockKind::Virtual,
+                    None => flowc::runtime::run::ClockKind::Real,
+                },
+                None,
+            )
+            .map_err(|e| Fatal(e.to_string()))?;
+            let r = report::build(store.as_ref(), &program, row.state.as_str(), observed, at)
+                .map_err(|e| Fatal(e.to_string()))?;
+            match format {
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&r).map_err(|e| Fatal(e.to_string()))?),
+                Format::Human => out!("{}", report::human(&r)),
+            }
+            Ok(Outcome::Ok)
+        }
         CampaignCmd::List { db, format } => {
             let db = db.resolve(None)?;
-            let store = open_store(&db, OpenMode::ReadOnly)?;
+            let store = db.open(OpenMode::ReadOnly)?;
             let campaigns = store.campaigns().map_err(|e| Fatal(e.to_string()))?;
             match format {
                 Format::Json => {
@@ -274,7 +327,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                     outln!("{}", serde_json::to_string_pretty(&v).map_err(|e| Fatal(e.to_string()))?);
                 }
                 Format::Human if campaigns.is_empty() => {
-                    outln!("no campaigns in `{}`; `flowc campaign launch FILE` adds one", db.display())
+                    outln!("no campaigns in `{}`; `flowc campaign launch FILE` adds one", db)
                 }
                 Format::Human => {
                     let w = campaigns.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).max("campaign".len());
@@ -303,7 +356,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             if m == 0 {
                 return Err(Fatal("a top-up must be more than 0 EUR".into()));
             }
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
             store.ledger_add(m, "top-up", now()).map_err(db_err)?;
             outln!(
                 "balance: {:.4} EUR (paused campaigns stay paused; resume them explicitly)",
@@ -313,7 +366,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
         }
         BalanceCmd::Show { db, format } => {
             let db = db.resolve(None)?;
-            let store = open_store(&db, OpenMode::ReadOnly)?;
+            let store = db.open(OpenMode::ReadOnly)?;
             let balance = store.balance().map_err(db_err)? as f64 / 1e6;
             let reload = store.auto_reload().map_err(db_err)?;
             match format {
@@ -336,7 +389,7 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
         }
         BalanceCmd::AutoReload { threshold, amount, off, db } => {
             let db = db.resolve(None)?;
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
             if off {
                 store.set_auto_reload(None).map_err(db_err)?;
                 outln!("auto-reload off");

@@ -76,23 +76,24 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let store = match &a.contacts {
+    let store: Box<dyn flowc::runtime::store::Store + Send> = match &a.contacts {
         Some(file) => {
             let mut s = SqliteStore::open_in_memory().map_err(|e| Fatal(e.to_string()))?;
             let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
             load_contacts(&mut s, file, &model)?;
-            s
+            Box::new(s)
         }
-        None => super::run::open_store(&a.db.resolve(Some(&a.file))?, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
+        None => a.db.resolve(Some(&a.file))?.open(flowc::runtime::sqlite::OpenMode::ReadOnly)?,
     };
-    let now = a.clock.now(&store)?;
+    let now = a.clock.now(store.as_ref())?;
     let settings = Settings {
         rates: Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate },
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
         consent_messages: consent_messages(&built.inputs.analysis),
     };
-    let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
+    let e = estimate::estimate(store.as_ref(), &built.program, now, &settings)
+        .map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),
@@ -112,7 +113,7 @@ fn consent_messages(analysis: &flowc::check::Analysis) -> std::collections::BTre
         .collect()
 }
 
-fn load_contacts(store: &mut SqliteStore, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
+fn load_contacts(store: &mut dyn Store, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
     use flowc::runtime::contacts::{self, Format as F, Schema};
     let format =
         F::from_path(file).ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;

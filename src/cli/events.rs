@@ -1,11 +1,11 @@
 //! `flowc events import`, and the reading of an events file that
 //! `flowc run --events` shares with it.
 
-use super::run::{open_store, InvalidRows};
+use super::run::InvalidRows;
 use super::{Fatal, Outcome};
 use flowc::runtime::contacts::{self, Schema};
 use flowc::runtime::ingest::{self, EventFile, Incoming};
-use flowc::runtime::sqlite::{OpenMode, SqliteStore};
+use flowc::runtime::sqlite::OpenMode;
 use flowc::runtime::store::{self, Store};
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,7 @@ const SHOWN_ERRORS: usize = 50;
 /// absent `at` is `now`. `None` when it is refused: an invalid line without
 /// `--skip-invalid`.
 pub fn read(
-    store: &SqliteStore,
+    store: &dyn Store,
     file: &Path,
     schema: &Schema,
     now: i64,
@@ -63,7 +63,7 @@ pub fn read(
 
 /// The schema events are checked against: what launches and contact
 /// imports kept in the database, else the built-ins.
-pub fn schema_of(store: &SqliteStore) -> Result<Schema, Fatal> {
+pub fn schema_of(store: &dyn Store) -> Result<Schema, Fatal> {
     Ok(contacts::stored_schema(store)
         .map_err(|e| Fatal(e.to_string()))?
         .unwrap_or_else(|| Schema::from_model(flowc::check::stdlib_model())))
@@ -73,13 +73,13 @@ pub fn events_cmd(cmd: EventsCmd) -> Result<Outcome, Fatal> {
     match cmd {
         EventsCmd::Import { file, db, skip_invalid } => {
             let db = db.resolve(None)?;
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
-            let schema = schema_of(&store)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
+            let schema = schema_of(store.as_ref())?;
             let now = flowc::runtime::clock::real_now();
-            let Some(events) = read(&store, &file, &schema, now, InvalidRows::from_flag(skip_invalid))? else {
+            let Some(events) = read(store.as_ref(), &file, &schema, now, InvalidRows::from_flag(skip_invalid))? else {
                 return Ok(Outcome::Findings);
             };
-            let done = store::atomically(&mut store, |s: &mut dyn Store| ingest::ingest(s, &events, now))
+            let done = store::atomically(store.as_mut(), |s: &mut dyn Store| ingest::ingest(s, &events, now))
                 .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
             errln!(
                 "imported {} event(s) from `{}`; {} waiting execution(s) woken, {} contact(s) enrolled by event triggers",

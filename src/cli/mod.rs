@@ -7,11 +7,13 @@ mod build;
 mod builder;
 mod campaign;
 mod check;
+mod db;
 mod estimate;
 mod events;
 mod fmt;
 mod run;
 mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -59,6 +61,9 @@ enum Command {
     Estimate(estimate::EstimateArgs),
     /// Serve the REST API, with the interpreter in the same process.
     Serve(serve::ServeArgs),
+    /// Run the due work of every RUNNING campaign until stopped (on
+    /// PostgreSQL, any number of workers share it).
+    Worker(worker::WorkerArgs),
     /// The language server, over stdio.
     Lsp,
     /// Explain a diagnostic code with a wrong and a right example.
@@ -71,21 +76,29 @@ enum Command {
 /// `--db`, shared by every command that opens the database.
 #[derive(clap::Args)]
 pub struct DbArg {
-    /// The SQLite database file (default: `database` in flowc.toml, else flowc.db).
-    #[arg(long = "db", value_name = "PATH")]
-    db: Option<std::path::PathBuf>,
+    /// The database: a SQLite file, or a PostgreSQL URL
+    /// (`postgres://user@host/db`). Default: FLOWC_DATABASE_URL, else
+    /// `database` in flowc.toml, else flowc.db.
+    #[arg(long = "db", value_name = "PATH|URL")]
+    db: Option<String>,
 }
 
 impl DbArg {
-    /// The flag, else the `database` of the `flowc.toml` that applies to
-    /// `near` (the command's .flow file; the current folder when `None`),
-    /// else `flowc.db`.
-    pub fn resolve(&self, near: Option<&std::path::Path>) -> Result<std::path::PathBuf, Fatal> {
+    /// The flag, else `FLOWC_DATABASE_URL`, else the `database` of the
+    /// `flowc.toml` that applies to `near` (the command's .flow file; the
+    /// current folder when `None`), else `flowc.db`.
+    pub fn resolve(&self, near: Option<&std::path::Path>) -> Result<db::Database, Fatal> {
         if let Some(db) = &self.db {
-            return Ok(db.clone());
+            return Ok(db::Database::parse(db));
+        }
+        if let Some(url) = std::env::var(db::ENV).ok().filter(|v| !v.is_empty()) {
+            return Ok(db::Database::parse(&url));
         }
         let config = settings(near)?;
-        Ok(config.database.unwrap_or_else(|| run::DEFAULT_DB.into()))
+        Ok(match config.database {
+            Some(path) => db::Database::parse(&path.to_string_lossy()),
+            None => db::Database::File(run::DEFAULT_DB.into()),
+        })
     }
 }
 
@@ -141,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Import(a) => builder::import(a),
         Command::Estimate(a) => estimate::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Worker(a) => worker::run(a),
         Command::Lsp => match flowc::lsp::run() {
             Ok(flowc::lsp::Exit::AfterShutdown) => Ok(Outcome::Ok),
             // The protocol's exit code 1 for `exit` without `shutdown`.

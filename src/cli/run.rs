@@ -11,7 +11,7 @@ use flowc::runtime::lifecycle::State;
 use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::reentry;
 use flowc::runtime::run::{self, ClockKind, RunOptions};
-use flowc::runtime::sqlite::{OpenMode, SqliteStore};
+use flowc::runtime::sqlite::OpenMode;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::{ContactId, Enrollment, EventOf, Store};
 use flowc::runtime::wake::{self, Fact};
@@ -148,12 +148,6 @@ pub enum ContactsCmd {
     },
 }
 
-/// Commands that only read open `ReadOnly`: they run beside a writer and
-/// never need its lock.
-pub fn open_store(db: &Path, mode: OpenMode) -> Result<SqliteStore, Fatal> {
-    SqliteStore::open_as(db, mode).map_err(|e| Fatal(format!("`{}`: {e}", db.display())))
-}
-
 /// What an import does with a file that has invalid rows (`--skip-invalid`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum InvalidRows {
@@ -175,7 +169,7 @@ impl InvalidRows {
 
 /// Parses a contacts file and stores it; row errors are printed. Returns
 /// `false` when nothing was imported because of errors.
-fn import(store: &mut SqliteStore, file: &Path, schema: &Schema, invalid_rows: InvalidRows) -> Result<bool, Fatal> {
+fn import(store: &mut dyn Store, file: &Path, schema: &Schema, invalid_rows: InvalidRows) -> Result<bool, Fatal> {
     let format = Format::from_path(file)
         .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
     let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT)
@@ -237,7 +231,7 @@ fn plural(n: usize) -> &'static str {
 
 /// Keeps the declared contact fields and events in the database, where
 /// `flowc serve` validates API input against them.
-pub fn keep_schema(store: &mut SqliteStore, schema: &Schema) -> Result<(), Fatal> {
+pub fn keep_schema(store: &mut dyn Store, schema: &Schema) -> Result<(), Fatal> {
     contacts::store_schema(store, schema)
         .map_err(|e| Fatal(format!("cannot keep the declared schema in the database: {e}")))
 }
@@ -256,19 +250,19 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 }
                 None => None,
             };
-            let mut store = open_store(&db, OpenMode::ReadWrite)?;
+            let mut store = db.open(OpenMode::ReadWrite)?;
             let schema = match declared {
                 Some(s) => {
                     // The API validates contacts and events against what the database keeps.
-                    keep_schema(&mut store, &s)?;
+                    keep_schema(store.as_mut(), &s)?;
                     s
                 }
                 // Without --schema: what launches and earlier imports declared, else the built-ins.
-                None => contacts::stored_schema(&store)
+                None => contacts::stored_schema(store.as_ref())
                     .map_err(|e| Fatal(e.to_string()))?
                     .unwrap_or_else(|| Schema::from_model(flowc::check::stdlib_model())),
             };
-            Ok(if import(&mut store, &file, &schema, InvalidRows::from_flag(skip_invalid))? {
+            Ok(if import(store.as_mut(), &file, &schema, InvalidRows::from_flag(skip_invalid))? {
                 Outcome::Ok
             } else {
                 Outcome::Findings
@@ -310,10 +304,10 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         }
         (None, _) => None,
     };
-    let mut store = open_store(&db, OpenMode::ReadWrite)?;
+    let mut store = db.open(OpenMode::ReadWrite)?;
     let schema = Schema::from_model(&model);
     // `run` launches the campaign: its workspace's declarations join the database's.
-    keep_schema(&mut store, &schema)?;
+    keep_schema(store.as_mut(), &schema)?;
     let resuming = store.campaign(&name).map_err(|e| Fatal(e.to_string()))?.is_some();
     match &a.contacts {
         // Re-importing on a resumed run would undo what the campaign did to
@@ -324,14 +318,14 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             file.display()
         ),
         Some(file) => {
-            let imported = import(&mut store, file, &schema, InvalidRows::from_flag(a.skip_invalid))?;
+            let imported = import(store.as_mut(), file, &schema, InvalidRows::from_flag(a.skip_invalid))?;
             if !imported {
                 return Ok(Outcome::Findings);
             }
         }
         None if store.contact_count().map_err(|e| Fatal(e.to_string()))? == 0 => {
             let sample = a.file.parent().unwrap_or(Path::new("")).join("contacts.jsonl");
-            if sample.exists() && !import(&mut store, &sample, &schema, InvalidRows::from_flag(a.skip_invalid))? {
+            if sample.exists() && !import(store.as_mut(), &sample, &schema, InvalidRows::from_flag(a.skip_invalid))? {
                 return Ok(Outcome::Findings);
             }
             if !sample.exists() {
@@ -345,8 +339,8 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             // Like contacts, triggers are input of the first run only.
             Some((file, _)) if resuming => errln!("note: `{name}` is already in the database; resuming without reading `{}`", file.display()),
             Some((file, lines)) => {
-                let now = a.clock.now(&store)?;
-                enroll_triggers(&mut store, &built.program, file, &lines, now)?;
+                let now = a.clock.now(store.as_ref())?;
+                enroll_triggers(store.as_mut(), &built.program, file, &lines, now)?;
             }
             None if resuming => {}
             None => errln!(
@@ -359,9 +353,9 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     // and goes on from where its replay got.
     let events = match &a.events {
         Some(file) => {
-            let now = a.clock.now(&store)?;
-            let schema = super::events::schema_of(&store)?;
-            match super::events::read(&store, file, &schema, now, InvalidRows::from_flag(a.skip_invalid))? {
+            let now = a.clock.now(store.as_ref())?;
+            let schema = super::events::schema_of(store.as_ref())?;
+            match super::events::read(store.as_ref(), file, &schema, now, InvalidRows::from_flag(a.skip_invalid))? {
                 Some(events) => events,
                 None => return Ok(Outcome::Findings),
             }
@@ -369,7 +363,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
         None => Vec::new(),
     };
     let sim = SimConfig { seed: a.seed, fail_rate: a.fail_rate, ..SimConfig::default() };
-    let mut provider = Simulated::open(&db, sim).map_err(|e| Fatal(e.to_string()))?;
+    let mut provider = Simulated::open_log(&db.provider_log(None), sim).map_err(|e| Fatal(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -401,7 +395,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             b.set_message(format!("clock {when}, {} steps", p.transitions));
         }
     };
-    let result = run::run_with_events(&mut store, &mut provider, &built.program, &opts, events, &mut on_progress);
+    let result = run::run_with_events(store.as_mut(), &mut provider, &built.program, &opts, events, &mut on_progress);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -424,8 +418,8 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
 
 /// Why the campaign stopped and the commands that make it go on, with this
 /// run's campaign, file and database.
-fn paused_hint(a: &RunArgs, db: &Path, campaign: &str, state: State, balance: f64) -> String {
-    let db = shell_word(&db.to_string_lossy());
+fn paused_hint(a: &RunArgs, db: &super::db::Database, campaign: &str, state: State, balance: f64) -> String {
+    let db = shell_word(&db.to_string());
     let mut rerun = format!("flowc run {}", shell_word(&a.file.to_string_lossy()));
     if let Some(c) = &a.campaign {
         rerun.push_str(&format!(" --campaign {}", shell_word(c)));
@@ -539,7 +533,7 @@ fn trigger_line(line: usize, raw: &str) -> Result<TriggerLine, String> {
 /// the trigger's data. Unknown contacts fail the whole file before anything
 /// is written.
 fn enroll_triggers(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     p: &Program,
     file: &Path,
     lines: &[TriggerLine],

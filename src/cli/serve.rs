@@ -1,10 +1,10 @@
 //! `flowc serve`: the REST API with the interpreter in the same process.
 
-use super::run::open_store;
+use super::worker::{ClockArg, Kept, WorkerFlags};
 use super::{Fatal, Outcome};
-use flowc::runtime::provider::{Provider, SimConfig, Simulated};
 use flowc::runtime::sqlite::OpenMode;
-use flowc::service::{self, runner, webhook, AppState};
+use flowc::service::runner::Until;
+use flowc::service::{self, AppState};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,21 +25,9 @@ pub struct ServeArgs {
     /// Virtual clock start, e.g. 2026-03-29T00:00:00Z.
     #[arg(long)]
     start: Option<String>,
-    /// Deliver through a webhook at this URL instead of the simulated provider.
-    #[arg(long)]
-    webhook: Option<String>,
-    /// How long one webhook request may take, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    webhook_timeout_ms: u64,
-    /// Seed of the simulated provider.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ClockArg {
-    Real,
-    Virtual,
+    /// The interpreter this server embeds: the same flags as `flowc worker`.
+    #[command(flatten)]
+    worker: WorkerFlags,
 }
 
 fn token(a: &ServeArgs) -> Result<String, Fatal> {
@@ -63,41 +51,14 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         .listen
         .parse()
         .map_err(|_| Fatal(format!("--listen: `{}` is not an address like 127.0.0.1:8080", a.listen)))?;
-    let clock = match a.clock {
-        ClockArg::Real => runner::SharedClock::real(),
-        ClockArg::Virtual => {
-            let start = match &a.start {
-                Some(s) => flowc::runtime::facts::parse_datetime(s)
-                    .ok_or_else(|| Fatal(format!("--start: `{s}` is not a datetime")))?,
-                None => flowc::runtime::clock::real_now(),
-            };
-            runner::SharedClock::virtual_at(start)
-        }
-    };
     let db = a.db.resolve(None)?;
-    // One process, two stores: they share the writer's lock.
-    let api_store = open_store(&db, OpenMode::ReadWrite)?;
-    let runner_store = open_store(&db, OpenMode::ReadWrite)?;
-    let provider: Box<dyn Provider + Send> = match &a.webhook {
-        Some(url) => Box::new(webhook::Webhook::new(webhook::WebhookConfig {
-            url: url.clone(),
-            timeout: std::time::Duration::from_millis(a.webhook_timeout_ms),
-        })),
-        None => Box::new(
-            Simulated::open(&db, SimConfig { seed: a.seed, ..SimConfig::default() })
-                .map_err(|e| Fatal(e.to_string()))?,
-        ),
-    };
+    // A virtual clock stays in this process, unless other processes share
+    // the database (PostgreSQL): then it is the database's.
+    let clock = super::worker::clock(&db, a.clock, a.start.as_deref(), Kept::InProcess)?;
+    let api_store = db.open(OpenMode::ReadWrite)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let state =
-        Arc::new(AppState { store: Mutex::new(Box::new(api_store)), token, clock: clock.clone(), stop: stop.clone() });
-    let runner_thread = {
-        let (clock, stop) = (clock.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("flowc-runner".into())
-            .spawn(move || runner::run(Box::new(runner_store), provider, clock, runner::RunnerConfig::default(), stop))
-            .map_err(|e| Fatal(format!("cannot start the runner: {e}")))?
-    };
+    let state = Arc::new(AppState { store: Mutex::new(api_store), token, clock: clock.clone(), stop: stop.clone() });
+    let runners = super::worker::start(&db, &a.worker, &clock, Until::Stopped, &stop)?;
     let shutdown_flag = stop.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -116,8 +77,10 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     // Connections still open after the grace period are dropped with the runtime.
     rt.shutdown_background();
     stop.store(true, Ordering::SeqCst);
-    // The runner finishes its pass: every batch it started is committed.
-    let _ = runner_thread.join();
+    // The runners finish their pass: every batch they started is committed.
+    for r in runners {
+        let _ = r.join();
+    }
     served?;
     errln!("flowc serve: stopped");
     Ok(Outcome::Ok)

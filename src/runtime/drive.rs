@@ -10,7 +10,8 @@ use super::lifecycle::{self, LifecycleError, State};
 use super::provider::Provider;
 use super::store::{ExecState, Lease, Probe, Store, StoreError};
 use crate::compile::program::{Program, Trigger};
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriveError {
@@ -70,12 +71,19 @@ pub fn policy(store: &dyn Store, base: &EngineConfig, campaign: &str) -> Result<
 /// already recovered and the identity its claims carry.
 pub struct Driver {
     lease: Lease,
-    recovered: HashSet<String>,
+    /// When each campaign was last recovered: again once a claim could have
+    /// lapsed since, so work a killed worker held is taken over.
+    recovered: HashMap<String, Instant>,
 }
 
 impl Driver {
     pub fn new(lease: Lease) -> Driver {
-        Driver { lease, recovered: HashSet::new() }
+        Driver { lease, recovered: HashMap::new() }
+    }
+
+    fn recovery_due(&self, campaign: &str) -> bool {
+        let every = Duration::from_millis(self.lease.ttl_ms.max(0) as u64);
+        self.recovered.get(campaign).is_none_or(|at| at.elapsed() >= every)
     }
 
     /// One pass over `program`'s campaign, which must be RUNNING.
@@ -92,9 +100,9 @@ impl Driver {
         let config = policy(store, base, name)?;
         let (out, retried, tripped, probe_owed) = {
             let mut engine = Engine::new(store, provider, program.clone(), config.clone(), self.lease.clone())?;
-            if !self.recovered.contains(name) {
+            if self.recovery_due(name) {
                 engine.recover(now)?;
-                self.recovered.insert(name.to_string());
+                self.recovered.insert(name.to_string(), Instant::now());
             }
             let retried = engine.retry_due(now)?;
             let out = if engine.breaker_tripped() { Default::default() } else { engine.run_batch(now)? };
@@ -127,8 +135,16 @@ impl Driver {
             None
         };
         if let Some((to, why)) = next {
-            lifecycle::transition(store, name, to, why, now)?;
-            pass.state = to;
+            pass.state = match lifecycle::transition(store, name, to, why, now) {
+                Ok(_) => to,
+                // Another worker on the same database moved the campaign
+                // first (finished it, or paused it for the same balance):
+                // its state is the outcome, not an error.
+                Err(LifecycleError::Invalid { .. }) | Err(LifecycleError::Store(StoreError::StateChanged { .. })) => {
+                    lifecycle::state(store, name)?
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         Ok(pass)
     }

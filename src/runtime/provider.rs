@@ -93,7 +93,14 @@ impl Default for SimConfig {
 }
 
 pub struct Simulated {
+    /// The delivery log, shared by every process that sends through this
+    /// provider (`flowc worker`s on one PostgreSQL database name the same
+    /// `--provider-log`): the provider's memory across processes.
     log: std::fs::File,
+    path: std::path::PathBuf,
+    /// How much of the log this process has read: before deciding a batch,
+    /// the lines other processes appended since are read too.
+    read_upto: u64,
     /// A 64-bit hash of every key accepted so far, with when it was sent:
     /// the provider's memory, small enough for millions of messages.
     accepted: std::collections::HashMap<u64, i64>,
@@ -107,49 +114,113 @@ pub struct Simulated {
 #[error("simulated provider: {0}")]
 pub struct SimError(String);
 
+/// Holds the log's exclusive lock (`flock`) while a batch is decided and
+/// appended, so two processes never accept the same key: the second reads
+/// the first's lines before it decides. Released on drop (and by the
+/// kernel when a process dies).
+struct LogLock<'a>(&'a std::fs::File);
+
+impl<'a> LogLock<'a> {
+    fn take(file: &'a std::fs::File) -> Result<LogLock<'a>, std::io::Error> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this struct borrows for its lifetime.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(LogLock(file))
+    }
+}
+
+impl Drop for LogLock<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as in `take`.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
 impl Simulated {
     /// Opens the provider's delivery log beside the database (`DB.provider.log`).
+    pub fn open(db: &Path, config: SimConfig) -> Result<Simulated, SimError> {
+        Simulated::open_log(&log_path(db), config)
+    }
+
+    /// Opens the provider's delivery log at `path`.
     ///
     /// The log is append-only JSON Lines, one object per message received
-    /// (`log::Entry`, docs/runtime.md), written once per batch; the accepted
-    /// keys are read back from it. A process killed mid-write leaves at most
-    /// a torn last line (no newline): it is dropped. Any other line that is
-    /// not a record is refused with its line number — the provider's memory
-    /// of what it delivered would be wrong without it.
-    pub fn open(db: &Path, config: SimConfig) -> Result<Simulated, SimError> {
-        let path = log_path(db);
-        let mut accepted = std::collections::HashMap::new();
-        let mut observed = Observed::default();
-        let shown = || path.display().to_string();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
-                for (i, line) in complete.lines().enumerate() {
-                    let seen = log::read(line).map_err(|why| SimError(format!("{} line {}: {why}", shown(), i + 1)))?;
-                    match seen {
-                        log::Seen::Accepted { key, minute } => {
-                            accepted.insert(key_hash(&key), minute);
-                            observed.deliveries += 1;
-                        }
-                        log::Seen::Duplicate => observed.duplicates += 1,
-                        log::Seen::NotAccepted => {}
-                    }
-                }
-                // Drop a torn last line so later appends start on a fresh line.
-                if complete.len() != text.len() {
-                    std::fs::write(&path, complete).map_err(|e| SimError(format!("{}: {e}", shown())))?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(SimError(format!("{}: {e}", shown()))),
-        }
+    /// (`log::Entry`, docs/runtime.md), written once per batch under an
+    /// exclusive lock; the accepted keys are read back from it, also those
+    /// other processes append while this one runs. A process killed
+    /// mid-write leaves at most a torn last line (no newline): the next
+    /// process to take the lock drops it. Any other line that is not a
+    /// record is refused with its line number — the provider's memory of
+    /// what it delivered would be wrong without it.
+    pub fn open_log(path: &Path, config: SimConfig) -> Result<Simulated, SimError> {
+        let shown = path.display().to_string();
         let log = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
-            .open(&path)
-            .map_err(|e| SimError(format!("{}: {e}", shown())))?;
-        Ok(Simulated { log, accepted, attempts: Default::default(), config, observed })
+            .open(path)
+            .map_err(|e| SimError(format!("{shown}: {e}")))?;
+        let mut sim = Simulated {
+            log,
+            path: path.to_path_buf(),
+            read_upto: 0,
+            accepted: Default::default(),
+            attempts: Default::default(),
+            config,
+            observed: Observed::default(),
+        };
+        let lock = LogLock::take(&sim.log).map_err(|e| SimError(format!("{shown}: {e}")))?;
+        let caught_up = catch_up(&sim.log, &sim.path, sim.read_upto, &mut sim.accepted, &mut sim.observed);
+        drop(lock);
+        sim.read_upto = caught_up?;
+        Ok(sim)
     }
+}
+
+/// Reads the log's lines after `from` (bytes) into the provider's memory;
+/// called under the lock. A torn last line (a writer killed mid-write; no
+/// writer is active while the lock is held) is cut off. Returns the new end.
+fn catch_up(
+    file: &std::fs::File,
+    path: &Path,
+    from: u64,
+    accepted: &mut std::collections::HashMap<u64, i64>,
+    observed: &mut Observed,
+) -> Result<u64, SimError> {
+    use std::io::{Read, Seek};
+    let shown = || path.display().to_string();
+    let io = |e: std::io::Error| SimError(format!("{}: {e}", shown()));
+    let len = file.metadata().map_err(io)?.len();
+    if len <= from {
+        return Ok(from);
+    }
+    let mut reader = file;
+    reader.seek(std::io::SeekFrom::Start(from)).map_err(io)?;
+    let mut bytes = Vec::with_capacity((len - from) as usize);
+    reader.take(len - from).read_to_end(&mut bytes).map_err(io)?;
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let text = std::str::from_utf8(&bytes[..complete])
+        .map_err(|_| SimError(format!("{}: not UTF-8 after byte {from}", shown())))?;
+    for (i, line) in text.lines().enumerate() {
+        let seen = log::read(line).map_err(|why| SimError(format!("{} line {}: {why}", shown(), i + 1)))?;
+        match seen {
+            log::Seen::Accepted { key, minute } => {
+                accepted.insert(key_hash(&key), minute);
+                observed.deliveries += 1;
+            }
+            log::Seen::Duplicate => observed.duplicates += 1,
+            log::Seen::NotAccepted => {}
+        }
+    }
+    let end = from + complete as u64;
+    if end != len {
+        // Drop the torn line so later appends start on a fresh line.
+        file.set_len(end).map_err(io)?;
+    }
+    Ok(end)
 }
 
 fn key_hash(key: &str) -> u64 {
@@ -205,6 +276,14 @@ impl Provider for Simulated {
         if !self.config.latency.is_zero() {
             std::thread::sleep(self.config.latency);
         }
+        let unavailable = || batch.iter().map(|_| Delivery::Failed { reason: "provider unavailable".into() }).collect();
+        // Decided and written under the lock, after reading what other
+        // processes delivered meanwhile: one key is accepted once.
+        let Ok(_lock) = LogLock::take(&self.log) else { return unavailable() };
+        match catch_up(&self.log, &self.path, self.read_upto, &mut self.accepted, &mut self.observed) {
+            Ok(end) => self.read_upto = end,
+            Err(_) => return unavailable(),
+        }
         let mut out = Vec::with_capacity(batch.len());
         let mut lines = Vec::new();
         let (mut delivered, mut repeated) = (0u64, 0u64);
@@ -249,8 +328,11 @@ impl Provider for Simulated {
             }
         }
         // Accepted only once recorded: a failed write fails the whole batch.
-        if !lines.is_empty() && self.log.write_all(&lines).is_err() {
-            return batch.iter().map(|_| Delivery::Failed { reason: "provider unavailable".into() }).collect();
+        if !lines.is_empty() {
+            if (&self.log).write_all(&lines).is_err() {
+                return unavailable();
+            }
+            self.read_upto += lines.len() as u64;
         }
         self.accepted.extend(fresh);
         self.observed.deliveries += delivered;
@@ -259,6 +341,13 @@ impl Provider for Simulated {
     }
 
     fn status(&mut self, keys: &[String]) -> Vec<Option<Delivery>> {
+        // What another process delivered counts: a worker recovering a dead
+        // one's sends must not send them again.
+        if let Ok(_lock) = LogLock::take(&self.log) {
+            if let Ok(end) = catch_up(&self.log, &self.path, self.read_upto, &mut self.accepted, &mut self.observed) {
+                self.read_upto = end;
+            }
+        }
         keys.iter()
             .map(|k| {
                 let at = *self.accepted.get(&key_hash(k))?;

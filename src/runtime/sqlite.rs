@@ -899,7 +899,7 @@ impl Store for SqliteStore {
             )
             .map_err(classify)?;
         if changed == 0 {
-            return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
+            return Err(StoreError::StateChanged { campaign: name.to_string(), expected: from.to_string() });
         }
         tx.execute(
             "INSERT INTO campaign_transitions (name, at, from_state, to_state, why) VALUES (?1, ?2, ?3, ?4, ?5)",

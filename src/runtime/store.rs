@@ -28,6 +28,10 @@ pub enum StoreError {
     /// spent it first): refused whole, the balance untouched.
     #[error("the balance cannot pay this round's sends")]
     InsufficientBalance,
+    /// A guarded state change found the campaign no longer in the state it
+    /// expected: another writer moved it first.
+    #[error("campaign `{campaign}` is no longer {expected}")]
+    StateChanged { campaign: String, expected: String },
     #[error("database error: {0}")]
     Other(String),
 }
@@ -724,7 +728,9 @@ pub trait Store {
     fn campaign(&self, name: &str) -> Result<Option<CampaignRow>, StoreError>;
     fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError>;
     fn program_version(&self, campaign: &str, version: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Records a campaign state change and its reason in the audit log.
+    /// Records a campaign state change and its reason in the audit log,
+    /// only if the campaign is still `from` (`StoreError::StateChanged`
+    /// otherwise, nothing written): two writers cannot both move it.
     fn set_state(
         &mut self,
         name: &str,

@@ -9,7 +9,7 @@ use crate::runtime::engine::EngineConfig;
 use crate::runtime::lifecycle::{self, State};
 use crate::runtime::provider::Provider;
 use crate::runtime::run;
-use crate::runtime::store::{Lease, Store, WorkerId};
+use crate::runtime::store::{Lease, Store, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -19,14 +19,40 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct SharedClock {
     virtual_now: Option<Arc<AtomicI64>>,
+    kept: Kept,
+}
+
+/// Where a virtual clock lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// In this process (one `flowc serve` on its own database).
+    InProcess,
+    /// In the database (meta `clock`), so every worker and replica on it
+    /// reads the same time, and it moves only when no worker has work in
+    /// hand (`Store::advance_clock`).
+    InDatabase,
 }
 
 impl SharedClock {
     pub fn real() -> SharedClock {
-        SharedClock { virtual_now: None }
+        SharedClock { virtual_now: None, kept: Kept::InProcess }
     }
     pub fn virtual_at(start: Minutes) -> SharedClock {
-        SharedClock { virtual_now: Some(Arc::new(AtomicI64::new(start))) }
+        SharedClock { virtual_now: Some(Arc::new(AtomicI64::new(start))), kept: Kept::InProcess }
+    }
+    /// A virtual clock kept in `store`'s database, starting at what it
+    /// saved, else at `start` (saved now, unless another process saved one
+    /// first).
+    pub fn virtual_in_database(store: &mut dyn Store, start: Minutes) -> Result<SharedClock, StoreError> {
+        let saved = store.meta("clock")?.and_then(|v| v.parse::<Minutes>().ok());
+        let at = match saved {
+            Some(t) => t,
+            None => {
+                store.advance_clock(start, start)?;
+                store.meta("clock")?.and_then(|v| v.parse::<Minutes>().ok()).unwrap_or(start)
+            }
+        };
+        Ok(SharedClock { virtual_now: Some(Arc::new(AtomicI64::new(at))), kept: Kept::InDatabase })
     }
     pub fn now(&self) -> Minutes {
         self.virtual_now.as_ref().map_or_else(clock::real_now, |v| v.load(Ordering::SeqCst))
@@ -39,11 +65,49 @@ impl SharedClock {
     pub fn is_virtual(&self) -> bool {
         self.virtual_now.is_some()
     }
+    /// Reads the database's clock (another worker may have moved it).
+    fn sync(&self, store: &dyn Store) -> Result<(), StoreError> {
+        if self.kept == Kept::InDatabase {
+            if let Some(t) = store.meta("clock")?.and_then(|v| v.parse::<Minutes>().ok()) {
+                self.advance_to(t);
+            }
+        }
+        Ok(())
+    }
+    /// Moves an idle virtual clock to `to`; false when another worker
+    /// still has work in hand (or moved it first).
+    fn jump(&self, store: &mut dyn Store, to: Minutes) -> Result<bool, StoreError> {
+        match self.kept {
+            Kept::InProcess => {
+                self.advance_to(to);
+                Ok(true)
+            }
+            Kept::InDatabase => {
+                let moved = store.advance_clock(self.now(), to)?;
+                self.sync(store)?;
+                Ok(moved)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct RunnerConfig {
     pub engine: EngineConfig,
+    /// Only these campaigns (all when empty).
+    pub campaigns: Vec<String>,
+    pub until: Until,
+}
+
+/// When a runner stops by itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Until {
+    /// Only when told to (`stop`).
+    #[default]
+    Stopped,
+    /// Also when no campaign it runs is RUNNING and nothing is scheduled:
+    /// `flowc worker --until-idle`, for batch jobs and tests.
+    Idle,
 }
 
 /// Runs until `stop`; each pass commits whole batches, so stopping between
@@ -53,6 +117,7 @@ pub fn run(
     mut provider: Box<dyn Provider + Send>,
     clock: SharedClock,
     config: RunnerConfig,
+    lease: Lease,
     stop: Arc<AtomicBool>,
 ) {
     let mut config = config;
@@ -60,32 +125,51 @@ pub fn run(
         config.engine.pace = crate::runtime::engine::Pace::RealTime;
         config.engine.stop = Some(stop.clone());
     }
-    let mut driver = Driver::new(Lease::new(WorkerId::this_process()));
+    let mut driver = Driver::new(lease);
     while !stop.load(Ordering::SeqCst) {
+        if let Err(e) = clock.sync(store.as_ref()) {
+            super::log(format_args!("flowc: runner: {e}"));
+        }
         let busy = match pass(store.as_mut(), provider.as_mut(), &clock, &config, &mut driver) {
             Ok(b) => b,
             Err(e) => {
-                super::log(format_args!("flowc serve: runner: {e}"));
+                super::log(format_args!("flowc: runner: {e}"));
                 false
             }
         };
         if busy {
             continue;
         }
+        let next = next_wake(store.as_ref(), &config, clock.now());
         // Idle: a virtual clock jumps to the next wake-up; a real one waits a little.
         if clock.is_virtual() {
-            if let Ok(Some(t)) = next_wake(store.as_ref(), clock.now()) {
-                clock.advance_to(t);
-                continue;
+            if let Ok(Some(t)) = next {
+                match clock.jump(store.as_mut(), t) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => super::log(format_args!("flowc: runner: {e}")),
+                }
             }
+        }
+        if config.until == Until::Idle && matches!(next, Ok(None)) && !any_running(store.as_ref(), &config) {
+            break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
-fn next_wake(store: &dyn Store, now: Minutes) -> Result<Option<Minutes>, String> {
+/// Whether a campaign this runner runs is RUNNING.
+fn any_running(store: &dyn Store, config: &RunnerConfig) -> bool {
+    store.campaigns().map_or(true, |cs| cs.iter().any(|c| c.state == State::Running && runs(config, &c.name)))
+}
+
+fn runs(config: &RunnerConfig, campaign: &str) -> bool {
+    config.campaigns.is_empty() || config.campaigns.iter().any(|c| c == campaign)
+}
+
+fn next_wake(store: &dyn Store, config: &RunnerConfig, now: Minutes) -> Result<Option<Minutes>, String> {
     let mut best: Option<Minutes> = None;
-    for c in store.campaigns().map_err(|e| e.to_string())? {
+    for c in store.campaigns().map_err(|e| e.to_string())?.into_iter().filter(|c| runs(config, &c.name)) {
         let t = match c.state {
             State::Running => store.next_wake(&c.name).map_err(|e| e.to_string())?,
             State::Scheduled => match codec::from_binary(&c.program).map(|p| p.trigger) {
@@ -111,7 +195,7 @@ fn pass(
 ) -> Result<bool, String> {
     let now = clock.now();
     let mut busy = false;
-    for c in store.campaigns().map_err(|e| e.to_string())? {
+    for c in store.campaigns().map_err(|e| e.to_string())?.into_iter().filter(|c| runs(config, &c.name)) {
         let Ok(program) = codec::from_binary(&c.program) else { continue };
         match c.state {
             State::Scheduled => {
@@ -123,12 +207,20 @@ fn pass(
                     Trigger::Manual => false,
                 };
                 if due {
-                    if matches!(program.trigger, Trigger::Scheduled { .. }) {
-                        run::start_enrolling(store, &program, "started by flowc serve", now)
-                            .map_err(|e| e.to_string())?;
+                    let started = if matches!(program.trigger, Trigger::Scheduled { .. }) {
+                        run::start_enrolling(store, &program, "started by flowc serve", now).map(|_| ())
                     } else {
                         lifecycle::transition(store, &c.name, State::Running, "started by flowc serve", now)
-                            .map_err(|e| e.to_string())?;
+                            .map(|_| ())
+                            .map_err(|e| run::RunError::Refused(e.to_string()))
+                    };
+                    // Another process on the same database (a replica, a
+                    // worker) started it first: enrolling is once per
+                    // contact, so nothing was done twice.
+                    if let Err(e) = started {
+                        if lifecycle::state(store, &c.name).map_err(|e| e.to_string())? == State::Scheduled {
+                            return Err(e.to_string());
+                        }
                     }
                     busy = true;
                 }
