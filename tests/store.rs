@@ -107,7 +107,8 @@ fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
     s.put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p1", state: State::Draft }, 1).expect("put");
     s.set_state("c", State::Draft, State::Scheduled, "launched", 2).expect("state");
     // Guarded by the expected state: a stale writer cannot move it.
-    assert!(s.set_state("c", State::Draft, State::Running, "stale", 3).is_err());
+    let stale = s.set_state("c", State::Draft, State::Running, "stale", 3);
+    assert!(matches!(stale, Err(StoreError::StateChanged { .. })), "{stale:?}");
     s.put_campaign(&CampaignVersion { name: "c", version: "v2", program: b"p2", state: State::Scheduled }, 4)
         .expect("new version");
     let row = s.campaign("c").expect("read").expect("row");
@@ -1105,4 +1106,30 @@ fn postgres_a_newer_schema_is_refused_and_a_bad_url_is_an_error() {
     other.raw().batch_execute("CREATE TABLE invoices (id INT)").expect("foreign table");
     let err = flowc::runtime::postgres::PgStore::connect(&other.url).err().expect("refused");
     assert!(matches!(err, StoreError::Corrupt(_)) && err.to_string().contains("something else"), "{err}");
+}
+
+#[test]
+fn postgres_one_of_two_racing_state_changes_wins() {
+    let Some(db) = common::postgres("state-race") else { return };
+    db.connect()
+        .put_campaign(&CampaignVersion { name: "c", version: "v1", program: b"p", state: State::Running }, 0)
+        .expect("campaign");
+    let barrier = std::sync::Barrier::new(4);
+    let results: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [State::Paused, State::PausedError, State::PausedBalance, State::Completed]
+            .into_iter()
+            .map(|to| {
+                let (db, barrier) = (&db, &barrier);
+                scope.spawn(move || {
+                    let mut s = db.connect();
+                    barrier.wait();
+                    s.set_state("c", State::Running, to, "race", 1)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("worker")).collect()
+    });
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, StoreError::StateChanged { .. })));
+    assert_eq!(db.connect().transitions("c", 10).expect("log").len(), 1, "one change recorded");
 }

@@ -391,7 +391,7 @@ impl Store for PgStore {
             // The row lock orders concurrent changes: the second sees the first's state.
             let current = c.query_opt("SELECT state FROM campaigns WHERE name = $1 FOR UPDATE", &[&name])?;
             if current.map(|r| r.get::<_, String>(0)).as_deref() != Some(from.as_str()) {
-                return Err(StoreError::Other(format!("campaign `{name}` is no longer {from}")));
+                return Err(StoreError::StateChanged { campaign: name.to_string(), expected: from.to_string() });
             }
             c.execute(
                 "UPDATE campaigns SET state = $1, updated_at = $2 WHERE name = $3",

@@ -26,7 +26,7 @@ pub(super) fn executions(
     let rows = c.query(
         "WITH mine AS (
            SELECT contact_id, entry FROM executions
-           WHERE campaign = $1 AND lease_until IS NOT NULL AND claimed_by = $4 AND lease_until > clock_timestamp()
+           WHERE campaign = $1 AND state = 'processing' AND claimed_by = $4 AND lease_until > clock_timestamp()
            LIMIT $3
          ), pending AS (
            SELECT contact_id, entry, wake_at FROM executions
@@ -34,8 +34,8 @@ pub(super) fn executions(
            ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
          ), lapsed AS (
            SELECT contact_id, entry, wake_at FROM executions
-           WHERE campaign = $1 AND lease_until IS NOT NULL AND lease_until <= clock_timestamp()
-             AND state = 'processing' AND then_state = 'pending' AND wake_at <= $2
+           WHERE campaign = $1 AND state = 'processing' AND lease_until <= clock_timestamp()
+             AND then_state = 'pending' AND wake_at <= $2
            ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
          ), fresh AS (
            SELECT contact_id, entry FROM (SELECT * FROM pending UNION ALL SELECT * FROM lapsed) d
@@ -174,7 +174,7 @@ pub(super) fn advance_clock(c: &mut Conn, from: i64, to: i64) -> Result<bool, St
     let n = c.execute(
         "INSERT INTO meta (key, value)
          SELECT 'clock', $2
-         WHERE NOT EXISTS (SELECT 1 FROM executions WHERE lease_until > clock_timestamp())
+         WHERE NOT EXISTS (SELECT 1 FROM executions WHERE state = 'processing' AND lease_until > clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND lease_until > clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE EXISTS (
              SELECT 1 FROM executions e WHERE e.campaign = k.name AND e.state = 'pending' AND e.wake_at <= $3))

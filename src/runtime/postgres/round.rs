@@ -12,19 +12,20 @@ pub(super) const LEASE_UNTIL: &str = "clock_timestamp() + $3::bigint * interval 
 
 pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError> {
     let me = lease.worker.0.as_str();
-    fence_executions(c, campaign, round, me)?;
     fence_outbox(c, campaign, round, me)?;
+    // Before the outbox writes: an update is justified by a send this
+    // worker held when the round began, not by one the round adds or settles.
+    update_executions(c, campaign, &round.executions, me, now)?;
     insert_outbox(c, campaign, &round.outbox_new, lease)?;
     record_outcomes(c, campaign, &round.outbox_done)?;
     schedule_retries(c, campaign, &round.outbox_retry)?;
-    update_executions(c, campaign, &round.executions, now)?;
     assign_variants(c, campaign, &round.ab_assigned, now)?;
     park(c, campaign, &round.parked, me, now)?;
     settle(c, campaign, &round.settled, now)?;
     // What the round did not move is due again as it was.
     c.execute(
         "UPDATE executions SET state = COALESCE(then_state, 'pending'), then_state = NULL, claimed_by = NULL, lease_until = NULL
-         WHERE campaign = $1 AND lease_until IS NOT NULL AND claimed_by = $2",
+         WHERE campaign = $1 AND state = 'processing' AND claimed_by = $2 AND lease_until IS NOT NULL",
         &[&campaign, &me],
     )?;
     contacts(c, round)?;
@@ -49,34 +50,6 @@ pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease,
             &[&now, &amounts, &reasons],
         )?;
         move_balance(c, amounts.iter().sum(), Covered::Required)?;
-    }
-    Ok(())
-}
-
-/// Every execution the round updates must be held by this worker's live
-/// claim, or, unclaimed, be the execution of a send this worker holds (an
-/// outcome moving it: a send failed for good). Otherwise the claim lapsed
-/// and another worker may have moved it: nothing is written. The rows are
-/// locked for the rest of the transaction.
-fn fence_executions(c: &mut Conn, campaign: &str, round: &Round, me: &str) -> Result<(), StoreError> {
-    if round.executions.is_empty() {
-        return Ok(());
-    }
-    let wanted: HashSet<(&str, u32)> = round.executions.iter().map(|e| (e.contact.as_str(), e.entry.0)).collect();
-    let (contacts, entries): (Vec<&str>, Vec<i32>) = wanted.iter().map(|(c, n)| (*c, *n as i32)).unzip();
-    let held = c.query(
-        "SELECT e.contact_id FROM executions e JOIN unnest($2::text[], $3::int[]) AS u(c, n)
-           ON e.contact_id = u.c AND e.entry = u.n
-         WHERE e.campaign = $1 AND (
-           (e.claimed_by = $4 AND e.lease_until > clock_timestamp())
-           OR (e.lease_until IS NULL AND EXISTS (
-             SELECT 1 FROM outbox o WHERE o.campaign = $1 AND o.contact_id = e.contact_id AND o.entry = e.entry
-               AND o.status = 'pending' AND o.lease_worker = $4)))
-         FOR UPDATE OF e",
-        &[&campaign, &contacts, &entries, &me],
-    )?;
-    if held.len() != wanted.len() {
-        return Err(StoreError::LeaseLost(me.to_string()));
     }
     Ok(())
 }
@@ -254,7 +227,18 @@ fn schedule_retries(c: &mut Conn, campaign: &str, retries: &[OutboxRetry]) -> Re
     Ok(())
 }
 
-fn update_executions(c: &mut Conn, campaign: &str, updates: &[ExecUpdate], now: i64) -> Result<(), StoreError> {
+/// The executions the round moves, fenced: each must be held by this
+/// worker's live claim or, unclaimed, be the execution of a send this
+/// worker holds (an outcome moving it: a send failed for good). When one is
+/// not, its claim lapsed and another worker may have moved it: the round
+/// is refused (the transaction rolls back, nothing is written).
+fn update_executions(
+    c: &mut Conn,
+    campaign: &str,
+    updates: &[ExecUpdate],
+    me: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     if updates.is_empty() {
         return Ok(());
     }
@@ -272,14 +256,21 @@ fn update_executions(c: &mut Conn, campaign: &str, updates: &[ExecUpdate], now: 
     let wakes: Vec<Option<i64>> = updates.iter().map(|u| u.wake_at).collect();
     let reasons: Vec<Option<&str>> = updates.iter().map(|u| u.reason.as_deref()).collect();
     let since: Vec<Option<i64>> = updates.iter().map(|u| u.wait_since).collect();
-    c.execute(
+    let moved = c.execute(
         "UPDATE executions e SET step = u.s, version = u.v, state = u.st, wake_at = u.w, reason = u.r, updated_at = $2,
            wait_since = u.ws, then_state = NULL, claimed_by = NULL, lease_until = NULL
          FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[])
            AS u(c, n, s, v, st, w, r, ws)
-         WHERE e.campaign = $1 AND e.contact_id = u.c AND e.entry = u.n",
-        &[&campaign, &now, &contacts, &entries, &steps, &versions, &states, &wakes, &reasons, &since],
+         WHERE e.campaign = $1 AND e.contact_id = u.c AND e.entry = u.n
+           AND ((e.state = 'processing' AND e.claimed_by = $11 AND e.lease_until > clock_timestamp())
+             OR (e.lease_until IS NULL AND EXISTS (
+               SELECT 1 FROM outbox o WHERE o.campaign = $1 AND o.contact_id = e.contact_id AND o.entry = e.entry
+                 AND o.status = 'pending' AND o.lease_worker = $11)))",
+        &[&campaign, &now, &contacts, &entries, &steps, &versions, &states, &wakes, &reasons, &since, &me],
     )?;
+    if moved != updates.len() as u64 {
+        return Err(StoreError::LeaseLost(me.to_string()));
+    }
     Ok(())
 }
 
