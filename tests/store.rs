@@ -1133,3 +1133,24 @@ fn postgres_one_of_two_racing_state_changes_wins() {
     assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, StoreError::StateChanged { .. })));
     assert_eq!(db.connect().transitions("c", 10).expect("log").len(), 1, "one change recorded");
 }
+
+#[test]
+fn postgres_a_schema_of_its_own_through_search_path() {
+    let Some(db) = common::postgres("search-path") else { return };
+    let mut raw = db.raw();
+    raw.batch_execute("CREATE TABLE invoices (id INT); CREATE SCHEMA flowc_a; CREATE SCHEMA flowc_b;")
+        .expect("schemas");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let a = format!("{}{sep}options=-csearch_path%3Dflowc_a", db.url);
+    let b = format!("{}{sep}options=-csearch_path%3Dflowc_b", db.url);
+    let mut first = flowc::runtime::postgres::PgStore::connect(&a).expect("schema a");
+    let mut second = flowc::runtime::postgres::PgStore::connect(&b).expect("schema b");
+    first.set_meta("who", "a").expect("meta");
+    second.set_meta("who", "b").expect("meta");
+    assert_eq!(first.meta("who").expect("meta").as_deref(), Some("a"), "two flowc databases in one");
+    let tables: i64 = raw
+        .query_one("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'flowc_a' AND tablename = 'executions'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(tables, 1);
+}
