@@ -644,13 +644,18 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         self.conn()?.tx(|c| {
-            // The contacts' rows are locked first, in one order, so two
-            // workers admitting sends to one contact count one after the
-            // other (and never deadlock).
+            // Each contact's capped sends are counted under a lock of that
+            // contact (a transaction-scoped advisory lock: the contact need
+            // not have a row), taken in one order, so two workers admitting
+            // sends to one contact count one after the other and never deadlock.
             let mut contacts: Vec<&str> = sends.iter().map(|s| s.contact.as_str()).collect();
             contacts.sort_unstable();
             contacts.dedup();
-            c.execute("SELECT 1 FROM contacts WHERE id = ANY ($1) ORDER BY id FOR UPDATE", &[&contacts])?;
+            c.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (
+                   SELECT DISTINCT hashtextextended(u.c, 7) AS k FROM unnest($1::text[]) AS u(c) ORDER BY k) s",
+                &[&contacts],
+            )?;
             // No cap's window is longer than a year: older rows never count again.
             c.execute(
                 "DELETE FROM capped_sends WHERE contact_id = ANY ($1) AND at <= $2",
