@@ -1154,3 +1154,26 @@ fn postgres_a_schema_of_its_own_through_search_path() {
         .get(0);
     assert_eq!(tables, 1);
 }
+
+/// Enrolling a campaign without an audience is one statement in the
+/// store and enrolls what contact-by-contact enrollment enrolls; with an
+/// audience the store leaves it to the engine's evaluator.
+#[test]
+fn postgres_enrolls_a_whole_audience_in_the_store() {
+    let Some(server) = common::postgres_server() else { return };
+    let (everyone, model) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n}\n");
+    let (some, _) =
+        program("campaign c {\n  trigger manual\n  audience plan == pro\n  one: send sms.promotional promo\n}\n");
+    let starts = |s: &dyn Store| s.starts("c", None, 1000).expect("starts");
+    let (inside, each) = (common::PgDb::create(&server, "enroll-in"), common::PgDb::create(&server, "enroll-each"));
+    let (mut a, mut b) = (inside.connect(), each.connect());
+    import(&mut a, &model, 25);
+    import(&mut b, &model, 25);
+    let entry = StepId::from("one");
+    assert_eq!(a.enroll_audience(&everyone, &entry, 7, 5).expect("enroll"), Some(25));
+    assert_eq!(a.enroll_audience(&everyone, &entry, 7, 5).expect("again"), Some(0), "at most once");
+    assert_eq!(flowc::runtime::run::enroll_each(&mut b, &everyone, 7).expect("each"), 25);
+    assert_eq!(starts(&a), starts(&b));
+    assert_eq!(a.claim("c", 7, 100, &[], &worker("w")).expect("due").len(), 25, "due at the wake-up");
+    assert_eq!(a.enroll_audience(&some, &entry, 7, 5).expect("filtered"), None, "the engine evaluates a filter");
+}
