@@ -61,9 +61,9 @@ fn compiled() -> (Vec<Program>, flowc::check::model::Model) {
     (ps, model)
 }
 
-fn run_on(db: &Db, p: &Program) -> Value {
-    let mut store = SqliteStore::open(&db.path).expect("store");
-    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+fn run_on(db: &common::Backend, p: &Program) -> Value {
+    let mut store = db.open();
+    let mut provider = Simulated::open(&db.provider_base(), SimConfig::default()).expect("provider");
     let opts = RunOptions {
         clock: ClockKind::Virtual,
         start: Some(START),
@@ -71,7 +71,7 @@ fn run_on(db: &Db, p: &Program) -> Value {
         engine: EngineConfig { batch: 7, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
     };
-    let r = run::run(&mut store, &mut provider, p, &opts, &mut |_| {}).expect("run");
+    let r = run::run(&mut *store, &mut provider, p, &opts, &mut |_| {}).expect("run");
     serde_json::to_value(&r).expect("json")
 }
 
@@ -125,7 +125,12 @@ fn two_campaigns_over_the_same_contacts_cap_exactly_the_computed_sends() {
     let alpha = ps.iter().find(|p| p.campaign == "alpha").expect("alpha");
     let beta = ps.iter().find(|p| p.campaign == "beta").expect("beta");
     assert_eq!(alpha.delivery.frequency_caps.len(), 2, "the policy reaches the program");
-    let db = Db::new("two");
+    for db in common::backends("two") {
+        two_campaigns_on(&db, alpha, beta, &model);
+    }
+}
+
+fn two_campaigns_on(db: &common::Backend, alpha: &Program, beta: &Program, model: &flowc::check::model::Model) {
     let n: u64 = 40;
     let lines: Vec<String> = (0..n)
         .map(|i| {
@@ -135,13 +140,13 @@ fn two_campaigns_over_the_same_contacts_cap_exactly_the_computed_sends() {
         })
         .collect();
     {
-        let mut store = SqliteStore::open(&db.path).expect("store");
-        let parsed = contacts::parse(&lines.join("\n"), Format::JsonLines, &Schema::from_model(&model));
+        let mut store = db.open();
+        let parsed = contacts::parse(&lines.join("\n"), Format::JsonLines, &Schema::from_model(model));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
         store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
     }
-    let ra = run_on(&db, alpha);
-    let rb = run_on(&db, beta);
+    let ra = run_on(db, alpha);
+    let rb = run_on(db, beta);
     // Beta starts where alpha's virtual clock stopped.
     let beta_start =
         chrono::DateTime::parse_from_rfc3339(ra["clock"].as_str().expect("clock")).expect("rfc3339").timestamp() / 60;
@@ -193,25 +198,30 @@ fn two_campaigns_over_the_same_contacts_cap_exactly_the_computed_sends() {
 /// through, however the commits interleave.
 #[test]
 fn concurrent_writers_never_exceed_a_cap() {
+    for db in common::backends("race") {
+        drop(db.open());
+        writers_race_on(&db);
+    }
+}
+
+fn writers_race_on(db: &common::Backend) {
     use flowc::compile::program::FrequencyCap;
     use flowc::runtime::store::{atomically, CapSend, ContactId};
-    let db = Db::new("race");
-    drop(SqliteStore::open(&db.path).expect("create"));
     let caps = vec![FrequencyCap { channel: None, count: 3, window_minutes: 7 * DAY }];
     let contacts: Vec<ContactId> = (0..20).map(|i| ContactId(format!("c{i:02}"))).collect();
     let admitted = std::thread::scope(|scope| {
         let workers: Vec<_> = ["one", "two"]
             .into_iter()
             .map(|who| {
-                let (path, caps, contacts) = (&db.path, &caps, &contacts);
+                let (caps, contacts) = (&caps, &contacts);
+                let mut store = db.open();
                 scope.spawn(move || {
-                    let mut store = SqliteStore::open(path).expect("store");
                     let mut got = 0usize;
                     for round in 0..10 {
                         for c in contacts {
                             let key = format!("{who}/{c}/{round}");
                             let send = CapSend { contact: c, channel: "email", key: &key };
-                            let fits = atomically(&mut store, |s| s.admit_capped(caps, &[send], START + round))
+                            let fits = atomically(&mut *store, |s| s.admit_capped(caps, &[send], START + round))
                                 .expect("admit");
                             got += fits.iter().filter(|f| **f).count();
                         }
@@ -222,19 +232,23 @@ fn concurrent_writers_never_exceed_a_cap() {
             .collect();
         workers.into_iter().map(|w| w.join().expect("thread")).sum::<usize>()
     });
-    assert_eq!(admitted, 3 * contacts.len());
+    assert_eq!(admitted, 3 * contacts.len(), "{}", db.name());
 }
 
 /// A send that fails for good gives its slot back (a cap counts messages
 /// delivered); one that was delivered keeps it.
 #[test]
 fn a_send_that_fails_for_good_gives_its_slot_back() {
+    for db in common::backends("give-back") {
+        give_back_on(&mut *db.open());
+    }
+}
+
+fn give_back_on(store: &mut dyn Store) {
     use flowc::compile::program::FrequencyCap;
     use flowc::runtime::store::{
         atomically, outbox_key, CapSend, ContactId, Entry, OutboxNew, Round, SendOutcome, WorkerId,
     };
-    let db = Db::new("give-back");
-    let mut store = SqliteStore::open(&db.path).expect("store");
     let caps = vec![FrequencyCap { channel: None, count: 1, window_minutes: 7 * DAY }];
     let c = ContactId("c1".into());
     let row = |step: &str| OutboxNew {
@@ -249,30 +263,30 @@ fn a_send_that_fails_for_good_gives_its_slot_back() {
         price_micros: 1000,
         created_at: START,
     };
-    let admit = |store: &mut SqliteStore, o: &OutboxNew, at: i64| -> bool {
+    let admit = |store: &mut dyn Store, o: &OutboxNew, at: i64| -> bool {
         let send = CapSend { contact: &o.contact, channel: &o.channel, key: &o.key };
         atomically(store, |s| s.admit_capped(&caps, &[send], at)).expect("admit")[0]
     };
     let w = flowc::runtime::store::Lease::new(WorkerId("t".into()));
     let first = row("s1");
-    assert!(admit(&mut store, &first, START));
+    assert!(admit(store, &first, START));
     store.commit("k", &Round { outbox_new: vec![first.clone()], ..Round::default() }, &w, START).expect("row");
-    assert!(!admit(&mut store, &row("s2"), START + 1), "the slot is taken while the send is pending");
+    assert!(!admit(store, &row("s2"), START + 1), "the slot is taken while the send is pending");
     let failed = Round {
         outbox_done: vec![first.outcome(START + 2, SendOutcome::Failed { error: "bounced".into() })],
         ..Round::default()
     };
     store.commit("k", &failed, &w, START + 2).expect("failed");
     let second = row("s2");
-    assert!(admit(&mut store, &second, START + 3), "a failed send gave its slot back");
+    assert!(admit(store, &second, START + 3), "a failed send gave its slot back");
     store.commit("k", &Round { outbox_new: vec![second.clone()], ..Round::default() }, &w, START + 3).expect("row");
     let sent = Round {
         outbox_done: vec![second.outcome(START + 4, SendOutcome::Sent(Default::default()))],
         ..Round::default()
     };
     store.commit("k", &sent, &w, START + 4).expect("sent");
-    assert!(!admit(&mut store, &row("s3"), START + 5), "a delivered send keeps its slot");
-    assert!(admit(&mut store, &row("s4"), START + 3 + 7 * DAY), "until the window has passed");
+    assert!(!admit(store, &row("s3"), START + 5), "a delivered send keeps its slot");
+    assert!(admit(store, &row("s4"), START + 3 + 7 * DAY), "until the window has passed");
 }
 
 /// The store keeps a contact's capped sends only while a cap can still count

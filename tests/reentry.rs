@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::Db;
+use common::Backend;
 
 use flowc::compile::{self, program::Program};
 use flowc::runtime::contacts::{self, Format, Schema};
@@ -15,7 +15,6 @@ use flowc::runtime::facts::ContactEvent;
 use flowc::runtime::ingest::Incoming;
 use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::run::{self, ClockKind, RunOptions};
-use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
 use serde_json::Value;
 use std::sync::atomic::AtomicBool;
@@ -79,10 +78,9 @@ fn expected_after_a_day() -> usize {
         .sum()
 }
 
-fn run_rule(rule: &str) -> (Value, Db) {
+fn run_rule(rule: &str, db: &Backend) -> Value {
     let (p, model) = compiled(rule);
-    let db = Db::new(&rule.replace(' ', "-"));
-    let mut store = SqliteStore::open(&db.path).expect("store");
+    let mut store = db.open();
     let lines: Vec<String> = (0..N)
         .map(|i| {
             serde_json::json!({"id": format!("c{i:02}"), "email": format!("c{i}@example.com"), "consent": ["email"]})
@@ -103,7 +101,7 @@ fn run_rule(rule: &str) -> (Value, Db) {
             });
         }
     }
-    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    let mut provider = Simulated::open(&db.provider_base(), SimConfig::default()).expect("provider");
     let opts = RunOptions {
         clock: ClockKind::Virtual,
         start: Some(START),
@@ -111,8 +109,19 @@ fn run_rule(rule: &str) -> (Value, Db) {
         engine: EngineConfig { batch: 13, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
     };
-    let r = run::run_with_events(&mut store, &mut provider, &p, &opts, events, &mut |_| {}).expect("run");
-    (serde_json::to_value(&r).expect("json"), db)
+    let r = run::run_with_events(&mut *store, &mut provider, &p, &opts, events, &mut |_| {}).expect("run");
+    serde_json::to_value(&r).expect("json")
+}
+
+/// One count read under the store: `sqlite`'s query on the file, `pg`'s on
+/// the PostgreSQL database (where the idempotency key is derived, not stored).
+fn count(db: &Backend, sqlite: &str, pg: &str) -> i64 {
+    match db {
+        Backend::Sqlite(file) => {
+            rusqlite::Connection::open(&file.path).expect("open").query_row(sqlite, [], |r| r.get(0)).expect("count")
+        }
+        Backend::Postgres(pgdb, _) => pgdb.raw().query_one(pg, &[]).expect("count").get(0),
+    }
 }
 
 fn step<'a>(r: &'a Value, id: &str) -> &'a Value {
@@ -120,35 +129,38 @@ fn step<'a>(r: &'a Value, id: &str) -> &'a Value {
 }
 
 fn check(rule: &str, executions: usize) {
-    let (r, db) = run_rule(rule);
+    for db in common::backends(&rule.replace(' ', "-")) {
+        check_on(rule, executions, &db);
+    }
+}
+
+fn check_on(rule: &str, executions: usize, db: &Backend) {
+    let r = run_rule(rule, db);
     assert_eq!(r["executions"]["completed"], executions as u64, "{rule}: {r}");
     assert_eq!(step(&r, "hello")["sent"], executions as u64, "{rule}: {r}");
     assert_eq!(step(&r, "bye")["sent"], executions as u64, "{rule}: {r}");
     assert_eq!(r["provider"]["duplicates"], 0, "{rule}: no re-entry is taken for a duplicate: {r}");
-    let c = rusqlite::Connection::open(&db.path).expect("open");
-    let rows: i64 =
-        c.query_row("SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'", [], |r| r.get(0)).expect("n");
+    let rows = count(
+        db,
+        "SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'",
+        "SELECT COUNT(*) FROM executions WHERE campaign = 'thanks'",
+    );
     assert_eq!(rows as usize, executions, "{rule}");
-    let keys: i64 = c
-        .query_row("SELECT COUNT(DISTINCT key) FROM outbox WHERE campaign = 'thanks' AND step = 'hello'", [], |r| {
-            r.get(0)
-        })
-        .expect("keys");
+    let keys = count(
+        db,
+        "SELECT COUNT(DISTINCT key) FROM outbox WHERE campaign = 'thanks' AND step = 'hello'",
+        "SELECT COUNT(*) FROM (SELECT DISTINCT contact_id, entry FROM outbox WHERE campaign = 'thanks' AND step = 'hello') k",
+    );
     assert_eq!(keys as usize, executions, "{rule}: one idempotency key per execution");
     // `opened(hello)` reads this execution's own `hello` only: `again` is
     // sent at most once per execution, and exactly to those whose own
     // hello the provider reports opened.
-    let again: i64 = c
-        .query_row("SELECT COUNT(*) FROM outbox WHERE campaign = 'thanks' AND step = 'again'", [], |r| r.get(0))
-        .expect("again");
-    let opened: i64 = c
-        .query_row(
-            "SELECT COUNT(*) FROM outbox h WHERE h.campaign = 'thanks' AND h.step = 'hello' AND h.opened_at IS NOT NULL
-               AND h.opened_at <= h.created_at + 2880",
-            [],
-            |r| r.get(0),
-        )
-        .expect("opened");
+    let again_sql = "SELECT COUNT(*) FROM outbox WHERE campaign = 'thanks' AND step = 'again'";
+    let again = count(db, again_sql, again_sql);
+    let opened_sql =
+        "SELECT COUNT(*) FROM outbox h WHERE h.campaign = 'thanks' AND h.step = 'hello' AND h.opened_at IS NOT NULL
+               AND h.opened_at <= h.created_at + 2880";
+    let opened = count(db, opened_sql, opened_sql);
     assert_eq!(again, opened, "{rule}");
 }
 
@@ -173,10 +185,14 @@ fn after_a_day_enrolls_when_the_previous_start_is_a_day_old() {
 /// contact (under re-entry, more than one), through the same key range.
 #[test]
 fn wake_and_exit_touch_each_pending_execution_of_the_contact() {
+    for db in common::backends("wake-exit") {
+        wake_and_exit_on(&mut *db.open());
+    }
+}
+
+fn wake_and_exit_on(store: &mut dyn Store) {
     use flowc::compile::program::Reentry;
     use flowc::runtime::store::{ContactId, Enrollment, StepId, Steps};
-    let db = Db::new("wake-exit");
-    let mut store = SqliteStore::open(&db.path).expect("store");
     let c = ContactId("c1".into());
     let at = |t| Enrollment::new(c.clone(), StepId("w".into()), t);
     let n = store.reenter("k", "v", &[at(START), at(START + 10), at(START + 20)], Reentry::Always, START).expect("in");

@@ -129,22 +129,27 @@ fn set_is_seen_by_later_steps_persisted_and_wakes_other_campaigns() {
 #[test]
 fn a_set_keeps_a_concurrent_change_of_another_field() {
     let (spender, _, model) = programs();
-    let db = Db::new("delta");
-    let mut store = SqliteStore::open(&db.path).expect("store");
+    for db in common::backends("delta") {
+        set_keeps_a_concurrent_change_on(&db, &spender, &model);
+    }
+}
+
+fn set_keeps_a_concurrent_change_on(db: &common::Backend, spender: &Program, model: &flowc::check::model::Model) {
+    let mut store = db.open();
     let line = serde_json::json!({"id": "c1", "email": "c1@example.com", "lifetime_value": 100, "city": "Lyon"});
-    let parsed = contacts::parse(&line.to_string(), Format::JsonLines, &Schema::from_model(&model));
+    let parsed = contacts::parse(&line.to_string(), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &[]).expect("import");
     // Step a batch (it loads the contact with city = Lyon), then an import
     // changes the city before the batch commits: both changes are kept.
     use flowc::runtime::lifecycle::{self, RemovedSteps, State};
-    lifecycle::launch(&mut store, &spender, RemovedSteps::Refuse, START).expect("launch");
-    lifecycle::transition(&mut store, "spender", State::Running, "test", START).expect("running");
-    assert_eq!(run::enroll(&mut store, &spender, START).expect("enroll"), 1);
-    let mut provider = Simulated::open(&db.path, SimConfig::default()).expect("provider");
+    lifecycle::launch(&mut *store, spender, RemovedSteps::Refuse, START).expect("launch");
+    lifecycle::transition(&mut *store, "spender", State::Running, "test", START).expect("running");
+    assert_eq!(run::enroll(&mut *store, spender, START).expect("enroll"), 1);
+    let mut provider = Simulated::open(&db.provider_base(), SimConfig::default()).expect("provider");
     let worker = flowc::runtime::store::Lease::new(flowc::runtime::store::WorkerId("t".into()));
     let stepped = {
         let mut engine = flowc::runtime::engine::Engine::new(
-            &mut store,
+            &mut *store,
             &mut provider,
             spender.clone(),
             EngineConfig::default(),
@@ -154,7 +159,7 @@ fn a_set_keeps_a_concurrent_change_of_another_field() {
         engine.step_batch(START).expect("step")
     };
     let moved = serde_json::json!({"id": "c1", "email": "c1@example.com", "lifetime_value": 100, "city": "Paris"});
-    let parsed = contacts::parse(&moved.to_string(), Format::JsonLines, &Schema::from_model(&model));
+    let parsed = contacts::parse(&moved.to_string(), Format::JsonLines, &Schema::from_model(model));
     store.upsert_contacts(&parsed.contacts, &[]).expect("concurrent import");
     store.commit("spender", &stepped.round, &worker, START).expect("commit");
     let c = store.contact(&ContactId("c1".into())).expect("read").expect("contact");

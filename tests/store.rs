@@ -1133,3 +1133,47 @@ fn postgres_one_of_two_racing_state_changes_wins() {
     assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, StoreError::StateChanged { .. })));
     assert_eq!(db.connect().transitions("c", 10).expect("log").len(), 1, "one change recorded");
 }
+
+#[test]
+fn postgres_a_schema_of_its_own_through_search_path() {
+    let Some(db) = common::postgres("search-path") else { return };
+    let mut raw = db.raw();
+    raw.batch_execute("CREATE TABLE invoices (id INT); CREATE SCHEMA flowc_a; CREATE SCHEMA flowc_b;")
+        .expect("schemas");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let a = format!("{}{sep}options=-csearch_path%3Dflowc_a", db.url);
+    let b = format!("{}{sep}options=-csearch_path%3Dflowc_b", db.url);
+    let mut first = flowc::runtime::postgres::PgStore::connect(&a).expect("schema a");
+    let mut second = flowc::runtime::postgres::PgStore::connect(&b).expect("schema b");
+    first.set_meta("who", "a").expect("meta");
+    second.set_meta("who", "b").expect("meta");
+    assert_eq!(first.meta("who").expect("meta").as_deref(), Some("a"), "two flowc databases in one");
+    let tables: i64 = raw
+        .query_one("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'flowc_a' AND tablename = 'executions'", &[])
+        .expect("count")
+        .get(0);
+    assert_eq!(tables, 1);
+}
+
+/// Enrolling a campaign without an audience is one statement in the
+/// store and enrolls what contact-by-contact enrollment enrolls; with an
+/// audience the store leaves it to the engine's evaluator.
+#[test]
+fn postgres_enrolls_a_whole_audience_in_the_store() {
+    let Some(server) = common::postgres_server() else { return };
+    let (everyone, model) = program("campaign c {\n  trigger manual\n  one: send sms.promotional promo\n}\n");
+    let (some, _) =
+        program("campaign c {\n  trigger manual\n  audience plan == pro\n  one: send sms.promotional promo\n}\n");
+    let starts = |s: &dyn Store| s.starts("c", None, 1000).expect("starts");
+    let (inside, each) = (common::PgDb::create(&server, "enroll-in"), common::PgDb::create(&server, "enroll-each"));
+    let (mut a, mut b) = (inside.connect(), each.connect());
+    import(&mut a, &model, 25);
+    import(&mut b, &model, 25);
+    let entry = StepId::from("one");
+    assert_eq!(a.enroll_audience(&everyone, &entry, 7, 5).expect("enroll"), Some(25));
+    assert_eq!(a.enroll_audience(&everyone, &entry, 7, 5).expect("again"), Some(0), "at most once");
+    assert_eq!(flowc::runtime::run::enroll_each(&mut b, &everyone, 7).expect("each"), 25);
+    assert_eq!(starts(&a), starts(&b));
+    assert_eq!(a.claim("c", 7, 100, &[], &worker("w")).expect("due").len(), 25, "due at the wake-up");
+    assert_eq!(a.enroll_audience(&some, &entry, 7, 5).expect("filtered"), None, "the engine evaluates a filter");
+}

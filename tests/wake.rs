@@ -119,20 +119,29 @@ fn interests_name_the_waiting_steps_and_exits_concern_every_wait_until() {
     assert_eq!(i.fields(["score", "tags"]), Some(steps(&["hold"])));
 }
 
-fn store_with(p: &Program) -> SqliteStore {
+/// A store on every backend (SQLite in memory, PostgreSQL when given), each
+/// with `p` launched and RUNNING; the PostgreSQL database lives as long as
+/// its store is used.
+fn stores_with(p: &Program, name: &str) -> Vec<(Box<dyn Store>, Option<common::PgDb>)> {
     codec::validate(p).expect("a valid program");
-    let mut s = SqliteStore::open_in_memory().expect("store");
-    s.put_campaign(
-        &flowc::runtime::store::CampaignVersion {
-            name: &p.campaign,
-            version: &p.version.0,
-            program: &codec::to_binary(p),
-            state: CampaignState::Running,
-        },
-        START,
-    )
-    .expect("campaign");
-    s
+    let mut out: Vec<(Box<dyn Store>, Option<common::PgDb>)> =
+        vec![(Box::new(SqliteStore::open_in_memory().expect("store")), None)];
+    if let Some(pg) = common::postgres(name) {
+        out.push((Box::new(pg.connect()), Some(pg)));
+    }
+    for (s, _) in &mut out {
+        s.put_campaign(
+            &flowc::runtime::store::CampaignVersion {
+                name: &p.campaign,
+                version: &p.version.0,
+                program: &codec::to_binary(p),
+                state: CampaignState::Running,
+            },
+            START,
+        )
+        .expect("campaign");
+    }
+    out
 }
 
 fn id(i: usize) -> String {
@@ -149,36 +158,37 @@ fn incoming(contact: &str, name: &str, at: i64) -> Incoming {
 #[test]
 fn an_event_wakes_exactly_the_executions_it_concerns() {
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    let n = 20_000;
-    let entries: Vec<Enrollment> = (0..n)
-        .map(|i| {
-            Enrollment::new(
-                id(i).as_str().into(),
-                flowc::check::model::StepId::from(if i % 2 == 0 { "hold" } else { "other" }),
-                LATER,
-            )
-        })
-        .collect();
-    assert_eq!(store.enroll("w", &p.version.0, &entries, START).expect("enroll"), n as u64);
+    for (mut store, _db) in stores_with(&p, "wake-1") {
+        let n = 20_000;
+        let entries: Vec<Enrollment> = (0..n)
+            .map(|i| {
+                Enrollment::new(
+                    id(i).as_str().into(),
+                    flowc::check::model::StepId::from(if i % 2 == 0 { "hold" } else { "other" }),
+                    LATER,
+                )
+            })
+            .collect();
+        assert_eq!(store.enroll("w", &p.version.0, &entries, START).expect("enroll"), n as u64);
 
-    // Unrelated events for everyone touch nothing.
-    let unrelated: Vec<Incoming> = (0..n).step_by(50).map(|i| incoming(&id(i), "page.viewed", START + 5)).collect();
-    assert_eq!(ingest::store_and_wake(&mut store, &unrelated).expect("ingest").woken, 0);
+        // Unrelated events for everyone touch nothing.
+        let unrelated: Vec<Incoming> = (0..n).step_by(50).map(|i| incoming(&id(i), "page.viewed", START + 5)).collect();
+        assert_eq!(ingest::store_and_wake(&mut *store, &unrelated).expect("ingest").woken, 0);
 
-    // 400 distinct contacts, each twice (the second event finds it already due).
-    let mut events: Vec<Incoming> =
-        (0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 10)).collect();
-    events.extend((0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 20)));
-    let concerned: BTreeSet<usize> = (0..400).map(|k| k * 37 % n).filter(|i| i % 2 == 0).collect();
-    let before = wake::touched();
-    let woken = ingest::store_and_wake(&mut store, &events).expect("ingest").woken;
-    assert_eq!(woken, concerned.len() as u64);
-    assert!(wake::touched() - before >= woken, "the process-wide counter sums every wake-up");
-    assert_eq!(store.next_wake("w").expect("next"), Some(START + 10));
+        // 400 distinct contacts, each twice (the second event finds it already due).
+        let mut events: Vec<Incoming> =
+            (0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 10)).collect();
+        events.extend((0..400).map(|k| incoming(&id(k * 37 % n), "order.completed", START + 20)));
+        let concerned: BTreeSet<usize> = (0..400).map(|k| k * 37 % n).filter(|i| i % 2 == 0).collect();
+        let before = wake::touched();
+        let woken = ingest::store_and_wake(&mut *store, &events).expect("ingest").woken;
+        assert_eq!(woken, concerned.len() as u64);
+        assert!(wake::touched() - before >= woken, "the process-wide counter sums every wake-up");
+        assert_eq!(store.next_wake("w").expect("next"), Some(START + 10));
 
-    // Waking again at a later time changes nothing: they are already due earlier.
-    assert_eq!(ingest::store_and_wake(&mut store, &events[..400]).expect("again").woken, 0);
+        // Waking again at a later time changes nothing: they are already due earlier.
+        assert_eq!(ingest::store_and_wake(&mut *store, &events[..400]).expect("again").woken, 0);
+    }
 }
 
 /// An exit event wakes the contact's execution at any `wait until`, and
@@ -189,95 +199,99 @@ fn an_event_wakes_exactly_the_executions_it_concerns() {
 #[test]
 fn an_exit_event_wakes_every_wait_until_but_not_a_plain_wait() {
     let p = waiting_program(vec![Exit::Event { event: event("page.viewed") }]);
-    let mut store = store_with(&p);
-    let entries = vec![
-        Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER),
-        Enrollment::new("b".into(), flowc::check::model::StepId::from("other"), LATER),
-        Enrollment::new("c".into(), flowc::check::model::StepId::from("last"), LATER),
-    ];
-    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
-    let evs = vec![
-        incoming("a", "page.viewed", START + 1),
-        incoming("b", "page.viewed", START + 1),
-        incoming("c", "page.viewed", START + 1),
-        incoming("z", "page.viewed", START + 1),
-    ];
-    assert_eq!(ingest::store_and_wake(&mut store, &evs).expect("ingest").woken, 1);
-    assert_eq!(store.next_wake("w").expect("next"), Some(START + 1));
+    for (mut store, _db) in stores_with(&p, "wake-2") {
+        let entries = vec![
+            Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER),
+            Enrollment::new("b".into(), flowc::check::model::StepId::from("other"), LATER),
+            Enrollment::new("c".into(), flowc::check::model::StepId::from("last"), LATER),
+        ];
+        store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+        let evs = vec![
+            incoming("a", "page.viewed", START + 1),
+            incoming("b", "page.viewed", START + 1),
+            incoming("c", "page.viewed", START + 1),
+            incoming("z", "page.viewed", START + 1),
+        ];
+        assert_eq!(ingest::store_and_wake(&mut *store, &evs).expect("ingest").woken, 1);
+        assert_eq!(store.next_wake("w").expect("next"), Some(START + 1));
+    }
 }
 
 #[test]
 fn a_campaign_that_is_not_running_or_paused_is_not_woken() {
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    store
-        .enroll(
-            "w",
-            &p.version.0,
-            &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
-            START,
-        )
-        .expect("enroll");
-    store.set_state("w", CampaignState::Running, CampaignState::Completed, "test", START).expect("state");
-    assert_eq!(
-        ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
-        0
-    );
-    store.set_state("w", CampaignState::Completed, CampaignState::Paused, "test", START).expect("state");
-    assert_eq!(
-        ingest::store_and_wake(&mut store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
-        1
-    );
+    for (mut store, _db) in stores_with(&p, "wake-3") {
+        store
+            .enroll(
+                "w",
+                &p.version.0,
+                &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
+                START,
+            )
+            .expect("enroll");
+        store.set_state("w", CampaignState::Running, CampaignState::Completed, "test", START).expect("state");
+        assert_eq!(
+            ingest::store_and_wake(&mut *store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
+            0
+        );
+        store.set_state("w", CampaignState::Completed, CampaignState::Paused, "test", START).expect("state");
+        assert_eq!(
+            ingest::store_and_wake(&mut *store, &[incoming("a", "order.completed", START + 1)]).expect("ingest").woken,
+            1
+        );
+    }
 }
 
 #[test]
 fn a_tag_change_of_another_campaign_wakes_the_arm_that_reads_tags() {
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    store
-        .enroll(
-            "w",
-            &p.version.0,
-            &[
-                Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER),
-                Enrollment::new("b".into(), flowc::check::model::StepId::from("other"), LATER),
-            ],
-            START,
-        )
-        .expect("enroll");
-    let deltas = vec![
-        TagDelta { contact: "a".into(), add: vec!["vip".into()], remove: vec![] },
-        TagDelta { contact: "b".into(), add: vec!["vip".into()], remove: vec![] },
-    ];
-    assert_eq!(
-        wake::tags_changed(&mut store, "w", &deltas, START + 3).expect("own"),
-        0,
-        "a campaign's own tag steps do not wake it"
-    );
-    assert_eq!(wake::tags_changed(&mut store, "tagger", &deltas, START + 3).expect("other"), 1);
-    assert_eq!(store.next_wake("w").expect("next"), Some(START + 3));
+    for (mut store, _db) in stores_with(&p, "wake-4") {
+        store
+            .enroll(
+                "w",
+                &p.version.0,
+                &[
+                    Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER),
+                    Enrollment::new("b".into(), flowc::check::model::StepId::from("other"), LATER),
+                ],
+                START,
+            )
+            .expect("enroll");
+        let deltas = vec![
+            TagDelta { contact: "a".into(), add: vec!["vip".into()], remove: vec![] },
+            TagDelta { contact: "b".into(), add: vec!["vip".into()], remove: vec![] },
+        ];
+        assert_eq!(
+            wake::tags_changed(&mut *store, "w", &deltas, START + 3).expect("own"),
+            0,
+            "a campaign's own tag steps do not wake it"
+        );
+        assert_eq!(wake::tags_changed(&mut *store, "tagger", &deltas, START + 3).expect("other"), 1);
+        assert_eq!(store.next_wake("w").expect("next"), Some(START + 3));
+    }
 }
 
 #[test]
 fn the_store_wakes_one_row_by_its_key_and_only_earlier() {
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    store
-        .enroll(
-            "w",
-            &p.version.0,
-            &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
-            START,
-        )
-        .expect("enroll");
-    let (a, nobody) = (ContactId::from("a"), ContactId::from("nobody"));
-    let (other, hold) = (StepId::from("other"), StepId::from("hold"));
-    assert_eq!(store.wake("w", &a, Steps::Only(&[&other]), START).expect("wake"), 0);
-    assert_eq!(store.wake("w", &a, Steps::Only(&[]), START).expect("wake"), 0);
-    assert_eq!(store.wake("w", &a, Steps::Only(&[&other, &hold]), START + 5).expect("wake"), 1);
-    assert_eq!(store.wake("w", &a, Steps::Any, START + 9).expect("later"), 0);
-    assert_eq!(store.wake("w", &a, Steps::Any, START + 1).expect("earlier"), 1);
-    assert_eq!(store.wake("w", &nobody, Steps::Any, START).expect("nobody"), 0);
+    for (mut store, _db) in stores_with(&p, "wake-5") {
+        store
+            .enroll(
+                "w",
+                &p.version.0,
+                &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
+                START,
+            )
+            .expect("enroll");
+        let (a, nobody) = (ContactId::from("a"), ContactId::from("nobody"));
+        let (other, hold) = (StepId::from("other"), StepId::from("hold"));
+        assert_eq!(store.wake("w", &a, Steps::Only(&[&other]), START).expect("wake"), 0);
+        assert_eq!(store.wake("w", &a, Steps::Only(&[]), START).expect("wake"), 0);
+        assert_eq!(store.wake("w", &a, Steps::Only(&[&other, &hold]), START + 5).expect("wake"), 1);
+        assert_eq!(store.wake("w", &a, Steps::Any, START + 9).expect("later"), 0);
+        assert_eq!(store.wake("w", &a, Steps::Any, START + 1).expect("earlier"), 1);
+        assert_eq!(store.wake("w", &nobody, Steps::Any, START).expect("nobody"), 0);
+    }
 }
 
 #[test]
@@ -294,19 +308,24 @@ fn a_contact_change_wakes_what_reads_the_changed_fields() {
     assert_eq!(wake::changed_fields(Some(&rec(&["x"], "pro")), &rec(&["x", "vip"], "free")), vec!["tags", "plan"]);
 
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    store
-        .enroll(
-            "w",
-            &p.version.0,
-            &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
-            START,
-        )
-        .expect("enroll");
-    let only_plan = vec![(Some(rec(&[], "free")), rec(&[], "pro"))];
-    assert_eq!(wake::contacts_changed(&mut store, &only_plan, &[], START).expect("plan"), 0, "nothing waits on `plan`");
-    let tagged = vec![(Some(rec(&[], "pro")), rec(&["vip"], "pro"))];
-    assert_eq!(wake::contacts_changed(&mut store, &tagged, &[], START).expect("tags"), 1);
+    for (mut store, _db) in stores_with(&p, "wake-6") {
+        store
+            .enroll(
+                "w",
+                &p.version.0,
+                &[Enrollment::new("a".into(), flowc::check::model::StepId::from("hold"), LATER)],
+                START,
+            )
+            .expect("enroll");
+        let only_plan = vec![(Some(rec(&[], "free")), rec(&[], "pro"))];
+        assert_eq!(
+            wake::contacts_changed(&mut *store, &only_plan, &[], START).expect("plan"),
+            0,
+            "nothing waits on `plan`"
+        );
+        let tagged = vec![(Some(rec(&[], "pro")), rec(&["vip"], "pro"))];
+        assert_eq!(wake::contacts_changed(&mut *store, &tagged, &[], START).expect("tags"), 1);
+    }
 }
 
 #[test]
@@ -337,34 +356,35 @@ fn one_check_for_every_way_an_event_comes_in() {
 fn a_replay_ingests_due_events_once_and_resumes_where_it_got() {
     use flowc::runtime::ingest::Replay;
     let p = waiting_program(vec![]);
-    let mut store = store_with(&p);
-    let entries: Vec<Enrollment> = ["a", "b", "c"]
-        .iter()
-        .map(|c| Enrollment::new((*c).into(), flowc::check::model::StepId::from("hold"), LATER))
-        .collect();
-    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
-    let timeline = vec![
-        incoming("c", "order.completed", START + 30),
-        incoming("a", "order.completed", START + 10),
-        incoming("b", "order.completed", START + 20),
-    ];
-    let mut replay = Replay::resume(&store, "w", timeline.clone()).expect("replay");
-    assert_eq!(replay.next_at(), Some(START + 10), "in time order");
-    assert_eq!(replay.ingest_due(&mut store, "w", START + 5).expect("none due").woken, 0);
-    assert_eq!(replay.ingest_due(&mut store, "w", START + 20).expect("two due").woken, 2);
-    assert_eq!(
-        store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(),
-        2,
-        "c's event is still to come"
-    );
-    assert_eq!(replay.next_at(), Some(START + 30));
+    for (mut store, _db) in stores_with(&p, "wake-7") {
+        let entries: Vec<Enrollment> = ["a", "b", "c"]
+            .iter()
+            .map(|c| Enrollment::new((*c).into(), flowc::check::model::StepId::from("hold"), LATER))
+            .collect();
+        store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+        let timeline = vec![
+            incoming("c", "order.completed", START + 30),
+            incoming("a", "order.completed", START + 10),
+            incoming("b", "order.completed", START + 20),
+        ];
+        let mut replay = Replay::resume(&*store, "w", timeline.clone()).expect("replay");
+        assert_eq!(replay.next_at(), Some(START + 10), "in time order");
+        assert_eq!(replay.ingest_due(&mut *store, "w", START + 5).expect("none due").woken, 0);
+        assert_eq!(replay.ingest_due(&mut *store, "w", START + 20).expect("two due").woken, 2);
+        assert_eq!(
+            store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(),
+            2,
+            "c's event is still to come"
+        );
+        assert_eq!(replay.next_at(), Some(START + 30));
 
-    // A new process reads the same file: a and b are not stored or woken again.
-    let mut again = Replay::resume(&store, "w", timeline).expect("resume");
-    assert_eq!(again.next_at(), Some(START + 30));
-    assert_eq!(again.ingest_due(&mut store, "w", START + 100).expect("the rest").woken, 1);
-    assert_eq!(again.next_at(), None);
-    assert_eq!(store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(), 3);
+        // A new process reads the same file: a and b are not stored or woken again.
+        let mut again = Replay::resume(&*store, "w", timeline).expect("resume");
+        assert_eq!(again.next_at(), Some(START + 30));
+        assert_eq!(again.ingest_due(&mut *store, "w", START + 100).expect("the rest").woken, 1);
+        assert_eq!(again.next_at(), None);
+        assert_eq!(store.events_for(&[&"a".into(), &"b".into(), &"c".into()]).expect("events").len(), 3);
+    }
 }
 
 /// `flowc contacts import` replaces contacts: their executions waiting on a
@@ -476,29 +496,32 @@ fn an_exit_event_completes_pending_executions_but_never_a_send_in_flight() {
         Exit::Event { event: event("page.viewed") },
         Exit::Event { event: event("page.viewed") },
     ]);
-    let mut store = store_with(&p);
-    let at = |contact: &str, step: &str, wake_at: i64| Enrollment::new(contact.into(), StepId::from(step), wake_at);
-    let entries = vec![
-        at("plain", "other", START),
-        at("until", "hold", START),
-        at("busy", "other", START),
-        at("new", "last", LATER),
-    ];
-    store.enroll("w", &p.version.0, &entries, START).expect("enroll");
-    let records: Vec<ContactRecord> = ["plain", "until", "busy", "new"]
-        .iter()
-        .map(|c| ContactRecord { id: ContactId::from(*c), ..Default::default() })
-        .collect();
-    store.upsert_contacts(&records, &[]).expect("contacts");
-    let round = Round { parked: vec![("busy".into(), flowc::runtime::store::Entry::FIRST)], ..Round::default() };
-    store.commit("w", &round, &flowc::runtime::store::Lease::new(WorkerId::this_process()), START).expect("claim");
-    let evs: Vec<Incoming> =
-        ["plain", "until", "busy", "new", "nobody"].iter().map(|c| incoming(c, "page.viewed", START + 60)).collect();
-    ingest::store_and_wake(&mut store, &evs).expect("ingest");
-    assert_eq!(store.exit_counts("w").expect("exits"), [("exit:2".to_string(), 2)].into_iter().collect());
-    let counts = store.counts("w").expect("counts");
-    assert_eq!(counts.get(&ExecState::Completed), Some(&2));
-    assert_eq!(counts.get(&ExecState::Processing), Some(&1), "a send in flight is never interrupted");
-    assert_eq!(counts.get(&ExecState::Pending), Some(&1), "started after the event");
-    assert_eq!(store.next_wake("w").expect("next"), Some(LATER), "the exited ones no longer wake");
+    for (mut store, _db) in stores_with(&p, "wake-8") {
+        let at = |contact: &str, step: &str, wake_at: i64| Enrollment::new(contact.into(), StepId::from(step), wake_at);
+        let entries = vec![
+            at("plain", "other", START),
+            at("until", "hold", START),
+            at("busy", "other", START),
+            at("new", "last", LATER),
+        ];
+        store.enroll("w", &p.version.0, &entries, START).expect("enroll");
+        let records: Vec<ContactRecord> = ["plain", "until", "busy", "new"]
+            .iter()
+            .map(|c| ContactRecord { id: ContactId::from(*c), ..Default::default() })
+            .collect();
+        store.upsert_contacts(&records, &[]).expect("contacts");
+        let round = Round { parked: vec![("busy".into(), flowc::runtime::store::Entry::FIRST)], ..Round::default() };
+        store.commit("w", &round, &flowc::runtime::store::Lease::new(WorkerId::this_process()), START).expect("claim");
+        let evs: Vec<Incoming> = ["plain", "until", "busy", "new", "nobody"]
+            .iter()
+            .map(|c| incoming(c, "page.viewed", START + 60))
+            .collect();
+        ingest::store_and_wake(&mut *store, &evs).expect("ingest");
+        assert_eq!(store.exit_counts("w").expect("exits"), [("exit:2".to_string(), 2)].into_iter().collect());
+        let counts = store.counts("w").expect("counts");
+        assert_eq!(counts.get(&ExecState::Completed), Some(&2));
+        assert_eq!(counts.get(&ExecState::Processing), Some(&1), "a send in flight is never interrupted");
+        assert_eq!(counts.get(&ExecState::Pending), Some(&1), "started after the event");
+        assert_eq!(store.next_wake("w").expect("next"), Some(LATER), "the exited ones no longer wake");
+    }
 }

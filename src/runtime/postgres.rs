@@ -13,165 +13,20 @@
 use super::facts::{ContactEvent, ContactRecord, SentMessage};
 use super::store::*;
 use crate::compile::program::FieldDef;
-use ::postgres::types::ToSql;
-use ::postgres::{Client, NoTls, Row, Statement};
+use ::postgres::{NoTls, Row};
 use std::cell::{RefCell, RefMut};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 mod audience;
 mod claim;
+mod conn;
 mod round;
 mod schema;
 
-/// A statement's parameters.
-type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+use conn::Conn;
 
 pub struct PgStore {
     conn: RefCell<Conn>,
-}
-
-/// The connection with its prepared statements and open transaction depth.
-pub(crate) struct Conn {
-    client: Client,
-    statements: HashMap<String, Statement>,
-    /// 0 outside a transaction; each `tx`/`begin` inside one adds a savepoint.
-    depth: u32,
-    /// A statement failed inside the open transaction and no savepoint has
-    /// been rolled back to since: PostgreSQL refuses everything until the
-    /// rollback, and a COMMIT would silently roll back, so it is refused.
-    aborted: bool,
-}
-
-fn classify(e: ::postgres::Error) -> StoreError {
-    use ::postgres::error::SqlState;
-    if let Some(db) = e.as_db_error() {
-        let code = db.code();
-        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
-            return StoreError::Other(format!(
-                "the database refused a transaction that raced another worker's ({}); try again",
-                db.message()
-            ));
-        }
-        if *code == SqlState::LOCK_NOT_AVAILABLE {
-            return StoreError::Locked(db.message().to_string());
-        }
-        return StoreError::Other(format!("{}: {}", db.severity(), db.message()));
-    }
-    if e.is_closed() {
-        return StoreError::Other("the connection to PostgreSQL was closed".into());
-    }
-    StoreError::Other(e.to_string())
-}
-
-impl Conn {
-    fn failed(&mut self, e: ::postgres::Error) -> StoreError {
-        if self.depth > 0 {
-            self.aborted = true;
-        }
-        classify(e)
-    }
-
-    /// The prepared statement for `sql`, prepared on first use.
-    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql).map_err(|e| self.failed(e))?;
-        self.statements.insert(sql.to_string(), s.clone());
-        Ok(s)
-    }
-
-    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.query(&s, params).map_err(|e| self.failed(e))
-    }
-
-    fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.query_one(&s, params).map_err(|e| self.failed(e))
-    }
-
-    fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.query_opt(&s, params).map_err(|e| self.failed(e))
-    }
-
-    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
-        let s = self.statement(sql)?;
-        self.client.execute(&s, params).map_err(|e| self.failed(e))
-    }
-
-    /// Statements without parameters (schema, transaction control).
-    fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        self.client.batch_execute(sql).map_err(|e| self.failed(e))
-    }
-
-    fn open(&mut self) -> Result<(), StoreError> {
-        if self.depth == 0 {
-            self.aborted = false;
-            self.batch("BEGIN")?;
-        } else {
-            self.batch(&format!("SAVEPOINT flowc_{}", self.depth))?;
-        }
-        self.depth += 1;
-        Ok(())
-    }
-
-    fn close(&mut self, end: TxEnd) -> Result<(), StoreError> {
-        if self.depth == 0 {
-            // Nothing open (a failed COMMIT already ended it): nothing to end.
-            return match end {
-                TxEnd::Commit => Err(StoreError::Other("no open transaction to commit".into())),
-                TxEnd::Rollback => Ok(()),
-            };
-        }
-        self.depth -= 1;
-        let outer = self.depth == 0;
-        match (end, outer) {
-            (TxEnd::Commit, true) if self.aborted => {
-                self.aborted = false;
-                self.batch("ROLLBACK")?;
-                Err(StoreError::Other(
-                    "a statement of the transaction failed earlier; nothing of it was written".into(),
-                ))
-            }
-            (TxEnd::Commit, true) => {
-                let r = self.batch("COMMIT");
-                self.aborted = false;
-                r
-            }
-            (TxEnd::Rollback, true) => {
-                self.aborted = false;
-                self.batch("ROLLBACK")
-            }
-            (TxEnd::Commit, false) => self.batch(&format!("RELEASE SAVEPOINT flowc_{}", self.depth)),
-            (TxEnd::Rollback, false) => {
-                let sp = format!("ROLLBACK TO SAVEPOINT flowc_{0}; RELEASE SAVEPOINT flowc_{0}", self.depth);
-                // Back at the savepoint the transaction is usable again.
-                let r = self.client.batch_execute(&sp).map_err(classify);
-                if r.is_ok() {
-                    self.aborted = false;
-                }
-                r
-            }
-        }
-    }
-
-    /// Runs `f` as one transaction (a savepoint inside an open one): all of
-    /// it is written or none.
-    fn tx<T>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        self.open()?;
-        match f(self) {
-            Ok(v) => {
-                self.close(TxEnd::Commit)?;
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.close(TxEnd::Rollback);
-                Err(e)
-            }
-        }
-    }
 }
 
 /// Where a connection goes, for messages: never the password.
@@ -207,7 +62,7 @@ impl PgStore {
         let client = config
             .connect(NoTls)
             .map_err(|e| StoreError::Other(format!("cannot connect to PostgreSQL at {}: {e}", describe(&config))))?;
-        let mut conn = Conn { client, statements: HashMap::new(), depth: 0, aborted: false };
+        let mut conn = Conn::new(client);
         schema::migrate(&mut conn)?;
         Ok(PgStore { conn: RefCell::new(conn) })
     }
@@ -342,6 +197,9 @@ const LONGEST_CAP_WINDOW: i64 = 365 * 24 * 60;
 
 /// How many contacts one page of streaming holds.
 const PAGE: usize = 5_000;
+
+/// How many contacts one statement of store-side enrollment takes.
+const ENROLL_CHUNK: i64 = 100_000;
 
 impl Store for PgStore {
     fn put_campaign(&mut self, campaign: &CampaignVersion<'_>, now: i64) -> Result<(), StoreError> {
@@ -644,13 +502,18 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         self.conn()?.tx(|c| {
-            // The contacts' rows are locked first, in one order, so two
-            // workers admitting sends to one contact count one after the
-            // other (and never deadlock).
+            // Each contact's capped sends are counted under a lock of that
+            // contact (a transaction-scoped advisory lock: the contact need
+            // not have a row), taken in one order, so two workers admitting
+            // sends to one contact count one after the other and never deadlock.
             let mut contacts: Vec<&str> = sends.iter().map(|s| s.contact.as_str()).collect();
             contacts.sort_unstable();
             contacts.dedup();
-            c.execute("SELECT 1 FROM contacts WHERE id = ANY ($1) ORDER BY id FOR UPDATE", &[&contacts])?;
+            c.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (
+                   SELECT DISTINCT hashtextextended(u.c, 7) AS k FROM unnest($1::text[]) AS u(c) ORDER BY k) s",
+                &[&contacts],
+            )?;
             // No cap's window is longer than a year: older rows never count again.
             c.execute(
                 "DELETE FROM capped_sends WHERE contact_id = ANY ($1) AND at <= $2",
@@ -757,15 +620,40 @@ impl Store for PgStore {
 
     fn enroll_audience(
         &mut self,
-        _program: &crate::compile::program::Program,
-        _step: &StepId,
-        _wake: i64,
-        _now: i64,
+        program: &crate::compile::program::Program,
+        step: &StepId,
+        wake: i64,
+        now: i64,
     ) -> Result<Option<u64>, StoreError> {
-        // The conditions are not compiled to PostgreSQL's SQL yet: the
-        // caller enrolls page by page with the engine's evaluator (one
-        // batched insert per page).
-        Ok(None)
+        // Conditions are not compiled to PostgreSQL's SQL yet: an audience
+        // with a filter is enrolled page by page with the engine's
+        // evaluator. Everyone is one statement per chunk of contacts.
+        if program.audience.is_some() {
+            return Ok(None);
+        }
+        let (campaign, version) = (program.campaign.as_str(), program.version.0.as_str());
+        let mut c = self.conn()?;
+        let mut after = String::new();
+        let mut enrolled = 0;
+        loop {
+            // Chunks in id order, each its own transaction, so no one
+            // transaction holds the whole audience.
+            let last: Option<String> = c
+                .query_one(
+                    "SELECT MAX(id) FROM (SELECT id FROM contacts WHERE id > $1 ORDER BY id LIMIT $2) chunk",
+                    &[&after, &ENROLL_CHUNK],
+                )?
+                .get(0);
+            let Some(last) = last else { return Ok(Some(enrolled)) };
+            // The execution starts at its first wake-up.
+            enrolled += c.execute(
+                "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, started_at, updated_at)
+                 SELECT $1, id, $2, $3, 'pending', $4, $4, $5 FROM contacts WHERE id > $6 AND id <= $7
+                 ON CONFLICT DO NOTHING",
+                &[&campaign, &version, &step.0, &wake, &now, &after, &last],
+            )?;
+            after = last;
+        }
     }
 
     fn audience(

@@ -227,7 +227,7 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
             if tables > 0 {
                 return Err(StoreError::Corrupt(format!(
                     "schema `{schema}` holds tables of something else; give flowc a database (or a schema, \
-                     `options=-csearch_path=NAME`) of its own"
+                     `?options=-csearch_path%3DNAME`) of its own"
                 )));
             }
             c.batch("CREATE TABLE flowc_schema (version INTEGER NOT NULL); INSERT INTO flowc_schema VALUES (0);")?;

@@ -1,0 +1,159 @@
+//! The PostgreSQL store's connection: statements prepared once and kept,
+//! transactions that nest as savepoints (`Store::begin`, `Conn::tx`), and
+//! the client's errors as `StoreError`s.
+
+use crate::runtime::store::{StoreError, TxEnd};
+use ::postgres::types::ToSql;
+use ::postgres::{Client, Row, Statement};
+use std::collections::HashMap;
+
+/// A statement's parameters.
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// The connection with its prepared statements and open transaction depth.
+pub(super) struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    /// 0 outside a transaction; each `tx`/`begin` inside one adds a savepoint.
+    depth: u32,
+    /// A statement failed inside the open transaction and no savepoint has
+    /// been rolled back to since: PostgreSQL refuses everything until the
+    /// rollback, and a COMMIT would silently roll back, so it is refused.
+    aborted: bool,
+}
+
+pub(super) fn classify(e: ::postgres::Error) -> StoreError {
+    use ::postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED {
+            return StoreError::Other(format!(
+                "the database refused a transaction that raced another worker's ({}); try again",
+                db.message()
+            ));
+        }
+        if *code == SqlState::LOCK_NOT_AVAILABLE {
+            return StoreError::Locked(db.message().to_string());
+        }
+        return StoreError::Other(format!("{}: {}", db.severity(), db.message()));
+    }
+    if e.is_closed() {
+        return StoreError::Other("the connection to PostgreSQL was closed".into());
+    }
+    StoreError::Other(e.to_string())
+}
+
+impl Conn {
+    pub(super) fn new(client: Client) -> Conn {
+        Conn { client, statements: HashMap::new(), depth: 0, aborted: false }
+    }
+
+    fn failed(&mut self, e: ::postgres::Error) -> StoreError {
+        if self.depth > 0 {
+            self.aborted = true;
+        }
+        classify(e)
+    }
+
+    /// The prepared statement for `sql`, prepared on first use.
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql).map_err(|e| self.failed(e))?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub(super) fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        self.client.query(&s, params).map_err(|e| self.failed(e))
+    }
+
+    pub(super) fn query_one(&mut self, sql: &str, params: Params<'_>) -> Result<Row, StoreError> {
+        let s = self.statement(sql)?;
+        self.client.query_one(&s, params).map_err(|e| self.failed(e))
+    }
+
+    pub(super) fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        self.client.query_opt(&s, params).map_err(|e| self.failed(e))
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        self.client.execute(&s, params).map_err(|e| self.failed(e))
+    }
+
+    /// Statements without parameters (schema, transaction control).
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        self.client.batch_execute(sql).map_err(|e| self.failed(e))
+    }
+
+    pub(super) fn open(&mut self) -> Result<(), StoreError> {
+        if self.depth == 0 {
+            self.aborted = false;
+            self.batch("BEGIN")?;
+        } else {
+            self.batch(&format!("SAVEPOINT flowc_{}", self.depth))?;
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    pub(super) fn close(&mut self, end: TxEnd) -> Result<(), StoreError> {
+        if self.depth == 0 {
+            // Nothing open (a failed COMMIT already ended it): nothing to end.
+            return match end {
+                TxEnd::Commit => Err(StoreError::Other("no open transaction to commit".into())),
+                TxEnd::Rollback => Ok(()),
+            };
+        }
+        self.depth -= 1;
+        let outer = self.depth == 0;
+        match (end, outer) {
+            (TxEnd::Commit, true) if self.aborted => {
+                self.aborted = false;
+                self.batch("ROLLBACK")?;
+                Err(StoreError::Other(
+                    "a statement of the transaction failed earlier; nothing of it was written".into(),
+                ))
+            }
+            (TxEnd::Commit, true) => {
+                let r = self.batch("COMMIT");
+                self.aborted = false;
+                r
+            }
+            (TxEnd::Rollback, true) => {
+                self.aborted = false;
+                self.batch("ROLLBACK")
+            }
+            (TxEnd::Commit, false) => self.batch(&format!("RELEASE SAVEPOINT flowc_{}", self.depth)),
+            (TxEnd::Rollback, false) => {
+                let sp = format!("ROLLBACK TO SAVEPOINT flowc_{0}; RELEASE SAVEPOINT flowc_{0}", self.depth);
+                // Back at the savepoint the transaction is usable again.
+                let r = self.client.batch_execute(&sp).map_err(classify);
+                if r.is_ok() {
+                    self.aborted = false;
+                }
+                r
+            }
+        }
+    }
+
+    /// Runs `f` as one transaction (a savepoint inside an open one): all of
+    /// it is written or none.
+    pub(super) fn tx<T>(&mut self, f: impl FnOnce(&mut Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.open()?;
+        match f(self) {
+            Ok(v) => {
+                self.close(TxEnd::Commit)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.close(TxEnd::Rollback);
+                Err(e)
+            }
+        }
+    }
+}
