@@ -259,6 +259,8 @@ fn a_round_commits_sends_outcomes_and_counts(s: &mut dyn Store) {
 
 fn retries_park_executions_and_settling_releases_them(s: &mut dyn Store) {
     s.upsert_contacts(&[record("a", &[])], &[]).expect("upsert");
+    // A shared store reserves a send's price when its outbox row commits.
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
     s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0)], 0).expect("enroll");
     assert_eq!(s.claim("k", 0, 10, &[], &worker("w1")).expect("claim").len(), 1);
     let sent = Round {
@@ -942,6 +944,7 @@ fn postgres_a_commit_under_a_lapsed_lease_writes_nothing() {
     let Some(db) = common::postgres("lapsed") else { return };
     let mut s = db.connect();
     shared_campaign(&mut s, 3);
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
     let slow = short_lease("slow", 50);
     let due = s.claim("k", 10, 10, &[], &slow).expect("claim");
     assert_eq!(due.len(), 3);
@@ -957,7 +960,7 @@ fn postgres_a_commit_under_a_lapsed_lease_writes_nothing() {
     assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
     assert!(s.step_counts("k").expect("steps").is_empty(), "no statistics written");
     assert!(s.outbox_pending("k", &worker("other")).expect("outbox").is_empty(), "no send written");
-    assert_eq!(s.balance().expect("balance"), 0, "no ledger written");
+    assert_eq!(s.balance().expect("balance"), 100_000, "no ledger written, nothing reserved");
     // Another worker takes the lapsed work over, and the late commit stays refused.
     let mut other = db.connect();
     assert_eq!(other.claim("k", 10, 10, &[], &worker("fast")).expect("take over").len(), 3);
@@ -976,25 +979,35 @@ fn postgres_a_round_the_balance_cannot_pay_is_refused_whole() {
     let Some(db) = common::postgres("balance") else { return };
     let mut s = db.connect();
     shared_campaign(&mut s, 2);
-    s.ledger_add(100, "top-up", 0).expect("fund");
+    // Two sends of 45,000 cost 90,000: the balance pays for one.
+    s.ledger_add(50_000, "top-up", 0).expect("fund");
     let w = worker("w");
     let due = s.claim("k", 10, 10, &[], &w).expect("claim");
-    let round = |debit: i64| Round {
+    let round = |sends: &[&str]| Round {
         executions: due.iter().map(|d| exec(d.contact.id.as_str(), "s", ExecState::Completed, None)).collect(),
-        steps: [(StepId::from("s"), StepCounts { sent: 2, ..Default::default() })].into_iter().collect(),
-        ledger: vec![LedgerEntry { amount_micros: -debit, reason: "sends".into() }],
+        outbox_new: sends.iter().map(|c| outbox_row("k", c, "s")).collect(),
+        steps: [(StepId::from("s"), StepCounts { entered: 2, ..Default::default() })].into_iter().collect(),
         ..Default::default()
     };
-    let err = s.commit("k", &round(150), &w, 10).expect_err("not covered");
+    let err = s.commit("k", &round(&["c00000", "c00001"]), &w, 10).expect_err("not covered");
     assert!(matches!(err, StoreError::InsufficientBalance), "{err}");
-    assert_eq!(s.balance().expect("balance"), 100, "the balance untouched");
+    assert_eq!(s.balance().expect("balance"), 50_000, "the balance untouched");
     assert!(s.step_counts("k").expect("steps").is_empty(), "nothing of the round written");
+    assert!(s.outbox_pending("k", &worker("other")).expect("outbox").is_empty(), "no send written");
     assert_eq!(s.counts("k").expect("counts")[&ExecState::Completed], 0);
     // The claim still holds: the batch is stepped again on the balance there is.
     assert_eq!(s.claim("k", 10, 10, &[], &w).expect("claim again").len(), 2);
-    s.commit("k", &round(100), &w, 10).expect("covered");
-    assert_eq!(s.balance().expect("balance"), 0);
+    s.commit("k", &round(&["c00000"]), &w, 10).expect("covered");
+    assert_eq!(s.balance().expect("balance"), 5_000, "the price is reserved as the send commits");
     assert_eq!(s.counts("k").expect("counts")[&ExecState::Completed], 2);
+    // A send that fails for good gives its price back; one accepted keeps it spent.
+    let o = outbox_row("k", "c00000", "s");
+    let failed = Round {
+        outbox_done: vec![o.outcome(11, SendOutcome::Failed { error: "rejected".into() })],
+        ..Default::default()
+    };
+    s.commit("k", &failed, &w, 11).expect("outcome");
+    assert_eq!(s.balance().expect("balance"), 50_000);
 }
 
 #[test]
@@ -1011,11 +1024,9 @@ fn postgres_the_balance_never_goes_negative_with_racing_workers() {
                     let mut s = db.connect();
                     let lease = worker(&format!("w{i}"));
                     let mut paid = 0;
-                    for _ in 0..20 {
-                        let round = Round {
-                            ledger: vec![LedgerEntry { amount_micros: -PRICE, reason: "send".into() }],
-                            ..Default::default()
-                        };
+                    for n in 0..20 {
+                        let round =
+                            Round { outbox_new: vec![outbox_row("k", &format!("w{i}-{n}"), "s")], ..Default::default() };
                         match s.commit("k", &round, &lease, 1) {
                             Ok(()) => paid += 1,
                             Err(StoreError::InsufficientBalance) => {}
@@ -1031,8 +1042,8 @@ fn postgres_the_balance_never_goes_negative_with_racing_workers() {
     });
     assert_eq!(paid, PAID, "exactly the sends the balance pays for");
     let mut raw = db.raw();
-    let ledger: i64 = raw.query_one("SELECT SUM(amount_micros)::bigint FROM ledger", &[]).expect("sum").get(0);
-    assert_eq!((db.connect().balance().expect("balance"), ledger), (0, 0), "the balance is the ledger's sum");
+    let rows: i64 = raw.query_one("SELECT COUNT(*) FROM outbox", &[]).expect("count").get(0);
+    assert_eq!((db.connect().balance().expect("balance"), rows), (0, PAID as i64), "one send per paid price");
 }
 
 #[test]
@@ -1040,6 +1051,7 @@ fn postgres_the_clock_waits_for_due_and_held_work() {
     let Some(db) = common::postgres("clock") else { return };
     let mut s = db.connect();
     shared_campaign(&mut s, 2);
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
     assert!(!s.advance_clock(10, 20).expect("clock"), "executions due at 10");
     let w = worker("w");
     let due = s.claim("k", 10, 10, &[], &w).expect("claim");
@@ -1065,6 +1077,7 @@ fn postgres_a_send_leased_to_a_live_worker_is_not_relayed_twice() {
     let Some(db) = common::postgres("outbox-lease") else { return };
     let mut s = db.connect();
     shared_campaign(&mut s, 1);
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
     let w1 = short_lease("w1", 200);
     let due = s.claim("k", 10, 10, &[], &w1).expect("claim");
     let round = Round {

@@ -4,6 +4,7 @@
 //! The one place that chooses a `Store` backend.
 
 use super::Fatal;
+use flowc::runtime::postgres::PgStore;
 use flowc::runtime::sqlite::{OpenMode, SqliteStore};
 use flowc::runtime::store::Store;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,9 @@ impl Database {
             Database::File(path) => SqliteStore::open_as(path, mode)
                 .map(|s| Box::new(s) as Box<dyn Store + Send>)
                 .map_err(|e| Fatal(format!("`{}`: {e}", path.display()))),
-            Database::Postgres(_) => Err(Fatal(format!("`{self}`: this flowc was built without PostgreSQL support"))),
+            Database::Postgres(url) => PgStore::connect(url)
+                .map(|s| Box::new(s) as Box<dyn Store + Send>)
+                .map_err(|e| Fatal(format!("`{self}`: {e}"))),
         }
     }
 

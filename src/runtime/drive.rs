@@ -123,14 +123,18 @@ impl Driver {
             Some((State::PausedBalance, "the balance cannot pay the next send"))
         } else if pass.work == 0 && ending == Ending::WhenDrained && store.next_wake(name)?.is_none() {
             let counts = store.counts(name)?;
+            // Nothing due here, but another worker may hold executions it
+            // is stepping: finished only when none is left unfinished.
+            let open = counts.get(&ExecState::Pending).copied().unwrap_or(0)
+                + counts.get(&ExecState::Processing).copied().unwrap_or(0);
             let partial = counts.get(&ExecState::Failed).copied().unwrap_or(0)
                 + counts.get(&ExecState::Skipped).copied().unwrap_or(0)
                 > 0;
-            Some(if partial {
-                (State::CompletedPartial, "every execution finished; some failed or were skipped")
-            } else {
-                (State::Completed, "every execution finished")
-            })
+            match (open, partial) {
+                (0, true) => Some((State::CompletedPartial, "every execution finished; some failed or were skipped")),
+                (0, false) => Some((State::Completed, "every execution finished")),
+                _ => None,
+            }
         } else {
             None
         };

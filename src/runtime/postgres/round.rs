@@ -16,8 +16,12 @@ pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease,
     // Before the outbox writes: an update is justified by a send this
     // worker held when the round began, not by one the round adds or settles.
     update_executions(c, campaign, &round.executions, me, now)?;
-    insert_outbox(c, campaign, &round.outbox_new, lease)?;
-    record_outcomes(c, campaign, &round.outbox_done)?;
+    // A send's price is reserved from the balance when its outbox row is
+    // committed, before the provider is asked: two workers cannot both
+    // hand over messages the money pays for only once. A send that fails
+    // for good gives its price back.
+    let reserved = insert_outbox(c, campaign, &round.outbox_new, lease)?;
+    let released = record_outcomes(c, campaign, &round.outbox_done)?;
     schedule_retries(c, campaign, &round.outbox_retry)?;
     assign_variants(c, campaign, &round.ab_assigned, now)?;
     park(c, campaign, &round.parked, me, now)?;
@@ -40,8 +44,11 @@ pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease,
     if let Some(b) = &round.breaker {
         write_breaker(c, campaign, b)?;
     }
-    // Last: the account row is the one row every worker's commit writes,
-    // so it is held for the shortest time.
+    // The ledger keeps the engine's entries as they are (a round's debits
+    // are the prices of the sends it saw accepted, as on SQLite). The
+    // account moves by what is not reserved already: credits (auto-reload)
+    // in, reservations out, prices of failed sends back.
+    let mut credits = 0i64;
     if !round.ledger.is_empty() {
         let amounts: Vec<i64> = round.ledger.iter().map(|l| l.amount_micros).collect();
         let reasons: Vec<&str> = round.ledger.iter().map(|l| l.reason.as_str()).collect();
@@ -49,7 +56,13 @@ pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease,
             "INSERT INTO ledger (at, amount_micros, reason) SELECT $1, a, r FROM unnest($2::bigint[], $3::text[]) AS u(a, r)",
             &[&now, &amounts, &reasons],
         )?;
-        move_balance(c, amounts.iter().sum(), Covered::Required)?;
+        credits = amounts.iter().filter(|a| **a > 0).sum();
+    }
+    // Last: the account row is the one row every worker's commit writes,
+    // so it is held for the shortest time.
+    let delta = credits + released - reserved;
+    if delta != 0 {
+        move_balance(c, delta, Covered::Required)?;
     }
     Ok(())
 }
@@ -106,10 +119,12 @@ impl<'a> Keys<'a> {
     }
 }
 
-/// New sends, pending and held by the committing lease until their outcome.
-fn insert_outbox(c: &mut Conn, campaign: &str, rows: &[OutboxNew], lease: &Lease) -> Result<(), StoreError> {
+/// New sends, pending and held by the committing lease until their
+/// outcome. Returns the prices of the rows written (a row already there
+/// is not written again, nor reserved twice).
+fn insert_outbox(c: &mut Conn, campaign: &str, rows: &[OutboxNew], lease: &Lease) -> Result<i64, StoreError> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let k = Keys::of(rows.iter().map(|o| (&o.contact, o.entry, &o.step, o.version.as_str())));
     let channels: Vec<&str> = rows.iter().map(|o| o.channel.as_str()).collect();
@@ -117,14 +132,17 @@ fn insert_outbox(c: &mut Conn, campaign: &str, rows: &[OutboxNew], lease: &Lease
     let templates: Vec<&str> = rows.iter().map(|o| o.template.as_str()).collect();
     let prices: Vec<i64> = rows.iter().map(|o| o.price_micros).collect();
     let created: Vec<i64> = rows.iter().map(|o| o.created_at).collect();
-    c.execute(
+    let written = c.query_one(
         &format!(
-            "INSERT INTO outbox (campaign, contact_id, entry, step, version, channel, message, template, price_micros,
-               status, created_at, lease_worker, lease_until)
-             SELECT $1, u.c, u.n, u.s, u.v, u.ch, u.m, u.t, u.p, 'pending', u.at, $2, {LEASE_UNTIL}
-             FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[])
-               AS u(c, n, s, v, ch, m, t, p, at)
-             ON CONFLICT DO NOTHING"
+            "WITH written AS (
+               INSERT INTO outbox (campaign, contact_id, entry, step, version, channel, message, template, price_micros,
+                 status, created_at, lease_worker, lease_until)
+               SELECT $1, u.c, u.n, u.s, u.v, u.ch, u.m, u.t, u.p, 'pending', u.at, $2, {LEASE_UNTIL}
+               FROM unnest($4::text[], $5::int[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[])
+                 AS u(c, n, s, v, ch, m, t, p, at)
+               ON CONFLICT DO NOTHING
+               RETURNING price_micros)
+             SELECT COALESCE(SUM(price_micros), 0)::bigint FROM written"
         ),
         &[
             &campaign,
@@ -141,15 +159,17 @@ fn insert_outbox(c: &mut Conn, campaign: &str, rows: &[OutboxNew], lease: &Lease
             &created,
         ],
     )?;
-    Ok(())
+    Ok(written.get(0))
 }
 
 /// Outcomes of sends: the row leaves `pending` (a row already settled is
 /// left as it is) and its lease ends. A send failed for good gives back
 /// its frequency-cap slot.
-fn record_outcomes(c: &mut Conn, campaign: &str, done: &[OutboxDone]) -> Result<(), StoreError> {
+/// Returns the prices of the sends that failed for good: their reservation
+/// goes back to the balance.
+fn record_outcomes(c: &mut Conn, campaign: &str, done: &[OutboxDone]) -> Result<i64, StoreError> {
     if done.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     // The first outcome of a row counts, as when they are applied in turn.
     let mut seen = HashSet::new();
@@ -165,13 +185,16 @@ fn record_outcomes(c: &mut Conn, campaign: &str, done: &[OutboxDone]) -> Result<
     let opened: Vec<Option<i64>> = e.iter().map(|e| e.opened_at).collect();
     let clicked: Vec<Option<i64>> = e.iter().map(|e| e.clicked_at).collect();
     let errors: Vec<Option<&str>> = done.iter().map(|d| d.outcome.error()).collect();
-    c.execute(
-        "UPDATE outbox o SET status = u.st, sent_at = u.at, delivered_at = u.d, opened_at = u.op, clicked_at = u.cl,
-           error = u.err, attempts = o.attempts + 1, next_attempt_at = NULL, lease_worker = NULL, lease_until = NULL
-         FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],
-           $10::bigint[], $11::text[]) AS u(c, n, s, v, st, at, d, op, cl, err)
-         WHERE o.campaign = $1 AND o.contact_id = u.c AND o.entry = u.n AND o.step = u.s AND o.version = u.v
-           AND o.status = 'pending'",
+    let released = c.query_one(
+        "WITH settled AS (
+           UPDATE outbox o SET status = u.st, sent_at = u.at, delivered_at = u.d, opened_at = u.op, clicked_at = u.cl,
+             error = u.err, attempts = o.attempts + 1, next_attempt_at = NULL, lease_worker = NULL, lease_until = NULL
+           FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[],
+             $10::bigint[], $11::text[]) AS u(c, n, s, v, st, at, d, op, cl, err)
+           WHERE o.campaign = $1 AND o.contact_id = u.c AND o.entry = u.n AND o.step = u.s AND o.version = u.v
+             AND o.status = 'pending'
+           RETURNING o.status, o.price_micros)
+         SELECT COALESCE(SUM(price_micros) FILTER (WHERE status <> 'sent'), 0)::bigint FROM settled",
         &[
             &campaign,
             &k.contacts,
@@ -197,7 +220,7 @@ fn record_outcomes(c: &mut Conn, campaign: &str, done: &[OutboxDone]) -> Result<
             &[&contacts, &keys],
         )?;
     }
-    Ok(())
+    Ok(released.get(0))
 }
 
 /// Failed attempts to be made again: the row stays pending, unleased, due
