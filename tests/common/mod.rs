@@ -301,10 +301,13 @@ pub fn backends(name: &str) -> Vec<Backend> {
     backend_makers().iter().map(|make| make(name)).collect()
 }
 
+/// Makes a fresh backend of one kind, named after the test.
+pub type BackendMaker = Box<dyn Fn(&str) -> Backend>;
+
 /// Makers of fresh backends, one per backend to run on, for a test that
 /// needs several fresh stores of each.
-pub fn backend_makers() -> Vec<Box<dyn Fn(&str) -> Backend>> {
-    let mut out: Vec<Box<dyn Fn(&str) -> Backend>> = vec![Box::new(|name: &str| Backend::Sqlite(Db::new(name)))];
+pub fn backend_makers() -> Vec<BackendMaker> {
+    let mut out: Vec<BackendMaker> = vec![Box::new(|name: &str| Backend::Sqlite(Db::new(name)))];
     if let Some(url) = postgres_server() {
         out.push(Box::new(move |name: &str| {
             Backend::Postgres(PgDb::create(&url, name), TempDir::new(&format!("pg-{name}")))

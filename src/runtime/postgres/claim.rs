@@ -97,8 +97,8 @@ pub(super) fn executions(
         .collect()
 }
 
-/// Sends in flight that no live lease holds (their relayer is gone), taken
-/// under `lease`.
+/// Sends in flight that no other worker's live lease holds (their relayer
+/// is gone), taken under `lease` (rows it holds already come back too).
 pub(super) fn outbox_pending(c: &mut Conn, campaign: &str, lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
     let rows = c.query(
         &format!(
