@@ -7,7 +7,7 @@ use flowc::runtime::sqlite::OpenMode;
 use flowc::service::{self, runner, webhook, AppState};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -89,8 +89,9 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         ),
     };
     let stop = Arc::new(AtomicBool::new(false));
-    let state =
-        Arc::new(AppState { store: Mutex::new(Box::new(api_store)), token, clock: clock.clone(), stop: stop.clone() });
+    let api_store = service::store_thread::StoreThread::start(Box::new(api_store))
+        .map_err(|e| Fatal(format!("cannot start the store thread: {e}")))?;
+    let state = Arc::new(AppState { store: api_store, token, clock: clock.clone(), stop: stop.clone() });
     let runner_thread = {
         let (clock, stop) = (clock.clone(), stop.clone());
         std::thread::Builder::new()
