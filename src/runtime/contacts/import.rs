@@ -130,12 +130,18 @@ pub fn import<R: BufRead + Send>(
             return Ok(report);
         }
     };
+    // Written chunks are dropped on a thread of their own: freeing a
+    // million contacts is work the writer, the import's bottleneck, need
+    // not wait for.
+    let (spent, to_free) = mpsc::sync_channel::<Spent>(AHEAD);
+    let freeing = std::thread::spawn(move || to_free.into_iter().for_each(drop));
     let ended = atomically(store, |s: &mut dyn Store| {
         if options.declared == Declared::Keep {
             store_schema(s, schema)?;
         }
         let waiting = Waiting::load(s)?;
-        let mut writer = Writer { store: s, waiting, options, sift: Sift::default(), report: Report::new(Outcome::Imported) };
+        let mut writer =
+            Writer { store: s, waiting, options, sift: Sift::default(), report: Report::new(Outcome::Imported), spent };
         in_file_order(rows, schema, &mut |chunk| writer.take(chunk))?;
         let mut report = writer.report;
         report.rows = writer.sift.rows;
@@ -148,6 +154,8 @@ pub fn import<R: BufRead + Send>(
         }
         Ok(report)
     });
+    // The writer (and its end of the channel) is gone: the thread ends.
+    let _ = freeing.join();
     match ended {
         Ok(report) | Err(Stop::Refused(report)) => Ok(report),
         Err(Stop::Failed(e)) => Err(e),
@@ -162,7 +170,11 @@ struct Writer<'s> {
     options: Options,
     sift: Sift,
     report: Report,
+    spent: mpsc::SyncSender<Spent>,
 }
+
+/// A written chunk, to be dropped elsewhere.
+type Spent = (Vec<ContactRecord>, Vec<EventOf>);
 
 impl Writer<'_> {
     fn take(&mut self, chunk: Vec<Row>) -> Result<(), Stop> {
@@ -191,6 +203,9 @@ impl Writer<'_> {
         facts.extend(events.iter().map(|e| (&e.contact, Fact::Event { name: &e.event.name })));
         self.waiting.wake(self.store, &facts, None, self.options.wake_at)?;
         self.report.imported += contacts.len();
+        drop(facts);
+        // Should the freeing thread be gone, the chunk drops here instead.
+        let _ = self.spent.send((contacts, events));
         Ok(())
     }
 }
