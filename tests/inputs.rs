@@ -130,3 +130,161 @@ fn invalid_csv_rows_are_counted_as_rows_with_every_error_listed() {
         assert!(err.contains(&format!("line {line}: field `{field}`")), "{field} on {line}: {err}");
     }
 }
+
+/// `n` valid JSON Lines contacts of `SCHEMA`, ids `c0` …
+fn jsonl_rows(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"c{i}\", \"score\": {}, \"plan\": \"{}\", \"vip\": {}}}\n",
+                i % 100,
+                if i % 3 == 0 { "pro" } else { "free" },
+                i % 2 == 0
+            )
+        })
+        .collect()
+}
+
+/// What a database holds, read through the store: its contacts (id and
+/// attributes) and the fields of its kept schema.
+fn held(db: &str) -> (Vec<(String, String)>, Option<Vec<String>>) {
+    use flowc::runtime::store::Store;
+    let store = flowc::runtime::sqlite::SqliteStore::open_as(
+        std::path::Path::new(db),
+        flowc::runtime::sqlite::OpenMode::ReadOnly,
+    )
+    .expect("open");
+    let mut contacts = Vec::new();
+    store.for_each_contact(&mut |c| contacts.push((c.id.0, format!("{:?}", c.attrs)))).expect("contacts");
+    let schema = flowc::runtime::contacts::stored_schema(&store).expect("schema").map(|s| s.fields.into_keys().collect());
+    (contacts, schema)
+}
+
+#[test]
+fn a_bad_row_at_the_end_of_a_big_file_imports_nothing_and_leaves_the_database_as_it_was() {
+    let dir = TempDir::new("import-bad-end");
+    let (db, file) = (dir.path("db.sqlite"), dir.path("big.jsonl"));
+    std::fs::write(dir.path("schema.flow"), SCHEMA).expect("write");
+    std::fs::write(&file, jsonl_rows(3)).expect("write");
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &dir.path("schema.flow")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let before = held(&db);
+    let bytes_before = std::fs::read(&db).expect("db");
+    // Many chunks of valid rows (replacing the stored ones, adding others),
+    // then one bad row; imported with a schema that declares one more field.
+    let mut big = jsonl_rows(20_000).replace("\"score\": 7,", "\"score\": 8,");
+    big.push_str("{\"id\": \"last\", \"score\": \"high\"}\n");
+    std::fs::write(&file, big).expect("write");
+    std::fs::write(dir.path("wider.flow"), format!("{SCHEMA}contact {{\n  extra: string?\n}}\n")).expect("write");
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &dir.path("wider.flow")]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 20001: field `score`: expected number, found `high`"), "{err}");
+    assert!(err.contains("1 of 20001 rows is invalid (1 error)") && err.contains("nothing imported"), "{err}");
+    assert_eq!(held(&db), before, "neither a contact nor the wider schema is stored");
+    assert_eq!(std::fs::read(&db).expect("db"), bytes_before, "the database file is as it was");
+    // The same file without its bad row imports every contact, and the schema with them.
+    let mut good = jsonl_rows(20_000);
+    good.push('\n');
+    std::fs::write(&file, good).expect("write");
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &dir.path("wider.flow")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("imported 20000 contact(s)"), "{}", stderr(&o));
+    let (contacts, schema) = held(&db);
+    assert_eq!(contacts.len(), 20_000);
+    assert!(schema.is_some_and(|s| s.contains(&"extra".to_string())));
+}
+
+#[test]
+fn the_errors_shown_are_capped_with_a_count_of_the_rest() {
+    let dir = TempDir::new("import-capped");
+    let (db, file) = (dir.path("db.sqlite"), dir.path("bad.jsonl"));
+    std::fs::write(dir.path("schema.flow"), SCHEMA).expect("write");
+    let mut text = jsonl_rows(10_000);
+    for i in 0..120 {
+        text.push_str(&format!("{{\"id\": \"x{i}\", \"score\": \"none\"}}\n"));
+    }
+    std::fs::write(&file, text).expect("write");
+    let schema = dir.path("schema.flow");
+    for skip in [&[][..], &["--skip-invalid"][..]] {
+        let mut args = vec!["contacts", "import", file.as_str(), "--db", db.as_str(), "--schema", schema.as_str()];
+        args.extend_from_slice(skip);
+        let o = flowc(&args);
+        let err = stderr(&o);
+        assert_eq!(err.matches("expected number, found `none`").count(), 50, "the first 50 only:\n{err}");
+        assert!(err.contains("line 10001: field `score`") && err.contains("line 10050: field `score`"), "{err}");
+        assert!(!err.contains("line 10051"), "{err}");
+        assert!(err.contains("… and 70 more errors"), "{err}");
+        if skip.is_empty() {
+            assert_eq!(o.status.code(), Some(1), "{err}");
+            assert!(err.contains("120 of 10120 rows are invalid (120 errors)"), "{err}");
+            assert!(held(&db).0.is_empty());
+        } else {
+            assert_eq!(o.status.code(), Some(0), "{err}");
+            assert!(err.contains("imported 10000 contact(s)") && err.contains("skipped 120 invalid rows"), "{err}");
+            assert_eq!(held(&db).0.len(), 10_000);
+        }
+    }
+}
+
+#[test]
+fn rows_are_taken_in_file_order_across_chunks() {
+    // Chunks are validated on several threads; repeated ids, line numbers
+    // and which of two rows is kept still follow the file.
+    let dir = TempDir::new("import-order");
+    let (db, file) = (dir.path("db.sqlite"), dir.path("c.jsonl"));
+    std::fs::write(dir.path("schema.flow"), SCHEMA).expect("write");
+    let mut text = jsonl_rows(30_000);
+    text.push_str("\n   \n{\"id\": \"c10\", \"score\": 1000}\n{\"id\": \"c29999\", \"score\": 1000}\n");
+    std::fs::write(&file, text).expect("write");
+    let o = flowc(&[
+        "contacts",
+        "import",
+        &file,
+        "--db",
+        &db,
+        "--schema",
+        &dir.path("schema.flow"),
+        "--skip-invalid",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("line 30003: field `id`: contact `c10` is also on line 11"), "{err}");
+    assert!(err.contains("line 30004: field `id`: contact `c29999` is also on line 30000"), "{err}");
+    assert!(err.contains("imported 30000 contact(s)") && err.contains("skipped 2 invalid rows"), "{err}");
+    let contacts = held(&db).0;
+    assert_eq!(contacts.len(), 30_000);
+    assert!(contacts.iter().all(|(_, attrs)| !attrs.contains("1000")), "the first row of each contact is kept");
+}
+
+#[test]
+fn a_row_that_is_not_utf8_or_too_long_is_an_error_of_its_own() {
+    let dir = TempDir::new("import-rows");
+    let (db, file) = (dir.path("db.sqlite"), dir.path("c.jsonl"));
+    std::fs::write(dir.path("schema.flow"), SCHEMA).expect("write");
+    let mut bytes = jsonl_rows(2).into_bytes();
+    bytes.extend_from_slice(b"{\"id\": \"\xff\"}\n");
+    bytes.extend_from_slice(format!("{{\"id\": \"long\", \"nick\": \"{}\"}}\n", "x".repeat(2 << 20)).as_bytes());
+    bytes.extend_from_slice(jsonl_rows(4).split_inclusive('\n').last().unwrap_or_default().as_bytes());
+    std::fs::write(&file, bytes).expect("write");
+    let schema = dir.path("schema.flow");
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &schema]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("line 3: the row is not UTF-8"), "{err}");
+    assert!(err.contains("line 4: the row is longer than 1048576 bytes"), "{err}");
+    assert!(err.contains("2 of 5 rows are invalid (2 errors)"), "{err}");
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &schema, "--skip-invalid"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("imported 3 contact(s)"), "{}", stderr(&o));
+    // A CSV record cannot be skipped without reading it whole: one too long
+    // makes the file unreadable, and nothing is imported.
+    let csv = dir.path("c.csv");
+    std::fs::write(&csv, format!("id,score\na,1\nb,\"{}\"\nc,3\n", "9".repeat(3 << 20))).expect("write");
+    let _ = std::fs::remove_file(&db);
+    let o = flowc(&["contacts", "import", &csv, "--db", &db, "--schema", &schema, "--skip-invalid"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("a row is longer than 1048576 bytes; nothing imported"), "{err}");
+    assert!(held(&db).0.is_empty());
+}

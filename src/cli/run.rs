@@ -4,7 +4,7 @@ use super::build::build;
 use super::{Fatal, Outcome};
 use flowc::compile::program::{Program, Trigger};
 use flowc::runtime::clock::Minutes;
-use flowc::runtime::contacts::{self, Format, Schema};
+use flowc::runtime::contacts::{self, import, Format, Schema};
 use flowc::runtime::eval::{self, Ctx};
 use flowc::runtime::facts::{self, ContactEvent};
 use flowc::runtime::lifecycle::State;
@@ -14,7 +14,6 @@ use flowc::runtime::run::{self, ClockKind, RunOptions};
 use flowc::runtime::sqlite::OpenMode;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::{ContactId, Enrollment, EventOf, Store};
-use flowc::runtime::wake::{self, Fact};
 use flowc::runtime::{engine::EngineConfig, report};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -148,77 +147,64 @@ pub enum ContactsCmd {
     },
 }
 
-/// What an import does with a file that has invalid rows (`--skip-invalid`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum InvalidRows {
-    /// Nothing is imported.
-    Refuse,
-    /// The valid rows are imported and the others reported.
-    Skip,
-}
+pub use flowc::runtime::contacts::import::InvalidRows;
 
-impl InvalidRows {
-    pub fn from_flag(skip_invalid: bool) -> InvalidRows {
-        if skip_invalid {
-            InvalidRows::Skip
-        } else {
-            InvalidRows::Refuse
+/// Streams a contacts file into the store; row errors are printed (the
+/// first `SHOWN_ERRORS`, then how many more). Returns `false` when nothing
+/// was imported because of errors.
+fn import(
+    store: &mut dyn Store,
+    file: &Path,
+    schema: &Schema,
+    invalid_rows: InvalidRows,
+    declared: import::Declared,
+) -> Result<bool, Fatal> {
+    let format = Format::from_path(file)
+        .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
+    let (f, _) =
+        flowc::files::open_regular(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    // A replaced contact may meet a `wait until` arm or an exit of a running
+    // campaign now: those executions wake in the import's transaction.
+    let wake_at =
+        store.meta("clock").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or_else(flowc::runtime::clock::real_now);
+    let options = import::Options { invalid: invalid_rows, declared, wake_at };
+    let input = std::io::BufReader::with_capacity(256 * 1024, f);
+    let report = import::import(store, input, format, schema, options)
+        .map_err(|e| Fatal(format!("`{}`: {e}; nothing imported", file.display())))?;
+    // Errors come in file order, so each row's errors are listed together.
+    for e in &report.shown {
+        errln!("{}: {e}", file.display());
+    }
+    if report.errors > report.shown.len() {
+        errln!("{}: … and {} more errors", file.display(), report.errors - report.shown.len());
+    }
+    match report.outcome {
+        import::Outcome::NotContacts => {
+            errln!("error: `{}` cannot be read as contacts; nothing imported", file.display());
+            Ok(false)
+        }
+        import::Outcome::Refused => {
+            errln!(
+                "error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)",
+                invalid_summary(report.invalid_rows, report.rows, report.errors),
+                file.display()
+            );
+            Ok(false)
+        }
+        import::Outcome::Imported => {
+            let invalid = report.invalid_rows;
+            let skipped =
+                if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
+            errln!("imported {} contact(s) from `{}`{skipped}", report.imported, file.display());
+            Ok(true)
         }
     }
 }
 
-/// Parses a contacts file and stores it; row errors are printed. Returns
-/// `false` when nothing was imported because of errors.
-fn import(store: &mut dyn Store, file: &Path, schema: &Schema, invalid_rows: InvalidRows) -> Result<bool, Fatal> {
-    let format = Format::from_path(file)
-        .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let bytes = flowc::files::read_regular(file, flowc::files::NO_LIMIT)
-        .map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
-    let parsed = contacts::parse(&text, format, schema);
-    // Errors come in file order, so each row's errors are listed together.
-    for e in parsed.errors.iter().take(50) {
-        errln!("{}: {e}", file.display());
-    }
-    if parsed.errors.len() > 50 {
-        errln!("{}: … and {} more errors", file.display(), parsed.errors.len() - 50);
-    }
-    if parsed.file_error {
-        errln!("error: `{}` cannot be read as contacts; nothing imported", file.display());
-        return Ok(false);
-    }
-    let invalid = parsed.invalid_rows();
-    if invalid > 0 && invalid_rows == InvalidRows::Refuse {
-        errln!(
-            "error: {} in `{}`; nothing imported (use --skip-invalid to import the rest)",
-            invalid_summary(&parsed),
-            file.display()
-        );
-        return Ok(false);
-    }
-    // A replaced contact may meet a `wait until` arm or an exit of a running
-    // campaign now: those executions wake in the import's transaction.
-    let at =
-        store.meta("clock").ok().flatten().and_then(|v| v.parse().ok()).unwrap_or_else(flowc::runtime::clock::real_now);
-    flowc::runtime::store::atomically(store, |s: &mut dyn Store| {
-        s.upsert_contacts(&parsed.contacts, &parsed.events)?;
-        let mut facts: Vec<(&ContactId, Fact<'_>)> = parsed.contacts.iter().map(|c| (&c.id, Fact::Record)).collect();
-        facts.extend(parsed.events.iter().map(|e| (&e.contact, Fact::Event { name: &e.event.name })));
-        wake::wake(s, &facts, None, at)
-    })
-    .map_err(|e| Fatal(format!("`{}`: {e}", file.display())))?;
-    let skipped =
-        if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
-    errln!("imported {} contact(s) from `{}`{skipped}", parsed.contacts.len(), file.display());
-    Ok(true)
-}
-
 /// `2 of 3 rows are invalid (5 errors)`.
-pub fn invalid_summary(parsed: &contacts::Parsed) -> String {
-    let (invalid, errors) = (parsed.invalid_rows(), parsed.errors.len());
+pub fn invalid_summary(invalid: usize, rows: usize, errors: usize) -> String {
     let verb = if invalid == 1 { "is" } else { "are" };
-    format!("{invalid} of {} row{} {verb} invalid ({errors} error{})", parsed.rows, plural(parsed.rows), plural(errors))
+    format!("{invalid} of {rows} row{} {verb} invalid ({errors} error{})", plural(rows), plural(errors))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -251,18 +237,20 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 None => None,
             };
             let mut store = db.open(OpenMode::ReadWrite)?;
-            let schema = match declared {
-                Some(s) => {
-                    // The API validates contacts and events against what the database keeps.
-                    keep_schema(store.as_mut(), &s)?;
-                    s
-                }
+            let (schema, kept) = match declared {
+                // The API validates contacts and events against what the
+                // database keeps; it is kept with the rows, so a refused
+                // file leaves the database as it was.
+                Some(s) => (s, import::Declared::Keep),
                 // Without --schema: what launches and earlier imports declared, else the built-ins.
-                None => contacts::stored_schema(store.as_ref())
-                    .map_err(|e| Fatal(e.to_string()))?
-                    .unwrap_or_else(|| Schema::from_model(flowc::check::stdlib_model())),
+                None => (
+                    contacts::stored_schema(store.as_ref())
+                        .map_err(|e| Fatal(e.to_string()))?
+                        .unwrap_or_else(|| Schema::from_model(flowc::check::stdlib_model())),
+                    import::Declared::Kept,
+                ),
             };
-            Ok(if import(store.as_mut(), &file, &schema, InvalidRows::from_flag(skip_invalid))? {
+            Ok(if import(store.as_mut(), &file, &schema, InvalidRows::from_flag(skip_invalid), kept)? {
                 Outcome::Ok
             } else {
                 Outcome::Findings
@@ -318,14 +306,16 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             file.display()
         ),
         Some(file) => {
-            let imported = import(store.as_mut(), file, &schema, InvalidRows::from_flag(a.skip_invalid))?;
+            let imported =
+                import(store.as_mut(), file, &schema, InvalidRows::from_flag(a.skip_invalid), import::Declared::Kept)?;
             if !imported {
                 return Ok(Outcome::Findings);
             }
         }
         None if store.contact_count().map_err(|e| Fatal(e.to_string()))? == 0 => {
             let sample = a.file.parent().unwrap_or(Path::new("")).join("contacts.jsonl");
-            if sample.exists() && !import(store.as_mut(), &sample, &schema, InvalidRows::from_flag(a.skip_invalid))? {
+            let invalid = InvalidRows::from_flag(a.skip_invalid);
+            if sample.exists() && !import(store.as_mut(), &sample, &schema, invalid, import::Declared::Kept)? {
                 return Ok(Outcome::Findings);
             }
             if !sample.exists() {

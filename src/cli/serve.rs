@@ -7,7 +7,7 @@ use flowc::service::runner::Until;
 use flowc::service::{self, AppState};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -57,7 +57,9 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     let clock = super::worker::clock(&db, a.clock, a.start.as_deref(), Kept::InProcess)?;
     let api_store = db.open(OpenMode::ReadWrite)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let state = Arc::new(AppState { store: Mutex::new(api_store), token, clock: clock.clone(), stop: stop.clone() });
+    let api_store = service::store_thread::StoreThread::start(api_store)
+        .map_err(|e| Fatal(format!("cannot start the store thread: {e}")))?;
+    let state = Arc::new(AppState { store: api_store, token, clock: clock.clone(), stop: stop.clone() });
     let runners = super::worker::start(&db, &a.worker, &clock, Until::Stopped, &stop)?;
     let shutdown_flag = stop.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()

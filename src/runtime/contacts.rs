@@ -8,7 +8,10 @@ use super::store::{ContactId, EventOf, Store, StoreError};
 use crate::check::model::{Field, Model, Origin, Type};
 use crate::compile::program::FieldType;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+pub mod import;
+pub mod rows;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
@@ -190,55 +193,12 @@ impl Parsed {
     }
 }
 
-/// The first line each contact id was seen on: a file gives each contact
-/// once, so which of two rows is meant is never guessed.
-#[derive(Default)]
-struct SeenIds(HashMap<ContactId, usize>);
-
-impl SeenIds {
-    fn again(&mut self, obj: &Map<String, Value>, line: usize) -> Option<RowError> {
-        let id = contact_id(obj)?;
-        match self.0.get(&id) {
-            Some(first) => Some(RowError {
-                line,
-                field: Some("id".into()),
-                message: format!("contact `{id}` is also on line {first}; each contact appears once in a file"),
-            }),
-            None => {
-                self.0.insert(id, line);
-                None
-            }
-        }
-    }
-}
-
 /// The contact id a row gives, when it gives a usable one.
 fn contact_id(obj: &Map<String, Value>) -> Option<ContactId> {
     match obj.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(ContactId(s.clone())),
         Some(Value::Number(n)) => Some(ContactId(n.to_string())),
         _ => None,
-    }
-}
-
-/// Adds one row's outcome: its contact, or all its errors (a repeated id first).
-fn add_row(
-    out: &mut Parsed,
-    line: usize,
-    again: Option<RowError>,
-    row: Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>>,
-) {
-    match (row, again) {
-        (Ok((c, evs)), None) => {
-            out.events.extend(evs.into_iter().map(|event| EventOf { contact: c.id.clone(), event }));
-            out.contacts.push(c);
-        }
-        (Ok(_), Some(e)) => out.errors.push(e),
-        (Err(errors), again) => {
-            debug_assert!(errors.iter().all(|e| e.line == line));
-            out.errors.extend(again);
-            out.errors.extend(errors);
-        }
     }
 }
 
@@ -258,11 +218,42 @@ impl Format {
     }
 }
 
+/// Reads a whole contacts text held in memory (tests, `flowc estimate
+/// --contacts`): every contact and every error. An import streams the
+/// file instead (`import`).
 pub fn parse(text: &str, format: Format, schema: &Schema) -> Parsed {
-    match format {
-        Format::JsonLines => parse_jsonl(text, schema),
-        Format::Csv => parse_csv(text, schema),
+    let mut out = Parsed::default();
+    let mut rows = match rows::Rows::open(text.as_bytes(), format) {
+        Ok(r) => r,
+        Err(errors) => {
+            out.errors = errors;
+            out.file_error = true;
+            return out;
+        }
+    };
+    let mut sift = rows::Sift::default();
+    loop {
+        let chunk = match rows.next_chunk() {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
+                out.errors.push(RowError { line: e.line, field: None, message: e.message });
+                out.file_error = true;
+                break;
+            }
+        };
+        for row in rows::validate(chunk, schema) {
+            match sift.sift(row) {
+                rows::Sifted::Valid(c, evs) => {
+                    out.events.extend(evs.into_iter().map(|event| EventOf { contact: c.id.clone(), event }));
+                    out.contacts.push(c);
+                }
+                rows::Sifted::Invalid(errors) => out.errors.extend(errors),
+            }
+        }
     }
+    out.rows = sift.rows;
+    out
 }
 
 const SPECIAL: &[&str] = &["id", "tags", "consent", "capabilities", "events"];
@@ -307,7 +298,7 @@ pub fn patch(line: usize, obj: &Map<String, Value>, schema: &Schema) -> Result<C
         .filter(|(k, v)| !(v.is_null() && cleared_sets.contains(&k.as_str())))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let (c, events) = match record(line, &given, schema, |_, v| Ok(v.clone())) {
+    let (c, events) = match record(line, given, schema, as_given) {
         Ok(r) => r,
         Err(e) => {
             errors.extend(e);
@@ -371,104 +362,9 @@ impl ContactPatch {
     }
 }
 
-fn parse_jsonl(text: &str, schema: &Schema) -> Parsed {
-    let mut out = Parsed::default();
-    let mut seen = SeenIds::default();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        out.rows += 1;
-        let obj = match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(o)) => o,
-            Ok(_) => {
-                out.errors.push(RowError { line: line_no, field: None, message: "expected a JSON object".into() });
-                continue;
-            }
-            Err(e) => {
-                out.errors.push(RowError { line: line_no, field: None, message: format!("invalid JSON: {e}") });
-                continue;
-            }
-        };
-        let again = seen.again(&obj, line_no);
-        add_row(&mut out, line_no, again, record(line_no, &obj, schema, |_, v| Ok(v.clone())));
-    }
-    out
-}
-
-fn parse_csv(text: &str, schema: &Schema) -> Parsed {
-    let mut out = Parsed::default();
-    // Whitespace around every cell (and header) is dropped, whatever the
-    // column's type: ` 5` and ` pro` are read alike (docs/runtime.md).
-    let mut reader =
-        csv::ReaderBuilder::new().has_headers(true).flexible(false).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers: Vec<String> = match reader.headers() {
-        Ok(h) => h.iter().map(str::to_string).collect(),
-        Err(e) => {
-            out.errors.push(RowError { line: 1, field: None, message: format!("cannot read the header row: {e}") });
-            out.file_error = true;
-            return out;
-        }
-    };
-    let mut columns: HashMap<&str, usize> = HashMap::new();
-    for (i, h) in headers.iter().enumerate() {
-        if let Some(first) = columns.insert(h, i + 1) {
-            out.errors.push(RowError {
-                line: 1,
-                field: None,
-                message: format!("column `{h}` appears twice (columns {first} and {})", i + 1),
-            });
-            out.file_error = true;
-        }
-    }
-    if out.file_error {
-        return out;
-    }
-    let mut seen = SeenIds::default();
-    for rec in reader.records() {
-        out.rows += 1;
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as usize);
-                out.errors.push(RowError { line, field: None, message: e.to_string() });
-                continue;
-            }
-        };
-        let line = rec.position().map_or(0, |p| p.line() as usize);
-        let mut obj = Map::new();
-        for (h, cell) in headers.iter().zip(rec.iter()) {
-            if cell.is_empty() {
-                continue;
-            }
-            let set = |c: &str| {
-                Value::Array(
-                    c.split(';')
-                        .map(|x| x.trim())
-                        .filter(|x| !x.is_empty())
-                        .map(|x| Value::String(x.to_string()))
-                        .collect(),
-                )
-            };
-            let v = match h.as_str() {
-                "tags" | "consent" | "capabilities" => set(cell),
-                _ => match schema.fields.get(h).map(|f| &f.ty) {
-                    Some(Type::SetString) => set(cell),
-                    _ => Value::String(cell.to_string()),
-                },
-            };
-            obj.insert(h.clone(), v);
-        }
-        let again = seen.again(&obj, line);
-        add_row(&mut out, line, again, record(line, &obj, schema, csv_cell));
-    }
-    out
-}
-
 /// CSV cells are text: convert to the declared type first.
-fn csv_cell(f: &Field, v: &Value) -> Result<Value, String> {
-    let Value::String(s) = v else { return Ok(v.clone()) };
+fn csv_cell(f: &Field, v: Value) -> Result<Value, String> {
+    let Value::String(s) = &v else { return Ok(v) };
     match f.ty {
         Type::Number => s
             .trim()
@@ -487,28 +383,42 @@ fn csv_cell(f: &Field, v: &Value) -> Result<Value, String> {
             .parse::<i64>()
             .map(|n| Value::Number(n.into()))
             .map_err(|_| format!("expected minutes, found `{s}`")),
-        _ => Ok(v.clone()),
+        _ => Ok(v),
     }
 }
 
-fn strings(line: usize, field: &str, v: &Value) -> Result<Vec<String>, RowError> {
+fn strings(line: usize, field: &str, v: Value) -> Result<Vec<String>, RowError> {
     let err = || RowError { line, field: Some(field.into()), message: "expected an array of strings".into() };
     let Value::Array(a) = v else { return Err(err()) };
-    a.iter().map(|x| x.as_str().map(str::to_string).ok_or_else(err)).collect()
+    a.into_iter()
+        .map(|x| match x {
+            Value::String(s) => Ok(s),
+            _ => Err(err()),
+        })
+        .collect()
 }
 
-type Convert = fn(&Field, &Value) -> Result<Value, String>;
+/// Turns a row's cell into its field's value before the type check (CSV
+/// cells are text); the identity for JSON.
+type Convert = fn(&Field, Value) -> Result<Value, String>;
 
+fn as_given(_: &Field, v: Value) -> Result<Value, String> {
+    Ok(v)
+}
+
+/// Validates one row. Takes the row's object by value: its keys and values
+/// move into the contact, so a row is never copied (an import reads
+/// millions).
 fn record(
     line: usize,
-    obj: &Map<String, Value>,
+    obj: Map<String, Value>,
     schema: &Schema,
     convert: Convert,
 ) -> Result<(ContactRecord, Vec<ContactEvent>), Vec<RowError>> {
     let mut errors = Vec::new();
     let mut c = ContactRecord::default();
     let mut events = Vec::new();
-    match contact_id(obj) {
+    match contact_id(&obj) {
         Some(id) => c.id = id,
         None => errors.push(RowError {
             line,
@@ -519,11 +429,11 @@ fn record(
     for (key, v) in obj {
         match key.as_str() {
             "id" => {}
-            "tags" => match strings(line, key, v) {
+            "tags" => match strings(line, &key, v) {
                 Ok(t) => c.tags = t,
                 Err(e) => errors.push(e),
             },
-            "consent" | "capabilities" => match strings(line, key, v) {
+            "consent" | "capabilities" => match strings(line, &key, v) {
                 Ok(list) => {
                     for ch in &list {
                         if !schema.channels.contains(ch) {
@@ -550,14 +460,10 @@ fn record(
                 Err(e) => errors.push(e),
             },
             _ => {
-                let Some(field) = schema.fields.get(key) else {
+                let Some(field) = schema.fields.get(&key) else {
                     let names = schema.fields.keys().map(String::as_str).chain(SPECIAL.iter().copied());
-                    let help = crate::suggest::help(key, names).map(|h| format!("; {h}")).unwrap_or_default();
-                    errors.push(RowError {
-                        line,
-                        field: Some(key.clone()),
-                        message: format!("not a contact field{help}"),
-                    });
+                    let help = crate::suggest::help(&key, names).map(|h| format!("; {h}")).unwrap_or_default();
+                    errors.push(RowError { line, field: Some(key), message: format!("not a contact field{help}") });
                     continue;
                 };
                 if v.is_null() {
@@ -565,33 +471,24 @@ fn record(
                 }
                 match convert(field, v).and_then(|v| typed(field, v)) {
                     Ok(v) => {
-                        c.attrs.insert(key.clone(), v);
+                        c.attrs.insert(key, v);
                     }
-                    Err(m) => errors.push(RowError { line, field: Some(key.clone()), message: m }),
+                    Err(m) => errors.push(RowError { line, field: Some(key), message: m }),
                 }
             }
         }
     }
-    for (name, f) in &schema.fields {
-        if !f.optional
-            && !SPECIAL.contains(&name.as_str())
-            && !c.attrs.contains_key(name)
-            && matches!(name.as_str(), "timezone" | "locale" | "created_at")
-        {
-            // Built-ins with sensible defaults are filled in rather than refused.
-            let default = match name.as_str() {
-                "timezone" => Value::String("UTC".into()),
-                "locale" => Value::String("en".into()),
-                _ => Value::String("1970-01-01T00:00:00Z".into()),
-            };
-            c.attrs.insert(name.clone(), default);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Built-ins with sensible defaults are filled in rather than refused.
+    for (name, default) in [("timezone", "UTC"), ("locale", "en"), ("created_at", "1970-01-01T00:00:00Z")] {
+        let required = schema.fields.get(name).is_some_and(|f| !f.optional);
+        if required && !c.attrs.contains_key(name) {
+            c.attrs.insert(name.to_string(), Value::String(default.into()));
         }
     }
-    if errors.is_empty() {
-        Ok((c, events))
-    } else {
-        Err(errors)
-    }
+    Ok((c, events))
 }
 
 /// Checks a value against its declared type and normalises it for storage.
@@ -603,15 +500,18 @@ fn typed(f: &Field, v: Value) -> Result<Value, String> {
     match (&f.ty, &v) {
         (Type::String, Value::String(_)) | (Type::Number, Value::Number(_)) | (Type::Bool, Value::Bool(_)) => Ok(v),
         (Type::Duration, Value::Number(n)) if n.is_i64() => Ok(v),
-        (Type::DateTime, Value::String(s)) => parse_datetime(s)
-            .map(|_| v.clone())
-            .ok_or_else(|| format!("expected a datetime like 2026-11-20T10:00:00Z, found `{s}`")),
-        (Type::Date, Value::String(s)) => {
-            parse_date(s).map(|_| v.clone()).ok_or_else(|| format!("expected a date like 2026-11-20, found `{s}`"))
-        }
-        (Type::Timezone, Value::String(s)) => {
-            s.parse::<chrono_tz::Tz>().map(|_| v.clone()).map_err(|_| format!("unknown time zone `{s}`"))
-        }
+        (Type::DateTime, Value::String(s)) => match parse_datetime(s) {
+            Some(_) => Ok(v),
+            None => Err(format!("expected a datetime like 2026-11-20T10:00:00Z, found `{s}`")),
+        },
+        (Type::Date, Value::String(s)) => match parse_date(s) {
+            Some(_) => Ok(v),
+            None => Err(format!("expected a date like 2026-11-20, found `{s}`")),
+        },
+        (Type::Timezone, Value::String(s)) => match s.parse::<chrono_tz::Tz>() {
+            Ok(_) => Ok(v),
+            Err(_) => Err(format!("unknown time zone `{s}`")),
+        },
         (Type::Enum(values), Value::String(s)) => {
             if values.iter().any(|x| x == s) {
                 Ok(v)
@@ -627,25 +527,24 @@ fn typed(f: &Field, v: Value) -> Result<Value, String> {
     }
 }
 
-fn event_list(line: usize, v: &Value) -> Result<Vec<ContactEvent>, RowError> {
+fn event_list(line: usize, v: Value) -> Result<Vec<ContactEvent>, RowError> {
     let err = |m: String| RowError { line, field: Some("events".into()), message: m };
     let Value::Array(items) = v else { return Err(err("expected an array of events".into())) };
     items
-        .iter()
+        .into_iter()
         .map(|e| {
-            let Value::Object(o) = e else { return Err(err("each event is an object".into())) };
-            let name = o.get("name").and_then(Value::as_str).ok_or_else(|| err("an event needs a `name`".into()))?;
-            let at = o
-                .get("at")
+            let Value::Object(mut props) = e else { return Err(err("each event is an object".into())) };
+            let name = match props.remove("name") {
+                Some(Value::String(n)) => n,
+                _ => return Err(err("an event needs a `name`".into())),
+            };
+            let at = props
+                .remove("at")
+                .as_ref()
                 .and_then(Value::as_str)
                 .and_then(parse_datetime)
                 .ok_or_else(|| err(format!("event `{name}` needs an `at` datetime")))?;
-            let props: Map<String, Value> = o
-                .iter()
-                .filter(|(k, _)| k.as_str() != "name" && k.as_str() != "at")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Ok(ContactEvent { name: name.to_string(), at, props })
+            Ok(ContactEvent { name, at, props })
         })
         .collect()
 }

@@ -1,6 +1,7 @@
 //! The HTTP endpoints. Every body is validated; errors are JSON with a
 //! stable code: `{"error": {"code": "…", "message": "…"}}`.
 
+use super::store_thread::{Gone, NotDone, Refusal};
 use super::{AppState, BODY_TIMEOUT, MAX_BODY, MAX_TRIGGER_CONTACTS, MAX_URI};
 use crate::compile::codec;
 use crate::compile::program::{Program, Trigger};
@@ -232,24 +233,13 @@ fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
     serde_json::from_slice(&bytes).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-json", e.to_string()))
 }
 
-/// The handlers' store, held for one request.
-struct Locked<'a>(std::sync::MutexGuard<'a, Box<dyn Store + Send>>);
-
-impl std::ops::Deref for Locked<'_> {
-    type Target = dyn Store + Send;
-    fn deref(&self) -> &Self::Target {
-        self.0.as_ref()
-    }
-}
-
-impl std::ops::DerefMut for Locked<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut()
-    }
-}
-
-fn lock(state: &AppState) -> Result<Locked<'_>, ApiError> {
-    state.store.lock().map(Locked).map_err(|_| ApiError::internal("store lock poisoned"))
+/// Runs `f` on the handlers' store, on its thread, alone.
+async fn on_store<T, F>(state: &AppState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut dyn Store) -> Result<T, ApiError> + Send + 'static,
+{
+    state.store.run(f).await.map_err(|Gone| ApiError::internal("the store thread stopped"))?
 }
 
 fn campaign(store: &dyn Store, id: &str) -> Result<(String, Program), ApiError> {
@@ -262,21 +252,25 @@ fn campaign(store: &dyn Store, id: &str) -> Result<(String, Program), ApiError> 
 }
 
 async fn list(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
-    let store = lock(&state)?;
-    let rows = store.campaigns().map_err(ApiError::internal)?;
-    let items: Vec<Value> =
-        rows.iter().map(|c| json!({"id": c.name, "state": c.state, "version": c.version})).collect();
+    let items = on_store(&state, |store| {
+        let rows = store.campaigns().map_err(ApiError::internal)?;
+        Ok(rows.iter().map(|c| json!({"id": c.name, "state": c.state, "version": c.version})).collect::<Vec<Value>>())
+    })
+    .await?;
     Ok(Json(json!({"campaigns": items})).into_response())
 }
 
 async fn status(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
-    let store = lock(&state)?;
-    let (st, p) = campaign(&*store, &id)?;
-    let counts = store.counts(&id).map_err(ApiError::internal)?;
-    let executions: Map<String, Value> = counts.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
-    let balance = store.balance().map_err(ApiError::internal)? as f64 / 1e6;
-    Ok(Json(json!({"id": id, "state": st, "version": p.version.0, "executions": executions, "balance": {"amount": balance, "currency": "EUR"}})).into_response())
+    let answer = on_store(&state, move |store| {
+        let (st, p) = campaign(store, &id)?;
+        let counts = store.counts(&id).map_err(ApiError::internal)?;
+        let executions: Map<String, Value> = counts.iter().map(|(k, v)| (k.as_str().to_string(), json!(v))).collect();
+        let balance = store.balance().map_err(ApiError::internal)? as f64 / 1e6;
+        Ok(json!({"id": id, "state": st, "version": p.version.0, "executions": executions, "balance": {"amount": balance, "currency": "EUR"}}))
+    })
+    .await?;
+    Ok(Json(answer).into_response())
 }
 
 /// The account: balance and auto-reload. While `flowc serve` holds the
@@ -311,17 +305,20 @@ fn object_with(body: &Value, allowed: &[&str]) -> Result<Map<String, Value>, Api
 }
 
 async fn balance(AxState(state): AxState<Arc<AppState>>) -> ApiResult {
-    let store = lock(&state)?;
-    Ok(Json(account(&*store)?).into_response())
+    Ok(Json(on_store(&state, |store| account(store)).await?).into_response())
 }
 
 /// Adds money. Like the CLI's top-up it never resumes a paused campaign.
 async fn top_up(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let m = object_with(&body_json(body)?, &["amount"])?;
     let micros = amount_field(&m, "amount")?;
-    let mut store = lock(&state)?;
-    store.ledger_add(micros, "top-up", state.clock.now())?;
-    Ok(Json(account(&*store)?).into_response())
+    let now = state.clock.now();
+    let answer = on_store(&state, move |store| {
+        store.ledger_add(micros, "top-up", now)?;
+        account(store)
+    })
+    .await?;
+    Ok(Json(answer).into_response())
 }
 
 /// Sets (`threshold` and `amount`) or turns off (`{"off": true}`) auto-reload.
@@ -335,29 +332,38 @@ async fn auto_reload(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes,
             amount_micros: amount_field(&m, "amount")?,
         }),
     };
-    let mut store = lock(&state)?;
-    store.set_auto_reload(setting)?;
-    Ok(Json(account(&*store)?).into_response())
+    let answer = on_store(&state, move |store| {
+        store.set_auto_reload(setting)?;
+        account(store)
+    })
+    .await?;
+    Ok(Json(answer).into_response())
 }
 
 async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
-    let mut store = lock(&state)?;
-    campaign(&*store, &id)?;
     let now = state.clock.now();
-    lifecycle::pause(&mut *store, &id, now)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
-    Ok(Json(json!({"id": id, "state": "PAUSED"})).into_response())
+    let answer = on_store(&state, move |store| {
+        campaign(store, &id)?;
+        lifecycle::pause(store, &id, now)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
+        Ok(json!({"id": id, "state": "PAUSED"}))
+    })
+    .await?;
+    Ok(Json(answer).into_response())
 }
 
 async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
-    let mut store = lock(&state)?;
-    campaign(&*store, &id)?;
     let now = state.clock.now();
-    let from = lifecycle::resume(&mut *store, &id, now)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
-    Ok(Json(json!({"id": id, "state": "RUNNING", "was": from.as_str()})).into_response())
+    let answer = on_store(&state, move |store| {
+        campaign(store, &id)?;
+        let from = lifecycle::resume(store, &id, now)
+            .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
+        Ok(json!({"id": id, "state": "RUNNING", "was": from.as_str()}))
+    })
+    .await?;
+    Ok(Json(answer).into_response())
 }
 
 fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -402,56 +408,79 @@ async fn trigger(
         Some(Value::Object(d)) => d.clone(),
         Some(_) => return Err(ApiError::bad("`data` must be an object")),
     };
-    let mut store = lock(&state)?;
-    let (st, p) = campaign(&*store, &id)?;
+    let now = state.clock.now();
+    // Triggers that queue up meanwhile share one transaction; the answer
+    // comes after it committed (`store_thread`).
+    let answer = state.store.grouped(move |store| enroll_trigger(store, &id, &ids, &data, now)).await;
+    match answer {
+        Ok(counts) => Ok((StatusCode::ACCEPTED, Json(counts)).into_response()),
+        Err(NotDone::Own(e)) => Err(e),
+        Err(NotDone::Commit(why)) => Err(ApiError::internal(format!("nothing was enrolled: {why}"))),
+        Err(NotDone::Gone) => Err(ApiError::internal("the store thread stopped")),
+    }
+}
+
+/// A trigger's work inside its group's transaction: checks (refusals come
+/// before any write), then the `campaign.triggered` events and the
+/// enrollments.
+fn enroll_trigger(
+    store: &mut dyn Store,
+    id: &str,
+    ids: &[ContactId],
+    data: &Map<String, Value>,
+    now: i64,
+) -> Result<Value, Refusal<ApiError>> {
+    let (st, p) = campaign(store, id).map_err(Refusal::Refused)?;
     if !matches!(p.trigger, Trigger::Api) {
-        return Err(ApiError::new(
+        return Err(Refusal::Refused(ApiError::new(
             StatusCode::CONFLICT,
             "wrong-trigger",
             format!("campaign `{id}` is not triggered by the API"),
-        ));
+        )));
     }
     let st = State::parse(&st).unwrap_or(State::Draft);
     if matches!(st, State::Draft | State::Completed | State::CompletedPartial) {
-        return Err(ApiError::new(
+        return Err(Refusal::Refused(ApiError::new(
             StatusCode::CONFLICT,
             "not-accepting",
             format!("campaign `{id}` is {}", st.as_str()),
-        ));
+        )));
     }
-    let now = state.clock.now();
     let mut unknown = Vec::new();
     let mut entries = Vec::new();
     let mut outside = 0;
     let mut events = Vec::new();
-    for cid in &ids {
-        let Some(c) = contact(&*store, cid)? else {
+    for cid in ids {
+        let Some(c) = contact(store, cid).map_err(Refusal::Refused)? else {
             unknown.push(cid.clone());
             continue;
         };
-        let f = facts_of(&*store, &p, &c)?;
-        let cx = Ctx { program: &p, facts: &f, now };
-        if p.audience.as_ref().is_some_and(|a| !eval::eval(&cx, a)) {
-            outside += 1;
-            continue;
+        if let Some(audience) = &p.audience {
+            let f = facts_of(store, &p, &c).map_err(Refusal::Refused)?;
+            let cx = Ctx { program: &p, facts: &f, now };
+            if !eval::eval(&cx, audience) {
+                outside += 1;
+                continue;
+            }
         }
         entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
-        return Err(ApiError::new(
+        return Err(Refusal::Refused(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-contacts",
             format!("no such contact(s): {}", unknown.join(", ")),
-        ));
+        )));
     }
     // Re-entry: a contact the campaign's rule keeps out (`once`: already
     // in; `after D`: its latest execution started less than D ago) is not
-    // enrolled and gets no `campaign.triggered` event. Only this handler
-    // enrolls API campaigns, under the store lock, so the check cannot go
-    // stale before the enrollment below.
+    // enrolled and gets no `campaign.triggered` event. Only this job
+    // enrolls API campaigns, and the store thread runs one job at a time
+    // (a group's jobs in turn, each seeing the ones before), so the check
+    // cannot go stale before the enrollment below.
     let asked = entries.len() as u64;
     let ids_in: Vec<&ContactId> = entries.iter().map(|e| &e.contact).collect();
-    let latest = store.latest_starts(&id, &ids_in).map_err(ApiError::internal)?;
+    let latest = store.latest_starts(id, &ids_in).map_err(|e| Refusal::Refused(ApiError::internal(e)))?;
     let rule = p.delivery.reentry;
     entries.retain(|e| reentry::admits(rule, latest.get(&e.contact).copied(), e.wake_at));
     // The same contact named twice in one trigger enters once.
@@ -463,15 +492,12 @@ async fn trigger(
         let event = ContactEvent { name: "campaign.triggered".into(), at: now, props };
         events.push(EventOf { contact: cid.clone(), event });
     }
+    let failed = |e| Refusal::Failed(ApiError::internal(e));
     // The event is stored before the enrollment so the first step can read it.
-    store.upsert_contacts(&[], &events).map_err(ApiError::internal)?;
-    let enrolled = reentry::enroll(&mut *store, &p, &entries, now).map_err(ApiError::internal)?;
+    store.upsert_contacts(&[], &events).map_err(failed)?;
+    let enrolled = reentry::enroll(store, &p, &entries, now).map_err(failed)?;
     let already = asked.saturating_sub(enrolled);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside})),
-    )
-        .into_response())
+    Ok(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside}))
 }
 
 /// The schema the service validates against: the one the database keeps
@@ -522,8 +548,14 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
     if items.is_empty() || items.len() > 1000 {
         return Err(ApiError::bad("send 1 to 1000 contacts per request"));
     }
-    let mut store = lock(&state)?;
-    let schema = schema(&*store)?;
+    let now = state.clock.now();
+    let upserted = items.len();
+    on_store(&state, move |store| upsert(store, &items, now)).await?;
+    Ok(Json(json!({"upserted": upserted})).into_response())
+}
+
+fn upsert(store: &mut dyn Store, items: &[Value], now: i64) -> Result<(), ApiError> {
+    let schema = schema(store)?;
     let mut patches = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let invalid = |field: Option<&str>, message: &str| {
@@ -540,11 +572,10 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
             }
         }
     }
-    let now = state.clock.now();
     // Read, merge and write in one transaction: the runner (another
     // connection) cannot commit a tag change in between and have it
     // overwritten by the merged record.
-    crate::runtime::store::atomically(&mut *store, |store| {
+    crate::runtime::store::atomically(store, |store| {
         // Later items of the same request see the earlier ones' changes.
         let mut merged: Vec<facts::ContactRecord> = Vec::with_capacity(patches.len());
         // What each contact was before this request, to wake what reads a changed field.
@@ -572,7 +603,7 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
             .collect();
         crate::runtime::wake::contacts_changed(store, &changes, &events, now).map_err(ApiError::internal)
     })?;
-    Ok(Json(json!({"upserted": items.len()})).into_response())
+    Ok(())
 }
 
 /// Ingests one event; event-triggered campaigns whose rule it matches
@@ -580,26 +611,29 @@ async fn upsert_contacts(AxState(state): AxState<Arc<AppState>>, body: Result<By
 async fn ingest_event(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> ApiResult {
     let body = body_json(body)?;
     let now = state.clock.now();
-    let mut store = lock(&state)?;
+    let answer = on_store(&state, move |store| ingest_one(store, &body, now)).await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+fn ingest_one(store: &mut dyn Store, body: &Value, now: i64) -> Result<Value, ApiError> {
     // One check for the API, `flowc events import` and `flowc run --events`.
-    let incoming = ingest::check(&body, &schema(&*store)?, now).map_err(|f| match f.kind {
+    let incoming = ingest::check(body, &schema(store)?, now).map_err(|f| match f.kind {
         FaultKind::Malformed => ApiError::bad(f.message),
         FaultKind::UnknownEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown-event", f.message),
         FaultKind::InvalidEvent => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", f.message),
     })?;
-    if contact(&*store, &incoming.contact)?.is_none() {
+    if contact(store, &incoming.contact)?.is_none() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-contacts",
             format!("no such contact: {}", incoming.contact),
         ));
     }
-    let (woken, enrolled_in) = crate::runtime::store::atomically(&mut *store, |s| {
+    let (woken, enrolled_in) = crate::runtime::store::atomically(store, |s| {
         let woken = ingest::store_and_wake(s, std::slice::from_ref(&incoming))?.woken;
         let enrolled_in = ingest::Triggered::load(s)?.enroll(s, &incoming, now)?;
         Ok::<_, crate::runtime::store::StoreError>((woken, enrolled_in))
     })
     .map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"stored": true, "enrolled_in": enrolled_in, "woken": woken})))
-        .into_response())
+    Ok(json!({"stored": true, "enrolled_in": enrolled_in, "woken": woken}))
 }

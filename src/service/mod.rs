@@ -4,17 +4,19 @@
 //! Handlers only validate, read and enroll; the runner thread steps the
 //! executions of every RUNNING campaign on the clock. Each has its own
 //! store, any `Store` (`flowc serve` opens two `SqliteStore` connections:
-//! WAL lets them read and write side by side).
+//! WAL lets them read and write side by side). The handlers' store lives on
+//! its own thread (`store_thread`), which writes concurrent API triggers in
+//! one transaction.
 
 mod api;
 mod openapi;
 pub mod runner;
+pub mod store_thread;
 pub mod webhook;
 
-use crate::runtime::store::Store;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use api::router;
@@ -42,8 +44,9 @@ pub struct ServiceConfig {
 
 /// What the handlers share.
 pub struct AppState {
-    /// The handlers' own connection: any `Store` (the runner has another).
-    pub store: Mutex<Box<dyn Store + Send>>,
+    /// The handlers' own connection, any `Store` (the runner has another),
+    /// on a thread of its own: every handler's store work runs there.
+    pub store: store_thread::StoreThread,
     pub token: String,
     pub clock: runner::SharedClock,
     pub stop: Arc<AtomicBool>,
