@@ -91,6 +91,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
         consent_messages: consent_messages(&built.inputs.analysis),
+        walks: estimate::Walks::Shared,
     };
     let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {

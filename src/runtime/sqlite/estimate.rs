@@ -1,16 +1,21 @@
 //! The estimate's query: an audience's contacts with the fields a program
 //! reads, pulled out by SQLite (`json_extract`) so no contact's whole JSON
-//! is parsed. Part of the SQLite store (`Store::audience`); also the sends
-//! recorded for contacts, which the estimate counts against frequency caps
-//! (`Store::sends_since`).
+//! is parsed. Part of the SQLite store (`Store::audience`, and grouped,
+//! `Store::audience_groups`); also the sends recorded for contacts, which
+//! the estimate counts against frequency caps (`Store::sends_since`).
 
 use super::segment;
+use super::typed;
 use super::{classify, parse_list};
 use crate::compile::program::FieldDef;
-use crate::runtime::facts;
-use crate::runtime::store::{Audience, ContactId, DueContact, RecordedSend, StoreError};
+use crate::runtime::alike::MAX_GROUPS;
+use crate::runtime::facts::{self, FieldValue};
+use crate::runtime::store::{
+    Audience, ContactId, DueContact, EventReads, GroupId, Member, RecordedSend, StoreError, WalkReads,
+};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, Row};
+use std::collections::HashMap;
 
 /// Streams the contacts matching `audience.filter` at `audience.at` (all of
 /// them without a filter), the filter compiled by `segment::condition`.
@@ -64,6 +69,122 @@ fn member(r: &Row<'_>, fields: &[FieldDef]) -> rusqlite::Result<DueContact> {
     };
     let addresses = segment::addresses_from_row(r, 5 + fields.len())?;
     let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
+    Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
+}
+
+/// `members`, grouped by what the walks read (`reads`), on the typed
+/// columns of schema 8: each row brings its id, its sets and typed columns
+/// as stored and only the fields the walks read, and is grouped by those
+/// bytes; only the first row of a group is decoded. Rows alike in their
+/// stored bytes hold alike values, so a group is never too wide (two
+/// spellings of one value make two groups, which is only slower).
+pub(super) fn groups(
+    conn: &Connection,
+    audience: Audience<'_>,
+    reads: &WalkReads,
+    f: &mut dyn FnMut(Member<'_>) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let p = audience.program;
+    let (clause, mut params) = match audience.filter {
+        Some(c) => {
+            let s = segment::condition(p, c, audience.at);
+            (s.text, s.params)
+        }
+        None => ("1".to_string(), Vec::new()),
+    };
+    // The read slots' fields, in `reads` order, after the six fixed columns.
+    let read: Vec<(usize, &FieldDef)> =
+        reads.slots.iter().filter_map(|s| p.fields.get(s.0 as usize).map(|f| (s.0 as usize, f))).collect();
+    let mut cols = String::new();
+    let mut extracts = Vec::new();
+    for (_, field) in &read {
+        // `id` and `tags` have columns of their own (`field_from_sql`).
+        if field.name == "id" || field.name == "tags" {
+            cols.push_str(", NULL");
+        } else {
+            cols.push_str(", json_extract(attrs, ?)");
+            extracts.push(Value::Text(format!("$.{}", field.name)));
+        }
+    }
+    extracts.append(&mut params);
+    let q =
+        format!("SELECT id, tags, consent, capabilities, addresses, created_minute{cols} FROM contacts WHERE {clause}");
+    let by_id = read.iter().any(|(_, f)| f.name == "id");
+    let mut stmt = conn.prepare(&q).map_err(classify)?;
+    let mut rows = stmt.query(params_from_iter(extracts.iter())).map_err(classify)?;
+    let mut groups: HashMap<Box<[u8]>, GroupId> = HashMap::new();
+    let mut key = Vec::new();
+    let mut n = 0;
+    while let Some(r) = rows.next().map_err(classify)? {
+        n += 1;
+        key.clear();
+        let id = match r.get_ref(0).map_err(classify)? {
+            ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| StoreError::Other(e.to_string()))?,
+            other => return Err(StoreError::Other(format!("contact id of type {}", other.data_type()))),
+        };
+        if by_id {
+            key_bytes(ValueRef::Text(id.as_bytes()), &mut key);
+        }
+        for i in 1..5 {
+            key_bytes(r.get_ref(i).map_err(classify)?, &mut key);
+        }
+        if reads.events == EventReads::Read {
+            key_bytes(r.get_ref(5).map_err(classify)?, &mut key);
+        }
+        for i in 0..read.len() {
+            key_bytes(r.get_ref(6 + i).map_err(classify)?, &mut key);
+        }
+        if let Some(&group) = groups.get(key.as_slice()) {
+            f(Member::Again { group, id })?;
+            continue;
+        }
+        let contact = grouped_member(r, p.fields.len(), &read).map_err(classify)?;
+        if groups.len() >= MAX_GROUPS {
+            f(Member::Alone(contact))?;
+            continue;
+        }
+        let group = GroupId(groups.len() as u32);
+        groups.insert(key.as_slice().into(), group);
+        f(Member::First { group, contact })?;
+    }
+    Ok(n)
+}
+
+/// One value of a row, tagged with its type, into a group key.
+fn key_bytes(v: ValueRef<'_>, out: &mut Vec<u8>) {
+    match v {
+        ValueRef::Null => out.push(0),
+        ValueRef::Integer(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        ValueRef::Real(x) => {
+            out.push(2);
+            out.extend_from_slice(&x.to_bits().to_le_bytes());
+        }
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            out.push(if matches!(v, ValueRef::Text(_)) { 3 } else { 4 });
+            out.extend_from_slice(&(t.len() as u64).to_le_bytes());
+            out.extend_from_slice(t);
+        }
+    }
+}
+
+/// A row of `groups` as the contact it is: the read fields in their slots
+/// (`fields` of them in all), the others absent since no walk reads them.
+fn grouped_member(r: &Row<'_>, fields: usize, read: &[(usize, &FieldDef)]) -> rusqlite::Result<DueContact> {
+    let id: String = r.get(0)?;
+    let list = |s: &str| parse_list(s, "contacts", &id);
+    let tags = list(&r.get::<_, String>(1)?)?;
+    let mut values = vec![FieldValue::Absent; fields];
+    for (i, (slot, field)) in read.iter().enumerate() {
+        if let Some(v) = values.get_mut(*slot) {
+            *v = segment::field_from_sql(field, &id, &tags, r.get_ref(6 + i)?);
+        }
+    }
+    let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
+    let addresses = typed::addresses_from_flags(r.get(4)?);
+    let created_at: Option<i64> = r.get(5)?;
     Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
 }
 
