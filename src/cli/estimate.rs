@@ -2,7 +2,7 @@
 
 use super::build::build;
 use super::{Fatal, Outcome};
-use flowc::runtime::estimate::{self, Entry, Estimate, Rates, Settings};
+use flowc::runtime::estimate::{self, cache, Entry, Estimate, Rates, Settings};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
@@ -76,14 +76,17 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let store = match &a.contacts {
+    let (store, db) = match &a.contacts {
         Some(file) => {
             let mut s = SqliteStore::open_in_memory().map_err(|e| Fatal(e.to_string()))?;
             let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
             load_contacts(&mut s, file, &model)?;
-            s
+            (s, None)
         }
-        None => super::run::open_store(&a.db.resolve(Some(&a.file))?, flowc::runtime::sqlite::OpenMode::ReadOnly)?,
+        None => {
+            let db = a.db.resolve(Some(&a.file))?;
+            (super::run::open_store(&db, flowc::runtime::sqlite::OpenMode::ReadOnly)?, Some(db))
+        }
     };
     let now = a.clock.now(&store)?;
     let settings = Settings {
@@ -93,7 +96,25 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         consent_messages: consent_messages(&built.inputs.analysis),
         walks: estimate::Walks::Shared,
     };
-    let e = estimate::estimate(&store, &built.program, now, &settings).map_err(|e| Fatal(format!("estimate: {e}")))?;
+    // Read before the contacts: data written meanwhile makes the next
+    // estimate miss this one, never find it stale.
+    let kept = match (db, store.data_version().map_err(|e| Fatal(format!("estimate: {e}")))?) {
+        (Some(db), Some(data)) => Some((cache::path_for(&db), cache::key(&built.program, now, &settings, data))),
+        _ => None,
+    };
+    let e = match kept.as_ref().and_then(|(path, key)| cache::load(path, key)) {
+        Some(e) => e,
+        None => {
+            let e = estimate::estimate(&store, &built.program, now, &settings)
+                .map_err(|e| Fatal(format!("estimate: {e}")))?;
+            if let Some((path, key)) = &kept {
+                // A cache that cannot be written (a read-only folder) only
+                // costs the next estimate its time.
+                let _ = cache::save(path, key, &e);
+            }
+            e
+        }
+    };
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),

@@ -33,13 +33,14 @@ use super::facts::{Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
 use super::store::{Audience, Store, StoreError};
 use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, QuietThen, SendTarget, Trigger, WaitOn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod cache;
 mod members;
 
 /// Engagement rates, each of the previous stage (stated defaults).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Rates {
     pub delivered: f64,
     pub opened: f64,
@@ -96,7 +97,7 @@ impl Default for Settings {
 }
 
 /// Who the estimate counts as entering the campaign, stated in its output.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// Manual and API triggers: the audience at the as-of time.
@@ -108,7 +109,7 @@ pub enum Entry {
     Event { event: String, window: String, since: String },
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Range {
     pub min: f64,
     pub expected: f64,
@@ -129,14 +130,14 @@ impl Range {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepEstimate {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub reach: Range,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SendEstimate {
     pub channel: String,
     pub message: String,
@@ -144,15 +145,15 @@ pub struct SendEstimate {
     pub cost: Range,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CostRange {
     pub min: f64,
     pub expected: f64,
     pub max: f64,
-    pub currency: &'static str,
+    pub currency: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Estimate {
     pub campaign: String,
     /// The clock the estimate was made on (RFC 3339, UTC): the same rule as
@@ -288,7 +289,7 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
     };
     walker.flush()?;
     let acc = walker.acc;
-    let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR" };
+    let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR".to_string() };
     let mut by_target: BTreeMap<(String, String, i64), Range> = BTreeMap::new();
     for ((node, which), r) in acc.per_step {
         let Some(Op::Send { target, fallback, .. }) = p.nodes.get(node).map(|n| &n.op) else { continue };
@@ -313,7 +314,7 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
         .nodes
         .iter()
         .zip(acc.reach)
-        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.kind(), reach })
+        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.kind().to_string(), reach })
         .collect();
     Ok(Estimate { campaign: p.campaign.clone(), as_of: rfc3339(now), entry, audience: n, steps, sends, cost, rates })
 }
