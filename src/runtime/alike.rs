@@ -10,7 +10,7 @@
 //! variants are known, so the estimate walks each (group, variants) once.
 
 use super::facts::FieldValue;
-use super::store::{Audience, DueContact, EventReads, GroupId, Member, Store, StoreError, WalkReads};
+use super::store::{Audience, DueContact, EventReads, GroupId, IdReads, Member, Store, StoreError, WalkReads};
 use crate::compile::program::{Cond, Exit, FieldSlot, Op, Operand, Program, SetValue, WaitOn};
 use std::collections::{BTreeSet, HashMap};
 
@@ -24,7 +24,9 @@ pub const MAX_GROUPS: usize = 1 << 16;
 /// steps' conditions and values, its exits, and — when any of those uses a
 /// segment — every segment's; the audience and the trigger are the store's
 /// filter and not walked. Events are read when anything in the program
-/// reads them (the engine's own rule, `engine::needs_events`).
+/// reads them (the engine's own rule, `engine::needs_events`); ids, when the
+/// program splits contacts (A/B), reads events, or counts recorded sends
+/// against frequency caps.
 pub fn reads_of(p: &Program) -> WalkReads {
     let mut r = Reading::default();
     for n in &p.nodes {
@@ -58,7 +60,13 @@ pub fn reads_of(p: &Program) -> WalkReads {
         }
     }
     let events = if super::engine::needs_events(p) { EventReads::Read } else { EventReads::Unread };
-    WalkReads { slots: r.slots.into_iter().map(FieldSlot).collect(), events }
+    let splits = p.nodes.iter().any(|n| matches!(n.op, Op::Split { .. }));
+    let ids = if splits || events == EventReads::Read || !p.delivery.frequency_caps.is_empty() {
+        IdReads::Read
+    } else {
+        IdReads::Unread
+    };
+    WalkReads { slots: r.slots.into_iter().map(FieldSlot).collect(), events, ids }
 }
 
 /// The slots conditions read, and whether any uses a segment.
@@ -114,7 +122,7 @@ pub fn group<S: Store + ?Sized>(
         key.clear();
         key_of(&c, reads, &mut key);
         if let Some(&group) = groups.get(key.as_slice()) {
-            return f(Member::Again { group, id: c.id.as_str() });
+            return f(Member::Again { group, id: Some(c.id.as_str()) });
         }
         if groups.len() >= MAX_GROUPS {
             return f(Member::Alone(c));

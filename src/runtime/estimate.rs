@@ -223,8 +223,9 @@ pub fn rfc3339(minutes: i64) -> String {
 
 struct Acc {
     reach: Vec<Range>,
-    /// (send node, 0 primary / 1 fallback) → sends.
-    per_step: BTreeMap<(usize, usize), Range>,
+    /// Per node: the sends of its primary (0) and fallback (1) target, for
+    /// a send node some contact sent from.
+    per_step: Vec<[Option<Range>; 2]>,
 }
 
 /// Where one contact's walk adds its weights.
@@ -270,6 +271,7 @@ fn state_exit(p: &Program) -> Option<Cond> {
 pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -> Result<Estimate, StoreError> {
     let rates = settings.rates;
     let Entering { at, cond, entry } = entering(p, now, settings.event_window);
+    let reads = super::alike::reads_of(p);
     let setup = members::Setup {
         program: p,
         at,
@@ -280,18 +282,22 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
         // Sends older than the longest cap's window before entry cannot count.
         longest_cap: p.delivery.frequency_caps.iter().map(|c| c.window_minutes).max(),
         events: super::engine::needs_events(p),
+        ids: reads.ids,
     };
     let mut walker = members::Walker::new(setup, store);
     let audience = Audience { program: p, filter: cond.as_ref(), at };
     let n = match settings.walks {
-        Walks::Shared => store.audience_groups(audience, &super::alike::reads_of(p), &mut |m| walker.member(m))?,
+        Walks::Shared => store.audience_groups(audience, &reads, &mut |m| walker.member(m))?,
         Walks::EachContact => store.audience(audience, &mut |c| walker.own(c))?,
     };
     walker.flush()?;
     let acc = walker.acc;
     let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR".to_string() };
     let mut by_target: BTreeMap<(String, String, i64), Range> = BTreeMap::new();
-    for ((node, which), r) in acc.per_step {
+    let per_step = acc.per_step.into_iter().enumerate().flat_map(|(node, sends)| {
+        sends.into_iter().enumerate().filter_map(move |(which, r)| r.map(|r| (node, which, r)))
+    });
+    for (node, which, r) in per_step {
         let Some(Op::Send { target, fallback, .. }) = p.nodes.get(node).map(|n| &n.op) else { continue };
         let Some(t) = (if which == 0 { Some(target) } else { fallback.as_ref() }) else { continue };
         let t = by_target.entry((t.channel.clone(), t.message.clone(), t.price_micros)).or_default();

@@ -290,6 +290,16 @@ pub struct WalkReads {
     /// Whether the walks read the contact's events, and with them its
     /// creation (the `contact.created` event).
     pub events: EventReads,
+    /// Whether the estimate needs each contact's id: for its A/B variants,
+    /// or to read its events or recorded sends.
+    pub ids: IdReads,
+}
+
+/// Whether an estimate needs the id of every contact of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdReads {
+    Read,
+    Unread,
 }
 
 /// Whether an estimate's walks read a contact's events.
@@ -310,8 +320,9 @@ pub struct GroupId(pub u32);
 pub enum Member<'a> {
     /// The first contact of a new group: what every member of the group shares.
     First { group: GroupId, contact: DueContact },
-    /// A later contact of a group seen before.
-    Again { group: GroupId, id: &'a str },
+    /// A later contact of a group seen before; its id when the walks read
+    /// ids (`WalkReads::ids`).
+    Again { group: GroupId, id: Option<&'a str> },
     /// A contact in no group (the stream has `alike::MAX_GROUPS` already).
     Alone(DueContact),
 }

@@ -13,7 +13,7 @@ use super::{walk, Acc, Presence, Weights};
 use crate::compile::program::{Cond, NodeIdx, Op, Program, Variant};
 use crate::runtime::facts::{self, Facts};
 use crate::runtime::step::{self, Account};
-use crate::runtime::store::{ContactId, DueContact, GroupId, Member, Store, StoreError};
+use crate::runtime::store::{ContactId, DueContact, GroupId, IdReads, Member, Store, StoreError};
 use std::collections::{BTreeSet, HashMap};
 
 /// Contacts whose events or recorded sends are read in one query.
@@ -23,6 +23,10 @@ const BATCH: usize = 2000;
 /// matches none is walked without keeping its outcome (bounded memory when
 /// every contact is unlike the others).
 const MAX_KEPT: usize = 1 << 17;
+
+/// At most this many outcomes per group (one per combination of A/B
+/// variants met), looked up in order: a few in practice.
+const MAX_KEPT_PER_GROUP: usize = 64;
 
 /// What the walks need besides the contacts.
 pub(super) struct Setup<'a> {
@@ -39,6 +43,8 @@ pub(super) struct Setup<'a> {
     pub longest_cap: Option<i64>,
     /// Whether a walk reads the contact's stored events.
     pub events: bool,
+    /// Whether the walks need each contact's id (`alike::reads_of`).
+    pub ids: IdReads,
 }
 
 /// One contact's walk, as it adds to the totals: per node entered, in node
@@ -79,9 +85,10 @@ pub(super) struct Walker<'a> {
     scratch: Scratch,
     /// Each group's data, by `GroupId`.
     groups: Vec<DueContact>,
-    /// Outcomes by [group, variant of each A/B split].
-    kept: HashMap<Vec<u32>, Outcome>,
-    key: Vec<u32>,
+    /// Per group, its walks' outcomes by the variants of the A/B splits
+    /// (`variants`).
+    kept: Vec<Vec<(u64, Outcome)>>,
+    kept_total: usize,
     splits: Vec<(&'a str, &'a [Variant])>,
     pending: Vec<Pending>,
 }
@@ -100,7 +107,7 @@ impl<'a> Walker<'a> {
             .collect();
         Walker {
             store,
-            acc: Acc { reach: vec![super::Range::default(); n], per_step: Default::default() },
+            acc: Acc { reach: vec![super::Range::default(); n], per_step: vec![[None; 2]; n] },
             scratch: Scratch {
                 seen: vec![0.0; n],
                 sent: vec![[0.0; 2]; n],
@@ -109,8 +116,8 @@ impl<'a> Walker<'a> {
                 sent_doubt: vec![[false; 2]; n],
             },
             groups: Vec::new(),
-            kept: HashMap::new(),
-            key: Vec::new(),
+            kept: Vec::new(),
+            kept_total: 0,
             splits,
             pending: Vec::new(),
             setup,
@@ -126,13 +133,19 @@ impl<'a> Walker<'a> {
     pub fn member(&mut self, m: Member<'_>) -> Result<(), StoreError> {
         match m {
             Member::Alone(c) => self.own(c),
-            Member::Again { group, id } => self.in_group(group, id),
+            Member::Again { group, id: Some(id) } => self.in_group(group, id),
+            // No walk reads it (no A/B split, no history of its own to read).
+            Member::Again { group, id: None } if self.setup.ids == IdReads::Unread => self.in_group(group, ""),
+            Member::Again { group, id: None } => {
+                Err(StoreError::Other(format!("the store gave a contact of group {} without its id", group.0)))
+            }
             Member::First { group, contact } => {
                 if group.0 as usize != self.groups.len() {
                     return Err(StoreError::Other(format!("the store numbered a new group {} out of order", group.0)));
                 }
                 let id = contact.id.clone();
                 self.groups.push(contact);
+                self.kept.push(Vec::new());
                 self.in_group(group, id.as_str())
             }
         }
@@ -227,22 +240,31 @@ impl<'a> Walker<'a> {
             self.acc.add(&outcome);
             return Ok(());
         }
-        self.key.clear();
-        self.key.push(group.0);
-        let campaign = &self.setup.program.campaign;
-        self.key
-            .extend(self.splits.iter().map(|(name, variants)| step::pick_variant(campaign, id, name, variants) as u32));
-        if let Some(outcome) = self.kept.get(self.key.as_slice()) {
+        let variants = self.variants(id);
+        let kept = &self.kept[group.0 as usize];
+        if let Some((_, outcome)) = variants.and_then(|v| kept.iter().find(|(k, _)| *k == v)) {
             self.acc.add(outcome);
             return Ok(());
         }
         let facts = facts_of(data, ContactId(id.to_string()), events);
         let outcome = self.walk(facts, recorded);
         self.acc.add(&outcome);
-        if self.kept.len() < MAX_KEPT {
-            self.kept.insert(self.key.clone(), outcome);
+        let kept = &mut self.kept[group.0 as usize];
+        if let Some(v) = variants.filter(|_| self.kept_total < MAX_KEPT && kept.len() < MAX_KEPT_PER_GROUP) {
+            kept.push((v, outcome));
+            self.kept_total += 1;
         }
         Ok(())
+    }
+
+    /// The variants contact `id` gets at each A/B split, as one number
+    /// (mixed radix); `None` when there are too many combinations to count.
+    fn variants(&self, id: &str) -> Option<u64> {
+        let campaign = &self.setup.program.campaign;
+        self.splits.iter().try_fold(0u64, |code, (name, variants)| {
+            let chosen = step::pick_variant(campaign, id, name, variants) as u64;
+            code.checked_mul(variants.len().max(1) as u64)?.checked_add(chosen)
+        })
     }
 
     fn walk_own(&mut self, c: DueContact, events: Vec<facts::ContactEvent>, recorded: &[(String, i64)]) {
@@ -322,9 +344,10 @@ impl Acc {
             if let Some(r) = self.reach.get_mut(t.node) {
                 r.add_as(t.seen, presence(t.doubtful));
             }
+            let Some(sends) = self.per_step.get_mut(t.node) else { continue };
             for (which, weight) in t.sent.iter().enumerate() {
                 if *weight > 0.0 {
-                    self.per_step.entry((t.node, which)).or_default().add_as(*weight, presence(t.sent_doubt[which]));
+                    sends[which].get_or_insert_with(Default::default).add_as(*weight, presence(t.sent_doubt[which]));
                 }
             }
         }

@@ -11,7 +11,7 @@ use crate::compile::program::FieldDef;
 use crate::runtime::alike::MAX_GROUPS;
 use crate::runtime::facts::{self, FieldValue};
 use crate::runtime::store::{
-    Audience, ContactId, DueContact, EventReads, GroupId, Member, RecordedSend, StoreError, WalkReads,
+    Audience, ContactId, DueContact, EventReads, GroupId, IdReads, Member, RecordedSend, StoreError, WalkReads,
 };
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{params_from_iter, Connection, Row};
@@ -107,8 +107,10 @@ pub(super) fn groups(
         }
     }
     extracts.append(&mut params);
-    let q =
-        format!("SELECT id, tags, consent, capabilities, addresses, created_minute{cols} FROM contacts WHERE {clause}");
+    // The creation is the `contact.created` event: of no use to walks that
+    // read no events, so not even read.
+    let created = if reads.events == EventReads::Read { "created_minute" } else { "NULL" };
+    let q = format!("SELECT id, tags, consent, capabilities, addresses, {created}{cols} FROM contacts WHERE {clause}");
     let by_id = read.iter().any(|(_, f)| f.name == "id");
     let mut stmt = conn.prepare(&q).map_err(classify)?;
     let mut rows = stmt.query(params_from_iter(extracts.iter())).map_err(classify)?;
@@ -118,11 +120,12 @@ pub(super) fn groups(
     while let Some(r) = rows.next().map_err(classify)? {
         n += 1;
         key.clear();
-        let id = match r.get_ref(0).map_err(classify)? {
-            ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| StoreError::Other(e.to_string()))?,
-            other => return Err(StoreError::Other(format!("contact id of type {}", other.data_type()))),
+        // The id only when the walks read it (`id` is then also part of the key).
+        let id = match (reads.ids, by_id) {
+            (IdReads::Unread, false) => None,
+            _ => Some(contact_id(r)?),
         };
-        if by_id {
+        if let (true, Some(id)) = (by_id, id) {
             key_bytes(ValueRef::Text(id.as_bytes()), &mut key);
         }
         for i in 1..5 {
@@ -150,6 +153,13 @@ pub(super) fn groups(
     Ok(n)
 }
 
+fn contact_id<'r>(r: &'r Row<'_>) -> Result<&'r str, StoreError> {
+    match r.get_ref(0).map_err(classify)? {
+        ValueRef::Text(t) => std::str::from_utf8(t).map_err(|e| StoreError::Other(e.to_string())),
+        other => Err(StoreError::Other(format!("contact id of type {}", other.data_type()))),
+    }
+}
+
 /// One value of a row, tagged with its type, into a group key.
 fn key_bytes(v: ValueRef<'_>, out: &mut Vec<u8>) {
     match v {
@@ -164,7 +174,14 @@ fn key_bytes(v: ValueRef<'_>, out: &mut Vec<u8>) {
         }
         ValueRef::Text(t) | ValueRef::Blob(t) => {
             out.push(if matches!(v, ValueRef::Text(_)) { 3 } else { 4 });
-            out.extend_from_slice(&(t.len() as u64).to_le_bytes());
+            // The length first, so no value's bytes read as the next one's.
+            match u8::try_from(t.len()) {
+                Ok(short) if short < u8::MAX => out.push(short),
+                _ => {
+                    out.push(u8::MAX);
+                    out.extend_from_slice(&(t.len() as u64).to_le_bytes());
+                }
+            }
             out.extend_from_slice(t);
         }
     }
