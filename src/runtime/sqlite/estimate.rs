@@ -72,10 +72,11 @@ fn member(r: &Row<'_>, fields: &[FieldDef]) -> rusqlite::Result<DueContact> {
     Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
 }
 
-/// `members`, grouped by what the walks read (`reads`), on the typed
-/// columns of schema 8: each row brings its id, its sets and typed columns
-/// as stored and only the fields the walks read, and is grouped by those
-/// bytes; only the first row of a group is decoded. Rows alike in their
+/// `members`, grouped by what the walks read (`reads`), on the columns of
+/// schema 8: each row brings its `profile` (sets and addresses), its
+/// creation and the fields the walks read, as stored, and is grouped by
+/// those bytes (and its id, when the walks read `id`); only the first row of
+/// a group is decoded. Rows alike in their
 /// stored bytes hold alike values, so a group is never too wide (two
 /// spellings of one value make two groups, which is only slower).
 pub(super) fn groups(
@@ -92,7 +93,7 @@ pub(super) fn groups(
         }
         None => ("1".to_string(), Vec::new()),
     };
-    // The read slots' fields, in `reads` order, after the six fixed columns.
+    // The read slots' fields, in `reads` order, after the three fixed columns.
     let read: Vec<(usize, &FieldDef)> =
         reads.slots.iter().filter_map(|s| p.fields.get(s.0 as usize).map(|f| (s.0 as usize, f))).collect();
     let mut cols = String::new();
@@ -110,7 +111,7 @@ pub(super) fn groups(
     // The creation is the `contact.created` event: of no use to walks that
     // read no events, so not even read.
     let created = if reads.events == EventReads::Read { "created_minute" } else { "NULL" };
-    let q = format!("SELECT id, tags, consent, capabilities, addresses, {created}{cols} FROM contacts WHERE {clause}");
+    let q = format!("SELECT id, profile, {created}{cols} FROM contacts WHERE {clause}");
     let by_id = read.iter().any(|(_, f)| f.name == "id");
     let mut stmt = conn.prepare(&q).map_err(classify)?;
     let mut rows = stmt.query(params_from_iter(extracts.iter())).map_err(classify)?;
@@ -128,14 +129,8 @@ pub(super) fn groups(
         if let (true, Some(id)) = (by_id, id) {
             key_bytes(ValueRef::Text(id.as_bytes()), &mut key);
         }
-        for i in 1..5 {
+        for i in 1..3 + read.len() {
             key_bytes(r.get_ref(i).map_err(classify)?, &mut key);
-        }
-        if reads.events == EventReads::Read {
-            key_bytes(r.get_ref(5).map_err(classify)?, &mut key);
-        }
-        for i in 0..read.len() {
-            key_bytes(r.get_ref(6 + i).map_err(classify)?, &mut key);
         }
         if let Some(&group) = groups.get(key.as_slice()) {
             f(Member::Again { group, id })?;
@@ -188,20 +183,29 @@ fn key_bytes(v: ValueRef<'_>, out: &mut Vec<u8>) {
 }
 
 /// A row of `groups` as the contact it is: the read fields in their slots
-/// (`fields` of them in all), the others absent since no walk reads them.
+/// (`fields` of them in all), the others absent since no walk reads them;
+/// the sets and addresses from its `profile`.
 fn grouped_member(r: &Row<'_>, fields: usize, read: &[(usize, &FieldDef)]) -> rusqlite::Result<DueContact> {
     let id: String = r.get(0)?;
+    let profile: String = r.get(1)?;
+    // JSON text holds no raw U+001F (it is escaped), so the separators are
+    // the profile's own; anything else is a corrupt row.
+    let parts: Vec<&str> = profile.split('\u{1f}').collect();
+    let [tags, consent, capabilities, addresses] = parts.as_slice() else {
+        return Err(super::corrupt("contacts", &id, &profile));
+    };
     let list = |s: &str| parse_list(s, "contacts", &id);
-    let tags = list(&r.get::<_, String>(1)?)?;
+    let tags = list(tags)?;
+    let (consent, capabilities) = (list(consent)?, list(capabilities)?);
+    let addresses = addresses.parse().map_err(|_| super::corrupt("contacts", &id, &profile))?;
     let mut values = vec![FieldValue::Absent; fields];
     for (i, (slot, field)) in read.iter().enumerate() {
         if let Some(v) = values.get_mut(*slot) {
-            *v = segment::field_from_sql(field, &id, &tags, r.get_ref(6 + i)?);
+            *v = segment::field_from_sql(field, &id, &tags, r.get_ref(3 + i)?);
         }
     }
-    let (consent, capabilities) = (list(&r.get::<_, String>(2)?)?, list(&r.get::<_, String>(3)?)?);
-    let addresses = typed::addresses_from_flags(r.get(4)?);
-    let created_at: Option<i64> = r.get(5)?;
+    let created_at: Option<i64> = r.get(2)?;
+    let addresses = typed::addresses_from_flags(addresses);
     Ok(DueContact { id: ContactId(id), fields: values, tags, consent, capabilities, created_at, addresses })
 }
 
