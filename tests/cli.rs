@@ -1035,3 +1035,84 @@ fn the_spring_sale_example_shows_a_winner() {
     assert!(text.contains("variant     entered  converted      rate    uplift  confidence"), "{text}");
     assert!(text.lines().any(|l| l.trim_start().starts_with("personal") && l.ends_with("99.9%")), "{text}");
 }
+
+/// Issue 23: `flowc estimate` keeps its estimate beside the database
+/// (`<db>.estimates`) and answers a repeat from it while nothing it read
+/// changed; every kind of change — a contact import, a run's tag and `set`
+/// changes, an event, a new version of the program — makes the next
+/// estimate the one made afresh (the oracle: the same command after the
+/// cache file is removed).
+#[test]
+fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_change() {
+    let tmp = TempDir::new("estimate-cache");
+    let probe = |threshold: u32| {
+        format!(
+            "template t {{ channel email message marketing status published }}\ncontact {{ score: number }}\nevent order.completed {{ amount: number }}\ncampaign probe {{\n  trigger manual\n  if tags has \"vip\" {{ v: send email.marketing t }}\n  if score > {threshold} {{ s: send email.marketing t }}\n  if happened order.completed within 30d {{ o: send email.marketing t }}\n}}\n"
+        )
+    };
+    std::fs::write(tmp.0.join("c.flow"), probe(50)).expect("write");
+    std::fs::write(
+        tmp.0.join("tagger.flow"),
+        "import \"c.flow\"\ncampaign tagger {\n  trigger manual\n  audience score < 20\n  tag add \"vip\"\n  set score = score + 100\n}\n",
+    )
+    .expect("write");
+    let contact = |i: u32, score: u32| {
+        serde_json::json!({"id": format!("c{i}"), "email": format!("c{i}@example.com"), "consent": ["email"],
+            "created_at": "2025-01-10T00:00:00Z", "score": score})
+        .to_string()
+    };
+    let lines = |cs: &[(u32, u32)]| cs.iter().map(|(i, s)| contact(*i, *s)).collect::<Vec<_>>().join("\n");
+    std::fs::write(tmp.0.join("a.jsonl"), lines(&(0..10).map(|i| (i, i * 10)).collect::<Vec<_>>())).expect("write");
+    std::fs::write(tmp.0.join("b.jsonl"), lines(&[(3, 90), (10, 95)])).expect("write");
+    std::fs::write(
+        tmp.0.join("events.jsonl"),
+        r#"{"contact": "c1", "name": "order.completed", "at": "2025-01-09T00:00:00Z", "props": {"amount": 5}}"#,
+    )
+    .expect("write");
+    let (flow, db) = (tmp.path("c.flow"), tmp.path("t.db"));
+    let cache = tmp.0.join("t.db.estimates");
+    let estimate = || {
+        let o = flowc(&["estimate", &flow, "--campaign", "probe", "--db", &db, "--format", "json"]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        stdout(&o)
+    };
+    // The estimate made afresh: the cache file removed first.
+    let fresh = || {
+        let _ = std::fs::remove_file(&cache);
+        estimate()
+    };
+    let ok = |o: Output| assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    ok(flowc(&["contacts", "import", &tmp.path("a.jsonl"), "--schema", &flow, "--db", &db]));
+
+    let first = estimate();
+    assert!(cache.is_file(), "the estimate is kept beside the database");
+    // A write behind flowc's back (no new data version) is not seen: the
+    // repeat is answered from the cache.
+    let raw = rusqlite::Connection::open(&db).expect("db");
+    raw.execute("UPDATE contacts SET tags = '[\"vip\"]'", []).expect("raw write");
+    assert_eq!(estimate(), first, "a repeat is answered from the cache");
+    let behind = fresh();
+    assert_ne!(behind, first, "the raw write changes the estimate made afresh");
+    raw.execute("UPDATE contacts SET tags = '[]'", []).expect("raw write");
+    drop(raw);
+    let mut last = fresh();
+    assert_eq!(last, first);
+
+    let mut changes: Vec<(&str, Box<dyn Fn()>)> = vec![
+        (
+            "a contact import",
+            Box::new(|| ok(flowc(&["contacts", "import", &tmp.path("b.jsonl"), "--schema", &flow, "--db", &db]))),
+        ),
+        ("a run's tag and set changes", Box::new(|| ok(flowc(&["run", &tmp.path("tagger.flow"), "--db", &db])))),
+        ("an event", Box::new(|| ok(flowc(&["events", "import", &tmp.path("events.jsonl"), "--db", &db])))),
+        ("a new program version", Box::new(|| std::fs::write(tmp.0.join("c.flow"), probe(10)).expect("write"))),
+    ];
+    for (what, change) in changes.drain(..) {
+        assert_eq!(estimate(), last, "before {what}: the cached estimate");
+        change();
+        let after = estimate();
+        assert_ne!(after, last, "{what} changes the estimate");
+        assert_eq!(after, fresh(), "after {what}: the estimate made afresh");
+        last = after;
+    }
+}

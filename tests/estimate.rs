@@ -699,3 +699,73 @@ fn frequency_caps_lower_min_from_the_recorded_sends() {
             .expect("estimate");
     assert_eq!(sends(&e, "marketing"), (80.0, 80.0));
 }
+
+/// One step of a generated campaign body; `i` keeps labels and A/B names unique.
+fn body_step(kind: usize, cond: &str, i: usize) -> String {
+    match kind {
+        0 => format!("s{i}: send email.marketing t"),
+        1 => "wait 1d".to_string(),
+        2 => format!("if {cond} {{\n    tag add \"FR\"\n  }} else {{\n    e{i}: send email.marketing t\n  }}"),
+        3 => format!(
+            "ab_test x{i} {{\n    variant a 30% {{ a{i}: send email.marketing t }}\n    variant b 70% {{ }}\n  }}"
+        ),
+        4 => "set score = score + 10".to_string(),
+        5 => format!("wait until {{\n    when {cond} {{ tag add \"won\" }}\n    timeout 2d {{ }}\n  }}"),
+        6 => "tag remove \"FR\"".to_string(),
+        7 => format!("if {cond} or plan == pro {{\n    set vip = score > 40\n  }}"),
+        _ => format!("q{i}: send sms.promotional n fallback none"),
+    }
+}
+
+/// A generated campaign: trigger, audience, delivery rules, exits and steps.
+fn campaign_source(trigger: usize, audience: &str, rules: usize, exit: &str, steps: &[(usize, String)]) -> String {
+    let trigger = ["manual", "event order.completed where amount > 20"][trigger % 2];
+    let policy = if rules % 3 == 1 { "policy {\n  frequency cap 1 per 7d\n}\n" } else { "" };
+    let quiet = if rules % 3 == 2 { "  quiet hours 21:00 to 08:00 then skip\n" } else { "" };
+    let mut s = format!(
+        "{SCHEMA}template n {{ channel sms message promotional status published }}\n{policy}campaign c {{\n  trigger {trigger}\n  audience {audience}\n{quiet}"
+    );
+    if !exit.is_empty() {
+        s.push_str(&format!("  exit when {exit}\n"));
+    }
+    for (i, (kind, cond)) in steps.iter().enumerate() {
+        s.push_str(&format!("  {}\n", body_step(*kind, cond, i)));
+    }
+    s.push_str("}\n");
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 120, ..ProptestConfig::default() })]
+
+    /// Issue 23: walking alike contacts once (and counting the walk for
+    /// each) gives the estimate of walking every contact on its own, to
+    /// the last bit, for every kind of step, delivery rule, exit and
+    /// trigger; few kinds of contact, many of each.
+    #[test]
+    fn shared_walks_equal_every_contact_walked_alone(
+        trigger in 0usize..2,
+        audience in condition(),
+        rules in 0usize..3,
+        exit in prop_oneof![Just(String::new()), condition()],
+        steps in proptest::collection::vec((0usize..9, condition()), 1..6),
+        kinds in proptest::collection::vec(contact(), 1..4),
+        copies in proptest::collection::vec(1usize..12, 4),
+    ) {
+        let src = campaign_source(trigger, &audience, rules, &exit, &steps);
+        let (analysis, ws) = common::check_source(&src);
+        prop_assume!(!analysis.has_errors());
+        let (_, model) = &analysis.models[0];
+        let c = &model.campaigns[0];
+        let p = compile::compile(model, c, ws.sources.get(c.file));
+        let cs: Vec<C> = kinds.iter().zip(&copies).flat_map(|(k, n)| std::iter::repeat_n(k.clone(), *n)).collect();
+        let mut store = SqliteStore::open_in_memory().expect("store");
+        let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(model));
+        prop_assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
+        let shared = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("shared");
+        let each = Settings { walks: estimate::Walks::EachContact, ..Settings::default() };
+        let alone = estimate::estimate(&store, &p, NOW, &each).expect("each");
+        prop_assert_eq!(shared, alone, "{}", src);
+    }
+}

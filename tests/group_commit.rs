@@ -168,19 +168,20 @@ impl Store for Faulty {
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError> {
         self.inner.set_breaker(campaign, state)
     }
-    fn due(
-        &self,
+    fn claim(
+        &mut self,
         campaign: &str,
         now: i64,
         limit: usize,
         fields: &[flowc::compile::program::FieldDef],
+        lease: &Lease,
     ) -> Result<Vec<Due>, StoreError> {
-        self.inner.due(campaign, now, limit, fields)
+        self.inner.claim(campaign, now, limit, fields, lease)
     }
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
         self.inner.next_wake(campaign)
     }
-    fn commit(&mut self, campaign: &str, round: &Round, worker: &WorkerId, now: i64) -> Result<(), StoreError> {
+    fn commit(&mut self, campaign: &str, round: &Round, worker: &Lease, now: i64) -> Result<(), StoreError> {
         self.inner.commit(campaign, round, worker, now)
     }
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {
@@ -226,11 +227,17 @@ impl Store for Faulty {
     fn ab_assignments(&self, campaign: &str, contacts: &[&ContactId]) -> Result<Vec<AbAssignment>, StoreError> {
         self.inner.ab_assignments(campaign, contacts)
     }
-    fn outbox_pending(&self, campaign: &str) -> Result<Vec<OutboxNew>, StoreError> {
-        self.inner.outbox_pending(campaign)
+    fn outbox_pending(&mut self, campaign: &str, lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
+        self.inner.outbox_pending(campaign, lease)
     }
-    fn outbox_due(&self, campaign: &str, now: i64, limit: usize) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
-        self.inner.outbox_due(campaign, now, limit)
+    fn outbox_due(
+        &mut self,
+        campaign: &str,
+        now: i64,
+        limit: usize,
+        lease: &Lease,
+    ) -> Result<Vec<(OutboxNew, u32)>, StoreError> {
+        self.inner.outbox_due(campaign, now, limit, lease)
     }
     fn waiting_at(&self, campaign: &str, version: &str, steps: &[StepId]) -> Result<u64, StoreError> {
         self.inner.waiting_at(campaign, version, steps)
@@ -238,8 +245,11 @@ impl Store for Faulty {
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
         self.inner.migrate_executions(migration, now)
     }
-    fn requeue_processing(&mut self, campaign: &str, worker: &WorkerId) -> Result<u64, StoreError> {
-        self.inner.requeue_processing(campaign, worker)
+    fn requeue_processing(&mut self, campaign: &str, lease: &Lease) -> Result<u64, StoreError> {
+        self.inner.requeue_processing(campaign, lease)
+    }
+    fn advance_clock(&mut self, from: i64, to: i64) -> Result<bool, StoreError> {
+        self.inner.advance_clock(from, to)
     }
     fn enrolled(
         &self,

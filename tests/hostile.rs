@@ -437,6 +437,7 @@ fn exercise(p: &flowc::compile::program::Program) {
         account,
         event_window: flowc::runtime::estimate::DEFAULT_EVENT_WINDOW,
         consent_messages: Default::default(),
+        walks: flowc::runtime::estimate::Walks::Shared,
     };
     let _ = flowc::runtime::estimate::estimate(&store, p, 29_000_000, &settings);
 }

@@ -100,6 +100,8 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
     tag_deltas_keep_concurrent_changes(make("tags").as_mut());
     a_transaction_commits_all_or_nothing(make("atomic").as_mut());
     the_clock_moves_only_from_what_it_reads(make("clock").as_mut());
+    newest_created_at_follows_the_contacts(make("newest").as_mut());
+    data_version_follows_what_estimates_read(make("version").as_mut());
 }
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
@@ -374,6 +376,58 @@ fn the_clock_moves_only_from_what_it_reads(s: &mut dyn Store) {
     assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("10"));
     assert!(s.advance_clock(10, 20).expect("clock"));
     assert_eq!(s.meta("clock").expect("meta").as_deref(), Some("20"));
+}
+
+fn created(id: &str, at: &str) -> ContactRecord {
+    let mut c = record(id, &[]);
+    c.attrs.insert("created_at".into(), at.into());
+    c
+}
+
+/// Issue 23: where a virtual clock starts — the newest `created_at`, by
+/// time, not by spelling — however the contacts were written since.
+fn newest_created_at_follows_the_contacts(s: &mut dyn Store) {
+    assert_eq!(s.newest_created_at().expect("empty"), None);
+    s.upsert_contacts(&[created("a", "2026-11-20T10:00:00+02:00"), created("b", "2026-11-20 09:30")], &[])
+        .expect("upsert");
+    // 08:00 UTC and 09:30 UTC: the second is newer, whatever the text says.
+    let minutes = |t: &str| flowc::runtime::facts::parse_datetime(t).expect("datetime");
+    assert_eq!(s.newest_created_at().expect("newest"), Some(minutes("2026-11-20T09:30:00Z")));
+    // An upsert that moves the newest contact back in time lowers it.
+    s.upsert_contacts(&[created("b", "2026-01-01T00:00:00Z"), created("c", "not a date")], &[]).expect("upsert");
+    assert_eq!(s.newest_created_at().expect("newest"), Some(minutes("2026-11-20T08:00:00Z")));
+}
+
+/// Issue 23: a store that keeps a `DataVersion` changes it with every write
+/// of contacts, events or sends (what an estimate reads), so a cached
+/// estimate is never served over changed data.
+fn data_version_follows_what_estimates_read(s: &mut dyn Store) {
+    let Some(mut last) = s.data_version().expect("version") else { return };
+    let mut changed = |s: &mut dyn Store, what: &str| {
+        let now = s.data_version().expect("version").expect("kept");
+        assert_ne!(now, last, "{what} must change the data version");
+        last = now;
+    };
+    s.upsert_contacts(&[record("a", &["x"]), record("b", &[])], &[]).expect("upsert");
+    changed(s, "contacts");
+    let ev = ContactEvent { name: "order.completed".into(), at: 10, props: Default::default() };
+    s.upsert_contacts(&[], &[EventOf { contact: "a".into(), event: ev }]).expect("event");
+    changed(s, "an event");
+    let delta = TagDelta::between(&"a".into(), &["x".into()], &["y".into()]).expect("a change");
+    s.commit("k", &Round { tags: vec![delta], ..Default::default() }, &worker("w"), 1).expect("tags");
+    changed(s, "a tag change");
+    let set = FieldDelta { contact: "b".into(), values: vec![("plan".to_string(), "pro".into())] };
+    s.commit("k", &Round { fields: vec![set], ..Default::default() }, &worker("w"), 1).expect("fields");
+    changed(s, "a field change");
+    s.enroll("k", "v1", &[Enrollment::new("a".into(), "s".into(), 0)], 0).expect("enroll");
+    s.commit("k", &Round { outbox_new: vec![outbox_row("k", "a", "s")], ..Default::default() }, &worker("w"), 2)
+        .expect("send");
+    let done = Round {
+        outbox_done: vec![outbox_row("k", "a", "s").outcome(3, SendOutcome::Sent(Engagement::default()))],
+        ..Default::default()
+    };
+    s.commit("k", &done, &worker("w"), 3).expect("outcome");
+    changed(s, "a send recorded");
 }
 
 #[test]

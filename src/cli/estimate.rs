@@ -2,7 +2,7 @@
 
 use super::build::build;
 use super::{Fatal, Outcome};
-use flowc::runtime::estimate::{self, Entry, Estimate, Rates, Settings};
+use flowc::runtime::estimate::{self, cache, Entry, Estimate, Rates, Settings};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
@@ -76,14 +76,22 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Ok(b) => b,
         Err(o) => return Ok(o),
     };
-    let store: Box<dyn flowc::runtime::store::Store + Send> = match &a.contacts {
+    let (store, db): (Box<dyn flowc::runtime::store::Store + Send>, Option<std::path::PathBuf>) = match &a.contacts {
         Some(file) => {
             let mut s = SqliteStore::open_in_memory().map_err(|e| Fatal(e.to_string()))?;
             let model = built.inputs.analysis.models.first().map(|(_, m)| m.clone()).unwrap_or_default();
             load_contacts(&mut s, file, &model)?;
-            Box::new(s)
+            (Box::new(s), None)
         }
-        None => a.db.resolve(Some(&a.file))?.open(flowc::runtime::sqlite::OpenMode::ReadOnly)?,
+        None => {
+            let db = a.db.resolve(Some(&a.file))?;
+            // The cache of estimates lives beside a database file.
+            let beside = match &db {
+                super::db::Database::File(path) => Some(path.clone()),
+                super::db::Database::Postgres(_) => None,
+            };
+            (db.open(flowc::runtime::sqlite::OpenMode::ReadOnly)?, beside)
+        }
     };
     let now = a.clock.now(store.as_ref())?;
     let settings = Settings {
@@ -91,9 +99,27 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
         consent_messages: consent_messages(&built.inputs.analysis),
+        walks: estimate::Walks::Shared,
     };
-    let e = estimate::estimate(store.as_ref(), &built.program, now, &settings)
-        .map_err(|e| Fatal(format!("estimate: {e}")))?;
+    // Read before the contacts: data written meanwhile makes the next
+    // estimate miss this one, never find it stale.
+    let kept = match (db, store.data_version().map_err(|e| Fatal(format!("estimate: {e}")))?) {
+        (Some(db), Some(data)) => Some((cache::path_for(&db), cache::key(&built.program, now, &settings, data))),
+        _ => None,
+    };
+    let e = match kept.as_ref().and_then(|(path, key)| cache::load(path, key)) {
+        Some(e) => e,
+        None => {
+            let e = estimate::estimate(store.as_ref(), &built.program, now, &settings)
+                .map_err(|e| Fatal(format!("estimate: {e}")))?;
+            if let Some((path, key)) = &kept {
+                // A cache that cannot be written (a read-only folder) only
+                // costs the next estimate its time.
+                let _ = cache::save(path, key, &e);
+            }
+            e
+        }
+    };
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
         Format::Human => out!("{}", human(&e)),

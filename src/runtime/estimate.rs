@@ -29,15 +29,18 @@
 //! sends in time, not in number.
 
 use super::eval::{self, Ctx};
-use super::facts::{self, Facts, SentMessage};
+use super::facts::{Facts, SentMessage};
 use super::step::{self, Account, Stop, Transition};
-use super::store::{Audience, ContactId, DueContact, Store, StoreError};
+use super::store::{Audience, Store, StoreError};
 use crate::compile::program::{Cond, Exit, NodeIdx, Op, Program, QuietThen, SendTarget, Trigger, WaitOn};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod cache;
+mod members;
+
 /// Engagement rates, each of the previous stage (stated defaults).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Rates {
     pub delivered: f64,
     pub opened: f64,
@@ -62,6 +65,20 @@ pub struct Settings {
     /// other campaigns recorded count against frequency caps; the program's
     /// own consent-requiring targets count whether listed or not.
     pub consent_messages: BTreeSet<(String, String)>,
+    pub walks: Walks,
+}
+
+/// How the estimate walks its contacts. Both give the same estimate, to
+/// the last bit: the contacts are added up in the same order either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Walks {
+    /// Alike contacts (`alike`) that get the same A/B variants walk alike:
+    /// walked once, counted for each.
+    #[default]
+    Shared,
+    /// Every contact walked on its own from its own record: the reference
+    /// the shared walks are tested against.
+    EachContact,
 }
 
 /// An event trigger looks back 30 days unless told otherwise.
@@ -74,12 +91,13 @@ impl Default for Settings {
             account: Account { approved_channels: None },
             event_window: DEFAULT_EVENT_WINDOW,
             consent_messages: BTreeSet::new(),
+            walks: Walks::Shared,
         }
     }
 }
 
 /// Who the estimate counts as entering the campaign, stated in its output.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
     /// Manual and API triggers: the audience at the as-of time.
@@ -91,7 +109,7 @@ pub enum Entry {
     Event { event: String, window: String, since: String },
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Range {
     pub min: f64,
     pub expected: f64,
@@ -112,14 +130,14 @@ impl Range {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StepEstimate {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub reach: Range,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SendEstimate {
     pub channel: String,
     pub message: String,
@@ -127,15 +145,15 @@ pub struct SendEstimate {
     pub cost: Range,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CostRange {
     pub min: f64,
     pub expected: f64,
     pub max: f64,
-    pub currency: &'static str,
+    pub currency: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Estimate {
     pub campaign: String,
     /// The clock the estimate was made on (RFC 3339, UTC): the same rule as
@@ -205,8 +223,9 @@ pub fn rfc3339(minutes: i64) -> String {
 
 struct Acc {
     reach: Vec<Range>,
-    /// (send node, 0 primary / 1 fallback) → sends.
-    per_step: BTreeMap<(usize, usize), Range>,
+    /// Per node: the sends of its primary (0) and fallback (1) target, for
+    /// a send node some contact sent from.
+    per_step: Vec<[Option<Range>; 2]>,
 }
 
 /// Where one contact's walk adds its weights.
@@ -250,102 +269,35 @@ fn state_exit(p: &Program) -> Option<Cond> {
 
 /// Estimates `p` as of `now` (minutes; use the run's clock rule, `run::clock_now`).
 pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -> Result<Estimate, StoreError> {
-    let (rates, account) = (settings.rates, &settings.account);
+    let rates = settings.rates;
     let Entering { at, cond, entry } = entering(p, now, settings.event_window);
-    let mut acc = Acc { reach: vec![Range::default(); p.nodes.len()], per_step: BTreeMap::new() };
-    let uses_events = super::engine::needs_events(p);
-    let mut pending: Vec<DueContact> = Vec::new();
-    // One contact's weights, reused across contacts: per node, and per send
-    // node split by primary (0) or fallback (1) target.
-    let mut seen = vec![0.0f64; p.nodes.len()];
-    let mut sent_w = vec![[0.0f64; 2]; p.nodes.len()];
-    let mut touched: Vec<usize> = Vec::new();
-    let mut doubtful = vec![false; p.nodes.len()];
-    let mut sent_doubt = vec![[false; 2]; p.nodes.len()];
-    let exit = state_exit(p);
-    let consent = consent_messages(p, &settings.consent_messages);
-    // Sends older than the longest cap's window before entry cannot count.
-    let longest_cap = p.delivery.frequency_caps.iter().map(|c| c.window_minutes).max();
-    let mut flush = |batch: &mut Vec<DueContact>, acc: &mut Acc| -> Result<(), StoreError> {
-        let mut events: std::collections::HashMap<ContactId, Vec<facts::ContactEvent>> =
-            std::collections::HashMap::new();
-        if uses_events && !batch.is_empty() {
-            let ids: Vec<&ContactId> = batch.iter().map(|c| &c.id).collect();
-            for e in store.events_for(&ids)? {
-                events.entry(e.contact).or_default().push(e.event);
-            }
-        }
-        let mut recorded: std::collections::HashMap<ContactId, Vec<(String, i64)>> = std::collections::HashMap::new();
-        if let (Some(window), false) = (longest_cap, batch.is_empty()) {
-            let ids: Vec<&ContactId> = batch.iter().map(|c| &c.id).collect();
-            for sent in store.sends_since(&ids, at.saturating_sub(window))? {
-                if consent.contains(&(sent.channel.clone(), sent.message.clone())) {
-                    recorded.entry(sent.contact).or_default().push((sent.channel, sent.sent_at));
-                }
-            }
-        }
-        for c in batch.drain(..) {
-            let contact_sends = recorded.remove(c.id.as_str()).unwrap_or_default();
-            let mut f = Facts {
-                events: events.remove(c.id.as_str()).unwrap_or_default(),
-                contact_id: c.id,
-                fields: c.fields,
-                tags: c.tags,
-                consent: c.consent,
-                capabilities: c.capabilities,
-                addresses: c.addresses,
-                sent: Vec::new(),
-            };
-            if let Some(created) = c.created_at {
-                f.events.push(facts::ContactEvent {
-                    name: "contact.created".into(),
-                    at: created,
-                    props: Default::default(),
-                });
-            }
-            let mut w = Weights {
-                seen: &mut seen,
-                sent: &mut sent_w,
-                touched: &mut touched,
-                doubtful: &mut doubtful,
-                exit: &exit,
-                sent_doubt: &mut sent_doubt,
-                recorded: &contact_sends,
-            };
-            walk(p, NodeIdx(0), &mut f, 1.0, at, rates, account, &mut w, 0, Presence::Certain);
-            touched.sort_unstable();
-            touched.dedup();
-            for &node in touched.iter() {
-                let presence = if doubtful[node] { Presence::Doubtful } else { Presence::Certain };
-                acc.reach[node].add_as(seen[node], presence);
-                seen[node] = 0.0;
-                doubtful[node] = false;
-                for (which, weight) in sent_w[node].iter_mut().enumerate() {
-                    if *weight > 0.0 {
-                        let may_skip = std::mem::take(&mut sent_doubt[node][which]);
-                        let presence = if may_skip { Presence::Doubtful } else { Presence::Certain };
-                        acc.per_step.entry((node, which)).or_default().add_as(*weight, presence);
-                        *weight = 0.0;
-                    }
-                }
-            }
-            touched.clear();
-        }
-        Ok(())
+    let reads = super::alike::reads_of(p);
+    let setup = members::Setup {
+        program: p,
+        at,
+        rates,
+        account: &settings.account,
+        exit: state_exit(p),
+        consent: consent_messages(p, &settings.consent_messages),
+        // Sends older than the longest cap's window before entry cannot count.
+        longest_cap: p.delivery.frequency_caps.iter().map(|c| c.window_minutes).max(),
+        events: super::engine::needs_events(p),
+        ids: reads.ids,
     };
-    // Contacts are walked in batches so their events are read one query per batch.
+    let mut walker = members::Walker::new(setup, store);
     let audience = Audience { program: p, filter: cond.as_ref(), at };
-    let n = store.audience(audience, &mut |c| {
-        pending.push(c);
-        if pending.len() >= 2000 {
-            flush(&mut pending, &mut acc)?;
-        }
-        Ok(())
-    })?;
-    flush(&mut pending, &mut acc)?;
-    let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR" };
+    let n = match settings.walks {
+        Walks::Shared => store.audience_groups(audience, &reads, &mut |m| walker.member(m))?,
+        Walks::EachContact => store.audience(audience, &mut |c| walker.own(c))?,
+    };
+    walker.flush()?;
+    let acc = walker.acc;
+    let mut cost = CostRange { min: 0.0, expected: 0.0, max: 0.0, currency: "EUR".to_string() };
     let mut by_target: BTreeMap<(String, String, i64), Range> = BTreeMap::new();
-    for ((node, which), r) in acc.per_step {
+    let per_step = acc.per_step.into_iter().enumerate().flat_map(|(node, sends)| {
+        sends.into_iter().enumerate().filter_map(move |(which, r)| r.map(|r| (node, which, r)))
+    });
+    for (node, which, r) in per_step {
         let Some(Op::Send { target, fallback, .. }) = p.nodes.get(node).map(|n| &n.op) else { continue };
         let Some(t) = (if which == 0 { Some(target) } else { fallback.as_ref() }) else { continue };
         let t = by_target.entry((t.channel.clone(), t.message.clone(), t.price_micros)).or_default();
@@ -368,7 +320,7 @@ pub fn estimate(store: &dyn Store, p: &Program, now: i64, settings: &Settings) -
         .nodes
         .iter()
         .zip(acc.reach)
-        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.kind(), reach })
+        .map(|(n, reach)| StepEstimate { id: n.id.0.clone(), kind: n.op.kind().to_string(), reach })
         .collect();
     Ok(Estimate { campaign: p.campaign.clone(), as_of: rfc3339(now), entry, audience: n, steps, sends, cost, rates })
 }

@@ -5,6 +5,7 @@
 //! `provider::Provider`; `run` is the `flowc run` orchestration. The runtime
 //! sees SQLite only through `sqlite::SqliteStore`.
 
+pub mod alike;
 pub mod caps;
 pub mod clock;
 pub mod contacts;

@@ -99,13 +99,7 @@ pub fn virtual_now(store: &dyn Store, start: Option<Minutes>) -> Result<Minutes,
     }
     // A simulation starts just after its newest contact data, so the same
     // contacts give the same report whenever it runs.
-    let mut newest: Option<Minutes> = None;
-    store.for_each_contact(&mut |c| {
-        if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(facts::parse_datetime) {
-            newest = Some(newest.map_or(t, |n| n.max(t)));
-        }
-    })?;
-    Ok(newest.map_or_else(clock::real_now, |n| n + 60))
+    Ok(store.newest_created_at()?.map_or_else(clock::real_now, |n| n + 60))
 }
 
 /// Launches (or resumes) `program` and runs it until every execution has

@@ -3,7 +3,7 @@
 //! they are a persisted format, not the compiler's internals.
 
 use super::facts::{Addresses, ContactEvent, ContactRecord, FieldValue, SentMessage};
-use crate::compile::program::{Cond, FieldDef, Program};
+use crate::compile::program::{Cond, FieldDef, FieldSlot, Program};
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +290,60 @@ pub struct Audience<'a> {
     pub filter: Option<&'a Cond>,
     pub at: i64,
 }
+
+/// What the walks of an estimate read of each contact beyond the audience
+/// filter: two contacts alike in all of it (and in their A/B variants) walk
+/// the program alike, so the estimate walks one of them for both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalkReads {
+    /// The program's field slots its steps, exits and the segments they use
+    /// read; the other slots of a grouped contact may be left absent.
+    pub slots: Vec<FieldSlot>,
+    /// Whether the walks read the contact's events, and with them its
+    /// creation (the `contact.created` event).
+    pub events: EventReads,
+    /// Whether the estimate needs each contact's id: for its A/B variants,
+    /// or to read its events or recorded sends.
+    pub ids: IdReads,
+}
+
+/// Whether an estimate needs the id of every contact of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdReads {
+    Read,
+    Unread,
+}
+
+/// Whether an estimate's walks read a contact's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReads {
+    Read,
+    Unread,
+}
+
+/// A group of alike contacts (`WalkReads`) in one `Store::audience_groups`
+/// stream; numbered from 0 in the order they first appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GroupId(pub u32);
+
+/// One contact of an audience streamed by `Store::audience_groups`, in the
+/// order `Store::audience` streams them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Member<'a> {
+    /// The first contact of a new group: what every member of the group shares.
+    First { group: GroupId, contact: DueContact },
+    /// A later contact of a group seen before; its id when the walks read
+    /// ids (`WalkReads::ids`).
+    Again { group: GroupId, id: Option<&'a str> },
+    /// A contact in no group (the stream has `alike::MAX_GROUPS` already).
+    Alone(DueContact),
+}
+
+/// A token of the data estimates read (contacts, their events, the sends
+/// recorded): it changes whenever any of it changes, so an estimate made
+/// under one token still holds while the token is the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DataVersion(pub i64);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecUpdate {
@@ -721,6 +775,18 @@ pub struct CapSend<'a> {
     pub key: &'a str,
 }
 
+/// `Store::newest_created_at` by reading every contact: for a store
+/// without an index of it.
+pub fn newest_created_by_scan<S: Store + ?Sized>(store: &S) -> Result<Option<i64>, StoreError> {
+    let mut newest: Option<i64> = None;
+    store.for_each_contact(&mut |c| {
+        if let Some(t) = c.attrs.get("created_at").and_then(|v| v.as_str()).and_then(super::facts::parse_datetime) {
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+        }
+    })?;
+    Ok(newest)
+}
+
 /// The interface the engine uses; `sqlite::SqliteStore` implements it.
 pub trait Store {
     /// Stores a campaign's current version (and keeps it among its versions).
@@ -816,6 +882,28 @@ pub trait Store {
         audience: Audience<'_>,
         f: &mut dyn FnMut(DueContact) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError>;
+    /// `audience`, with alike contacts (`reads`) grouped: a group's data
+    /// comes once, with its first contact; later members bring only their
+    /// id. The estimate walks each group once. The default groups what
+    /// `audience` streams; a store may group without decoding every contact.
+    fn audience_groups(
+        &self,
+        audience: Audience<'_>,
+        reads: &WalkReads,
+        f: &mut dyn FnMut(Member<'_>) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        super::alike::group(self, audience, reads, f)
+    }
+    /// The newest `created_at` of the contacts, in minutes (where a virtual
+    /// clock starts). The default reads every contact.
+    fn newest_created_at(&self) -> Result<Option<i64>, StoreError> {
+        newest_created_by_scan(self)
+    }
+    /// The current `DataVersion`; `None` when this store keeps none (its
+    /// estimates are not cached).
+    fn data_version(&self) -> Result<Option<DataVersion>, StoreError> {
+        Ok(None)
+    }
     /// Opens a transaction that the following calls join (they nest as
     /// savepoints); ended by `finish`. Use `atomically`.
     fn begin(&mut self) -> Result<(), StoreError>;
