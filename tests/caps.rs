@@ -268,6 +268,8 @@ fn give_back_on(store: &mut dyn Store) {
         atomically(store, |s| s.admit_capped(&caps, &[send], at)).expect("admit")[0]
     };
     let w = flowc::runtime::store::Lease::new(WorkerId("t".into()));
+    // A shared store reserves each send's price as its row commits.
+    store.ledger_add(1_000_000, "top-up", START).expect("fund");
     let first = row("s1");
     assert!(admit(store, &first, START));
     store.commit("k", &Round { outbox_new: vec![first.clone()], ..Round::default() }, &w, START).expect("row");

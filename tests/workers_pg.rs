@@ -75,7 +75,7 @@ fn prepare(dir: &TempDir, db: &str, balance: &str) {
 fn worker(db: &str, log: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_flowc"))
         .args(["worker", "--db", db, "--clock", "virtual", "--until-idle", "--seed", "7", "--provider-log", log])
-        .args(["--lease", "2", "--batch", "200"])
+        .args(["--lease", "2"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -136,7 +136,7 @@ fn four_workers_two_killed_and_restarted_equal_one_sqlite_run() {
     prepare(&dir, &db, "1000");
     ok(&flowc(&["campaign", "start", "spread", "--db", &db]));
     let log = dir.path("provider.log");
-    let mut workers: Vec<Child> = (0..4).map(|_| worker(&db, &log, &[])).collect();
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&db, &log, &["--batch", "200"])).collect();
     let mut seed = std::env::var("FLOWC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x2545_f491_4f6c_dd1d);
     let mut killed = 0;
     for round in 0..3 {
@@ -147,7 +147,7 @@ fn four_workers_two_killed_and_restarted_equal_one_sqlite_run() {
                 let _ = workers[i].wait();
                 killed += 1;
             }
-            workers[i] = worker(&db, &log, &[]);
+            workers[i] = worker(&db, &log, &["--batch", "200"]);
         }
     }
     for w in workers {

@@ -1,7 +1,8 @@
 //! The PostgreSQL store: the `Store` contract for any number of workers on
 //! one database. Work is claimed with `FOR UPDATE SKIP LOCKED` under leases
-//! on the database's clock, a round's commit is fenced by its lease, the
-//! balance is debited by one conditional update, statistics are rows only
+//! on the database's clock, a round's commit is fenced by its lease, a
+//! send's price is reserved from the balance by one conditional update as
+//! its outbox row commits, statistics are rows only
 //! ever added. All SQL of it lives here and in its submodules, always with
 //! bound parameters; a batch is a handful of statements (arrays, `unnest`),
 //! never one per execution.

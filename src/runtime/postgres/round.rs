@@ -1,6 +1,6 @@
 //! A round's commit on PostgreSQL: fenced by the committing lease, one
-//! statement per kind of write (arrays through `unnest`), the balance
-//! debited last by one conditional update. Runs inside one transaction
+//! statement per kind of write (arrays through `unnest`), the prices of its
+//! new sends reserved last by one conditional update. Runs inside one transaction
 //! (`Conn::tx`): a refusal writes nothing.
 
 use super::{move_balance, write_breaker, Conn, Covered, StoreError};
