@@ -1079,8 +1079,10 @@ fn postgres_the_balance_never_goes_negative_with_racing_workers() {
                     let lease = worker(&format!("w{i}"));
                     let mut paid = 0;
                     for n in 0..20 {
-                        let round =
-                            Round { outbox_new: vec![outbox_row("k", &format!("w{i}-{n}"), "s")], ..Default::default() };
+                        let round = Round {
+                            outbox_new: vec![outbox_row("k", &format!("w{i}-{n}"), "s")],
+                            ..Default::default()
+                        };
                         match s.commit("k", &round, &lease, 1) {
                             Ok(()) => paid += 1,
                             Err(StoreError::InsufficientBalance) => {}
@@ -1243,4 +1245,41 @@ fn postgres_enrolls_a_whole_audience_in_the_store() {
     assert_eq!(starts(&a), starts(&b));
     assert_eq!(a.claim("c", 7, 100, &[], &worker("w")).expect("due").len(), 25, "due at the wake-up");
     assert_eq!(a.enroll_audience(&some, &entry, 7, 5).expect("filtered"), None, "the engine evaluates a filter");
+}
+
+/// Time does not move past a send whose worker died with it in flight (its
+/// lease lapsed, its outcome unknown): the executions that read it would
+/// step without it. It moves once the send is taken over and settled. Work
+/// of a campaign that is not RUNNING (paused by the breaker, say) does not
+/// hold the clock: it waits for the resume.
+#[test]
+fn postgres_the_clock_waits_for_orphaned_sends_but_not_for_paused_campaigns() {
+    let Some(db) = common::postgres("clock-orphan") else { return };
+    let mut s = db.connect();
+    shared_campaign(&mut s, 1);
+    s.ledger_add(100_000, "top-up", 0).expect("fund");
+    let dead = short_lease("dead", 50);
+    let due = s.claim("k", 10, 10, &[], &dead).expect("claim");
+    let round = Round {
+        executions: due.iter().map(|d| exec(d.contact.id.as_str(), "next", ExecState::Pending, Some(500))).collect(),
+        outbox_new: vec![outbox_row("k", "c00000", "s")],
+        ..Default::default()
+    };
+    s.commit("k", &round, &dead, 10).expect("commit");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!s.advance_clock(10, 20).expect("clock"), "a send in flight whose worker is gone");
+    let mut other = db.connect();
+    let taken = other.outbox_pending("k", &worker("alive")).expect("take over");
+    assert_eq!(taken.len(), 1);
+    let done = Round {
+        outbox_done: vec![taken[0].outcome(10, SendOutcome::Sent(Engagement::default()))],
+        ..Default::default()
+    };
+    other.commit("k", &done, &worker("alive"), 10).expect("settled");
+    assert!(s.advance_clock(10, 20).expect("clock"), "settled: time moves");
+    // A paused campaign's due work waits for its resume, not the clock.
+    s.enroll("k", "v1", &[Enrollment::new("c00001".into(), "s".into(), 0)], 20).expect("enroll");
+    assert!(!s.advance_clock(20, 30).expect("clock"), "due in a RUNNING campaign");
+    s.set_state("k", State::Running, State::PausedError, "breaker", 20).expect("pause");
+    assert!(s.advance_clock(20, 30).expect("clock"), "due only in a paused campaign");
 }

@@ -236,12 +236,8 @@ fn three_serve_replicas_enroll_a_scheduled_audience_once() {
     assert_eq!(state["state"], "COMPLETED_PARTIAL", "{state}");
     assert_eq!(state["executions"]["completed"], 1_714, "each contact enrolled once: {state}");
     assert_eq!(state["executions"]["skipped"], 286, "{state}");
-    let started: Vec<_> = state["transitions"]
-        .as_array()
-        .expect("transitions")
-        .iter()
-        .filter(|t| t["to"] == "RUNNING")
-        .collect();
+    let started: Vec<_> =
+        state["transitions"].as_array().expect("transitions").iter().filter(|t| t["to"] == "RUNNING").collect();
     assert_eq!(started.len(), 1, "started once: {state}");
     assert_eq!(outcomes(&log).get("accepted"), Some(&1_714));
     assert_eq!(outcomes(&log).get("duplicate"), None);

@@ -169,16 +169,21 @@ pub(super) fn requeue(c: &mut Conn, campaign: &str, lease: &Lease) -> Result<u64
 }
 
 /// Moves meta `clock` from `from` to `to` in one statement, only when no
-/// worker holds live work and nothing is due at `from`, in any campaign.
+/// worker holds live work and nothing of a RUNNING campaign is due at
+/// `from`: no execution, no retry, and no send left in flight by a worker
+/// whose lease lapsed (its outcome is unknown until another worker takes it
+/// over; executions that read it must not step past it). Work of a paused
+/// campaign waits for its resume, not the clock.
 pub(super) fn advance_clock(c: &mut Conn, from: i64, to: i64) -> Result<bool, StoreError> {
     let n = c.execute(
         "INSERT INTO meta (key, value)
          SELECT 'clock', $2
          WHERE NOT EXISTS (SELECT 1 FROM executions WHERE state = 'processing' AND lease_until > clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND lease_until > clock_timestamp())
-           AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE EXISTS (
-             SELECT 1 FROM executions e WHERE e.campaign = k.name AND e.state = 'pending' AND e.wake_at <= $3))
-           AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3)
+           AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE k.state = 'RUNNING' AND (
+             EXISTS (SELECT 1 FROM executions e WHERE e.campaign = k.name AND e.state = 'pending' AND e.wake_at <= $3)
+             OR EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = k.name AND o.status = 'pending'
+               AND (o.next_attempt_at <= $3 OR o.next_attempt_at IS NULL))))
          ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value = $1",
         &[&from.to_string(), &to.to_string(), &from],
     )?;
