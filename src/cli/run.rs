@@ -159,7 +159,7 @@ pub use flowc::runtime::contacts::import::InvalidRows;
 /// first `SHOWN_ERRORS`, then how many more). Returns `false` when nothing
 /// was imported because of errors.
 fn import(
-    store: &mut SqliteStore,
+    store: &mut dyn Store,
     file: &Path,
     schema: &Schema,
     invalid_rows: InvalidRows,
