@@ -36,21 +36,17 @@ fn main() {
     let mb = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len()) as f64 / 1e6;
     eprintln!("{n} contacts: {:.0} MB of JSON Lines, {:.0} MB of CSV", mb(&jsonl), mb(&csv));
 
-    let ceiling = raw_ceiling(&dir.join("raw.db"), n);
-    eprintln!("raw ceiling (prepared INSERT, one transaction): {:.2} s = {:.0} contacts/s", secs(ceiling), rate(n, ceiling));
+    // The commands run before the ceiling holds its rows in memory: a child
+    // started from this process counts this process's peak as its own
+    // (Linux keeps the larger of the two across `exec`).
     let decls = dir.join("decls.flow");
+    let mut imports = Vec::new();
     for (what, file) in [("contacts import, JSON Lines", &jsonl), ("contacts import, CSV", &csv)] {
         let db = dir.join("import.db");
         remove_db(&db);
         let (wall, rss) =
             flowc(&["contacts", "import", &s(file), "--db", &s(&db), "--schema", &s(&decls)], "imported");
-        eprintln!(
-            "{what}: {:.2} s = {:.0} contacts/s, {:.2} × the raw ceiling's time; peak RSS {} MB",
-            secs(wall),
-            rate(n, wall),
-            secs(wall) / secs(ceiling),
-            rss / 1024
-        );
+        imports.push((what, wall, rss));
     }
     let db = dir.join("run.db");
     remove_db(&db);
@@ -59,6 +55,17 @@ fn main() {
         "imported",
     );
     eprintln!("run --contacts (import, then one send each): {:.2} s; peak RSS {} MB", secs(wall), rss / 1024);
+    let ceiling = raw_ceiling(&dir.join("raw.db"), n);
+    eprintln!("raw ceiling (prepared INSERT, one transaction): {:.2} s = {:.0} contacts/s", secs(ceiling), rate(n, ceiling));
+    for (what, wall, rss) in imports {
+        eprintln!(
+            "{what}: {:.2} s = {:.0} contacts/s, {:.2} × the raw ceiling's time; peak RSS {} MB",
+            secs(wall),
+            rate(n, wall),
+            secs(wall) / secs(ceiling),
+            rss / 1024
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -99,9 +106,9 @@ fn contact(i: usize) -> Contact {
         email: format!("u{i}@example.com"),
         phone: format!("+336{i:08}"),
         zone: ZONES[i % ZONES.len()],
-        tags: if i % 3 == 0 { vec!["onboarding"] } else { vec![] },
-        consent: if i % 2 == 0 { vec!["email"] } else { vec!["email", "sms"] },
-        capabilities: if i % 5 == 0 { vec!["rcs"] } else { vec![] },
+        tags: if i.is_multiple_of(3) { vec!["onboarding"] } else { vec![] },
+        consent: if i.is_multiple_of(2) { vec!["email"] } else { vec!["email", "sms"] },
+        capabilities: if i.is_multiple_of(5) { vec!["rcs"] } else { vec![] },
         plan: PLANS[i % PLANS.len()],
         value: (i * 7919 % 40_000) as f64 / 100.0,
     }
@@ -173,6 +180,8 @@ fn raw_ceiling(db: &Path, n: usize) -> Duration {
 
 /// Runs the built `flowc` with `args`; its wall time and peak RSS (KiB).
 /// Its standard error must contain `expect`.
+// The child is reaped by `wait4` below, which clippy does not see.
+#[allow(clippy::zombie_processes)]
 fn flowc(args: &[&str], expect: &str) -> (Duration, i64) {
     let started = Instant::now();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))

@@ -265,7 +265,7 @@ fn a_row_that_is_not_utf8_or_too_long_is_an_error_of_its_own() {
     let mut bytes = jsonl_rows(2).into_bytes();
     bytes.extend_from_slice(b"{\"id\": \"\xff\"}\n");
     bytes.extend_from_slice(format!("{{\"id\": \"long\", \"nick\": \"{}\"}}\n", "x".repeat(2 << 20)).as_bytes());
-    bytes.extend_from_slice(jsonl_rows(4).split_inclusive('\n').last().unwrap_or_default().as_bytes());
+    bytes.extend_from_slice(jsonl_rows(4).split_inclusive('\n').next_back().unwrap_or_default().as_bytes());
     std::fs::write(&file, bytes).expect("write");
     let schema = dir.path("schema.flow");
     let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &schema]);

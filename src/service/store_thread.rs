@@ -48,9 +48,12 @@ pub enum NotDone<E> {
 #[derive(Debug)]
 pub struct Gone;
 
+/// Work on the store that answers its caller itself.
+type Work = Box<dyn FnOnce(&mut dyn Store) + Send>;
+
 enum Job {
     /// Runs alone, outside any group's transaction.
-    Alone(Box<dyn FnOnce(&mut dyn Store) + Send>),
+    Alone(Work),
     Grouped(Box<dyn Member>),
 }
 
