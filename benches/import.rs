@@ -44,8 +44,7 @@ fn main() {
     for (what, file) in [("contacts import, JSON Lines", &jsonl), ("contacts import, CSV", &csv)] {
         let db = dir.join("import.db");
         remove_db(&db);
-        let (wall, rss) =
-            flowc(&["contacts", "import", &s(file), "--db", &s(&db), "--schema", &s(&decls)], "imported");
+        let (wall, rss) = flowc(&["contacts", "import", &s(file), "--db", &s(&db), "--schema", &s(&decls)], "imported");
         imports.push((what, wall, rss));
     }
     let db = dir.join("run.db");
@@ -56,7 +55,11 @@ fn main() {
     );
     eprintln!("run --contacts (import, then one send each): {:.2} s; peak RSS {} MB", secs(wall), rss / 1024);
     let ceiling = raw_ceiling(&dir.join("raw.db"), n);
-    eprintln!("raw ceiling (prepared INSERT, one transaction): {:.2} s = {:.0} contacts/s", secs(ceiling), rate(n, ceiling));
+    eprintln!(
+        "raw ceiling (prepared INSERT, one transaction): {:.2} s = {:.0} contacts/s",
+        secs(ceiling),
+        rate(n, ceiling)
+    );
     for (what, wall, rss) in imports {
         eprintln!(
             "{what}: {:.2} s = {:.0} contacts/s, {:.2} × the raw ceiling's time; peak RSS {} MB",

@@ -18,8 +18,8 @@ use flowc::runtime::provider::{SimConfig, Simulated};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::store::Store;
 use flowc::service::{self, runner, store_thread::StoreThread, AppState};
-use std::io::{Read, Write};
 use flowc::workspace::{self, Root};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -33,9 +33,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let requests: usize =
-        std::env::var("FLOWC_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000) / CONNECTIONS
-            * CONNECTIONS;
+    let requests: usize = std::env::var("FLOWC_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
+        / CONNECTIONS
+        * CONNECTIONS;
     let dir = std::env::temp_dir().join(format!("flowc-serve-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");

@@ -77,7 +77,15 @@ fn main() {
     admin.batch_execute(&format!("CREATE DATABASE {template}")).expect("create");
     let template_url = url_of(&base, &template);
     let t = Instant::now();
-    flowc(&["contacts", "import", &contacts.to_string_lossy(), "--db", &template_url, "--schema", &flow.to_string_lossy()]);
+    flowc(&[
+        "contacts",
+        "import",
+        &contacts.to_string_lossy(),
+        "--db",
+        &template_url,
+        "--schema",
+        &flow.to_string_lossy(),
+    ]);
     eprintln!("import: {n} contacts in {:.2} s (flowc contacts import)", t.elapsed().as_secs_f64());
     flowc(&["balance", "top-up", "1000000", "--db", &template_url]);
     flowc(&["campaign", "launch", &flow.to_string_lossy(), "--db", &template_url, "--accept-cost"]);

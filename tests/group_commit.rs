@@ -121,7 +121,8 @@ impl Service {
         let threads: Vec<_> = ids
             .iter()
             .map(|id| {
-                let (url, id, db) = (format!("{}/v1/campaigns/by_api/trigger", self.base), id.clone(), db.to_path_buf());
+                let (url, id, db) =
+                    (format!("{}/v1/campaigns/by_api/trigger", self.base), id.clone(), db.to_path_buf());
                 std::thread::spawn(move || {
                     let r = ureq::post(&url)
                         .set("Authorization", &format!("Bearer {TOKEN}"))

@@ -156,7 +156,8 @@ fn held(db: &str) -> (Vec<(String, String)>, Option<Vec<String>>) {
     .expect("open");
     let mut contacts = Vec::new();
     store.for_each_contact(&mut |c| contacts.push((c.id.0, format!("{:?}", c.attrs)))).expect("contacts");
-    let schema = flowc::runtime::contacts::stored_schema(&store).expect("schema").map(|s| s.fields.into_keys().collect());
+    let schema =
+        flowc::runtime::contacts::stored_schema(&store).expect("schema").map(|s| s.fields.into_keys().collect());
     (contacts, schema)
 }
 
@@ -237,16 +238,7 @@ fn rows_are_taken_in_file_order_across_chunks() {
     let mut text = jsonl_rows(30_000);
     text.push_str("\n   \n{\"id\": \"c10\", \"score\": 1000}\n{\"id\": \"c29999\", \"score\": 1000}\n");
     std::fs::write(&file, text).expect("write");
-    let o = flowc(&[
-        "contacts",
-        "import",
-        &file,
-        "--db",
-        &db,
-        "--schema",
-        &dir.path("schema.flow"),
-        "--skip-invalid",
-    ]);
+    let o = flowc(&["contacts", "import", &file, "--db", &db, "--schema", &dir.path("schema.flow"), "--skip-invalid"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("line 30003: field `id`: contact `c10` is also on line 11"), "{err}");

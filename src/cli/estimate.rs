@@ -149,7 +149,11 @@ fn load_contacts(store: &mut dyn Store, file: &Path, model: &flowc::check::model
         .map_err(|e| Fatal(format!("`{}` is not UTF-8 (byte {})", file.display(), e.utf8_error().valid_up_to())))?;
     let parsed = contacts::parse(&text, format, &Schema::from_model(model));
     if let Some(e) = parsed.errors.first() {
-        return Err(Fatal(format!("{}: {e} ({})", file.display(), super::run::invalid_summary(parsed.invalid_rows(), parsed.rows, parsed.errors.len()))));
+        return Err(Fatal(format!(
+            "{}: {e} ({})",
+            file.display(),
+            super::run::invalid_summary(parsed.invalid_rows(), parsed.rows, parsed.errors.len())
+        )));
     }
     store.upsert_contacts(&parsed.contacts, &parsed.events).map_err(|e| Fatal(e.to_string()))
 }

@@ -193,8 +193,11 @@ fn import(
         }
         import::Outcome::Imported => {
             let invalid = report.invalid_rows;
-            let skipped =
-                if invalid == 0 { String::new() } else { format!(", skipped {invalid} invalid row{}", plural(invalid)) };
+            let skipped = if invalid == 0 {
+                String::new()
+            } else {
+                format!(", skipped {invalid} invalid row{}", plural(invalid))
+            };
             errln!("imported {} contact(s) from `{}`{skipped}", report.imported, file.display());
             Ok(true)
         }

@@ -2602,7 +2602,9 @@ mod tests {
             assert_eq!(typed_columns_disagreeing(&store), Vec::<String>::new(), "after {delta:?}");
         }
         let tags = TagDelta { contact: "c2".into(), add: vec!["x".into()], remove: vec![] };
-        store.commit("k", &Round { tags: vec![tags], ..Default::default() }, &Lease::new(WorkerId("w".into())), 1).expect("tag");
+        store
+            .commit("k", &Round { tags: vec![tags], ..Default::default() }, &Lease::new(WorkerId("w".into())), 1)
+            .expect("tag");
         assert_eq!(typed_columns_disagreeing(&store), Vec::<String>::new(), "after a tag change");
         let c0 = store.contact(&"c0".into()).expect("read").expect("c0");
         assert_eq!(c0.attrs.get("plan"), Some(&serde_json::Value::from("pro")), "a set step writes the attribute");

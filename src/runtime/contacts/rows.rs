@@ -46,10 +46,18 @@ enum Raw {
 
 /// A row validated against the schema.
 pub enum Row {
-    Valid { line: usize, contact: ContactRecord, events: Vec<ContactEvent> },
+    Valid {
+        line: usize,
+        contact: ContactRecord,
+        events: Vec<ContactEvent>,
+    },
     /// With the id it gives, when it gives one: a later row with the same
     /// id is a repeat even when this one is invalid.
-    Invalid { line: usize, id: Option<ContactId>, errors: Vec<RowError> },
+    Invalid {
+        line: usize,
+        id: Option<ContactId>,
+        errors: Vec<RowError>,
+    },
 }
 
 /// A file that cannot be read on (an I/O error, a CSV record over
@@ -139,8 +147,7 @@ fn json_chunk(input: &mut impl BufRead, line: &mut usize) -> Result<Chunk, Unrea
     let text = &mut chunk.text;
     while chunk.rows.len() < CHUNK_ROWS && text.len() < CHUNK_BYTES {
         let start = text.len();
-        let n =
-            input.by_ref().take(MAX_ROW as u64 + 1).read_until(b'\n', text).map_err(|e| io_error(*line + 1, e))?;
+        let n = input.by_ref().take(MAX_ROW as u64 + 1).read_until(b'\n', text).map_err(|e| io_error(*line + 1, e))?;
         if n == 0 {
             break;
         }
@@ -266,7 +273,9 @@ pub fn validate(chunk: Chunk, schema: &Schema) -> Vec<Row> {
     rows.into_iter()
         .map(|raw| match raw {
             Raw::Line { line, span } => json_row(line, &text[span], schema),
-            Raw::Record { line, record } => csv_row(line, &record, columns.as_deref().map_or(&[], Vec::as_slice), schema),
+            Raw::Record { line, record } => {
+                csv_row(line, &record, columns.as_deref().map_or(&[], Vec::as_slice), schema)
+            }
             Raw::Unreadable(e) => Row::Invalid { line: e.line, id: None, errors: vec![e] },
         })
         .collect()
@@ -298,11 +307,7 @@ fn csv_row(line: usize, rec: &csv::StringRecord, columns: &[String], schema: &Sc
         }
         let set = |c: &str| {
             Value::Array(
-                c.split(';')
-                    .map(str::trim)
-                    .filter(|x| !x.is_empty())
-                    .map(|x| Value::String(x.to_string()))
-                    .collect(),
+                c.split(';').map(str::trim).filter(|x| !x.is_empty()).map(|x| Value::String(x.to_string())).collect(),
             )
         };
         let v = match h.as_str() {
@@ -387,7 +392,10 @@ impl SeenIds {
             return Some(RowError {
                 line,
                 field: Some("id".into()),
-                message: format!("contact `{id}` is also on line {}; each contact appears once in a file", self.ids[i].1),
+                message: format!(
+                    "contact `{id}` is also on line {}; each contact appears once in a file",
+                    self.ids[i].1
+                ),
             });
         }
         let i = self.ids.len();
