@@ -80,8 +80,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     // `check` means `check::model` only (`compile_reads_only_the_model`);
     // `syntax` only in the presentation module `dis`.
     ("compile", &["source", "limits", "check", "syntax"]),
-    // `check` means `check::model` only (`runtime_reads_only_the_model`).
-    ("runtime", &["source", "limits", "suggest", "check", "compile"]),
+    // `check` means `check::model` only (`runtime_reads_only_the_model`);
+    // `files` for the bounded read of the estimate cache beside a database.
+    ("runtime", &["source", "files", "limits", "suggest", "check", "compile"]),
     ("config", &["diag", "files", "suggest", "workspace", "check"]),
     ("service", &["source", "limits", "suggest", "check", "compile", "runtime"]),
     ("lsp", &["source", "diag", "limits", "suggest", "syntax", "workspace", "check", "config", "fmt"]),
