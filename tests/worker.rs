@@ -1,9 +1,12 @@
 //! `flowc worker` and `flowc campaign report`, run as a user runs them:
-//! the built binary on a database filled by flowc's own commands.
+//! the built binary on a database filled by flowc's own commands — on a
+//! SQLite file, and many processes on one PostgreSQL database.
 
 mod common;
 
 use common::{code, flowc, stderr, stdout, TempDir};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A campaign with every kind of step the runtime persists across: sends
 /// (engagement read later), a wait, a branch on an open, an A/B split, a tag.
@@ -30,7 +33,7 @@ campaign spread {
 }
 "#;
 
-pub fn contacts(n: usize) -> String {
+fn contacts(n: usize) -> String {
     let mut out = String::new();
     for i in 0..n {
         let consent = if i % 7 == 0 { r#"["sms"]"# } else { r#"["email","sms"]"# };
@@ -69,7 +72,7 @@ fn reference(dir: &TempDir) -> serde_json::Value {
 
 /// Imports, tops up, launches and starts the campaign in `db` (a path or a
 /// URL), as an operator does before starting workers.
-pub fn prepare(dir: &TempDir, db: &str) {
+fn prepare(dir: &TempDir, db: &str) {
     ok(&flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", db, "--schema", &dir.path("c.flow")]));
     ok(&flowc(&["balance", "top-up", "1000", "--db", db]));
     ok(&flowc(&["campaign", "launch", &dir.path("c.flow"), "--db", db]));
@@ -77,10 +80,7 @@ pub fn prepare(dir: &TempDir, db: &str) {
 }
 
 fn setup(name: &str, n: usize) -> TempDir {
-    let dir = TempDir::new(name);
-    std::fs::write(dir.path("c.flow"), FLOW).expect("flow");
-    std::fs::write(dir.path("c.jsonl"), contacts(n)).expect("contacts");
-    dir
+    setup_with(name, FLOW, n)
 }
 
 #[test]
@@ -145,4 +145,188 @@ fn a_password_in_the_database_url_is_never_printed() {
     assert_eq!(code(&o), 2);
     assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
     assert!(stderr(&o).contains("postgres://flowc:***@127.0.0.1:1/none"), "{}", stderr(&o));
+}
+
+// Many processes on one PostgreSQL database: `flowc worker`s killed with
+// SIGKILL and restarted, a balance that runs out under four workers, three
+// `flowc serve` replicas and one scheduled campaign. Each compares what the
+// database and the shared provider log say with what one process on SQLite
+// does. They need a server: FLOWC_TEST_POSTGRES (skipped with a message
+// without it, a failure under CI).
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&ok(o)).expect("json")
+}
+
+fn setup_with(name: &str, flow: &str, n: usize) -> TempDir {
+    let dir = TempDir::new(name);
+    std::fs::write(dir.path("c.flow"), flow).expect("flow");
+    std::fs::write(dir.path("c.jsonl"), contacts(n)).expect("contacts");
+    dir
+}
+
+fn prepare_paid(dir: &TempDir, db: &str, balance: &str) {
+    ok(&flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", db, "--schema", &dir.path("c.flow")]));
+    ok(&flowc(&["balance", "top-up", balance, "--db", db]));
+    ok(&flowc(&["campaign", "launch", &dir.path("c.flow"), "--db", db, "--accept-cost"]));
+}
+
+fn worker(db: &str, log: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["worker", "--db", db, "--clock", "virtual", "--until-idle", "--seed", "7", "--provider-log", log])
+        .args(["--lease", "2"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// Waits for `child` to exit by itself, at most `limit`.
+fn finish(mut child: Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("a worker did not finish in {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn outcomes(log: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut n = std::collections::BTreeMap::new();
+    for line in std::fs::read_to_string(log).expect("provider log").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("log line");
+        *n.entry(v["outcome"].as_str().expect("outcome").to_string()).or_default() += 1;
+    }
+    n
+}
+
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn four_workers_two_killed_and_restarted_equal_one_sqlite_run() {
+    let Some(pg) = common::postgres("workers_kill") else { return };
+    let db = pg.url.clone();
+    let n: usize = std::env::var("FLOWC_WORKERS_CONTACTS").ok().and_then(|s| s.parse().ok()).unwrap_or(6_000);
+    let dir = setup_with("workers-kill", FLOW, n);
+    let reference = reference(&dir);
+    prepare_paid(&dir, &db, "1000");
+    ok(&flowc(&["campaign", "start", "spread", "--db", &db]));
+    let log = dir.path("provider.log");
+    let mut workers: Vec<Child> = (0..4).map(|_| worker(&db, &log, &["--batch", "200"])).collect();
+    let mut seed = std::env::var("FLOWC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x2545_f491_4f6c_dd1d);
+    let mut killed = 0;
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(300 + next(&mut seed) % 700));
+        for i in [round % 4, (round + 2) % 4] {
+            if workers[i].try_wait().expect("wait").is_none() {
+                workers[i].kill().expect("SIGKILL");
+                let _ = workers[i].wait();
+                killed += 1;
+            }
+            workers[i] = worker(&db, &log, &["--batch", "200"]);
+        }
+    }
+    for w in workers {
+        assert!(finish(w, Duration::from_secs(600)).success());
+    }
+    assert!(killed >= 2, "workers were killed mid-run ({killed})");
+    let got = json(&flowc(&["campaign", "report", "spread", "--db", &db, "--provider-log", &log, "--format", "json"]));
+    assert_eq!(got["executions"]["pending"], 0);
+    assert_eq!(got["executions"]["processing"], 0);
+    assert_eq!(outcomes(&log).get("duplicate"), None, "the provider never saw a key twice");
+    assert_eq!(got, reference);
+}
+
+const ONE_SEND: &str = r#"
+template hello { channel email message marketing status published }
+contact { plan: enum(free, pro) }
+campaign pay {
+  trigger manual
+  hi: send email.marketing hello
+}
+"#;
+
+#[test]
+fn a_balance_for_k_sends_pays_exactly_k_sends_under_four_workers() {
+    let Some(pg) = common::postgres("workers_balance") else { return };
+    let db = pg.url.clone();
+    let dir = setup_with("workers-balance", ONE_SEND, 3_000);
+    // An email costs 0.001 EUR: the balance pays for exactly 1,234 of them.
+    prepare_paid(&dir, &db, "1.234");
+    ok(&flowc(&["campaign", "start", "pay", "--db", &db]));
+    let log = dir.path("provider.log");
+    let workers: Vec<Child> = (0..4).map(|_| worker(&db, &log, &["--batch", "50"])).collect();
+    for w in workers {
+        assert!(finish(w, Duration::from_secs(300)).success());
+    }
+    let report = json(&flowc(&["campaign", "report", "pay", "--db", &db, "--provider-log", &log, "--format", "json"]));
+    assert_eq!(report["state"], "PAUSED_BALANCE");
+    assert_eq!(report["steps"][0]["sent"], 1234, "{report}");
+    assert_eq!(outcomes(&log).get("accepted"), Some(&1234));
+    let balance = json(&flowc(&["balance", "show", "--db", &db, "--format", "json"]));
+    assert_eq!(balance["balance"], 0.0, "{balance}");
+}
+
+const SCHEDULED: &str = r#"
+template hello { channel email message marketing status published }
+contact { plan: enum(free, pro) }
+campaign dawn {
+  trigger scheduled at 2026-12-01 08:00 "Europe/Paris"
+  hi: send email.marketing hello
+}
+"#;
+
+#[test]
+fn three_serve_replicas_enroll_a_scheduled_audience_once() {
+    let Some(pg) = common::postgres("replicas") else { return };
+    let db = pg.url.clone();
+    let dir = setup_with("replicas", SCHEDULED, 2_000);
+    prepare_paid(&dir, &db, "1000");
+    let log = dir.path("provider.log");
+    let token = dir.path("token");
+    std::fs::write(&token, "a-token-of-sixteen-chars").expect("token");
+    let replicas: Vec<Child> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_flowc"))
+                .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--token-file", &token, "--clock", "virtual"])
+                .args(["--provider-log", &log, "--lease", "2"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn serve")
+        })
+        .collect();
+    let start = Instant::now();
+    let state = loop {
+        let s = json(&flowc(&["campaign", "status", "dawn", "--db", &db, "--format", "json"]));
+        if s["state"] == "COMPLETED_PARTIAL" || start.elapsed() > Duration::from_secs(180) {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for mut r in replicas {
+        let _ = r.kill();
+        let _ = r.wait();
+    }
+    // Every seventh contact has no email consent: skipped, not sent.
+    assert_eq!(state["state"], "COMPLETED_PARTIAL", "{state}");
+    assert_eq!(state["executions"]["completed"], 1_714, "each contact enrolled once: {state}");
+    assert_eq!(state["executions"]["skipped"], 286, "{state}");
+    let started: Vec<_> =
+        state["transitions"].as_array().expect("transitions").iter().filter(|t| t["to"] == "RUNNING").collect();
+    assert_eq!(started.len(), 1, "started once: {state}");
+    assert_eq!(outcomes(&log).get("accepted"), Some(&1_714));
+    assert_eq!(outcomes(&log).get("duplicate"), None);
 }
