@@ -598,7 +598,7 @@ fn contacts_upsert_merges_the_fields_given() {
     assert_eq!(s, 200, "{r}");
     let conn = rusqlite::Connection::open(&db).expect("db");
     let row = |id: &str| -> (serde_json::Value, String, String) {
-        conn.query_row("SELECT attrs, tags, consent FROM contacts WHERE id = ?1", [id], |r| {
+        conn.query_row("SELECT json(attrs), tags, consent FROM contacts WHERE id = ?1", [id], |r| {
             Ok((serde_json::from_str(&r.get::<_, String>(0)?).unwrap_or_default(), r.get(1)?, r.get(2)?))
         })
         .expect("contact")
