@@ -243,17 +243,20 @@ impl Grouping {
         id: Option<&str>,
         decode: impl FnOnce() -> Result<DueContact, StoreError>,
         f: &mut dyn FnMut(Member<'_>) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Placed, StoreError> {
         if let Some(&group) = self.groups.get(key) {
-            return f(Member::Again { group, id });
+            f(Member::Again { group, id })?;
+            return Ok(Placed::In(group));
         }
         let contact = decode()?;
         if self.groups.len() >= MAX_GROUPS {
-            return f(Member::Alone(contact));
+            f(Member::Alone(contact))?;
+            return Ok(Placed::Alone);
         }
         let group = GroupId(self.groups.len() as u32);
         self.groups.insert(key.into(), group);
-        f(Member::First { group, contact })
+        f(Member::First { group, contact })?;
+        Ok(Placed::In(group))
     }
 
     fn live(
@@ -264,8 +267,16 @@ impl Grouping {
         id: Option<&str>,
         f: &mut dyn FnMut(Member<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.place(key, id, || q.decode(r), f)
+        self.place(key, id, || q.decode(r), f).map(|_| ())
     }
+}
+
+/// Where `Grouping::place` put a contact: the kept half's later rows with
+/// the same key go there too, without looking the key up again.
+#[derive(Clone, Copy)]
+enum Placed {
+    In(GroupId),
+    Alone,
 }
 
 /// The second half as the other thread read it, to stream after the first:
@@ -310,6 +321,7 @@ impl Kept {
         grouping: &mut Grouping,
         f: &mut dyn FnMut(Member<'_>) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
+        let mut placed: Vec<Option<Placed>> = vec![None; self.locals.len()];
         let mut start = 0;
         for (i, &local) in self.rows_group.iter().enumerate() {
             let id = self.ids_end.get(i).map(|&end| {
@@ -318,15 +330,19 @@ impl Kept {
                 id
             });
             let (key, data) = &self.locals[local as usize];
-            let decode = || {
-                // This row's own data: its group's, under its own id.
+            // This row's own data: its group's, under its own id.
+            let own = || {
                 let mut c = data.clone();
                 if let Some(id) = id {
                     c.id = ContactId(id.to_string());
                 }
-                Ok(c)
+                c
             };
-            grouping.place(key, id, decode, f)?;
+            match placed[local as usize] {
+                Some(Placed::In(group)) => f(Member::Again { group, id })?,
+                Some(Placed::Alone) => f(Member::Alone(own()))?,
+                None => placed[local as usize] = Some(grouping.place(key, id, || Ok(own()), f)?),
+            }
         }
         Ok(self.rows)
     }

@@ -22,10 +22,13 @@ pub(super) struct Split {
 /// ids spread evenly over it (`c0000000` to `c0999999` split at `c04`).
 pub(super) fn split(conn: &Connection) -> Result<Option<Split>, StoreError> {
     let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_string) else { return Ok(None) };
-    let ends: (Option<String>, Option<String>) = conn
-        .query_row("SELECT MIN(id), MAX(id) FROM contacts", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(classify)?;
-    let (Some(low), Some(high)) = ends else { return Ok(None) };
+    // One end at a time: SQLite reads `MIN(id)` or `MAX(id)` alone off the
+    // primary key, but scans the table for both in one query.
+    let end =
+        |sql: &str| -> Result<Option<String>, StoreError> { conn.query_row(sql, [], |r| r.get(0)).map_err(classify) };
+    let (Some(low), Some(high)) = (end("SELECT MIN(id) FROM contacts")?, end("SELECT MAX(id) FROM contacts")?) else {
+        return Ok(None);
+    };
     let common = low.bytes().zip(high.bytes()).take_while(|(a, b)| a == b).count();
     let (Some(&a), Some(&b)) = (low.as_bytes().get(common), high.as_bytes().get(common)) else { return Ok(None) };
     // `high` sorts after `low`, so `b > a`; the point is above `low` and at
