@@ -1102,7 +1102,8 @@ fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_chan
     let mut last = fresh();
     assert_eq!(last, first);
 
-    let mut changes: Vec<(&str, Box<dyn Fn()>)> = vec![
+    type Change<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let mut changes: Vec<Change> = vec![
         (
             "a contact import",
             Box::new(|| ok(flowc(&["contacts", "import", &tmp.path("b.jsonl"), "--schema", &flow, "--db", &db]))),

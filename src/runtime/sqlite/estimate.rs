@@ -121,6 +121,9 @@ pub(super) fn groups(
     })
 }
 
+/// What a scan does with each row: its group key and (when read) its id.
+type Visit<'a> = dyn FnMut(&Row<'_>, &[u8], Option<&str>) -> Result<(), StoreError> + 'a;
+
 /// Which contacts a scan reads.
 #[derive(Clone, Copy)]
 enum Range<'a> {
@@ -184,12 +187,7 @@ impl<'p> GroupQuery<'p> {
 
     /// Reads the contacts of `range` in id order, handing each row to
     /// `visit` with its group key and (when read) its id. Returns how many.
-    fn scan(
-        &self,
-        conn: &Connection,
-        range: Range<'_>,
-        visit: &mut dyn FnMut(&Row<'_>, &[u8], Option<&str>) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError> {
+    fn scan(&self, conn: &Connection, range: Range<'_>, visit: &mut Visit<'_>) -> Result<u64, StoreError> {
         let (bound, mid) = match range {
             Range::All => ("", None),
             Range::Below(mid) => (" AND id < ?", Some(mid)),
