@@ -1120,4 +1120,12 @@ fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_chan
         assert_eq!(after, fresh(), "after {what}: the estimate made afresh");
         last = after;
     }
+
+    // With no contact created, the virtual clock is the wall clock: such an
+    // estimate is not kept (the next one is as of its own time).
+    std::fs::write(tmp.0.join("none.jsonl"), "").expect("write");
+    let empty = tmp.path("empty.db");
+    ok(flowc(&["contacts", "import", &tmp.path("none.jsonl"), "--db", &empty]));
+    ok(flowc(&["estimate", &flow, "--campaign", "probe", "--db", &empty]));
+    assert!(!tmp.0.join("empty.db.estimates").exists(), "an estimate as of the wall clock is not kept");
 }
