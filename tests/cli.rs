@@ -1089,11 +1089,15 @@ fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_chan
     // A write behind flowc's back (no new data version) is not seen: the
     // repeat is answered from the cache.
     let raw = rusqlite::Connection::open(&db).expect("db");
-    raw.execute("UPDATE contacts SET tags = '[\"vip\"]'", []).expect("raw write");
+    let shift = |by: i64| {
+        let sql = "UPDATE contacts SET attrs = jsonb_set(attrs, '$.score', json_extract(attrs, '$.score') + ?1)";
+        raw.execute(sql, [by]).expect("raw write");
+    };
+    shift(1000);
     assert_eq!(estimate(), first, "a repeat is answered from the cache");
     let behind = fresh();
     assert_ne!(behind, first, "the raw write changes the estimate made afresh");
-    raw.execute("UPDATE contacts SET tags = '[]'", []).expect("raw write");
+    shift(-1000);
     drop(raw);
     let mut last = fresh();
     assert_eq!(last, first);
@@ -1116,4 +1120,12 @@ fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_chan
         assert_eq!(after, fresh(), "after {what}: the estimate made afresh");
         last = after;
     }
+
+    // With no contact created, the virtual clock is the wall clock: such an
+    // estimate is not kept (the next one is as of its own time).
+    std::fs::write(tmp.0.join("none.jsonl"), "").expect("write");
+    let empty = tmp.path("empty.db");
+    ok(flowc(&["contacts", "import", &tmp.path("none.jsonl"), "--db", &empty]));
+    ok(flowc(&["estimate", &flow, "--campaign", "probe", "--db", &empty]));
+    assert!(!tmp.0.join("empty.db.estimates").exists(), "an estimate as of the wall clock is not kept");
 }

@@ -509,7 +509,7 @@ fn event_trigger_estimates_count_matching_recorded_events() {
 }
 
 /// A corrupt stored contact or event fails the estimate (read through
-/// `Store::audience` and `Store::events_for`) with the store's error naming
+/// `Store::audience_groups` and `Store::events_for`) with the store's error naming
 /// the table, the row and the value: never a default, never a panic.
 #[test]
 fn an_estimate_over_a_corrupt_row_names_it() {
@@ -534,7 +534,10 @@ fn an_estimate_over_a_corrupt_row_names_it() {
     assert!(text.contains("contact_events") && text.contains("c2") && text.contains("{oops"), "{text}");
 
     let (_db, mut store) = TempDb::new("corrupt-contact", &model, &cs);
-    store.connection().execute("UPDATE contacts SET consent = '[oops' WHERE id = 'c1'", []).expect("raw");
+    // The consent as the estimate reads it: with the sets in the contact's
+    // `profile` (schema 8), which every write keeps with them.
+    let corrupt = "UPDATE contacts SET consent = '[oops', profile = flowc_profile(tags, '[oops', capabilities, addresses) WHERE id = 'c1'";
+    store.connection().execute(corrupt, []).expect("raw");
     let text = estimate_error(&store);
     assert!(text.contains("contacts") && text.contains("c1") && text.contains("[oops"), "{text}");
 }
@@ -768,4 +771,43 @@ proptest! {
         let alone = estimate::estimate(&store, &p, NOW, &each).expect("each");
         prop_assert_eq!(shared, alone, "{}", src);
     }
+}
+
+/// Issue 23: a database file is read in two halves at once (the ids below
+/// a split point, and the others on a second connection); the estimate is
+/// the one of reading it in one go, to the last bit, with the A/B variants,
+/// tags, a field the walk reads, events and frequency caps; and the virtual
+/// clock's newest creation is the one every contact read gives.
+#[test]
+fn a_file_read_in_two_halves_gives_the_estimate_of_one_read() {
+    let (p, model) = compiled(&format!(
+        "{SCHEMA}policy {{\n  frequency cap 3 per 7d\n}}\ncampaign c {{
+  trigger manual
+  audience score >= 10 or tags has \"FR\"
+  hi: send email.marketing t
+  if score > 60 and happened order.completed within 30d {{ tag add \"buyer\" }}
+  ab_test x {{
+    variant a 30% {{ send email.marketing t }}
+    variant b 70% {{ if tags has \"buyer\" {{ send email.marketing t }} }}
+  }}
+}}"
+    ));
+    let cs: Vec<C> = (0..3000)
+        .map(|i| C {
+            score: Some((i % 7 * 15) as i64),
+            tags: if i % 5 == 0 { vec![0] } else { vec![] },
+            orders: if i % 11 == 0 { vec![(2, 80)] } else { vec![] },
+            created_days_ago: (i % 13) as i64,
+            ..plain(i)
+        })
+        .collect();
+    let (_db, store) = TempDb::new("halves", &model, &cs);
+    let shared = estimate::estimate(&store, &p, NOW, &Settings::default()).expect("halves");
+    let each = Settings { walks: estimate::Walks::EachContact, ..Settings::default() };
+    assert_eq!(shared, estimate::estimate(&store, &p, NOW, &each).expect("one read"));
+    assert!(shared.audience > 1000, "{}", shared.audience);
+    assert_eq!(
+        store.newest_created_at().expect("halves"),
+        flowc::runtime::store::newest_created_by_scan(&store).expect("every contact")
+    );
 }

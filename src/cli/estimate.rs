@@ -3,6 +3,7 @@
 use super::build::build;
 use super::{Fatal, Outcome};
 use flowc::runtime::estimate::{self, cache, Entry, Estimate, Rates, Settings};
+use flowc::runtime::run;
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
@@ -93,7 +94,7 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
             (db.open(flowc::runtime::sqlite::OpenMode::ReadOnly)?, beside)
         }
     };
-    let now = a.clock.now(store.as_ref())?;
+    let clock = a.clock.source(store.as_ref())?;
     let settings = Settings {
         rates: Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate },
         account: Account { approved_channels: a.approve.clone() },
@@ -103,16 +104,26 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
     };
     // Read before the contacts: data written meanwhile makes the next
     // estimate miss this one, never find it stale.
-    let kept = match (db, store.data_version().map_err(|e| Fatal(format!("estimate: {e}")))?) {
-        (Some(db), Some(data)) => Some((cache::path_for(&db), cache::key(&built.program, now, &settings, data))),
+    let fail = |e: flowc::runtime::store::StoreError| Fatal(format!("estimate: {e}"));
+    let kept = match (db, store.data_version().map_err(fail)?) {
+        (Some(db), Some(data)) => Some((cache::path_for(&db), cache::key(&built.program, clock, &settings, data))),
         _ => None,
     };
     let e = match kept.as_ref().and_then(|(path, key)| cache::load(path, key)) {
         Some(e) => e,
         None => {
-            let e = estimate::estimate(store.as_ref(), &built.program, now, &settings)
-                .map_err(|e| Fatal(format!("estimate: {e}")))?;
-            if let Some((path, key)) = &kept {
+            // The clock after the newest contact is a function of the data
+            // (kept with the estimate); the wall clock, for a database whose
+            // contacts have no creation, is not.
+            let (now, keep) = match clock {
+                run::ClockSource::At(now) => (now, Keep::Yes),
+                run::ClockSource::AfterNewestContact => match store.newest_created_at().map_err(fail)? {
+                    Some(newest) => (run::after_newest(Some(newest)), Keep::Yes),
+                    None => (run::after_newest(None), Keep::No),
+                },
+            };
+            let e = estimate::estimate(store.as_ref(), &built.program, now, &settings).map_err(fail)?;
+            if let (Some((path, key)), Keep::Yes) = (&kept, keep) {
                 // A cache that cannot be written (a read-only folder) only
                 // costs the next estimate its time.
                 let _ = cache::save(path, key, &e);
@@ -125,6 +136,13 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         Format::Human => out!("{}", human(&e)),
     }
     Ok(Outcome::Ok)
+}
+
+/// Whether an estimate may be kept for the next one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    No,
 }
 
 /// The consent-requiring (channel, message type) pairs the workspace declares.

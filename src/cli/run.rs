@@ -122,6 +122,12 @@ impl ClockArgs {
     pub fn now(&self, store: &dyn Store) -> Result<flowc::runtime::clock::Minutes, Fatal> {
         run::clock_now(store, self.kind(), self.start()?).map_err(|e| Fatal(e.to_string()))
     }
+
+    /// Where this clock stands for `store`, found without reading the
+    /// contacts (`run::clock_source`).
+    pub fn source(&self, store: &dyn Store) -> Result<run::ClockSource, Fatal> {
+        run::clock_source(store, self.kind(), self.start()?).map_err(|e| Fatal(e.to_string()))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -82,24 +82,44 @@ fn clock_start(store: &dyn Store, opts: &RunOptions) -> Result<Minutes, StoreErr
 /// that reads the time shares (run, estimate, launch's cost check, start),
 /// so what is estimated is what gets enrolled.
 pub fn clock_now(store: &dyn Store, kind: ClockKind, start: Option<Minutes>) -> Result<Minutes, StoreError> {
-    match kind {
-        ClockKind::Real => Ok(clock::real_now()),
-        ClockKind::Virtual => virtual_now(store, start),
+    match clock_source(store, kind, start)? {
+        ClockSource::At(now) => Ok(now),
+        ClockSource::AfterNewestContact => Ok(after_newest(store.newest_created_at()?)),
     }
 }
 
 /// Where a virtual clock stands for this database: where it was saved, else
 /// `start`, else just after the newest contact data.
 pub fn virtual_now(store: &dyn Store, start: Option<Minutes>) -> Result<Minutes, StoreError> {
+    clock_now(store, ClockKind::Virtual, start)
+}
+
+/// What the time of `clock_now` is, found without reading the contacts: a
+/// known instant, or just after the newest contact's creation, which is a
+/// function of the contacts alone (an estimate cached for the same data
+/// holds for it without reading every contact again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The wall clock, the time the database's last run saved, or `start`.
+    At(Minutes),
+    AfterNewestContact,
+}
+
+pub fn clock_source(store: &dyn Store, kind: ClockKind, start: Option<Minutes>) -> Result<ClockSource, StoreError> {
+    if kind == ClockKind::Real {
+        return Ok(ClockSource::At(clock::real_now()));
+    }
     if let Some(saved) = store.meta("clock")?.and_then(|s| s.parse().ok()) {
-        return Ok(saved);
+        return Ok(ClockSource::At(saved));
     }
-    if let Some(start) = start {
-        return Ok(start);
-    }
-    // A simulation starts just after its newest contact data, so the same
-    // contacts give the same report whenever it runs.
-    Ok(store.newest_created_at()?.map_or_else(clock::real_now, |n| n + 60))
+    Ok(start.map_or(ClockSource::AfterNewestContact, ClockSource::At))
+}
+
+/// A simulation starts just after its newest contact data (`newest`
+/// creation), so the same contacts give the same report whenever it runs;
+/// with no contact created yet, at the wall clock.
+pub fn after_newest(newest: Option<Minutes>) -> Minutes {
+    newest.map_or_else(clock::real_now, |n| n + 60)
 }
 
 /// Launches (or resumes) `program` and runs it until every execution has

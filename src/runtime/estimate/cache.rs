@@ -1,12 +1,14 @@
 //! Estimates kept for next time: an estimate depends on the program, the
 //! settings, the clock and the data it read, so while none of them changed
-//! (`Key`: the store's `DataVersion` stands for the data) it is read back
-//! instead of made again. Kept in a file beside the database, the most
+//! (`Key`: the store's `DataVersion` stands for the data, and for a clock
+//! that stands after the newest contact) it is read back instead of made
+//! again, without reading the contacts. Kept in a file beside the database, the most
 //! recent few; a cache file that is missing, unreadable or not ours is an
 //! empty cache, never an error (it only costs the next estimate its time).
 
 use super::{Estimate, Settings};
 use crate::compile::program::Program;
+use crate::runtime::run::ClockSource;
 use crate::runtime::store::DataVersion;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -28,7 +30,9 @@ struct Inputs<'a> {
     format: u32,
     flowc: &'static str,
     data: i64,
-    now: i64,
+    /// The as-of minute, or none for "just after the newest contact", which
+    /// the data (`data`) decides.
+    now: Option<i64>,
     rates: [u64; 3],
     approved: &'a Option<Vec<String>>,
     window: i64,
@@ -36,9 +40,13 @@ struct Inputs<'a> {
     program: &'a Program,
 }
 
-/// The key of estimating `p` as of `now` with `settings` over data at `data`.
-pub fn key(p: &Program, now: i64, settings: &Settings, data: DataVersion) -> Key {
+/// The key of estimating `p` on the `clock` with `settings` over data at `data`.
+pub fn key(p: &Program, clock: ClockSource, settings: &Settings, data: DataVersion) -> Key {
     let r = settings.rates;
+    let now = match clock {
+        ClockSource::At(now) => Some(now),
+        ClockSource::AfterNewestContact => None,
+    };
     let inputs = Inputs {
         format: 1,
         flowc: env!("CARGO_PKG_VERSION"),
@@ -51,7 +59,7 @@ pub fn key(p: &Program, now: i64, settings: &Settings, data: DataVersion) -> Key
         program: p,
     };
     // A program always serialises; should it not, no two keys are equal.
-    let text = serde_json::to_string(&inputs).unwrap_or_else(|e| format!("unserialisable: {e} at {now}"));
+    let text = serde_json::to_string(&inputs).unwrap_or_else(|e| format!("unserialisable: {e} at {now:?}"));
     Key(format!("{:032x}-{}", fnv1a_128(text.as_bytes()), text.len()))
 }
 

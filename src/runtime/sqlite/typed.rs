@@ -1,8 +1,9 @@
 //! The contacts' typed columns (schema 8): `created_minute` and
 //! `addresses`, kept beside the attributes so estimates and batches read
-//! them without looking into the JSON. Each is defined twice, once over a
-//! record (what `upsert_contacts` writes) and once in SQL over the stored
-//! attributes (what the migration to schema 8 and a `set` step's update
+//! them without looking into the JSON, and `profile`, a contact's sets and
+//! addresses in one value. Each is defined twice, once over a record (what
+//! `upsert_contacts` writes) and once in SQL over the stored columns (what
+//! the migration to schema 8, a tag change and a `set` step's update
 //! write), and a test holds the two to each other.
 
 use crate::runtime::facts::{self, Addresses, ContactRecord};
@@ -26,13 +27,24 @@ pub fn of_record(c: &ContactRecord) -> (Option<i64>, i64) {
     (created, address_flags(facts::addresses_of(c)))
 }
 
-/// `created_minute = …, addresses = …` computed in SQL from the stored
-/// attributes `attrs` (`flowc_minutes` is `facts::parse_datetime`; an
-/// address is present unless absent, null or empty, as `addresses_of` says).
+/// `profile`: the tags, consent and capabilities as stored (JSON lists)
+/// and the `addresses` flags, separated by U+001F, which JSON text never
+/// holds unescaped: alike contacts have equal profiles.
+pub fn profile(tags: &str, consent: &str, capabilities: &str, addresses: i64) -> String {
+    format!("{tags}\u{1f}{consent}\u{1f}{capabilities}\u{1f}{addresses}")
+}
+
+/// `created_minute = …, addresses = …, profile = …` computed in SQL from
+/// the stored attributes `attrs` and sets (`flowc_minutes` is
+/// `facts::parse_datetime`, `flowc_profile` is `profile`; an address is
+/// present unless absent, null or empty, as `addresses_of` says).
 pub fn assignments(attrs: &str) -> String {
+    let addresses = format!(
+        "(COALESCE(json_extract({attrs}, '$.email'), '') <> '') + 2 * (COALESCE(json_extract({attrs}, '$.phone'), '') <> '')"
+    );
     format!(
-        "created_minute = flowc_minutes(json_extract({attrs}, '$.created_at')), \
-         addresses = (COALESCE(json_extract({attrs}, '$.email'), '') <> '') + 2 * (COALESCE(json_extract({attrs}, '$.phone'), '') <> '')"
+        "created_minute = flowc_minutes(json_extract({attrs}, '$.created_at')), addresses = {addresses}, \
+         profile = flowc_profile(tags, consent, capabilities, {addresses})"
     )
 }
 
