@@ -192,6 +192,7 @@ fn main() {
         initial_balance_micros: 1_000_000_000_000,
         engine: EngineConfig { batch: 10000, account: Account { approved_channels: None }, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let mut transitions = 0;
     let t = Instant::now();

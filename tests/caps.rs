@@ -70,6 +70,7 @@ fn run_on(db: &common::Backend, p: &Program) -> Value {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig { batch: 7, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run(&mut *store, &mut provider, p, &opts, &mut |_| {}).expect("run");
     serde_json::to_value(&r).expect("json")

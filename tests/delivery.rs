@@ -60,6 +60,7 @@ fn run_with(db: &Db, p: &Program, start: i64, stop_after_batches: Option<usize>,
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig { batch: 200, ..EngineConfig::default() },
         stop: stop.clone(),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let mut batches = 0;
     let mut progress = |_p: run::Progress| {

@@ -305,6 +305,7 @@ fn estimates_bracket_an_actual_run() {
         initial_balance_micros: 1_000_000_000,
         engine: Default::default(),
         stop: Default::default(),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run(&mut store, &mut provider, &p, &opts, &mut |_| {}).expect("run");
     for (est, act) in e.steps.iter().zip(&r.steps) {
@@ -403,6 +404,7 @@ fn run_virtual(db: &TempDb, store: &mut SqliteStore, p: &Program) -> flowc::runt
         initial_balance_micros: 1_000_000_000,
         engine: Default::default(),
         stop: Default::default(),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     run::run(store, &mut provider, p, &opts, &mut |_| {}).expect("run")
 }

@@ -201,6 +201,7 @@ fn run_on(db: &Db, p: &Program) -> Value {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig { batch: 97, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run(&mut store, &mut provider, p, &opts, &mut |_| {}).expect("run");
     serde_json::to_value(&r).expect("json")
@@ -400,6 +401,7 @@ fn a_parked_wait_until_survives_a_restart_with_its_wait_since() {
             initial_balance_micros: 1_000_000_000,
             engine: EngineConfig::default(),
             stop: stop.clone(),
+            lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
         };
         let s = stop.clone();
         run::run(&mut store, &mut provider, &p, &opts, &mut |_| s.store(true, std::sync::atomic::Ordering::SeqCst))
@@ -557,6 +559,7 @@ fn a_flow_file_with_wait_until_goal_exit_and_continue_runs_and_reports() {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig::default(),
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run(&mut store, &mut provider, &p, &opts, &mut |_| {}).expect("run");
     let v = serde_json::to_value(&r).expect("json");
@@ -622,6 +625,7 @@ fn an_exit_event_ends_a_plain_wait_when_it_arrives() {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig::default(),
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run_with_events(&mut store, &mut provider, &p, &opts, events, &mut |_| {}).expect("run");
     let v = serde_json::to_value(&r).expect("json");

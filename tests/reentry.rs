@@ -108,6 +108,7 @@ fn run_rule(rule: &str, db: &Backend) -> Value {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig { batch: 13, ..EngineConfig::default() },
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let r = run::run_with_events(&mut *store, &mut provider, &p, &opts, events, &mut |_| {}).expect("run");
     serde_json::to_value(&r).expect("json")

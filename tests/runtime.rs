@@ -83,6 +83,7 @@ fn run_on(db: &Backend, p: &Program, o: &Opts) -> Report {
             ..EngineConfig::default()
         },
         stop: stop.clone(),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     };
     let mut batches = 0;
     let limit = o.stop_after_batches;

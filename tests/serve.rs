@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -142,6 +142,39 @@ fn setup(dir: &Dir, campaigns: &[(&str, &str)]) -> String {
 /// `setup` with an opening balance of `top_up` EUR.
 fn setup_with(dir: &Dir, campaigns: &[(&str, &str)], top_up: &str) -> String {
     let db = dir.path("s.db");
+    setup_on(dir, &db, campaigns, top_up);
+    db
+}
+
+/// Runs a service test on each backend: an SQLite file, then a fresh
+/// PostgreSQL database when `FLOWC_TEST_POSTGRES` names a server (see
+/// `common::postgres`). `test` gets a working folder and the `--db` value.
+fn on_each_backend(name: &str, test: impl Fn(&Dir, &str)) {
+    let dir = Dir::new(name);
+    test(&dir, &dir.path("s.db"));
+    if let Some(pg) = common::postgres(name) {
+        let dir = Dir::new(&format!("{name}-pg"));
+        test(&dir, &pg.url);
+    }
+}
+
+fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// One integer a query returns, on either backend (the SQL both speak).
+fn query_i64(db: &str, sql: &str) -> i64 {
+    if is_postgres(db) {
+        let mut c = postgres::Client::connect(db, postgres::NoTls).expect("connect");
+        c.query_one(sql, &[]).expect(sql).get(0)
+    } else {
+        let conn = rusqlite::Connection::open(db).expect("db");
+        conn.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+}
+
+/// Contacts, a balance of `top_up` EUR and the campaigns, in database `db`.
+fn setup_on(dir: &Dir, db: &str, campaigns: &[(&str, &str)], top_up: &str) {
     let contacts = (0..50)
         .map(|i| {
             format!(
@@ -154,17 +187,16 @@ fn setup_with(dir: &Dir, campaigns: &[(&str, &str)], top_up: &str) -> String {
     std::fs::write(dir.0.join("contacts.jsonl"), contacts).expect("contacts");
     let schema = dir.path("schema.flow");
     std::fs::write(&schema, FLOWS).expect("schema");
-    assert!(flowc(&["contacts", "import", &dir.path("contacts.jsonl"), "--schema", &schema, "--db", &db])
+    assert!(flowc(&["contacts", "import", &dir.path("contacts.jsonl"), "--schema", &schema, "--db", db])
         .status
         .success());
-    assert!(flowc(&["balance", "top-up", top_up, "--db", &db]).status.success());
+    assert!(flowc(&["balance", "top-up", top_up, "--db", db]).status.success());
     for (name, body) in campaigns {
         let file = dir.path(&format!("{name}.flow"));
         std::fs::write(&file, format!("{FLOWS}{body}")).expect("flow");
-        let o = flowc(&["campaign", "launch", &file, "--db", &db, "--accept-cost"]);
+        let o = flowc(&["campaign", "launch", &file, "--db", db, "--accept-cost"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    db
 }
 
 fn wait_for(mut f: impl FnMut() -> bool) {
@@ -177,16 +209,21 @@ fn wait_for(mut f: impl FnMut() -> bool) {
 
 #[test]
 fn every_endpoint_auth_validation_and_shutdown() {
-    let dir = Dir::new("api");
-    let db = setup(
-        &dir,
+    on_each_backend("api", every_endpoint_on);
+}
+
+fn every_endpoint_on(dir: &Dir, db: &str) {
+    setup_on(
+        dir,
+        db,
         &[
             ("by_api", "campaign by_api {\n  trigger api\n  audience plan == pro\n  s: send email.transactional hello\n}\n"),
             ("by_hand", "campaign by_hand {\n  trigger manual\n  send email.transactional hello\n}\n"),
             ("by_event", "campaign by_event {\n  trigger event signed_up where source == \"ads\"\n  send email.transactional hello\n}\nevent signed_up { source: string }\n"),
         ],
+        "100",
     );
-    let mut server = Server::start(&db, &[]);
+    let mut server = Server::start(db, &[]);
     let b = server.base.clone();
     let t = Some(TOKEN);
 
@@ -316,21 +353,21 @@ fn refuses_to_start_without_a_token_or_with_a_bad_address() {
 
 #[test]
 fn scheduled_trigger_fires_at_local_time_across_dst_on_a_virtual_clock() {
-    let dir = Dir::new("dst");
-    // 02:30 does not exist in Paris on 2026-03-29: it fires at 03:30 CEST (01:30 UTC).
-    let db = setup(&dir, &[("spring", "campaign spring {\n  trigger scheduled at 2026-03-29 02:30 \"Europe/Paris\"\n  send email.transactional hello\n}\n")]);
-    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-03-28T12:00:00Z"]);
-    let b = server.base.clone();
-    wait_for(|| call("GET", &format!("{b}/v1/campaigns/spring"), Some(TOKEN), None).1["state"] == "COMPLETED");
-    drop(server);
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let at: i64 = conn
-        .query_row("SELECT at FROM campaign_transitions WHERE name = 'spring' AND to_state = 'RUNNING'", [], |r| {
-            r.get(0)
-        })
-        .expect("started");
-    let utc = chrono::DateTime::from_timestamp(at * 60, 0).expect("time");
-    assert_eq!(utc.to_rfc3339(), "2026-03-29T01:30:00+00:00");
+    on_each_backend("dst", |dir, db| {
+        // 02:30 does not exist in Paris on 2026-03-29: it fires at 03:30 CEST (01:30 UTC).
+        let spring = "campaign spring {\n  trigger scheduled at 2026-03-29 02:30 \"Europe/Paris\"\n  send email.transactional hello\n}\n";
+        setup_on(dir, db, &[("spring", spring)], "100");
+        let server = Server::start(db, &["--clock", "virtual", "--start", "2026-03-28T12:00:00Z"]);
+        let b = server.base.clone();
+        wait_for(|| call("GET", &format!("{b}/v1/campaigns/spring"), Some(TOKEN), None).1["state"] == "COMPLETED");
+        drop(server);
+        let at = query_i64(
+            db,
+            "SELECT CAST(at AS BIGINT) FROM campaign_transitions WHERE name = 'spring' AND to_state = 'RUNNING'",
+        );
+        let utc = chrono::DateTime::from_timestamp(at * 60, 0).expect("time");
+        assert_eq!(utc.to_rfc3339(), "2026-03-29T01:30:00+00:00");
+    });
 }
 
 /// A local HTTP endpoint that answers 500 to the first `failures` requests,
@@ -383,11 +420,8 @@ fn webhook_provider_survives_failures_and_timeouts() {
     wait_for(|| keys.lock().map(|k| k.len() >= 2).unwrap_or(false));
     let got = keys.lock().expect("keys").clone();
     assert!(got.iter().all(|k| k.starts_with("hooked/")), "{got:?}");
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let sent: i64 =
-        conn.query_row("SELECT COUNT(*) FROM outbox WHERE status = 'sent'", [], |r| r.get(0)).expect("sent");
-    assert_eq!(sent, 2);
-    let _ = Path::new(&db);
+    // The relay marks a row sent after the webhook answered: wait for its commit.
+    wait_for(|| query_i64(&db, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'") == 2);
 }
 
 /// A local HTTP endpoint that answers every request with `status` and
@@ -455,33 +489,31 @@ fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() 
 /// balance too small for the campaign is topped up instead of pausing it.
 #[test]
 fn serve_applies_auto_reload() {
-    let dir = Dir::new("reload");
-    let db =
-        setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
-    let o = flowc(&["balance", "auto-reload", "--threshold", "0.01", "--amount", "1", "--db", &db]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
-    let b = server.base.clone();
-    let all: Vec<String> = (0..50).map(|i| format!("\"c{i}\"")).collect();
-    let (s, _) = call(
-        "POST",
-        &format!("{b}/v1/campaigns/otp/trigger"),
-        Some(TOKEN),
-        Some(&format!("{{\"contacts\": [{}]}}", all.join(","))),
-    );
-    assert_eq!(s, 202);
-    wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None).1["executions"]["completed"] == 50);
-    let (_, status) = call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None);
-    assert_eq!(status["state"], "RUNNING", "{status}");
-    drop(server);
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let reloads: i64 =
-        conn.query_row("SELECT COUNT(*) FROM ledger WHERE reason = 'auto-reload'", [], |r| r.get(0)).expect("ledger");
-    assert!(reloads >= 1, "auto-reload topped up");
-    let paused: i64 = conn
-        .query_row("SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'", [], |r| r.get(0))
-        .expect("log");
-    assert_eq!(paused, 0);
+    on_each_backend("reload", |dir, db| {
+        setup_on(dir, db, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+        let o = flowc(&["balance", "auto-reload", "--threshold", "0.01", "--amount", "1", "--db", db]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let server = Server::start(db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+        let b = server.base.clone();
+        let all: Vec<String> = (0..50).map(|i| format!("\"c{i}\"")).collect();
+        let (s, _) = call(
+            "POST",
+            &format!("{b}/v1/campaigns/otp/trigger"),
+            Some(TOKEN),
+            Some(&format!("{{\"contacts\": [{}]}}", all.join(","))),
+        );
+        assert_eq!(s, 202);
+        wait_for(|| {
+            call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None).1["executions"]["completed"] == 50
+        });
+        let (_, status) = call("GET", &format!("{b}/v1/campaigns/otp"), Some(TOKEN), None);
+        assert_eq!(status["state"], "RUNNING", "{status}");
+        drop(server);
+        let reloads = query_i64(db, "SELECT COUNT(*) FROM ledger WHERE reason = 'auto-reload'");
+        assert!(reloads >= 1, "auto-reload topped up");
+        let paused = query_i64(db, "SELECT COUNT(*) FROM campaign_transitions WHERE to_state = 'PAUSED_BALANCE'");
+        assert_eq!(paused, 0);
+    });
 }
 
 /// (status, JSON body) of a request written by hand on a socket, for
@@ -703,15 +735,20 @@ fn a_trigger_for_an_enrolled_contact_records_nothing() {
 /// a second trigger on the same clock day is refused, and records nothing.
 #[test]
 fn a_trigger_follows_the_reentry_rule() {
-    let dir = Dir::new("reentry");
-    let db = setup(
-        &dir,
+    on_each_backend("reentry", a_trigger_follows_the_reentry_rule_on);
+}
+
+fn a_trigger_follows_the_reentry_rule_on(dir: &Dir, db: &str) {
+    setup_on(
+        dir,
+        db,
         &[
             ("again", "campaign again {\n  trigger api\n  reentry always\n  send email.transactional hello\n}\n"),
             ("daily", "campaign daily {\n  trigger api\n  reentry after 1d\n  send email.transactional hello\n}\n"),
         ],
+        "100",
     );
-    let server = Server::start(&db, &[]);
+    let server = Server::start(db, &[]);
     let url = |c: &str| format!("{}/v1/campaigns/{c}/trigger", server.base);
     for round in 0..3 {
         // Distinct data: an identical event in the same minute is stored once.
@@ -728,10 +765,9 @@ fn a_trigger_follows_the_reentry_rule() {
     let (s, r) = call("POST", &url("daily"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"round": 9}}"#));
     assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)), "{r}");
     drop(server);
-    let conn = rusqlite::Connection::open(&db).expect("db");
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+    let count = |sql: &str| query_i64(db, sql);
     assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
-    assert_eq!(count("SELECT MAX(entry) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
+    assert_eq!(count("SELECT CAST(MAX(entry) AS BIGINT) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
     assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'daily'"), 2);
     assert_eq!(
         count("SELECT COUNT(*) FROM contact_events WHERE contact_id = 'c0' AND name = 'campaign.triggered'"),
@@ -817,10 +853,12 @@ fn a_half_sent_request_does_not_hold_the_server_after_sigterm() {
 /// stopping `flowc serve`; auto-reload is set the same way.
 #[test]
 fn the_balance_is_topped_up_through_the_api_while_serving() {
-    let dir = Dir::new("money");
-    let db =
-        setup_with(&dir, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
-    let server = Server::start(&db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
+    on_each_backend("money", topped_up_while_serving_on);
+}
+
+fn topped_up_while_serving_on(dir: &Dir, db: &str) {
+    setup_on(dir, db, &[("otp", "campaign otp {\n  trigger api\n  send email.transactional hello\n}\n")], "0.001");
+    let server = Server::start(db, &["--clock", "virtual", "--start", "2026-11-27T09:00:00Z"]);
     let b = server.base.clone();
     let t = Some(TOKEN);
     let all: Vec<String> = (0..20).map(|i| format!("\"c{i}\"")).collect();
@@ -832,8 +870,11 @@ fn the_balance_is_topped_up_through_the_api_while_serving() {
     );
     assert_eq!(s, 202);
     wait_for(|| call("GET", &format!("{b}/v1/campaigns/otp"), t, None).1["state"] == "PAUSED_BALANCE");
-    // The CLI is locked out while the service runs.
-    assert!(!flowc(&["balance", "top-up", "1", "--db", &db]).status.success());
+    // The CLI is locked out of an SQLite file while the service runs
+    // (PostgreSQL is shared by any number of processes).
+    if !is_postgres(db) {
+        assert!(!flowc(&["balance", "top-up", "1", "--db", db]).status.success());
+    }
     for bad in [r#"{"amount": 0}"#, r#"{"amount": -5}"#, r#"{"amount": "ten"}"#] {
         let (s, e) = call("POST", &format!("{b}/v1/balance/top-up"), t, Some(bad));
         assert_eq!(s, 422, "{bad}: {e}");

@@ -55,6 +55,7 @@ fn opts() -> RunOptions {
         initial_balance_micros: 1_000_000_000,
         engine: EngineConfig::default(),
         stop: Arc::new(AtomicBool::new(false)),
+        lease_ttl_ms: flowc::runtime::store::Lease::DEFAULT_TTL_MS,
     }
 }
 

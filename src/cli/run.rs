@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// Draft templates do not block the run.
     #[arg(long)]
     allow_draft: bool,
+    /// How long a claim lives, in seconds. On PostgreSQL, work a killed run
+    /// held is taken over this long after it was claimed (by `flowc worker`
+    /// or by this command run again).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    lease: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -278,6 +283,9 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
     if a.batch == 0 {
         return Err(Fatal("--batch must be at least 1".into()));
     }
+    if !(1..=3600).contains(&a.lease) {
+        return Err(Fatal(format!("--lease must be 1 to 3600 seconds, not {}", a.lease)));
+    }
     let start = a.clock.start()?;
     let db = a.db.resolve(Some(&a.file))?;
     let built = match build(
@@ -383,6 +391,7 @@ pub fn run_cmd(a: RunArgs) -> Result<Outcome, Fatal> {
             ..EngineConfig::default()
         },
         stop: stop.clone(),
+        lease_ttl_ms: a.lease as i64 * 1000,
     };
     let bar = progress_bar();
     let mut on_progress = |p: run::Progress| {

@@ -30,6 +30,10 @@ pub struct RunOptions {
     pub engine: EngineConfig,
     /// Set by Ctrl-C: stop after the current batch.
     pub stop: Arc<AtomicBool>,
+    /// How long this run's claims live (`Lease::ttl_ms`): on a shared
+    /// database, work a killed run held is taken over this long after it
+    /// was claimed, by a worker or by the same command run again.
+    pub lease_ttl_ms: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +167,7 @@ pub fn run_with_events(
         store.set_meta(&enrolled_key, "1")?;
     }
     let total = store.counts(&name)?.values().sum::<u64>();
-    let mut driver = Driver::new(Lease::new(WorkerId::this_process()));
+    let mut driver = Driver::new(Lease { worker: WorkerId::this_process(), ttl_ms: opts.lease_ttl_ms });
     let mut transitions = 0;
     // Counted here, not queried: a GROUP BY over a million executions per batch would dominate.
     let mut finished = finished_count(store, &name)?;
