@@ -635,3 +635,212 @@ fn the_server_finds_the_same_workspace_root_as_check() {
         assert_eq!(c.child.wait().expect("exit").code(), Some(0));
     }
 }
+
+// Issue 22: reach and cost where campaigns are written.
+
+const REACH_FLOW: &str = "template hello_email { channel email message marketing status published }\ncontact { plan: enum(free, pro) }\nsegment vip = plan == pro\ncampaign promo_run {\n  trigger manual\n  audience vip\n  s: send email.marketing hello_email\n}\n";
+
+/// A workspace whose `flowc.toml` names `c.db`, filled by `flowc contacts
+/// import` with `n` contacts, a third of them `pro`.
+fn reach_workspace(t: &common::TempDir, n: usize) -> std::path::PathBuf {
+    let ws = t.0.join("ws");
+    std::fs::create_dir_all(&ws).expect("dir");
+    std::fs::write(ws.join("flowc.toml"), "database = \"c.db\"\n").expect("toml");
+    std::fs::write(ws.join("main.flow"), REACH_FLOW).expect("flow");
+    import_contacts(&ws, 0..n);
+    ws
+}
+
+fn import_contacts(ws: &std::path::Path, ids: std::ops::Range<usize>) {
+    let rows: String = ids
+        .map(|i| {
+            format!(
+                "{{\"id\":\"c{i}\",\"email\":\"c{i}@example.com\",\"plan\":\"{}\",\"consent\":[\"email\"]}}\n",
+                if i % 3 == 0 { "pro" } else { "free" }
+            )
+        })
+        .collect();
+    std::fs::write(ws.join("contacts.jsonl"), rows).expect("contacts");
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["contacts", "import", "contacts.jsonl", "--db", "c.db", "--schema", "main.flow"])
+        .current_dir(ws)
+        .output()
+        .expect("import");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// What `flowc estimate` says: (audience, expected cost).
+fn estimated(ws: &std::path::Path, file: &str) -> (u64, f64) {
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["estimate", file, "--db", "c.db", "--format", "json"])
+        .current_dir(ws)
+        .output()
+        .expect("estimate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: Value = serde_json::from_slice(&o.stdout).expect("json");
+    (e["audience"].as_u64().expect("audience"), e["cost"]["expected"].as_f64().expect("cost"))
+}
+
+fn reach_client(capabilities: Value) -> Client {
+    let mut c = Client::start();
+    let init = c.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": capabilities}));
+    assert!(init["result"]["capabilities"]["codeLensProvider"].is_object(), "{init}");
+    assert_eq!(init["result"]["capabilities"]["executeCommandProvider"]["commands"], json!(["flowc.showEstimate"]));
+    c.notify("initialized", json!({}));
+    c
+}
+
+/// Asks for the lenses of `uri` until `done` holds of them (the estimate is
+/// made off the main loop, so the first answers may have none).
+fn lenses_until(c: &mut Client, uri: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let started = std::time::Instant::now();
+    loop {
+        let r = c.request("textDocument/codeLens", json!({"textDocument": {"uri": uri}}));
+        let lenses = r["result"].as_array().cloned().unwrap_or_default();
+        if done(&lenses) {
+            return lenses;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "lenses never settled: {lenses:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn title(lenses: &[Value]) -> String {
+    lenses.first().and_then(|l| l["command"]["title"].as_str()).unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_lens_shows_reach_and_cost_from_the_workspace_database_and_follows_edits_and_data() {
+    let t = common::TempDir::new("lsp-reach");
+    let ws = reach_workspace(&t, 30);
+    let (audience, cost) = estimated(&ws, "main.flow");
+    assert_eq!(audience, 10);
+    let uri = format!("file://{}", ws.join("main.flow").display());
+    let mut c = reach_client(json!({
+        "workspace": {"codeLens": {"refreshSupport": true}},
+        "window": {"showDocument": {"support": true}}
+    }));
+    c.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": REACH_FLOW}}),
+    );
+    // Diagnostics come first, whatever the estimate is doing.
+    assert!(c.diagnostics(&uri).is_empty());
+    let lenses = lenses_until(&mut c, &uri, |l| !l.is_empty());
+    assert_eq!(lenses.len(), 1, "{lenses:?}");
+    assert_eq!(title(&lenses), format!("≈ {audience} contacts · €{cost:.2}"), "the numbers of `flowc estimate`");
+    assert_eq!(lenses[0]["range"]["start"]["line"], 3, "above the campaign");
+    assert_eq!(lenses[0]["command"]["command"], "flowc.showEstimate");
+    // The server asked the client to refresh when the estimate was ready.
+    let refreshed = |c: &mut Client| {
+        while let Ok(v) = c.rx.try_recv() {
+            c.notes.push(v);
+        }
+        c.notes.iter().any(|n| n["method"] == "workspace/codeLens/refresh" && n.get("id").is_some())
+    };
+    assert!(refreshed(&mut c), "no workspace/codeLens/refresh: {:?}", c.notes);
+
+    // Clicking the lens opens the per-step estimate.
+    let args = lenses[0]["command"]["arguments"].clone();
+    let r = c.request("workspace/executeCommand", json!({"command": "flowc.showEstimate", "arguments": args}));
+    let text = r["result"]["text"].as_str().unwrap_or_default().to_string();
+    assert!(text.contains("campaign promo_run: audience 10 contact(s)"), "{r}");
+    assert!(text.contains("email.marketing"), "{text}");
+    let shown = c
+        .notes
+        .iter()
+        .chain(std::iter::from_fn(|| c.rx.recv_timeout(Duration::from_secs(5)).ok()).take(1).collect::<Vec<_>>().iter())
+        .find(|n| n["method"] == "window/showDocument")
+        .cloned()
+        .expect("window/showDocument");
+    let file = shown["params"]["uri"].as_str().and_then(|u| u.strip_prefix("file://")).expect("a file URI");
+    assert_eq!(std::fs::read_to_string(file).expect("the shown file"), text);
+
+    // Hover on the segment: its size now.
+    let hover =
+        c.request("textDocument/hover", json!({"textDocument": {"uri": uri}, "position": {"line": 2, "character": 9}}));
+    let first = hover["result"]["contents"]["value"].as_str().unwrap_or_default().to_string();
+    assert!(first.contains("**segment** `vip`"), "{hover}");
+    let started = std::time::Instant::now();
+    loop {
+        let hover = c.request(
+            "textDocument/hover",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 2, "character": 9}}),
+        );
+        let value = hover["result"]["contents"]["value"].as_str().unwrap_or_default().to_string();
+        if value.contains("**now**: 10 contacts") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no segment size: {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // An edit of the campaign: the lens follows the new audience.
+    let everyone = REACH_FLOW.replace("  audience vip\n", "");
+    c.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": everyone}]}),
+    );
+    let lenses = lenses_until(&mut c, &uri, |l| title(l).starts_with("≈ 30 contacts"));
+    assert!(title(&lenses).starts_with("≈ 30 contacts · €"), "{lenses:?}");
+
+    // New contacts in the database: the lens follows the data.
+    import_contacts(&ws, 30..45);
+    let lenses = lenses_until(&mut c, &uri, |l| title(l).starts_with("≈ 45 contacts"));
+    std::fs::write(ws.join("everyone.flow"), &everyone).expect("flow");
+    let (audience, cost) = estimated(&ws, "everyone.flow");
+    assert_eq!(title(&lenses), format!("≈ {audience} contacts · €{cost:.2}"));
+    let r = c.request("shutdown", Value::Null);
+    assert!(r.get("error").is_none(), "{r}");
+    c.notify("exit", Value::Null);
+    assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+}
+
+#[test]
+fn a_missing_or_corrupt_database_shows_no_lens_and_no_error() {
+    let t = common::TempDir::new("lsp-reach-bad");
+    let ws = t.0.join("ws");
+    std::fs::create_dir_all(&ws).expect("dir");
+    std::fs::write(ws.join("main.flow"), REACH_FLOW).expect("flow");
+    std::fs::write(ws.join("corrupt.db"), b"this is not a database, only text that is long enough".repeat(200))
+        .expect("corrupt");
+    for db in ["missing.db", "corrupt.db"] {
+        std::fs::write(ws.join("flowc.toml"), format!("database = \"{db}\"\n")).expect("toml");
+        let uri = format!("file://{}", ws.join("main.flow").display());
+        let mut c = reach_client(json!({"workspace": {"codeLens": {"refreshSupport": true}}}));
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "flow", "version": 1, "text": REACH_FLOW}}),
+        );
+        assert!(c.diagnostics(&uri).is_empty(), "{db}");
+        for _ in 0..10 {
+            let r = c.request("textDocument/codeLens", json!({"textDocument": {"uri": uri}}));
+            assert_eq!(r["result"], json!([]), "{db}: {r}");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let hover = c.request(
+            "textDocument/hover",
+            json!({"textDocument": {"uri": uri}, "position": {"line": 2, "character": 9}}),
+        );
+        let value = hover["result"]["contents"]["value"].as_str().unwrap_or_default();
+        assert!(value.contains("**segment** `vip`") && !value.contains("**now**"), "{db}: {value}");
+        while let Ok(v) = c.rx.try_recv() {
+            c.notes.push(v);
+        }
+        let noisy: Vec<&Value> = c
+            .notes
+            .iter()
+            .filter(|n| {
+                matches!(
+                    n["method"].as_str(),
+                    Some("window/showMessage" | "window/logMessage" | "workspace/codeLens/refresh")
+                )
+            })
+            .collect();
+        assert!(noisy.is_empty(), "{db}: {noisy:?}");
+        let r = c.request("shutdown", Value::Null);
+        assert!(r.get("error").is_none(), "{r}");
+        c.notify("exit", Value::Null);
+        assert_eq!(c.child.wait().expect("exit").code(), Some(0));
+    }
+}

@@ -85,7 +85,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("runtime", &["source", "files", "limits", "suggest", "check", "compile"]),
     ("config", &["diag", "files", "suggest", "workspace", "check"]),
     ("service", &["source", "limits", "suggest", "check", "compile", "runtime"]),
-    ("lsp", &["source", "diag", "limits", "suggest", "syntax", "workspace", "check", "config", "fmt"]),
+    // `compile` and `runtime` for reach and cost (`lsp::reach`), through the
+    // estimate's public functions.
+    (
+        "lsp",
+        &["source", "diag", "limits", "suggest", "syntax", "workspace", "check", "config", "fmt", "compile", "runtime"],
+    ),
 ];
 
 #[test]

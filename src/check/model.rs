@@ -34,6 +34,18 @@ pub struct Model {
     pub campaigns: Vec<Campaign>,
 }
 
+impl Model {
+    /// The consent-requiring (channel, message type) pairs declared.
+    pub fn consent_messages(&self) -> std::collections::BTreeSet<(String, String)> {
+        self.channels
+            .values()
+            .flat_map(|c| {
+                c.messages.iter().filter(|(_, m)| m.requires_consent).map(|(name, _)| (c.name.clone(), name.clone()))
+            })
+            .collect()
+    }
+}
+
 /// `frequency cap [CHANNEL] N per D`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrequencyCap {

@@ -176,7 +176,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             }
             let e = flowc::runtime::estimate::estimate(store.as_ref(), &built.program, at, &Default::default())
                 .map_err(|e| Fatal(format!("estimate: {e}")))?;
-            out!("{}", super::estimate::human(&e));
+            out!("{}", flowc::runtime::estimate::human(&e));
             let balance = store.balance().map_err(|e| Fatal(e.to_string()))? as f64 / 1e6;
             if e.cost.expected > balance && !accept_cost {
                 return Err(Fatal(format!(

@@ -2,8 +2,7 @@
 
 use super::build::build;
 use super::{Fatal, Outcome};
-use flowc::runtime::estimate::{self, cache, Entry, Estimate, Rates, Settings};
-use flowc::runtime::run;
+use flowc::runtime::estimate::{self, cache, Rates, Settings};
 use flowc::runtime::sqlite::SqliteStore;
 use flowc::runtime::step::Account;
 use flowc::runtime::store::Store;
@@ -99,62 +98,17 @@ pub fn run(a: EstimateArgs) -> Result<Outcome, Fatal> {
         rates: Rates { delivered: a.delivered_rate, opened: a.open_rate, clicked: a.click_rate },
         account: Account { approved_channels: a.approve.clone() },
         event_window: window,
-        consent_messages: consent_messages(&built.inputs.analysis),
+        consent_messages: built.inputs.analysis.models.first().map(|(_, m)| m.consent_messages()).unwrap_or_default(),
         walks: estimate::Walks::Shared,
     };
-    // Read before the contacts: data written meanwhile makes the next
-    // estimate miss this one, never find it stale.
-    let fail = |e: flowc::runtime::store::StoreError| Fatal(format!("estimate: {e}"));
-    let kept = match (db, store.data_version().map_err(fail)?) {
-        (Some(db), Some(data)) => Some((cache::path_for(&db), cache::key(&built.program, clock, &settings, data))),
-        _ => None,
-    };
-    let e = match kept.as_ref().and_then(|(path, key)| cache::load(path, key)) {
-        Some(e) => e,
-        None => {
-            // The clock after the newest contact is a function of the data
-            // (kept with the estimate); the wall clock, for a database whose
-            // contacts have no creation, is not.
-            let (now, keep) = match clock {
-                run::ClockSource::At(now) => (now, Keep::Yes),
-                run::ClockSource::AfterNewestContact => match store.newest_created_at().map_err(fail)? {
-                    Some(newest) => (run::after_newest(Some(newest)), Keep::Yes),
-                    None => (run::after_newest(None), Keep::No),
-                },
-            };
-            let e = estimate::estimate(store.as_ref(), &built.program, now, &settings).map_err(fail)?;
-            if let (Some((path, key)), Keep::Yes) = (&kept, keep) {
-                // A cache that cannot be written (a read-only folder) only
-                // costs the next estimate its time.
-                let _ = cache::save(path, key, &e);
-            }
-            e
-        }
-    };
+    let cache = db.as_deref().map(cache::path_for);
+    let e = cache::estimate_kept(store.as_ref(), cache.as_deref(), &built.program, clock, &settings)
+        .map_err(|e| Fatal(format!("estimate: {e}")))?;
     match a.format {
         Format::Json => outln!("{}", serde_json::to_string_pretty(&e).map_err(|e| Fatal(e.to_string()))?),
-        Format::Human => out!("{}", human(&e)),
+        Format::Human => out!("{}", estimate::human(&e)),
     }
     Ok(Outcome::Ok)
-}
-
-/// Whether an estimate may be kept for the next one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Keep {
-    Yes,
-    No,
-}
-
-/// The consent-requiring (channel, message type) pairs the workspace declares.
-fn consent_messages(analysis: &flowc::check::Analysis) -> std::collections::BTreeSet<(String, String)> {
-    let Some((_, model)) = analysis.models.first() else { return Default::default() };
-    model
-        .channels
-        .values()
-        .flat_map(|c| {
-            c.messages.iter().filter(|(_, m)| m.requires_consent).map(|(name, _)| (c.name.clone(), name.clone()))
-        })
-        .collect()
 }
 
 fn load_contacts(store: &mut dyn Store, file: &Path, model: &flowc::check::model::Model) -> Result<(), Fatal> {
@@ -193,38 +147,4 @@ fn parse_duration(s: &str) -> Option<i64> {
         any = true;
     }
     any.then_some(total)
-}
-
-pub fn human(e: &Estimate) -> String {
-    let mut out = format!("campaign {}: audience {} contact(s), as of {}\n", e.campaign, e.audience, e.as_of);
-    match &e.entry {
-        Entry::Audience => {}
-        Entry::Scheduled { at } => out.push_str(&format!("entering when the trigger fires, at {at}\n")),
-        Entry::Event { event, window, since } => out.push_str(&format!(
-            "entering: contacts with a recorded `{event}` matching the trigger, in the {window} before (since {since}); --window changes it\n"
-        )),
-    }
-    out.push('\n');
-    let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
-    // As wide as the longest kind (`wait_until`), so the numbers line up.
-    let kw = e.steps.iter().map(|s| s.kind.chars().count()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("{:<w$}  {:<kw$}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
-    for s in &e.steps {
-        out.push_str(&format!(
-            "{:<w$}  {:<kw$}  {:>10.0}  {:>12.1}  {:>10.0}\n",
-            s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max
-        ));
-    }
-    out.push('\n');
-    for s in &e.sends {
-        out.push_str(&format!(
-            "{}.{}: {:.0} – {:.1} – {:.0} sends, {:.4} – {:.4} – {:.4} EUR\n",
-            s.channel, s.message, s.sends.min, s.sends.expected, s.sends.max, s.cost.min, s.cost.expected, s.cost.max
-        ));
-    }
-    out.push_str(&format!(
-        "\ncost: min {:.4}, expected {:.4}, max {:.4} {}\n",
-        e.cost.min, e.cost.expected, e.cost.max, e.cost.currency
-    ));
-    out
 }

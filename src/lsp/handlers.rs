@@ -10,8 +10,8 @@ use lsp_types::notification::{
     DidChangeTextDocument, DidChangeWatchedFiles, DidCloseTextDocument, DidOpenTextDocument, DidSaveTextDocument,
 };
 use lsp_types::request::{
-    CodeActionRequest, Completion, DocumentSymbolRequest, FoldingRangeRequest, Formatting, GotoDefinition,
-    HoverRequest, References, Rename,
+    CodeActionRequest, CodeLensRequest, Completion, DocumentSymbolRequest, ExecuteCommand, FoldingRangeRequest,
+    Formatting, GotoDefinition, HoverRequest, References, Rename,
 };
 use lsp_types::*;
 use std::collections::HashMap;
@@ -33,6 +33,8 @@ impl Server {
             .on::<References>(references)
             .on::<Rename>(rename)
             .on::<FoldingRangeRequest>(folding_ranges)
+            .on::<CodeLensRequest>(code_lens)
+            .on::<ExecuteCommand>(execute_command)
             .finish()
     }
 
@@ -49,9 +51,34 @@ impl Server {
 }
 
 fn hover(s: &mut Server, p: HoverParams) -> Answer<Option<Hover>> {
-    Ok(s.with_doc(&p.text_document_position_params, |s, a, off| {
-        query::hover(a, off).map(|(text, span)| s.hover_at(a, text, span))
-    }))
+    let at = &p.text_document_position_params;
+    let found =
+        s.with_doc(at, |_, a, off| query::hover(a, off).map(|(text, span)| (text, span, query::segment_at(a, off))));
+    let Some((mut text, span, segment)) = found else { return Ok(None) };
+    if let Some(size) = segment.and_then(|name| s.segment_size(&at.text_document.uri, &name)) {
+        text.push_str(&size);
+    }
+    Ok(s.with_doc(at, |s, a, _| Some(s.hover_at(a, text, span))))
+}
+
+fn code_lens(s: &mut Server, p: CodeLensParams) -> Answer<Option<Vec<CodeLens>>> {
+    Ok(Some(s.code_lenses(&p.text_document.uri)))
+}
+
+fn execute_command(s: &mut Server, p: ExecuteCommandParams) -> Answer<Option<serde_json::Value>> {
+    if p.command != super::SHOW_ESTIMATE {
+        return Err(HandlerError::invalid_params(format!("unknown command `{}`", p.command)));
+    }
+    let (Some(uri), Some(campaign)) = (
+        p.arguments.first().and_then(|u| u.as_str()).and_then(|u| Url::parse(u).ok()),
+        p.arguments.get(1).and_then(|c| c.as_str()),
+    ) else {
+        return Err(HandlerError::invalid_params(format!(
+            "{} takes a document URI and a campaign name",
+            super::SHOW_ESTIMATE
+        )));
+    };
+    Ok(s.show_estimate(&uri, campaign))
 }
 
 fn definition(s: &mut Server, p: GotoDefinitionParams) -> Answer<Option<GotoDefinitionResponse>> {

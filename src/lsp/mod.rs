@@ -7,6 +7,7 @@ mod dispatch;
 mod handlers;
 mod position;
 mod query;
+mod reach;
 pub mod transport;
 
 use crate::check::{self, CheckOptions};
@@ -29,6 +30,31 @@ pub struct Server {
     docs: HashMap<PathBuf, (Url, String, i32)>,
     encoding: Encoding,
     cache: Cache,
+    /// Reach and cost from the workspace's database, made off this loop.
+    reach: reach::Reach,
+    client: Client,
+}
+
+/// What the client told `initialize` that the server acts on.
+#[derive(Default)]
+pub struct Client {
+    /// The `database` setting (`initializationOptions`), before `flowc.toml`'s.
+    pub database: Option<PathBuf>,
+    /// Whether it can open a document the server names (`window/showDocument`).
+    pub shows_documents: Support,
+    /// Whether it takes `workspace/codeLens/refresh` (else it asks for
+    /// lenses again on its own, on the next edit).
+    pub refreshes_lenses: Support,
+    /// Sends a request or notification to the client (the session's writer).
+    pub send: Option<std::sync::Arc<dyn Fn(Message) + Send + Sync>>,
+}
+
+/// Whether the client supports a request of the server's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Support {
+    Yes,
+    #[default]
+    No,
 }
 
 /// One checked view of a document and what it imports.
@@ -78,11 +104,22 @@ pub fn run() -> Result<Exit, String> {
         references_provider: Some(OneOf::Left(true)),
         rename_provider: Some(OneOf::Left(true)),
         folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        code_lens_provider: Some(CodeLensOptions { resolve_provider: Some(false) }),
+        execute_command_provider: Some(ExecuteCommandOptions {
+            commands: vec![SHOW_ESTIMATE.to_string()],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let result = serde_json::json!({"capabilities": caps, "serverInfo": {"name": "flowc", "version": env!("CARGO_PKG_VERSION")}});
     sent(Message::Response(Response::new_ok(id, result)))?;
-    let mut server = Server::new(encoding);
+    let outgoing = io.outgoing.clone();
+    let send: std::sync::Arc<dyn Fn(Message) + Send + Sync> = std::sync::Arc::new(move |m: Message| {
+        // A closed writer means the session is ending.
+        let _ = outgoing.send(transport::Outgoing::Message(m));
+    });
+    let client = client_of(&init, send);
+    let mut server = Server::with_client(encoding, client);
     let mut shut_down = false;
     // Messages already received but not handled: lets a request see that an
     // edit of its document is waiting (ContentModified), and lets a burst of
@@ -141,6 +178,34 @@ pub fn run() -> Result<Exit, String> {
     Ok(if shut_down { Exit::AfterShutdown } else { Exit::WithoutShutdown })
 }
 
+/// The command a reach lens runs: opens the campaign's per-step estimate.
+pub const SHOW_ESTIMATE: &str = "flowc.showEstimate";
+
+/// What the server keeps of the client's `initialize`.
+fn client_of(init: &InitializeParams, send: std::sync::Arc<dyn Fn(Message) + Send + Sync>) -> Client {
+    let database = init
+        .initialization_options
+        .as_ref()
+        .and_then(|o| o.get("database"))
+        .and_then(|d| d.as_str())
+        .filter(|d| !d.trim().is_empty())
+        .map(PathBuf::from);
+    let shows = init.capabilities.window.as_ref().and_then(|w| w.show_document.as_ref()).is_some_and(|s| s.support);
+    let refreshes = init
+        .capabilities
+        .workspace
+        .as_ref()
+        .and_then(|w| w.code_lens.as_ref())
+        .and_then(|c| c.refresh_support)
+        .unwrap_or(false);
+    Client {
+        database,
+        shows_documents: if shows { Support::Yes } else { Support::No },
+        refreshes_lenses: if refreshes { Support::Yes } else { Support::No },
+        send: Some(send),
+    }
+}
+
 /// Waits for `initialize`: other requests are answered "not initialized",
 /// notifications are dropped. `None` when `exit` or the end of input comes
 /// first.
@@ -190,8 +255,42 @@ fn path_of(uri: &Url) -> Option<PathBuf> {
 }
 
 impl Server {
+    #[cfg(test)]
     fn new(encoding: Encoding) -> Server {
-        Server { docs: HashMap::new(), encoding, cache: Cache::default() }
+        Server::with_client(encoding, Client::default())
+    }
+
+    fn with_client(encoding: Encoding, client: Client) -> Server {
+        let notify = client.send.clone().filter(|_| client.refreshes_lenses == Support::Yes);
+        let refresh_ids = std::sync::atomic::AtomicI32::new(0);
+        let reach = reach::Reach::new(move || {
+            if let Some(send) = &notify {
+                let n = refresh_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                send(Message::Request(lsp_server::Request::new(
+                    RequestId::from(format!("flowc-refresh-{n}")),
+                    "workspace/codeLens/refresh".into(),
+                    serde_json::Value::Null,
+                )));
+            }
+        });
+        Server { docs: HashMap::new(), encoding, cache: Cache::default(), reach, client }
+    }
+
+    /// The database a document's reach is estimated over: the client's
+    /// setting, else `database` in the workspace's `flowc.toml`; only an
+    /// SQLite file that exists (the editor never creates one).
+    fn database_for(&self, path: &Path) -> Option<PathBuf> {
+        let configured = match &self.client.database {
+            Some(db) if db.is_absolute() => Some(db.clone()),
+            // Relative to the workspace (the folder of its flowc.toml), else to the document's folder.
+            Some(db) => workspace::find_workspace_file(path)
+                .as_deref()
+                .and_then(Path::parent)
+                .or_else(|| path.parent())
+                .map(|dir| dir.join(db)),
+            None => crate::config::load(path).ok().and_then(|c| c.database),
+        }?;
+        configured.is_file().then_some(configured)
     }
 
     /// The analysis of `path` with the open buffers standing in for files
@@ -339,6 +438,103 @@ impl Server {
                 })
             })
             .collect()
+    }
+
+    /// A lens above each campaign of the document: its audience and
+    /// expected cost over the workspace's database, once estimated.
+    pub(crate) fn code_lenses(&mut self, uri: &Url) -> Vec<CodeLens> {
+        let Some(path) = path_of(uri).filter(|p| self.docs.contains_key(p)) else { return vec![] };
+        let Some(db) = self.database_for(&path) else { return vec![] };
+        let a = self.analyze(&path);
+        if a.result.has_errors() {
+            return vec![];
+        }
+        let Some((_, model)) = a.result.models.first() else { return vec![] };
+        let src = a.ws.sources.get(a.file);
+        let mut lenses = Vec::new();
+        for c in model.campaigns.iter().filter(|c| c.file == a.file) {
+            let program = crate::compile::compile(model, c, src);
+            let Some(e) = self.reach.ask(&db, &program, model) else { continue };
+            lenses.push(CodeLens {
+                range: Range {
+                    start: position::to_position(src, c.name_span.start as usize, self.encoding),
+                    end: position::to_position(src, c.name_span.end as usize, self.encoding),
+                },
+                command: Some(Command {
+                    title: reach::lens_title(&e),
+                    command: SHOW_ESTIMATE.into(),
+                    arguments: Some(vec![serde_json::json!(uri.as_str()), serde_json::json!(c.name)]),
+                }),
+                data: None,
+            });
+        }
+        lenses
+    }
+
+    /// The campaign's per-step estimate, written to a file the client is
+    /// asked to open; the text itself is the command's result.
+    pub(crate) fn show_estimate(&mut self, uri: &Url, campaign: &str) -> Option<serde_json::Value> {
+        let path = path_of(uri).filter(|p| self.docs.contains_key(p))?;
+        let db = self.database_for(&path)?;
+        let a = self.analyze(&path);
+        let (_, model) = a.result.models.first()?;
+        let c = model.campaigns.iter().find(|c| c.file == a.file && c.name == campaign)?;
+        let program = crate::compile::compile(model, c, a.ws.sources.get(a.file));
+        let Some(e) = self.reach.ask(&db, &program, model) else {
+            self.tell(format!("flowc: the estimate of `{campaign}` is still being made; try again in a moment"));
+            return None;
+        };
+        let text = reach::document(&e, &db);
+        // A name of letters, digits, `_` and `-` only: a campaign name never
+        // leaves the folder (the language allows no other characters, but
+        // the file name does not rely on it).
+        let safe: String =
+            campaign.chars().map(|ch| if ch.is_ascii_alphanumeric() || ch == '-' { ch } else { '_' }).collect();
+        let dir = std::env::temp_dir().join(format!("flowc-lsp-{}", std::process::id()));
+        let file = dir.join(format!("{safe}.estimate.txt"));
+        let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&file, &text));
+        if let (Ok(()), Support::Yes, Some(send), Ok(doc)) =
+            (written, self.client.shows_documents, &self.client.send, Url::from_file_path(&file))
+        {
+            let params =
+                ShowDocumentParams { uri: doc, external: Some(false), take_focus: Some(true), selection: None };
+            send(Message::Request(lsp_server::Request::new(
+                RequestId::from(format!("flowc-show-{safe}")),
+                "window/showDocument".into(),
+                params,
+            )));
+        }
+        Some(serde_json::json!({ "campaign": campaign, "text": text }))
+    }
+
+    /// The current size of segment `name` as a hover line, once estimated.
+    pub(crate) fn segment_size(&mut self, uri: &Url, name: &str) -> Option<String> {
+        let path = path_of(uri).filter(|p| self.docs.contains_key(p))?;
+        let db = self.database_for(&path)?;
+        let a = self.analyze(&path);
+        if a.result.has_errors() {
+            return None;
+        }
+        let (_, model) = a.result.models.first()?;
+        let segment = model.segments.get(name)?;
+        let (file, span) = match segment.origin {
+            crate::check::model::Origin::Source(f, s) => (f, s),
+            crate::check::model::Origin::Registry => (a.file, crate::source::Span::default()),
+        };
+        let campaign = reach::segment_campaign(segment, file, span);
+        let program = crate::compile::compile(model, &campaign, a.ws.sources.get(file));
+        let e = self.reach.ask(&db, &program, model)?;
+        Some(format!("\n\n**now**: {} in `{}`", reach::members(e.audience), db.display()))
+    }
+
+    /// A message for the person at the editor.
+    fn tell(&self, message: String) {
+        if let Some(send) = &self.client.send {
+            send(Message::Notification(Notification::new(
+                "window/showMessage".into(),
+                ShowMessageParams { typ: MessageType::INFO, message },
+            )));
+        }
     }
 
     fn hover_at(&self, a: &Analysis, text: String, span: crate::source::Span) -> Hover {

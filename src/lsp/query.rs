@@ -388,6 +388,14 @@ fn expr(e: &Expr, segments: &[String], see: &mut dyn FnMut(Ref, Span)) {
     }
 }
 
+/// The segment named under the cursor, if that is what is there.
+pub fn segment_at(a: &Analysis, off: usize) -> Option<String> {
+    match find(a, off)?.0 {
+        Ref::Segment(n) => Some(n),
+        _ => None,
+    }
+}
+
 /// Markdown for the thing under the cursor.
 pub fn hover(a: &Analysis, off: usize) -> Option<(String, Span)> {
     let (r, span) = find(a, off)?;

@@ -589,3 +589,39 @@ fn wait_paths(
     }
     out
 }
+
+/// The estimate as text for people: `flowc estimate`, the launch's cost
+/// check and the editor's per-step view.
+pub fn human(e: &Estimate) -> String {
+    let mut out = format!("campaign {}: audience {} contact(s), as of {}\n", e.campaign, e.audience, e.as_of);
+    match &e.entry {
+        Entry::Audience => {}
+        Entry::Scheduled { at } => out.push_str(&format!("entering when the trigger fires, at {at}\n")),
+        Entry::Event { event, window, since } => out.push_str(&format!(
+            "entering: contacts with a recorded `{event}` matching the trigger, in the {window} before (since {since}); --window changes it\n"
+        )),
+    }
+    out.push('\n');
+    let w = e.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(4).max(4);
+    // As wide as the longest kind (`wait_until`), so the numbers line up.
+    let kw = e.steps.iter().map(|s| s.kind.chars().count()).max().unwrap_or(4).max(4);
+    out.push_str(&format!("{:<w$}  {:<kw$}  {:>10}  {:>12}  {:>10}\n", "step", "kind", "min", "expected", "max"));
+    for s in &e.steps {
+        out.push_str(&format!(
+            "{:<w$}  {:<kw$}  {:>10.0}  {:>12.1}  {:>10.0}\n",
+            s.id, s.kind, s.reach.min, s.reach.expected, s.reach.max
+        ));
+    }
+    out.push('\n');
+    for s in &e.sends {
+        out.push_str(&format!(
+            "{}.{}: {:.0} – {:.1} – {:.0} sends, {:.4} – {:.4} – {:.4} EUR\n",
+            s.channel, s.message, s.sends.min, s.sends.expected, s.sends.max, s.cost.min, s.cost.expected, s.cost.max
+        ));
+    }
+    out.push_str(&format!(
+        "\ncost: min {:.4}, expected {:.4}, max {:.4} {}\n",
+        e.cost.min, e.cost.expected, e.cost.max, e.cost.currency
+    ));
+    out
+}

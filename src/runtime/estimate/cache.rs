@@ -20,7 +20,7 @@ const KEPT: usize = 32;
 const MAX_FILE: u64 = 16 << 20;
 
 /// What makes two estimates the same: the inputs' canonical JSON, hashed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key(String);
 
 /// Everything an estimate is made of. `format` changes with the meaning of
@@ -111,4 +111,51 @@ pub fn save(path: &Path, key: &Key, estimate: &Estimate) -> std::io::Result<()> 
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// Whether an estimate may be kept for the next one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Yes,
+    No,
+}
+
+/// The estimate of `p` over `store` on `clock`: the one kept in the cache
+/// file `cache` when nothing it depends on changed, else made now and kept
+/// there. `cache` is `None` for a store with no file beside it (an
+/// in-memory or PostgreSQL store), which is estimated every time. The one
+/// path of `flowc estimate` and the editor's code lens.
+pub fn estimate_kept(
+    store: &dyn crate::runtime::store::Store,
+    cache: Option<&Path>,
+    p: &Program,
+    clock: ClockSource,
+    settings: &Settings,
+) -> Result<Estimate, crate::runtime::store::StoreError> {
+    // Read before the contacts: data written meanwhile makes the next
+    // estimate miss this one, never find it stale.
+    let kept = match (cache, store.data_version()?) {
+        (Some(path), Some(data)) => Some((path, key(p, clock, settings, data))),
+        _ => None,
+    };
+    if let Some(e) = kept.as_ref().and_then(|(path, key)| load(path, key)) {
+        return Ok(e);
+    }
+    // The clock after the newest contact is a function of the data (kept
+    // with the estimate); the wall clock, for a database whose contacts
+    // have no creation, is not.
+    let (now, keep) = match clock {
+        ClockSource::At(now) => (now, Keep::Yes),
+        ClockSource::AfterNewestContact => match store.newest_created_at()? {
+            Some(newest) => (crate::runtime::run::after_newest(Some(newest)), Keep::Yes),
+            None => (crate::runtime::run::after_newest(None), Keep::No),
+        },
+    };
+    let e = super::estimate(store, p, now, settings)?;
+    if let (Some((path, key)), Keep::Yes) = (&kept, keep) {
+        // A cache that cannot be written (a read-only folder) only costs
+        // the next estimate its time.
+        let _ = save(path, key, &e);
+    }
+    Ok(e)
 }

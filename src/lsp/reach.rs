@@ -1,0 +1,223 @@
+//! Reach and cost where campaigns are written: the audience size and the
+//! expected cost above each campaign (a code lens), a segment's size on
+//! hover, the per-step estimate on demand, from the database the workspace
+//! names (`database` in `flowc.toml`, or the client's `database` setting).
+//!
+//! Estimates are made on a thread of their own, never on the main loop: a
+//! lens request answers with what is known now and asks for it again; when
+//! an answer changes, the client is asked to refresh its lenses. So a
+//! slow database never delays diagnostics, and a database that cannot be
+//! read shows nothing (no lens, no error). What the thread computes goes
+//! through `estimate::cache::estimate_kept`, the path of `flowc estimate`:
+//! the same numbers, and an estimate the command made is found here too.
+
+use crate::check::model::{self, Model};
+use crate::compile::program::Program;
+use crate::runtime::estimate::{self, cache, Estimate, Rates, Settings};
+use crate::runtime::run::{self, ClockKind};
+use crate::runtime::sqlite::{OpenMode, SqliteStore};
+use crate::runtime::step::Account;
+use crate::runtime::store::DataVersion;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+
+/// How far back an event trigger's recorded events count: `flowc
+/// estimate`'s default window, 30 days.
+const EVENT_WINDOW_MINUTES: i64 = 30 * 24 * 60;
+
+/// One estimate asked for: a program (by its cache key, which covers the
+/// program and the settings) over one database file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Ask {
+    db: PathBuf,
+    program: cache::Key,
+}
+
+struct Job {
+    ask: Ask,
+    program: Program,
+    settings: Settings,
+}
+
+/// What the estimating thread found for an `Ask`.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    Estimated(Box<Estimate>),
+    /// The database could not be opened or read: nothing is shown.
+    Unreadable,
+}
+
+/// Estimates known so far and the thread that makes them.
+pub struct Reach {
+    known: Arc<Mutex<HashMap<Ask, Known>>>,
+    queued: Arc<Mutex<HashSet<Ask>>>,
+    jobs: Option<Sender<Job>>,
+    changed: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Reach {
+    /// `changed` is called (on the estimating thread) when an answer
+    /// changed: the session asks the client to refresh its lenses.
+    pub fn new(changed: impl Fn() + Send + Sync + 'static) -> Reach {
+        Reach { known: Arc::default(), queued: Arc::default(), jobs: None, changed: Arc::new(changed) }
+    }
+
+    /// The estimate of `program` over `db` as known now (`None` while it is
+    /// being made, or when the database cannot be read), and asks for it
+    /// again off the main loop: the data may have changed since.
+    pub fn ask(&mut self, db: &Path, program: &Program, model: &Model) -> Option<Estimate> {
+        let settings = settings(model);
+        let ask = Ask {
+            db: db.to_path_buf(),
+            program: cache::key(program, run::ClockSource::AfterNewestContact, &settings, DataVersion(0)),
+        };
+        let fresh = self.queued.lock().map(|mut q| q.insert(ask.clone())).unwrap_or(false);
+        if fresh {
+            let job = Job { ask: ask.clone(), program: program.clone(), settings };
+            if let Some(jobs) = self.sender() {
+                // A stopped thread only means no more estimates.
+                let _ = jobs.send(job);
+            }
+        }
+        match self.known.lock().ok()?.get(&ask) {
+            Some(Known::Estimated(e)) => Some((**e).clone()),
+            _ => None,
+        }
+    }
+
+    /// The sender to the estimating thread, started on first use.
+    fn sender(&mut self) -> Option<&Sender<Job>> {
+        if self.jobs.is_none() {
+            let (tx, rx) = channel::<Job>();
+            let known = self.known.clone();
+            let queued = self.queued.clone();
+            let changed = self.changed.clone();
+            let started = std::thread::Builder::new().name("flowc-lsp-estimates".into()).spawn(move || {
+                for job in rx {
+                    if let Ok(mut q) = queued.lock() {
+                        q.remove(&job.ask);
+                    }
+                    // An estimate that panics is a bug; the editor keeps working without it.
+                    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(&job)))
+                        .unwrap_or(Known::Unreadable);
+                    let differs = known.lock().map(|mut k| k.insert(job.ask.clone(), found.clone()) != Some(found));
+                    if differs.unwrap_or(false) {
+                        changed();
+                    }
+                }
+            });
+            self.jobs = started.ok().map(|_| tx);
+        }
+        self.jobs.as_ref()
+    }
+}
+
+/// The estimate's settings for the editor: `flowc estimate`'s defaults.
+fn settings(model: &Model) -> Settings {
+    Settings {
+        rates: Rates::default(),
+        account: Account { approved_channels: None },
+        event_window: EVENT_WINDOW_MINUTES,
+        consent_messages: model.consent_messages(),
+        walks: estimate::Walks::Shared,
+    }
+}
+
+fn make(job: &Job) -> Known {
+    // Read-only: the editor never creates or locks a database.
+    let Ok(store) = SqliteStore::open_as(&job.ask.db, OpenMode::ReadOnly) else { return Known::Unreadable };
+    let Ok(clock) = run::clock_source(&store, ClockKind::Virtual, None) else { return Known::Unreadable };
+    let kept = cache::path_for(&job.ask.db);
+    match cache::estimate_kept(&store, Some(&kept), &job.program, clock, &job.settings) {
+        Ok(e) => Known::Estimated(Box::new(e)),
+        Err(_) => Known::Unreadable,
+    }
+}
+
+/// `≈ 23,410 contacts · €105.30`: the lens above a campaign.
+pub fn lens_title(e: &Estimate) -> String {
+    let money = match e.cost.currency.as_str() {
+        "EUR" => format!("€{}", grouped_cents(e.cost.expected)),
+        other => format!("{} {other}", grouped_cents(e.cost.expected)),
+    };
+    format!("≈ {} · {money}", members(e.audience))
+}
+
+/// `23,410 contacts`, `1 contact`.
+pub fn members(n: u64) -> String {
+    format!("{} {}", grouped(n), if n == 1 { "contact" } else { "contacts" })
+}
+
+/// `12345678` as `12,345,678`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An amount with thousands grouped and two decimals: `1,234.50`.
+fn grouped_cents(amount: f64) -> String {
+    // Rounded as `flowc estimate` prints amounts (`{:.2}`), then grouped.
+    let text = format!("{:.2}", amount.max(0.0));
+    let (units, cents) = text.split_once('.').unwrap_or((&text, "00"));
+    match units.parse::<u64>() {
+        Ok(u) => format!("{}.{cents}", grouped(u)),
+        Err(_) => text.clone(),
+    }
+}
+
+/// The campaign a segment's size is estimated with: one that enrolls the
+/// segment's members and does nothing, so its audience is the segment.
+pub fn segment_campaign(
+    segment: &model::Segment,
+    file: crate::source::FileId,
+    span: crate::source::Span,
+) -> model::Campaign {
+    model::Campaign {
+        name: format!("segment {}", segment.name),
+        display_name: None,
+        trigger: model::Trigger::Manual,
+        audience: Some(segment.expr.clone()),
+        goal: None,
+        exits: Vec::new(),
+        on_ineligible: model::OnIneligible::default(),
+        delivery: model::Delivery::default(),
+        steps: Vec::new(),
+        file,
+        span,
+        name_span: span,
+    }
+}
+
+/// The per-step estimate as a document the editor opens.
+pub fn document(e: &Estimate, db: &Path) -> String {
+    format!(
+        "Estimate of `{}` over {} (as `flowc estimate` computes it)\n\n{}",
+        e.campaign,
+        db.display(),
+        estimate::human(e)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_like_a_person_writes_them() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(23_410), "23,410");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped_cents(105.3), "105.30");
+        assert_eq!(grouped_cents(1234.5), "1,234.50");
+    }
+}
