@@ -49,6 +49,16 @@ enum Known {
     Unreadable,
 }
 
+impl Known {
+    /// What the editor shows of it.
+    fn shown(&self) -> Option<&Estimate> {
+        match self {
+            Known::Estimated(e) => Some(e),
+            Known::Unreadable => None,
+        }
+    }
+}
+
 /// Estimates known so far and the thread that makes them.
 pub struct Reach {
     known: Arc<Mutex<HashMap<Ask, Known>>>,
@@ -81,10 +91,7 @@ impl Reach {
                 let _ = jobs.send(job);
             }
         }
-        match self.known.lock().ok()?.get(&ask) {
-            Some(Known::Estimated(e)) => Some((**e).clone()),
-            _ => None,
-        }
+        self.known.lock().ok()?.get(&ask).and_then(Known::shown).cloned()
     }
 
     /// The sender to the estimating thread, started on first use.
@@ -102,8 +109,11 @@ impl Reach {
                     // An estimate that panics is a bug; the editor keeps working without it.
                     let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(&job)))
                         .unwrap_or(Known::Unreadable);
-                    let differs = known.lock().map(|mut k| k.insert(job.ask.clone(), found.clone()) != Some(found));
-                    if differs.unwrap_or(false) {
+                    // Only a change the editor shows asks it to refresh: a
+                    // database that stays unreadable stays silent.
+                    let shown = found.shown().cloned();
+                    let before = known.lock().map(|mut k| k.insert(job.ask.clone(), found));
+                    if before.is_ok_and(|b| b.as_ref().and_then(Known::shown) != shown.as_ref()) {
                         changed();
                     }
                 }
