@@ -127,8 +127,7 @@ fn sigkill_ten_times(dir: &Path, db: &str, extra: &[&str], books: impl Fn() -> B
         std::env::var("FLOWC_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9_7f4a_7c15u64);
     let mut killed = 0;
     for _ in 0..10 {
-        let mut child =
-            flowc(dir).args(run_args(dir, db)).args(extra).stdout(Stdio::null()).spawn().expect("spawn");
+        let mut child = flowc(dir).args(run_args(dir, db)).args(extra).stdout(Stdio::null()).spawn().expect("spawn");
         let ms = 40 + next(&mut seed) % 160;
         std::thread::sleep(Duration::from_millis(ms));
         if child.try_wait().expect("wait").is_none() {

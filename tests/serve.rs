@@ -767,7 +767,10 @@ fn a_trigger_follows_the_reentry_rule_on(dir: &Dir, db: &str) {
     drop(server);
     let count = |sql: &str| query_i64(db, sql);
     assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
-    assert_eq!(count("SELECT CAST(MAX(entry) AS BIGINT) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);
+    assert_eq!(
+        count("SELECT CAST(MAX(entry) AS BIGINT) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"),
+        3
+    );
     assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'daily'"), 2);
     assert_eq!(
         count("SELECT COUNT(*) FROM contact_events WHERE contact_id = 'c0' AND name = 'campaign.triggered'"),
