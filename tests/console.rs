@@ -1,8 +1,13 @@
 //! The operator console of `flowc serve` (docs/console.md) over loopback,
 //! against the real binary: sign-in, the session cookie, CSRF, the security
 //! headers, escaping of names from `.flow` files and contacts, pause and
-//! resume through the console, and hostile requests. The same pages in a
-//! real browser: tests/console_browser.rs.
+//! resume through the console, and hostile requests.
+//!
+//! `the_console_in_a_real_browser` runs the same pages in headless Chromium
+//! (Debian's) under Playwright (tests/console/test_console.py), installed by
+//! tests/console/setup.sh (which `.ci/run` runs first, and which the test
+//! runs itself when needed). Under `CI` a failed install fails the test;
+//! elsewhere (say, offline) it is skipped with a message.
 
 mod common;
 
@@ -126,16 +131,39 @@ fn flowc(args: &[&str]) -> std::process::Output {
 
 const SCHEMA: &str = r#"
 template hello { channel email message transactional status published }
+template welcome_a { channel email message transactional status published }
+template welcome_b { channel email message transactional status published }
 contact { plan: enum(free, pro) }
 "#;
 
-/// A database with contacts (one whose id is markup), a balance and two
-/// campaigns: `by_api` (API-triggered) and `shady`, whose display name and
-/// tag are markup.
+/// A campaign with every kind of box, for the README's screenshot.
+const ONBOARDING: &str = r#"campaign onboarding {
+  name "Onboarding for new sign-ups"
+  trigger api
+  hello: send email.transactional hello
+  ab_test subject {
+    variant a 50% { send email.transactional welcome_a }
+    variant b 50% { send email.transactional welcome_b }
+  }
+  wait 2d
+  if plan == pro {
+    tag add "pro-onboarded"
+  } else {
+    send email.transactional hello
+  }
+}
+"#;
+
+/// A database with contacts (one whose id is markup), a balance and three
+/// API-triggered campaigns: `by_api`, `onboarding` and `shady`, whose
+/// display name and tag are markup.
 fn setup(dir: &common::TempDir) -> String {
     let db = dir.path("c.db");
-    let mut contacts: Vec<String> = (0..5)
-        .map(|i| format!(r#"{{"id":"c{i}","email":"c{i}@example.com","plan":"pro","consent":["email"]}}"#))
+    let mut contacts: Vec<String> = (0..60)
+        .map(|i| {
+            let plan = if i % 3 == 0 { "pro" } else { "free" };
+            format!(r#"{{"id":"c{i}","email":"c{i}@example.com","plan":"{plan}","consent":["email"]}}"#)
+        })
         .collect();
     contacts.push(format!(
         r#"{{"id":{},"email":"x@example.com","plan":"pro","consent":["email"]}}"#,
@@ -149,6 +177,7 @@ fn setup(dir: &common::TempDir) -> String {
     assert!(flowc(&["balance", "top-up", "100", "--db", &db]).status.success());
     let campaigns = [
         ("by_api", "campaign by_api {\n  trigger api\n  s: send email.transactional hello\n  wait 1d\n}\n".to_string()),
+        ("onboarding", ONBOARDING.to_string()),
         (
             "shady",
             format!(
@@ -249,7 +278,8 @@ fn sign_in_sessions_csrf_headers_and_escaping() {
     assert!(list.body.contains(XSS_ESCAPED), "the display name shows as text");
     assert!(!list.body.contains(XSS), "never raw");
     let live: serde_json::Value = serde_json::from_str(&server.get("/live", Some(&cookie)).body).expect("live JSON");
-    assert_eq!(live["set"], "by_api,shady", "{live}");
+    let set = live["set"].as_str().unwrap_or_default().split(',').collect::<Vec<_>>();
+    assert!(set.contains(&"by_api") && set.contains(&"shady"), "{live}");
     assert!(live["values"]["c.by_api.exec.total"].is_string(), "{live}");
     assert!(live["states"]["by_api"].is_string(), "{live}");
 
@@ -393,4 +423,76 @@ fn hostile_requests_get_a_clear_status() {
     assert_eq!(server.request("DELETE", "/", &[], b"").status, 405);
     // The server is still there.
     assert_eq!(server.get("/", Some(&cookie)).status, 200);
+}
+
+/// Whether Chromium and the pinned Python packages are there; installs them
+/// once per test binary (tests/console/setup.sh).
+fn browser_tools() -> bool {
+    let out = Command::new("bash").arg(common::root().join("tests/console/setup.sh")).output();
+    let ready = match out {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!(
+            "tests/console/setup.sh failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => Err(format!("cannot run tests/console/setup.sh: {e}")),
+    };
+    match ready {
+        Ok(()) => true,
+        Err(e) if std::env::var_os("CI").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: the browser test's tools are unavailable ({e}); `bash tests/console/setup.sh` installs them"
+            );
+            false
+        }
+    }
+}
+
+/// The console in headless Chromium: sign in, see the campaigns, open one,
+/// watch a count rise while contacts are triggered, pause and resume with
+/// confirmation, a bad token refused, the XSS campaign and contact as text,
+/// a phone's width in dark mode. Screenshots go to target/console-shots;
+/// `UPDATE_EXPECT=1` (or a missing file) writes the README's docs/console.png.
+#[test]
+fn the_console_in_a_real_browser() {
+    if !browser_tools() {
+        return;
+    }
+    let dir = common::TempDir::new("console-browser");
+    let db = setup(&dir);
+    let server = Server::start(&db);
+    // The scheduled API campaigns start under the runner before the test looks.
+    for id in ["by_api", "onboarding", "shady"] {
+        wait_for(|| api_state(&server, id) == "RUNNING");
+    }
+    let shots = common::root().join("target/console-shots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("chromium");
+    let python = common::root().join("target/console-tools/venv/bin/python");
+    let out = Command::new(python)
+        .args(["-m", "pytest", "-q", "-s", "tests/console"])
+        .current_dir(common::root())
+        .env("CONSOLE_URL", format!("http://{}", server.addr))
+        .env("CONSOLE_TOKEN", TOKEN)
+        .env("CHROMIUM", chromium)
+        .env("CONSOLE_SHOTS", &shots)
+        .output()
+        .expect("run pytest");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the browser test failed:\n{text}");
+    // Every test ran: a collection mistake must not pass as green.
+    assert!(text.contains("5 passed"), "{text}");
+    eprintln!("console screenshots: {}", shots.display());
+    let taken = std::fs::read(shots.join("console.png")).expect("the console screenshot");
+    assert!(taken.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
+    let readme_shot = common::root().join("docs/console.png");
+    if std::env::var_os("UPDATE_EXPECT").is_some() || !readme_shot.exists() {
+        std::fs::write(&readme_shot, &taken).expect("write docs/console.png");
+    }
 }

@@ -152,14 +152,15 @@ fn executions(live: &mut Live, prefix: &str, counts: &BTreeMap<ExecState, u64>) 
 
 fn estimate_text(spent: f64, e: Option<&LaunchEstimate>, version: &str) -> String {
     match e {
-        Some(e) if e.version == version => format!(
-            "{} of ≈ {} expected at launch (range {}–{}, audience {})",
-            eur(spent),
-            eur(e.expected),
-            eur(e.min),
-            eur(e.max),
-            count(e.audience)
-        ),
+        Some(e) if e.version == version => {
+            let range = if e.min == e.max { String::new() } else { format!(", range {}–{}", eur(e.min), eur(e.max)) };
+            format!(
+                "{} of ≈ {} expected at launch (audience {}{range})",
+                eur(spent),
+                eur(e.expected),
+                count(e.audience)
+            )
+        }
         Some(e) => format!("{} (the launch estimate, ≈ {}, was for an earlier version)", eur(spent), eur(e.expected)),
         None => format!("{} (no launch estimate kept: launched before flowc kept them)", eur(spent)),
     }
