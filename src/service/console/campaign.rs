@@ -4,7 +4,7 @@
 //! rule), and a contact lookup (`?contact=ID`).
 
 use super::html::{Html, Svg};
-use super::page::{self, badge, csrf_field, Live};
+use super::page::{self, badge, csrf_field, live, live_cell as cell, Live};
 use super::session::Signed;
 use super::view::{self, CampaignView, ContactView, Live as Numbers, AUDIT_ROWS};
 use crate::compile::graph;
@@ -12,14 +12,6 @@ use crate::runtime::report::AbTest;
 use crate::runtime::store::ExecState;
 use axum::http::StatusCode;
 use axum::response::Response;
-
-fn live(h: &mut Html, numbers: &Numbers, key: &str) {
-    h.m("<span data-live=\"").t(key).m("\">").t(numbers.get(key)).m("</span>");
-}
-
-fn cell(h: &mut Html, numbers: &Numbers, key: &str) {
-    h.m("<td data-live=\"").t(key).m("\">").t(numbers.get(key)).m("</td>");
-}
 
 pub fn render(signed: &Signed, v: &CampaignView, contact: Option<&ContactView>, done: Option<&str>) -> Response {
     let p = &v.program;

@@ -3,17 +3,12 @@
 //! and the latest audit entry; the account's balance above them.
 
 use super::html::Html;
-use super::page::{self, badge, Live};
+use super::page::{self, badge, live, Live};
 use super::session::Signed;
-use super::view::{Live as Numbers, Overview};
+use super::view::Overview;
 use crate::runtime::store::ExecState;
 use axum::http::StatusCode;
 use axum::response::Response;
-
-/// A number the page keeps live: its element names its key.
-fn live(h: &mut Html, numbers: &Numbers, key: &str) {
-    h.m("<span data-live=\"").t(key).m("\">").t(numbers.get(key)).m("</span>");
-}
 
 pub fn render(signed: &Signed, o: &Overview) -> Response {
     let mut b = Html::new();

@@ -4,6 +4,7 @@
 
 use super::html::Html;
 use super::session::Signed;
+use super::view::Live as Numbers;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -41,6 +42,17 @@ pub fn page(title: &str, signed: Option<&Signed>, live: Live, body: Html) -> Str
     }
     h.m("</main></body></html>\n");
     h.finish()
+}
+
+/// A number the page keeps live: its element names its key in the `Live`
+/// map, and starts with the value the map has now.
+pub fn live(h: &mut Html, numbers: &Numbers, key: &str) {
+    h.m("<span data-live=\"").t(key).m("\">").t(numbers.get(key)).m("</span>");
+}
+
+/// The same as a table cell.
+pub fn live_cell(h: &mut Html, numbers: &Numbers, key: &str) {
+    h.m("<td data-live=\"").t(key).m("\">").t(numbers.get(key)).m("</td>");
 }
 
 /// The hidden field every state-changing form carries.
