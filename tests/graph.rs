@@ -157,6 +157,61 @@ fn svg_of_hostile_strings_is_well_formed_and_inert() {
     assert!(text.contains(HOSTILE_TAG), "the tag reads back as written");
 }
 
+/// The console's picture of `p`, each box with a wide count line.
+fn program_svg(p: &Program) -> String {
+    compile::graph::svg_of_program(p, &|_| Some("88,888 in · 88,888 sent · 8,888 failed".into()))
+}
+
+/// Every step id of a picture's boxes, in drawing order.
+fn steps_drawn(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).expect("svg");
+    doc.descendants().filter_map(|n| n.attribute("data-step")).map(str::to_string).collect()
+}
+
+#[test]
+fn the_picture_from_the_program_has_the_boxes_of_the_picture_from_the_model() {
+    // The console keeps only programs; its picture must show the same steps
+    // in the same places the builder's does (jumps are paths, not boxes).
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(common::root().join("examples"))
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "flow"))
+        .map(|p| p.strip_prefix(common::root()).expect("rel").to_path_buf())
+        .collect();
+    paths.extend(["tests/data/compile/wait_until.flow", "tests/data/compile/delivery.flow"].map(Into::into));
+    for path in &paths {
+        let path = path.display();
+        let (analysis, ws) = common::check_file(std::path::Path::new(&path.to_string()), &Default::default());
+        let (root, model) = &analysis.models[0];
+        for c in model.campaigns.iter().filter(|c| c.file == *root) {
+            let src = ws.sources.get(c.file);
+            let p = compile::compile(model, c, src);
+            let from_model = compile::graph::layout::layout(c, src);
+            let from_program = compile::graph::from_program::layout(&p, &|_| None);
+            // Heights may differ: conditions are printed by `dis` (the program
+            // keeps no source text), not as the author wrapped them.
+            let boxes = |l: &compile::graph::layout::Layout| -> Vec<(String, i64)> {
+                l.nodes.iter().map(|n| (n.step.clone(), n.x.round() as i64)).collect()
+            };
+            assert_eq!(boxes(&from_program), boxes(&from_model), "{path}: {}", c.name);
+            assert_eq!(from_program.wires.len(), from_model.wires.len(), "{path}: {}", c.name);
+        }
+    }
+}
+
+#[test]
+fn the_program_picture_marks_each_count_line_with_its_step() {
+    let (p, _, _) = compiled(HOSTILE);
+    let svg = program_svg(&p);
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
+    let counted: Vec<&str> = doc.descendants().filter_map(|n| n.attribute("data-count")).collect();
+    let steps = steps_drawn(&svg);
+    assert_eq!(counted, steps, "one count line per step box, named by its step");
+    let text: String = doc.descendants().filter(|n| n.is_text()).filter_map(|n| n.text()).collect();
+    assert!(text.contains(HOSTILE_TAG), "the tag reads back as written");
+    assert!(!svg.contains("<script>") && !svg.contains("<img"), "markup in names is escaped");
+}
+
 /// Every campaign of every example, and of the long-names file, as
 /// (a name for messages, SVG).
 fn pictures() -> Vec<(String, String)> {
@@ -176,7 +231,11 @@ fn pictures() -> Vec<(String, String)> {
         assert!(!analysis.has_errors(), "{}: {:?}", rel.display(), analysis.diags);
         let (root, model) = &analysis.models[0];
         for c in model.campaigns.iter().filter(|c| c.file == *root) {
-            out.push((format!("{}:{}", rel.display(), c.name), compile::graph::svg(c, ws.sources.get(c.file))));
+            let src = ws.sources.get(c.file);
+            out.push((format!("{}:{}", rel.display(), c.name), compile::graph::svg(c, src)));
+            // The console's picture: drawn from the program, with a count line in every box.
+            let p = compile::compile(model, c, src);
+            out.push((format!("{}:{} (program)", rel.display(), c.name), program_svg(&p)));
         }
     }
     assert!(out.len() >= 7, "{} pictures", out.len());

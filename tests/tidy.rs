@@ -405,3 +405,49 @@ fn the_crate_paths_reader_sees_uses_and_calls() {
     assert_eq!(top("config.rs"), "config");
     assert!(!code("a\n// crate::check\nb").contains("check"));
 }
+
+/// The console (`src/service/console/`, its script and stylesheet too)
+/// reads through the `Store` and holds no SQL; its script writes text,
+/// never markup (`innerHTML` and its kin would parse names from `.flow`
+/// files and contacts as HTML); its pages have no inline script, style or
+/// event handler (the Content-Security-Policy forbids them anyway).
+#[test]
+fn the_console_holds_no_sql_and_writes_no_markup_from_script() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/service/console");
+    let mut pending = vec![dir.clone()];
+    let mut bad = Vec::new();
+    let mut seen = 0;
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).expect("read console dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            seen += 1;
+            let rel = path.strip_prefix(&dir).expect("under console").display().to_string();
+            let text = std::fs::read_to_string(&path).expect("read console file");
+            let text = if rel.ends_with(".rs") { code(&text) } else { text };
+            // The store's SQL is written in capitals; prose in lower case is not SQL.
+            for sql in ["SELECT ", "INSERT INTO", "UPDATE ", "DELETE FROM", "CREATE TABLE", " WHERE ", "rusqlite"] {
+                if text.contains(sql) {
+                    bad.push(format!("{rel}: SQL (`{}`)", sql.trim()));
+                }
+            }
+            for markup in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+                if text.contains(markup) {
+                    bad.push(format!("{rel}: `{markup}`"));
+                }
+            }
+            if rel.ends_with(".rs") {
+                for inline in ["<script>", " style=\\\"", " onclick=", " onload=", " onerror=", "javascript:"] {
+                    if text.contains(inline) {
+                        bad.push(format!("{rel}: inline `{}`", inline.trim()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(seen >= 4, "the console's files were not found under {}", dir.display());
+    assert!(bad.is_empty(), "the console:\n{}", bad.join("\n"));
+}

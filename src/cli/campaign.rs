@@ -191,6 +191,9 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
                 at,
             )
             .map_err(fail)?;
+            // The console shows the cost so far against this estimate.
+            flowc::runtime::estimate::launched::keep(store.as_mut(), &built.program.version.0, &e)
+                .map_err(|e| Fatal(e.to_string()))?;
             if let Some((_, model)) = built.inputs.analysis.models.first() {
                 super::run::keep_schema(store.as_mut(), &flowc::runtime::contacts::Schema::from_model(model))?;
             }

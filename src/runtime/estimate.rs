@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub mod cache;
+pub mod launched;
 mod members;
 
 /// Engagement rates, each of the previous stage (stated defaults).

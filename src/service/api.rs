@@ -37,6 +37,14 @@ impl From<crate::runtime::store::StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status it answers with.
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// Its words for people (the console shows them).
+    pub(super) fn message(&self) -> &str {
+        &self.message
+    }
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }
@@ -72,6 +80,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(|| async { Json(super::openapi::document()) }))
         .merge(api)
+        // The console has routes of its own (`/`, `/campaigns/…`, `/assets/…`)
+        // with their own layers: no /v1/ request passes through them.
+        .merge(super::console::routes(state.clone()))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -164,9 +175,12 @@ async fn read_limited(body: Body) -> Result<Bytes, BodyError> {
 async fn json_errors(req: Request, next: Next) -> Response {
     let res = next.run(req).await;
     let status = res.status();
-    let is_json =
-        res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    // The console's pages answer errors as pages (`text/html`), for people.
+    let answered = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || answered {
         return res;
     }
     let code = match status {
@@ -211,14 +225,17 @@ fn campaign_id(p: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
     let id = p
         .map(|Path(id)| id)
         .map_err(|_| invalid("the campaign id in the path is not valid percent-encoded UTF-8".into()))?;
-    // A campaign id is a language identifier; anything else (a `%` that did
-    // not decode, spaces, capitals) names no campaign and says so.
-    let ident = id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if !ident {
+    if !is_campaign_id(&id) {
         return Err(invalid(format!("`{id}` is not a campaign id (lowercase letters, digits and `_`)")));
     }
     Ok(id)
+}
+
+/// A campaign id is a language identifier; anything else (a `%` that did
+/// not decode, spaces, capitals) names no campaign.
+pub(super) fn is_campaign_id(id: &str) -> bool {
+    id.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn body_json(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
@@ -342,28 +359,38 @@ async fn auto_reload(AxState(state): AxState<Arc<AppState>>, body: Result<Bytes,
 
 async fn pause(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
     let id = campaign_id(id)?;
+    Ok(Json(pause_campaign(&state, id).await?).into_response())
+}
+
+async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
+    let id = campaign_id(id)?;
+    Ok(Json(resume_campaign(&state, id).await?).into_response())
+}
+
+/// Pauses campaign `id` through the lifecycle: the one path of the API's
+/// `POST /v1/campaigns/{id}/pause` and the console's Pause button.
+pub(super) async fn pause_campaign(state: &AppState, id: String) -> Result<Value, ApiError> {
     let now = state.clock.now();
-    let answer = on_store(&state, move |store| {
+    on_store(state, move |store| {
         campaign(store, &id)?;
         lifecycle::pause(store, &id, now)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
         Ok(json!({"id": id, "state": "PAUSED"}))
     })
-    .await?;
-    Ok(Json(answer).into_response())
+    .await
 }
 
-async fn resume(AxState(state): AxState<Arc<AppState>>, id: Result<Path<String>, PathRejection>) -> ApiResult {
-    let id = campaign_id(id)?;
+/// Resumes campaign `id` from any paused state: the one path of the API's
+/// `POST /v1/campaigns/{id}/resume` and the console's Resume button.
+pub(super) async fn resume_campaign(state: &AppState, id: String) -> Result<Value, ApiError> {
     let now = state.clock.now();
-    let answer = on_store(&state, move |store| {
+    on_store(state, move |store| {
         campaign(store, &id)?;
         let from = lifecycle::resume(store, &id, now)
             .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid-transition", e.to_string()))?;
         Ok(json!({"id": id, "state": "RUNNING", "was": from.as_str()}))
     })
-    .await?;
-    Ok(Json(answer).into_response())
+    .await
 }
 
 fn only_keys(m: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {

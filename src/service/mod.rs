@@ -9,6 +9,7 @@
 //! one transaction.
 
 mod api;
+mod console;
 mod openapi;
 pub mod runner;
 pub mod store_thread;

@@ -83,6 +83,9 @@ pub enum Style {
     Condition,
     /// The text of an arm's chip.
     Arm,
+    /// A step's live counts, given by whoever draws the picture (the
+    /// console); the renderer marks the line so it can be updated in place.
+    Count,
 }
 
 impl Style {
@@ -92,18 +95,19 @@ impl Style {
             Style::Title => Font { size: 13.0, weight: Weight::Bold },
             Style::Detail | Style::Condition => Font { size: 11.0, weight: Weight::Normal },
             Style::Arm => Font { size: 10.0, weight: Weight::Normal },
+            Style::Count => Font { size: 10.0, weight: Weight::Bold },
         }
     }
     fn line_height(self) -> f64 {
         match self {
-            Style::Label | Style::Arm => 13.0,
+            Style::Label | Style::Arm | Style::Count => 13.0,
             Style::Title => 17.0,
             Style::Detail | Style::Condition => 14.0,
         }
     }
     fn max_lines(self) -> usize {
         match self {
-            Style::Label => 1,
+            Style::Label | Style::Count => 1,
             Style::Title => 2,
             Style::Detail => 4,
             Style::Condition | Style::Arm => 8,
@@ -154,30 +158,33 @@ pub struct Layout {
 }
 
 /// A text block before placement: its wrapped lines and how they are set.
-struct Block {
+pub(super) struct Block {
     style: Style,
     lines: Vec<String>,
 }
 
 /// A step box measured but not yet placed.
-struct Card {
+pub(super) struct Card {
     kind: Kind,
     step: String,
     blocks: Vec<Block>,
-    tooltip: String,
+    pub(super) tooltip: String,
     w: f64,
     h: f64,
 }
 
 impl Card {
     /// Wraps each `(style, text)` into a box of `w`.
-    fn new(kind: Kind, step: String, texts: Vec<(Style, String)>, w: f64) -> Card {
+    pub(super) fn new(kind: Kind, step: String, texts: Vec<(Style, String)>, w: f64) -> Card {
         let room = w - 2.0 * kind.pad_x();
         let mut blocks = Vec::new();
         let mut tooltip = Vec::new();
         for (style, text) in texts {
             let fitted = wrap::fit(&text, style.font(), room, style.max_lines());
-            tooltip.push(wrap::clean(&text));
+            // Counts change while the picture is shown; the tooltip keeps what does not.
+            if style != Style::Count {
+                tooltip.push(wrap::clean(&text));
+            }
             blocks.push(Block { style, lines: fitted.lines });
         }
         let text_h: f64 = blocks.iter().map(|b| b.style.line_height() * b.lines.len() as f64).sum();
@@ -226,13 +233,13 @@ impl Card {
     }
 }
 
-struct Arm {
+pub(super) struct Arm {
     chip: Card,
     items: Vec<Item>,
 }
 
 /// The layout tree: a sequence of boxes and forks.
-enum Item {
+pub(super) enum Item {
     Card(Card),
     Fork { head: Card, arms: Vec<Arm>, falls_through: bool },
 }
@@ -389,7 +396,7 @@ fn item(s: &Step, src: &SourceText) -> Item {
     }
 }
 
-fn fork(head: Card, arms: Vec<(String, Vec<Item>)>) -> Item {
+pub(super) fn fork(head: Card, arms: Vec<(String, Vec<Item>)>) -> Item {
     // Every A/B variant is taken by someone; an `if` always has its else arm
     // here (empty when not written), so the fork ends only if every arm does.
     let falls_through = !arms.iter().all(|(_, a)| seq_ends(a));
@@ -481,19 +488,21 @@ pub fn layout(c: &Campaign, src: &SourceText) -> Layout {
     if let Some(a) = &c.audience {
         start_texts.push((Style::Condition, format!("audience {}", condition_text(src, a.span))));
     }
-    let mut all = vec![Item::Card(Card::new(Kind::Start, format!("{}/trigger", c.name), start_texts, NODE_W))];
-    all.extend(items(&c.steps, src));
+    let start = Card::new(Kind::Start, format!("{}/trigger", c.name), start_texts, NODE_W);
+    finish(&c.name, start, items(&c.steps, src))
+}
+
+/// Places the start card, `steps` and (when a path runs off the end) an END
+/// card: the geometry every front end shares.
+pub(super) fn finish(name: &str, start: Card, steps: Vec<Item>) -> Layout {
+    let mut all = vec![Item::Card(start)];
+    all.extend(steps);
     if !seq_ends(&all) {
-        all.push(Item::Card(Card::new(
-            Kind::End,
-            format!("{}/end", c.name),
-            vec![(Style::Title, "END".into())],
-            NODE_W,
-        )));
+        all.push(Item::Card(Card::new(Kind::End, format!("{name}/end"), vec![(Style::Title, "END".into())], NODE_W)));
     }
     let width = seq_width(&all) + 2.0 * MARGIN;
     let height = seq_height(&all) + 2.0 * MARGIN;
-    let mut out = Layout { width, height, title: wrap::clean(&c.name), nodes: Vec::new(), wires: Vec::new() };
+    let mut out = Layout { width, height, title: wrap::clean(name), nodes: Vec::new(), wires: Vec::new() };
     place_seq(&mut out, &all, width / 2.0, MARGIN, None);
     out
 }

@@ -10,6 +10,7 @@
 mod captions;
 mod dot;
 mod font_table;
+pub mod from_program;
 pub mod layout;
 mod mermaid;
 pub mod metrics;
@@ -21,6 +22,12 @@ pub use mermaid::mermaid;
 
 use crate::check::model::Campaign;
 use crate::source::SourceText;
+
+/// The same picture drawn from a compiled program, each box with the count
+/// line `counts` gives (the console of `flowc serve`, which keeps programs).
+pub fn svg_of_program(p: &crate::compile::program::Program, counts: from_program::Counts) -> String {
+    render::svg(&from_program::layout(p, counts))
+}
 
 /// An SVG picture of the campaign as the builder draws it.
 pub fn svg(c: &Campaign, src: &SourceText) -> String {

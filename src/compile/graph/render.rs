@@ -30,6 +30,7 @@ fn text_color(style: Style, stroke: &'static str) -> &'static str {
         Style::Label | Style::Title => stroke,
         Style::Detail | Style::Condition => "#334155",
         Style::Arm => "#475569",
+        Style::Count => "#0f172a",
     }
 }
 
@@ -101,9 +102,14 @@ fn node(out: &mut String, n: &Node) {
     let (_, stroke) = colors(n.kind);
     for l in &n.lines {
         let f = l.style.font();
+        // A count line is found by its step, to be updated in place.
+        let mark = match l.style {
+            Style::Count => format!(r#" class="count" data-count="{}""#, esc(&n.step)),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" font-size="{}" font-weight="{}" fill="{}" text-anchor="middle">{}</text>"#,
+            r#"<text{mark} x="{:.1}" y="{:.1}" font-size="{}" font-weight="{}" fill="{}" text-anchor="middle">{}</text>"#,
             l.x,
             l.y,
             f.size,
