@@ -55,6 +55,12 @@ fn ok(o: &std::process::Output) -> String {
 /// The report of the same campaign, contacts and seed run by `flowc run`
 /// on its own SQLite file: what every other way of running it must equal.
 fn reference(dir: &TempDir) -> serde_json::Value {
+    reference_paid(dir, "1000")
+}
+
+/// `reference` with an opening balance of `balance` EUR.
+fn reference_paid(dir: &TempDir, balance: &str) -> serde_json::Value {
+    let balance = format!("--balance={balance}");
     let o = flowc(&[
         "run",
         &dir.path("c.flow"),
@@ -66,6 +72,7 @@ fn reference(dir: &TempDir) -> serde_json::Value {
         "7",
         "--report",
         "json",
+        &balance,
     ]);
     serde_json::from_str(&ok(&o)).expect("report")
 }
@@ -220,8 +227,10 @@ fn four_workers_two_killed_and_restarted_equal_one_sqlite_run() {
     let db = pg.url.clone();
     let n: usize = std::env::var("FLOWC_WORKERS_CONTACTS").ok().and_then(|s| s.parse().ok()).unwrap_or(6_000);
     let dir = setup_with("workers-kill", FLOW, n);
-    let reference = reference(&dir);
-    prepare_paid(&dir, &db, "1000");
+    // Enough money for every send at any size (FLOWC_WORKERS_CONTACTS=200000 is the bar).
+    let balance = n.max(1000).to_string();
+    let reference = reference_paid(&dir, &balance);
+    prepare_paid(&dir, &db, &balance);
     ok(&flowc(&["campaign", "start", "spread", "--db", &db]));
     let log = dir.path("provider.log");
     let mut workers: Vec<Child> = (0..4).map(|_| worker(&db, &log, &["--batch", "200"])).collect();
