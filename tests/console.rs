@@ -11,8 +11,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "console-token-0123456789abcdef";
@@ -26,21 +26,8 @@ struct Server {
 
 impl Server {
     fn start(db: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .env("FLOWC_API_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let addr = loop {
-            let line = lines.next().expect("server said something").expect("line");
-            if let Some(a) = line.strip_prefix("flowc serve: listening on http://") {
-                break a.to_string();
-            }
-        };
+        let (child, base, lines) = common::spawn_serve(db, &[], TOKEN);
+        let addr = base.trim_start_matches("http://").to_string();
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         Server { child, addr }
     }

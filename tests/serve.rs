@@ -2,9 +2,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -42,22 +42,7 @@ struct Server {
 
 impl Server {
     fn start(db: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flowc"))
-            .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("FLOWC_API_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let base = loop {
-            let line = lines.next().expect("server said something").expect("line");
-            if let Some(addr) = line.strip_prefix("flowc serve: listening on ") {
-                break addr.to_string();
-            }
-        };
+        let (child, base, lines) = common::spawn_serve(db, extra, TOKEN);
         // Keep draining stderr so the server never blocks on a full pipe.
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();

@@ -14,6 +14,7 @@
 use crate::check::model::{self, Model};
 use crate::compile::program::Program;
 use crate::runtime::estimate::{self, cache, Estimate, Rates, Settings};
+use crate::runtime::report::grouped;
 use crate::runtime::run::{self, ClockKind};
 use crate::runtime::sqlite::{OpenMode, SqliteStore};
 use crate::runtime::step::Account;
@@ -158,19 +159,6 @@ pub fn lens_title(e: &Estimate) -> String {
 /// `23,410 contacts`, `1 contact`.
 pub fn members(n: u64) -> String {
     format!("{} {}", grouped(n), if n == 1 { "contact" } else { "contacts" })
-}
-
-/// `12345678` as `12,345,678`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// An amount with thousands grouped and two decimals: `1,234.50`.

@@ -340,3 +340,32 @@ impl Backend {
         }
     }
 }
+
+/// `flowc serve --db DB --listen 127.0.0.1:0 EXTRA` with `token` as its API
+/// token, once it said where it listens: the child, its base URL
+/// (`http://127.0.0.1:PORT`) and the rest of its stderr, which the caller
+/// must keep draining so the server never blocks on a full pipe.
+pub fn spawn_serve(
+    db: &str,
+    extra: &[&str],
+    token: &str,
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("FLOWC_API_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines.next().expect("server said something").expect("line");
+        if let Some(addr) = line.strip_prefix("flowc serve: listening on ") {
+            break addr.to_string();
+        }
+    };
+    (child, base, lines)
+}

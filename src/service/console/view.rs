@@ -71,15 +71,7 @@ pub struct ContactView {
 
 /// `n` with thousands separators (`12,345`).
 pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::runtime::report::grouped(n)
 }
 
 /// A count for a step box, short enough for its line (`1.2k`, `3.4M`).
