@@ -192,6 +192,25 @@ fn language_server_through_headless_neovim() {
     for f in flow_files(&common::root().join("examples")) {
         std::fs::copy(&f, work.join(f.file_name().expect("name"))).expect("copy example");
     }
+    // A database named in flowc.toml, for the reach lens (issue 22), and
+    // what `flowc estimate` says of the campaign as it is once fixed.
+    std::fs::copy(common::root().join("examples/contacts.jsonl"), work.join("contacts.jsonl")).expect("contacts");
+    std::fs::write(work.join("flowc.toml"), "database = \"reach.db\"\n").expect("flowc.toml");
+    let flowc_in_work = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).current_dir(&work).output().expect("flowc");
+        assert!(out.status.success(), "flowc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    flowc_in_work(&["contacts", "import", "contacts.jsonl", "--db", "reach.db", "--schema", "shared.flow"]);
+    let estimate: serde_json::Value =
+        serde_json::from_str(&flowc_in_work(&["estimate", "welcome.flow", "--db", "reach.db", "--format", "json"]))
+            .expect("estimate json");
+    let audience = estimate["audience"].as_u64().expect("audience");
+    let lens = format!(
+        "≈ {} contacts · €{:.2}",
+        flowc::runtime::report::grouped(audience),
+        estimate["cost"]["expected"].as_f64().expect("cost")
+    );
     let welcome = work.join("welcome.flow");
     let text = std::fs::read_to_string(&welcome).expect("welcome");
     let typo = "hello: send email.marketing welcome_email";
@@ -203,11 +222,13 @@ fn language_server_through_headless_neovim() {
         .env("FLOWC_ROOT", common::root())
         .env("FLOWC_BIN", env!("CARGO_BIN_EXE_flowc"))
         .env("FLOWC_EXAMPLE", &welcome)
+        .env("FLOWC_EXPECT_LENS", &lens)
         .env("HOME", &work)
         .env("XDG_STATE_HOME", &work)
         .env("XDG_DATA_HOME", &work)
         .stdin(std::process::Stdio::null()));
     assert!(out.contains("NVIM-OK"), "{out}");
     assert!(out.contains("ok: completion: offer_a,offer_b,welcome_email"), "{out}");
+    assert!(out.contains(&format!("ok: code lens: {lens}")), "{out}");
     let _ = std::fs::remove_dir_all(&work);
 }

@@ -92,6 +92,21 @@ local ok, err = pcall(function()
     return #vim.diagnostic.get(buf, { severity = vim.diagnostic.severity.ERROR }) == 0
   end, 50)
   check(#vim.diagnostic.get(buf, { severity = vim.diagnostic.severity.ERROR }) == 0, "errors cleared after the edit")
+
+  -- With `database` in flowc.toml, a code lens above the campaign shows the
+  -- reach and cost `flowc estimate` computes (FLOWC_EXPECT_LENS).
+  local want = vim.env.FLOWC_EXPECT_LENS
+  local title = nil
+  vim.wait(30000, function()
+    vim.lsp.codelens.refresh()
+    for _, l in ipairs(vim.lsp.codelens.get(buf) or {}) do
+      if l.command and l.command.title then
+        title = l.command.title
+      end
+    end
+    return title == want
+  end, 300)
+  check(title == want, "code lens: " .. tostring(title) .. " (want " .. tostring(want) .. ")")
 end)
 if not ok then
   fail(tostring(err))

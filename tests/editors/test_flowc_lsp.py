@@ -10,6 +10,7 @@ Run by `cargo test` (tests/editors.rs) with FLOWC_BIN pointing at the built
 binary; `.ci/run` installs the client (tests/editors/requirements.txt).
 """
 
+import asyncio
 import json
 import os
 import pathlib
@@ -198,3 +199,54 @@ async def test_fixing_the_typo_clears_diagnostics(client: LanguageClient, worksp
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.fixture()
+def reach_workspace(tmp_path):
+    """The examples, untouched, with a database named in flowc.toml and
+    filled by `flowc contacts import` from the examples' contacts."""
+    for f in (ROOT / "examples").glob("*"):
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "flowc.toml").write_text('database = "reach.db"\n', encoding="utf-8")
+    out = subprocess.run(
+        [FLOWC, "contacts", "import", "contacts.jsonl", "--db", "reach.db", "--schema", "shared.flow"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return tmp_path
+
+
+@pytest.mark.asyncio
+async def test_code_lens_shows_reach_and_cost_and_opens_the_estimate(client: LanguageClient, reach_workspace):
+    """Issue 22: above the campaign, the audience and cost `flowc estimate`
+    computes over the workspace's database; the lens's command returns the
+    per-step estimate."""
+    path = reach_workspace / "welcome.flow"
+    out = subprocess.run(
+        [FLOWC, "estimate", "welcome.flow", "--db", "reach.db", "--format", "json"],
+        cwd=reach_workspace,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    estimate = json.loads(out.stdout)
+    await open_document(client, path)
+    params = types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri_of(path)))
+    lenses = []
+    for _ in range(300):
+        lenses = await client.text_document_code_lens_async(params) or []
+        if lenses:
+            break
+        await asyncio.sleep(0.05)
+    assert len(lenses) == 1, lenses
+    audience = f"{estimate['audience']:,}"
+    assert lenses[0].command.title == f"≈ {audience} contacts · €{estimate['cost']['expected']:,.2f}"
+    assert lenses[0].command.command == "flowc.showEstimate"
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=lenses[0].command.command, arguments=lenses[0].command.arguments)
+    )
+    text = result["text"] if isinstance(result, dict) else getattr(result, "text", "")
+    assert f"campaign welcome: audience {estimate['audience']} contact(s)" in text, result
