@@ -89,7 +89,7 @@ fn language_server_through_pytest_lsp_as_vscode_and_neovim() {
         .current_dir(common::root())
         .env("FLOWC_BIN", env!("CARGO_BIN_EXE_flowc")));
     // Both clients ran every test: a collection mistake must not pass as green.
-    assert!(out.contains("14 passed"), "{out}");
+    assert!(out.contains("16 passed"), "{out}");
 }
 
 #[test]

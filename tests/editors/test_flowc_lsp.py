@@ -233,6 +233,12 @@ async def test_code_lens_shows_reach_and_cost_and_opens_the_estimate(client: Lan
     )
     assert out.returncode == 0, out.stderr
     estimate = json.loads(out.stdout)
+    # What an editor does when the server asks it to refresh its lenses
+    # (pytest-lsp answers `window/showDocument` itself).
+    @client.feature(types.WORKSPACE_CODE_LENS_REFRESH)
+    def on_refresh(params):
+        return None
+
     await open_document(client, path)
     params = types.CodeLensParams(text_document=types.TextDocumentIdentifier(uri=uri_of(path)))
     lenses = []
