@@ -155,7 +155,7 @@ pub fn main() -> ExitCode {
         Command::Estimate(a) => estimate::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Worker(a) => worker::run(a),
-        Command::Lsp => match flowc::lsp::run() {
+        Command::Lsp => match flowc::lsp::run(lsp_databases()) {
             Ok(flowc::lsp::Exit::AfterShutdown) => Ok(Outcome::Ok),
             // The protocol's exit code 1 for `exit` without `shutdown`.
             Ok(flowc::lsp::Exit::WithoutShutdown) => Ok(Outcome::Findings),
@@ -202,6 +202,20 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// How `flowc lsp` opens a workspace's database for its reach lenses: an
+/// SQLite file that exists, read-only (the editor never creates or locks
+/// one); anything else shows no lens.
+fn lsp_databases() -> flowc::lsp::reach::Opener {
+    std::sync::Arc::new(|path: &std::path::Path| {
+        if !path.is_file() {
+            return None;
+        }
+        flowc::runtime::sqlite::SqliteStore::open_as(path, flowc::runtime::sqlite::OpenMode::ReadOnly)
+            .ok()
+            .map(|s| Box::new(s) as Box<dyn flowc::runtime::store::Store>)
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod dispatch;
 mod handlers;
 mod position;
 mod query;
-mod reach;
+pub mod reach;
 pub mod transport;
 
 use crate::check::{self, CheckOptions};
@@ -45,6 +45,8 @@ pub struct Client {
     /// Whether it takes `workspace/codeLens/refresh` (else it asks for
     /// lenses again on its own, on the next edit).
     pub refreshes_lenses: Support,
+    /// Opens the workspace's database for estimates (`None`: no lenses).
+    pub open: Option<reach::Opener>,
     /// Sends a request or notification to the client (the session's writer).
     pub send: Option<std::sync::Arc<dyn Fn(Message) + Send + Sync>>,
 }
@@ -72,7 +74,9 @@ pub enum Exit {
     WithoutShutdown,
 }
 
-pub fn run() -> Result<Exit, String> {
+/// Runs a session over stdio. `open` opens a database read-only for the
+/// reach lenses (the command chooses the store).
+pub fn run(open: reach::Opener) -> Result<Exit, String> {
     let io = transport::stdio();
     let sent = |m: Message| io.outgoing.send(transport::Outgoing::Message(m)).map_err(|e| e.to_string());
     let Some((id, params)) = initialize_request(&io)? else {
@@ -118,7 +122,7 @@ pub fn run() -> Result<Exit, String> {
         // A closed writer means the session is ending.
         let _ = outgoing.send(transport::Outgoing::Message(m));
     });
-    let client = client_of(&init, send);
+    let client = Client { open: Some(open), ..client_of(&init, send) };
     let mut server = Server::with_client(encoding, client);
     let mut shut_down = false;
     // Messages already received but not handled: lets a request see that an
@@ -202,6 +206,7 @@ fn client_of(init: &InitializeParams, send: std::sync::Arc<dyn Fn(Message) + Sen
         database,
         shows_documents: if shows { Support::Yes } else { Support::No },
         refreshes_lenses: if refreshes { Support::Yes } else { Support::No },
+        open: None,
         send: Some(send),
     }
 }
@@ -255,15 +260,12 @@ fn path_of(uri: &Url) -> Option<PathBuf> {
 }
 
 impl Server {
-    #[cfg(test)]
-    fn new(encoding: Encoding) -> Server {
-        Server::with_client(encoding, Client::default())
-    }
-
-    fn with_client(encoding: Encoding, client: Client) -> Server {
+    pub(crate) fn with_client(encoding: Encoding, client: Client) -> Server {
         let notify = client.send.clone().filter(|_| client.refreshes_lenses == Support::Yes);
         let refresh_ids = std::sync::atomic::AtomicI32::new(0);
-        let reach = reach::Reach::new(move || {
+        // Without an opener nothing is ever estimated: no lens, no size.
+        let open = client.open.clone().unwrap_or_else(|| std::sync::Arc::new(|_: &Path| None));
+        let reach = reach::Reach::new(open, move || {
             if let Some(send) = &notify {
                 let n = refresh_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 send(Message::Request(lsp_server::Request::new(

@@ -16,9 +16,9 @@ use crate::compile::program::Program;
 use crate::runtime::estimate::{self, cache, Estimate, Rates, Settings};
 use crate::runtime::report::grouped;
 use crate::runtime::run::{self, ClockKind};
-use crate::runtime::sqlite::{OpenMode, SqliteStore};
 use crate::runtime::step::Account;
 use crate::runtime::store::DataVersion;
+use crate::runtime::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
@@ -60,19 +60,24 @@ impl Known {
     }
 }
 
+/// Opens a database read-only for estimates; the command that starts the
+/// server chooses the store (the editor never creates or locks one).
+pub type Opener = Arc<dyn Fn(&Path) -> Option<Box<dyn Store>> + Send + Sync>;
+
 /// Estimates known so far and the thread that makes them.
 pub struct Reach {
     known: Arc<Mutex<HashMap<Ask, Known>>>,
     queued: Arc<Mutex<HashSet<Ask>>>,
     jobs: Option<Sender<Job>>,
     changed: Arc<dyn Fn() + Send + Sync>,
+    open: Opener,
 }
 
 impl Reach {
     /// `changed` is called (on the estimating thread) when an answer
     /// changed: the session asks the client to refresh its lenses.
-    pub fn new(changed: impl Fn() + Send + Sync + 'static) -> Reach {
-        Reach { known: Arc::default(), queued: Arc::default(), jobs: None, changed: Arc::new(changed) }
+    pub fn new(open: Opener, changed: impl Fn() + Send + Sync + 'static) -> Reach {
+        Reach { known: Arc::default(), queued: Arc::default(), jobs: None, changed: Arc::new(changed), open }
     }
 
     /// The estimate of `program` over `db` as known now (`None` while it is
@@ -102,13 +107,14 @@ impl Reach {
             let known = self.known.clone();
             let queued = self.queued.clone();
             let changed = self.changed.clone();
+            let open = self.open.clone();
             let started = std::thread::Builder::new().name("flowc-lsp-estimates".into()).spawn(move || {
                 for job in rx {
                     if let Ok(mut q) = queued.lock() {
                         q.remove(&job.ask);
                     }
                     // An estimate that panics is a bug; the editor keeps working without it.
-                    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(&job)))
+                    let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(open.as_ref(), &job)))
                         .unwrap_or(Known::Unreadable);
                     // Only a change the editor shows asks it to refresh: a
                     // database that stays unreadable stays silent.
@@ -136,12 +142,11 @@ fn settings(model: &Model) -> Settings {
     }
 }
 
-fn make(job: &Job) -> Known {
-    // Read-only: the editor never creates or locks a database.
-    let Ok(store) = SqliteStore::open_as(&job.ask.db, OpenMode::ReadOnly) else { return Known::Unreadable };
-    let Ok(clock) = run::clock_source(&store, ClockKind::Virtual, None) else { return Known::Unreadable };
+fn make(open: &(dyn Fn(&Path) -> Option<Box<dyn Store>> + Send + Sync), job: &Job) -> Known {
+    let Some(store) = open(&job.ask.db) else { return Known::Unreadable };
+    let Ok(clock) = run::clock_source(store.as_ref(), ClockKind::Virtual, None) else { return Known::Unreadable };
     let kept = cache::path_for(&job.ask.db);
-    match cache::estimate_kept(&store, Some(&kept), &job.program, clock, &job.settings) {
+    match cache::estimate_kept(store.as_ref(), Some(&kept), &job.program, clock, &job.settings) {
         Ok(e) => Known::Estimated(Box::new(e)),
         Err(_) => Known::Unreadable,
     }

@@ -49,7 +49,7 @@ fn requests_on_unchanged_documents_reuse_the_analysis() {
     std::fs::write(dir.join("shared.flow"), SHARED).expect("shared");
     std::fs::write(dir.join("main.flow"), MAIN).expect("main");
     let (main, shared) = (uri(&dir.join("main.flow")), uri(&dir.join("shared.flow")));
-    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    let mut s = Session { server: Server::with_client(Encoding::Utf16, super::Client::default()), next: 0 };
     let at = |u: &str| serde_json::json!({"textDocument": {"uri": u}, "position": {"line": 5, "character": 30}});
 
     let published = s.notify(
@@ -140,7 +140,7 @@ fn wait_until_goal_and_exits_hover_complete_and_outline() {
     std::fs::write(dir.join("shared.flow"), shared).expect("shared");
     std::fs::write(dir.join("main.flow"), main).expect("main");
     let u = uri(&dir.join("main.flow"));
-    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    let mut s = Session { server: Server::with_client(Encoding::Utf16, super::Client::default()), next: 0 };
     s.notify(
         "textDocument/didOpen",
         serde_json::json!({"textDocument": {"uri": u, "languageId": "flow", "version": 1, "text": main}}),
@@ -205,7 +205,7 @@ fn delivery_rules_hover_complete_and_outline() {
     std::fs::write(dir.join("typing.flow"), &typing).expect("typing");
     let u = uri(&dir.join("main.flow"));
     let t = uri(&dir.join("typing.flow"));
-    let mut s = Session { server: Server::new(Encoding::Utf16), next: 0 };
+    let mut s = Session { server: Server::with_client(Encoding::Utf16, super::Client::default()), next: 0 };
     for (doc, text) in [(&u, main.to_string()), (&t, typing.clone())] {
         s.notify(
             "textDocument/didOpen",

@@ -365,6 +365,20 @@ pub fn human(r: &Report) -> String {
     out
 }
 
+/// `n` with its thousands grouped as a person writes them: `12,345,678`.
+/// The console's counts and the editor's reach lens print numbers so.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,18 +401,4 @@ mod tests {
         let hard = table.find("\n  hard").expect("hard row");
         assert!(soft < hard, "{table}");
     }
-}
-
-/// `n` with its thousands grouped as a person writes them: `12,345,678`.
-/// The console's counts and the editor's reach lens print numbers so.
-pub fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
