@@ -28,6 +28,10 @@ use std::sync::{Arc, Mutex};
 /// estimate`'s default window, 30 days.
 const EVENT_WINDOW_MINUTES: i64 = 30 * 24 * 60;
 
+/// How many estimates are kept in memory (the versions of the campaigns
+/// being written); past it they are forgotten and made again if asked.
+const KNOWN_AT_MOST: usize = 256;
+
 /// One estimate asked for: a program (by its cache key, which covers the
 /// program and the settings) over one database file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -68,6 +72,10 @@ pub type Opener = Arc<dyn Fn(&Path) -> Option<Box<dyn Store>> + Send + Sync>;
 pub struct Reach {
     known: Arc<Mutex<HashMap<Ask, Known>>>,
     queued: Arc<Mutex<HashSet<Ask>>>,
+    /// The version of each campaign (per database) last asked for: a job
+    /// for an older version, still queued while the author types, is
+    /// skipped instead of estimated.
+    latest: Arc<Mutex<HashMap<(PathBuf, String), cache::Key>>>,
     jobs: Option<Sender<Job>>,
     changed: Arc<dyn Fn() + Send + Sync>,
     open: Opener,
@@ -77,7 +85,14 @@ impl Reach {
     /// `changed` is called (on the estimating thread) when an answer
     /// changed: the session asks the client to refresh its lenses.
     pub fn new(open: Opener, changed: impl Fn() + Send + Sync + 'static) -> Reach {
-        Reach { known: Arc::default(), queued: Arc::default(), jobs: None, changed: Arc::new(changed), open }
+        Reach {
+            known: Arc::default(),
+            queued: Arc::default(),
+            latest: Arc::default(),
+            jobs: None,
+            changed: Arc::new(changed),
+            open,
+        }
     }
 
     /// The estimate of `program` over `db` as known now (`None` while it is
@@ -89,6 +104,9 @@ impl Reach {
             db: db.to_path_buf(),
             program: cache::key(program, run::ClockSource::AfterNewestContact, &settings, DataVersion(0)),
         };
+        if let Ok(mut latest) = self.latest.lock() {
+            latest.insert((db.to_path_buf(), program.campaign.clone()), ask.program.clone());
+        }
         let fresh = self.queued.lock().map(|mut q| q.insert(ask.clone())).unwrap_or(false);
         if fresh {
             let job = Job { ask: ask.clone(), program: program.clone(), settings };
@@ -108,10 +126,17 @@ impl Reach {
             let queued = self.queued.clone();
             let changed = self.changed.clone();
             let open = self.open.clone();
+            let latest = self.latest.clone();
             let started = std::thread::Builder::new().name("flowc-lsp-estimates".into()).spawn(move || {
                 for job in rx {
                     if let Ok(mut q) = queued.lock() {
                         q.remove(&job.ask);
+                    }
+                    let current = latest.lock().ok().and_then(|l| {
+                        l.get(&(job.ask.db.clone(), job.program.campaign.clone())).map(|k| *k == job.ask.program)
+                    });
+                    if current == Some(false) {
+                        continue;
                     }
                     // An estimate that panics is a bug; the editor keeps working without it.
                     let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| make(open.as_ref(), &job)))
@@ -119,7 +144,13 @@ impl Reach {
                     // Only a change the editor shows asks it to refresh: a
                     // database that stays unreadable stays silent.
                     let shown = found.shown().cloned();
-                    let before = known.lock().map(|mut k| k.insert(job.ask.clone(), found));
+                    let before = known.lock().map(|mut k| {
+                        // Versions typed and left behind are not kept for ever.
+                        if k.len() >= KNOWN_AT_MOST {
+                            k.clear();
+                        }
+                        k.insert(job.ask.clone(), found)
+                    });
                     if before.is_ok_and(|b| b.as_ref().and_then(Known::shown) != shown.as_ref()) {
                         changed();
                     }
