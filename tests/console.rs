@@ -13,7 +13,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "console-token-0123456789abcdef";
 const XSS: &str = "<img src=x onerror=alert(1)>";
@@ -183,12 +183,8 @@ fn setup(dir: &common::TempDir) -> String {
     db
 }
 
-fn wait_for(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not reached in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(f: impl FnMut() -> bool) {
+    common::wait_for(f)
 }
 
 /// The campaign's state through the JSON API (the bearer token).

@@ -184,12 +184,8 @@ fn setup_on(dir: &Dir, db: &str, campaigns: &[(&str, &str)], top_up: &str) {
     }
 }
 
-fn wait_for(mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "condition not reached in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(f: impl FnMut() -> bool) {
+    common::wait_for(f)
 }
 
 #[test]

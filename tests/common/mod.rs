@@ -369,3 +369,12 @@ pub fn spawn_serve(
     };
     (child, base, lines)
 }
+
+/// Waits until `f` holds, at most 20 s (a failure past that).
+pub fn wait_for(mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "condition not reached in time");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
