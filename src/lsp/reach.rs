@@ -246,11 +246,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_are_grouped_like_a_person_writes_them() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(23_410), "23,410");
-        assert_eq!(grouped(1_234_567), "1,234,567");
+    fn amounts_are_grouped_with_two_decimals() {
+        assert_eq!(grouped_cents(0.0), "0.00");
         assert_eq!(grouped_cents(105.3), "105.30");
         assert_eq!(grouped_cents(1234.5), "1,234.50");
     }

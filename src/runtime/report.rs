@@ -384,6 +384,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn numbers_are_grouped_like_a_person_writes_them() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(23_410), "23,410");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
+
+    #[test]
     fn the_outcome_table_lists_the_baseline_first() {
         let v = |order, entered, converted, uplift: Option<f64>| VariantOutcome {
             order,
