@@ -6,7 +6,8 @@
 //! made transitions.
 //!
 //! `FLOWC_BENCH_POSTGRES=postgres://… cargo bench --bench workers`
-//! (FLOWC_BENCH_CONTACTS to change the size; default 1,000,000).
+//! (FLOWC_BENCH_CONTACTS to change the size, default 1,000,000;
+//! FLOWC_BENCH_WORKERS for the worker counts, default "1,2,4").
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -52,6 +53,10 @@ fn main() {
         return;
     };
     let n: usize = std::env::var("FLOWC_BENCH_CONTACTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let counts: Vec<usize> = std::env::var("FLOWC_BENCH_WORKERS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|w| w.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4]);
     let dir = std::env::temp_dir().join(format!("flowc-workers-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -91,7 +96,7 @@ fn main() {
     flowc(&["campaign", "launch", &flow.to_string_lossy(), "--db", &template_url, "--accept-cost"]);
 
     let mut transitions_seen = 0u64;
-    for workers in [1usize, 2, 4] {
+    for workers in counts {
         let name = format!("flowc_bench_w{workers}_{}", std::process::id());
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).expect("drop");
         admin.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).expect("copy");

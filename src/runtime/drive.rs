@@ -98,16 +98,28 @@ impl Driver {
     ) -> Result<Pass, DriveError> {
         let name = program.campaign.as_str();
         let config = policy(store, base, name)?;
-        let (out, retried, tripped, probe_owed) = {
-            let mut engine = Engine::new(store, provider, program.clone(), config.clone(), self.lease.clone())?;
-            if self.recovery_due(name) {
+        let recover = self.recovery_due(name);
+        let ran = (|| -> Result<_, DriveError> {
+            let mut engine = Engine::new(&mut *store, provider, program.clone(), config.clone(), self.lease.clone())?;
+            if recover {
                 engine.recover(now)?;
-                self.recovered.insert(name.to_string(), Instant::now());
             }
             let retried = engine.retry_due(now)?;
             let out = if engine.breaker_tripped() { Default::default() } else { engine.run_batch(now)? };
-            (out, retried, engine.breaker_tripped(), engine.probe_owed())
+            Ok((out, retried, engine.breaker_tripped(), engine.probe_owed()))
+        })();
+        let (out, retried, tripped, probe_owed) = match ran {
+            Ok(ran) => ran,
+            Err(e) => {
+                // A batch stopped between its claim and its commit: the
+                // claim ends now, not when its lease runs out.
+                let _ = store.release_claim();
+                return Err(e);
+            }
         };
+        if recover {
+            self.recovered.insert(name.to_string(), Instant::now());
+        }
         if config.probe && !probe_owed {
             store.set_probe(name, Probe::Done)?;
         }

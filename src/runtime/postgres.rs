@@ -1,6 +1,8 @@
 //! The PostgreSQL store: the `Store` contract for any number of workers on
-//! one database. Work is claimed with `FOR UPDATE SKIP LOCKED` under leases
-//! on the database's clock, a round's commit is fenced by its lease, a
+//! one database. Work is claimed with `FOR UPDATE SKIP LOCKED`: executions
+//! by row locks the claiming transaction holds until its round commits,
+//! sends under leases on the database's clock; a round's commit is fenced
+//! by its claim, a
 //! send's price is reserved from the balance by one conditional update as
 //! its outbox row commits, statistics are rows only
 //! ever added. All SQL of it lives here and in its submodules, always with
@@ -66,7 +68,7 @@ impl PgStore {
         let client = config
             .connect(NoTls)
             .map_err(|e| StoreError::Other(format!("cannot connect to PostgreSQL at {}: {e}", describe(&config))))?;
-        let mut conn = Conn::new(client);
+        let mut conn = Conn::new(client, config);
         schema::migrate(&mut conn)?;
         Ok(PgStore { conn: RefCell::new(conn), enrolled: Cell::new((0, 0)) })
     }
@@ -793,7 +795,16 @@ impl Store for PgStore {
 
     fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError> {
         let mut c = self.conn()?;
-        c.tx(|c| round::commit(c, campaign, round, lease, now))
+        c.tx(|c| round::commit(c, campaign, round, lease, now))?;
+        c.round_committed()
+    }
+
+    fn release_claim(&mut self) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        if c.held.is_some() && c.depth() == 1 {
+            c.close(TxEnd::Rollback)?;
+        }
+        Ok(())
     }
 
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError> {

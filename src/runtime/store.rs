@@ -920,12 +920,12 @@ pub trait Store {
     fn rate_next_free(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
     fn set_breaker(&mut self, campaign: &str, state: &BreakerState) -> Result<(), StoreError>;
     /// Claims executions due by `now`, earliest first, with `fields` of
-    /// their contacts, under `lease`: a store shared by many workers marks
-    /// them `processing` for the lease's lifetime and skips rows another
-    /// worker holds (`FOR UPDATE SKIP LOCKED`); the single-writer store
-    /// only reads them. Executions `lease` already holds (a round refused
-    /// for balance) are claimed again with the rest. A claim whose round is
-    /// not committed lapses, and the executions are due again.
+    /// their contacts, under `lease`: a store shared by many workers locks
+    /// them for the lease's lifetime at most and skips rows another worker
+    /// holds (`FOR UPDATE SKIP LOCKED`); the single-writer store only reads
+    /// them. While a claim is held (a round refused for balance), claiming
+    /// again returns the same executions. A claim whose round is not
+    /// committed lapses, and the executions are due again.
     fn claim(
         &mut self,
         campaign: &str,
@@ -934,6 +934,12 @@ pub trait Store {
         fields: &[FieldDef],
         lease: &Lease,
     ) -> Result<Vec<Due>, StoreError>;
+    /// Ends a claim whose round will not be committed (the pass stopped on
+    /// an error): its executions are due again at once. The single-writer
+    /// store holds nothing between calls.
+    fn release_claim(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The earliest time something of the campaign is due: an execution's
     /// wake-up or a failed send's next attempt.
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;
@@ -945,8 +951,8 @@ pub trait Store {
     /// tracks the balance it spends itself.
     /// Its new outbox rows are held by `lease` until their outcome is
     /// recorded; executions it parks stay `processing` under their send.
-    /// Committing ends the lease's claims on the campaign's executions:
-    /// those the round did not move are due again as they were.
+    /// Committing ends the claim: the executions the round did not move are
+    /// due again as they were.
     fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError>;
     fn counts(&self, campaign: &str) -> Result<BTreeMap<ExecState, u64>, StoreError>;
     fn step_counts(&self, campaign: &str) -> Result<BTreeMap<StepId, StepCounts>, StoreError>;

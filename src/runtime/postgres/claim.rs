@@ -1,19 +1,31 @@
 //! Claiming work on PostgreSQL: due executions and pending sends are taken
-//! with `FOR UPDATE SKIP LOCKED` under a lease on the database's clock, so
-//! workers never take the same row and a dead worker's work is taken over
-//! once its lease lapses; the virtual clock moves only when no worker holds
-//! work and nothing is due.
+//! with `FOR UPDATE SKIP LOCKED` — executions by the row locks of the
+//! round's own transaction, sends under a lease on the database's clock —
+//! so workers never take the same row and a dead worker's work is taken
+//! over once its claim lapses; the virtual clock moves only when no worker
+//! holds work and nothing is due.
 
+use super::conn::Held;
 use super::{corrupt, entry_of, outbox_row, Conn, StoreError, OUTBOX_COLUMNS};
 use crate::compile::program::FieldDef;
 use crate::runtime::facts::{self, Addresses, FieldValue};
 use crate::runtime::store::*;
 
-/// One statement: this lease's live claims (a round refused for balance is
-/// stepped again), then due executions up to `limit`, earliest first —
-/// pending ones and those whose claim lapsed (a worker that died or
-/// stalled) — marked `processing` under the lease, with the asked-for
-/// fields of their contacts.
+/// What a claim reads of each execution and its contact.
+const DUE_COLUMNS: &str = "e.contact_id, e.entry, e.step, e.version, e.state, e.started_at, e.wait_since,
+    c.tags, c.consent, c.capabilities, c.attrs ->> 'created_at',
+    COALESCE(c.attrs ->> 'email', '') <> '', COALESCE(c.attrs ->> 'phone', '') <> '',
+    ARRAY(SELECT c.attrs -> f FROM unnest($4::text[]) WITH ORDINALITY AS u(f, i) ORDER BY i), e.wake_at";
+
+/// Due executions up to `limit`, earliest first, with the asked-for fields
+/// of their contacts, claimed by the row locks of a transaction left open
+/// for the round (`Conn::held`): the claim writes nothing, and the round's
+/// commit writes each execution once. The locks end with the transaction —
+/// at the round's commit, when the worker's connection drops (a killed
+/// worker), or when the transaction sits idle longer than the lease
+/// (`idle_in_transaction_session_timeout`: a stalled worker's claim lapses,
+/// its late commit fails). Claiming again while a claim is held (a round
+/// refused for balance is stepped again) returns the same executions.
 pub(super) fn executions(
     c: &mut Conn,
     campaign: &str,
@@ -23,40 +35,65 @@ pub(super) fn executions(
     lease: &Lease,
 ) -> Result<Vec<Due>, StoreError> {
     let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    let rows = c.query(
-        "WITH mine AS (
-           SELECT contact_id, entry FROM executions
-           WHERE campaign = $1 AND state = 'processing' AND claimed_by = $4 AND lease_until > clock_timestamp()
-           LIMIT $3
-         ), pending AS (
-           SELECT contact_id, entry, wake_at FROM executions
-           WHERE campaign = $1 AND state = 'pending' AND wake_at <= $2
-           ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
-         ), lapsed AS (
-           SELECT contact_id, entry, wake_at FROM executions
-           WHERE campaign = $1 AND state = 'processing' AND lease_until <= clock_timestamp()
-             AND then_state = 'pending' AND wake_at <= $2
-           ORDER BY wake_at LIMIT $3 FOR UPDATE SKIP LOCKED
-         ), fresh AS (
-           SELECT contact_id, entry FROM (SELECT * FROM pending UNION ALL SELECT * FROM lapsed) d
-           ORDER BY wake_at LIMIT GREATEST($3 - (SELECT COUNT(*) FROM mine), 0)
-         ), claimed AS (
-           UPDATE executions e SET
-             then_state = CASE WHEN e.state = 'processing' THEN e.then_state ELSE e.state END,
-             state = 'processing', claimed_by = $4,
-             lease_until = clock_timestamp() + $5::bigint * interval '1 millisecond'
-           FROM (SELECT * FROM mine UNION ALL SELECT * FROM fresh) p
-           WHERE e.campaign = $1 AND e.contact_id = p.contact_id AND e.entry = p.entry
-           RETURNING e.contact_id, e.entry, e.step, e.version, e.then_state, e.started_at, e.wait_since, e.wake_at
-         )
-         SELECT k.contact_id, k.entry, k.step, k.version, k.then_state, k.started_at, k.wait_since,
-           c.tags, c.consent, c.capabilities, c.attrs ->> 'created_at',
-           COALESCE(c.attrs ->> 'email', '') <> '', COALESCE(c.attrs ->> 'phone', '') <> '',
-           ARRAY(SELECT c.attrs -> f FROM unnest($6::text[]) WITH ORDINALITY AS u(f, i) ORDER BY i)
-         FROM claimed k JOIN contacts c ON c.id = k.contact_id
-         ORDER BY k.wake_at, k.contact_id, k.entry",
-        &[&campaign, &now, &(limit as i64), &lease.worker.0, &lease.ttl_ms, &names],
-    )?;
+    let rows = if let Some(held) = &c.held {
+        if held.campaign != campaign {
+            return Err(StoreError::Other(format!(
+                "a claim on campaign `{}` is still open; commit or release it first",
+                held.campaign
+            )));
+        }
+        let (ids, entries): (Vec<String>, Vec<i32>) = held.keys.iter().cloned().unzip();
+        c.query(
+            &format!(
+                "SELECT {DUE_COLUMNS} FROM executions e
+                 JOIN unnest($2::text[], $3::int[]) AS u(id, n) ON e.contact_id = u.id AND e.entry = u.n
+                 JOIN contacts c ON c.id = e.contact_id
+                 WHERE e.campaign = $1
+                 ORDER BY e.wake_at, e.contact_id, e.entry LIMIT $5"
+            ),
+            &[&campaign, &ids, &entries, &names, &(limit as i64)],
+        )?
+    } else {
+        if c.depth() > 0 {
+            return Err(StoreError::Other("executions are claimed outside any open transaction".into()));
+        }
+        c.open()?;
+        let claimed = (|| {
+            c.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+                &[&lease.ttl_ms.max(1).to_string()],
+            )?;
+            // Locked in the index's order (the earliest first), then put in
+            // a total order: two workers lock different rows, never wait.
+            c.query(
+                &format!(
+                    "SELECT * FROM (
+                       SELECT {DUE_COLUMNS} FROM executions e JOIN contacts c ON c.id = e.contact_id
+                       WHERE e.campaign = $1 AND e.state = 'pending' AND e.wake_at <= $2
+                       ORDER BY e.wake_at LIMIT $3 FOR UPDATE OF e SKIP LOCKED
+                     ) d ORDER BY 15, 1, 2"
+                ),
+                &[&campaign, &now, &(limit as i64), &names],
+            )
+        })();
+        let rows = match claimed {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = c.close(TxEnd::Rollback);
+                return Err(e);
+            }
+        };
+        if rows.is_empty() {
+            c.close(TxEnd::Rollback)?;
+            return Ok(Vec::new());
+        }
+        c.held = Some(Held {
+            campaign: campaign.to_string(),
+            worker: lease.worker.0.clone(),
+            keys: rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        });
+        rows
+    };
     rows.iter()
         .map(|r| {
             let id: String = r.get(0);

@@ -1,4 +1,4 @@
-//! A round's commit on PostgreSQL: fenced by the committing lease, one
+//! A round's commit on PostgreSQL: fenced by the committing claim, one
 //! statement per kind of write (arrays through `unnest`), the prices of its
 //! new sends reserved last by one conditional update. Runs inside one transaction
 //! (`Conn::tx`): a refusal writes nothing.
@@ -26,7 +26,13 @@ pub(super) fn commit(c: &mut Conn, campaign: &str, round: &Round, lease: &Lease,
     c.batch("SET LOCAL enable_nestloop = on")?;
     // Before the outbox writes: an update is justified by a send this
     // worker held when the round began, not by one the round adds or settles.
-    update_executions(c, campaign, &round.executions, me, now)?;
+    let held: HashSet<(String, i32)> = c
+        .held
+        .as_ref()
+        .filter(|h| h.campaign == campaign)
+        .map(|h| h.keys.iter().cloned().collect())
+        .unwrap_or_default();
+    update_executions(c, campaign, &round.executions, &held, me, now)?;
     c.batch("SET LOCAL enable_nestloop = off")?;
     // A send's price is reserved from the balance when its outbox row is
     // committed, before the provider is asked: two workers cannot both
@@ -263,15 +269,17 @@ fn schedule_retries(c: &mut Conn, campaign: &str, retries: &[OutboxRetry]) -> Re
     Ok(())
 }
 
-/// The executions the round moves, fenced: each must be held by this
-/// worker's live claim or, unclaimed, be the execution of a send this
-/// worker holds (an outcome moving it: a send failed for good). When one is
-/// not, its claim lapsed and another worker may have moved it: the round
-/// is refused (the transaction rolls back, nothing is written).
+/// The executions the round moves, fenced: each must be locked by this
+/// transaction's claim (`held`), or be held under this worker's live lease
+/// (a claim of an older flowc), or, unclaimed, be the execution of a send
+/// this worker holds (an outcome moving it: a send failed for good). When
+/// one is not, another worker may have moved it: the round is refused (the
+/// transaction rolls back, nothing is written).
 fn update_executions(
     c: &mut Conn,
     campaign: &str,
     updates: &[ExecUpdate],
+    held: &HashSet<(String, i32)>,
     me: &str,
     now: i64,
 ) -> Result<(), StoreError> {
@@ -292,17 +300,20 @@ fn update_executions(
     let wakes: Vec<Option<i64>> = updates.iter().map(|u| u.wake_at).collect();
     let reasons: Vec<Option<&str>> = updates.iter().map(|u| u.reason.as_deref()).collect();
     let since: Vec<Option<i64>> = updates.iter().map(|u| u.wait_since).collect();
+    let locked: Vec<bool> =
+        updates.iter().map(|u| held.contains(&(u.contact.as_str().to_string(), u.entry.0 as i32))).collect();
     let moved = c.execute(
         "UPDATE executions e SET step = u.s, version = u.v, state = u.st, wake_at = u.w, reason = u.r, updated_at = $2,
            wait_since = u.ws, then_state = NULL, claimed_by = NULL, lease_until = NULL
-         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[])
-           AS u(c, n, s, v, st, w, r, ws)
+         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::bigint[],
+           $12::bool[]) AS u(c, n, s, v, st, w, r, ws, held)
          WHERE e.campaign = $1 AND e.contact_id = u.c AND e.entry = u.n
-           AND ((e.state = 'processing' AND e.claimed_by = $11 AND e.lease_until > clock_timestamp())
-             OR (e.lease_until IS NULL AND EXISTS (
+           AND ((u.held AND e.state = 'pending')
+             OR (NOT u.held AND e.state = 'processing' AND e.claimed_by = $11 AND e.lease_until > clock_timestamp())
+             OR (NOT u.held AND e.lease_until IS NULL AND EXISTS (
                SELECT 1 FROM outbox o WHERE o.campaign = $1 AND o.contact_id = e.contact_id AND o.entry = e.entry
                  AND o.status = 'pending' AND o.lease_worker = $11)))",
-        &[&campaign, &now, &contacts, &entries, &steps, &versions, &states, &wakes, &reasons, &since, &me],
+        &[&campaign, &now, &contacts, &entries, &steps, &versions, &states, &wakes, &reasons, &since, &me, &locked],
     )?;
     if moved != updates.len() as u64 {
         return Err(StoreError::LeaseLost(me.to_string()));
