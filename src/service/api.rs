@@ -259,12 +259,39 @@ where
     state.store.run(f).await.map_err(|Gone| ApiError::internal("the store thread stopped"))?
 }
 
-fn campaign(store: &dyn Store, id: &str) -> Result<(String, Program), ApiError> {
+thread_local! {
+    /// Programs the store thread decoded, by campaign and version (a
+    /// version names one program's content): every trigger reads its
+    /// campaign's program, and decoding it again each time cost the service
+    /// more than the enrollment itself.
+    static PROGRAMS: std::cell::RefCell<std::collections::HashMap<(String, String), Arc<Program>>> =
+        Default::default();
+}
+
+/// How many decoded programs the store thread keeps.
+const PROGRAMS_KEPT: usize = 64;
+
+fn campaign(store: &dyn Store, id: &str) -> Result<(String, Arc<Program>), ApiError> {
     let row = store
         .campaign(id)
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown-campaign", format!("no campaign `{id}`")))?;
-    let p = codec::from_binary(&row.program).map_err(ApiError::internal)?;
+    let key = (row.name.clone(), row.version.clone());
+    let known = PROGRAMS.with(|m| m.borrow().get(&key).cloned());
+    let p = match known {
+        Some(p) => p,
+        None => {
+            let p = Arc::new(codec::from_binary(&row.program).map_err(ApiError::internal)?);
+            PROGRAMS.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() >= PROGRAMS_KEPT {
+                    m.clear();
+                }
+                m.insert(key, Arc::clone(&p));
+            });
+            p
+        }
+    };
     Ok((row.state.as_str().to_string(), p))
 }
 
