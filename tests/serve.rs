@@ -361,7 +361,7 @@ fn webhook_server(failures: usize, hangs: usize) -> (String, std::sync::Arc<std:
     std::thread::spawn(move || {
         for (n, stream) in listener.incoming().enumerate() {
             let Ok(mut s) = stream else { continue };
-            let text = read_request(&mut s);
+            let text = common::read_request(&mut s);
             if n < hangs {
                 std::thread::sleep(Duration::from_millis(1500));
                 continue;
@@ -415,7 +415,7 @@ fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync:
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let text = read_request(&mut s);
+            let text = common::read_request(&mut s);
             if let Some(k) = text.lines().find_map(|l| {
                 l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
             }) {
@@ -512,32 +512,6 @@ fn raw(base: &str, request: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
 }
 
-/// Reads one HTTP request (head and Content-Length body) off a socket.
-fn read_request(s: &mut std::net::TcpStream) -> String {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut got = 0;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    while let Ok(k) = s.read(&mut buf[got..]) {
-        if k == 0 {
-            break;
-        }
-        got += k;
-        let text = String::from_utf8_lossy(&buf[..got]);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len = text
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())
-                })
-                .unwrap_or(0);
-            if got >= end + 4 + len {
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&buf[..got]).into_owned()
-}
-
 /// A local endpoint that answers every POST with a 302 to another path of
 /// its own, which would answer 200; counts POSTs and every other request.
 fn redirecting_webhook(
@@ -550,7 +524,7 @@ fn redirecting_webhook(
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
-            let request = read_request(&mut s);
+            let request = common::read_request(&mut s);
             let answer = if request.starts_with("POST /hook ") {
                 p.fetch_add(1, Ordering::SeqCst);
                 format!("HTTP/1.1 302 Found\r\nLocation: http://{addr}/landed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

@@ -339,3 +339,93 @@ fn three_serve_replicas_enroll_a_scheduled_audience_once() {
     assert_eq!(outcomes(&log).get("accepted"), Some(&1_714));
     assert_eq!(outcomes(&log).get("duplicate"), None);
 }
+
+/// A webhook that takes `pause` to answer each message and records every
+/// idempotency key it is sent.
+fn slow_webhook(pause: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let seen = seen.clone();
+            // One thread per connection: each worker's client waits on its own.
+            std::thread::spawn(move || {
+                let text = common::read_request(&mut s);
+                std::thread::sleep(pause);
+                if let Some(k) = text.lines().find_map(|l| {
+                    l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
+                }) {
+                    seen.lock().expect("keys").push(k);
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), keys)
+}
+
+const TWO_SENDS: &str = r#"
+template hello { channel email message marketing status published }
+template later { channel email message marketing status published }
+contact { plan: enum(free, pro) }
+campaign slow {
+  trigger manual
+  hi: send email.marketing hello
+  wait 1d
+  send email.marketing later
+}
+"#;
+
+/// A worker whose relay takes longer than its lease (a slow provider) keeps
+/// its sends: it renews their lease as it goes, so a second worker, whose
+/// recovery takes over sends whose lease lapsed, never sends them again.
+#[test]
+fn a_relay_slower_than_its_lease_is_not_sent_again_by_another_worker() {
+    let Some(pg) = common::postgres("slow_relay") else { return };
+    let db = pg.url.clone();
+    let dir = setup_with("slow-relay", TWO_SENDS, 60);
+    prepare_paid(&dir, &db, "100");
+    ok(&flowc(&["campaign", "start", "slow", "--db", &db]));
+    // Contacts whose consent allows email (every seventh gives sms only).
+    let reachable = (0..60).filter(|i| i % 7 != 0).count();
+    // 100 ms a message: the first worker's batch of 40 takes 3.4 s to
+    // relay, under a lease of 1 s; the wait keeps the campaign running,
+    // so the second worker's recovery looks for lapsed sends all along.
+    let (url, keys) = slow_webhook(Duration::from_millis(100));
+    let slow = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["worker", "--db", &db, "--clock", "virtual", "--webhook", &url, "--lease", "1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn worker")
+    };
+    let first = slow(&["--batch", "40"]);
+    let started = Instant::now();
+    while keys.lock().expect("keys").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first worker never sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = slow(&["--batch", "20"]);
+    let distinct = || keys.lock().expect("keys").iter().collect::<std::collections::HashSet<_>>().len();
+    while distinct() < 2 * reachable {
+        assert!(started.elapsed() < Duration::from_secs(90), "not every message was sent: {:?}", keys.lock());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Time for a late duplicate to arrive.
+    std::thread::sleep(Duration::from_millis(2_500));
+    for mut w in [first, second] {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let mut sent = keys.lock().expect("keys").clone();
+    let total = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!((sent.len(), total), (2 * reachable, 2 * reachable), "every message sent once");
+}

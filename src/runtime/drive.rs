@@ -98,10 +98,10 @@ impl Driver {
     ) -> Result<Pass, DriveError> {
         let name = program.campaign.as_str();
         let config = policy(store, base, name)?;
-        let recover = self.recovery_due(name);
+        let recover = self.recovery_due(name).then(Instant::now);
         let ran = (|| -> Result<_, DriveError> {
             let mut engine = Engine::new(&mut *store, provider, program.clone(), config.clone(), self.lease.clone())?;
-            if recover {
+            if recover.is_some() {
                 engine.recover(now)?;
             }
             let retried = engine.retry_due(now)?;
@@ -117,8 +117,8 @@ impl Driver {
                 return Err(e);
             }
         };
-        if recover {
-            self.recovered.insert(name.to_string(), Instant::now());
+        if let Some(at) = recover {
+            self.recovered.insert(name.to_string(), at);
         }
         if config.probe && !probe_owed {
             store.set_probe(name, Probe::Done)?;

@@ -21,6 +21,7 @@ use crate::compile::program::{
 };
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -957,16 +958,42 @@ impl<'a> Engine<'a> {
             return Ok(0);
         }
         let mut round = Round::default();
-        let queue = match self.limiter.as_mut() {
+        let mut queue = match self.limiter.as_mut() {
             Some(limiter) => rate_earlier(limiter, queue, &mut round, now),
             None => queue,
         };
         let (mut debits, mut failed) = (Debits::default(), 0u64);
         let mut start = 0;
         let mut stopped = false;
+        // The sends are held under the lease taken when they were committed
+        // or claimed, for `ttl`: a relay that outlasts a third of it (a slow
+        // provider) renews the lease on all of them before going on, and
+        // does not hand over those another worker took over meanwhile.
+        // Messages go in chunks sized to take about a quarter of the lease.
+        let ttl = Duration::from_millis(self.lease.ttl_ms.max(1) as u64);
+        let mut renewed = Instant::now();
+        // How long a message takes is known after the first chunk: it is small.
+        let mut chunk = FIRST_RELAY_CHUNK;
         while start < queue.len() && !self.tripped {
+            if renewed.elapsed() >= ttl / 3 {
+                // Those handed over already too: their outcomes commit with
+                // the relay's round, and until then they are pending.
+                let all: Vec<&OutboxNew> = queue.iter().map(|a| &a.row).collect();
+                let held = self.store.renew_sends(&self.campaign, &all, &self.lease)?;
+                renewed = Instant::now();
+                if held.len() < all.len() {
+                    let mut i = 0;
+                    queue.retain(|a| {
+                        i += 1;
+                        i <= start || held.contains(&a.row.key)
+                    });
+                    if start >= queue.len() {
+                        break;
+                    }
+                }
+            }
             // A probe after an outage: one message first, the rest only if it goes through.
-            let mut end = if self.config.probe { start + 1 } else { queue.len() };
+            let mut end = if self.config.probe { start + 1 } else { queue.len().min(start + chunk) };
             if self.config.pace == Pace::RealTime && queue[start].at_ms.is_some() {
                 // Real time: each message at its slot, not before.
                 if let Some(at) = queue[start].at_ms {
@@ -984,7 +1011,14 @@ impl<'a> Engine<'a> {
                 .iter()
                 .map(|a| a.row.to_message(&self.campaign, a.at_ms.unwrap_or(now * 60_000), a.made + 1))
                 .collect();
+            let handed = Instant::now();
             let results = self.provider.send_batch(&msgs);
+            let per_message = handed.elapsed() / msgs.len().max(1) as u32;
+            chunk = if per_message.is_zero() {
+                RELAY_CHUNK
+            } else {
+                ((ttl / 4).as_nanos() / per_message.as_nanos()).clamp(1, RELAY_CHUNK as u128) as usize
+            };
             for (a, r) in slice.iter().zip(results) {
                 let o = &a.row;
                 match r {
@@ -1039,6 +1073,13 @@ impl<'a> Engine<'a> {
         Ok(failed)
     }
 }
+
+/// Most messages handed to the provider at once: the relay renews its
+/// lease on the rest between chunks.
+const RELAY_CHUNK: usize = 256;
+
+/// Messages in a relay's first chunk, before it knows how long one takes.
+const FIRST_RELAY_CHUNK: usize = 4;
 
 /// Retries and sends a stopped process left in flight take rate-limit
 /// slots too (a batch's fresh sends took theirs when stepped): one with no

@@ -799,6 +799,15 @@ impl Store for PgStore {
         c.round_committed()
     }
 
+    fn renew_sends(
+        &mut self,
+        campaign: &str,
+        rows: &[&OutboxNew],
+        lease: &Lease,
+    ) -> Result<HashSet<String>, StoreError> {
+        claim::renew_sends(&mut *self.conn()?, campaign, rows, lease)
+    }
+
     fn release_claim(&mut self) -> Result<(), StoreError> {
         let mut c = self.conn()?;
         if c.held.is_some() && c.depth() == 1 {

@@ -934,6 +934,20 @@ pub trait Store {
         fields: &[FieldDef],
         lease: &Lease,
     ) -> Result<Vec<Due>, StoreError>;
+    /// Extends `lease` on sends it is relaying (a slow provider: the relay
+    /// outlasts the lease it took them under) and returns the keys it still
+    /// holds. A send whose lease lapsed and that another worker took over,
+    /// or settled, is not among them: that worker sends it, this one must
+    /// not. The single-writer store leases nothing away: every key.
+    fn renew_sends(
+        &mut self,
+        campaign: &str,
+        rows: &[&OutboxNew],
+        lease: &Lease,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let _ = (campaign, lease);
+        Ok(rows.iter().map(|r| r.key.clone()).collect())
+    }
     /// Ends a claim whose round will not be committed (the pass stopped on
     /// an error): its executions are due again at once. The single-writer
     /// store holds nothing between calls.

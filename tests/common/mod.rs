@@ -378,3 +378,30 @@ pub fn wait_for(mut f: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Reads one HTTP request (head and Content-Length body) off a socket.
+pub fn read_request(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    while let Ok(k) = s.read(&mut buf[got..]) {
+        if k == 0 {
+            break;
+        }
+        got += k;
+        let text = String::from_utf8_lossy(&buf[..got]);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length: ").and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
+            if got >= end + 4 + len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf[..got]).into_owned()
+}

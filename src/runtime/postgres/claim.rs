@@ -10,6 +10,7 @@ use super::{corrupt, entry_of, outbox_row, Conn, StoreError, OUTBOX_COLUMNS};
 use crate::compile::program::FieldDef;
 use crate::runtime::facts::{self, Addresses, FieldValue};
 use crate::runtime::store::*;
+use std::collections::HashSet;
 
 /// What a claim reads of each execution and its contact.
 const DUE_COLUMNS: &str = "e.contact_id, e.entry, e.step, e.version, e.state, e.started_at, e.wait_since,
@@ -190,6 +191,39 @@ pub(super) fn outbox_due(
             Ok((row, attempts))
         })
         .collect()
+}
+
+/// Extends `lease` on the pending sends of `rows` it holds, or whose lease
+/// lapsed without another worker taking them; returns their keys.
+pub(super) fn renew_sends(
+    c: &mut Conn,
+    campaign: &str,
+    rows: &[&OutboxNew],
+    lease: &Lease,
+) -> Result<HashSet<String>, StoreError> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let contacts: Vec<&str> = rows.iter().map(|r| r.contact.as_str()).collect();
+    let entries: Vec<i32> = rows.iter().map(|r| r.entry.0 as i32).collect();
+    let steps: Vec<&str> = rows.iter().map(|r| r.step.0.as_str()).collect();
+    let versions: Vec<&str> = rows.iter().map(|r| r.version.as_str()).collect();
+    let kept = c.query(
+        "UPDATE outbox o SET lease_worker = $2, lease_until = clock_timestamp() + $3::bigint * interval '1 millisecond'
+         FROM unnest($4::text[], $5::int[], $6::text[], $7::text[]) AS u(c, n, s, v)
+         WHERE o.campaign = $1 AND o.contact_id = u.c AND o.entry = u.n AND o.step = u.s AND o.version = u.v
+           AND o.status = 'pending'
+           AND (o.lease_worker = $2 OR o.lease_until IS NULL OR o.lease_until <= clock_timestamp())
+         RETURNING o.contact_id, o.entry, o.step, o.version",
+        &[&campaign, &lease.worker.0, &lease.ttl_ms, &contacts, &entries, &steps, &versions],
+    )?;
+    let kept: HashSet<(String, i32, String, String)> =
+        kept.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    Ok(rows
+        .iter()
+        .filter(|r| kept.contains(&(r.contact.0.clone(), r.entry.0 as i32, r.step.0.clone(), r.version.clone())))
+        .map(|r| r.key.clone())
+        .collect())
 }
 
 /// Executions whose claim lapsed (or that nothing owns: parked without a
