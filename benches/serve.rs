@@ -1,8 +1,10 @@
-//! Load benchmark of `flowc serve` (bounded, loopback only): trigger
-//! requests over 50 concurrent keep-alive connections, each naming a contact
-//! no request named before, with the runner stepping the enrollments
-//! meanwhile. Reports requests/s and p50/p99 latency, and checks every
-//! contact was enrolled exactly once.
+//! Load benchmark of `flowc serve` (bounded, loopback only), as an operator
+//! runs it: the contacts imported by `flowc contacts import`, the campaign
+//! launched by `flowc campaign launch`, then the `flowc serve` process
+//! driven with trigger requests over 50 concurrent keep-alive connections,
+//! each naming a contact no request named before, while its runner steps
+//! the enrollments. Reports requests/s and p50/p99 latency, and checks with
+//! `flowc campaign report` that every contact was enrolled exactly once.
 //!
 //! The client is a plain keep-alive HTTP/1.1 writer and reader on a
 //! `TcpStream` per connection, so its own cost on the shared cores is small.
@@ -10,24 +12,19 @@
 //! `cargo bench --bench serve` (FLOWC_BENCH_REQUESTS to change the number
 //! of requests, default 100,000).
 
-use flowc::check::{self, CheckOptions};
-use flowc::compile;
-use flowc::runtime::facts::ContactRecord;
-use flowc::runtime::lifecycle;
-use flowc::runtime::provider::{SimConfig, Simulated};
-use flowc::runtime::sqlite::SqliteStore;
-use flowc::runtime::store::Store;
-use flowc::service::{self, runner, store_thread::StoreThread, AppState};
-use flowc::workspace::{self, Root};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::io::{BufRead, Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FLOW: &str = "template hello { channel email message transactional status published }\ncampaign by_api {\n  trigger api\n  send email.transactional hello\n}\n";
+const FLOW: &str = "template hello { channel email message transactional status published }\ncontact { plan: enum(free, pro) }\ncampaign by_api {\n  trigger api\n  send email.transactional hello\n}\n";
 const TOKEN: &str = "bench-token-0123456789";
 const CONNECTIONS: usize = 50;
+
+fn flowc(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_flowc")).args(args).output().expect("flowc");
+    assert!(o.status.success(), "flowc {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -39,62 +36,40 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("flowc-serve-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let db = dir.join("s.db");
-    let read = |_: &Path| Ok(FLOW.as_bytes().to_vec());
-    let ws = workspace::load(&[Root::discover(Path::new("api.flow")).expect("root")], &read);
-    let analysis = check::check_all(&ws, &[], &CheckOptions::default());
-    let (_, model) = &analysis.models[0];
-    let c = &model.campaigns[0];
-    let program = compile::compile(model, c, ws.sources.get(c.file));
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    std::fs::write(path("api.flow"), FLOW).expect("flow");
     {
-        let mut store = SqliteStore::open(&db).expect("store");
-        let contacts: Vec<ContactRecord> = (0..requests)
-            .map(|i| {
-                let mut attrs = serde_json::Map::new();
-                // An address, so the campaign's sends are made, not skipped `no-address`.
-                attrs.insert("email".into(), serde_json::Value::String(format!("c{i}@example.com")));
-                ContactRecord {
-                    id: flowc::runtime::store::ContactId(format!("c{i}")),
-                    attrs,
-                    consent: vec!["email".into()],
-                    ..Default::default()
-                }
-            })
-            .collect();
-        store.upsert_contacts(&contacts, &[]).expect("contacts");
-        store.ledger_add(1_000_000_000, "bench", 0).expect("balance");
-        lifecycle::launch(&mut store, &program, lifecycle::RemovedSteps::Refuse, 0).expect("launch");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let clock = runner::SharedClock::real();
-    let state = Arc::new(AppState {
-        store: StoreThread::start(Box::new(SqliteStore::open(&db).expect("store"))).expect("store thread"),
-        token: TOKEN.into(),
-        clock: clock.clone(),
-        stop: stop.clone(),
-    });
-    let runner_store = SqliteStore::open(&db).expect("store");
-    let provider = Box::new(Simulated::open(&db, SimConfig::default()).expect("provider"));
-    let runner_stop = stop.clone();
-    let runner_thread = std::thread::spawn(move || {
-        runner::run(
-            Box::new(runner_store),
-            provider,
-            clock,
-            runner::RunnerConfig::default(),
-            flowc::runtime::store::Lease::new(flowc::runtime::store::WorkerId::this_process()),
-            runner_stop,
-        )
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server_stop = stop.clone();
-    rt.spawn(service::serve(listener, service::router(state), async move {
-        while !server_stop.load(std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path("c.jsonl")).expect("contacts"));
+        for i in 0..requests {
+            // An address and consent, so the campaign's sends are made, not skipped.
+            writeln!(
+                f,
+                "{{\"id\":\"c{i}\",\"email\":\"c{i}@example.com\",\"consent\":[\"email\"],\"plan\":\"free\",\"created_at\":\"2026-11-20T10:00:00Z\"}}"
+            )
+            .expect("write");
         }
-    }));
+    }
+    let db = path("s.db");
+    flowc(&["contacts", "import", &path("c.jsonl"), "--db", &db, "--schema", &path("api.flow")]);
+    flowc(&["balance", "top-up", "1000000", "--db", &db]);
+    flowc(&["campaign", "launch", &path("api.flow"), "--db", &db, "--accept-cost"]);
+    let mut server = Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0"])
+        .env("FLOWC_API_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flowc serve");
+    let mut lines = std::io::BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let base = loop {
+        let line = lines.next().expect("flowc serve said where it listens").expect("line");
+        if let Some(addr) = line.strip_prefix("flowc serve: listening on ") {
+            break addr.trim_start_matches("http://").to_string();
+        }
+    };
+    // The server logs each request to stderr: keep draining it.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
+    let addr: std::net::SocketAddr = base.parse().expect("address");
 
     let started = Instant::now();
     let per = requests / CONNECTIONS;
@@ -125,14 +100,17 @@ fn main() {
     let secs = started.elapsed().as_secs_f64();
     all.sort();
     let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    eprintln!("serve: {} trigger requests over {CONNECTIONS} connections in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}", all.len(), all.len() as f64 / secs, p(0.50), p(0.99));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = runner_thread.join();
-    let store = SqliteStore::open(&db).expect("store");
-    let total: u64 = store.counts("by_api").expect("counts").values().sum();
+    eprintln!("flowc serve: {} trigger requests over {CONNECTIONS} connections in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}", all.len(), all.len() as f64 / secs, p(0.50), p(0.99));
+    // SIGTERM: the server finishes what it holds and exits.
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    let _ = drain.join();
+    let report: serde_json::Value =
+        serde_json::from_str(&flowc(&["campaign", "report", "by_api", "--db", &db, "--format", "json"]))
+            .expect("report");
+    let total: u64 = report["executions"].as_object().expect("executions").values().filter_map(|v| v.as_u64()).sum();
     eprintln!("enrolled exactly once: {total} executions for {requests} contacts");
     assert_eq!(total, requests as u64);
-    drop(rt);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
