@@ -405,29 +405,6 @@ fn webhook_provider_survives_failures_and_timeouts() {
     wait_for(|| query_i64(&db, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'") == 2);
 }
 
-/// A local HTTP endpoint that answers every request with `status` and
-/// records the idempotency key of each request it received.
-fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = keys.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let text = common::read_request(&mut s);
-            if let Some(k) = text.lines().find_map(|l| {
-                l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
-            }) {
-                seen.lock().expect("keys").push(k);
-            }
-            let _ =
-                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
-        }
-    });
-    (format!("http://{addr}/hook"), keys)
-}
-
 /// A provider that rejects every message: each is tried at most the
 /// engine's 3 attempts in all (the attempts live in the outbox row, not in
 /// a pass's memory), then its execution fails; nothing is retried forever.
@@ -435,7 +412,7 @@ fn recording_webhook(status: &'static str) -> (String, std::sync::Arc<std::sync:
 fn a_permanently_failing_webhook_gets_each_message_at_most_max_attempts_times() {
     let dir = Dir::new("hook500");
     let db = setup(&dir, &[("doomed", "campaign doomed {\n  trigger api\n  send email.transactional hello\n}\n")]);
-    let (url, keys) = recording_webhook("500 Internal Server Error");
+    let (url, keys) = common::recording_webhook("500 Internal Server Error", Duration::ZERO);
     let server = Server::start(
         &db,
         &["--webhook", &url, "--webhook-timeout-ms", "500", "--clock", "virtual", "--start", "2026-11-27T09:00:00Z"],

@@ -627,6 +627,20 @@ impl Store for Wrapped {
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError> {
         self.inner.next_wake(campaign)
     }
+    fn sends_in_flight(&self, campaign: &str) -> Result<u64, StoreError> {
+        self.inner.sends_in_flight(campaign)
+    }
+    fn renew_sends(
+        &mut self,
+        campaign: &str,
+        rows: &[&OutboxNew],
+        lease: &Lease,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.inner.renew_sends(campaign, rows, lease)
+    }
+    fn release_claim(&mut self) -> Result<(), StoreError> {
+        self.inner.release_claim()
+    }
     fn commit(&mut self, campaign: &str, round: &Round, lease: &Lease, now: i64) -> Result<(), StoreError> {
         self.write()?;
         self.inner.commit(campaign, round, lease, now)

@@ -340,34 +340,6 @@ fn three_serve_replicas_enroll_a_scheduled_audience_once() {
     assert_eq!(outcomes(&log).get("duplicate"), None);
 }
 
-/// A webhook that takes `pause` to answer each message and records every
-/// idempotency key it is sent.
-fn slow_webhook(pause: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = keys.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let seen = seen.clone();
-            // One thread per connection: each worker's client waits on its own.
-            std::thread::spawn(move || {
-                let text = common::read_request(&mut s);
-                std::thread::sleep(pause);
-                if let Some(k) = text.lines().find_map(|l| {
-                    l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
-                }) {
-                    seen.lock().expect("keys").push(k);
-                }
-                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            });
-        }
-    });
-    (format!("http://{addr}/hook"), keys)
-}
-
 const TWO_SENDS: &str = r#"
 template hello { channel email message marketing status published }
 template later { channel email message marketing status published }
@@ -395,7 +367,7 @@ fn a_relay_slower_than_its_lease_is_not_sent_again_by_another_worker() {
     // 100 ms a message: the first worker's batch of 40 takes 3.4 s to
     // relay, under a lease of 1 s; the wait keeps the campaign running,
     // so the second worker's recovery looks for lapsed sends all along.
-    let (url, keys) = slow_webhook(Duration::from_millis(100));
+    let (url, keys) = common::recording_webhook("200 OK", Duration::from_millis(100));
     let slow = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_flowc"))
             .args(["worker", "--db", &db, "--clock", "virtual", "--webhook", &url, "--lease", "1"])
@@ -428,4 +400,46 @@ fn a_relay_slower_than_its_lease_is_not_sent_again_by_another_worker() {
     sent.sort();
     sent.dedup();
     assert_eq!((sent.len(), total), (2 * reachable, 2 * reachable), "every message sent once");
+}
+
+/// A campaign is finished only once its sends are: a worker killed while
+/// relaying the last sends of a one-send campaign (its executions already
+/// completed) leaves them in flight, and the worker still running neither
+/// declares the campaign complete nor stops until it has taken them over
+/// and sent them.
+#[test]
+fn a_campaign_is_not_complete_while_a_dead_workers_sends_are_in_flight() {
+    let Some(pg) = common::postgres("in_flight") else { return };
+    let db = pg.url.clone();
+    let dir = setup_with("in-flight", ONE_SEND, 60);
+    prepare_paid(&dir, &db, "100");
+    ok(&flowc(&["campaign", "start", "pay", "--db", &db]));
+    let reachable = (0..60).filter(|i| i % 7 != 0).count();
+    let (url, keys) = common::recording_webhook("200 OK", Duration::from_millis(50));
+    let spawn = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_flowc"))
+            .args(["worker", "--db", &db, "--clock", "virtual", "--webhook", &url, "--lease", "1"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn worker")
+    };
+    let mut first = spawn(&["--batch", "60"]);
+    let started = Instant::now();
+    while keys.lock().expect("keys").len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first worker never sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = spawn(&["--until-idle"]);
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    assert!(finish(second, Duration::from_secs(60)).success());
+    let status = json(&flowc(&["campaign", "status", "pay", "--db", &db, "--format", "json"]));
+    assert_eq!(status["state"], "COMPLETED_PARTIAL", "{status}");
+    // The webhook cannot be asked what it got: the sends the dead worker
+    // made but did not record are made again (the receiver deduplicates
+    // by key); every reachable contact got its message.
+    let distinct: std::collections::HashSet<String> = keys.lock().expect("keys").iter().cloned().collect();
+    assert_eq!(distinct.len(), reachable, "every message sent");
 }

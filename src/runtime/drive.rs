@@ -133,7 +133,13 @@ impl Driver {
             Some((State::PausedError, "the provider kept failing: circuit breaker tripped"))
         } else if out.out_of_balance {
             Some((State::PausedBalance, "the balance cannot pay the next send"))
-        } else if pass.work == 0 && ending == Ending::WhenDrained && store.next_wake(name)?.is_none() {
+        } else if pass.work == 0
+            && ending == Ending::WhenDrained
+            && store.next_wake(name)?.is_none()
+            // A send another worker is relaying (or left in flight when it
+            // died, taken over once its lease lapses) is still to be made.
+            && store.sends_in_flight(name)? == 0
+        {
             let counts = store.counts(name)?;
             // Nothing due here, but another worker may hold executions it
             // is stepping: finished only when none is left unfinished.

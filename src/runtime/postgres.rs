@@ -808,6 +808,14 @@ impl Store for PgStore {
         claim::renew_sends(&mut *self.conn()?, campaign, rows, lease)
     }
 
+    fn sends_in_flight(&self, campaign: &str) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn()?
+            .query_one("SELECT COUNT(*) FROM outbox WHERE campaign = $1 AND status = 'pending'", &[&campaign])?
+            .get(0);
+        Ok(n as u64)
+    }
+
     fn release_claim(&mut self) -> Result<(), StoreError> {
         let mut c = self.conn()?;
         if c.held.is_some() && c.depth() == 1 {

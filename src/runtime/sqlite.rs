@@ -2063,6 +2063,17 @@ impl Store for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(classify)
     }
 
+    fn sends_in_flight(&self, campaign: &str) -> Result<u64, StoreError> {
+        // Kept with every commit (outbox_inflight): no scan.
+        let pending: Option<i64> =
+            cached_row(&self.conn, "SELECT pending FROM outbox_inflight WHERE campaign = ?1", params![campaign], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(classify)?;
+        Ok(pending.unwrap_or(0).max(0) as u64)
+    }
+
     fn outbox_pending(&mut self, campaign: &str, _lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
         // The count is kept with every commit: no pending rows, no scan.
         let pending: Option<i64> = self

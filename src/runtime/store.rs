@@ -954,6 +954,10 @@ pub trait Store {
     fn release_claim(&mut self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Sends of the campaign committed and not yet settled: handed to the
+    /// provider now, or left so by a stopped worker (taken over once its
+    /// lease lapses). A campaign is not finished while any is.
+    fn sends_in_flight(&self, campaign: &str) -> Result<u64, StoreError>;
     /// The earliest time something of the campaign is due: an execution's
     /// wake-up or a failed send's next attempt.
     fn next_wake(&self, campaign: &str) -> Result<Option<i64>, StoreError>;

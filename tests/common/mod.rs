@@ -405,3 +405,37 @@ pub fn read_request(s: &mut std::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&buf[..got]).into_owned()
 }
+
+/// A local HTTP endpoint that takes `pause` to answer each request, answers
+/// every one with `status`, and records the idempotency key of each request
+/// it received. Each connection has its own thread, so several workers'
+/// clients never wait on one another.
+pub fn recording_webhook(
+    status: &'static str,
+    pause: std::time::Duration,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let keys = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let text = read_request(&mut s);
+                std::thread::sleep(pause);
+                if let Some(k) = text.lines().find_map(|l| {
+                    l.to_ascii_lowercase().starts_with("idempotency-key:").then(|| l[16..].trim().to_string())
+                }) {
+                    seen.lock().expect("keys").push(k);
+                }
+                let _ = s.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+                );
+            });
+        }
+    });
+    (format!("http://{addr}/hook"), keys)
+}
