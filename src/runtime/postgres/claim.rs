@@ -56,7 +56,9 @@ pub(super) fn executions(
         )?
     } else {
         if c.depth() > 0 {
-            return Err(StoreError::Other("executions are claimed outside any open transaction".into()));
+            return Err(StoreError::Other(
+                "a claim must begin outside any open transaction: it keeps its own open until the round commits".into(),
+            ));
         }
         c.open()?;
         let claimed = (|| {
