@@ -352,6 +352,18 @@ campaign slow {
 }
 "#;
 
+/// `flowc worker` on a virtual clock delivering through the webhook at
+/// `url`, under a lease of 1 s.
+fn hooked_worker(db: &str, url: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flowc"))
+        .args(["worker", "--db", db, "--clock", "virtual", "--webhook", url, "--lease", "1"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker")
+}
+
 /// A worker whose relay takes longer than its lease (a slow provider) keeps
 /// its sends: it renews their lease as it goes, so a second worker, whose
 /// recovery takes over sends whose lease lapsed, never sends them again.
@@ -368,15 +380,7 @@ fn a_relay_slower_than_its_lease_is_not_sent_again_by_another_worker() {
     // relay, under a lease of 1 s; the wait keeps the campaign running,
     // so the second worker's recovery looks for lapsed sends all along.
     let (url, keys) = common::recording_webhook("200 OK", Duration::from_millis(100));
-    let slow = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_flowc"))
-            .args(["worker", "--db", &db, "--clock", "virtual", "--webhook", &url, "--lease", "1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn worker")
-    };
+    let slow = |extra: &[&str]| hooked_worker(&db, &url, extra);
     let first = slow(&["--batch", "40"]);
     let started = Instant::now();
     while keys.lock().expect("keys").is_empty() {
@@ -416,15 +420,7 @@ fn a_campaign_is_not_complete_while_a_dead_workers_sends_are_in_flight() {
     ok(&flowc(&["campaign", "start", "pay", "--db", &db]));
     let reachable = (0..60).filter(|i| i % 7 != 0).count();
     let (url, keys) = common::recording_webhook("200 OK", Duration::from_millis(50));
-    let spawn = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_flowc"))
-            .args(["worker", "--db", &db, "--clock", "virtual", "--webhook", &url, "--lease", "1"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn worker")
-    };
+    let spawn = |extra: &[&str]| hooked_worker(&db, &url, extra);
     let mut first = spawn(&["--batch", "60"]);
     let started = Instant::now();
     while keys.lock().expect("keys").len() < 5 {
