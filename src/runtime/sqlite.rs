@@ -2076,12 +2076,7 @@ impl Store for SqliteStore {
 
     fn outbox_pending(&mut self, campaign: &str, _lease: &Lease) -> Result<Vec<OutboxNew>, StoreError> {
         // The count is kept with every commit: no pending rows, no scan.
-        let pending: Option<i64> = self
-            .conn
-            .query_row("SELECT pending FROM outbox_inflight WHERE campaign = ?1", params![campaign], |r| r.get(0))
-            .optional()
-            .map_err(classify)?;
-        if pending.unwrap_or(0) <= 0 {
+        if self.sends_in_flight(campaign)? == 0 {
             return Ok(Vec::new());
         }
         let mut stmt = self
