@@ -304,8 +304,9 @@ fn no_unwrap_outside_tests() {
 
 /// Functions that may take a `bool`: the conversions into the enum the code
 /// passes on from a command-line flag (`from_flag`) or from the persisted
-/// program's `Op::Tag { add }` (`of_op`), and serde's visitor callback.
-const BOOL_PARAMETERS: &[&str] = &["from_flag", "of_op", "visit_bool"];
+/// program's `Op::Tag { add }` (`of_op`), serde's visitor callback, and
+/// mimalloc's `mi_collect`, whose signature is the C library's.
+const BOOL_PARAMETERS: &[&str] = &["from_flag", "of_op", "visit_bool", "mi_collect"];
 
 /// The functions of `code` with a `bool` parameter, by name. Reads each
 /// signature from `fn name(` to its closing parenthesis, across lines.

@@ -182,6 +182,7 @@ fn import(
     let input = std::io::BufReader::with_capacity(256 * 1024, f);
     let report = import::import(store, input, format, schema, options)
         .map_err(|e| Fatal(format!("`{}`: {e}; nothing imported", file.display())))?;
+    crate::give_back_memory();
     // Errors come in file order, so each row's errors are listed together.
     for e in &report.shown {
         errln!("{}: {e}", file.display());

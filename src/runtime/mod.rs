@@ -16,6 +16,7 @@ pub mod eval;
 pub mod exits;
 pub mod facts;
 pub mod ingest;
+pub mod jsonb;
 pub mod leave;
 pub mod lifecycle;
 pub mod outcomes;

@@ -209,6 +209,59 @@ impl Default for Entry {
     }
 }
 
+/// A contact in the columns the embedded store keeps: its attributes as
+/// binary JSON, its sets as JSON lists, and the typed columns beside them
+/// (`sqlite::typed`). An import encodes each contact on the thread that
+/// validated it, so the one thread that writes, in file order, only binds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedContact {
+    pub id: ContactId,
+    /// SQLite's JSONB (`runtime::jsonb`).
+    pub attrs: Vec<u8>,
+    pub tags: String,
+    pub consent: String,
+    pub capabilities: String,
+    pub created_minute: Option<i64>,
+    pub addresses: i64,
+    pub profile: String,
+}
+
+impl EncodedContact {
+    pub fn of(c: &ContactRecord) -> EncodedContact {
+        let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let (created_minute, addresses) = super::sqlite::typed::of_record(c);
+        let (tags, consent, capabilities) = (list(&c.tags), list(&c.consent), list(&c.capabilities));
+        let profile = super::sqlite::typed::profile(&tags, &consent, &capabilities, addresses);
+        EncodedContact {
+            id: c.id.clone(),
+            attrs: super::jsonb::encode_object(&c.attrs),
+            tags,
+            consent,
+            capabilities,
+            created_minute,
+            addresses,
+            profile,
+        }
+    }
+
+    /// The contact again, for a store that keeps it in other forms.
+    pub fn record(&self) -> Result<ContactRecord, StoreError> {
+        let corrupt = |value: String| StoreError::CorruptRow { table: "contacts", key: self.id.to_string(), value };
+        let serde_json::Value::Object(attrs) = super::jsonb::decode(&self.attrs).map_err(|e| corrupt(e.to_string()))?
+        else {
+            return Err(corrupt("attributes that are not an object".into()));
+        };
+        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).map_err(|_| corrupt(text.to_string()));
+        Ok(ContactRecord {
+            id: self.id.clone(),
+            attrs,
+            tags: list(&self.tags)?,
+            consent: list(&self.consent)?,
+            capabilities: list(&self.capabilities)?,
+        })
+    }
+}
+
 /// A stored event of a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventOf {
@@ -812,6 +865,11 @@ pub trait Store {
     fn balance(&self) -> Result<i64, StoreError>;
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[EventOf]) -> Result<(), StoreError>;
+    /// `upsert_contacts` of contacts encoded already (`EncodedContact::of`).
+    fn upsert_encoded(&mut self, contacts: &[EncodedContact], events: &[EventOf]) -> Result<(), StoreError> {
+        let records = contacts.iter().map(EncodedContact::record).collect::<Result<Vec<_>, _>>()?;
+        self.upsert_contacts(&records, events)
+    }
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
     fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, StoreError>;

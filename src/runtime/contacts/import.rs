@@ -8,8 +8,7 @@
 
 use super::rows::{self, Row, Rows, Sift, Sifted, Unreadable};
 use super::{store_schema, Format, RowError, Schema};
-use crate::runtime::facts::ContactRecord;
-use crate::runtime::store::{atomically, ContactId, EventOf, Store, StoreError};
+use crate::runtime::store::{atomically, ContactId, EncodedContact, EventOf, Store, StoreError};
 use crate::runtime::wake::{Fact, Waiting};
 use std::io::BufRead;
 use std::sync::{mpsc, Mutex};
@@ -174,11 +173,11 @@ struct Writer<'s> {
 }
 
 /// A written chunk, to be dropped elsewhere.
-type Spent = (Vec<ContactRecord>, Vec<EventOf>);
+type Spent = (Vec<EncodedContact>, Vec<EventOf>);
 
 impl Writer<'_> {
-    fn take(&mut self, chunk: Vec<Row>) -> Result<(), Stop> {
-        let mut contacts: Vec<ContactRecord> = Vec::with_capacity(chunk.len());
+    fn take(&mut self, chunk: Vec<Row<EncodedContact>>) -> Result<(), Stop> {
+        let mut contacts: Vec<EncodedContact> = Vec::with_capacity(chunk.len());
         let mut events = Vec::new();
         for row in chunk {
             match self.sift.sift(row) {
@@ -198,7 +197,7 @@ impl Writer<'_> {
         if refusing || contacts.is_empty() {
             return Ok(());
         }
-        self.store.upsert_contacts(&contacts, &events)?;
+        self.store.upsert_encoded(&contacts, &events)?;
         let mut facts: Vec<(&ContactId, Fact<'_>)> = contacts.iter().map(|c| (&c.id, Fact::Record)).collect();
         facts.extend(events.iter().map(|e| (&e.contact, Fact::Event { name: &e.event.name })));
         self.waiting.wake(self.store, &facts, None, self.options.wake_at)?;
@@ -220,13 +219,13 @@ const AHEAD: usize = 2;
 fn in_file_order<R: BufRead + Send>(
     rows: Rows<R>,
     schema: &Schema,
-    take: &mut dyn FnMut(Vec<Row>) -> Result<(), Stop>,
+    take: &mut dyn FnMut(Vec<Row<EncodedContact>>) -> Result<(), Stop>,
 ) -> Result<(), Stop> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     // Each chunk gets a ticket, queued in file order while the reader is
     // held: the writer waits on the tickets in turn, whichever thread
     // validates which chunk.
-    type Ticket = mpsc::Receiver<Result<Vec<Row>, Unreadable>>;
+    type Ticket = mpsc::Receiver<Result<Vec<Row<EncodedContact>>, Unreadable>>;
     let source = Mutex::new(Source { rows, ended: false });
     let (tickets, in_order) = mpsc::sync_channel::<Ticket>(threads * AHEAD);
     std::thread::scope(|scope| {
@@ -265,7 +264,11 @@ fn in_file_order<R: BufRead + Send>(
                         }
                     }
                 };
-                let _ = done.send(Ok(rows::validate(chunk, schema)));
+                // Encoded here, on as many threads as there are cores, and
+                // the validated records dropped here too: the writer only
+                // binds.
+                let encoded = rows::validate(chunk, schema).into_iter().map(|r| r.map(|c| EncodedContact::of(&c)));
+                let _ = done.send(Ok(encoded.collect()));
             });
         }
         drop(tickets);

@@ -45,10 +45,10 @@ enum Raw {
 }
 
 /// A row validated against the schema.
-pub enum Row {
+pub enum Row<C = ContactRecord> {
     Valid {
         line: usize,
-        contact: ContactRecord,
+        contact: C,
         events: Vec<ContactEvent>,
     },
     /// With the id it gives, when it gives one: a later row with the same
@@ -326,9 +326,36 @@ fn csv_row(line: usize, rec: &csv::StringRecord, columns: &[String], schema: &Sc
     }
 }
 
+/// A contact as a row carries it: as validated, or encoded for the store.
+pub trait Identified {
+    fn id(&self) -> &ContactId;
+}
+
+impl Identified for ContactRecord {
+    fn id(&self) -> &ContactId {
+        &self.id
+    }
+}
+
+impl Identified for crate::runtime::store::EncodedContact {
+    fn id(&self) -> &ContactId {
+        &self.id
+    }
+}
+
+impl<C> Row<C> {
+    /// The row with its contact in another form (`f`), errors as they are.
+    pub fn map<D>(self, f: impl FnOnce(C) -> D) -> Row<D> {
+        match self {
+            Row::Valid { line, contact, events } => Row::Valid { line, contact: f(contact), events },
+            Row::Invalid { line, id, errors } => Row::Invalid { line, id, errors },
+        }
+    }
+}
+
 /// A row after `Sift`: a contact to store, or why not.
-pub enum Sifted {
-    Valid(ContactRecord, Vec<ContactEvent>),
+pub enum Sifted<C = ContactRecord> {
+    Valid(C, Vec<ContactEvent>),
     /// Every error of the row, a repeated id first.
     Invalid(Vec<RowError>),
 }
@@ -347,10 +374,10 @@ pub struct Sift {
 }
 
 impl Sift {
-    pub fn sift(&mut self, row: Row) -> Sifted {
+    pub fn sift<C: Identified>(&mut self, row: Row<C>) -> Sifted<C> {
         self.rows += 1;
         let (line, id) = match &row {
-            Row::Valid { line, contact, .. } => (*line, Some(&contact.id)),
+            Row::Valid { line, contact, .. } => (*line, Some(contact.id())),
             Row::Invalid { line, id, .. } => (*line, id.as_ref()),
         };
         let again = id.and_then(|id| self.seen.again(id, line));
@@ -367,13 +394,14 @@ impl Sift {
 
 /// The first line each contact id was seen on. The ids are kept end to end
 /// in one string and the table holds indices, so a million ids take tens
-/// of MB, not a String and a map entry each.
+/// of MB, not a String and a map entry each. The table keeps each id's
+/// hash beside its index, so growing it rehashes without reading the ids.
 #[derive(Default)]
 struct SeenIds {
     text: String,
     /// Each id's start in `text` (it ends where the next starts) and its line.
     ids: Vec<(usize, usize)>,
-    table: hashbrown::HashTable<usize>,
+    table: hashbrown::HashTable<(u64, usize)>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
@@ -388,7 +416,7 @@ impl SeenIds {
     fn again(&mut self, id: &ContactId, line: usize) -> Option<RowError> {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(id.as_str());
-        if let Some(&i) = self.table.find(hash, |&i| self.id(i) == id.as_str()) {
+        if let Some(&(_, i)) = self.table.find(hash, |&(h, i)| h == hash && self.id(i) == id.as_str()) {
             return Some(RowError {
                 line,
                 field: Some("id".into()),
@@ -401,11 +429,7 @@ impl SeenIds {
         let i = self.ids.len();
         self.ids.push((self.text.len(), line));
         self.text.push_str(id.as_str());
-        let (text, ids, hasher) = (&self.text, &self.ids, &self.hasher);
-        self.table.insert_unique(hash, i, |&k| {
-            let end = ids.get(k + 1).map_or(text.len(), |n| n.0);
-            hasher.hash_one(&text[ids[k].0..end])
-        });
+        self.table.insert_unique(hash, (hash, i), |&(h, _)| h);
         None
     }
 }
