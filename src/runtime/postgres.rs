@@ -25,6 +25,7 @@ mod claim;
 mod conn;
 mod round;
 mod schema;
+mod segment;
 
 use conn::Conn;
 
@@ -53,6 +54,26 @@ fn describe(config: &::postgres::Config) -> String {
 }
 
 impl PgStore {
+    /// `contacts_page` of the contacts `filter` selects (`segment`, whose
+    /// parameters are numbered from 3).
+    fn contacts_where(
+        &self,
+        after: Option<&ContactId>,
+        limit: usize,
+        filter: &segment::Sql,
+    ) -> Result<Vec<ContactRecord>, StoreError> {
+        let after = after.map_or("", ContactId::as_str);
+        let limit = limit as i64;
+        let sql = format!(
+            "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > $1 AND {} ORDER BY id LIMIT $2",
+            filter.text
+        );
+        let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![&after, &limit];
+        params.extend(filter.refs());
+        let rows = self.conn()?.query(&sql, &params)?;
+        rows.iter().map(contact_row).collect()
+    }
+
     /// Connects to `url` (`postgres://user@host[:port]/database`, no TLS)
     /// and brings its schema up to date; refuses a newer one.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
@@ -670,13 +691,22 @@ impl Store for PgStore {
         wake: i64,
         now: i64,
     ) -> Result<Option<u64>, StoreError> {
-        // Conditions are not compiled to PostgreSQL's SQL yet: an audience
-        // with a filter is enrolled page by page with the engine's
-        // evaluator. Everyone is one statement per chunk of contacts.
-        if program.audience.is_some() {
-            return Ok(None);
-        }
+        // An audience this store cannot say in SQL (`segment`: times,
+        // events) is enrolled page by page with the engine's evaluator.
+        let filter = match &program.audience {
+            None => None,
+            Some(a) => match segment::condition(program, a, 8) {
+                Some(sql) => Some(sql),
+                None => return Ok(None),
+            },
+        };
         let (campaign, version) = (program.campaign.as_str(), program.version.0.as_str());
+        let insert = format!(
+            "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, started_at, updated_at)
+             SELECT $1, id, $2, $3, 'pending', $4, $4, $5 FROM contacts WHERE id > $6 AND id <= $7 AND {}
+             ON CONFLICT DO NOTHING",
+            filter.as_ref().map_or("TRUE", |f| f.text.as_str())
+        );
         let mut c = self.conn()?;
         let mut after = String::new();
         let mut enrolled = 0;
@@ -695,12 +725,12 @@ impl Store for PgStore {
                 return Ok(Some(enrolled));
             };
             // The execution starts at its first wake-up.
-            enrolled += c.execute(
-                "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, started_at, updated_at)
-                 SELECT $1, id, $2, $3, 'pending', $4, $4, $5 FROM contacts WHERE id > $6 AND id <= $7
-                 ON CONFLICT DO NOTHING",
-                &[&campaign, &version, &step.0, &wake, &now, &after, &last],
-            )?;
+            let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> =
+                vec![&campaign, &version, &step.0, &wake, &now, &after, &last];
+            if let Some(f) = &filter {
+                params.extend(f.refs());
+            }
+            enrolled += c.execute(&insert, &params)?;
             after = last;
         }
     }

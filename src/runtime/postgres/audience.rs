@@ -1,8 +1,8 @@
-//! `Store::audience` on PostgreSQL: the contacts page by page, each
-//! matched against the filter by the engine's own evaluator (`eval` over
+//! `Store::audience` on PostgreSQL: the contacts page by page. A filter the
+//! store can say in SQL (`segment`) selects them there; any other is
+//! matched contact by contact by the engine's own evaluator (`eval` over
 //! `facts::of_record`, with its events), so the selection is exactly the
-//! in-memory one. The conditions are not compiled to PostgreSQL's SQL yet:
-//! every contact crosses the wire once.
+//! in-memory one either way.
 
 use super::{PgStore, StoreError, PAGE};
 use crate::runtime::eval::{self, Ctx};
@@ -16,14 +16,19 @@ pub(super) fn members(
     f: &mut dyn FnMut(DueContact) -> Result<(), StoreError>,
 ) -> Result<u64, StoreError> {
     let p = audience.program;
+    let in_sql = audience.filter.and_then(|f| super::segment::condition(p, f, 3));
     let mut after: Option<ContactId> = None;
     let mut n = 0;
     loop {
-        let page = store.contacts_page(after.as_ref(), PAGE)?;
+        let page = match &in_sql {
+            Some(filter) => store.contacts_where(after.as_ref(), PAGE, filter)?,
+            None => store.contacts_page(after.as_ref(), PAGE)?,
+        };
         let Some(last) = page.last() else { return Ok(n) };
         after = Some(last.id.clone());
         let mut events: HashMap<ContactId, Vec<ContactEvent>> = HashMap::new();
-        if audience.filter.is_some() {
+        let evaluated = if in_sql.is_some() { None } else { audience.filter };
+        if evaluated.is_some() {
             let ids: Vec<&ContactId> = page.iter().map(|c| &c.id).collect();
             for e in store.events_for(&ids)? {
                 events.entry(e.contact).or_default().push(e.event);
@@ -31,7 +36,7 @@ pub(super) fn members(
         }
         for c in page {
             let facts = facts::of_record(p, &c, events.remove(&c.id).unwrap_or_default());
-            if let Some(filter) = audience.filter {
+            if let Some(filter) = evaluated {
                 if !eval::eval(&Ctx { program: p, facts: &facts, now: audience.at }, filter) {
                     continue;
                 }
