@@ -1238,9 +1238,10 @@ fn postgres_a_schema_of_its_own_through_search_path() {
     assert_eq!(tables, 1);
 }
 
-/// Enrolling a campaign without an audience is one statement in the
-/// store and enrolls what contact-by-contact enrollment enrolls; with an
-/// audience the store leaves it to the engine's evaluator.
+/// Enrolling a campaign without an audience, or with one the store can
+/// say in SQL, is done in the store and enrolls what contact-by-contact
+/// enrollment enrolls; an audience that reads a time is left to the
+/// engine's evaluator.
 #[test]
 fn postgres_enrolls_a_whole_audience_in_the_store() {
     let Some(server) = common::postgres_server() else { return };
@@ -1258,7 +1259,20 @@ fn postgres_enrolls_a_whole_audience_in_the_store() {
     assert_eq!(flowc::runtime::run::enroll_each(&mut b, &everyone, 7).expect("each"), 25);
     assert_eq!(starts(&a), starts(&b));
     assert_eq!(a.claim("c", 7, 100, &[], &worker("w")).expect("due").len(), 25, "due at the wake-up");
-    assert_eq!(a.enroll_audience(&some, &entry, 7, 5).expect("filtered"), None, "the engine evaluates a filter");
+    let (some_inside, some_each) =
+        (common::PgDb::create(&server, "enroll-some-in"), common::PgDb::create(&server, "enroll-some-each"));
+    let (mut c, mut d) = (some_inside.connect(), some_each.connect());
+    import(&mut c, &model, 25);
+    import(&mut d, &model, 25);
+    let filtered = c.enroll_audience(&some, &entry, 7, 5).expect("filtered");
+    let evaluated = flowc::runtime::run::enroll_each(&mut d, &some, 7).expect("each");
+    assert_eq!(filtered, Some(evaluated), "the filter in SQL selects what the evaluator selects");
+    assert!(evaluated > 0 && evaluated < 25, "the filter selects some: {evaluated}");
+    assert_eq!(starts(&c), starts(&d));
+    let (timed, _) = program(
+        "campaign c {\n  trigger manual\n  audience created_at > now - 7d\n  one: send sms.promotional promo\n}\n",
+    );
+    assert_eq!(c.enroll_audience(&timed, &entry, 7, 5).expect("timed"), None, "the engine evaluates times");
 }
 
 /// Time does not move past a send whose worker died with it in flight (its

@@ -128,9 +128,16 @@ pub struct Malformed {
     pub why: &'static str,
 }
 
+/// How deeply arrays and objects may nest in what `decode` reads: deeper
+/// is refused, never a stack overflow. Attributes nest two deep (a set is
+/// an array of strings); serde_json refuses text nested past 128.
+const MAX_DEPTH: usize = 128;
+
 /// The value a JSONB blob holds; the whole blob must be that one element.
+/// Reads RFC 8259 payloads, which is all flowc writes: JSON5 numbers and
+/// escapes (which SQLite also accepts) are refused as malformed.
 pub fn decode(bytes: &[u8]) -> Result<Value, Malformed> {
-    let (v, end) = element_at(bytes, 0)?;
+    let (v, end) = element_at(bytes, 0, 0)?;
     if end != bytes.len() {
         return Err(Malformed { at: end, why: "bytes after the value" });
     }
@@ -138,8 +145,11 @@ pub fn decode(bytes: &[u8]) -> Result<Value, Malformed> {
 }
 
 /// The element at `at`, and where the next one starts.
-fn element_at(bytes: &[u8], at: usize) -> Result<(Value, usize), Malformed> {
+fn element_at(bytes: &[u8], at: usize, depth: usize) -> Result<(Value, usize), Malformed> {
     let bad = |why| Malformed { at, why };
+    if depth > MAX_DEPTH {
+        return Err(bad("nested deeper than 128"));
+    }
     let first = *bytes.get(at).ok_or(bad("the value ends early"))?;
     let (kind, size_code) = (first & 0x0f, first >> 4);
     let (size, start) = match size_code {
@@ -158,12 +168,21 @@ fn element_at(bytes: &[u8], at: usize) -> Result<(Value, usize), Malformed> {
         NULL => Value::Null,
         TRUE => Value::Bool(true),
         FALSE => Value::Bool(false),
-        INT | INT5 | FLOAT | FLOAT5 => {
-            let n: Number = serde_json::from_str(utf8()?).map_err(|_| bad("a number that is not JSON"))?;
+        INT => {
+            let text = utf8()?;
+            let n = match (text.parse::<i64>(), text.parse::<u64>()) {
+                (Ok(i), _) => Number::from(i),
+                (_, Ok(u)) => Number::from(u),
+                // Beyond 64 bits, as serde_json reads it: a float.
+                _ => float(text).ok_or(bad("an integer that is not JSON"))?,
+            };
             Value::Number(n)
         }
+        // Rust's own parse is exact (serde_json's default one may be a bit
+        // off), so a float reads back as the one written.
+        FLOAT => Value::Number(float(utf8()?).ok_or(bad("a float that is not JSON"))?),
         TEXT | TEXTRAW => Value::String(utf8()?.to_string()),
-        TEXTJ | TEXT5 => {
+        TEXTJ => {
             let quoted = format!("\"{}\"", utf8()?);
             Value::String(serde_json::from_str(&quoted).map_err(|_| bad("an escape that is not JSON"))?)
         }
@@ -171,7 +190,7 @@ fn element_at(bytes: &[u8], at: usize) -> Result<(Value, usize), Malformed> {
             let mut items = Vec::new();
             let mut next = start;
             while next < end {
-                let (item, after) = element_at(&bytes[..end], next)?;
+                let (item, after) = element_at(&bytes[..end], next, depth + 1)?;
                 items.push(item);
                 next = after;
             }
@@ -181,17 +200,24 @@ fn element_at(bytes: &[u8], at: usize) -> Result<(Value, usize), Malformed> {
             let mut object = Map::new();
             let mut next = start;
             while next < end {
-                let (label, after) = element_at(&bytes[..end], next)?;
+                let (label, after) = element_at(&bytes[..end], next, depth + 1)?;
                 let Value::String(label) = label else { return Err(bad("an object label that is not text")) };
-                let (item, after) = element_at(&bytes[..end], after)?;
+                let (item, after) = element_at(&bytes[..end], after, depth + 1)?;
                 object.insert(label, item);
                 next = after;
             }
             Value::Object(object)
         }
+        INT5 | FLOAT5 | TEXT5 => return Err(bad("JSON5, which flowc does not write")),
         _ => return Err(bad("a reserved element type")),
     };
     Ok((v, end))
+}
+
+/// A finite float in JSON's syntax (`1.5`, `-2e10`), exactly.
+fn float(text: &str) -> Option<Number> {
+    let json = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
+    json.then(|| text.parse::<f64>().ok()).flatten().and_then(Number::from_f64)
 }
 
 #[cfg(test)]
@@ -220,6 +246,29 @@ mod tests {
         // label (1 + 1) + value (2 + 20) = 24 bytes of payload
         assert_eq!(&e[..2], &[0xcc, 24]);
         assert_eq!(decode(&e), Ok(object));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        // Arrays in arrays, each header claiming the rest of the blob.
+        let mut deep = Vec::new();
+        for level in 0..100_000usize {
+            let rest = 100_000 - level - 1;
+            deep.push(0xeb);
+            deep.extend_from_slice(&((rest * 5) as u32).to_be_bytes());
+        }
+        assert!(decode(&deep).is_err());
+        let nest = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+        assert!(decode(&encode(&nest(129))).is_err());
+        assert_eq!(decode(&encode(&nest(128))), Ok(nest(128)));
+    }
+
+    #[test]
+    fn floats_read_back_bit_for_bit() {
+        for f in [0.1, 1.0 / 3.0, 2.2250738585072014e-308, 1.7976931348623157e308, -0.0, 123456.789e-5] {
+            let v = json!(f);
+            assert_eq!(decode(&encode(&v)), Ok(v), "{f}");
+        }
     }
 
     #[test]

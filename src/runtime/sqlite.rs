@@ -1082,6 +1082,10 @@ impl Store for SqliteStore {
         self.upsert_encoded(&encoded, events)
     }
 
+    fn contact_form(&self) -> ContactForm {
+        ContactForm::Encoded
+    }
+
     fn upsert_encoded(&mut self, contacts: &[EncodedContact], events: &[EventOf]) -> Result<(), StoreError> {
         let tx = self.conn.savepoint().map_err(classify)?;
         {

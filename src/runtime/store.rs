@@ -209,6 +209,16 @@ impl Default for Entry {
     }
 }
 
+/// The form in which a store takes the contacts of an import: an import's
+/// validating threads prepare them in it, so its one writer only binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactForm {
+    /// `ContactRecord`, written by `upsert_contacts`.
+    Records,
+    /// `EncodedContact`, written by `upsert_encoded`.
+    Encoded,
+}
+
 /// A contact in the columns the embedded store keeps: its attributes as
 /// binary JSON, its sets as JSON lists, and the typed columns beside them
 /// (`sqlite::typed`). An import encodes each contact on the thread that
@@ -865,6 +875,10 @@ pub trait Store {
     fn balance(&self) -> Result<i64, StoreError>;
     fn ledger_add(&mut self, amount_micros: i64, reason: &str, now: i64) -> Result<(), StoreError>;
     fn upsert_contacts(&mut self, contacts: &[ContactRecord], events: &[EventOf]) -> Result<(), StoreError>;
+    /// The form this store writes contacts in fastest (`ContactForm`).
+    fn contact_form(&self) -> ContactForm {
+        ContactForm::Records
+    }
     /// `upsert_contacts` of contacts encoded already (`EncodedContact::of`).
     fn upsert_encoded(&mut self, contacts: &[EncodedContact], events: &[EventOf]) -> Result<(), StoreError> {
         let records = contacts.iter().map(EncodedContact::record).collect::<Result<Vec<_>, _>>()?;

@@ -6,9 +6,10 @@
 //! flight. A refused file (an invalid row, unless `InvalidRows::Skip`)
 //! rolls the transaction back, so nothing of it stays.
 
-use super::rows::{self, Row, Rows, Sift, Sifted, Unreadable};
+use super::rows::{self, Identified, Row, Rows, Sift, Sifted, Unreadable};
 use super::{store_schema, Format, RowError, Schema};
-use crate::runtime::store::{atomically, ContactId, EncodedContact, EventOf, Store, StoreError};
+use crate::runtime::facts::ContactRecord;
+use crate::runtime::store::{atomically, ContactForm, ContactId, EncodedContact, EventOf, Store, StoreError};
 use crate::runtime::wake::{Fact, Waiting};
 use std::io::BufRead;
 use std::sync::{mpsc, Mutex};
@@ -120,6 +121,47 @@ pub fn import<R: BufRead + Send>(
     schema: &Schema,
     options: Options,
 ) -> Result<Report, ImportError> {
+    // The validating threads prepare each contact in the form the store
+    // writes: the writer, which must run in file order, only binds.
+    match store.contact_form() {
+        ContactForm::Records => import_as::<ContactRecord, R>(store, input, format, schema, options),
+        ContactForm::Encoded => import_as::<EncodedContact, R>(store, input, format, schema, options),
+    }
+}
+
+/// A contact in a form a store writes.
+trait Prepared: Identified + Send + 'static {
+    fn of(c: ContactRecord) -> Self;
+    fn write(store: &mut dyn Store, contacts: &[Self], events: &[EventOf]) -> Result<(), StoreError>
+    where
+        Self: Sized;
+}
+
+impl Prepared for ContactRecord {
+    fn of(c: ContactRecord) -> Self {
+        c
+    }
+    fn write(store: &mut dyn Store, contacts: &[Self], events: &[EventOf]) -> Result<(), StoreError> {
+        store.upsert_contacts(contacts, events)
+    }
+}
+
+impl Prepared for EncodedContact {
+    fn of(c: ContactRecord) -> Self {
+        EncodedContact::of(&c)
+    }
+    fn write(store: &mut dyn Store, contacts: &[Self], events: &[EventOf]) -> Result<(), StoreError> {
+        store.upsert_encoded(contacts, events)
+    }
+}
+
+fn import_as<C: Prepared, R: BufRead + Send>(
+    store: &mut dyn Store,
+    input: R,
+    format: Format,
+    schema: &Schema,
+    options: Options,
+) -> Result<Report, ImportError> {
     let rows = match Rows::open(input, format) {
         Ok(r) => r,
         Err(errors) => {
@@ -132,7 +174,7 @@ pub fn import<R: BufRead + Send>(
     // Written chunks are dropped on a thread of their own: freeing a
     // million contacts is work the writer, the import's bottleneck, need
     // not wait for.
-    let (spent, to_free) = mpsc::sync_channel::<Spent>(AHEAD);
+    let (spent, to_free) = mpsc::sync_channel::<Spent<C>>(AHEAD);
     let freeing = std::thread::spawn(move || to_free.into_iter().for_each(drop));
     let ended = atomically(store, |s: &mut dyn Store| {
         if options.declared == Declared::Keep {
@@ -163,26 +205,26 @@ pub fn import<R: BufRead + Send>(
 
 /// The import's side of the transaction: rows in file order, sifted,
 /// errors kept (the first ones), contacts written a chunk at a time.
-struct Writer<'s> {
+struct Writer<'s, C> {
     store: &'s mut dyn Store,
     waiting: Waiting,
     options: Options,
     sift: Sift,
     report: Report,
-    spent: mpsc::SyncSender<Spent>,
+    spent: mpsc::SyncSender<Spent<C>>,
 }
 
 /// A written chunk, to be dropped elsewhere.
-type Spent = (Vec<EncodedContact>, Vec<EventOf>);
+type Spent<C> = (Vec<C>, Vec<EventOf>);
 
-impl Writer<'_> {
-    fn take(&mut self, chunk: Vec<Row<EncodedContact>>) -> Result<(), Stop> {
-        let mut contacts: Vec<EncodedContact> = Vec::with_capacity(chunk.len());
+impl<C: Prepared> Writer<'_, C> {
+    fn take(&mut self, chunk: Vec<Row<C>>) -> Result<(), Stop> {
+        let mut contacts: Vec<C> = Vec::with_capacity(chunk.len());
         let mut events = Vec::new();
         for row in chunk {
             match self.sift.sift(row) {
                 Sifted::Valid(c, evs) => {
-                    events.extend(evs.into_iter().map(|event| EventOf { contact: c.id.clone(), event }));
+                    events.extend(evs.into_iter().map(|event| EventOf { contact: c.id().clone(), event }));
                     contacts.push(c);
                 }
                 Sifted::Invalid(errors) => {
@@ -197,8 +239,8 @@ impl Writer<'_> {
         if refusing || contacts.is_empty() {
             return Ok(());
         }
-        self.store.upsert_encoded(&contacts, &events)?;
-        let mut facts: Vec<(&ContactId, Fact<'_>)> = contacts.iter().map(|c| (&c.id, Fact::Record)).collect();
+        C::write(self.store, &contacts, &events)?;
+        let mut facts: Vec<(&ContactId, Fact<'_>)> = contacts.iter().map(|c| (c.id(), Fact::Record)).collect();
         facts.extend(events.iter().map(|e| (&e.contact, Fact::Event { name: &e.event.name })));
         self.waiting.wake(self.store, &facts, None, self.options.wake_at)?;
         self.report.imported += contacts.len();
@@ -216,18 +258,18 @@ const AHEAD: usize = 2;
 /// Reads `rows` chunk by chunk, validates the chunks on several threads and
 /// hands them to `take` one at a time in file order. Stops at the first
 /// error of reading or of `take`.
-fn in_file_order<R: BufRead + Send>(
+fn in_file_order<C: Prepared, R: BufRead + Send>(
     rows: Rows<R>,
     schema: &Schema,
-    take: &mut dyn FnMut(Vec<Row<EncodedContact>>) -> Result<(), Stop>,
+    take: &mut dyn FnMut(Vec<Row<C>>) -> Result<(), Stop>,
 ) -> Result<(), Stop> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     // Each chunk gets a ticket, queued in file order while the reader is
     // held: the writer waits on the tickets in turn, whichever thread
     // validates which chunk.
-    type Ticket = mpsc::Receiver<Result<Vec<Row<EncodedContact>>, Unreadable>>;
+    type Ticket<C> = mpsc::Receiver<Result<Vec<Row<C>>, Unreadable>>;
     let source = Mutex::new(Source { rows, ended: false });
-    let (tickets, in_order) = mpsc::sync_channel::<Ticket>(threads * AHEAD);
+    let (tickets, in_order) = mpsc::sync_channel::<Ticket<C>>(threads * AHEAD);
     std::thread::scope(|scope| {
         // Owned here, so returning early drops it: threads waiting to queue
         // a ticket then stop instead of waiting forever.
@@ -264,11 +306,10 @@ fn in_file_order<R: BufRead + Send>(
                         }
                     }
                 };
-                // Encoded here, on as many threads as there are cores, and
-                // the validated records dropped here too: the writer only
-                // binds.
-                let encoded = rows::validate(chunk, schema).into_iter().map(|r| r.map(|c| EncodedContact::of(&c)));
-                let _ = done.send(Ok(encoded.collect()));
+                // Prepared here, on as many threads as there are cores (a
+                // record encoded is dropped here too): the writer only binds.
+                let prepared = rows::validate(chunk, schema).into_iter().map(|r| r.map(C::of));
+                let _ = done.send(Ok(prepared.collect()));
             });
         }
         drop(tickets);

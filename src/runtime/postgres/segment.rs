@@ -14,6 +14,7 @@
 
 use crate::compile::program::{CmpOpRepr, Cond, Const, FieldType, Operand, Program};
 use postgres::types::ToSql;
+use std::collections::HashMap;
 
 /// A boolean SQL expression over `contacts` and its parameters, numbered
 /// from the `first` given to `condition`.
@@ -21,18 +22,29 @@ pub(super) struct Sql {
     pub text: String,
     pub params: Vec<Box<dyn ToSql + Sync>>,
     next: usize,
+    /// Attribute names bound so far, and the placeholder of each.
+    names: HashMap<String, String>,
 }
+
+/// More parameters than this and the condition is left to the engine's
+/// evaluator (the client refuses 32,767; an `in` list of thousands of
+/// values is better read in Rust than sent with every page).
+const MAX_PARAMS: usize = 2_000;
 
 impl Sql {
     pub fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         self.params.iter().map(|p| p.as_ref()).collect()
     }
 
-    /// An attribute's name, bound once and named by its number.
+    /// An attribute's name, bound once and named by its number after.
     fn name(&mut self, field: &str) -> String {
+        if let Some(k) = self.names.get(field) {
+            return k.clone();
+        }
         let k = format!("${}::text", self.next);
         self.params.push(Box::new(field.to_string()));
         self.next += 1;
+        self.names.insert(field.to_string(), k.clone());
         k
     }
 
@@ -61,9 +73,9 @@ struct Declined;
 /// `c` as SQL whose parameters are numbered from `$first`, or `None` when
 /// part of it is left to the engine's evaluator.
 pub(super) fn condition(p: &Program, c: &Cond, first: usize) -> Option<Sql> {
-    let mut s = Sql { text: String::new(), params: Vec::new(), next: first };
+    let mut s = Sql { text: String::new(), params: Vec::new(), next: first, names: HashMap::new() };
     cond(p, c, &mut s).ok()?;
-    Some(s)
+    (s.params.len() <= MAX_PARAMS).then_some(s)
 }
 
 fn cond(p: &Program, c: &Cond, s: &mut Sql) -> Result<(), Declined> {
@@ -219,10 +231,16 @@ fn operand(p: &Program, o: &Operand, s: &mut Sql) -> Result<(), Declined> {
             // its JSON type, else absent.
             let (json_type, read) = match f.ty {
                 FieldType::Number => ("number", "(contacts.attrs ->> {k})::float8"),
-                // A duration is a whole number of minutes.
+                // A duration is a whole number of minutes that fits an i64
+                // (`as_i64`). flowc only ever stores whole numbers here (the
+                // import and the API refuse others); a float written by
+                // hand as `1e16` would read as that integer here, as absent
+                // in Rust.
                 FieldType::Duration => (
                     "number",
-                    "CASE WHEN (contacts.attrs ->> {k}) ~ '^-?[0-9]{1,18}$' THEN (contacts.attrs ->> {k})::float8 END",
+                    "CASE WHEN (contacts.attrs ->> {k}) ~ '^-?[0-9]{1,19}$' \
+                     AND (contacts.attrs ->> {k})::numeric BETWEEN -9223372036854775808 AND 9223372036854775807 \
+                     THEN (contacts.attrs ->> {k})::float8 END",
                 ),
                 FieldType::String | FieldType::Timezone | FieldType::Enum(_) => {
                     ("string", "(contacts.attrs ->> {k}) COLLATE \"C\"")
