@@ -24,6 +24,8 @@ contact {
   nick: string?
   birthday: date?
   vip: bool?
+  interests: set<string>?
+  cooldown: duration?
 }
 event order.completed { amount: number }
 "#;
@@ -66,6 +68,14 @@ fn atom() -> impl Strategy<Value = String> {
         (1i64..20).prop_map(|d| format!("happened contact.created within {d}d")),
         any::<bool>().prop_map(|b| format!("vip == {b}")),
         (0i64..100).prop_map(|n| format!("score + 10 > {n}")),
+        (0usize..3).prop_map(|i| format!("interests has {}", lit(INTERESTS[i]))),
+        (0usize..6, 0usize..4).prop_map(|(o, d)| format!(
+            "cooldown {} {}",
+            ["==", "!=", "<", "<=", ">", ">="][o],
+            ["0m", "1h", "2h", "90m"][d]
+        )),
+        any::<bool>().prop_map(|eq| format!("cooldown {} none", if eq { "==" } else { "!=" })),
+        (0usize..3).prop_map(|k| format!("score in [{}]", ["50", "0, 99, 120", "7"][k])),
     ]
 }
 
@@ -92,7 +102,13 @@ struct C {
     email: bool,
     rcs: bool,
     orders: Vec<(i64, i64)>,
+    /// Indices into `INTERESTS`; none written when empty.
+    interests: Vec<usize>,
+    /// Minutes.
+    cooldown: Option<i64>,
 }
+
+const INTERESTS: &[&str] = &["golf", "tennis", "chess"];
 
 fn contact() -> impl Strategy<Value = C> {
     (
@@ -110,11 +126,30 @@ fn contact() -> impl Strategy<Value = C> {
             any::<bool>(),
             any::<bool>(),
             proptest::collection::vec((0i64..60, 0i64..250), 0..3),
+            proptest::collection::vec(0usize..3, 0..3),
+            proptest::option::of(prop_oneof![Just(0i64), Just(60), Just(120), 0i64..400]),
         ),
     )
-        .prop_map(|((plan, score, country, nick, birthday, vip), (tags, created_days_ago, email, rcs, orders))| {
-            C { plan, score, country, nick, birthday, vip, tags, created_days_ago, email, rcs, orders }
-        })
+        .prop_map(
+            |(
+                (plan, score, country, nick, birthday, vip),
+                (tags, created_days_ago, email, rcs, orders, interests, cooldown),
+            )| C {
+                plan,
+                score,
+                country,
+                nick,
+                birthday,
+                vip,
+                tags,
+                created_days_ago,
+                email,
+                rcs,
+                orders,
+                interests,
+                cooldown,
+            },
+        )
 }
 
 fn minutes_to_rfc3339(m: i64) -> String {
@@ -148,6 +183,12 @@ fn jsonl(cs: &[C]) -> String {
             }
             if let Some(v) = c.vip {
                 o["vip"] = v.into();
+            }
+            if !c.interests.is_empty() {
+                o["interests"] = c.interests.iter().map(|i| INTERESTS[*i]).collect::<Vec<_>>().into();
+            }
+            if let Some(m) = c.cooldown {
+                o["cooldown"] = m.into();
             }
             o.to_string()
         })
@@ -275,6 +316,8 @@ fn postgres_compares_at_the_boundaries_as_memory_does() {
             email: i % 2 == 1,
             rcs: i % 5 == 0,
             orders: vec![],
+            interests: vec![],
+            cooldown: None,
         })
         .collect();
     let (analysis, _) = common::check_source(SCHEMA);
@@ -324,6 +367,8 @@ fn hostile_strings_match_literally_and_harm_nothing() {
             email: true,
             rcs: false,
             orders: vec![],
+            interests: vec![],
+            cooldown: None,
         })
         .collect();
     for i in 0..10 {
@@ -371,6 +416,8 @@ fn estimates_bracket_an_actual_run() {
             email: i % 4 != 0,
             rcs: false,
             orders: vec![],
+            interests: vec![],
+            cooldown: None,
         })
         .collect();
     let dir = std::env::temp_dir().join(format!("flowc-est-{}", std::process::id()));
@@ -436,6 +483,8 @@ fn estimate_reads_tags_and_ids_like_the_runtime() {
             email: true,
             rcs: false,
             orders: vec![],
+            interests: vec![],
+            cooldown: None,
         })
         .collect();
     let mut store = SqliteStore::open_in_memory().expect("store");
@@ -506,6 +555,8 @@ fn plain(i: usize) -> C {
         email: true,
         rcs: false,
         orders: vec![],
+        interests: vec![],
+        cooldown: None,
     }
 }
 
@@ -530,6 +581,8 @@ fn conditions_after_a_wait_are_estimated_at_the_time_the_run_sees() {
     let cs: Vec<C> = (0..400)
         .map(|i| C {
             orders: if i % 2 == 0 { vec![(0, 60)] } else { vec![(3, 60)] },
+            interests: vec![],
+            cooldown: None,
             created_days_ago: [0, 1, 2, 5][i % 4],
             ..plain(i)
         })
@@ -564,6 +617,8 @@ fn event_trigger_estimates_count_matching_recorded_events() {
     let cs: Vec<C> = (0..300)
         .map(|i| C {
             orders: if i % 3 == 0 { vec![] } else { vec![((i % 20) as i64 + 1, if i % 2 == 0 { 150 } else { 60 })] },
+            interests: vec![],
+            cooldown: None,
             ..plain(i)
         })
         .collect();
@@ -883,6 +938,8 @@ fn a_file_read_in_two_halves_gives_the_estimate_of_one_read() {
             score: Some((i % 7 * 15) as i64),
             tags: if i % 5 == 0 { vec![0] } else { vec![] },
             orders: if i % 11 == 0 { vec![(2, 80)] } else { vec![] },
+            interests: vec![],
+            cooldown: None,
             created_days_ago: (i % 13) as i64,
             ..plain(i)
         })
