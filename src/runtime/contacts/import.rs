@@ -1,8 +1,8 @@
 //! A contacts file streamed into the store in one transaction (`flowc
 //! contacts import`, `flowc run --contacts`). Chunks of rows are read in
-//! file order, validated on several threads, then taken back in file order
-//! to be sifted (repeated ids) and written through `Store::upsert_contacts`
-//! a chunk at a time: the file is never held whole, only the chunks in
+//! file order, validated and prepared in the store's form on several
+//! threads, then taken back in file order to be sifted (repeated ids) and
+//! written a chunk at a time: the file is never held whole, only the chunks in
 //! flight. A refused file (an invalid row, unless `InvalidRows::Skip`)
 //! rolls the transaction back, so nothing of it stays.
 
