@@ -276,14 +276,15 @@ fn postgres_selects_the_contacts_memory_selects() {
     let raw = std::cell::RefCell::new(db.raw());
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 150, ..ProptestConfig::default() });
     let cases = (condition(), proptest::collection::vec(contact(), 0..25));
+    let (analysis, _) = common::check_source(SCHEMA);
+    let schema = Schema::from_model(&analysis.models[0].1);
     let outcome = runner.run(&cases, |(cond, cs)| {
         // PostgreSQL's text holds no NUL, so no contact carries one here
         // (a condition may: the store leaves that one to Rust).
         prop_assume!(cs.iter().all(|c| c.country != 4 && !c.tags.contains(&4)));
         let (p, _) = setup(&cond, &cs);
         raw.borrow_mut().batch_execute("TRUNCATE contacts, contact_events").expect("empty");
-        let (analysis, _) = common::check_source(SCHEMA);
-        let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &Schema::from_model(&analysis.models[0].1));
+        let parsed = contacts::parse(&jsonl(&cs), Format::JsonLines, &schema);
         let mut store = store.borrow_mut();
         store.upsert_contacts(&parsed.contacts, &parsed.events).expect("import");
         let mem = in_memory(&p, &*store);

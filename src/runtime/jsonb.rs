@@ -32,14 +32,9 @@ const ARRAY: u8 = 11;
 const OBJECT: u8 = 12;
 
 /// The JSONB of an object.
-pub fn encode_object(object: &Map<String, Value>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16 * object.len() + 8);
-    container(&mut out, OBJECT, |out| {
-        for (k, v) in object {
-            text(out, k);
-            value(out, v);
-        }
-    });
+pub fn encode_object(o: &Map<String, Value>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * o.len() + 8);
+    object(&mut out, o);
     out
 }
 
@@ -63,13 +58,17 @@ fn value(out: &mut Vec<u8>, v: &Value) {
         }
         Value::String(s) => text(out, s),
         Value::Array(items) => container(out, ARRAY, |out| items.iter().for_each(|i| value(out, i))),
-        Value::Object(o) => container(out, OBJECT, |out| {
-            for (k, v) in o {
-                text(out, k);
-                value(out, v);
-            }
-        }),
+        Value::Object(o) => object(out, o),
     }
+}
+
+fn object(out: &mut Vec<u8>, o: &Map<String, Value>) {
+    container(out, OBJECT, |out| {
+        for (k, v) in o {
+            text(out, k);
+            value(out, v);
+        }
+    });
 }
 
 fn text(out: &mut Vec<u8>, s: &str) {

@@ -55,21 +55,21 @@ fn describe(config: &::postgres::Config) -> String {
 
 impl PgStore {
     /// `contacts_page` of the contacts `filter` selects (`segment`, whose
-    /// parameters are numbered from 3).
+    /// parameters are numbered from 3), or of all without one.
     fn contacts_where(
         &self,
         after: Option<&ContactId>,
         limit: usize,
-        filter: &segment::Sql,
+        filter: Option<&segment::Sql>,
     ) -> Result<Vec<ContactRecord>, StoreError> {
         let after = after.map_or("", ContactId::as_str);
         let limit = limit as i64;
         let sql = format!(
             "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > $1 AND {} ORDER BY id LIMIT $2",
-            filter.text
+            filter.map_or("TRUE", |f| f.text.as_str())
         );
         let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![&after, &limit];
-        params.extend(filter.refs());
+        params.extend(filter.iter().flat_map(|f| f.refs()));
         let rows = self.conn()?.query(&sql, &params)?;
         rows.iter().map(contact_row).collect()
     }
@@ -453,12 +453,7 @@ impl Store for PgStore {
     }
 
     fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
-        let after = after.map_or("", ContactId::as_str);
-        let rows = self.conn()?.query(
-            "SELECT id, attrs, tags, consent, capabilities FROM contacts WHERE id > $1 ORDER BY id LIMIT $2",
-            &[&after, &(limit as i64)],
-        )?;
-        rows.iter().map(contact_row).collect()
+        self.contacts_where(after, limit, None)
     }
 
     fn ensure_initial_balance(&mut self, micros: i64, now: i64) -> Result<(), StoreError> {

@@ -393,7 +393,7 @@ fn classify(e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn json_list(v: &[String]) -> String {
+pub(crate) fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 

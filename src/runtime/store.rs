@@ -238,7 +238,7 @@ pub struct EncodedContact {
 
 impl EncodedContact {
     pub fn of(c: &ContactRecord) -> EncodedContact {
-        let list = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let list = super::sqlite::json_list;
         let (created_minute, addresses) = super::sqlite::typed::of_record(c);
         let (tags, consent, capabilities) = (list(&c.tags), list(&c.consent), list(&c.capabilities));
         let profile = super::sqlite::typed::profile(&tags, &consent, &capabilities, addresses);

@@ -20,10 +20,7 @@ pub(super) fn members(
     let mut after: Option<ContactId> = None;
     let mut n = 0;
     loop {
-        let page = match &in_sql {
-            Some(filter) => store.contacts_where(after.as_ref(), PAGE, filter)?,
-            None => store.contacts_page(after.as_ref(), PAGE)?,
-        };
+        let page = store.contacts_where(after.as_ref(), PAGE, in_sql.as_ref())?;
         let Some(last) = page.last() else { return Ok(n) };
         after = Some(last.id.clone());
         let mut events: HashMap<ContactId, Vec<ContactEvent>> = HashMap::new();
