@@ -9,6 +9,10 @@
 //! The client is a plain keep-alive HTTP/1.1 writer and reader on a
 //! `TcpStream` per connection, so its own cost on the shared cores is small.
 //!
+//! The ceiling, measured in the same run against the same server: as many
+//! requests refused at the token check (401), HTTP, routing and the
+//! access log with no store work.
+//!
 //! `cargo bench --bench serve` (FLOWC_BENCH_REQUESTS to change the number
 //! of requests, default 100,000).
 
@@ -71,6 +75,37 @@ fn main() {
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let addr: std::net::SocketAddr = base.parse().expect("address");
 
+    let (secs, all) = drive(addr, requests, TOKEN, 202);
+    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    eprintln!("flowc serve: {} trigger requests over {CONNECTIONS} connections in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}", all.len(), all.len() as f64 / secs, p(0.50), p(0.99));
+    // The ceiling, same server, same run: requests refused at the token
+    // check, so HTTP, routing and the log line with no store work.
+    let (secs, all) = drive(addr, requests, "not-the-bench-token-0123", 401);
+    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    eprintln!(
+        "ceiling (refused at the token check): {} requests in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}",
+        all.len(),
+        all.len() as f64 / secs,
+        p(0.50),
+        p(0.99)
+    );
+    // SIGTERM: the server finishes what it holds and exits.
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    let _ = drain.join();
+    let report: serde_json::Value =
+        serde_json::from_str(&flowc(&["campaign", "report", "by_api", "--db", &db, "--format", "json"]))
+            .expect("report");
+    let total: u64 = report["executions"].as_object().expect("executions").values().filter_map(|v| v.as_u64()).sum();
+    eprintln!("enrolled exactly once: {total} executions for {requests} contacts");
+    assert_eq!(total, requests as u64);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sends `requests` triggers over `CONNECTIONS` keep-alive connections,
+/// each naming a contact no request named before, and checks each answer's
+/// status: the wall time and every latency, sorted.
+fn drive(addr: std::net::SocketAddr, requests: usize, token: &'static str, expect: u16) -> (f64, Vec<Duration>) {
     let started = Instant::now();
     let per = requests / CONNECTIONS;
     let workers: Vec<_> = (0..CONNECTIONS)
@@ -83,13 +118,13 @@ fn main() {
                 for k in 0..per {
                     let body = format!("{{\"contacts\": [\"c{}\"]}}", w * per + k);
                     let request = format!(
-                        "POST /v1/campaigns/by_api/trigger HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        "POST /v1/campaigns/by_api/trigger HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     let t = Instant::now();
                     conn.write_all(request.as_bytes()).expect("send");
                     let status = read_response(&mut conn, &mut buf);
-                    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&buf));
+                    assert_eq!(status, expect, "{}", String::from_utf8_lossy(&buf));
                     lat.push(t.elapsed());
                 }
                 lat
@@ -99,19 +134,7 @@ fn main() {
     let mut all: Vec<Duration> = workers.into_iter().flat_map(|w| w.join().expect("worker")).collect();
     let secs = started.elapsed().as_secs_f64();
     all.sort();
-    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    eprintln!("flowc serve: {} trigger requests over {CONNECTIONS} connections in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}", all.len(), all.len() as f64 / secs, p(0.50), p(0.99));
-    // SIGTERM: the server finishes what it holds and exits.
-    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
-    let _ = server.wait();
-    let _ = drain.join();
-    let report: serde_json::Value =
-        serde_json::from_str(&flowc(&["campaign", "report", "by_api", "--db", &db, "--format", "json"]))
-            .expect("report");
-    let total: u64 = report["executions"].as_object().expect("executions").values().filter_map(|v| v.as_u64()).sum();
-    eprintln!("enrolled exactly once: {total} executions for {requests} contacts");
-    assert_eq!(total, requests as u64);
-    let _ = std::fs::remove_dir_all(&dir);
+    (secs, all)
 }
 
 /// Reads one response (headers, then `Content-Length` bytes of body) into

@@ -746,6 +746,8 @@ fn each_request_is_logged_without_the_token_or_the_body() {
     let mut server = Server::start(&db, &[]);
     let b = server.base.clone();
     call("GET", &format!("{b}/v1/campaigns"), Some(TOKEN), None);
+    // Written while serving (in batches, a few milliseconds later), not only at the stop.
+    wait_for(|| server.log().iter().any(|l| l.contains("GET /v1/campaigns 200")));
     call("POST", &format!("{b}/v1/contacts"), Some(TOKEN), Some(r#"{"id": "secret-contact-body"}"#));
     call("GET", &format!("{b}/v1/campaigns/nope?q=1"), Some("wrong-token-wrong-token"), None);
     assert!(server.terminate().success());

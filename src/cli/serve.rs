@@ -55,7 +55,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     // A virtual clock stays in this process, unless other processes share
     // the database (PostgreSQL): then it is the database's.
     let clock = super::worker::clock(&db, a.clock, a.start.as_deref(), Kept::InProcess)?;
-    let api_store = db.open(OpenMode::ReadWrite)?;
+    let api_store = db.open(OpenMode::Handlers)?;
     let stop = Arc::new(AtomicBool::new(false));
     let api_store = service::store_thread::StoreThread::start(api_store)
         .map_err(|e| Fatal(format!("cannot start the store thread: {e}")))?;
@@ -83,6 +83,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     for r in runners {
         let _ = r.join();
     }
+    service::flush_access_log();
     served?;
     errln!("flowc serve: stopped");
     Ok(Outcome::Ok)

@@ -452,6 +452,10 @@ impl Store for PgStore {
         row.as_ref().map(contact_row).transpose()
     }
 
+    fn contact_exists(&self, id: &ContactId) -> Result<bool, StoreError> {
+        Ok(self.conn()?.query_opt("SELECT 1 FROM contacts WHERE id = $1", &[&id.as_str()])?.is_some())
+    }
+
     fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError> {
         self.contacts_where(after, limit, None)
     }

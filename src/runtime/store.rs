@@ -887,6 +887,11 @@ pub trait Store {
     fn contact_count(&self) -> Result<u64, StoreError>;
     fn for_each_contact(&self, f: &mut dyn FnMut(ContactRecord)) -> Result<(), StoreError>;
     fn contact(&self, id: &ContactId) -> Result<Option<ContactRecord>, StoreError>;
+    /// Whether contact `id` is stored, without reading it: an API trigger
+    /// of a campaign with no audience needs no more.
+    fn contact_exists(&self, id: &ContactId) -> Result<bool, StoreError> {
+        self.contact(id).map(|c| c.is_some())
+    }
     /// Contacts in id order after `after` (from the first when `None`), at
     /// most `limit`: streaming without holding a cursor.
     fn contacts_page(&self, after: Option<&ContactId>, limit: usize) -> Result<Vec<ContactRecord>, StoreError>;

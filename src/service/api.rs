@@ -106,7 +106,7 @@ async fn log_request(req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let start = Instant::now();
     let res = next.run(req).await;
-    super::log(format_args!(
+    super::access_log(format_args!(
         "flowc serve: {method} {path} {} {:.1}ms",
         res.status().as_u16(),
         start.elapsed().as_secs_f64() * 1e3
@@ -505,17 +505,22 @@ fn enroll_trigger(
     let mut outside = 0;
     let mut events = Vec::new();
     for cid in ids {
+        let Some(audience) = &p.audience else {
+            // No audience to check: whether the contact is stored is enough.
+            match store.contact_exists(cid).map_err(|e| Refusal::Refused(ApiError::internal(e)))? {
+                true => entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now }),
+                false => unknown.push(cid.clone()),
+            }
+            continue;
+        };
         let Some(c) = contact(store, cid).map_err(Refusal::Refused)? else {
             unknown.push(cid.clone());
             continue;
         };
-        if let Some(audience) = &p.audience {
-            let f = facts_of(store, &p, &c).map_err(Refusal::Refused)?;
-            let cx = Ctx { program: &p, facts: &f, now };
-            if !eval::eval(&cx, audience) {
-                outside += 1;
-                continue;
-            }
+        let f = facts_of(store, &p, &c).map_err(Refusal::Refused)?;
+        if !eval::eval(&Ctx { program: &p, facts: &f, now }, audience) {
+            outside += 1;
+            continue;
         }
         entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now });
     }

@@ -111,3 +111,49 @@ fn log(args: std::fmt::Arguments) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{args}");
 }
+
+/// The access log's lines not yet written.
+static ACCESS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+/// Starts the thread that writes them, once.
+static ACCESS_WRITER: std::sync::Once = std::sync::Once::new();
+/// Whether that thread runs.
+static ACCESS_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long a line may wait to be written.
+const ACCESS_EVERY: Duration = Duration::from_millis(10);
+/// Past this much waiting, the request that adds a line writes them all.
+const ACCESS_MOST: usize = 64 * 1024;
+
+/// One access-log line on standard error, written within `ACCESS_EVERY`
+/// by a thread of its own, many lines in one write: a write to a file or a
+/// pipe for every request took a quarter of the handlers' threads' time.
+/// A process killed outright loses at most those last milliseconds of
+/// lines; `flowc serve` writes the rest before it says it stopped.
+fn access_log(args: std::fmt::Arguments) {
+    use std::io::Write;
+    ACCESS_WRITER.call_once(|| {
+        let started = std::thread::Builder::new().name("flowc-log".into()).spawn(|| loop {
+            std::thread::sleep(ACCESS_EVERY);
+            flush_access_log();
+        });
+        // Without the thread, each request writes its own line.
+        ACCESS_THREAD.store(started.is_ok(), std::sync::atomic::Ordering::SeqCst);
+    });
+    if !ACCESS_THREAD.load(std::sync::atomic::Ordering::SeqCst) {
+        return log(args);
+    }
+    // A poisoned buffer is still bytes of whole lines: each is added by one call.
+    let mut lines = ACCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(lines, "{args}");
+    if lines.len() >= ACCESS_MOST {
+        let _ = std::io::stderr().lock().write_all(&std::mem::take(&mut *lines));
+    }
+}
+
+/// Writes the access log's waiting lines now (a closed stderr drops them).
+pub fn flush_access_log() {
+    use std::io::Write;
+    let lines = std::mem::take(&mut *ACCESS.lock().unwrap_or_else(|p| p.into_inner()));
+    if !lines.is_empty() {
+        let _ = std::io::stderr().lock().write_all(&lines);
+    }
+}
