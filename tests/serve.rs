@@ -737,6 +737,16 @@ fn every_error_is_the_json_error_body() {
     // The scheme is case-insensitive (RFC 9110 §11.1).
     let (s, _) = raw(&b, &format!("GET /v1/campaigns HTTP/1.1\r\nHost: {{addr}}\r\nauthorization: bearer {TOKEN}\r\nConnection: close\r\n\r\n"));
     assert_eq!(s, 200);
+    // Another scheme is named as such, not as a missing header.
+    let (s, e) = raw(
+        &b,
+        "GET /v1/campaigns HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic dXNlcjpwYXNz\r\nConnection: close\r\n\r\n",
+    );
+    let message = e["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!((s, message.contains("must be `Bearer <token>`")), (401, true), "{e}");
+    let (s, e) = raw(&b, "GET /v1/campaigns HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let message = e["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!((s, message.starts_with("missing")), (401, true), "{e}");
 }
 
 #[test]

@@ -171,6 +171,11 @@ fn contacts_and_events(s: &mut dyn Store) {
     let page: Vec<String> = s.contacts_page(Some(&"a".into()), 10).expect("page").into_iter().map(|c| c.id.0).collect();
     assert_eq!(page, ["b", "c"]);
     assert_eq!(s.contact(&"a".into()).expect("read").map(|c| c.tags), Some(vec!["x".to_string()]));
+    assert!(s.contact_exists(&"c".into()).expect("exists"));
+    // Neither a missing id nor one that only differs in case, nor a prefix.
+    for missing in ["d", "A", "", "c "] {
+        assert!(!s.contact_exists(&missing.into()).expect("exists"), "`{missing}` is not stored");
+    }
     assert_eq!(
         s.events_for(&[&"a".into(), &"b".into()]).expect("events"),
         vec![EventOf { contact: "a".into(), event: ev }]

@@ -207,6 +207,13 @@ async fn auth(AxState(state): AxState<Arc<AppState>>, req: Request, next: Next) 
     match given {
         Some(t) if super::same_token(t, &state.token) => next.run(req).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid bearer token").into_response(),
+        // Another scheme (`Basic …`) is not a missing header.
+        None if req.headers().contains_key(header::AUTHORIZATION) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the `Authorization` header must be `Bearer <token>`",
+        )
+        .into_response(),
         None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing `Authorization: Bearer <token>`")
             .into_response(),
     }

@@ -114,10 +114,11 @@ fn log(args: std::fmt::Arguments) {
 
 /// The access log's lines not yet written.
 static ACCESS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
-/// Starts the thread that writes them, once.
-static ACCESS_WRITER: std::sync::Once = std::sync::Once::new();
-/// Whether that thread runs.
-static ACCESS_THREAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Held while lines taken from `ACCESS` are written, so that a flush waits
+/// for a batch another thread is writing and lines keep their order.
+static ACCESS_WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The thread that writes them (`None`: it could not be started).
+static ACCESS_THREAD: std::sync::OnceLock<Option<std::thread::Thread>> = std::sync::OnceLock::new();
 /// How long a line may wait to be written.
 const ACCESS_EVERY: Duration = Duration::from_millis(10);
 /// Past this much waiting, the request that adds a line writes them all.
@@ -130,28 +131,40 @@ const ACCESS_MOST: usize = 64 * 1024;
 /// lines; `flowc serve` writes the rest before it says it stopped.
 fn access_log(args: std::fmt::Arguments) {
     use std::io::Write;
-    ACCESS_WRITER.call_once(|| {
-        let started = std::thread::Builder::new().name("flowc-log".into()).spawn(|| loop {
-            std::thread::sleep(ACCESS_EVERY);
-            flush_access_log();
-        });
-        // Without the thread, each request writes its own line.
-        ACCESS_THREAD.store(started.is_ok(), std::sync::atomic::Ordering::SeqCst);
+    let thread = ACCESS_THREAD.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("flowc-log".into())
+            .spawn(|| loop {
+                // Asleep until a line comes, then gathers lines for a while.
+                std::thread::park();
+                std::thread::sleep(ACCESS_EVERY);
+                flush_access_log();
+            })
+            .ok()
+            .map(|t| t.thread().clone())
     });
-    if !ACCESS_THREAD.load(std::sync::atomic::Ordering::SeqCst) {
+    let Some(thread) = thread else {
+        // Without the thread, each request writes its own line.
         return log(args);
-    }
+    };
     // A poisoned buffer is still bytes of whole lines: each is added by one call.
     let mut lines = ACCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let first = lines.is_empty();
     let _ = writeln!(lines, "{args}");
-    if lines.len() >= ACCESS_MOST {
-        let _ = std::io::stderr().lock().write_all(&std::mem::take(&mut *lines));
+    let full = lines.len() >= ACCESS_MOST;
+    drop(lines);
+    if full {
+        flush_access_log();
+    } else if first {
+        thread.unpark();
     }
 }
 
-/// Writes the access log's waiting lines now (a closed stderr drops them).
+/// Writes the access log's waiting lines now, after any batch another
+/// thread is writing (a closed stderr drops them).
 pub fn flush_access_log() {
     use std::io::Write;
+    let _writing = ACCESS_WRITING.lock().unwrap_or_else(|p| p.into_inner());
     let lines = std::mem::take(&mut *ACCESS.lock().unwrap_or_else(|p| p.into_inner()));
     if !lines.is_empty() {
         let _ = std::io::stderr().lock().write_all(&lines);

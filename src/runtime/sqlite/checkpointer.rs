@@ -29,9 +29,13 @@ use std::time::Duration;
 /// pages, four times SQLite's default.
 pub(super) const WRITER_CHECKPOINT_PAGES: u32 = 4096;
 
-/// How often the thread looks at the log. A checkpoint that finds nothing
-/// new to copy reads the log's index and writes nothing.
+/// How often the thread looks at the log while it grows. A checkpoint that
+/// finds nothing new to copy reads the log's index and writes nothing.
 const EVERY: Duration = Duration::from_millis(25);
+/// How seldom it looks once the log stopped growing: the interval doubles
+/// up to this, so an idle process does not wake forty times a second (a
+/// burst meanwhile past the writers' own mark is theirs to copy).
+const IDLE_EVERY: Duration = Duration::from_secs(1);
 
 pub(super) struct Checkpointer {
     stop: Arc<AtomicBool>,
@@ -61,21 +65,28 @@ impl Drop for Checkpointer {
 
 fn run(db: &std::path::Path, stop: &AtomicBool) {
     let mut conn: Option<Connection> = None;
+    let mut every = EVERY;
+    // The log's size and how much of it was copied back, at the last look.
+    let mut last: Option<(i64, i64)> = None;
     while !stop.load(Ordering::SeqCst) {
-        std::thread::park_timeout(EVERY);
+        std::thread::park_timeout(every);
         if stop.load(Ordering::SeqCst) {
             break;
         }
         // Never creates the file: one removed meanwhile is left removed.
         if conn.is_none() && db.is_file() {
             conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-                .ok();
+                .ok()
+                // Never waits for a lock: the next look comes soon, and its
+                // close (the process's last writer gone) happens under the
+                // writers' registry, which must not be held for long.
+                .filter(|c| c.busy_timeout(Duration::ZERO).is_ok());
         }
-        if let Some(c) = &conn {
-            // Errors (a database not in WAL mode yet, a file being
-            // replaced) are the writers' to report: their own checkpoint
-            // still runs.
-            let _ = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        }
+        let Some(c) = &conn else { continue };
+        // Errors (a database not in WAL mode yet, a lock held) are the
+        // writers' to report: their own checkpoint still runs.
+        let now = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?))).ok();
+        every = if now.is_some() && now == last { (every * 2).min(IDLE_EVERY) } else { EVERY };
+        last = now;
     }
 }

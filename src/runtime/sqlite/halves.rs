@@ -49,7 +49,7 @@ pub(super) fn reader(split: &Split) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(classify)?;
-    conn.busy_timeout(std::time::Duration::from_secs(2)).map_err(classify)?;
+    conn.busy_handler(Some(super::wait_for_the_lock)).map_err(classify)?;
     conn.execute_batch("PRAGMA mmap_size=4294967296;").map_err(classify)?;
     Ok(conn)
 }
