@@ -151,6 +151,13 @@ pub enum EventError {
 /// Checks an ingested event's name and properties against the declared
 /// events. A `null` or absent property is an absent value, as in contacts.
 pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
+    // Built in, but only flowc records it: "not declared" would send the
+    // user looking for a declaration that cannot help.
+    if name == "campaign.triggered" {
+        return Err(EventError::UnknownName(
+            "`campaign.triggered` is recorded by flowc when a campaign is triggered (`POST /v1/campaigns/{id}/trigger`) and cannot be ingested".into(),
+        ));
+    }
     let Some(declared) = schema.events.get(name) else {
         let help = crate::suggest::help(name, schema.events.keys().map(String::as_str))
             .map(|h| format!("; {h}"))
@@ -584,6 +591,9 @@ mod tests {
         );
         assert!(
             matches!(check_event(&kept, "message.opend", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("message.opened"))
+        );
+        assert!(
+            matches!(check_event(&kept, "campaign.triggered", &Map::new()), Err(EventError::UnknownName(m)) if m.contains("cannot be ingested"))
         );
     }
 
