@@ -76,19 +76,11 @@ fn main() {
     let addr: std::net::SocketAddr = base.parse().expect("address");
 
     let (secs, all) = drive(addr, requests, TOKEN, 202);
-    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    eprintln!("flowc serve: {} trigger requests over {CONNECTIONS} connections in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}", all.len(), all.len() as f64 / secs, p(0.50), p(0.99));
+    report(&format!("flowc serve: {} trigger requests over {CONNECTIONS} connections", all.len()), secs, &all);
     // The ceiling, same server, same run: requests refused at the token
     // check, so HTTP, routing and the log line with no store work.
     let (secs, all) = drive(addr, requests, "not-the-bench-token-0123", 401);
-    let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    eprintln!(
-        "ceiling (refused at the token check): {} requests in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}",
-        all.len(),
-        all.len() as f64 / secs,
-        p(0.50),
-        p(0.99)
-    );
+    report(&format!("ceiling (refused at the token check): {} requests", all.len()), secs, &all);
     // SIGTERM: the server finishes what it holds and exits.
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
@@ -100,6 +92,18 @@ fn main() {
     eprintln!("enrolled exactly once: {total} executions for {requests} contacts");
     assert_eq!(total, requests as u64);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One line: what ran, its rate, and the median and 99th percentile of
+/// its latencies (sorted).
+fn report(what: &str, secs: f64, sorted: &[Duration]) {
+    let p = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
+    eprintln!(
+        "{what} in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}",
+        sorted.len() as f64 / secs,
+        p(0.50),
+        p(0.99)
+    );
 }
 
 /// Sends `requests` triggers over `CONNECTIONS` keep-alive connections,

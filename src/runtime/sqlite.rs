@@ -1042,10 +1042,7 @@ fn wait_for_the_lock(looked: i32) -> bool {
 /// estimates read. Random rather than counted: a database restored from a
 /// copy and written again never comes back to a token it had.
 fn new_data_version(conn: &Connection) -> Result<(), StoreError> {
-    conn.prepare_cached("UPDATE data_version SET token = random() WHERE id = 1")
-        .and_then(|mut s| s.execute([]))
-        .map(|_| ())
-        .map_err(classify)
+    run_cached(conn, "UPDATE data_version SET token = random() WHERE id = 1")
 }
 
 fn placeholders(n: usize) -> String {

@@ -512,24 +512,22 @@ fn enroll_trigger(
     let mut outside = 0;
     let mut events = Vec::new();
     for cid in ids {
-        let Some(audience) = &p.audience else {
+        let fits = match &p.audience {
             // No audience to check: whether the contact is stored is enough.
-            match store.contact_exists(cid).map_err(|e| Refusal::Refused(ApiError::internal(e)))? {
-                true => entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now }),
-                false => unknown.push(cid.clone()),
-            }
-            continue;
+            None => store.contact_exists(cid).map_err(|e| Refusal::Refused(ApiError::internal(e)))?.then_some(true),
+            Some(audience) => match contact(store, cid).map_err(Refusal::Refused)? {
+                None => None,
+                Some(c) => {
+                    let f = facts_of(store, &p, &c).map_err(Refusal::Refused)?;
+                    Some(eval::eval(&Ctx { program: &p, facts: &f, now }, audience))
+                }
+            },
         };
-        let Some(c) = contact(store, cid).map_err(Refusal::Refused)? else {
-            unknown.push(cid.clone());
-            continue;
-        };
-        let f = facts_of(store, &p, &c).map_err(Refusal::Refused)?;
-        if !eval::eval(&Ctx { program: &p, facts: &f, now }, audience) {
-            outside += 1;
-            continue;
+        match fits {
+            None => unknown.push(cid.clone()),
+            Some(false) => outside += 1,
+            Some(true) => entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now }),
         }
-        entries.push(Enrollment { contact: cid.clone(), step: p.nodes[0].id.clone(), wake_at: now });
     }
     if !unknown.is_empty() {
         return Err(Refusal::Refused(ApiError::new(
