@@ -178,8 +178,21 @@ fn contacts_and_events(s: &mut dyn Store) {
     }
     assert_eq!(
         s.events_for(&[&"a".into(), &"b".into()]).expect("events"),
-        vec![EventOf { contact: "a".into(), event: ev }]
+        vec![EventOf { contact: "a".into(), event: ev.clone() }]
     );
+    // The same event from outside, stored again (a file imported twice), is kept once.
+    s.upsert_contacts(&[], &[EventOf { contact: "a".into(), event: ev.clone() }]).expect("again");
+    assert_eq!(s.events_for(&[&"a".into()]).expect("events").len(), 1);
+    // The event flowc records for each enrollment by a trigger is kept every
+    // time, even identical: two triggers of one contact in the same minute
+    // (under `reentry always`) are two enrollments, each with its event.
+    let mut props = serde_json::Map::new();
+    props.insert("campaign".into(), "k".into());
+    let triggered =
+        EventOf { contact: "b".into(), event: ContactEvent { name: "campaign.triggered".into(), at: 60_000, props } };
+    s.upsert_contacts(&[], &[triggered.clone()]).expect("first trigger");
+    s.upsert_contacts(&[], &[triggered.clone()]).expect("second trigger");
+    assert_eq!(s.events_for(&[&"b".into()]).expect("events"), vec![triggered.clone(), triggered]);
 }
 
 fn enrollment_is_at_most_once_and_due_is_ordered(s: &mut dyn Store) {

@@ -580,7 +580,7 @@ fn enroll_triggers(
             latest.insert(id.clone(), Some(when));
             let mut props = t.data.clone();
             props.insert("campaign".into(), Value::String(p.campaign.clone()));
-            let event = ContactEvent { name: "campaign.triggered".into(), at: when, props };
+            let event = ContactEvent { name: flowc::runtime::store::TRIGGERED.into(), at: when, props };
             events.push(EventOf { contact: id.clone(), event });
             entries.push(Enrollment { contact: id, step: entry.clone(), wake_at: when });
         }

@@ -153,7 +153,7 @@ pub enum EventError {
 pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
     // Built in, but only flowc records it: "not declared" would send the
     // user looking for a declaration that cannot help.
-    if name == "campaign.triggered" {
+    if name == crate::runtime::store::TRIGGERED {
         return Err(EventError::UnknownName(
             "`campaign.triggered` is recorded by flowc when a campaign is triggered (`POST /v1/campaigns/{id}/trigger`) and cannot be ingested".into(),
         ));

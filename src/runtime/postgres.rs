@@ -398,10 +398,11 @@ impl Store for PgStore {
             .collect();
         let events: Vec<serde_json::Value> = events
             .iter()
-            .map(|EventOf { contact, event: ev }| {
+            .map(|of| {
+                let EventOf { contact, event: ev } = of;
                 serde_json::json!({
                     "contact_id": contact.as_str(), "name": ev.name, "at": ev.at, "props": ev.props,
-                    "key": super::sqlite::event_key(contact.as_str(), &ev.name, ev.at, &ev.props),
+                    "key": super::sqlite::stored_event_key(of),
                 })
             })
             .collect();

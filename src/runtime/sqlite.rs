@@ -568,6 +568,17 @@ pub fn event_key(contact: &str, name: &str, at: i64, props: &serde_json::Map<Str
     format!("{:032x}", fnv1a_128(text.as_bytes()))
 }
 
+/// The idempotency key an event is stored with: `event_key` for events
+/// from outside, none for those flowc records (`EventOrigin::Recorded`),
+/// each of which is stored. Unique indexes, in SQLite and PostgreSQL, hold
+/// any number of NULLs.
+pub fn stored_event_key(of: &EventOf) -> Option<String> {
+    match of.origin() {
+        EventOrigin::Outside => Some(event_key(of.contact.as_str(), &of.event.name, of.event.at, &of.event.props)),
+        EventOrigin::Recorded => None,
+    }
+}
+
 /// JSON with object keys sorted at every level, whatever the map's order.
 fn canonical_json(v: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
@@ -1229,10 +1240,11 @@ impl Store for SqliteStore {
             let mut e = tx
                 .prepare_cached("INSERT INTO contact_events (contact_id, name, at, props, key) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING")
                 .map_err(classify)?;
-            for EventOf { contact, event: ev } in events {
+            for of in events {
+                let EventOf { contact, event: ev } = of;
                 let props = serde_json::to_string(&ev.props).unwrap_or_else(|_| "{}".into());
-                let key = event_key(contact.as_str(), &ev.name, ev.at, &ev.props);
-                e.execute(params![contact, ev.name, ev.at, props, key]).map_err(classify)?;
+                // A NULL key (an event flowc records) is never a conflict.
+                e.execute(params![contact, ev.name, ev.at, props, stored_event_key(of)]).map_err(classify)?;
             }
             if !contacts.is_empty() || !events.is_empty() {
                 new_data_version(&tx)?;

@@ -279,6 +279,38 @@ pub struct EventOf {
     pub event: ContactEvent,
 }
 
+/// The event flowc records with each enrollment by a trigger (the API, or
+/// `flowc run`'s triggers): the trigger's `data` and the campaign. It
+/// cannot be ingested from outside.
+pub const TRIGGERED: &str = "campaign.triggered";
+
+impl EventOf {
+    /// Whether a store keeps this event once per idempotency key
+    /// (`Outside`) or every time it is given (`Recorded`).
+    pub fn origin(&self) -> EventOrigin {
+        if self.event.name == TRIGGERED {
+            EventOrigin::Recorded
+        } else {
+            EventOrigin::Outside
+        }
+    }
+}
+
+/// Where a stored event came from, which decides whether it has an
+/// idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOrigin {
+    /// Imported or ingested: the same event given twice (a file imported
+    /// twice, a retried request) is stored once.
+    Outside,
+    /// Recorded by flowc with an enrollment: stored every time, without a
+    /// key. Two identical triggers of one contact in a minute (under
+    /// `reentry always`) are two enrollments, each with its event; and a
+    /// key hashed from contact, name, minute and data, written at a random
+    /// place of its index, cost an API trigger a page of the log.
+    Recorded,
+}
+
 /// A message a campaign sent to a contact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SentOf {

@@ -553,7 +553,7 @@ fn enroll_trigger(
     for Enrollment { contact: cid, .. } in &entries {
         let mut props = data.clone();
         props.insert("campaign".into(), json!(id));
-        let event = ContactEvent { name: "campaign.triggered".into(), at: now, props };
+        let event = ContactEvent { name: crate::runtime::store::TRIGGERED.into(), at: now, props };
         events.push(EventOf { contact: cid.clone(), event });
     }
     let failed = |e| Refusal::Failed(ApiError::internal(e));

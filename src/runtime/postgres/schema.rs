@@ -12,7 +12,8 @@ use super::{Conn, StoreError};
 
 /// Each entry migrates from schema `i` to `i + 1`; `flowc_schema.version`
 /// records where a database is.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 -- Text keys compare bytewise (COLLATE "C"), as SQLite's do: pages of
 -- contacts and reports come out in the same order on both stores.
 CREATE TABLE contacts (
@@ -196,7 +197,15 @@ LANGUAGE sql IMMUTABLE AS $$
       WHERE NOT (t = ANY (tags) AND t <> ALL (removed)) GROUP BY t
   ) x
 $$;
-"#];
+"#,
+    r#"
+-- Schema 2: the events flowc records with each enrollment by a trigger
+-- (`campaign.triggered`) have no idempotency key: each is stored, as two
+-- identical triggers in one minute are two enrollments. A unique index
+-- holds any number of NULLs.
+ALTER TABLE contact_events ALTER COLUMN key DROP NOT NULL;
+"#,
+];
 
 /// Any number serves, as long as it is the same for every flowc: the
 /// advisory lock under which a database is migrated.
