@@ -190,8 +190,8 @@ fn contacts_and_events(s: &mut dyn Store) {
     props.insert("campaign".into(), "k".into());
     let triggered =
         EventOf { contact: "b".into(), event: ContactEvent { name: "campaign.triggered".into(), at: 60_000, props } };
-    s.upsert_contacts(&[], &[triggered.clone()]).expect("first trigger");
-    s.upsert_contacts(&[], &[triggered.clone()]).expect("second trigger");
+    s.upsert_contacts(&[], std::slice::from_ref(&triggered)).expect("first trigger");
+    s.upsert_contacts(&[], std::slice::from_ref(&triggered)).expect("second trigger");
     assert_eq!(s.events_for(&[&"b".into()]).expect("events"), vec![triggered.clone(), triggered]);
 }
 
