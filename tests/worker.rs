@@ -137,6 +137,11 @@ fn worker_and_report_refuse_what_they_cannot_do() {
     let o = flowc(&["campaign", "report", "nope", "--db", &db]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no campaign `nope`"), "{}", stderr(&o));
+    // A worker told to run a campaign the database does not hold says so,
+    // instead of idling (or, with --until-idle, exiting 0 having done nothing).
+    let o = flowc(&["worker", "--db", &db, "--campaign", "nope", "--until-idle"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no campaign `nope`"), "{}", stderr(&o));
     let o = flowc(&["campaign", "report", "spread", "--db", &db, "--provider-log", &dir.path("missing.log")]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no provider log"), "{}", stderr(&o));
@@ -144,6 +149,8 @@ fn worker_and_report_refuse_what_they_cannot_do() {
     let o = flowc(&["campaign", "list", "--db", "postgres://flowc@127.0.0.1:1/none"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("postgres://flowc@127.0.0.1:1/none"), "{}", stderr(&o));
+    // With the cause, not only the client's "error connecting to server".
+    assert!(stderr(&o).contains("Connection refused"), "{}", stderr(&o));
 }
 
 #[test]
@@ -286,6 +293,51 @@ fn a_balance_for_k_sends_pays_exactly_k_sends_under_four_workers() {
     assert_eq!(outcomes(&log).get("accepted"), Some(&1234));
     let balance = json(&flowc(&["balance", "show", "--db", &db, "--format", "json"]));
     assert_eq!(balance["balance"], 0.0, "{balance}");
+    // The run never waited, so its virtual clock never moved: the report is
+    // still as of the run's time, as `flowc run`'s is, not the wall clock's.
+    let o = flowc(&[
+        "run",
+        &dir.path("c.flow"),
+        "--db",
+        &dir.path("reference.db"),
+        "--contacts",
+        &dir.path("c.jsonl"),
+        "--report",
+        "json",
+        "--balance=1.234",
+    ]);
+    // `flowc run` exits 3 when the balance paused the campaign.
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let reference: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("report");
+    assert_eq!(reference["state"], "PAUSED_BALANCE");
+    assert_eq!(report["clock"], reference["clock"], "{report}");
+}
+
+#[test]
+fn commands_that_only_read_create_nothing_on_postgres() {
+    let Some(pg) = common::postgres("read_only") else { return };
+    // Each is refused on an empty database, so none of them created flowc's
+    // tables there (the next would then have found them).
+    for args in [
+        &["balance", "show"][..],
+        &["campaign", "list"][..],
+        &["campaign", "status", "x"][..],
+        &["campaign", "report", "x"][..],
+        &["balance", "show"][..],
+    ] {
+        let o = flowc(&[args, &["--db", &pg.url][..]].concat());
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("no database here yet"), "{args:?}: {}", stderr(&o));
+    }
+    // A database that is not there: the server's own words.
+    let gone = format!("{}_not_there", pg.url);
+    let o = flowc(&["campaign", "list", "--db", &gone]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    // A command that writes creates it; then they read it.
+    ok(&flowc(&["balance", "top-up", "5", "--db", &pg.url]));
+    let balance = json(&flowc(&["balance", "show", "--db", &pg.url, "--format", "json"]));
+    assert_eq!(balance["balance"], 5.0, "{balance}");
 }
 
 const SCHEDULED: &str = r#"

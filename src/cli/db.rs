@@ -37,9 +37,13 @@ impl Database {
             Database::File(path) => SqliteStore::open_as(path, mode)
                 .map(|s| Box::new(s) as Box<dyn Store + Send>)
                 .map_err(|e| Fatal(format!("`{}`: {e}", path.display()))),
-            Database::Postgres(url) => PgStore::connect(url)
-                .map(|s| Box::new(s) as Box<dyn Store + Send>)
-                .map_err(|e| Fatal(format!("`{self}`: {e}"))),
+            Database::Postgres(url) => match mode {
+                // A command that only reads never creates or migrates a database.
+                OpenMode::ReadOnly => PgStore::connect_existing(url),
+                OpenMode::ReadWrite | OpenMode::Handlers => PgStore::connect(url),
+            }
+            .map(|s| Box::new(s) as Box<dyn Store + Send>)
+            .map_err(|e| Fatal(format!("`{self}`: {e}"))),
         }
     }
 

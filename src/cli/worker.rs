@@ -9,7 +9,7 @@ use super::{Fatal, Outcome};
 use flowc::runtime::engine::EngineConfig;
 use flowc::runtime::provider::{Provider, SimConfig, Simulated};
 use flowc::runtime::sqlite::OpenMode;
-use flowc::runtime::store::{Lease, WorkerId};
+use flowc::runtime::store::{Lease, Store, WorkerId};
 use flowc::service::runner::{self, RunnerConfig, SharedClock, Until};
 use flowc::service::webhook;
 use std::path::PathBuf;
@@ -115,6 +115,9 @@ pub fn start(
     let mut threads = Vec::new();
     for i in 0..flags.concurrency {
         let store = db.open(OpenMode::ReadWrite)?;
+        if i == 0 {
+            named_campaigns_exist(store.as_ref(), db, flags, until)?;
+        }
         let provider = flags.provider(db)?;
         let lease = Lease { worker: WorkerId(format!("{}-{i}", process.0)), ttl_ms: flags.lease as i64 * 1000 };
         let (clock, stop, config) = (clock.clone(), stop.clone(), flags.config(until));
@@ -125,6 +128,22 @@ pub fn start(
         threads.push(t);
     }
     Ok(threads)
+}
+
+/// Each `--campaign` names a campaign of `db`. One not launched yet is
+/// refused when the run stops once idle (it could never run), and only
+/// reported to a worker that waits: it runs once launched.
+fn named_campaigns_exist(store: &dyn Store, db: &Database, flags: &WorkerFlags, until: Until) -> Result<(), Fatal> {
+    for name in &flags.campaigns {
+        if store.campaign(name).map_err(|e| Fatal(e.to_string()))?.is_some() {
+            continue;
+        }
+        match until {
+            Until::Idle => return Err(Fatal(format!("no campaign `{name}` in `{db}` (launch it first)"))),
+            Until::Stopped => errln!("flowc: no campaign `{name}` in `{db}` yet; it runs once launched"),
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]

@@ -77,6 +77,23 @@ impl PgStore {
     /// Connects to `url` (`postgres://user@host[:port]/database`, no TLS)
     /// and brings its schema up to date; refuses a newer one.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let mut conn = Self::client(url)?;
+        schema::migrate(&mut conn)?;
+        Ok(PgStore { conn: RefCell::new(conn), enrolled: Cell::new((0, 0)) })
+    }
+
+    /// For a command that only reads: connects to a database that already
+    /// holds flowc's tables (`StoreError::Missing` when it does not), and
+    /// creates or migrates nothing. An older schema is read as it is (each
+    /// migration so far leaves what readers read as it was); the next
+    /// writer migrates it.
+    pub fn connect_existing(url: &str) -> Result<PgStore, StoreError> {
+        let mut conn = Self::client(url)?;
+        schema::check(&mut conn)?;
+        Ok(PgStore { conn: RefCell::new(conn), enrolled: Cell::new((0, 0)) })
+    }
+
+    fn client(url: &str) -> Result<Conn, StoreError> {
         let mut config: ::postgres::Config = url.parse().map_err(|e| {
             StoreError::Other(format!("not a PostgreSQL URL ({e}); expected postgres://user@host[:port]/database"))
         })?;
@@ -86,12 +103,10 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("flowc");
         }
-        let client = config
-            .connect(NoTls)
-            .map_err(|e| StoreError::Other(format!("cannot connect to PostgreSQL at {}: {e}", describe(&config))))?;
-        let mut conn = Conn::new(client, config);
-        schema::migrate(&mut conn)?;
-        Ok(PgStore { conn: RefCell::new(conn), enrolled: Cell::new((0, 0)) })
+        let client = config.connect(NoTls).map_err(|e| {
+            StoreError::Other(format!("cannot connect to PostgreSQL at {}: {}", describe(&config), conn::why(&e)))
+        })?;
+        Ok(Conn::new(client, config))
     }
 
     /// The schema version this flowc writes.

@@ -1128,7 +1128,8 @@ pub trait Store {
     /// a shared store, no worker holds a live claim and nothing is due at
     /// `from` — in one statement, so every worker sees time move at the
     /// same point of the work. False when another worker moved it first or
-    /// work appeared; the caller reads the clock again.
+    /// work appeared; the caller reads the clock again. With `from == to`
+    /// it moves no time: it sets an unset clock whatever is in hand.
     fn advance_clock(&mut self, from: i64, to: i64) -> Result<bool, StoreError>;
     /// Makes `contact`'s pending executions of `campaign` due at `at` when
     /// they wait at one of `steps` and would otherwise wake later (one range

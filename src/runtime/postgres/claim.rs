@@ -251,12 +251,17 @@ pub(super) fn advance_clock(c: &mut Conn, from: i64, to: i64) -> Result<bool, St
     let n = c.execute(
         "INSERT INTO meta (key, value)
          SELECT 'clock', $2
-         WHERE NOT EXISTS (SELECT 1 FROM executions WHERE state = 'processing' AND lease_until > clock_timestamp())
+         -- Standing still (from = to) sets a clock not set yet whatever is
+         -- in hand: it moves no time. Without it, a worker started on due
+         -- work kept its clock to itself until the first idle jump, and a
+         -- run that never waited left no clock for the report to read.
+         WHERE $1 = $2
+           OR (NOT EXISTS (SELECT 1 FROM executions WHERE state = 'processing' AND lease_until > clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND lease_until > clock_timestamp())
            AND NOT EXISTS (SELECT 1 FROM campaigns k WHERE k.state = 'RUNNING' AND (
              EXISTS (SELECT 1 FROM executions e WHERE e.campaign = k.name AND e.state = 'pending' AND e.wake_at <= $3)
              OR EXISTS (SELECT 1 FROM outbox o WHERE o.campaign = k.name AND o.status = 'pending'
-               AND (o.next_attempt_at <= $3 OR o.next_attempt_at IS NULL))))
+               AND (o.next_attempt_at <= $3 OR o.next_attempt_at IS NULL)))))
          ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value = $1",
         &[&from.to_string(), &to.to_string(), &from],
     )?;

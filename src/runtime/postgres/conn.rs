@@ -56,7 +56,21 @@ pub(super) fn classify(e: ::postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Other("the connection to PostgreSQL was closed".into());
     }
-    StoreError::Other(e.to_string())
+    StoreError::Other(why(&e))
+}
+
+/// What went wrong, in the server's words when it gave any ("database
+/// \"x\" does not exist"), else with the cause ("Connection refused"):
+/// the client's own text alone says only "db error" or "error connecting
+/// to server".
+pub(super) fn why(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 impl Conn {

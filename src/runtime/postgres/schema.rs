@@ -211,6 +211,23 @@ ALTER TABLE contact_events ALTER COLUMN key DROP NOT NULL;
 /// advisory lock under which a database is migrated.
 const MIGRATION_LOCK: i64 = 0x666c_6f77_635f_6d67;
 
+/// Checks that the connected database holds flowc's tables in a schema
+/// this flowc knows, changing nothing.
+pub(super) fn check(conn: &mut Conn) -> Result<(), StoreError> {
+    conn.tx(|c| {
+        let exists: bool = c.query_one("SELECT to_regclass('flowc_schema') IS NOT NULL", &[])?.get(0);
+        if !exists {
+            return Err(StoreError::Missing);
+        }
+        let current: i64 = c.query_one("SELECT version::bigint FROM flowc_schema", &[])?.get(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StoreError::TooNew { found: current, known });
+        }
+        Ok(())
+    })
+}
+
 /// Brings the connected database to the newest schema, or refuses it.
 pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
     conn.tx(|c| {
