@@ -110,9 +110,11 @@ fn thread_cpu(pid: u32) -> std::collections::BTreeMap<String, u64> {
         };
         // Fields after the command (which may hold spaces), from the state on.
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        // utime and stime are the 14th and 15th fields: 12th and 13th after the state.
-        if let (Some(u), Some(s)) = (f.get(10), f.get(11)) {
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are the 14th and 15th fields of the line: the
+        // 12th and 13th counted from the state (the 3rd).
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(u), Some(s)) = (ticks(11), ticks(12)) {
             *by_name.entry(name.trim().to_string()).or_insert(0) += u + s;
         }
     }
@@ -128,7 +130,7 @@ fn cpu_per_request(
 ) {
     let parts: Vec<String> = after
         .iter()
-        .map(|(name, t)| (name, t - before.get(name).copied().unwrap_or(0)))
+        .map(|(name, t)| (name, t.saturating_sub(before.get(name).copied().unwrap_or(0))))
         .filter(|(_, d)| *d > 0)
         .map(|(name, d)| format!("{name} {:.1} µs", d as f64 * 10_000.0 / requests as f64))
         .collect();

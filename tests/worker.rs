@@ -318,19 +318,24 @@ fn commands_that_only_read_create_nothing_on_postgres() {
     let Some(pg) = common::postgres("read_only") else { return };
     // Each is refused on an empty database, so none of them created flowc's
     // tables there (the next would then have found them).
+    let dir = setup("read-only", 3);
+    let flow = dir.path("c.flow");
     for args in [
         &["balance", "show"][..],
         &["campaign", "list"][..],
         &["campaign", "status", "x"][..],
         &["campaign", "report", "x"][..],
-        &["balance", "show"][..],
+        &["estimate", &flow][..],
     ] {
         let o = flowc(&[args, &["--db", &pg.url][..]].concat());
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains("no database here yet"), "{args:?}: {}", stderr(&o));
     }
     // A database that is not there: the server's own words.
-    let gone = format!("{}_not_there", pg.url);
+    let gone = match pg.url.split_once('?') {
+        Some((base, query)) => format!("{base}_not_there?{query}"),
+        None => format!("{}_not_there", pg.url),
+    };
     let o = flowc(&["campaign", "list", "--db", &gone]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));

@@ -591,10 +591,15 @@ fn enroll_triggers(
         }
         return Err(Fatal(format!("{} unknown contact(s) in `{}`; nothing was run", errors.len(), file.display())));
     }
-    // The events first: if enrolling then fails, the next run (still a
-    // first run) stores them again as the same events, not as new ones.
-    store.upsert_contacts(&[], &events).map_err(db)?;
-    let enrolled = reentry::enroll(store, p, &entries, now).map_err(db)?;
+    // The events and the enrollments in one transaction: recorded events
+    // have no idempotency key, so a run that failed between the two must
+    // leave neither (the next run, still a first run, records them anew).
+    // The events first, so the first step can read them.
+    let enrolled = flowc::runtime::store::atomically(store, |store| {
+        store.upsert_contacts(&[], &events)?;
+        reentry::enroll(store, p, &entries, now)
+    })
+    .map_err(db)?;
     errln!("triggers from `{}`: {enrolled} contact(s) enrolled, {repeated} already enrolled, {outside} not in the audience", file.display());
     Ok(())
 }

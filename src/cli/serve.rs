@@ -52,6 +52,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
         .parse()
         .map_err(|_| Fatal(format!("--listen: `{}` is not an address like 127.0.0.1:8080", a.listen)))?;
     let db = a.db.resolve(None)?;
+    super::worker::named_campaigns_exist(&db, &a.worker, Until::Stopped)?;
     // A virtual clock stays in this process, unless other processes share
     // the database (PostgreSQL): then it is the database's.
     let clock = super::worker::clock(&db, a.clock, a.start.as_deref(), Kept::InProcess)?;

@@ -9,7 +9,7 @@ use super::{Fatal, Outcome};
 use flowc::runtime::engine::EngineConfig;
 use flowc::runtime::provider::{Provider, SimConfig, Simulated};
 use flowc::runtime::sqlite::OpenMode;
-use flowc::runtime::store::{Lease, Store, WorkerId};
+use flowc::runtime::store::{Lease, WorkerId};
 use flowc::service::runner::{self, RunnerConfig, SharedClock, Until};
 use flowc::service::webhook;
 use std::path::PathBuf;
@@ -115,9 +115,6 @@ pub fn start(
     let mut threads = Vec::new();
     for i in 0..flags.concurrency {
         let store = db.open(OpenMode::ReadWrite)?;
-        if i == 0 {
-            named_campaigns_exist(store.as_ref(), db, flags, until)?;
-        }
         let provider = flags.provider(db)?;
         let lease = Lease { worker: WorkerId(format!("{}-{i}", process.0)), ttl_ms: flags.lease as i64 * 1000 };
         let (clock, stop, config) = (clock.clone(), stop.clone(), flags.config(until));
@@ -132,8 +129,13 @@ pub fn start(
 
 /// Each `--campaign` names a campaign of `db`. One not launched yet is
 /// refused when the run stops once idle (it could never run), and only
-/// reported to a worker that waits: it runs once launched.
-fn named_campaigns_exist(store: &dyn Store, db: &Database, flags: &WorkerFlags, until: Until) -> Result<(), Fatal> {
+/// reported to a worker that waits: it runs once launched. Checked before
+/// anything else touches the database (a virtual clock is saved there).
+pub fn named_campaigns_exist(db: &Database, flags: &WorkerFlags, until: Until) -> Result<(), Fatal> {
+    if flags.campaigns.is_empty() {
+        return Ok(());
+    }
+    let store = db.open(OpenMode::ReadWrite)?;
     for name in &flags.campaigns {
         if store.campaign(name).map_err(|e| Fatal(e.to_string()))?.is_some() {
             continue;
@@ -199,6 +201,8 @@ pub use flowc::service::runner::Kept;
 pub fn run(a: WorkerArgs) -> Result<Outcome, Fatal> {
     let db = a.db.resolve(None)?;
     a.flags.check(&db)?;
+    let until = if a.until_idle { Until::Idle } else { Until::Stopped };
+    named_campaigns_exist(&db, &a.flags, until)?;
     let clock = clock(&db, a.clock, a.start.as_deref(), Kept::InDatabase)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -210,7 +214,6 @@ pub fn run(a: WorkerArgs) -> Result<Outcome, Fatal> {
             }
         });
     }
-    let until = if a.until_idle { Until::Idle } else { Until::Stopped };
     let threads = start(&db, &a.flags, &clock, until, &stop)?;
     errln!("flowc worker: running `{db}` with {} thread(s)", threads.len());
     for t in threads {

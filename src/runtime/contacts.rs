@@ -545,6 +545,13 @@ fn event_list(line: usize, v: Value) -> Result<Vec<ContactEvent>, RowError> {
                 Some(Value::String(n)) => n,
                 _ => return Err(err("an event needs a `name`".into())),
             };
+            // Only flowc records it, each time without an idempotency key:
+            // one given from outside would be stored again on every import.
+            if name == crate::runtime::store::TRIGGERED {
+                return Err(err(format!(
+                    "`{name}` is recorded by flowc when a campaign is triggered and cannot be imported"
+                )));
+            }
             let at = props
                 .remove("at")
                 .as_ref()
@@ -622,6 +629,20 @@ mod tests {
             ["line 2: field `id`: contact `a` is also on line 1; each contact appears once in a file"]
         );
         assert_eq!((p.contacts.len(), p.invalid_rows(), p.rows), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_contact_row_cannot_carry_the_event_flowc_records() {
+        let s = schema_of(&[]);
+        let p = parse(
+            "{\"id\": \"a\", \"events\": [{\"name\": \"campaign.triggered\", \"at\": \"2026-11-01T10:00:00Z\"}]}\n",
+            Format::JsonLines,
+            &s,
+        );
+        assert_eq!(
+            p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["line 1: field `events`: `campaign.triggered` is recorded by flowc when a campaign is triggered and cannot be imported"]
+        );
     }
 
     #[test]

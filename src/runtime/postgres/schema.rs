@@ -224,9 +224,20 @@ pub(super) fn check(conn: &mut Conn) -> Result<(), StoreError> {
         if current > known {
             return Err(StoreError::TooNew { found: current, known });
         }
+        if current < READABLE_FROM {
+            return Err(StoreError::Other(format!(
+                "the database has flowc's schema {current}, older than this flowc reads without migrating it \
+                 ({READABLE_FROM}); a command that writes (`flowc worker`, `flowc campaign start`) migrates it"
+            )));
+        }
         Ok(())
     })
 }
+
+/// The oldest schema a command that only reads reads as it is. Raise it
+/// with a migration that changes what readers read (a column they select,
+/// a table they join): schema 2 only let a key be NULL.
+const READABLE_FROM: i64 = 1;
 
 /// Brings the connected database to the newest schema, or refuses it.
 pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
