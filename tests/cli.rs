@@ -1129,3 +1129,25 @@ fn estimate_cache_answers_repeats_until_contacts_events_runs_or_the_program_chan
     ok(flowc(&["estimate", &flow, "--campaign", "probe", "--db", &empty]));
     assert!(!tmp.0.join("empty.db.estimates").exists(), "an estimate as of the wall clock is not kept");
 }
+
+/// A contacts file refused before any row is read (not contacts by its
+/// name, or not there) leaves no database behind; a `--db` URL of a kind
+/// flowc does not speak is refused, not taken for a file name.
+#[test]
+fn refused_inputs_leave_no_database_behind() {
+    let dir = TempDir::new("refused-inputs");
+    let db = dir.path("flowc.db");
+    for file in ["/dev/null", &dir.path("missing.jsonl")] {
+        let o = flowc(&["contacts", "import", file, "--db", &db]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(!Path::new(&db).exists(), "`{file}` refused, yet a database was made");
+        assert!(!Path::new(&format!("{db}.lock")).exists());
+    }
+    std::fs::write(dir.path("c.jsonl"), "{\"id\": \"a\"}\n").expect("contacts");
+    let url = "mysql://u:hunter2@127.0.0.1/x";
+    let o = flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", url]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("not `mysql://`"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    assert!(!Path::new("mysql:").exists());
+}

@@ -22,12 +22,21 @@ pub enum Database {
 impl Database {
     /// A `--db` value, the variable, or flowc.toml's `database`: a
     /// PostgreSQL URL by its scheme, else a file path.
-    pub fn parse(spelled: &str) -> Database {
+    pub fn parse(spelled: &str) -> Result<Database, Fatal> {
         if spelled.starts_with("postgres://") || spelled.starts_with("postgresql://") {
-            Database::Postgres(spelled.to_string())
-        } else {
-            Database::File(PathBuf::from(spelled))
+            return Ok(Database::Postgres(spelled.to_string()));
         }
+        // `mysql://…`, `sqlite://…`: a URL flowc does not speak, not a file
+        // name (which it would otherwise create, as `mysql:/…`).
+        if let Some((scheme, _)) = spelled.split_once("://") {
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) {
+                return Err(Fatal(format!(
+                    "`{}`: flowc keeps its data in an SQLite file (a path) or PostgreSQL (postgres://user@host/db), not `{scheme}://`",
+                    without_password(spelled)
+                )));
+            }
+        }
+        Ok(Database::File(PathBuf::from(spelled)))
     }
 
     /// Opens the store; `ReadOnly` commands run beside a writer (SQLite
@@ -90,15 +99,27 @@ mod tests {
 
     #[test]
     fn a_url_is_postgres_and_anything_else_a_file() {
-        assert_eq!(Database::parse("postgres://u@h/db"), Database::Postgres("postgres://u@h/db".into()));
-        assert_eq!(Database::parse("postgresql://h/db"), Database::Postgres("postgresql://h/db".into()));
-        assert_eq!(Database::parse("postgres.db"), Database::File("postgres.db".into()));
+        assert_eq!(Database::parse("postgres://u@h/db").ok(), Some(Database::Postgres("postgres://u@h/db".into())));
+        assert_eq!(Database::parse("postgresql://h/db").ok(), Some(Database::Postgres("postgresql://h/db".into())));
+        assert_eq!(Database::parse("postgres.db").ok(), Some(Database::File("postgres.db".into())));
+        assert!(Database::parse("mysql://u:pw@h/db")
+            .is_err_and(|e| e.0.contains("mysql://u:***@h/db") && !e.0.contains("pw")));
+        assert!(Database::parse("sqlite:///tmp/x.db").is_err());
     }
 
     #[test]
     fn a_password_is_never_shown() {
-        assert_eq!(Database::parse("postgres://u:s3cret@h:5432/db").to_string(), "postgres://u:***@h:5432/db");
-        assert_eq!(Database::parse("postgres://u@h/db").to_string(), "postgres://u@h/db");
-        assert_eq!(Database::parse("postgres://u:p@ss@h/db").to_string(), "postgres://u:***@h/db");
+        assert_eq!(
+            Database::parse("postgres://u:s3cret@h:5432/db").map(|d| d.to_string()).unwrap_or_default(),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            Database::parse("postgres://u@h/db").map(|d| d.to_string()).unwrap_or_default(),
+            "postgres://u@h/db"
+        );
+        assert_eq!(
+            Database::parse("postgres://u:p@ss@h/db").map(|d| d.to_string()).unwrap_or_default(),
+            "postgres://u:***@h/db"
+        );
     }
 }

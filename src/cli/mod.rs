@@ -89,16 +89,16 @@ impl DbArg {
     /// current folder when `None`), else `flowc.db`.
     pub fn resolve(&self, near: Option<&std::path::Path>) -> Result<db::Database, Fatal> {
         if let Some(db) = &self.db {
-            return Ok(db::Database::parse(db));
+            return db::Database::parse(db);
         }
         if let Some(url) = std::env::var(db::ENV).ok().filter(|v| !v.is_empty()) {
-            return Ok(db::Database::parse(&url));
+            return db::Database::parse(&url);
         }
         let config = settings(near)?;
-        Ok(match config.database {
+        match config.database {
             Some(path) => db::Database::parse(&path.to_string_lossy()),
-            None => db::Database::File(run::DEFAULT_DB.into()),
-        })
+            None => Ok(db::Database::File(run::DEFAULT_DB.into())),
+        }
     }
 }
 

@@ -170,10 +170,36 @@ fn import(
     invalid_rows: InvalidRows,
     declared: import::Declared,
 ) -> Result<bool, Fatal> {
-    let format = Format::from_path(file)
-        .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", file.display())))?;
-    let (f, _) =
-        flowc::files::open_regular(file).map_err(|e| Fatal(format!("cannot read `{}`: {e}", file.display())))?;
+    import_opened(store, ContactsFile::open(file)?, schema, invalid_rows, declared)
+}
+
+/// A contacts file opened for import: a `.jsonl` or `.csv` file that can be
+/// read. Opened before the database, so a file refused here leaves no
+/// database behind.
+struct ContactsFile<'p> {
+    path: &'p Path,
+    format: Format,
+    file: std::fs::File,
+}
+
+impl ContactsFile<'_> {
+    fn open(path: &Path) -> Result<ContactsFile<'_>, Fatal> {
+        let format = Format::from_path(path)
+            .ok_or_else(|| Fatal(format!("`{}`: contacts are .jsonl or .csv files", path.display())))?;
+        let (file, _) =
+            flowc::files::open_regular(path).map_err(|e| Fatal(format!("cannot read `{}`: {e}", path.display())))?;
+        Ok(ContactsFile { path, format, file })
+    }
+}
+
+fn import_opened(
+    store: &mut dyn Store,
+    opened: ContactsFile<'_>,
+    schema: &Schema,
+    invalid_rows: InvalidRows,
+    declared: import::Declared,
+) -> Result<bool, Fatal> {
+    let ContactsFile { path: file, format, file: f } = opened;
     // A replaced contact may meet a `wait until` arm or an exit of a running
     // campaign now: those executions wake in the import's transaction.
     let wake_at =
@@ -251,6 +277,7 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 }
                 None => None,
             };
+            let opened = ContactsFile::open(&file)?;
             let mut store = db.open(OpenMode::ReadWrite)?;
             let (schema, kept) = match declared {
                 // The API validates contacts and events against what the
@@ -265,7 +292,7 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                     import::Declared::Kept,
                 ),
             };
-            Ok(if import(store.as_mut(), &file, &schema, InvalidRows::from_flag(skip_invalid), kept)? {
+            Ok(if import_opened(store.as_mut(), opened, &schema, InvalidRows::from_flag(skip_invalid), kept)? {
                 Outcome::Ok
             } else {
                 Outcome::Findings
