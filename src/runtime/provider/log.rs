@@ -44,9 +44,29 @@ pub struct Entry<'a> {
 
 /// An instant in milliseconds as the log writes it: `2026-03-01T08:00:00.250Z`.
 pub fn rfc3339_ms(at_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(at_ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_else(|| at_ms.to_string())
+    use chrono::{Datelike, Timelike};
+    let Some(t) = chrono::DateTime::from_timestamp_millis(at_ms) else { return at_ms.to_string() };
+    if !(0..=9999).contains(&t.year()) {
+        return t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    }
+    // The fields written directly: interpreting the format string was
+    // 3 % of a run's CPU in a profile (one line per send); the whole run
+    // measured within noise of before (0.75 → 0.76 of its ceiling).
+    let mut s = String::with_capacity(24);
+    let _ = std::fmt::Write::write_fmt(
+        &mut s,
+        format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            at_ms.rem_euclid(1000)
+        ),
+    );
+    s
 }
 
 /// Appends the line for `m` to `out`.
@@ -112,6 +132,23 @@ fn legacy(line: &str) -> Option<Seen> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The fields written directly read as chrono's own format does,
+        /// from year 1 to 9999 and on either side of it.
+        #[test]
+        fn instants_are_written_as_chrono_formats_them(at_ms in -70_000_000_000_000i64..260_000_000_000_000) {
+            let chrono = chrono::DateTime::from_timestamp_millis(at_ms)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+            proptest::prop_assert_eq!(Some(rfc3339_ms(at_ms)), chrono);
+        }
+    }
+
+    #[test]
+    fn an_instant_has_its_milliseconds() {
+        assert_eq!(rfc3339_ms(1_772_352_000_250), "2026-03-01T08:00:00.250Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     fn message(at_ms: i64) -> Message<'static> {
         Message {
