@@ -142,6 +142,12 @@ fn worker_and_report_refuse_what_they_cannot_do() {
     let o = flowc(&["worker", "--db", &db, "--campaign", "nope", "--until-idle"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("no campaign `nope`"), "{}", stderr(&o));
+    // Pause and resume name the database asked, as the other commands do.
+    for verb in ["pause", "resume"] {
+        let o = flowc(&["campaign", verb, "nope", "--db", &db]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(&format!("no campaign `nope` in `{db}`")), "{}", stderr(&o));
+    }
     let o = flowc(&["campaign", "report", "spread", "--db", &db, "--provider-log", &dir.path("missing.log")]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no provider log"), "{}", stderr(&o));

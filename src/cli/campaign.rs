@@ -236,7 +236,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let db = db.resolve(None)?;
             let mut store = db.open(OpenMode::ReadWrite)?;
             let at = clock.now(store.as_ref())?;
-            lifecycle::pause(store.as_mut(), &name, at).map_err(fail)?;
+            lifecycle::pause(store.as_mut(), &name, at).map_err(fail_in(&db))?;
             outln!("`{name}` is PAUSED");
             Ok(Outcome::Ok)
         }
@@ -244,7 +244,7 @@ pub fn campaign_cmd(cmd: CampaignCmd) -> Result<Outcome, Fatal> {
             let db = db.resolve(None)?;
             let mut store = db.open(OpenMode::ReadWrite)?;
             let at = clock.now(store.as_ref())?;
-            let from = lifecycle::resume(store.as_mut(), &name, at).map_err(fail)?;
+            let from = lifecycle::resume(store.as_mut(), &name, at).map_err(fail_in(&db))?;
             outln!("`{name}` is RUNNING again (was {})", from.as_str());
             Ok(Outcome::Ok)
         }
@@ -412,5 +412,14 @@ pub fn balance_cmd(cmd: BalanceCmd) -> Result<Outcome, Fatal> {
             );
             Ok(Outcome::Ok)
         }
+    }
+}
+
+/// A lifecycle error, naming the database asked when the campaign is not
+/// there (as `start`, `status` and `report` do).
+fn fail_in(db: &super::db::Database) -> impl Fn(lifecycle::LifecycleError) -> Fatal + '_ {
+    move |e| match e {
+        lifecycle::LifecycleError::NotFound(name) => Fatal(format!("no campaign `{name}` in `{db}` (launch it first)")),
+        e => Fatal(e.to_string()),
     }
 }
