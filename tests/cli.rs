@@ -618,7 +618,8 @@ fn triggers_follow_the_reentry_rule() {
     std::fs::write(
         &triggers,
         [
-            r#"{"contacts": ["c-0001"], "data": {"n": 1}, "at": "2030-11-25T10:00:00Z"}"#,
+            // Named twice in one trigger: enters once, as through the API.
+            r#"{"contacts": ["c-0001", "c-0001"], "data": {"n": 1}, "at": "2030-11-25T10:00:00Z"}"#,
             r#"{"contacts": ["c-0001"], "data": {"n": 2}, "at": "2030-11-25T20:00:00Z"}"#,
             r#"{"contacts": ["c-0001"], "data": {"n": 3}, "at": "2030-11-26T11:00:00Z"}"#,
         ]
@@ -634,7 +635,7 @@ fn triggers_follow_the_reentry_rule() {
         assert_eq!(code(&o), 0, "{rule}: {}", stderr(&o));
         assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM executions"), want, "{rule}: {}", stderr(&o));
         assert!(
-            stderr(&o).contains(&format!("{want} contact(s) enrolled, {} already enrolled", 3 - want)),
+            stderr(&o).contains(&format!("{want} contact(s) enrolled, {} already enrolled", 4 - want)),
             "{rule}: {}",
             stderr(&o)
         );
@@ -1150,4 +1151,9 @@ fn refused_inputs_leave_no_database_behind() {
     assert!(stderr(&o).contains("not `mysql://`"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
     assert!(!Path::new("mysql:").exists());
+    // An empty `--db` is refused: SQLite would take it for a temporary
+    // database, and the import would be lost at exit.
+    let o = flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", ""]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("the database is empty"), "{}", stderr(&o));
 }

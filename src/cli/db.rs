@@ -23,6 +23,11 @@ impl Database {
     /// A `--db` value, the variable, or flowc.toml's `database`: a
     /// PostgreSQL URL by its scheme, else a file path.
     pub fn parse(spelled: &str) -> Result<Database, Fatal> {
+        // SQLite takes an empty name for a private temporary database:
+        // everything written to it would be gone at exit.
+        if spelled.trim().is_empty() {
+            return Err(Fatal("the database is empty: give --db a file path or a postgres:// URL".into()));
+        }
         if spelled.starts_with("postgres://") || spelled.starts_with("postgresql://") {
             return Ok(Database::Postgres(spelled.to_string()));
         }
@@ -105,6 +110,7 @@ mod tests {
         assert!(Database::parse("mysql://u:pw@h/db")
             .is_err_and(|e| e.0.contains("mysql://u:***@h/db") && !e.0.contains("pw")));
         assert!(Database::parse("sqlite:///tmp/x.db").is_err());
+        assert!(Database::parse("").is_err() && Database::parse("  ").is_err());
     }
 
     #[test]

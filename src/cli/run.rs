@@ -585,7 +585,14 @@ fn enroll_triggers(
     let (mut entries, mut events, mut outside, mut repeated) = (Vec::new(), Vec::new(), 0u64, 0u64);
     for t in lines {
         let when = t.at.unwrap_or(now).max(now);
+        // The same contact named twice in one trigger enters once, as in
+        // the API: the second is counted as already enrolled.
+        let mut named = std::collections::HashSet::new();
         for id in t.contacts.iter().map(|raw| ContactId::from(raw.as_str())) {
+            if !named.insert(id.clone()) {
+                repeated += 1;
+                continue;
+            }
             let Some(c) = store.contact(&id).map_err(db)? else {
                 errors.push(format!("line {}: no such contact `{id}`", t.line));
                 continue;
