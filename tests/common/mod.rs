@@ -351,9 +351,22 @@ pub fn spawn_serve(
     token: &str,
 ) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"))
-        .args(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-        .args(extra)
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // On PostgreSQL the provider's log defaults to `flowc.provider.log` in
+    // the current folder, the repository's root here: each server gets a
+    // log of its own in the temporary folder instead.
+    static LOGS: AtomicUsize = AtomicUsize::new(0);
+    let own_log = (db.starts_with("postgres") && !extra.contains(&"--provider-log")).then(|| {
+        let n = LOGS.fetch_add(1, Ordering::SeqCst);
+        std::env::temp_dir().join(format!("flowc-serve-{}-{n}.provider.log", std::process::id()))
+    });
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flowc"));
+    command.args(["serve", "--db", db, "--listen", "127.0.0.1:0"]).args(extra);
+    if let Some(log) = &own_log {
+        let _ = std::fs::remove_file(log);
+        command.arg("--provider-log").arg(log);
+    }
+    let mut child = command
         .env("FLOWC_API_TOKEN", token)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
