@@ -1144,7 +1144,20 @@ fn refused_inputs_leave_no_database_behind() {
         assert!(!Path::new(&db).exists(), "`{file}` refused, yet a database was made");
         assert!(!Path::new(&format!("{db}.lock")).exists());
     }
+    // A file refused for its rows: the database the import made is gone again.
+    std::fs::write(dir.path("bad.jsonl"), "{\"id\": \"a\"}\n{\"email\": \"no-id@example.com\"}\n").expect("bad");
+    let o = flowc(&["contacts", "import", &dir.path("bad.jsonl"), "--db", &db]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing imported"), "{}", stderr(&o));
+    for leftover in [db.clone(), format!("{db}.lock"), format!("{db}-wal"), format!("{db}-shm")] {
+        assert!(!Path::new(&leftover).exists(), "`{leftover}` left behind by a refused import");
+    }
+    // A database that was there stays, with what it held.
     std::fs::write(dir.path("c.jsonl"), "{\"id\": \"a\"}\n").expect("contacts");
+    assert_eq!(code(&flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", &db])), 0);
+    let o = flowc(&["contacts", "import", &dir.path("bad.jsonl"), "--db", &db]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(sql_i64(&db, "SELECT COUNT(*) FROM contacts"), 1);
     let url = "mysql://u:hunter2@127.0.0.1/x";
     let o = flowc(&["contacts", "import", &dir.path("c.jsonl"), "--db", url]);
     assert_eq!(code(&o), 2);

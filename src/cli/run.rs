@@ -278,6 +278,12 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                 None => None,
             };
             let opened = ContactsFile::open(&file)?;
+            // A database this import creates is removed again when the file
+            // is refused: a refused import leaves things as they were.
+            let created = match &db {
+                super::db::Database::File(path) if !path.exists() => Some(path.clone()),
+                _ => None,
+            };
             let mut store = db.open(OpenMode::ReadWrite)?;
             let (schema, kept) = match declared {
                 // The API validates contacts and events against what the
@@ -292,11 +298,12 @@ pub fn contacts_cmd(cmd: ContactsCmd) -> Result<Outcome, Fatal> {
                     import::Declared::Kept,
                 ),
             };
-            Ok(if import_opened(store.as_mut(), opened, &schema, InvalidRows::from_flag(skip_invalid), kept)? {
-                Outcome::Ok
-            } else {
-                Outcome::Findings
-            })
+            let imported = import_opened(store.as_mut(), opened, &schema, InvalidRows::from_flag(skip_invalid), kept);
+            if let (Some(path), false) = (created, matches!(imported, Ok(true))) {
+                drop(store);
+                flowc::runtime::sqlite::remove_created(&path);
+            }
+            Ok(if imported? { Outcome::Ok } else { Outcome::Findings })
         }
     }
 }

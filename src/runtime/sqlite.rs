@@ -484,6 +484,21 @@ fn lock_path(db: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Removes the files of a database that a command created and then
+/// refused to fill (a contacts file refused whole): the file, its log, its
+/// shared memory and its lock file. The store must be closed. Only for a
+/// database the caller saw did not exist before it opened it.
+pub fn remove_created(db: &Path) {
+    let with = |suffix: &str| {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    for path in [with("-wal"), with("-shm"), db.to_path_buf(), lock_path(db)] {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 impl WriterLock {
     fn take(db: &Path) -> Result<WriterLock, StoreError> {
         let path = lock_path(db);
