@@ -60,8 +60,13 @@ fn reference(dir: &TempDir) -> serde_json::Value {
 
 /// `reference` with an opening balance of `balance` EUR.
 fn reference_paid(dir: &TempDir, balance: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&reference_run(dir, balance))).expect("report")
+}
+
+/// `flowc run` of the reference, whatever its exit (3: the balance paused it).
+fn reference_run(dir: &TempDir, balance: &str) -> std::process::Output {
     let balance = format!("--balance={balance}");
-    let o = flowc(&[
+    flowc(&[
         "run",
         &dir.path("c.flow"),
         "--db",
@@ -73,8 +78,7 @@ fn reference_paid(dir: &TempDir, balance: &str) -> serde_json::Value {
         "--report",
         "json",
         &balance,
-    ]);
-    serde_json::from_str(&ok(&o)).expect("report")
+    ])
 }
 
 /// Imports, tops up, launches and starts the campaign in `db` (a path or a
@@ -301,17 +305,7 @@ fn a_balance_for_k_sends_pays_exactly_k_sends_under_four_workers() {
     assert_eq!(balance["balance"], 0.0, "{balance}");
     // The run never waited, so its virtual clock never moved: the report is
     // still as of the run's time, as `flowc run`'s is, not the wall clock's.
-    let o = flowc(&[
-        "run",
-        &dir.path("c.flow"),
-        "--db",
-        &dir.path("reference.db"),
-        "--contacts",
-        &dir.path("c.jsonl"),
-        "--report",
-        "json",
-        "--balance=1.234",
-    ]);
+    let o = reference_run(&dir, "1.234");
     // `flowc run` exits 3 when the balance paused the campaign.
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     let reference: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("report");

@@ -148,16 +148,25 @@ pub enum EventError {
     BadProp(String),
 }
 
+/// Refuses the event flowc records itself with each enrollment by a
+/// trigger (`store::TRIGGERED`): given from outside, by the API or in a
+/// contacts file, it would be taken for flowc's own record, which has no
+/// idempotency key.
+fn not_recorded_by_flowc(name: &str) -> Result<(), String> {
+    if name == crate::runtime::store::TRIGGERED {
+        return Err(format!(
+            "`{name}` is recorded by flowc when a campaign is triggered (`POST /v1/campaigns/{{id}}/trigger`) and cannot be ingested or imported"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an ingested event's name and properties against the declared
 /// events. A `null` or absent property is an absent value, as in contacts.
 pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> Result<(), EventError> {
     // Built in, but only flowc records it: "not declared" would send the
     // user looking for a declaration that cannot help.
-    if name == crate::runtime::store::TRIGGERED {
-        return Err(EventError::UnknownName(
-            "`campaign.triggered` is recorded by flowc when a campaign is triggered (`POST /v1/campaigns/{id}/trigger`) and cannot be ingested".into(),
-        ));
-    }
+    not_recorded_by_flowc(name).map_err(EventError::UnknownName)?;
     let Some(declared) = schema.events.get(name) else {
         let help = crate::suggest::help(name, schema.events.keys().map(String::as_str))
             .map(|h| format!("; {h}"))
@@ -545,13 +554,7 @@ fn event_list(line: usize, v: Value) -> Result<Vec<ContactEvent>, RowError> {
                 Some(Value::String(n)) => n,
                 _ => return Err(err("an event needs a `name`".into())),
             };
-            // Only flowc records it, each time without an idempotency key:
-            // one given from outside would be stored again on every import.
-            if name == crate::runtime::store::TRIGGERED {
-                return Err(err(format!(
-                    "`{name}` is recorded by flowc when a campaign is triggered and cannot be imported"
-                )));
-            }
+            not_recorded_by_flowc(&name).map_err(err)?;
             let at = props
                 .remove("at")
                 .as_ref()
@@ -641,7 +644,7 @@ mod tests {
         );
         assert_eq!(
             p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            ["line 1: field `events`: `campaign.triggered` is recorded by flowc when a campaign is triggered and cannot be imported"]
+            ["line 1: field `events`: `campaign.triggered` is recorded by flowc when a campaign is triggered (`POST /v1/campaigns/{id}/trigger`) and cannot be ingested or imported"]
         );
     }
 

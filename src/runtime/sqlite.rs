@@ -479,8 +479,13 @@ struct Held {
 static HELD: Mutex<Vec<Held>> = Mutex::new(Vec::new());
 
 fn lock_path(db: &Path) -> PathBuf {
+    beside(db, ".lock")
+}
+
+/// `db`'s name with `suffix` added: its lock, its log (`-wal`), its shared memory (`-shm`).
+fn beside(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
-    p.push(".lock");
+    p.push(suffix);
     PathBuf::from(p)
 }
 
@@ -489,12 +494,7 @@ fn lock_path(db: &Path) -> PathBuf {
 /// shared memory and its lock file. The store must be closed. Only for a
 /// database the caller saw did not exist before it opened it.
 pub fn remove_created(db: &Path) {
-    let with = |suffix: &str| {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        PathBuf::from(p)
-    };
-    for path in [with("-wal"), with("-shm"), db.to_path_buf(), lock_path(db)] {
+    for path in [beside(db, "-wal"), beside(db, "-shm"), db.to_path_buf(), lock_path(db)] {
         let _ = std::fs::remove_file(path);
     }
 }
