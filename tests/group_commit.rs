@@ -30,19 +30,21 @@ const FAIL_WITH_C0: &str = "test.fail_commits_with_c0";
 
 /// Faults injected into the service's own SQLite connection, as TEMP
 /// objects (the database file is untouched, and no `Store` wrapper is
-/// needed, so the test does not follow the trait's shape): an event for
+/// needed, so the test does not follow the trait's shape): a trigger for
 /// `poison` cannot be written, and while `FAIL_WITH_C0` is set a transaction
 /// that enrolled `c0` breaks a deferred foreign key, which SQLite checks at
 /// COMMIT: the commit fails and leaves the transaction open, as a real
-/// failed commit does.
+/// failed commit does. The service's SQLite store enrolls an API trigger
+/// by queueing it (`trigger_inbox`, drained by the campaign's next batch),
+/// so the faults are on that table.
 fn inject_faults(store: &mut SqliteStore) {
     let sql = format!(
         "CREATE TEMP TABLE fault_parent (id INTEGER PRIMARY KEY);
          CREATE TEMP TABLE fault_child (parent INTEGER REFERENCES fault_parent(id) DEFERRABLE INITIALLY DEFERRED);
-         CREATE TEMP TRIGGER poison_write BEFORE INSERT ON main.contact_events
+         CREATE TEMP TRIGGER poison_write BEFORE INSERT ON main.trigger_inbox
            WHEN NEW.contact_id = '{POISON}'
            BEGIN SELECT RAISE(ABORT, 'injected: cannot write for `{POISON}`'); END;
-         CREATE TEMP TRIGGER failing_commit AFTER INSERT ON main.executions
+         CREATE TEMP TRIGGER failing_commit AFTER INSERT ON main.trigger_inbox
            WHEN NEW.contact_id = 'c0' AND EXISTS (SELECT 1 FROM main.meta WHERE key = '{FAIL_WITH_C0}' AND value = '1')
            BEGIN INSERT INTO fault_child VALUES (42); END;"
     );
@@ -222,7 +224,10 @@ fn a_failed_commit_fails_every_trigger_of_its_group_and_enrolls_nobody() {
         assert_eq!(body["enrolled"], 1, "{body}");
     }
     drop(service);
-    let store = SqliteStore::open(&db).expect("store");
+    let mut store = SqliteStore::open(&db).expect("store");
+    assert_eq!(store.counts("by_api").expect("counts").values().sum::<u64>(), 30);
+    // What the campaign's next batch does first.
+    assert_eq!(store.drain_triggered("by_api", usize::MAX, 0).expect("drain"), 30);
     assert_eq!(store.counts("by_api").expect("counts").values().sum::<u64>(), 30);
     let named: Vec<ContactId> = asked.iter().map(|i| ContactId(i.clone())).collect();
     let triggered = store.events_for(&named.iter().collect::<Vec<_>>()).expect("events");
@@ -246,7 +251,8 @@ fn a_trigger_whose_write_fails_is_left_out_and_its_group_commits() {
         }
     }
     drop(service);
-    let store = SqliteStore::open(&db).expect("store");
+    let mut store = SqliteStore::open(&db).expect("store");
     assert_eq!(store.counts("by_api").expect("counts").values().sum::<u64>(), 20);
+    assert_eq!(store.drain_triggered("by_api", usize::MAX, 0).expect("drain"), 20);
     assert!(store.events_for(&[&ContactId(POISON.into())]).expect("events").is_empty());
 }

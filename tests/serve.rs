@@ -158,6 +158,22 @@ fn query_i64(db: &str, sql: &str) -> i64 {
     }
 }
 
+/// Waits until the running service enrolled every trigger it answered: on
+/// SQLite a trigger is queued (`trigger_inbox`) and becomes an execution,
+/// with its `campaign.triggered` event, at the campaign's next batch (the
+/// runner looks every 50 ms); PostgreSQL enrolls it in the trigger's own
+/// transaction. The bound only keeps a broken service from hanging the test.
+fn until_triggers_enrolled(db: &str) {
+    if is_postgres(db) {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while query_i64(db, "SELECT COUNT(*) FROM trigger_inbox") > 0 {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the runner never enrolled the queued triggers");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Contacts, a balance of `top_up` EUR and the campaigns, in database `db`.
 fn setup_on(dir: &Dir, db: &str, campaigns: &[(&str, &str)], top_up: &str) {
     let contacts = (0..50)
@@ -649,6 +665,7 @@ fn a_trigger_for_an_enrolled_contact_records_nothing() {
     assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)));
     let (s, r) = call("POST", &trigger, Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"order": 2}}"#));
     assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)));
+    until_triggers_enrolled(&db);
     let conn = rusqlite::Connection::open(&db).expect("db");
     let events = |c: &str| -> i64 {
         conn.query_row(
@@ -697,6 +714,7 @@ fn a_trigger_follows_the_reentry_rule_on(dir: &Dir, db: &str) {
     assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)), "{r}");
     let (s, r) = call("POST", &url("daily"), Some(TOKEN), Some(r#"{"contacts": ["c0", "c1"], "data": {"round": 9}}"#));
     assert_eq!((s, r["enrolled"].as_u64(), r["already_enrolled"].as_u64()), (202, Some(1), Some(1)), "{r}");
+    until_triggers_enrolled(db);
     drop(server);
     let count = |sql: &str| query_i64(db, sql);
     assert_eq!(count("SELECT COUNT(*) FROM executions WHERE campaign = 'again' AND contact_id = 'c0'"), 3);

@@ -102,6 +102,65 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
     the_clock_moves_only_from_what_it_reads(make("clock").as_mut());
     newest_created_at_follows_the_contacts(make("newest").as_mut());
     data_version_follows_what_estimates_read(make("version").as_mut());
+    api_triggers_are_enrolled_once_each_with_their_event(make("triggered").as_mut());
+}
+
+/// `enroll_triggered` may queue (SQLite) or enroll at once (PostgreSQL):
+/// either way every reader agrees with the count it answered from the
+/// moment it returns, and once drained the executions and events are
+/// there, once each, in the version and step they were admitted at.
+fn api_triggers_are_enrolled_once_each_with_their_event(s: &mut dyn Store) {
+    let (mut p, _) = program("campaign api_in {\n  trigger api\n  reentry always\n  wait 1d\n}");
+    s.upsert_contacts(&[record("a", &[]), record("b", &[])], &[]).expect("contacts");
+    let first = p.nodes[0].id.clone();
+    let trig = |c: &str, kind: &str, at: i64| {
+        let mut props = serde_json::Map::new();
+        props.insert("kind".into(), kind.into());
+        props.insert("campaign".into(), "api_in".into());
+        (
+            Enrollment::new(c.into(), first.clone(), at),
+            EventOf { contact: c.into(), event: ContactEvent { name: TRIGGERED.into(), at, props } },
+        )
+    };
+    let (ea, va) = trig("a", "vip", 100);
+    let (eb, vb) = trig("b", "plain", 100);
+    assert_eq!(s.enroll_triggered(&p, &[ea.clone(), eb], &[va, vb], 100).expect("trigger"), 2);
+    // Seen as enrolled before any drain: re-entry, reports, the runner's clock.
+    let latest = s.latest_starts("api_in", &[&"a".into(), &"zz".into()]).expect("latest");
+    assert_eq!(latest.get(&ContactId::from("a")), Some(&Some(100)));
+    assert!(!latest.contains_key(&ContactId::from("zz")));
+    assert!(s.enrolled("api_in", &[&"b".into()]).expect("enrolled").contains(&ContactId::from("b")));
+    assert_eq!(s.counts("api_in").expect("counts")[&ExecState::Pending], 2);
+    assert_eq!(s.next_wake("api_in").expect("wake"), Some(100));
+    // The same contact again (reentry always), then a later version.
+    let (ea2, va2) = trig("a", "again", 160);
+    p.version = flowc::compile::program::Version("v-later".into());
+    assert_eq!(s.enroll_triggered(&p, &[ea2], &[va2], 160).expect("again"), 1);
+    let drained =
+        s.drain_triggered("api_in", 1, 170).expect("drain one") + s.drain_triggered("api_in", 100, 170).expect("drain");
+    assert!(drained == 0 || drained == 3, "a queueing store drains all three, another none: {drained}");
+    assert_eq!(s.drain_triggered("api_in", 100, 170).expect("drained"), 0, "nothing is drained twice");
+    assert_eq!(s.counts("api_in").expect("counts")[&ExecState::Pending], 3);
+    let starts = s.starts("api_in", None, 10).expect("starts");
+    let mut seen: Vec<(String, u32, Option<i64>)> =
+        starts.iter().map(|st| (st.contact.0.clone(), st.entry.0, st.started_at)).collect();
+    seen.sort();
+    assert_eq!(seen, [("a".into(), 1, Some(100)), ("a".into(), 2, Some(160)), ("b".into(), 1, Some(100))]);
+    let events = s.events_for(&[&"a".into(), &"b".into()]).expect("events");
+    let mut kinds: Vec<(String, i64, String)> = events
+        .iter()
+        .map(|e| (e.contact.0.clone(), e.event.at, e.event.props["kind"].as_str().unwrap_or("").to_string()))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [("a".into(), 100, "vip".into()), ("a".into(), 160, "again".into()), ("b".into(), 100, "plain".into())]
+    );
+    let due = s.claim("api_in", 200, 10, &[], &worker("w")).expect("due");
+    let versions: BTreeMap<(String, u32), String> =
+        due.iter().map(|d| ((d.contact.id.0.clone(), d.entry.0), d.version.clone())).collect();
+    assert_eq!(versions[&("a".to_string(), 2)], "v-later", "each at the version it was admitted under");
+    assert_eq!(versions.len(), 3);
 }
 
 fn campaigns_and_guarded_state_changes(s: &mut dyn Store) {
@@ -577,6 +636,20 @@ impl Store for Wrapped {
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError> {
         self.write()?;
         self.inner.enroll(campaign, version, entries, now)
+    }
+    fn enroll_triggered(
+        &mut self,
+        program: &Program,
+        entries: &[Enrollment],
+        events: &[EventOf],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.enroll_triggered(program, entries, events, now)
+    }
+    fn drain_triggered(&mut self, campaign: &str, limit: usize, now: i64) -> Result<u64, StoreError> {
+        self.write()?;
+        self.inner.drain_triggered(campaign, limit, now)
     }
     fn enroll_audience(
         &mut self,

@@ -61,7 +61,7 @@ pub fn run(a: ServeArgs) -> Result<Outcome, Fatal> {
     let api_store = service::store_thread::StoreThread::start(api_store)
         .map_err(|e| Fatal(format!("cannot start the store thread: {e}")))?;
     let state = Arc::new(AppState { store: api_store, token, clock: clock.clone(), stop: stop.clone() });
-    let runners = super::worker::start(&db, &a.worker, &clock, Until::Stopped, &stop)?;
+    let runners = super::worker::start(&db, &a.worker, &clock, Until::Stopped, super::worker::Host::Service, &stop)?;
     let shutdown_flag = stop.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -355,6 +355,27 @@ CREATE TABLE data_version (
 );
 INSERT INTO data_version (id, token) VALUES (1, random());
 "#,
+    // Schema 9 (API triggers at scale): an API trigger the service admitted
+    // is queued here, in a small b-tree, and enrolled with its
+    // `campaign.triggered` event by the campaign's next batch
+    // (`drain_triggered`). Enrolled at once, each trigger wrote a page of
+    // the executions' b-tree and one of the events' index at its contact's
+    // place: with triggers for contacts scattered over the table, four
+    // pages of the log per trigger; the runner's batch then writes
+    // hundreds of queued triggers per commit, so a page takes many.
+    // `seq` orders a contact's triggers; `props` is the event's data (JSON).
+    r#"
+CREATE TABLE trigger_inbox (
+  campaign TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  version TEXT NOT NULL,
+  step TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  props TEXT NOT NULL,
+  PRIMARY KEY (campaign, contact_id, seq)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub struct SqliteStore {
@@ -1470,6 +1491,100 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    fn enroll_triggered(
+        &mut self,
+        program: &crate::compile::program::Program,
+        entries: &[Enrollment],
+        events: &[EventOf],
+        _now: i64,
+    ) -> Result<u64, StoreError> {
+        // Queued (schema 9): the campaign's next batch enrolls them.
+        let props: std::collections::HashMap<&ContactId, &serde_json::Map<String, serde_json::Value>> =
+            events.iter().map(|e| (&e.contact, &e.event.props)).collect();
+        let tx = Nested::begin(&self.conn)?;
+        {
+            let mut queue = tx
+                .prepare_cached(
+                    "INSERT INTO trigger_inbox (campaign, contact_id, seq, version, step, at, props)
+                     SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6 FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2",
+                )
+                .map_err(classify)?;
+            for e in entries {
+                let data = props
+                    .get(&e.contact)
+                    .map_or_else(|| "{}".to_string(), |p| serde_json::Value::Object((*p).clone()).to_string());
+                queue
+                    .execute(params![program.campaign, e.contact, program.version.0, e.step, e.wake_at, data])
+                    .map_err(classify)?;
+            }
+        }
+        tx.commit()?;
+        Ok(entries.len() as u64)
+    }
+
+    fn drain_triggered(&mut self, campaign: &str, limit: usize, now: i64) -> Result<u64, StoreError> {
+        struct Queued {
+            contact: ContactId,
+            seq: i64,
+            version: String,
+            step: StepId,
+            at: i64,
+            props: String,
+        }
+        let queued: Vec<Queued> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT contact_id, seq, version, step, at, props FROM trigger_inbox WHERE campaign = ?1 ORDER BY contact_id, seq LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(params![campaign, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                    Ok(Queued {
+                        contact: ContactId(r.get(0)?),
+                        seq: r.get(1)?,
+                        version: r.get(2)?,
+                        step: r.get(3)?,
+                        at: r.get(4)?,
+                        props: r.get(5)?,
+                    })
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<_, _>>().map_err(classify)?
+        };
+        if queued.is_empty() {
+            return Ok(0);
+        }
+        let tx = Nested::begin(&self.conn)?;
+        {
+            let mut event = tx
+                .prepare_cached(
+                    "INSERT INTO contact_events (contact_id, name, at, props, key) VALUES (?1, ?2, ?3, ?4, NULL)",
+                )
+                .map_err(classify)?;
+            // The trigger was admitted under the campaign's re-entry rule
+            // when it was queued: each is the contact's next entry.
+            let mut enroll = tx
+                .prepare_cached(
+                    "INSERT INTO executions (campaign, contact_id, entry, version, step, state, wake_at, started_at, updated_at)
+                     SELECT ?1, ?2, COALESCE(MAX(entry), 0) + 1, ?3, ?4, 'pending', ?5, ?5, ?6
+                     FROM executions WHERE campaign = ?1 AND contact_id = ?2",
+                )
+                .map_err(classify)?;
+            let mut done = tx
+                .prepare_cached("DELETE FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2 AND seq = ?3")
+                .map_err(classify)?;
+            for q in &queued {
+                event.execute(params![q.contact, TRIGGERED, q.at, q.props]).map_err(classify)?;
+                enroll.execute(params![campaign, q.contact, q.version, q.step, q.at, now]).map_err(classify)?;
+                done.execute(params![campaign, q.contact, q.seq]).map_err(classify)?;
+            }
+            new_data_version(&tx)?;
+        }
+        tx.commit()?;
+        Ok(queued.len() as u64)
+    }
+
     fn enroll_audience(
         &mut self,
         program: &crate::compile::program::Program,
@@ -1661,10 +1776,12 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(classify)?;
-        Ok(match (wake, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        let queued: Option<i64> =
+            cached_row(&self.conn, "SELECT MIN(at) FROM trigger_inbox WHERE campaign = ?1", params![campaign], |r| {
+                r.get(0)
+            })
+            .map_err(classify)?;
+        Ok([wake, retry, queued].into_iter().flatten().min())
     }
 
     fn begin(&mut self) -> Result<(), StoreError> {
@@ -2096,6 +2213,13 @@ impl Store for SqliteStore {
             };
             out.insert(state, n as u64);
         }
+        // Triggers queued are enrolled already, pending at their first step.
+        let queued: i64 =
+            cached_row(&self.conn, "SELECT COUNT(*) FROM trigger_inbox WHERE campaign = ?1", params![campaign], |r| {
+                r.get(0)
+            })
+            .map_err(classify)?;
+        *out.entry(ExecState::Pending).or_default() += queued as u64;
         Ok(out)
     }
 
@@ -2262,6 +2386,9 @@ impl Store for SqliteStore {
     }
 
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
+        // Queued triggers are executions of the version they were admitted
+        // under: enrolled first, so they migrate with the others.
+        self.drain_triggered(migration.campaign, usize::MAX, now)?;
         let Migration { campaign, from, to, kept } = *migration;
         let tx = Nested::begin(&self.conn)?;
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;")
@@ -2396,7 +2523,10 @@ impl Store for SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT MAX(started_at) FROM executions WHERE campaign = ?1 AND contact_id = ?2 HAVING COUNT(*) > 0",
+                "SELECT MAX(started) FROM (
+                   SELECT started_at AS started FROM executions WHERE campaign = ?1 AND contact_id = ?2
+                   UNION ALL SELECT at FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2)
+                 HAVING COUNT(*) > 0",
             )
             .map_err(classify)?;
         let mut found = std::collections::HashMap::new();
@@ -2416,7 +2546,10 @@ impl Store for SqliteStore {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2")
+            .prepare_cached(
+                "SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2
+                 UNION ALL SELECT 1 FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2",
+            )
             .map_err(classify)?;
         let mut found = std::collections::HashSet::new();
         for c in contacts {

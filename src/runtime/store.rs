@@ -971,6 +971,39 @@ pub trait Store {
     ) -> Result<std::collections::HashMap<ContactId, Option<i64>>, StoreError>;
     /// Enrolls contacts (at most once each: entry 1).
     fn enroll(&mut self, campaign: &str, version: &str, entries: &[Enrollment], now: i64) -> Result<u64, StoreError>;
+    /// Enrolls the contacts an API trigger admitted in `program`'s
+    /// campaign (the caller applied its re-entry rule, reading
+    /// `latest_starts`), each with its `campaign.triggered` event
+    /// (`events`). Returns how many entered.
+    ///
+    /// A store may queue them instead, to enroll them at the campaign's
+    /// next `drain_triggered`: from the moment this returns, its
+    /// `latest_starts`, `enrolled`, `counts` and `next_wake` see them as
+    /// enrolled (pending, due at their `wake_at`), so a second trigger, a
+    /// report and a runner all agree with the answer the trigger got.
+    fn enroll_triggered(
+        &mut self,
+        program: &crate::compile::program::Program,
+        entries: &[Enrollment],
+        events: &[EventOf],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        use crate::compile::program::Reentry;
+        // The event first, so the execution's first step can read it.
+        self.upsert_contacts(&[], events)?;
+        let (campaign, version) = (&program.campaign, &program.version.0);
+        match program.delivery.reentry {
+            Reentry::Once => self.enroll(campaign, version, entries, now),
+            rule => self.reenter(campaign, version, entries, rule, now),
+        }
+    }
+    /// Enrolls what `enroll_triggered` queued for `campaign`, up to `limit`
+    /// triggers, with their events, in one transaction. Returns how many;
+    /// a store that queues none has none to drain.
+    fn drain_triggered(&mut self, campaign: &str, limit: usize, now: i64) -> Result<u64, StoreError> {
+        let _ = (campaign, limit, now);
+        Ok(0)
+    }
     /// Enrolls every contact matching `program`'s audience (evaluated at
     /// `wake`) at `step`, waking at `wake`, inside the store: no contact
     /// crosses into the engine. `None` when this store cannot evaluate the

@@ -557,9 +557,7 @@ fn enroll_trigger(
         events.push(EventOf { contact: cid.clone(), event });
     }
     let failed = |e| Refusal::Failed(ApiError::internal(e));
-    // The event is stored before the enrollment so the first step can read it.
-    store.upsert_contacts(&[], &events).map_err(failed)?;
-    let enrolled = reentry::enroll(store, &p, &entries, now).map_err(failed)?;
+    let enrolled = store.enroll_triggered(&p, &entries, &events, now).map_err(failed)?;
     let already = asked.saturating_sub(enrolled);
     Ok(json!({"enrolled": enrolled, "already_enrolled": already, "not_in_audience": outside}))
 }

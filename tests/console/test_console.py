@@ -201,6 +201,10 @@ def test_phone_width_dark_mode_and_the_readme_screenshot(browser):
     assert width <= 390, f"the list is {width}px wide on a 390px screen"
     shot(page, "phone-dark-campaigns.png", full_page=True)
     page.get_by_role("link", name="Onboarding for new sign-ups").click()
+    # Measured once the campaign page is there, not while the click's
+    # navigation is still on its way.
+    expect(page.locator('[data-live="step.hello.sent"]')).to_have_text("40", timeout=LIVE_MS)
+    page.wait_for_load_state("load")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the campaign page is {width}px wide on a 390px screen"
     bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
