@@ -1535,7 +1535,9 @@ impl Store for SqliteStore {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT contact_id, seq, version, step, at, props FROM trigger_inbox WHERE campaign = ?1 ORDER BY contact_id, seq LIMIT ?2",
+                    // The oldest first: under a stream of triggers faster
+                    // than the batches, no contact waits behind later ones.
+                    "SELECT contact_id, seq, version, step, at, props FROM trigger_inbox WHERE campaign = ?1 ORDER BY at, contact_id, seq LIMIT ?2",
                 )
                 .map_err(classify)?;
             let rows = stmt
