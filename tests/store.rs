@@ -103,6 +103,32 @@ fn conformance(make: &dyn Fn(&str) -> Box<dyn Store>) {
     newest_created_at_follows_the_contacts(make("newest").as_mut());
     data_version_follows_what_estimates_read(make("version").as_mut());
     api_triggers_are_enrolled_once_each_with_their_event(make("triggered").as_mut());
+    a_new_version_sees_the_triggers_it_was_given(make("relaunch").as_mut());
+}
+
+/// A trigger answered 202 is an execution of the version it was admitted
+/// under, queued or not: a new version that removes the step it waits at
+/// is refused, and `--force` skips it like any other.
+fn a_new_version_sees_the_triggers_it_was_given(s: &mut dyn Store) {
+    use flowc::runtime::lifecycle::{LifecycleError, RemovedSteps};
+    let (v1, _) = program("campaign relaunched {\n  trigger api\n  first: wait 1d\n}");
+    lifecycle::launch(s, &v1, RemovedSteps::Refuse, 0).expect("launch");
+    s.upsert_contacts(&[record("q", &[])], &[]).expect("contacts");
+    let event = EventOf {
+        contact: "q".into(),
+        event: ContactEvent { name: TRIGGERED.into(), at: 10, props: serde_json::Map::new() },
+    };
+    let entry = Enrollment::new("q".into(), v1.nodes[0].id.clone(), 10);
+    assert_eq!(s.enroll_triggered(&v1, &[entry], &[event], 10).expect("trigger"), 1);
+    let (v2, _) = program("campaign relaunched {\n  trigger api\n  other: wait 2d\n}");
+    match lifecycle::launch(s, &v2, RemovedSteps::Refuse, 20) {
+        Err(LifecycleError::Refused(why)) => assert!(why.contains("1 execution(s) wait"), "{why}"),
+        other => panic!("a version removing the step a trigger waits at was not refused: {other:?}"),
+    }
+    assert_eq!(s.counts("relaunched").expect("counts")[&ExecState::Pending], 1, "the refusal changed nothing");
+    lifecycle::launch(s, &v2, RemovedSteps::Skip, 30).expect("forced");
+    let counts = s.counts("relaunched").expect("counts");
+    assert_eq!((counts[&ExecState::Pending], counts[&ExecState::Skipped]), (0, 1));
 }
 
 /// `enroll_triggered` may queue (SQLite) or enroll at once (PostgreSQL):

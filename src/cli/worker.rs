@@ -109,9 +109,6 @@ impl WorkerFlags {
     }
 }
 
-/// Starts `flags.concurrency` interpreter threads on `db`, each with its
-/// own store, provider and claims; they stop when `stop` is set (or, with
-/// `Until::Idle`, when nothing is left to run).
 /// Which command runs the interpreter threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -121,6 +118,9 @@ pub enum Host {
     Service,
 }
 
+/// Starts `flags.concurrency` interpreter threads on `db`, each with its
+/// own store, provider and claims; they stop when `stop` is set (or, with
+/// `Until::Idle`, when nothing is left to run).
 pub fn start(
     db: &Database,
     flags: &WorkerFlags,

@@ -289,11 +289,6 @@ pub struct Engine<'a> {
 
 /// When a failed send is tried again: 1, 2, 4 … minutes after the failure,
 /// at most an hour (the provider's own client already retried quickly).
-/// Queued triggers enrolled per batch, in batches' worth: more than a
-/// batch takes, so a queue that grew while the campaign was paused drains
-/// in a few batches, in transactions of bounded size.
-const DRAIN_BATCHES: usize = 1;
-
 pub fn retry_delay(attempts: u32) -> i64 {
     1i64 << attempts.saturating_sub(1).min(6)
 }
@@ -487,8 +482,10 @@ impl<'a> Engine<'a> {
     fn load(&mut self, now: i64) -> Result<Option<Batch>, EngineError> {
         let current = Rc::clone(&self.versions[&self.current]);
         // Triggers a store queued (`Store::enroll_triggered`) become
-        // executions first, so this batch can take them.
-        self.store.drain_triggered(&self.campaign, self.config.batch.saturating_mul(DRAIN_BATCHES), now)?;
+        // executions first, a batch's worth (the oldest), so this batch
+        // can take them and a queue that grew while the campaign was
+        // paused drains in transactions of bounded size.
+        self.store.drain_triggered(&self.campaign, self.config.batch, now)?;
         let due = self.store.claim(&self.campaign, now, self.config.batch, &current.due_fields, &self.lease)?;
         if due.is_empty() {
             return Ok(None);

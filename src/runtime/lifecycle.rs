@@ -132,6 +132,10 @@ fn launch_in(
         .map_err(|e| LifecycleError::Refused(format!("stored program of `{name}`: {e}")))?;
     let map = diff::map_versions(&old, program);
     let removed: Vec<StepId> = map.removed.iter().map(|(id, _)| id.clone()).collect();
+    // Triggers queued for the campaign (`Store::enroll_triggered`) are
+    // executions of the old version: enrolled first, so the check below
+    // and the migration see them as the others.
+    store.drain_triggered(name, usize::MAX, now)?;
     let waiting = store.waiting_at(name, &old.version.0, &removed)?;
     if waiting > 0 && removed_steps == RemovedSteps::Refuse {
         return Err(LifecycleError::Refused(format!(

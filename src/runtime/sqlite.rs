@@ -363,18 +363,22 @@ INSERT INTO data_version (id, token) VALUES (1, random());
     // place: with triggers for contacts scattered over the table, four
     // pages of the log per trigger; the runner's batch then writes
     // hundreds of queued triggers per commit, so a page takes many.
-    // `seq` orders a contact's triggers; `props` is the event's data (JSON).
+    // Keyed in the order it drains (oldest first), so a queue of any
+    // length drains a batch at a time from its start; `seq` orders a
+    // contact's triggers; `props` is the event's data (JSON). The index by
+    // contact serves re-entry, `enrolled` and events.
     r#"
 CREATE TABLE trigger_inbox (
   campaign TEXT NOT NULL,
+  at INTEGER NOT NULL,
   contact_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
   version TEXT NOT NULL,
   step TEXT NOT NULL,
-  at INTEGER NOT NULL,
   props TEXT NOT NULL,
-  PRIMARY KEY (campaign, contact_id, seq)
+  PRIMARY KEY (campaign, at, contact_id, seq)
 ) WITHOUT ROWID;
+CREATE INDEX trigger_inbox_by_contact ON trigger_inbox (contact_id, campaign);
 "#,
 ];
 
@@ -1052,6 +1056,10 @@ impl Drop for Nested<'_> {
     }
 }
 
+fn run_params<P: rusqlite::Params>(conn: &Connection, sql: &str, p: P) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute(p)).map_err(classify)
+}
+
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(classify)
 }
@@ -1095,6 +1103,15 @@ fn new_data_version(conn: &Connection) -> Result<(), StoreError> {
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
+
+/// `?1,?2,…,?n`: numbered, so one statement may name the list twice.
+fn numbered(n: usize) -> String {
+    (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(",")
+}
+
+/// The schema that queues API triggers (`trigger_inbox`); an older file,
+/// read as it is, has none queued.
+const QUEUED_TRIGGERS: i64 = 9;
 
 /// The longest window a frequency cap may have, in minutes (365 days).
 const LONGEST_CAP_WINDOW: i64 = 365 * 24 * 60;
@@ -1362,10 +1379,20 @@ impl Store for SqliteStore {
         if contacts.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})",
-            placeholders(contacts.len())
-        );
+        // A queued trigger's `campaign.triggered` event is the contact's
+        // from the trigger's answer on, as its enrollment is.
+        let sql = if self.schema >= QUEUED_TRIGGERS {
+            let list = numbered(contacts.len());
+            format!(
+                "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({list})
+                 UNION ALL SELECT contact_id, '{TRIGGERED}', at, props FROM trigger_inbox WHERE contact_id IN ({list})"
+            )
+        } else {
+            format!(
+                "SELECT contact_id, name, at, props FROM contact_events WHERE contact_id IN ({})",
+                placeholders(contacts.len())
+            )
+        };
         let mut stmt = self.conn.prepare_cached(&sql).map_err(classify)?;
         let rows = stmt
             .query_map(params_from_iter(contacts.iter()), |r| {
@@ -1506,7 +1533,7 @@ impl Store for SqliteStore {
             let mut queue = tx
                 .prepare_cached(
                     "INSERT INTO trigger_inbox (campaign, contact_id, seq, version, step, at, props)
-                     SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6 FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2",
+                     SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3, ?4, ?5, ?6 FROM trigger_inbox WHERE contact_id = ?2 AND campaign = ?1",
                 )
                 .map_err(classify)?;
             for e in entries {
@@ -1523,68 +1550,73 @@ impl Store for SqliteStore {
     }
 
     fn drain_triggered(&mut self, campaign: &str, limit: usize, now: i64) -> Result<u64, StoreError> {
-        struct Queued {
-            contact: ContactId,
-            seq: i64,
-            version: String,
-            step: StepId,
-            at: i64,
-            props: String,
-        }
-        let queued: Vec<Queued> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    // The oldest first: under a stream of triggers faster
-                    // than the batches, no contact waits behind later ones.
-                    "SELECT contact_id, seq, version, step, at, props FROM trigger_inbox WHERE campaign = ?1 ORDER BY at, contact_id, seq LIMIT ?2",
-                )
-                .map_err(classify)?;
-            let rows = stmt
-                .query_map(params![campaign, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                    Ok(Queued {
-                        contact: ContactId(r.get(0)?),
-                        seq: r.get(1)?,
-                        version: r.get(2)?,
-                        step: r.get(3)?,
-                        at: r.get(4)?,
-                        props: r.get(5)?,
-                    })
-                })
-                .map_err(classify)?;
-            rows.collect::<Result<_, _>>().map_err(classify)?
-        };
-        if queued.is_empty() {
+        if limit == 0 || self.schema < QUEUED_TRIGGERS {
             return Ok(0);
         }
-        let tx = Nested::begin(&self.conn)?;
-        {
-            let mut event = tx
-                .prepare_cached(
-                    "INSERT INTO contact_events (contact_id, name, at, props, key) VALUES (?1, ?2, ?3, ?4, NULL)",
-                )
-                .map_err(classify)?;
-            // The trigger was admitted under the campaign's re-entry rule
-            // when it was queued: each is the contact's next entry.
-            let mut enroll = tx
-                .prepare_cached(
-                    "INSERT INTO executions (campaign, contact_id, entry, version, step, state, wake_at, started_at, updated_at)
-                     SELECT ?1, ?2, COALESCE(MAX(entry), 0) + 1, ?3, ?4, 'pending', ?5, ?5, ?6
-                     FROM executions WHERE campaign = ?1 AND contact_id = ?2",
-                )
-                .map_err(classify)?;
-            let mut done = tx
-                .prepare_cached("DELETE FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2 AND seq = ?3")
-                .map_err(classify)?;
-            for q in &queued {
-                event.execute(params![q.contact, TRIGGERED, q.at, q.props]).map_err(classify)?;
-                enroll.execute(params![campaign, q.contact, q.version, q.step, q.at, now]).map_err(classify)?;
-                done.execute(params![campaign, q.contact, q.seq]).map_err(classify)?;
-            }
-            new_data_version(&tx)?;
+        // Cheap when there is nothing: one look at the primary key.
+        let any = cached_row(
+            &self.conn,
+            "SELECT 1 FROM trigger_inbox WHERE campaign = ?1 LIMIT 1",
+            params![campaign],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(classify)?;
+        if any.is_none() {
+            return Ok(0);
         }
+        // The oldest `limit` triggers (under a stream of triggers faster
+        // than the batches, no contact waits behind later ones): those up
+        // to the limit-th in key order, or all of them. Read before the
+        // transaction: a read transaction that then writes is refused at
+        // once (not waited for) if another connection committed meanwhile.
+        // A trigger queued between this read and the writes falls in the
+        // range or not, the same for the three statements below.
+        let last: Option<(i64, String, i64)> = cached_row(
+            &self.conn,
+            "SELECT at, contact_id, seq FROM trigger_inbox WHERE campaign = ?1 ORDER BY at, contact_id, seq LIMIT 1 OFFSET ?2",
+            params![campaign, i64::try_from(limit - 1).unwrap_or(i64::MAX)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(classify)?;
+        // Set by set, in three statements: a row at a time, the
+        // statements' own cost was most of the drain's.
+        let tx = Nested::begin(&self.conn)?;
+        let (at, contact, seq) = match &last {
+            Some((a, c, s)) => (Some(*a), Some(c.as_str()), Some(*s)),
+            None => (None, None, None),
+        };
+        const TAKEN: &str = "campaign = ?1 AND (?2 IS NULL OR (at, contact_id, seq) <= (?2, ?3, ?4))";
+        run_params(
+            &tx,
+            &format!(
+                "INSERT INTO contact_events (contact_id, name, at, props, key)
+                 SELECT contact_id, '{TRIGGERED}', at, props, NULL FROM trigger_inbox WHERE {TAKEN} ORDER BY at, contact_id, seq"
+            ),
+            params![campaign, at, contact, seq],
+        )?;
+        // Admitted under the campaign's re-entry rule when queued: each is
+        // the contact's next entry (two of one contact in turn, by `seq`).
+        run_params(
+            &tx,
+            &format!(
+                "INSERT INTO executions (campaign, contact_id, entry, version, step, state, wake_at, started_at, updated_at)
+                 SELECT ?1, i.contact_id,
+                   COALESCE((SELECT MAX(e.entry) FROM executions e WHERE e.campaign = ?1 AND e.contact_id = i.contact_id), 0)
+                     + ROW_NUMBER() OVER (PARTITION BY i.contact_id ORDER BY i.seq),
+                   i.version, i.step, 'pending', i.at, i.at, ?5
+                 FROM trigger_inbox i WHERE {TAKEN}"
+            ),
+            params![campaign, at, contact, seq, now],
+        )?;
+        let drained = tx
+            .prepare_cached(&format!("DELETE FROM trigger_inbox WHERE {TAKEN}"))
+            .and_then(|mut d| d.execute(params![campaign, at, contact, seq]))
+            .map_err(classify)?;
+        new_data_version(&tx)?;
         tx.commit()?;
-        Ok(queued.len() as u64)
+        Ok(drained as u64)
     }
 
     fn enroll_audience(
@@ -1778,11 +1810,14 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(classify)?;
-        let queued: Option<i64> =
+        let queued: Option<i64> = if self.schema >= QUEUED_TRIGGERS {
             cached_row(&self.conn, "SELECT MIN(at) FROM trigger_inbox WHERE campaign = ?1", params![campaign], |r| {
                 r.get(0)
             })
-            .map_err(classify)?;
+            .map_err(classify)?
+        } else {
+            None
+        };
         Ok([wake, retry, queued].into_iter().flatten().min())
     }
 
@@ -2216,12 +2251,16 @@ impl Store for SqliteStore {
             out.insert(state, n as u64);
         }
         // Triggers queued are enrolled already, pending at their first step.
-        let queued: i64 =
-            cached_row(&self.conn, "SELECT COUNT(*) FROM trigger_inbox WHERE campaign = ?1", params![campaign], |r| {
-                r.get(0)
-            })
+        if self.schema >= QUEUED_TRIGGERS {
+            let queued: i64 = cached_row(
+                &self.conn,
+                "SELECT COUNT(*) FROM trigger_inbox WHERE campaign = ?1",
+                params![campaign],
+                |r| r.get(0),
+            )
             .map_err(classify)?;
-        *out.entry(ExecState::Pending).or_default() += queued as u64;
+            *out.entry(ExecState::Pending).or_default() += queued as u64;
+        }
         Ok(out)
     }
 
@@ -2388,9 +2427,6 @@ impl Store for SqliteStore {
     }
 
     fn migrate_executions(&mut self, migration: &Migration<'_>, now: i64) -> Result<(u64, u64), StoreError> {
-        // Queued triggers are executions of the version they were admitted
-        // under: enrolled first, so they migrate with the others.
-        self.drain_triggered(migration.campaign, usize::MAX, now)?;
         let Migration { campaign, from, to, kept } = *migration;
         let tx = Nested::begin(&self.conn)?;
         tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS kept_steps (step TEXT PRIMARY KEY); DELETE FROM kept_steps;")
@@ -2524,12 +2560,14 @@ impl Store for SqliteStore {
     ) -> Result<std::collections::HashMap<ContactId, Option<i64>>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(if self.schema >= QUEUED_TRIGGERS {
                 "SELECT MAX(started) FROM (
-                   SELECT started_at AS started FROM executions WHERE campaign = ?1 AND contact_id = ?2
-                   UNION ALL SELECT at FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2)
-                 HAVING COUNT(*) > 0",
-            )
+                       SELECT started_at AS started FROM executions WHERE campaign = ?1 AND contact_id = ?2
+                       UNION ALL SELECT at FROM trigger_inbox WHERE contact_id = ?2 AND campaign = ?1)
+                     HAVING COUNT(*) > 0"
+            } else {
+                "SELECT MAX(started_at) FROM executions WHERE campaign = ?1 AND contact_id = ?2 HAVING COUNT(*) > 0"
+            })
             .map_err(classify)?;
         let mut found = std::collections::HashMap::new();
         for c in contacts {
@@ -2548,10 +2586,12 @@ impl Store for SqliteStore {
         // Point lookups on the primary key: no limit on how many contacts are asked about.
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(if self.schema >= QUEUED_TRIGGERS {
                 "SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2
-                 UNION ALL SELECT 1 FROM trigger_inbox WHERE campaign = ?1 AND contact_id = ?2",
-            )
+                 UNION ALL SELECT 1 FROM trigger_inbox WHERE contact_id = ?2 AND campaign = ?1"
+            } else {
+                "SELECT 1 FROM executions WHERE campaign = ?1 AND contact_id = ?2"
+            })
             .map_err(classify)?;
         let mut found = std::collections::HashSet::new();
         for c in contacts {
@@ -2618,6 +2658,36 @@ mod tests {
     /// A schema-1 database with one pending and one sent message migrates to
     /// schema 2 with the same idempotency keys, the pending one still found
     /// by recovery and the in-flight count right.
+    /// A reader beside an older file (not yet migrated by a writer) reads
+    /// it as it is: no queued triggers, no error for the missing queue.
+    #[test]
+    fn a_schema_8_file_is_read_without_a_trigger_queue() {
+        let path = temp_db("schema-8-reader");
+        {
+            let conn = Connection::open(&path).expect("db");
+            register_functions(&conn).expect("functions");
+            for m in &MIGRATIONS[..8] {
+                conn.execute_batch(m).expect("migration");
+            }
+            conn.pragma_update(None, "user_version", 8).expect("version");
+            conn.execute(
+                "INSERT INTO executions (campaign, contact_id, version, step, state, wake_at, started_at, updated_at)
+                 VALUES ('c', 'c1', 'v', 's', 'pending', 5, 5, 5)",
+                [],
+            )
+            .expect("execution");
+        }
+        let store = SqliteStore::open_as(&path, OpenMode::ReadOnly).expect("reader");
+        let c1: ContactId = "c1".into();
+        assert_eq!(store.counts("c").expect("counts")[&ExecState::Pending], 1);
+        assert_eq!(store.next_wake("c").expect("wake"), Some(5));
+        assert_eq!(store.latest_starts("c", &[&c1]).expect("starts").get(&c1), Some(&Some(5)));
+        assert!(store.enrolled("c", &[&c1]).expect("enrolled").contains(&c1));
+        assert!(store.events_for(&[&c1]).expect("events").is_empty());
+        let version: i64 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, 8, "a reader migrates nothing");
+    }
+
     #[test]
     fn schema_1_outbox_migrates_with_keys_and_pending_count() {
         let conn = Connection::open_in_memory().expect("db");
