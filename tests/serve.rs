@@ -678,6 +678,35 @@ fn a_trigger_for_an_enrolled_contact_records_nothing() {
     assert_eq!((events("c0"), events("c1")), (1, 1), "re-entry changes nothing");
 }
 
+/// A trigger's `data` is its `campaign.triggered` event: where the schema
+/// declares that event, data that does not fit it is refused as an
+/// ingested event would be, and nothing is enrolled.
+#[test]
+fn trigger_data_must_fit_a_declared_campaign_triggered_event() {
+    let dir = Dir::new("trigger-data");
+    let db = setup(
+        &dir,
+        &[(
+            "typed",
+            "event campaign.triggered { kind: string }\ncampaign typed {\n  trigger api\n  reentry always\n  send email.transactional hello\n}\n",
+        )],
+    );
+    let server = Server::start(&db, &[]);
+    let url = format!("{}/v1/campaigns/typed/trigger", server.base);
+    for (data, named) in [(r#"{"kind": 5}"#, "kind"), (r#"{"colour": "red"}"#, "colour")] {
+        let (s, r) = call("POST", &url, Some(TOKEN), Some(&format!(r#"{{"contacts": ["c0"], "data": {data}}}"#)));
+        assert_eq!((s, r["error"]["code"].as_str()), (422, Some("invalid-event")), "{data}: {r}");
+        assert!(r["error"]["message"].as_str().is_some_and(|m| m.contains(named) && m.contains("`data`")), "{r}");
+    }
+    let (s, r) = call("POST", &url, Some(TOKEN), Some(r#"{"contacts": ["c0"], "data": {"kind": "vip"}}"#));
+    assert_eq!((s, r["enrolled"].as_u64()), (202, Some(1)), "{r}");
+    until_triggers_enrolled(&db);
+    drop(server);
+    let events =
+        query_i64(&db, "SELECT COUNT(*) FROM contact_events WHERE contact_id = 'c0' AND name = 'campaign.triggered'");
+    assert_eq!(events, 1, "the refused triggers recorded nothing");
+}
+
 /// Issue 19: the trigger's `already_enrolled` answer follows the
 /// campaign's re-entry rule: under `always` every trigger is a new
 /// execution (with its own `campaign.triggered` event); under `after 1d`

@@ -173,6 +173,23 @@ pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> R
             .unwrap_or_default();
         return Err(EventError::UnknownName(format!("no event `{name}` is declared{help}")));
     };
+    check_props(name, declared, props)
+}
+
+/// Checks a trigger's `data`, the properties of the `campaign.triggered`
+/// event it records (besides `campaign`, which flowc adds), against that
+/// event's declaration, as an ingested event's are. Undeclared, the event
+/// takes any data: no condition can read a property of it.
+pub fn check_trigger_data(schema: &Schema, data: &Map<String, Value>) -> Result<(), EventError> {
+    let name = crate::runtime::store::TRIGGERED;
+    match schema.events.get(name) {
+        None => Ok(()),
+        Some(declared) => check_props(name, declared, data),
+    }
+}
+
+/// Each property is declared and of its declared type; `null` is absent.
+fn check_props(name: &str, declared: &BTreeMap<String, Field>, props: &Map<String, Value>) -> Result<(), EventError> {
     for (key, v) in props {
         let Some(field) = declared.get(key) else {
             let help = crate::suggest::help(key, declared.keys().map(String::as_str))

@@ -507,6 +507,17 @@ fn enroll_trigger(
             format!("campaign `{id}` is {}", st.as_str()),
         )));
     }
+    // The data is the `campaign.triggered` event's: checked as an ingested
+    // event's properties are (the schema read only when there is data).
+    if !data.is_empty() {
+        let schema = schema(store).map_err(Refusal::Refused)?;
+        contacts::check_trigger_data(&schema, data).map_err(|e| {
+            let why = match e {
+                contacts::EventError::UnknownName(m) | contacts::EventError::BadProp(m) => m,
+            };
+            Refusal::Refused(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", format!("`data`: {why}")))
+        })?;
+    }
     let mut unknown = Vec::new();
     let mut entries = Vec::new();
     let mut outside = 0;
