@@ -979,8 +979,9 @@ pub trait Store {
     /// A store may queue them instead, to enroll them at the campaign's
     /// next `drain_triggered`: from the moment this returns, its
     /// `latest_starts`, `enrolled`, `counts` and `next_wake` see them as
-    /// enrolled (pending, due at their `wake_at`), so a second trigger, a
-    /// report and a runner all agree with the answer the trigger got.
+    /// enrolled (pending, due at their `wake_at`) and its `events_for`
+    /// their events, so a second trigger, a report, a condition and a
+    /// runner all agree with the answer the trigger got.
     fn enroll_triggered(
         &mut self,
         program: &crate::compile::program::Program,
