@@ -173,14 +173,15 @@ pub fn check_event(schema: &Schema, name: &str, props: &Map<String, Value>) -> R
             .unwrap_or_default();
         return Err(EventError::UnknownName(format!("no event `{name}` is declared{help}")));
     };
-    check_props(name, declared, props)
+    check_props(name, declared, props).map_err(EventError::BadProp)
 }
 
 /// Checks a trigger's `data`, the properties of the `campaign.triggered`
 /// event it records (besides `campaign`, which flowc adds), against that
 /// event's declaration, as an ingested event's are. Undeclared, the event
 /// takes any data: no condition can read a property of it.
-pub fn check_trigger_data(schema: &Schema, data: &Map<String, Value>) -> Result<(), EventError> {
+/// Returns why it does not fit.
+pub fn check_trigger_data(schema: &Schema, data: &Map<String, Value>) -> Result<(), String> {
     let name = crate::runtime::store::TRIGGERED;
     match schema.events.get(name) {
         None => Ok(()),
@@ -189,18 +190,18 @@ pub fn check_trigger_data(schema: &Schema, data: &Map<String, Value>) -> Result<
 }
 
 /// Each property is declared and of its declared type; `null` is absent.
-fn check_props(name: &str, declared: &BTreeMap<String, Field>, props: &Map<String, Value>) -> Result<(), EventError> {
+fn check_props(name: &str, declared: &BTreeMap<String, Field>, props: &Map<String, Value>) -> Result<(), String> {
     for (key, v) in props {
         let Some(field) = declared.get(key) else {
             let help = crate::suggest::help(key, declared.keys().map(String::as_str))
                 .map(|h| format!("; {h}"))
                 .unwrap_or_default();
-            return Err(EventError::BadProp(format!("`{key}` is not a property of event `{name}`{help}")));
+            return Err(format!("`{key}` is not a property of event `{name}`{help}"));
         };
         if v.is_null() {
             continue;
         }
-        typed(field, v.clone()).map_err(|m| EventError::BadProp(format!("property `{key}` of event `{name}`: {m}")))?;
+        typed(field, v.clone()).map_err(|m| format!("property `{key}` of event `{name}`: {m}"))?;
     }
     Ok(())
 }

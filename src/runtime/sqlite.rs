@@ -1061,7 +1061,7 @@ fn run_params<P: rusqlite::Params>(conn: &Connection, sql: &str, p: P) -> Result
 }
 
 fn run_cached(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(|_| ()).map_err(classify)
+    run_params(conn, sql, []).map(|_| ())
 }
 
 /// While another connection holds the lock (`flowc serve`'s handlers and
@@ -1539,7 +1539,8 @@ impl Store for SqliteStore {
             for e in entries {
                 let data = props
                     .get(&e.contact)
-                    .map_or_else(|| "{}".to_string(), |p| serde_json::Value::Object((*p).clone()).to_string());
+                    .and_then(|p| serde_json::to_string(p).ok())
+                    .unwrap_or_else(|| "{}".to_string());
                 queue
                     .execute(params![program.campaign, e.contact, program.version.0, e.step, e.wake_at, data])
                     .map_err(classify)?;
@@ -1610,10 +1611,8 @@ impl Store for SqliteStore {
             ),
             params![campaign, at, contact, seq, now],
         )?;
-        let drained = tx
-            .prepare_cached(&format!("DELETE FROM trigger_inbox WHERE {TAKEN}"))
-            .and_then(|mut d| d.execute(params![campaign, at, contact, seq]))
-            .map_err(classify)?;
+        let drained =
+            run_params(&tx, &format!("DELETE FROM trigger_inbox WHERE {TAKEN}"), params![campaign, at, contact, seq])?;
         new_data_version(&tx)?;
         tx.commit()?;
         Ok(drained as u64)

@@ -511,10 +511,7 @@ fn enroll_trigger(
     // event's properties are (the schema read only when there is data).
     if !data.is_empty() {
         let schema = schema(store).map_err(Refusal::Refused)?;
-        contacts::check_trigger_data(&schema, data).map_err(|e| {
-            let why = match e {
-                contacts::EventError::UnknownName(m) | contacts::EventError::BadProp(m) => m,
-            };
+        contacts::check_trigger_data(&schema, data).map_err(|why| {
             Refusal::Refused(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", format!("`data`: {why}")))
         })?;
     }
