@@ -14,8 +14,14 @@
 //! requests refused at the token check (401), HTTP, routing and the
 //! access log with no store work.
 //!
+//! The trigger phase runs `FLOWC_BENCH_ROUNDS` times (default 3) against
+//! the same server, each round naming contacts no round named before, and
+//! the bench reports each round and their median: on a shared 2-core
+//! machine one round's figure moves by a tenth from run to run.
+//!
 //! `cargo bench --bench serve` (FLOWC_BENCH_REQUESTS to change the number
-//! of requests, default 100,000).
+//! of requests per round, default 100,000; FLOWC_BENCH_SERVE_ARGS to pass
+//! options to `flowc serve`, such as `--batch 2000`).
 
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -38,6 +44,7 @@ fn main() {
     let requests: usize = std::env::var("FLOWC_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000)
         / CONNECTIONS
         * CONNECTIONS;
+    let rounds: usize = std::env::var("FLOWC_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let dir = std::env::temp_dir().join(format!("flowc-serve-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -45,7 +52,7 @@ fn main() {
     std::fs::write(path("api.flow"), FLOW).expect("flow");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(path("c.jsonl")).expect("contacts"));
-        for i in 0..requests {
+        for i in 0..requests * rounds {
             // An address and consent, so the campaign's sends are made, not skipped.
             writeln!(
                 f,
@@ -60,6 +67,7 @@ fn main() {
     flowc(&["campaign", "launch", &path("api.flow"), "--db", &db, "--accept-cost"]);
     let mut server = Command::new(env!("CARGO_BIN_EXE_flowc"))
         .args(["serve", "--db", &db, "--listen", "127.0.0.1:0"])
+        .args(std::env::var("FLOWC_BENCH_SERVE_ARGS").unwrap_or_default().split_whitespace())
         .env("FLOWC_API_TOKEN", TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -76,13 +84,29 @@ fn main() {
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let addr: std::net::SocketAddr = base.parse().expect("address");
 
-    let before = thread_cpu(server.id());
-    let (secs, all) = drive(addr, requests, TOKEN, 202);
-    report(&format!("flowc serve: {} trigger requests over {CONNECTIONS} connections", all.len()), secs, &all);
-    cpu_per_request(&before, &thread_cpu(server.id()), all.len());
+    let mut rates = Vec::new();
+    for round in 0..rounds {
+        let before = thread_cpu(server.id());
+        let (secs, all) = drive(addr, round * requests, requests, TOKEN, 202);
+        rates.push(report(
+            &format!("flowc serve, round {}: {} trigger requests over {CONNECTIONS} connections", round + 1, all.len()),
+            secs,
+            &all,
+        ));
+        cpu_per_request(&before, &thread_cpu(server.id()), all.len());
+    }
+    rates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let p99s: Vec<String> = rates.iter().map(|r| format!("{:.2?}", r.1)).collect();
+    eprintln!(
+        "flowc serve over {rounds} round(s): median {:.0} requests/s (min {:.0}, max {:.0}); p99 by round, slowest round first: {}",
+        rates[rates.len() / 2].0,
+        rates[0].0,
+        rates[rates.len() - 1].0,
+        p99s.join(", ")
+    );
     // The ceiling, same server, same run: requests refused at the token
     // check, so HTTP, routing and the log line with no store work.
-    let (secs, all) = drive(addr, requests, "not-the-bench-token-0123", 401);
+    let (secs, all) = drive(addr, 0, requests, "not-the-bench-token-0123", 401);
     report(&format!("ceiling (refused at the token check): {} requests", all.len()), secs, &all);
     // SIGTERM: the server finishes what it holds and exits.
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
@@ -92,8 +116,8 @@ fn main() {
         serde_json::from_str(&flowc(&["campaign", "report", "by_api", "--db", &db, "--format", "json"]))
             .expect("report");
     let total: u64 = report["executions"].as_object().expect("executions").values().filter_map(|v| v.as_u64()).sum();
-    eprintln!("enrolled exactly once: {total} executions for {requests} contacts");
-    assert_eq!(total, requests as u64);
+    eprintln!("enrolled exactly once: {total} executions for {} contacts", requests * rounds);
+    assert_eq!(total, (requests * rounds) as u64);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -140,26 +164,29 @@ fn cpu_per_request(
 }
 
 /// One line: what ran, its rate, and the median and 99th percentile of
-/// its latencies (sorted).
-fn report(what: &str, secs: f64, sorted: &[Duration]) {
+/// its latencies (sorted). Returns the rate and the 99th percentile.
+fn report(what: &str, secs: f64, sorted: &[Duration]) -> (f64, Duration) {
     let p = |q: f64| sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)];
-    eprintln!(
-        "{what} in {secs:.2} s = {:.0} requests/s; p50 {:.2?}, p99 {:.2?}",
-        sorted.len() as f64 / secs,
-        p(0.50),
-        p(0.99)
-    );
+    let rate = sorted.len() as f64 / secs;
+    eprintln!("{what} in {secs:.2} s = {rate:.0} requests/s; p50 {:.2?}, p99 {:.2?}", p(0.50), p(0.99));
+    (rate, p(0.99))
 }
 
 /// Sends `requests` triggers over `CONNECTIONS` keep-alive connections,
-/// each naming a contact no request named before, and checks each answer's
-/// status: the wall time and every latency, sorted.
+/// each naming a contact no request named before (from `c{first}` on), and
+/// checks each answer's status: the wall time and every latency, sorted.
 ///
 /// The connections are driven by one thread (tokio's current-thread
 /// runtime, one `epoll` for all of them), as `wrk` drives its own: with a
 /// blocking thread per connection, the client's wake-ups took about a third
 /// of the two cores it shares with the server.
-fn drive(addr: std::net::SocketAddr, requests: usize, token: &'static str, expect: u16) -> (f64, Vec<Duration>) {
+fn drive(
+    addr: std::net::SocketAddr,
+    first: usize,
+    requests: usize,
+    token: &'static str,
+    expect: u16,
+) -> (f64, Vec<Duration>) {
     let per = requests / CONNECTIONS;
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("runtime");
     rt.block_on(async move {
@@ -172,7 +199,7 @@ fn drive(addr: std::net::SocketAddr, requests: usize, token: &'static str, expec
                 let mut lat = Vec::with_capacity(per);
                 let mut buf = Vec::with_capacity(4096);
                 for k in 0..per {
-                    let body = format!("{{\"contacts\": [\"c{}\"]}}", w * per + k);
+                    let body = format!("{{\"contacts\": [\"c{}\"]}}", first + w * per + k);
                     let request = format!(
                         "POST /v1/campaigns/by_api/trigger HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                         body.len()
