@@ -17,7 +17,7 @@
 //! The trigger phase runs `FLOWC_BENCH_ROUNDS` times (default 3) against
 //! the same server, each round naming contacts no round named before, and
 //! the bench reports each round and their median: on a shared 2-core
-//! machine one round's figure moves by a tenth from run to run.
+//! machine one round's figure moved by up to a quarter within one sitting.
 //!
 //! `cargo bench --bench serve` (FLOWC_BENCH_REQUESTS to change the number
 //! of requests per round, default 100,000; FLOWC_BENCH_SERVE_ARGS to pass
